@@ -1,0 +1,1 @@
+"""Alerts: lifecycle, grouping, silences, inhibition and signed webhook delivery."""

@@ -1,0 +1,1 @@
+"""Analytics: resampling, charging profiles, the vectorized detectors and the scheduled jobs."""

@@ -1,0 +1,1 @@
+"""API: the FastAPI application, one module per resource."""

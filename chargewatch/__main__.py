@@ -1,0 +1,3 @@
+from chargewatch.cli import main
+
+main()

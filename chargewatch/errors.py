@@ -1,0 +1,69 @@
+"""The errors chargewatch raises.
+
+Every error the project raises derives from one root, so callers can catch exactly what they mean::
+
+    ChargewatchError
+    ├── ConfigError                 a setting is missing or invalid
+    ├── EventError                  one event (a line, an array item, a frame) is invalid
+    ├── InfluxError                 talking to InfluxDB failed
+    │   ├── InfluxConnectionError   unreachable, refused, timed out (after retries)
+    │   ├── InfluxAuthError         401/403: wrong or missing credentials
+    │   ├── InfluxNotFoundError     404: no such database or endpoint
+    │   ├── InfluxRequestError      400: the server rejected what was sent (bad line, bad query)
+    │   └── InfluxServerError       5xx that did not clear within the retries
+    └── InfluxdError                the local development InfluxDB could not be installed or run
+
+Errors of other libraries (httpx, orjson, OS errors) are translated where they occur, with the
+original kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class ChargewatchError(Exception):
+    """Root of every error chargewatch raises."""
+
+
+class ConfigError(ChargewatchError):
+    """A setting is missing or invalid."""
+
+
+class EventError(ChargewatchError):
+    """One event is invalid.
+
+    ``field`` names the offending key (``None`` when the whole record is at fault, e.g. bad JSON)
+    and ``reason`` says what is wrong with it, in words an operator understands.
+    """
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class InfluxError(ChargewatchError):
+    """Talking to InfluxDB failed."""
+
+
+class InfluxConnectionError(InfluxError):
+    """InfluxDB could not be reached (refused, timed out, DNS), even after retries."""
+
+
+class InfluxAuthError(InfluxError):
+    """InfluxDB refused the credentials (HTTP 401 or 403)."""
+
+
+class InfluxNotFoundError(InfluxError):
+    """The database or endpoint does not exist (HTTP 404)."""
+
+
+class InfluxRequestError(InfluxError):
+    """InfluxDB rejected the request itself (HTTP 400: bad line protocol, bad InfluxQL)."""
+
+
+class InfluxServerError(InfluxError):
+    """InfluxDB kept answering 5xx (or 429) until the retries ran out."""
+
+
+class InfluxdError(ChargewatchError):
+    """The local development InfluxDB could not be installed, started or stopped."""

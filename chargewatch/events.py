@@ -1,0 +1,428 @@
+"""Canonical events (CONTRACTS.md section 1) and their JSON Lines decoder.
+
+Every source (OCPP frames, HTTP batches, files) ends up as one of the five frozen event types
+below, so nothing further in does not know where a reading came from. Raw values are parsed into
+typed ones here: numbers that arrive as numeric strings become floats, statuses become enums,
+timestamps become integer nanoseconds since the Unix epoch (UTC), and id tags are replaced by
+their pseudonym before an event object even exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import IO, Any, TypeVar
+
+import orjson
+
+from chargewatch.errors import EventError
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "AuthorizationStatus",
+    "Authorize",
+    "ChargePointErrorCode",
+    "ChargePointStatus",
+    "Event",
+    "EventDecoder",
+    "EventType",
+    "Reading",
+    "SessionStart",
+    "SessionStop",
+    "StatusChange",
+    "iter_jsonl",
+]
+
+MAX_LINE_BYTES = 64 * 1024
+_MAX_ID_CHARS = 128
+_MAX_TEXT_CHARS = 1024
+_MAX_CONNECTOR_ID = 10_000
+# InfluxDB stores nanoseconds in a signed 64-bit integer: 1677-09-21 .. 2262-04-11.
+_MIN_TS_NS = -(2**63) + 1
+_MAX_TS_NS = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class EventType(StrEnum):
+    READING = "reading"
+    SESSION_START = "session_start"
+    SESSION_STOP = "session_stop"
+    STATUS = "status"
+    AUTHORIZE = "authorize"
+
+
+class ChargePointStatus(StrEnum):
+    """OCPP 1.6 ChargePointStatus."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    SUSPENDED_EV = "SuspendedEV"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class ChargePointErrorCode(StrEnum):
+    """OCPP 1.6 ChargePointErrorCode."""
+
+    CONNECTOR_LOCK_FAILURE = "ConnectorLockFailure"
+    EV_COMMUNICATION_ERROR = "EVCommunicationError"
+    GROUND_FAILURE = "GroundFailure"
+    HIGH_TEMPERATURE = "HighTemperature"
+    INTERNAL_ERROR = "InternalError"
+    LOCAL_LIST_CONFLICT = "LocalListConflict"
+    NO_ERROR = "NoError"
+    OTHER_ERROR = "OtherError"
+    OVER_CURRENT_FAILURE = "OverCurrentFailure"
+    OVER_VOLTAGE = "OverVoltage"
+    POWER_METER_FAILURE = "PowerMeterFailure"
+    POWER_SWITCH_FAILURE = "PowerSwitchFailure"
+    READER_FAILURE = "ReaderFailure"
+    RESET_FAILURE = "ResetFailure"
+    UNDER_VOLTAGE = "UnderVoltage"
+    WEAK_SIGNAL = "WeakSignal"
+
+
+class AuthorizationStatus(StrEnum):
+    """OCPP 1.6 AuthorizationStatus."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One meter sample of a connector; ``None`` means not measured."""
+
+    ts_ns: int
+    station_id: str
+    connector_id: int
+    session_id: str | None = None
+    energy_wh: float | None = None
+    power_w: float | None = None
+    power_offered_w: float | None = None
+    current_a: float | None = None
+    voltage_v: float | None = None
+    soc_pct: float | None = None
+    temperature_c: float | None = None
+
+    type = EventType.READING
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    ts_ns: int
+    station_id: str
+    connector_id: int
+    session_id: str
+    id_pseudonym: str
+    meter_start_wh: float | None = None
+
+    type = EventType.SESSION_START
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStop:
+    ts_ns: int
+    station_id: str
+    connector_id: int
+    session_id: str
+    meter_stop_wh: float | None = None
+    reason: str | None = None
+
+    type = EventType.SESSION_STOP
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    ts_ns: int
+    station_id: str
+    connector_id: int
+    status: ChargePointStatus
+    error_code: ChargePointErrorCode = ChargePointErrorCode.NO_ERROR
+    vendor_error_code: str | None = None
+    info: str | None = None
+
+    type = EventType.STATUS
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    ts_ns: int
+    station_id: str
+    id_pseudonym: str
+    result: AuthorizationStatus
+
+    type = EventType.AUTHORIZE
+
+
+Event = Reading | SessionStart | SessionStop | StatusChange | Authorize
+
+# Optional measured values of a reading, and the physically possible range of each
+# (None: unbounded on that side). Power and current may be negative: bidirectional chargers export.
+_READING_VALUES: tuple[tuple[str, float | None, float | None], ...] = (
+    ("energy_wh", 0.0, None),
+    ("power_w", None, None),
+    ("power_offered_w", 0.0, None),
+    ("current_a", None, None),
+    ("voltage_v", 0.0, None),
+    ("soc_pct", 0.0, 100.0),
+    ("temperature_c", -273.15, None),
+)
+
+
+def parse_ts(value: Any, field: str = "ts") -> int:
+    """An RFC 3339 timestamp with a zone, as integer nanoseconds since the epoch (UTC)."""
+    if not isinstance(value, str):
+        raise EventError(field, f"must be an RFC 3339 timestamp string, got {_kind(value)}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(field, f"{_clip(value)!r} is not an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise EventError(field, f"{_clip(value)!r} has no zone (add Z or an offset like +01:00)")
+    try:
+        ts_ns = ((moment - _EPOCH) // _ONE_US) * 1000
+    except OverflowError:
+        raise EventError(field, f"{_clip(value)!r} is out of range") from None
+    if not _MIN_TS_NS <= ts_ns <= _MAX_TS_NS:
+        raise EventError(field, f"{_clip(value)!r} is outside 1677..2262, which InfluxDB can store")
+    return ts_ns
+
+
+def format_ts(ts_ns: int) -> str:
+    """RFC 3339 UTC with milliseconds, the form the project writes."""
+    moment = _EPOCH + timedelta(microseconds=ts_ns // 1000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class EventDecoder:
+    """Turns decoded JSON objects into events; every failure is an ``EventError`` naming the field.
+
+    ``pseudonymize`` maps a clear id tag to its pseudonym; the clear value is dropped right here.
+    """
+
+    def __init__(self, pseudonymize: Callable[[str], str]) -> None:
+        self._pseudonymize = pseudonymize
+        self._decoders: dict[str, Callable[[dict[str, Any]], Event]] = {
+            EventType.READING: self._reading,
+            EventType.SESSION_START: self._session_start,
+            EventType.SESSION_STOP: self._session_stop,
+            EventType.STATUS: self._status,
+            EventType.AUTHORIZE: self._authorize,
+        }
+
+    def decode_line(self, line: bytes | str) -> Event:
+        """One JSON Lines line (without needing its newline stripped)."""
+        if len(line) > MAX_LINE_BYTES:
+            raise EventError(None, f"line is longer than {MAX_LINE_BYTES} bytes")
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise EventError(None, f"not valid JSON ({exc.msg})") from None
+        return self.decode(obj)
+
+    def decode(self, obj: Any) -> Event:
+        """One event given as a decoded JSON object."""
+        if not isinstance(obj, dict):
+            raise EventError(None, f"an event must be a JSON object, got {_kind(obj)}")
+        kind = obj.get("type")
+        decoder = self._decoders.get(kind) if isinstance(kind, str) else None
+        if decoder is None:
+            if kind is None:
+                raise EventError("type", "is required")
+            raise EventError("type", f"{_clip(str(kind))!r} is not one of {', '.join(EventType)}")
+        return decoder(obj)
+
+    def _reading(self, obj: dict[str, Any]) -> Reading:
+        values: dict[str, float | None] = {}
+        for key, low, high in _READING_VALUES:
+            values[key] = _number(obj.get(key), key, low, high)
+        session_id = _optional_id(obj.get("session_id"), "session_id")
+        if session_id is None and all(v is None for v in values.values()):
+            raise EventError(None, "reading has no session_id and no measured value")
+        return Reading(
+            parse_ts(obj.get("ts")),
+            _id(obj.get("station_id"), "station_id"),
+            _connector(obj.get("connector_id")),
+            session_id,
+            **values,
+        )
+
+    def _session_start(self, obj: dict[str, Any]) -> SessionStart:
+        return SessionStart(
+            parse_ts(obj.get("ts")),
+            _id(obj.get("station_id"), "station_id"),
+            _connector(obj.get("connector_id")),
+            _id(obj.get("session_id"), "session_id"),
+            self._pseudonymize(_id(obj.get("id_tag"), "id_tag")),
+            _number(obj.get("meter_start_wh"), "meter_start_wh", 0.0, None),
+        )
+
+    def _session_stop(self, obj: dict[str, Any]) -> SessionStop:
+        return SessionStop(
+            parse_ts(obj.get("ts")),
+            _id(obj.get("station_id"), "station_id"),
+            _connector(obj.get("connector_id")),
+            _id(obj.get("session_id"), "session_id"),
+            _number(obj.get("meter_stop_wh"), "meter_stop_wh", 0.0, None),
+            _optional_id(obj.get("reason"), "reason"),
+        )
+
+    def _status(self, obj: dict[str, Any]) -> StatusChange:
+        error_code = obj.get("error_code")
+        return StatusChange(
+            parse_ts(obj.get("ts")),
+            _id(obj.get("station_id"), "station_id"),
+            _connector(obj.get("connector_id")),
+            _enum(ChargePointStatus, obj.get("status"), "status"),
+            ChargePointErrorCode.NO_ERROR
+            if error_code is None
+            else _enum(ChargePointErrorCode, error_code, "error_code"),
+            _optional_id(obj.get("vendor_error_code"), "vendor_error_code"),
+            _text(obj.get("info"), "info"),
+        )
+
+    def _authorize(self, obj: dict[str, Any]) -> Authorize:
+        return Authorize(
+            parse_ts(obj.get("ts")),
+            _id(obj.get("station_id"), "station_id"),
+            self._pseudonymize(_id(obj.get("id_tag"), "id_tag")),
+            _enum(AuthorizationStatus, obj.get("result"), "result"),
+        )
+
+
+def iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``(line_number, line)`` for each non-blank line, 1-based, in bounded memory.
+
+    A line longer than ``MAX_LINE_BYTES`` is yielded cut short (so its decoding fails with a
+    clear reason) and the rest of it is skipped without being held in memory.
+    """
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:  # drain the rest of the over-long line
+                rest = stream.readline(MAX_LINE_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        if line.strip():
+            yield number, line
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
+        type(value), "an array" if isinstance(value, list) else "an object"
+    )
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _id(value: Any, field: str) -> str:
+    if value is None:
+        raise EventError(field, "is required")
+    text = _optional_id(value, field)
+    if text is None:
+        raise EventError(field, "is required")
+    return text
+
+
+def _optional_id(value: Any, field: str) -> str | None:
+    """An identifier: a non-empty string of printable characters, at most 128 of them."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(field, f"must be a string, got {_kind(value)}")
+    if not value or value.isspace():
+        raise EventError(field, "must not be empty")
+    if len(value) > _MAX_ID_CHARS:
+        raise EventError(field, f"is longer than {_MAX_ID_CHARS} characters")
+    if not value.isprintable():
+        raise EventError(field, "contains control characters")
+    return value
+
+
+def _text(value: Any, field: str) -> str | None:
+    """Free text: control characters (line breaks included) become spaces."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(field, f"must be a string, got {_kind(value)}")
+    if len(value) > _MAX_TEXT_CHARS:
+        raise EventError(field, f"is longer than {_MAX_TEXT_CHARS} characters")
+    if not value.isprintable():
+        value = "".join(c if c.isprintable() else " " for c in value)
+    return value or None
+
+
+def _connector(value: Any) -> int:
+    field = "connector_id"
+    if value is None:
+        raise EventError(field, "is required")
+    if isinstance(value, bool):
+        raise EventError(field, "must be an integer, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise EventError(field, f"must be an integer >= 0, got {_clip(repr(value))}")
+    if not 0 <= number <= _MAX_CONNECTOR_ID:
+        raise EventError(field, f"must be within 0..{_MAX_CONNECTOR_ID}, got {number}")
+    return number
+
+
+def _number(value: Any, field: str, low: float | None, high: float | None) -> float | None:
+    """A JSON number or numeric string (OCPP 1.6 sends strings) within the physical range."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise EventError(field, f"{_clip(value)!r} is not a number") from None
+    else:
+        raise EventError(field, f"must be a number, got {_kind(value)}")
+    if not math.isfinite(number):
+        raise EventError(field, f"must be a finite number, got {_clip(str(value))}")
+    if low is not None and number < low:
+        raise EventError(field, f"must be >= {low:g}, got {number:g}")
+    if high is not None and number > high:
+        raise EventError(field, f"must be <= {high:g}, got {number:g}")
+    return number
+
+
+def _enum(enum: type[_E], value: Any, field: str) -> _E:
+    if value is None:
+        raise EventError(field, "is required")
+    if not isinstance(value, str):
+        raise EventError(field, f"must be a string, got {_kind(value)}")
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise EventError(field, f"{_clip(value)!r} is not one of {allowed}") from None

@@ -1,0 +1,67 @@
+"""Settings, read from ``CHARGEWATCH_*`` environment variables or a ``.env`` file.
+
+Built once by the entry point (``Settings()``) and passed down; nothing reads the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chargewatch.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every setting of chargewatch; see the README for what each is for."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGEWATCH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "chargewatch"
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_timeout_s: float = Field(default=30.0, gt=0)
+    influx_batch_lines: int = Field(default=5000, ge=1, le=100_000)
+    influx_gzip: bool = True
+    influx_max_retries: int = Field(default=6, ge=0, le=100)
+
+    data_dir: Path = Path("./var")
+
+    # Keyed HMAC key for id tags. When unset, one is generated on first use and kept in
+    # ``data_dir/pseudonym.key`` (mode 0600).
+    pseudonym_key: SecretStr | None = None
+
+    @field_validator("influx_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("influx_database")
+    @classmethod
+    def _database_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+def load_settings() -> Settings:
+    """Build the settings, turning pydantic's report into one ``ConfigError`` naming each field."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CHARGEWATCH_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

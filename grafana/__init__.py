@@ -1,0 +1,1 @@
+"""Grafana: data source and dashboard provisioning, and the code that generates dashboards."""

@@ -1,0 +1,1 @@
+"""Models: learned detector parameters, training, evaluation and the versioned registry."""

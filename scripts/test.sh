@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: lint (ruff), types (mypy --strict on the packages), tests (pytest, against
+# a real InfluxDB that the suite starts on a free loopback port). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/pytest "$@"

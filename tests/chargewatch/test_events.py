@@ -1,0 +1,181 @@
+"""The event decoder: what CONTRACTS.md section 1 accepts, and a precise reason for what it rejects."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chargewatch.errors import EventError
+from chargewatch.events import (
+    MAX_LINE_BYTES,
+    AuthorizationStatus,
+    Authorize,
+    ChargePointErrorCode,
+    ChargePointStatus,
+    EventDecoder,
+    Reading,
+    SessionStart,
+    SessionStop,
+    StatusChange,
+    format_ts,
+    iter_jsonl,
+    parse_ts,
+)
+
+decoder = EventDecoder(lambda tag: f"pseudo({tag})")
+TS = "2026-11-24T08:15:30.250Z"
+TS_NS = 1_795_508_130_250_000_000
+
+
+def reading(**extra: Any) -> dict[str, Any]:
+    return {"type": "reading", "ts": TS, "station_id": "ST-1", "connector_id": 1, **extra}
+
+
+def test_reading_with_numeric_strings_as_ocpp_1_6_sends_them() -> None:
+    event = decoder.decode(reading(energy_wh="1500.5", power_w="7200", soc_pct="42"))
+    assert event == Reading(TS_NS, "ST-1", 1, None, 1500.5, 7200.0, None, None, None, 42.0, None)
+
+
+def test_null_means_not_measured_and_unknown_keys_are_ignored() -> None:
+    event = decoder.decode(reading(session_id="s1", power_w=None, firmware="1.2"))
+    assert event == Reading(TS_NS, "ST-1", 1, "s1")
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected_ns"),
+    [
+        ("2026-11-24T08:15:30.250Z", TS_NS),
+        ("2026-11-24T09:15:30.250+01:00", TS_NS),
+        ("2026-11-24T08:15:30.250123456Z", TS_NS + 123_000),  # kept to the microsecond
+        ("2026-11-24 08:15:30.250Z", TS_NS),  # RFC 3339 allows a space for the T
+        ("1970-01-01T00:00:05Z", 5_000_000_000),  # a charger booted with a 1970 clock is data
+    ],
+)
+def test_timestamps_are_utc_nanoseconds(ts: str, expected_ns: int) -> None:
+    assert parse_ts(ts) == expected_ns
+
+
+def test_format_ts_round_trips_milliseconds() -> None:
+    assert format_ts(TS_NS) == TS
+    assert parse_ts(format_ts(TS_NS)) == TS_NS
+
+
+def test_every_type_decodes_and_id_tags_are_pseudonymized_at_once() -> None:
+    base = {"ts": TS, "station_id": "ST-1", "connector_id": 2}
+    start = decoder.decode(
+        {**base, "type": "session_start", "session_id": "s1", "id_tag": "04AB", "meter_start_wh": 10}
+    )
+    stop = decoder.decode({**base, "type": "session_stop", "session_id": "s1", "reason": "Local"})
+    status = decoder.decode({**base, "type": "status", "status": "Faulted", "error_code": "GroundFailure"})
+    auth = decoder.decode({"type": "authorize", "ts": TS, "station_id": "ST-1", "id_tag": "04AB", "result": "Blocked"})
+    assert start == SessionStart(TS_NS, "ST-1", 2, "s1", "pseudo(04AB)", 10.0)
+    assert stop == SessionStop(TS_NS, "ST-1", 2, "s1", None, "Local")
+    assert status == StatusChange(
+        TS_NS, "ST-1", 2, ChargePointStatus.FAULTED, ChargePointErrorCode.GROUND_FAILURE
+    )
+    assert auth == Authorize(TS_NS, "ST-1", "pseudo(04AB)", AuthorizationStatus.BLOCKED)
+
+
+def test_status_error_code_defaults_to_no_error_and_info_loses_control_characters() -> None:
+    event = decoder.decode(
+        {"type": "status", "ts": TS, "station_id": "S", "connector_id": 0, "status": "Available",
+         "info": "line one\nline two"}
+    )
+    assert isinstance(event, StatusChange)
+    assert event.error_code is ChargePointErrorCode.NO_ERROR
+    assert event.info == "line one line two"
+
+
+INVALID: list[tuple[str, object, str | None, str]] = [
+    # (case, the JSON value or raw line, field named, words in the reason)
+    ("not json", b'{"type": "reading",', None, "not valid JSON"),
+    ("not an object", b"[1, 2]", None, "must be a JSON object"),
+    ("no type", {"ts": TS}, "type", "is required"),
+    ("unknown type", {"type": "meter"}, "type", "is not one of"),
+    ("no ts", {**reading(power_w=1), "ts": None}, "ts", "RFC 3339"),
+    ("ts not parseable", reading(power_w=1, ts="yesterday"), "ts", "not an RFC 3339"),
+    ("ts without zone", reading(power_w=1, ts="2026-11-24T08:15:30"), "ts", "no zone"),
+    ("ts a number", reading(power_w=1, ts=1700000000), "ts", "got a number"),
+    ("ts beyond 2262", reading(power_w=1, ts="2300-01-01T00:00:00Z"), "ts", "1677..2262"),
+    ("no station", {**reading(power_w=1), "station_id": None}, "station_id", "is required"),
+    ("station not a string", reading(power_w=1, station_id=5), "station_id", "must be a string"),
+    ("empty station", reading(power_w=1, station_id=" "), "station_id", "must not be empty"),
+    ("station with newline", reading(power_w=1, station_id="a\nb"), "station_id", "control"),
+    ("no connector", {**reading(power_w=1), "connector_id": None}, "connector_id", "is required"),
+    ("negative connector", reading(power_w=1, connector_id=-1), "connector_id", "within 0.."),
+    ("fractional connector", reading(power_w=1, connector_id=1.5), "connector_id", "integer"),
+    ("boolean connector", reading(power_w=1, connector_id=True), "connector_id", "boolean"),
+    ("negative voltage", reading(voltage_v=-230), "voltage_v", ">= 0"),
+    ("soc above 100", reading(soc_pct=140), "soc_pct", "<= 100"),
+    ("soc below 0", reading(soc_pct="-1"), "soc_pct", ">= 0"),
+    ("negative register", reading(energy_wh=-5), "energy_wh", ">= 0"),
+    ("negative offered power", reading(power_offered_w=-1), "power_offered_w", ">= 0"),
+    ("below absolute zero", reading(temperature_c=-300), "temperature_c", ">= -273.15"),
+    ("power not a number", reading(power_w="fast"), "power_w", "is not a number"),
+    ("power NaN string", reading(power_w="NaN"), "power_w", "finite"),
+    ("power a list", reading(power_w=[1]), "power_w", "got an array"),
+    ("empty reading", reading(), None, "no measured value"),
+    ("start without id_tag", {"type": "session_start", "ts": TS, "station_id": "S", "connector_id": 1, "session_id": "s"}, "id_tag", "is required"),
+    ("stop without session", {"type": "session_stop", "ts": TS, "station_id": "S", "connector_id": 1}, "session_id", "is required"),
+    ("unknown status", {"type": "status", "ts": TS, "station_id": "S", "connector_id": 1, "status": "Broken"}, "status", "is not one of"),
+    ("unknown error code", {"type": "status", "ts": TS, "station_id": "S", "connector_id": 1, "status": "Faulted", "error_code": "Smoke"}, "error_code", "is not one of"),
+    ("unknown auth result", {"type": "authorize", "ts": TS, "station_id": "S", "id_tag": "x", "result": "Maybe"}, "result", "is not one of"),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "field", "words"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_events_are_rejected_naming_the_field_and_reason(
+    case: str, value: object, field: str | None, words: str
+) -> None:
+    line = value if isinstance(value, bytes) else orjson.dumps(value)
+    with pytest.raises(EventError) as caught:
+        decoder.decode_line(line)
+    assert caught.value.field == field
+    assert words in caught.value.reason
+
+
+def test_iter_jsonl_numbers_lines_skips_blank_ones_and_cuts_over_long_ones() -> None:
+    long_line = b'{"x": "' + b"a" * (MAX_LINE_BYTES + 10) + b'"}\n'
+    stream = io.BytesIO(b'{"a": 1}\n\n   \n' + long_line + b'{"b": 2}')
+    lines = list(iter_jsonl(stream))
+    assert [number for number, _ in lines] == [1, 4, 5]
+    assert len(lines[1][1]) == MAX_LINE_BYTES + 1
+    assert lines[2][1] == b'{"b": 2}'
+    with pytest.raises(EventError, match="longer than"):
+        decoder.decode_line(lines[1][1])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = ["type", "ts", "station_id", "connector_id", "session_id", "energy_wh", "power_w",
+        "soc_pct", "voltage_v", "id_tag", "status", "error_code", "result", "info", "reason"]
+events_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["reading", "session_start", "session_stop", "status", "authorize", "x"])},
+    optional={key: json_values | st.just(TS) | st.just("7") for key in KEYS[1:]},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(events_like)
+def test_any_object_either_decodes_or_raises_event_error(obj: dict[str, Any]) -> None:
+    try:
+        decoder.decode(obj)
+    except EventError as exc:
+        assert exc.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_either_decode_or_raise_event_error(raw: bytes) -> None:
+    try:
+        decoder.decode_line(raw)
+    except EventError as exc:
+        assert exc.reason
