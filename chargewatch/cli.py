@@ -7,7 +7,6 @@ Each command builds the settings once, wires the stages it needs, and turns ever
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,15 +58,17 @@ def guarded(action: Callable[[], T]) -> T:
 
 
 @contextmanager
-def progress_bar(description: str, total: float | None, *, bytes_: bool = False) -> Iterator[
-    Callable[[float], None]
-]:
+def progress_bar(
+    description: str, total: float | None, *, bytes_: bool = False
+) -> Iterator[Callable[[float], None]]:
     """A rich progress bar on a terminal; nothing when output is piped."""
     if not stderr.is_terminal:
         yield lambda _done: None
         return
     columns = [TextColumn("{task.description}"), BarColumn()]
-    columns += [TransferSpeedColumn()] if bytes_ else [TextColumn("{task.completed:.0f}/{task.total:.0f}")]
+    columns += (
+        [TransferSpeedColumn()] if bytes_ else [TextColumn("{task.completed:.0f}/{task.total:.0f}")]
+    )
     with Progress(*columns, TimeRemainingColumn(), console=stderr, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda done: progress.update(task, completed=done)
@@ -124,7 +125,8 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="Event file (JSON Lines, .gz allowed).")],
 ) -> None:
     """Load an event file into InfluxDB. Exit 0: all written; 1: some lines rejected."""
-    from ingest.files import IngestReport, Rejection, ingest_stream, open_events
+    from ingest.encode import Rejection
+    from ingest.files import IngestReport, ingest_stream, open_events
     from ingest.pseudonym import load_pseudonymizer
 
     settings = guarded(load_settings)
@@ -175,7 +177,8 @@ def _local_influxd(settings: Settings, data_dir: Path | None) -> LocalInfluxd:
     url = urlsplit(settings.influx_url)
     if url.hostname not in {"127.0.0.1", "localhost", "::1"}:
         raise ConfigError(
-            f"CHARGEWATCH_INFLUX_URL points at {url.hostname}; a local InfluxDB runs on loopback only"
+            f"CHARGEWATCH_INFLUX_URL points at {url.hostname}; "
+            "a local InfluxDB runs on loopback only"
         )
     return LocalInfluxd(data_dir=data_dir or settings.data_dir / "influxdb", port=url.port or 8086)
 
@@ -187,7 +190,7 @@ DataDirOption = Annotated[
 
 @influxd_app.command("start")
 def influxd_start(data_dir: DataDirOption = None) -> None:
-    """Install InfluxDB if missing, start it on the port of CHARGEWATCH_INFLUX_URL, create the database."""
+    """Install InfluxDB if missing, start it on the URL's port, create the database."""
 
     def run() -> str:
         settings = load_settings()
@@ -227,4 +230,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,6 +1,6 @@
 """Canonical events (CONTRACTS.md section 1) and their JSON Lines decoder.
 
-Every source (OCPP frames, HTTP batches, files) ends up as one of the five frozen event types
+Every source (OCPP frames, HTTP batches, files) ends up as one of the five immutable event types
 below, so nothing further in does not know where a reading came from. Raw values are parsed into
 typed ones here: numbers that arrive as numeric strings become floats, statuses become enums,
 timestamps become integer nanoseconds since the Unix epoch (UTC), and id tags are replaced by
@@ -10,11 +10,11 @@ their pseudonym before an event object even exists.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -101,8 +101,11 @@ class AuthorizationStatus(StrEnum):
     CONCURRENT_TX = "ConcurrentTx"
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+# Events are NamedTuples: immutable like frozen dataclasses, and five times cheaper to build,
+# which matters at a million readings per file.
+
+
+class Reading(NamedTuple):
     """One meter sample of a connector; ``None`` means not measured."""
 
     ts_ns: int
@@ -117,11 +120,12 @@ class Reading:
     soc_pct: float | None = None
     temperature_c: float | None = None
 
-    type = EventType.READING
+    @property
+    def type(self) -> EventType:
+        return EventType.READING
 
 
-@dataclass(frozen=True, slots=True)
-class SessionStart:
+class SessionStart(NamedTuple):
     ts_ns: int
     station_id: str
     connector_id: int
@@ -129,11 +133,12 @@ class SessionStart:
     id_pseudonym: str
     meter_start_wh: float | None = None
 
-    type = EventType.SESSION_START
+    @property
+    def type(self) -> EventType:
+        return EventType.SESSION_START
 
 
-@dataclass(frozen=True, slots=True)
-class SessionStop:
+class SessionStop(NamedTuple):
     ts_ns: int
     station_id: str
     connector_id: int
@@ -141,11 +146,12 @@ class SessionStop:
     meter_stop_wh: float | None = None
     reason: str | None = None
 
-    type = EventType.SESSION_STOP
+    @property
+    def type(self) -> EventType:
+        return EventType.SESSION_STOP
 
 
-@dataclass(frozen=True, slots=True)
-class StatusChange:
+class StatusChange(NamedTuple):
     ts_ns: int
     station_id: str
     connector_id: int
@@ -154,32 +160,38 @@ class StatusChange:
     vendor_error_code: str | None = None
     info: str | None = None
 
-    type = EventType.STATUS
+    @property
+    def type(self) -> EventType:
+        return EventType.STATUS
 
 
-@dataclass(frozen=True, slots=True)
-class Authorize:
+class Authorize(NamedTuple):
     ts_ns: int
     station_id: str
     id_pseudonym: str
     result: AuthorizationStatus
 
-    type = EventType.AUTHORIZE
+    @property
+    def type(self) -> EventType:
+        return EventType.AUTHORIZE
 
 
 Event = Reading | SessionStart | SessionStop | StatusChange | Authorize
 
-# Optional measured values of a reading, and the physically possible range of each
-# (None: unbounded on that side). Power and current may be negative: bidirectional chargers export.
-_READING_VALUES: tuple[tuple[str, float | None, float | None], ...] = (
-    ("energy_wh", 0.0, None),
-    ("power_w", None, None),
-    ("power_offered_w", 0.0, None),
-    ("current_a", None, None),
-    ("voltage_v", 0.0, None),
+_FLOAT_MAX = sys.float_info.max
+# Optional measured values of a reading, and the physically possible range of each. Power and
+# current may be negative: bidirectional chargers export.
+_READING_VALUES: tuple[tuple[str, float, float], ...] = (
+    ("energy_wh", 0.0, _FLOAT_MAX),
+    ("power_w", -_FLOAT_MAX, _FLOAT_MAX),
+    ("power_offered_w", 0.0, _FLOAT_MAX),
+    ("current_a", -_FLOAT_MAX, _FLOAT_MAX),
+    ("voltage_v", 0.0, _FLOAT_MAX),
     ("soc_pct", 0.0, 100.0),
-    ("temperature_c", -273.15, None),
+    ("temperature_c", -273.15, _FLOAT_MAX),
 )
+_READING_KEYS = tuple(key for key, _low, _high in _READING_VALUES)
+_JSON_NUMBERS = frozenset({float, int})
 
 
 def parse_ts(value: Any, field: str = "ts") -> int:
@@ -246,18 +258,25 @@ class EventDecoder:
         return decoder(obj)
 
     def _reading(self, obj: dict[str, Any]) -> Reading:
-        values: dict[str, float | None] = {}
-        for key, low, high in _READING_VALUES:
-            values[key] = _number(obj.get(key), key, low, high)
-        session_id = _optional_id(obj.get("session_id"), "session_id")
-        if session_id is None and all(v is None for v in values.values()):
+        # The hot path of every ingest: in-range JSON numbers take the inline branch, anything
+        # else goes through _number for its full check and precise reason.
+        get = obj.get
+        raw: list[Any] = [get(key) for key in _READING_KEYS]
+        values = [
+            float(value)
+            if type(value) in _JSON_NUMBERS and low <= value <= high
+            else _number(value, key, low, high)
+            for value, (key, low, high) in zip(raw, _READING_VALUES, strict=True)
+        ]
+        session_id = _optional_id(get("session_id"), "session_id")
+        if session_id is None and values.count(None) == len(values):
             raise EventError(None, "reading has no session_id and no measured value")
         return Reading(
-            parse_ts(obj.get("ts")),
-            _id(obj.get("station_id"), "station_id"),
-            _connector(obj.get("connector_id")),
+            parse_ts(get("ts")),
+            _id(get("station_id"), "station_id"),
+            _connector(get("connector_id")),
             session_id,
-            **values,
+            *values,
         )
 
     def _session_start(self, obj: dict[str, Any]) -> SessionStart:
@@ -267,7 +286,7 @@ class EventDecoder:
             _connector(obj.get("connector_id")),
             _id(obj.get("session_id"), "session_id"),
             self._pseudonymize(_id(obj.get("id_tag"), "id_tag")),
-            _number(obj.get("meter_start_wh"), "meter_start_wh", 0.0, None),
+            _number(obj.get("meter_start_wh"), "meter_start_wh", 0.0, _FLOAT_MAX),
         )
 
     def _session_stop(self, obj: dict[str, Any]) -> SessionStop:
@@ -276,7 +295,7 @@ class EventDecoder:
             _id(obj.get("station_id"), "station_id"),
             _connector(obj.get("connector_id")),
             _id(obj.get("session_id"), "session_id"),
-            _number(obj.get("meter_stop_wh"), "meter_stop_wh", 0.0, None),
+            _number(obj.get("meter_stop_wh"), "meter_stop_wh", 0.0, _FLOAT_MAX),
             _optional_id(obj.get("reason"), "reason"),
         )
 
@@ -381,9 +400,9 @@ def _connector(value: Any) -> int:
         raise EventError(field, "must be an integer, got a boolean")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value)
-    elif isinstance(value, float) and value.is_integer():
+    elif (isinstance(value, str) and value.strip().isdigit()) or (
+        isinstance(value, float) and value.is_integer()
+    ):
         number = int(value)
     else:
         raise EventError(field, f"must be an integer >= 0, got {_clip(repr(value))}")
@@ -392,26 +411,23 @@ def _connector(value: Any) -> int:
     return number
 
 
-def _number(value: Any, field: str, low: float | None, high: float | None) -> float | None:
+def _number(value: Any, field: str, low: float, high: float) -> float | None:
     """A JSON number or numeric string (OCPP 1.6 sends strings) within the physical range."""
     if value is None:
         return None
-    if isinstance(value, float):
-        number = value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise EventError(field, f"{_clip(value)!r} is not a number") from None
-    else:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise EventError(field, f"must be a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise EventError(field, f"{_clip(str(value))!r} is not a number") from None
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number):
         raise EventError(field, f"must be a finite number, got {_clip(str(value))}")
-    if low is not None and number < low:
+    if number < low:
         raise EventError(field, f"must be >= {low:g}, got {number:g}")
-    if high is not None and number > high:
+    if number > high:
         raise EventError(field, f"must be <= {high:g}, got {number:g}")
     return number
 

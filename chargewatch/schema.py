@@ -101,19 +101,13 @@ class LineFormatter:
 
     def _reading(self, r: Reading) -> str:
         # The hot path of every ingest: formatted by hand rather than through format_point.
-        fields = []
+        # The measured values are the reading's fields after session_id, in READING_FIELDS order.
+        fields = [
+            f"{name}={value!r}"
+            for name, value in zip(READING_FIELDS, r[4:], strict=True)
+            if value is not None
+        ]
         if r.session_id is not None:
             fields.append("session_id=" + quote_string(r.session_id))
-        for name, value in (
-            ("energy_wh", r.energy_wh),
-            ("power_w", r.power_w),
-            ("power_offered_w", r.power_offered_w),
-            ("current_a", r.current_a),
-            ("voltage_v", r.voltage_v),
-            ("soc_pct", r.soc_pct),
-            ("temperature_c", r.temperature_c),
-        ):
-            if value is not None:
-                fields.append(f"{name}={value!r}")
         head = self._head(EventType.READING, r.station_id, r.connector_id)
         return f"{head} {','.join(fields)} {r.ts_ns}"

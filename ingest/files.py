@@ -1,6 +1,6 @@
 """Loading event files (JSON Lines, optionally gzip-compressed) into InfluxDB.
 
-The file is streamed line by line: memory stays bounded whatever its size. A bad line is
+The file is streamed in chunks of lines: memory stays bounded whatever its size. A bad line is
 reported with its number and reason and the rest carries on. Points are idempotent in InfluxDB
 (same measurement, tags and time overwrite), so loading a file again after a failure is safe.
 """
@@ -9,37 +9,24 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, cast
 
-from chargewatch.errors import EventError
 from chargewatch.events import EventDecoder, iter_jsonl
-from chargewatch.schema import LineFormatter
+from ingest.encode import ChunkEncoder, Rejection
 
-_PROGRESS_EVERY_LINES = 20_000
+CHUNK_LINES = 10_000
 
 
 class LineSink(Protocol):
     """Where formatted lines go (``chargewatch.influx.BatchWriter`` in production)."""
 
-    def add(self, line: str) -> None: ...
+    def add_many(self, lines: Iterable[str]) -> None: ...
 
     def flush(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """One line that was not ingested, and why."""
-
-    line: int
-    field: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}"
-        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
 
 
 @dataclass(slots=True)
@@ -69,7 +56,7 @@ class IngestReport:
 def open_events(path: Path) -> IO[bytes]:
     """Open an event file for reading as bytes; ``.gz`` files are decompressed on the fly."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -84,30 +71,21 @@ def ingest_stream(
 ) -> IngestReport:
     """Decode, validate and write every line of ``stream``; flushes ``sink`` at the end.
 
-    ``on_progress`` receives the number of bytes consumed so far, every few thousand lines.
-    Pass ``report`` to have the counts kept even when writing fails part-way (the sink raises).
+    ``on_progress`` receives the number of bytes consumed so far after each chunk. Pass
+    ``report`` to have the counts kept even when writing fails part-way (the sink raises).
     """
     report = report if report is not None else IngestReport()
-    formatter = LineFormatter()
-    written = report.written_by_type
-    for number, raw in iter_jsonl(stream):
-        report.lines = number
-        try:
-            event = decoder.decode_line(raw)
-            line = formatter.format(event)
-        except EventError as exc:
-            report.rejected += 1
-            on_reject(Rejection(number, exc.field, exc.reason))
-            continue
-        except ValueError as exc:  # a value line protocol cannot carry
-            report.rejected += 1
-            on_reject(Rejection(number, None, str(exc)))
-            continue
-        sink.add(line)
-        written[event.type] += 1
-        if on_progress is not None and number % _PROGRESS_EVERY_LINES == 0:
+    encoder = ChunkEncoder(decoder)
+    lines = iter_jsonl(stream)
+    while chunk_lines := list(islice(lines, CHUNK_LINES)):
+        chunk = encoder.encode_lines(chunk_lines)
+        sink.add_many(chunk.lines)
+        report.lines = chunk_lines[-1][0]
+        report.written_by_type.update(chunk.accepted_by_type)
+        report.rejected += len(chunk.rejections)
+        for rejection in chunk.rejections:
+            on_reject(rejection)
+        if on_progress is not None:
             on_progress(stream.tell())
     sink.flush()
-    if on_progress is not None:
-        on_progress(stream.tell())
     return report

@@ -1,4 +1,4 @@
-"""The event decoder: what CONTRACTS.md section 1 accepts, and a precise reason for what it rejects."""
+"""The event decoder: what CONTRACTS.md section 1 accepts, and a precise reason for the rest."""
 
 from __future__ import annotations
 
@@ -68,11 +68,21 @@ def test_format_ts_round_trips_milliseconds() -> None:
 def test_every_type_decodes_and_id_tags_are_pseudonymized_at_once() -> None:
     base = {"ts": TS, "station_id": "ST-1", "connector_id": 2}
     start = decoder.decode(
-        {**base, "type": "session_start", "session_id": "s1", "id_tag": "04AB", "meter_start_wh": 10}
+        {
+            **base,
+            "type": "session_start",
+            "session_id": "s1",
+            "id_tag": "04AB",
+            "meter_start_wh": 10,
+        }
     )
     stop = decoder.decode({**base, "type": "session_stop", "session_id": "s1", "reason": "Local"})
-    status = decoder.decode({**base, "type": "status", "status": "Faulted", "error_code": "GroundFailure"})
-    auth = decoder.decode({"type": "authorize", "ts": TS, "station_id": "ST-1", "id_tag": "04AB", "result": "Blocked"})
+    status = decoder.decode(
+        {**base, "type": "status", "status": "Faulted", "error_code": "GroundFailure"}
+    )
+    auth = decoder.decode(
+        {"type": "authorize", "ts": TS, "station_id": "ST-1", "id_tag": "04AB", "result": "Blocked"}
+    )
     assert start == SessionStart(TS_NS, "ST-1", 2, "s1", "pseudo(04AB)", 10.0)
     assert stop == SessionStop(TS_NS, "ST-1", 2, "s1", None, "Local")
     assert status == StatusChange(
@@ -83,8 +93,14 @@ def test_every_type_decodes_and_id_tags_are_pseudonymized_at_once() -> None:
 
 def test_status_error_code_defaults_to_no_error_and_info_loses_control_characters() -> None:
     event = decoder.decode(
-        {"type": "status", "ts": TS, "station_id": "S", "connector_id": 0, "status": "Available",
-         "info": "line one\nline two"}
+        {
+            "type": "status",
+            "ts": TS,
+            "station_id": "S",
+            "connector_id": 0,
+            "status": "Available",
+            "info": "line one\nline two",
+        }
     )
     assert isinstance(event, StatusChange)
     assert event.error_code is ChargePointErrorCode.NO_ERROR
@@ -120,11 +136,49 @@ INVALID: list[tuple[str, object, str | None, str]] = [
     ("power NaN string", reading(power_w="NaN"), "power_w", "finite"),
     ("power a list", reading(power_w=[1]), "power_w", "got an array"),
     ("empty reading", reading(), None, "no measured value"),
-    ("start without id_tag", {"type": "session_start", "ts": TS, "station_id": "S", "connector_id": 1, "session_id": "s"}, "id_tag", "is required"),
-    ("stop without session", {"type": "session_stop", "ts": TS, "station_id": "S", "connector_id": 1}, "session_id", "is required"),
-    ("unknown status", {"type": "status", "ts": TS, "station_id": "S", "connector_id": 1, "status": "Broken"}, "status", "is not one of"),
-    ("unknown error code", {"type": "status", "ts": TS, "station_id": "S", "connector_id": 1, "status": "Faulted", "error_code": "Smoke"}, "error_code", "is not one of"),
-    ("unknown auth result", {"type": "authorize", "ts": TS, "station_id": "S", "id_tag": "x", "result": "Maybe"}, "result", "is not one of"),
+    (
+        "start without id_tag",
+        {
+            "type": "session_start",
+            "ts": TS,
+            "station_id": "S",
+            "connector_id": 1,
+            "session_id": "s",
+        },
+        "id_tag",
+        "is required",
+    ),
+    (
+        "stop without session",
+        {"type": "session_stop", "ts": TS, "station_id": "S", "connector_id": 1},
+        "session_id",
+        "is required",
+    ),
+    (
+        "unknown status",
+        {"type": "status", "ts": TS, "station_id": "S", "connector_id": 1, "status": "Broken"},
+        "status",
+        "is not one of",
+    ),
+    (
+        "unknown error code",
+        {
+            "type": "status",
+            "ts": TS,
+            "station_id": "S",
+            "connector_id": 1,
+            "status": "Faulted",
+            "error_code": "Smoke",
+        },
+        "error_code",
+        "is not one of",
+    ),
+    (
+        "unknown auth result",
+        {"type": "authorize", "ts": TS, "station_id": "S", "id_tag": "x", "result": "Maybe"},
+        "result",
+        "is not one of",
+    ),
 ]
 
 
@@ -152,13 +206,34 @@ def test_iter_jsonl_numbers_lines_skips_blank_ones_and_cuts_over_long_ones() -> 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-KEYS = ["type", "ts", "station_id", "connector_id", "session_id", "energy_wh", "power_w",
-        "soc_pct", "voltage_v", "id_tag", "status", "error_code", "result", "info", "reason"]
+KEYS = [
+    "type",
+    "ts",
+    "station_id",
+    "connector_id",
+    "session_id",
+    "energy_wh",
+    "power_w",
+    "soc_pct",
+    "voltage_v",
+    "id_tag",
+    "status",
+    "error_code",
+    "result",
+    "info",
+    "reason",
+]
 events_like = st.fixed_dictionaries(
-    {"type": st.sampled_from(["reading", "session_start", "session_stop", "status", "authorize", "x"])},
+    {
+        "type": st.sampled_from(
+            ["reading", "session_start", "session_stop", "status", "authorize", "x"]
+        )
+    },
     optional={key: json_values | st.just(TS) | st.just("7") for key in KEYS[1:]},
 )
 

@@ -1,0 +1,210 @@
+"""Benchmark: `chargewatch ingest` against what InfluxDB itself costs.
+
+The floor is the same points, formatted as line protocol and (when gzip is on) compressed in
+advance, posted straight to the same InfluxDB by one writer in the same batches. chargewatch is
+the real command in a subprocess (start-up included) reading the simulated JSON Lines file.
+Both write into fresh databases of one private InfluxDB; each is run twice, alternating, and the
+best of each is kept. Prints readings per second for both, their ratio (target <= 1.3) and the
+ingest process's peak memory.
+
+    .venv/bin/python bench/ingest.py                      # 500 stations x 24 h
+    .venv/bin/python bench/ingest.py --stations 100 --hours 6   # a quick look
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder leads sys.path and its name would shadow the `ingest` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import gzip
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import httpx
+
+from chargewatch.events import EventDecoder, iter_jsonl
+from chargewatch.influx import InfluxClient, LocalInfluxd, find_or_install_influxd
+from chargewatch.schema import LineFormatter
+from ingest.pseudonym import Pseudonymizer
+
+WINDOW = "time >= '1677-09-22T00:00:00Z' AND time <= '2262-04-10T00:00:00Z'"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def simulate(folder: Path, stations: int, hours: float) -> Path:
+    events = folder / "fleet.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chargewatch",
+            "simulate",
+            "--stations",
+            str(stations),
+            "--hours",
+            str(hours),
+            "--seed",
+            "11",
+            "--out",
+            str(events),
+            "--labels",
+            str(folder / "labels.jsonl"),
+        ],
+        check=True,
+    )
+    return events
+
+
+def formatted_batches(
+    events: Path, batch_lines: int, compress: bool
+) -> tuple[list[bytes], int, int]:
+    """The file's points as ready-to-post bodies, and the number of readings and points."""
+    decoder = EventDecoder(Pseudonymizer(b"bench-key-0123456789abcdef"))
+    formatter = LineFormatter()
+    bodies: list[bytes] = []
+    batch: list[str] = []
+    readings = points = 0
+    with events.open("rb") as stream:
+        for _number, raw in iter_jsonl(stream):
+            event = decoder.decode_line(raw)
+            readings += event.type == "reading"
+            points += 1
+            batch.append(formatter.format(event))
+            if len(batch) == batch_lines:
+                bodies.append("\n".join(batch).encode())
+                batch = []
+    if batch:
+        bodies.append("\n".join(batch).encode())
+    if compress:
+        bodies = [gzip.compress(body, compresslevel=1) for body in bodies]
+    return bodies, readings, points
+
+
+def run_floor(url: str, database: str, bodies: list[bytes], compress: bool) -> float:
+    headers = {"Content-Encoding": "gzip"} if compress else {}
+    with httpx.Client(base_url=url, timeout=120) as http:
+        http.post("/query", data={"q": f'CREATE DATABASE "{database}"'}).raise_for_status()
+        began = time.perf_counter()
+        for body in bodies:
+            response = http.post(
+                "/write", params={"db": database, "precision": "ns"}, content=body, headers=headers
+            )
+            response.raise_for_status()
+        return time.perf_counter() - began
+
+
+def run_chargewatch(
+    url: str, database: str, events: Path, data_dir: Path, batch_lines: int, compress: bool
+) -> tuple[float, float]:
+    """Seconds taken and peak resident memory (MB) of one `chargewatch ingest`."""
+    env = {
+        **os.environ,
+        "CHARGEWATCH_INFLUX_URL": url,
+        "CHARGEWATCH_INFLUX_DATABASE": database,
+        "CHARGEWATCH_DATA_DIR": str(data_dir),
+        "CHARGEWATCH_INFLUX_BATCH_LINES": str(batch_lines),
+        "CHARGEWATCH_INFLUX_GZIP": "true" if compress else "false",
+    }
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chargewatch", "ingest", str(events)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    _pid, status, usage = os.wait4(process.pid, 0)
+    elapsed_s = time.perf_counter() - began
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"chargewatch ingest failed with exit code {process.returncode}")
+    return elapsed_s, usage.ru_maxrss / 1024
+
+
+def stored_points(url: str, database: str) -> int:
+    with InfluxClient(url=url, database=database) as client:
+        total = 0
+        for measurement in ("reading", "session_start", "session_stop", "status", "authorize"):
+            # Every point of these measurements has this always-present field.
+            key = {
+                "reading": "*",
+                "session_start": "session_id",
+                "session_stop": "session_id",
+                "status": "status",
+                "authorize": "result",
+            }[measurement]
+            if key == "*":
+                series = client.query(f"SELECT * FROM reading WHERE {WINDOW}")
+                total += sum(len(s) for s in series)
+            else:
+                series = client.query(f'SELECT count("{key}") FROM {measurement} WHERE {WINDOW}')
+                total += int(series[0].columns["count"][0]) if series else 0
+        return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stations", type=int, default=500)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--batch-lines", type=int, default=5000)
+    parser.add_argument("--no-gzip", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    compress = not args.no_gzip
+    find_or_install_influxd()
+    with tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
+        folder = Path(tmp)
+        events = simulate(folder, args.stations, args.hours)
+        file_mb = events.stat().st_size / 1e6
+        bodies, readings, points = formatted_batches(events, args.batch_lines, compress)
+        print(
+            f"file: {file_mb:.0f} MB, {readings} readings, {points} points, "
+            f"batches of {args.batch_lines}, gzip {'on' if compress else 'off'}"
+        )
+        server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
+        server.start()
+        try:
+            floors: list[float] = []
+            ours: list[float] = []
+            peak_mb = 0.0
+            for round_ in range(args.rounds):
+                db_floor, db_ours = f"floor_{uuid.uuid4().hex[:8]}", f"cw_{uuid.uuid4().hex[:8]}"
+                floors.append(run_floor(server.url, db_floor, bodies, compress))
+                seconds, peak = run_chargewatch(
+                    server.url, db_ours, events, folder / "data", args.batch_lines, compress
+                )
+                ours.append(seconds)
+                peak_mb = max(peak_mb, peak)
+                print(f"round {round_ + 1}: floor {floors[-1]:.2f} s, chargewatch {ours[-1]:.2f} s")
+                if round_ == 0:
+                    got_floor, got_ours = (
+                        stored_points(server.url, db_floor),
+                        stored_points(server.url, db_ours),
+                    )
+                    status = "ok" if got_floor == got_ours == points else "MISMATCH"
+                    print(
+                        f"stored points: floor {got_floor}, chargewatch {got_ours}, "
+                        f"file {points}: {status}"
+                    )
+        finally:
+            server.stop()
+    floor_s, ours_s = min(floors), min(ours)
+    print(f"floor (line protocol posted): {readings / floor_s:,.0f} readings/s ({floor_s:.2f} s)")
+    print(f"chargewatch ingest:           {readings / ours_s:,.0f} readings/s ({ours_s:.2f} s)")
+    print(f"ratio chargewatch / floor: {ours_s / floor_s:.2f} (target <= 1.3)")
+    print(f"peak memory of chargewatch ingest: {peak_mb:.0f} MB for a {file_mb:.0f} MB file")
+
+
+if __name__ == "__main__":
+    main()

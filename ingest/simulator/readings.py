@@ -1,0 +1,117 @@
+"""When a charger samples, and what its meter and sensors report at those instants."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.signal import lfilter
+
+from .fleet import Station
+from .physics import pack_voltage_v
+from .planning import HOUR_MS, UTC_OFFSET_H
+from .vehicles import FloatArray, Vehicle
+
+_THERMAL_TAU_S = 300.0
+
+
+def sample_times(
+    stop_s: float,
+    interval_s: int,
+    triggers: list[float],
+    closed: bool,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, np.ndarray]:
+    """Seconds since the session start of every reading, and which are periodic samples.
+
+    A reading at the start (Transaction.Begin) and, for a closed session, at the stop
+    (Transaction.End); periodic samples every interval with a little timing jitter; one reading
+    right after each state change.
+    """
+    count = max(0, math.floor(stop_s / interval_s))
+    periodic = np.arange(1, count + 1) * float(interval_s) + rng.uniform(0.0, 0.4, size=count)
+    extra = np.asarray(triggers, dtype=np.float64)
+    periodic, extra = periodic[periodic < stop_s - 1.0], extra[extra < stop_s - 1.0]
+    end = [stop_s] if closed else []
+    t_s = np.concatenate(([0.0], periodic, extra, end))
+    is_periodic = np.zeros(t_s.size, dtype=bool)
+    is_periodic[1 : 1 + periodic.size] = True
+    order = np.argsort(t_s, kind="stable")
+    t_s, is_periodic = t_s[order], is_periodic[order]
+    # a state change that falls on a periodic sample is sent once
+    distinct = np.concatenate(([True], np.diff(t_s) > 0.5))
+    return t_s[distinct], is_periodic[distinct]
+
+
+def ambient_c(sent_ms: np.ndarray) -> FloatArray:
+    """A late-autumn day: about 0 degC before dawn, 8 degC in the afternoon."""
+    hour = (sent_ms / HOUR_MS + UTC_OFFSET_H) % 24.0
+    return np.asarray(4.0 + 4.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0))
+
+
+class ReadingColumns:
+    """Reported values of one station's meter and sensors, with their noise and resolution."""
+
+    def __init__(self, station: Station, rng: np.random.Generator) -> None:
+        self.station = station
+        self.rng = rng
+
+    def register(self, register_wh: FloatArray) -> list[int]:
+        """What the register shows: counted down to the meter's resolution."""
+        resolution = self.station.meter_resolution_wh
+        shown = np.floor(np.maximum(register_wh, 0.0) / resolution) * resolution
+        return [int(v) for v in shown.tolist()]
+
+    def idle(self, register_wh: float, count: int) -> dict[str, list[Any]]:
+        columns: dict[str, list[Any]] = {
+            "energy_wh": self.register(np.full(count, register_wh)),
+            "power_w": [0.0] * count,
+        }
+        if not self.station.is_dc:
+            columns["voltage_v"] = self._grid_voltage(count).tolist()
+        return columns
+
+    def session(
+        self,
+        register_wh: FloatArray,
+        power_w: FloatArray,
+        offered_w: FloatArray,
+        soc_pct: FloatArray,
+        sent_ms: np.ndarray,
+        vehicle: Vehicle,
+    ) -> dict[str, list[Any]]:
+        st, rng = self.station, self.rng
+        n = power_w.size
+        flowing = power_w > 0.0
+        # sensor noise: relative, plus a few watts; a meter at rest shows exactly zero
+        noisy_w = power_w * (1.0 + st.power_noise * rng.standard_normal(n)) + rng.normal(0, 3, n)
+        reported_w = np.where(flowing, np.maximum(noisy_w, 0.0), 0.0)
+        if st.is_dc:
+            volts = pack_voltage_v(vehicle, soc_pct) + rng.normal(0.0, 0.5, n)
+            current_a = reported_w / volts
+            heat = (current_a / st.max_current_a) ** 2 * 30.0
+        else:
+            phases = min(st.phases, vehicle.ac_phases)
+            volts = self._grid_voltage(n)
+            current_a = reported_w / (volts * phases)
+            heat = 12.0 * power_w / st.rating_w
+        columns: dict[str, list[Any]] = {
+            "energy_wh": self.register(register_wh),
+            "power_w": np.round(reported_w, 1).tolist(),
+            "power_offered_w": np.round(offered_w).astype(np.int64).tolist(),
+            "current_a": np.round(current_a, 2).tolist(),
+            "voltage_v": np.round(volts, 1).tolist(),
+        }
+        if st.reports_soc:
+            columns["soc_pct"] = np.round(soc_pct).astype(np.int64).tolist()
+        if st.reports_temperature and n:
+            # the connector warms and cools over minutes, not from one sample to the next
+            keep = math.exp(-st.interval_s / _THERMAL_TAU_S)
+            heat = lfilter([1.0 - keep], [1.0, -keep], heat, zi=[keep * heat[0]])[0]
+            temperature_c = ambient_c(sent_ms) + 7.0 + heat + rng.normal(0.0, 0.3, n)
+            columns["temperature_c"] = np.round(temperature_c, 1).tolist()
+        return columns
+
+    def _grid_voltage(self, count: int) -> FloatArray:
+        return np.asarray(self.station.phase_voltage_v + self.rng.normal(0.0, 0.8, count))
