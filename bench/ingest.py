@@ -7,7 +7,7 @@ Both write into fresh databases of one private InfluxDB; each is run twice, alte
 best of each is kept. Prints readings per second for both, their ratio (target <= 1.3) and the
 ingest process's peak memory.
 
-    .venv/bin/python bench/ingest.py                      # 500 stations x 24 h
+    .venv/bin/python bench/ingest.py                      # 560 stations x 24 h, > 1 M readings
     .venv/bin/python bench/ingest.py --stations 100 --hours 6   # a quick look
 """
 
@@ -155,13 +155,17 @@ def stored_points(url: str, database: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stations", type=int, default=500)
+    parser.add_argument("--stations", type=int, default=560)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--batch-lines", type=int, default=5000)
-    parser.add_argument("--no-gzip", action="store_true")
+    parser.add_argument(
+        "--gzip",
+        action="store_true",
+        help="compress writes (chargewatch's default for a remote InfluxDB; off on loopback)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    compress = not args.no_gzip
+    compress = args.gzip
     find_or_install_influxd()
     with tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
         folder = Path(tmp)

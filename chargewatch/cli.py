@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
 from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd, find_or_install_influxd
-from chargewatch.settings import Settings, load_settings
+from chargewatch.settings import Settings, influx_is_local, load_settings
 
 app = typer.Typer(
     name="chargewatch",
@@ -175,7 +175,7 @@ def ingest(
 
 def _local_influxd(settings: Settings, data_dir: Path | None) -> LocalInfluxd:
     url = urlsplit(settings.influx_url)
-    if url.hostname not in {"127.0.0.1", "localhost", "::1"}:
+    if not influx_is_local(settings):
         raise ConfigError(
             f"CHARGEWATCH_INFLUX_URL points at {url.hostname}; "
             "a local InfluxDB runs on loopback only"

@@ -40,7 +40,7 @@ from chargewatch.errors import (
     InfluxRequestError,
     InfluxServerError,
 )
-from chargewatch.settings import Settings
+from chargewatch.settings import Settings, influx_is_local
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
@@ -161,7 +161,9 @@ class InfluxClient:
             username=settings.influx_username,
             password=password.get_secret_value() if password is not None else None,
             timeout_s=settings.influx_timeout_s,
-            gzip=settings.influx_gzip,
+            gzip=settings.influx_gzip
+            if settings.influx_gzip is not None
+            else not influx_is_local(settings),
             max_retries=settings.influx_max_retries,
         )
 
