@@ -1,0 +1,90 @@
+"""Sessions as NaN-padded arrays: the one shape every detector and profile works on.
+
+A ``SessionBatch`` holds ``n`` sessions of up to ``m`` samples each. Per-session values are
+arrays of shape ``(n,)``; per-sample values are arrays of shape ``(n, m)``, sorted by timestamp
+within each row and padded after ``n_samples[i]`` (NaN for floats, 0 for integers, ``valid``
+False). Detectors read these arrays and never loop in Python per sample or per session.
+
+A row is either a session (``session_id`` set), or an *orphan segment*: the readings a
+connector reported while no session was open on it (``session_id`` None), so energy delivered to
+no one can be scored like anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ObjectArray = npt.NDArray[np.object_]
+
+NO_TIME = np.iinfo(np.int64).min  # a missing timestamp in an int64 column (e.g. no stop yet)
+
+
+class StatusCode(IntEnum):
+    """The connector status in force at a sample (OCPP 1.6 ChargePointStatus), as a small int."""
+
+    UNKNOWN = 0
+    AVAILABLE = 1
+    PREPARING = 2
+    CHARGING = 3
+    SUSPENDED_EVSE = 4
+    SUSPENDED_EV = 5
+    FINISHING = 6
+    RESERVED = 7
+    UNAVAILABLE = 8
+    FAULTED = 9
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SessionBatch:
+    """``n`` sessions (or orphan segments) x ``m`` samples. See the module docstring."""
+
+    # per session, shape (n,)
+    session_id: ObjectArray  # str, or None for an orphan segment
+    station_id: ObjectArray  # str
+    connector_id: IntArray
+    start_ns: IntArray  # session_start ts (orphan: first reading), UTC ns
+    stop_ns: IntArray  # session_stop ts, NO_TIME while the session is open
+    id_pseudonym: ObjectArray  # str or None
+    auth_result: ObjectArray  # the authorize result for this pseudonym at this station before the
+    #                           start ("Accepted", "Blocked", ...) or None when none was seen
+    meter_start_wh: FloatArray  # NaN when not sent
+    meter_stop_wh: FloatArray
+    stop_reason: ObjectArray  # str or None
+    n_samples: IntArray
+    # per sample, shape (n, m); sorted by t_ns within each row
+    t_ns: IntArray  # padding: 0
+    valid: BoolArray  # True for real samples
+    arrival: IntArray  # order in which samples arrived (file line, or t order when unknown)
+    energy_wh: FloatArray  # cumulative import register; NaN when not measured or padding
+    power_w: FloatArray
+    power_offered_w: FloatArray
+    current_a: FloatArray
+    voltage_v: FloatArray
+    soc_pct: FloatArray
+    temperature_c: FloatArray
+    status: npt.NDArray[np.int8]  # StatusCode in force at each sample (forward-filled)
+    extra: dict[str, object] = field(default_factory=dict)  # room for derived, cached values
+
+    @property
+    def n_sessions(self) -> int:
+        return int(self.session_id.shape[0])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.t_ns.shape[1]) if self.t_ns.ndim == 2 else 0
+
+    def take(self, rows: IntArray | BoolArray) -> SessionBatch:
+        """A batch of the chosen rows (by index or mask), same columns."""
+        picked = {
+            name: getattr(self, name)[rows]
+            for name in self.__dataclass_fields__  # type: ignore[attr-defined]
+            if name != "extra"
+        }
+        return SessionBatch(**picked)
