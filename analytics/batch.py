@@ -84,7 +84,7 @@ class SessionBatch:
         """A batch of the chosen rows (by index or mask), same columns."""
         picked = {
             name: getattr(self, name)[rows]
-            for name in self.__dataclass_fields__  # type: ignore[attr-defined]
+            for name in self.__dataclass_fields__
             if name != "extra"
         }
         return SessionBatch(**picked)

@@ -1,0 +1,1 @@
+"""Vectorized detectors, one module per family of anomaly kinds."""
