@@ -83,8 +83,6 @@ class SessionBatch:
     def take(self, rows: IntArray | BoolArray) -> SessionBatch:
         """A batch of the chosen rows (by index or mask), same columns."""
         picked = {
-            name: getattr(self, name)[rows]
-            for name in self.__dataclass_fields__
-            if name != "extra"
+            name: getattr(self, name)[rows] for name in self.__dataclass_fields__ if name != "extra"
         }
         return SessionBatch(**picked)

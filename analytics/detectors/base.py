@@ -30,7 +30,9 @@ class KindResult:
     flagged: BoolArray
     start_ns: IntArray  # where the anomaly shows; NO_TIME when not flagged
     end_ns: IntArray
-    reason: ObjectArray  # evidence in words (with the numbers) when flagged; why not scored; or None
+    reason: (
+        ObjectArray  # evidence in words (with the numbers) when flagged; why not scored; or None
+    )
 
     @classmethod
     def empty(cls, kind: str, n: int) -> KindResult:
