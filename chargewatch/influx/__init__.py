@@ -2,7 +2,6 @@
 
 from chargewatch.influx.client import (
     MAX_RETRY_AFTER_S,
-    BatchWriter,
     InfluxClient,
     Series,
     quote_ident,
@@ -17,6 +16,7 @@ from chargewatch.influx.lineprotocol import (
     quote_string,
 )
 from chargewatch.influx.server import LocalInfluxd, find_or_install_influxd
+from chargewatch.influx.writer import BatchWriter
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
