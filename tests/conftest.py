@@ -14,7 +14,9 @@ import pytest
 from chargewatch.influx import InfluxClient, LocalInfluxd, quote_ident
 from chargewatch.influx.server import free_port
 
-__all__ = ["free_port", "unique_database"]  # helpers the test modules import
+__all__ = ["ADMIN", "ADMIN_PASSWORD", "free_port", "unique_database"]  # for the test modules
+
+ADMIN, ADMIN_PASSWORD = "admin", "s3cret'pass\"word"
 
 
 def unique_database() -> str:
@@ -27,6 +29,21 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxd]:
     server = LocalInfluxd(data_dir=tmp_path_factory.mktemp("influxd"), port=free_port())
     server.start()
     try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxd]:
+    """A second private influxd that requires credentials (user ADMIN, ADMIN_PASSWORD)."""
+    server = LocalInfluxd(
+        data_dir=tmp_path_factory.mktemp("influxd-auth"), port=free_port(), auth_enabled=True
+    )
+    server.start()
+    try:
+        server.create_admin_user(ADMIN, ADMIN_PASSWORD)
+        server.create_admin_user(ADMIN, ADMIN_PASSWORD)  # idempotent, now with credentials
         yield server
     finally:
         server.stop()

@@ -6,7 +6,7 @@ Retry-After, 429, a storm of 500s); everything else talks to the session's real 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -31,10 +31,9 @@ from chargewatch.influx import (
 )
 from chargewatch.settings import Settings
 
-from ..conftest import free_port, unique_database
+from ..conftest import ADMIN, ADMIN_PASSWORD, free_port, unique_database
 
 T0_NS = 1_700_000_000_000_000_000
-ADMIN, ADMIN_PASSWORD = "admin", "s3cret'pass\"word"
 
 
 def _select(client: InfluxClient, query: str) -> dict[str, np.ndarray]:
@@ -208,20 +207,6 @@ def test_bad_influxql_is_a_request_error(influx: InfluxClient) -> None:
         influx.query("SELEKT 1")
     with pytest.raises(InfluxRequestError, match="statement 0"):
         influx.query('SELECT * FROM "r" GROUP BY time(1h)')  # needs an aggregate
-
-
-@pytest.fixture(scope="module")
-def influxd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxd]:
-    server = LocalInfluxd(
-        data_dir=tmp_path_factory.mktemp("influxd-auth"), port=free_port(), auth_enabled=True
-    )
-    server.start()
-    try:
-        server.create_admin_user(ADMIN, ADMIN_PASSWORD)
-        server.create_admin_user(ADMIN, ADMIN_PASSWORD)  # idempotent, now with credentials
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ import pytest
 from chargewatch.events import parse_ts
 from chargewatch.influx import InfluxClient, LocalInfluxd
 
+from ..conftest import ADMIN, ADMIN_PASSWORD
+
 WINDOW = "time >= '1677-09-22T00:00:00Z' AND time <= '2262-04-10T00:00:00Z'"
 
 
@@ -236,3 +238,41 @@ def test_usage_and_connection_errors_are_one_sentence_and_exit_2(
     assert "Traceback" not in result.stderr
     assert words in result.stderr.lower() or words in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("username", "password"), [(ADMIN, "wrong-pass"), (None, None)], ids=["wrong", "none"]
+)
+def test_wrong_credentials_are_one_sentence_and_exit_2(
+    env: Env,
+    influxd_auth: LocalInfluxd,
+    fleet: tuple[Path, Path],
+    username: str | None,
+    password: str | None,
+) -> None:
+    credentials = (
+        {"CHARGEWATCH_INFLUX_USERNAME": username, "CHARGEWATCH_INFLUX_PASSWORD": password}
+        if username and password
+        else {}
+    )
+    result = env.run(
+        "ingest", str(fleet[0]), CHARGEWATCH_INFLUX_URL=influxd_auth.url, **credentials
+    )
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "credentials" in result.stderr or "auth" in result.stderr.lower()
+    assert "wrong-pass" not in result.stdout + result.stderr
+
+
+def test_right_credentials_ingest(
+    env: Env, influxd_auth: LocalInfluxd, fleet: tuple[Path, Path]
+) -> None:
+    result = env.run(
+        "ingest",
+        str(fleet[0]),
+        CHARGEWATCH_INFLUX_URL=influxd_auth.url,
+        CHARGEWATCH_INFLUX_USERNAME=ADMIN,
+        CHARGEWATCH_INFLUX_PASSWORD=ADMIN_PASSWORD,
+    )
+    assert result.code == 0, result.stderr
