@@ -1,0 +1,214 @@
+"""The state database: what must survive a restart besides the time series.
+
+SQLAlchemy over SQLite in the data directory by default, or PostgreSQL by URL when several
+service instances share it (DESIGN.md, State). This module holds the tables the ingest side
+needs: counters (OCPP transaction ids unique across restarts and instances), stations (their
+OCPP Basic-auth password hashes) and API keys (stored hashed, with a role). Later stages add
+their own tables to the same metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    String,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from chargewatch.errors import ChargewatchError
+
+TRANSACTION_COUNTER = "ocpp_transaction_id"
+_API_KEY_PREFIX = "cw_"
+_PBKDF2_ROUNDS = 200_000  # station passwords are chosen by people: slow them down
+
+
+class StateError(ChargewatchError):
+    """The state database could not be opened or used."""
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Counter(Base):
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Station(Base):
+    __tablename__ = "stations"
+    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the key's public part
+    key_hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def default_state_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'state.db').resolve()}"
+
+
+class StateStore:
+    """Access to the state database; one per process, shared by threads."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self._engine: Engine = create_engine(url, pool_pre_ping=True)
+            if self._engine.dialect.name == "sqlite":
+                event.listen(self._engine, "connect", _sqlite_pragmas)
+            Base.metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot open the state database: {_safe(exc)}") from exc
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- counters -------------------------------------------------------------------------------
+
+    def next_value(self, name: str = TRANSACTION_COUNTER) -> int:
+        """The next value of a counter, unique across restarts and across instances sharing the
+        database (the row update is atomic in SQLite and takes a row lock in PostgreSQL)."""
+        for attempt in range(2):
+            try:
+                with Session(self._engine) as session, session.begin():
+                    value = session.execute(
+                        update(Counter)
+                        .where(Counter.name == name)
+                        .values(value=Counter.value + 1)
+                        .returning(Counter.value)
+                    ).scalar_one_or_none()
+                    if value is None:
+                        session.add(Counter(name=name, value=1))
+                        value = 1
+                    return int(value)
+            except IntegrityError as exc:
+                if attempt:
+                    raise StateError(f"cannot advance counter {name}: {_safe(exc)}") from exc
+                # Another instance created the counter at the same moment: update it instead.
+            except SQLAlchemyError as exc:
+                raise StateError(f"cannot advance counter {name}: {_safe(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    # -- stations -------------------------------------------------------------------------------
+
+    def set_station_password(self, station_id: str, password: str) -> None:
+        with Session(self._engine) as session, session.begin():
+            session.merge(
+                Station(
+                    station_id=station_id,
+                    password_hash=_hash_password(password),
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    def station_known(self, station_id: str) -> bool:
+        with Session(self._engine) as session:
+            return session.get(Station, station_id) is not None
+
+    def check_station_password(self, station_id: str, password: str) -> bool:
+        """True when the station exists and the password matches (constant-time compare)."""
+        with Session(self._engine) as session:
+            station = session.get(Station, station_id)
+        if station is None:
+            _hash_password(password)  # same work either way: no timing hint of existence
+            return False
+        return _verify_password(password, station.password_hash)
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    def create_api_key(self, role: Role) -> str:
+        """A new key, returned once in clear; only its hash is stored."""
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        with Session(self._engine) as session, session.begin():
+            session.add(
+                ApiKey(
+                    key_id=key_id,
+                    key_hash=_hash_key(secret),
+                    role=role.value,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return f"{_API_KEY_PREFIX}{key_id}_{secret}"
+
+    def role_of(self, key: str) -> Role | None:
+        """The role of a valid, unrevoked key; None otherwise."""
+        if not key.startswith(_API_KEY_PREFIX) or key.count("_") < 2:
+            return None
+        key_id, _, secret = key.removeprefix(_API_KEY_PREFIX).partition("_")
+        with Session(self._engine) as session:
+            row = session.execute(
+                select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
+            ).scalar_one_or_none()
+        if row is None or not hmac.compare_digest(row.key_hash, _hash_key(secret)):
+            return None
+        return Role(row.role)
+
+
+def _sqlite_pragmas(connection: object, _record: object) -> None:
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _hash_key(secret: str) -> str:
+    # API keys are 256 random bits: a fast hash is enough, unlike for passwords.
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, _PBKDF2_ROUNDS)
+    return f"pbkdf2_sha256${_PBKDF2_ROUNDS}${salt.hex()}${digest.hex()}"
+
+
+def _verify_password(password: str, stored: str) -> bool:
+    try:
+        _scheme, rounds, salt, digest = stored.split("$")
+        again = hashlib.pbkdf2_hmac(
+            "sha256", password.encode("utf-8"), bytes.fromhex(salt), int(rounds)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(again.hex(), digest)
+
+
+def _safe(exc: SQLAlchemyError) -> str:
+    """The error's first line, without the SQL and parameters SQLAlchemy appends."""
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc).splitlines()[0]
