@@ -5,6 +5,7 @@ Every error the project raises derives from one root, so callers can catch exact
     ChargewatchError
     ├── ConfigError                 a setting is missing or invalid
     ├── EventError                  one event (a line, an array item, a frame) is invalid
+    ├── BackpressureError           full for now (the spool): the sender should retry later
     ├── InfluxError                 talking to InfluxDB failed
     │   ├── InfluxConnectionError   unreachable, refused, timed out (after retries)
     │   ├── InfluxAuthError         401/403: wrong or missing credentials
@@ -39,6 +40,10 @@ class EventError(ChargewatchError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class BackpressureError(ChargewatchError):
+    """Nothing is wrong with the request, but it cannot be taken now; retry later."""
 
 
 class InfluxError(ChargewatchError):

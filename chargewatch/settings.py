@@ -7,6 +7,7 @@ import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -38,6 +39,28 @@ class Settings(BaseSettings):
     influx_max_retries: int = Field(default=6, ge=0, le=100)
 
     data_dir: Path = Path("./var")
+    # SQLAlchemy URL of the state database; default: SQLite in the data directory.
+    state_url: str | None = None
+
+    # The durable spool in front of InfluxDB: past this many bytes waiting, ingest answers
+    # 503 / CallError instead of accepting more.
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    # Largest accepted HTTP body (POST /api/v1/events).
+    max_body_bytes: int = Field(default=16 << 20, ge=1024)
+    # Require an API key on every route but /healthz (turn off only on a closed test bench).
+    api_auth: bool = True
+
+    # OCPP: "monitor" accepts every id tag (watching beside an existing back office);
+    # "allow_list" accepts only the tags in ocpp_allowed_id_tags (comma-separated, clear text,
+    # pseudonymized at start-up).
+    ocpp_auth: Literal["monitor", "allow_list"] = "monitor"
+    ocpp_allowed_id_tags: SecretStr | None = None
+    # Security profile 1: stations must send HTTP Basic credentials on the WebSocket upgrade,
+    # checked against the hashed passwords in the state database.
+    ocpp_station_auth: bool = False
+    # Security profile 2: the same over TLS, with this certificate and key.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
 
     # Keyed HMAC key for id tags. When unset, one is generated on first use and kept in
     # ``data_dir/pseudonym.key`` (mode 0600).

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from chargewatch.errors import ChargewatchError, InfluxRequestError
+from chargewatch.errors import BackpressureError, ChargewatchError, InfluxRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ _SEGMENT_SUFFIX = ".seg"
 _HEADER_MAX = 64
 
 
-class SpoolFullError(ChargewatchError):
+class SpoolFullError(BackpressureError):
     """The spool holds ``max_bytes`` already: refuse (503 / CallError) rather than drop."""
 
 
