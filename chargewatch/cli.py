@@ -173,6 +173,182 @@ def ingest(
         raise typer.Exit(EXIT_REJECTED)
 
 
+def _window(since: str | None, until: str | None) -> tuple[int, int]:
+    """``--since``/``--until`` as ns; both are required and since must come first."""
+    from chargewatch.events import parse_ts
+
+    if since is None or until is None:
+        fail("give both --since and --until (RFC 3339 with a zone)")
+    since_ns = guarded(lambda: parse_ts(since, "--since"))
+    until_ns = guarded(lambda: parse_ts(until, "--until"))
+    if until_ns <= since_ns:
+        fail("--until must be later than --since")
+    return since_ns, until_ns
+
+
+@app.command()
+def detect(
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="Event file (JSON Lines, .gz allowed).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Flags file to write (JSON Lines).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Window start in InfluxDB, RFC 3339 with a zone.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Window end in InfluxDB (exclusive), RFC 3339.")
+    ] = None,
+) -> None:
+    """Run the detectors over an event file (--input/--output) or an InfluxDB window
+    (--since/--until, storing profiles and flags). Exit 1 when the file held rejected lines."""
+    if input_path is not None:
+        if since is not None or until is not None:
+            fail("use either --input/--output or --since/--until, not both")
+        if output is None:
+            fail("--input needs --output (the flags file to write)")
+        _detect_file(input_path, output)
+        return
+    if output is not None:
+        fail("--output goes with --input")
+    _detect_window(*_window(since, until))
+
+
+def _detect_file(path: Path, output: Path) -> None:
+    from analytics.flags import write_flags
+    from analytics.pipeline import DetectReport, detect_stream
+    from chargewatch.errors import EventError
+    from ingest.files import open_events
+    from ingest.pseudonym import load_pseudonymizer
+
+    settings = guarded(load_settings)
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    pseudonymizer = guarded(lambda: load_pseudonymizer(settings))
+    report = DetectReport()
+
+    def on_reject(line: int, error: EventError) -> None:
+        stdout.print(f"rejected line {line}: {error}", markup=False)
+
+    try:
+        with (
+            open_events(path) as stream,
+            progress_bar(f"detecting in {path.name}", path.stat().st_size, bytes_=True) as update,
+        ):
+            flags, report = guarded(
+                lambda: detect_stream(
+                    stream,
+                    decoder=EventDecoder(pseudonymizer),
+                    on_reject=on_reject,
+                    on_progress=update,
+                    report=report,
+                )
+            )
+        write_flags(output, flags)
+    except OSError as exc:
+        fail(f"cannot read {path} or write {output}: {exc.strerror}")
+    stdout.print(report.summary(), markup=False)
+    if report.rejected:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def _detect_window(since_ns: int, until_ns: int) -> None:
+    from analytics.window import detect_window
+
+    settings = guarded(load_settings)
+    with InfluxClient.from_settings(settings) as client:
+        _flags, report = guarded(lambda: detect_window(client, since_ns, until_ns))
+    stdout.print(report.summary(), markup=False)
+
+
+@app.command()
+def flags(
+    since: Annotated[str, typer.Option(help="Window start, RFC 3339 with a zone.")],
+    until: Annotated[str, typer.Option(help="Window end (exclusive), RFC 3339 with a zone.")],
+) -> None:
+    """Print the stored flags that start in the window, as JSON Lines."""
+    import sys
+
+    from analytics.flags import encode_flag
+    from analytics.window import query_flags
+
+    since_ns, until_ns = _window(since, until)
+    settings = guarded(load_settings)
+    with InfluxClient.from_settings(settings) as client:
+        found = guarded(lambda: query_flags(client, since_ns, until_ns))
+    out = sys.stdout.buffer
+    for flag in found:
+        out.write(encode_flag(flag))
+    out.flush()
+
+
+@app.command()
+def evaluate(
+    flags_path: Annotated[Path, typer.Option("--flags", help="Flags file (JSON Lines).")],
+    labels_path: Annotated[Path, typer.Option("--labels", help="Labels file (JSON Lines).")],
+    events: Annotated[
+        Path | None,
+        typer.Option(help="The event file, to count sessions (for the normal-flagged rate)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+) -> None:
+    """Precision, recall and F1 per kind and overall, and false alarms on normal sessions."""
+    import orjson
+    from rich.table import Table
+
+    from analytics.evaluate import count_sessions, read_labels
+    from analytics.evaluate import evaluate as run_evaluation
+    from analytics.flags import read_flags
+
+    for path in (flags_path, labels_path, events):
+        if path is not None and not path.is_file():
+            fail(f"{path}: no such file")
+    try:
+        found = guarded(lambda: read_flags(flags_path))
+        labels = guarded(lambda: read_labels(labels_path))
+        sessions = count_sessions(events) if events is not None else None
+    except OSError as exc:
+        fail(f"cannot read {exc.filename}: {exc.strerror}")
+    result = run_evaluation(found, labels, sessions=sessions)
+    if as_json:
+        stdout.print(orjson.dumps(result.to_json()).decode(), markup=False)
+        return
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    table = Table(title=f"{flags_path.name} against {labels_path.name}")
+    longest = max((len(score.kind) for score in result.kinds), default=7)
+    table.add_column("kind", no_wrap=True, min_width=longest)  # piped output must not cut it
+    for column in ("flags", "labels", "TP", "found", "precision", "recall", "F1", "on normal"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for score in [*result.kinds, result.overall]:
+        table.add_row(
+            score.kind,
+            str(score.flags),
+            str(score.labels),
+            str(score.true_positives),
+            str(score.labels_found),
+            pct(score.precision),
+            pct(score.recall),
+            pct(score.f1),
+            str(score.false_alarms_on_normal),
+            end_section=score is result.kinds[-1] if result.kinds else False,
+        )
+    # piped, rich assumes 80 columns and would cut the numbers short
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=120)
+    wide.print(table)
+    rate = (
+        f"{result.normal_sessions_flagged} of {result.normal_sessions} normal sessions flagged "
+        f"({pct(result.normal_flagged_fraction)}, target <= 1 %)"
+        if result.normal_sessions is not None
+        else f"{result.normal_sessions_flagged} normal sessions flagged "
+        "(pass --events for the rate)"
+    )
+    stdout.print(rate, markup=False)
+
+
 def _local_influxd(settings: Settings, data_dir: Path | None) -> LocalInfluxd:
     url = urlsplit(settings.influx_url)
     if not influx_is_local(settings):

@@ -306,7 +306,8 @@ class SpoolDrainer:
         """Stop after the batch in flight; what is left stays in the spool for the next start."""
         self._stop.set()
         self._spool.appended.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout_s)
 
     def _run(self) -> None:
         failures = 0

@@ -1,0 +1,607 @@
+"""Events in, ``SessionBatch`` out: grouping readings into sessions and orphan segments.
+
+Readings are kept in flat typed columns (``array.array``) as they arrive; building a batch is
+array work: rows are assigned by session index or, for readings outside any session, by orphan
+segment (consecutive no-session readings of one connector, split by a long gap or by a session
+starting on it); samples are ordered by ``(row, t_ns, arrival)`` with one ``lexsort`` and
+scattered into the padded ``(n, m)`` arrays; the connector status in force at each sample comes
+from one ``searchsorted`` over (connector, time) keys.
+
+``Assembler`` streams: ``add`` events one by one, ``pop_complete`` hands out the sessions that have
+stopped (and orphan segments that can no longer grow) once there are enough of them, and
+``finish`` hands out the rest. ``assemble`` is the one-shot form for inputs that fit in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from analytics.batch import NO_TIME, IntArray, SessionBatch, StatusCode
+from chargewatch.events import (
+    Authorize,
+    ChargePointStatus,
+    Event,
+    Reading,
+    SessionStart,
+    SessionStop,
+    StatusChange,
+)
+
+__all__ = [
+    "AUTHORIZE_WINDOW_NS",
+    "ORPHAN_GAP_NS",
+    "Assembler",
+    "Handout",
+    "assemble",
+    "empty_batch",
+    "iter_batches",
+]
+
+logger = logging.getLogger(__name__)
+
+ORPHAN_GAP_NS = 30 * 60 * 1_000_000_000  # a longer silence ends an orphan segment
+AUTHORIZE_WINDOW_NS = 10 * 60 * 1_000_000_000  # an authorize this long before a start counts
+MAX_CELLS = 2_000_000  # padded samples per batch: ~150 MB; detectors need a few times that
+
+_VALUE_NAMES = (
+    "energy_wh",
+    "power_w",
+    "power_offered_w",
+    "current_a",
+    "voltage_v",
+    "soc_pct",
+    "temperature_c",
+)
+_STATUS_CODE = {status: StatusCode[status.name] for status in ChargePointStatus}
+_NAN = float("nan")
+
+
+class Handout:
+    """Batches handed out by the assembler, built one at a time as they are iterated (only one
+    needs to be in memory), and, when they are several, ``sample``: rows spread over all of them
+    in one batch, to fit detectors on every part of the input."""
+
+    def __init__(
+        self,
+        groups: list[IntArray],
+        make: Callable[[IntArray], SessionBatch],
+        sample: SessionBatch | None,
+    ) -> None:
+        self._groups = groups
+        self._make = make
+        self.sample = sample
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def __iter__(self) -> Iterator[SessionBatch]:
+        for group in self._groups:
+            yield self._make(group)
+
+
+@dataclass(slots=True)
+class _Session:
+    station_id: str
+    connector_id: int
+    start_ns: int | None = None
+    stop_ns: int | None = None
+    id_pseudonym: str | None = None
+    meter_start_wh: float = _NAN
+    meter_stop_wh: float = _NAN
+    stop_reason: str | None = None
+    stopped_at: int = -1  # arrival of the stop event, -1 while open
+
+
+@dataclass(slots=True)
+class _Readings:
+    """Flat columns of the readings not yet handed out, 8 bytes per value."""
+
+    t_ns: array[int] = field(default_factory=lambda: array("q"))
+    arrival: array[int] = field(default_factory=lambda: array("q"))
+    connector: array[int] = field(default_factory=lambda: array("q"))  # index into connectors
+    session: array[int] = field(default_factory=lambda: array("q"))  # index into sessions, -1
+    values: tuple[array[float], ...] = field(
+        default_factory=lambda: tuple(array("d") for _ in _VALUE_NAMES)
+    )
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the readings where ``mask`` is True."""
+        self.t_ns = _compress(self.t_ns, mask)
+        self.arrival = _compress(self.arrival, mask)
+        self.connector = _compress(self.connector, mask)
+        self.session = _compress(self.session, mask)
+        self.values = tuple(_compress(column, mask) for column in self.values)
+
+
+_Column = TypeVar("_Column", "array[int]", "array[float]")
+
+
+def _compress(column: _Column, mask: np.ndarray) -> _Column:
+    kept = array(column.typecode)
+    kept.frombytes(_np(column)[mask].tobytes())
+    return kept  # type: ignore[return-value]
+
+
+def _np(column: array[int] | array[float]) -> np.ndarray:
+    """A NumPy copy of a column (a view would pin the array: it could not grow any more)."""
+    dtype = np.float64 if column.typecode == "d" else np.int64
+    return np.array(column, dtype=dtype) if len(column) else np.zeros(0, dtype=dtype)
+
+
+class Assembler:
+    """Collects events and builds ``SessionBatch``es from them (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        orphan_gap_ns: int = ORPHAN_GAP_NS,
+        authorize_window_ns: int = AUTHORIZE_WINDOW_NS,
+    ) -> None:
+        self.orphan_gap_ns = orphan_gap_ns
+        self.authorize_window_ns = authorize_window_ns
+        self._readings = _Readings()
+        self._sessions: list[_Session] = []
+        self._session_index: dict[str, int] = {}
+        self._session_ids: list[str] = []
+        self._connectors: list[tuple[str, int]] = []
+        self._connector_index: dict[tuple[str, int], int] = {}
+        self._last_ns: list[int] = []  # per connector: latest ts of any of its events
+        self._starts: list[tuple[int, int]] = []  # (connector, ts) of every session start
+        self._statuses: tuple[array[int], array[int], array[int]] = (
+            array("q"),
+            array("q"),
+            array("q"),
+        )  # connector, ts, StatusCode
+        self._authorizations: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        self._handed_out: set[str] = set()
+        self.late_readings = 0  # readings of sessions already handed out, dropped
+        self.stopped = 0  # sessions stopped and not yet handed out
+        self.max_event_ns = NO_TIME
+        self.max_control_ns = NO_TIME  # latest start, stop, status or authorize
+
+    # -- collecting ------------------------------------------------------------------------------
+
+    def add(self, arrival: int, event: Event) -> None:
+        """Take one event; ``arrival`` is its order of arrival (the file line number)."""
+        ts_ns = event.ts_ns
+        if ts_ns > self.max_event_ns:
+            self.max_event_ns = ts_ns
+        if type(event) is Reading:
+            self._add_reading(arrival, event)
+            return
+        if ts_ns > self.max_control_ns:
+            self.max_control_ns = ts_ns
+        if isinstance(event, SessionStart):
+            conn = self._connector(event.station_id, event.connector_id, ts_ns)
+            session = self._session(event.session_id, event.station_id, event.connector_id)
+            if session is None:
+                return
+            session.start_ns = ts_ns
+            session.id_pseudonym = event.id_pseudonym
+            session.meter_start_wh = _or_nan(event.meter_start_wh)
+            self._starts.append((conn, ts_ns))
+        elif isinstance(event, SessionStop):
+            self._connector(event.station_id, event.connector_id, ts_ns)
+            session = self._session(event.session_id, event.station_id, event.connector_id)
+            if session is None:
+                return
+            if session.stopped_at < 0:
+                self.stopped += 1
+            session.stop_ns = ts_ns
+            session.meter_stop_wh = _or_nan(event.meter_stop_wh)
+            session.stop_reason = event.reason
+            session.stopped_at = arrival
+        elif isinstance(event, StatusChange):
+            conn = self._connector(event.station_id, event.connector_id, ts_ns)
+            connectors, times, codes = self._statuses
+            connectors.append(conn)
+            times.append(ts_ns)
+            codes.append(_STATUS_CODE[event.status])
+        elif isinstance(event, Authorize):
+            key = (event.station_id, event.id_pseudonym)
+            self._authorizations.setdefault(key, []).append((ts_ns, event.result.value))
+
+    def _add_reading(self, arrival: int, r: Reading) -> None:
+        # The hot path (a million calls per file): lookups inlined, the seven appends unrolled.
+        ts_ns, station_id, connector_id, session_id = r[0], r[1], r[2], r[3]
+        conn = self._connector_index.get((station_id, connector_id))
+        if conn is None:
+            conn = self._connector(station_id, connector_id, ts_ns)
+        elif ts_ns > self._last_ns[conn]:
+            self._last_ns[conn] = ts_ns
+        index = -1
+        if session_id is not None:
+            found = self._session_index.get(session_id)
+            if found is None:
+                if self._session(session_id, station_id, connector_id) is None:
+                    self.late_readings += 1
+                    return
+                found = self._session_index[session_id]
+            index = found
+        cols = self._readings
+        cols.t_ns.append(ts_ns)
+        cols.arrival.append(arrival)
+        cols.connector.append(conn)
+        cols.session.append(index)
+        energy, power, offered, current, voltage, soc, temperature = cols.values
+        nan = _NAN
+        energy.append(nan if r[4] is None else r[4])
+        power.append(nan if r[5] is None else r[5])
+        offered.append(nan if r[6] is None else r[6])
+        current.append(nan if r[7] is None else r[7])
+        voltage.append(nan if r[8] is None else r[8])
+        soc.append(nan if r[9] is None else r[9])
+        temperature.append(nan if r[10] is None else r[10])
+
+    def _connector(self, station_id: str, connector_id: int, ts_ns: int) -> int:
+        key = (station_id, connector_id)
+        index = self._connector_index.get(key)
+        if index is None:
+            index = self._connector_index[key] = len(self._connectors)
+            self._connectors.append(key)
+            self._last_ns.append(ts_ns)
+        else:
+            self._last_ns[index] = max(self._last_ns[index], ts_ns)
+        return index
+
+    def _session(self, session_id: str, station_id: str, connector_id: int) -> _Session | None:
+        index = self._session_index.get(session_id)
+        if index is not None:
+            return self._sessions[index]
+        if session_id in self._handed_out:
+            return None
+        self._session_index[session_id] = len(self._sessions)
+        self._session_ids.append(session_id)
+        session = _Session(station_id, connector_id)
+        self._sessions.append(session)
+        return session
+
+    # -- handing out -----------------------------------------------------------------------------
+
+    def pop_complete(self, *, min_sessions: int = 1, max_cells: int | None = MAX_CELLS) -> Handout:
+        """The stopped sessions and finished orphan segments, once at least ``min_sessions``
+        sessions have stopped (nothing before that), in batches of at most ``max_cells``
+        padded samples."""
+        if self.stopped < min_sessions:
+            return Handout([], _nothing, None)
+        done = np.array([s.stopped_at >= 0 for s in self._sessions], dtype=bool)
+        return self._build(done, orphans_all=False, max_cells=max_cells)
+
+    def finish(self, *, max_cells: int | None = None) -> Handout:
+        """Everything still held, open sessions included (their ``stop_ns`` is ``NO_TIME``);
+        one batch in order of first sight unless ``max_cells`` asks for several."""
+        every = np.ones(len(self._sessions), dtype=bool)
+        return self._build(every, orphans_all=True, max_cells=max_cells)
+
+    def _build(
+        self, take_sessions: np.ndarray, *, orphans_all: bool, max_cells: int | None
+    ) -> Handout:
+        cols = self._readings
+        t_ns = _np(cols.t_ns)
+        conn = _np(cols.connector)
+        sess = _np(cols.session)
+        n_sessions = int(take_sessions.sum())
+
+        # Session rows first, in the order the sessions were first seen, then orphan segments.
+        session_row = np.full(len(self._sessions) + 1, -1, dtype=np.int64)  # [-1] is "none"
+        session_row[:-1][take_sessions] = np.arange(n_sessions)
+        row = session_row[sess]
+        orphan = sess < 0
+        seg_of, seg_conn, seg_done = self._orphan_segments(t_ns, conn, orphan, orphans_all)
+        seg_row = np.where(seg_done, n_sessions + np.cumsum(seg_done) - 1, -1)
+        row[orphan] = seg_row[seg_of[orphan]]
+        taken = row >= 0
+        n_rows = n_sessions + int(seg_done.sum())
+        counts = np.bincount(row[taken], minlength=n_rows)
+        meta = self._session_meta(take_sessions, seg_conn[seg_done])
+        is_orphan = meta.pop("orphan")
+        arrival = _np(cols.arrival)
+        values = [_np(c) for c in cols.values]
+        lookup = self._status_table()
+        taken_idx = np.flatnonzero(taken)
+        taken_row = row[taken_idx]
+
+        def make(group: IntArray) -> SessionBatch:
+            local = np.full(n_rows, -1, dtype=np.int64)
+            local[group] = np.arange(group.size)
+            pick = taken_idx[local[taken_row] >= 0]
+            columns = _scatter(
+                local[row[pick]],
+                t_ns[pick],
+                arrival[pick],
+                conn[pick],
+                [column[pick] for column in values],
+                group.size,
+                lookup,
+            )
+            batch = SessionBatch(**{k: v[group] for k, v in meta.items()}, **columns)
+            return _with_times(batch, is_orphan[group])
+
+        groups = _groups(counts, max_cells)
+        sample = make(_sample(counts, max_cells)) if len(groups) > 1 and max_cells else None
+        cols.keep(~taken)
+        self._forget(take_sessions)
+        return Handout(groups, make, sample)
+
+    def _orphan_segments(
+        self, t_ns: IntArray, conn: IntArray, orphan: np.ndarray, orphans_all: bool
+    ) -> tuple[IntArray, IntArray, np.ndarray]:
+        """Segment index of each orphan reading (0 for others), each segment's connector, and
+        whether each segment is finished (a start or a long silence followed it)."""
+        idx = np.flatnonzero(orphan)
+        seg_of = np.zeros(t_ns.size, dtype=np.int64)
+        if idx.size == 0:
+            return seg_of, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        order = idx[np.lexsort((t_ns[idx], conn[idx]))]
+        o_conn, o_t = conn[order], t_ns[order]
+        starts = np.array(self._starts, dtype=np.int64).reshape(-1, 2)
+        ranks = _Ranks(starts[:, 1])
+        start_keys = np.sort(ranks.key(starts[:, 0], starts[:, 1]))
+        # number of session starts on the connector at or before each reading
+        before = np.searchsorted(start_keys, ranks.key(o_conn, o_t), side="right")
+        new = np.ones(order.size, dtype=bool)
+        new[1:] = (
+            (o_conn[1:] != o_conn[:-1])
+            | (np.diff(o_t) > self.orphan_gap_ns)
+            | (before[1:] != before[:-1])
+        )
+        seg_sorted = np.cumsum(new) - 1
+        seg_of[order] = seg_sorted
+        first = np.flatnonzero(new)
+        last = np.append(first[1:], order.size) - 1
+        seg_conn = o_conn[first]
+        if orphans_all:
+            return seg_of, seg_conn, np.ones(first.size, dtype=bool)
+        last_t = o_t[last]
+        # started: a session began on the connector after the segment's last reading
+        started_after = np.searchsorted(
+            start_keys, ranks.key(seg_conn, last_t), side="right"
+        ) < np.searchsorted(start_keys, ranks.connector_end(seg_conn))
+        last_ns = np.array(self._last_ns, dtype=np.int64)
+        silent = last_ns[seg_conn] - last_t > self.orphan_gap_ns
+        return seg_of, seg_conn, started_after | silent
+
+    def _status_table(self) -> Callable[[IntArray, IntArray], np.ndarray]:
+        """A lookup of the StatusCode in force on ``conn`` at ``t_ns`` (the latest change at
+        or before it), over the status changes seen so far."""
+        s_conn = _np(self._statuses[0])
+        s_t = _np(self._statuses[1])
+        s_code = _np(self._statuses[2])
+        ranks = _Ranks(s_t)
+        s_key = ranks.key(s_conn, s_t)
+        order = np.argsort(s_key, kind="stable")  # equal keys keep arrival order: last one wins
+        s_key, s_conn, s_code = s_key[order], s_conn[order], s_code[order]
+
+        def lookup(conn: IntArray, t_ns: IntArray) -> np.ndarray:
+            if s_key.size == 0 or conn.size == 0:
+                return np.zeros(conn.size, dtype=np.int8)
+            at = np.searchsorted(s_key, ranks.key(conn, t_ns), side="right") - 1
+            hit = at >= 0
+            hit[hit] = s_conn[at[hit]] == conn[hit]
+            return np.where(hit, s_code[np.maximum(at, 0)], StatusCode.UNKNOWN).astype(np.int8)
+
+        return lookup
+
+    def _session_meta(self, take: np.ndarray, orphan_conn: IntArray) -> dict[str, Any]:
+        """Per-row columns; start/stop of rows without their own events are filled in by
+        ``_with_times`` from the samples."""
+        # Per-session Python: sessions are few next to their samples.
+        picked: list[int] = np.flatnonzero(take).tolist()
+        sessions = [self._sessions[i] for i in picked]
+        n_orphans = orphan_conn.size
+        conns = [self._connectors[c] for c in orphan_conn.tolist()]
+        missing = [NO_TIME] * n_orphans
+        return {
+            "session_id": _objects([self._session_ids[i] for i in picked] + [None] * n_orphans),
+            "station_id": _objects([s.station_id for s in sessions] + [c[0] for c in conns]),
+            "connector_id": np.array(
+                [s.connector_id for s in sessions] + [c[1] for c in conns], dtype=np.int64
+            ),
+            "start_ns": np.array(
+                [NO_TIME if s.start_ns is None else s.start_ns for s in sessions] + missing,
+                dtype=np.int64,
+            ),
+            "stop_ns": np.array(
+                [NO_TIME if s.stop_ns is None else s.stop_ns for s in sessions] + missing,
+                dtype=np.int64,
+            ),
+            "id_pseudonym": _objects([s.id_pseudonym for s in sessions] + [None] * n_orphans),
+            "auth_result": _objects([self._auth_result(s) for s in sessions] + [None] * n_orphans),
+            "meter_start_wh": np.array(
+                [s.meter_start_wh for s in sessions] + [_NAN] * n_orphans, dtype=np.float64
+            ),
+            "meter_stop_wh": np.array(
+                [s.meter_stop_wh for s in sessions] + [_NAN] * n_orphans, dtype=np.float64
+            ),
+            "stop_reason": _objects([s.stop_reason for s in sessions] + [None] * n_orphans),
+            "orphan": np.array([False] * len(sessions) + [True] * n_orphans, dtype=bool),
+        }
+
+    def _auth_result(self, s: _Session) -> str | None:
+        if s.id_pseudonym is None or s.start_ns is None:
+            return None
+        seen = self._authorizations.get((s.station_id, s.id_pseudonym))
+        if not seen:
+            return None
+        seen.sort()
+        at = bisect_right(seen, (s.start_ns, "\uffff")) - 1
+        if at < 0 or seen[at][0] < s.start_ns - self.authorize_window_ns:
+            return None
+        return seen[at][1]
+
+    def _forget(self, taken: np.ndarray) -> None:
+        """Drop handed-out sessions; their ids are remembered so late readings are not taken
+        for a new session."""
+        keep = [i for i in range(len(self._sessions)) if not taken[i]]
+        for i in np.flatnonzero(taken).tolist():
+            self._handed_out.add(self._session_ids[i])
+        remap = np.full(len(self._sessions) + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        sess = _np(self._readings.session)
+        self._readings.session = array("q", remap[sess].tobytes())
+        self._sessions = [self._sessions[i] for i in keep]
+        self._session_ids = [self._session_ids[i] for i in keep]
+        self._session_index = {sid: k for k, sid in enumerate(self._session_ids)}
+        self.stopped = sum(1 for s in self._sessions if s.stopped_at >= 0)
+
+
+class _Ranks:
+    """Packs (connector, time) into one sortable int64 key, time counted as the number of
+    reference times (starts, status changes: few) at or before it. For a reference time r and any
+    t, r <= t exactly when rank(r) <= rank(t), so comparisons against the references hold."""
+
+    def __init__(self, reference_ns: IntArray) -> None:
+        self._sorted = np.sort(reference_ns)
+        self._width = self._sorted.size + 2
+
+    def key(self, conn: IntArray, t_ns: IntArray) -> IntArray:
+        rank = np.searchsorted(self._sorted, t_ns, side="right")
+        return np.asarray(conn * self._width + rank, dtype=np.int64)
+
+    def connector_end(self, conn: IntArray) -> IntArray:
+        """A key above every key of ``conn``."""
+        return np.asarray((conn + 1) * self._width, dtype=np.int64)
+
+
+def _scatter(
+    row: IntArray,
+    t_ns: IntArray,
+    arrival: IntArray,
+    conn: IntArray,
+    values: list[np.ndarray],
+    n_rows: int,
+    status_lookup: Callable[[IntArray, IntArray], np.ndarray],
+) -> dict[str, Any]:
+    """Per-sample columns ordered by (row, t_ns, arrival) and padded to the longest row."""
+    order = np.lexsort((arrival, t_ns, row))
+    row, t_ns, arrival, conn = row[order], t_ns[order], arrival[order], conn[order]
+    count = np.bincount(row, minlength=n_rows).astype(np.int64)
+    width = int(count.max()) if n_rows and row.size else 0
+    offsets = np.concatenate(([0], np.cumsum(count)[:-1])) if n_rows else np.zeros(0, np.int64)
+    pos = np.arange(row.size) - offsets[row]
+    shape = (n_rows, width)
+    out: dict[str, Any] = {"n_samples": count}
+    for name, column, pad in (("t_ns", t_ns, 0), ("arrival", arrival, 0)):
+        full = np.full(shape, pad, dtype=np.int64)
+        full[row, pos] = column
+        out[name] = full
+    valid = np.zeros(shape, dtype=bool)
+    valid[row, pos] = True
+    out["valid"] = valid
+    for name, column in zip(_VALUE_NAMES, values, strict=True):
+        full_f = np.full(shape, np.nan)
+        full_f[row, pos] = column[order]
+        out[name] = full_f
+    status = np.zeros(shape, dtype=np.int8)
+    status[row, pos] = status_lookup(conn, t_ns)
+    out["status"] = status
+    return out
+
+
+def _groups(counts: IntArray, max_cells: int | None) -> list[IntArray]:
+    """Rows cut into runs, in order of first sight, whose padded size (rows x longest row) stays
+    within ``max_cells``. Runs rather than rows sorted by length: sessions that overlap in time
+    stay together, and detectors that compare sessions (one id tag at two stations) need that."""
+    n = counts.size
+    if max_cells is None or n == 0:
+        return [np.arange(n)]
+    groups: list[IntArray] = []
+    begin, longest = 0, 1
+    for end, length in enumerate(counts.tolist(), start=1):
+        longest = max(longest, length)
+        if end - begin > 1 and (end - begin) * longest > max_cells:
+            groups.append(np.arange(begin, end - 1))
+            begin, longest = end - 1, max(length, 1)
+    groups.append(np.arange(begin, n))
+    return groups
+
+
+def _nothing(_rows: IntArray) -> SessionBatch:
+    return empty_batch()
+
+
+def _sample(counts: IntArray, max_cells: int) -> IntArray:
+    """Rows spread evenly over the order of first sight, as many as fit in ``max_cells`` padded
+    to the longest of them: what detectors are fitted on when one batch cannot hold it all."""
+    n = counts.size
+    longest = max(int(counts.max(initial=1)), 1)
+    k = max(1, min(n, max_cells // longest))
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+def _with_times(batch: SessionBatch, orphan: np.ndarray) -> SessionBatch:
+    """A start for rows without a session_start (first sample; else their stop), and the last
+    sample as the end of an orphan segment."""
+    n = batch.n_sessions
+    count = batch.n_samples
+    has = count > 0
+    rows = np.arange(n)
+    width = batch.n_steps
+    first_t = batch.t_ns[rows, 0] if width else np.zeros(n, np.int64)
+    last_t = batch.t_ns[rows, np.maximum(count - 1, 0)] if width else np.zeros(n, np.int64)
+    no_start = batch.start_ns == NO_TIME
+    batch.start_ns[no_start & has] = first_t[no_start & has]
+    lone_stop = no_start & ~has
+    batch.start_ns[lone_stop] = batch.stop_ns[lone_stop]
+    batch.stop_ns[orphan] = last_t[orphan]
+    return batch
+
+
+def _objects(items: list[str | None]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _or_nan(value: float | None) -> float:
+    return _NAN if value is None else value
+
+
+def empty_batch() -> SessionBatch:
+    """A batch of no sessions."""
+    return next(iter(Assembler().finish()))
+
+
+def assemble(events: Iterable[tuple[int, Event]]) -> SessionBatch:
+    """All of ``events`` (``(arrival, event)`` pairs) as one batch, open sessions included,
+    rows in the order sessions were first seen, then orphan segments."""
+    assembler = Assembler()
+    for arrival, event in events:
+        assembler.add(arrival, event)
+    return next(iter(assembler.finish()))
+
+
+def iter_batches(
+    events: Iterable[tuple[int, Event]],
+    *,
+    max_sessions: int = 10_000,
+    max_cells: int = MAX_CELLS,
+) -> Iterator[SessionBatch]:
+    """``events`` as batches streamed as sessions complete: once ``max_sessions`` have stopped
+    they are handed out, in batches of at most ``max_cells`` padded samples. Memory holds the
+    open sessions and the batches being handed out, whatever the input's size."""
+    assembler = Assembler()
+    for arrival, event in events:
+        assembler.add(arrival, event)
+        if assembler.stopped >= max_sessions:
+            yield from _nonempty(assembler.pop_complete(max_cells=max_cells))
+    yield from _nonempty(assembler.finish(max_cells=max_cells))
+    if assembler.late_readings:
+        logger.warning(
+            "%d readings arrived after their session was handed out and were left out",
+            assembler.late_readings,
+        )
+
+
+def _nonempty(batches: Iterable[SessionBatch]) -> Iterator[SessionBatch]:
+    return (batch for batch in batches if batch.n_sessions)

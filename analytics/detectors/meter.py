@@ -1,0 +1,363 @@
+"""Faults of the energy register: stuck, backwards, jumping, or disagreeing with the power.
+
+All four read the register steps between consecutive trusted readings (``Prepared.de_wh``) and
+judge them against physics: a register counts up, never down; it cannot count faster than the
+connector's rated power; it must count when power flows; over a session it must add up to the
+integral of the power.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+
+from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
+from analytics.detectors._arrays import (
+    Prepared,
+    StationRatings,
+    Verdict,
+    build_result,
+    excess_score,
+    fmt_kw,
+    fmt_kwh,
+    fmt_min,
+    is_none,
+    nan_argmax,
+    not_scored_reason,
+    pick,
+    prepared,
+    rated_power_w,
+    runs,
+    scatter_verdict,
+    take_rows,
+    trapezoid_wh,
+)
+from analytics.detectors.base import KindResult
+
+
+class _Rated:
+    """Learns each station's rated power in ``fit`` (``ratings_``)."""
+
+    ratings_: StationRatings
+
+    def fit(self, batch: SessionBatch) -> Self:
+        self.ratings_ = StationRatings.learn(batch)
+        return self
+
+    def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
+        ratings = getattr(self, "ratings_", None)
+        learned = (
+            ratings.lookup(batch.station_id)
+            if ratings is not None
+            else np.full(batch.n_sessions, np.nan)
+        )
+        return rated_power_w(prep, learned)
+
+
+def jump_allowance_wh(
+    prep: Prepared,
+    rated_w: FloatArray,
+    *,
+    rated_margin: float,
+    jitter_s: float,
+    resolution_steps: float,
+) -> FloatArray:
+    """Most a register step may rise, ``(n, m - 1)``: the rated power over the time since the
+    register last moved (a meter polled less often than it is sampled catches up in one step),
+    plus clock jitter, a relative margin and the register's resolution."""
+    t = prep.t_s
+    m = t.shape[1]
+    if m < 2:
+        return np.zeros((t.shape[0], 0))
+    moved = prep.de_wh != 0  # NaN counts as moved: the last known value is unknown there
+    idx = np.where(moved, np.arange(m - 1), -1)
+    last_incl = np.maximum.accumulate(idx, axis=1)
+    # the last step before this one where the register moved: its value shows from there on
+    last_before = np.concatenate((np.full((t.shape[0], 1), -1), last_incl[:, :-1]), axis=1)
+    t_from = np.take_along_axis(t, last_before + 1, axis=1)
+    span_s = t[:, 1:] - t_from
+    rate_wh = rated_w[:, None] * (1.0 + rated_margin) / 3600.0
+    return np.asarray(
+        rate_wh * (span_s + jitter_s) + resolution_steps * prep.resolution_wh[:, None]
+    )
+
+
+class MeterStuck(_Rated):
+    """The register stays constant while power clearly flows (CONTRACTS.md section 3)."""
+
+    kind = "meter_stuck"
+
+    def __init__(
+        self,
+        *,
+        min_power_w: float = 100.0,  # clearly above zero: a meter at rest shows 0 W and a few
+        #                              watts of noise; the smallest real charge (6 A) is 1.4 kW
+        min_steps: int = 3,  # one or two repeated values are a register polled less often
+        #                      than the readings are sent, not a frozen meter
+        min_duration_s: float = 120.0,  # meters are polled at least once a minute; twice that
+        min_missing_resolutions: float = 3.0,  # a coarse register may legitimately not move
+        #                                        while less than its resolution flows
+    ) -> None:
+        self.min_power_w = min_power_w
+        self.min_steps = min_steps
+        self.min_duration_s = min_duration_s
+        self.min_missing_resolutions = min_missing_resolutions
+
+    def _flat(self, prep: Prepared) -> BoolArray:
+        p = prep.power_w
+        flowing = (p[:, 1:] >= self.min_power_w) & (p[:, :-1] >= self.min_power_w)
+        return np.asarray((prep.de_wh == 0) & flowing)
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        flat = self._flat(prep)
+        # the costly part only on rows with a flat step while power flows
+        rows = np.flatnonzero(flat.any(axis=1)) if flat.size else np.zeros(0, np.int64)
+        verdict = scatter_verdict(batch.n_sessions, rows, self._judge(take_rows(prep, rows)))
+        return build_result(
+            self.kind,
+            excess_score(verdict.x),
+            verdict.x > 1.0,
+            verdict.start_ns,
+            verdict.end_ns,
+            verdict.describe,
+            not_scored_reason(prep, 2, "energy"),
+        )
+
+    def _judge(self, prep: Prepared) -> Verdict:
+        p = prep.power_w
+        flat = self._flat(prep)
+        run = runs(flat, prep.dt_s)
+        r_wh = runs(flat, trapezoid_wh(p, prep.dt_s))
+        min_wh = self.min_missing_resolutions * prep.resolution_wh[:, None]
+        x = np.minimum(
+            np.minimum(run.length / self.min_steps, run.total / self.min_duration_s),
+            r_wh.total / min_wh,
+        )
+        x = np.where(flat, x, 0.0)
+        at = nan_argmax(x)
+        best = pick(x, at)
+        first = pick(run.first, at).astype(np.int64)
+        value = pick(prep.energy_ff_wh, first)
+        duration = pick(run.total, at)
+        missing = pick(r_wh.total, at)
+        mean_power = missing * 3600.0 / np.where(duration > 0, duration, np.nan)
+        n_readings = pick(run.length, at) + 1
+
+        def describe(rows: IntArray) -> list[str]:
+            return [
+                f"register flat at {fmt_kwh(value[i])} for {fmt_min(duration[i])} "
+                f"({int(n_readings[i])} readings) while power was "
+                f"{fmt_kw(mean_power[i])}: {fmt_kwh(missing[i])} not counted"
+                for i in rows
+            ]
+
+        return Verdict(
+            x=np.nan_to_num(best),
+            start_ns=pick(prep.t_ns, first).astype(np.int64),
+            end_ns=pick(prep.t_ns, at + 1).astype(np.int64),
+            describe=describe,
+        )
+
+
+class MeterBackwards(_Rated):
+    """The register decreases (a reset, a wrap, a replaced meter)."""
+
+    kind = "meter_backwards"
+
+    def __init__(
+        self,
+        *,
+        tolerance_resolutions: float = 2.0,  # a register only counts up; a fall of more than
+        #                                      one rounding step of its resolution is real
+    ) -> None:
+        self.tolerance_resolutions = tolerance_resolutions
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        drop = np.where(prep.de_wh < 0, -prep.de_wh, 0.0)
+        at = nan_argmax(drop)
+        worst = pick(drop, at)
+        x = worst / (self.tolerance_resolutions * prep.resolution_wh)
+        flagged = x > 1.0
+        before = pick(prep.energy_ff_wh, at)
+        after = pick(prep.energy_ff_wh, at + 1)
+        n_drops = np.sum(drop > self.tolerance_resolutions * prep.resolution_wh[:, None], axis=1)
+
+        def describe(rows: np.ndarray) -> list[str]:
+            return [
+                f"register fell from {fmt_kwh(before[i])} to {fmt_kwh(after[i])} "
+                f"({fmt_kwh(worst[i])} backwards"
+                + (f"; {int(n_drops[i])} falls in all)" if n_drops[i] > 1 else ")")
+                for i in rows
+            ]
+
+        return build_result(
+            self.kind,
+            excess_score(x),
+            flagged,
+            pick(prep.t_ns, at).astype(np.int64),
+            pick(prep.t_ns, at + 1).astype(np.int64),
+            describe,
+            not_scored_reason(prep, 2, "energy"),
+        )
+
+
+class MeterJump(_Rated):
+    """The register rises by more than the connector could deliver in that interval."""
+
+    kind = "meter_jump"
+
+    def __init__(
+        self,
+        *,
+        rated_margin: float = 0.1,  # meter accuracy class and an estimated (not declared) rating
+        jitter_s: float = 2.0,  # sampling jitter plus the lag between reading the meter and
+        #                         stamping the message
+        resolution_steps: float = 2.0,  # both ends of the step are rounded to the resolution
+    ) -> None:
+        self.rated_margin = rated_margin
+        self.jitter_s = jitter_s
+        self.resolution_steps = resolution_steps
+
+    def allowance_wh(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
+        """Most each register step may rise; cached in ``batch.extra`` (meter_mismatch reads
+        it too)."""
+        rated = self._rated(batch, prep)
+        key = (id(prep), self.rated_margin, self.jitter_s, self.resolution_steps, rated.tobytes())
+        cached = batch.extra.get("_allowance")
+        if isinstance(cached, tuple) and cached[0] == key:
+            value = cached[1]
+            assert isinstance(value, np.ndarray)
+            return value
+        allowed = jump_allowance_wh(
+            prep,
+            rated,
+            rated_margin=self.rated_margin,
+            jitter_s=self.jitter_s,
+            resolution_steps=self.resolution_steps,
+        )
+        batch.extra["_allowance"] = (key, allowed)
+        return allowed
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        rated = self._rated(batch, prep)
+        allowed = self.allowance_wh(batch, prep)
+        rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
+        ratio = rise / allowed
+        at = nan_argmax(ratio)
+        x = pick(ratio, at)
+        x = np.where(np.isnan(x), 0.0, x)
+        flagged = x > 1.0
+        step = pick(rise, at)
+        dt = pick(prep.dt_s, at)
+        could = pick(allowed, at)
+        not_scored = not_scored_reason(prep, 2, "energy")
+        not_scored[np.isnan(rated) & is_none(not_scored)] = (
+            "no rated power known for this connector (no offered or measured power)"
+        )
+
+        def describe(rows: np.ndarray) -> list[str]:
+            return [
+                f"register rose {fmt_kwh(step[i])} in {fmt_min(dt[i])}; at most "
+                f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
+                for i in rows
+            ]
+
+        return build_result(
+            self.kind,
+            excess_score(x),
+            flagged,
+            pick(prep.t_ns, at).astype(np.int64),
+            pick(prep.t_ns, at + 1).astype(np.int64),
+            describe,
+            not_scored,
+        )
+
+
+class MeterMismatch(_Rated):
+    """The register's energy and the integral of power disagree by more than 15 % over the
+    session. Steps that another kind explains (a fall, a jump, a gap) are left out of both."""
+
+    kind = "meter_mismatch"
+
+    def __init__(
+        self,
+        *,
+        max_relative: float = 0.15,  # CONTRACTS.md section 3
+        gap_intervals: float = 5.0,  # across a data gap the trapezoid cannot follow the power
+        gap_min_s: float = 300.0,
+        trapezoid_doubt: float = 1.0,  # within a step the true power may lie anywhere between
+        #                                its two readings: the integral is uncertain by half
+        #                                the change times the step, summed over the session
+        sensor_offset_w: float = 50.0,  # power below this is a sensor offset, not energy
+        min_energy_wh: float = 100.0,  # below this the comparison is resolution and offset
+        jump: MeterJump | None = None,
+    ) -> None:
+        self.sensor_offset_w = sensor_offset_w
+        self.min_energy_wh = min_energy_wh
+        self.max_relative = max_relative
+        self.gap_intervals = gap_intervals
+        self.gap_min_s = gap_min_s
+        self.trapezoid_doubt = trapezoid_doubt
+        self.jump = jump
+
+    def fit(self, batch: SessionBatch) -> Self:
+        super().fit(batch)
+        self.jump_ = (self.jump if self.jump is not None else MeterJump()).fit(batch)
+        return self
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        jump = getattr(self, "jump_", None) or MeterJump().fit(batch)
+        allowed = jump.allowance_wh(batch, prep)
+        power = np.where(prep.power_w < self.sensor_offset_w, 0.0, prep.power_w)
+        step_pw = trapezoid_wh(power, prep.dt_s)
+        gap = (prep.dt_s > self.gap_intervals * prep.interval_s[:, None]) & (
+            prep.dt_s >= self.gap_min_s
+        )
+        res = prep.resolution_wh[:, None]
+        clean = (
+            ~np.isnan(prep.de_wh)
+            & ~np.isnan(step_pw)
+            & (prep.de_wh >= -2.0 * res)
+            & ~(prep.de_wh > allowed)
+            & ~gap
+        )
+        e_reg = np.sum(np.where(clean, prep.de_wh, 0.0), axis=1)
+        e_pow = np.sum(np.where(clean, step_pw, 0.0), axis=1)
+        n_clean = clean.sum(axis=1)
+        change_w = np.abs(np.diff(power, axis=1))
+        doubt_wh = np.sum(np.where(clean, 0.5 * change_w * prep.dt_s / 3600.0, 0.0), axis=1)
+        margin = 2.0 * prep.resolution_wh + self.trapezoid_doubt * doubt_wh
+        x = np.abs(e_reg - e_pow) / (self.max_relative * e_pow + margin)
+        flagged = x > 1.0
+        not_scored = not_scored_reason(prep, 2, "energy")
+        cannot = (n_clean < 2) | (np.maximum(e_reg, e_pow) < self.min_energy_wh)
+        not_scored[cannot & is_none(not_scored)] = (
+            f"less than {self.min_energy_wh:.0f} Wh counted: too little energy to compare"
+        )
+        x = np.where(cannot, np.nan, x)
+        last = np.maximum(prep.count - 1, 0)
+
+        def describe(rows: np.ndarray) -> list[str]:
+            out = []
+            for i in rows:
+                rel = (e_reg[i] / e_pow[i] - 1.0) * 100.0 if e_pow[i] > 0 else float("inf")
+                out.append(
+                    f"register counted {fmt_kwh(e_reg[i])} but power integrates to "
+                    f"{fmt_kwh(e_pow[i])} ({rel:+.0f} %)"
+                )
+            return out
+
+        return build_result(
+            self.kind,
+            excess_score(x),
+            flagged,
+            pick(prep.t_ns, np.zeros_like(last)).astype(np.int64),
+            pick(prep.t_ns, last).astype(np.int64),
+            describe,
+            not_scored,
+        )

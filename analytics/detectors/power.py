@@ -1,0 +1,437 @@
+"""Charging that stops (stall) or slows down too early (early_taper) with nothing to explain it.
+
+What must not be flagged is most of the work here: a car's own taper near full, a car that is
+full (SuspendedEV, near-zero power, idle time plugged in), and power held down by a lower
+``power_offered_w``.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+
+from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
+from analytics.detectors._arrays import (
+    Prepared,
+    Runs,
+    StationRatings,
+    Verdict,
+    build_result,
+    excess_score,
+    fmt_kw,
+    fmt_kwh,
+    fmt_min,
+    forward_fill,
+    is_none,
+    nan_argmax,
+    not_scored_reason,
+    pick,
+    prepared,
+    rated_power_w,
+    runs,
+    scatter_verdict,
+    take_rows,
+    trapezoid_wh,
+)
+from analytics.detectors.base import KindResult
+
+# IEC 61851: below 6 A on one phase (about 1.4 kW) a car is not expected to charge at all, so an
+# offer under that explains zero power.
+MIN_CHARGE_OFFER_W = 1400.0
+# An AC connector delivers at most 3 x 32 A x 250 V (24 kW); above that it is DC.
+AC_MAX_W = 24_000.0
+
+
+def _learned_rating(ratings: StationRatings | None, batch: SessionBatch) -> FloatArray:
+    if ratings is None:
+        return np.full(batch.n_sessions, np.nan)
+    return ratings.lookup(batch.station_id)
+
+
+def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
+    return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
+
+
+class Stall:
+    """Power near zero and the register flat for 10 min or more mid-session, after charging had
+    begun and before it resumes (so the car was not full), with neither a lower offered power
+    nor the car's own pause (SuspendedEV) to explain it."""
+
+    kind = "stall"
+
+    def __init__(
+        self,
+        *,
+        min_duration_s: float = 600.0,  # CONTRACTS.md section 3
+        near_zero_w: float = 200.0,  # a connector at rest shows 0 W plus standby and noise
+        near_zero_fraction: float = 0.02,  # ... or 2 % of the session's peak (sensor offset)
+        resume_fraction: float = 0.3,  # charging resumes: back to 30 % of the earlier peak
+        min_resume_wh: float = 300.0,  # and delivering a few minutes' worth of the slowest
+        #                                charge: a charge that went on, not a blip
+    ) -> None:
+        self.min_duration_s = min_duration_s
+        self.near_zero_w = near_zero_w
+        self.near_zero_fraction = near_zero_fraction
+        self.resume_fraction = resume_fraction
+        self.min_resume_wh = min_resume_wh
+
+    def fit(self, batch: SessionBatch) -> Self:
+        self.ratings_ = StationRatings.learn(batch)
+        return self
+
+    def _idle(self, prep: Prepared, rated: FloatArray) -> tuple[BoolArray, BoolArray]:
+        """Steps at near-zero power with a flat register and nothing explaining it."""
+        p = prep.power_w
+        zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
+        low = p <= zero_w
+        offered_low = prep.offered_w < np.maximum(MIN_CHARGE_OFFER_W, 0.05 * rated)[:, None]
+        status = prep.status
+        explained = (
+            offered_low
+            | (np.isnan(prep.offered_w) & (status == StatusCode.SUSPENDED_EVSE))
+            | (status == StatusCode.SUSPENDED_EV)
+            | (status == StatusCode.FAULTED)
+        )
+        still = low & ~explained
+        flat = ~(prep.de_wh > prep.resolution_wh[:, None] + zero_w * prep.dt_s / 3600.0)
+        return np.asarray(still[:, 1:] & still[:, :-1] & flat), np.asarray(low)
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        rated = rated_power_w(prep, _learned_rating(getattr(self, "ratings_", None), batch))
+        idle, _ = self._idle(prep, rated)
+        rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
+        verdict = scatter_verdict(
+            batch.n_sessions, rows, self._judge(take_rows(prep, rows), rated[rows])
+        )
+        return build_result(
+            self.kind,
+            excess_score(verdict.x),
+            verdict.x > 1.0,
+            verdict.start_ns,
+            verdict.end_ns,
+            verdict.describe,
+            not_scored_reason(prep, 3, "power"),
+        )
+
+    def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:
+        n, m = prep.power_w.shape
+        p = prep.power_w
+        zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
+        idle, low = self._idle(prep, rated)
+        run = runs(idle, prep.dt_s)
+
+        step_wh = np.where(low[:, 1:] & low[:, :-1], 0.0, trapezoid_wh(p, prep.dt_s))
+        step_wh = np.nan_to_num(np.maximum(step_wh, 0.0))
+        cum_wh = np.cumsum(step_wh, axis=1)
+        total_wh = cum_wh[:, -1:] if m > 1 else np.zeros((n, 1))
+        after_wh = total_wh - cum_wh  # energy after each step
+        first = np.maximum(run.first, 0)
+        p_filled = np.nan_to_num(p, nan=0.0)
+        peak_so_far = np.maximum.accumulate(p_filled, axis=1)
+        peak_before = np.take_along_axis(peak_so_far[:, :-1], first, axis=1)
+        peak_after = np.maximum.accumulate(p_filled[:, ::-1], axis=1)[:, ::-1]
+        peak_after = np.concatenate((peak_after[:, 2:], np.zeros((n, min(2, m)))), axis=1)
+        peak_after = peak_after[:, : max(m - 1, 0)]
+        charged_before = peak_before > np.maximum(MIN_CHARGE_OFFER_W, 2.0 * zero_w)
+        resumed = (peak_after >= self.resume_fraction * peak_before) & (
+            after_wh >= self.min_resume_wh
+        )
+        candidate = idle & charged_before & resumed
+        # the run's span between zero readings is about one interval shorter than the stall;
+        # half of that is added back (a conservative estimate of the true length)
+        duration = run.total + 0.5 * np.nan_to_num(prep.interval_s)[:, None]
+        x_all = np.where(candidate, duration / self.min_duration_s, 0.0)
+        at = nan_argmax(x_all)
+        x = pick(x_all, at)
+        begin = pick(first, at).astype(np.int64)
+        start = pick(prep.t_ns, begin).astype(np.int64)
+        end = pick(prep.t_ns, at + 1).astype(np.int64)
+        dur = pick(duration, at)
+        register = pick(prep.energy_ff_wh, begin)
+        prior = pick(peak_before, at)
+        after = pick(peak_after, at)
+        soc = pick(forward_fill(prep.soc_pct), begin)
+
+        def describe(rows: IntArray) -> list[str]:
+            out = []
+            for i in rows:
+                soc_text = f" at {soc[i]:.0f} % SoC" if not np.isnan(soc[i]) else ""
+                reg = (
+                    f", register flat at {fmt_kwh(register[i])}"
+                    if register[i] == register[i]
+                    else ""
+                )
+                out.append(
+                    f"no power for {fmt_min(dur[i])}{soc_text}{reg}, after charging at up to "
+                    f"{fmt_kw(prior[i])} and before resuming at {fmt_kw(after[i])}; "
+                    f"no lower offered power"
+                )
+            return out
+
+        return Verdict(x=np.nan_to_num(x), start_ns=start, end_ns=end, describe=describe)
+
+
+# Reference bands: SoC in 5 % bins (DC); otherwise "minutes at peak power still to go before
+# charging ends" in 15-min bins (AC), where the car's own taper lives in the last stretch. Both
+# kinds of bin share one table per rated-power class: columns 0-19 SoC, 20-32 minutes to go.
+SOC_BIN_PCT = 5.0
+N_SOC_BINS = 20
+TO_GO_BIN_MIN = 15.0
+N_TO_GO_BINS = 13  # the last one is 180 min and more
+N_BINS = N_SOC_BINS + N_TO_GO_BINS
+# Rated-power classes: 1-phase AC, 3-phase AC, DC up to 100 kW, high-power DC.
+RATED_EDGES_W = np.array([0.0, 8_000.0, AC_MAX_W, 100_000.0, np.inf])
+N_CLASSES = RATED_EDGES_W.size - 1
+
+
+def default_band() -> FloatArray:
+    """The built-in lower band of power / what the session can do, one row per class.
+
+    Against SoC: published DC curves hold at least about 60 % of their peak up to 40 % SoC,
+    then taper (to a tenth near 80 %). Against minutes-at-peak to go: AC cars draw their full
+    power until the last stretch; in the last 45 minutes-at-peak their own taper may take them
+    anywhere."""
+    centre = (np.arange(N_SOC_BINS) + 0.5) * SOC_BIN_PCT
+    soc = np.interp(centre, [0.0, 40.0, 60.0, 75.0, 80.0], [0.6, 0.6, 0.3, 0.1, 0.0])
+    to_go = np.array([0.0, 0.0, 0.0, 0.3, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])
+    return np.tile(np.concatenate((soc, to_go)), (N_CLASSES, 1))
+
+
+class EarlyTaper:
+    """Power well below what the car and charger should deliver at that point of the charge,
+    sustained, with no lower offered power explaining it.
+
+    Power is taken relative to what the session showed it can do (its peak, capped by the
+    offered power at each sample), and compared with a learned lower band: per rated-power class,
+    a low quantile of that ratio against SoC (DC) or against minutes-at-peak to go before
+    charging ends (AC). ``fit`` learns the band from history; until a cell has
+    ``min_samples`` readings the built-in physical default is used. AC also: a sudden fall
+    (by a third within 5 min) that is then held flat for 10 min, which a car's own taper, a
+    continuous decline into full, does not do.
+    """
+
+    kind = "early_taper"
+
+    def __init__(
+        self,
+        *,
+        quantile: float = 0.01,  # the band's edge: 1 reading in 100 of history lies below it
+        band_margin: float = 0.85,  # and then 15 % further below, for sessions not yet seen
+        band_cap: float = 0.8,  # never demand more than 80 % of the peak
+        min_samples: int = 500,  # readings needed in a (class, bin) cell to trust it
+        min_duration_s: float = 600.0,  # a dip shorter than 10 min is balancing or a limit
+        #                                 message in flight, not a derating
+        min_steps: int = 3,
+        near_zero_w: float = 200.0,  # below this it is a stall's business, not a taper's
+        min_drop: float = 0.35,  # a sudden fall by more than a third ...
+        max_fall_s: float = 300.0,  # ... within 5 min (DC: and within 5 % SoC) is no car's own
+        #                             taper: published curves lose at most ~7 % per 5 % SoC
+        #                             below 80 % SoC
+        max_fall_soc_pct: float = 5.0,
+        hold_fraction: float = 0.8,  # held: the power then stays above 80 % of where it fell
+        #                              to (a derating is a flat current limit on AC), where a
+        #                              car's own taper keeps falling towards full
+        ramp_fraction: float = 0.8,  # readings before power first reaches 80 % of the peak are
+        #                              the ramp-up, not a taper
+    ) -> None:
+        self.quantile = quantile
+        self.band_margin = band_margin
+        self.band_cap = band_cap
+        self.min_samples = min_samples
+        self.min_duration_s = min_duration_s
+        self.min_steps = min_steps
+        self.near_zero_w = near_zero_w
+        self.ramp_fraction = ramp_fraction
+        self.min_drop = min_drop
+        self.max_fall_s = max_fall_s
+        self.max_fall_soc_pct = max_fall_soc_pct
+        self.hold_fraction = hold_fraction
+
+    # -- shared features ------------------------------------------------------------------------
+
+    def _features(
+        self, prep: Prepared, rated: FloatArray
+    ) -> tuple[FloatArray, IntArray, BoolArray, FloatArray]:
+        """Per reading: power over what the session can do (its peak, capped by the offered
+        power), the band cell (class x N_BINS + bin; -1 when not comparable); per row whether
+        it is judged against SoC; and the offered cap."""
+        p = prep.power_w
+        n, m = p.shape
+        peak = prep.peak_power_w
+        is_dc = rated > AC_MAX_W
+        offered_at_peak = pick(prep.offered_w, nan_argmax(p))
+        # AC: a car on fewer phases than the charger draws a share of what is offered
+        share = np.where(
+            is_dc | np.isnan(offered_at_peak) | (offered_at_peak <= 0),
+            1.0,
+            np.clip(peak / offered_at_peak, 0.0, 1.0),
+        )
+        limit = np.where(np.isnan(prep.offered_w), np.inf, prep.offered_w * share[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = p / np.minimum(peak[:, None], limit)
+        has_soc = ~np.isnan(prep.soc_pct)
+        uses_soc: BoolArray = np.asarray(has_soc.any(axis=1)) if m else np.zeros(n, dtype=bool)
+        klass = np.clip(np.searchsorted(RATED_EDGES_W, rated, side="right") - 1, 0, N_CLASSES - 1)
+        reached = p >= self.ramp_fraction * peak[:, None]
+        comparable = (
+            np.maximum.accumulate(reached, axis=1)  # past the ramp-up
+            & (p > self.near_zero_w)
+            & (ratio < self.band_cap)  # nothing above the cap can be below a band
+            & (prep.status != StatusCode.SUSPENDED_EV)
+            & np.where(uses_soc[:, None], has_soc, True)
+        )
+        cell = np.full((n, m), -1, dtype=np.int64)
+        where = np.flatnonzero(comparable)  # only these readings need a bin
+        if where.size:
+            row = where // m
+            soc_rows = uses_soc[row]
+            soc_bin = np.clip(prep.soc_pct.reshape(-1)[where] // SOC_BIN_PCT, 0, N_SOC_BINS - 1)
+            to_go = self._minutes_to_go(prep, ~uses_soc).reshape(-1)[where]
+            to_go_bin = N_SOC_BINS + np.clip(to_go // TO_GO_BIN_MIN, 0, N_TO_GO_BINS - 1)
+            bins = np.where(soc_rows, soc_bin, to_go_bin).astype(np.int64)
+            cell.reshape(-1)[where] = klass[row] * N_BINS + bins
+        return ratio, cell, uses_soc, limit
+
+    def _minutes_to_go(self, prep: Prepared, rows: BoolArray) -> FloatArray:
+        """Minutes at peak power still to go before charging ends (only for ``rows``)."""
+        n, m = prep.power_w.shape
+        out = np.full((n, m), np.nan)
+        pick_rows = np.flatnonzero(rows)
+        if pick_rows.size == 0 or m < 2:
+            return out
+        p = prep.power_w[pick_rows]
+        step_wh = np.nan_to_num(np.maximum(trapezoid_wh(p, prep.dt_s[pick_rows]), 0.0))
+        rest_wh = np.cumsum(step_wh[:, ::-1], axis=1)[:, ::-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[pick_rows, :-1] = rest_wh / prep.peak_power_w[pick_rows, None] * 60.0
+        out[pick_rows, -1] = 0.0
+        return out
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def fit(self, batch: SessionBatch) -> Self:
+        self.ratings_ = StationRatings.learn(batch)
+        band = default_band()
+        counts = np.zeros(band.size, dtype=np.int64)
+        if batch.n_sessions and batch.n_steps:
+            prep = prepared(batch, np.iinfo(np.int64).max // 2)
+            rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+            ratio, cell, _, _ = self._features(prep, rated)
+            keep = cell >= 0
+            # readings at or above the cap are not in ``cell``; they count as above any band
+            learned, counts = _group_quantile(cell[keep], ratio[keep], band.size, self.quantile)
+            trusted = counts >= self.min_samples
+            flat = band.reshape(-1)
+            flat[trusted] = np.minimum(learned[trusted] * self.band_margin, self.band_cap)
+        self.band_ = band
+        self.band_count_ = counts.reshape(band.shape)
+        return self
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def _sudden_drop(self, prep: Prepared, limit_w: FloatArray) -> tuple[FloatArray, Runs]:
+        """Evidence per step of a sudden fall held for a while: power drops by ``min_drop`` of
+        the session's level so far (capped by the offered power) within ``max_fall_s``, and then
+        stays above ``hold_fraction`` of where it fell to. Returns x per step and its runs."""
+        p = prep.power_w
+        t = prep.t_s
+        peak_so_far = np.maximum.accumulate(np.nan_to_num(p, nan=0.0), axis=1)
+        level = np.minimum(peak_so_far, limit_w)
+        # at its full level, not held down by an offer: the fall is timed from there
+        high = p >= 0.9 * peak_so_far
+        t_high = np.maximum.accumulate(np.where(high, t, -np.inf), axis=1)
+        soc = prep.soc_pct
+        soc_high = np.maximum.accumulate(np.where(high & ~np.isnan(soc), soc, -np.inf), axis=1)
+        low = (
+            prep.valid
+            & (p < (1.0 - self.min_drop) * level)
+            & (p > self.near_zero_w)
+            & (prep.status != StatusCode.SUSPENDED_EV)
+        )
+        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s)[:, None]
+        abrupt = (t - t_high <= fall_limit_s) & ~(soc - soc_high > self.max_fall_soc_pct)
+        low_run = runs(low, np.ones_like(t))
+        first = np.maximum(low_run.first, 0)
+        held = low & (p >= self.hold_fraction * np.take_along_axis(p, first, axis=1))
+        starts_abrupt = np.take_along_axis(abrupt, first, axis=1)
+        step = held[:, 1:] & held[:, :-1] & starts_abrupt[:, 1:]
+        step &= low_run.first[:, 1:] == low_run.first[:, :-1]
+        hold = runs(step, prep.dt_s)
+        from_start = hold.first == np.maximum(low_run.first[:, 1:], 0)
+        x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
+        return np.asarray(x), hold
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        if not hasattr(self, "band_"):
+            self.fit(batch.take(np.zeros(0, dtype=np.int64)))
+        prep = prepared(batch, now_ns)
+        rated = rated_power_w(prep, _learned_rating(self.ratings_, batch))
+        ratio, cell, uses_soc, limit_w = self._features(prep, rated)
+        below = (cell >= 0) & (ratio < np.take(self.band_.reshape(-1), np.maximum(cell, 0)))
+        slow = below[:, 1:] & below[:, :-1]
+        run = runs(slow, prep.dt_s)
+        x_band = np.where(
+            slow,
+            np.minimum(run.total / self.min_duration_s, (run.length + 1) / (self.min_steps + 1)),
+            0.0,
+        )
+        # DC cars' own curves may step down abruptly (published curves do): there only the
+        # learned band speaks; AC cars draw a flat current until their taper near full
+        ac = np.flatnonzero(~(rated > AC_MAX_W) & np.any(cell >= 0, axis=1))
+        x_drop_ac, drop_ac = self._sudden_drop(take_rows(prep, ac), limit_w[ac])
+        x_drop = np.zeros_like(x_band)
+        drop_first = np.full(x_band.shape, -1, dtype=np.int64)
+        drop_total = np.zeros_like(x_band)
+        x_drop[ac], drop_first[ac], drop_total[ac] = x_drop_ac, drop_ac.first, drop_ac.total
+        use_drop = x_drop > x_band
+        x_all = np.where(use_drop, x_drop, x_band)
+        at = nan_argmax(x_all)
+        x = pick(x_all, at)
+        flagged = x > 1.0
+        begin = pick(np.maximum(np.where(use_drop, drop_first, run.first), 0), at)
+        begin = begin.astype(np.int64)
+        start = pick(prep.t_ns, begin).astype(np.int64)
+        end = pick(prep.t_ns, at + 1).astype(np.int64)
+        dur = pick(np.where(use_drop, drop_total, run.total), at)
+        peak = prep.peak_power_w
+        soc_at = pick(prep.soc_pct, begin)
+        not_scored = not_scored_reason(prep, 3, "power")
+        no_power = np.isnan(peak) | ~(peak > self.near_zero_w)
+        not_scored[no_power & is_none(not_scored)] = "no charging power reported"
+        dc_without_soc = (rated > AC_MAX_W) & ~uses_soc
+        not_scored[dc_without_soc & is_none(not_scored)] = (
+            "no state of charge reported: a DC car's own taper cannot be told from a derating"
+        )
+
+        def describe(rows: IntArray) -> list[str]:
+            out = []
+            for i in rows:
+                mean_p = float(np.nanmean(prep.power_w[i, begin[i] : at[i] + 2]))
+                where = f"from {soc_at[i]:.0f} % SoC" if uses_soc[i] else "well before full"
+                out.append(
+                    f"power held at {fmt_kw(mean_p)} ({mean_p / peak[i] * 100:.0f} % of "
+                    f"the session's {fmt_kw(peak[i])}) for {fmt_min(dur[i])} {where}, "
+                    f"with no lower offered power"
+                )
+            return out
+
+        return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
+
+
+def _group_quantile(
+    cell: IntArray, values: FloatArray, n_cells: int, q: float
+) -> tuple[FloatArray, IntArray]:
+    """The ``q`` quantile of ``values`` within each cell (NaN for an empty cell) and counts."""
+    counts = np.bincount(cell, minlength=n_cells).astype(np.int64)
+    out = np.full(n_cells, np.nan)
+    if cell.size == 0:
+        return out, counts
+    order = np.lexsort((values, cell))
+    sorted_values = values[order]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    has = counts > 0
+    pos = starts + np.floor(q * (counts - 1)).astype(np.int64)
+    out[has] = sorted_values[pos[has]]
+    return out, counts

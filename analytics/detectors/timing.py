@@ -1,0 +1,141 @@
+"""Faults of the data link and of the charger's clock: gaps in the readings, wrong timestamps."""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+
+from analytics.batch import NO_TIME, SessionBatch
+from analytics.detectors._arrays import (
+    CLOCK_BEFORE_START_S,
+    CLOCK_DISORDER_S,
+    CLOCK_FUTURE_S,
+    NS_PER_S,
+    build_result,
+    excess_score,
+    is_none,
+    nan_argmax,
+    not_scored_reason,
+    pick,
+    prepared,
+)
+from analytics.detectors.base import KindResult
+
+
+def fmt_span(seconds: float) -> str:
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 90:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+class DataGap:
+    """No reading for more than 5 sampling intervals (and at least 5 min) while the session is
+    open: between readings, after the start, and before the stop (or ``now`` while open).
+    The sampling interval of a row is the median time between its readings."""
+
+    kind = "data_gap"
+
+    def __init__(
+        self,
+        *,
+        max_missing_intervals: float = 5.0,  # CONTRACTS.md section 3: one or two lost
+        #                                      readings are ordinary, five in a row are not
+        min_gap_s: float = 300.0,  # CONTRACTS.md: and at least 5 min, so a charger that
+        #                            samples every 10 s may lose a minute without an alert
+    ) -> None:
+        self.max_missing_intervals = max_missing_intervals
+        self.min_gap_s = min_gap_s
+
+    def fit(self, batch: SessionBatch) -> Self:
+        return self
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        n = batch.n_sessions
+        steps = np.where(prep.bridged, 0.0, prep.dt_s)
+        at = nan_argmax(steps)
+        inner = np.nan_to_num(pick(steps, at), nan=0.0)
+        inner_from, inner_to = pick(prep.t_ns, at), pick(prep.t_ns, at + 1)
+
+        last = np.maximum(prep.count - 1, 0)
+        t_first, t_last = prep.t0_ns, pick(prep.t_ns, last).astype(np.int64)
+        has = prep.count > 0
+        has_start = (batch.start_ns != NO_TIME) & has
+        lead = np.where(has_start, (t_first - batch.start_ns) / NS_PER_S, 0.0)
+        end_ref = np.where(batch.stop_ns != NO_TIME, batch.stop_ns, np.int64(now_ns))
+        tail = np.where(has, (end_ref - t_last) / NS_PER_S, 0.0)
+        lead, tail = np.maximum(lead, 0.0), np.maximum(tail, 0.0)
+
+        gaps = np.stack((inner, lead, tail), axis=1)
+        which = np.argmax(gaps, axis=1)
+        gap = gaps[np.arange(n), which]
+        gap_from = np.choose(which, (inner_from, batch.start_ns, t_last)).astype(np.int64)
+        gap_to = np.choose(which, (inner_to, t_first, end_ref)).astype(np.int64)
+        threshold = np.maximum(self.max_missing_intervals * prep.interval_s, self.min_gap_s)
+        x = gap / threshold
+        flagged = x > 1.0
+        interval = prep.interval_s
+        not_scored = not_scored_reason(prep)
+        not_scored[is_none(batch.session_id)] = "readings outside any session"
+
+        def describe(rows: np.ndarray) -> list[str]:
+            where = ("between two readings", "after the session start", "before the stop")
+            return [
+                f"no reading for {fmt_span(gap[i])} {where[which[i]]} "
+                f"({gap[i] / interval[i]:.0f} sampling intervals of {interval[i]:.0f} s)"
+                for i in rows
+            ]
+
+        return build_result(
+            self.kind, excess_score(x), flagged, gap_from, gap_to, describe, not_scored
+        )
+
+
+class ClockFault:
+    """Readings stamped before the session start, far after ``now``, or earlier than readings
+    that arrived before them (the batch's ``arrival`` order)."""
+
+    kind = "clock_fault"
+
+    def fit(self, batch: SessionBatch) -> Self:
+        return self
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        prep = prepared(batch, now_ns)
+        c = prep.clock
+        x = np.maximum(
+            np.maximum(c.before_start_s / CLOCK_BEFORE_START_S, c.future_s / CLOCK_FUTURE_S),
+            c.disorder_s / CLOCK_DISORDER_S,
+        )
+        flagged = c.n_bad > 0
+        # a single bad stamp at the tolerance still flags: lift it above 0.5 as a whole
+        score = np.where(flagged, np.maximum(excess_score(x), 0.5), excess_score(x))
+        n_readings = batch.valid.sum(axis=1) if batch.n_steps else np.zeros(batch.n_sessions)
+        not_scored = np.full(batch.n_sessions, None, dtype=object)
+        not_scored[n_readings == 0] = "no readings"
+        first_ts = pick(batch.t_ns, np.zeros(batch.n_sessions, dtype=np.int64)).astype(np.int64)
+        last_ts = pick(batch.t_ns, np.maximum(batch.n_samples - 1, 0)).astype(np.int64)
+        start = np.where(c.start_ns != NO_TIME, c.start_ns, first_ts)
+        end = np.where(c.end_ns != NO_TIME, c.end_ns, last_ts)
+
+        def describe(rows: np.ndarray) -> list[str]:
+            out = []
+            for i in rows:
+                parts = []
+                if c.before_start_s[i] > 0:
+                    parts.append(f"up to {fmt_span(c.before_start_s[i])} before the session start")
+                if c.future_s[i] > 0:
+                    parts.append(f"up to {fmt_span(c.future_s[i])} in the future")
+                if c.disorder_s[i] > 0:
+                    parts.append(
+                        f"up to {fmt_span(c.disorder_s[i])} earlier than readings sent before them"
+                    )
+                out.append(f"{int(c.n_bad[i])} readings with a wrong clock: " + "; ".join(parts))
+            return out
+
+        return build_result(self.kind, score, flagged, start, end, describe, not_scored)

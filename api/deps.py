@@ -1,0 +1,91 @@
+"""What the routes need from the running service, and the API-key check.
+
+The routes see the service only through ``ApiServices``, built by ``chargewatch.serve``; this
+keeps api/ free of ingest internals and lets tests build the app around real parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, HTTPException, Request, status
+
+from chargewatch.state import Role
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedEvent:
+    index: int
+    field: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class AcceptOutcome:
+    """What became of a batch of events: accepted counts by type and each rejection."""
+
+    accepted_by_type: dict[str, int] = field(default_factory=dict)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+
+
+class EventAcceptor(Protocol):
+    """Validates, pseudonymizes and durably stores a batch of decoded JSON events (0-based
+    positions). Raises ``BackpressureError`` when the spool is full."""
+
+    def __call__(self, events: list[tuple[int, Any]]) -> AcceptOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServices:
+    accept_events: EventAcceptor
+    role_of: Callable[[str], Role | None]
+    health: Callable[[], dict[str, object]]
+    metrics: Callable[[], tuple[bytes, str]]  # payload and content type
+    max_body_bytes: int
+    api_auth: bool = True
+
+
+def services(request: Request) -> ApiServices:
+    found: ApiServices = request.app.state.services
+    return found
+
+
+Services = Annotated[ApiServices, Depends(services)]
+
+_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+def require(minimum: Role) -> Callable[[Request, ApiServices], Role]:
+    """A dependency admitting requests whose API key has at least ``minimum``'s rights.
+
+    The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+    """
+
+    def check(request: Request, svc: Services) -> Role:
+        if not svc.api_auth:
+            return Role.ADMIN
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        key = key or request.headers.get("x-api-key", "").strip()
+        if not key:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "an API key is required (Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        role = svc.role_of(key)
+        if role is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if _RANK[role] < _RANK[minimum]:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this needs the {minimum.value} role or higher"
+            )
+        return role
+
+    return check

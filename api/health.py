@@ -1,0 +1,25 @@
+"""Liveness (``/healthz``, no key needed) and Prometheus metrics (``/metrics``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from api.deps import Services, require
+from chargewatch.state import Role
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(svc: Services) -> dict[str, object]:
+    """The process is alive; with the spool's depth and the InfluxDB writer's last error."""
+    return {"status": "ok", **svc.health()}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(svc: Services, _role: Annotated[Role, Depends(require(Role.VIEWER))]) -> Response:
+    """Prometheus text format."""
+    payload, content_type = svc.metrics()
+    return Response(content=payload, media_type=content_type)

@@ -1,0 +1,240 @@
+"""``chargewatch serve``: the HTTP API, the OCPP endpoint and the spool drainer in one process.
+
+This module is the wiring: it builds each part from the settings and connects them. Everything
+accepted (OCPP frame, HTTP batch) is validated, pseudonymized, formatted as line protocol and
+fsynced into the spool before it is acknowledged; the drainer sends the spool to InfluxDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, WebSocket
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from api.app import create_app
+from api.deps import AcceptOutcome, ApiServices, RejectedEvent
+from chargewatch.errors import InfluxError
+from chargewatch.events import Event, EventDecoder
+from chargewatch.influx import InfluxClient
+from chargewatch.schema import LineFormatter
+from chargewatch.settings import Settings
+from chargewatch.state import StateStore, default_state_url
+from ingest.encode import ChunkEncoder
+from ingest.ocpp import (
+    SUBPROTOCOLS,
+    AuthPolicy,
+    OcppGateway,
+    starlette_connection,
+)
+from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
+from ingest.spool import Spool, SpoolDrainer
+
+logger = logging.getLogger(__name__)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (nothing global)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.accepted = Counter(
+            "chargewatch_events_accepted",
+            "Events accepted and spooled",
+            ["source", "type"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "chargewatch_events_rejected",
+            "Events rejected, by the field at fault",
+            ["source", "field"],
+            registry=self.registry,
+        )
+        self.spool_events = Gauge(
+            "chargewatch_spool_depth_events", "Lines waiting for InfluxDB", registry=self.registry
+        )
+        self.spool_bytes = Gauge(
+            "chargewatch_spool_depth_bytes", "Bytes waiting for InfluxDB", registry=self.registry
+        )
+        self.influx_write_seconds = Histogram(
+            "chargewatch_influx_write_seconds",
+            "Time of one batch write to InfluxDB",
+            registry=self.registry,
+        )
+        self.influx_write_errors = Counter(
+            "chargewatch_influx_write_errors", "Failed batch writes", registry=self.registry
+        )
+        self.connected_stations = Gauge(
+            "chargewatch_ocpp_connected_stations", "Stations connected", registry=self.registry
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+@dataclass(frozen=True, slots=True)
+class _Transactions:
+    state: StateStore
+
+    def next_id(self) -> int:
+        return self.state.next_value()
+
+
+class Service:
+    """All long-lived parts of a running service; ``start`` and ``stop`` bracket its life."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.state = StateStore(settings.state_url or default_state_url(settings.data_dir))
+        self.pseudonymize: Pseudonymizer = load_pseudonymizer(settings)
+        self.spool = Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
+        self.influx = InfluxClient.from_settings(settings)
+        self.drainer = SpoolDrainer(
+            self.spool, self._write_to_influx, batch_lines=settings.influx_batch_lines
+        )
+        allowed = settings.ocpp_allowed_id_tags
+        tags = allowed.get_secret_value().split(",") if allowed is not None else []
+        self.gateway = OcppGateway(
+            sink=self._accept_ocpp,
+            pseudonymize=self.pseudonymize,
+            transactions=_Transactions(self.state),
+            auth=AuthPolicy(
+                mode=settings.ocpp_auth,
+                allowed_pseudonyms=frozenset(self.pseudonymize(t) for t in tags if t.strip()),
+            ),
+        )
+        self.metrics.spool_events.set_function(lambda: self.spool.depth().lines)
+        self.metrics.spool_bytes.set_function(lambda: self.spool.depth().bytes)
+        self.metrics.connected_stations.set_function(lambda: self.gateway.connected_stations)
+
+    def start(self) -> None:
+        try:
+            self.influx.create_database()
+        except InfluxError as exc:  # the spool holds everything until InfluxDB answers
+            logger.warning("InfluxDB not ready at start-up (%s); spooling until it is", exc)
+        self.drainer.start()
+
+    def stop(self) -> None:
+        self.drainer.stop()
+        self.spool.close()
+        self.influx.close()
+        self.state.close()
+
+    # -- the two ways in ------------------------------------------------------------------------
+
+    def accept_json(self, events: list[tuple[int, Any]]) -> AcceptOutcome:
+        """HTTP batches: validate, pseudonymize, format, spool (fsync) — then answer."""
+        chunk = ChunkEncoder(EventDecoder(self.pseudonymize)).encode_objects(events)
+        self.spool.append(chunk.lines)
+        for kind, count in chunk.accepted_by_type.items():
+            self.metrics.accepted.labels("http", kind).inc(count)
+        for rejection in chunk.rejections:
+            self.metrics.rejected.labels("http", rejection.field or "event").inc()
+        return AcceptOutcome(
+            accepted_by_type=dict(chunk.accepted_by_type),
+            rejected=[RejectedEvent(r.position, r.field, r.reason) for r in chunk.rejections],
+        )
+
+    async def _accept_ocpp(self, events: list[Event]) -> None:
+        formatter = LineFormatter()
+        lines = [formatter.format(event) for event in events]
+        # fsync off the event loop; the CallResult goes out only after this returns.
+        await asyncio.to_thread(self.spool.append, lines)
+        for event in events:
+            self.metrics.accepted.labels("ocpp", event.type).inc()
+
+    def _write_to_influx(self, lines: list[str]) -> None:
+        began = time.perf_counter()
+        try:
+            self.influx.write(lines)
+        except InfluxError:
+            self.metrics.influx_write_errors.inc()
+            raise
+        self.metrics.influx_write_seconds.observe(time.perf_counter() - began)
+
+    def health(self) -> dict[str, object]:
+        depth = self.spool.depth()
+        return {
+            "spool_lines": depth.lines,
+            "spool_bytes": depth.bytes,
+            "influx_last_error": self.drainer.last_error,
+            "stations_connected": self.gateway.connected_stations,
+        }
+
+
+def build_app(service: Service) -> FastAPI:
+    settings = service.settings
+    app = create_app(
+        ApiServices(
+            accept_events=service.accept_json,
+            role_of=service.state.role_of,
+            health=service.health,
+            metrics=service.metrics.render,
+            max_body_bytes=settings.max_body_bytes,
+            api_auth=settings.api_auth,
+        )
+    )
+
+    @app.websocket("/ocpp/{station_id}")
+    async def ocpp_endpoint(websocket: WebSocket, station_id: str) -> None:
+        requested = websocket.scope.get("subprotocols") or []
+        chosen = next((p for p in SUBPROTOCOLS if p in requested), None)
+        if chosen is None:
+            await websocket.close(code=1002, reason="no supported OCPP subprotocol")
+            return
+        if settings.ocpp_station_auth and not _station_authorized(
+            service.state, station_id, websocket.headers.get("authorization", "")
+        ):
+            await websocket.close(code=1008, reason="unknown station or wrong password")
+            return
+        await websocket.accept(subprotocol=chosen)
+        await service.gateway.handle(station_id, chosen, starlette_connection(websocket))
+
+    return app
+
+
+def _station_authorized(state: StateStore, station_id: str, header: str) -> bool:
+    """OCPP security profile 1: HTTP Basic with the station's identity as the user name."""
+    if not header.lower().startswith("basic "):
+        return False
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    user, _, password = decoded.partition(":")
+    return user == station_id and state.check_station_password(station_id, password)
+
+
+def run(settings: Settings, *, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT, then stop cleanly (uvicorn handles the signals)."""
+    service = Service(settings)
+    service.start()
+    try:
+        config = uvicorn.Config(
+            build_app(service),
+            host=host,
+            port=port,
+            ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
+            ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
+            ws="websockets",
+            log_level="warning",
+            lifespan="off",
+        )
+        uvicorn.Server(config).run()
+    finally:
+        service.stop()

@@ -1,0 +1,52 @@
+"""The OCPP-J endpoint: OCPP 1.6 and 2.0.1 stations in, canonical events out.
+
+Mount it with a transport adapter::
+
+    gateway = OcppGateway(sink=..., pseudonymize=..., transactions=..., auth=AuthPolicy("monitor"))
+
+    @app.websocket("/ocpp/{station_id}")
+    async def ocpp(websocket: WebSocket, station_id: str) -> None:
+        offered = websocket.scope.get("subprotocols", [])
+        chosen = next((p for p in SUBPROTOCOLS if p in offered), None)
+        if chosen is None:
+            await websocket.close(code=1002)
+            return
+        await websocket.accept(subprotocol=chosen)
+        await gateway.handle(station_id, chosen, starlette_connection(websocket))
+
+Modules: ``rpc`` (frames, schemas, CallErrors), ``meter`` (sampled values to readings),
+``station`` (routing shared by both versions), ``v16`` and ``v201`` (the handlers), ``gateway``,
+``transport`` (websockets and Starlette adapters).
+"""
+
+from .gateway import OcppGateway, valid_station_id
+from .interface import (
+    AuthMode,
+    AuthPolicy,
+    ConnectionClosed,
+    EventSink,
+    GatewayStats,
+    InMemoryTransactionIds,
+    OcppConnection,
+    TransactionIds,
+)
+from .rpc import SUBPROTOCOLS, Problem, Version
+from .transport import starlette_connection, websockets_connection
+
+__all__ = [
+    "SUBPROTOCOLS",
+    "AuthMode",
+    "AuthPolicy",
+    "ConnectionClosed",
+    "EventSink",
+    "GatewayStats",
+    "InMemoryTransactionIds",
+    "OcppConnection",
+    "OcppGateway",
+    "Problem",
+    "TransactionIds",
+    "Version",
+    "starlette_connection",
+    "valid_station_id",
+    "websockets_connection",
+]

@@ -1,0 +1,242 @@
+"""Sampled meter values of either protocol version, turned into canonical ``Reading`` events.
+
+OCPP 1.6 sends each value as a numeric string with a unit name; 2.0.1 sends a JSON number with a
+unit and a power-of-ten multiplier. Both are parsed here into a ``Sample`` (measurand, phase,
+location, value in the canonical unit), and the samples of one timestamp become one ``Reading``.
+
+How a message's samples map onto a reading:
+
+- Energy.Active.Import.Register -> ``energy_wh`` (Wh or kWh); Power.Active.Import -> ``power_w``
+  (W or kW); Power.Offered -> ``power_offered_w`` (W or kW); Current.Import -> ``current_a``;
+  Voltage -> ``voltage_v``; SoC -> ``soc_pct``; Temperature -> ``temperature_c`` (Celsius, the
+  1.6 misspelling Celcius, Fahrenheit or K). A 1.6 ``SignedData`` value is skipped.
+- Phases: a value without a phase is the total and always wins. Without one, energy and power
+  (and the offered power) are the sum of the phases L1, L2, L3 (or L1-N, L2-N, L3-N); current is
+  the average of those phases, since a three-phase charger's current is conventionally given
+  per phase (the neutral N is left out); voltage is the average phase-to-neutral voltage, or the
+  average line-to-line voltage divided by sqrt(3) when only that is sent.
+- Location: a value at the Outlet (the default) beats the same measurand at the Inlet, Cable or
+  EV; temperatures from several locations (Body, Cable, ...) give the hottest one, the one that
+  explains derating. SoC comes from the EV whatever its location says.
+- Measurands the event format has no field for (export and reactive energy and power, interval
+  energies, Current.Offered, Current.Export, Frequency, Power.Factor, RPM) are accepted and
+  counted, not stored. Every context (Sample.Periodic, Sample.Clock, Transaction.Begin/End,
+  Trigger, Interruption.*) is a sample like any other.
+- Impossible values (a negative register, voltage or offered power, SoC outside 0..100, a
+  temperature below absolute zero, a value that is not a finite number, a unit that does not
+  fit the measurand) reject the whole message with ``ValueRejected`` naming the value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import NamedTuple
+
+from chargewatch.events import Reading
+
+__all__ = ["Measurand", "Phase", "Sample", "ValueRejected", "reading_from_samples", "sample"]
+
+_SQRT3 = math.sqrt(3.0)
+
+
+class ValueRejected(Exception):
+    """A sampled value is impossible or does not parse; ``field`` names it, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class Measurand(StrEnum):
+    """The OCPP measurands (identical names in 1.6 and 2.0.1)."""
+
+    CURRENT_EXPORT = "Current.Export"
+    CURRENT_IMPORT = "Current.Import"
+    CURRENT_OFFERED = "Current.Offered"
+    ENERGY_ACTIVE_EXPORT_REGISTER = "Energy.Active.Export.Register"
+    ENERGY_ACTIVE_IMPORT_REGISTER = "Energy.Active.Import.Register"
+    ENERGY_REACTIVE_EXPORT_REGISTER = "Energy.Reactive.Export.Register"
+    ENERGY_REACTIVE_IMPORT_REGISTER = "Energy.Reactive.Import.Register"
+    ENERGY_ACTIVE_EXPORT_INTERVAL = "Energy.Active.Export.Interval"
+    ENERGY_ACTIVE_IMPORT_INTERVAL = "Energy.Active.Import.Interval"
+    ENERGY_ACTIVE_NET = "Energy.Active.Net"
+    ENERGY_REACTIVE_EXPORT_INTERVAL = "Energy.Reactive.Export.Interval"
+    ENERGY_REACTIVE_IMPORT_INTERVAL = "Energy.Reactive.Import.Interval"
+    ENERGY_REACTIVE_NET = "Energy.Reactive.Net"
+    ENERGY_APPARENT_NET = "Energy.Apparent.Net"
+    ENERGY_APPARENT_IMPORT = "Energy.Apparent.Import"
+    ENERGY_APPARENT_EXPORT = "Energy.Apparent.Export"
+    FREQUENCY = "Frequency"
+    POWER_ACTIVE_EXPORT = "Power.Active.Export"
+    POWER_ACTIVE_IMPORT = "Power.Active.Import"
+    POWER_FACTOR = "Power.Factor"
+    POWER_OFFERED = "Power.Offered"
+    POWER_REACTIVE_EXPORT = "Power.Reactive.Export"
+    POWER_REACTIVE_IMPORT = "Power.Reactive.Import"
+    RPM = "RPM"
+    SOC = "SoC"
+    TEMPERATURE = "Temperature"
+    VOLTAGE = "Voltage"
+
+
+class Phase(StrEnum):
+    L1 = "L1"
+    L2 = "L2"
+    L3 = "L3"
+    N = "N"
+    L1_N = "L1-N"
+    L2_N = "L2-N"
+    L3_N = "L3-N"
+    L1_L2 = "L1-L2"
+    L2_L3 = "L2-L3"
+    L3_L1 = "L3-L1"
+
+
+# A phase value given line-to-neutral counts as that phase (L1-N is L1): never both.
+_PHASE_OF = {
+    Phase.L1: Phase.L1,
+    Phase.L2: Phase.L2,
+    Phase.L3: Phase.L3,
+    Phase.L1_N: Phase.L1,
+    Phase.L2_N: Phase.L2,
+    Phase.L3_N: Phase.L3,
+}
+_LINE_TO_LINE = frozenset({Phase.L1_L2, Phase.L2_L3, Phase.L3_L1})
+_PHASE_NAMES = {p.value: p for p in Phase}
+_PREFERRED_LOCATIONS = frozenset({"Outlet", None})
+
+
+class _Field(StrEnum):
+    ENERGY = "energy_wh"
+    POWER = "power_w"
+    POWER_OFFERED = "power_offered_w"
+    CURRENT = "current_a"
+    VOLTAGE = "voltage_v"
+    SOC = "soc_pct"
+    TEMPERATURE = "temperature_c"
+
+
+# measurand -> (field, default unit, {unit: (scale, offset)}, low, high)
+_Units = dict[str, tuple[float, float]]
+_WH: _Units = {"Wh": (1.0, 0.0), "kWh": (1000.0, 0.0)}
+_W: _Units = {"W": (1.0, 0.0), "kW": (1000.0, 0.0)}
+_TEMPERATURE: _Units = {
+    "Celsius": (1.0, 0.0),
+    "Celcius": (1.0, 0.0),  # the OCPP 1.6 schema's misspelling, sent by real chargers
+    "Fahrenheit": (5.0 / 9.0, -32.0 * 5.0 / 9.0),
+    "K": (1.0, -273.15),
+}
+_MAPPED: dict[Measurand, tuple[_Field, str, _Units, float, float]] = {
+    Measurand.ENERGY_ACTIVE_IMPORT_REGISTER: (_Field.ENERGY, "Wh", _WH, 0.0, math.inf),
+    Measurand.POWER_ACTIVE_IMPORT: (_Field.POWER, "W", _W, -math.inf, math.inf),
+    Measurand.POWER_OFFERED: (_Field.POWER_OFFERED, "W", _W, 0.0, math.inf),
+    Measurand.CURRENT_IMPORT: (_Field.CURRENT, "A", {"A": (1.0, 0.0)}, -math.inf, math.inf),
+    Measurand.VOLTAGE: (_Field.VOLTAGE, "V", {"V": (1.0, 0.0)}, 0.0, math.inf),
+    Measurand.SOC: (_Field.SOC, "Percent", {"Percent": (1.0, 0.0)}, 0.0, 100.0),
+    Measurand.TEMPERATURE: (_Field.TEMPERATURE, "Celsius", _TEMPERATURE, -273.15, math.inf),
+}
+_SUMMED = frozenset({_Field.ENERGY, _Field.POWER, _Field.POWER_OFFERED})
+
+
+class Sample(NamedTuple):
+    """One sampled value in the canonical unit of its field; ``field`` None: not stored."""
+
+    field: _Field | None
+    value: float
+    phase: Phase | None
+    location: str | None
+
+
+def sample(
+    raw_value: object,
+    *,
+    measurand: str | None,
+    unit: str | None,
+    phase: str | None,
+    location: str | None,
+    multiplier: int = 0,
+    where: str,
+) -> Sample:
+    """Parse one sampled value; ``raw_value`` is a 1.6 numeric string or a 2.0.1 number."""
+    try:
+        kind = Measurand(measurand or Measurand.ENERGY_ACTIVE_IMPORT_REGISTER)
+    except ValueError:
+        raise ValueRejected(f"{where}.measurand", "is not an OCPP measurand") from None
+    value = _finite(raw_value, where, multiplier)
+    mapped = _MAPPED.get(kind)
+    parsed_phase = _PHASE_NAMES.get(phase) if phase is not None else None
+    if mapped is None:
+        return Sample(None, value, parsed_phase, location)
+    field, default_unit, units, low, high = mapped
+    conversion = units.get(unit or default_unit)
+    if conversion is None:
+        allowed = ", ".join(units)
+        raise ValueRejected(f"{where}.unit", f"{kind.value} must be given in {allowed}")
+    scale, offset = conversion
+    value = value * scale + offset
+    if not low <= value <= high:
+        raise ValueRejected(
+            where, f"{kind.value} {value:g} is impossible (outside {low:g}..{high:g})"
+        )
+    return Sample(field, value, parsed_phase, location)
+
+
+def _finite(raw: object, where: str, multiplier: int) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueRejected(f"{where}.value", "must be a number")
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        raise ValueRejected(f"{where}.value", "is not a number") from None
+    if multiplier:
+        if not -30 <= multiplier <= 30:
+            raise ValueRejected(f"{where}.unitOfMeasure.multiplier", "must lie within -30..30")
+        value *= 10.0**multiplier
+    if not math.isfinite(value):
+        raise ValueRejected(f"{where}.value", "must be a finite number")
+    return value
+
+
+def reading_from_samples(
+    ts_ns: int,
+    station_id: str,
+    connector_id: int,
+    session_id: str | None,
+    samples: Iterable[Sample],
+) -> Reading | None:
+    """The reading of one timestamp's samples, or None when none of them maps to a field."""
+    totals: dict[_Field, tuple[bool, float]] = {}  # field -> (preferred location, value)
+    phases: dict[_Field, dict[Phase, float]] = {}
+    line_to_line: dict[Phase, float] = {}
+    hottest: float | None = None
+    for s in samples:
+        if s.field is None:
+            continue
+        if s.field is _Field.TEMPERATURE:
+            hottest = s.value if hottest is None else max(hottest, s.value)
+            continue
+        preferred = s.location in _PREFERRED_LOCATIONS or s.field is _Field.SOC
+        if s.phase is None:
+            held = totals.get(s.field)
+            if held is None or preferred or not held[0]:
+                totals[s.field] = (preferred, s.value)
+        elif s.phase in _PHASE_OF and preferred:
+            phases.setdefault(s.field, {})[_PHASE_OF[s.phase]] = s.value
+        elif s.phase in _LINE_TO_LINE and s.field is _Field.VOLTAGE and preferred:
+            line_to_line[s.phase] = s.value
+    values: dict[str, float] = {f.value: v for f, (_p, v) in totals.items()}
+    for f, by_phase in phases.items():
+        if f.value in values or not by_phase:
+            continue
+        total = math.fsum(by_phase.values())
+        values[f.value] = total if f in _SUMMED else total / len(by_phase)
+    if _Field.VOLTAGE.value not in values and line_to_line:
+        values[_Field.VOLTAGE.value] = math.fsum(line_to_line.values()) / len(line_to_line) / _SQRT3
+    if hottest is not None:
+        values[_Field.TEMPERATURE.value] = hottest
+    if not values:
+        return None
+    return Reading(ts_ns, station_id, connector_id, session_id, **values)

@@ -1,0 +1,230 @@
+"""OCPP-J framing: parsing frames, checking payloads against the schemas, and CallErrors.
+
+Every way a frame can be wrong is a ``Problem``; each protocol version names it with its own
+CallError code (1.6 says FormationViolation where 2.0.1 says FormatViolation, and only 2.0.1
+has RpcFrameworkError and MessageTypeNotSupported). A frame whose message id cannot be read is
+answered with the id "-1", as OCPP 2.0.1 prescribes. Descriptions name the field and the rule,
+never the offending value, so an id tag never travels back or into a log.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import orjson
+from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
+from ocpp.messages import MessageType, get_validator
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201.enums import Action as Action201
+
+__all__ = [
+    "SUBPROTOCOLS",
+    "CallRejected",
+    "Frame",
+    "Problem",
+    "Version",
+    "call_error",
+    "call_result",
+    "check_payload",
+    "parse_frame",
+    "rejection_for_action",
+]
+
+SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
+_MAX_ID_CHARS = 36  # OCPP-J: message ids are at most 36 characters
+_MAX_DESCRIPTION_CHARS = 255
+_UNREADABLE_ID = "-1"
+
+
+class Version(StrEnum):
+    """The protocol versions the gateway speaks, as the ocpp library names them."""
+
+    V16 = "1.6"
+    V201 = "2.0.1"
+
+    @classmethod
+    def from_subprotocol(cls, subprotocol: str) -> Version | None:
+        return {"ocpp1.6": cls.V16, "ocpp2.0.1": cls.V201}.get(subprotocol)
+
+
+class Problem(StrEnum):
+    """Why a frame was refused; these are the keys of the gateway's ``rejected`` counter."""
+
+    MALFORMED_FRAME = "malformed_frame"  # not JSON, not an array, bad message id
+    UNSUPPORTED_MESSAGE_TYPE = "unsupported_message_type"
+    UNKNOWN_ACTION = "unknown_action"  # not an action of this protocol version
+    UNSUPPORTED_ACTION = "unsupported_action"  # an action of the version, not taken here
+    BAD_FORMAT = "bad_format"  # payload structure, unknown keys, unparseable timestamps
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"  # wrong JSON type or too long
+    BAD_VALUE = "bad_value"  # not an allowed value, or physically impossible
+    SPOOL_FULL = "spool_full"
+    STORE_FAILED = "store_failed"
+    INTERNAL = "internal"
+
+
+_CODES: dict[Version, dict[Problem, str]] = {
+    Version.V16: {
+        Problem.MALFORMED_FRAME: "FormationViolation",
+        Problem.UNSUPPORTED_MESSAGE_TYPE: "FormationViolation",
+        Problem.UNKNOWN_ACTION: "NotImplemented",
+        Problem.UNSUPPORTED_ACTION: "NotSupported",
+        Problem.BAD_FORMAT: "FormationViolation",
+        Problem.MISSING_FIELD: "ProtocolError",
+        Problem.BAD_TYPE: "TypeConstraintViolation",
+        Problem.BAD_VALUE: "PropertyConstraintViolation",
+        Problem.SPOOL_FULL: "InternalError",
+        Problem.STORE_FAILED: "InternalError",
+        Problem.INTERNAL: "InternalError",
+    },
+    Version.V201: {
+        Problem.MALFORMED_FRAME: "RpcFrameworkError",
+        Problem.UNSUPPORTED_MESSAGE_TYPE: "MessageTypeNotSupported",
+        Problem.UNKNOWN_ACTION: "NotImplemented",
+        Problem.UNSUPPORTED_ACTION: "NotSupported",
+        Problem.BAD_FORMAT: "FormatViolation",
+        Problem.MISSING_FIELD: "OccurrenceConstraintViolation",
+        Problem.BAD_TYPE: "TypeConstraintViolation",
+        Problem.BAD_VALUE: "PropertyConstraintViolation",
+        Problem.SPOOL_FULL: "InternalError",
+        Problem.STORE_FAILED: "InternalError",
+        Problem.INTERNAL: "InternalError",
+    },
+}
+_ACTIONS: dict[Version, frozenset[str]] = {
+    Version.V16: frozenset(a.value for a in Action16),
+    Version.V201: frozenset(a.value for a in Action201),
+}
+
+
+class CallRejected(Exception):
+    """A Call answered with a CallError: the ``problem`` and a description for the station."""
+
+    def __init__(self, problem: Problem, description: str, unique_id: str = _UNREADABLE_ID) -> None:
+        self.problem = problem
+        self.description = description[:_MAX_DESCRIPTION_CHARS]
+        self.unique_id = unique_id
+        super().__init__(f"{problem.value}: {self.description}")
+
+
+class Frame(NamedTuple):
+    """A parsed Call."""
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+def parse_frame(raw: str | bytes) -> Frame | None:
+    """The Call in ``raw``; None for a CallResult or CallError (the gateway sends no Calls)."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise CallRejected(Problem.MALFORMED_FRAME, "frame is not valid JSON") from None
+    if not isinstance(message, list) or not message:
+        raise CallRejected(Problem.MALFORMED_FRAME, "frame must be a non-empty JSON array")
+    kind = message[0]
+    unique_id = message[1] if len(message) > 1 else None
+    readable_id = (
+        unique_id
+        if isinstance(unique_id, str) and 0 < len(unique_id) <= _MAX_ID_CHARS
+        else _UNREADABLE_ID
+    )
+    if type(kind) is not int:
+        raise CallRejected(Problem.MALFORMED_FRAME, "MessageTypeId must be an integer", readable_id)
+    if kind in (MessageType.CallResult, MessageType.CallError):
+        return None
+    if kind != MessageType.Call:
+        raise CallRejected(
+            Problem.UNSUPPORTED_MESSAGE_TYPE, f"MessageTypeId {kind} is not supported", readable_id
+        )
+    if readable_id is _UNREADABLE_ID:
+        raise CallRejected(
+            Problem.MALFORMED_FRAME, f"MessageId must be a string of 1..{_MAX_ID_CHARS} characters"
+        )
+    if len(message) != 4:
+        raise CallRejected(
+            Problem.MALFORMED_FRAME,
+            "a Call has 4 elements: 2, MessageId, Action, Payload",
+            readable_id,
+        )
+    action, payload = message[2], message[3]
+    if not isinstance(action, str) or not action:
+        raise CallRejected(
+            Problem.MALFORMED_FRAME, "Action must be a non-empty string", readable_id
+        )
+    if not isinstance(payload, dict):
+        raise CallRejected(Problem.BAD_FORMAT, "Payload must be a JSON object", readable_id)
+    return Frame(readable_id, action, payload)
+
+
+def rejection_for_action(version: Version, frame: Frame) -> CallRejected:
+    """The refusal of an action the gateway has no handler for."""
+    if frame.action in _ACTIONS[version]:
+        return CallRejected(
+            Problem.UNSUPPORTED_ACTION,
+            f"{_clip(frame.action)} is not taken by this central system",
+            frame.unique_id,
+        )
+    return CallRejected(
+        Problem.UNKNOWN_ACTION,
+        f"{_clip(frame.action)} is not an OCPP {version.value} action",
+        frame.unique_id,
+    )
+
+
+def check_payload(version: Version, frame: Frame) -> None:
+    """Validate the payload with the ocpp library's JSON schema of the action."""
+    validator = get_validator(MessageType.Call, frame.action, version.value)
+    error = best_match(validator.iter_errors(frame.payload))
+    if error is not None:
+        problem, description = _describe(error)
+        raise CallRejected(problem, description, frame.unique_id)
+
+
+def check_response(version: Version, action: str, payload: dict[str, Any]) -> None:
+    """Our own answers are checked too: a failure is a bug here, reported as InternalError."""
+    validator = get_validator(MessageType.CallResult, action, version.value)
+    error = best_match(validator.iter_errors(payload))
+    if error is not None:
+        raise CallRejected(Problem.INTERNAL, f"the answer to {action} failed its schema")
+
+
+def call_result(unique_id: str, payload: dict[str, Any]) -> str:
+    return orjson.dumps([MessageType.CallResult, unique_id, payload]).decode()
+
+
+def call_error(version: Version, rejected: CallRejected) -> str:
+    code = _CODES[version][rejected.problem]
+    frame = [MessageType.CallError, rejected.unique_id, code, rejected.description, {}]
+    return orjson.dumps(frame).decode()
+
+
+def _describe(error: ValidationError) -> tuple[Problem, str]:
+    """The problem and a description naming the field and the rule, never the value."""
+    path = ".".join(str(part) for part in error.absolute_path) or "payload"
+    rule, limit = error.validator, error.validator_value
+    if rule == "required":
+        missing = (
+            [key for key in limit if key not in error.instance] if isinstance(limit, list) else []
+        )
+        name = f"{path}.{missing[0]}" if missing and path != "payload" else (missing or [path])[0]
+        return Problem.MISSING_FIELD, f"{name} is required"
+    if rule == "type":
+        return Problem.BAD_TYPE, f"{path} must be of type {limit}"
+    if rule == "maxLength":
+        return Problem.BAD_TYPE, f"{path} is longer than {limit} characters"
+    if rule == "additionalProperties":
+        return Problem.BAD_FORMAT, f"{path}: {_clip(error.message, 120)}"
+    if rule == "enum":
+        allowed = ", ".join(str(v) for v in limit) if isinstance(limit, list) else str(limit)
+        return Problem.BAD_VALUE, f"{path} must be one of {_clip(allowed, 160)}"
+    if rule in ("minimum", "maximum", "minItems", "maxItems", "minLength"):
+        return Problem.BAD_VALUE, f"{path} violates {rule} {limit}"
+    return Problem.BAD_FORMAT, f"{path} violates {rule}"
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "..."

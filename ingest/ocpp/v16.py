@@ -1,0 +1,195 @@
+"""OCPP 1.6 (JSON): the central system's side of a charge point's messages.
+
+Transaction ids are handed out by ``TransactionIds``; a session is ``f"{station_id}-{id}"``.
+StopTransaction carries no connector, so the connector comes from the transaction book (filled
+by StartTransaction, and by MeterValues naming the transaction after a restart); 0 when unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
+from ocpp.v16.enums import AuthorizationStatus as AuthorizationStatus16
+
+from chargewatch.events import (
+    Authorize,
+    ChargePointErrorCode,
+    ChargePointStatus,
+    Event,
+    SessionStart,
+    SessionStop,
+    StatusChange,
+)
+
+from .meter import ValueRejected
+from .rpc import Version
+from .station import OpenTransaction, StationBase, clean_text, handles
+
+__all__ = ["Station16"]
+
+logger = logging.getLogger(__name__)
+
+
+class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library is untyped
+    version = Version.V16
+
+    @handles(Action.boot_notification)
+    async def on_boot_notification(self, **_: Any) -> Any:
+        return call_result.BootNotification(
+            current_time=self.now_text(),
+            interval=self._ctx.heartbeat_interval_s,
+            status=RegistrationStatus.accepted,
+        )
+
+    @handles(Action.heartbeat)
+    async def on_heartbeat(self, **_: Any) -> Any:
+        return call_result.Heartbeat(current_time=self.now_text())
+
+    @handles(Action.status_notification)
+    async def on_status_notification(
+        self,
+        connector_id: int,
+        error_code: str,
+        status: str,
+        timestamp: str | None = None,
+        info: str | None = None,
+        vendor_error_code: str | None = None,
+        **_: Any,
+    ) -> Any:
+        ts_ns = self.ts(timestamp, "timestamp") if timestamp is not None else self.now_ns()
+        event = StatusChange(
+            ts_ns,
+            self.station_id,
+            connector_id,
+            ChargePointStatus(status),
+            ChargePointErrorCode(error_code),
+            clean_text(vendor_error_code),
+            clean_text(info),
+        )
+        await self.store([event])
+        return call_result.StatusNotification()
+
+    @handles(Action.authorize)
+    async def on_authorize(self, id_tag: str, **_: Any) -> Any:
+        pseudonym, result = self.authorize(id_tag)
+        await self.store([Authorize(self.now_ns(), self.station_id, pseudonym, result)])
+        return call_result.Authorize(id_tag_info=IdTagInfo(status=AuthorizationStatus16(result)))
+
+    @handles(Action.start_transaction)
+    async def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
+    ) -> Any:
+        ts_ns = self.ts(timestamp, "timestamp")
+        if meter_start < 0:
+            raise ValueRejected("meterStart", "a register reading cannot be negative")
+        pseudonym, result = self.authorize(id_tag)
+        tx_id = self._ctx.transactions.next_id()
+        session_id = f"{self.station_id}-{tx_id}"
+        # The answer's idTagInfo is an authorization decision: it is recorded like an Authorize.
+        events: list[Event] = [
+            Authorize(ts_ns, self.station_id, pseudonym, result),
+            SessionStart(
+                ts_ns, self.station_id, connector_id, session_id, pseudonym, float(meter_start)
+            ),
+        ]
+        await self.store(events)
+        self._ctx.book.open(self.station_id, str(tx_id), OpenTransaction(connector_id, None))
+        return call_result.StartTransaction(
+            transaction_id=tx_id, id_tag_info=IdTagInfo(status=AuthorizationStatus16(result))
+        )
+
+    @handles(Action.meter_values)
+    async def on_meter_values(
+        self,
+        connector_id: int,
+        meter_value: list[dict[str, Any]],
+        transaction_id: int | None = None,
+        **_: Any,
+    ) -> Any:
+        book = self._ctx.book
+        tx_key = book.open_on(self.station_id, connector_id)
+        if transaction_id is not None:
+            tx_key = str(transaction_id)
+            if book.get(self.station_id, tx_key) is None and connector_id > 0:
+                # a transaction begun before a restart of the service
+                book.open(self.station_id, tx_key, OpenTransaction(connector_id, None))
+        session_id = f"{self.station_id}-{tx_key}" if tx_key is not None else None
+        readings = self.readings(meter_value, connector_id, session_id, where="meterValue")
+        await self.store(list(readings))
+        return call_result.MeterValues()
+
+    @handles(Action.stop_transaction)
+    async def on_stop_transaction(
+        self,
+        meter_stop: int,
+        timestamp: str,
+        transaction_id: int,
+        reason: str | None = None,
+        id_tag: str | None = None,
+        transaction_data: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        ts_ns = self.ts(timestamp, "timestamp")
+        if meter_stop < 0:
+            raise ValueRejected("meterStop", "a register reading cannot be negative")
+        tx_key = str(transaction_id)
+        tx = self._ctx.book.get(self.station_id, tx_key)
+        if tx is None:
+            logger.warning(
+                "station %s: StopTransaction of a transaction not seen here, connector 0",
+                self.station_id,
+            )
+        connector_id = tx.connector_id if tx is not None else 0
+        session_id = f"{self.station_id}-{tx_key}"
+        events: list[Event] = list(
+            self.readings(transaction_data, connector_id, session_id, where="transactionData")
+        )
+        # OCPP 1.6: the reason "MAY only be omitted when the Reason is Local".
+        events.append(
+            SessionStop(
+                ts_ns,
+                self.station_id,
+                connector_id,
+                session_id,
+                float(meter_stop),
+                reason or "Local",
+            )
+        )
+        id_tag_info = None
+        if id_tag is not None:
+            _pseudonym, result = self.authorize(id_tag)
+            id_tag_info = IdTagInfo(status=AuthorizationStatus16(result))
+        await self.store(events)
+        self._ctx.book.close(self.station_id, tx_key)
+        return call_result.StopTransaction(id_tag_info=id_tag_info)
+
+    @handles(Action.data_transfer)
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, **_: Any
+    ) -> Any:
+        logger.info(
+            "station %s: DataTransfer from vendor %s, message %s",
+            self.station_id,
+            clean_text(vendor_id),
+            clean_text(message_id),
+        )
+        return call_result.DataTransfer(status=DataTransferStatus.accepted)
+
+    @handles(Action.security_event_notification)
+    async def on_security_event_notification(self, type: str, **_: Any) -> Any:
+        kind = clean_text(type) or "unknown"
+        self._ctx.stats.security_events[kind] += 1
+        logger.warning("station %s: security event %s", self.station_id, kind)
+        return call_result.SecurityEventNotification()
+
+    @handles(Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, **_: Any) -> Any:
+        return call_result.FirmwareStatusNotification()
+
+    @handles(Action.diagnostics_status_notification)
+    async def on_diagnostics_status_notification(self, **_: Any) -> Any:
+        return call_result.DiagnosticsStatusNotification()

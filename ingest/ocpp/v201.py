@@ -1,0 +1,281 @@
+"""OCPP 2.0.1: the CSMS side of a charging station's messages.
+
+Mapping onto the canonical (OCPP 1.6 shaped) events:
+
+- connector_id is the EVSE id (a 2.0.1 EVSE is what 1.6 calls a connector); 0 is the station.
+- StatusNotification connectorStatus: Available -> Available, Occupied -> Preparing (plugged in;
+  TransactionEvent's chargingState then says Charging, SuspendedEV or SuspendedEVSE), Reserved
+  -> Reserved, Unavailable -> Unavailable, Faulted -> Faulted (error code OtherError; NotifyEvent
+  says more).
+- TransactionEvent chargingState, on change: Charging, SuspendedEV, SuspendedEVSE as named;
+  EVConnected and Idle -> Preparing during a transaction, Finishing when it ends.
+- The station chooses transactionId: the session is ``f"{station_id}-{transactionId}"``. Started
+  gives SessionStart (meter_start_wh from its energy register, if sent); when Started carries no
+  idToken (plug-in first), SessionStart waits for the first event that does, keeping Started's
+  time, or for Ended (then with the pseudonym of the empty token, as for NoAuthorization).
+- stoppedReason keeps its 2.0.1 name, ImmediateReset becoming 1.6's HardReset; absent means Local.
+- NotifyEvent: a component's Problem (or Tripped) variable turning true -> Faulted, with the
+  techCode as vendor error code; AvailabilityState of a connector or EVSE -> its status.
+- ``offline`` and ``seqNo`` need nothing: the charger's timestamps place queued events where they
+  were measured, and a resent event is stored again identically (same point, overwritten).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.v201 import ChargePoint, call_result
+from ocpp.v201.datatypes import IdTokenInfoType
+from ocpp.v201.enums import (
+    Action,
+    AuthorizationStatusEnumType,
+    DataTransferStatusEnumType,
+    RegistrationStatusEnumType,
+)
+
+from chargewatch.events import (
+    Authorize,
+    ChargePointErrorCode,
+    ChargePointStatus,
+    Event,
+    SessionStart,
+    SessionStop,
+    StatusChange,
+)
+
+from .meter import ValueRejected
+from .rpc import Version
+from .station import OpenTransaction, StationBase, clean_text, handles
+
+__all__ = ["CONNECTOR_STATUS", "Station201"]
+
+logger = logging.getLogger(__name__)
+
+CONNECTOR_STATUS: dict[str, ChargePointStatus] = {
+    "Available": ChargePointStatus.AVAILABLE,
+    "Occupied": ChargePointStatus.PREPARING,
+    "Reserved": ChargePointStatus.RESERVED,
+    "Unavailable": ChargePointStatus.UNAVAILABLE,
+    "Faulted": ChargePointStatus.FAULTED,
+}
+_CHARGING_STATE: dict[str, ChargePointStatus] = {
+    "Charging": ChargePointStatus.CHARGING,
+    "SuspendedEV": ChargePointStatus.SUSPENDED_EV,
+    "SuspendedEVSE": ChargePointStatus.SUSPENDED_EVSE,
+    "EVConnected": ChargePointStatus.PREPARING,
+    "Idle": ChargePointStatus.PREPARING,
+}
+_STOP_REASON = {"ImmediateReset": "HardReset"}
+_FAULT_VARIABLES = frozenset({"Problem", "Tripped"})
+_FAULT_COMPONENTS: dict[str, ChargePointErrorCode] = {
+    "ConnectorPlugRetentionLock": ChargePointErrorCode.CONNECTOR_LOCK_FAILURE,
+    "RCD": ChargePointErrorCode.GROUND_FAILURE,
+    "OverCurrentProtection": ChargePointErrorCode.OVER_CURRENT_FAILURE,
+    "PowerContactor": ChargePointErrorCode.POWER_SWITCH_FAILURE,
+    "FiscalMetering": ChargePointErrorCode.POWER_METER_FAILURE,
+    "ControlMetering": ChargePointErrorCode.POWER_METER_FAILURE,
+    "TokenReader": ChargePointErrorCode.READER_FAILURE,
+    "TemperatureSensor": ChargePointErrorCode.HIGH_TEMPERATURE,
+}
+_ERROR_CODES = {code.value: code for code in ChargePointErrorCode}
+_STATUS_COMPONENTS = frozenset({"Connector", "EVSE"})
+
+
+class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library is untyped
+    version = Version.V201
+
+    @handles(Action.boot_notification)
+    async def on_boot_notification(self, **_: Any) -> Any:
+        return call_result.BootNotification(
+            current_time=self.now_text(),
+            interval=self._ctx.heartbeat_interval_s,
+            status=RegistrationStatusEnumType.accepted,
+        )
+
+    @handles(Action.heartbeat)
+    async def on_heartbeat(self, **_: Any) -> Any:
+        return call_result.Heartbeat(current_time=self.now_text())
+
+    @handles(Action.status_notification)
+    async def on_status_notification(
+        self, timestamp: str, connector_status: str, evse_id: int, **_: Any
+    ) -> Any:
+        status = CONNECTOR_STATUS[connector_status]
+        error = (
+            ChargePointErrorCode.OTHER_ERROR
+            if status is ChargePointStatus.FAULTED
+            else ChargePointErrorCode.NO_ERROR
+        )
+        event = StatusChange(
+            self.ts(timestamp, "timestamp"), self.station_id, evse_id, status, error
+        )
+        await self.store([event])
+        return call_result.StatusNotification()
+
+    @handles(Action.authorize)
+    async def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
+        pseudonym, result = self.authorize(id_token["id_token"])
+        await self.store([Authorize(self.now_ns(), self.station_id, pseudonym, result)])
+        return call_result.Authorize(id_token_info=_token_info(result))
+
+    @handles(Action.meter_values)
+    async def on_meter_values(
+        self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
+    ) -> Any:
+        tx_id = self._ctx.book.open_on(self.station_id, evse_id)
+        session_id = f"{self.station_id}-{tx_id}" if tx_id is not None else None
+        readings = self.readings(meter_value, evse_id, session_id, where="meterValue", v201=True)
+        await self.store(list(readings))
+        return call_result.MeterValues()
+
+    @handles(Action.transaction_event)
+    async def on_transaction_event(
+        self,
+        event_type: str,
+        timestamp: str,
+        transaction_info: dict[str, Any],
+        meter_value: list[dict[str, Any]] | None = None,
+        evse: dict[str, Any] | None = None,
+        id_token: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        ts_ns = self.ts(timestamp, "timestamp")
+        book, sid = self._ctx.book, self.station_id
+        tx_id: str = transaction_info["transaction_id"]
+        if not tx_id.strip() or not tx_id.isprintable():
+            raise ValueRejected("transactionInfo.transactionId", "must be printable, not blank")
+        session_id = f"{sid}-{tx_id}"
+        known = book.get(sid, tx_id)
+        connector_id = (
+            evse["id"] if evse is not None else known.connector_id if known is not None else 0
+        )
+        readings = self.readings(
+            meter_value, connector_id, session_id, where="meterValue", v201=True
+        )
+        energies = [r.energy_wh for r in readings if r.energy_wh is not None]
+        ended = event_type == "Ended"
+        events: list[Event] = []
+        pending = known.pending_start if known is not None else None
+        if event_type == "Started" and known is None:
+            pending = (ts_ns, energies[0] if energies else None)
+        token_info = None
+        if id_token is not None:
+            pseudonym, result = self.authorize(id_token["id_token"])
+            token_info = _token_info(result)
+            events.append(Authorize(ts_ns, sid, pseudonym, result))
+            if pending is not None:
+                events.append(
+                    SessionStart(pending[0], sid, connector_id, session_id, pseudonym, pending[1])
+                )
+                pending = None
+        if ended and pending is not None:
+            no_token = self._ctx.pseudonymize("")
+            events.append(
+                SessionStart(pending[0], sid, connector_id, session_id, no_token, pending[1])
+            )
+        events += readings
+        state = transaction_info.get("charging_state")
+        status_change = self._charging_status(ts_ns, connector_id, state, ended)
+        if status_change is not None:
+            events.append(status_change)
+        if ended:
+            reason = transaction_info.get("stopped_reason") or "Local"
+            events.append(
+                SessionStop(
+                    ts_ns,
+                    sid,
+                    connector_id,
+                    session_id,
+                    energies[-1] if energies else None,
+                    _STOP_REASON.get(reason, reason),
+                )
+            )
+        await self.store(events)
+        if ended:
+            book.close(sid, tx_id)
+        else:
+            book.open(sid, tx_id, OpenTransaction(connector_id, pending))
+        if status_change is not None:
+            book.set_charging_status(sid, connector_id, status_change.status.value)
+        return call_result.TransactionEvent(id_token_info=token_info)
+
+    def _charging_status(
+        self, ts_ns: int, connector_id: int, state: str | None, ended: bool
+    ) -> StatusChange | None:
+        if state is None:
+            return None
+        status = _CHARGING_STATE[state]
+        if ended and status is ChargePointStatus.PREPARING:
+            status = ChargePointStatus.FINISHING
+        if self._ctx.book.charging_status(self.station_id, connector_id) == status.value:
+            return None
+        return StatusChange(ts_ns, self.station_id, connector_id, status)
+
+    @handles(Action.notify_event)
+    async def on_notify_event(self, event_data: list[dict[str, Any]], **_: Any) -> Any:
+        events: list[Event] = []
+        for i, item in enumerate(event_data):
+            change = self._status_of_event(item, f"eventData.{i}")
+            if change is not None:
+                events.append(change)
+        await self.store(events)
+        return call_result.NotifyEvent()
+
+    def _status_of_event(self, item: dict[str, Any], where: str) -> StatusChange | None:
+        component, variable = item["component"], item["variable"]["name"]
+        value = str(item["actual_value"]).strip()
+        evse = component.get("evse") or {}
+        connector_id = int(evse.get("id", 0))
+        if variable in _FAULT_VARIABLES and value.lower() == "true" and not item.get("cleared"):
+            tech_code = clean_text(item.get("tech_code"))
+            error = _FAULT_COMPONENTS.get(component["name"], ChargePointErrorCode.OTHER_ERROR)
+            error = _ERROR_CODES.get(tech_code or "", error)
+            info = clean_text(f"{component['name']}.{variable}: {item.get('tech_info') or ''}")
+            ts_ns = self.ts(item["timestamp"], f"{where}.timestamp")
+            return StatusChange(
+                ts_ns,
+                self.station_id,
+                connector_id,
+                ChargePointStatus.FAULTED,
+                error,
+                tech_code,
+                info,
+            )
+        if variable == "AvailabilityState" and component["name"] in _STATUS_COMPONENTS:
+            status = CONNECTOR_STATUS.get(value)
+            if status is not None:
+                ts_ns = self.ts(item["timestamp"], f"{where}.timestamp")
+                return StatusChange(ts_ns, self.station_id, connector_id, status)
+        return None
+
+    @handles(Action.security_event_notification)
+    async def on_security_event_notification(self, type: str, **_: Any) -> Any:
+        kind = clean_text(type) or "unknown"
+        self._ctx.stats.security_events[kind] += 1
+        logger.warning("station %s: security event %s", self.station_id, kind)
+        return call_result.SecurityEventNotification()
+
+    @handles(Action.data_transfer)
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, **_: Any
+    ) -> Any:
+        logger.info(
+            "station %s: DataTransfer from vendor %s, message %s",
+            self.station_id,
+            clean_text(vendor_id),
+            clean_text(message_id),
+        )
+        return call_result.DataTransfer(status=DataTransferStatusEnumType.accepted)
+
+    @handles(Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, **_: Any) -> Any:
+        return call_result.FirmwareStatusNotification()
+
+    @handles(Action.log_status_notification)
+    async def on_log_status_notification(self, **_: Any) -> Any:
+        return call_result.LogStatusNotification()
+
+
+def _token_info(result: Any) -> IdTokenInfoType:
+    return IdTokenInfoType(status=AuthorizationStatusEnumType(result.value))

@@ -1,0 +1,276 @@
+"""A table of small hand-made sessions: each anomaly is flagged where it must be, and the normal
+behaviour of CONTRACTS.md section 3 is flagged by nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from analytics.batch import StatusCode
+from analytics.detectors import default_detectors, detect
+from tests.analytics.detectors.helpers import (
+    NOW_NS,
+    Spec,
+    charge,
+    from_power,
+    make_batch,
+    with_,
+)
+
+ALL_KINDS = {d.kind for d in default_detectors()}
+MIN = 60.0
+
+
+def minutes(total: float, step_s: float = 60.0) -> np.ndarray:
+    return np.arange(0.0, total * MIN + 1e-9, step_s)
+
+
+def stall() -> list[Spec]:
+    t = minutes(180)
+    p = np.where((t >= 60 * MIN) & (t < 90 * MIN), 0.0, 7_400.0)
+    p[0] = 0.0
+    return [from_power(t, p, offered_w=7_400.0)]
+
+
+def early_taper_ac() -> list[Spec]:
+    t = minutes(240)
+    p = np.where((t >= 40 * MIN) & (t < 100 * MIN), 4_500.0, 11_000.0)
+    p[0] = 0.0
+    return [from_power(t, p, offered_w=11_000.0)]
+
+
+def early_taper_dc() -> list[Spec]:
+    t = minutes(40, 20.0)
+    p = np.where(t >= 12 * MIN, 40_000.0, 100_000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=150_000.0)
+    soc = 10.0 + (np.asarray(spec.energy_wh) - spec.energy_wh[0]) / 75_000.0 * 100.0  # type: ignore[index]
+    return [with_(spec, soc_pct=list(soc))]
+
+
+def meter_stuck() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    e = np.asarray(spec.energy_wh)
+    e[30:45] = e[30]
+    e[45:] -= e[45] - e[30]
+    return [with_(spec, energy_wh=list(e))]
+
+
+def meter_backwards() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    e = np.asarray(spec.energy_wh)
+    e[60:] -= 5_000.0
+    return [with_(spec, energy_wh=list(e))]
+
+
+def meter_reset() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    e = np.asarray(spec.energy_wh)
+    e[60:] -= e[59] - 12.0
+    return [with_(spec, energy_wh=list(e))]
+
+
+def meter_jump() -> list[Spec]:
+    spec = charge(power_w=11_000.0, minutes=120)
+    e = np.asarray(spec.energy_wh)
+    e[60:] += 8_192.0
+    return [with_(spec, energy_wh=list(e))]
+
+
+def meter_mismatch() -> list[Spec]:
+    spec = charge(power_w=11_000.0, minutes=180)
+    e = np.asarray(spec.energy_wh)
+    e = e[0] + 0.7 * (e - e[0])
+    return [with_(spec, energy_wh=list(e))]
+
+
+def data_gap() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    keep = np.r_[0:40, 52:121]
+    return [
+        with_(
+            spec,
+            t_s=list(np.asarray(spec.t_s)[keep]),
+            energy_wh=list(np.asarray(spec.energy_wh)[keep]),
+            power_w=list(np.asarray(spec.power_w)[keep]),
+            offered_w=list(np.asarray(spec.offered_w)[keep]),
+            status=list(np.asarray(spec.status)[keep]),
+        )
+    ]
+
+
+def _shift_times(spec: Spec, rows: slice, by_s: float) -> Spec:
+    t = np.asarray(spec.t_s, dtype=np.float64)
+    stop_s = float(t.max()) + 1.0
+    t[rows] += by_s
+    return with_(spec, t_s=list(t), arrival=list(range(t.size)), stop_s=stop_s)
+
+
+def clock_1970() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    return [_shift_times(spec, slice(50, 55), -1_795_000_000.0)]
+
+
+def clock_future() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    return [_shift_times(spec, slice(50, 55), 3 * 365 * 86_400.0)]
+
+
+def clock_set_back() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    return [_shift_times(spec, slice(50, 55), -40 * MIN)]
+
+
+def unauthorized_orphan() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=30)
+    return [with_(spec, session_id=None, id_pseudonym=None, auth_result=None, start_s=None)]
+
+
+def unauthorized_blocked() -> list[Spec]:
+    return [charge(power_w=7_400.0, minutes=60, auth_result="Blocked")]
+
+
+def concurrent_pair() -> list[Spec]:
+    a = charge(power_w=7_400.0, minutes=90, session_id="A", station_id="ST1")
+    b = charge(power_w=7_400.0, minutes=90, session_id="B", station_id="ST2", offset_s=30 * MIN)
+    return [a, b]
+
+
+# --- normal behaviour ---------------------------------------------------------------------
+
+
+def normal_ac_full_then_idle() -> list[Spec]:
+    return [charge(power_w=11_000.0, minutes=600, full_after_min=200, taper_min=25)]
+
+
+def normal_dc_taper() -> list[Spec]:
+    t = minutes(40, 15.0)
+    soc = 20.0 + t / (40 * MIN) * 70.0
+    curve = np.interp(soc, [0, 50, 80, 90], [150_000, 150_000, 50_000, 30_000])
+    curve[0] = 0.0
+    spec = from_power(t, curve, offered_w=150_000.0)
+    return [with_(spec, soc_pct=list(soc))]
+
+
+def normal_load_managed() -> list[Spec]:
+    t = minutes(240)
+    offered = np.where((t >= 60 * MIN) & (t < 120 * MIN), 4_140.0, 11_000.0)
+    p = np.minimum(offered, 11_000.0)
+    p[0] = 0.0
+    return [from_power(t, p, offered_w=offered)]
+
+
+def normal_pause_by_charger() -> list[Spec]:
+    t = minutes(240)
+    offered = np.where((t >= 60 * MIN) & (t < 90 * MIN), 0.0, 11_000.0)
+    p = offered.copy()
+    p[0] = 0.0
+    status = np.where(offered == 0, int(StatusCode.SUSPENDED_EVSE), int(StatusCode.CHARGING))
+    return [from_power(t, p, offered_w=offered, status=status)]
+
+
+def normal_single_missing_samples() -> list[Spec]:
+    spec = charge(power_w=7_400.0, minutes=120)
+    keep = np.setdiff1d(np.arange(121), [20, 50, 80])
+    return [
+        with_(
+            spec,
+            t_s=list(np.asarray(spec.t_s)[keep]),
+            energy_wh=list(np.asarray(spec.energy_wh)[keep]),
+            power_w=list(np.asarray(spec.power_w)[keep]),
+            offered_w=list(np.asarray(spec.offered_w)[keep]),
+            status=list(np.asarray(spec.status)[keep]),
+        )
+    ]
+
+
+def normal_noisy() -> list[Spec]:
+    return [charge(power_w=22_000.0, minutes=180, noise=0.01, seed=3, interval_s=10.0)]
+
+
+def normal_flat_constant() -> list[Spec]:
+    t = minutes(120)
+    return [from_power(t, np.zeros(t.size), offered_w=11_000.0)]
+
+
+def normal_sequential_same_card() -> list[Spec]:
+    a = charge(power_w=7_400.0, minutes=60, session_id="A", station_id="ST1")
+    b = charge(power_w=7_400.0, minutes=60, session_id="B", station_id="ST2", offset_s=90 * MIN)
+    return [a, b]
+
+
+def normal_same_card_same_station() -> list[Spec]:
+    a = charge(power_w=7_400.0, minutes=60, session_id="A", station_id="ST1")
+    b = charge(
+        power_w=7_400.0,
+        minutes=60,
+        session_id="B",
+        station_id="ST1",
+        connector_id=2,
+        offset_s=10 * MIN,
+    )
+    return [a, b]
+
+
+def normal_idle_orphan() -> list[Spec]:
+    t = np.arange(0.0, 6 * 3600.0, 900.0)
+    spec = from_power(t, np.zeros(t.size), offered_w=11_000.0)
+    return [with_(spec, session_id=None, id_pseudonym=None, auth_result=None, start_s=None)]
+
+
+CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
+    ("stall", stall, {"stall"}),
+    ("early_taper AC", early_taper_ac, {"early_taper"}),
+    ("early_taper DC", early_taper_dc, {"early_taper"}),
+    ("meter_stuck", meter_stuck, {"meter_stuck"}),
+    ("meter_backwards", meter_backwards, {"meter_backwards"}),
+    ("meter reset to zero", meter_reset, {"meter_backwards"}),
+    ("meter_jump", meter_jump, {"meter_jump"}),
+    ("meter_mismatch", meter_mismatch, {"meter_mismatch"}),
+    ("data_gap", data_gap, {"data_gap"}),
+    ("clock at 1970", clock_1970, {"clock_fault"}),
+    ("clock years ahead", clock_future, {"clock_fault"}),
+    ("clock set back", clock_set_back, {"clock_fault"}),
+    ("energy on an orphan segment", unauthorized_orphan, {"unauthorized_energy"}),
+    ("energy for a blocked card", unauthorized_blocked, {"unauthorized_energy"}),
+    ("one card at two stations", concurrent_pair, {"concurrent_id_tag"}),
+    ("AC taper near full, SuspendedEV, idle", normal_ac_full_then_idle, set()),
+    ("DC taper with SoC", normal_dc_taper, set()),
+    ("held down by a lower offer", normal_load_managed, set()),
+    ("paused by the charger (offer 0)", normal_pause_by_charger, set()),
+    ("single missing samples", normal_single_missing_samples, set()),
+    ("sensor noise", normal_noisy, set()),
+    ("flat constant session", normal_flat_constant, set()),
+    ("same card, one after the other", normal_sequential_same_card, set()),
+    ("same card, two connectors of one station", normal_same_card_same_station, set()),
+    ("idle connector readings", normal_idle_orphan, set()),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_flags_exactly_the_expected_kinds(
+    name: str, build: Callable[[], list[Spec]], expected: set[str]
+) -> None:
+    batch = make_batch(build())
+    results = detect(batch, now_ns=NOW_NS)
+    assert {r.kind for r in results} == ALL_KINDS
+    for row in range(batch.n_sessions):
+        flagged = {r.kind for r in results if r.flagged[row]}
+        assert flagged == expected, {r.kind: r.reason[row] for r in results if r.flagged[row]}
+    for r in results:
+        scored = r.score[~np.isnan(r.score)]
+        assert np.all((scored >= 0) & (scored <= 1))
+        for row in np.flatnonzero(r.flagged):
+            assert isinstance(r.reason[row], str) and r.reason[row]
+            assert r.start_ns[row] <= r.end_ns[row]
+            assert r.score[row] >= 0.5
+
+
+def test_reasons_carry_the_numbers() -> None:
+    batch = make_batch(meter_stuck() + stall())
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS)}
+    stuck = results["meter_stuck"].reason[0]
+    assert "register flat at 1003.638 kWh for 15 min" in stuck and "7.4 kW" in stuck
+    assert "no power for 30 min" in results["stall"].reason[1]

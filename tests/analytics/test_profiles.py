@@ -1,0 +1,148 @@
+"""Charging profiles of hand-made sessions: segment times, energy figures, taper, billing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analytics.assemble import assemble
+from analytics.profiles import Profiles, profiles, profiles_to_lines, resample
+from chargewatch.events import ChargePointStatus as Status
+from chargewatch.events import Event
+
+from ._support import numbered, reading, start, status, stop
+
+
+def session(
+    powers_kw: list[float],
+    *,
+    statuses: dict[int, Status] | None = None,
+    offered_kw: list[float] | None = None,
+    register: list[float] | None = None,
+    skip: set[int] | None = None,
+    meter_start_wh: float | None = None,
+    soc: list[float] | None = None,
+) -> list[Event]:
+    """One session sampled every minute from a register at 1000 Wh that counts the energy of
+    power varying linearly between samples (what the trapezoid rule integrates exactly)."""
+    registers = register
+    if registers is None:
+        steps_wh = (np.array(powers_kw[1:]) + np.array(powers_kw[:-1])) / 2 * 1000 / 60
+        registers = list(1000 + np.concatenate(([0.0], np.cumsum(steps_wh))))
+    events: list[Event] = [start(0, meter_wh=meter_start_wh)]
+    for minute, power_kw in enumerate(powers_kw):
+        if statuses and minute in statuses:
+            events.append(status(minute, statuses[minute]))
+        if skip and minute in skip:
+            continue
+        values: dict[str, float] = {"power_w": power_kw * 1000, "energy_wh": registers[minute]}
+        if offered_kw is not None:
+            values["power_offered_w"] = offered_kw[minute] * 1000
+        if soc is not None:
+            values["soc_pct"] = soc[minute]
+        events.append(reading(minute, **values))
+    events.append(stop(len(powers_kw) - 1))
+    return events
+
+
+def profile_of(events: list[Event]) -> Profiles:
+    p = profiles(assemble(numbered(events)))
+    assert len(p) == 1
+    return p
+
+
+def test_segments_charging_then_taper_then_idle_after_full() -> None:
+    powers = [10.0] * 10 + [8.0, 6.0, 4.0, 2.0] + [0.0] * 6  # 20 samples, 19 minutes
+    p = profile_of(
+        session(
+            powers, statuses={0: Status.CHARGING, 14: Status.SUSPENDED_EV}, soc=list(range(70, 90))
+        )
+    )
+    assert p.duration_s[0] == 19 * 60
+    assert p.charging_s[0] == 14 * 60
+    assert p.idle_s[0] == 5 * 60  # after the last charging sample, to the stop
+    assert p.suspended_ev_s[0] == 0 and p.suspended_evse_s[0] == 0
+    assert p.peak_power_w[0] == 10_000
+    assert p.plateau_power_w[0] == 10_000
+    assert p.taper_onset_s[0] == 10 * 60  # the first sample below 90 % that never recovers
+    assert p.taper_onset_soc_pct[0] == 80
+    assert p.energy_register_wh[0] == pytest.approx((10 * 9 + 9 + 7 + 5 + 3 + 1) * 1000 / 60)
+    assert p.energy_power_wh[0] == pytest.approx(p.energy_register_wh[0])
+    assert p.billing_confidence[0] == 1.0 and p.billing_notes[0] == ""
+
+
+def test_suspended_by_the_car_and_by_the_charger_are_told_apart() -> None:
+    powers = [7.0] * 5 + [0.0] * 3 + [7.0] * 4 + [0.0] * 4 + [7.0] * 4
+    offered = [11.0] * 12 + [0.0] * 4 + [11.0] * 4  # the charger pauses minutes 12-15
+    p = profile_of(session(powers, offered_kw=offered, statuses={5: Status.SUSPENDED_EV}))
+    assert p.suspended_ev_s[0] == 3 * 60
+    assert p.suspended_evse_s[0] == 4 * 60
+    assert p.idle_s[0] == 0
+    assert p.charging_s[0] == 12 * 60
+    assert np.isnan(p.taper_onset_s[0])  # back at full power at the end: no taper
+    assert p.mean_offered_w[0] == pytest.approx(np.mean(offered) * 1000)
+
+
+@pytest.mark.parametrize(
+    ("change", "note"),
+    [
+        ({"register": [1000.0, 1166.0, 1333.0, 200.0, 366.0, 533.0]}, "register falls by 1133"),
+        ({"skip": set(range(2, 10)), "powers": [10.0] * 40}, "gap of 9 min"),
+        ({"register": [1000.0, 1333.0, 1666.0, 2000.0, 2333.0, 2666.0]}, "(50% apart)"),
+        ({"meter_start_wh": 900.0}, "meter_start"),
+    ],
+    ids=["backwards", "gap", "mismatch", "meter-start"],
+)
+def test_billing_confidence_drops_with_each_defect(change: dict[str, object], note: str) -> None:
+    powers = change.pop("powers", [10.0] * 6)
+    assert isinstance(powers, list)
+    p = profile_of(session(powers, **change))  # type: ignore[arg-type]
+    assert 0.0 <= p.billing_confidence[0] < 1.0
+    assert note in p.billing_notes[0]
+
+
+def test_a_clean_session_bills_with_full_confidence_and_meter_values_agree() -> None:
+    p = profile_of(session([10.0] * 6, meter_start_wh=1000.0))
+    assert p.billing_confidence[0] == 1.0
+    assert np.isnan(p.energy_meter_wh[0])  # no meter_stop sent
+
+
+def test_rows_without_data_do_not_raise() -> None:
+    events: list[Event] = [
+        start(0),
+        stop(5),
+        start(0, session="S2"),
+        reading(1, session="S2"),
+        stop(3, session="S2"),
+    ]
+    p = profiles(assemble(numbered(events)))
+    assert p.billing_confidence.tolist() == [0.0, 0.0]
+    assert "no register readings" in p.billing_notes[0]
+    assert p.charging_s.tolist() == [0.0, 0.0]
+    assert np.isnan(p.energy_register_wh).all()
+
+
+def test_resample_interpolates_the_register_and_averages_power() -> None:
+    events = session([6.0, 6.0, 12.0, 12.0])
+    r = resample(assemble(numbered(events)), step_s=30.0)
+    assert r.power_w.shape == (1, 7)
+    assert r.power_w[0, :2].tolist() == [6000.0, pytest.approx(np.nan, nan_ok=True)]
+    assert r.energy_wh[0, 1] == pytest.approx(1000.0 + 50.0)  # halfway through the first minute
+
+
+def test_profile_lines_carry_session_and_figures() -> None:
+    line = next(profiles_to_lines(profile_of(session([10.0] * 3))))
+    head, fields, stamp = line.split(" ")
+    assert head == "profile,connector_id=1,station_id=ST-1"
+    assert 'session_id="S1"' in fields and "billing_confidence=1.0" in fields
+    assert "taper_onset_s" not in fields  # NaN figures are left out
+    assert stamp.isdigit()
+
+
+def test_a_batch_without_any_sample_has_profiles_too() -> None:
+    batch = assemble(numbered([start(0), stop(5)]))
+    assert batch.n_steps == 0
+    p = profiles(batch)
+    assert p.duration_s.tolist() == [300.0] and p.billing_confidence.tolist() == [0.0]
+    assert resample(batch).power_w.shape == (1, 1)
+    assert len(profiles(assemble([]))) == 0

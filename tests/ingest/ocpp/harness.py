@@ -1,0 +1,91 @@
+"""A real gateway behind a real ``websockets`` server on a free loopback port, for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
+
+from chargewatch.events import Event
+from ingest.ocpp import (
+    SUBPROTOCOLS,
+    AuthMode,
+    AuthPolicy,
+    InMemoryTransactionIds,
+    OcppGateway,
+    websockets_connection,
+)
+from ingest.pseudonym import Pseudonymizer
+from ingest.spool import SpoolFullError
+
+NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+NOW_NS = int(NOW.timestamp()) * 1_000_000_000
+PSEUDONYMIZE = Pseudonymizer(b"0123456789abcdef-test-key")
+
+
+class Collector:
+    """A sink keeping events in memory; ``full`` makes it refuse like a full spool."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.full = False
+
+    async def __call__(self, events: list[Event]) -> None:
+        if self.full:
+            raise SpoolFullError("spool holds its maximum")
+        self.events.extend(events)
+
+
+def make_gateway(sink: Collector, auth: AuthPolicy | None = None) -> OcppGateway:
+    return OcppGateway(
+        sink=sink,
+        pseudonymize=PSEUDONYMIZE,
+        transactions=InMemoryTransactionIds(start=1000),
+        auth=auth or AuthPolicy(AuthMode.MONITOR),
+        clock=lambda: NOW,
+    )
+
+
+@asynccontextmanager
+async def serving(gateway: OcppGateway) -> AsyncIterator[str]:
+    """Serve ``gateway`` at ``ws://127.0.0.1:<free port>/ocpp/{station_id}``; yields the base."""
+
+    async def handler(ws: ServerConnection) -> None:
+        station_id = ws.request.path.rsplit("/", 1)[-1] if ws.request is not None else ""
+        await gateway.handle(station_id, ws.subprotocol or "", websockets_connection(ws))
+
+    protocols = [Subprotocol(p) for p in SUBPROTOCOLS]
+    async with serve(handler, "127.0.0.1", 0, subprotocols=protocols) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/ocpp"
+
+
+@contextmanager
+def serving_in_thread(gateway: OcppGateway) -> Iterator[str]:
+    """The same server on its own event loop in a thread, for synchronous clients."""
+    ready: list[str] = []
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        async with serving(gateway) as url:
+            ready.append(url)
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        if not started.wait(10):
+            raise RuntimeError("the test server did not start")
+        yield ready[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
