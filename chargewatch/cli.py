@@ -6,7 +6,9 @@ Each command builds the settings once, wires the stages it needs, and turns ever
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
 from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd, find_or_install_influxd
 from chargewatch.settings import Settings, influx_is_local, load_settings
+from chargewatch.state import Role, StateStore, default_state_url
 
 app = typer.Typer(
     name="chargewatch",
@@ -87,8 +90,16 @@ def simulate(
     anomaly_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of sessions given an anomaly.")
     ] = 0.05,
+    live: Annotated[
+        str | None,
+        typer.Option(help="Also drive a running service over OCPP, e.g. ws://127.0.0.1:8000/ocpp"),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="With --live: simulated seconds per real second.")
+    ] = 60.0,
 ) -> None:
-    """Write a realistic, labeled fleet in the event format (deterministic for a seed)."""
+    """Write a realistic, labeled fleet in the event format (deterministic for a seed);
+    with --live, then replay it to a running service, one OCPP WebSocket per station."""
     from ingest.simulator import SimulationConfig
     from ingest.simulator import simulate as run_simulation
 
@@ -118,6 +129,26 @@ def simulate(
         f"{summary.sessions} sessions, labels: {kinds or 'none'} ({elapsed_s:.1f} s)",
         markup=False,
     )
+    if live is not None:
+        _replay_live(live, out, speed)
+
+
+def _replay_live(url: str, events: Path, speed: float) -> None:
+    from ingest.simulator.live import run_live
+
+    try:
+        summary = asyncio.run(run_live(url, events, speed=speed))
+    except (OSError, ValueError) as exc:
+        fail(f"cannot drive {url}: {exc}")
+    errors = ", ".join(f"{n} {code}" for code, n in sorted(summary.call_errors.items()))
+    stdout.print(
+        f"replayed {summary.events} events over OCPP from {summary.stations} stations "
+        f"({summary.stations_failed} failed), {summary.messages} messages, "
+        f"CallErrors: {errors or 'none'} ({summary.wall_s:.1f} s)",
+        markup=False,
+    )
+    if summary.stations_failed:
+        raise typer.Exit(EXIT_REJECTED)
 
 
 @app.command()
@@ -347,6 +378,56 @@ def evaluate(
         "(pass --events for the rate)"
     )
     stdout.print(rate, markup=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the service (HTTP API, OCPP endpoint, spool drainer) until SIGTERM/SIGINT."""
+    from chargewatch.serve import run
+
+    settings = guarded(load_settings)
+    scheme = "https" if settings.tls_certfile else "http"
+    stderr.print(f"chargewatch serving on {scheme}://{host}:{port}", markup=False)
+    guarded(lambda: run(settings, host=host, port=port))
+
+
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).")
+app.add_typer(keys_app, name="keys")
+stations_app = typer.Typer(help="OCPP stations and their passwords (security profiles 1 and 2).")
+app.add_typer(stations_app, name="stations")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="What the key may do.")] = Role.VIEWER,
+) -> None:
+    """Print a new API key once; only its hash is stored."""
+    settings = guarded(load_settings)
+    store = guarded(lambda: StateStore(settings.state_url or default_state_url(settings.data_dir)))
+    try:
+        stdout.print(guarded(lambda: store.create_api_key(role)), markup=False)
+    finally:
+        store.close()
+
+
+@stations_app.command("set-password")
+def stations_set_password(
+    station_id: Annotated[str, typer.Argument(help="The station's identity (its URL path).")],
+) -> None:
+    """Set a station's OCPP Basic-auth password, read from standard input (stored hashed)."""
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 16:
+        fail("the password must be at least 16 characters (OCPP security profile 1 asks for 16+)")
+    settings = guarded(load_settings)
+    store = guarded(lambda: StateStore(settings.state_url or default_state_url(settings.data_dir)))
+    try:
+        guarded(lambda: store.set_station_password(station_id, password))
+    finally:
+        store.close()
+    stdout.print(f"password set for {station_id}", markup=False)
 
 
 def _local_influxd(settings: Settings, data_dir: Path | None) -> LocalInfluxd:

@@ -258,9 +258,12 @@ class EventDecoder:
         return decoder(obj)
 
     def _reading(self, obj: dict[str, Any]) -> Reading:
-        # The hot path of every ingest: in-range JSON numbers take the inline branch, anything
-        # else goes through _number for its full check and precise reason.
+        # The hot path of the per-event way: in-range JSON numbers take the inline branch,
+        # anything else goes through _number for its full check and precise reason.
         get = obj.get
+        ts_ns = parse_ts(get("ts"))
+        station_id = _id(get("station_id"), "station_id")
+        connector_id = _connector(get("connector_id"))
         raw: list[Any] = [get(key) for key in _READING_KEYS]
         values = [
             float(value)
@@ -271,13 +274,7 @@ class EventDecoder:
         session_id = _optional_id(get("session_id"), "session_id")
         if session_id is None and values.count(None) == len(values):
             raise EventError(None, "reading has no session_id and no measured value")
-        return Reading(
-            parse_ts(get("ts")),
-            _id(get("station_id"), "station_id"),
-            _connector(get("connector_id")),
-            session_id,
-            *values,
-        )
+        return Reading(ts_ns, station_id, connector_id, session_id, *values)
 
     def _session_start(self, obj: dict[str, Any]) -> SessionStart:
         return SessionStart(

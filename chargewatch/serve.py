@@ -231,7 +231,7 @@ def run(settings: Settings, *, host: str, port: int) -> None:
             port=port,
             ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
             ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
-            ws="websockets",
+            ws="websockets-sansio",
             log_level="warning",
             lifespan="off",
         )
