@@ -26,6 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from analytics.jobs import DetectionJob, start_scheduler
 from api.app import create_app
 from api.deps import AcceptOutcome, ApiServices, RejectedEvent
 from chargewatch.errors import InfluxError
@@ -118,6 +119,10 @@ class Service:
                 allowed_pseudonyms=frozenset(self.pseudonymize(t) for t in tags if t.strip()),
             ),
         )
+        # Its own client: the drainer's thread and the job's thread never share one.
+        self.detect_client = InfluxClient.from_settings(settings)
+        self.detection = DetectionJob(self.detect_client, self.state)
+        self.scheduler: Any = None
         self.metrics.spool_events.set_function(lambda: self.spool.depth().lines)
         self.metrics.spool_bytes.set_function(lambda: self.spool.depth().bytes)
         self.metrics.connected_stations.set_function(lambda: self.gateway.connected_stations)
@@ -128,9 +133,16 @@ class Service:
         except InfluxError as exc:  # the spool holds everything until InfluxDB answers
             logger.warning("InfluxDB not ready at start-up (%s); spooling until it is", exc)
         self.drainer.start()
+        if self.settings.detect_interval_s > 0:
+            self.scheduler = start_scheduler(
+                self.detection, interval_s=self.settings.detect_interval_s
+            )
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
         self.drainer.stop()
+        self.detect_client.close()
         self.spool.close()
         self.influx.close()
         self.state.close()
@@ -174,6 +186,9 @@ class Service:
             "spool_bytes": depth.bytes,
             "influx_last_error": self.drainer.last_error,
             "stations_connected": self.gateway.connected_stations,
+            "detection_runs": self.detection.status.runs,
+            "detection_failures": self.detection.status.failures,
+            "detection_last_error": self.detection.status.last_error,
         }
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Require an API key on every route but /healthz (turn off only on a closed test bench).
     api_auth: bool = True
 
+    # Scheduled detection inside `serve`: every this many seconds (0 turns it off).
+    detect_interval_s: float = Field(default=30.0, ge=0)
+
     # OCPP: "monitor" accepts every id tag (watching beside an existing back office);
     # "allow_list" accepts only the tags in ocpp_allowed_id_tags (comma-separated, clear text,
     # pseudonymized at start-up).

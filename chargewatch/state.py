@@ -72,6 +72,14 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class JobCursor(Base):
+    """How far a scheduled job has got (UTC ns), so a restart resumes instead of repeating."""
+
+    __tablename__ = "job_cursors"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_ns: Mapped[int] = mapped_column(BigInteger)
+
+
 def default_state_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'state.db').resolve()}"
 
@@ -122,6 +130,23 @@ class StateStore:
             except SQLAlchemyError as exc:
                 raise StateError(f"cannot advance counter {name}: {_safe(exc)}") from exc
         raise AssertionError("unreachable")
+
+    # -- job cursors ----------------------------------------------------------------------------
+
+    def cursor(self, name: str) -> int | None:
+        try:
+            with Session(self._engine) as session:
+                row = session.get(JobCursor, name)
+                return None if row is None else int(row.value_ns)
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot read cursor {name}: {_safe(exc)}") from exc
+
+    def set_cursor(self, name: str, value_ns: int) -> None:
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.merge(JobCursor(name=name, value_ns=value_ns))
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot store cursor {name}: {_safe(exc)}") from exc
 
     # -- stations -------------------------------------------------------------------------------
 

@@ -233,6 +233,8 @@ def test_a_live_ocpp_fleet_lands_in_influxdb(
         with InfluxClient(url=influxd.url, database=database) as client:
             stored = client.query(f"SELECT * FROM reading WHERE {WINDOW}")
         assert sum(len(s) for s in stored) == len(readings)
+        health = serve.health()  # the scheduled detection job runs inside serve
+        assert health["detection_runs"] >= 1 and health["detection_failures"] == 0
     finally:
         serve.kill(signal.SIGTERM)
 

@@ -82,3 +82,10 @@ def test_api_keys_are_shown_once_and_stored_hashed(store: StateStore) -> None:
 def test_an_unreachable_database_is_one_clear_error() -> None:
     with pytest.raises(StateError, match="cannot open the state database"):
         StateStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_job_cursors_start_empty_and_keep_their_value(store: StateStore) -> None:
+    assert store.cursor("detect") is None
+    store.set_cursor("detect", 1_795_508_130_250_000_000)
+    store.set_cursor("detect", 1_795_508_160_250_000_000)
+    assert store.cursor("detect") == 1_795_508_160_250_000_000

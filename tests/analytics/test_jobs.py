@@ -1,0 +1,95 @@
+"""The scheduled detection job against a real InfluxDB: data arriving while it runs, restarts,
+catching up after downtime."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from analytics.jobs import CURSOR, DetectionJob
+from analytics.window import query_flags
+from chargewatch.events import EventDecoder, parse_ts
+from chargewatch.influx import BatchWriter, InfluxClient
+from chargewatch.state import StateStore, default_state_url
+from ingest.files import ingest_stream
+from ingest.pseudonym import Pseudonymizer
+from ingest.simulator import SimulationConfig, simulate
+
+HOUR_NS = 3600 * 1_000_000_000
+START = "2026-11-23T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], list[dict[str, object]]]:
+    from datetime import datetime
+
+    folder = tmp_path_factory.mktemp("jobs-fleet")
+    config = SimulationConfig(
+        stations=16, hours=12, seed=21, start=datetime.fromisoformat(START), anomaly_rate=0.4
+    )
+    simulate(config, folder / "events.jsonl", folder / "labels.jsonl")
+    lines = (folder / "events.jsonl").read_bytes().splitlines()
+    labels = [orjson.loads(line) for line in (folder / "labels.jsonl").read_bytes().splitlines()]
+    return lines, labels
+
+
+def load(client: InfluxClient, lines: list[bytes]) -> None:
+    decoder = EventDecoder(Pseudonymizer(b"job-test-key-0123456789"))
+    with BatchWriter(client) as writer:
+        ingest_stream(io.BytesIO(b"\n".join(lines)), decoder=decoder, sink=writer, on_reject=print)
+
+
+def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
+    influx: InfluxClient, tmp_path: Path, fleet: tuple[list[bytes], list[dict[str, object]]]
+) -> None:
+    lines, labels = fleet
+    stalls = [label for label in labels if label["kind"] == "stall"]
+    assert stalls, "the fleet should hold a stall"
+    stall = min(stalls, key=lambda label: parse_ts(label["start"]))
+    cut_ns = parse_ts(stall["start"]) - 60 * 1_000_000_000
+    before = [line for line in lines if parse_ts(orjson.loads(line)["ts"]) < cut_ns]
+    after = [line for line in lines if parse_ts(orjson.loads(line)["ts"]) >= cut_ns]
+    state = StateStore(default_state_url(tmp_path))
+    job = DetectionJob(influx, state, settle_s=0, max_window_s=2 * 3600)
+
+    load(influx, before)
+    job.run(cut_ns)
+    assert state.cursor(CURSOR) == cut_ns
+    flagged = {(f.session_id, f.kind) for f in query_flags(influx, 0, cut_ns + 24 * HOUR_NS)}
+    assert (stall["session_id"], "stall") not in flagged
+
+    load(influx, after)  # the rest of the day arrives while the job keeps running
+    end_ns = parse_ts(START) + 13 * HOUR_NS
+    reports = job.run(end_ns)
+    windows = -(-(end_ns - cut_ns) // (2 * HOUR_NS))
+    assert len(reports) == windows > 1  # caught up window by window (2 h each)
+    flags = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
+    assert (stall["session_id"], "stall") in {(f.session_id, f.kind) for f in flags}
+
+    restarted = DetectionJob(influx, StateStore(default_state_url(tmp_path)), settle_s=0)
+    restarted.run(end_ns + 30 * 1_000_000_000)
+    again = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
+    assert Counter((f.session_id, f.kind) for f in again) == Counter(
+        (f.session_id, f.kind) for f in flags
+    )
+    assert all(count == 1 for count in Counter((f.session_id, f.kind) for f in again).values())
+    state.close()
+    restarted.state.close()
+
+
+def test_a_failing_run_is_recorded_not_lost(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    client = InfluxClient(url="http://127.0.0.1:9", database="nowhere", max_retries=0)
+    state = StateStore(default_state_url(tmp_path))
+    job = DetectionJob(client, state)
+    job.run_guarded(lambda: datetime(2026, 11, 24, tzinfo=UTC))
+    assert job.status.runs == 1 and job.status.failures == 1
+    assert job.status.last_error is not None and "cannot reach" in job.status.last_error
+    assert state.cursor(CURSOR) is None  # nothing judged, nothing skipped
+    client.close()
+    state.close()
