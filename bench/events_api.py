@@ -1,0 +1,167 @@
+"""Benchmark: `POST /api/v1/events` in batches of 1,000 against what InfluxDB itself costs.
+
+The floor is the same points as ready line protocol posted straight to the same InfluxDB in the
+same batches of 1,000 by one writer. chargewatch is a real `chargewatch serve` process: one client
+posts the simulated file as JSON arrays of 1,000 events; each 200 means the batch is validated,
+pseudonymized and fsynced in the spool. Reported: events/s until the last acknowledgement, events/s
+until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor.
+
+    .venv/bin/python bench/events_api.py --stations 200 --hours 24
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder leads sys.path; keep it from shadowing the packages.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import orjson
+
+from chargewatch.events import EventDecoder, iter_jsonl
+from chargewatch.influx import LocalInfluxd, find_or_install_influxd
+from chargewatch.influx.server import free_port
+from chargewatch.schema import LineFormatter
+from ingest.pseudonym import Pseudonymizer
+
+BATCH = 1000
+
+
+def simulate(folder: Path, stations: int, hours: float) -> Path:
+    events = folder / "fleet.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chargewatch",
+            "simulate",
+            "--stations",
+            str(stations),
+            "--hours",
+            str(hours),
+            "--seed",
+            "13",
+            "--out",
+            str(events),
+            "--labels",
+            str(folder / "labels.jsonl"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return events
+
+
+def floor_seconds(url: str, events: Path) -> float:
+    decoder = EventDecoder(Pseudonymizer(b"bench-key-0123456789abcdef"))
+    formatter = LineFormatter()
+    lines = [formatter.format(decoder.decode_line(raw)) for _, raw in iter_jsonl(events.open("rb"))]
+    bodies = ["\n".join(lines[i : i + BATCH]).encode() for i in range(0, len(lines), BATCH)]
+    database = f"floor_{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.post("/query", data={"q": f'CREATE DATABASE "{database}"'}).raise_for_status()
+        began = time.perf_counter()
+        for body in bodies:
+            http.post("/write", params={"db": database}, content=body).raise_for_status()
+        return time.perf_counter() - began
+
+
+def chargewatch_seconds(
+    influx_url: str, events: Path, folder: Path, clients: int
+) -> tuple[float, float, int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHARGEWATCH_INFLUX_URL": influx_url,
+        "CHARGEWATCH_INFLUX_DATABASE": f"cw_{uuid.uuid4().hex[:8]}",
+        "CHARGEWATCH_DATA_DIR": str(folder / "cw"),
+        "CHARGEWATCH_DETECT_INTERVAL_S": "0",  # measure ingest alone
+    }
+    key = subprocess.run(
+        [sys.executable, "-m", "chargewatch", "keys", "create", "--role", "operator"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chargewatch", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/healthz").raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        objects = [orjson.loads(raw) for _, raw in iter_jsonl(events.open("rb"))]
+        bodies = [orjson.dumps(objects[i : i + BATCH]) for i in range(0, len(objects), BATCH)]
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def post_share(share: list[bytes]) -> int:
+            done = 0
+            with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+                for body in share:
+                    answer = client.post("/api/v1/events", content=body)
+                    answer.raise_for_status()
+                    done += int(answer.json()["accepted"])
+            return done
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            accepted = sum(pool.map(post_share, [bodies[i::clients] for i in range(clients)]))
+        acked = time.perf_counter() - began
+        while httpx.get(f"{base}/healthz").json()["spool_lines"]:
+            time.sleep(0.02)
+        drained = time.perf_counter() - began
+        return acked, drained, accepted
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stations", type=int, default=200)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    args = parser.parse_args()
+    find_or_install_influxd()
+    with tempfile.TemporaryDirectory(prefix="cw-bench-api-") as tmp:
+        folder = Path(tmp)
+        events = simulate(folder, args.stations, args.hours)
+        server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
+        server.start()
+        try:
+            floor_s = floor_seconds(server.url, events)
+            print(f"floor (line protocol posted, 1 writer, batches of {BATCH}): {floor_s:.2f} s")
+            for clients in args.clients:
+                acked_s, drained_s, accepted = chargewatch_seconds(
+                    server.url, events, folder / f"c{clients}", clients
+                )
+                print(
+                    f"{clients} client(s): {accepted} events acknowledged at "
+                    f"{accepted / acked_s:,.0f}/s ({acked_s:.2f} s), all in InfluxDB at "
+                    f"{accepted / drained_s:,.0f}/s ({drained_s:.2f} s); "
+                    f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}"
+                )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
