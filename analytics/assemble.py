@@ -33,6 +33,7 @@ from chargewatch.events import (
     SessionStop,
     StatusChange,
 )
+from chargewatch.schema import READING_FIELDS
 
 __all__ = [
     "AUTHORIZE_WINDOW_NS",
@@ -50,15 +51,7 @@ ORPHAN_GAP_NS = 30 * 60 * 1_000_000_000  # a longer silence ends an orphan segme
 AUTHORIZE_WINDOW_NS = 10 * 60 * 1_000_000_000  # an authorize this long before a start counts
 MAX_CELLS = 2_000_000  # padded samples per batch: ~150 MB; detectors need a few times that
 
-_VALUE_NAMES = (
-    "energy_wh",
-    "power_w",
-    "power_offered_w",
-    "current_a",
-    "voltage_v",
-    "soc_pct",
-    "temperature_c",
-)
+_VALUE_NAMES = READING_FIELDS  # a reading's measured values, in the order they are stored
 _STATUS_CODE = {status: StatusCode[status.name] for status in ChargePointStatus}
 _NAN = float("nan")
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, FloatArray, IntArray, ObjectArray, SessionBatch, StatusCode
 from chargewatch.influx import format_point
+from chargewatch.schema import READING_FIELDS
 
 __all__ = [
     "MAX_INTERVAL_S",
@@ -176,15 +177,7 @@ def _at_least_one_step(batch: SessionBatch) -> SessionBatch:
     )
 
 
-_SAMPLE_FLOATS = (
-    "energy_wh",
-    "power_w",
-    "power_offered_w",
-    "current_a",
-    "voltage_v",
-    "soc_pct",
-    "temperature_c",
-)
+_SAMPLE_FLOATS = READING_FIELDS
 
 
 def _fill(values: FloatArray) -> FloatArray:

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 # Run as a script, this file's folder leads sys.path; keep it from shadowing the packages.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 
 import argparse
 import os
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import orjson
 
+from bench._fleet import simulate_fleet
 from chargewatch.events import EventDecoder, iter_jsonl
 from chargewatch.influx import LocalInfluxd, find_or_install_influxd
 from chargewatch.influx.server import free_port
@@ -35,31 +37,6 @@ from chargewatch.schema import LineFormatter
 from ingest.pseudonym import Pseudonymizer
 
 BATCH = 1000
-
-
-def simulate(folder: Path, stations: int, hours: float) -> Path:
-    events = folder / "fleet.jsonl"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chargewatch",
-            "simulate",
-            "--stations",
-            str(stations),
-            "--hours",
-            str(hours),
-            "--seed",
-            "13",
-            "--out",
-            str(events),
-            "--labels",
-            str(folder / "labels.jsonl"),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return events
 
 
 def floor_seconds(url: str, events: Path) -> float:
@@ -143,7 +120,7 @@ def main() -> None:
     find_or_install_influxd()
     with tempfile.TemporaryDirectory(prefix="cw-bench-api-") as tmp:
         folder = Path(tmp)
-        events = simulate(folder, args.stations, args.hours)
+        events = simulate_fleet(folder, args.stations, args.hours, seed=13)
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         server.start()
         try:

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 # Run as a script, this file's folder leads sys.path and its name would shadow the `ingest` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 
 import argparse
 import gzip
@@ -30,6 +31,7 @@ import uuid
 
 import httpx
 
+from bench._fleet import simulate_fleet
 from chargewatch.events import EventDecoder, iter_jsonl
 from chargewatch.influx import InfluxClient, LocalInfluxd, find_or_install_influxd
 from chargewatch.schema import LineFormatter
@@ -55,30 +57,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def simulate(folder: Path, stations: int, hours: float) -> Path:
-    events = folder / "fleet.jsonl"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chargewatch",
-            "simulate",
-            "--stations",
-            str(stations),
-            "--hours",
-            str(hours),
-            "--seed",
-            "11",
-            "--out",
-            str(events),
-            "--labels",
-            str(folder / "labels.jsonl"),
-        ],
-        check=True,
-    )
-    return events
 
 
 def formatted_batches(
@@ -184,7 +162,7 @@ def main() -> None:
     find_or_install_influxd()
     with tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
         folder = Path(tmp)
-        events = simulate(folder, args.stations, args.hours)
+        events = simulate_fleet(folder, args.stations, args.hours, seed=11)
         file_mb = events.stat().st_size / 1e6
         bodies, readings, points = formatted_batches(events, args.batch_lines, compress)
         print(
