@@ -51,7 +51,7 @@ DEBUG = "--debug" in sys.argv
 STATS_PATH = "/__stats__"
 
 
-def _serve(pipe: Pipe) -> None:
+def _serve(pipe: Pipe, freeze: bool) -> None:
     """The gateway process: serve until terminated; ``/__stats__`` answers the sink's counts."""
     counts: Counter[str] = Counter()
     gc_started: list[float] = [0.0]
@@ -79,6 +79,10 @@ def _serve(pipe: Pipe) -> None:
     async def handler(ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else ""
         if path.endswith(STATS_PATH):
+            if freeze:  # the live objects (connections) leave the collector's full passes
+                gc.collect()
+                gc.freeze()
+            counts["tracked_objects"] = len(gc.get_objects())
             report = {**counts, "cpu_us": round(time.process_time() * 1e6)}
             counts["gc_max_us"] = 0
             await ws.send(orjson.dumps(report).decode())
@@ -113,6 +117,16 @@ def _meter_values(n: int, energy_wh: float) -> str:
     ]
     payload = {"connectorId": 1, "meterValue": [{"timestamp": now, "sampledValue": sampled}]}
     return orjson.dumps([2, f"m{n}", "MeterValues", payload]).decode()
+
+
+_CLIENT_GC = {"start": 0.0, "max_s": 0.0}
+
+
+def _client_gc_timer(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _CLIENT_GC["start"] = time.perf_counter()
+    else:
+        _CLIENT_GC["max_s"] = max(_CLIENT_GC["max_s"], time.perf_counter() - _CLIENT_GC["start"])
 
 
 class _Step:
@@ -171,7 +185,11 @@ async def _run_step(url: str, stations: int, seconds: float) -> dict[str, float 
     began = time.perf_counter()
     connections = await _open(url, stations)
     connect_s = time.perf_counter() - began
+    # The clients are the measuring apparatus: their own collector must not add pauses.
+    gc.collect()
+    gc.freeze()
     stats_before = await _sink_counts(url)
+    _CLIENT_GC["max_s"] = 0.0
     step = _Step()
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.5
@@ -185,6 +203,7 @@ async def _run_step(url: str, stations: int, seconds: float) -> dict[str, float 
         )
     finally:
         await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
+        gc.unfreeze()
     elapsed = loop.time() - start
     stats_after = await _sink_counts(url)
     before, after = stats_before.get("reading", 0), stats_after.get("reading", 0)
@@ -193,7 +212,9 @@ async def _run_step(url: str, stations: int, seconds: float) -> dict[str, float 
     slowest = sorted(zip(step.latencies_s, step.sent_at, strict=True))[-5:]
     if DEBUG:
         print(
-            f"  gateway's longest GC pause {stats_after.get('gc_max_us', 0) / 1000:.0f} ms;"
+            f"  gateway: {stats_before.get('tracked_objects', 0)} objects tracked by the GC,"
+            f" longest GC pause {stats_after.get('gc_max_us', 0) / 1000:.0f} ms;"
+            f" client's longest GC pause {_CLIENT_GC['max_s'] * 1000:.0f} ms;"
             " slowest calls (latency ms @ s into the step):",
             ", ".join(f"{lat * 1000:.0f}@{at:.1f}" for lat, at in slowest),
         )
@@ -225,14 +246,20 @@ def main() -> None:
     parser.add_argument("--max-stations", type=int, default=16000)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per step")
     parser.add_argument("--debug", action="store_true", help="show the slowest calls")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="the gateway process calls gc.freeze() once the stations are connected",
+    )
     parser.add_argument("--p99-ms", type=float, default=100.0, help="latency target")
     args = parser.parse_args()
     if args.seconds + 25 > 60:
         parser.error("each step must stay within 60 s (connecting takes up to ~25 s)")
 
+    gc.callbacks.append(_client_gc_timer)
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    server = ctx.Process(target=_serve, args=(sender,), daemon=True)
+    server = ctx.Process(target=_serve, args=(sender, args.gc_freeze), daemon=True)
     server.start()
     try:
         if not receiver.poll(30):

@@ -59,8 +59,8 @@ _MAX_CLOCK_JUMP_NS = 6 * 3600 * 1_000_000_000
 _NS = 1_000_000_000
 
 
-class LiveError(ChargewatchError):
-    """The service could not be reached or refused every station."""
+class LiveError(ChargewatchError, ConnectionError):
+    """The service could not be reached or refused every station (an ``OSError`` too)."""
 
 
 class VersionMix(StrEnum):
@@ -126,8 +126,10 @@ async def run_live(
     results = await asyncio.gather(*tasks, return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
     for failure in failed:
-        if not isinstance(failure, LiveError | Exception):
-            raise failure
+        if not isinstance(failure, Exception):
+            raise failure  # cancelled, interrupted
+        if not isinstance(failure, LiveError):  # LiveError was logged where it happened
+            logger.error("a station's replay failed: %r", failure)
     if failed and len(failed) == len(tasks):
         raise LiveError(f"no station could replay to {url}: {failed[0]}")
     summary = LiveSummary(

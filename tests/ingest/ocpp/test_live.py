@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 
 from chargewatch.events import Reading, SessionStart, SessionStop
 from ingest.simulator import SimulationConfig, simulate
-from ingest.simulator.live import VersionMix, run_live
+from ingest.simulator.live import LiveError, VersionMix, run_live
 
 from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
 
@@ -59,3 +60,20 @@ def test_live_replay_delivers_every_reading_and_session(tmp_path: Path) -> None:
     energy = Counter(r.energy_wh for r in sink.events if isinstance(r, Reading))
     sent = Counter(e.get("energy_wh") for e in lines if e["type"] == "reading")
     assert all(energy[value] >= count for value, count in sent.items())
+
+
+def test_live_replay_to_nothing_is_a_connection_error(tmp_path: Path) -> None:
+    events_path = tmp_path / "events.jsonl"
+    events_path.write_text(
+        '{"type":"status","ts":"2026-11-23T00:00:06Z","station_id":"S1","connector_id":1,'
+        '"status":"Available"}\n'
+    )
+
+    async def main() -> None:
+        async with serving(make_gateway(Collector())) as url:
+            port_url = url
+        await run_live(port_url, events_path, speed=1e9)  # the server is gone now
+
+    with pytest.raises(LiveError, match="no station could replay"):
+        asyncio.run(main())
+    assert issubclass(LiveError, OSError)
