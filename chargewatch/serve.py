@@ -8,11 +8,12 @@ fsynced into the spool before it is acknowledged; the drainer sends the spool to
 from __future__ import annotations
 
 import asyncio
-import gc
 import base64
 import binascii
+import gc
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from analytics.jobs import DetectionJob, start_scheduler
 from api.app import create_app
@@ -84,8 +87,31 @@ class Metrics:
             "chargewatch_ocpp_connected_stations", "Stations connected", registry=self.registry
         )
 
+    def watch_ocpp(self, gateway: OcppGateway) -> None:
+        """Export the gateway's own counters (calls by action, CallErrors by reason)."""
+        self.registry.register(_OcppCollector(gateway))
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _OcppCollector(Collector):
+    def __init__(self, gateway: OcppGateway) -> None:
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        calls = CounterMetricFamily(
+            "chargewatch_ocpp_calls", "OCPP calls received, by action", labels=["action"]
+        )
+        for action, count in sorted(self._gateway.messages.items()):
+            calls.add_metric([action], count)
+        errors = CounterMetricFamily(
+            "chargewatch_ocpp_call_errors", "OCPP CallErrors sent, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(self._gateway.rejected.items()):
+            errors.add_metric([reason], count)
+        yield calls
+        yield errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +153,7 @@ class Service:
         self.metrics.spool_events.set_function(lambda: self.spool.depth().lines)
         self.metrics.spool_bytes.set_function(lambda: self.spool.depth().bytes)
         self.metrics.connected_stations.set_function(lambda: self.gateway.connected_stations)
+        self.metrics.watch_ocpp(self.gateway)
 
     def start(self) -> None:
         try:

@@ -204,6 +204,7 @@ def test_a_live_ocpp_fleet_lands_in_influxdb(
     influxd: LocalInfluxd, database: str, tmp_path: Path
 ) -> None:
     serve = ServeProcess(tmp_path, influxd.url, database)
+    viewer = serve.cli("keys", "create", "--role", "viewer")
     serve.start()
     try:
         events, labels = tmp_path / "fleet.jsonl", tmp_path / "labels.jsonl"
@@ -235,6 +236,11 @@ def test_a_live_ocpp_fleet_lands_in_influxdb(
         assert sum(len(s) for s in stored) == len(readings)
         health = serve.health()  # the scheduled detection job runs inside serve
         assert health["detection_runs"] >= 1 and health["detection_failures"] == 0
+        metrics = httpx.get(
+            f"{serve.url}/metrics", headers={"Authorization": f"Bearer {viewer}"}
+        ).text
+        assert 'chargewatch_ocpp_calls_total{action="MeterValues"}' in metrics
+        assert 'chargewatch_events_accepted_total{source="ocpp",type="reading"}' in metrics
     finally:
         serve.kill(signal.SIGTERM)
 
