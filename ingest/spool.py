@@ -18,6 +18,7 @@ are not retried forever: they go to ``rejected/`` beside the segments, counted a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -32,6 +33,7 @@ from chargewatch.errors import BackpressureError, ChargewatchError, InfluxReques
 logger = logging.getLogger(__name__)
 
 _SEGMENT_SUFFIX = ".seg"
+_NO_LOCK = contextlib.nullcontext()
 _HEADER_MAX = 64
 
 
@@ -83,6 +85,9 @@ class Spool:
         self._file = self._segment_path(self._active).open("ab")
         self.rejected_lines = 0
         self.appended = threading.Event()  # set by each append; the drainer waits on it
+        self._sync_lock = threading.Lock()
+        self._written_seq = 0  # appends written to the active file so far
+        self._synced_seq = 0  # appends known to be on disk
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -92,20 +97,40 @@ class Spool:
             return
         payload = ("\n".join(lines) + "\n").encode("utf-8")
         header = f"B {len(payload)} {len(lines)} {zlib.crc32(payload):08x}\n".encode("ascii")
-        with self._lock:
+        # Lock order, everywhere both are held: _sync_lock, then _lock. Rolling to a new
+        # segment closes the file, so it happens only with _sync_lock held by this thread.
+        roll = self._needs_roll()
+        with self._sync_lock if roll else _NO_LOCK, self._lock:
             if self._pending_bytes + len(payload) > self._max_bytes:
                 raise SpoolFullError(
                     f"the spool holds {self._pending_bytes} bytes waiting for InfluxDB "
                     f"(limit {self._max_bytes}); try again later"
                 )
-            if self._file.tell() >= self._segment_bytes:
+            if roll and self._file.tell() >= self._segment_bytes:
                 self._roll()
             self._file.write(header + payload)
             self._file.flush()
-            os.fsync(self._file.fileno())
+            self._written_seq += 1
+            seq = self._written_seq
             self._pending_lines += len(lines)
             self._pending_bytes += len(payload)
+        self._sync_through(seq)
         self.appended.set()
+
+    def _needs_roll(self) -> bool:
+        with self._lock:
+            return self._file.tell() >= self._segment_bytes
+
+    def _sync_through(self, seq: int) -> None:
+        """Group commit: one fsync covers every append written before it, so concurrent
+        appenders (many stations at once) share the cost instead of queueing one fsync each."""
+        with self._sync_lock:
+            if self._synced_seq >= seq:
+                return  # another appender's fsync already covered this record
+            with self._lock:
+                target, file = self._written_seq, self._file
+            os.fsync(file.fileno())  # the file cannot be rolled away: rolling needs _sync_lock
+            self._synced_seq = target
 
     def depth(self) -> SpoolDepth:
         with self._lock:
@@ -213,6 +238,9 @@ class Spool:
             raise ChargewatchError(f"the spool cursor {self._cursor_path} is corrupt") from exc
 
     def _roll(self) -> None:
+        # Caller holds _sync_lock and _lock: make the old segment durable before leaving it.
+        os.fsync(self._file.fileno())
+        self._synced_seq = self._written_seq
         self._file.close()
         self._active += 1
         self._file = self._segment_path(self._active).open("ab")

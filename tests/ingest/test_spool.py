@@ -152,3 +152,27 @@ def test_a_connection_error_leaves_the_cursor_where_it_was(tmp_path: Path) -> No
         spool.drain_once(down)
     assert spool.depth().lines == 10
     spool.close()
+
+
+def test_concurrent_appenders_share_fsyncs_and_lose_nothing(
+    tmp_path: Path, influx: InfluxClient
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    spool = Spool(tmp_path, segment_bytes=8192)  # small segments: rolls happen under load
+
+    def append_many(worker: int) -> None:
+        for k in range(50):
+            spool.append(batch(worker * 1000 + k * 10, 10))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(append_many, range(8)))
+    spool.close()
+    reopened = Spool(tmp_path, segment_bytes=8192)  # everything acknowledged is on disk
+    assert reopened.depth().lines == 8 * 50 * 10
+    drain_all(reopened, influx)
+    expected = sorted(
+        w * 1000 + k * 10 + i + 0.5 for w in range(8) for k in range(50) for i in range(10)
+    )
+    assert stored(influx) == expected
+    reopened.close()
