@@ -18,6 +18,7 @@ from analytics.detectors._arrays import (
     prepared,
     rated_power_w,
     row_max,
+    row_sum,
     trapezoid_wh,
 )
 from analytics.detectors.base import KindResult
@@ -73,8 +74,8 @@ class UnauthorizedEnergy:
         )
         # register rises a meter could really count (a jump is a meter fault, not energy)
         counted = (prep.de_wh > 0) & ~(prep.de_wh > allowed)
-        e_reg = np.sum(np.where(counted, prep.de_wh, 0.0), axis=1)
-        e_pow = np.nansum(np.maximum(trapezoid_wh(prep.power_w, prep.dt_s), 0.0), axis=1)
+        e_reg = row_sum(np.where(counted, prep.de_wh, 0.0))
+        e_pow = row_sum(np.maximum(trapezoid_wh(prep.power_w, prep.dt_s), 0.0))
         energy = np.maximum(e_reg, e_pow)
         orphan = is_none(batch.session_id)
         auth = batch.auth_result

@@ -28,6 +28,7 @@ from analytics.detectors._arrays import (
     pick,
     prepared,
     rated_power_w,
+    row_sum,
     runs,
     scatter_verdict,
     take_rows,
@@ -326,11 +327,11 @@ class MeterMismatch(_Rated):
             & ~(prep.de_wh > allowed)
             & ~gap
         )
-        e_reg = np.sum(np.where(clean, prep.de_wh, 0.0), axis=1)
-        e_pow = np.sum(np.where(clean, step_pw, 0.0), axis=1)
+        e_reg = row_sum(np.where(clean, prep.de_wh, 0.0))
+        e_pow = row_sum(np.where(clean, step_pw, 0.0))
         n_clean = clean.sum(axis=1)
         change_w = np.abs(np.diff(power, axis=1))
-        doubt_wh = np.sum(np.where(clean, 0.5 * change_w * prep.dt_s / 3600.0, 0.0), axis=1)
+        doubt_wh = row_sum(np.where(clean, 0.5 * change_w * prep.dt_s / 3600.0, 0.0))
         margin = 2.0 * prep.resolution_wh + self.trapezoid_doubt * doubt_wh
         x = np.abs(e_reg - e_pow) / (self.max_relative * e_pow + margin)
         flagged = x > 1.0

@@ -77,15 +77,17 @@ class Stall:
         self.min_resume_wh = min_resume_wh
 
     def fit(self, batch: SessionBatch) -> Self:
-        self.ratings_ = StationRatings.learn(batch)
-        return self
+        return self  # nothing to learn: the rules are physical
 
-    def _idle(self, prep: Prepared, rated: FloatArray) -> tuple[BoolArray, BoolArray]:
+    def _idle(self, prep: Prepared) -> tuple[BoolArray, BoolArray]:
         """Steps at near-zero power with a flat register and nothing explaining it."""
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
         low = p <= zero_w
-        offered_low = prep.offered_w < np.maximum(MIN_CHARGE_OFFER_W, 0.05 * rated)[:, None]
+        # an offer below what the car needs to charge at all (not the station's rating: a car
+        # drawing 3.7 kW from a 150 kW unit is not held down by a 7 kW offer)
+        need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))
+        offered_low = prep.offered_w < need_w[:, None]
         status = prep.status
         explained = (
             offered_low
@@ -93,18 +95,16 @@ class Stall:
             | (status == StatusCode.SUSPENDED_EV)
             | (status == StatusCode.FAULTED)
         )
-        still = low & ~explained
+        # a single missing power reading does not break a stretch at rest (the register says)
+        still = (low | np.isnan(p)) & ~explained & prep.valid
         flat = ~(prep.de_wh > prep.resolution_wh[:, None] + zero_w * prep.dt_s / 3600.0)
         return np.asarray(still[:, 1:] & still[:, :-1] & flat), np.asarray(low)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
-        rated = rated_power_w(prep, _learned_rating(getattr(self, "ratings_", None), batch))
-        idle, _ = self._idle(prep, rated)
+        idle, _ = self._idle(prep)
         rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
-        verdict = scatter_verdict(
-            batch.n_sessions, rows, self._judge(take_rows(prep, rows), rated[rows])
-        )
+        verdict = scatter_verdict(batch.n_sessions, rows, self._judge(take_rows(prep, rows)))
         return build_result(
             self.kind,
             excess_score(verdict.x),
@@ -115,11 +115,11 @@ class Stall:
             not_scored_reason(prep, 3, "power"),
         )
 
-    def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:
+    def _judge(self, prep: Prepared) -> Verdict:
         n, m = prep.power_w.shape
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
-        idle, low = self._idle(prep, rated)
+        idle, low = self._idle(prep)
         run = runs(idle, prep.dt_s)
 
         step_wh = np.where(low[:, 1:] & low[:, :-1], 0.0, trapezoid_wh(p, prep.dt_s))
@@ -230,6 +230,7 @@ class EarlyTaper:
         #                             taper: published curves lose at most ~7 % per 5 % SoC
         #                             below 80 % SoC
         max_fall_soc_pct: float = 5.0,
+        dc_drop_max_soc_pct: float = 60.0,  # DC: most published curves step only above this
         hold_fraction: float = 0.8,  # held: the power then stays above 80 % of where it fell
         #                              to (a derating is a flat current limit on AC), where a
         #                              car's own taper keeps falling towards full
@@ -248,11 +249,12 @@ class EarlyTaper:
         self.max_fall_s = max_fall_s
         self.max_fall_soc_pct = max_fall_soc_pct
         self.hold_fraction = hold_fraction
+        self.dc_drop_max_soc_pct = dc_drop_max_soc_pct
 
     # -- shared features ------------------------------------------------------------------------
 
     def _features(
-        self, prep: Prepared, rated: FloatArray
+        self, prep: Prepared, rated: FloatArray, *, learning: bool = False
     ) -> tuple[FloatArray, IntArray, BoolArray, FloatArray]:
         """Per reading: power over what the session can do (its peak, capped by the offered
         power), the band cell (class x N_BINS + bin; -1 when not comparable); per row whether
@@ -263,11 +265,12 @@ class EarlyTaper:
         is_dc = rated > AC_MAX_W
         offered_at_peak = pick(prep.offered_w, nan_argmax(p))
         # AC: a car on fewer phases than the charger draws a share of what is offered
-        share = np.where(
-            is_dc | np.isnan(offered_at_peak) | (offered_at_peak <= 0),
-            1.0,
-            np.clip(peak / offered_at_peak, 0.0, 1.0),
-        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(
+                is_dc | np.isnan(offered_at_peak) | (offered_at_peak <= 0),
+                1.0,
+                np.clip(peak / offered_at_peak, 0.0, 1.0),
+            )
         limit = np.where(np.isnan(prep.offered_w), np.inf, prep.offered_w * share[:, None])
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = p / np.minimum(peak[:, None], limit)
@@ -278,7 +281,8 @@ class EarlyTaper:
         comparable = (
             np.maximum.accumulate(reached, axis=1)  # past the ramp-up
             & (p > self.near_zero_w)
-            & (ratio < self.band_cap)  # nothing above the cap can be below a band
+            # scoring: nothing above the cap can be below a band, so it needs no bin
+            & ((ratio < self.band_cap) | learning)
             & (prep.status != StatusCode.SUSPENDED_EV)
             & np.where(uses_soc[:, None], has_soc, True)
         )
@@ -318,12 +322,14 @@ class EarlyTaper:
         if batch.n_sessions and batch.n_steps:
             prep = prepared(batch, np.iinfo(np.int64).max // 2)
             rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-            ratio, cell, _, _ = self._features(prep, rated)
+            ratio, cell, _, _ = self._features(prep, rated, learning=True)
             keep = cell >= 0
-            # readings at or above the cap are not in ``cell``; they count as above any band
             learned, counts = _group_quantile(cell[keep], ratio[keep], band.size, self.quantile)
             trusted = counts >= self.min_samples
             flat = band.reshape(-1)
+            # where the built-in band is 0 the car may be in its own taper near full (SoC of
+            # 80 % and more, the last 45 minutes-at-peak): history never makes that flaggable
+            trusted &= flat > 0
             flat[trusted] = np.minimum(learned[trusted] * self.band_margin, self.band_cap)
         self.band_ = band
         self.band_count_ = counts.reshape(band.shape)
@@ -331,34 +337,36 @@ class EarlyTaper:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def _sudden_drop(self, prep: Prepared, limit_w: FloatArray) -> tuple[FloatArray, Runs]:
-        """Evidence per step of a sudden fall held for a while: power drops by ``min_drop`` of
-        the session's level so far (capped by the offered power) within ``max_fall_s``, and then
-        stays above ``hold_fraction`` of where it fell to. Returns x per step and its runs."""
-        p = prep.power_w
-        t = prep.t_s
+    def _sudden_drop(
+        self, prep: Prepared, rows: IntArray, limit_w: FloatArray, max_soc_pct: FloatArray
+    ) -> tuple[FloatArray, Runs]:
+        """Evidence per step (of ``rows`` only) of a sudden fall held for a while: power drops
+        by ``min_drop`` of the session's level so far (capped by the offered power) within
+        ``max_fall_s``, and then stays above ``hold_fraction`` of where it fell to."""
+        p = prep.power_w[rows]
+        t = prep.t_s[rows]
         peak_so_far = np.maximum.accumulate(np.nan_to_num(p, nan=0.0), axis=1)
         level = np.minimum(peak_so_far, limit_w)
         # at its full level, not held down by an offer: the fall is timed from there
         high = p >= 0.9 * peak_so_far
         t_high = np.maximum.accumulate(np.where(high, t, -np.inf), axis=1)
-        soc = prep.soc_pct
+        soc = prep.soc_pct[rows]
         soc_high = np.maximum.accumulate(np.where(high & ~np.isnan(soc), soc, -np.inf), axis=1)
         low = (
-            prep.valid
-            & (p < (1.0 - self.min_drop) * level)
+            (p < (1.0 - self.min_drop) * level)
             & (p > self.near_zero_w)
-            & (prep.status != StatusCode.SUSPENDED_EV)
+            & (prep.status[rows] != StatusCode.SUSPENDED_EV)
         )
-        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s)[:, None]
+        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s[rows])[:, None]
         abrupt = (t - t_high <= fall_limit_s) & ~(soc - soc_high > self.max_fall_soc_pct)
-        low_run = runs(low, np.ones_like(t))
+        abrupt &= ~(soc >= max_soc_pct[:, None])
+        low_run = runs(low)
         first = np.maximum(low_run.first, 0)
         held = low & (p >= self.hold_fraction * np.take_along_axis(p, first, axis=1))
         starts_abrupt = np.take_along_axis(abrupt, first, axis=1)
         step = held[:, 1:] & held[:, :-1] & starts_abrupt[:, 1:]
         step &= low_run.first[:, 1:] == low_run.first[:, :-1]
-        hold = runs(step, prep.dt_s)
+        hold = runs(step, prep.dt_s[rows])
         from_start = hold.first == np.maximum(low_run.first[:, 1:], 0)
         x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
         return np.asarray(x), hold
@@ -377,24 +385,33 @@ class EarlyTaper:
             np.minimum(run.total / self.min_duration_s, (run.length + 1) / (self.min_steps + 1)),
             0.0,
         )
-        # DC cars' own curves may step down abruptly (published curves do): there only the
-        # learned band speaks; AC cars draw a flat current until their taper near full
-        ac = np.flatnonzero(~(rated > AC_MAX_W) & np.any(cell >= 0, axis=1))
-        x_drop_ac, drop_ac = self._sudden_drop(take_rows(prep, ac), limit_w[ac])
-        x_drop = np.zeros_like(x_band)
-        drop_first = np.full(x_band.shape, -1, dtype=np.int64)
-        drop_total = np.zeros_like(x_band)
-        x_drop[ac], drop_first[ac], drop_total[ac] = x_drop_ac, drop_ac.first, drop_ac.total
-        use_drop = x_drop > x_band
-        x_all = np.where(use_drop, x_drop, x_band)
-        at = nan_argmax(x_all)
-        x = pick(x_all, at)
+        # AC cars draw a flat current until their taper near full; DC cars' own curves may
+        # step down abruptly, mostly high up (most published curves hold near their peak below
+        # ``dc_drop_max_soc_pct``; a few step earlier and can be flagged wrongly), so for DC the
+        # sudden fall counts below that SoC only
+        is_dc = rated > AC_MAX_W
+        # only rows with a reading far enough below what the session can do need a look
+        fallen = (cell >= 0) & (ratio < 1.0 - self.min_drop)
+        fallen &= np.where(is_dc[:, None], prep.soc_pct < self.dc_drop_max_soc_pct, True)
+        ac = np.flatnonzero((~is_dc | uses_soc) & np.any(fallen, axis=1))
+        max_soc = np.where(is_dc[ac], self.dc_drop_max_soc_pct, np.inf)
+        x_drop_ac, drop_ac = self._sudden_drop(prep, ac, limit_w[ac], max_soc)
+        # the stronger of the two pieces of evidence, row by row
+        at = nan_argmax(x_band)
+        x = pick(x_band, at)
+        begin = np.maximum(pick(run.first, at), 0).astype(np.int64)
+        dur = pick(run.total, at)
+        at_drop = nan_argmax(x_drop_ac)
+        x_drop = pick(x_drop_ac, at_drop)
+        use_drop = x_drop > x[ac]
+        chosen = ac[use_drop]
+        x[chosen] = x_drop[use_drop]
+        at[chosen] = at_drop[use_drop]
+        begin[chosen] = np.maximum(pick(drop_ac.first, at_drop), 0)[use_drop]
+        dur[chosen] = pick(drop_ac.total, at_drop)[use_drop]
         flagged = x > 1.0
-        begin = pick(np.maximum(np.where(use_drop, drop_first, run.first), 0), at)
-        begin = begin.astype(np.int64)
         start = pick(prep.t_ns, begin).astype(np.int64)
         end = pick(prep.t_ns, at + 1).astype(np.int64)
-        dur = pick(np.where(use_drop, drop_total, run.total), at)
         peak = prep.peak_power_w
         soc_at = pick(prep.soc_pct, begin)
         not_scored = not_scored_reason(prep, 3, "power")
