@@ -161,8 +161,20 @@ class Assembler:
         self.stopped = 0  # sessions stopped and not yet handed out
         self.max_event_ns = NO_TIME
         self.max_control_ns = NO_TIME  # latest start, stop, status or authorize
+        self._station_last_ns: dict[str, int] = {}  # latest reading time per station
 
     # -- collecting ------------------------------------------------------------------------------
+
+    @property
+    def now_ns(self) -> int:
+        """When the data is complete up to: the latest control event (start, stop, status,
+        authorize) or, if later, the median over stations of their latest reading. Control
+        events alone fall short at a quiet end of the data (idle connectors keep reporting for
+        hours with no control event), and the median keeps one station whose clock runs years
+        ahead from moving "now" for everyone."""
+        lasts = sorted(self._station_last_ns.values())
+        median = lasts[(len(lasts) - 1) // 2] if lasts else NO_TIME
+        return max(self.max_control_ns, median)
 
     def add(self, arrival: int, event: Event) -> None:
         """Take one event; ``arrival`` is its order of arrival (the file line number)."""
@@ -170,6 +182,8 @@ class Assembler:
         if ts_ns > self.max_event_ns:
             self.max_event_ns = ts_ns
         if type(event) is Reading:
+            if ts_ns > self._station_last_ns.get(event.station_id, NO_TIME):
+                self._station_last_ns[event.station_id] = ts_ns
             self._add_reading(arrival, event)
             return
         if ts_ns > self.max_control_ns:

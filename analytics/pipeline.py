@@ -114,9 +114,9 @@ def detect_events(
     ``max_cells`` padded samples (see ``Assembler.pop_complete``). ``fit=False`` scores with
     detectors fitted elsewhere (on history).
 
-    ``now_ns`` for scoring is the latest time seen on a session start/stop, status or
-    authorize event (readings are left out: one charger with its clock years ahead must not move
-    "now" for everyone), or the latest reading time when there are no such events.
+    ``now_ns`` for scoring is ``Assembler.now_ns``: the latest control event or, if later, the
+    median over stations of their latest reading (one charger with its clock years ahead must
+    not move "now" for everyone).
     """
     report = report if report is not None else DetectReport()
     chosen = list(detectors) if detectors is not None else default_detectors()
@@ -126,11 +126,7 @@ def detect_events(
 
     def score(handout: Handout) -> Iterator[Detection]:
         nonlocal fitted
-        now_ns = (
-            assembler.max_control_ns
-            if assembler.max_control_ns != NO_TIME
-            else assembler.max_event_ns
-        )
+        now_ns = assembler.now_ns
         report.now_ns = now_ns
         for batch in handout:
             if not batch.n_sessions:

@@ -1,0 +1,34 @@
+"""What "now" is for a file of events: neither fooled by a quiet end nor by a clock far ahead."""
+
+from __future__ import annotations
+
+from analytics.assemble import Assembler
+from analytics.detectors import detect
+from chargewatch.events import ChargePointStatus, Reading, StatusChange
+
+from ._support import MIN, at
+
+YEAR_NS = 365 * 24 * 60 * MIN
+
+
+def test_idle_readings_after_the_last_control_event_are_not_in_the_future() -> None:
+    assembler = Assembler()
+    arrival = 0
+    for station in ("A", "B", "C"):
+        arrival += 1
+        assembler.add(arrival, StatusChange(at(0), station, 1, ChargePointStatus.AVAILABLE))
+        for step in range(0, 24 * 60, 15):  # idle connectors report every 15 min for a day
+            arrival += 1
+            assembler.add(arrival, Reading(at(step), station, 1, None, energy_wh=1000.0))
+    assert assembler.now_ns == at(24 * 60 - 15)
+    batch = next(iter(assembler.finish()))
+    results = {r.kind: r for r in detect(batch, now_ns=assembler.now_ns)}
+    assert not results["clock_fault"].flagged.any()
+
+
+def test_one_station_years_ahead_does_not_move_now() -> None:
+    assembler = Assembler()
+    for arrival, station in enumerate(("A", "B", "C", "D", "E"), start=1):
+        assembler.add(arrival, Reading(at(60), station, 1, None, energy_wh=1.0))
+    assembler.add(9, Reading(at(60) + 5 * YEAR_NS, "F", 1, None, energy_wh=1.0))
+    assert assembler.now_ns == at(60)
