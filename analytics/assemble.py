@@ -7,7 +7,8 @@ starting on it); samples are ordered by ``(row, t_ns, arrival)`` with one ``lexs
 scattered into the padded ``(n, m)`` arrays; the connector status in force at each sample comes
 from one ``searchsorted`` over (connector, time) keys.
 
-``Assembler`` streams: ``add`` events one by one, ``pop_complete`` hands out the sessions that have
+``Assembler`` streams: ``add`` events one by one (or ``add_readings``: many readings as
+columns, for the file path), ``pop_complete`` hands out the sessions that have
 stopped (and orphan segments that can no longer grow) once there are enough of them, and
 ``finish`` hands out the rest. ``assemble`` is the one-shot form for inputs that fit in memory.
 """
@@ -17,13 +18,13 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
-from analytics.batch import NO_TIME, IntArray, SessionBatch, StatusCode
+from analytics.batch import NO_TIME, FloatArray, IntArray, SessionBatch, StatusCode
 from chargewatch.events import (
     Authorize,
     ChargePointStatus,
@@ -40,6 +41,7 @@ __all__ = [
     "ORPHAN_GAP_NS",
     "Assembler",
     "Handout",
+    "ReadingColumns",
     "assemble",
     "empty_batch",
     "iter_batches",
@@ -77,6 +79,36 @@ class Handout:
     def __iter__(self) -> Iterator[SessionBatch]:
         for group in self._groups:
             yield self._make(group)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingColumns:
+    """Valid readings as columns, in order of arrival. Stations and sessions are given as codes
+    into ``keys`` and ``session_ids`` (so they are looked up once per key, not per reading)."""
+
+    arrival: IntArray
+    ts_ns: IntArray
+    key: IntArray  # index into keys: the reading's (station_id, connector_id)
+    keys: Sequence[tuple[str, int]]
+    session: IntArray  # index into session_ids, -1 for a reading outside any session
+    session_ids: Sequence[str]
+    values: tuple[FloatArray, ...]  # one per READING_FIELDS, NaN where not measured
+
+    def __len__(self) -> int:
+        return int(self.arrival.size)
+
+    def rows(self, begin: int, end: int) -> ReadingColumns:
+        """The readings ``begin:end`` (views, same codes)."""
+        cut = slice(begin, end)
+        return ReadingColumns(
+            self.arrival[cut],
+            self.ts_ns[cut],
+            self.key[cut],
+            self.keys,
+            self.session[cut],
+            self.session_ids,
+            tuple(column[cut] for column in self.values),
+        )
 
 
 @dataclass(slots=True)
@@ -125,6 +157,10 @@ def _compress(column: _Column, mask: np.ndarray) -> _Column:
     return kept  # type: ignore[return-value]
 
 
+def _extend(column: array[int] | array[float], values: np.ndarray) -> None:
+    column.frombytes(np.ascontiguousarray(values, dtype=column.typecode).tobytes())
+
+
 def _np(column: array[int] | array[float]) -> np.ndarray:
     """A NumPy copy of a column (a view would pin the array: it could not grow any more)."""
     dtype = np.float64 if column.typecode == "d" else np.int64
@@ -162,6 +198,9 @@ class Assembler:
         self.max_event_ns = NO_TIME
         self.max_control_ns = NO_TIME  # latest start, stop, status or authorize
         self._station_last_ns: dict[str, int] = {}  # latest reading time per station
+        # per connector: latest time of the readings taken by add_readings (kept apart from
+        # _last_ns and _station_last_ns so they are updated with one array operation)
+        self._bulk_last_ns = np.zeros(0, dtype=np.int64)
 
     # -- collecting ------------------------------------------------------------------------------
 
@@ -172,7 +211,12 @@ class Assembler:
         events alone fall short at a quiet end of the data (idle connectors keep reporting for
         hours with no control event), and the median keeps one station whose clock runs years
         ahead from moving "now" for everyone."""
-        lasts = sorted(self._station_last_ns.values())
+        latest = dict(self._station_last_ns)
+        bulk: list[int] = self._bulk_last_ns.tolist()
+        for (station_id, _connector_id), ts_ns in zip(self._connectors, bulk, strict=False):
+            if ts_ns > latest.get(station_id, NO_TIME):
+                latest[station_id] = ts_ns
+        lasts = sorted(latest.values())
         median = lasts[(len(lasts) - 1) // 2] if lasts else NO_TIME
         return max(self.max_control_ns, median)
 
@@ -217,6 +261,75 @@ class Assembler:
         elif isinstance(event, Authorize):
             key = (event.station_id, event.id_pseudonym)
             self._authorizations.setdefault(key, []).append((ts_ns, event.result.value))
+
+    def would_register(self, event: Event) -> bool:
+        """Whether ``add(event)`` would register a connector or session not seen yet. Rows are
+        in order of first sight, so readings that arrived before such an event must be added
+        before it; other events and readings may be added in any order between hand-outs."""
+        if isinstance(event, Authorize):
+            return False
+        if (event.station_id, event.connector_id) not in self._connector_index:
+            return True
+        session_id = event.session_id if not isinstance(event, StatusChange) else None
+        return session_id is not None and session_id not in self._session_index
+
+    def add_readings(self, readings: ReadingColumns) -> None:
+        """Take many valid readings at once, as ``add`` would take them one by one: connectors
+        and sessions they bring are registered in order of first sight."""
+        if not len(readings):
+            return
+        ts_ns = readings.ts_ns
+        self.max_event_ns = max(self.max_event_ns, int(ts_ns.max()))
+        codes, first, inverse = np.unique(readings.key, return_index=True, return_inverse=True)
+        keys = [readings.keys[code] for code in codes.tolist()]
+        found = [self._connector_index.get(key) for key in keys]
+        if None in found:
+            for k in np.argsort(first, kind="stable").tolist():  # new ones in order of sight
+                if found[k] is None:
+                    station_id, connector_id = keys[k]
+                    found[k] = self._connector(station_id, connector_id, int(ts_ns[first[k]]))
+        conn = np.array(found, dtype=np.int64)
+        conn_of = conn[inverse.reshape(-1)]
+        if self._bulk_last_ns.size < len(self._connectors):
+            grow = len(self._connectors) - self._bulk_last_ns.size
+            self._bulk_last_ns = np.append(self._bulk_last_ns, np.full(grow, NO_TIME))
+        np.maximum.at(self._bulk_last_ns, conn_of, ts_ns)
+        session_of = self._session_rows(readings, conn_of)
+        taken = session_of != -2
+        if not taken.all():
+            self.late_readings += int(np.count_nonzero(~taken))
+        cols = self._readings
+        _extend(cols.t_ns, ts_ns[taken])
+        _extend(cols.arrival, readings.arrival[taken])
+        _extend(cols.connector, conn_of[taken])
+        _extend(cols.session, session_of[taken])
+        for column, values in zip(cols.values, readings.values, strict=True):
+            _extend(column, values[taken])
+
+    def _session_rows(self, readings: ReadingColumns, conn_of: IntArray) -> IntArray:
+        """Index into sessions of each reading: -1 outside any session, -2 for a reading of a
+        session already handed out (late); new sessions are registered in order of sight."""
+        out = np.full(len(readings), -1, dtype=np.int64)
+        has = np.flatnonzero(readings.session >= 0)
+        if not has.size:
+            return out
+        codes, first, inverse = np.unique(
+            readings.session[has], return_index=True, return_inverse=True
+        )
+        session_ids = [readings.session_ids[code] for code in codes.tolist()]
+        found = [self._session_index.get(session_id) for session_id in session_ids]
+        if None in found:
+            for k in np.argsort(first, kind="stable").tolist():  # new ones in order of sight
+                if found[k] is not None:
+                    continue
+                station_id, connector_id = self._connectors[int(conn_of[has[first[k]]])]
+                if self._session(session_ids[k], station_id, connector_id) is None:
+                    found[k] = -2
+                else:
+                    found[k] = self._session_index[session_ids[k]]
+        rows = np.array(found, dtype=np.int64)
+        out[has] = rows[inverse.reshape(-1)]
+        return out
 
     def _add_reading(self, arrival: int, r: Reading) -> None:
         # The hot path (a million calls per file): lookups inlined, the seven appends unrolled.
@@ -375,6 +488,8 @@ class Assembler:
             start_keys, ranks.key(seg_conn, last_t), side="right"
         ) < np.searchsorted(start_keys, ranks.connector_end(seg_conn))
         last_ns = np.array(self._last_ns, dtype=np.int64)
+        bulk = self._bulk_last_ns
+        last_ns[: bulk.size] = np.maximum(last_ns[: bulk.size], bulk)
         silent = last_ns[seg_conn] - last_t > self.orphan_gap_ns
         return seg_of, seg_conn, started_after | silent
 

@@ -5,6 +5,12 @@ window of InfluxDB (``analytics.window.detect_window``). Sessions are assembled 
 most ``max_sessions`` so memory stays bounded whatever the input's size; the detectors are fitted
 on the first chunk (a sample of its rows when it spans several batches; they fall back to
 built-in defaults when it is small) and score every chunk.
+
+An event file is decoded a chunk of lines at a time (``decode_chunks``): readings, nearly all of
+the lines, are read and checked as columns (``chargewatch.columns``) and reach the assembler as
+arrays; every other line, and any reading the columnar checks do not take, goes through
+``EventDecoder`` one at a time. The result is the same as decoding every line on its own
+(``decode_events``).
 """
 
 from __future__ import annotations
@@ -14,26 +20,39 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
 from typing import IO
 
-from analytics.assemble import MAX_CELLS, Assembler, Handout
+import numpy as np
+import polars as pl
+
+from analytics.assemble import MAX_CELLS, Assembler, Handout, ReadingColumns
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import default_detectors, detect
 from analytics.detectors.base import Detector, KindResult
 from analytics.flags import Flag, flags_from_results
+from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
-from chargewatch.events import Event, EventDecoder, iter_jsonl
+from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl
+from chargewatch.schema import READING_FIELDS
 
 __all__ = [
+    "CHUNK_LINES",
+    "DecodedChunk",
     "DetectReport",
     "Detection",
+    "decode_chunks",
     "decode_events",
+    "detect_chunks",
     "detect_events",
     "detect_stream",
     "run_detectors",
 ]
 
 logger = logging.getLogger(__name__)
+
+CHUNK_LINES = 50_000  # lines decoded together as columns: ~12 MB of JSON
 
 
 @dataclass(slots=True)
@@ -57,6 +76,15 @@ class DetectReport:
             f"{total} flags ({kinds or 'none'}), {self.rejected} lines rejected, "
             f"{self.seconds:.1f} s"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedChunk:
+    """The valid lines of a chunk: readings taken as columns, and the other events (with their
+    line numbers, in order) decoded one by one."""
+
+    readings: ReadingColumns
+    events: list[tuple[int, Event]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +126,139 @@ def decode_events(
         yield number, event
 
 
+def decode_chunks(
+    stream: IO[bytes],
+    decoder: EventDecoder,
+    report: DetectReport,
+    on_reject: Callable[[int, EventError], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    chunk_lines: int = CHUNK_LINES,
+) -> Iterator[DecodedChunk]:
+    """``decode_events`` a chunk of lines at a time, readings as columns; bad lines are counted
+    and reported in order. ``on_progress`` gets the bytes read so far after each chunk."""
+    lines = iter_jsonl(stream)
+    while numbered := list(islice(lines, chunk_lines)):
+        report.lines = numbered[-1][0]
+        yield _decode_chunk(numbered, decoder, report, on_reject)
+        if on_progress is not None:
+            on_progress(stream.tell())
+
+
+def _decode_chunk(
+    numbered: list[tuple[int, bytes]],
+    decoder: EventDecoder,
+    report: DetectReport,
+    on_reject: Callable[[int, EventError], None] | None,
+) -> DecodedChunk:
+    numbers = np.fromiter(map(itemgetter(0), numbered), dtype=np.int64, count=len(numbered))
+    raws = list(map(itemgetter(1), numbered))
+    # Over-long lines were cut short by iter_jsonl: the per-event way rejects them.
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    short = np.flatnonzero(lengths <= MAX_LINE_BYTES)
+    if short.size < len(raws):
+        raws = [raws[i] for i in short.tolist()]
+    frame = reading_frame_from_ndjson(raws) if raws else None
+    fast = np.zeros(len(numbered), dtype=bool)
+    if frame is not None:
+        frame = judge_readings(frame)
+        fast[short] = frame["ok"].to_numpy()
+        readings = _reading_columns(frame.filter(pl.col("ok")), numbers[fast])
+    else:
+        readings = _no_readings()
+    events: list[tuple[int, Event]] = []
+    for i in np.flatnonzero(~fast).tolist():
+        number, line = numbered[i]
+        try:
+            events.append((number, decoder.decode_line(line)))
+        except EventError as exc:
+            report.rejected += 1
+            if on_reject is not None:
+                on_reject(number, exc)
+    return DecodedChunk(readings, events)
+
+
+def _reading_columns(frame: pl.DataFrame, arrival: np.ndarray) -> ReadingColumns:
+    """The judged rows of ``frame`` (all valid readings) as ``ReadingColumns``."""
+    coded = frame.select(
+        "ts_ns",
+        "station_id",
+        "connector_id",
+        "session_id",
+        *(pl.col(key).fill_null(float("nan")) for key in READING_FIELDS),
+        key=(
+            pl.concat_str("station_id", pl.lit(" "), pl.col("connector_id").cast(pl.String))
+            .rank("dense")
+            .cast(pl.Int64)
+            - 1
+        ),  # a station id has no space: the key is unique
+        session=pl.col("session_id").rank("dense").cast(pl.Int64).fill_null(0) - 1,
+    )
+    keys = coded.group_by("key").agg(pl.first("station_id", "connector_id")).sort("key")
+    session_ids = (
+        coded.filter(pl.col("session") >= 0).group_by("session").agg(pl.first("session_id"))
+    )
+    return ReadingColumns(
+        arrival=arrival,
+        ts_ns=coded["ts_ns"].to_numpy(),
+        key=coded["key"].to_numpy(),
+        keys=list(zip(keys["station_id"].to_list(), keys["connector_id"].to_list(), strict=True)),
+        session=coded["session"].to_numpy(),
+        session_ids=session_ids.sort("session")["session_id"].to_list(),
+        values=tuple(coded[key].to_numpy() for key in READING_FIELDS),
+    )
+
+
+def _no_readings() -> ReadingColumns:
+    none = np.zeros(0, dtype=np.int64)
+    nan = np.zeros(0, dtype=np.float64)
+    return ReadingColumns(none, none, none, [], none, [], tuple(nan for _ in READING_FIELDS))
+
+
+class _Scoring:
+    """Fits the detectors on the first chunk handed out and scores every chunk."""
+
+    def __init__(
+        self, assembler: Assembler, detectors: list[Detector], report: DetectReport, *, fit: bool
+    ) -> None:
+        self._assembler = assembler
+        self._detectors = detectors
+        self._report = report
+        self._fitted = not fit
+        self._began = time.perf_counter()
+
+    def score(self, handout: Handout) -> Iterator[Detection]:
+        report = self._report
+        now_ns = self._assembler.now_ns
+        report.now_ns = now_ns
+        for batch in handout:
+            if not batch.n_sessions:
+                continue
+            if not self._fitted:
+                learn_from = handout.sample if handout.sample is not None else batch
+                for detector in self._detectors:
+                    detector.fit(learn_from)
+                self._fitted = True
+            results = run_detectors(batch, self._detectors, now_ns=now_ns)
+            flags = flags_from_results(batch, results)
+            orphans = sum(1 for sid in batch.session_id if sid is None)
+            report.sessions += batch.n_sessions - orphans
+            report.orphan_segments += orphans
+            report.flags_by_kind.update(flag.kind for flag in flags)
+            report.seconds = time.perf_counter() - self._began
+            yield Detection(batch, results, flags)
+
+    def end(self) -> None:
+        report = self._report
+        report.late_readings = self._assembler.late_readings
+        if report.late_readings:
+            logger.warning(
+                "%d readings arrived after their session was scored and were left out",
+                report.late_readings,
+            )
+        report.seconds = time.perf_counter() - self._began
+
+
 def detect_events(
     events: Iterable[tuple[int, Event]],
     *,
@@ -121,42 +282,53 @@ def detect_events(
     report = report if report is not None else DetectReport()
     chosen = list(detectors) if detectors is not None else default_detectors()
     assembler = Assembler()
-    fitted = not fit
-    began = time.perf_counter()
-
-    def score(handout: Handout) -> Iterator[Detection]:
-        nonlocal fitted
-        now_ns = assembler.now_ns
-        report.now_ns = now_ns
-        for batch in handout:
-            if not batch.n_sessions:
-                continue
-            if not fitted:
-                learn_from = handout.sample if handout.sample is not None else batch
-                for detector in chosen:
-                    detector.fit(learn_from)
-                fitted = True
-            results = run_detectors(batch, chosen, now_ns=now_ns)
-            flags = flags_from_results(batch, results)
-            orphans = sum(1 for sid in batch.session_id if sid is None)
-            report.sessions += batch.n_sessions - orphans
-            report.orphan_segments += orphans
-            report.flags_by_kind.update(flag.kind for flag in flags)
-            report.seconds = time.perf_counter() - began
-            yield Detection(batch, results, flags)
-
+    scoring = _Scoring(assembler, chosen, report, fit=fit)
     for arrival, event in events:
         assembler.add(arrival, event)
         if assembler.stopped >= max_sessions:
-            yield from score(assembler.pop_complete(max_cells=max_cells))
-    yield from score(assembler.finish(max_cells=max_cells))
-    report.late_readings = assembler.late_readings
-    if report.late_readings:
-        logger.warning(
-            "%d readings arrived after their session was scored and were left out",
-            report.late_readings,
-        )
-    report.seconds = time.perf_counter() - began
+            yield from scoring.score(assembler.pop_complete(max_cells=max_cells))
+    yield from scoring.score(assembler.finish(max_cells=max_cells))
+    scoring.end()
+
+
+def detect_chunks(
+    chunks: Iterable[DecodedChunk],
+    *,
+    detectors: Sequence[Detector] | None = None,
+    report: DetectReport | None = None,
+    max_sessions: int = 10_000,
+    max_cells: int = MAX_CELLS,
+    fit: bool = True,
+) -> Iterator[Detection]:
+    """``detect_events`` for decoded chunks, with the same result: each chunk's readings are
+    added as arrays, held back only as far as order matters (before an event that registers a
+    new connector or session, and before sessions are handed out)."""
+    report = report if report is not None else DetectReport()
+    chosen = list(detectors) if detectors is not None else default_detectors()
+    assembler = Assembler()
+    scoring = _Scoring(assembler, chosen, report, fit=fit)
+    for chunk in chunks:
+        readings = chunk.readings
+        added = 0  # readings before this one are in the assembler
+        for number, event in chunk.events:
+            if assembler.would_register(event):
+                added = _add_readings_before(assembler, readings, added, number)
+            assembler.add(number, event)
+            if assembler.stopped >= max_sessions:
+                added = _add_readings_before(assembler, readings, added, number)
+                yield from scoring.score(assembler.pop_complete(max_cells=max_cells))
+        assembler.add_readings(readings.rows(added, len(readings)))
+    yield from scoring.score(assembler.finish(max_cells=max_cells))
+    scoring.end()
+
+
+def _add_readings_before(
+    assembler: Assembler, readings: ReadingColumns, added: int, number: int
+) -> int:
+    """Add ``readings[added:]`` that arrived before line ``number``; the new ``added``."""
+    end = int(np.searchsorted(readings.arrival, number))
+    assembler.add_readings(readings.rows(added, end))
+    return end
 
 
 def detect_stream(
@@ -171,10 +343,10 @@ def detect_stream(
 ) -> tuple[list[Flag], DetectReport]:
     """Every flag of an event stream (JSON Lines), ordered by start, and the run's report."""
     report = report if report is not None else DetectReport()
-    events = decode_events(stream, decoder, report, on_reject, on_progress)
+    chunks = decode_chunks(stream, decoder, report, on_reject, on_progress)
     flags: list[Flag] = []
-    for detection in detect_events(
-        events, detectors=detectors, report=report, max_sessions=max_sessions
+    for detection in detect_chunks(
+        chunks, detectors=detectors, report=report, max_sessions=max_sessions
     ):
         flags.extend(detection.flags)
     flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))

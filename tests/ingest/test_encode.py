@@ -33,7 +33,8 @@ def reference(numbered: list[tuple[int, bytes]]) -> tuple[list[str], list[Reject
 
 def parse_point(line: str) -> tuple[str, dict[str, object], int]:
     """(measurement and tags, fields with floats as numbers, timestamp) of one line."""
-    head, rest = split_unescaped(line, " ", 1)
+    # Quotes delimit strings only among fields; in tags a quote is an ordinary character.
+    head, rest = split_unescaped(line, " ", 1, quotes=False)
     fields_text, ts = rest.rsplit(" ", 1)
     fields: dict[str, object] = {}
     for item in split_unescaped(fields_text, ",", -1):
@@ -42,14 +43,14 @@ def parse_point(line: str) -> tuple[str, dict[str, object], int]:
     return head, fields, int(ts)
 
 
-def split_unescaped(text: str, separator: str, limit: int) -> list[str]:
+def split_unescaped(text: str, separator: str, limit: int, *, quotes: bool = True) -> list[str]:
     parts, current, quoted, escaped = [], "", False, False
     for char in text:
         if escaped:
             current, escaped = current + char, False
         elif char == "\\":
             current, escaped = current + char, True
-        elif char == '"':
+        elif char == '"' and quotes:
             current, quoted = current + char, not quoted
         elif char == separator and not quoted and (limit < 0 or len(parts) < limit):
             parts.append(current)

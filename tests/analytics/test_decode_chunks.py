@@ -1,0 +1,168 @@
+"""The file path decodes readings as columns: it must give what decoding line by line gives."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import pytest
+
+from analytics.pipeline import (
+    Detection,
+    DetectReport,
+    decode_chunks,
+    decode_events,
+    detect_chunks,
+    detect_events,
+)
+from chargewatch.errors import EventError
+from chargewatch.events import MAX_LINE_BYTES, EventDecoder
+from ingest.pseudonym import Pseudonymizer
+from ingest.simulator import SimulationConfig, simulate
+
+# Lines the columnar checks do not take, or that are not valid at all, slipped into the fleet.
+_ODD_LINES = [
+    b"not json at all",
+    b"",
+    b'{"type":"reading","ts":"2026-11-23T01:00:00Z","station_id":"ODD-1","connector_id":1,'
+    b'"energy_wh":"120.5"}',  # a numeric string: valid, the per-event way
+    b'{"type":"reading","ts":"2026-11-23T01:00:01Z","station_id":"\xc3\xa9t\xc3\xa9",'
+    b'"connector_id":1,"power_w":10}',  # not ASCII: valid, the per-event way
+    b'{"type":"reading","ts":"2026-11-23T01:00:02Z","station_id":"ODD-1","connector_id":1,'
+    b'"soc_pct":140}',  # out of range
+    b'{"type":"reading","ts":"2026-11-23T01:00:03","station_id":"ODD-1","connector_id":1,'
+    b'"power_w":1}',  # no zone
+    b'{"type":"reading","ts":"2026-11-23T01:00:04Z","station_id":"ODD-1","connector_id":true,'
+    b'"power_w":1}',
+    b'{"type":"reading","ts":"2026-11-23T01:00:05Z","station_id":"ODD-1","connector_id":2}',
+    b'{"type":"teleport","ts":"2026-11-23T01:00:06Z"}',
+    b'{"type":"reading","ts":"2026-11-23T01:00:07Z","station_id":"ODD-2","connector_id":1,'
+    b'"power_w":5,"pad":"' + b"x" * MAX_LINE_BYTES + b'"}',  # over-long
+    b"[1, 2, 3]",
+]
+# Order of first sight decides row order: a reading brings a connector and a session before a
+# status and the session's start (on another connector) do; orphan readings on both follow.
+_FIRST_SIGHT = [
+    b'{"type":"reading","ts":"2026-11-23T02:00:00Z","station_id":"NEW-1","connector_id":1,'
+    b'"session_id":"early-1","energy_wh":10}',
+    b'{"type":"status","ts":"2026-11-23T02:00:00Z","station_id":"NEW-2","connector_id":1,'
+    b'"status":"Available"}',
+    b'{"type":"session_start","ts":"2026-11-23T02:00:01Z","station_id":"NEW-2",'
+    b'"connector_id":1,"session_id":"early-1","id_tag":"T1"}',
+    b'{"type":"reading","ts":"2026-11-23T02:00:02Z","station_id":"NEW-2","connector_id":2,'
+    b'"energy_wh":10}',
+    b'{"type":"reading","ts":"2026-11-23T02:00:03Z","station_id":"NEW-1","connector_id":2,'
+    b'"energy_wh":10}',
+]
+
+
+@pytest.fixture(scope="module")
+def fleet_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    folder = tmp_path_factory.mktemp("fleet")
+    config = SimulationConfig(
+        stations=12,
+        hours=12.0,
+        seed=3,
+        start=datetime(2026, 11, 23, tzinfo=UTC),
+        anomaly_rate=0.5,
+    )
+    summary = simulate(config, folder / "events.jsonl", folder / "labels.jsonl")
+    assert summary.labels_by_kind["clock_fault"] > 0
+    lines = (folder / "events.jsonl").read_bytes().splitlines()
+    # Odd lines spread through the file; a late reading of the first session after its stop.
+    step = len(lines) // (len(_ODD_LINES) + 1)
+    for k, odd in enumerate(_ODD_LINES, start=1):
+        lines.insert(k * step, odd)
+    lines[step // 2 : step // 2] = _FIRST_SIGHT
+    first = next(orjson.loads(line) for line in lines if b'"session_start"' in line)
+    late = {
+        "type": "reading",
+        "ts": "2026-11-23T11:59:00Z",
+        "station_id": first["station_id"],
+        "connector_id": first["connector_id"],
+        "session_id": first["session_id"],
+        "energy_wh": 1.0,
+    }
+    lines.append(orjson.dumps(late))
+    return b"\n".join(lines) + b"\n"
+
+
+def _run_per_event(
+    data: bytes, max_sessions: int
+) -> tuple[list[Detection], DetectReport, list[str]]:
+    report, rejected = DetectReport(), []
+    events = decode_events(
+        io.BytesIO(data),
+        EventDecoder(Pseudonymizer(b"k" * 32)),
+        report,
+        lambda n, e: rejected.append(f"{n}: {e}"),
+    )
+    detections = list(detect_events(events, report=report, max_sessions=max_sessions))
+    return detections, report, rejected
+
+
+def _run_chunked(
+    data: bytes, max_sessions: int, chunk_lines: int
+) -> tuple[list[Detection], DetectReport, list[str], int]:
+    report, rejected = DetectReport(), []
+    chunks = list(
+        decode_chunks(
+            io.BytesIO(data),
+            EventDecoder(Pseudonymizer(b"k" * 32)),
+            report,
+            lambda n, e: rejected.append(f"{n}: {e}"),
+            chunk_lines=chunk_lines,
+        )
+    )
+    detections = list(detect_chunks(chunks, report=report, max_sessions=max_sessions))
+    return detections, report, rejected, sum(len(chunk.readings) for chunk in chunks)
+
+
+@pytest.mark.parametrize(
+    ("max_sessions", "chunk_lines"), [(10_000, 50_000), (10_000, 37), (4, 1_000), (4, 5)]
+)
+def test_chunked_decoding_gives_the_same_batches_and_flags(
+    fleet_bytes: bytes, max_sessions: int, chunk_lines: int
+) -> None:
+    expected, expected_report, expected_rejected = _run_per_event(fleet_bytes, max_sessions)
+    got, report, rejected, as_columns = _run_chunked(fleet_bytes, max_sessions, chunk_lines)
+    # A chunk polars cannot read (bad JSON, a numeric string...) is decoded line by line.
+    in_one_chunk = chunk_lines >= len(fleet_bytes.splitlines())
+    assert as_columns == 0 if in_one_chunk else as_columns > 0
+
+    assert rejected == expected_rejected
+    assert len(rejected) == 8
+    assert report.late_readings == expected_report.late_readings
+    assert report.late_readings == (1 if max_sessions < 10_000 else 0)
+    for name in ("lines", "rejected", "sessions", "orphan_segments", "now_ns", "flags_by_kind"):
+        assert getattr(report, name) == getattr(expected_report, name), name
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected, strict=True):
+        for name in theirs.batch.__dataclass_fields__:
+            if name != "extra":
+                np.testing.assert_array_equal(
+                    getattr(mine.batch, name), getattr(theirs.batch, name), err_msg=name
+                )
+        assert mine.flags == theirs.flags
+    assert sum(len(d.flags) for d in got) > 0
+
+
+def test_rejections_name_the_line_and_the_reason() -> None:
+    data = b'{"type":"reading","ts":"2026-11-23T01:00:00Z","station_id":"A","connector_id":1}\n'
+    rejected: list[tuple[int, EventError]] = []
+    report = DetectReport()
+    chunks = list(
+        decode_chunks(
+            io.BytesIO(b"\n" + data),
+            EventDecoder(Pseudonymizer(b"k" * 32)),
+            report,
+            lambda n, e: rejected.append((n, e)),
+        )
+    )
+    assert [len(chunk.readings) for chunk in chunks] == [0]
+    assert [(n, e.reason) for n, e in rejected] == [
+        (2, "reading has no session_id and no measured value")
+    ]
+    assert (report.lines, report.rejected) == (2, 1)
