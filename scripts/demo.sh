@@ -29,15 +29,16 @@ echo "starting chargewatch serve on 127.0.0.1:$port"
 $cw serve --port "$port" &
 serve_pid=$!
 trap 'kill -TERM $serve_pid 2>/dev/null || true' EXIT
+health() { .venv/bin/python -c "import httpx, sys; print(httpx.get(sys.argv[1]).raise_for_status().text)" "http://127.0.0.1:$port/healthz"; }
 for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    health >/dev/null 2>&1 && break
     sleep 0.2
 done
 $cw simulate --stations "${LIVE_STATIONS:-10}" --hours 2 --seed "${SEED:-1}" \
     --start "$(date -u -d '2 hours ago' +%Y-%m-%dT%H:00:00Z)" \
     --out "$data/live.jsonl" --labels "$data/live-labels.jsonl" \
     --live "ws://127.0.0.1:$port/ocpp" --speed 600
-curl -fsS "http://127.0.0.1:$port/healthz"; echo
+health
 kill -TERM "$serve_pid"; wait "$serve_pid" || true
 trap - EXIT
 echo "Service stopped. InfluxDB keeps running; stop it with: $cw influxd stop"
