@@ -531,3 +531,26 @@ def scatter_verdict(n: int, rows: IntArray, part: Verdict) -> Verdict:
         return part.describe(position[which])
 
     return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
+
+
+def judge_candidates(
+    kind: str,
+    prep: Prepared,
+    candidates: BoolArray,
+    judge: Callable[[Prepared], Verdict],
+    not_scored: np.ndarray,
+) -> KindResult:
+    """Run the costly ``judge`` only on rows with a candidate sample (``candidates`` is per
+    sample), score the rest 0, and build the result: the shape several detectors share."""
+    n = prep.power_w.shape[0]
+    rows = np.flatnonzero(candidates.any(axis=1)) if candidates.size else np.zeros(0, np.int64)
+    verdict = scatter_verdict(n, rows, judge(take_rows(prep, rows)))
+    return build_result(
+        kind,
+        excess_score(verdict.x),
+        verdict.x > 1.0,
+        verdict.start_ns,
+        verdict.end_ns,
+        verdict.describe,
+        not_scored,
+    )

@@ -23,6 +23,7 @@ from analytics.detectors._arrays import (
     fmt_kwh,
     fmt_min,
     is_none,
+    judge_candidates,
     nan_argmax,
     not_scored_reason,
     pick,
@@ -30,8 +31,6 @@ from analytics.detectors._arrays import (
     rated_power_w,
     row_sum,
     runs,
-    scatter_verdict,
-    take_rows,
     trapezoid_wh,
 )
 from analytics.detectors.base import KindResult
@@ -114,16 +113,8 @@ class MeterStuck(_Rated):
         prep = prepared(batch, now_ns)
         flat = self._flat(prep)
         # the costly part only on rows with a flat step while power flows
-        rows = np.flatnonzero(flat.any(axis=1)) if flat.size else np.zeros(0, np.int64)
-        verdict = scatter_verdict(batch.n_sessions, rows, self._judge(take_rows(prep, rows)))
-        return build_result(
-            self.kind,
-            excess_score(verdict.x),
-            verdict.x > 1.0,
-            verdict.start_ns,
-            verdict.end_ns,
-            verdict.describe,
-            not_scored_reason(prep, 2, "energy"),
+        return judge_candidates(
+            self.kind, prep, flat, self._judge, not_scored_reason(prep, 2, "energy")
         )
 
     def _judge(self, prep: Prepared) -> Verdict:

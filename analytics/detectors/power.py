@@ -24,14 +24,13 @@ from analytics.detectors._arrays import (
     fmt_min,
     forward_fill,
     is_none,
+    judge_candidates,
     nan_argmax,
     not_scored_reason,
     pick,
     prepared,
     rated_power_w,
     runs,
-    scatter_verdict,
-    take_rows,
     trapezoid_wh,
 )
 from analytics.detectors.base import KindResult
@@ -103,16 +102,8 @@ class Stall:
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
         idle, _ = self._idle(prep)
-        rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
-        verdict = scatter_verdict(batch.n_sessions, rows, self._judge(take_rows(prep, rows)))
-        return build_result(
-            self.kind,
-            excess_score(verdict.x),
-            verdict.x > 1.0,
-            verdict.start_ns,
-            verdict.end_ns,
-            verdict.describe,
-            not_scored_reason(prep, 3, "power"),
+        return judge_candidates(
+            self.kind, prep, idle, self._judge, not_scored_reason(prep, 3, "power")
         )
 
     def _judge(self, prep: Prepared) -> Verdict:

@@ -8,20 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-# OCPP result strings and kinds the simulator writes; the detectors read the same names.
-ANOMALY_KINDS: tuple[str, ...] = (
-    "stall",
-    "early_taper",
-    "meter_stuck",
-    "meter_backwards",
-    "meter_jump",
-    "meter_mismatch",
-    "data_gap",
-    "clock_fault",
-    "unauthorized_energy",
-    "concurrent_id_tag",
-)
-EVENT_TYPES: tuple[str, ...] = ("reading", "session_start", "session_stop", "status", "authorize")
+from chargewatch.events import EventType
+from chargewatch.kinds import AnomalyKind
+
+# The kinds and event types the simulator writes, as the kernel names them.
+ANOMALY_KINDS: tuple[str, ...] = tuple(kind.value for kind in AnomalyKind)
+EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventType)
 
 
 @dataclass(frozen=True, slots=True)

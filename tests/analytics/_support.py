@@ -24,6 +24,18 @@ from chargewatch.events import (
     parse_ts,
 )
 
+# The keys of a flag line, written from CONTRACTS.md section 4 (not from the code under test).
+CONTRACT_KEYS = [
+    "session_id",
+    "station_id",
+    "connector_id",
+    "kind",
+    "score",
+    "start",
+    "end",
+    "reason",
+]
+
 T0 = parse_ts("2026-11-24T08:00:00Z")
 MIN = 60 * 1_000_000_000
 STATION = "ST-1"

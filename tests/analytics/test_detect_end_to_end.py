@@ -20,18 +20,8 @@ from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
 
-from ._support import OrphanEnergy, RegisterFalls
+from ._support import CONTRACT_KEYS, OrphanEnergy, RegisterFalls
 
-CONTRACT_KEYS = [
-    "session_id",
-    "station_id",
-    "connector_id",
-    "kind",
-    "score",
-    "start",
-    "end",
-    "reason",
-]
 FLEET_START = "2026-11-23T00:00:00Z"
 FLEET_END = "2026-11-23T13:00:00Z"
 

@@ -22,18 +22,7 @@ from analytics.flags import (
 from chargewatch.errors import EventError
 from chargewatch.events import Event
 
-from ._support import at, numbered, reading, start, stop
-
-CONTRACT_KEYS = [
-    "session_id",
-    "station_id",
-    "connector_id",
-    "kind",
-    "score",
-    "start",
-    "end",
-    "reason",
-]
+from ._support import CONTRACT_KEYS, at, numbered, reading, start, stop
 
 
 def test_one_flag_per_flagged_row_and_kind() -> None:

@@ -14,21 +14,11 @@ import numpy as np
 import orjson
 import pytest
 
+from chargewatch.kinds import AnomalyKind
 from ingest.simulator import SimulationConfig, SimulationSummary, simulate
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
-KINDS = (
-    "stall",
-    "early_taper",
-    "meter_stuck",
-    "meter_backwards",
-    "meter_jump",
-    "meter_mismatch",
-    "data_gap",
-    "clock_fault",
-    "unauthorized_energy",
-    "concurrent_id_tag",
-)
+KINDS = tuple(kind.value for kind in AnomalyKind)
 TS_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 STATUSES = {
     "Available",
