@@ -7,6 +7,7 @@ full (SuspendedEV, near-zero power, idle time plugged in), and power held down b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -30,7 +31,10 @@ from analytics.detectors._arrays import (
     pick,
     prepared,
     rated_power_w,
+    row_max,
     runs,
+    scatter_verdict,
+    take_rows,
     trapezoid_wh,
 )
 from analytics.detectors.base import KindResult
@@ -164,9 +168,17 @@ class Stall:
         return Verdict(x=np.nan_to_num(x), start_ns=start, end_ns=end, describe=describe)
 
 
-# Reference bands: SoC in 5 % bins (DC); otherwise "minutes at peak power still to go before
-# charging ends" in 15-min bins (AC), where the car's own taper lives in the last stretch. Both
-# kinds of bin share one table per rated-power class: columns 0-19 SoC, 20-32 minutes to go.
+# --- early_taper ------------------------------------------------------------------------------
+#
+# Power is taken relative to the session's *level*: the highest power it reached so far, capped
+# by what is offered at that moment (so load management explains itself). Two kinds of evidence:
+#
+# - the band: the level ratio stays below a floor for its point of the charge, against SoC in
+#   5 % bins (DC, or any car reporting SoC) or against "minutes at peak power still to go before
+#   charging ends" in 15-min bins (AC), per rated-power class;
+# - the step: power falls to under (1 - ``min_drop``) of its level within a few minutes and a
+#   few % of SoC, then holds there, which no car's own curve does.
+
 SOC_BIN_PCT = 5.0
 N_SOC_BINS = 20
 TO_GO_BIN_MIN = 15.0
@@ -176,31 +188,35 @@ N_BINS = N_SOC_BINS + N_TO_GO_BINS
 RATED_EDGES_W = np.array([0.0, 8_000.0, AC_MAX_W, 100_000.0, np.inf])
 N_CLASSES = RATED_EDGES_W.size - 1
 
+# What published DC charging curves allow: in each 5 % SoC bin, the lowest power any of the 113
+# model-specific curves of open-ev-data (Chargeprice, MIT; ../shared/data/ev-curves) draws,
+# relative to the highest power it reached at a lower SoC. Below 40 % no car falls under 72 %
+# of its peak; stepped curves (the e-208 family, Kona, e-Niro) reach 54 % from 45 % and 47 %
+# from 55 %; past 70 % curves fall anywhere, so nothing there can be told from the car.
+DC_CURVE_FLOOR = np.array(
+    [0.97, 0.93, 0.89, 0.80, 0.76, 0.76, 0.74, 0.72, 0.66, 0.54, 0.54, 0.47, 0.47, 0.28] + [0.0] * 6
+)
+# AC cars draw a constant current until their own taper in the last few % of SoC. Measured in
+# minutes at peak power still to go, a taper over the last 10 % of a 100 kWh battery at 3.7 kW
+# still has ~60 min to go where it passes half power: so nothing is demanded in the last 45 min,
+# then 30 %, half from an hour, and 60 % from 90 min before the end.
+AC_TO_GO_FLOOR = np.array([0.0, 0.0, 0.0, 0.3, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])
+
 
 def default_band() -> FloatArray:
-    """The built-in lower band of power / what the session can do, one row per class.
-
-    Against SoC: published DC curves hold at least about 60 % of their peak up to 40 % SoC,
-    then taper (to a tenth near 80 %). Against minutes-at-peak to go: AC cars draw their full
-    power until the last stretch; in the last 45 minutes-at-peak their own taper may take them
-    anywhere."""
-    centre = (np.arange(N_SOC_BINS) + 0.5) * SOC_BIN_PCT
-    soc = np.interp(centre, [0.0, 40.0, 60.0, 75.0, 80.0], [0.6, 0.6, 0.3, 0.1, 0.0])
-    to_go = np.array([0.0, 0.0, 0.0, 0.3, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])
-    return np.tile(np.concatenate((soc, to_go)), (N_CLASSES, 1))
+    """The built-in floor of power over level, one row per rated-power class (before margin)."""
+    return np.tile(np.concatenate((DC_CURVE_FLOOR, AC_TO_GO_FLOOR)), (N_CLASSES, 1))
 
 
 class EarlyTaper:
     """Power well below what the car and charger should deliver at that point of the charge,
-    sustained, with no lower offered power explaining it.
+    sustained, with no lower offered power explaining it (see the comment above).
 
-    Power is taken relative to what the session showed it can do (its peak, capped by the
-    offered power at each sample), and compared with a learned lower band: per rated-power class,
-    a low quantile of that ratio against SoC (DC) or against minutes-at-peak to go before
-    charging ends (AC). ``fit`` learns the band from history; until a cell has
-    ``min_samples`` readings the built-in physical default is used. AC also: a sudden fall
-    (by a third within 5 min) that is then held flat for 10 min, which a car's own taper, a
-    continuous decline into full, does not do.
+    The band: ``fit`` learns a low quantile of power over level per (class, bin) from history;
+    where a cell has ``min_samples`` readings and its quantile is lower than the built-in floor
+    (a network whose cars go lower than published curves: cold batteries, old packs), the
+    learned value replaces it. History widens the band, never narrows it below what published
+    curves allow: a flag pages someone. Scoring uses ``band_margin`` x that floor.
     """
 
     kind = "early_taper"
@@ -208,29 +224,26 @@ class EarlyTaper:
     def __init__(
         self,
         *,
-        quantile: float = 0.01,  # the band's edge: 1 reading in 100 of history lies below it
-        band_margin: float = 0.85,  # and then 15 % further below, for sessions not yet seen
-        band_cap: float = 0.8,  # never demand more than 80 % of the peak
+        quantile: float = 0.01,  # the learned floor: 1 reading in 100 of history lies below it
+        band_margin: float = 0.85,  # and then 15 % further below (meter noise, unseen cars)
         min_samples: int = 500,  # readings needed in a (class, bin) cell to trust it
         min_duration_s: float = 600.0,  # a dip shorter than 10 min is balancing or a limit
         #                                 message in flight, not a derating
         min_steps: int = 3,
         near_zero_w: float = 200.0,  # below this it is a stall's business, not a taper's
-        min_drop: float = 0.35,  # a sudden fall by more than a third ...
-        max_fall_s: float = 300.0,  # ... within 5 min (DC: and within 5 % SoC) is no car's own
-        #                             taper: published curves lose at most ~7 % per 5 % SoC
-        #                             below 80 % SoC
-        max_fall_soc_pct: float = 5.0,
-        dc_drop_max_soc_pct: float = 60.0,  # DC: most published curves step only above this
-        hold_fraction: float = 0.8,  # held: the power then stays above 80 % of where it fell
-        #                              to (a derating is a flat current limit on AC), where a
-        #                              car's own taper keeps falling towards full
         ramp_fraction: float = 0.8,  # readings before power first reaches 80 % of the peak are
         #                              the ramp-up, not a taper
+        min_drop: float = 0.38,  # the step: a fall by more than 38 % of the level ...
+        max_fall_s: float = 300.0,  # ... within 5 min (plus one sampling interval) ...
+        max_fall_soc_pct: float = 5.0,  # ... and within 5 % SoC: the worst step of a published
+        #                                 curve from its level is to 74 % (Model 3 near 55 %)
+        dc_step_max_soc_pct: float = 70.0,  # DC: beyond this curves fall anywhere
+        hold_fraction: float = 0.7,  # held: after settling (``max_fall_s`` into the fall) power
+        #                              stays above 70 % of where it settled; a car's own taper
+        #                              keeps falling towards full
     ) -> None:
         self.quantile = quantile
         self.band_margin = band_margin
-        self.band_cap = band_cap
         self.min_samples = min_samples
         self.min_duration_s = min_duration_s
         self.min_steps = min_steps
@@ -239,17 +252,36 @@ class EarlyTaper:
         self.min_drop = min_drop
         self.max_fall_s = max_fall_s
         self.max_fall_soc_pct = max_fall_soc_pct
+        self.dc_step_max_soc_pct = dc_step_max_soc_pct
         self.hold_fraction = hold_fraction
-        self.dc_drop_max_soc_pct = dc_drop_max_soc_pct
 
-    # -- shared features ------------------------------------------------------------------------
+    # -- learning -------------------------------------------------------------------------------
 
-    def _features(
-        self, prep: Prepared, rated: FloatArray, *, learning: bool = False
-    ) -> tuple[FloatArray, IntArray, BoolArray, FloatArray]:
-        """Per reading: power over what the session can do (its peak, capped by the offered
-        power), the band cell (class x N_BINS + bin; -1 when not comparable); per row whether
-        it is judged against SoC; and the offered cap."""
+    def fit(self, batch: SessionBatch) -> Self:
+        self.ratings_ = StationRatings.learn(batch)
+        floor = default_band()
+        counts = np.zeros(floor.size, dtype=np.int64)
+        learned = np.zeros(floor.size, dtype=bool)
+        if batch.n_sessions and batch.n_steps:
+            prep = prepared(batch, np.iinfo(np.int64).max // 2)
+            rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+            features = self._features(prep, rated, learning=True)
+            keep = features.cell >= 0
+            quantile, counts = _group_quantile(
+                features.cell[keep], features.ratio[keep], floor.size, self.quantile
+            )
+            flat = floor.reshape(-1)
+            learned = (counts >= self.min_samples) & (quantile < flat)
+            flat[learned] = quantile[learned]
+        self.band_ = floor * self.band_margin
+        self.band_count_ = counts.reshape(floor.shape)
+        self.band_learned_ = learned.reshape(floor.shape)
+        return self
+
+    # -- features -------------------------------------------------------------------------------
+
+    def _features(self, prep: Prepared, rated: FloatArray, *, learning: bool = False) -> _Taper:
+        """Per reading: power over level and its band cell (-1 when not comparable)."""
         p = prep.power_w
         n, m = p.shape
         peak = prep.peak_power_w
@@ -263,20 +295,21 @@ class EarlyTaper:
                 np.clip(peak / offered_at_peak, 0.0, 1.0),
             )
         limit = np.where(np.isnan(prep.offered_w), np.inf, prep.offered_w * share[:, None])
+        level = np.minimum(_peak_so_far(p), limit)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = p / np.minimum(peak[:, None], limit)
+            ratio = p / level
         has_soc = ~np.isnan(prep.soc_pct)
         uses_soc: BoolArray = np.asarray(has_soc.any(axis=1)) if m else np.zeros(n, dtype=bool)
-        klass = np.clip(np.searchsorted(RATED_EDGES_W, rated, side="right") - 1, 0, N_CLASSES - 1)
+        klass = _rated_class(rated)
         reached = p >= self.ramp_fraction * peak[:, None]
         comparable = (
             np.maximum.accumulate(reached, axis=1)  # past the ramp-up
             & (p > self.near_zero_w)
-            # scoring: nothing above the cap can be below a band, so it needs no bin
-            & ((ratio < self.band_cap) | learning)
             & (prep.status != StatusCode.SUSPENDED_EV)
             & np.where(uses_soc[:, None], has_soc, True)
         )
+        if not learning:  # nothing at or above the highest floor can be below a band
+            comparable &= ratio < self.band_.max()
         cell = np.full((n, m), -1, dtype=np.int64)
         where = np.flatnonzero(comparable)  # only these readings need a bin
         if where.size:
@@ -287,7 +320,7 @@ class EarlyTaper:
             to_go_bin = N_SOC_BINS + np.clip(to_go // TO_GO_BIN_MIN, 0, N_TO_GO_BINS - 1)
             bins = np.where(soc_rows, soc_bin, to_go_bin).astype(np.int64)
             cell.reshape(-1)[where] = klass[row] * N_BINS + bins
-        return ratio, cell, uses_soc, limit
+        return _Taper(ratio=ratio, cell=cell, uses_soc=uses_soc, level=level, is_dc=is_dc)
 
     def _minutes_to_go(self, prep: Prepared, rows: BoolArray) -> FloatArray:
         """Minutes at peak power still to go before charging ends (only for ``rows``)."""
@@ -304,128 +337,209 @@ class EarlyTaper:
         out[pick_rows, -1] = 0.0
         return out
 
-    # -- learning -------------------------------------------------------------------------------
-
-    def fit(self, batch: SessionBatch) -> Self:
-        self.ratings_ = StationRatings.learn(batch)
-        band = default_band()
-        counts = np.zeros(band.size, dtype=np.int64)
-        if batch.n_sessions and batch.n_steps:
-            prep = prepared(batch, np.iinfo(np.int64).max // 2)
-            rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-            ratio, cell, _, _ = self._features(prep, rated, learning=True)
-            keep = cell >= 0
-            learned, counts = _group_quantile(cell[keep], ratio[keep], band.size, self.quantile)
-            trusted = counts >= self.min_samples
-            flat = band.reshape(-1)
-            # where the built-in band is 0 the car may be in its own taper near full (SoC of
-            # 80 % and more, the last 45 minutes-at-peak): history never makes that flaggable
-            trusted &= flat > 0
-            flat[trusted] = np.minimum(learned[trusted] * self.band_margin, self.band_cap)
-        self.band_ = band
-        self.band_count_ = counts.reshape(band.shape)
-        return self
-
     # -- scoring --------------------------------------------------------------------------------
 
-    def _sudden_drop(
-        self, prep: Prepared, rows: IntArray, limit_w: FloatArray, max_soc_pct: FloatArray
-    ) -> tuple[FloatArray, Runs]:
-        """Evidence per step (of ``rows`` only) of a sudden fall held for a while: power drops
-        by ``min_drop`` of the session's level so far (capped by the offered power) within
-        ``max_fall_s``, and then stays above ``hold_fraction`` of where it fell to."""
-        p = prep.power_w[rows]
-        t = prep.t_s[rows]
-        peak_so_far = np.maximum.accumulate(np.nan_to_num(p, nan=0.0), axis=1)
-        level = np.minimum(peak_so_far, limit_w)
-        # at its full level, not held down by an offer: the fall is timed from there
-        high = p >= 0.9 * peak_so_far
-        t_high = np.maximum.accumulate(np.where(high, t, -np.inf), axis=1)
-        soc = prep.soc_pct[rows]
-        soc_high = np.maximum.accumulate(np.where(high & ~np.isnan(soc), soc, -np.inf), axis=1)
-        low = (
-            (p < (1.0 - self.min_drop) * level)
-            & (p > self.near_zero_w)
-            & (prep.status[rows] != StatusCode.SUSPENDED_EV)
-        )
-        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s[rows])[:, None]
-        abrupt = (t - t_high <= fall_limit_s) & ~(soc - soc_high > self.max_fall_soc_pct)
-        abrupt &= ~(soc >= max_soc_pct[:, None])
-        low_run = runs(low)
-        first = np.maximum(low_run.first, 0)
-        held = low & (p >= self.hold_fraction * np.take_along_axis(p, first, axis=1))
-        starts_abrupt = np.take_along_axis(abrupt, first, axis=1)
-        step = held[:, 1:] & held[:, :-1] & starts_abrupt[:, 1:]
-        step &= low_run.first[:, 1:] == low_run.first[:, :-1]
-        hold = runs(step, prep.dt_s[rows])
-        from_start = hold.first == np.maximum(low_run.first[:, 1:], 0)
-        x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
-        return np.asarray(x), hold
+    def _candidates(self, prep: Prepared, rated: FloatArray) -> BoolArray:
+        """Rows with a reading that either piece of evidence could hold against them, by a few
+        passes over the batch (the full judgement then runs on a small share of it): below its
+        SoC bin's band (without SoC: its class's highest band, if enough energy is still to
+        come for that band to apply), or fallen under the step's threshold within
+        ``max_fall_s`` of the last reading at the level so far."""
+        p = prep.power_w
+        n, m = p.shape
+        if m == 0:
+            return np.zeros(n, dtype=bool)
+        klass = _rated_class(rated)
+        peak_so_far = _peak_so_far(p)
+        has_soc = ~np.isnan(prep.soc_pct)
+        # the band: by SoC bin, or the highest time band while enough is still to come
+        time_band = self.band_[:, N_SOC_BINS:]
+        table = np.concatenate((self.band_[:, :N_SOC_BINS], time_band.max(axis=1)[:, None]), 1)
+        soc_bin = np.nan_to_num(prep.soc_pct * (1.0 / SOC_BIN_PCT), nan=N_SOC_BINS)
+        np.clip(soc_bin, 0, N_SOC_BINS, out=soc_bin)
+        below = p < table[klass[:, None], soc_bin.astype(np.intp)] * peak_so_far
+        demanding = np.flatnonzero(np.any(time_band > 0, axis=0))
+        if demanding.size:  # the register tells what is still to come, cheaply
+            to_go_h = (demanding[0] * TO_GO_BIN_MIN / 60.0) * 0.8  # 20 % slack for the meter
+            energy = prep.energy_ff_wh
+            rest_wh = row_max(energy)[:, None] - energy
+            below &= has_soc | ~(rest_wh < to_go_h * prep.peak_power_w[:, None])
+        # the step: fallen far below the level, soon after the last reading at it
+        t = prep.t_s
+        t_high = np.fmax.accumulate(np.where(p >= 0.9 * peak_so_far, t, np.nan), axis=1)
+        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s)[:, None]
+        charging = p > self.near_zero_w
+        low = (p < (1.0 - self.min_drop) * peak_so_far) & charging
+        low &= ~(has_soc & (prep.soc_pct >= self.dc_step_max_soc_pct))
+        fallen = np.any(low & (t - t_high <= fall_limit_s), axis=1)
+        # either must last: at least half ``min_duration_s`` worth of such readings (a ramp
+        # down at the end of a charge passes by in a reading or two)
+        needed = np.maximum(0.5 * self.min_duration_s / prep.interval_s, self.min_steps)
+        lasting_low = np.sum(low, axis=1) >= needed
+        lasting_below = np.sum(below & charging, axis=1) >= needed
+        return np.asarray(lasting_below | (fallen & lasting_low))
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         if not hasattr(self, "band_"):
             self.fit(batch.take(np.zeros(0, dtype=np.int64)))
         prep = prepared(batch, now_ns)
+        n = batch.n_sessions
         rated = rated_power_w(prep, _learned_rating(self.ratings_, batch))
-        ratio, cell, uses_soc, limit_w = self._features(prep, rated)
-        below = (cell >= 0) & (ratio < np.take(self.band_.reshape(-1), np.maximum(cell, 0)))
-        slow = below[:, 1:] & below[:, :-1]
-        run = runs(slow, prep.dt_s)
-        x_band = np.where(
-            slow,
-            np.minimum(run.total / self.min_duration_s, (run.length + 1) / (self.min_steps + 1)),
-            0.0,
-        )
-        # AC cars draw a flat current until their taper near full; DC cars' own curves may
-        # step down abruptly, mostly high up (most published curves hold near their peak below
-        # ``dc_drop_max_soc_pct``; a few step earlier and can be flagged wrongly), so for DC the
-        # sudden fall counts below that SoC only
-        is_dc = rated > AC_MAX_W
-        # only rows with a reading far enough below what the session can do need a look
-        fallen = (cell >= 0) & (ratio < 1.0 - self.min_drop)
-        fallen &= np.where(is_dc[:, None], prep.soc_pct < self.dc_drop_max_soc_pct, True)
-        ac = np.flatnonzero((~is_dc | uses_soc) & np.any(fallen, axis=1))
-        max_soc = np.where(is_dc[ac], self.dc_drop_max_soc_pct, np.inf)
-        x_drop_ac, drop_ac = self._sudden_drop(prep, ac, limit_w[ac], max_soc)
-        # the stronger of the two pieces of evidence, row by row
-        at = nan_argmax(x_band)
-        x = pick(x_band, at)
-        begin = np.maximum(pick(run.first, at), 0).astype(np.int64)
-        dur = pick(run.total, at)
-        at_drop = nan_argmax(x_drop_ac)
-        x_drop = pick(x_drop_ac, at_drop)
-        use_drop = x_drop > x[ac]
-        chosen = ac[use_drop]
-        x[chosen] = x_drop[use_drop]
-        at[chosen] = at_drop[use_drop]
-        begin[chosen] = np.maximum(pick(drop_ac.first, at_drop), 0)[use_drop]
-        dur[chosen] = pick(drop_ac.total, at_drop)[use_drop]
-        flagged = x > 1.0
-        start = pick(prep.t_ns, begin).astype(np.int64)
-        end = pick(prep.t_ns, at + 1).astype(np.int64)
-        peak = prep.peak_power_w
-        soc_at = pick(prep.soc_pct, begin)
+        rows = np.flatnonzero(self._candidates(prep, rated))
+        verdict = scatter_verdict(n, rows, self._judge(take_rows(prep, rows), rated[rows]))
+
         not_scored = not_scored_reason(prep, 3, "power")
+        peak = prep.peak_power_w
         no_power = np.isnan(peak) | ~(peak > self.near_zero_w)
         not_scored[no_power & is_none(not_scored)] = "no charging power reported"
-        dc_without_soc = (rated > AC_MAX_W) & ~uses_soc
+        has_soc = np.any(~np.isnan(prep.soc_pct), axis=1)
+        dc_without_soc = (rated > AC_MAX_W) & ~has_soc
         not_scored[dc_without_soc & is_none(not_scored)] = (
             "no state of charge reported: a DC car's own taper cannot be told from a derating"
         )
+        return build_result(
+            self.kind,
+            excess_score(verdict.x),
+            verdict.x > 1.0,
+            verdict.start_ns,
+            verdict.end_ns,
+            verdict.describe,
+            not_scored,
+        )
+
+    def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:
+        """Both kinds of evidence for the candidate rows; the stronger one speaks."""
+        f = self._features(prep, rated)
+        below = (f.cell >= 0) & (f.ratio < np.take(self.band_.reshape(-1), np.maximum(f.cell, 0)))
+        slow = below[:, 1:] & below[:, :-1]
+        band_run = runs(slow, prep.dt_s)
+        x_band = np.where(
+            slow,
+            np.minimum(
+                band_run.total / self.min_duration_s,
+                (band_run.length + 1) / (self.min_steps + 1),
+            ),
+            0.0,
+        )
+        x_step, step_run, fall_from = self._step(prep, f)
+
+        at_band = nan_argmax(x_band)
+        at_step = nan_argmax(x_step)
+        by_step = pick(x_step, at_step) > pick(x_band, at_band)
+        at = np.where(by_step, at_step, at_band)
+        x = np.where(by_step, pick(x_step, at_step), pick(x_band, at_band))
+        first = np.where(by_step, pick(step_run.first, at), pick(band_run.first, at))
+        begin = np.maximum(first, 0).astype(np.int64)
+        dur = np.where(by_step, pick(step_run.total, at), pick(band_run.total, at))
+        origin = np.where(by_step, np.maximum(pick(fall_from, begin), 0), begin).astype(np.int64)
+        start = pick(prep.t_ns, origin).astype(np.int64)
+        end = pick(prep.t_ns, at + 1).astype(np.int64)
+        level = pick(f.level, begin)
+        soc = pick(prep.soc_pct, begin)
+        cell = pick(f.cell, begin)
+        fall_s = pick(prep.t_s, begin) - pick(prep.t_s, origin)
 
         def describe(rows: IntArray) -> list[str]:
             out = []
             for i in rows:
-                mean_p = float(np.nanmean(prep.power_w[i, begin[i] : at[i] + 2]))
-                where = f"from {soc_at[i]:.0f} % SoC" if uses_soc[i] else "well before full"
+                held = prep.power_w[i, begin[i] : at[i] + 2]
+                mean_p = float(np.nanmean(held))
+                share = mean_p / level[i] * 100
+                where = f" at {soc[i]:.0f} % SoC" if f.uses_soc[i] else ""
+                if by_step[i]:
+                    out.append(
+                        f"power fell from {fmt_kw(level[i])} to {fmt_kw(mean_p)} ({share:.0f} %)"
+                        f" within {fmt_min(fall_s[i])}{where} and was held there for"
+                        f" {fmt_min(dur[i])}, with no lower offered power: no car's own"
+                        f" charging curve steps down that far"
+                    )
+                    continue
+                floor = self.band_.reshape(-1)[max(int(cell[i]), 0)] * 100
+                if self.band_learned_.reshape(-1)[max(int(cell[i]), 0)]:
+                    source = "learned from this charger class's history"
+                elif f.uses_soc[i]:
+                    source = "what published car curves draw there"
+                else:
+                    source = "AC cars draw full power until their last stretch"
                 out.append(
-                    f"power held at {fmt_kw(mean_p)} ({mean_p / peak[i] * 100:.0f} % of "
-                    f"the session's {fmt_kw(peak[i])}) for {fmt_min(dur[i])} {where}, "
-                    f"with no lower offered power"
+                    f"power held at {fmt_kw(mean_p)} ({share:.0f} % of the {fmt_kw(level[i])}"
+                    f" reached before) for {fmt_min(dur[i])}{where or ' well before full'},"
+                    f" under the floor of {floor:.0f} % ({source}), with no lower offered power"
                 )
             return out
 
-        return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
+        return Verdict(x=np.nan_to_num(x), start_ns=start, end_ns=end, describe=describe)
+
+    def _step(self, prep: Prepared, f: _Taper) -> tuple[FloatArray, Runs, IntArray]:
+        """Evidence per step of a sudden fall held for a while: power drops under (1 -
+        ``min_drop``) of its level within ``max_fall_s`` and ``max_fall_soc_pct`` of the last
+        reading at full level, then stays above ``hold_fraction`` of where it settled. Also
+        where each fall began (the last reading at full level), per reading."""
+        p, t, soc = prep.power_w, prep.t_s, prep.soc_pct
+        m = p.shape[1]
+        ratio, level = f.ratio, f.level
+        high = ratio >= 0.9
+        last_high = np.maximum.accumulate(np.where(high, np.arange(m), -1), axis=1)
+        low = (
+            (ratio < 1.0 - self.min_drop)
+            & (p > self.near_zero_w)
+            & (prep.status != StatusCode.SUSPENDED_EV)
+        )
+        # DC: above ``dc_step_max_soc_pct`` published curves fall anywhere
+        low &= ~(f.is_dc[:, None] & ~(soc < self.dc_step_max_soc_pct))
+        low_run = runs(low)
+        first = np.maximum(low_run.first, 0)
+        origin = np.take_along_axis(last_high, first, axis=1)  # per reading of a low run
+        t_first = np.take_along_axis(t, first, axis=1)
+        t_origin = np.where(origin >= 0, np.take_along_axis(t, np.maximum(origin, 0), 1), np.nan)
+        soc_first = np.take_along_axis(soc, first, axis=1)
+        soc_origin = np.take_along_axis(soc, np.maximum(origin, 0), axis=1)
+        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s)[:, None]
+        abrupt = (t_first - t_origin <= fall_limit_s) & ~(
+            soc_first - soc_origin > self.max_fall_soc_pct
+        )
+        # where it settled: the lowest power over level in the first ``max_fall_s`` of the
+        # fall, by a running max of (run number + 1 - ratio) that each new run outgrows
+        level_first = np.take_along_axis(level, first, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fallen = np.clip(p / level_first, 0.0, 1.0)
+        settling = low & (t - t_first <= self.max_fall_s)
+        run_no = np.cumsum(low_run.length == 1, axis=1)
+        key = run_no + np.where(settling, 1.0 - fallen, 0.0)
+        settled = 1.0 - (np.maximum.accumulate(key, axis=1) - run_no)
+        held = low & abrupt & (fallen >= self.hold_fraction * settled)
+        step = held[:, 1:] & held[:, :-1] & (low_run.first[:, 1:] == low_run.first[:, :-1])
+        hold = runs(step, prep.dt_s)
+        from_start = hold.first == low_run.first[:, 1:]
+        # and the power itself fell that far from the last reading at full level to where it
+        # settled (not only the level rose, as when an offer is lifted)
+        p_origin = np.take_along_axis(p, np.maximum(origin, 0), axis=1)
+        deep = settled * level_first < (1.0 - self.min_drop) * p_origin
+        x = np.where(step & from_start & deep[:, 1:], hold.total / self.min_duration_s, 0.0)
+        return np.asarray(x), hold, np.asarray(origin)
+
+
+@dataclass(frozen=True, slots=True)
+class _Taper:
+    """``EarlyTaper``'s per-reading features of some rows."""
+
+    ratio: FloatArray  # power over level
+    cell: IntArray  # class x N_BINS + bin, -1 where not comparable
+    uses_soc: BoolArray  # per row: judged against SoC
+    level: FloatArray  # highest power so far, capped by the offer
+    is_dc: BoolArray  # per row
+
+
+def _peak_so_far(power_w: FloatArray) -> FloatArray:
+    """The highest power reached up to each reading (NaN ignored)."""
+    if power_w.shape[1] == 0:
+        return power_w.copy()
+    return np.asarray(np.fmax.accumulate(power_w, axis=1))
+
+
+def _rated_class(rated: FloatArray) -> IntArray:
+    klass = np.searchsorted(RATED_EDGES_W, np.nan_to_num(rated), side="right") - 1
+    return np.asarray(np.clip(klass, 0, N_CLASSES - 1), dtype=np.int64)
 
 
 def _group_quantile(

@@ -51,6 +51,41 @@ def early_taper_dc() -> list[Spec]:
     return [with_(spec, soc_pct=list(soc))]
 
 
+def dc_charge(
+    curve_soc: list[float],
+    curve_kw: list[float],
+    *,
+    soc0: float = 10.0,
+    battery_kwh: float = 60.0,
+    minutes_total: float = 40.0,
+    step_s: float = 10.0,
+    derate: tuple[float, float] | None = None,  # (from minute, factor) to the end
+    offered_kw: np.ndarray | None = None,
+) -> Spec:
+    """A DC charge following a car's curve of power against SoC, the SoC integrated from the
+    power one step at a time; optionally derated by a factor from some minute on."""
+    t = minutes(minutes_total, step_s)
+    soc = np.empty(t.size)
+    p = np.empty(t.size)
+    level = soc0
+    for i, ts in enumerate(t):
+        soc[i] = level
+        kw = float(np.interp(level, curve_soc, curve_kw))
+        if offered_kw is not None:
+            kw = min(kw, float(offered_kw[i]))
+        if derate is not None and ts >= derate[0] * MIN:
+            kw *= derate[1]
+        p[i] = 0.0 if i == 0 else kw * 1000.0
+        level = min(level + p[i] * step_s / 3600.0 / (battery_kwh * 1000.0) * 100.0, 100.0)
+    offered = 150_000.0 if offered_kw is None else offered_kw * 1000.0
+    return with_(from_power(t, p, offered_w=offered), soc_pct=list(soc))
+
+
+def early_taper_dc_derated_to_the_end() -> list[Spec]:
+    # flat 100 kW to 55 % SoC; halved from minute 10 (about 35 % SoC) until the driver leaves
+    return [dc_charge([0, 55, 80, 100], [100, 100, 40, 10], derate=(10.0, 0.5))]
+
+
 def meter_stuck() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     e = np.asarray(spec.energy_wh)
@@ -155,6 +190,36 @@ def normal_dc_taper() -> list[Spec]:
     return [with_(spec, soc_pct=list(soc))]
 
 
+def normal_dc_stepped_curves() -> list[Spec]:
+    # the shapes of published curves that step down: a third off at 47 % SoC from 80 % of the
+    # peak (the e-208 family), a quarter off at 50-55 % (Kona, e-Niro), 74 % near 55 % (Model 3)
+    return [
+        dc_charge([0, 15, 16, 46, 48, 75, 85, 100], [100, 100, 80, 80, 54, 54, 20, 8]),
+        dc_charge([0, 50, 55, 75, 80, 100], [77, 77, 57, 57, 30, 8], battery_kwh=64.0),
+        dc_charge([0, 52, 58, 80, 100], [170, 170, 126, 60, 10], battery_kwh=55.0, soc0=30.0),
+    ]
+
+
+def normal_dc_offer_lifted_later() -> list[Spec]:
+    # held to 32 kW for a while; when the offer lifts the car's own curve is lower than the
+    # 44 kW it drew before, so power does not come back up (and it never fell)
+    offered = np.where((minutes(60, 10.0) >= 10 * MIN) & (minutes(60, 10.0) < 35 * MIN), 32, 150)
+    curve = dc_charge(
+        [0, 40, 60, 80, 100],
+        [44, 44, 30, 15, 5],
+        soc0=20.0,
+        battery_kwh=40.0,
+        minutes_total=60.0,
+        offered_kw=offered.astype(np.float64),
+    )
+    return [curve]
+
+
+def normal_ac_long_slow_taper() -> list[Spec]:
+    # a 3.7 kW car with a big battery tapering for hours before it is full
+    return [charge(power_w=3_700.0, minutes=720, full_after_min=600, taper_min=240)]
+
+
 def normal_load_managed() -> list[Spec]:
     t = minutes(240)
     offered = np.where((t >= 60 * MIN) & (t < 120 * MIN), 4_140.0, 11_000.0)
@@ -225,6 +290,7 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("stall", stall, {"stall"}),
     ("early_taper AC", early_taper_ac, {"early_taper"}),
     ("early_taper DC", early_taper_dc, {"early_taper"}),
+    ("early_taper DC, derated until the end", early_taper_dc_derated_to_the_end, {"early_taper"}),
     ("meter_stuck", meter_stuck, {"meter_stuck"}),
     ("meter_backwards", meter_backwards, {"meter_backwards"}),
     ("meter reset to zero", meter_reset, {"meter_backwards"}),
@@ -239,6 +305,9 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("one card at two stations", concurrent_pair, {"concurrent_id_tag"}),
     ("AC taper near full, SuspendedEV, idle", normal_ac_full_then_idle, set()),
     ("DC taper with SoC", normal_dc_taper, set()),
+    ("DC curves that step down (published shapes)", normal_dc_stepped_curves, set()),
+    ("DC offer lifted when the car's curve is lower", normal_dc_offer_lifted_later, set()),
+    ("AC car tapering for hours", normal_ac_long_slow_taper, set()),
     ("held down by a lower offer", normal_load_managed, set()),
     ("paused by the charger (offer 0)", normal_pause_by_charger, set()),
     ("single missing samples", normal_single_missing_samples, set()),
