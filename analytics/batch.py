@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +80,43 @@ class SessionBatch:
     @property
     def n_steps(self) -> int:
         return int(self.t_ns.shape[1]) if self.t_ns.ndim == 2 else 0
+
+    def sessions_only(self, stop_ns: IntArray | None = None) -> SessionBatch:
+        """The same rows without their samples (zero columns, nothing of the sample arrays
+        kept alive); ``stop_ns`` replaces the stops when given."""
+        n = self.n_sessions
+        fields: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            if name == "extra":
+                continue
+            value = getattr(self, name)
+            if value.ndim == 2:
+                fields[name] = np.empty((n, 0), dtype=value.dtype)
+            else:
+                fields[name] = value.copy()
+        fields["n_samples"] = np.zeros(n, dtype=np.int64)
+        if stop_ns is not None:
+            fields["stop_ns"] = np.asarray(stop_ns, dtype=np.int64).copy()
+        return SessionBatch(**fields)
+
+    @classmethod
+    def concatenate(cls, batches: list[SessionBatch]) -> SessionBatch:
+        """The rows of several batches with the same number of columns, one after another."""
+        joined: dict[str, Any] = {
+            name: np.concatenate([getattr(b, name) for b in batches])
+            for name in cls.__dataclass_fields__
+            if name != "extra"
+        }
+        return cls(**joined)
+
+    def rows(self, start: int, stop: int) -> SessionBatch:
+        """Rows ``start:stop`` as views of the same arrays (nothing copied)."""
+        picked = {
+            name: getattr(self, name)[start:stop]
+            for name in self.__dataclass_fields__
+            if name != "extra"
+        }
+        return SessionBatch(**picked)
 
     def take(self, rows: IntArray | BoolArray) -> SessionBatch:
         """A batch of the chosen rows (by index or mask), same columns."""

@@ -31,6 +31,7 @@ from analytics.assemble import MAX_CELLS, Assembler, Handout, ReadingColumns
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import default_detectors, detect
 from analytics.detectors.base import Detector, KindResult
+from analytics.detectors.identity import session_ends
 from analytics.flags import Flag, flags_from_results
 from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
@@ -216,13 +217,22 @@ def _no_readings() -> ReadingColumns:
 
 
 class _Scoring:
-    """Fits the detectors on the first chunk handed out and scores every chunk."""
+    """Fits the detectors on the first chunk handed out and scores every chunk.
+
+    Kinds that compare sessions with each other (``per_row`` False: one id tag at two
+    stations) cannot be judged a chunk at a time, since a pair may fall into two chunks. For
+    them each chunk leaves its sessions' spans (no samples: a few values per session), and
+    ``finish`` scores those kinds once over every session of the run.
+    """
 
     def __init__(
         self, assembler: Assembler, detectors: list[Detector], report: DetectReport, *, fit: bool
     ) -> None:
         self._assembler = assembler
         self._detectors = detectors
+        self._per_row = [d for d in detectors if d.per_row]
+        self._across = [d for d in detectors if not d.per_row]
+        self._spans: list[SessionBatch] = []
         self._report = report
         self._fitted = not fit
         self._began = time.perf_counter()
@@ -239,17 +249,21 @@ class _Scoring:
                 for detector in self._detectors:
                     detector.fit(learn_from)
                 self._fitted = True
-            results = run_detectors(batch, self._detectors, now_ns=now_ns)
-            flags = flags_from_results(batch, results)
+            results = run_detectors(batch, self._per_row, now_ns=now_ns)
+            if self._across:
+                self._spans.append(batch.sessions_only(session_ends(batch, now_ns)))
+            yield self._detection(batch, results)
             orphans = sum(1 for sid in batch.session_id if sid is None)
             report.sessions += batch.n_sessions - orphans
             report.orphan_segments += orphans
-            report.flags_by_kind.update(flag.kind for flag in flags)
-            report.seconds = time.perf_counter() - self._began
-            yield Detection(batch, results, flags)
 
-    def end(self) -> None:
+    def finish(self) -> Iterator[Detection]:
+        """The kinds judged across chunks, over every session of the run; then the report."""
         report = self._report
+        if self._across and self._spans:
+            spans = SessionBatch.concatenate(self._spans)
+            self._spans = []
+            yield self._detection(spans, run_detectors(spans, self._across, now_ns=report.now_ns))
         report.late_readings = self._assembler.late_readings
         if report.late_readings:
             logger.warning(
@@ -257,6 +271,12 @@ class _Scoring:
                 report.late_readings,
             )
         report.seconds = time.perf_counter() - self._began
+
+    def _detection(self, batch: SessionBatch, results: list[KindResult]) -> Detection:
+        flags = flags_from_results(batch, results)
+        self._report.flags_by_kind.update(flag.kind for flag in flags)
+        self._report.seconds = time.perf_counter() - self._began
+        return Detection(batch, results, flags)
 
 
 def detect_events(
@@ -288,7 +308,7 @@ def detect_events(
         if assembler.stopped >= max_sessions:
             yield from scoring.score(assembler.pop_complete(max_cells=max_cells))
     yield from scoring.score(assembler.finish(max_cells=max_cells))
-    scoring.end()
+    yield from scoring.finish()
 
 
 def detect_chunks(
@@ -319,7 +339,7 @@ def detect_chunks(
                 yield from scoring.score(assembler.pop_complete(max_cells=max_cells))
         assembler.add_readings(readings.rows(added, len(readings)))
     yield from scoring.score(assembler.finish(max_cells=max_cells))
-    scoring.end()
+    yield from scoring.finish()
 
 
 def _add_readings_before(

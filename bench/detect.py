@@ -35,11 +35,13 @@ from analytics.detectors import (
     Stall,
     UnauthorizedEnergy,
     default_detectors,
+    detect,
 )
 from analytics.detectors._arrays import prepared
 
 NS = 1_000_000_000
 T0 = 1_795_420_800 * NS
+BATTERY_WH = 70_000.0
 KINDS = ("stall", "meter_stuck", "meter_backwards", "meter_jump", "meter_mismatch", "data_gap")
 
 
@@ -58,12 +60,9 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
     p_max = np.minimum(rated, car)
     full_at = (count * rng.uniform(0.4, 1.3, n)).astype(np.int64)
     taper_from = (full_at * np.where(is_dc, 0.3, 0.85)).astype(np.int64)
+    # AC: full power, then the car's own taper in the last stretch before full
     taper = np.clip((k - taper_from[:, None]) / np.maximum(full_at - taper_from, 1)[:, None], 0, 1)
     power = p_max[:, None] * (1.0 - 0.85 * taper)
-    power = np.where(k >= full_at[:, None], 0.0, power)
-    power[:, 0] = 0.0
-    power *= 1.0 + 0.005 * rng.standard_normal((n, m))
-    status = np.where(k >= full_at[:, None], StatusCode.SUSPENDED_EV, StatusCode.CHARGING)
 
     labels = {kind: np.zeros(n, dtype=bool) for kind in KINDS}
     pick = rng.permutation(n)
@@ -76,15 +75,31 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
     begin = np.maximum(taper_from[r] // 3, 2)
     length = np.ceil(1800.0 / interval[r]).astype(np.int64)
     cut = (k >= begin[:, None]) & (k < (begin + length)[:, None])
-    power[r] = np.where(cut, 0.0, power[r])
+    paused = np.zeros((n, m), dtype=bool)
+    paused[r] = cut
     full_at[r] = np.maximum(full_at[r], begin + length + 30)
     count[r] = np.maximum(count[r], np.minimum(begin + length + 30, m))
     valid[r] = k < count[r, None]
+    # DC: power follows a car's curve against SoC (flat to 50 %, a third of the peak at 80 %),
+    # the SoC integrated from the power a column at a time (a stall holds it)
+    dc = np.flatnonzero(is_dc)
+    soc0 = rng.uniform(10.0, 40.0, n)
+    level = soc0[dc].copy()
+    for j in range(m):
+        curve = np.interp(level, [0, 50, 80, 100], [1.0, 1.0, 0.35, 0.1])
+        power[dc, j] = np.where(paused[dc, j], 0.0, p_max[dc] * curve)
+        level += power[dc, j] * interval[dc] / 3600.0 / BATTERY_WH * 100.0
+    power = np.where(paused | (k >= full_at[:, None]), 0.0, power)
+    power[:, 0] = 0.0
+    power *= 1.0 + 0.005 * rng.standard_normal((n, m))
+    status = np.where(k >= full_at[:, None], StatusCode.SUSPENDED_EV, StatusCode.CHARGING)
 
     step = 0.5 * (power[:, 1:] + power[:, :-1]) * np.diff(t_s, axis=1) / 3600.0
     energy = np.concatenate((np.zeros((n, 1)), np.cumsum(step, axis=1)), axis=1)
     register = np.floor(rng.uniform(1e5, 4e7, n)[:, None] + energy)
-    soc = np.where(is_dc[:, None], np.minimum(20.0 + energy / 700.0, 100.0), np.nan)
+    soc = np.where(
+        is_dc[:, None], np.minimum(soc0[:, None] + energy / BATTERY_WH * 100, 100), np.nan
+    )
 
     def mid(r: np.ndarray) -> np.ndarray:
         return np.maximum(count[r] // 2, 3)
@@ -340,16 +355,23 @@ def main() -> None:
     fit_s = time.perf_counter() - began
     batch.extra.clear()
 
+    # timed without tracemalloc (it slows every allocation), best of three
+    score_s = math.inf
+    for _ in range(3):
+        batch.extra.clear()
+        began = time.perf_counter()
+        results = {r.kind: r for r in detect(batch, now_ns=now_ns, detectors=detectors)}
+        score_s = min(score_s, time.perf_counter() - began)
+    batch.extra.clear()
     tracemalloc.start()
-    began = time.perf_counter()
-    results = {d.kind: d.score(batch, now_ns=now_ns) for d in detectors}
-    score_s = time.perf_counter() - began
+    detect(batch, now_ns=now_ns, detectors=detectors)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rate = samples / score_s
     print(f"fit (once, from history): {fit_s:.2f} s")
     print(
-        f"score, all 10 kinds:      {score_s:.2f} s = {rate / 1e6:.1f} M samples/s (target >= 10 M)"
+        f"score, all 10 kinds (best of 3): {score_s:.2f} s = {rate / 1e6:.1f} M samples/s"
+        " (target >= 10 M)"
     )
     print(
         f"peak memory while scoring: {peak / 1e6:.0f} MB = {peak / size:.2f} x the input"
@@ -380,8 +402,7 @@ def main() -> None:
     seven = [d for d in detectors if d.kind in ref]
     batch.extra.clear()
     began = time.perf_counter()
-    for d in seven:
-        d.score(batch, now_ns=now_ns)
+    detect(batch, now_ns=now_ns, detectors=seven)
     seven_rate = samples / (time.perf_counter() - began)
     print(
         f"reference loop, {len(ref)} kinds on {rows.size} sessions: "

@@ -17,7 +17,7 @@ sub-array, never one by one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,7 @@ class Prepared:
     energy_wh: FloatArray  # (n, m) as reported, NaN when not measured
     energy_ff_wh: FloatArray  # forward-filled over missing values
     has_energy: BoolArray
+    n_energy: IntArray  # (n,) readings with a register value (``has_energy`` per row)
     power_w: FloatArray
     offered_w: FloatArray
     soc_pct: FloatArray
@@ -69,6 +70,8 @@ class Prepared:
     de_wh: FloatArray  # (n, m - 1) register step, NaN when either end has no register value
     bridged: BoolArray  # (n, m - 1) readings with a bad clock were set aside inside this step
     interval_s: FloatArray  # (n,) median time step, NaN with fewer than two samples
+    in_order: BoolArray  # (n,) the trusted times never decrease along the row (by the batch's
+    #                      contract they do not; a row that breaks it has ``dt_s`` clipped at 0)
     resolution_wh: FloatArray  # (n,) register resolution (smallest positive step, capped)
     peak_power_w: FloatArray  # (n,) highest reported power, NaN when none
     max_offered_w: FloatArray  # (n,) highest offered power, NaN when none
@@ -100,9 +103,23 @@ def row_min(values: FloatArray) -> FloatArray:
 def row_sum(values: FloatArray) -> FloatArray:
     """NaN-ignoring sum along axis 1, added in order: the result does not depend on how wide
     the batch's padding is (NumPy's pairwise sum does, in the last bits)."""
-    if values.shape[1] == 0:
-        return np.zeros(values.shape[0])
-    return np.asarray(np.cumsum(np.nan_to_num(values, nan=0.0), axis=1)[:, -1])
+    return row_sum_where(values, ~np.isnan(values))
+
+
+def row_sum_where(values: FloatArray, where: BoolArray) -> FloatArray:
+    """Sum along axis 1 of ``values`` where ``where`` is True (elsewhere, NaN included, counts
+    0), added left to right like ``row_sum``: the same bits as a cumulative sum's last column.
+
+    NumPy sums pairwise only along the axis that is contiguous in memory; over the other axis it
+    adds one column at a time into the running row totals. So the masked values are copied
+    column-major (a transposing copy) and reduced along the now strided axis 1: in order, and
+    several times faster than ``np.cumsum``, which runs a scalar loop per row."""
+    n, k = values.shape
+    if k == 0:
+        return np.zeros(n)
+    # np.where on the C-ordered inputs (fast on long runs of one mask value), then transposed
+    masked = np.asfortranarray(np.where(where, values, 0.0))
+    return np.asarray(np.add.reduce(masked, axis=1))
 
 
 def row_median(values: FloatArray) -> FloatArray:
@@ -192,8 +209,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         valid & has_start[:, None] & (t < (start - int(CLOCK_BEFORE_START_S * NS_PER_S))[:, None])
     )
     future = valid & (t > now_ns + int(CLOCK_FUTURE_S * NS_PER_S))
-    arrival = np.where(valid, batch.arrival, _INT_MAX) if m else np.zeros((n, 0), np.int64)
-    disordered = np.any(np.diff(arrival, axis=1) < 0, axis=1) if m > 1 else np.zeros(n, dtype=bool)
+    disordered = _arrival_disordered(batch.arrival, valid)
     affected = np.flatnonzero(disordered | before.any(axis=1) | future.any(axis=1))
     if affected.size:
         t = t.copy()
@@ -203,7 +219,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         fixed = _fix_rows(
             t[affected],
             valid[affected],
-            arrival[affected],
+            np.where(valid[affected], batch.arrival[affected], _INT_MAX),
             start[affected],
             has_start[affected],
             now_ns,
@@ -218,20 +234,32 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
 
     count = valid.sum(axis=1).astype(np.int64)
     t0 = np.where(count > 0, t[:, 0] if m else NO_TIME, NO_TIME).astype(np.int64)
-    t_s = np.where(valid, (t - np.where(count > 0, t0, 0)[:, None]) / NS_PER_S, np.nan)
+    # (t - t0) / 1e9, then NaN in the padding (a masked fill, not a third full array);
+    # jump_allowance_wh rebuilds values of it from t_ns by the same two operations, to the bit
+    t_s = np.divide(np.subtract(t, np.where(count > 0, t0, 0)[:, None]), NS_PER_S)
+    np.copyto(t_s, np.nan, where=~valid)
     # padding is NaN by the batch's contract: the columns are used as they are, not copied
     energy = columns["energy_wh"]
     has_energy = ~np.isnan(energy)
     energy_ff = forward_fill(energy) if np.any(valid & ~has_energy) else energy
     power, offered, soc = columns["power_w"], columns["offered_w"], columns["soc_pct"]
     dt = np.diff(t_s, axis=1)
+    in_order = ~np.any(dt < 0, axis=1)
     np.maximum(dt, 0.0, out=dt)  # within the disorder tolerance (NaN stays NaN)
-    de = np.where(has_energy[:, 1:], np.diff(energy_ff, axis=1), np.nan)
-    interval = row_median(np.where(dt > 0, dt, np.nan))
-    positive_step = np.where(de > 0, de, np.nan)
+    de = np.diff(energy_ff, axis=1)
+    if energy_ff is not energy:
+        # a step to a reading without a register value is unknown, not a step from the last
+        # known value (without forward filling, NaN already propagated through the diff)
+        np.copyto(de, np.nan, where=~has_energy[:, 1:])
+    positive_dt = dt > 0
+    interval = _median_of(np.where(positive_dt, dt, np.nan), positive_dt.sum(axis=1))
     # the smallest positive register step bounds the resolution from above; a meter counts in
-    # 1, 10 or 100 Wh, so more than 100 Wh is not a resolution but a coarse sampling
-    resolution = np.clip(np.nan_to_num(row_min(positive_step), nan=1.0), 1.0, 100.0)
+    # 1, 10 or 100 Wh, so more than 100 Wh is not a resolution but a coarse sampling. (A masked
+    # reduction starting from NaN: NaN for a row without a positive step, like row_min.)
+    smallest = (
+        np.fmin.reduce(de, axis=1, where=de > 0, initial=np.nan) if m > 1 else np.full(n, np.nan)
+    )
+    resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, 100.0)
     return Prepared(
         count=count,
         valid=valid,
@@ -241,6 +269,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         energy_wh=energy,
         energy_ff_wh=energy_ff,
         has_energy=has_energy,
+        n_energy=has_energy.sum(axis=1),
         power_w=power,
         offered_w=offered,
         soc_pct=soc,
@@ -249,11 +278,38 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         de_wh=de,
         bridged=bridged,
         interval_s=interval,
+        in_order=in_order,
         resolution_wh=resolution,
         peak_power_w=row_max(power),
         max_offered_w=row_max(offered),
         clock=clock,
     )
+
+
+def _arrival_disordered(arrival: IntArray, valid: BoolArray) -> BoolArray:
+    """Per row: does a reading come after one that arrived later? Padding ranks as arriving
+    last, so a reading after a padding hole counts too (as if arrival were set to the int64
+    maximum in the padding, without building that copy)."""
+    n, m = valid.shape
+    if m < 2:
+        return np.zeros(n, dtype=bool)
+    back = arrival[:, 1:] < arrival[:, :-1]
+    back |= ~valid[:, :-1]
+    back &= valid[:, 1:]
+    return np.asarray(back.any(axis=1))
+
+
+def _median_of(values: FloatArray, k: IntArray) -> FloatArray:
+    """``row_median`` of a temporary whose rows hold ``k`` values and NaN: sorted in place."""
+    n, m = values.shape
+    if m == 0:
+        return np.full(n, np.nan)
+    values.sort(axis=1)  # NaN sorts last
+    lo = np.clip((k - 1) // 2, 0, m - 1)
+    hi = np.clip(k // 2, 0, m - 1)
+    rows = np.arange(n)
+    med = 0.5 * (values[rows, lo] + values[rows, hi])
+    return np.asarray(np.where(k > 0, med, np.nan))
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +423,12 @@ class StationRatings:
 
     station_ids: np.ndarray  # sorted, object (str)
     rated_w: FloatArray
+    # ``station_ids`` as a fixed-width str array for ``searchsorted``: converted once here,
+    # not on every lookup (a few thousand stations take longer to convert than to search)
+    _keys: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keys", self.station_ids.astype(str))
 
     @classmethod
     def learn(cls, batch: SessionBatch) -> StationRatings:
@@ -389,7 +451,7 @@ class StationRatings:
         if self.station_ids.size == 0 or n == 0:
             return np.full(n, np.nan)
         ids = station_id.astype(str)
-        keys = self.station_ids.astype(str)
+        keys = self._keys
         pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
         return np.asarray(np.where(keys[pos] == ids, self.rated_w[pos], np.nan))
 
@@ -404,7 +466,12 @@ def rated_power_w(prep: Prepared, learned: FloatArray) -> FloatArray:
 
 def trapezoid_wh(power_w: FloatArray, dt_s: FloatArray) -> FloatArray:
     """Energy of each step by the trapezoid rule, ``(n, m - 1)``, NaN where unknown."""
-    return np.asarray(0.5 * (power_w[:, 1:] + power_w[:, :-1]) * dt_s / 3600.0)
+    # ((0.5 * (a + b)) * dt) / 3600 in place on one temporary: the same rounding, one allocation
+    step = np.add(power_w[:, 1:], power_w[:, :-1])
+    step *= 0.5
+    step *= dt_s
+    step /= 3600.0
+    return np.asarray(step)
 
 
 def pick(values: np.ndarray, index: IntArray) -> np.ndarray:
@@ -421,7 +488,12 @@ def nan_argmax(values: FloatArray) -> IntArray:
     """Per row, the index of the largest value ignoring NaN (0 for an all-NaN row)."""
     if values.shape[1] == 0:
         return np.zeros(values.shape[0], dtype=np.int64)
-    return np.asarray(np.argmax(np.where(np.isnan(values), -np.inf, values), axis=1))
+    # the first place that holds the row's NaN-ignoring max (a reduction, a comparison and a
+    # bool argmax; no float copy with the NaN replaced); a row of only NaN and -inf: 0
+    top = np.fmax.reduce(values, axis=1)
+    at = np.argmax(values == top[:, None], axis=1)
+    at[~(top > -np.inf)] = 0
+    return np.asarray(at)
 
 
 def fmt_kwh(wh: float) -> str:
@@ -441,7 +513,7 @@ def not_scored_reason(prep: Prepared, needed: int = 2, column: str = "") -> np.n
     when given), or None when it has enough."""
     reason = np.full(prep.count.shape[0], None, dtype=object)
     if column == "energy":
-        reason[prep.has_energy.sum(axis=1) < needed] = f"fewer than {needed} register readings"
+        reason[prep.n_energy < needed] = f"fewer than {needed} register readings"
     elif column == "power":
         has_power = ~np.isnan(prep.power_w)
         reason[has_power.sum(axis=1) < needed] = f"fewer than {needed} power readings"

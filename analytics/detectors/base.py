@@ -9,6 +9,8 @@ at once. Conventions (DESIGN.md, Detectors; scikit-learn's estimators):
   complete up to (a session still open at ``now_ns`` may only be partly judged).
 - Scores are in [0, 1], higher is more abnormal; NaN means "not scored", with the reason why in
   ``reason`` (a session with one reading cannot show a stall).
+- ``per_row``: a row's verdict depends on that row alone (and what ``fit`` learned), so a batch
+  may be scored a block of rows at a time; False for a kind that compares rows with each other.
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ class KindResult:
     )
 
     @classmethod
+    def concatenate(cls, parts: list[KindResult]) -> KindResult:
+        """One result from the results of consecutive blocks of rows (all of one kind)."""
+        return cls(
+            kind=parts[0].kind,
+            score=np.concatenate([p.score for p in parts]),
+            flagged=np.concatenate([p.flagged for p in parts]),
+            start_ns=np.concatenate([p.start_ns for p in parts]),
+            end_ns=np.concatenate([p.end_ns for p in parts]),
+            reason=np.concatenate([p.reason for p in parts]),
+        )
+
+    @classmethod
     def empty(cls, kind: str, n: int) -> KindResult:
         """Nothing flagged, score 0 for all ``n`` rows."""
         return cls(
@@ -51,6 +65,7 @@ class Detector(Protocol):
     """One anomaly kind's detector."""
 
     kind: str
+    per_row: bool
 
     def fit(self, batch: SessionBatch) -> Self: ...
 

@@ -6,7 +6,7 @@ from typing import Self
 
 import numpy as np
 
-from analytics.batch import NO_TIME, SessionBatch
+from analytics.batch import NO_TIME, IntArray, SessionBatch
 from analytics.detectors._arrays import (
     NS_PER_S,
     StationRatings,
@@ -31,6 +31,7 @@ class UnauthorizedEnergy:
     whose authorization was not ``Accepted`` (and not unknown)."""
 
     kind = "unauthorized_energy"
+    per_row = True
 
     def __init__(
         self,
@@ -114,12 +115,27 @@ class UnauthorizedEnergy:
         return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
 
 
+def session_ends(batch: SessionBatch, now_ns: int) -> IntArray:
+    """When each row is known to end: its stop, or while it is open its latest reading with a
+    trusted time (not beyond; never before its start). Only open rows need the cleaned sample
+    view, and they are few."""
+    end = batch.stop_ns.copy()
+    open_rows = np.flatnonzero(end == NO_TIME)
+    if open_rows.size:
+        prep = prepared(batch.take(open_rows), now_ns)
+        last = pick(prep.t_ns, np.maximum(prep.count - 1, 0)).astype(np.int64)
+        start = batch.start_ns[open_rows]
+        end[open_rows] = np.where(prep.count > 0, np.maximum(last, start), start)
+    return end
+
+
 class ConcurrentIdTag:
     """One id tag (pseudonym) in two sessions that overlap in time at different stations; both
     sessions are flagged. Sessions are sorted by (pseudonym, start); each is compared with the
     one before it and with the earlier session of the same user that ends last."""
 
     kind = "concurrent_id_tag"
+    per_row = False  # pairs sessions across rows
 
     def __init__(
         self,
@@ -133,17 +149,11 @@ class ConcurrentIdTag:
         return self
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
-        prep = prepared(batch, now_ns)
         n = batch.n_sessions
         user = batch.id_pseudonym
         judged = ~is_none(user) & ~is_none(batch.session_id)
         judged &= batch.start_ns != NO_TIME
-        last_seen = pick(prep.t_ns, np.maximum(prep.count - 1, 0)).astype(np.int64)
-        last_seen = np.where(prep.count > 0, last_seen, batch.start_ns)
-        # a session without a stop is known to run until its latest reading, not beyond
-        end = np.where(
-            batch.stop_ns != NO_TIME, batch.stop_ns, np.maximum(last_seen, batch.start_ns)
-        )
+        end = session_ends(batch, now_ns)
         rows = np.flatnonzero(judged)
         overlap_s = np.zeros(n)
         partner = np.full(n, -1, dtype=np.int64)

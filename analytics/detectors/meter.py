@@ -14,6 +14,7 @@ import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors._arrays import (
+    NS_PER_S,
     Prepared,
     StationRatings,
     Verdict,
@@ -29,11 +30,13 @@ from analytics.detectors._arrays import (
     pick,
     prepared,
     rated_power_w,
-    row_sum,
+    row_sum_where,
     runs,
     trapezoid_wh,
 )
 from analytics.detectors.base import KindResult
+
+_INT_MIN = np.iinfo(np.int64).min
 
 
 class _Rated:
@@ -67,26 +70,53 @@ def jump_allowance_wh(
     register last moved (a meter polled less often than it is sampled catches up in one step),
     plus clock jitter, a relative margin and the register's resolution."""
     t = prep.t_s
-    m = t.shape[1]
+    n, m = t.shape
     if m < 2:
-        return np.zeros((t.shape[0], 0))
-    moved = prep.de_wh != 0  # NaN counts as moved: the last known value is unknown there
+        return np.zeros((n, 0))
+    # step j counts from the reading where the register last showed a new value: reading j when
+    # step j - 1 moved (NaN counts as moved: the last known value is unknown there), else the
+    # start of the step before. Times never decrease along a row, so that reading's time is the
+    # running max of the times at the readings where a value began (int64: a fast accumulate,
+    # where a float one checks every element for NaN); rows out of order are done below.
+    began = np.empty((n, m - 1), dtype=bool)
+    began[:, 0] = True
+    np.not_equal(prep.de_wh[:, :-1], 0, out=began[:, 1:])
+    from_ns = np.where(began, prep.t_ns[:, :-1], _INT_MIN)
+    np.maximum.accumulate(from_ns, axis=1, out=from_ns)
+    # to seconds since the row's first reading exactly as ``t_s`` is built, so a step that
+    # starts at reading j gets ``t_s[:, j]`` to the bit
+    from_ns -= np.where(prep.count > 0, prep.t0_ns, 0)[:, None]
+    span_s = np.divide(from_ns, NS_PER_S)
+    np.subtract(t[:, 1:], span_s, out=span_s)
+    disordered = np.flatnonzero(~prep.in_order)
+    if disordered.size:
+        span_s[disordered] = _span_by_index(t[disordered], prep.de_wh[disordered])
+    # rate * (span + jitter) + steps * resolution, in place on the one temporary
+    allowed = span_s
+    allowed += jitter_s
+    allowed *= (rated_w * (1.0 + rated_margin) / 3600.0)[:, None]
+    allowed += (resolution_steps * prep.resolution_wh)[:, None]
+    return allowed
+
+
+def _span_by_index(t: FloatArray, de_wh: FloatArray) -> FloatArray:
+    """The time since the register last moved for rows whose times are not in order: by the
+    index of the reading the step counts from (a gather, slower; such rows are rare)."""
+    m = t.shape[1]
+    moved = de_wh != 0
     idx = np.where(moved, np.arange(m - 1), -1)
     last_incl = np.maximum.accumulate(idx, axis=1)
     # the last step before this one where the register moved: its value shows from there on
     last_before = np.concatenate((np.full((t.shape[0], 1), -1), last_incl[:, :-1]), axis=1)
     t_from = np.take_along_axis(t, last_before + 1, axis=1)
-    span_s = t[:, 1:] - t_from
-    rate_wh = rated_w[:, None] * (1.0 + rated_margin) / 3600.0
-    return np.asarray(
-        rate_wh * (span_s + jitter_s) + resolution_steps * prep.resolution_wh[:, None]
-    )
+    return np.asarray(t[:, 1:] - t_from)
 
 
 class MeterStuck(_Rated):
     """The register stays constant while power clearly flows (CONTRACTS.md section 3)."""
 
     kind = "meter_stuck"
+    per_row = True
 
     def __init__(
         self,
@@ -157,6 +187,7 @@ class MeterBackwards(_Rated):
     """The register decreases (a reset, a wrap, a replaced meter)."""
 
     kind = "meter_backwards"
+    per_row = True
 
     def __init__(
         self,
@@ -168,16 +199,19 @@ class MeterBackwards(_Rated):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
-        drop = np.where(prep.de_wh < 0, -prep.de_wh, 0.0)
-        at = nan_argmax(drop)
+        drop = np.where(prep.de_wh < 0, -prep.de_wh, 0.0)  # no NaN left: a plain argmax
+        at = np.argmax(drop, axis=1) if drop.shape[1] else np.zeros(batch.n_sessions, np.int64)
         worst = pick(drop, at)
-        x = worst / (self.tolerance_resolutions * prep.resolution_wh)
+        tolerance_wh = self.tolerance_resolutions * prep.resolution_wh
+        x = worst / tolerance_wh
         flagged = x > 1.0
         before = pick(prep.energy_ff_wh, at)
         after = pick(prep.energy_ff_wh, at + 1)
-        n_drops = np.sum(drop > self.tolerance_resolutions * prep.resolution_wh[:, None], axis=1)
 
         def describe(rows: np.ndarray) -> list[str]:
+            # only the flagged rows' falls are counted
+            n_drops = np.zeros(batch.n_sessions, dtype=np.int64)
+            n_drops[rows] = np.sum(drop[rows] > tolerance_wh[rows, None], axis=1)
             return [
                 f"register fell from {fmt_kwh(before[i])} to {fmt_kwh(after[i])} "
                 f"({fmt_kwh(worst[i])} backwards"
@@ -200,6 +234,7 @@ class MeterJump(_Rated):
     """The register rises by more than the connector could deliver in that interval."""
 
     kind = "meter_jump"
+    per_row = True
 
     def __init__(
         self,
@@ -216,11 +251,16 @@ class MeterJump(_Rated):
     def allowance_wh(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Most each register step may rise; cached in ``batch.extra`` (meter_mismatch reads
         it too)."""
-        rated = self._rated(batch, prep)
-        key = (id(prep), self.rated_margin, self.jitter_s, self.resolution_steps, rated.tobytes())
+        return self._allowance(batch, prep, self._rated(batch, prep))
+
+    def _allowance(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> FloatArray:
+        # keyed by the ratings' values, not the detector: meter_mismatch's own MeterJump, fitted
+        # on the same history, shares it; ``prep`` is held in the key (compared by identity), so
+        # a new ``Prepared`` never meets a stale entry under a reused id
+        params = (self.rated_margin, self.jitter_s, self.resolution_steps, rated.tobytes())
         cached = batch.extra.get("_allowance")
-        if isinstance(cached, tuple) and cached[0] == key:
-            value = cached[1]
+        if isinstance(cached, tuple) and cached[0] is prep and cached[1] == params:
+            value = cached[2]
             assert isinstance(value, np.ndarray)
             return value
         allowed = jump_allowance_wh(
@@ -230,13 +270,13 @@ class MeterJump(_Rated):
             jitter_s=self.jitter_s,
             resolution_steps=self.resolution_steps,
         )
-        batch.extra["_allowance"] = (key, allowed)
+        batch.extra["_allowance"] = (prep, params, allowed)
         return allowed
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
         rated = self._rated(batch, prep)
-        allowed = self.allowance_wh(batch, prep)
+        allowed = self._allowance(batch, prep, rated)
         rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
         ratio = rise / allowed
         at = nan_argmax(ratio)
@@ -274,6 +314,7 @@ class MeterMismatch(_Rated):
     session. Steps that another kind explains (a fall, a jump, a gap) are left out of both."""
 
     kind = "meter_mismatch"
+    per_row = True
 
     def __init__(
         self,
@@ -311,18 +352,21 @@ class MeterMismatch(_Rated):
             prep.dt_s >= self.gap_min_s
         )
         res = prep.resolution_wh[:, None]
-        clean = (
-            ~np.isnan(prep.de_wh)
-            & ~np.isnan(step_pw)
-            & (prep.de_wh >= -2.0 * res)
-            & ~(prep.de_wh > allowed)
-            & ~gap
-        )
-        e_reg = row_sum(np.where(clean, prep.de_wh, 0.0))
-        e_pow = row_sum(np.where(clean, step_pw, 0.0))
+        # in place on one mask; a NaN step fails ``>=``, an unknown allowance excludes nothing
+        clean = prep.de_wh >= -2.0 * res
+        clean &= ~np.isnan(step_pw)
+        clean &= ~(prep.de_wh > allowed)
+        clean &= ~gap
+        e_reg = row_sum_where(prep.de_wh, clean)
+        e_pow = row_sum_where(step_pw, clean)
         n_clean = clean.sum(axis=1)
-        change_w = np.abs(np.diff(power, axis=1))
-        doubt_wh = row_sum(np.where(clean, 0.5 * change_w * prep.dt_s / 3600.0, 0.0))
+        # 0.5 * |change| * dt / 3600, in place on the one temporary (the same rounding)
+        doubt_step_wh = np.diff(power, axis=1)
+        np.abs(doubt_step_wh, out=doubt_step_wh)
+        doubt_step_wh *= 0.5
+        doubt_step_wh *= prep.dt_s
+        doubt_step_wh /= 3600.0
+        doubt_wh = row_sum_where(doubt_step_wh, clean)
         margin = 2.0 * prep.resolution_wh + self.trapezoid_doubt * doubt_wh
         x = np.abs(e_reg - e_pow) / (self.max_relative * e_pow + margin)
         flagged = x > 1.0

@@ -62,6 +62,7 @@ class Stall:
     nor the car's own pause (SuspendedEV) to explain it."""
 
     kind = "stall"
+    per_row = True
 
     def __init__(
         self,
@@ -106,6 +107,8 @@ class Stall:
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
         idle, _ = self._idle(prep)
+        # a row that never charged (an idle connector's readings) cannot have stalled
+        idle &= (prep.peak_power_w > MIN_CHARGE_OFFER_W)[:, None]
         return judge_candidates(
             self.kind, prep, idle, self._judge, not_scored_reason(prep, 3, "power")
         )
@@ -220,6 +223,7 @@ class EarlyTaper:
     """
 
     kind = "early_taper"
+    per_row = True
 
     def __init__(
         self,
@@ -340,44 +344,73 @@ class EarlyTaper:
     # -- scoring --------------------------------------------------------------------------------
 
     def _candidates(self, prep: Prepared, rated: FloatArray) -> BoolArray:
-        """Rows with a reading that either piece of evidence could hold against them, by a few
-        passes over the batch (the full judgement then runs on a small share of it): below its
-        SoC bin's band (without SoC: its class's highest band, if enough energy is still to
-        come for that band to apply), or fallen under the step's threshold within
-        ``max_fall_s`` of the last reading at the level so far."""
+        """Rows with readings that either piece of evidence could hold against them, for at
+        least half ``min_duration_s``: below its SoC bin's band (without SoC: its class's
+        highest band, if enough energy is still to come for that band to apply), or fallen
+        under the step's threshold soon after the last reading at the level so far.
+
+        A few passes over the batch, then narrower checks on the rows still in question, so
+        that the full judgement runs on a small share of the batch. The first pass compares
+        power with the session's peak (not the judgement's peak so far capped by the offer):
+        that ratio is never above the judgement's, so no row it would flag is left out.
+        """
         p = prep.power_w
         n, m = p.shape
         if m == 0:
             return np.zeros(n, dtype=bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = p * (1.0 / prep.peak_power_w)[:, None]
+        np.copyto(r, np.nan, where=p <= self.near_zero_w)  # not charging: nothing to judge
+        soc = prep.soc_pct
+        any_soc = not np.isnan(soc).all()
         klass = _rated_class(rated)
-        peak_so_far = _peak_so_far(p)
-        has_soc = ~np.isnan(prep.soc_pct)
-        # the band: by SoC bin, or the highest time band while enough is still to come
-        time_band = self.band_[:, N_SOC_BINS:]
-        table = np.concatenate((self.band_[:, :N_SOC_BINS], time_band.max(axis=1)[:, None]), 1)
-        soc_bin = np.nan_to_num(prep.soc_pct * (1.0 / SOC_BIN_PCT), nan=N_SOC_BINS)
-        np.clip(soc_bin, 0, N_SOC_BINS, out=soc_bin)
-        below = p < table[klass[:, None], soc_bin.astype(np.intp)] * peak_so_far
-        demanding = np.flatnonzero(np.any(time_band > 0, axis=0))
-        if demanding.size:  # the register tells what is still to come, cheaply
-            to_go_h = (demanding[0] * TO_GO_BIN_MIN / 60.0) * 0.8  # 20 % slack for the meter
-            energy = prep.energy_ff_wh
-            rest_wh = row_max(energy)[:, None] - energy
-            below &= has_soc | ~(rest_wh < to_go_h * prep.peak_power_w[:, None])
-        # the step: fallen far below the level, soon after the last reading at it
-        t = prep.t_s
-        t_high = np.fmax.accumulate(np.where(p >= 0.9 * peak_so_far, t, np.nan), axis=1)
-        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s)[:, None]
-        charging = p > self.near_zero_w
-        low = (p < (1.0 - self.min_drop) * peak_so_far) & charging
-        low &= ~(has_soc & (prep.soc_pct >= self.dc_step_max_soc_pct))
-        fallen = np.any(low & (t - t_high <= fall_limit_s), axis=1)
-        # either must last: at least half ``min_duration_s`` worth of such readings (a ramp
-        # down at the end of a charge passes by in a reading or two)
+        # a ramp down at the end of a charge passes by in a reading or two
         needed = np.maximum(0.5 * self.min_duration_s / prep.interval_s, self.min_steps)
-        lasting_low = np.sum(low, axis=1) >= needed
-        lasting_below = np.sum(below & charging, axis=1) >= needed
-        return np.asarray(lasting_below | (fallen & lasting_low))
+
+        # the band: by SoC bin (columns 0-19, 20 for SoC 100 %), or without SoC (column 21)
+        # the highest time band of the class
+        time_band = self.band_[:, N_SOC_BINS:]
+        soc_band = self.band_[:, :N_SOC_BINS]
+        if any_soc:
+            table = np.concatenate((soc_band, soc_band[:, -1:], time_band.max(1)[:, None]), 1)
+            column = soc * (1.0 / SOC_BIN_PCT)
+            np.fmin(column, N_SOC_BINS + 1, out=column)  # NaN (no SoC) becomes the last column
+            index = column.astype(np.intp)
+            index += (klass * table.shape[1])[:, None]
+            below = r < np.take(table, index, mode="clip")
+        else:
+            below = r < time_band.max(axis=1)[klass][:, None]
+        band_rows = np.flatnonzero(np.count_nonzero(below, axis=1) >= needed)
+        demanding = np.flatnonzero(np.any(time_band > 0, axis=0))
+        if demanding.size and band_rows.size:
+            # without SoC the time band applies only while enough is still to come: the
+            # register tells, cheaply (20 % slack for the meter)
+            to_go_h = demanding[0] * TO_GO_BIN_MIN / 60.0 * 0.8
+            energy = prep.energy_ff_wh[band_rows]
+            rest_wh = row_max(energy)[:, None] - energy
+            early = rest_wh >= to_go_h * prep.peak_power_w[band_rows, None]
+            early |= ~np.isnan(soc[band_rows])
+            lasting = np.count_nonzero(below[band_rows] & early, axis=1) >= needed[band_rows]
+            band_rows = band_rows[lasting]
+        out = np.zeros(n, dtype=bool)
+        out[band_rows] = True
+
+        # the step: fallen far below the level, soon after the last reading at it
+        low = r < 1.0 - self.min_drop
+        if any_soc:
+            low &= ~(soc >= self.dc_step_max_soc_pct)
+        rows = np.flatnonzero((np.count_nonzero(low, axis=1) >= needed) & ~out)
+        if rows.size:
+            p_, t_, soc_ = p[rows], prep.t_s[rows], soc[rows]
+            high = p_ >= 0.9 * _peak_so_far(p_)
+            since_s = t_ - np.fmax.accumulate(np.where(high, t_, np.nan), axis=1)
+            limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s[rows])[:, None]
+            soon = low[rows] & (since_s <= limit_s)
+            if any_soc:
+                gained = soc_ - np.fmax.accumulate(np.where(high, soc_, np.nan), axis=1)
+                soon &= ~(gained > self.max_fall_soc_pct)
+            out[rows] = soon.any(axis=1)
+        return out
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         if not hasattr(self, "band_"):

@@ -39,6 +39,7 @@ class DataGap:
     The sampling interval of a row is the median time between its readings."""
 
     kind = "data_gap"
+    per_row = True
 
     def __init__(
         self,
@@ -57,7 +58,8 @@ class DataGap:
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
         n = batch.n_sessions
-        steps = np.where(prep.bridged, 0.0, prep.dt_s)
+        # a step that bridges readings set aside for their clock is no gap (rare: copy only then)
+        steps = np.where(prep.bridged, 0.0, prep.dt_s) if prep.bridged.any() else prep.dt_s
         at = nan_argmax(steps)
         inner = np.nan_to_num(pick(steps, at), nan=0.0)
         inner_from, inner_to = pick(prep.t_ns, at), pick(prep.t_ns, at + 1)
@@ -101,6 +103,7 @@ class ClockFault:
     that arrived before them (the batch's ``arrival`` order)."""
 
     kind = "clock_fault"
+    per_row = True
 
     def fit(self, batch: SessionBatch) -> Self:
         return self

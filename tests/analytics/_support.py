@@ -85,6 +85,7 @@ class RegisterFalls:
     """meter_backwards: any fall of the register between consecutive samples."""
 
     kind = "meter_backwards"
+    per_row = True
 
     def fit(self, batch: SessionBatch) -> Self:
         return self
@@ -111,6 +112,7 @@ class OrphanEnergy:
     not seen Accepted."""
 
     kind = "unauthorized_energy"
+    per_row = True
 
     def fit(self, batch: SessionBatch) -> Self:
         return self

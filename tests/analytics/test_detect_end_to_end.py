@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from analytics.detectors import ConcurrentIdTag
 from analytics.evaluate import count_sessions, evaluate, read_labels
 from analytics.flags import Flag, read_flags, write_flags
 from analytics.pipeline import detect_stream
@@ -123,6 +124,29 @@ def test_evaluate_command_prints_the_table_and_json(
     assert "meter_backwards" in table.stdout and "overall" in table.stdout
     missing = chargewatch("evaluate", "--flags", str(tmp_path / "nope"), "--labels", str(labels))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_a_card_in_two_places_is_found_across_chunks(fleet: tuple[Path, Path]) -> None:
+    """Chunks of 5 stopped sessions split the simulated pairs (one card at two stations at
+    once) across chunks; they are judged over every session of the run all the same."""
+    events, labels = fleet
+    pairs = {(lab.session_id, lab.kind) for lab in read_labels(labels)}
+    pairs = {p for p in pairs if p[1] == "concurrent_id_tag"}
+    assert len(pairs) >= 2
+
+    def concurrent(max_sessions: int) -> set[tuple[str | None, str]]:
+        with events.open("rb") as stream:
+            flags, _ = detect_stream(
+                stream,
+                decoder=EventDecoder(Pseudonymizer(b"k" * 32)),
+                detectors=[ConcurrentIdTag()],
+                max_sessions=max_sessions,
+            )
+        return {(f.session_id, f.kind) for f in flags}
+
+    whole = concurrent(10_000)
+    assert whole == pairs
+    assert concurrent(5) == whole
 
 
 def test_detect_command_writes_contract_flags(fleet: tuple[Path, Path], tmp_path: Path) -> None:
