@@ -237,11 +237,12 @@ class EarlyTaper:
         near_zero_w: float = 200.0,  # below this it is a stall's business, not a taper's
         ramp_fraction: float = 0.8,  # readings before power first reaches 80 % of the peak are
         #                              the ramp-up, not a taper
-        min_drop: float = 0.38,  # the step: a fall by more than 38 % of the level ...
+        min_drop: float = 0.38,  # the step: a fall by more than 38 % ...
         max_fall_s: float = 300.0,  # ... within 5 min (plus one sampling interval) ...
-        max_fall_soc_pct: float = 5.0,  # ... and within 5 % SoC: the worst step of a published
-        #                                 curve from its level is to 74 % (Model 3 near 55 %)
-        dc_step_max_soc_pct: float = 70.0,  # DC: beyond this curves fall anywhere
+        max_fall_soc_pct: float = 5.0,  # ... and within 5 % SoC: below 65 % SoC the worst fall
+        #                                 of a published curve within 5 % SoC is to 67 % (the
+        #                                 e-208 family's step at 47 %)
+        dc_step_max_soc_pct: float = 65.0,  # DC: beyond this published curves fall anywhere
         hold_fraction: float = 0.7,  # held: after settling (``max_fall_s`` into the fall) power
         #                              stays above 70 % of where it settled; a car's own taper
         #                              keeps falling towards full
@@ -290,16 +291,7 @@ class EarlyTaper:
         n, m = p.shape
         peak = prep.peak_power_w
         is_dc = rated > AC_MAX_W
-        offered_at_peak = pick(prep.offered_w, nan_argmax(p))
-        # AC: a car on fewer phases than the charger draws a share of what is offered
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(
-                is_dc | np.isnan(offered_at_peak) | (offered_at_peak <= 0),
-                1.0,
-                np.clip(peak / offered_at_peak, 0.0, 1.0),
-            )
-        limit = np.where(np.isnan(prep.offered_w), np.inf, prep.offered_w * share[:, None])
-        level = np.minimum(_peak_so_far(p), limit)
+        limit, level = _limit_and_level(p, prep.offered_w, peak, is_dc)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = p / level
         has_soc = ~np.isnan(prep.soc_pct)
@@ -324,7 +316,9 @@ class EarlyTaper:
             to_go_bin = N_SOC_BINS + np.clip(to_go // TO_GO_BIN_MIN, 0, N_TO_GO_BINS - 1)
             bins = np.where(soc_rows, soc_bin, to_go_bin).astype(np.int64)
             cell.reshape(-1)[where] = klass[row] * N_BINS + bins
-        return _Taper(ratio=ratio, cell=cell, uses_soc=uses_soc, level=level, is_dc=is_dc)
+        return _Taper(
+            ratio=ratio, cell=cell, uses_soc=uses_soc, level=level, limit=limit, is_dc=is_dc
+        )
 
     def _minutes_to_go(self, prep: Prepared, rows: BoolArray) -> FloatArray:
         """Minutes at peak power still to go before charging ends (only for ``rows``)."""
@@ -395,21 +389,33 @@ class EarlyTaper:
         out = np.zeros(n, dtype=bool)
         out[band_rows] = True
 
-        # the step: fallen far below the level, soon after the last reading at it
+        # the step: far below the peak for long enough from where a fall may begin (below
+        # ``dc_step_max_soc_pct``), and a fall there
         low = r < 1.0 - self.min_drop
-        if any_soc:
-            low &= ~(soc >= self.dc_step_max_soc_pct)
-        rows = np.flatnonzero((np.count_nonzero(low, axis=1) >= needed) & ~out)
-        if rows.size:
-            p_, t_, soc_ = p[rows], prep.t_s[rows], soc[rows]
-            high = p_ >= 0.9 * _peak_so_far(p_)
-            since_s = t_ - np.fmax.accumulate(np.where(high, t_, np.nan), axis=1)
-            limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s[rows])[:, None]
-            soon = low[rows] & (since_s <= limit_s)
-            if any_soc:
-                gained = soc_ - np.fmax.accumulate(np.where(high, soc_, np.nan), axis=1)
-                soon &= ~(gained > self.max_fall_soc_pct)
-            out[rows] = soon.any(axis=1)
+        may_begin = low & ~(soc >= self.dc_step_max_soc_pct) if any_soc else low
+        begin = np.argmax(may_begin, axis=1)
+        after = np.arange(m) >= np.where(may_begin[np.arange(n), begin], begin, m)[:, None]
+        rows = np.flatnonzero((np.count_nonzero(low & after, axis=1) >= needed) & ~out)
+        if rows.size:  # the judgement's own test of a fall, on these rows only
+            p_, soc_ = p[rows], soc[rows]
+            limit, level = _limit_and_level(
+                p_, prep.offered_w[rows], prep.peak_power_w[rows], rated[rows] > AC_MAX_W
+            )
+            fell, _, _ = _falls(
+                p_,
+                prep.t_s[rows],
+                soc_,
+                prep.interval_s[rows],
+                max_fall_s=self.max_fall_s,
+                max_fall_soc_pct=self.max_fall_soc_pct,
+                drop=self.min_drop,
+                strict=True,
+                level=level,
+                limit=limit,
+                track=False,
+            )
+            fell &= low[rows] & ~(soc_ >= self.dc_step_max_soc_pct)
+            out[rows] = np.any(fell, axis=1)
         return out
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
@@ -480,11 +486,15 @@ class EarlyTaper:
                 share = mean_p / level[i] * 100
                 where = f" at {soc[i]:.0f} % SoC" if f.uses_soc[i] else ""
                 if by_step[i]:
+                    from_w = float(prep.power_w[i, origin[i]])
+                    # the fall: from the last reading near that power to the stretch's start
+                    near = np.flatnonzero(prep.power_w[i, : begin[i]] >= 0.95 * from_w)
+                    fall_s[i] = prep.t_s[i, begin[i]] - prep.t_s[i, near[-1] if near.size else 0]
                     out.append(
-                        f"power fell from {fmt_kw(level[i])} to {fmt_kw(mean_p)} ({share:.0f} %)"
-                        f" within {fmt_min(fall_s[i])}{where} and was held there for"
-                        f" {fmt_min(dur[i])}, with no lower offered power: no car's own"
-                        f" charging curve steps down that far"
+                        f"power fell from {fmt_kw(from_w)} to {fmt_kw(mean_p)}"
+                        f" ({mean_p / from_w * 100:.0f} %) within {fmt_min(fall_s[i])}{where}"
+                        f" and was held there for {fmt_min(dur[i])}, with no lower offered"
+                        f" power: no car's own charging curve steps down that far"
                     )
                     continue
                 floor = self.band_.reshape(-1)[max(int(cell[i]), 0)] * 100
@@ -504,38 +514,49 @@ class EarlyTaper:
         return Verdict(x=np.nan_to_num(x), start_ns=start, end_ns=end, describe=describe)
 
     def _step(self, prep: Prepared, f: _Taper) -> tuple[FloatArray, Runs, IntArray]:
-        """Evidence per step of a sudden fall held for a while: power drops under (1 -
-        ``min_drop``) of its level within ``max_fall_s`` and ``max_fall_soc_pct`` of the last
-        reading at full level, then stays above ``hold_fraction`` of where it settled. Also
-        where each fall began (the last reading at full level), per reading."""
+        """Evidence per step of a sudden fall held for a while (see ``_falls``): power drops
+        under (1 - ``min_drop``) of a reading a few minutes and a few % of SoC before, then
+        stays under that while above ``hold_fraction`` of where it settled. Also, per
+        reading, the index of the reading each fall is measured from (-1 where none)."""
         p, t, soc = prep.power_w, prep.t_s, prep.soc_pct
-        m = p.shape[1]
-        ratio, level = f.ratio, f.level
-        high = ratio >= 0.9
-        last_high = np.maximum.accumulate(np.where(high, np.arange(m), -1), axis=1)
-        low = (
-            (ratio < 1.0 - self.min_drop)
-            & (p > self.near_zero_w)
-            & (prep.status != StatusCode.SUSPENDED_EV)
+        fell, before, origin = _falls(
+            p,
+            t,
+            soc,
+            prep.interval_s,
+            max_fall_s=self.max_fall_s,
+            max_fall_soc_pct=self.max_fall_soc_pct,
+            drop=self.min_drop,
+            strict=True,
+            level=f.level,
+            limit=f.limit,
         )
-        # DC: above ``dc_step_max_soc_pct`` published curves fall anywhere
-        low &= ~(f.is_dc[:, None] & ~(soc < self.dc_step_max_soc_pct))
+        charging = (p > self.near_zero_w) & (prep.status != StatusCode.SUSPENDED_EV)
+        # a fall must begin where published DC curves do not fall that far themselves; once
+        # begun, the stretch it holds may go on beyond
+        fell &= charging & ~(soc >= self.dc_step_max_soc_pct)
+        # the power it fell from, carried forward: the stretch stays under its share of that.
+        # Readings late in a fall compare with earlier ones that are part of the fall too, so
+        # over one fall (falling readings less than ``max_fall_s`` apart) the highest is kept:
+        # a running max of (fall number x 1e9 + power) that each new fall outgrows (no
+        # charger delivers a GW)
+        t_fell = np.where(fell, t, np.nan)
+        previous = np.concatenate((np.full((p.shape[0], 1), np.nan), t_fell[:, :-1]), axis=1)
+        previous = np.fmax.accumulate(previous, axis=1)  # the last falling reading before
+        new_fall = fell & ~(t - previous <= self.max_fall_s)
+        fall_no = np.cumsum(new_fall, axis=1) * 1e9
+        highest = np.maximum.accumulate(np.where(fell, fall_no + before, -np.inf), axis=1)
+        pre = forward_fill(np.where(fell, highest - fall_no, np.nan))
+        low = charging & (p < (1.0 - self.min_drop) * np.minimum(pre, f.limit))
         low_run = runs(low)
         first = np.maximum(low_run.first, 0)
-        origin = np.take_along_axis(last_high, first, axis=1)  # per reading of a low run
+        abrupt = np.take_along_axis(fell, first, axis=1)  # the stretch begins with a fall
+        # where it settled: the lowest power over the pre-fall power in the first
+        # ``max_fall_s`` of the stretch, by a running max of (run number + 1 - that share)
+        # that each new run outgrows
         t_first = np.take_along_axis(t, first, axis=1)
-        t_origin = np.where(origin >= 0, np.take_along_axis(t, np.maximum(origin, 0), 1), np.nan)
-        soc_first = np.take_along_axis(soc, first, axis=1)
-        soc_origin = np.take_along_axis(soc, np.maximum(origin, 0), axis=1)
-        fall_limit_s = self.max_fall_s + np.nan_to_num(prep.interval_s)[:, None]
-        abrupt = (t_first - t_origin <= fall_limit_s) & ~(
-            soc_first - soc_origin > self.max_fall_soc_pct
-        )
-        # where it settled: the lowest power over level in the first ``max_fall_s`` of the
-        # fall, by a running max of (run number + 1 - ratio) that each new run outgrows
-        level_first = np.take_along_axis(level, first, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            fallen = np.clip(p / level_first, 0.0, 1.0)
+            fallen = np.clip(p / np.take_along_axis(pre, first, axis=1), 0.0, 1.0)
         settling = low & (t - t_first <= self.max_fall_s)
         run_no = np.cumsum(low_run.length == 1, axis=1)
         key = run_no + np.where(settling, 1.0 - fallen, 0.0)
@@ -544,12 +565,8 @@ class EarlyTaper:
         step = held[:, 1:] & held[:, :-1] & (low_run.first[:, 1:] == low_run.first[:, :-1])
         hold = runs(step, prep.dt_s)
         from_start = hold.first == low_run.first[:, 1:]
-        # and the power itself fell that far from the last reading at full level to where it
-        # settled (not only the level rose, as when an offer is lifted)
-        p_origin = np.take_along_axis(p, np.maximum(origin, 0), axis=1)
-        deep = settled * level_first < (1.0 - self.min_drop) * p_origin
-        x = np.where(step & from_start & deep[:, 1:], hold.total / self.min_duration_s, 0.0)
-        return np.asarray(x), hold, np.asarray(origin)
+        x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
+        return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,7 +577,102 @@ class _Taper:
     cell: IntArray  # class x N_BINS + bin, -1 where not comparable
     uses_soc: BoolArray  # per row: judged against SoC
     level: FloatArray  # highest power so far, capped by the offer
+    limit: FloatArray  # what the offer allows the car at each reading (inf when not sent)
     is_dc: BoolArray  # per row
+
+
+def _limit_and_level(
+    p: FloatArray, offered: FloatArray, peak: FloatArray, is_dc: BoolArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per reading: what the offer allows the car (inf when no offer is sent), and the level:
+    the highest power so far, capped by that. On AC a car on fewer phases than the charger
+    draws a share of what is offered: the share it drew at its peak."""
+    offered_at_peak = pick(offered, nan_argmax(p))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(
+            is_dc | np.isnan(offered_at_peak) | (offered_at_peak <= 0),
+            1.0,
+            np.clip(peak / offered_at_peak, 0.0, 1.0),
+        )
+    limit = np.where(np.isnan(offered), np.inf, offered * share[:, None])
+    return limit, np.minimum(_peak_so_far(p), limit)
+
+
+def _falls(
+    p: FloatArray,
+    t: FloatArray,
+    soc: FloatArray,
+    interval_s: FloatArray,
+    *,
+    max_fall_s: float,
+    max_fall_soc_pct: float,
+    drop: float,
+    strict: bool = False,
+    level: FloatArray | None = None,
+    limit: FloatArray | None = None,
+    track: bool = True,
+) -> tuple[BoolArray, FloatArray, IntArray]:
+    """Per reading: is power more than ``drop`` below a reading a little earlier? Earlier by
+    about ``max_fall_s`` (in the row's sampling interval), at most ``max_fall_s`` plus one
+    interval before; in rows with SoC also half and a quarter of that, and at most
+    ``max_fall_soc_pct`` of SoC below: within 5 % SoC no published DC curve falls under 67 %
+    of an earlier point. Also (with ``track``) the highest such earlier power (NaN where none)
+    and its index (-1).
+
+    ``strict``: in rows with SoC, only readings whose SoC is known at both ends count. With
+    ``level`` rows without SoC count only falls from a reading at its level (AC cars draw a
+    flat current until their own taper, which starts lower down); with ``limit`` (what the
+    offer allows at each reading) the earlier power counts only up to what is offered now, so
+    power following a lower offer down is no fall. Without these the result is a superset of
+    theirs: the cheap first pass uses it so. Rows alike are worked on together, so every
+    comparison is between two slices of the same rows.
+    """
+    n, m = p.shape
+    fell = np.zeros((n, m), dtype=bool)
+    before = np.full((n, m), np.nan)
+    origin = np.full((n, m), -1, dtype=np.int64)
+    usable = interval_s > 0
+    if m < 2 or not usable.any():
+        return fell, before, origin
+    has_soc = np.any(~np.isnan(soc), axis=1)
+    per_interval = np.zeros(n, dtype=np.int64)
+    per_interval[usable] = np.floor(max_fall_s / interval_s[usable])
+    # rows alike in readings per ``max_fall_s`` and in having SoC are worked on together
+    group = per_interval * 2 + has_soc
+    for key in np.unique(group[usable]).tolist():
+        rows = np.flatnonzero(usable & (group == key))
+        readings, with_soc = key // 2, bool(key % 2)
+        # the rows' columns once; every lag below compares two slices (views) of them
+        p_, t_ = p[rows], t[rows]
+        soc_ = soc[rows] if with_soc else None
+        limit_ = limit[rows] if limit is not None else None
+        fell_, before_, origin_ = fell[rows], before[rows], origin[rows]
+        strict_soc = with_soc and strict
+        at_level = level is not None and not with_soc
+        # without SoC a fall within ``max_fall_s`` shows against the reading that far back;
+        # with it the 5 % SoC may be reached sooner, so shorter lags are tried too
+        for divisor in (1, 2, 4) if with_soc else (1,):
+            lag = min(max(readings // divisor, 1), m - 1)
+            now_p, then_p = p_[:, lag:], p_[:, :-lag]
+            if limit_ is not None:
+                then_p = np.minimum(then_p, limit_[:, lag:])
+            ok = now_p < (1.0 - drop) * then_p
+            ok &= t_[:, lag:] - t_[:, :-lag] <= max_fall_s / divisor + interval_s[rows, None]
+            if soc_ is not None:
+                gained = soc_[:, lag:] - soc_[:, :-lag]
+                ok &= gained <= max_fall_soc_pct if strict_soc else ~(gained > max_fall_soc_pct)
+            if at_level:
+                assert level is not None
+                ok &= then_p >= 0.9 * level[rows, :-lag]
+            fell_[:, lag:] |= ok
+            if track:
+                higher = ok & ~(before_[:, lag:] >= then_p)
+                np.copyto(before_[:, lag:], then_p, where=higher)
+                np.copyto(origin_[:, lag:], np.arange(m - lag), where=higher)
+        fell[rows] = fell_
+        if track:
+            before[rows], origin[rows] = before_, origin_
+    return fell, before, origin
 
 
 def _peak_so_far(power_w: FloatArray) -> FloatArray:
