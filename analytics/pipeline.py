@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import itemgetter
 from typing import IO
 
@@ -35,7 +34,7 @@ from analytics.detectors.identity import session_ends
 from analytics.flags import Flag, flags_from_results
 from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
-from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl
+from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_chunks
 from chargewatch.schema import READING_FIELDS
 
 __all__ = [
@@ -138,8 +137,7 @@ def decode_chunks(
 ) -> Iterator[DecodedChunk]:
     """``decode_events`` a chunk of lines at a time, readings as columns; bad lines are counted
     and reported in order. ``on_progress`` gets the bytes read so far after each chunk."""
-    lines = iter_jsonl(stream)
-    while numbered := list(islice(lines, chunk_lines)):
+    for numbered in iter_jsonl_chunks(stream, chunk_lines):
         report.lines = numbered[-1][0]
         yield _decode_chunk(numbered, decoder, report, on_reject)
         if on_progress is not None:

@@ -11,11 +11,10 @@ import gzip
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from chargewatch.events import EventDecoder, iter_jsonl
+from chargewatch.events import EventDecoder, iter_jsonl_chunks
 from ingest.encode import ChunkEncoder, Rejection
 
 CHUNK_LINES = 10_000
@@ -76,8 +75,7 @@ def ingest_stream(
     """
     report = report if report is not None else IngestReport()
     encoder = ChunkEncoder(decoder)
-    lines = iter_jsonl(stream)
-    while chunk_lines := list(islice(lines, CHUNK_LINES)):
+    for chunk_lines in iter_jsonl_chunks(stream, CHUNK_LINES):
         chunk = encoder.encode_lines(chunk_lines)
         sink.add_many(chunk.lines)
         report.lines = chunk_lines[-1][0]

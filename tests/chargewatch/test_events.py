@@ -24,6 +24,7 @@ from chargewatch.events import (
     StatusChange,
     format_ts,
     iter_jsonl,
+    iter_jsonl_chunks,
     parse_ts,
 )
 
@@ -202,6 +203,32 @@ def test_iter_jsonl_numbers_lines_skips_blank_ones_and_cuts_over_long_ones() -> 
     assert lines[2][1] == b'{"b": 2}'
     with pytest.raises(EventError, match="longer than"):
         decoder.decode_line(lines[1][1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"\n", b"  \n", b"\r\n", b"{}", b'{"a": 1}', b"x" * 9, b" ", b"\t"]),
+        max_size=40,
+    ),
+    block_bytes=st.integers(1, 17),
+    max_lines=st.integers(1, 5),
+)
+def test_iter_jsonl_chunks_gives_the_lines_of_iter_jsonl(
+    pieces: list[bytes], block_bytes: int, max_lines: int
+) -> None:
+    """Same numbers, same lines (without the newline), same cut of over-long lines (here
+    over 8 bytes), whatever the block size."""
+    data = b"".join(pieces)
+    expected = [
+        (number, line[:-1] if line.endswith(b"\n") else line)
+        for number, line in iter_jsonl(io.BytesIO(data), max_line_bytes=8)
+    ]
+    chunks = list(
+        iter_jsonl_chunks(io.BytesIO(data), max_lines, block_bytes=block_bytes, max_line_bytes=8)
+    )
+    assert [pair for chunk in chunks for pair in chunk] == expected
+    assert all(0 < len(chunk) <= max_lines for chunk in chunks)
 
 
 json_values = st.recursive(
