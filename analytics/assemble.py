@@ -631,20 +631,23 @@ def _scatter(
 
 
 def _groups(counts: IntArray, max_cells: int | None) -> list[IntArray]:
-    """Rows cut into runs, in order of first sight, whose padded size (rows x longest row) stays
-    within ``max_cells``. Runs rather than rows sorted by length: sessions that overlap in time
-    stay together, and detectors that compare sessions (one id tag at two stations) need that."""
+    """Rows grouped so that each group's padded size (rows x longest row) stays within
+    ``max_cells``: rows of like length together (sorted by length, ties in order of first
+    sight), so that little of a batch is padding, which every detector pass would cross.
+    Kinds that compare sessions with each other are judged across groups
+    (``analytics.pipeline``)."""
     n = counts.size
     if max_cells is None or n == 0:
         return [np.arange(n)]
+    order = np.argsort(counts, kind="stable")
     groups: list[IntArray] = []
-    begin, longest = 0, 1
-    for end, length in enumerate(counts.tolist(), start=1):
-        longest = max(longest, length)
-        if end - begin > 1 and (end - begin) * longest > max_cells:
-            groups.append(np.arange(begin, end - 1))
-            begin, longest = end - 1, max(length, 1)
-    groups.append(np.arange(begin, n))
+    begin = 0
+    for end, length in enumerate(counts[order].tolist(), start=1):
+        # sorted: the row just added is the longest of the group
+        if end - begin > 1 and (end - begin) * max(length, 1) > max_cells:
+            groups.append(np.sort(order[begin : end - 1]))
+            begin = end - 1
+    groups.append(np.sort(order[begin:n]))
     return groups
 
 

@@ -107,8 +107,20 @@ class Stall:
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
         idle, _ = self._idle(prep)
-        # a row that never charged (an idle connector's readings) cannot have stalled
-        idle &= (prep.peak_power_w > MIN_CHARGE_OFFER_W)[:, None]
+        # only a rest after charging had begun and before it resumed can be a stall (the
+        # judgement's conditions, loosened): not the readings before power first flows or
+        # after it last does, nor any in a row that never charged (an idle connector's)
+        p = prep.power_w
+        if p.shape[1] > 1:
+            began = np.argmax(p > MIN_CHARGE_OFFER_W, axis=1)
+            resumes = (
+                p.shape[1]
+                - 1
+                - np.argmax((p >= self.resume_fraction * MIN_CHARGE_OFFER_W)[:, ::-1], axis=1)
+            )
+            step = np.arange(p.shape[1] - 1)
+            idle &= (step >= began[:, None]) & (step + 1 <= resumes[:, None])
+            idle &= (prep.peak_power_w > MIN_CHARGE_OFFER_W)[:, None]
         return judge_candidates(
             self.kind, prep, idle, self._judge, not_scored_reason(prep, 3, "power")
         )
