@@ -110,17 +110,18 @@ class Stall:
         # only a rest after charging had begun and before it resumed can be a stall (the
         # judgement's conditions, loosened): not the readings before power first flows or
         # after it last does, nor any in a row that never charged (an idle connector's)
-        p = prep.power_w
-        if p.shape[1] > 1:
+        rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
+        if rows.size:
+            p = prep.power_w[rows]
             began = np.argmax(p > MIN_CHARGE_OFFER_W, axis=1)
-            resumes = (
-                p.shape[1]
-                - 1
-                - np.argmax((p >= self.resume_fraction * MIN_CHARGE_OFFER_W)[:, ::-1], axis=1)
-            )
+            flowing = p >= self.resume_fraction * MIN_CHARGE_OFFER_W
+            resumes = p.shape[1] - 1 - np.argmax(flowing[:, ::-1], axis=1)
             step = np.arange(p.shape[1] - 1)
-            idle &= (step >= began[:, None]) & (step + 1 <= resumes[:, None])
-            idle &= (prep.peak_power_w > MIN_CHARGE_OFFER_W)[:, None]
+            idle[rows] &= (
+                (step >= began[:, None])
+                & (step + 1 <= resumes[:, None])
+                & (prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W)[:, None]
+            )
         return judge_candidates(
             self.kind, prep, idle, self._judge, not_scored_reason(prep, 3, "power")
         )
@@ -350,10 +351,10 @@ class EarlyTaper:
     # -- scoring --------------------------------------------------------------------------------
 
     def _candidates(self, prep: Prepared, rated: FloatArray) -> BoolArray:
-        """Rows with readings that either piece of evidence could hold against them, for at
-        least half ``min_duration_s``: below its SoC bin's band (without SoC: its class's
-        highest band, if enough energy is still to come for that band to apply), or fallen
-        under the step's threshold soon after the last reading at the level so far.
+        """Rows with readings that either piece of evidence could hold against them, in
+        stretches of ``min_duration_s`` in all: below its SoC bin's band (without SoC: its
+        class's highest band, if enough energy is still to come for that band to apply), or
+        under the step's threshold with a fall where that begins.
 
         A few passes over the batch, then narrower checks on the rows still in question, so
         that the full judgement runs on a small share of the batch. The first pass compares
@@ -370,8 +371,14 @@ class EarlyTaper:
         soc = prep.soc_pct
         any_soc = not np.isnan(soc).all()
         klass = _rated_class(rated)
-        # a ramp down at the end of a charge passes by in a reading or two
-        needed = np.maximum(0.5 * self.min_duration_s / prep.interval_s, self.min_steps)
+        dt = prep.dt_s
+
+        def lasting(mask: BoolArray, rows: IntArray | slice = slice(None)) -> BoolArray:
+            """Rows where steps between two such readings add up to ``min_duration_s``: no
+            single stretch can last longer (a ramp down at the end passes by in seconds)."""
+            both = mask[:, 1:] & mask[:, :-1]
+            total = np.sum(np.where(both, dt[rows], 0.0), axis=1)
+            return np.asarray(total >= self.min_duration_s)
 
         # the band: by SoC bin (columns 0-19, 20 for SoC 100 %), or without SoC (column 21)
         # the highest time band of the class
@@ -386,7 +393,7 @@ class EarlyTaper:
             below = r < np.take(table, index, mode="clip")
         else:
             below = r < time_band.max(axis=1)[klass][:, None]
-        band_rows = np.flatnonzero(np.count_nonzero(below, axis=1) >= needed)
+        band_rows = np.flatnonzero(lasting(below))
         demanding = np.flatnonzero(np.any(time_band > 0, axis=0))
         if demanding.size and band_rows.size:
             # without SoC the time band applies only while enough is still to come: the
@@ -396,8 +403,7 @@ class EarlyTaper:
             rest_wh = row_max(energy)[:, None] - energy
             early = rest_wh >= to_go_h * prep.peak_power_w[band_rows, None]
             early |= ~np.isnan(soc[band_rows])
-            lasting = np.count_nonzero(below[band_rows] & early, axis=1) >= needed[band_rows]
-            band_rows = band_rows[lasting]
+            band_rows = band_rows[lasting(below[band_rows] & early, band_rows)]
         out = np.zeros(n, dtype=bool)
         out[band_rows] = True
 
@@ -407,7 +413,7 @@ class EarlyTaper:
         may_begin = low & ~(soc >= self.dc_step_max_soc_pct) if any_soc else low
         begin = np.argmax(may_begin, axis=1)
         after = np.arange(m) >= np.where(may_begin[np.arange(n), begin], begin, m)[:, None]
-        rows = np.flatnonzero((np.count_nonzero(low & after, axis=1) >= needed) & ~out)
+        rows = np.flatnonzero(lasting(low & after) & ~out)
         if rows.size:  # the judgement's own test of a fall, on these rows only
             p_, soc_ = p[rows], soc[rows]
             limit, level = _limit_and_level(
@@ -658,7 +664,9 @@ def _falls(
         p_, t_ = p[rows], t[rows]
         soc_ = soc[rows] if with_soc else None
         limit_ = limit[rows] if limit is not None else None
-        fell_, before_, origin_ = fell[rows], before[rows], origin[rows]
+        fell_ = fell[rows]
+        if track:
+            before_, origin_ = before[rows], origin[rows]
         strict_soc = with_soc and strict
         at_level = level is not None and not with_soc
         # without SoC a fall within ``max_fall_s`` shows against the reading that far back;
