@@ -262,16 +262,45 @@ class Assembler:
             key = (event.station_id, event.id_pseudonym)
             self._authorizations.setdefault(key, []).append((ts_ns, event.result.value))
 
-    def would_register(self, event: Event) -> bool:
-        """Whether ``add(event)`` would register a connector or session not seen yet. Rows are
-        in order of first sight, so readings that arrived before such an event must be added
-        before it; other events and readings may be added in any order between hand-outs."""
-        if isinstance(event, Authorize):
-            return False
-        if (event.station_id, event.connector_id) not in self._connector_index:
-            return True
-        session_id = event.session_id if not isinstance(event, StatusChange) else None
-        return session_id is not None and session_id not in self._session_index
+    def register_first_seen(
+        self, readings: ReadingColumns, events: Sequence[tuple[int, Event]]
+    ) -> None:
+        """Register the connectors and sessions that ``readings`` and ``events`` (one chunk,
+        with their arrival numbers) bring, in order of first sight across both: as adding
+        them in order of arrival would. Afterwards the chunk's events and readings may be
+        added in any order between hand-outs, and its readings in a few large slices rather
+        than one slice before each event that registers something."""
+        connectors: list[tuple[int, str, int, int]] = []  # arrival, station, connector, ts
+        sessions: list[tuple[int, str, str, int]] = []  # arrival, session, station, connector
+        if len(readings):
+            codes, first = np.unique(readings.key, return_index=True)
+            for code, at in zip(codes.tolist(), first.tolist(), strict=True):
+                station_id, connector_id = readings.keys[code]
+                if (station_id, connector_id) not in self._connector_index:
+                    arrival, ts_ns = int(readings.arrival[at]), int(readings.ts_ns[at])
+                    connectors.append((arrival, station_id, connector_id, ts_ns))
+            has = np.flatnonzero(readings.session >= 0)
+            codes, first = np.unique(readings.session[has], return_index=True)
+            for code, at in zip(codes.tolist(), has[first].tolist(), strict=True):
+                session_id = readings.session_ids[code]
+                if session_id not in self._session_index:
+                    station_id, connector_id = readings.keys[int(readings.key[at])]
+                    arrival = int(readings.arrival[at])
+                    sessions.append((arrival, session_id, station_id, connector_id))
+        for arrival, event in events:
+            if isinstance(event, Authorize):
+                continue
+            key = (event.station_id, event.connector_id)
+            if key not in self._connector_index:
+                connectors.append((arrival, event.station_id, event.connector_id, event.ts_ns))
+            session_id = None if isinstance(event, StatusChange) else event.session_id
+            if session_id is not None and session_id not in self._session_index:
+                sessions.append((arrival, session_id, event.station_id, event.connector_id))
+        for _arrival, station_id, connector_id, ts_ns in sorted(connectors):
+            if (station_id, connector_id) not in self._connector_index:
+                self._connector(station_id, connector_id, ts_ns)
+        for _arrival, session_id, station_id, connector_id in sorted(sessions):
+            self._session(session_id, station_id, connector_id)
 
     def add_readings(self, readings: ReadingColumns) -> None:
         """Take many valid readings at once, as ``add`` would take them one by one: connectors

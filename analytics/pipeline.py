@@ -318,19 +318,18 @@ def detect_chunks(
     max_cells: int = MAX_CELLS,
     fit: bool = True,
 ) -> Iterator[Detection]:
-    """``detect_events`` for decoded chunks, with the same result: each chunk's readings are
-    added as arrays, held back only as far as order matters (before an event that registers a
-    new connector or session, and before sessions are handed out)."""
+    """``detect_events`` for decoded chunks, with the same result: each chunk's connectors and
+    sessions are registered first, in order of first sight, then its readings are added as
+    arrays, held back only as far as order matters (before sessions are handed out)."""
     report = report if report is not None else DetectReport()
     chosen = list(detectors) if detectors is not None else default_detectors()
     assembler = Assembler()
     scoring = _Scoring(assembler, chosen, report, fit=fit)
     for chunk in chunks:
         readings = chunk.readings
+        assembler.register_first_seen(readings, chunk.events)
         added = 0  # readings before this one are in the assembler
         for number, event in chunk.events:
-            if assembler.would_register(event):
-                added = _add_readings_before(assembler, readings, added, number)
             assembler.add(number, event)
             if assembler.stopped >= max_sessions:
                 added = _add_readings_before(assembler, readings, added, number)
