@@ -115,6 +115,22 @@ def test_adding_a_session_leaves_the_others_alone(specs: list[Spec], extra: Spec
         assert_same(row_view(a, rows), row_view(b, rows))
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.lists(sessions(), min_size=1, max_size=6, unique_by=lambda s: s.session_id))
+def test_scoring_in_blocks_of_rows_gives_the_same_results(specs: list[Spec]) -> None:
+    """``detect`` scores per-row kinds a block of rows at a time: one row per block changes
+    nothing."""
+    batch = make_batch(specs)
+    detectors = fitted(batch)
+    rows = np.arange(len(specs))
+    whole = detect(batch, now_ns=NOW_NS, detectors=detectors)
+    batch.extra.clear()
+    blocks = detect(batch, now_ns=NOW_NS, detectors=detectors, block_cells=1)
+    for a, b in zip(whole, blocks, strict=True):
+        assert a.kind == b.kind
+        assert_same(row_view(a, rows), row_view(b, rows))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     register=st.floats(0.0, 1e9),
