@@ -616,7 +616,11 @@ def judge_candidates(
     sample), score the rest 0, and build the result: the shape several detectors share."""
     n = prep.power_w.shape[0]
     rows = np.flatnonzero(candidates.any(axis=1)) if candidates.size else np.zeros(0, np.int64)
-    verdict = scatter_verdict(n, rows, judge(take_rows(prep, rows)))
+    return verdict_result(kind, scatter_verdict(n, rows, judge(take_rows(prep, rows))), not_scored)
+
+
+def verdict_result(kind: str, verdict: Verdict, not_scored: np.ndarray) -> KindResult:
+    """The result of a verdict over all rows: flagged over the threshold (x > 1)."""
     return build_result(
         kind,
         excess_score(verdict.x),

@@ -18,8 +18,6 @@ from analytics.detectors._arrays import (
     Runs,
     StationRatings,
     Verdict,
-    build_result,
-    excess_score,
     fmt_kw,
     fmt_kwh,
     fmt_min,
@@ -36,6 +34,7 @@ from analytics.detectors._arrays import (
     scatter_verdict,
     take_rows,
     trapezoid_wh,
+    verdict_result,
 )
 from analytics.detectors.base import KindResult
 
@@ -454,15 +453,7 @@ class EarlyTaper:
         not_scored[dc_without_soc & is_none(not_scored)] = (
             "no state of charge reported: a DC car's own taper cannot be told from a derating"
         )
-        return build_result(
-            self.kind,
-            excess_score(verdict.x),
-            verdict.x > 1.0,
-            verdict.start_ns,
-            verdict.end_ns,
-            verdict.describe,
-            not_scored,
-        )
+        return verdict_result(self.kind, verdict, not_scored)
 
     def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:
         """Both kinds of evidence for the candidate rows; the stronger one speaks."""
