@@ -12,7 +12,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
 
-from chargewatch.state import Role
+from chargewatch.roles import Role
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from api.deps import Services, require
 from chargewatch.errors import BackpressureError
-from chargewatch.state import Role
+from chargewatch.roles import Role
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from api.deps import Services, require
-from chargewatch.state import Role
+from chargewatch.roles import Role
 
 router = APIRouter(tags=["health"])
 

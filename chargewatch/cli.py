@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import typer
@@ -23,9 +23,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 
 from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
-from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd, find_or_install_influxd
+from chargewatch.roles import Role
 from chargewatch.settings import Settings, influx_is_local, load_settings
-from chargewatch.state import Role, StateStore, default_state_url
+
+# InfluxDB's client and the state database are imported where they are used: `detect --input`,
+# `simulate` and `evaluate` need neither, and their libraries take a third of a second to load.
+if TYPE_CHECKING:
+    from chargewatch.influx import LocalInfluxd
 
 app = typer.Typer(
     name="chargewatch",
@@ -156,6 +160,7 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="Event file (JSON Lines, .gz allowed).")],
 ) -> None:
     """Load an event file into InfluxDB. Exit 0: all written; 1: some lines rejected."""
+    from chargewatch.influx import BatchWriter, InfluxClient
     from ingest.encode import Rejection
     from ingest.files import IngestReport, ingest_stream, open_events
     from ingest.pseudonym import load_pseudonymizer
@@ -286,6 +291,7 @@ def _detect_file(path: Path, output: Path) -> None:
 
 def _detect_window(since_ns: int, until_ns: int) -> None:
     from analytics.window import detect_window
+    from chargewatch.influx import InfluxClient
 
     settings = guarded(load_settings)
     with InfluxClient.from_settings(settings) as client:
@@ -303,6 +309,7 @@ def flags(
 
     from analytics.flags import encode_flag
     from analytics.window import query_flags
+    from chargewatch.influx import InfluxClient
 
     since_ns, until_ns = _window(since, until)
     settings = guarded(load_settings)
@@ -405,6 +412,8 @@ def keys_create(
     role: Annotated[Role, typer.Option(help="What the key may do.")] = Role.VIEWER,
 ) -> None:
     """Print a new API key once; only its hash is stored."""
+    from chargewatch.state import StateStore, default_state_url
+
     settings = guarded(load_settings)
     store = guarded(lambda: StateStore(settings.state_url or default_state_url(settings.data_dir)))
     try:
@@ -418,6 +427,8 @@ def stations_set_password(
     station_id: Annotated[str, typer.Argument(help="The station's identity (its URL path).")],
 ) -> None:
     """Set a station's OCPP Basic-auth password, read from standard input (stored hashed)."""
+    from chargewatch.state import StateStore, default_state_url
+
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 16:
         fail("the password must be at least 16 characters (OCPP security profile 1 asks for 16+)")
@@ -431,6 +442,8 @@ def stations_set_password(
 
 
 def _local_influxd(settings: Settings, data_dir: Path | None) -> LocalInfluxd:
+    from chargewatch.influx import LocalInfluxd
+
     url = urlsplit(settings.influx_url)
     if not influx_is_local(settings):
         raise ConfigError(
@@ -448,6 +461,7 @@ DataDirOption = Annotated[
 @influxd_app.command("start")
 def influxd_start(data_dir: DataDirOption = None) -> None:
     """Install InfluxDB if missing, start it on the URL's port, create the database."""
+    from chargewatch.influx import InfluxClient, find_or_install_influxd
 
     def run() -> str:
         settings = load_settings()

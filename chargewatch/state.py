@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import (
@@ -30,6 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from chargewatch.errors import ChargewatchError
+from chargewatch.roles import Role
 
 TRANSACTION_COUNTER = "ocpp_transaction_id"
 _API_KEY_PREFIX = "cw_"
@@ -38,12 +38,6 @@ _PBKDF2_ROUNDS = 200_000  # station passwords are chosen by people: slow them do
 
 class StateError(ChargewatchError):
     """The state database could not be opened or used."""
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
 
 
 class Base(DeclarativeBase):

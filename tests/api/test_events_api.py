@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargewatch.influx import InfluxClient, LocalInfluxd
+from chargewatch.roles import Role
 from chargewatch.serve import Service, build_app
 from chargewatch.settings import Settings
-from chargewatch.state import Role
 
 from .server import served
 

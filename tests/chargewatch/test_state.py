@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from chargewatch.state import Role, StateError, StateStore, default_state_url
+from chargewatch.roles import Role
+from chargewatch.state import StateError, StateStore, default_state_url
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
