@@ -1,0 +1,81 @@
+"""Detection quality over several simulated fleets: per kind, pooled and worst-seed figures.
+
+For each seed: `chargewatch simulate`, `chargewatch detect --input`, `chargewatch evaluate
+--json`, in a temporary folder. Then precision and recall per kind over all seeds together (a
+flag counts when its (session, kind) has a label, CONTRACTS.md section 5), the worst seed's, and
+the normal sessions flagged. Use seeds the detectors were never tuned on.
+
+    .venv/bin/python bench/quality.py --seeds 9401 9402 9403 --stations 200 --hours 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def chargewatch(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "chargewatch", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode not in (0, 1):  # 1: some lines rejected (none expected here)
+        raise SystemExit(f"chargewatch {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def evaluate_seed(folder: Path, seed: int, stations: int, hours: float) -> dict[str, Any]:
+    events, labels, flags = folder / "events.jsonl", folder / "labels.jsonl", folder / "flags.jsonl"
+    fleet = ["--stations", str(stations), "--hours", str(hours), "--seed", str(seed)]
+    chargewatch("simulate", *fleet, "--out", str(events), "--labels", str(labels))
+    chargewatch("detect", "--input", str(events), "--output", str(flags))
+    files = ["--flags", str(flags), "--labels", str(labels), "--events", str(events)]
+    result: dict[str, Any] = json.loads(chargewatch("evaluate", *files, "--json"))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--stations", type=int, default=200)
+    parser.add_argument("--hours", type=float, default=24.0)
+    args = parser.parse_args()
+
+    pooled: dict[str, list[int]] = {}  # kind -> flags, true positives, labels, labels found
+    worst: dict[str, list[float]] = {}  # kind -> worst precision, worst recall
+    normal = [0, 0]
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = evaluate_seed(Path(tmp), seed, args.stations, args.hours)
+        for k in result["kinds"]:
+            p = pooled.setdefault(k["kind"], [0, 0, 0, 0])
+            p[0] += k["flags"]
+            p[1] += k["true_positives"]
+            p[2] += k["labels"]
+            p[3] += k["labels_found"]
+            w = worst.setdefault(k["kind"], [1.0, 1.0])
+            if k["precision"] is not None:
+                w[0] = min(w[0], k["precision"])
+            if k["recall"] is not None:
+                w[1] = min(w[1], k["recall"])
+        normal[0] += result["normal_sessions_flagged"]
+        normal[1] += result["normal_sessions"]
+        print(f"seed {seed}: overall {result['overall']}", flush=True)
+
+    print(f"\n{len(args.seeds)} fleets of {args.stations} stations x {args.hours:g} h")
+    for kind, (flags, tp, labels, found) in sorted(pooled.items()):
+        precision = f"{tp / flags:.3f}" if flags else "  -  "
+        recall = f"{found / labels:.3f}" if labels else "  -  "
+        print(
+            f"{kind:20s} flags {flags:4d} labels {labels:4d}  precision {precision}"
+            f"  recall {recall}  worst seed: {worst[kind][0]:.3f} / {worst[kind][1]:.3f}"
+        )
+    print(f"normal sessions flagged: {normal[0]} of {normal[1]} (target <= 1 %)")
+
+
+if __name__ == "__main__":
+    main()
