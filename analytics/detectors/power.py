@@ -191,8 +191,12 @@ class Stall:
 # - the band: the level ratio stays below a floor for its point of the charge, against SoC in
 #   5 % bins (DC, or any car reporting SoC) or against "minutes at peak power still to go before
 #   charging ends" in 15-min bins (AC), per rated-power class;
-# - the step: power falls to under (1 - ``min_drop``) of its level within a few minutes and a
-#   few % of SoC, then holds there, which no car's own curve does.
+# - the step: power falls by more than ``min_drop`` against a reading up to 5 min and 5 % of SoC
+#   before (any point of a DC curve below 65 % SoC; on AC a reading at its level), then holds
+#   there for 10 min, which no car's own curve does (``_falls``, ``EarlyTaper._step``).
+#
+# The first pass (``EarlyTaper._candidates``) finds, in a few passes over the batch, every row
+# either could hold against, so that the full judgement runs on a small share of the rows.
 
 SOC_BIN_PCT = 5.0
 N_SOC_BINS = 20
