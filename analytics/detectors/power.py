@@ -262,6 +262,10 @@ class EarlyTaper:
         hold_fraction: float = 0.7,  # held: after settling (``max_fall_s`` into the fall) power
         #                              stays above 70 % of where it settled; a car's own taper
         #                              keeps falling towards full
+        min_to_go_after_fall_min: float = 10.0,  # without SoC: a fall with less than 10 min at
+        #                                          peak power still to come is the car's own
+        #                                          last few % (a balancing current at 1-2 kW
+        #                                          for half an hour is about 5 min at 11 kW)
     ) -> None:
         self.quantile = quantile
         self.band_margin = band_margin
@@ -275,6 +279,7 @@ class EarlyTaper:
         self.max_fall_soc_pct = max_fall_soc_pct
         self.dc_step_max_soc_pct = dc_step_max_soc_pct
         self.hold_fraction = hold_fraction
+        self.min_to_go_after_fall_min = min_to_go_after_fall_min
 
     # -- learning -------------------------------------------------------------------------------
 
@@ -579,6 +584,15 @@ class EarlyTaper:
         hold = runs(step, prep.dt_s)
         from_start = hold.first == low_run.first[:, 1:]
         x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
+        # Without SoC, only the energy still to come tells a fall well before full from a car
+        # that drops to a low balancing current for its last few % (some do, for half an
+        # hour): the charge must still take ``min_to_go_after_fall_min`` at its peak power
+        # from where the fall began
+        without_soc = ~f.uses_soc
+        if without_soc.any():
+            to_go = np.take_along_axis(self._minutes_to_go(prep, without_soc), first, axis=1)
+            near_full = without_soc[:, None] & ~(to_go >= self.min_to_go_after_fall_min)
+            x = np.where(near_full[:, 1:], 0.0, x)
         return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
 
 

@@ -51,6 +51,14 @@ def early_taper_dc() -> list[Spec]:
     return [with_(spec, soc_pct=list(soc))]
 
 
+def early_taper_ac_until_the_driver_leaves() -> list[Spec]:
+    # 11 kW, then 4.5 kW for the last 30 min: no recovery before the stop
+    t = minutes(150)
+    p = np.where(t >= 120 * MIN, 4_500.0, 11_000.0)
+    p[0] = 0.0
+    return [from_power(t, p, offered_w=11_000.0)]
+
+
 def dc_charge(
     curve_soc: list[float],
     curve_kw: list[float],
@@ -220,6 +228,15 @@ def normal_ac_long_slow_taper() -> list[Spec]:
     return [charge(power_w=3_700.0, minutes=720, full_after_min=600, taper_min=240)]
 
 
+def normal_ac_balancing_near_full() -> list[Spec]:
+    # some cars drop abruptly to a low balancing current for their last few % and hold it
+    t = minutes(240)
+    p = np.where(t < 150 * MIN, 11_000.0, np.where(t < 185 * MIN, 1_500.0, 0.0))
+    p[0] = 0.0
+    full = np.where(t >= 185 * MIN, int(StatusCode.SUSPENDED_EV), int(StatusCode.CHARGING))
+    return [from_power(t, p, offered_w=11_000.0, status=full)]
+
+
 def normal_load_managed() -> list[Spec]:
     t = minutes(240)
     offered = np.where((t >= 60 * MIN) & (t < 120 * MIN), 4_140.0, 11_000.0)
@@ -291,6 +308,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("early_taper AC", early_taper_ac, {"early_taper"}),
     ("early_taper DC", early_taper_dc, {"early_taper"}),
     ("early_taper DC, derated until the end", early_taper_dc_derated_to_the_end, {"early_taper"}),
+    (
+        "early_taper AC, until the driver leaves",
+        early_taper_ac_until_the_driver_leaves,
+        {"early_taper"},
+    ),
     ("meter_stuck", meter_stuck, {"meter_stuck"}),
     ("meter_backwards", meter_backwards, {"meter_backwards"}),
     ("meter reset to zero", meter_reset, {"meter_backwards"}),
@@ -308,6 +330,7 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("DC curves that step down (published shapes)", normal_dc_stepped_curves, set()),
     ("DC offer lifted when the car's curve is lower", normal_dc_offer_lifted_later, set()),
     ("AC car tapering for hours", normal_ac_long_slow_taper, set()),
+    ("AC car balancing at 1.5 kW near full", normal_ac_balancing_near_full, set()),
     ("held down by a lower offer", normal_load_managed, set()),
     ("paused by the charger (offer 0)", normal_pause_by_charger, set()),
     ("single missing samples", normal_single_missing_samples, set()),
