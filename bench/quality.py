@@ -28,9 +28,12 @@ def chargewatch(*args: str) -> str:
     return done.stdout
 
 
-def evaluate_seed(folder: Path, seed: int, stations: int, hours: float) -> dict[str, Any]:
+def evaluate_seed(
+    folder: Path, seed: int, stations: int, hours: float, rate: float
+) -> dict[str, Any]:
     events, labels, flags = folder / "events.jsonl", folder / "labels.jsonl", folder / "flags.jsonl"
     fleet = ["--stations", str(stations), "--hours", str(hours), "--seed", str(seed)]
+    fleet += ["--anomaly-rate", str(rate)]
     chargewatch("simulate", *fleet, "--out", str(events), "--labels", str(labels))
     chargewatch("detect", "--input", str(events), "--output", str(flags))
     files = ["--flags", str(flags), "--labels", str(labels), "--events", str(events)]
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--stations", type=int, default=200)
     parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--anomaly-rate", type=float, default=0.05)
     args = parser.parse_args()
 
     pooled: dict[str, list[int]] = {}  # kind -> flags, true positives, labels, labels found
@@ -50,7 +54,7 @@ def main() -> None:
     normal = [0, 0]
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            result = evaluate_seed(Path(tmp), seed, args.stations, args.hours)
+            result = evaluate_seed(Path(tmp), seed, args.stations, args.hours, args.anomaly_rate)
         for k in result["kinds"]:
             p = pooled.setdefault(k["kind"], [0, 0, 0, 0])
             p[0] += k["flags"]
