@@ -8,6 +8,7 @@ integral of the power.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Self
 
 import numpy as np
@@ -204,7 +205,6 @@ class MeterBackwards(_Rated):
         worst = pick(drop, at)
         tolerance_wh = self.tolerance_resolutions * prep.resolution_wh
         x = worst / tolerance_wh
-        flagged = x > 1.0
         before = pick(prep.energy_ff_wh, at)
         after = pick(prep.energy_ff_wh, at + 1)
 
@@ -219,15 +219,7 @@ class MeterBackwards(_Rated):
                 for i in rows
             ]
 
-        return build_result(
-            self.kind,
-            excess_score(x),
-            flagged,
-            pick(prep.t_ns, at).astype(np.int64),
-            pick(prep.t_ns, at + 1).astype(np.int64),
-            describe,
-            not_scored_reason(prep, 2, "energy"),
-        )
+        return step_result(self.kind, prep, x, at, describe, not_scored_reason(prep, 2, "energy"))
 
 
 class MeterJump(_Rated):
@@ -282,7 +274,6 @@ class MeterJump(_Rated):
         at = nan_argmax(ratio)
         x = pick(ratio, at)
         x = np.where(np.isnan(x), 0.0, x)
-        flagged = x > 1.0
         step = pick(rise, at)
         dt = pick(prep.dt_s, at)
         could = pick(allowed, at)
@@ -298,15 +289,7 @@ class MeterJump(_Rated):
                 for i in rows
             ]
 
-        return build_result(
-            self.kind,
-            excess_score(x),
-            flagged,
-            pick(prep.t_ns, at).astype(np.int64),
-            pick(prep.t_ns, at + 1).astype(np.int64),
-            describe,
-            not_scored,
-        )
+        return step_result(self.kind, prep, x, at, describe, not_scored)
 
 
 class MeterMismatch(_Rated):
@@ -397,3 +380,24 @@ class MeterMismatch(_Rated):
             describe,
             not_scored,
         )
+
+
+def step_result(
+    kind: str,
+    prep: Prepared,
+    x: FloatArray,
+    at: IntArray,
+    describe: Callable[[IntArray], list[str]],
+    not_scored: np.ndarray,
+) -> KindResult:
+    """The result of evidence ``x`` (1 at the threshold) found at one register step per row,
+    ``at``: flagged over the threshold, spanning that step."""
+    return build_result(
+        kind,
+        excess_score(x),
+        x > 1.0,
+        pick(prep.t_ns, at).astype(np.int64),
+        pick(prep.t_ns, at + 1).astype(np.int64),
+        describe,
+        not_scored,
+    )

@@ -28,6 +28,12 @@ def minutes(total: float, step_s: float = 60.0) -> np.ndarray:
     return np.arange(0.0, total * MIN + 1e-9, step_s)
 
 
+def only_samples(spec: Spec, keep: np.ndarray) -> Spec:
+    """``spec`` with only the samples at ``keep`` (the others were never sent)."""
+    columns = ("t_s", "energy_wh", "power_w", "offered_w", "status")
+    return with_(spec, **{name: list(np.asarray(getattr(spec, name))[keep]) for name in columns})
+
+
 def stall() -> list[Spec]:
     t = minutes(180)
     p = np.where((t >= 60 * MIN) & (t < 90 * MIN), 0.0, 7_400.0)
@@ -133,16 +139,7 @@ def meter_mismatch() -> list[Spec]:
 def data_gap() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     keep = np.r_[0:40, 52:121]
-    return [
-        with_(
-            spec,
-            t_s=list(np.asarray(spec.t_s)[keep]),
-            energy_wh=list(np.asarray(spec.energy_wh)[keep]),
-            power_w=list(np.asarray(spec.power_w)[keep]),
-            offered_w=list(np.asarray(spec.offered_w)[keep]),
-            status=list(np.asarray(spec.status)[keep]),
-        )
-    ]
+    return [only_samples(spec, keep)]
 
 
 def _shift_times(spec: Spec, rows: slice, by_s: float) -> Spec:
@@ -257,16 +254,7 @@ def normal_pause_by_charger() -> list[Spec]:
 def normal_single_missing_samples() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     keep = np.setdiff1d(np.arange(121), [20, 50, 80])
-    return [
-        with_(
-            spec,
-            t_s=list(np.asarray(spec.t_s)[keep]),
-            energy_wh=list(np.asarray(spec.energy_wh)[keep]),
-            power_w=list(np.asarray(spec.power_w)[keep]),
-            offered_w=list(np.asarray(spec.offered_w)[keep]),
-            status=list(np.asarray(spec.status)[keep]),
-        )
-    ]
+    return [only_samples(spec, keep)]
 
 
 def normal_noisy() -> list[Spec]:
