@@ -385,7 +385,9 @@ def iter_jsonl_chunks(
             carry += tail
             if len(carry) > max_line_bytes:
                 number += 1
-                pending.append((number, carry[: max_line_bytes + 1]))
+                head = carry[: max_line_bytes + 1]
+                if head.strip():  # blank as far as it is read: skipped, as iter_jsonl does
+                    pending.append((number, head))
                 carry, cut = b"", True
         while len(pending) >= max_lines:
             yield pending[:max_lines]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chargewatch.errors import EventError
@@ -214,6 +214,8 @@ def test_iter_jsonl_numbers_lines_skips_blank_ones_and_cuts_over_long_ones() -> 
     block_bytes=st.integers(1, 17),
     max_lines=st.integers(1, 5),
 )
+# an over-long line that is blank as far as it is read is skipped, as iter_jsonl skips it
+@example(pieces=[b" "] * 7 + [b"  \n"], block_bytes=1, max_lines=1)
 def test_iter_jsonl_chunks_gives_the_lines_of_iter_jsonl(
     pieces: list[bytes], block_bytes: int, max_lines: int
 ) -> None:
