@@ -1,67 +1,17 @@
-"""Flags: one record per flagged (session, kind), and their JSON Lines and InfluxDB forms.
-
-The JSON Lines form is CONTRACTS.md section 4, key for key and in that order. In InfluxDB a flag
-is a point of measurement ``flag`` tagged by station, connector and kind, stamped with its start:
-re-running detection over the same data overwrites the same points instead of adding new ones.
-"""
+"""Flags from detector results: one ``Flag`` (``chargewatch.flags``) per flagged (row, kind)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Iterable
 
 import numpy as np
-import orjson
 
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors.base import KindResult
-from chargewatch.errors import EventError
-from chargewatch.events import format_ts, iter_jsonl, parse_ts
-from chargewatch.influx import Series, format_point
+from chargewatch.flags import Flag
 
-__all__ = [
-    "FLAG_MEASUREMENT",
-    "Flag",
-    "decode_flag",
-    "encode_flag",
-    "flags_from_results",
-    "flags_from_series",
-    "flags_to_lines",
-    "read_flags",
-    "write_flags",
-]
-
-FLAG_MEASUREMENT = "flag"
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """One flagged (session, kind). ``session_id`` is None for an orphan segment."""
-
-    session_id: str | None
-    station_id: str
-    connector_id: int
-    kind: str
-    score: float  # [0, 1], higher is more abnormal
-    start_ns: int
-    end_ns: int
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The CONTRACTS.md section 4 object."""
-        return {
-            "session_id": self.session_id,
-            "station_id": self.station_id,
-            "connector_id": self.connector_id,
-            "kind": self.kind,
-            "score": self.score,
-            "start": format_ts(self.start_ns),
-            "end": format_ts(self.end_ns),
-            "reason": self.reason,
-        }
+__all__ = ["flags_from_results"]
 
 
 def flags_from_results(batch: SessionBatch, results: Iterable[KindResult]) -> list[Flag]:
@@ -106,120 +56,3 @@ def _row_span(batch: SessionBatch) -> tuple[np.ndarray, np.ndarray]:
     last_t = batch.t_ns[np.arange(n), last] if batch.n_steps else np.zeros(n, np.int64)
     end = np.where(batch.stop_ns != NO_TIME, batch.stop_ns, np.maximum(last_t, batch.start_ns))
     return batch.start_ns, end
-
-
-def encode_flag(flag: Flag) -> bytes:
-    """One JSON Lines line, newline included."""
-    return orjson.dumps(flag.to_json()) + b"\n"
-
-
-def write_flags(path: Path, flags: Iterable[Flag]) -> int:
-    """Write ``flags`` as JSON Lines; returns how many were written."""
-    count = 0
-    with path.open("wb") as out:
-        for flag in flags:
-            out.write(encode_flag(flag))
-            count += 1
-    return count
-
-
-def decode_flag(obj: Any) -> Flag:
-    """A flag from its decoded JSON object; ``EventError`` names the bad field."""
-    if not isinstance(obj, dict):
-        raise EventError(None, "a flag must be a JSON object")
-    session_id = obj.get("session_id")
-    if session_id is not None and not isinstance(session_id, str):
-        raise EventError("session_id", "must be a string or null")
-    station_id, kind, reason = obj.get("station_id"), obj.get("kind"), obj.get("reason", "")
-    for name, value in (("station_id", station_id), ("kind", kind), ("reason", reason)):
-        if not isinstance(value, str):
-            raise EventError(name, "must be a string")
-    connector_id, score = obj.get("connector_id"), obj.get("score")
-    if isinstance(connector_id, bool) or not isinstance(connector_id, int):
-        raise EventError("connector_id", "must be an integer")
-    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
-        raise EventError("score", "must be a number in [0, 1]")
-    return Flag(
-        session_id=session_id,
-        station_id=str(station_id),
-        connector_id=connector_id,
-        kind=str(kind),
-        score=float(score),
-        start_ns=parse_ts(obj.get("start"), "start"),
-        end_ns=parse_ts(obj.get("end"), "end"),
-        reason=str(reason),
-    )
-
-
-def iter_flags(stream: IO[bytes]) -> Iterator[tuple[int, Flag]]:
-    """``(line_number, flag)`` for each line; ``EventError`` says which line is bad."""
-    for number, line in iter_jsonl(stream):
-        try:
-            yield number, decode_flag(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            raise EventError(None, f"line {number}: not valid JSON ({exc.msg})") from None
-        except EventError as exc:
-            raise EventError(exc.field, f"line {number}: {exc.reason}") from None
-
-
-def read_flags(path: Path) -> list[Flag]:
-    """Every flag of a JSON Lines file (labels read the same way: see ``evaluate``)."""
-    with path.open("rb") as stream:
-        return [flag for _number, flag in iter_flags(stream)]
-
-
-def flags_to_lines(flags: Iterable[Flag]) -> Iterator[str]:
-    """Line protocol: measurement ``flag``, tags station/connector/kind, time = the flag's start.
-
-    Two flags of one kind on one connector share a point only if they start at the same
-    nanosecond, which for two sessions on one connector does not happen.
-    """
-    for flag in flags:
-        yield format_point(
-            FLAG_MEASUREMENT,
-            {
-                "station_id": flag.station_id,
-                "connector_id": str(flag.connector_id),
-                "kind": flag.kind,
-            },
-            {
-                "session_id": flag.session_id,
-                "score": flag.score,
-                "start_ns": flag.start_ns,
-                "end_ns": flag.end_ns,
-                # InfluxDB's JSON hands integers back as float64, exact only below 2**53: the
-                # start comes back exactly as the point's time, the end as start + duration.
-                "duration_ns": flag.end_ns - flag.start_ns,
-                "reason": flag.reason,
-            },
-            flag.start_ns,
-        )
-
-
-def flags_from_series(series: Sequence[Series]) -> list[Flag]:
-    """Flags from ``SELECT * FROM flag ...`` with ``epoch=ns`` (tags grouped or as columns)."""
-    flags: list[Flag] = []
-    for s in series:
-        cols = s.columns
-        n = len(s)
-        tag_columns = {
-            name: [s.tags[name]] * n if name in s.tags else [str(v) for v in cols[name]]
-            for name in ("station_id", "connector_id", "kind")
-        }
-        sessions = cols["session_id"] if "session_id" in cols else [None] * n
-        for i in range(n):
-            session = sessions[i]
-            flags.append(
-                Flag(
-                    session_id=None if session is None else str(session),
-                    station_id=tag_columns["station_id"][i],
-                    connector_id=int(tag_columns["connector_id"][i]),
-                    kind=tag_columns["kind"][i],
-                    score=float(cols["score"][i]),
-                    start_ns=int(cols["time"][i]),
-                    end_ns=int(cols["time"][i]) + int(cols["duration_ns"][i]),
-                    reason=str(cols["reason"][i]),
-                )
-            )
-    flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))
-    return flags

@@ -31,10 +31,11 @@ from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import default_detectors, detect
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
-from analytics.flags import Flag, flags_from_results
+from analytics.flags import flags_from_results
 from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
 from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_chunks
+from chargewatch.flags import Flag
 from chargewatch.schema import READING_FIELDS
 
 __all__ = [

@@ -13,9 +13,8 @@ running a window again, or overlapping windows, overwrites points instead of add
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
-from typing import Any
 
 import numpy as np
 
@@ -23,133 +22,22 @@ from analytics.assemble import AUTHORIZE_WINDOW_NS, assemble
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import default_detectors
 from analytics.detectors.base import Detector, KindResult
-from analytics.flags import (
-    FLAG_MEASUREMENT,
-    Flag,
-    flags_from_results,
-    flags_from_series,
-    flags_to_lines,
-)
+from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
-from chargewatch.events import (
-    AuthorizationStatus,
-    Authorize,
-    ChargePointErrorCode,
-    ChargePointStatus,
-    Event,
-    EventType,
-    Reading,
-    SessionStart,
-    SessionStop,
-    StatusChange,
-)
-from chargewatch.influx import InfluxClient, Series, quote_ident
-from chargewatch.schema import READING_FIELDS
+from chargewatch.flags import Flag, flags_to_lines
+from chargewatch.influx import InfluxClient
+from chargewatch.schema import Lookback, read_events
 
-__all__ = ["SESSION_LOOKBACK_NS", "detect_window", "query_flags", "window_events"]
+__all__ = ["SESSION_LOOKBACK_NS", "WINDOW_LOOKBACK", "detect_window"]
 
 SESSION_LOOKBACK_NS = 48 * 3600 * 1_000_000_000  # no session is expected to last longer
-_STATUS_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
+WINDOW_LOOKBACK = Lookback(
+    session_ns=SESSION_LOOKBACK_NS,
+    status_ns=24 * 3600 * 1_000_000_000,
+    authorize_ns=AUTHORIZE_WINDOW_NS,
+)
 _WRITE_LINES = 5000
-
-
-def _select(measurement: str, since_ns: int, until_ns: int, *, group: bool = True) -> str:
-    where = f"time >= {since_ns} AND time < {until_ns}"
-    by = ' GROUP BY "station_id", "connector_id"' if group else ' GROUP BY "station_id"'
-    return f"SELECT * FROM {quote_ident(measurement)} WHERE {where}{by}"
-
-
-def _rows(series: Iterable[Series]) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
-    """Each row of each series as (tags, {column: value}); NaN and None mean "not measured"."""
-    for s in series:
-        names = list(s.columns)
-        for values in zip(*(s.columns[name].tolist() for name in names), strict=True):
-            yield s.tags, dict(zip(names, values, strict=True))
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, float | int) and value == value else None
-
-
-def window_events(client: InfluxClient, since_ns: int, until_ns: int) -> list[Event]:
-    """The events needed to judge the window's sessions, in time order."""
-    events: list[Event] = []
-    lookback = since_ns - SESSION_LOOKBACK_NS
-    starts: list[SessionStart] = []
-    for tags, row in _rows(client.query(_select(EventType.SESSION_START, lookback, until_ns))):
-        session_id, pseudonym = _text(row.get("session_id")), _text(row.get("id_pseudonym"))
-        if session_id is not None and pseudonym is not None:
-            starts.append(
-                SessionStart(
-                    int(row["time"]),
-                    tags["station_id"],
-                    int(tags["connector_id"]),
-                    session_id,
-                    pseudonym,
-                    _number(row.get("meter_start_wh")),
-                )
-            )
-    stops: list[SessionStop] = []
-    for tags, row in _rows(client.query(_select(EventType.SESSION_STOP, lookback, until_ns))):
-        session_id = _text(row.get("session_id"))
-        if session_id is not None:
-            stops.append(
-                SessionStop(
-                    int(row["time"]),
-                    tags["station_id"],
-                    int(tags["connector_id"]),
-                    session_id,
-                    _number(row.get("meter_stop_wh")),
-                    _text(row.get("reason")),
-                )
-            )
-    # Readings are read from the earliest start of a session this window judges (one that stops
-    # in it or is still open), not from the whole look-back.
-    stopped_before = {stop.session_id for stop in stops if stop.ts_ns < since_ns}
-    judged = [start.ts_ns for start in starts if start.session_id not in stopped_before]
-    earliest = min([since_ns, *judged])
-    events += starts
-    events += stops
-    for tags, row in _rows(client.query(_select(EventType.READING, earliest, until_ns))):
-        values = [_number(row.get(name)) for name in READING_FIELDS]
-        events.append(
-            Reading(
-                int(row["time"]),
-                tags["station_id"],
-                int(tags["connector_id"]),
-                _text(row.get("session_id")),
-                *values,
-            )
-        )
-    status_from = earliest - _STATUS_LOOKBACK_NS
-    for tags, row in _rows(client.query(_select(EventType.STATUS, status_from, until_ns))):
-        try:
-            status = ChargePointStatus(str(row.get("status")))
-            error = ChargePointErrorCode(str(row.get("error_code") or "NoError"))
-        except ValueError:
-            continue  # written by something else: not ours to guess
-        events.append(
-            StatusChange(
-                int(row["time"]), tags["station_id"], int(tags["connector_id"]), status, error
-            )
-        )
-    auth_from = earliest - AUTHORIZE_WINDOW_NS
-    query = _select(EventType.AUTHORIZE, auth_from, until_ns, group=False)
-    for tags, row in _rows(client.query(query)):
-        pseudonym = _text(row.get("id_pseudonym"))
-        try:
-            result = AuthorizationStatus(str(row.get("result")))
-        except ValueError:
-            continue
-        if pseudonym is not None:
-            events.append(Authorize(int(row["time"]), tags["station_id"], pseudonym, result))
-    events.sort(key=lambda e: e.ts_ns)
-    return events
 
 
 def _in_window(batch: SessionBatch, since_ns: int, until_ns: int) -> np.ndarray:
@@ -185,7 +73,7 @@ def detect_window(
         raise ValueError("until must be later than since")
     began = time.perf_counter()
     report = DetectReport(now_ns=until_ns)
-    events = window_events(client, since_ns, until_ns)
+    events = read_events(client, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
     report.lines = len(events)
     batch = assemble(enumerate(events, start=1))
     chosen = list(detectors) if detectors is not None else default_detectors()
@@ -214,13 +102,3 @@ def _take(result: KindResult, rows: np.ndarray) -> KindResult:
         end_ns=result.end_ns[rows],
         reason=result.reason[rows],
     )
-
-
-def query_flags(client: InfluxClient, since_ns: int, until_ns: int) -> list[Flag]:
-    """The stored flags that start in ``[since, until)``, ordered by start."""
-    query = (
-        f"SELECT * FROM {quote_ident(FLAG_MEASUREMENT)} "
-        f"WHERE time >= {since_ns} AND time < {until_ns} "
-        'GROUP BY "station_id", "connector_id", "kind"'
-    )
-    return flags_from_series(client.query(query))

@@ -1,16 +1,16 @@
 """What the routes need from the running service, and the API-key check.
 
-The routes see the service only through ``ApiServices``, built by ``chargewatch.serve``; this
+The routes see the service only through ``ApiServices``, built by ``service.serve``; this
 keeps api/ free of ingest internals and lets tests build the app around real parts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, WebSocket, status
 
 from chargewatch.roles import Role
 
@@ -37,6 +37,26 @@ class EventAcceptor(Protocol):
     def __call__(self, events: list[tuple[int, Any]]) -> AcceptOutcome: ...
 
 
+class OcppEndpoint(Protocol):
+    """The OCPP-J conversation behind ``/ocpp/{station_id}`` (the gateway, in ``service``)."""
+
+    @property
+    def subprotocols(self) -> Sequence[str]:
+        """Supported subprotocols, preferred first."""
+        ...
+
+    @property
+    def station_auth(self) -> bool:
+        """Whether stations must send HTTP Basic credentials (OCPP security profile 1)."""
+        ...
+
+    def check_password(self, station_id: str, password: str) -> bool: ...
+
+    async def serve(self, station_id: str, subprotocol: str, websocket: WebSocket) -> None:
+        """Talk with an accepted station until it leaves."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ApiServices:
     accept_events: EventAcceptor
@@ -45,6 +65,7 @@ class ApiServices:
     metrics: Callable[[], tuple[bytes, str]]  # payload and content type
     max_body_bytes: int
     api_auth: bool = True
+    ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
 
 
 def services(request: Request) -> ApiServices:

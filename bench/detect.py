@@ -37,7 +37,7 @@ from analytics.detectors import (
     default_detectors,
     detect,
 )
-from analytics.detectors._arrays import prepared
+from analytics.detectors.prepared import prepared
 
 NS = 1_000_000_000
 T0 = 1_795_420_800 * NS

@@ -46,7 +46,7 @@ def report():
         if line.startswith("VmHWM:"):
             sys.stderr.write("peak_kb " + line.split()[1] + "\\n")
 atexit.register(report)
-from chargewatch.cli import main
+from service.cli import main
 sys.argv = ["chargewatch", *sys.argv[1:]]
 main()
 """

@@ -57,7 +57,7 @@ from chargewatch.errors import InfluxError
 from chargewatch.events import Event
 from chargewatch.influx.client import InfluxClient
 from chargewatch.influx.server import LocalInfluxd, free_port
-from ingest.ocpp import (
+from ingest.ocppj import (
     SUBPROTOCOLS,
     AuthMode,
     AuthPolicy,

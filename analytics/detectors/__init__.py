@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from analytics.batch import SessionBatch
 from analytics.detectors.base import Detector, KindResult
+from analytics.detectors.early_taper import EarlyTaper
 from analytics.detectors.identity import ConcurrentIdTag, UnauthorizedEnergy
 from analytics.detectors.meter import MeterBackwards, MeterJump, MeterMismatch, MeterStuck
-from analytics.detectors.power import EarlyTaper, Stall
+from analytics.detectors.stall import Stall
 from analytics.detectors.timing import ClockFault, DataGap
 
 __all__ = [

@@ -7,23 +7,13 @@ from typing import Self
 import numpy as np
 
 from analytics.batch import NO_TIME, IntArray, SessionBatch
-from analytics.detectors._arrays import (
-    NS_PER_S,
-    StationRatings,
-    build_result,
-    excess_score,
-    fmt_kwh,
-    is_none,
-    pick,
-    prepared,
-    rated_power_w,
-    row_max,
-    row_sum,
-    trapezoid_wh,
-)
 from analytics.detectors.base import KindResult
 from analytics.detectors.meter import jump_allowance_wh
+from analytics.detectors.prepared import NS_PER_S, prepared
+from analytics.detectors.ratings import StationRatings, rated_power_w
+from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
+from analytics.detectors.verdicts import build_result, excess_score, fmt_kwh, is_none
 
 
 class UnauthorizedEnergy:

@@ -14,10 +14,11 @@ from typing import Self
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
-from analytics.detectors._arrays import (
-    NS_PER_S,
-    Prepared,
-    StationRatings,
+from analytics.detectors.base import KindResult
+from analytics.detectors.prepared import NS_PER_S, Prepared, prepared
+from analytics.detectors.ratings import StationRatings, rated_power_w
+from analytics.detectors.reductions import nan_argmax, pick, row_sum_where, runs, trapezoid_wh
+from analytics.detectors.verdicts import (
     Verdict,
     build_result,
     excess_score,
@@ -26,16 +27,8 @@ from analytics.detectors._arrays import (
     fmt_min,
     is_none,
     judge_candidates,
-    nan_argmax,
     not_scored_reason,
-    pick,
-    prepared,
-    rated_power_w,
-    row_sum_where,
-    runs,
-    trapezoid_wh,
 )
-from analytics.detectors.base import KindResult
 
 _INT_MIN = np.iinfo(np.int64).min
 

@@ -7,20 +7,16 @@ from typing import Self
 import numpy as np
 
 from analytics.batch import NO_TIME, SessionBatch
-from analytics.detectors._arrays import (
+from analytics.detectors.base import KindResult
+from analytics.detectors.prepared import (
     CLOCK_BEFORE_START_S,
     CLOCK_DISORDER_S,
     CLOCK_FUTURE_S,
     NS_PER_S,
-    build_result,
-    excess_score,
-    is_none,
-    nan_argmax,
-    not_scored_reason,
-    pick,
     prepared,
 )
-from analytics.detectors.base import KindResult
+from analytics.detectors.reductions import nan_argmax, pick
+from analytics.detectors.verdicts import build_result, excess_score, is_none, not_scored_reason
 
 
 def fmt_span(seconds: float) -> str:

@@ -20,7 +20,7 @@ from analytics.pipeline import (
 from chargewatch.errors import EventError
 from chargewatch.events import MAX_LINE_BYTES, EventDecoder
 from ingest.pseudonym import Pseudonymizer
-from ingest.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 
 # Lines the columnar checks do not take, or that are not valid at all, slipped into the fleet.
 _ODD_LINES = [

@@ -12,14 +12,14 @@ import orjson
 import pytest
 
 from analytics.detectors import ConcurrentIdTag
-from analytics.evaluate import count_sessions, evaluate, read_labels
-from analytics.flags import Flag, read_flags, write_flags
 from analytics.pipeline import detect_stream
-from analytics.window import detect_window, query_flags
+from analytics.window import detect_window
 from chargewatch.events import EventDecoder, parse_ts
+from chargewatch.flags import Flag, query_flags, read_flags, write_flags
 from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
+from models.evaluate import count_sessions, evaluate, read_labels
 
 from ._support import CONTRACT_KEYS, OrphanEnergy, RegisterFalls
 

@@ -11,16 +11,10 @@ import pytest
 from analytics.assemble import assemble
 from analytics.batch import NO_TIME
 from analytics.detectors.base import KindResult
-from analytics.flags import (
-    Flag,
-    decode_flag,
-    flags_from_results,
-    flags_to_lines,
-    read_flags,
-    write_flags,
-)
+from analytics.flags import flags_from_results
 from chargewatch.errors import EventError
 from chargewatch.events import Event
+from chargewatch.flags import Flag, decode_flag, flags_to_lines, read_flags, write_flags
 
 from ._support import CONTRACT_KEYS, at, numbered, reading, start, stop
 

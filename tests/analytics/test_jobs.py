@@ -11,13 +11,13 @@ import orjson
 import pytest
 
 from analytics.jobs import CURSOR, DetectionJob
-from analytics.window import query_flags
 from chargewatch.events import EventDecoder, parse_ts
+from chargewatch.flags import query_flags
 from chargewatch.influx import BatchWriter, InfluxClient
 from chargewatch.state import StateStore, default_state_url
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
-from ingest.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 
 HOUR_NS = 3600 * 1_000_000_000
 START = "2026-11-23T00:00:00+00:00"

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.roles import Role
-from chargewatch.serve import Service, build_app
 from chargewatch.settings import Settings
+from service.serve import Service, build_app
 
 from .server import served
 

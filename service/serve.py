@@ -8,27 +8,15 @@ fsynced into the spool before it is acknowledged; the drainer sends the spool to
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 from analytics.jobs import DetectionJob, start_scheduler
 from api.app import create_app
@@ -40,78 +28,12 @@ from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore, default_state_url
 from ingest.encode import ChunkEncoder
-from ingest.ocpp import (
-    SUBPROTOCOLS,
-    AuthPolicy,
-    OcppGateway,
-    starlette_connection,
-)
+from ingest.ocppj import SUBPROTOCOLS, AuthPolicy, OcppGateway, starlette_connection
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import Spool, SpoolDrainer
+from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
-
-
-class Metrics:
-    """The service's Prometheus metrics, in a registry of its own (nothing global)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.accepted = Counter(
-            "chargewatch_events_accepted",
-            "Events accepted and spooled",
-            ["source", "type"],
-            registry=self.registry,
-        )
-        self.rejected = Counter(
-            "chargewatch_events_rejected",
-            "Events rejected, by the field at fault",
-            ["source", "field"],
-            registry=self.registry,
-        )
-        self.spool_events = Gauge(
-            "chargewatch_spool_depth_events", "Lines waiting for InfluxDB", registry=self.registry
-        )
-        self.spool_bytes = Gauge(
-            "chargewatch_spool_depth_bytes", "Bytes waiting for InfluxDB", registry=self.registry
-        )
-        self.influx_write_seconds = Histogram(
-            "chargewatch_influx_write_seconds",
-            "Time of one batch write to InfluxDB",
-            registry=self.registry,
-        )
-        self.influx_write_errors = Counter(
-            "chargewatch_influx_write_errors", "Failed batch writes", registry=self.registry
-        )
-        self.connected_stations = Gauge(
-            "chargewatch_ocpp_connected_stations", "Stations connected", registry=self.registry
-        )
-
-    def watch_ocpp(self, gateway: OcppGateway) -> None:
-        """Export the gateway's own counters (calls by action, CallErrors by reason)."""
-        self.registry.register(_OcppCollector(gateway))
-
-    def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class _OcppCollector(Collector):
-    def __init__(self, gateway: OcppGateway) -> None:
-        self._gateway = gateway
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        calls = CounterMetricFamily(
-            "chargewatch_ocpp_calls", "OCPP calls received, by action", labels=["action"]
-        )
-        for action, count in sorted(self._gateway.messages.items()):
-            calls.add_metric([action], count)
-        errors = CounterMetricFamily(
-            "chargewatch_ocpp_call_errors", "OCPP CallErrors sent, by reason", labels=["reason"]
-        )
-        for reason, count in sorted(self._gateway.rejected.items()):
-            errors.add_metric([reason], count)
-        yield calls
-        yield errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +142,30 @@ class Service:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _OcppEndpoint:
+    """The gateway as ``api.ocpp`` sees it (``api.deps.OcppEndpoint``)."""
+
+    service: Service
+
+    @property
+    def subprotocols(self) -> Sequence[str]:
+        return SUBPROTOCOLS
+
+    @property
+    def station_auth(self) -> bool:
+        return self.service.settings.ocpp_station_auth
+
+    def check_password(self, station_id: str, password: str) -> bool:
+        return self.service.state.check_station_password(station_id, password)
+
+    async def serve(self, station_id: str, subprotocol: str, websocket: WebSocket) -> None:
+        await self.service.gateway.handle(station_id, subprotocol, starlette_connection(websocket))
+
+
 def build_app(service: Service) -> FastAPI:
     settings = service.settings
-    app = create_app(
+    return create_app(
         ApiServices(
             accept_events=service.accept_json,
             role_of=service.state.role_of,
@@ -230,37 +173,9 @@ def build_app(service: Service) -> FastAPI:
             metrics=service.metrics.render,
             max_body_bytes=settings.max_body_bytes,
             api_auth=settings.api_auth,
+            ocpp=_OcppEndpoint(service),
         )
     )
-
-    @app.websocket("/ocpp/{station_id}")
-    async def ocpp_endpoint(websocket: WebSocket, station_id: str) -> None:
-        requested = websocket.scope.get("subprotocols") or []
-        chosen = next((p for p in SUBPROTOCOLS if p in requested), None)
-        if chosen is None:
-            await websocket.close(code=1002, reason="no supported OCPP subprotocol")
-            return
-        if settings.ocpp_station_auth and not _station_authorized(
-            service.state, station_id, websocket.headers.get("authorization", "")
-        ):
-            await websocket.close(code=1008, reason="unknown station or wrong password")
-            return
-        await websocket.accept(subprotocol=chosen)
-        await service.gateway.handle(station_id, chosen, starlette_connection(websocket))
-
-    return app
-
-
-def _station_authorized(state: StateStore, station_id: str, header: str) -> bool:
-    """OCPP security profile 1: HTTP Basic with the station's identity as the user name."""
-    if not header.lower().startswith("basic "):
-        return False
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    user, _, password = decoded.partition(":")
-    return user == station_id and state.check_station_password(station_id, password)
 
 
 def run(settings: Settings, *, host: str, port: int) -> None:

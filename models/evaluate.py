@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from analytics.flags import Flag
 from chargewatch.errors import EventError
 from chargewatch.events import iter_jsonl, parse_ts
+from chargewatch.flags import Flag
 
 __all__ = [
     "DEFAULT_SLACK_NS",

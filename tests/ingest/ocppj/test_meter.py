@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingest.ocpp.meter import ValueRejected, reading_from_samples, sample
+from ingest.ocppj.meter import ValueRejected, reading_from_samples, sample
 
 
 def sv(value: Any, measurand: str | None = None, unit: str | None = None, **extra: Any) -> Any:

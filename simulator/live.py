@@ -53,7 +53,7 @@ from .run import simulate
 __all__ = ["LiveError", "LiveSummary", "VersionMix", "run_live"]
 
 logger = logging.getLogger(__name__)
-_CLIENT_LOGGER = logging.getLogger("ingest.simulator.live.client")  # the library logs frames
+_CLIENT_LOGGER = logging.getLogger("simulator.live.client")  # the library logs frames
 _CLIENT_LOGGER.setLevel(logging.WARNING)
 _MAX_CLOCK_JUMP_NS = 6 * 3600 * 1_000_000_000
 _NS = 1_000_000_000

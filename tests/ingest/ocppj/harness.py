@@ -12,7 +12,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
 from chargewatch.events import Event
-from ingest.ocpp import (
+from ingest.ocppj import (
     SUBPROTOCOLS,
     AuthMode,
     AuthPolicy,

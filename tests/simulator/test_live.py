@@ -11,10 +11,9 @@ import orjson
 import pytest
 
 from chargewatch.events import Reading, SessionStart, SessionStop
-from ingest.simulator import SimulationConfig, simulate
-from ingest.simulator.live import LiveError, VersionMix, run_live
-
-from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
+from simulator import SimulationConfig, simulate
+from simulator.live import LiveError, VersionMix, run_live
+from tests.ingest.ocppj.harness import PSEUDONYMIZE, Collector, make_gateway, serving
 
 
 def test_live_replay_delivers_every_reading_and_session(tmp_path: Path) -> None:

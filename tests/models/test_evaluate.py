@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.evaluate import Label, evaluate
-from analytics.flags import Flag
-
-from ._support import MIN, at
+from chargewatch.flags import Flag
+from models.evaluate import Label, evaluate
+from tests.analytics._support import MIN, at
 
 
 def flag(

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from chargewatch.kinds import AnomalyKind
-from ingest.simulator import SimulationConfig, SimulationSummary, simulate
+from simulator import SimulationConfig, SimulationSummary, simulate
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
 KINDS = tuple(kind.value for kind in AnomalyKind)

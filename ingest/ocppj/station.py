@@ -49,7 +49,7 @@ __all__ = ["GatewayContext", "OpenTransaction", "StationBase", "TransactionBook"
 logger = logging.getLogger(__name__)
 # The library logs whole frames (id tags included) at INFO. Its loop, router and sender are
 # replaced below, so it never logs here; it still gets a logger of ours, not "ocpp".
-_LIBRARY_LOGGER = logging.getLogger("ingest.ocpp.library")
+_LIBRARY_LOGGER = logging.getLogger("ingest.ocppj.library")
 _MAX_TEXT_CHARS = 255
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)

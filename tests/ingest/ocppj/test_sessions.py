@@ -27,7 +27,7 @@ from chargewatch.events import (
     StatusChange,
     parse_ts,
 )
-from ingest.ocpp import AuthMode, AuthPolicy
+from ingest.ocppj import AuthMode, AuthPolicy
 
 from .harness import NOW_NS, PSEUDONYMIZE, Collector, make_gateway, serving
 

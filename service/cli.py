@@ -104,8 +104,8 @@ def simulate(
 ) -> None:
     """Write a realistic, labeled fleet in the event format (deterministic for a seed);
     with --live, then replay it to a running service, one OCPP WebSocket per station."""
-    from ingest.simulator import SimulationConfig
-    from ingest.simulator import simulate as run_simulation
+    from simulator import SimulationConfig
+    from simulator import simulate as run_simulation
 
     try:
         start_at = datetime.fromisoformat(start)
@@ -138,7 +138,7 @@ def simulate(
 
 
 def _replay_live(url: str, events: Path, speed: float) -> None:
-    from ingest.simulator.live import run_live
+    from simulator.live import run_live
 
     try:
         summary = asyncio.run(run_live(url, events, speed=speed))
@@ -252,9 +252,9 @@ def detect(
 
 
 def _detect_file(path: Path, output: Path) -> None:
-    from analytics.flags import write_flags
     from analytics.pipeline import DetectReport, detect_stream
     from chargewatch.errors import EventError
+    from chargewatch.flags import write_flags
     from ingest.files import open_events
     from ingest.pseudonym import load_pseudonymizer
 
@@ -307,8 +307,7 @@ def flags(
     """Print the stored flags that start in the window, as JSON Lines."""
     import sys
 
-    from analytics.flags import encode_flag
-    from analytics.window import query_flags
+    from chargewatch.flags import encode_flag, query_flags
     from chargewatch.influx import InfluxClient
 
     since_ns, until_ns = _window(since, until)
@@ -335,9 +334,9 @@ def evaluate(
     import orjson
     from rich.table import Table
 
-    from analytics.evaluate import count_sessions, read_labels
-    from analytics.evaluate import evaluate as run_evaluation
-    from analytics.flags import read_flags
+    from chargewatch.flags import read_flags
+    from models.evaluate import count_sessions, read_labels
+    from models.evaluate import evaluate as run_evaluation
 
     for path in (flags_path, labels_path, events):
         if path is not None and not path.is_file():
@@ -393,7 +392,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Run the service (HTTP API, OCPP endpoint, spool drainer) until SIGTERM/SIGINT."""
-    from chargewatch.serve import run
+    from service.serve import run
 
     settings = guarded(load_settings)
     scheme = "https" if settings.tls_certfile else "http"

@@ -18,8 +18,8 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from ingest.ocpp import OcppGateway, Problem
-from ingest.ocpp.rpc import CallRejected, parse_frame
+from ingest.ocppj import OcppGateway, Problem
+from ingest.ocppj.rpc import CallRejected, parse_frame
 
 from .harness import Collector, make_gateway, serving, serving_in_thread
 

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from chargewatch.events import ChargePointStatus, StatusChange, parse_ts
-from ingest.ocpp import SUBPROTOCOLS, starlette_connection
+from ingest.ocppj import SUBPROTOCOLS, starlette_connection
 
 from .harness import Collector, make_gateway
 

@@ -1,0 +1,81 @@
+"""The service's Prometheus metrics, in a registry of their own (nothing global): events accepted
+and rejected, the spool's depth, InfluxDB writes, and the OCPP gateway's own counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from ingest.ocppj import OcppGateway
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (nothing global)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.accepted = Counter(
+            "chargewatch_events_accepted",
+            "Events accepted and spooled",
+            ["source", "type"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "chargewatch_events_rejected",
+            "Events rejected, by the field at fault",
+            ["source", "field"],
+            registry=self.registry,
+        )
+        self.spool_events = Gauge(
+            "chargewatch_spool_depth_events", "Lines waiting for InfluxDB", registry=self.registry
+        )
+        self.spool_bytes = Gauge(
+            "chargewatch_spool_depth_bytes", "Bytes waiting for InfluxDB", registry=self.registry
+        )
+        self.influx_write_seconds = Histogram(
+            "chargewatch_influx_write_seconds",
+            "Time of one batch write to InfluxDB",
+            registry=self.registry,
+        )
+        self.influx_write_errors = Counter(
+            "chargewatch_influx_write_errors", "Failed batch writes", registry=self.registry
+        )
+        self.connected_stations = Gauge(
+            "chargewatch_ocpp_connected_stations", "Stations connected", registry=self.registry
+        )
+
+    def watch_ocpp(self, gateway: OcppGateway) -> None:
+        """Export the gateway's own counters (calls by action, CallErrors by reason)."""
+        self.registry.register(_OcppCollector(gateway))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _OcppCollector(Collector):
+    def __init__(self, gateway: OcppGateway) -> None:
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        calls = CounterMetricFamily(
+            "chargewatch_ocpp_calls", "OCPP calls received, by action", labels=["action"]
+        )
+        for action, count in sorted(self._gateway.messages.items()):
+            calls.add_metric([action], count)
+        errors = CounterMetricFamily(
+            "chargewatch_ocpp_call_errors", "OCPP CallErrors sent, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(self._gateway.rejected.items()):
+            errors.add_metric([reason], count)
+        yield calls
+        yield errors
