@@ -46,7 +46,7 @@ def at(minutes: float) -> int:
 
 
 def reading(
-    minutes: float, session: str | None = "S1", connector: int = 1, **values: float
+    minutes: float, session: str | None = "S1", connector: int = 1, **values: float | None
 ) -> Reading:
     return Reading(at(minutes), STATION, connector, session, **values)
 

@@ -35,12 +35,15 @@ def session(
             events.append(status(minute, statuses[minute]))
         if skip and minute in skip:
             continue
-        values: dict[str, float] = {"power_w": power_kw * 1000, "energy_wh": registers[minute]}
-        if offered_kw is not None:
-            values["power_offered_w"] = offered_kw[minute] * 1000
-        if soc is not None:
-            values["soc_pct"] = soc[minute]
-        events.append(reading(minute, **values))
+        events.append(
+            reading(
+                minute,
+                power_w=power_kw * 1000,
+                energy_wh=registers[minute],
+                power_offered_w=None if offered_kw is None else offered_kw[minute] * 1000,
+                soc_pct=None if soc is None else soc[minute],
+            )
+        )
     events.append(stop(len(powers_kw) - 1))
     return events
 

@@ -44,7 +44,8 @@ def parse_point(line: str) -> tuple[str, dict[str, object], int]:
 
 
 def split_unescaped(text: str, separator: str, limit: int, *, quotes: bool = True) -> list[str]:
-    parts, current, quoted, escaped = [], "", False, False
+    parts: list[str] = []
+    current, quoted, escaped = "", False, False
     for char in text:
         if escaped:
             current, escaped = current + char, False

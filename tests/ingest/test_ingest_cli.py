@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -100,7 +101,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return events, labels
 
 
-def file_events(path: Path) -> list[dict[str, object]]:
+def file_events(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
@@ -149,7 +150,7 @@ def test_clear_id_tags_are_nowhere_in_influxdb_nor_in_the_output(
     with env.client() as client:
         everything = client.query(f"SELECT * FROM /.*/ WHERE {WINDOW}")
         tag_values = client.query("SHOW TAG VALUES WITH KEY =~ /.*/")
-    stored_text = set()
+    stored_text: set[str] = set()
     for series in everything + tag_values:
         stored_text.update(series.tags.values())
         for column in series.columns.values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from chargewatch.flags import Flag
@@ -79,7 +81,7 @@ def test_orphan_matching_needs_the_same_connector_and_overlap() -> None:
     for candidate, found in cases:
         result = evaluate([candidate], [orphan])
         assert result.overall.labels_found == found, candidate
-    assert evaluate.__kwdefaults__["slack_ns"] == 5 * MIN
+    assert inspect.signature(evaluate).parameters["slack_ns"].default == 5 * MIN
 
 
 def test_nothing_flagged_nothing_labelled() -> None:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
@@ -307,7 +308,7 @@ def test_station_auth_refuses_unknown_stations_and_wrong_passwords(
         try:
             async with websockets.connect(
                 f"{base}/{station}",
-                subprotocols=["ocpp1.6"],
+                subprotocols=[Subprotocol("ocpp1.6")],
                 additional_headers=headers,
                 ssl=context,
                 open_timeout=10,
