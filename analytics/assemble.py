@@ -270,23 +270,7 @@ class Assembler:
         them in order of arrival would. Afterwards the chunk's events and readings may be
         added in any order between hand-outs, and its readings in a few large slices rather
         than one slice before each event that registers something."""
-        connectors: list[tuple[int, str, int, int]] = []  # arrival, station, connector, ts
-        sessions: list[tuple[int, str, str, int]] = []  # arrival, session, station, connector
-        if len(readings):
-            codes, first = np.unique(readings.key, return_index=True)
-            for code, at in zip(codes.tolist(), first.tolist(), strict=True):
-                station_id, connector_id = readings.keys[code]
-                if (station_id, connector_id) not in self._connector_index:
-                    arrival, ts_ns = int(readings.arrival[at]), int(readings.ts_ns[at])
-                    connectors.append((arrival, station_id, connector_id, ts_ns))
-            has = np.flatnonzero(readings.session >= 0)
-            codes, first = np.unique(readings.session[has], return_index=True)
-            for code, at in zip(codes.tolist(), has[first].tolist(), strict=True):
-                session_id = readings.session_ids[code]
-                if session_id not in self._session_index:
-                    station_id, connector_id = readings.keys[int(readings.key[at])]
-                    arrival = int(readings.arrival[at])
-                    sessions.append((arrival, session_id, station_id, connector_id))
+        connectors, sessions = self._unseen_in_readings(readings)
         for arrival, event in events:
             if isinstance(event, Authorize):
                 continue
@@ -301,6 +285,31 @@ class Assembler:
                 self._connector(station_id, connector_id, ts_ns)
         for _arrival, session_id, station_id, connector_id in sorted(sessions):
             self._session(session_id, station_id, connector_id)
+
+    def _unseen_in_readings(
+        self, readings: ReadingColumns
+    ) -> tuple[list[tuple[int, str, int, int]], list[tuple[int, str, str, int]]]:
+        """The connectors (arrival, station, connector, ts) and sessions (arrival, session,
+        station, connector) that ``readings`` bring and are not registered yet, each at its
+        first reading."""
+        connectors: list[tuple[int, str, int, int]] = []
+        sessions: list[tuple[int, str, str, int]] = []
+        if not len(readings):
+            return connectors, sessions
+        codes, first = np.unique(readings.key, return_index=True)
+        for code, at in zip(codes.tolist(), first.tolist(), strict=True):
+            station_id, connector_id = readings.keys[code]
+            if (station_id, connector_id) not in self._connector_index:
+                arrival, ts_ns = int(readings.arrival[at]), int(readings.ts_ns[at])
+                connectors.append((arrival, station_id, connector_id, ts_ns))
+        has = np.flatnonzero(readings.session >= 0)
+        codes, first = np.unique(readings.session[has], return_index=True)
+        for code, at in zip(codes.tolist(), has[first].tolist(), strict=True):
+            session_id = readings.session_ids[code]
+            if session_id not in self._session_index:
+                station_id, connector_id = readings.keys[int(readings.key[at])]
+                sessions.append((int(readings.arrival[at]), session_id, station_id, connector_id))
+        return connectors, sessions
 
     def add_readings(self, readings: ReadingColumns) -> None:
         """Take many valid readings at once, as ``add`` would take them one by one: connectors
