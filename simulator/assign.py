@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .config import ANOMALY_KINDS
-from .fleet import Station, make_id_tags
+from .fleet import StationSpec, make_id_tags
 from .physics import DerateWindow, time_to_target_s
 from .planning import (
     MINUTE_MS,
@@ -101,7 +101,7 @@ def assign_anomalies(
     kinds: list[str] = []
     while len(kinds) < wanted:
         kinds.extend(rng.permutation(ANOMALY_KINDS).tolist())
-    setups: dict[str, Callable[[Station, SessionPlan, np.random.Generator], bool]] = {
+    setups: dict[str, Callable[[StationSpec, SessionPlan, np.random.Generator], bool]] = {
         "stall": lambda st, s, r: _setup_stall(st, s, end_ms, r),
         "early_taper": lambda st, s, r: _setup_early_taper(st, s, end_ms, r),
     }
@@ -131,7 +131,7 @@ def assign_anomalies(
 
 
 def _setup_stall(
-    station: Station,
+    station: StationSpec,
     s: SessionPlan,
     end_ms: int,
     rng: np.random.Generator,
@@ -148,7 +148,7 @@ def _setup_stall(
 
 
 def _setup_early_taper(
-    station: Station,
+    station: StationSpec,
     s: SessionPlan,
     end_ms: int,
     rng: np.random.Generator,
@@ -171,7 +171,7 @@ def _setup_early_taper(
     )
 
 
-def _seconds_to(station: Station, s: SessionPlan, soc_pct: float) -> float:
+def _seconds_to(station: StationSpec, s: SessionPlan, soc_pct: float) -> float:
     """Charging time from the session's initial SoC to ``soc_pct`` with nothing in the way."""
     return time_to_target_s(
         capability_for(station, s),

@@ -19,14 +19,15 @@ import orjson
 IntArray = npt.NDArray[np.int64]
 
 
-def format_ts(ms: IntArray) -> list[str]:
+def format_ts_ms_array(ms: IntArray) -> list[str]:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-11-24T08:15:30.250Z``."""
     text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms", timezone="UTC")
     return list(text.tolist())
 
 
-def format_one_ts(ms: int) -> str:
-    return format_ts(np.array([ms], dtype=np.int64))[0]
+def format_ts_ms(ms: int) -> str:
+    """One time in milliseconds since the epoch, as ``format_ts_ms_array`` writes it."""
+    return format_ts_ms_array(np.array([ms], dtype=np.int64))[0]
 
 
 class EventBuffer:
@@ -43,7 +44,7 @@ class EventBuffer:
         self._rank: list[IntArray] = []
         self._offset: list[IntArray] = []
         self._count = 0
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # lines by event type
 
     def __len__(self) -> int:
         return self._count
@@ -53,7 +54,7 @@ class EventBuffer:
             np.array([sent_ms], dtype=np.int64), rank, [orjson.dumps(event)], event["type"]
         )
 
-    def add_lines(self, sent_ms: IntArray, rank: int, lines: list[bytes], kind: str) -> None:
+    def add_lines(self, sent_ms: IntArray, rank: int, lines: list[bytes], event_type: str) -> None:
         if not lines:
             return
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1
@@ -63,7 +64,7 @@ class EventBuffer:
         self._sent_ms.append(sent_ms.astype(np.int64, copy=False))
         self._rank.append(np.full(len(lines), rank, dtype=np.int64))
         self._count += len(lines)
-        self.counts[kind] += len(lines)
+        self.counts[event_type] += len(lines)
 
     def write_sorted(self, out: BinaryIO) -> None:
         """Write the lines ordered by (sent time, station rank, production order), each

@@ -25,7 +25,7 @@ _DC_INTERVAL_P = (0.25, 0.2, 0.2, 0.25, 0.05, 0.05)
 
 
 @dataclass(frozen=True, slots=True)
-class Station:
+class StationSpec:
     """One charging station and the habits of its firmware and meter."""
 
     index: int
@@ -48,7 +48,7 @@ class Station:
     initial_register_wh: tuple[float, ...]  # per connector, at the start of the run
 
 
-def make_station(index: int, rng: np.random.Generator) -> Station:
+def make_station(index: int, rng: np.random.Generator) -> StationSpec:
     """Draw one station's hardware and firmware habits."""
     is_dc = bool(rng.random() < 0.4)
     if is_dc:
@@ -69,7 +69,7 @@ def make_station(index: int, rng: np.random.Generator) -> Station:
     if not is_dc:
         rating_w = phases * phase_current_a * phase_voltage_v
     kind = "DC" if is_dc else "AC"
-    return Station(
+    return StationSpec(
         index=index,
         station_id=f"CW-{kind}-{index + 1:04d}",
         is_dc=is_dc,

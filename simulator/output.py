@@ -15,31 +15,31 @@ from typing import Any
 
 import orjson
 
-from .events import KEY_WIDTH, EventBuffer, format_one_ts
+from .events import KEY_WIDTH, EventBuffer, format_ts_ms
 
 _BUFFER_BYTES = 1 << 20
 
 
-class Spool:
+class SortedRuns:
     """Sorted runs of keyed lines in a temporary directory."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.runs: list[Path] = []
+        self.paths: list[Path] = []
 
     def write_run(self, buffer: EventBuffer) -> None:
         if not len(buffer):
             return
-        path = self.directory / f"run-{len(self.runs):05d}.jsonl"
+        path = self.directory / f"run-{len(self.paths):05d}.jsonl"
         with path.open("wb", buffering=_BUFFER_BYTES) as out:
             buffer.write_sorted(out)
-        self.runs.append(path)
+        self.paths.append(path)
 
     def merge_into(self, target: Path) -> int:
         """Merge all runs into ``target``; returns the number of lines written."""
         count = 0
         with ExitStack() as stack, target.open("wb", buffering=_BUFFER_BYTES) as out:
-            runs = [stack.enter_context(p.open("rb", buffering=_BUFFER_BYTES)) for p in self.runs]
+            runs = [stack.enter_context(p.open("rb", buffering=_BUFFER_BYTES)) for p in self.paths]
             for line in heapq.merge(*runs):
                 out.write(line[KEY_WIDTH:])
                 count += 1
@@ -67,8 +67,8 @@ def write_labels(path: Path, labels: Iterable[dict[str, Any]]) -> int:
                         "station_id": row["station_id"],
                         "connector_id": row["connector_id"],
                         "kind": row["kind"],
-                        "start": format_one_ts(row["start_ms"]),
-                        "end": format_one_ts(row["end_ms"]),
+                        "start": format_ts_ms(row["start_ms"]),
+                        "end": format_ts_ms(row["end_ms"]),
                     }
                 )
             )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fleet import Station
+from .fleet import StationSpec
 from .vehicles import SOC_GRID_PCT, FloatArray, Vehicle
 
 # Below this a car's acceptance is treated as this, so the SoC-to-time map stays finite.
@@ -82,7 +82,7 @@ class ChargeTrace:
 
 
 def ac_capability_w(
-    station: Station,
+    station: StationSpec,
     vehicle: Vehicle,
     target_pct: float,
     taper_width_pct: float,
@@ -97,7 +97,7 @@ def ac_capability_w(
     return power_w * (1.0 - (1.0 - taper_floor) * x**1.5)
 
 
-def ac_car_limit_w(station: Station, vehicle: Vehicle, current_a: float) -> float:
+def ac_car_limit_w(station: StationSpec, vehicle: Vehicle, current_a: float) -> float:
     """What the car draws when the charger offers ``current_a`` per phase."""
     return min(station.phases, vehicle.ac_phases) * current_a * station.phase_voltage_v
 
@@ -107,7 +107,7 @@ def pack_voltage_v(vehicle: Vehicle, soc_pct: FloatArray) -> FloatArray:
     return vehicle.pack_voltage_v * (0.9 + 0.14 * soc_pct / 100.0)
 
 
-def dc_capability_w(station: Station, vehicle: Vehicle, car_factor: float) -> FloatArray:
+def dc_capability_w(station: StationSpec, vehicle: Vehicle, car_factor: float) -> FloatArray:
     """DC: the car's curve (scaled for battery temperature), the rating, the current limit."""
     curve_w = vehicle.dc_curve_w(SOC_GRID_PCT) * car_factor
     current_limit_w = station.max_current_a * pack_voltage_v(vehicle, SOC_GRID_PCT)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fleet import Station, make_id_tags
+from .fleet import StationSpec, make_id_tags
 from .physics import (
     DerateWindow,
     LimitWindow,
@@ -178,7 +178,7 @@ class GhostPlan:
 
 @dataclass(slots=True)
 class StationPlan:
-    station: Station
+    station: StationSpec
     sessions: list[SessionPlan]
     faults: list[FaultPlan]
     rejects: list[RejectPlan]
@@ -227,7 +227,7 @@ def local_hour(t_ms: float) -> float:
 
 
 def plan_station(
-    station: Station,
+    station: StationSpec,
     start_ms: int,
     end_ms: int,
     pool: list[str],
@@ -272,7 +272,7 @@ def update_next_busy(plan: StationPlan, end_ms: int) -> None:
                 s.next_busy_ms = min(later, default=end_ms + 24 * HOUR_MS)
 
 
-def capability_for(station: Station, s: SessionPlan) -> FloatArray:
+def capability_for(station: StationSpec, s: SessionPlan) -> FloatArray:
     vehicle = VEHICLES[s.vehicle]
     if station.is_dc:
         return dc_capability_w(station, vehicle, s.car_factor)
@@ -280,7 +280,7 @@ def capability_for(station: Station, s: SessionPlan) -> FloatArray:
 
 
 def _plan_session(
-    station: Station,
+    station: StationSpec,
     connector: int,
     arrival_ms: int,
     counter: int,
@@ -365,7 +365,7 @@ def _ac_stay_s(arrival_ms: int, rng: np.random.Generator) -> float:
 
 
 def _load_management(
-    station: Station,
+    station: StationSpec,
     s: SessionPlan,
     rng: np.random.Generator,
 ) -> LimitWindow:

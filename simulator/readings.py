@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
-from .fleet import Station
+from .fleet import StationSpec
 from .physics import pack_voltage_v
 from .planning import HOUR_MS, UTC_OFFSET_H
 from .vehicles import FloatArray, Vehicle
@@ -50,10 +50,10 @@ def ambient_c(sent_ms: np.ndarray) -> FloatArray:
     return np.asarray(4.0 + 4.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0))
 
 
-class ReadingColumns:
+class StationSensors:
     """Reported values of one station's meter and sensors, with their noise and resolution."""
 
-    def __init__(self, station: Station, rng: np.random.Generator) -> None:
+    def __init__(self, station: StationSpec, rng: np.random.Generator) -> None:
         self.station = station
         self.rng = rng
 

@@ -13,7 +13,7 @@ from .assign import assign_anomalies, assign_id_tags
 from .config import ANOMALY_KINDS, EVENT_TYPES, SimulationConfig, SimulationSummary, make_rng
 from .events import EventBuffer
 from .fleet import make_id_tags, make_station
-from .output import Spool, write_labels
+from .output import SortedRuns, write_labels
 from .planning import StationPlan, plan_station
 from .station import StationRun
 
@@ -58,7 +58,7 @@ def simulate(
     counts: Counter[str] = Counter()
     sessions = 0
     with tempfile.TemporaryDirectory(prefix=".simulate-", dir=events_path.parent) as tmp:
-        spool = Spool(Path(tmp))
+        runs = SortedRuns(Path(tmp))
         buffer = EventBuffer()
         for done, plan in enumerate(plans, start=1):
             rng = make_rng(config.seed, _STREAM_EVENTS, plan.station.index)
@@ -69,12 +69,12 @@ def simulate(
             spans.update(result.spans)
             sessions += result.sessions
             if len(buffer) >= _RUN_LINES or done == len(plans):
-                spool.write_run(buffer)
+                runs.write_run(buffer)
                 counts.update(buffer.counts)
                 buffer = EventBuffer()
             if progress is not None:
                 progress(done, len(plans))
-        events = spool.merge_into(events_path)
+        events = runs.merge_into(events_path)
     labels += _concurrent_labels(plans, spans)
     label_counts = Counter(label["kind"] for label in labels)
     write_labels(labels_path, labels)

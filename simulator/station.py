@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .events import EventBuffer, encode_readings, format_one_ts, format_ts
-from .fleet import Station
+from .events import EventBuffer, encode_readings, format_ts_ms, format_ts_ms_array
+from .fleet import StationSpec
 from .inject import (
     Readings,
     Window,
@@ -44,7 +44,7 @@ from .planning import (
     StationPlan,
     capability_for,
 )
-from .readings import ReadingColumns, sample_times
+from .readings import StationSensors, sample_times
 from .vehicles import VEHICLES, FloatArray, Vehicle
 
 _IDLE_EVERY_MS = 15 * 60_000
@@ -75,14 +75,14 @@ class StationRun:
         buffer: EventBuffer,
     ) -> None:
         self.plan = plan
-        self.station: Station = plan.station
+        self.station: StationSpec = plan.station
         self.rank = rank
         self.start_ms = start_ms
         self.end_ms = end_ms
         self.rng = rng
         self.buffer = buffer
         self.result = StationResult()
-        self.columns = ReadingColumns(self.station, rng)
+        self.sensors = StationSensors(self.station, rng)
 
     def run(self) -> StationResult:
         for connector in range(1, self.station.connectors + 1):
@@ -96,7 +96,7 @@ class StationRun:
             self.buffer.add(
                 sent_ms,
                 self.rank,
-                {"type": event.pop("type"), "ts": format_one_ts(sent_ms), **event},
+                {"type": event.pop("type"), "ts": format_ts_ms(sent_ms), **event},
             )
 
     def _status(self, sent_ms: int, connector: int, status: str, **extra: str) -> None:
@@ -161,9 +161,9 @@ class StationRun:
         if not marks.size:
             return
         sent_ms = marks + self.rng.integers(0, 3_000, size=marks.size)
-        columns = self.columns.idle(register_wh, marks.size)
+        columns = self.sensors.idle(register_wh, marks.size)
         lines = encode_readings(
-            format_ts(sent_ms), self.station.station_id, connector, None, columns
+            format_ts_ms_array(sent_ms), self.station.station_id, connector, None, columns
         )
         self.buffer.add_lines(sent_ms, self.rank, lines, "reading")
 
@@ -227,7 +227,7 @@ class StationRun:
         )
         prep_s = float(rng.uniform(0.5, s.auth_to_start_s - 0.5))
         self._status(self._ms(s.arrival_ms, prep_s), c, "Preparing")
-        meter_start = self.columns.register(np.array([register_wh]))[0]
+        meter_start = self.sensors.register(np.array([register_wh]))[0]
         self._emit(
             start_ms,
             {
@@ -267,7 +267,7 @@ class StationRun:
                 "station_id": sid,
                 "connector_id": c,
                 "session_id": s.session_id,
-                "meter_stop_wh": self.columns.register(r.register_wh[-1:])[0],
+                "meter_stop_wh": self.sensors.register(r.register_wh[-1:])[0],
                 "reason": s.stop_reason,
             },
         )
@@ -385,7 +385,7 @@ class StationRun:
         session_id: str | None,
     ) -> None:
         keep = r.keep
-        columns = self.columns.session(
+        columns = self.sensors.session(
             r.register_wh[keep],
             r.power_w[keep],
             offered_w[keep],
@@ -394,7 +394,11 @@ class StationRun:
             vehicle,
         )
         lines = encode_readings(
-            format_ts(r.ts_ms[keep]), self.station.station_id, connector, session_id, columns
+            format_ts_ms_array(r.ts_ms[keep]),
+            self.station.station_id,
+            connector,
+            session_id,
+            columns,
         )
         self.buffer.add_lines(r.sent_ms[keep], self.rank, lines, "reading")
 
