@@ -18,7 +18,9 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 RETRY_AFTER_S = 5
 
 
-class Rejection(BaseModel):
+class RejectedEventOut(BaseModel):
+    """One refused event of a batch: its 0-based index, the field at fault, the reason."""
+
     index: int
     field: str | None
     reason: str
@@ -28,7 +30,7 @@ class EventsAnswer(BaseModel):
     accepted: int
     accepted_by_type: dict[str, int]
     rejected: int
-    rejections: list[Rejection]
+    rejections: list[RejectedEventOut]
 
 
 @router.post(
@@ -56,7 +58,7 @@ async def post_events(
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from exc
     rejections = sorted(
-        [Rejection(index=r.index, field=r.field, reason=r.reason) for r in outcome.rejected]
+        [RejectedEventOut(index=r.index, field=r.field, reason=r.reason) for r in outcome.rejected]
         + events.invalid,
         key=lambda r: r.index,
     )
@@ -71,7 +73,7 @@ async def post_events(
 
 class _Split(BaseModel):
     valid: list[tuple[int, Any]]
-    invalid: list[Rejection]
+    invalid: list[RejectedEventOut]
 
 
 def _split(body: bytes) -> _Split:
@@ -90,12 +92,14 @@ def _split(body: bytes) -> _Split:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "expected a JSON array of events")
         return _Split(valid=list(enumerate(array)), invalid=[])
     valid: list[tuple[int, Any]] = []
-    invalid: list[Rejection] = []
+    invalid: list[RejectedEventOut] = []
     for index, line in enumerate(line for line in body.split(b"\n") if line.strip()):
         try:
             valid.append((index, orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
-            invalid.append(Rejection(index=index, field=None, reason=f"not valid JSON ({exc.msg})"))
+            invalid.append(
+                RejectedEventOut(index=index, field=None, reason=f"not valid JSON ({exc.msg})")
+            )
     return _Split(valid=valid, invalid=invalid)
 
 

@@ -66,8 +66,50 @@ class Settings(BaseSettings):
     tls_keyfile: Path | None = None
 
     # Keyed HMAC key for id tags. When unset, one is generated on first use and kept in
-    # ``data_dir/pseudonym.key`` (mode 0600).
+    # ``pseudonym_key_file`` (mode 0600).
     pseudonym_key: SecretStr | None = None
+
+    # -- where things live in the data directory: each path is named here and nowhere else --
+
+    @property
+    def spool_dir(self) -> Path:
+        """The durable write spool in front of InfluxDB."""
+        return self.data_dir / "spool"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Spool segments set aside because they could not be read back."""
+        return self.spool_dir / "quarantine"
+
+    @property
+    def state_db_file(self) -> Path:
+        """The SQLite state database used when ``state_url`` is unset."""
+        return self.data_dir / "state.db"
+
+    @property
+    def state_db_url(self) -> str:
+        """The state database's SQLAlchemy URL: ``state_url``, else ``state_db_file``."""
+        return self.state_url or f"sqlite:///{self.state_db_file.resolve()}"
+
+    @property
+    def pseudonym_key_file(self) -> Path:
+        """The generated pseudonym key (mode 0600), used when ``pseudonym_key`` is unset."""
+        return self.data_dir / "pseudonym.key"
+
+    @property
+    def influxdb_dir(self) -> Path:
+        """The files of the local development InfluxDB (``chargewatch influxd``)."""
+        return self.data_dir / "influxdb"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry: learned detector parameters and their manifests."""
+        return self.data_dir / "models"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held exclusively by a running ``serve``, so two never share one data directory."""
+        return self.data_dir / "serve.lock"
 
     @field_validator("influx_url")
     @classmethod

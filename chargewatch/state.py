@@ -1,10 +1,10 @@
 """The state database: what must survive a restart besides the time series.
 
 SQLAlchemy over SQLite in the data directory by default, or PostgreSQL by URL when several
-service instances share it (DESIGN.md, State). This module holds the tables the ingest side
-needs: counters (OCPP transaction ids unique across restarts and instances), stations (their
-OCPP Basic-auth password hashes) and API keys (stored hashed, with a role). Later stages add
-their own tables to the same metadata.
+service instances share it (DESIGN.md, State); ``Settings.state_db_url`` says which. This module
+holds the tables the ingest side needs: counters (OCPP transaction ids unique across restarts and
+instances), stations (their OCPP Basic-auth password hashes) and API keys (stored hashed, with a
+role). Later stages add their own tables to the same metadata.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
-class Station(Base):
+class StationRecord(Base):
+    """A station known to the OCPP endpoint, with its Basic-auth password hash."""
+
     __tablename__ = "stations"
     station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(256))
@@ -72,10 +74,6 @@ class JobCursor(Base):
     __tablename__ = "job_cursors"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value_ns: Mapped[int] = mapped_column(BigInteger)
-
-
-def default_state_url(data_dir: Path) -> str:
-    return f"sqlite:///{(data_dir / 'state.db').resolve()}"
 
 
 class StateStore:
@@ -147,7 +145,7 @@ class StateStore:
     def set_station_password(self, station_id: str, password: str) -> None:
         with Session(self._engine) as session, session.begin():
             session.merge(
-                Station(
+                StationRecord(
                     station_id=station_id,
                     password_hash=_hash_password(password),
                     created_at=datetime.now(UTC),
@@ -156,12 +154,12 @@ class StateStore:
 
     def station_known(self, station_id: str) -> bool:
         with Session(self._engine) as session:
-            return session.get(Station, station_id) is not None
+            return session.get(StationRecord, station_id) is not None
 
     def check_station_password(self, station_id: str, password: str) -> bool:
         """True when the station exists and the password matches (constant-time compare)."""
         with Session(self._engine) as session:
-            station = session.get(Station, station_id)
+            station = session.get(StationRecord, station_id)
         if station is None:
             _hash_password(password)  # same work either way: no timing hint of existence
             return False

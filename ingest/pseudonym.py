@@ -19,7 +19,6 @@ from chargewatch.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-KEY_FILE_NAME = "pseudonym.key"
 _MIN_KEY_BYTES = 16
 # 128 bits of the HMAC: collisions are out of reach for any fleet, and the field stays short.
 _PSEUDONYM_HEX_CHARS = 32
@@ -42,15 +41,25 @@ class Pseudonymizer:
         return "Pseudonymizer(key=***)"
 
 
-def load_pseudonymizer(settings: Settings) -> Pseudonymizer:
+def load_pseudonymizer(settings: Settings, *, create_key: bool = True) -> Pseudonymizer:
     """The pseudonymizer of ``settings``: its key, or the one kept in the data directory.
 
-    When neither exists, a random key is created in ``data_dir/pseudonym.key`` with mode 0600.
-    Losing that file means new pseudonyms for everyone, so back it up with the data.
+    When neither exists, a random key is created in ``settings.pseudonym_key_file`` with mode
+    0600. Losing that file means new pseudonyms for everyone, so back it up with the data.
+
+    With ``create_key=False`` (a job whose pseudonyms never leave the process, like
+    ``detect --input``) nothing is written: without a key, a random one serves this run only.
     """
     if settings.pseudonym_key is not None:
         return Pseudonymizer(settings.pseudonym_key.get_secret_value().encode("utf-8"))
-    return Pseudonymizer(_key_from_file(settings.data_dir / KEY_FILE_NAME))
+    path = settings.pseudonym_key_file
+    if create_key:
+        return Pseudonymizer(_key_from_file(path))
+    try:
+        return Pseudonymizer(_read_key(path))
+    except FileNotFoundError:
+        logger.info("no pseudonym key in %s; using a random key for this run", path)
+        return Pseudonymizer(secrets.token_bytes(32))
 
 
 def _key_from_file(path: Path) -> bytes:

@@ -261,7 +261,8 @@ def _detect_file(path: Path, output: Path) -> None:
     settings = guarded(load_settings)
     if not path.is_file():
         fail(f"{path}: no such file")
-    pseudonymizer = guarded(lambda: load_pseudonymizer(settings))
+    # the pseudonyms only match cards within this run and never leave it: write no key file
+    pseudonymizer = guarded(lambda: load_pseudonymizer(settings, create_key=False))
     report = DetectReport()
 
     def on_reject(line: int, error: EventError) -> None:
@@ -411,10 +412,10 @@ def keys_create(
     role: Annotated[Role, typer.Option(help="What the key may do.")] = Role.VIEWER,
 ) -> None:
     """Print a new API key once; only its hash is stored."""
-    from chargewatch.state import StateStore, default_state_url
+    from chargewatch.state import StateStore
 
     settings = guarded(load_settings)
-    store = guarded(lambda: StateStore(settings.state_url or default_state_url(settings.data_dir)))
+    store = guarded(lambda: StateStore(settings.state_db_url))
     try:
         stdout.print(guarded(lambda: store.create_api_key(role)), markup=False)
     finally:
@@ -426,13 +427,13 @@ def stations_set_password(
     station_id: Annotated[str, typer.Argument(help="The station's identity (its URL path).")],
 ) -> None:
     """Set a station's OCPP Basic-auth password, read from standard input (stored hashed)."""
-    from chargewatch.state import StateStore, default_state_url
+    from chargewatch.state import StateStore
 
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 16:
         fail("the password must be at least 16 characters (OCPP security profile 1 asks for 16+)")
     settings = guarded(load_settings)
-    store = guarded(lambda: StateStore(settings.state_url or default_state_url(settings.data_dir)))
+    store = guarded(lambda: StateStore(settings.state_db_url))
     try:
         guarded(lambda: store.set_station_password(station_id, password))
     finally:
@@ -449,7 +450,7 @@ def _local_influxd(settings: Settings, data_dir: Path | None) -> LocalInfluxd:
             f"CHARGEWATCH_INFLUX_URL points at {url.hostname}; "
             "a local InfluxDB runs on loopback only"
         )
-    return LocalInfluxd(data_dir=data_dir or settings.data_dir / "influxdb", port=url.port or 8086)
+    return LocalInfluxd(data_dir=data_dir or settings.influxdb_dir, port=url.port or 8086)
 
 
 DataDirOption = Annotated[

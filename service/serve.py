@@ -26,7 +26,7 @@ from chargewatch.events import Event, EventDecoder
 from chargewatch.influx import InfluxClient
 from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
-from chargewatch.state import StateStore, default_state_url
+from chargewatch.state import StateStore
 from ingest.encode import ChunkEncoder
 from ingest.ocppj import SUBPROTOCOLS, AuthPolicy, OcppGateway, starlette_connection
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
@@ -50,9 +50,9 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.state = StateStore(settings.state_url or default_state_url(settings.data_dir))
+        self.state = StateStore(settings.state_db_url)
         self.pseudonymize: Pseudonymizer = load_pseudonymizer(settings)
-        self.spool = Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
+        self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
         self.influx = InfluxClient.from_settings(settings)
         self.drainer = SpoolDrainer(
             self.spool, self._write_to_influx, batch_lines=settings.influx_batch_lines

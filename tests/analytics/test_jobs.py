@@ -14,7 +14,7 @@ from analytics.jobs import CURSOR, DetectionJob
 from chargewatch.events import EventDecoder, parse_ts
 from chargewatch.flags import query_flags
 from chargewatch.influx import BatchWriter, InfluxClient
-from chargewatch.state import StateStore, default_state_url
+from chargewatch.state import StateStore
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
 from simulator import SimulationConfig, simulate
@@ -53,7 +53,7 @@ def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
     cut_ns = parse_ts(stall["start"]) - 60 * 1_000_000_000
     before = [line for line in lines if parse_ts(orjson.loads(line)["ts"]) < cut_ns]
     after = [line for line in lines if parse_ts(orjson.loads(line)["ts"]) >= cut_ns]
-    state = StateStore(default_state_url(tmp_path))
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     job = DetectionJob(influx, state, settle_s=0, max_window_s=2 * 3600)
 
     load(influx, before)
@@ -70,7 +70,7 @@ def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
     flags = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
     assert (stall["session_id"], "stall") in {(f.session_id, f.kind) for f in flags}
 
-    restarted = DetectionJob(influx, StateStore(default_state_url(tmp_path)), settle_s=0)
+    restarted = DetectionJob(influx, StateStore(f"sqlite:///{tmp_path / 'state.db'}"), settle_s=0)
     restarted.run(end_ns + 30 * 1_000_000_000)
     again = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
     assert Counter((f.session_id, f.kind) for f in again) == Counter(
@@ -85,7 +85,7 @@ def test_a_failing_run_is_recorded_not_lost(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     client = InfluxClient(url="http://127.0.0.1:9", database="nowhere", max_retries=0)
-    state = StateStore(default_state_url(tmp_path))
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     job = DetectionJob(client, state)
     job.run_guarded(lambda: datetime(2026, 11, 24, tzinfo=UTC))
     assert job.status.runs == 1 and job.status.failures == 1

@@ -120,9 +120,7 @@ def test_id_tags_are_pseudonymized_before_the_spool(running: Running) -> None:
         "id_tag": "04A1B2C3D4E5F6",
     }
     assert running.post(orjson.dumps([start])).json()["accepted"] == 1
-    spooled = b"".join(
-        p.read_bytes() for p in (running.service.settings.data_dir / "spool").glob("*.seg")
-    )
+    spooled = b"".join(p.read_bytes() for p in running.service.settings.spool_dir.glob("*.seg"))
     assert b"04A1B2C3D4E5F6" not in spooled
     assert running.service.pseudonymize("04A1B2C3D4E5F6").encode() in spooled
 

@@ -1,6 +1,8 @@
-"""Settings: defaults, precise errors naming the variable, and the gzip choice per URL."""
+"""Settings: defaults, derived paths, precise errors naming the variable, the gzip choice."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,34 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.influx_url == "http://127.0.0.1:8086"
     assert settings.influx_database == "chargewatch"
     assert str(settings.data_dir) == "var"
+
+
+@pytest.mark.parametrize(
+    ("name", "relative"),
+    [
+        ("spool_dir", "spool"),
+        ("quarantine_dir", "spool/quarantine"),
+        ("state_db_file", "state.db"),
+        ("pseudonym_key_file", "pseudonym.key"),
+        ("influxdb_dir", "influxdb"),
+        ("models_dir", "models"),
+        ("lock_file", "serve.lock"),
+    ],
+)
+def test_every_path_lies_in_the_data_directory(tmp_path: Path, name: str, relative: str) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    assert getattr(settings, name) == tmp_path / "data" / relative
+    assert not (tmp_path / "data").exists()  # naming a path creates nothing
+
+
+def test_the_state_database_is_sqlite_in_the_data_directory_unless_a_url_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    local = Settings(data_dir=Path("data"), state_url=None)
+    assert local.state_db_url == f"sqlite:///{tmp_path / 'data' / 'state.db'}"  # absolute
+    shared = Settings(data_dir=Path("data"), state_url="postgresql+psycopg://db.example/cw")
+    assert shared.state_db_url == "postgresql+psycopg://db.example/cw"
 
 
 @pytest.mark.parametrize(

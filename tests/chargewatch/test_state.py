@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from chargewatch.roles import Role
-from chargewatch.state import StateError, StateStore, default_state_url
+from chargewatch.state import StateError, StateStore
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -21,7 +21,7 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
     if request.param == "sqlite":
-        state = StateStore(default_state_url(tmp_path))
+        state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
         yield state
         state.close()
         return
@@ -50,7 +50,7 @@ def test_transaction_ids_are_unique_under_concurrency(store: StateStore) -> None
 
 
 def test_transaction_ids_survive_a_restart(tmp_path: Path) -> None:
-    url = default_state_url(tmp_path)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
     first = StateStore(url)
     assert [first.next_value() for _ in range(3)] == [1, 2, 3]
     first.close()

@@ -9,7 +9,7 @@ import pytest
 
 from chargewatch.errors import ConfigError
 from chargewatch.settings import Settings
-from ingest.pseudonym import KEY_FILE_NAME, Pseudonymizer, load_pseudonymizer
+from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 
 
 def test_same_card_same_pseudonym_case_insensitive_as_ocpp_says() -> None:
@@ -32,7 +32,8 @@ def test_a_short_key_is_refused() -> None:
 def test_generated_key_is_owner_only_and_reused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     first = load_pseudonymizer(settings)
-    key_file = tmp_path / "data" / KEY_FILE_NAME
+    key_file = settings.pseudonym_key_file
+    assert key_file == tmp_path / "data" / "pseudonym.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert load_pseudonymizer(settings)("TAG") == first("TAG")
     assert "key" not in repr(first).replace("key=***", "")
@@ -41,12 +42,27 @@ def test_generated_key_is_owner_only_and_reused(tmp_path: Path) -> None:
 def test_configured_key_wins_and_no_file_is_written(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, pseudonym_key="x" * 40)  # type: ignore[arg-type]
     assert load_pseudonymizer(settings)("TAG") == Pseudonymizer(b"x" * 40)("TAG")
-    assert not (tmp_path / KEY_FILE_NAME).exists()
+    assert not settings.pseudonym_key_file.exists()
 
 
 def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
-    key_file = tmp_path / KEY_FILE_NAME
-    key_file.write_text("ab" * 32)
-    os.chmod(key_file, 0o644)
-    with pytest.raises(ConfigError, match="chmod 600"):
-        load_pseudonymizer(Settings(data_dir=tmp_path))
+    settings = Settings(data_dir=tmp_path)
+    settings.pseudonym_key_file.write_text("ab" * 32)
+    os.chmod(settings.pseudonym_key_file, 0o644)
+    for create_key in (True, False):
+        with pytest.raises(ConfigError, match="chmod 600"):
+            load_pseudonymizer(settings, create_key=create_key)
+
+
+def test_without_create_key_an_existing_key_file_is_used(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    kept = load_pseudonymizer(settings)
+    assert load_pseudonymizer(settings, create_key=False)("TAG") == kept("TAG")
+
+
+def test_without_create_key_and_no_key_nothing_is_written(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    pseudonymize = load_pseudonymizer(settings, create_key=False)
+    assert pseudonymize("04a1b2c3") == pseudonymize("04A1B2C3")  # one key for the whole run
+    assert pseudonymize("TAG") != load_pseudonymizer(settings, create_key=False)("TAG")
+    assert not (tmp_path / "data").exists()
