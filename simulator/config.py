@@ -11,9 +11,10 @@ import numpy as np
 from chargewatch.events import EventType
 from chargewatch.kinds import AnomalyKind
 
-# The kinds and event types the simulator writes, as the kernel names them.
-ANOMALY_KINDS: tuple[str, ...] = tuple(kind.value for kind in AnomalyKind)
-EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventType)
+# The kinds and event types the simulator writes, as the kernel names them. Kinds are drawn in
+# this order (part of what a seed writes); each has its injector in ``injectors.INJECTORS``.
+ANOMALY_KINDS: tuple[AnomalyKind, ...] = tuple(AnomalyKind)
+EVENT_TYPES: tuple[str, ...] = tuple(event_type.value for event_type in EventType)
 
 
 @dataclass(frozen=True, slots=True)

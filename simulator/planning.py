@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chargewatch.kinds import AnomalyKind
+
 from .fleet import StationSpec, make_id_tags
 from .physics import (
     DerateWindow,
@@ -131,7 +133,7 @@ class SessionPlan:
     next_busy_ms: int = 0  # the connector is needed again from here
     id_tag: str = ""
     auth_result: str = "Accepted"
-    anomaly: str | None = None
+    anomaly: AnomalyKind | None = None
     partner: str | None = None  # concurrent_id_tag: the other session with the same card
 
     @property
@@ -174,6 +176,7 @@ class GhostPlan:
     vehicle: int
     soc0_pct: float
     with_status: bool  # the charger reports Charging while it happens
+    anomaly: AnomalyKind  # what its label says
 
 
 @dataclass(slots=True)

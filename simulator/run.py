@@ -7,12 +7,12 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .assign import assign_anomalies, assign_id_tags
 from .config import ANOMALY_KINDS, EVENT_TYPES, SimulationConfig, SimulationSummary, make_rng
 from .events import EventBuffer
 from .fleet import make_id_tags, make_station
+from .injectors import INJECTORS, Label, SessionSpan
 from .output import SortedRuns, write_labels
 from .planning import StationPlan, plan_station
 from .station import StationRun
@@ -53,8 +53,8 @@ def simulate(
         for r, p in enumerate(sorted(plans, key=lambda p: p.station.station_id))
     }
 
-    labels: list[dict[str, Any]] = []
-    spans: dict[str, tuple[str, int, int, int]] = {}
+    labels: list[Label] = []
+    spans: dict[str, SessionSpan] = {}
     counts: Counter[str] = Counter()
     sessions = 0
     with tempfile.TemporaryDirectory(prefix=".simulate-", dir=events_path.parent) as tmp:
@@ -75,7 +75,8 @@ def simulate(
             if progress is not None:
                 progress(done, len(plans))
         events = runs.merge_into(events_path)
-    labels += _concurrent_labels(plans, spans)
+    for injector in INJECTORS.values():
+        labels += injector.fleet_labels(plans, spans)
     label_counts = Counter(label["kind"] for label in labels)
     write_labels(labels_path, labels)
     logger.info(
@@ -89,32 +90,5 @@ def simulate(
         events=events,
         events_by_type={t: counts[t] for t in EVENT_TYPES},
         sessions=sessions,
-        labels_by_kind={k: label_counts[k] for k in ANOMALY_KINDS},
+        labels_by_kind={k.value: label_counts[k] for k in ANOMALY_KINDS},
     )
-
-
-def _concurrent_labels(
-    plans: list[StationPlan],
-    spans: dict[str, tuple[str, int, int, int]],
-) -> list[dict[str, Any]]:
-    """Both sessions of a shared card carry the label, bounded by their overlap."""
-    labels = []
-    for plan in plans:
-        for s in plan.sessions:
-            if s.anomaly != "concurrent_id_tag" or s.partner not in spans:
-                continue
-            station_id, connector, start_ms, stop_ms = spans[s.session_id]
-            _, _, other_start_ms, other_stop_ms = spans[s.partner]
-            begin_ms, end_ms = max(start_ms, other_start_ms), min(stop_ms, other_stop_ms)
-            if begin_ms < end_ms:
-                labels.append(
-                    {
-                        "session_id": s.session_id,
-                        "station_id": station_id,
-                        "connector_id": connector,
-                        "kind": "concurrent_id_tag",
-                        "start_ms": begin_ms,
-                        "end_ms": end_ms,
-                    }
-                )
-    return labels

@@ -14,19 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from chargewatch.kinds import AnomalyKind
+
 from .events import EventBuffer, encode_readings, format_ts_ms, format_ts_ms_array
 from .fleet import StationSpec
-from .inject import (
-    Readings,
-    Window,
-    clock_fault,
-    data_gap,
-    drop_single_samples,
-    meter_backwards,
-    meter_jump,
-    meter_mismatch,
-    meter_stuck,
-)
+from .inject import Readings, Window, drop_single_samples
+from .injectors import INJECTORS, Label, SessionCharge, SessionSpan
 from .physics import (
     ChargeSpec,
     ChargeTrace,
@@ -56,9 +49,9 @@ _RAMP_DOWN_AC_S = 5.0
 
 @dataclass(slots=True)
 class StationResult:
-    labels: list[dict[str, Any]] = field(default_factory=list)
-    # concurrent_id_tag sessions: session_id -> (station_id, connector, start_ms, stop_ms)
-    spans: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
+    labels: list[Label] = field(default_factory=list)
+    # every session, for labels that need two of them (injectors' fleet_labels)
+    spans: dict[str, SessionSpan] = field(default_factory=dict)
     sessions: int = 0
 
 
@@ -112,7 +105,9 @@ class StationRun:
             },
         )
 
-    def _label(self, kind: str, session_id: str | None, connector: int, window: Window) -> None:
+    def _label(
+        self, kind: AnomalyKind, session_id: str | None, connector: int, window: Window
+    ) -> None:
         self.result.labels.append(
             {
                 "session_id": session_id,
@@ -254,8 +249,7 @@ class StationRun:
         if trace.full_s is not None:
             self._status(self._ms(start_ms, trace.full_s), c, "SuspendedEV")
         register_after = float(r.register_wh[-1])
-        if s.anomaly == "concurrent_id_tag":
-            self.result.spans[s.session_id] = (sid, c, start_ms, min(stop_ms, self.end_ms))
+        self.result.spans[s.session_id] = SessionSpan(sid, c, start_ms, min(stop_ms, self.end_ms))
         if window is not None and s.anomaly is not None:
             self._label(s.anomaly, s.session_id, c, window)
         if is_open:
@@ -346,34 +340,10 @@ class StationRun:
         start_ms: int,
         stop_ms: int,
     ) -> Window | None:
-        st, rng, kind = self.station, self.rng, s.anomaly
-        capacity_w = st.rating_w
-        if kind is None or r.t_s.size < 4:
+        if s.anomaly is None or r.t_s.size < 4:
             return None
-        if kind in ("stall", "early_taper"):
-            begin_s = min(d.start_s for d in s.derates)
-            end_s = min(
-                max(d.end_s for d in s.derates),
-                trace.stop_s,
-                trace.full_s if trace.full_s is not None else math.inf,
-            )
-            r.guard(int(np.searchsorted(r.t_s, begin_s)), int(np.searchsorted(r.t_s, end_s)))
-            return self._ms(start_ms, begin_s), self._ms(start_ms, end_s)
-        if kind == "concurrent_id_tag":  # labeled once both sessions are known (run.py)
-            return None
-        if kind == "unauthorized_energy":
-            return start_ms, min(stop_ms, int(r.sent_ms[-1]))
-        if kind == "meter_stuck":
-            return meter_stuck(r, st.interval_s, rng)
-        if kind == "meter_backwards":
-            return meter_backwards(r, st.meter_resolution_wh, rng)
-        if kind == "meter_jump":
-            return meter_jump(r, capacity_w, rng)
-        if kind == "meter_mismatch":
-            return meter_mismatch(r, capacity_w, rng)
-        if kind == "data_gap":
-            return data_gap(r, st.interval_s, rng)
-        return clock_fault(r, start_ms, rng)
+        charge = SessionCharge(self.station, s, trace, start_ms, stop_ms)
+        return INJECTORS[s.anomaly].inject(charge, r, self.rng)
 
     def _write_readings(
         self,
@@ -436,7 +406,6 @@ class StationRun:
             self._status(end_ms + 2_000, g.connector, "Available")
         flowing = np.flatnonzero(r.power_w > 0)
         if flowing.size:
-            self._label(
-                "unauthorized_energy", None, g.connector, (int(r.sent_ms[flowing[0]]), end_ms)
-            )
+            window = (int(r.sent_ms[flowing[0]]), end_ms)
+            self._label(g.anomaly, None, g.connector, window)
         return end_ms + 2_000, float(r.register_wh[-1])

@@ -1,0 +1,59 @@
+"""Faults of the energy meter: a stuck, falling, leaping or miscalibrated register.
+
+They change what the register reports, never the energy that flowed (``inject.py`` holds the
+array work); a fault that moves the register stays in it for the sessions that follow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chargewatch.kinds import AnomalyKind
+
+from ..inject import Readings, Window, meter_backwards, meter_jump, meter_mismatch, meter_stuck
+from .base import MIN_S, BoolArray, FleetSessions, Injector, SessionCharge
+
+
+class MeterStuck(Injector):
+    """The register repeats one value for a while though power flows, then counts on."""
+
+    kind = AnomalyKind.METER_STUCK
+
+    def can_carry(self, fleet: FleetSessions) -> BoolArray:
+        # a stuck stretch of >= 5 samples must stay under 10 % of the session's energy
+        stretch_s = 12 * np.maximum(5 * fleet.interval_s, 180.0)
+        return np.asarray(fleet.est_charge_s >= np.maximum(30 * MIN_S, stretch_s))
+
+    def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
+        return meter_stuck(r, charge.station.interval_s, rng)
+
+
+class MeterBackwards(Injector):
+    """The register falls: a reset to about zero or a step down."""
+
+    kind = AnomalyKind.METER_BACKWARDS
+
+    def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
+        return meter_backwards(r, charge.station.meter_resolution_wh, rng)
+
+
+class MeterJump(Injector):
+    """The register leaps by several times what the connector could deliver in the interval."""
+
+    kind = AnomalyKind.METER_JUMP
+
+    def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
+        return meter_jump(r, charge.station.rating_w, rng)
+
+
+class MeterMismatch(Injector):
+    """A miscalibrated meter: the register counts 65-80 % or 125-135 % of the energy."""
+
+    kind = AnomalyKind.METER_MISMATCH
+
+    def can_carry(self, fleet: FleetSessions) -> BoolArray:
+        # register and power are compared over the whole session, so it must end inside the run
+        return np.asarray((fleet.est_energy_wh >= 3000.0) & (fleet.departure_ms <= fleet.end_ms))
+
+    def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
+        return meter_mismatch(r, charge.station.rating_w, rng)
