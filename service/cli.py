@@ -104,8 +104,11 @@ def simulate(
 ) -> None:
     """Write a realistic, labeled fleet in the event format (deterministic for a seed);
     with --live, then replay it to a running service, one OCPP WebSocket per station."""
-    from simulator import SimulationConfig
-    from simulator import simulate as run_simulation
+    try:
+        from simulator import SimulationConfig
+        from simulator import simulate as run_simulation
+    except ImportError as exc:  # the simulator's extra (scipy) is not installed
+        fail(str(exc))
 
     try:
         start_at = datetime.fromisoformat(start)

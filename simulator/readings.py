@@ -6,7 +6,11 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
+
+try:
+    from scipy.signal import lfilter
+except ImportError as exc:  # scipy is an extra: the service itself does not need it
+    raise ImportError("the simulator needs scipy: pip install 'chargewatch[simulator]'") from exc
 
 from .fleet import StationSpec
 from .physics import pack_voltage_v
