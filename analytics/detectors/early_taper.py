@@ -6,7 +6,9 @@ full, and power held down by a lower ``power_offered_w``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Self
 
 import numpy as np
@@ -63,14 +65,23 @@ RATED_EDGES_W = np.array([0.0, 8_000.0, AC_MAX_W, 100_000.0, np.inf])
 N_CLASSES = RATED_EDGES_W.size - 1
 
 
+def _dc_curve_floor() -> FloatArray:
+    table = json.loads(
+        files("analytics.detectors").joinpath("dc_curve_floor.json").read_text("utf-8")
+    )
+    floor = np.array([b["floor"] for b in table["bins"]], dtype=np.float64)
+    assert floor.shape == (N_SOC_BINS,), floor.shape
+    return floor
+
+
 # What published DC charging curves allow: in each 5 % SoC bin, the lowest power any of the 113
-# model-specific curves of open-ev-data (Chargeprice, MIT; ../shared/data/ev-curves) draws,
-# relative to the highest power it reached at a lower SoC. Below 40 % no car falls under 72 %
-# of its peak; stepped curves (the e-208 family, Kona, e-Niro) reach 54 % from 45 % and 47 %
-# from 55 %; past 70 % curves fall anywhere, so nothing there can be told from the car.
-DC_CURVE_FLOOR = np.array(
-    [0.97, 0.93, 0.89, 0.80, 0.76, 0.76, 0.74, 0.72, 0.66, 0.54, 0.54, 0.47, 0.47, 0.28] + [0.0] * 6
-)
+# model-specific curves of open-ev-data (Chargeprice, MIT licence) draws, relative to the
+# highest power it reached so far, to the nearest hundredth. Below 40 % no car falls under 72 %
+# of its peak; stepped curves reach 54 % from 45 % (the Corsa-e) and 47 % from 55 % (the
+# Polestar 2); past 70 % curves fall anywhere, so nothing there can be told from the car. The
+# numbers, with each bin's lowest curve and their source, are in dc_curve_floor.json, made by
+# curve_floor.py (which says how; a test remakes it from ../shared/data/ev-curves).
+DC_CURVE_FLOOR = _dc_curve_floor()
 
 
 # AC cars draw a constant current until their own taper in the last few % of SoC. Measured in

@@ -1,0 +1,138 @@
+"""Where early_taper's floor of DC power over SoC comes from: published charging curves.
+
+``dc_curve_floor.json`` (beside this module, read by ``early_taper``) is what ``floor_table``
+makes of the open-ev-data file of Chargeprice (MIT licence; a copy is in
+``../shared/data/ev-curves``, not in this repository). To make it again::
+
+    .venv/bin/python -m analytics.detectors.curve_floor ../shared/data/ev-curves/ev-data.json \\
+        > analytics/detectors/dc_curve_floor.json
+
+A test recomputes it from that file, when present, and compares. Nothing on the detection path
+imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analytics.batch import FloatArray
+
+SOC_BIN_PCT = 5
+N_SOC_BINS = 20
+
+# Above this SoC the floor is 0 by choice: published curves fall to 2-11 % of their peak there
+# (the lowest keeps what they show), so nothing can be told from the car.
+NO_FLOOR_FROM_SOC_PCT = 70
+
+SOURCE = (
+    "open-ev-data by Chargeprice (github.com/chargeprice/open-ev-data), data/ev-data.json at"
+    " commit e495ff9 (April 2022), MIT licence: its 113 model-specific DC charging curves"
+    " (dc_charger.is_default_charging_curve false)"
+)
+
+DERIVATION = (
+    "Each curve, power over SoC with its published points joined by straight lines, is read at"
+    " every whole percent of SoC from 0 to 99; at each, its power over the highest power it drew"
+    " at that SoC or below (its peak so far). The bin from soc_from_pct holds the whole percents"
+    " soc_from_pct to soc_to_pct - 1; 'lowest' is the least such share over the bin's percents"
+    " and all the curves (4 decimals), 'set_by' the models whose curves reach it, and 'floor' is"
+    f" 'lowest' rounded to the nearest hundredth, or 0 from {NO_FLOOR_FROM_SOC_PCT} % SoC on"
+    " (there curves fall anywhere, so nothing can be told from the car)."
+)
+
+
+def model_curves(ev_data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vehicles of ``ev_data`` with a model-specific DC charging curve, in file order."""
+    return [
+        car
+        for car in ev_data["data"]
+        if (car.get("dc_charger") or {}).get("charging_curve")
+        and car["dc_charger"].get("is_default_charging_curve") is False
+    ]
+
+
+def bin_shares(cars: list[dict[str, Any]]) -> FloatArray:
+    """Per car and 5 % SoC bin, ``(len(cars), N_SOC_BINS)``: the least share of its peak so far
+    that the car's curve draws at the bin's whole percents of SoC (read by straight lines
+    between its published points)."""
+    soc = np.arange(float(N_SOC_BINS * SOC_BIN_PCT))
+    shares = np.empty((len(cars), soc.size))
+    for i, car in enumerate(cars):  # one published curve (a hundred or so), off the hot path
+        points = car["dc_charger"]["charging_curve"]
+        at_pct = [p["percentage"] for p in points]
+        power = np.interp(soc, at_pct, [p["power"] for p in points])
+        shares[i] = power / np.maximum.accumulate(power)
+    return np.asarray(shares.reshape(len(cars), N_SOC_BINS, SOC_BIN_PCT).min(axis=2))
+
+
+def derive_dc_curve_floor(ev_data: dict[str, Any]) -> FloatArray:
+    """``DC_CURVE_FLOOR`` from the open-ev-data file (see ``DERIVATION``)."""
+    return _floor(bin_shares(model_curves(ev_data)).min(axis=0))
+
+
+def _floor(lowest: FloatArray) -> FloatArray:
+    floor = np.round(lowest, 2)
+    floor[np.arange(N_SOC_BINS) * SOC_BIN_PCT >= NO_FLOOR_FROM_SOC_PCT] = 0.0
+    return np.asarray(floor)
+
+
+def floor_table(ev_data: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``dc_curve_floor.json``: the floor per bin, with its source and how it
+    was derived."""
+    cars = model_curves(ev_data)
+    shares = bin_shares(cars)
+    lowest = shares.min(axis=0)
+    floor = _floor(lowest)
+    bins = []
+    for k in range(N_SOC_BINS):
+        at_lowest = np.flatnonzero(shares[:, k] == lowest[k]).tolist()
+        models = dict.fromkeys(f"{cars[i]['brand']} {cars[i]['model']}" for i in at_lowest)
+        bins.append(
+            {
+                "soc_from_pct": k * SOC_BIN_PCT,
+                "soc_to_pct": (k + 1) * SOC_BIN_PCT,
+                "floor": float(floor[k]),
+                "lowest": round(float(lowest[k]), 4),
+                "set_by": list(models),
+            }
+        )
+    return {
+        "about": (
+            "DC_CURVE_FLOOR of analytics/detectors/early_taper.py: per 5 % SoC bin, the least"
+            " share of the highest power reached so far that a published DC charging curve"
+            " draws. Made by analytics/detectors/curve_floor.py; do not edit by hand."
+        ),
+        "source": SOURCE,
+        "curves": len(cars),
+        "derivation": DERIVATION,
+        "bins": bins,
+    }
+
+
+def to_json(table: dict[str, Any]) -> str:
+    """``table`` as JSON text, one bin a line (so a change reads as a one-line diff)."""
+    lines = ["{"]
+    for key, value in table.items():
+        if key != "bins":
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},")
+    rows = [f"    {json.dumps(b, ensure_ascii=False)}" for b in table["bins"]]
+    lines.extend(['  "bins": [', ",\n".join(rows), "  ]", "}"])
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m analytics.detectors.curve_floor EV-DATA.json\n")
+        return 2
+    ev_data = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    sys.stdout.write(to_json(floor_table(ev_data)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
