@@ -28,7 +28,7 @@ import polars as pl
 
 from analytics.assemble import MAX_CELLS, Assembler, Handout, ReadingColumns
 from analytics.batch import NO_TIME, SessionBatch
-from analytics.detectors import default_detectors, detect
+from analytics.detectors import default_detectors, detect, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
 from analytics.flags import flags_from_results
@@ -225,7 +225,12 @@ class _Scoring:
     """
 
     def __init__(
-        self, assembler: Assembler, detectors: list[Detector], report: DetectReport, *, fit: bool
+        self,
+        assembler: Assembler,
+        detectors: Sequence[Detector],
+        report: DetectReport,
+        *,
+        fit: bool,
     ) -> None:
         self._assembler = assembler
         self._detectors = detectors
@@ -244,9 +249,9 @@ class _Scoring:
             if not batch.n_sessions:
                 continue
             if not self._fitted:
+                # history is the first chunk itself (or a sample of its rows): on purpose
                 learn_from = handout.sample if handout.sample is not None else batch
-                for detector in self._detectors:
-                    detector.fit(learn_from)
+                fit_detectors(learn_from, self._detectors)
                 self._fitted = True
             results = run_detectors(batch, self._per_row, now_ns=now_ns)
             if self._across:
@@ -292,7 +297,7 @@ def detect_events(
 
     Chunks: once ``max_sessions`` sessions have stopped they are scored, in batches of at most
     ``max_cells`` padded samples (see ``Assembler.pop_complete``). ``fit=False`` scores with
-    detectors fitted elsewhere (on history).
+    ``detectors`` fitted elsewhere (on history); unfitted ones raise ``NotFittedError``.
 
     ``now_ns`` for scoring is ``Assembler.now_ns``: the latest control event or, if later, the
     median over stations of their latest reading (one charger with its clock years ahead must

@@ -20,7 +20,7 @@ import numpy as np
 
 from analytics.assemble import AUTHORIZE_WINDOW_NS, assemble
 from analytics.batch import NO_TIME, SessionBatch
-from analytics.detectors import default_detectors
+from analytics.detectors import fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
@@ -76,9 +76,7 @@ def detect_window(
     events = read_events(client, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
     report.lines = len(events)
     batch = assemble(enumerate(events, start=1))
-    chosen = list(detectors) if detectors is not None else default_detectors()
-    for detector in chosen:
-        detector.fit(batch)
+    chosen = fit_detectors(batch, detectors)  # the window and its look-back are the history
     results = run_detectors(batch, chosen, now_ns=until_ns)
     rows = _in_window(batch, since_ns, until_ns)
     kept = batch.take(rows)

@@ -12,7 +12,8 @@ Every error the project raises derives from one root, so callers can catch exact
     │   ├── InfluxNotFoundError     404: no such database or endpoint
     │   ├── InfluxRequestError      400: the server rejected what was sent (bad line, bad query)
     │   └── InfluxServerError       5xx that did not clear within the retries
-    └── InfluxdError                the local development InfluxDB could not be installed or run
+    ├── InfluxdError                the local development InfluxDB could not be installed or run
+    └── NotFittedError              a detector was asked to score before it was fitted
 
 Errors of other libraries (httpx, orjson, OS errors) are translated where they occur, with the
 original kept as ``__cause__``.
@@ -72,3 +73,7 @@ class InfluxServerError(InfluxError):
 
 class InfluxdError(ChargewatchError):
     """The local development InfluxDB could not be installed, started or stopped."""
+
+
+class NotFittedError(ChargewatchError):
+    """A detector was asked to score before ``fit`` (it never quietly fits on what it scores)."""

@@ -1,4 +1,10 @@
-"""The anomaly kinds of CONTRACTS.md section 3: one list for the simulator, detectors and tests."""
+"""The anomaly kinds of CONTRACTS.md section 3, in its order.
+
+The one list of kinds: the simulator injects and labels each of them, and each has exactly one
+detector (``analytics.detectors.DETECTORS``, keyed by this enum; a test holds it to that). A
+``StrEnum``: a kind equals its string, so labels, flags and JSON carry the plain value
+(``"stall"``). Adding a kind: see ``analytics.detectors``.
+"""
 
 from __future__ import annotations
 

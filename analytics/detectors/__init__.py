@@ -1,24 +1,40 @@
-"""Vectorized detectors, one module per family of anomaly kinds (CONTRACTS.md section 3).
+"""Vectorized detectors, one per anomaly kind of CONTRACTS.md section 3, each a ``BaseDetector``.
 
+- ``stall``: ``Stall``; ``early_taper``: ``EarlyTaper`` (with its learned reference band, and
+  the floor of published curves in ``dc_curve_floor.json``, made by ``curve_floor``)
 - ``meter``: ``MeterStuck``, ``MeterBackwards``, ``MeterJump``, ``MeterMismatch``
 - ``timing``: ``DataGap``, ``ClockFault``
-- ``power``: ``Stall``, ``EarlyTaper`` (with its learned reference band)
 - ``identity``: ``UnauthorizedEnergy``, ``ConcurrentIdTag``
+- shared: ``prepared`` (the cleaned view), ``reductions``, ``ratings``, ``verdicts``; ``base``
+  (``BaseDetector``, ``KindResult``)
 
-``default_detectors()`` gives one of each with default parameters; ``detect`` scores a batch.
+``DETECTORS`` maps each ``AnomalyKind`` to its detector class; nothing else dispatches on the
+kind. ``default_detectors()`` gives one of each, unfitted; ``fit_detectors(history)`` fits
+them; ``detect`` scores a batch with fitted detectors.
+
+Adding a kind touches four places: its member in ``chargewatch/kinds.py`` (in the order of
+CONTRACTS.md section 3, with the contract's row), a detector class deriving from
+``BaseDetector`` with ``kind`` set to it (in a module of its own or beside its family here), its
+line in ``DETECTORS``, and the simulator's injector for it (``simulator/``), so that the kind can
+be measured. ``tests/analytics/detectors/test_registry.py`` fails until the registry covers it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from analytics.batch import SessionBatch
-from analytics.detectors.base import Detector, KindResult
+from analytics.detectors.base import BaseDetector, Detector, KindResult
 from analytics.detectors.early_taper import EarlyTaper
 from analytics.detectors.identity import ConcurrentIdTag, UnauthorizedEnergy
 from analytics.detectors.meter import MeterBackwards, MeterJump, MeterMismatch, MeterStuck
 from analytics.detectors.stall import Stall
 from analytics.detectors.timing import ClockFault, DataGap
+from chargewatch.kinds import AnomalyKind
 
 __all__ = [
+    "DETECTORS",
+    "BaseDetector",
     "ClockFault",
     "ConcurrentIdTag",
     "DataGap",
@@ -33,23 +49,40 @@ __all__ = [
     "UnauthorizedEnergy",
     "default_detectors",
     "detect",
+    "fit_detectors",
 ]
 
+# One detector class per kind, in the order of CONTRACTS.md section 3 (results and flags of a
+# batch come in this order).
+DETECTORS: dict[AnomalyKind, type[BaseDetector]] = {
+    AnomalyKind.STALL: Stall,
+    AnomalyKind.EARLY_TAPER: EarlyTaper,
+    AnomalyKind.METER_STUCK: MeterStuck,
+    AnomalyKind.METER_BACKWARDS: MeterBackwards,
+    AnomalyKind.METER_JUMP: MeterJump,
+    AnomalyKind.METER_MISMATCH: MeterMismatch,
+    AnomalyKind.DATA_GAP: DataGap,
+    AnomalyKind.CLOCK_FAULT: ClockFault,
+    AnomalyKind.UNAUTHORIZED_ENERGY: UnauthorizedEnergy,
+    AnomalyKind.CONCURRENT_ID_TAG: ConcurrentIdTag,
+}
 
-def default_detectors() -> list[Detector]:
-    """One unfitted detector per anomaly kind, in the order of CONTRACTS.md section 3."""
-    return [
-        Stall(),
-        EarlyTaper(),
-        MeterStuck(),
-        MeterBackwards(),
-        MeterJump(),
-        MeterMismatch(),
-        DataGap(),
-        ClockFault(),
-        UnauthorizedEnergy(),
-        ConcurrentIdTag(),
-    ]
+
+def default_detectors() -> list[BaseDetector]:
+    """One unfitted detector per anomaly kind, default parameters, in ``DETECTORS`` order."""
+    return [cls() for cls in DETECTORS.values()]
+
+
+def fit_detectors(
+    history: SessionBatch, detectors: Sequence[Detector] | None = None
+) -> list[Detector]:
+    """``detectors`` (``default_detectors()`` when None) fitted on ``history``, in order.
+
+    To judge a batch against itself, pass it as ``history``: the one way the detectors learn
+    from what they score, and it is said where it happens.
+    """
+    chosen: Sequence[Detector] = detectors if detectors is not None else default_detectors()
+    return [d.fit(history) for d in chosen]
 
 
 # Rows are scored in blocks of about this many padded samples: each temporary (n, m) array of a
@@ -62,14 +95,12 @@ def detect(
     batch: SessionBatch,
     *,
     now_ns: int,
-    detectors: list[Detector] | None = None,
+    detectors: Sequence[Detector],
     block_cells: int = BLOCK_CELLS,
 ) -> list[KindResult]:
-    """Score every row of ``batch`` for every kind. ``detectors`` must already be fitted; when
-    None, ``default_detectors()`` are fitted on ``batch`` itself. Results are in the order of
+    """Score every row of ``batch`` for every kind of ``detectors``, which must be fitted
+    (``NotFittedError`` otherwise; ``fit_detectors``). Results are in the order of
     ``detectors``; per-row detectors run a block of rows at a time (the same results)."""
-    if detectors is None:
-        detectors = [d.fit(batch) for d in default_detectors()]
     per_row = [d for d in detectors if d.per_row]
     n = batch.n_sessions
     step = max(1, block_cells // max(batch.n_steps, 1))

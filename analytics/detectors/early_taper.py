@@ -14,8 +14,8 @@ from typing import Self
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
-from analytics.detectors.base import KindResult
-from analytics.detectors.prepared import Prepared, prepared, take_rows
+from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.prepared import HISTORY_COMPLETE_NS, Prepared, prepared, take_rows
 from analytics.detectors.ratings import AC_MAX_W, StationRatings, rated_power_w
 from analytics.detectors.reductions import (
     Runs,
@@ -27,6 +27,7 @@ from analytics.detectors.reductions import (
     trapezoid_wh,
 )
 from analytics.detectors.verdicts import (
+    MIN_POWER_READINGS,
     Verdict,
     fmt_kw,
     fmt_min,
@@ -35,13 +36,7 @@ from analytics.detectors.verdicts import (
     scatter_verdict,
     verdict_result,
 )
-
-
-def _learned_rating(ratings: StationRatings | None, batch: SessionBatch) -> FloatArray:
-    if ratings is None:
-        return np.full(batch.n_sessions, np.nan)
-    return ratings.lookup(batch.station_id)
-
+from chargewatch.kinds import AnomalyKind
 
 SOC_BIN_PCT = 5.0
 
@@ -96,7 +91,7 @@ def default_band() -> FloatArray:
     return np.tile(np.concatenate((DC_CURVE_FLOOR, AC_TO_GO_FLOOR)), (N_CLASSES, 1))
 
 
-class EarlyTaper:
+class EarlyTaper(BaseDetector):
     """Power well below what the car and charger should deliver at that point of the charge,
     sustained, with no lower offered power explaining it (see the comment above).
 
@@ -104,37 +99,62 @@ class EarlyTaper:
     where a cell has ``min_samples`` readings and its quantile is lower than the built-in floor
     (a network whose cars go lower than published curves: cold batteries, old packs), the
     learned value replaces it. History widens the band, never narrows it below what published
-    curves allow: a flag pages someone. Scoring uses ``band_margin`` x that floor.
+    curves allow: a flag pages someone. Scoring uses ``band_margin`` x that floor. Learned:
+    ``ratings_`` (each station's rated power), ``band_``, ``band_count_``, ``band_learned_``.
+
+    Parameters
+    ----------
+    quantile : float, default 0.01
+        The learned floor: 1 reading in 100 of history lies below it ...
+    band_margin : float, default 0.85
+        ... and then 15 % further below (meter noise, cars not seen yet).
+    min_samples : int, default 500
+        Readings needed in a (class, bin) cell of history to trust its quantile.
+    min_duration_s : float, default 600.0
+        A dip shorter than 10 min is balancing or a limit message in flight, not a derating.
+    min_steps : int, default 3
+        Steps in a row under the band, needed as well as ``min_duration_s``: a dip shown by
+        a few readings, not by two readings far apart.
+    near_zero_w : float, default 200.0
+        Below this power it is a stall's business, not a taper's.
+    ramp_fraction : float, default 0.8
+        Readings before power first reaches 80 % of the peak are the ramp-up, not a taper.
+    min_drop : float, default 0.38
+        The step: a fall by more than 38 % ...
+    max_fall_s : float, default 300.0
+        ... within 5 min (plus one sampling interval) ...
+    max_fall_soc_pct : float, default 5.0
+        ... and within 5 % SoC: below 65 % SoC the worst fall of a published curve within 5 %
+        SoC is to 67 % (the e-208 family's step at 47 %).
+    dc_step_max_soc_pct : float, default 65.0
+        DC: a fall may begin only below this SoC; beyond it published curves fall anywhere.
+    hold_fraction : float, default 0.7
+        Held: after settling (``max_fall_s`` into the fall) power stays above 70 % of where it
+        settled; a car's own taper keeps falling towards full.
+    min_minutes_at_peak_after_fall : float, default 10.0
+        Without SoC: a fall with less than this much charging still to come, counted in minutes
+        at the session's peak power, is the car's own last few % (a balancing current at 1-2 kW
+        for half an hour is about 5 min at 11 kW).
     """
 
-    kind = "early_taper"
-    per_row = True
+    kind = AnomalyKind.EARLY_TAPER
 
     def __init__(
         self,
         *,
-        quantile: float = 0.01,  # the learned floor: 1 reading in 100 of history lies below it
-        band_margin: float = 0.85,  # and then 15 % further below (meter noise, unseen cars)
-        min_samples: int = 500,  # readings needed in a (class, bin) cell to trust it
-        min_duration_s: float = 600.0,  # a dip shorter than 10 min is balancing or a limit
-        #                                 message in flight, not a derating
+        quantile: float = 0.01,
+        band_margin: float = 0.85,
+        min_samples: int = 500,
+        min_duration_s: float = 600.0,
         min_steps: int = 3,
-        near_zero_w: float = 200.0,  # below this it is a stall's business, not a taper's
-        ramp_fraction: float = 0.8,  # readings before power first reaches 80 % of the peak are
-        #                              the ramp-up, not a taper
-        min_drop: float = 0.38,  # the step: a fall by more than 38 % ...
-        max_fall_s: float = 300.0,  # ... within 5 min (plus one sampling interval) ...
-        max_fall_soc_pct: float = 5.0,  # ... and within 5 % SoC: below 65 % SoC the worst fall
-        #                                 of a published curve within 5 % SoC is to 67 % (the
-        #                                 e-208 family's step at 47 %)
-        dc_step_max_soc_pct: float = 65.0,  # DC: beyond this published curves fall anywhere
-        hold_fraction: float = 0.7,  # held: after settling (``max_fall_s`` into the fall) power
-        #                              stays above 70 % of where it settled; a car's own taper
-        #                              keeps falling towards full
-        min_to_go_after_fall_min: float = 10.0,  # without SoC: a fall with less than 10 min at
-        #                                          peak power still to come is the car's own
-        #                                          last few % (a balancing current at 1-2 kW
-        #                                          for half an hour is about 5 min at 11 kW)
+        near_zero_w: float = 200.0,
+        ramp_fraction: float = 0.8,
+        min_drop: float = 0.38,
+        max_fall_s: float = 300.0,
+        max_fall_soc_pct: float = 5.0,
+        dc_step_max_soc_pct: float = 65.0,
+        hold_fraction: float = 0.7,
+        min_minutes_at_peak_after_fall: float = 10.0,
     ) -> None:
         self.quantile = quantile
         self.band_margin = band_margin
@@ -148,7 +168,7 @@ class EarlyTaper:
         self.max_fall_soc_pct = max_fall_soc_pct
         self.dc_step_max_soc_pct = dc_step_max_soc_pct
         self.hold_fraction = hold_fraction
-        self.min_to_go_after_fall_min = min_to_go_after_fall_min
+        self.min_minutes_at_peak_after_fall = min_minutes_at_peak_after_fall
 
     # -- learning -------------------------------------------------------------------------------
 
@@ -158,7 +178,7 @@ class EarlyTaper:
         counts = np.zeros(floor.size, dtype=np.int64)
         learned = np.zeros(floor.size, dtype=bool)
         if batch.n_sessions and batch.n_steps:
-            prep = prepared(batch, np.iinfo(np.int64).max // 2)
+            prep = prepared(batch, HISTORY_COMPLETE_NS)
             rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
             features = self._features(prep, rated, learning=True)
             keep = features.cell >= 0
@@ -171,7 +191,7 @@ class EarlyTaper:
         self.band_ = floor * self.band_margin
         self.band_count_ = counts.reshape(floor.shape)
         self.band_learned_ = learned.reshape(floor.shape)
-        return self
+        return super().fit(batch)
 
     # -- features -------------------------------------------------------------------------------
 
@@ -314,15 +334,14 @@ class EarlyTaper:
         return out
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
-        if not hasattr(self, "band_"):
-            self.fit(batch.take(np.zeros(0, dtype=np.int64)))
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         n = batch.n_sessions
-        rated = rated_power_w(prep, _learned_rating(self.ratings_, batch))
+        rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
         rows = np.flatnonzero(self._candidates(prep, rated))
         verdict = scatter_verdict(n, rows, self._judge(take_rows(prep, rows), rated[rows]))
 
-        not_scored = not_scored_reason(prep, 3, "power")
+        not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
         peak = prep.peak_power_w
         no_power = np.isnan(peak) | ~(peak > self.near_zero_w)
         not_scored[no_power & is_none(not_scored)] = "no charging power reported"
@@ -455,12 +474,12 @@ class EarlyTaper:
         x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
         # Without SoC, only the energy still to come tells a fall well before full from a car
         # that drops to a low balancing current for its last few % (some do, for half an
-        # hour): the charge must still take ``min_to_go_after_fall_min`` at its peak power
-        # from where the fall began
+        # hour): the charge must still take ``min_minutes_at_peak_after_fall`` at its peak
+        # power from where the fall began
         without_soc = ~f.uses_soc
         if without_soc.any():
             to_go = np.take_along_axis(self._minutes_to_go(prep, without_soc), first, axis=1)
-            near_full = without_soc[:, None] & ~(to_go >= self.min_to_go_after_fall_min)
+            near_full = without_soc[:, None] & ~(to_go >= self.min_minutes_at_peak_after_fall)
             x = np.where(near_full[:, 1:], 0.0, x)
         return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
 

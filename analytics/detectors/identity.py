@@ -7,37 +7,49 @@ from typing import Self
 import numpy as np
 
 from analytics.batch import NO_TIME, IntArray, SessionBatch
-from analytics.detectors.base import KindResult
-from analytics.detectors.meter import jump_allowance_wh
+from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.meter import (
+    JUMP_JITTER_S,
+    JUMP_RATED_MARGIN,
+    ROUNDING_STEPS,
+    jump_allowance_wh,
+)
 from analytics.detectors.prepared import NS_PER_S, prepared
 from analytics.detectors.ratings import StationRatings, rated_power_w
 from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
 from analytics.detectors.verdicts import build_result, excess_score, fmt_kwh, is_none
+from chargewatch.kinds import AnomalyKind
 
 
-class UnauthorizedEnergy:
+class UnauthorizedEnergy(BaseDetector):
     """Energy delivered on an orphan segment (readings with no session open) or in a session
-    whose authorization was not ``Accepted`` (and not unknown)."""
+    whose authorization was not ``Accepted`` (and not unknown). Learns each station's rated
+    power (``ratings_``), to tell a meter's jump (as meter_jump's defaults define it) from
+    energy.
 
-    kind = "unauthorized_energy"
-    per_row = True
+    Parameters
+    ----------
+    min_energy_wh : float, default 100.0
+        Well above a register's resolution (1-10 Wh) and what an idle meter counts; half a
+        minute of the slowest charge.
+    flowing_w : float, default 100.0
+        Power above this flows (where the energy shows): a meter at rest shows 0 W plus a few
+        watts of noise.
+    """
 
-    def __init__(
-        self,
-        *,
-        min_energy_wh: float = 100.0,  # well above a register's resolution (1-10 Wh) and what
-        #                                an idle meter counts; half a minute of the slowest charge
-        flowing_w: float = 100.0,  # a meter at rest shows 0 W plus a few watts of noise
-    ) -> None:
+    kind = AnomalyKind.UNAUTHORIZED_ENERGY
+
+    def __init__(self, *, min_energy_wh: float = 100.0, flowing_w: float = 100.0) -> None:
         self.min_energy_wh = min_energy_wh
         self.flowing_w = flowing_w
 
     def fit(self, batch: SessionBatch) -> Self:
         self.ratings_ = StationRatings.learn(batch)
-        return self
+        return super().fit(batch)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         orphan = is_none(batch.session_id)
         auth = batch.auth_result
         concerned = orphan | (~is_none(auth) & np.not_equal(auth, "Accepted"))
@@ -53,15 +65,13 @@ class UnauthorizedEnergy:
 
     def _score_concerned(self, batch: SessionBatch, now_ns: int) -> KindResult:
         prep = prepared(batch, now_ns)
-        ratings = getattr(self, "ratings_", None)
-        learned = (
-            ratings.lookup(batch.station_id)
-            if ratings is not None
-            else np.full(batch.n_sessions, np.nan)
-        )
-        rated = rated_power_w(prep, learned)
+        rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
         allowed = jump_allowance_wh(
-            prep, rated, rated_margin=0.1, jitter_s=2.0, resolution_steps=2.0
+            prep,
+            rated,
+            rated_margin=JUMP_RATED_MARGIN,
+            jitter_s=JUMP_JITTER_S,
+            resolution_steps=ROUNDING_STEPS,
         )
         # register rises a meter could really count (a jump is a meter fault, not energy)
         counted = (prep.de_wh > 0) & ~(prep.de_wh > allowed)
@@ -119,26 +129,27 @@ def session_ends(batch: SessionBatch, now_ns: int) -> IntArray:
     return end
 
 
-class ConcurrentIdTag:
+class ConcurrentIdTag(BaseDetector):
     """One id tag (pseudonym) in two sessions that overlap in time at different stations; both
     sessions are flagged. Sessions are sorted by (pseudonym, start); each is compared with the
-    one before it and with the earlier session of the same user that ends last."""
+    one before it and with the earlier session of the same user that ends last. Learns
+    nothing; pairs sessions across rows (``per_row`` False).
 
-    kind = "concurrent_id_tag"
-    per_row = False  # pairs sessions across rows
+    Parameters
+    ----------
+    min_overlap_s : float, default 60.0
+        Two chargers' clocks and a late stop message may make back-to-back sessions touch by
+        tens of seconds.
+    """
 
-    def __init__(
-        self,
-        *,
-        min_overlap_s: float = 60.0,  # two chargers' clocks and a late stop message may make
-        #                               back-to-back sessions touch by tens of seconds
-    ) -> None:
+    kind = AnomalyKind.CONCURRENT_ID_TAG
+    per_row = False
+
+    def __init__(self, *, min_overlap_s: float = 60.0) -> None:
         self.min_overlap_s = min_overlap_s
 
-    def fit(self, batch: SessionBatch) -> Self:
-        return self
-
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         n = batch.n_sessions
         user = batch.id_pseudonym
         judged = ~is_none(user) & ~is_none(batch.session_id)

@@ -14,11 +14,13 @@ from typing import Self
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
-from analytics.detectors.base import KindResult
+from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import NS_PER_S, Prepared, prepared
 from analytics.detectors.ratings import StationRatings, rated_power_w
 from analytics.detectors.reductions import nan_argmax, pick, row_sum_where, runs, trapezoid_wh
+from analytics.detectors.timing import GAP_INTERVALS, GAP_MIN_S
 from analytics.detectors.verdicts import (
+    MIN_READINGS,
     Verdict,
     build_result,
     excess_score,
@@ -29,27 +31,21 @@ from analytics.detectors.verdicts import (
     judge_candidates,
     not_scored_reason,
 )
+from chargewatch.kinds import AnomalyKind
 
 _INT_MIN = np.iinfo(np.int64).min
 
 
-class _Rated:
-    """Learns each station's rated power in ``fit`` (``ratings_``)."""
+# A register step may be off by this many steps of the register's resolution without any fault:
+# both of its ends are rounded to the resolution.
+ROUNDING_STEPS = 2.0
 
-    ratings_: StationRatings
 
-    def fit(self, batch: SessionBatch) -> Self:
-        self.ratings_ = StationRatings.learn(batch)
-        return self
-
-    def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
-        ratings = getattr(self, "ratings_", None)
-        learned = (
-            ratings.lookup(batch.station_id)
-            if ratings is not None
-            else np.full(batch.n_sessions, np.nan)
-        )
-        return rated_power_w(prep, learned)
+# How far a register step may rise beyond the rated power over its time (``jump_allowance_wh``):
+# meter_jump's defaults, which unauthorized_energy shares to tell a meter's jump from energy.
+# See ``MeterJump`` for why.
+JUMP_RATED_MARGIN = 0.1
+JUMP_JITTER_S = 2.0
 
 
 def jump_allowance_wh(
@@ -106,22 +102,34 @@ def _span_by_index(t: FloatArray, de_wh: FloatArray) -> FloatArray:
     return np.asarray(t[:, 1:] - t_from)
 
 
-class MeterStuck(_Rated):
-    """The register stays constant while power clearly flows (CONTRACTS.md section 3)."""
+class MeterStuck(BaseDetector):
+    """The register stays constant while power clearly flows (CONTRACTS.md section 3). Learns
+    nothing: the register is judged against the power reported with it.
 
-    kind = "meter_stuck"
-    per_row = True
+    Parameters
+    ----------
+    min_power_w : float, default 100.0
+        Power clearly above zero: a meter at rest shows 0 W and a few watts of noise; the
+        smallest real charge (6 A) is 1.4 kW.
+    min_steps : int, default 3
+        Flat steps in a row: one or two repeated values are a register polled less often than
+        the readings are sent, not a frozen meter.
+    min_duration_s : float, default 120.0
+        Meters are polled at least once a minute; twice that.
+    min_missing_resolutions : float, default 3.0
+        Energy not counted, in steps of the register's resolution: a coarse register may
+        legitimately not move while less than its resolution flows.
+    """
+
+    kind = AnomalyKind.METER_STUCK
 
     def __init__(
         self,
         *,
-        min_power_w: float = 100.0,  # clearly above zero: a meter at rest shows 0 W and a few
-        #                              watts of noise; the smallest real charge (6 A) is 1.4 kW
-        min_steps: int = 3,  # one or two repeated values are a register polled less often
-        #                      than the readings are sent, not a frozen meter
-        min_duration_s: float = 120.0,  # meters are polled at least once a minute; twice that
-        min_missing_resolutions: float = 3.0,  # a coarse register may legitimately not move
-        #                                        while less than its resolution flows
+        min_power_w: float = 100.0,
+        min_steps: int = 3,
+        min_duration_s: float = 120.0,
+        min_missing_resolutions: float = 3.0,
     ) -> None:
         self.min_power_w = min_power_w
         self.min_steps = min_steps
@@ -134,12 +142,12 @@ class MeterStuck(_Rated):
         return np.asarray((prep.de_wh == 0) & flowing)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         flat = self._flat(prep)
         # the costly part only on rows with a flat step while power flows
-        return judge_candidates(
-            self.kind, prep, flat, self._judge, not_scored_reason(prep, 2, "energy")
-        )
+        not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
+        return judge_candidates(self.kind, prep, flat, self._judge, not_scored)
 
     def _judge(self, prep: Prepared) -> Verdict:
         p = prep.power_w
@@ -177,21 +185,23 @@ class MeterStuck(_Rated):
         )
 
 
-class MeterBackwards(_Rated):
-    """The register decreases (a reset, a wrap, a replaced meter)."""
+class MeterBackwards(BaseDetector):
+    """The register decreases (a reset, a wrap, a replaced meter). Learns nothing.
 
-    kind = "meter_backwards"
-    per_row = True
+    Parameters
+    ----------
+    tolerance_resolutions : float, default ROUNDING_STEPS (2.0)
+        A register only counts up; a fall of more than the rounding of a step's two ends to
+        the register's resolution is real.
+    """
 
-    def __init__(
-        self,
-        *,
-        tolerance_resolutions: float = 2.0,  # a register only counts up; a fall of more than
-        #                                      one rounding step of its resolution is real
-    ) -> None:
+    kind = AnomalyKind.METER_BACKWARDS
+
+    def __init__(self, *, tolerance_resolutions: float = ROUNDING_STEPS) -> None:
         self.tolerance_resolutions = tolerance_resolutions
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         drop = np.where(prep.de_wh < 0, -prep.de_wh, 0.0)  # no NaN left: a plain argmax
         at = np.argmax(drop, axis=1) if drop.shape[1] else np.zeros(batch.n_sessions, np.int64)
@@ -212,30 +222,50 @@ class MeterBackwards(_Rated):
                 for i in rows
             ]
 
-        return step_result(self.kind, prep, x, at, describe, not_scored_reason(prep, 2, "energy"))
+        not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
+        return step_result(self.kind, prep, x, at, describe, not_scored)
 
 
-class MeterJump(_Rated):
-    """The register rises by more than the connector could deliver in that interval."""
+class MeterJump(BaseDetector):
+    """The register rises by more than the connector could deliver in that interval. Learns
+    each station's rated power (``ratings_``).
 
-    kind = "meter_jump"
-    per_row = True
+    Parameters
+    ----------
+    rated_margin : float, default JUMP_RATED_MARGIN (0.1)
+        Relative slack on the rated power: the meter's accuracy class, and a rating that is
+        estimated (from history), not declared.
+    jitter_s : float, default JUMP_JITTER_S (2.0)
+        Slack on the step's time: sampling jitter plus the lag between reading the meter and
+        stamping the message.
+    resolution_steps : float, default ROUNDING_STEPS (2.0)
+        Slack in steps of the register's resolution: both ends of the step are rounded to it.
+    """
+
+    kind = AnomalyKind.METER_JUMP
 
     def __init__(
         self,
         *,
-        rated_margin: float = 0.1,  # meter accuracy class and an estimated (not declared) rating
-        jitter_s: float = 2.0,  # sampling jitter plus the lag between reading the meter and
-        #                         stamping the message
-        resolution_steps: float = 2.0,  # both ends of the step are rounded to the resolution
+        rated_margin: float = JUMP_RATED_MARGIN,
+        jitter_s: float = JUMP_JITTER_S,
+        resolution_steps: float = ROUNDING_STEPS,
     ) -> None:
         self.rated_margin = rated_margin
         self.jitter_s = jitter_s
         self.resolution_steps = resolution_steps
 
+    def fit(self, batch: SessionBatch) -> Self:
+        self.ratings_ = StationRatings.learn(batch)
+        return super().fit(batch)
+
+    def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
+        return rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+
     def allowance_wh(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Most each register step may rise; cached in ``batch.extra`` (meter_mismatch reads
         it too)."""
+        self.check_is_fitted()
         return self._allowance(batch, prep, self._rated(batch, prep))
 
     def _allowance(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> FloatArray:
@@ -259,6 +289,7 @@ class MeterJump(_Rated):
         return allowed
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         rated = self._rated(batch, prep)
         allowed = self._allowance(batch, prep, rated)
@@ -270,7 +301,7 @@ class MeterJump(_Rated):
         step = pick(rise, at)
         dt = pick(prep.dt_s, at)
         could = pick(allowed, at)
-        not_scored = not_scored_reason(prep, 2, "energy")
+        not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
         not_scored[np.isnan(rated) & is_none(not_scored)] = (
             "no rated power known for this connector (no offered or measured power)"
         )
@@ -285,24 +316,43 @@ class MeterJump(_Rated):
         return step_result(self.kind, prep, x, at, describe, not_scored)
 
 
-class MeterMismatch(_Rated):
+class MeterMismatch(BaseDetector):
     """The register's energy and the integral of power disagree by more than 15 % over the
-    session. Steps that another kind explains (a fall, a jump, a gap) are left out of both."""
+    session. Steps that another kind explains (a fall, a jump, a gap) are left out of both.
+    Learns what its ``MeterJump`` learns (``jump_``), to tell a jump.
 
-    kind = "meter_mismatch"
-    per_row = True
+    Parameters
+    ----------
+    max_relative : float, default 0.15
+        CONTRACTS.md section 3.
+    gap_intervals : float, default GAP_INTERVALS (5.0)
+        Steps longer than this many sampling intervals ...
+    gap_min_s : float, default GAP_MIN_S (300.0)
+        ... and this long are left out: across a data gap (as data_gap defines it) the
+        trapezoid cannot follow the power.
+    trapezoid_doubt : float, default 1.0
+        Within a step the true power may lie anywhere between its two readings: the integral
+        is uncertain by half the change times the step, summed over the session; this many
+        times that is allowed.
+    sensor_offset_w : float, default 50.0
+        Power below this is a sensor offset, not energy.
+    min_energy_wh : float, default 100.0
+        Below this the comparison is resolution and offset: not scored.
+    jump : MeterJump or None, default None
+        What counts as a jump (left out); None: ``MeterJump()``. Fitted as a copy.
+    """
+
+    kind = AnomalyKind.METER_MISMATCH
 
     def __init__(
         self,
         *,
-        max_relative: float = 0.15,  # CONTRACTS.md section 3
-        gap_intervals: float = 5.0,  # across a data gap the trapezoid cannot follow the power
-        gap_min_s: float = 300.0,
-        trapezoid_doubt: float = 1.0,  # within a step the true power may lie anywhere between
-        #                                its two readings: the integral is uncertain by half
-        #                                the change times the step, summed over the session
-        sensor_offset_w: float = 50.0,  # power below this is a sensor offset, not energy
-        min_energy_wh: float = 100.0,  # below this the comparison is resolution and offset
+        max_relative: float = 0.15,
+        gap_intervals: float = GAP_INTERVALS,
+        gap_min_s: float = GAP_MIN_S,
+        trapezoid_doubt: float = 1.0,
+        sensor_offset_w: float = 50.0,
+        min_energy_wh: float = 100.0,
         jump: MeterJump | None = None,
     ) -> None:
         self.sensor_offset_w = sensor_offset_w
@@ -314,14 +364,14 @@ class MeterMismatch(_Rated):
         self.jump = jump
 
     def fit(self, batch: SessionBatch) -> Self:
-        super().fit(batch)
-        self.jump_ = (self.jump if self.jump is not None else MeterJump()).fit(batch)
-        return self
+        jump = MeterJump(**self.jump.get_params()) if self.jump is not None else MeterJump()
+        self.jump_ = jump.fit(batch)
+        return super().fit(batch)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
-        jump = getattr(self, "jump_", None) or MeterJump().fit(batch)
-        allowed = jump.allowance_wh(batch, prep)
+        allowed = self.jump_.allowance_wh(batch, prep)
         power = np.where(prep.power_w < self.sensor_offset_w, 0.0, prep.power_w)
         step_pw = trapezoid_wh(power, prep.dt_s)
         gap = (prep.dt_s > self.gap_intervals * prep.interval_s[:, None]) & (
@@ -329,7 +379,7 @@ class MeterMismatch(_Rated):
         )
         res = prep.resolution_wh[:, None]
         # in place on one mask; a NaN step fails ``>=``, an unknown allowance excludes nothing
-        clean = prep.de_wh >= -2.0 * res
+        clean = prep.de_wh >= -ROUNDING_STEPS * res
         clean &= ~np.isnan(step_pw)
         clean &= ~(prep.de_wh > allowed)
         clean &= ~gap
@@ -343,10 +393,10 @@ class MeterMismatch(_Rated):
         doubt_step_wh *= prep.dt_s
         doubt_step_wh /= 3600.0
         doubt_wh = row_sum_where(doubt_step_wh, clean)
-        margin = 2.0 * prep.resolution_wh + self.trapezoid_doubt * doubt_wh
+        margin = ROUNDING_STEPS * prep.resolution_wh + self.trapezoid_doubt * doubt_wh
         x = np.abs(e_reg - e_pow) / (self.max_relative * e_pow + margin)
         flagged = x > 1.0
-        not_scored = not_scored_reason(prep, 2, "energy")
+        not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
         cannot = (n_clean < 2) | (np.maximum(e_reg, e_pow) < self.min_energy_wh)
         not_scored[cannot & is_none(not_scored)] = (
             f"less than {self.min_energy_wh:.0f} Wh counted: too little energy to compare"

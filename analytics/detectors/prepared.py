@@ -32,6 +32,12 @@ _INT_MAX = np.iinfo(np.int64).max
 _INT_MIN = np.iinfo(np.int64).min
 
 
+# ``now_ns`` for history (fitting): the data is complete, every reading lies in the past, so no
+# clock counts as fast and no session as still open. Half the int64 range, so that adding a
+# tolerance to it (``CLOCK_FUTURE_S``) cannot overflow.
+HISTORY_COMPLETE_NS = _INT_MAX // 2
+
+
 # A clock more than this before the session start is wrong: firmware may stamp the first reading
 # with the plug-in time, a few seconds before the back office opened the transaction.
 CLOCK_BEFORE_START_S = 60.0

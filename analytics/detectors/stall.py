@@ -6,15 +6,14 @@ power, idle time plugged in), and power held down by a lower ``power_offered_w``
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
-from analytics.detectors.base import KindResult
+from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import Prepared, prepared
 from analytics.detectors.reductions import forward_fill, nan_argmax, pick, runs, trapezoid_wh
 from analytics.detectors.verdicts import (
+    MIN_POWER_READINGS,
     Verdict,
     fmt_kw,
     fmt_kwh,
@@ -22,6 +21,7 @@ from analytics.detectors.verdicts import (
     judge_candidates,
     not_scored_reason,
 )
+from chargewatch.kinds import AnomalyKind
 
 # IEC 61851: below 6 A on one phase (about 1.4 kW) a car is not expected to charge at all, so an
 # offer under that explains zero power.
@@ -32,32 +32,43 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
-class Stall:
+class Stall(BaseDetector):
     """Power near zero and the register flat for 10 min or more mid-session, after charging had
     begun and before it resumes (so the car was not full), with neither a lower offered power
-    nor the car's own pause (SuspendedEV) to explain it."""
+    nor the car's own pause (SuspendedEV) to explain it. Learns nothing: the rules are physical.
 
-    kind = "stall"
-    per_row = True
+    Parameters
+    ----------
+    min_duration_s : float, default 600.0
+        How long power must stay near zero: 10 min, CONTRACTS.md section 3.
+    near_zero_w : float, default 200.0
+        Power at or below this is "near zero": a connector at rest shows 0 W plus standby and
+        noise.
+    near_zero_fraction : float, default 0.02
+        ... or at or below 2 % of the session's peak, whichever is higher (a sensor offset).
+    resume_fraction : float, default 0.3
+        Charging resumes when power is back to 30 % of the peak before the stall ...
+    min_resume_wh : float, default 300.0
+        ... and delivers this much after it: a few minutes' worth of the slowest charge, a
+        charge that went on, not a blip.
+    """
+
+    kind = AnomalyKind.STALL
 
     def __init__(
         self,
         *,
-        min_duration_s: float = 600.0,  # CONTRACTS.md section 3
-        near_zero_w: float = 200.0,  # a connector at rest shows 0 W plus standby and noise
-        near_zero_fraction: float = 0.02,  # ... or 2 % of the session's peak (sensor offset)
-        resume_fraction: float = 0.3,  # charging resumes: back to 30 % of the earlier peak
-        min_resume_wh: float = 300.0,  # and delivering a few minutes' worth of the slowest
-        #                                charge: a charge that went on, not a blip
+        min_duration_s: float = 600.0,
+        near_zero_w: float = 200.0,
+        near_zero_fraction: float = 0.02,
+        resume_fraction: float = 0.3,
+        min_resume_wh: float = 300.0,
     ) -> None:
         self.min_duration_s = min_duration_s
         self.near_zero_w = near_zero_w
         self.near_zero_fraction = near_zero_fraction
         self.resume_fraction = resume_fraction
         self.min_resume_wh = min_resume_wh
-
-    def fit(self, batch: SessionBatch) -> Self:
-        return self  # nothing to learn: the rules are physical
 
     def _idle(self, prep: Prepared) -> tuple[BoolArray, BoolArray]:
         """Steps at near-zero power with a flat register and nothing explaining it."""
@@ -81,6 +92,7 @@ class Stall:
         return np.asarray(still[:, 1:] & still[:, :-1] & flat), np.asarray(low)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         idle, _ = self._idle(prep)
         # only a rest after charging had begun and before it resumed can be a stall (the
@@ -98,9 +110,8 @@ class Stall:
                 & (step + 1 <= resumes[:, None])
                 & (prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W)[:, None]
             )
-        return judge_candidates(
-            self.kind, prep, idle, self._judge, not_scored_reason(prep, 3, "power")
-        )
+        not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
+        return judge_candidates(self.kind, prep, idle, self._judge, not_scored)
 
     def _judge(self, prep: Prepared) -> Verdict:
         n, m = prep.power_w.shape

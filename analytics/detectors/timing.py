@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 
 from analytics.batch import NO_TIME, SessionBatch
-from analytics.detectors.base import KindResult
+from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import (
     CLOCK_BEFORE_START_S,
     CLOCK_DISORDER_S,
@@ -17,6 +15,14 @@ from analytics.detectors.prepared import (
 )
 from analytics.detectors.reductions import nan_argmax, pick
 from analytics.detectors.verdicts import build_result, excess_score, is_none, not_scored_reason
+from chargewatch.kinds import AnomalyKind
+
+# CONTRACTS.md section 3: a gap is no reading for more than 5 sampling intervals and at least
+# 5 minutes. One or two lost readings are ordinary, five in a row are not; the 5 minutes let a
+# charger that samples every 10 s lose a minute without an alert. meter_mismatch leaves such
+# gaps out of its integral.
+GAP_INTERVALS = 5.0
+GAP_MIN_S = 300.0
 
 
 def fmt_span(seconds: float) -> str:
@@ -29,29 +35,33 @@ def fmt_span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-class DataGap:
+class DataGap(BaseDetector):
     """No reading for more than 5 sampling intervals (and at least 5 min) while the session is
     open: between readings, after the start, and before the stop (or ``now`` while open).
-    The sampling interval of a row is the median time between its readings."""
+    The sampling interval of a row is the median time between its readings. Learns nothing.
 
-    kind = "data_gap"
-    per_row = True
+    Parameters
+    ----------
+    max_missing_intervals : float, default GAP_INTERVALS (5.0)
+        CONTRACTS.md section 3: one or two lost readings are ordinary, five in a row are not.
+    min_gap_s : float, default GAP_MIN_S (300.0)
+        CONTRACTS.md section 3: and at least 5 min, so a charger that samples every 10 s may
+        lose a minute without an alert.
+    """
+
+    kind = AnomalyKind.DATA_GAP
 
     def __init__(
         self,
         *,
-        max_missing_intervals: float = 5.0,  # CONTRACTS.md section 3: one or two lost
-        #                                      readings are ordinary, five in a row are not
-        min_gap_s: float = 300.0,  # CONTRACTS.md: and at least 5 min, so a charger that
-        #                            samples every 10 s may lose a minute without an alert
+        max_missing_intervals: float = GAP_INTERVALS,
+        min_gap_s: float = GAP_MIN_S,
     ) -> None:
         self.max_missing_intervals = max_missing_intervals
         self.min_gap_s = min_gap_s
 
-    def fit(self, batch: SessionBatch) -> Self:
-        return self
-
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         n = batch.n_sessions
         # a step that bridges readings set aside for their clock is no gap (rare: copy only then)
@@ -94,17 +104,16 @@ class DataGap:
         )
 
 
-class ClockFault:
+class ClockFault(BaseDetector):
     """Readings stamped before the session start, far after ``now``, or earlier than readings
-    that arrived before them (the batch's ``arrival`` order)."""
+    that arrived before them (the batch's ``arrival`` order). No parameters: the tolerances
+    are those of the shared view, which sets such readings aside for every kind
+    (``CLOCK_BEFORE_START_S``, ``CLOCK_FUTURE_S``, ``CLOCK_DISORDER_S``). Learns nothing."""
 
-    kind = "clock_fault"
-    per_row = True
-
-    def fit(self, batch: SessionBatch) -> Self:
-        return self
+    kind = AnomalyKind.CLOCK_FAULT
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
         prep = prepared(batch, now_ns)
         c = prep.clock
         x = np.maximum(

@@ -38,7 +38,16 @@ def fmt_min(s: float) -> str:
     return f"{s / 60.0:.0f} min" if s >= 90 else f"{s:.0f} s"
 
 
-def not_scored_reason(prep: Prepared, needed: int = 2, column: str = "") -> np.ndarray:
+# The fewest readings a kind can judge: one step between two of them (a register step, a gap).
+MIN_READINGS = 2
+
+
+# A change of power that lasts (a stall, a taper) needs one reading more: one before the change
+# and two that show it held.
+MIN_POWER_READINGS = 3
+
+
+def not_scored_reason(prep: Prepared, needed: int = MIN_READINGS, column: str = "") -> np.ndarray:
     """Why a row cannot be judged for lack of readings (of ``column``: "energy" or "power"
     when given), or None when it has enough."""
     reason = np.full(prep.count.shape[0], None, dtype=object)

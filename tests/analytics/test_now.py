@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from analytics.assemble import Assembler
-from analytics.detectors import detect
+from analytics.detectors import detect, fit_detectors
 from chargewatch.events import ChargePointStatus, Reading, StatusChange
 
 from ._support import MIN, at
@@ -22,7 +22,8 @@ def test_idle_readings_after_the_last_control_event_are_not_in_the_future() -> N
             assembler.add(arrival, Reading(at(step), station, 1, None, energy_wh=1000.0))
     assert assembler.now_ns == at(24 * 60 - 15)
     batch = next(iter(assembler.finish()))
-    results = {r.kind: r for r in detect(batch, now_ns=assembler.now_ns)}
+    detectors = fit_detectors(batch)
+    results = {r.kind: r for r in detect(batch, now_ns=assembler.now_ns, detectors=detectors)}
     assert not results["clock_fault"].flagged.any()
 
 

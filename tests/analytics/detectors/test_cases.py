@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analytics.batch import StatusCode
-from analytics.detectors import detect
+from analytics.detectors import detect, fit_detectors
 from chargewatch.kinds import AnomalyKind
 from tests.analytics.detectors.helpers import (
     NOW_NS,
@@ -335,7 +335,7 @@ def test_flags_exactly_the_expected_kinds(
     name: str, build: Callable[[], list[Spec]], expected: set[str]
 ) -> None:
     batch = make_batch(build())
-    results = detect(batch, now_ns=NOW_NS)
+    results = detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))
     assert {r.kind for r in results} == ALL_KINDS
     for row in range(batch.n_sessions):
         flagged = {r.kind for r in results if r.flagged[row]}
@@ -343,15 +343,15 @@ def test_flags_exactly_the_expected_kinds(
     for r in results:
         scored = r.score[~np.isnan(r.score)]
         assert np.all((scored >= 0) & (scored <= 1))
-        for row in np.flatnonzero(r.flagged):
-            assert isinstance(r.reason[row], str) and r.reason[row]
-            assert r.start_ns[row] <= r.end_ns[row]
-            assert r.score[row] >= 0.5
+        for i in np.flatnonzero(r.flagged):
+            assert isinstance(r.reason[i], str) and r.reason[i]
+            assert r.start_ns[i] <= r.end_ns[i]
+            assert r.score[i] >= 0.5
 
 
 def test_reasons_carry_the_numbers() -> None:
     batch = make_batch(meter_stuck() + stall())
-    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS)}
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
     stuck = results["meter_stuck"].reason[0]
     assert "register flat at 1003.638 kWh for 15 min" in stuck and "7.4 kW" in stuck
     assert "no power for 30 min" in results["stall"].reason[1]

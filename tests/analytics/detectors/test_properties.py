@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.batch import NO_TIME, SessionBatch
-from analytics.detectors import KindResult, default_detectors, detect
-from analytics.detectors.base import Detector
+from analytics.batch import NO_TIME
+from analytics.detectors import KindResult, detect, fit_detectors
 from tests.analytics.detectors.helpers import (
     NOW_NS,
     Spec,
@@ -64,10 +63,6 @@ def sessions(draw: st.DrawFn, index: int = 0) -> Spec:
     return with_(spec, energy_wh=list(e))
 
 
-def fitted(batch: SessionBatch) -> list[Detector]:
-    return [d.fit(batch) for d in default_detectors()]
-
-
 def row_view(result: KindResult, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     return (
         result.score[rows],
@@ -88,7 +83,7 @@ def assert_same(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> None:
 @given(st.lists(sessions(), min_size=1, max_size=6, unique_by=lambda s: s.session_id))
 def test_permuting_sessions_permutes_the_results(specs: list[Spec]) -> None:
     batch = make_batch(specs)
-    detectors = fitted(batch)
+    detectors = fit_detectors(batch)
     perm = np.random.default_rng(len(specs)).permutation(len(specs))
     shuffled = batch.take(perm)
     for d in detectors:
@@ -105,7 +100,7 @@ def test_permuting_sessions_permutes_the_results(specs: list[Spec]) -> None:
 def test_adding_a_session_leaves_the_others_alone(specs: list[Spec], extra: Spec) -> None:
     before = make_batch(specs)
     after = make_batch([*specs, extra])
-    detectors = fitted(before)
+    detectors = fit_detectors(before)
     rows = np.arange(len(specs))
     for d in detectors:
         if d.kind == "concurrent_id_tag":  # pairs by design
@@ -121,7 +116,7 @@ def test_scoring_in_blocks_of_rows_gives_the_same_results(specs: list[Spec]) -> 
     """``detect`` scores per-row kinds a block of rows at a time: one row per block changes
     nothing."""
     batch = make_batch(specs)
-    detectors = fitted(batch)
+    detectors = fit_detectors(batch)
     rows = np.arange(len(specs))
     whole = detect(batch, now_ns=NOW_NS, detectors=detectors)
     batch.extra.clear()
@@ -148,7 +143,8 @@ def test_a_flat_constant_session_is_never_a_meter_fault(
         power_w=[power] * n,
         offered_w=[11_000.0] * n,
     )
-    for r in detect(make_batch([spec]), now_ns=NOW_NS):
+    batch = make_batch([spec])
+    for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch)):
         if r.kind in METER_KINDS:
             assert not r.flagged[0], r.reason[0]
 
@@ -178,7 +174,7 @@ def bad_rows() -> list[Spec]:
 
 def test_bad_rows_give_defined_results() -> None:
     batch = make_batch(bad_rows())
-    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS)}
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
     ids = list(batch.session_id)
     for r in results.values():
         assert r.score.shape == (batch.n_sessions,)
@@ -203,5 +199,5 @@ def test_bad_rows_give_defined_results() -> None:
 @pytest.mark.parametrize("n", [0, 1])
 def test_empty_and_tiny_batches(n: int) -> None:
     batch = make_batch(bad_rows()[:n]) if n else make_batch([]).take(np.zeros(0, np.int64))
-    for r in detect(batch, now_ns=NOW_NS):
+    for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch)):
         assert r.score.shape == (n,)
