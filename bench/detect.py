@@ -19,6 +19,7 @@ import math
 import sys
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,11 @@ from analytics.detectors import (
     MeterStuck,
     Stall,
     UnauthorizedEnergy,
-    default_detectors,
     detect,
+    fit_detectors,
 )
-from analytics.detectors.prepared import prepared
+from analytics.detectors.meter import ROUNDING_STEPS
+from analytics.detectors.stall import MIN_CHARGE_OFFER_W
 
 NS = 1_000_000_000
 T0 = 1_795_420_800 * NS
@@ -102,16 +104,16 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
     )
 
     def mid(r: np.ndarray) -> np.ndarray:
-        return np.maximum(count[r] // 2, 3)
+        return np.asarray(np.maximum(count[r] // 2, 3))
 
     r = rows["meter_jump"]
     register[r] += np.where(k >= mid(r)[:, None], 50_000.0, 0.0)
     r = rows["meter_backwards"]
     register[r] -= np.where(k >= mid(r)[:, None], 5_000.0, 0.0)
     r = rows["meter_stuck"]
-    j = np.minimum(full_at[r] // 3, count[r] - 20) + 2
-    frozen = (k >= j[:, None]) & (k < (j + 15)[:, None])
-    held = np.take_along_axis(register[r], j[:, None], axis=1)
+    froze = np.minimum(full_at[r] // 3, count[r] - 20) + 2
+    frozen = (k >= froze[:, None]) & (k < (froze + 15)[:, None])
+    held = np.take_along_axis(register[r], froze[:, None], axis=1)
     register[r] = np.where(frozen, held, register[r])
     r = rows["meter_mismatch"]
     register[r] = register[r, :1] + 0.7 * (register[r] - register[r, :1])
@@ -174,164 +176,199 @@ def input_bytes(batch: SessionBatch) -> int:
 # --- the reference: the same rules, one session and one sample at a time ---------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One session's trusted samples as Python lists, and what every rule reads of them."""
+
+    k: int
+    t: list[float]  # seconds since the first sample
+    e: list[float]
+    p: list[float]
+    offered: list[float]
+    status: list[int]
+    dts: list[float]
+    steps: list[float]  # register steps
+    interval: float  # median time step
+    res: float  # register resolution
+    peak: float
+    rated: float
+
+
+def _row(batch: SessionBatch, i: int) -> _Row:
+    k = int(batch.valid[i].sum())
+    t = [(int(x) - int(batch.t_ns[i, 0])) / NS for x in batch.t_ns[i, :k]]
+    e = [float(x) for x in batch.energy_wh[i, :k]]
+    p = [float(x) for x in batch.power_w[i, :k]]
+    offered = [float(x) for x in batch.power_offered_w[i, :k]]
+    dts = [t[j + 1] - t[j] for j in range(k - 1)]
+    positive = sorted(d for d in dts if d > 0)
+    interval = (
+        0.5 * (positive[(len(positive) - 1) // 2] + positive[len(positive) // 2])
+        if positive
+        else math.nan
+    )
+    steps = [e[j + 1] - e[j] for j in range(k - 1)]
+    rises = [s for s in steps if s > 0]
+    peak = max((x for x in p if x == x), default=math.nan)
+    max_off = max((x for x in offered if x == x), default=math.nan)
+    rated = max_off if max_off == max_off else peak
+    return _Row(
+        k=k,
+        t=t,
+        e=e,
+        p=p,
+        offered=offered,
+        status=[int(x) for x in batch.status[i, :k]],
+        dts=dts,
+        steps=steps,
+        interval=interval,
+        res=min(max(min(rises), 1.0), 100.0) if rises else 1.0,
+        peak=peak,
+        rated=rated if rated > 0 else math.nan,
+    )
+
+
+def _jump_allowances(r: _Row, jump: MeterJump) -> list[float]:
+    """Most each register step may rise: rated power over the time since it last moved."""
+    since = 0
+    allowed = []
+    for j, s in enumerate(r.steps):
+        span = r.t[j + 1] - r.t[since]
+        allowed.append(
+            r.rated * (1 + jump.rated_margin) / 3600.0 * (span + jump.jitter_s)
+            + jump.resolution_steps * r.res
+        )
+        if s != 0:
+            since = j + 1
+    return allowed
+
+
+def _stuck(r: _Row, stuck: MeterStuck) -> bool:
+    """Runs of flat steps while power flows."""
+    run_n, run_s, run_wh, flagged = 0, 0.0, 0.0, False
+    for j, s in enumerate(r.steps):
+        if s == 0 and r.p[j] >= stuck.min_power_w and r.p[j + 1] >= stuck.min_power_w:
+            run_n += 1
+            run_s += r.dts[j]
+            run_wh += 0.5 * (r.p[j] + r.p[j + 1]) * r.dts[j] / 3600.0
+            x = min(
+                run_n / stuck.min_steps,
+                run_s / stuck.min_duration_s,
+                run_wh / (stuck.min_missing_resolutions * r.res),
+            )
+            flagged = flagged or x > 1.0
+        else:
+            run_n, run_s, run_wh = 0, 0.0, 0.0
+    return flagged
+
+
+def _mismatch(r: _Row, mismatch: MeterMismatch, allowed: list[float]) -> bool:
+    """Register against the integral of power over the clean steps."""
+    e_reg = e_pow = doubt = 0.0
+    n_clean = 0
+    for j, s in enumerate(r.steps):
+        p0 = 0.0 if r.p[j] < mismatch.sensor_offset_w else r.p[j]
+        p1 = 0.0 if r.p[j + 1] < mismatch.sensor_offset_w else r.p[j + 1]
+        dt = r.dts[j]
+        is_gap = dt > mismatch.gap_intervals * r.interval and dt >= mismatch.gap_min_s
+        fell = s < -ROUNDING_STEPS * r.res
+        if s != s or p0 != p0 or p1 != p1 or fell or s > allowed[j] or is_gap:
+            continue
+        e_reg += s
+        e_pow += 0.5 * (p0 + p1) * dt / 3600.0
+        doubt += 0.5 * abs(p1 - p0) * dt / 3600.0
+        n_clean += 1
+    judged = n_clean >= 2 and max(e_reg, e_pow) >= mismatch.min_energy_wh
+    margin = ROUNDING_STEPS * r.res + mismatch.trapezoid_doubt * doubt
+    return judged and abs(e_reg - e_pow) / (mismatch.max_relative * e_pow + margin) > 1.0
+
+
+def _gap(r: _Row, gap: DataGap, batch: SessionBatch, i: int, now_ns: int) -> bool:
+    """The longest gap: between readings, after the start, before the stop."""
+    if batch.session_id[i] is None:
+        return False
+    end_ref = int(batch.stop_ns[i]) if batch.stop_ns[i] != NO_TIME else now_ns
+    longest = max(
+        [
+            *r.dts,
+            (int(batch.t_ns[i, 0]) - int(batch.start_ns[i])) / NS,
+            0.0,
+            (end_ref - int(batch.t_ns[i, r.k - 1])) / NS,
+        ]
+    )
+    return longest / max(gap.max_missing_intervals * r.interval, gap.min_gap_s) > 1.0
+
+
+def _unauthorized(
+    r: _Row, unauth: UnauthorizedEnergy, batch: SessionBatch, i: int, allowed: list[float]
+) -> bool:
+    concerned = batch.session_id[i] is None or batch.auth_result[i] not in (None, "Accepted")
+    counted = sum(s for j, s in enumerate(r.steps) if 0 < s <= allowed[j])
+    p, dts = r.p, r.dts
+    integral = sum(
+        max(0.5 * (p[j] + p[j + 1]) * dts[j] / 3600.0, 0.0)
+        for j in range(r.k - 1)
+        if p[j] == p[j] and p[j + 1] == p[j + 1]
+    )
+    return concerned and max(counted, integral) / unauth.min_energy_wh > 1.0
+
+
+def _stall(r: _Row, stall: Stall) -> bool:
+    """Near-zero power and a flat register for 10 min, charging before and after."""
+    p, dts, status = r.p, r.dts, r.status
+    peak = r.peak if r.peak == r.peak else 0.0
+    zero_w = max(stall.near_zero_w, stall.near_zero_fraction * peak)
+    off_low = max(MIN_CHARGE_OFFER_W, 0.05 * peak)
+    explained = [
+        (r.offered[j] < off_low)
+        or (r.offered[j] != r.offered[j] and status[j] == StatusCode.SUSPENDED_EVSE)
+        or status[j] in (StatusCode.SUSPENDED_EV, StatusCode.FAULTED)
+        for j in range(r.k)
+    ]
+    still = [(p[j] <= zero_w or p[j] != p[j]) and not explained[j] for j in range(r.k)]
+    flagged = False
+    run_s, first = 0.0, -1
+    for j in range(r.k - 1):
+        if not (still[j] and still[j + 1] and not r.steps[j] > r.res + zero_w * dts[j] / 3600.0):
+            run_s, first = 0.0, -1
+            continue
+        if run_s == 0.0 and first < 0:
+            first = j
+        run_s += dts[j]
+        before = max((x for x in p[: first + 1] if x == x), default=0.0)
+        after = max((x for x in p[j + 2 :] if x == x), default=0.0)
+        after_wh = sum(
+            0.5 * (p[q] + p[q + 1]) * dts[q] / 3600.0
+            for q in range(j + 1, r.k - 1)
+            if not (p[q] <= zero_w and p[q + 1] <= zero_w) and p[q] == p[q] and p[q + 1] == p[q + 1]
+        )
+        ok = (
+            before > max(MIN_CHARGE_OFFER_W, 2 * zero_w)
+            and after >= stall.resume_fraction * before
+            and after_wh >= stall.min_resume_wh
+        )
+        flagged = flagged or (ok and (run_s + 0.5 * r.interval) / stall.min_duration_s > 1.0)
+    return flagged
+
+
 def reference_flags(batch: SessionBatch, rows: np.ndarray, now_ns: int) -> dict[str, list[bool]]:
     """Stall, meter_stuck/backwards/jump/mismatch, data_gap and unauthorized_energy written as a
-    careful engineer would without NumPy tricks: a loop per session over its samples. Rows in
-    the benchmark have trustworthy clocks, so the samples are taken as they come."""
-    stall, stuck, back, jump, mismatch = (
-        Stall(),
-        MeterStuck(),
-        MeterBackwards(),
-        MeterJump(),
-        MeterMismatch(),
-    )
-    gap, unauth = DataGap(), UnauthorizedEnergy()
+    careful engineer would without NumPy tricks: a loop per session over its samples (a
+    function per kind). Rows in the benchmark have trustworthy clocks, so the samples are taken
+    as they come. The rules' parameters are the detectors' defaults."""
+    back, jump, mismatch = MeterBackwards(), MeterJump(), MeterMismatch()
     out: dict[str, list[bool]] = {kind: [] for kind in (*KINDS, "unauthorized_energy")}
     for i in rows.tolist():
-        k = int(batch.valid[i].sum())
-        t = [(int(x) - int(batch.t_ns[i, 0])) / NS for x in batch.t_ns[i, :k]]
-        e = [float(x) for x in batch.energy_wh[i, :k]]
-        p = [float(x) for x in batch.power_w[i, :k]]
-        offered = [float(x) for x in batch.power_offered_w[i, :k]]
-        status = [int(x) for x in batch.status[i, :k]]
-        dts = [t[j + 1] - t[j] for j in range(k - 1)]
-        positive = sorted(d for d in dts if d > 0)
-        interval = (
-            0.5 * (positive[(len(positive) - 1) // 2] + positive[len(positive) // 2])
-            if positive
-            else math.nan
-        )
-        steps = [e[j + 1] - e[j] for j in range(k - 1)]
-        rises = [s for s in steps if s > 0]
-        res = min(max(min(rises), 1.0), 100.0) if rises else 1.0
-        peak = max((x for x in p if x == x), default=math.nan)
-        max_off = max((x for x in offered if x == x), default=math.nan)
-        rated = max_off if max_off == max_off else peak
-        rated = rated if rated > 0 else math.nan
-
-        # meter_backwards
-        worst = max((-s for s in steps if s < 0), default=0.0)
-        out["meter_backwards"].append(worst / (back.tolerance_resolutions * res) > 1.0)
-
-        # meter_jump: rated power over the time since the register last moved
-        since = 0
-        flagged = False
-        allowed_steps = []
-        for j, s in enumerate(steps):
-            span = t[j + 1] - t[since]
-            allowed = (
-                rated * (1 + jump.rated_margin) / 3600.0 * (span + jump.jitter_s)
-                + jump.resolution_steps * res
-            )
-            allowed_steps.append(allowed)
-            if s > allowed:
-                flagged = True
-            if s != 0:
-                since = j + 1
-        out["meter_jump"].append(flagged)
-
-        # meter_stuck: runs of flat steps while power flows
-        run_n, run_s, run_wh, flagged = 0, 0.0, 0.0, False
-        for j, s in enumerate(steps):
-            if s == 0 and p[j] >= stuck.min_power_w and p[j + 1] >= stuck.min_power_w:
-                run_n += 1
-                run_s += dts[j]
-                run_wh += 0.5 * (p[j] + p[j + 1]) * dts[j] / 3600.0
-                x = min(
-                    run_n / stuck.min_steps,
-                    run_s / stuck.min_duration_s,
-                    run_wh / (stuck.min_missing_resolutions * res),
-                )
-                flagged = flagged or x > 1.0
-            else:
-                run_n, run_s, run_wh = 0, 0.0, 0.0
-        out["meter_stuck"].append(flagged)
-
-        # meter_mismatch over the clean steps
-        e_reg = e_pow = doubt = 0.0
-        n_clean = 0
-        for j, s in enumerate(steps):
-            p0 = 0.0 if p[j] < mismatch.sensor_offset_w else p[j]
-            p1 = 0.0 if p[j + 1] < mismatch.sensor_offset_w else p[j + 1]
-            is_gap = dts[j] > mismatch.gap_intervals * interval and dts[j] >= mismatch.gap_min_s
-            if s != s or p0 != p0 or p1 != p1 or s < -2 * res or s > allowed_steps[j] or is_gap:
-                continue
-            e_reg += s
-            e_pow += 0.5 * (p0 + p1) * dts[j] / 3600.0
-            doubt += 0.5 * abs(p1 - p0) * dts[j] / 3600.0
-            n_clean += 1
-        judged = n_clean >= 2 and max(e_reg, e_pow) >= mismatch.min_energy_wh
-        margin = 2 * res + mismatch.trapezoid_doubt * doubt
-        out["meter_mismatch"].append(
-            judged and abs(e_reg - e_pow) / (mismatch.max_relative * e_pow + margin) > 1.0
-        )
-
-        # data_gap: between readings, after the start, before the stop
-        if batch.session_id[i] is None:
-            out["data_gap"].append(False)
-        else:
-            end_ref = int(batch.stop_ns[i]) if batch.stop_ns[i] != NO_TIME else now_ns
-            longest = max(
-                [
-                    *dts,
-                    (int(batch.t_ns[i, 0]) - int(batch.start_ns[i])) / NS,
-                    0.0,
-                    (end_ref - int(batch.t_ns[i, k - 1])) / NS,
-                ]
-            )
-            limit = max(gap.max_missing_intervals * interval, gap.min_gap_s)
-            out["data_gap"].append(longest / limit > 1.0)
-
-        # unauthorized_energy
-        concerned = batch.session_id[i] is None or batch.auth_result[i] not in (None, "Accepted")
-        counted = sum(s for j, s in enumerate(steps) if 0 < s <= allowed_steps[j])
-        integral = sum(
-            max(0.5 * (p[j] + p[j + 1]) * dts[j] / 3600.0, 0.0)
-            for j in range(k - 1)
-            if p[j] == p[j] and p[j + 1] == p[j + 1]
-        )
-        out["unauthorized_energy"].append(
-            concerned and max(counted, integral) / unauth.min_energy_wh > 1.0
-        )
-
-        # stall: near-zero power and a flat register for 10 min, charging before and after
-        zero_w = max(stall.near_zero_w, stall.near_zero_fraction * (peak if peak == peak else 0))
-        off_low = max(1400.0, 0.05 * (peak if peak == peak else 0.0))
-        explained = [
-            (offered[j] < off_low)
-            or (offered[j] != offered[j] and status[j] == StatusCode.SUSPENDED_EVSE)
-            or status[j] in (StatusCode.SUSPENDED_EV, StatusCode.FAULTED)
-            for j in range(k)
-        ]
-        still = [(p[j] <= zero_w or p[j] != p[j]) and not explained[j] for j in range(k)]
-        flagged = False
-        run_s, first = 0.0, -1
-        for j in range(k - 1):
-            flat = not (steps[j] > res + zero_w * dts[j] / 3600.0)
-            if still[j] and still[j + 1] and flat:
-                if run_s == 0.0 and first < 0:
-                    first = j
-                run_s += dts[j]
-                before = max((x for x in p[: first + 1] if x == x), default=0.0)
-                after = max((x for x in p[j + 2 :] if x == x), default=0.0)
-                after_wh = sum(
-                    0.5 * (p[q] + p[q + 1]) * dts[q] / 3600.0
-                    for q in range(j + 1, k - 1)
-                    if not (p[q] <= zero_w and p[q + 1] <= zero_w)
-                    and p[q] == p[q]
-                    and p[q + 1] == p[q + 1]
-                )
-                ok = before > max(1400.0, 2 * zero_w)
-                ok = (
-                    ok
-                    and after >= stall.resume_fraction * before
-                    and after_wh >= stall.min_resume_wh
-                )
-                est = run_s + 0.5 * interval
-                flagged = flagged or (ok and est / stall.min_duration_s > 1.0)
-            else:
-                run_s, first = 0.0, -1
-        out["stall"].append(flagged)
+        r = _row(batch, i)
+        allowed = _jump_allowances(r, jump)
+        worst = max((-s for s in r.steps if s < 0), default=0.0)
+        out["meter_backwards"].append(worst / (back.tolerance_resolutions * r.res) > 1.0)
+        out["meter_jump"].append(any(s > a for s, a in zip(r.steps, allowed, strict=True)))
+        out["meter_stuck"].append(_stuck(r, MeterStuck()))
+        out["meter_mismatch"].append(_mismatch(r, mismatch, allowed))
+        out["data_gap"].append(_gap(r, DataGap(), batch, i, now_ns))
+        out["unauthorized_energy"].append(_unauthorized(r, UnauthorizedEnergy(), batch, i, allowed))
+        out["stall"].append(_stall(r, Stall()))
     return out
 
 
@@ -351,7 +388,7 @@ def main() -> None:
     )
 
     began = time.perf_counter()
-    detectors = [d.fit(batch) for d in default_detectors()]
+    detectors = fit_detectors(batch)
     fit_s = time.perf_counter() - began
     batch.extra.clear()
 
@@ -418,7 +455,6 @@ def main() -> None:
         f"same flags as the reference on {rows.size} sessions: "
         + ", ".join(f"{k} {'ok' if v == 0 else f'{v} differ'}" for k, v in disagree.items())
     )
-    _ = prepared  # the shared view is cached in batch.extra between detectors
 
 
 if __name__ == "__main__":
