@@ -15,27 +15,18 @@ from typing import Any
 
 import polars as pl
 
+from chargewatch.events import MAX_CONNECTOR_ID, READING_RANGES
 from chargewatch.schema import READING_FIELDS
 
 __all__ = ["judge_readings", "reading_frame_from_ndjson", "reading_frame_from_objects"]
 
-_MAX_CONNECTOR_ID = 10_000
 _TS_SHAPE = r"^(19|20)\d\d-\d\d-\d\dT\d\d:[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$"
 # Identifiers the columnar path takes as they are: printable ASCII with nothing line protocol
 # would escape (tag values) or quote-escape (string fields). The rest go the per-event way.
 _PLAIN_STATION = r"^[!#-+\--<>-\[\]-~]{1,128}$"  # printable ASCII without space , = " \
 _PLAIN_SESSION = r"^[ !#-\[\]-~]{1,128}$"  # printable ASCII without " \
 _BLANK = r"^ *$"
-# Physical ranges, as in chargewatch.events; None: unbounded.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "energy_wh": (0.0, None),
-    "power_w": (None, None),
-    "power_offered_w": (0.0, None),
-    "current_a": (None, None),
-    "voltage_v": (0.0, None),
-    "soc_pct": (0.0, 100.0),
-    "temperature_c": (-273.15, None),
-}
+_INT64 = range(-(2**63), 2**63)
 _NONE = type(None)
 _NUMBERS: frozenset[type] = frozenset({float, int, _NONE})
 _NOT_A_STRING = r'\\u|"(?:type|ts|station_id|session_id)"\s*:\s*[-0-9tf\[{]'
@@ -64,7 +55,13 @@ def reading_frame_from_objects(readings: list[dict[str, Any]]) -> pl.DataFrame:
             odd = [type(v) not in kinds for v in values]
             odd_rows.append(pl.Series(odd))
             values = [None if bad else v for v, bad in zip(values, odd, strict=True)]
-        columns[key] = pl.Series(key, values, dtype=dtype)
+        try:
+            columns[key] = pl.Series(key, values, dtype=dtype)
+        except (TypeError, OverflowError):  # an integer beyond Int64 (2**63 and up): odd too
+            odd = [type(v) is int and v not in _INT64 for v in values]
+            odd_rows.append(pl.Series(odd))
+            values = [None if bad else v for v, bad in zip(values, odd, strict=True)]
+            columns[key] = pl.Series(key, values, dtype=dtype)
     frame = pl.DataFrame(columns)
     if odd_rows:
         return frame.with_columns(odd=pl.any_horizontal(*odd_rows))
@@ -116,20 +113,15 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
         ts.str.contains(_TS_SHAPE),
         pl.col("ts_ns").is_not_null(),
         station.str.contains(_PLAIN_STATION),
-        connector.is_between(0, _MAX_CONNECTOR_ID),
+        connector.is_between(0, MAX_CONNECTOR_ID),
         session.is_null() | (session.str.contains(_PLAIN_SESSION) & ~session.str.contains(_BLANK)),
         session.is_not_null()
         | pl.any_horizontal(*(pl.col(k).is_not_null() for k in READING_FIELDS)),
     ]
     for key in READING_FIELDS:
-        low, high = _RANGES[key]
+        low, high = READING_RANGES[key]
         value = pl.col(key)
-        check = value.is_finite()
-        if low is not None:
-            check &= value >= low
-        if high is not None:
-            check &= value <= high
-        checks.append(value.is_null() | check)
+        checks.append(value.is_null() | (value.is_finite() & value.is_between(low, high)))
     return frame.with_columns(ts_ns=ts_ns).with_columns(
         ok=pl.all_horizontal(*checks).fill_null(False)
     )

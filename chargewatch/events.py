@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import compress
+from types import MappingProxyType
 from typing import IO, Any, NamedTuple, TypeVar
 
 import orjson
@@ -22,7 +23,9 @@ import orjson
 from chargewatch.errors import EventError
 
 __all__ = [
+    "MAX_CONNECTOR_ID",
     "MAX_LINE_BYTES",
+    "READING_RANGES",
     "AuthorizationStatus",
     "Authorize",
     "ChargePointErrorCode",
@@ -34,14 +37,18 @@ __all__ = [
     "SessionStart",
     "SessionStop",
     "StatusChange",
+    "check_connector_id",
     "iter_jsonl",
     "iter_jsonl_chunks",
 ]
 
 MAX_LINE_BYTES = 64 * 1024
+# Connectors (OCPP 1.6) or EVSEs (2.0.1) of one station, 0 being the station itself: real
+# stations have 1-4, the largest hubs a few dozen. connector_id is an InfluxDB tag, so this
+# bound is also the most series one station can open per measurement.
+MAX_CONNECTOR_ID = 1000
 _MAX_ID_CHARS = 128
 _MAX_TEXT_CHARS = 1024
-_MAX_CONNECTOR_ID = 10_000
 # InfluxDB stores nanoseconds in a signed 64-bit integer: 1677-09-21 .. 2262-04-11.
 _MIN_TS_NS = -(2**63) + 1
 _MAX_TS_NS = 2**63 - 1
@@ -193,6 +200,10 @@ _READING_VALUES: tuple[tuple[str, float, float], ...] = (
     ("temperature_c", -273.15, _FLOAT_MAX),
 )
 _READING_KEYS = tuple(key for key, _low, _high in _READING_VALUES)
+# The same ranges by field, for every other way in (the columnar path, OCPP meter values).
+READING_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {key: (low, high) for key, low, high in _READING_VALUES}
+)
 _JSON_NUMBERS = frozenset({float, int})
 
 
@@ -455,14 +466,21 @@ def _connector(value: Any) -> int:
         raise EventError(field, "must be an integer, got a boolean")
     if isinstance(value, int):
         number = value
-    elif (isinstance(value, str) and value.strip().isdigit()) or (
-        isinstance(value, float) and value.is_integer()
-    ):
+    elif isinstance(value, str) and (digits := value.strip()).isascii() and digits.isdigit():
+        number = int(digits)  # ASCII only: int() refuses some digits isdigit() takes ("²")
+    elif isinstance(value, float) and value.is_integer():
         number = int(value)
     else:
         raise EventError(field, f"must be an integer >= 0, got {_clip(repr(value))}")
-    if not 0 <= number <= _MAX_CONNECTOR_ID:
-        raise EventError(field, f"must be within 0..{_MAX_CONNECTOR_ID}, got {number}")
+    return check_connector_id(number)
+
+
+def check_connector_id(number: int, field: str = "connector_id") -> int:
+    """``number`` when it can be a connector (or EVSE) id, 0..``MAX_CONNECTOR_ID``; an
+    ``EventError`` naming ``field`` otherwise. The one rule for every way in: JSON events,
+    files, OCPP frames (which name the field as the protocol does)."""
+    if not 0 <= number <= MAX_CONNECTOR_ID:
+        raise EventError(field, f"must be within 0..{MAX_CONNECTOR_ID}, got {_clip(str(number))}")
     return number
 
 

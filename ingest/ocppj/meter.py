@@ -30,11 +30,12 @@ How a message's samples map onto a reading:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
-from chargewatch.events import Reading
+from chargewatch.events import READING_RANGES, Reading
 
 __all__ = ["Measurand", "Phase", "Sample", "ValueRejected", "reading_from_samples", "sample"]
 
@@ -119,7 +120,8 @@ class _Field(StrEnum):
     TEMPERATURE = "temperature_c"
 
 
-# measurand -> (field, default unit, {unit: (scale, offset)}, low, high)
+# measurand -> (field, default unit, {unit: (scale, offset)}, low, high); the ranges are the
+# kernel's, as for JSON events
 _Units = dict[str, tuple[float, float]]
 _WH: _Units = {"Wh": (1.0, 0.0), "kWh": (1000.0, 0.0)}
 _W: _Units = {"W": (1.0, 0.0), "kW": (1000.0, 0.0)}
@@ -129,14 +131,20 @@ _TEMPERATURE: _Units = {
     "Fahrenheit": (5.0 / 9.0, -32.0 * 5.0 / 9.0),
     "K": (1.0, -273.15),
 }
+
+
+def _ranged(field: _Field, unit: str, units: _Units) -> tuple[_Field, str, _Units, float, float]:
+    return (field, unit, units, *READING_RANGES[field.value])
+
+
 _MAPPED: dict[Measurand, tuple[_Field, str, _Units, float, float]] = {
-    Measurand.ENERGY_ACTIVE_IMPORT_REGISTER: (_Field.ENERGY, "Wh", _WH, 0.0, math.inf),
-    Measurand.POWER_ACTIVE_IMPORT: (_Field.POWER, "W", _W, -math.inf, math.inf),
-    Measurand.POWER_OFFERED: (_Field.POWER_OFFERED, "W", _W, 0.0, math.inf),
-    Measurand.CURRENT_IMPORT: (_Field.CURRENT, "A", {"A": (1.0, 0.0)}, -math.inf, math.inf),
-    Measurand.VOLTAGE: (_Field.VOLTAGE, "V", {"V": (1.0, 0.0)}, 0.0, math.inf),
-    Measurand.SOC: (_Field.SOC, "Percent", {"Percent": (1.0, 0.0)}, 0.0, 100.0),
-    Measurand.TEMPERATURE: (_Field.TEMPERATURE, "Celsius", _TEMPERATURE, -273.15, math.inf),
+    Measurand.ENERGY_ACTIVE_IMPORT_REGISTER: _ranged(_Field.ENERGY, "Wh", _WH),
+    Measurand.POWER_ACTIVE_IMPORT: _ranged(_Field.POWER, "W", _W),
+    Measurand.POWER_OFFERED: _ranged(_Field.POWER_OFFERED, "W", _W),
+    Measurand.CURRENT_IMPORT: _ranged(_Field.CURRENT, "A", {"A": (1.0, 0.0)}),
+    Measurand.VOLTAGE: _ranged(_Field.VOLTAGE, "V", {"V": (1.0, 0.0)}),
+    Measurand.SOC: _ranged(_Field.SOC, "Percent", {"Percent": (1.0, 0.0)}),
+    Measurand.TEMPERATURE: _ranged(_Field.TEMPERATURE, "Celsius", _TEMPERATURE),
 }
 _SUMMED = frozenset({_Field.ENERGY, _Field.POWER, _Field.POWER_OFFERED})
 
@@ -178,10 +186,14 @@ def sample(
     scale, offset = conversion
     value = value * scale + offset
     if not low <= value <= high:
-        raise ValueRejected(
-            where, f"{kind.value} {value:g} is impossible (outside {low:g}..{high:g})"
-        )
+        raise ValueRejected(where, f"{kind.value} {value:g} is impossible ({_range(low, high)})")
     return Sample(field, value, parsed_phase, location)
+
+
+def _range(low: float, high: float) -> str:
+    if high == sys.float_info.max:  # the kernel's "unbounded"
+        return f"must be at least {low:g}"
+    return f"outside {low:g}..{high:g}"
 
 
 def _finite(raw: object, where: str, multiplier: int) -> float:

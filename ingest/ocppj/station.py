@@ -27,7 +27,14 @@ from ocpp.charge_point import (
 from ocpp.routing import on
 
 from chargewatch.errors import ChargewatchError, EventError
-from chargewatch.events import AuthorizationStatus, Event, Reading, parse_ts
+from chargewatch.events import (
+    AuthorizationStatus,
+    Authorize,
+    Event,
+    Reading,
+    check_connector_id,
+    parse_ts,
+)
 from ingest.spool import SpoolFullError
 
 from .interface import AuthPolicy, EventSink, GatewayStats, OcppConnection, TransactionIds
@@ -202,6 +209,11 @@ class StationBase:
         """Hand events to the sink; returns once they are durable (raises when they are not)."""
         if not events:
             return
+        # The kernel's rule for every way in: connector_id is a tag, its values are bounded.
+        field = "connectorId" if self.version is Version.V16 else "evseId"
+        for event in events:
+            if not isinstance(event, Authorize):
+                check_connector_id(event.connector_id, field)
         await self._ctx.sink(events)
         counts = self._ctx.stats.events
         for event in events:
