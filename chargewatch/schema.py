@@ -6,15 +6,43 @@ One measurement per event type, named as the type. Tags are bounded: ``station_i
 fields, so series cardinality grows with stations, never with sessions or users. Field names are
 the event's own keys, so a query reads like the event format.
 
-A point's identity in InfluxDB is (measurement, tags, timestamp): writing the same event twice
-overwrites it rather than counting it twice, which makes replays and re-ingests idempotent.
+A point per event. InfluxDB identifies a point by (measurement, tags, time) and a second write of
+one replaces the first. Chargers send times in seconds or milliseconds, and two events of one
+series can share one: a station re-sending a sample with other values, two cards authorized at one
+station in the same millisecond. So the digits a time leaves at zero below its millisecond (or
+below its microsecond, for a time given to the microsecond) carry the event's identity
+(``point_time_ns``): its type's band (authorization, start, status, reading, stop: the order in
+which a session unfolds, so that within a millisecond an authorization still comes before the
+start it opens, a status before the readings it is in force at, and a session's readings between
+its start and its stop), and within the band a CRC-32 of the values the point stores (the IEEE-754
+bytes of its numbers, the UTF-8 of its strings). That is a function of content alone:
+
+- the same event written again (a spool replay, a file loaded twice, a number sent once as a
+  numeric string) is the same point, so replays and re-ingests stay idempotent; a duplicate is
+  deliberate and harmless;
+- two events that differ in any stored value are two points, unless their digests meet in the
+  band: 1 in 200,000 per pair of millisecond times (1 in 200 for times given to the microsecond);
+- the charger's time is kept to the millisecond (microsecond): a reader sees two events of one
+  millisecond up to 1 ms apart, which is what was sent.
+
+Values rather than the line's text are digested because the columnar path (``ingest/encode.py``,
+polars) and ``LineFormatter`` write some floats differently (``0.00001`` against ``1e-05``): the
+values are what InfluxDB stores, and both paths agree on them (``reading_point_times`` is the
+columnar twin of ``point_time_ns``). Derived series (``flag``, ``profile``: chargewatch/flags.py,
+analytics/profiles.py) keep their own identity, one point per flag or session, rewritten on
+purpose when a session is judged again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from chargewatch.events import (
     AuthorizationStatus,
@@ -29,7 +57,12 @@ from chargewatch.events import (
     StatusChange,
 )
 from chargewatch.influx import InfluxClient, Series, quote_ident
-from chargewatch.influx.lineprotocol import escape_key, format_point, quote_string
+from chargewatch.influx.lineprotocol import (
+    TIMESTAMP_LIMIT_NS,
+    escape_key,
+    format_point,
+    quote_string,
+)
 
 MEASUREMENTS: tuple[str, ...] = tuple(EventType)
 
@@ -43,6 +76,72 @@ READING_FIELDS: tuple[str, ...] = (
     "soc_pct",
     "temperature_c",
 )
+
+
+# -- a point per event ----------------------------------------------------------------------
+
+_MS_NS, _US_NS = 1_000_000, 1_000
+# Within a millisecond the types keep the order in which a session unfolds (module docstring).
+_BAND: dict[EventType, int] = {
+    EventType.AUTHORIZE: 0,
+    EventType.SESSION_START: 1,
+    EventType.STATUS: 2,
+    EventType.READING: 3,
+    EventType.SESSION_STOP: 4,
+}
+_BANDS = len(_BAND)
+# In the digested bytes: an absent number is a NaN (a stored number never is), an absent string is
+# 0xFE and strings are separated by 0xFF (neither byte occurs in UTF-8).
+_NAN = math.nan
+_NO_TEXT, _TEXT_SEPARATOR = b"\xfe", b"\xff"
+_pack_reading_values = struct.Struct(f"<{len(READING_FIELDS)}d").pack
+
+
+def content_crc(numbers: Iterable[float | None], texts: Iterable[str | None]) -> int:
+    """CRC-32 of an event's stored values: its numbers (IEEE-754, little-endian; -0.0 as 0.0),
+    then its strings (UTF-8)."""
+    values = [_NAN if v is None else v + 0.0 for v in numbers]
+    packed = struct.pack(f"<{len(values)}d", *values)
+    text = _TEXT_SEPARATOR.join(
+        _NO_TEXT if t is None else t.encode("utf-8", "surrogatepass") for t in texts
+    )
+    return zlib.crc32(text, zlib.crc32(packed))
+
+
+def point_time_ns(ts_ns: int, event_type: EventType, crc: int) -> int:
+    """The time of an event's point: ``ts_ns`` plus, in the digits it leaves at zero below the
+    millisecond (else below the microsecond), the type's band and ``crc`` within it. A time with
+    digits below the microsecond (read back from InfluxDB) is written as it is."""
+    if ts_ns % _MS_NS == 0:
+        width = _MS_NS // _BANDS
+    elif ts_ns % _US_NS == 0:
+        width = _US_NS // _BANDS
+    else:
+        return ts_ns
+    # Never past what InfluxDB stores: only the last millisecond before 2262-04-11 is cramped.
+    return min(ts_ns + _BAND[event_type] * width + crc % width, TIMESTAMP_LIMIT_NS)
+
+
+def reading_point_times(
+    ts_ns: np.ndarray, values: np.ndarray, session_ids: Sequence[bytes | None]
+) -> np.ndarray:
+    """``point_time_ns`` of many readings at once: ``ts_ns`` (int64), ``values`` of shape
+    ``(n, len(READING_FIELDS))`` in that order with NaN where not measured, and the UTF-8 of each
+    ``session_id`` (``None``: none). The CRCs run in C, a whole row's numbers at a time."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    numbers = np.asarray(values, dtype=np.float64) + 0.0  # -0.0 becomes 0.0
+    numbers[np.isnan(numbers)] = _NAN  # one NaN, whatever bits the absent values had
+    numbers = np.ascontiguousarray(numbers, dtype="<f8")  # the bytes content_crc packs
+    rows = cast(
+        "list[bytes]", numbers.view(np.dtype((np.void, 8 * numbers.shape[1]))).ravel().tolist()
+    )
+    texts = [_NO_TEXT if s is None else s for s in session_ids]
+    crc = np.fromiter(map(zlib.crc32, texts, map(zlib.crc32, rows)), dtype=np.int64, count=ts.size)
+    width = np.where(ts % _MS_NS == 0, _MS_NS // _BANDS, _US_NS // _BANDS)
+    offset = _BAND[EventType.READING] * width + crc % width
+    offset[ts % _US_NS != 0] = 0
+    room = np.where(ts > 0, TIMESTAMP_LIMIT_NS - np.maximum(ts, 0), _MS_NS)
+    return np.asarray(ts + np.minimum(offset, np.maximum(room, 0)), dtype=np.int64)
 
 
 class LineFormatter:
@@ -62,10 +161,11 @@ class LineFormatter:
         return head
 
     def format(self, event: Event) -> str:
-        """One line of line protocol for ``event``."""
+        """One line of line protocol for ``event``, at its point's time (``point_time_ns``)."""
         if isinstance(event, Reading):
             return self._reading(event)
         if isinstance(event, SessionStart):
+            crc = content_crc((event.meter_start_wh,), (event.session_id, event.id_pseudonym))
             return format_point(
                 EventType.SESSION_START,
                 {"station_id": event.station_id, "connector_id": str(event.connector_id)},
@@ -74,9 +174,10 @@ class LineFormatter:
                     "id_pseudonym": event.id_pseudonym,
                     "meter_start_wh": event.meter_start_wh,
                 },
-                event.ts_ns,
+                point_time_ns(event.ts_ns, EventType.SESSION_START, crc),
             )
         if isinstance(event, SessionStop):
+            crc = content_crc((event.meter_stop_wh,), (event.session_id, event.reason))
             return format_point(
                 EventType.SESSION_STOP,
                 {"station_id": event.station_id, "connector_id": str(event.connector_id)},
@@ -85,41 +186,50 @@ class LineFormatter:
                     "meter_stop_wh": event.meter_stop_wh,
                     "reason": event.reason,
                 },
-                event.ts_ns,
+                point_time_ns(event.ts_ns, EventType.SESSION_STOP, crc),
             )
         if isinstance(event, StatusChange):
+            status, error_code = event.status.value, event.error_code.value
+            crc = content_crc((), (status, error_code, event.vendor_error_code, event.info))
             return format_point(
                 EventType.STATUS,
                 {"station_id": event.station_id, "connector_id": str(event.connector_id)},
                 {
-                    "status": event.status.value,
-                    "error_code": event.error_code.value,
+                    "status": status,
+                    "error_code": error_code,
                     "vendor_error_code": event.vendor_error_code,
                     "info": event.info,
                 },
-                event.ts_ns,
+                point_time_ns(event.ts_ns, EventType.STATUS, crc),
             )
         if isinstance(event, Authorize):
+            crc = content_crc((), (event.id_pseudonym, event.result.value))
             return format_point(
                 EventType.AUTHORIZE,
                 {"station_id": event.station_id},
                 {"id_pseudonym": event.id_pseudonym, "result": event.result.value},
-                event.ts_ns,
+                point_time_ns(event.ts_ns, EventType.AUTHORIZE, crc),
             )
         raise TypeError(f"not an event: {type(event).__name__}")
 
     def _reading(self, r: Reading) -> str:
         # The hot path of every ingest: formatted by hand rather than through format_point.
         # The measured values are the reading's fields after session_id, in READING_FIELDS order.
+        values = r[4:]
         fields = [
             f"{name}={value!r}"
-            for name, value in zip(READING_FIELDS, r[4:], strict=True)
+            for name, value in zip(READING_FIELDS, values, strict=True)
             if value is not None
         ]
         if r.session_id is not None:
             fields.append("session_id=" + quote_string(r.session_id))
+        # content_crc(values, (r.session_id,)), unrolled: half the cost
+        numbers = _pack_reading_values(*[_NAN if v is None else v + 0.0 for v in values])
+        session = r.session_id
+        text = _NO_TEXT if session is None else session.encode("utf-8", "surrogatepass")
+        crc = zlib.crc32(text, zlib.crc32(numbers))
         head = self._head(EventType.READING, r.station_id, r.connector_id)
-        return f"{head} {','.join(fields)} {r.ts_ns}"
+        return f"{head} {','.join(fields)} {point_time_ns(r.ts_ns, EventType.READING, crc)}"
 
 
 # -- reading back ---------------------------------------------------------------------------
@@ -162,7 +272,8 @@ def read_events(
     """The events needed to judge the sessions of ``[since, until)``, in time order: the
     sessions that stopped in it or are still open at ``until`` (their starts looked up
     ``lookback.session_ns`` back), their readings from the earliest such start, and the
-    statuses and authorizations before that."""
+    statuses and authorizations before that. Times are the points' (``point_time_ns``): an event
+    sent in a millisecond comes back in that millisecond."""
     events: list[Event] = []
     starts_from = since_ns - lookback.session_ns
     starts: list[SessionStart] = []

@@ -26,7 +26,7 @@ from chargewatch.columns import (
 )
 from chargewatch.errors import EventError
 from chargewatch.events import MAX_LINE_BYTES, EventDecoder, EventType
-from chargewatch.schema import READING_FIELDS, LineFormatter
+from chargewatch.schema import READING_FIELDS, LineFormatter, reading_point_times
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,14 @@ def _format_plain_readings(frame: pl.DataFrame) -> list[str | None]:
         pl.col("session_id"),
         pl.col("connector_id"),
     )
-    formatted = judge_readings(frame).select(
+    judged = judge_readings(frame)
+    # Each point's time carries the reading's identity, as LineFormatter gives it (schema.py).
+    point_ns = reading_point_times(
+        judged["ts_ns"].fill_null(0).to_numpy(),
+        judged.select(READING_FIELDS).to_numpy(),
+        judged["session_id"].cast(pl.Binary).to_list(),
+    )
+    formatted = judged.with_columns(point_ns=pl.Series(point_ns)).select(
         ok=pl.col("ok"),
         line=pl.concat_str(
             pl.lit("reading,connector_id="),
@@ -154,7 +161,7 @@ def _format_plain_readings(frame: pl.DataFrame) -> list[str | None]:
                 ignore_nulls=True,
             ),
             pl.lit(" "),
-            pl.col("ts_ns").cast(pl.String),
+            pl.col("point_ns").cast(pl.String),
         ),
     )
     # Rows that fail any check become None: the caller takes them the per-event way.

@@ -36,7 +36,7 @@ _KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_TIMESTAMP_LIMIT_NS = 2**63 - 2  # InfluxDB keeps the two extreme int64 values for itself
+TIMESTAMP_LIMIT_NS = 2**63 - 2  # InfluxDB keeps the two extreme int64 values for itself
 
 FieldValue = float | int | bool | str
 
@@ -113,7 +113,7 @@ def format_point(
     Raises ``ValueError`` when no field has a value (InfluxDB needs at least one) or when any
     part cannot be represented (see the module docstring).
     """
-    if not -_TIMESTAMP_LIMIT_NS <= timestamp_ns <= _TIMESTAMP_LIMIT_NS:
+    if not -TIMESTAMP_LIMIT_NS <= timestamp_ns <= TIMESTAMP_LIMIT_NS:
         raise ValueError(f"timestamp {timestamp_ns} ns is outside the range InfluxDB stores")
     head = escape_measurement(measurement)
     for key in sorted(tags):
