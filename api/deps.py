@@ -37,20 +37,39 @@ class EventAcceptor(Protocol):
     def __call__(self, events: list[tuple[int, Any]]) -> AcceptOutcome: ...
 
 
+class OcppAdmission(Protocol):
+    """The verdict on a station's connection: ``subprotocol`` to accept it with, or a
+    ``refusal`` (a short reason key: ``bad_station_id``, ``no_subprotocol``, ``no_credentials``,
+    ``wrong_password``, ``throttled``, ``busy``), a ``message`` for the station and, where
+    trying later helps, ``retry_after_s``."""
+
+    @property
+    def subprotocol(self) -> str | None: ...
+
+    @property
+    def refusal(self) -> str | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def retry_after_s(self) -> int | None: ...
+
+
 class OcppEndpoint(Protocol):
     """The OCPP-J conversation behind ``/ocpp/{station_id}`` (the gateway, in ``service``)."""
 
-    @property
-    def subprotocols(self) -> Sequence[str]:
-        """Supported subprotocols, preferred first."""
+    async def admit(
+        self,
+        station_id: str,
+        address: str,
+        offered: Sequence[str],
+        credentials: tuple[str, str] | None,
+    ) -> OcppAdmission:
+        """Whether the station may connect, before the upgrade is accepted: its id, the
+        subprotocols it offers, its HTTP Basic (user, password) if it sent one; logged and
+        counted when refused. Password checks happen off the event loop."""
         ...
-
-    @property
-    def station_auth(self) -> bool:
-        """Whether stations must send HTTP Basic credentials (OCPP security profile 1)."""
-        ...
-
-    def check_password(self, station_id: str, password: str) -> bool: ...
 
     async def serve(self, station_id: str, subprotocol: str, websocket: WebSocket) -> None:
         """Talk with an accepted station until it leaves."""

@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     # Security profile 2: the same over TLS, with this certificate and key.
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    # Largest OCPP WebSocket message; a larger one closes the connection with 1009. Chargers send
+    # a few kB; 1 MiB holds the largest message the gateway takes (500 sampled values, even
+    # signed ones) and bounds what one connection can make the service buffer.
+    ocpp_max_message_bytes: int = Field(default=1 << 20, ge=64 << 10, le=16 << 20)
+
+    # Connection limits of `serve` (HTTP and OCPP alike). A client has this long to send its
+    # request headers, and a station's upgrade this long to be admitted (its password checked):
+    # slow or stalled clients must not hold connections (and file descriptors) for ever.
+    handshake_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Open connections at most; beyond, new ones are closed at once. Each is a file descriptor
+    # (the process's limit is raised to its hard limit at start, and this is kept below that):
+    # room for a large fleet of stations plus API clients, with some to spare.
+    max_connections: int = Field(default=10_000, ge=16)
+    # Open connections from one client address at most (0: no limit): half of the default
+    # max_connections, so one host never holds them all. Whole fleets may share one address
+    # (a mobile operator's NAT, a VPN concentrator): raise both for those.
+    max_connections_per_address: int = Field(default=5_000, ge=0)
 
     # Keyed HMAC key for id tags. When unset, one is generated on first use and kept in
     # ``pseudonym_key_file`` (mode 0600).

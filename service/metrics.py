@@ -53,6 +53,18 @@ class Metrics:
         self.connected_stations = Gauge(
             "chargewatch_ocpp_connected_stations", "Stations connected", registry=self.registry
         )
+        self.open_connections = Gauge(
+            "chargewatch_open_connections",
+            "HTTP and WebSocket connections open",
+            registry=self.registry,
+        )
+        self.connections_closed = Counter(
+            "chargewatch_connections_closed",
+            "Connections closed at the server's limits (connection_limit, address_limit, "
+            "header_timeout)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def watch_ocpp(self, gateway: OcppGateway) -> None:
         """Export the gateway's own counters (calls by action, CallErrors by reason)."""
@@ -77,5 +89,19 @@ class _OcppCollector(Collector):
         )
         for reason, count in sorted(self._gateway.rejected.items()):
             errors.add_metric([reason], count)
+        refused = CounterMetricFamily(
+            "chargewatch_ocpp_connections_refused",
+            "OCPP connections refused before the upgrade, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._gateway.refused.items()):
+            refused.add_metric([reason], count)
+        replaced = CounterMetricFamily(
+            "chargewatch_ocpp_connections_replaced",
+            "OCPP connections closed because their station connected again",
+            value=self._gateway.replaced,
+        )
         yield calls
         yield errors
+        yield refused
+        yield replaced

@@ -28,12 +28,18 @@ from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore
 from ingest.encode import ChunkEncoder
-from ingest.ocppj import SUBPROTOCOLS, AuthPolicy, OcppGateway, starlette_connection
+from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import Spool, SpoolDrainer
+from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+# Request headers at most (h11's default, said here): an upgrade with Basic credentials is <1 kB.
+_MAX_HEADER_BYTES = 16 * 1024
+# File descriptors kept for the service itself (spool, state database, InfluxDB, logs).
+_RESERVED_FILES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,7 @@ class Service:
         )
         allowed = settings.ocpp_allowed_id_tags
         tags = allowed.get_secret_value().split(",") if allowed is not None else []
+        check_password = self.state.check_station_password if settings.ocpp_station_auth else None
         self.gateway = OcppGateway(
             sink=self._accept_ocpp,
             pseudonymize=self.pseudonymize,
@@ -67,6 +74,9 @@ class Service:
                 mode=settings.ocpp_auth,
                 allowed_pseudonyms=frozenset(self.pseudonymize(t) for t in tags if t.strip()),
             ),
+            check_password=check_password,
+            handshake_timeout_s=settings.handshake_timeout_s,
+            max_frame_bytes=settings.ocpp_max_message_bytes,
         )
         # Its own client: the drainer's thread and the job's thread never share one.
         self.detect_client = InfluxClient.from_settings(settings)
@@ -92,6 +102,7 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.drainer.stop()
+        self.gateway.close()
         self.detect_client.close()
         self.spool.close()
         self.influx.close()
@@ -148,16 +159,14 @@ class _OcppEndpoint:
 
     service: Service
 
-    @property
-    def subprotocols(self) -> Sequence[str]:
-        return SUBPROTOCOLS
-
-    @property
-    def station_auth(self) -> bool:
-        return self.service.settings.ocpp_station_auth
-
-    def check_password(self, station_id: str, password: str) -> bool:
-        return self.service.state.check_station_password(station_id, password)
+    async def admit(
+        self,
+        station_id: str,
+        address: str,
+        offered: Sequence[str],
+        credentials: tuple[str, str] | None,
+    ) -> Admit:
+        return await self.service.gateway.admit(station_id, address, offered, credentials)
 
     async def serve(self, station_id: str, subprotocol: str, websocket: WebSocket) -> None:
         await self.service.gateway.handle(station_id, subprotocol, starlette_connection(websocket))
@@ -178,6 +187,25 @@ def build_app(service: Service) -> FastAPI:
     )
 
 
+def _connection_guard(service: Service) -> ConnectionGuard:
+    """The connection caps of the settings, within the process's file descriptors."""
+    settings = service.settings
+    usable = raise_open_file_limit() - _RESERVED_FILES
+    if settings.max_connections > usable:
+        logger.warning(
+            "CHARGEWATCH_MAX_CONNECTIONS %d is more than the open-file limit allows: %d",
+            settings.max_connections,
+            usable,
+        )
+    guard = ConnectionGuard(
+        max_connections=max(1, min(settings.max_connections, usable)),
+        per_address=settings.max_connections_per_address,
+        on_close=lambda reason: service.metrics.connections_closed.labels(reason).inc(),
+    )
+    service.metrics.open_connections.set_function(lambda: guard.open)
+    return guard
+
+
 def run(settings: Settings, *, host: str, port: int) -> None:
     """Serve until SIGTERM/SIGINT, then stop cleanly (uvicorn handles the signals)."""
     service = Service(settings)
@@ -187,13 +215,20 @@ def run(settings: Settings, *, host: str, port: int) -> None:
     # (bench/ocpp_load.py).
     gc.freeze()
     try:
+        http, ws = guarded_protocols(_connection_guard(service), settings.handshake_timeout_s)
         config = uvicorn.Config(
             build_app(service),
             host=host,
             port=port,
             ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
             ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
-            ws="websockets-sansio",
+            http=http,
+            ws=ws,
+            ws_max_size=settings.ocpp_max_message_bytes,  # larger: closed with 1009
+            ws_ping_interval=20.0,  # dead stations found within 40 s
+            ws_ping_timeout=20.0,
+            timeout_keep_alive=5,  # idle HTTP connections
+            h11_max_incomplete_event_size=_MAX_HEADER_BYTES,
             log_level="warning",
             lifespan="off",
         )

@@ -14,16 +14,21 @@ Mount it with a transport adapter::
         await websocket.accept(subprotocol=chosen)
         await gateway.handle(station_id, chosen, starlette_connection(websocket))
 
+A route in front of it asks ``gateway.admit(...)`` first (station id, subprotocol, credentials),
+as ``api.ocpp`` does.
+
 Modules: ``rpc`` (frames, schemas, CallErrors), ``meter`` (sampled values to readings),
-``station`` (routing shared by both versions), ``v16`` and ``v201`` (the handlers), ``gateway``,
-``transport`` (websockets and Starlette adapters).
+``station`` (routing shared by both versions), ``book`` (open transactions), ``v16`` and
+``v201`` (the handlers), ``admission`` (who may connect), ``gateway``, ``transport``
+(websockets and Starlette adapters).
 """
 
-from .gateway import OcppGateway, valid_station_id
+from .admission import Admit, Refusal
+from .gateway import CLOSE_REPLACED, OcppGateway, valid_station_id
 from .interface import (
     AuthMode,
     AuthPolicy,
-    ConnectionClosed,
+    ConnectionClosedError,
     EventSink,
     GatewayStats,
     InMemoryTransactionIds,
@@ -34,16 +39,19 @@ from .rpc import SUBPROTOCOLS, Problem, Version
 from .transport import starlette_connection, websockets_connection
 
 __all__ = [
+    "CLOSE_REPLACED",
     "SUBPROTOCOLS",
+    "Admit",
     "AuthMode",
     "AuthPolicy",
-    "ConnectionClosed",
+    "ConnectionClosedError",
     "EventSink",
     "GatewayStats",
     "InMemoryTransactionIds",
     "OcppConnection",
     "OcppGateway",
     "Problem",
+    "Refusal",
     "TransactionIds",
     "Version",
     "starlette_connection",

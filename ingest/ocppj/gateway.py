@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed as WebSocketsConnectionClosed
 
+from .admission import Admission, Admit, Refusal, station_id_problem
+from .book import TransactionBook
 from .interface import (
     AuthPolicy,
-    ConnectionClosed,
+    ConnectionClosedError,
     EventSink,
     GatewayStats,
     OcppConnection,
     TransactionIds,
 )
 from .rpc import Version
-from .station import GatewayContext, StationBase, TransactionBook
+from .station import GatewayContext, StationBase
 from .v16 import Station16
 from .v201 import Station201
 
-__all__ = ["OcppGateway", "valid_station_id"]
+__all__ = ["CLOSE_REPLACED", "OcppGateway", "valid_station_id"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_STATION_ID_CHARS = 64
 _STATIONS: dict[Version, type[StationBase]] = {Version.V16: Station16, Version.V201: Station201}
+# WebSocket close codes (RFC 6455): normal closure, protocol error, policy violation.
+CLOSE_REPLACED = 1000
+_CLOSE_PROTOCOL_ERROR = 1002
+_CLOSE_POLICY_VIOLATION = 1008
+# How long a new connection waits for the one it replaces to finish its last message, so that
+# the station's messages are handled in the order it sent them.
+_REPLACE_WAIT_S = 5.0
+# OCPP-J messages are small; see rpc.MAX_ITEMS_PER_MESSAGE for the largest a charger sends.
+_MAX_FRAME_BYTES = 1 << 20
 
 
 def _utc_now() -> datetime:
@@ -35,12 +48,16 @@ def _utc_now() -> datetime:
 
 
 def valid_station_id(station_id: str) -> bool:
-    """A station id the gateway takes: 1..64 printable characters, no spaces or slashes."""
-    return (
-        0 < len(station_id) <= _MAX_STATION_ID_CHARS
-        and station_id.isprintable()
-        and not any(c.isspace() or c == "/" for c in station_id)
-    )
+    """Whether ``station_id`` is an OCPP identity the gateway takes (``admission``)."""
+    return station_id_problem(station_id) is None
+
+
+class _Session:
+    __slots__ = ("connection", "done")
+
+    def __init__(self, connection: OcppConnection) -> None:
+        self.connection = connection
+        self.done = asyncio.Event()
 
 
 class OcppGateway:
@@ -48,6 +65,10 @@ class OcppGateway:
 
     Each message's events go to ``sink`` and the station gets its answer only once the sink has
     returned, so nothing acknowledged is lost. Clear id tags go through ``pseudonymize`` at once.
+    ``check_password`` (station id, password) turns on station authentication: ``admit``
+    then asks for HTTP Basic credentials. One connection per station: a new one replaces the
+    one before (closed with ``CLOSE_REPLACED``), as central systems do. ``close`` stops the
+    worker threads.
     """
 
     def __init__(
@@ -59,8 +80,12 @@ class OcppGateway:
         auth: AuthPolicy,
         clock: Callable[[], datetime] = _utc_now,
         heartbeat_interval_s: int = 300,
+        check_password: Callable[[str, str], bool] | None = None,
+        handshake_timeout_s: float = 10.0,
+        max_frame_bytes: int = _MAX_FRAME_BYTES,
     ) -> None:
         self.stats = GatewayStats()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="ocpp-frames")
         self._ctx = GatewayContext(
             sink=sink,
             pseudonymize=pseudonymize,
@@ -70,13 +95,18 @@ class OcppGateway:
             heartbeat_interval_s=heartbeat_interval_s,
             stats=self.stats,
             book=TransactionBook(),
+            max_frame_bytes=max_frame_bytes,
+            worker=self._worker,
         )
-        self._connections: dict[str, int] = {}
+        self._admission = Admission(
+            check_password, self.stats.refused, timeout_s=handshake_timeout_s
+        )
+        self._sessions: dict[str, _Session] = {}
 
     @property
     def connected_stations(self) -> int:
-        """Stations with at least one open connection."""
-        return len(self._connections)
+        """Stations with an open connection."""
+        return len(self._sessions)
 
     @property
     def messages(self) -> dict[str, int]:
@@ -88,31 +118,73 @@ class OcppGateway:
         """CallErrors sent, by reason (see ``Problem``)."""
         return dict(self.stats.rejected)
 
+    @property
+    def refused(self) -> dict[str, int]:
+        """Connections refused, by reason (see ``Refusal``)."""
+        return dict(self.stats.refused)
+
+    @property
+    def replaced(self) -> int:
+        """Connections closed because their station connected again."""
+        return self.stats.replaced
+
+    def close(self) -> None:
+        self._admission.close()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    async def admit(
+        self,
+        station_id: str,
+        address: str,
+        offered: Sequence[str],
+        credentials: tuple[str, str] | None,
+    ) -> Admit:
+        """Whether a station may connect, before its WebSocket is accepted (``admission``).
+
+        ``address`` is the client's, ``offered`` its subprotocols, ``credentials`` the user and
+        password of its HTTP Basic ``Authorization`` header (None without a usable one).
+        """
+        return await self._admission.admit(station_id, address, offered, credentials)
+
     async def handle(self, station_id: str, subprotocol: str, connection: OcppConnection) -> None:
         """Serve one station until its connection closes; never raises for the station's doing.
 
         ``subprotocol`` is the negotiated one (``ocpp1.6`` or ``ocpp2.0.1``). An unknown
-        subprotocol or an unusable station id returns at once (the transport then closes).
+        subprotocol or an unusable station id closes the connection at once, with the reason.
         """
         version = Version.from_subprotocol(subprotocol)
-        if version is None or not valid_station_id(station_id):
-            logger.warning(
-                "refused a connection: subprotocol %r or station id unusable", subprotocol
-            )
+        problem = station_id_problem(station_id)
+        if version is None or problem is not None:
+            refusal = Refusal.NO_SUBPROTOCOL if problem is None else Refusal.BAD_STATION_ID
+            message = problem or "no supported OCPP subprotocol"
+            self._admission.refuse(station_id, "?", refusal, message)
+            code = _CLOSE_POLICY_VIOLATION if problem else _CLOSE_PROTOCOL_ERROR
+            await connection.close(code, message)
             return
-        station = _STATIONS[version](station_id, connection, self._ctx)
-        self._connections[station_id] = self._connections.get(station_id, 0) + 1
-        logger.info("station %s connected (OCPP %s)", station_id, version.value)
+        session = _Session(connection)
+        previous = self._sessions.get(station_id)
+        self._sessions[station_id] = session
         try:
-            await station.run()
-        except (ConnectionClosed, WebSocketsConnectionClosed, WebSocketDisconnect):
+            if previous is not None:
+                await self._replace(station_id, previous)
+            logger.info("station %s connected (OCPP %s)", station_id, version.value)
+            await _STATIONS[version](station_id, connection, self._ctx).run()
+        except (ConnectionClosedError, WebSocketsConnectionClosed, WebSocketDisconnect):
             pass
         except Exception:  # the transport failed in a way it should not: end this station only
             logger.exception("station %s: connection failed", station_id)
         finally:
-            left = self._connections[station_id] - 1
-            if left:
-                self._connections[station_id] = left
-            else:
-                del self._connections[station_id]
+            session.done.set()
+            if self._sessions.get(station_id) is session:
+                del self._sessions[station_id]
             logger.info("station %s disconnected", station_id)
+
+    async def _replace(self, station_id: str, previous: _Session) -> None:
+        self.stats.replaced += 1
+        logger.warning("station %s connected again: its previous connection is closed", station_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_REPLACE_WAIT_S):
+                await previous.connection.close(
+                    CLOSE_REPLACED, "replaced by a newer connection of this station"
+                )
+                await previous.done.wait()

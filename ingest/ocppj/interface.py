@@ -13,7 +13,7 @@ from chargewatch.events import AuthorizationStatus, Event
 __all__ = [
     "AuthMode",
     "AuthPolicy",
-    "ConnectionClosed",
+    "ConnectionClosedError",
     "EventSink",
     "GatewayStats",
     "InMemoryTransactionIds",
@@ -47,16 +47,19 @@ class InMemoryTransactionIds:
 class OcppConnection(Protocol):
     """One station's WebSocket as the ocpp library's ChargePoint uses it (text frames).
 
-    ``recv`` raises ``ConnectionClosed`` (or the transport's own close error) once the
-    connection is gone.
+    ``recv`` raises ``ConnectionClosedError`` (or the transport's own close error) once the
+    connection is gone. ``close`` ends it from our side with a WebSocket close code and reason
+    (a newer connection of the same station replaces it, say); it never raises.
     """
 
     async def recv(self) -> str: ...
 
     async def send(self, message: str) -> None: ...
 
+    async def close(self, code: int, reason: str) -> None: ...
 
-class ConnectionClosed(Exception):
+
+class ConnectionClosedError(Exception):
     """The station's connection is closed; the adapters raise it from ``recv`` and ``send``."""
 
 
@@ -94,3 +97,5 @@ class GatewayStats:
     security_events: Counter[str] = field(default_factory=Counter)  # by security event type
     unmapped_values: int = 0  # sampled values of measurands the event format does not hold
     responses_ignored: int = 0  # CallResults/CallErrors from stations (we send no Calls)
+    refused: Counter[str] = field(default_factory=Counter)  # connections refused, by ``Refusal``
+    replaced: int = 0  # connections closed because the same station connected again

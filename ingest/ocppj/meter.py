@@ -24,7 +24,7 @@ How a message's samples map onto a reading:
   Trigger, Interruption.*) is a sample like any other.
 - Impossible values (a negative register, voltage or offered power, SoC outside 0..100, a
   temperature below absolute zero, a value that is not a finite number, a unit that does not
-  fit the measurand) reject the whole message with ``ValueRejected`` naming the value.
+  fit the measurand) reject the whole message with ``ValueRejectedError`` naming the value.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from typing import NamedTuple
 
 from chargewatch.events import READING_RANGES, Reading
 
-__all__ = ["Measurand", "Phase", "Sample", "ValueRejected", "reading_from_samples", "sample"]
+__all__ = ["Measurand", "Phase", "Sample", "ValueRejectedError", "reading_from_samples", "sample"]
 
 _SQRT3 = math.sqrt(3.0)
 
 
-class ValueRejected(Exception):
+class ValueRejectedError(Exception):
     """A sampled value is impossible or does not parse; ``field`` names it, ``reason`` says why."""
 
     def __init__(self, field: str, reason: str) -> None:
@@ -172,7 +172,7 @@ def sample(
     try:
         kind = Measurand(measurand or Measurand.ENERGY_ACTIVE_IMPORT_REGISTER)
     except ValueError:
-        raise ValueRejected(f"{where}.measurand", "is not an OCPP measurand") from None
+        raise ValueRejectedError(f"{where}.measurand", "is not an OCPP measurand") from None
     value = _finite(raw_value, where, multiplier)
     mapped = _MAPPED.get(kind)
     parsed_phase = _PHASE_NAMES.get(phase) if phase is not None else None
@@ -182,11 +182,13 @@ def sample(
     conversion = units.get(unit or default_unit)
     if conversion is None:
         allowed = ", ".join(units)
-        raise ValueRejected(f"{where}.unit", f"{kind.value} must be given in {allowed}")
+        raise ValueRejectedError(f"{where}.unit", f"{kind.value} must be given in {allowed}")
     scale, offset = conversion
     value = value * scale + offset
     if not low <= value <= high:
-        raise ValueRejected(where, f"{kind.value} {value:g} is impossible ({_range(low, high)})")
+        raise ValueRejectedError(
+            where, f"{kind.value} {value:g} is impossible ({_range(low, high)})"
+        )
     return Sample(field, value, parsed_phase, location)
 
 
@@ -198,17 +200,17 @@ def _range(low: float, high: float) -> str:
 
 def _finite(raw: object, where: str, multiplier: int) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueRejected(f"{where}.value", "must be a number")
+        raise ValueRejectedError(f"{where}.value", "must be a number")
     try:
         value = float(raw)
     except (ValueError, OverflowError):
-        raise ValueRejected(f"{where}.value", "is not a number") from None
+        raise ValueRejectedError(f"{where}.value", "is not a number") from None
     if multiplier:
         if not -30 <= multiplier <= 30:
-            raise ValueRejected(f"{where}.unitOfMeasure.multiplier", "must lie within -30..30")
+            raise ValueRejectedError(f"{where}.unitOfMeasure.multiplier", "must lie within -30..30")
         value *= 10.0**multiplier
     if not math.isfinite(value):
-        raise ValueRejected(f"{where}.value", "must be a finite number")
+        raise ValueRejectedError(f"{where}.value", "must be a finite number")
     return value
 
 
@@ -220,35 +222,54 @@ def reading_from_samples(
     samples: Iterable[Sample],
 ) -> Reading | None:
     """The reading of one timestamp's samples, or None when none of them maps to a field."""
-    totals: dict[_Field, tuple[bool, float]] = {}  # field -> (preferred location, value)
-    phases: dict[_Field, dict[Phase, float]] = {}
-    line_to_line: dict[Phase, float] = {}
-    hottest: float | None = None
-    for s in samples:
-        if s.field is None:
-            continue
-        if s.field is _Field.TEMPERATURE:
-            hottest = s.value if hottest is None else max(hottest, s.value)
-            continue
-        preferred = s.location in _PREFERRED_LOCATIONS or s.field is _Field.SOC
-        if s.phase is None:
-            held = totals.get(s.field)
-            if held is None or preferred or not held[0]:
-                totals[s.field] = (preferred, s.value)
-        elif s.phase in _PHASE_OF and preferred:
-            phases.setdefault(s.field, {})[_PHASE_OF[s.phase]] = s.value
-        elif s.phase in _LINE_TO_LINE and s.field is _Field.VOLTAGE and preferred:
-            line_to_line[s.phase] = s.value
-    values: dict[str, float] = {f.value: v for f, (_p, v) in totals.items()}
-    for f, by_phase in phases.items():
-        if f.value in values or not by_phase:
-            continue
-        total = math.fsum(by_phase.values())
-        values[f.value] = total if f in _SUMMED else total / len(by_phase)
-    if _Field.VOLTAGE.value not in values and line_to_line:
-        values[_Field.VOLTAGE.value] = math.fsum(line_to_line.values()) / len(line_to_line) / _SQRT3
-    if hottest is not None:
-        values[_Field.TEMPERATURE.value] = hottest
+    values = _Gathered.of(samples).values()
     if not values:
         return None
     return Reading(ts_ns, station_id, connector_id, session_id, **values)
+
+
+class _Gathered:
+    """One timestamp's samples sorted by what they can become: totals, phases, temperatures."""
+
+    def __init__(self) -> None:
+        self.totals: dict[_Field, tuple[bool, float]] = {}  # field -> (preferred location, value)
+        self.phases: dict[_Field, dict[Phase, float]] = {}
+        self.line_to_line: dict[Phase, float] = {}
+        self.hottest: float | None = None
+
+    @classmethod
+    def of(cls, samples: Iterable[Sample]) -> _Gathered:
+        gathered = cls()
+        for s in samples:
+            if s.field is not None:
+                gathered.add(s.field, s)
+        return gathered
+
+    def add(self, field: _Field, s: Sample) -> None:
+        if field is _Field.TEMPERATURE:
+            self.hottest = s.value if self.hottest is None else max(self.hottest, s.value)
+            return
+        preferred = s.location in _PREFERRED_LOCATIONS or field is _Field.SOC
+        if s.phase is None:
+            held = self.totals.get(field)
+            if held is None or preferred or not held[0]:
+                self.totals[field] = (preferred, s.value)
+        elif s.phase in _PHASE_OF and preferred:
+            self.phases.setdefault(field, {})[_PHASE_OF[s.phase]] = s.value
+        elif s.phase in _LINE_TO_LINE and field is _Field.VOLTAGE and preferred:
+            self.line_to_line[s.phase] = s.value
+
+    def values(self) -> dict[str, float]:
+        """Each field's value: its total, else from its phases (summed or averaged)."""
+        values = {f.value: v for f, (_preferred, v) in self.totals.items()}
+        for f, by_phase in self.phases.items():
+            if f.value in values or not by_phase:
+                continue
+            total = math.fsum(by_phase.values())
+            values[f.value] = total if f in _SUMMED else total / len(by_phase)
+        if _Field.VOLTAGE.value not in values and self.line_to_line:
+            line_to_line = math.fsum(self.line_to_line.values()) / len(self.line_to_line)
+            values[_Field.VOLTAGE.value] = line_to_line / _SQRT3
+        if self.hottest is not None:
+            values[_Field.TEMPERATURE.value] = self.hottest
+        return values

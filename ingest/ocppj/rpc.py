@@ -9,6 +9,7 @@ never the offending value, so an id tag never travels back or into a log.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -19,20 +20,33 @@ from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
 
 __all__ = [
+    "MAX_ITEMS_PER_MESSAGE",
     "SUBPROTOCOLS",
-    "CallRejected",
+    "CallRejectedError",
     "Frame",
     "Problem",
     "Version",
     "call_error",
     "call_result",
+    "check_items",
     "check_payload",
+    "check_size",
     "parse_frame",
     "rejection_for_action",
 ]
 
 SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
 _MAX_ID_CHARS = 36  # OCPP-J: message ids are at most 36 characters
+# Sampled values (and NotifyEvent event data) one message may carry. A charger samples 1-30
+# values at a time; the most a real one sends at once is its transaction data at the end of a
+# session (1.6 StopTransaction, 2.0.1 TransactionEvent Ended): a day-long session sampled at the
+# usual 15-minute clock-aligned interval with three measurands is under 300. Checking the
+# schema and converting one value costs ~70 us, so this keeps any message under ~40 ms of CPU.
+MAX_ITEMS_PER_MESSAGE = 500
+_ITEM_LISTS = ("meterValue", "transactionData")  # lists of {timestamp, sampledValue: [...]}
+_FLAT_ITEM_LISTS = ("eventData",)
+# The start of a Call, to name its message id in the refusal of a frame too large to parse.
+_CALL_START = re.compile(r'\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
 _MAX_DESCRIPTION_CHARS = 255
 _UNREADABLE_ID = "-1"
 
@@ -59,6 +73,7 @@ class Problem(StrEnum):
     MISSING_FIELD = "missing_field"
     BAD_TYPE = "bad_type"  # wrong JSON type or too long
     BAD_VALUE = "bad_value"  # not an allowed value, or physically impossible
+    TOO_LARGE = "too_large"  # more bytes or items than a message may hold
     SPOOL_FULL = "spool_full"
     STORE_FAILED = "store_failed"
     INTERNAL = "internal"
@@ -74,6 +89,7 @@ _CODES: dict[Version, dict[Problem, str]] = {
         Problem.MISSING_FIELD: "ProtocolError",
         Problem.BAD_TYPE: "TypeConstraintViolation",
         Problem.BAD_VALUE: "PropertyConstraintViolation",
+        Problem.TOO_LARGE: "OccurenceConstraintViolation",  # so spelled in OCPP-J 1.6
         Problem.SPOOL_FULL: "InternalError",
         Problem.STORE_FAILED: "InternalError",
         Problem.INTERNAL: "InternalError",
@@ -87,6 +103,7 @@ _CODES: dict[Version, dict[Problem, str]] = {
         Problem.MISSING_FIELD: "OccurrenceConstraintViolation",
         Problem.BAD_TYPE: "TypeConstraintViolation",
         Problem.BAD_VALUE: "PropertyConstraintViolation",
+        Problem.TOO_LARGE: "OccurrenceConstraintViolation",
         Problem.SPOOL_FULL: "InternalError",
         Problem.STORE_FAILED: "InternalError",
         Problem.INTERNAL: "InternalError",
@@ -98,7 +115,7 @@ _ACTIONS: dict[Version, frozenset[str]] = {
 }
 
 
-class CallRejected(Exception):
+class CallRejectedError(Exception):
     """A Call answered with a CallError: the ``problem`` and a description for the station."""
 
     def __init__(self, problem: Problem, description: str, unique_id: str = _UNREADABLE_ID) -> None:
@@ -121,9 +138,9 @@ def parse_frame(raw: str | bytes) -> Frame | None:
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise CallRejected(Problem.MALFORMED_FRAME, "frame is not valid JSON") from None
+        raise CallRejectedError(Problem.MALFORMED_FRAME, "frame is not valid JSON") from None
     if not isinstance(message, list) or not message:
-        raise CallRejected(Problem.MALFORMED_FRAME, "frame must be a non-empty JSON array")
+        raise CallRejectedError(Problem.MALFORMED_FRAME, "frame must be a non-empty JSON array")
     kind = message[0]
     unique_id = message[1] if len(message) > 1 else None
     readable_id = (
@@ -132,42 +149,88 @@ def parse_frame(raw: str | bytes) -> Frame | None:
         else _UNREADABLE_ID
     )
     if type(kind) is not int:
-        raise CallRejected(Problem.MALFORMED_FRAME, "MessageTypeId must be an integer", readable_id)
+        raise CallRejectedError(
+            Problem.MALFORMED_FRAME, "MessageTypeId must be an integer", readable_id
+        )
     if kind in (MessageType.CallResult, MessageType.CallError):
         return None
     if kind != MessageType.Call:
-        raise CallRejected(
+        raise CallRejectedError(
             Problem.UNSUPPORTED_MESSAGE_TYPE, f"MessageTypeId {kind} is not supported", readable_id
         )
     if readable_id is _UNREADABLE_ID:
-        raise CallRejected(
+        raise CallRejectedError(
             Problem.MALFORMED_FRAME, f"MessageId must be a string of 1..{_MAX_ID_CHARS} characters"
         )
     if len(message) != 4:
-        raise CallRejected(
+        raise CallRejectedError(
             Problem.MALFORMED_FRAME,
             "a Call has 4 elements: 2, MessageId, Action, Payload",
             readable_id,
         )
     action, payload = message[2], message[3]
     if not isinstance(action, str) or not action:
-        raise CallRejected(
+        raise CallRejectedError(
             Problem.MALFORMED_FRAME, "Action must be a non-empty string", readable_id
         )
     if not isinstance(payload, dict):
-        raise CallRejected(Problem.BAD_FORMAT, "Payload must be a JSON object", readable_id)
+        raise CallRejectedError(Problem.BAD_FORMAT, "Payload must be a JSON object", readable_id)
     return Frame(readable_id, action, payload)
 
 
-def rejection_for_action(version: Version, frame: Frame) -> CallRejected:
+def check_size(raw: str, max_bytes: int) -> None:
+    """Refuse a frame longer than ``max_bytes`` before parsing it (its id read from its start).
+
+    The transport bounds messages too (closing with 1009); this names the limit in a CallError
+    when a transport lets a larger one through.
+    """
+    # A character is 1 to 4 bytes: encode only when the length alone does not decide.
+    if len(raw) > max_bytes or (
+        len(raw) * 4 > max_bytes and len(raw.encode("utf-8", "replace")) > max_bytes
+    ):
+        start = _CALL_START.match(raw[:64])
+        raise CallRejectedError(
+            Problem.TOO_LARGE,
+            f"a message may hold at most {max_bytes} bytes",
+            start.group(1) if start else _UNREADABLE_ID,
+        )
+
+
+def check_items(frame: Frame) -> None:
+    """Refuse a Call carrying more than ``MAX_ITEMS_PER_MESSAGE`` sampled values or events.
+
+    Runs before the schema check, whose cost grows with the items: it only counts, and anything
+    malformed is left for the schema check to name.
+    """
+    count = 0
+    for key in _ITEM_LISTS:
+        elements = frame.payload.get(key)
+        if isinstance(elements, list):
+            for element in elements:
+                samples = element.get("sampledValue") if isinstance(element, dict) else None
+                count += 1 + (len(samples) if isinstance(samples, list) else 0)
+    for key in _FLAT_ITEM_LISTS:
+        elements = frame.payload.get(key)
+        if isinstance(elements, list):
+            count += len(elements)
+    if count > MAX_ITEMS_PER_MESSAGE:
+        raise CallRejectedError(
+            Problem.TOO_LARGE,
+            f"{frame.action} carries {count} items (sampled values and their timestamps); "
+            f"at most {MAX_ITEMS_PER_MESSAGE} per message, send the rest in further messages",
+            frame.unique_id,
+        )
+
+
+def rejection_for_action(version: Version, frame: Frame) -> CallRejectedError:
     """The refusal of an action the gateway has no handler for."""
     if frame.action in _ACTIONS[version]:
-        return CallRejected(
+        return CallRejectedError(
             Problem.UNSUPPORTED_ACTION,
             f"{_clip(frame.action)} is not taken by this central system",
             frame.unique_id,
         )
-    return CallRejected(
+    return CallRejectedError(
         Problem.UNKNOWN_ACTION,
         f"{_clip(frame.action)} is not an OCPP {version.value} action",
         frame.unique_id,
@@ -180,7 +243,7 @@ def check_payload(version: Version, frame: Frame) -> None:
     error = best_match(validator.iter_errors(frame.payload))
     if error is not None:
         problem, description = _describe(error)
-        raise CallRejected(problem, description, frame.unique_id)
+        raise CallRejectedError(problem, description, frame.unique_id)
 
 
 def check_response(version: Version, action: str, payload: dict[str, Any]) -> None:
@@ -188,14 +251,14 @@ def check_response(version: Version, action: str, payload: dict[str, Any]) -> No
     validator = get_validator(MessageType.CallResult, action, version.value)
     error = best_match(validator.iter_errors(payload))
     if error is not None:
-        raise CallRejected(Problem.INTERNAL, f"the answer to {action} failed its schema")
+        raise CallRejectedError(Problem.INTERNAL, f"the answer to {action} failed its schema")
 
 
 def call_result(unique_id: str, payload: dict[str, Any]) -> str:
     return orjson.dumps([MessageType.CallResult, unique_id, payload]).decode()
 
 
-def call_error(version: Version, rejected: CallRejected) -> str:
+def call_error(version: Version, rejected: CallRejectedError) -> str:
     code = _CODES[version][rejected.problem]
     frame = [MessageType.CallError, rejected.unique_id, code, rejected.description, {}]
     return orjson.dumps(frame).decode()

@@ -4,19 +4,22 @@
 while keeping its pieces: handlers registered with ``@on`` by action, the library's JSON schemas
 for every Call and every answer, its camelCase/snake_case conversion and payload classes. It
 differs from the library where the gateway needs it to: a malformed frame gets a CallError
-instead of silence, error codes follow the version, schemas are checked inline (not in a thread
-per message), nothing logs a payload (id tags are personal data), and the answer goes out only
-after the sink has stored the message's events.
+instead of silence, error codes follow the version, schemas are checked inline (large frames on
+the gateway's one worker thread, so that no station's frames stall the event loop), nothing logs
+a payload (id tags are personal data), and the answer goes out only after the sink has stored
+the message's events.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from ocpp.charge_point import (
     camel_to_snake_case,
@@ -37,21 +40,25 @@ from chargewatch.events import (
 )
 from ingest.spool import SpoolFullError
 
+from .book import TransactionBook
 from .interface import AuthPolicy, EventSink, GatewayStats, OcppConnection, TransactionIds
-from .meter import ValueRejected, reading_from_samples, sample
+from .meter import ValueRejectedError, reading_from_samples, sample
 from .rpc import (
-    CallRejected,
+    CallRejectedError,
+    Frame,
     Problem,
     Version,
     call_error,
     call_result,
+    check_items,
     check_payload,
     check_response,
+    check_size,
     parse_frame,
     rejection_for_action,
 )
 
-__all__ = ["GatewayContext", "OpenTransaction", "StationBase", "TransactionBook", "handles"]
+__all__ = ["GatewayContext", "StationBase", "handles"]
 
 logger = logging.getLogger(__name__)
 # The library logs whole frames (id tags included) at INFO. Its loop, router and sender are
@@ -60,60 +67,19 @@ _LIBRARY_LOGGER = logging.getLogger("ingest.ocppj.library")
 _MAX_TEXT_CHARS = 255
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+# Frames from this many bytes, and readings from this many sampled values, are parsed, checked
+# and converted on the gateway's worker thread rather than the event loop: below it the hand-off
+# costs more than the work (a usual MeterValues is 0.3-3 kB).
+_OFFLOAD_BYTES = 16 * 1024
+_OFFLOAD_SAMPLES = 64
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_R = TypeVar("_R")
 
 
 def handles(action: str) -> Callable[[_F], _F]:
     """The ocpp library's ``@on``, typed."""
     return cast(Callable[[_F], _F], on(action))
-
-
-class OpenTransaction(NamedTuple):
-    connector_id: int
-    pending_start: tuple[int, float | None] | None  # 2.0.1 Started without an id token yet
-
-
-class TransactionBook:
-    """Open transactions of every station: which connector each runs on, what is open where.
-
-    Shared by all connections of a gateway, so a station that reconnects mid-session keeps its
-    transactions. Bounded: the oldest entries go first (a station that never stops its
-    transactions must not grow memory forever).
-    """
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self._limit = limit
-        self._tx: OrderedDict[tuple[str, str], OpenTransaction] = OrderedDict()
-        self._open_on: dict[tuple[str, int], str] = {}
-        self._charging_state: dict[tuple[str, int], str] = {}
-
-    def get(self, station_id: str, tx_id: str) -> OpenTransaction | None:
-        return self._tx.get((station_id, tx_id))
-
-    def open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
-        self._tx[(station_id, tx_id)] = tx
-        self._tx.move_to_end((station_id, tx_id))
-        self._open_on[(station_id, tx.connector_id)] = tx_id
-        while len(self._tx) > self._limit:
-            (old_station, old_tx), old = self._tx.popitem(last=False)
-            if self._open_on.get((old_station, old.connector_id)) == old_tx:
-                del self._open_on[(old_station, old.connector_id)]
-
-    def close(self, station_id: str, tx_id: str) -> None:
-        tx = self._tx.pop((station_id, tx_id), None)
-        if tx is not None and self._open_on.get((station_id, tx.connector_id)) == tx_id:
-            del self._open_on[(station_id, tx.connector_id)]
-
-    def open_on(self, station_id: str, connector_id: int) -> str | None:
-        return self._open_on.get((station_id, connector_id))
-
-    def charging_status(self, station_id: str, connector_id: int) -> str | None:
-        """The status last derived from a 2.0.1 chargingState on that connector."""
-        return self._charging_state.get((station_id, connector_id))
-
-    def set_charging_status(self, station_id: str, connector_id: int, status: str) -> None:
-        self._charging_state[(station_id, connector_id)] = status
 
 
 @dataclass
@@ -128,6 +94,15 @@ class GatewayContext:
     heartbeat_interval_s: int
     stats: GatewayStats
     book: TransactionBook
+    max_frame_bytes: int
+    worker: Executor  # one thread: heavy frames wait for each other, never for the loop
+
+    async def compute(self, heavy: bool, work: Callable[..., _R], *args: Any) -> _R:
+        """``work(*args)``: on the worker thread when ``heavy``, else right here."""
+        if not heavy:
+            return work(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.worker, functools.partial(work, *args))
 
 
 class StationBase:
@@ -148,10 +123,11 @@ class StationBase:
             await self.route_message(await self._conn.recv())
 
     async def route_message(self, raw_msg: str) -> None:
-        stats = self._ctx.stats
+        ctx, stats = self._ctx, self._ctx.stats
         unique_id = "-1"
+        heavy = len(raw_msg) >= _OFFLOAD_BYTES
         try:
-            frame = parse_frame(raw_msg)
+            frame = await ctx.compute(heavy, _parse, raw_msg, ctx.max_frame_bytes)
             if frame is None:
                 stats.responses_ignored += 1
                 return
@@ -160,37 +136,39 @@ class StationBase:
             stats.messages[frame.action if handler is not None else "unknown"] += 1
             if handler is None:
                 raise rejection_for_action(self.version, frame)
-            check_payload(self.version, frame)
-            result = await handler(**camel_to_snake_case(frame.payload))
+            arguments = await ctx.compute(heavy, _arguments, self.version, frame)
+            result = await handler(**arguments)
             answer = snake_to_camel_case(remove_nones(serialize_as_dict(result)))
             check_response(self.version, frame.action, answer)
             reply = call_result(unique_id, answer)
-        except CallRejected as rejected:
+        except CallRejectedError as rejected:
             reply = self._reject(rejected, unique_id)
-        except ValueRejected as exc:
-            reply = self._reject(CallRejected(Problem.BAD_VALUE, str(exc)), unique_id)
+        except ValueRejectedError as exc:
+            reply = self._reject(CallRejectedError(Problem.BAD_VALUE, str(exc)), unique_id)
         except EventError as exc:
             problem = (
                 Problem.BAD_FORMAT if exc.field and "timestamp" in exc.field else Problem.BAD_VALUE
             )
-            reply = self._reject(CallRejected(problem, str(exc)), unique_id)
+            reply = self._reject(CallRejectedError(problem, str(exc)), unique_id)
         except SpoolFullError:
             reply = self._reject(
-                CallRejected(Problem.SPOOL_FULL, "spool full, retry later"), unique_id
+                CallRejectedError(Problem.SPOOL_FULL, "spool full, retry later"), unique_id
             )
         except (ChargewatchError, OSError) as exc:
             logger.error("station %s: storing failed: %s", self.station_id, type(exc).__name__)
-            failed = CallRejected(Problem.STORE_FAILED, "could not store the message, retry later")
+            failed = CallRejectedError(
+                Problem.STORE_FAILED, "could not store the message, retry later"
+            )
             reply = self._reject(failed, unique_id)
         except Exception:  # a bug here must cost one message, not the station's connection
             logger.exception("station %s: handling a message failed", self.station_id)
-            internal = CallRejected(Problem.INTERNAL, "internal error, retry later")
+            internal = CallRejectedError(Problem.INTERNAL, "internal error, retry later")
             reply = self._reject(internal, unique_id)
         await self._conn.send(reply)
 
-    def _reject(self, rejected: CallRejected, unique_id: str) -> str:
+    def _reject(self, rejected: CallRejectedError, unique_id: str) -> str:
         if rejected.unique_id == "-1" and unique_id != "-1":
-            rejected = CallRejected(rejected.problem, rejected.description, unique_id)
+            rejected = CallRejectedError(rejected.problem, rejected.description, unique_id)
         self._ctx.stats.rejected[rejected.problem.value] += 1
         logger.info(
             "station %s: refused a frame (%s): %s",
@@ -234,7 +212,7 @@ class StationBase:
         pseudonym = self._ctx.pseudonymize(id_tag)
         return pseudonym, self._ctx.auth.decide(pseudonym)
 
-    def readings(
+    async def readings(
         self,
         meter_values: list[dict[str, Any]] | None,
         connector_id: int,
@@ -244,8 +222,25 @@ class StationBase:
         v201: bool = False,
     ) -> list[Reading]:
         """One reading per meterValue element (snake_case keys, as the handlers receive them)."""
+        values = meter_values or []
+        heavy = sum(len(mv.get("sampled_value") or ()) for mv in values) >= _OFFLOAD_SAMPLES
+        result, unmapped = await self._ctx.compute(
+            heavy, self._readings, values, connector_id, session_id, where, v201
+        )
+        self._ctx.stats.unmapped_values += unmapped
+        return result
+
+    def _readings(
+        self,
+        meter_values: list[dict[str, Any]],
+        connector_id: int,
+        session_id: str | None,
+        where: str,
+        v201: bool,
+    ) -> tuple[list[Reading], int]:
         result: list[Reading] = []
-        for i, meter_value in enumerate(meter_values or ()):
+        unmapped = 0
+        for i, meter_value in enumerate(meter_values):
             at = f"{where}.{i}"
             ts_ns = self.ts(meter_value.get("timestamp"), f"{at}.timestamp")
             samples = []
@@ -264,13 +259,26 @@ class StationBase:
                         where=f"{at}.sampledValue.{j}",
                     )
                 )
-            self._ctx.stats.unmapped_values += sum(1 for s in samples if s.field is None)
+            unmapped += sum(1 for s in samples if s.field is None)
             reading = reading_from_samples(
                 ts_ns, self.station_id, connector_id, session_id, samples
             )
             if reading is not None:
                 result.append(reading)
-        return result
+        return result, unmapped
+
+
+def _parse(raw: str, max_frame_bytes: int) -> Frame | None:
+    check_size(raw, max_frame_bytes)
+    return parse_frame(raw)
+
+
+def _arguments(version: Version, frame: Frame) -> dict[str, Any]:
+    """The handler's keyword arguments of a checked Call (items counted first: it is cheap)."""
+    check_items(frame)
+    check_payload(version, frame)
+    arguments: dict[str, Any] = camel_to_snake_case(frame.payload)
+    return arguments
 
 
 def clean_text(value: Any) -> str | None:

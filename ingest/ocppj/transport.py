@@ -1,14 +1,15 @@
-"""Adapters from WebSocket libraries to ``OcppConnection``: text frames, ConnectionClosed."""
+"""Adapters from WebSocket libraries to ``OcppConnection``: text frames, ConnectionClosedError."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed as WebSocketsConnectionClosed
 
-from .interface import ConnectionClosed
+from .interface import ConnectionClosedError
 
 __all__ = [
     "StarletteConnection",
@@ -28,7 +29,7 @@ class WebsocketsConnection:
         try:
             message: Any = await self._ws.recv()
         except WebSocketsConnectionClosed as exc:
-            raise ConnectionClosed(str(exc)) from exc
+            raise ConnectionClosedError(str(exc)) from exc
         # OCPP-J sends text frames; a binary one is decoded so that it fails as a bad frame.
         return message if isinstance(message, str) else bytes(message).decode("utf-8", "replace")
 
@@ -36,7 +37,10 @@ class WebsocketsConnection:
         try:
             await self._ws.send(message)
         except WebSocketsConnectionClosed as exc:
-            raise ConnectionClosed(str(exc)) from exc
+            raise ConnectionClosedError(str(exc)) from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)  # websockets' close never raises for a closed one
 
 
 class StarletteConnection:
@@ -49,9 +53,9 @@ class StarletteConnection:
         try:
             message = await self._ws.receive()
         except (WebSocketDisconnect, RuntimeError) as exc:
-            raise ConnectionClosed("disconnected") from exc
+            raise ConnectionClosedError("disconnected") from exc
         if message["type"] == "websocket.disconnect":
-            raise ConnectionClosed(f"disconnected ({message.get('code')})")
+            raise ConnectionClosedError(f"disconnected ({message.get('code')})")
         text = message.get("text")
         if text is not None:
             return str(text)
@@ -61,7 +65,12 @@ class StarletteConnection:
         try:
             await self._ws.send_text(message)
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            raise ConnectionClosed("disconnected") from exc
+            raise ConnectionClosedError("disconnected") from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        # The server's close also ends a ``receive`` waiting in another task (with a disconnect).
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._ws.close(code, reason)
 
 
 def websockets_connection(ws: Connection) -> WebsocketsConnection:

@@ -25,9 +25,10 @@ from chargewatch.events import (
     StatusChange,
 )
 
-from .meter import ValueRejected
+from .book import OpenTransaction
+from .meter import ValueRejectedError
 from .rpc import Version
-from .station import OpenTransaction, StationBase, clean_text, handles
+from .station import StationBase, clean_text, handles
 
 __all__ = ["Station16"]
 
@@ -85,7 +86,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
     ) -> Any:
         ts_ns = self.ts(timestamp, "timestamp")
         if meter_start < 0:
-            raise ValueRejected("meterStart", "a register reading cannot be negative")
+            raise ValueRejectedError("meterStart", "a register reading cannot be negative")
         pseudonym, result = self.authorize(id_tag)
         tx_id = self._ctx.transactions.next_id()
         session_id = f"{self.station_id}-{tx_id}"
@@ -118,7 +119,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
                 # a transaction begun before a restart of the service
                 book.open(self.station_id, tx_key, OpenTransaction(connector_id, None))
         session_id = f"{self.station_id}-{tx_key}" if tx_key is not None else None
-        readings = self.readings(meter_value, connector_id, session_id, where="meterValue")
+        readings = await self.readings(meter_value, connector_id, session_id, where="meterValue")
         await self.store(list(readings))
         return call_result.MeterValues()
 
@@ -135,7 +136,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
     ) -> Any:
         ts_ns = self.ts(timestamp, "timestamp")
         if meter_stop < 0:
-            raise ValueRejected("meterStop", "a register reading cannot be negative")
+            raise ValueRejectedError("meterStop", "a register reading cannot be negative")
         tx_key = str(transaction_id)
         tx = self._ctx.book.get(self.station_id, tx_key)
         if tx is None:
@@ -146,7 +147,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         connector_id = tx.connector_id if tx is not None else 0
         session_id = f"{self.station_id}-{tx_key}"
         events: list[Event] = list(
-            self.readings(transaction_data, connector_id, session_id, where="transactionData")
+            await self.readings(transaction_data, connector_id, session_id, where="transactionData")
         )
         # OCPP 1.6: the reason "MAY only be omitted when the Reason is Local".
         events.append(

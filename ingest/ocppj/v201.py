@@ -44,9 +44,10 @@ from chargewatch.events import (
     StatusChange,
 )
 
-from .meter import ValueRejected
+from .book import OpenTransaction
+from .meter import ValueRejectedError
 from .rpc import Version
-from .station import OpenTransaction, StationBase, clean_text, handles
+from .station import StationBase, clean_text, handles
 
 __all__ = ["CONNECTOR_STATUS", "Station201"]
 
@@ -125,7 +126,9 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
     ) -> Any:
         tx_id = self._ctx.book.open_on(self.station_id, evse_id)
         session_id = f"{self.station_id}-{tx_id}" if tx_id is not None else None
-        readings = self.readings(meter_value, evse_id, session_id, where="meterValue", v201=True)
+        readings = await self.readings(
+            meter_value, evse_id, session_id, where="meterValue", v201=True
+        )
         await self.store(list(readings))
         return call_result.MeterValues()
 
@@ -144,13 +147,15 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         book, sid = self._ctx.book, self.station_id
         tx_id: str = transaction_info["transaction_id"]
         if not tx_id.strip() or not tx_id.isprintable():
-            raise ValueRejected("transactionInfo.transactionId", "must be printable, not blank")
+            raise ValueRejectedError(
+                "transactionInfo.transactionId", "must be printable, not blank"
+            )
         session_id = f"{sid}-{tx_id}"
         known = book.get(sid, tx_id)
         connector_id = (
             evse["id"] if evse is not None else known.connector_id if known is not None else 0
         )
-        readings = self.readings(
+        readings = await self.readings(
             meter_value, connector_id, session_id, where="meterValue", v201=True
         )
         energies = [r.energy_wh for r in readings if r.energy_wh is not None]

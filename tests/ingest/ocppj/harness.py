@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
@@ -41,13 +42,15 @@ class Collector:
         self.events.extend(events)
 
 
-def make_gateway(sink: Collector, auth: AuthPolicy | None = None) -> OcppGateway:
+def make_gateway(sink: Collector, auth: AuthPolicy | None = None, **options: Any) -> OcppGateway:
+    """A gateway on a fixed clock; ``options`` go to ``OcppGateway`` (its limits, say)."""
     return OcppGateway(
         sink=sink,
         pseudonymize=PSEUDONYMIZE,
         transactions=InMemoryTransactionIds(start=1000),
         auth=auth or AuthPolicy(AuthMode.MONITOR),
         clock=lambda: NOW,
+        **options,
     )
 
 

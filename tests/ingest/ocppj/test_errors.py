@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from ingest.ocppj import OcppGateway, Problem
-from ingest.ocppj.rpc import CallRejected, parse_frame
+from ingest.ocppj.rpc import CallRejectedError, parse_frame
 
 from .harness import Collector, make_gateway, serving, serving_in_thread
 
@@ -349,7 +349,7 @@ def test_random_frames_get_documented_answers_only(
 def test_parse_frame_returns_a_call_or_raises_a_documented_rejection(frame: str) -> None:
     try:
         parsed = parse_frame(frame)
-    except CallRejected as rejected:
+    except CallRejectedError as rejected:
         assert rejected.problem in Problem
         assert rejected.description
     else:

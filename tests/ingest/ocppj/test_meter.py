@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingest.ocppj.meter import ValueRejected, reading_from_samples, sample
+from ingest.ocppj.meter import ValueRejectedError, reading_from_samples, sample
 
 
 def sv(value: Any, measurand: str | None = None, unit: str | None = None, **extra: Any) -> Any:
@@ -102,5 +102,5 @@ def test_samples_without_a_field_give_no_reading() -> None:
     ],
 )
 def test_impossible_values_are_rejected(value: str, measurand: str, unit: str, reason: str) -> None:
-    with pytest.raises(ValueRejected, match=reason):
+    with pytest.raises(ValueRejectedError, match=reason):
         sv(value, measurand, unit)

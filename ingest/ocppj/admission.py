@@ -1,0 +1,296 @@
+"""Who may open an OCPP connection: station ids the store can hold, credentials, slowing guessers.
+
+A station connects at ``/ocpp/{station_id}``. Before the WebSocket is accepted, ``Admission``
+decides: the id must be an OCPP identity (below), one of our subprotocols must be offered, and
+with station authentication on (security profiles 1 and 2) the HTTP Basic credentials must name
+the station and its password. Each refusal is logged (station, client address, reason; never the
+password) and counted by ``Refusal``.
+
+Password checks are slow on purpose (PBKDF2), so they run on a worker thread of their own, one
+at a time per station and per client address; past ``free_failures`` failures a station or an
+address is refused without a check for a time that doubles with each further failure (up to
+``max_block_s``). A client cannot make the event loop wait, and a guesser gets one try per
+block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import string
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .rpc import SUBPROTOCOLS
+
+__all__ = [
+    "MAX_STATION_ID_CHARS",
+    "Admission",
+    "Admit",
+    "FailureThrottle",
+    "Refusal",
+    "station_id_problem",
+]
+
+logger = logging.getLogger(__name__)
+
+# OCPP: the identity of a station (the last segment of its URL) is at most 48 characters of the
+# identifierString set. The id becomes a tag in InfluxDB and a user name in Basic auth; the set
+# keeps out all that line protocol cannot carry (a trailing backslash, line breaks, NUL).
+MAX_STATION_ID_CHARS = 48
+_IDENTITY_CHARS = frozenset(string.ascii_letters + string.digits + "*-_=:+|@.")
+_SHOWN_CHARS = 64
+
+
+def station_id_problem(station_id: str) -> str | None:
+    """Why ``station_id`` cannot be a station's identity here; None when it can."""
+    if not station_id:
+        return "the station id is empty"
+    if len(station_id) > MAX_STATION_ID_CHARS:
+        return f"the station id is longer than {MAX_STATION_ID_CHARS} characters"
+    if not _IDENTITY_CHARS.issuperset(station_id):
+        return "the station id may hold only letters, digits and * - _ = : + | @ ."
+    return None
+
+
+def _shown(station_id: str) -> str:
+    """A station id fit for a log line: a hostile one is escaped and cut short."""
+    if station_id_problem(station_id) is None:
+        return station_id
+    return ascii(station_id[:_SHOWN_CHARS])
+
+
+class Refusal(StrEnum):
+    """Why a connection was refused; the keys of the gateway's ``refused`` counter."""
+
+    BAD_STATION_ID = "bad_station_id"
+    NO_SUBPROTOCOL = "no_subprotocol"
+    NO_CREDENTIALS = "no_credentials"  # station auth on, no usable Basic credentials
+    WRONG_PASSWORD = "wrong_password"  # unknown station, wrong password, another station's name
+    THROTTLED = "throttled"  # too many failures lately, for this station or from this address
+    BUSY = "busy"  # too many checks waiting, a check too slow, or the state database failing
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """The verdict on one connection: its ``subprotocol`` when admitted, else a ``refusal``
+    with a ``message`` for the station and, when trying again later may help, when."""
+
+    subprotocol: str | None = None
+    refusal: Refusal | None = None
+    message: str = ""
+    retry_after_s: int | None = None
+
+
+class FailureThrottle:
+    """Counts failed logins per key (a station, an address) on an explicit clock.
+
+    The first ``free_failures`` cost nothing; each one after blocks the key for ``base_s``,
+    then twice as long each time, up to ``max_block_s``. A key without a failure for
+    ``forget_s`` starts afresh; at most ``max_keys`` are remembered (the stalest go first).
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 5,
+        base_s: float = 1.0,
+        max_block_s: float = 60.0,
+        forget_s: float = 900.0,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.free_failures = free_failures
+        self.base_s = base_s
+        self.max_block_s = max_block_s
+        self.forget_s = forget_s
+        self.max_keys = max_keys
+        self._keys: OrderedDict[str, tuple[int, float, float]] = OrderedDict()  # n, last, until
+
+    def blocked_for(self, key: str, now: float) -> float:
+        """Seconds until ``key`` may try again; 0 when it may now."""
+        held = self._keys.get(key)
+        if held is None:
+            return 0.0
+        _count, last, until = held
+        if now - last > self.forget_s:
+            del self._keys[key]
+            return 0.0
+        return max(0.0, until - now)
+
+    def failed(self, key: str, now: float) -> None:
+        count, last, _until = self._keys.pop(key, (0, now, now))
+        count = 1 if now - last > self.forget_s else count + 1
+        over = count - self.free_failures
+        block_s = min(self.base_s * 2.0 ** (over - 1), self.max_block_s) if over > 0 else 0.0
+        self._keys[key] = (count, now, now + block_s)
+        while len(self._keys) > self.max_keys:
+            self._keys.popitem(last=False)
+
+    def succeeded(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+
+class _Gates:
+    """At most ``width`` holders of each key at once; the others wait their turn."""
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        gate, users = self._gates.get(key, (None, 0))
+        if gate is None:
+            gate = asyncio.Semaphore(self._width)
+        self._gates[key] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._gates[key]
+            if users == 1:
+                del self._gates[key]
+            else:
+                self._gates[key] = (gate, users - 1)
+
+
+class Admission:
+    """Admits or refuses station connections (see the module docstring).
+
+    ``check_password(station_id, password)`` is None when stations need no credentials; it is
+    called on a worker thread. ``timeout_s`` bounds the wait for a verdict, queues included.
+    """
+
+    # Checks waiting for the worker at most: beyond, a refusal at once (try again later) is
+    # better than an answer after the station has given up.
+    max_waiting = 32
+    # Checks at once per client address: stations behind one NAT reconnecting together wait
+    # less than one at a time, a guesser gains little.
+    per_address = 4
+
+    def __init__(
+        self,
+        check_password: Callable[[str, str], bool] | None,
+        refused: Counter[str],
+        *,
+        timeout_s: float = 10.0,
+        throttle: FailureThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._check_password = check_password
+        self._refused = refused
+        self._timeout_s = timeout_s
+        self._throttle = throttle or FailureThrottle()
+        self._clock = clock
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="ocpp-auth")
+        self._waiting = 0
+        self._station_gates = _Gates(1)
+        self._address_gates = _Gates(self.per_address)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    async def admit(
+        self,
+        station_id: str,
+        address: str,
+        offered: Sequence[str],
+        credentials: tuple[str, str] | None,
+    ) -> Admit:
+        """The verdict on a connection of ``station_id`` from ``address`` offering these
+        subprotocols, with the Basic ``credentials`` (user, password) it sent, if any."""
+        problem = station_id_problem(station_id)
+        if problem is not None:
+            return self.refuse(station_id, address, Refusal.BAD_STATION_ID, problem)
+        subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
+        if subprotocol is None:
+            supported = " or ".join(SUBPROTOCOLS)
+            message = f"offer the subprotocol {supported}"
+            return self.refuse(station_id, address, Refusal.NO_SUBPROTOCOL, message)
+        if self._check_password is None:
+            return Admit(subprotocol)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async with self._address_gates.hold(address), self._station_gates.hold(station_id):
+                    refused = await self._authenticate(station_id, address, credentials)
+        except TimeoutError:
+            message = "credentials could not be checked in time, retry later"
+            return self.refuse(station_id, address, Refusal.BUSY, message, _RETRY_BUSY_S)
+        return refused or Admit(subprotocol)
+
+    async def _authenticate(
+        self, station_id: str, address: str, credentials: tuple[str, str] | None
+    ) -> Admit | None:
+        keys = (f"address {address}", f"station {station_id}")
+        now = self._clock()
+        blocked_s = max(self._throttle.blocked_for(key, now) for key in keys)
+        if blocked_s > 0:
+            retry = math.ceil(blocked_s)
+            message = f"too many failed attempts, retry in {retry} s"
+            return self.refuse(station_id, address, Refusal.THROTTLED, message, retry)
+        if credentials is None or credentials[0] != station_id:
+            for key in keys:
+                self._throttle.failed(key, now)
+            if credentials is None:
+                message = "send the station's HTTP Basic credentials"
+                return self.refuse(station_id, address, Refusal.NO_CREDENTIALS, message)
+            return self.refuse(station_id, address, Refusal.WRONG_PASSWORD, _WRONG)
+        matched = await self._check(station_id, credentials[1])
+        if matched is None:
+            message = "credentials could not be checked now, retry later"
+            return self.refuse(station_id, address, Refusal.BUSY, message, _RETRY_BUSY_S)
+        if not matched:
+            now = self._clock()
+            for key in keys:
+                self._throttle.failed(key, now)
+            return self.refuse(station_id, address, Refusal.WRONG_PASSWORD, _WRONG)
+        self._throttle.succeeded(keys[1])
+        return None
+
+    async def _check(self, station_id: str, password: str) -> bool | None:
+        """Whether the password matches; None when too many checks wait or it failed."""
+        assert self._check_password is not None
+        if self._waiting >= self.max_waiting:
+            return None
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._worker, self._check_password, station_id, password
+            )
+        except Exception as exc:  # the state database failing: refuse, say so, carry on
+            logger.error(
+                "checking the password of station %s failed: %s", station_id, type(exc).__name__
+            )
+            return None
+        finally:
+            self._waiting -= 1
+
+    def refuse(
+        self,
+        station_id: str,
+        address: str,
+        refusal: Refusal,
+        message: str,
+        retry_after_s: int | None = None,
+    ) -> Admit:
+        """Log and count a refusal; the verdict to send."""
+        self._refused[refusal.value] += 1
+        logger.warning(
+            "refused station %s from %s (%s): %s",
+            _shown(station_id),
+            address,
+            refusal.value,
+            message,
+        )
+        return Admit(refusal=refusal, message=message, retry_after_s=retry_after_s)
+
+
+_WRONG = "unknown station or wrong password"
+_RETRY_BUSY_S = 10

@@ -1,0 +1,181 @@
+"""Connection limits of `serve`, below the ASGI app: header timeout, total and per-address caps.
+
+uvicorn closes idle keep-alive connections, but never a request whose headers do not finish,
+and it counts connections only to answer complete HTTP requests with 503: half-sent requests
+and WebSocket upgrades are never counted. Slow clients could so hold every file descriptor of
+the process. ``guarded_protocols`` gives uvicorn its own protocol classes with a guard:
+
+- a connection beyond ``max_connections``, or beyond ``per_address`` from one client address,
+  is closed as soon as it is made;
+- a client has ``header_timeout_s`` from connecting (or from its last response) to finish its
+  next request's headers, else it is closed. Once upgraded to a WebSocket, the route's own
+  admission bounds the handshake, and pings find dead peers.
+
+``raise_open_file_limit`` lifts the process's soft limit on open files to the hard one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+__all__ = ["ConnectionGuard", "guarded_protocols", "raise_open_file_limit"]
+
+logger = logging.getLogger(__name__)
+
+_LOG_EVERY_S = 10.0  # refusals are counted each, logged at most this often (a flood is one line)
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open-file limit to %d: %s", hard, exc)
+    return soft
+
+
+class ConnectionGuard:
+    """Counts open connections, in all and by client address, and refuses those over a cap.
+
+    ``on_close(reason)`` is told of each connection the guard closes: ``connection_limit``,
+    ``address_limit`` or ``header_timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        per_address: int,
+        on_close: Callable[[str], None] = lambda _reason: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_connections = max_connections
+        self.per_address = per_address
+        self._on_close = on_close
+        self._clock = clock
+        self._open: dict[object, str] = {}  # transport -> client address
+        self._by_address: Counter[str] = Counter()
+        self._unlogged: Counter[str] = Counter()
+        self._logged_at = -_LOG_EVERY_S
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    def admit(self, transport: object, address: str) -> bool:
+        """Count a new connection; False (and counted as closed) when it is over a cap."""
+        if len(self._open) >= self.max_connections:
+            self.closing("connection_limit", address)
+            return False
+        if self.per_address and self._by_address[address] >= self.per_address:
+            self.closing("address_limit", address)
+            return False
+        self._open[transport] = address
+        self._by_address[address] += 1
+        return True
+
+    def release(self, transport: object) -> None:
+        """The connection is gone (idempotent)."""
+        address = self._open.pop(transport, None)
+        if address is not None:
+            left = self._by_address[address] - 1
+            if left:
+                self._by_address[address] = left
+            else:
+                del self._by_address[address]
+
+    def closing(self, reason: str, address: str) -> None:
+        self._on_close(reason)
+        self._unlogged[reason] += 1
+        now = self._clock()
+        if now - self._logged_at >= _LOG_EVERY_S:
+            summary = ", ".join(f"{n} {why}" for why, n in sorted(self._unlogged.items()))
+            logger.warning(
+                "closed connections at the server's limits (%s; latest from %s); "
+                "%d open, at most %d, %s per address",
+                summary,
+                address,
+                len(self._open),
+                self.max_connections,
+                self.per_address or "any",
+            )
+            self._unlogged.clear()
+            self._logged_at = now
+
+
+def _client_address(transport: asyncio.BaseTransport) -> str:
+    peer: Any = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple | list) and peer else "unknown"
+
+
+def guarded_protocols(
+    guard: ConnectionGuard, header_timeout_s: float
+) -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
+    """uvicorn's HTTP (h11) and WebSocket (websockets-sansio) protocols under ``guard``, for
+    ``uvicorn.Config(http=..., ws=...)``."""
+    http = type(
+        "GuardedHttp", (_GuardedHttp,), {"guard": guard, "header_timeout_s": header_timeout_s}
+    )
+    return http, type("GuardedWebSocket", (_GuardedWebSocket,), {"guard": guard})
+
+
+class _GuardedHttp(H11Protocol):
+    guard: ClassVar[ConnectionGuard]
+    header_timeout_s: ClassVar[float]
+    _header_timer: asyncio.TimerHandle | None = None
+    _address = "unknown"
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._address = _client_address(transport)
+        if not self.guard.admit(transport, self._address):
+            transport.abort()
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.guard.release(self.transport)
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request's headers get the same time
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed, or upgraded to a WebSocket
+        if self.cycle is None or self.cycle.response_complete:  # no request under way
+            self.guard.closing("header_timeout", self._address)
+            self.transport.close()
+
+
+class _GuardedWebSocket(WebSocketsSansIOProtocol):
+    guard: ClassVar[ConnectionGuard]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.release(self.transport)
+        super().connection_lost(exc)
