@@ -6,11 +6,12 @@ keeps api/ free of ingest internals and lets tests build the app around real par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from chargewatch.roles import Role
 
@@ -24,17 +25,25 @@ class RejectedEvent:
 
 @dataclass(slots=True)
 class AcceptOutcome:
-    """What became of a batch of events: accepted counts by type and each rejection."""
+    """What became of a batch of events: accepted counts by type, the number rejected, and
+    the first of those rejections (in order; as many as the acceptor was asked to list)."""
 
     accepted_by_type: dict[str, int] = field(default_factory=dict)
     rejected: list[RejectedEvent] = field(default_factory=list)
+    rejected_count: int = 0
 
 
 class EventAcceptor(Protocol):
-    """Validates, pseudonymizes and durably stores a batch of decoded JSON events (0-based
-    positions). Raises ``BackpressureError`` when the spool is full."""
+    """Validates, pseudonymizes and durably stores a batch of raw JSON events, given as chunks
+    of ``(0-based index, JSON bytes)``: the accepted events of every chunk are spooled together,
+    or none of them. Lists the first ``max_listed`` rejections and counts them all.
 
-    def __call__(self, events: list[tuple[int, Any]]) -> AcceptOutcome: ...
+    Raises ``BackpressureError`` when the spool is full for now, ``TooLargeError`` when the
+    batch is larger than the spool could ever hold."""
+
+    def __call__(
+        self, chunks: Iterable[Sequence[tuple[int, bytes]]], *, max_listed: int
+    ) -> AcceptOutcome: ...
 
 
 class OcppAdmission(Protocol):
@@ -82,7 +91,9 @@ class ApiServices:
     role_of: Callable[[str], Role | None]
     health: Callable[[], dict[str, object]]
     metrics: Callable[[], tuple[bytes, str]]  # payload and content type
-    max_body_bytes: int
+    max_body_bytes: int  # as sent, and once decompressed
+    max_events_per_request: int
+    max_concurrent_batches: int  # bodies decoded and encoded at once, each in a worker thread
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
 
@@ -95,20 +106,36 @@ def services(request: Request) -> ApiServices:
 Services = Annotated[ApiServices, Depends(services)]
 
 _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+# Declared as security schemes, so that the OpenAPI document shows them on every route that
+# needs a key (generated clients and fuzzers see them); checked below, not by FastAPI.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKeyBearer",
+    description="An API key (`chargewatch keys create`): `Authorization: Bearer <key>`.",
+)
+_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKeyHeader",
+    description="The same API key in an `X-API-Key` header, for clients that cannot send one "
+    "as a bearer token.",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+KeyHeader = Annotated[str | None, Depends(_key_header)]
 
 
-def require(minimum: Role) -> Callable[[Request, ApiServices], Role]:
+def require(minimum: Role) -> Callable[..., Role]:
     """A dependency admitting requests whose API key has at least ``minimum``'s rights.
 
-    The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+    The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. It is looked
+    up on every request, so a revoked key stops working at once.
     """
 
-    def check(request: Request, svc: Services) -> Role:
+    def check(svc: Services, bearer: Bearer, key_header: KeyHeader) -> Role:
         if not svc.api_auth:
             return Role.ADMIN
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        key = key or request.headers.get("x-api-key", "").strip()
+        key = bearer.credentials.strip() if bearer is not None else ""
+        key = key or (key_header or "").strip()
         if not key:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

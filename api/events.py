@@ -1,120 +1,187 @@
-"""``POST /api/v1/events``: a batch of events as a JSON array or as JSON Lines."""
+"""``POST /api/v1/events``: a batch of events as a JSON array or as JSON Lines.
+
+What one request may cost is bounded, so that no client can stall or exhaust the service:
+
+- the body, as sent and once decompressed (gzip), by ``max_body_bytes``;
+- its events by ``max_events_per_request``, counted before any of them is parsed (413 beyond);
+- the work: bodies are decoded and encoded in worker threads, never on the event loop, at most
+  ``max_concurrent_batches`` at a time, with a few more read and waiting; one more gets 503 with
+  ``Retry-After`` at once, before its body is read;
+- the answer: the first ``MAX_LISTED_REJECTIONS`` rejections and the count of all of them.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.deps import Services, require
-from chargewatch.errors import BackpressureError
+from api.bodies import BodyError, gunzip, is_gzip, split_events
+from api.deps import AcceptOutcome, ApiServices, Services, require
+from chargewatch.errors import BackpressureError, TooLargeError
 from chargewatch.roles import Role
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
 RETRY_AFTER_S = 5
+MAX_LISTED_REJECTIONS = 100
+CHUNK_EVENTS = 10_000  # events encoded at a time: the columnar path's batch, bounded memory
+# Bodies read and waiting for a worker thread, per thread: enough to keep the workers busy,
+# few enough that waiting bodies hold at most a few times max_body_bytes.
+WAITING_PER_WORKER = 2
+
+_T = TypeVar("_T")
 
 
-class RejectedEventOut(BaseModel):
-    """One refused event of a batch: its 0-based index, the field at fault, the reason."""
-
-    index: int
-    field: str | None
+class Rejection(BaseModel):
+    index: int = Field(description="0-based position of the event in the array or JSON Lines")
+    field: str | None = Field(description="the offending key; null when the whole event is bad")
     reason: str
 
 
 class EventsAnswer(BaseModel):
     accepted: int
     accepted_by_type: dict[str, int]
-    rejected: int
-    rejections: list[RejectedEventOut]
+    rejected: int = Field(description="how many events were rejected, all of them")
+    rejections: list[Rejection] = Field(
+        description=f"the first {MAX_LISTED_REJECTIONS} rejections, in order"
+    )
+
+
+class BatchGate:
+    """Admits event batches: ``workers`` decoded and encoded at once, each on a thread of the
+    gate's own, and ``workers * WAITING_PER_WORKER`` more held waiting; beyond that, 503 at once.
+
+    Its own threads, not the shared pool's: the allocator keeps an arena per thread that has
+    held a large body, and the memory of every arena stays with the process (RSS grew to 570 MB
+    under gzip bombs when any of the pool's threads could take a body; bench/abuse.py).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._threads: ThreadPoolExecutor | None = None  # started when first needed
+        self._held = 0
+        self._max_held = workers * (1 + WAITING_PER_WORKER)
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one batch (only ever called on the event loop's thread)."""
+        if self._held >= self._max_held:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"{self._held} event batches are in progress already; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
+    async def run(self, work: Callable[[], _T]) -> _T:
+        """``work()`` on one of the gate's threads, once one is free."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self._workers, thread_name_prefix="event-batch")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+
+
+def batch_gate(request: Request) -> BatchGate:
+    gate: BatchGate = request.app.state.batch_gate
+    return gate
+
+
+Gate = Annotated[BatchGate, Depends(batch_gate)]
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "Events (CONTRACTS.md section 1) as a JSON array or as JSON Lines, "
+        "optionally with `Content-Encoding: gzip`.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}},
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "one event object per line"}
+            },
+        },
+    }
+}
 
 
 @router.post(
     "/events",
     response_model=EventsAnswer,
     responses={
-        400: {"description": "the body is not a JSON array nor JSON Lines"},
-        413: {"description": "the body is larger than the configured limit"},
-        503: {"description": "the spool is full; retry after Retry-After seconds"},
+        400: {"description": "the body is empty, an array that never closes, or bad gzip"},
+        413: {
+            "description": "the body (as sent or decompressed), its number of events, or its "
+            "size in the spool is over a limit: split it"
+        },
+        415: {"description": "a Content-Encoding other than gzip"},
+        503: {
+            "description": "the spool is full, or too many batches are in progress; "
+            "retry after Retry-After seconds"
+        },
     },
+    openapi_extra=_REQUEST_BODY,
 )
 async def post_events(
-    request: Request, svc: Services, _role: Annotated[Role, Depends(require(Role.OPERATOR))]
+    request: Request,
+    svc: Services,
+    gate: Gate,
+    _role: Annotated[Role, Depends(require(Role.OPERATOR))],
 ) -> EventsAnswer:
-    """Accept events (CONTRACTS.md section 1). Each bad event is listed with its 0-based index
-    and reason; the others are stored. 2xx means stored durably (spooled to disk)."""
-    body = await _read_limited(request, svc.max_body_bytes)
-    events = _split(body)
+    """Accept events (CONTRACTS.md section 1). Each bad event is counted and the first ones
+    listed with their 0-based index and reason; the others are stored. 2xx means stored
+    durably (spooled to disk)."""
     try:
-        outcome = await run_in_threadpool(svc.accept_events, events.valid)
+        gzipped = is_gzip(request.headers.get("content-encoding"))
+        with gate.admit():
+            body = await _read_limited(request, svc.max_body_bytes)
+            outcome = await gate.run(partial(_accept, svc, body, gzipped))
+    except BodyError as exc:
+        headers = {"Accept-Encoding": "gzip"} if exc.status == 415 else None
+        raise HTTPException(exc.status, exc.detail, headers=headers) from None
+    except TooLargeError as exc:
+        raise HTTPException(413, str(exc)) from None  # named differently across Starlettes
     except BackpressureError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             str(exc),
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from exc
-    rejections = sorted(
-        [RejectedEventOut(index=r.index, field=r.field, reason=r.reason) for r in outcome.rejected]
-        + events.invalid,
-        key=lambda r: r.index,
-    )
-    accepted = sum(outcome.accepted_by_type.values())
     return EventsAnswer(
-        accepted=accepted,
+        accepted=sum(outcome.accepted_by_type.values()),
         accepted_by_type=outcome.accepted_by_type,
-        rejected=len(rejections),
-        rejections=rejections,
+        rejected=outcome.rejected_count,
+        rejections=[
+            Rejection(index=r.index, field=r.field, reason=r.reason) for r in outcome.rejected
+        ],
     )
 
 
-class _Split(BaseModel):
-    valid: list[tuple[int, Any]]
-    invalid: list[RejectedEventOut]
-
-
-def _split(body: bytes) -> _Split:
-    """A JSON array, or JSON Lines (one event per line; bad lines become rejections)."""
-    stripped = body.lstrip()
-    if not stripped:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is empty")
-    if stripped.startswith(b"["):
-        try:
-            array = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, f"the body is not valid JSON ({exc.msg})"
-            ) from None
-        if not isinstance(array, list):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "expected a JSON array of events")
-        return _Split(valid=list(enumerate(array)), invalid=[])
-    valid: list[tuple[int, Any]] = []
-    invalid: list[RejectedEventOut] = []
-    for index, line in enumerate(line for line in body.split(b"\n") if line.strip()):
-        try:
-            valid.append((index, orjson.loads(line)))
-        except orjson.JSONDecodeError as exc:
-            invalid.append(
-                RejectedEventOut(index=index, field=None, reason=f"not valid JSON ({exc.msg})")
-            )
-    return _Split(valid=valid, invalid=invalid)
+def _accept(svc: ApiServices, body: bytes, gzipped: bool) -> AcceptOutcome:
+    """Decode, split, validate and store a body: in a worker thread."""
+    data = gunzip(body, max_bytes=svc.max_body_bytes) if gzipped else body
+    events = split_events(data, max_events=svc.max_events_per_request)
+    return svc.accept_events(events.chunks(CHUNK_EVENTS), max_listed=MAX_LISTED_REJECTIONS)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return bytes(body)
 
 
 def _too_large(limit: int) -> HTTPException:

@@ -6,6 +6,7 @@ Every error the project raises derives from one root, so callers can catch exact
     ├── ConfigError                 a setting is missing or invalid
     ├── EventError                  one event (a line, an array item, a frame) is invalid
     ├── BackpressureError           full for now (the spool): the sender should retry later
+    ├── TooLargeError               more than a limit takes at once: split it, a retry never helps
     ├── InfluxError                 talking to InfluxDB failed
     │   ├── InfluxConnectionError   unreachable, refused, timed out (after retries)
     │   ├── InfluxAuthError         401/403: wrong or missing credentials
@@ -45,6 +46,11 @@ class EventError(ChargewatchError):
 
 class BackpressureError(ChargewatchError):
     """Nothing is wrong with the request, but it cannot be taken now; retry later."""
+
+
+class TooLargeError(ChargewatchError):
+    """The request is larger than a limit allows (a batch bigger than the whole spool): sending
+    it again unchanged can never succeed, so it is not backpressure; split it."""
 
 
 class InfluxError(ChargewatchError):

@@ -45,8 +45,15 @@ class Settings(BaseSettings):
     # The durable spool in front of InfluxDB: past this many bytes waiting, ingest answers
     # 503 / CallError instead of accepting more.
     spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
-    # Largest accepted HTTP body (POST /api/v1/events).
+    # Largest accepted HTTP body (POST /api/v1/events), as sent and once decompressed (gzip).
     max_body_bytes: int = Field(default=16 << 20, ge=1024)
+    # Most events in one POST /api/v1/events (413 beyond). The body limit alone lets 8 M tiny
+    # ones through; 100,000 bound a request to about a second of CPU and tens of MB while
+    # encoded, and are far more than a back office sends at once (minutes of a whole fleet).
+    max_events_per_request: int = Field(default=100_000, ge=1)
+    # Event batches decoded and encoded at once, each in a worker thread (a few more wait, the
+    # rest get 503): on a small machine, CPU stays for the OCPP stations.
+    max_concurrent_batches: int = Field(default=2, ge=1, le=64)
     # Require an API key on every route but /healthz (turn off only on a closed test bench).
     api_auth: bool = True
 

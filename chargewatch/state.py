@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,6 +195,49 @@ class StateStore:
         if row is None or not hmac.compare_digest(row.key_hash, _hash_key(secret)):
             return None
         return Role(row.role)
+
+    def api_keys(self) -> list[ApiKeyInfo]:
+        """Every key ever created, oldest first, revoked ones included."""
+        try:
+            with Session(self._engine) as session:
+                rows = session.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars()
+                return [_key_info(row) for row in rows]
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot read the API keys: {_safe(exc)}") from exc
+
+    def revoke_api_key(self, key_id: str, *, now: datetime) -> ApiKeyInfo | None:
+        """Revoke a key: its next request is refused (the role is looked up on each one). The
+        row stays, with the time of its first revocation; None when no key has that id."""
+        try:
+            with Session(self._engine) as session, session.begin():
+                row = session.get(ApiKey, key_id)
+                if row is None:
+                    return None
+                if row.revoked_at is None:
+                    row.revoked_at = now
+                return _key_info(row)
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot revoke API key {key_id}: {_safe(exc)}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """What may be shown of an API key: never the key, nor its hash."""
+
+    key_id: str  # the key's public part: cw_<key_id>_<secret>
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _key_info(row: ApiKey) -> ApiKeyInfo:
+    revoked = _utc(row.revoked_at) if row.revoked_at is not None else None
+    return ApiKeyInfo(row.key_id, Role(row.role), _utc(row.created_at), revoked)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every one stored here is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:

@@ -10,9 +10,10 @@ import asyncio
 import logging
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -46,6 +47,7 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+SHOW_REJECTED = 100  # rejected lines printed; a file of bad lines must not print without end
 DEFAULT_SIMULATION_START = "2026-11-23T00:00:00Z"
 
 T = TypeVar("T")
@@ -161,6 +163,9 @@ def _replay_live(url: str, events: Path, speed: float) -> None:
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="Event file (JSON Lines, .gz allowed).")],
+    show_rejected: Annotated[
+        int, typer.Option(min=0, help="Print at most this many rejected lines (all are counted).")
+    ] = SHOW_REJECTED,
 ) -> None:
     """Load an event file into InfluxDB. Exit 0: all written; 1: some lines rejected."""
     from chargewatch.influx import BatchWriter, InfluxClient
@@ -174,9 +179,10 @@ def ingest(
     pseudonymizer = guarded(lambda: load_pseudonymizer(settings))
     client = InfluxClient.from_settings(settings)
     report = IngestReport()
+    rejections = _RejectedLines(show_rejected)
 
     def on_reject(rejection: Rejection) -> None:
-        stdout.print(f"rejected {rejection}", markup=False)
+        rejections.show(str(rejection))
 
     def run() -> None:
         client.ping()
@@ -199,17 +205,39 @@ def ingest(
     try:
         run()
     except ChargewatchError as exc:
+        rejections.print_rest()
         fail(
             f"{exc} (stopped after line {report.lines}; loading the file again is safe, "
             "points already written are overwritten, not doubled)"
         )
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
+    except (OSError, EOFError, zlib.error) as exc:  # gzip: corrupt, cut short
+        rejections.print_rest()
+        fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
     finally:
         client.close()
+    rejections.print_rest()
     stdout.print(f"{report.summary()} in {time.perf_counter() - began:.1f} s", markup=False)
     if report.rejected:
         raise typer.Exit(EXIT_REJECTED)
+
+
+class _RejectedLines:
+    """Prints the first ``limit`` rejected lines and counts the others."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def show(self, text: str) -> None:
+        if self.count < self.limit:
+            stdout.print(f"rejected {text}", markup=False)
+        self.count += 1
+
+    def print_rest(self) -> None:
+        if self.count > self.limit:
+            hidden = self.count - self.limit
+            stdout.print(f"... and {hidden} more rejected lines, not shown", markup=False)
+            self.limit = self.count  # said once
 
 
 def _window(since: str | None, until: str | None) -> tuple[int, int]:
@@ -267,9 +295,10 @@ def _detect_file(path: Path, output: Path) -> None:
     # the pseudonyms only match cards within this run and never leave it: write no key file
     pseudonymizer = guarded(lambda: load_pseudonymizer(settings, create_key=False))
     report = DetectReport()
+    rejections = _RejectedLines(SHOW_REJECTED)
 
     def on_reject(line: int, error: EventError) -> None:
-        stdout.print(f"rejected line {line}: {error}", markup=False)
+        rejections.show(f"line {line}: {error}")
 
     try:
         with (
@@ -288,6 +317,7 @@ def _detect_file(path: Path, output: Path) -> None:
         write_flags(output, flags)
     except OSError as exc:
         fail(f"cannot read {path} or write {output}: {exc.strerror}")
+    rejections.print_rest()
     stdout.print(report.summary(), markup=False)
     if report.rejected:
         raise typer.Exit(EXIT_REJECTED)
@@ -423,6 +453,53 @@ def keys_create(
         stdout.print(guarded(lambda: store.create_api_key(role)), markup=False)
     finally:
         store.close()
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every API key: its id, role, when it was created and revoked (never the key itself)."""
+    from chargewatch.state import StateStore
+
+    settings = guarded(load_settings)
+    store = guarded(lambda: StateStore(settings.state_db_url))
+    try:
+        keys = guarded(store.api_keys)
+    finally:
+        store.close()
+    stdout.print(f"{'id':<12}  {'role':<8}  {'created':<20}  revoked", markup=False)
+    for key in keys:
+        revoked = _utc_text(key.revoked_at) if key.revoked_at is not None else "-"
+        stdout.print(
+            f"{key.key_id:<12}  {key.role.value:<8}  {_utc_text(key.created_at):<20}  {revoked}",
+            markup=False,
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `keys list` shows it.")],
+) -> None:
+    """Revoke an API key: a running service refuses it from its next request on (401)."""
+    from chargewatch.state import StateStore
+
+    if key_id.startswith("cw_"):  # a whole key pasted: only its public id is used
+        key_id = key_id.removeprefix("cw_").partition("_")[0]
+    settings = guarded(load_settings)
+    store = guarded(lambda: StateStore(settings.state_db_url))
+    try:
+        key = guarded(lambda: store.revoke_api_key(key_id, now=datetime.now(UTC)))
+    finally:
+        store.close()
+    if key is None or key.revoked_at is None:
+        fail(f"no API key has the id {key_id!r} (chargewatch keys list shows them)")
+    stdout.print(
+        f"key {key.key_id} ({key.role.value}) revoked at {_utc_text(key.revoked_at)}",
+        markup=False,
+    )
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @stations_app.command("set-password")

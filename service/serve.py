@@ -11,7 +11,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from fastapi import FastAPI, WebSocket
 from analytics.jobs import DetectionJob, start_scheduler
 from api.app import create_app
 from api.deps import AcceptOutcome, ApiServices, RejectedEvent
-from chargewatch.errors import InfluxError
+from chargewatch.errors import BackpressureError, InfluxError, TooLargeError
 from chargewatch.events import Event, EventDecoder
 from chargewatch.influx import InfluxClient
 from chargewatch.schema import LineFormatter
@@ -110,18 +111,40 @@ class Service:
 
     # -- the two ways in ------------------------------------------------------------------------
 
-    def accept_json(self, events: list[tuple[int, Any]]) -> AcceptOutcome:
-        """HTTP batches: validate, pseudonymize, format, spool (fsync) — then answer."""
-        chunk = ChunkEncoder(EventDecoder(self.pseudonymize)).encode_objects(events)
-        self.spool.append(chunk.lines)
-        for kind, count in chunk.accepted_by_type.items():
+    def accept_json(
+        self, chunks: Iterable[Sequence[tuple[int, bytes]]], *, max_listed: int
+    ) -> AcceptOutcome:
+        """HTTP batches, a chunk of raw events at a time: validate, pseudonymize, format; then
+        spool (fsync) the whole batch as one record — then answer (``api.deps.EventAcceptor``)."""
+        encoder = ChunkEncoder(EventDecoder(self.pseudonymize))
+        outcome = AcceptOutcome()
+        lines: list[str] = []
+        accepted: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        for numbered in chunks:
+            chunk = encoder.encode_lines(numbered)
+            lines += chunk.lines
+            accepted.update(chunk.accepted_by_type)
+            rejected.update(r.field or "event" for r in chunk.rejections)
+            listed = chunk.rejections[: max_listed - len(outcome.rejected)]
+            outcome.rejected += [RejectedEvent(r.position, r.field, r.reason) for r in listed]
+        try:
+            self.spool.append(lines)
+        except BackpressureError:
+            size = sum(len(line.encode()) + 1 for line in lines)
+            if size > self.settings.spool_max_bytes:  # it would never fit: not worth a retry
+                raise TooLargeError(
+                    f"the batch takes {size} bytes in the spool, more than it ever holds "
+                    f"({self.settings.spool_max_bytes}); send smaller batches"
+                ) from None
+            raise
+        for kind, count in accepted.items():
             self.metrics.accepted.labels("http", kind).inc(count)
-        for rejection in chunk.rejections:
-            self.metrics.rejected.labels("http", rejection.field or "event").inc()
-        return AcceptOutcome(
-            accepted_by_type=dict(chunk.accepted_by_type),
-            rejected=[RejectedEvent(r.position, r.field, r.reason) for r in chunk.rejections],
-        )
+        for field, count in rejected.items():
+            self.metrics.rejected.labels("http", field).inc(count)
+        outcome.accepted_by_type = dict(accepted)
+        outcome.rejected_count = rejected.total()
+        return outcome
 
     async def _accept_ocpp(self, events: list[Event]) -> None:
         formatter = LineFormatter()
@@ -181,6 +204,8 @@ def build_app(service: Service) -> FastAPI:
             health=service.health,
             metrics=service.metrics.render,
             max_body_bytes=settings.max_body_bytes,
+            max_events_per_request=settings.max_events_per_request,
+            max_concurrent_batches=settings.max_concurrent_batches,
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
         )
