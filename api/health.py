@@ -14,7 +14,10 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 def healthz(svc: Services) -> dict[str, object]:
-    """The process is alive; with the spool's depth and the InfluxDB writer's last error."""
+    """The process is alive (always 200, so a liveness probe never restarts it for what a
+    restart cannot mend): ``status`` is ``ok``, or ``degraded`` when the service reports so
+    (damaged spool records set aside); with the spool's depth and quarantine and the InfluxDB
+    writer's last error."""
     return {"status": "ok", **svc.health()}
 
 

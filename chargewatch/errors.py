@@ -6,6 +6,7 @@ Every error the project raises derives from one root, so callers can catch exact
     ├── ConfigError                 a setting is missing or invalid
     ├── EventError                  one event (a line, an array item, a frame) is invalid
     ├── BackpressureError           full for now (the spool): the sender should retry later
+    ├── InUseError                  a data directory or spool is held by another process
     ├── TooLargeError               more than a limit takes at once: split it, a retry never helps
     ├── InfluxError                 talking to InfluxDB failed
     │   ├── InfluxConnectionError   unreachable, refused, timed out (after retries)
@@ -46,6 +47,10 @@ class EventError(ChargewatchError):
 
 class BackpressureError(ChargewatchError):
     """Nothing is wrong with the request, but it cannot be taken now; retry later."""
+
+
+class InUseError(ChargewatchError):
+    """A data directory or spool is locked by another process (or another opener in this one)."""
 
 
 class TooLargeError(ChargewatchError):

@@ -8,33 +8,41 @@ the cursor. A batch sent twice (sent, then a crash before the cursor moved) is h
 replayed lines are byte-identical, and InfluxDB overwrites a point with the same measurement,
 tags and time.
 
-On disk (``data_dir/spool``): segment files ``000000000001.seg`` ... of records, each
-``B <payload bytes> <lines> <crc32 hex>\\n`` followed by the payload (the lines, each ending in a
-newline), and a ``cursor`` file naming the segment and offset of the first record not yet in
-InfluxDB. A record torn by a crash mid-append (it was never acknowledged) fails its length or
-checksum and is cut off when the spool is opened. Batches InfluxDB refuses as malformed (HTTP 400)
-are not retried forever: they go to ``rejected/`` beside the segments, counted and logged.
+On disk (``data_dir/spool``): segment files ``000000000001.seg`` ... of records (their format:
+``ingest.spool_records``), a ``cursor`` file naming the segment and offset of the first record not
+yet in InfluxDB, and a ``lock`` file that one opener at a time holds.
+
+Damage never costs more than the damaged record. A record that fails its checksums (a flipped
+byte, a bad sector) is skipped: reading resumes at the next intact record, and the damaged bytes
+are kept in the quarantine directory (``<segment>-<offset>.bad``, fsynced before the cursor
+passes them), logged and counted; the records around it are sent in order. Only a torn tail is
+cut off: the start of a record that stops short of its declared end at the end of the last
+segment, with nothing intact after it, which is what a crash in the middle of an append leaves
+(that append was never acknowledged). Batches InfluxDB refuses as malformed (HTTP 400) are not
+retried forever: they go to ``rejected/`` beside the segments, counted and logged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import threading
-import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from chargewatch.errors import BackpressureError, ChargewatchError, InfluxRequestError
+from chargewatch.lockfile import ExclusiveLock
+
+from .spool_records import Damage, Record, Tail, encode, scan
 
 logger = logging.getLogger(__name__)
 
 _SEGMENT_SUFFIX = ".seg"
+_QUARANTINE_SUFFIX = ".bad"
 _NO_LOCK = contextlib.nullcontext()
-_HEADER_MAX = 64
 
 
 class SpoolFullError(BackpressureError):
@@ -50,28 +58,66 @@ class SpoolDepth:
 
 
 @dataclass(frozen=True, slots=True)
-class _Record:
+class Quarantine:
+    """Damaged stretches of the spool set aside: ``records`` and ``bytes`` since the spool was
+    opened (one stretch is normally one record), and ``files`` in the quarantine directory now,
+    earlier runs' included, until an operator moves them away."""
+
+    records: int
+    bytes: int
+    files: int
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one drain reads: intact lines, and where the cursor goes once they are sent."""
+
     segment: int
     offset: int
-    end: int
-    lines: list[str]
+    lines: list[str] = field(default_factory=list)
+    payload_bytes: int = 0
+    damage: list[tuple[int, int]] = field(default_factory=list)  # keys of ``Spool._damage``
 
 
 class Spool:
     """An append-only, fsynced, size-limited queue of line-protocol batches on disk.
 
-    Thread-safe: appends may come from any thread while one drainer reads.
+    Thread-safe: appends may come from any thread while one drainer reads. One opener at a time:
+    a second ``Spool`` on the same directory, in this process or another, raises ``InUseError``
+    until the first is closed.
     """
 
     def __init__(
-        self, directory: Path, *, max_bytes: int = 1 << 30, segment_bytes: int = 8 << 20
+        self,
+        directory: Path,
+        *,
+        quarantine_dir: Path | None = None,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 8 << 20,
     ) -> None:
         self._dir = directory
+        self._quarantine_dir = quarantine_dir or directory / "quarantine"
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._owner = ExclusiveLock(
+            directory / "lock", what=f"the spool {directory}", holder="another opener"
+        )
+        try:
+            self._open()
+        except BaseException:
+            self._owner.release()
+            raise
+
+    def _open(self) -> None:
         (self._dir / "rejected").mkdir(exist_ok=True)
+        self.rejected_lines = 0
+        self.quarantined_records = 0
+        self.quarantined_bytes = 0
+        # Damaged stretches met and kept, by (segment, offset): the lines and payload bytes they
+        # still count for in the depth, taken off when the cursor passes them.
+        self._damage: dict[tuple[int, int], tuple[int, int]] = {}
         self._cursor_path = self._dir / "cursor"
         self._cursor = self._read_cursor()
         segments = self._segments()
@@ -83,7 +129,6 @@ class Spool:
         self._active = segments[-1]
         self._pending_lines, self._pending_bytes = self._recover(segments)
         self._file = self._segment_path(self._active).open("ab")
-        self.rejected_lines = 0
         self.appended = threading.Event()  # set by each append; the drainer waits on it
         self._sync_lock = threading.Lock()
         self._written_seq = 0  # appends written to the active file so far
@@ -95,25 +140,24 @@ class Spool:
         """Store ``lines`` durably (fsync) before returning. Raises ``SpoolFullError``."""
         if not lines:
             return
-        payload = ("\n".join(lines) + "\n").encode("utf-8")
-        header = f"B {len(payload)} {len(lines)} {zlib.crc32(payload):08x}\n".encode("ascii")
+        record, payload_bytes = encode(lines)
         # Lock order, everywhere both are held: _sync_lock, then _lock. Rolling to a new
         # segment closes the file, so it happens only with _sync_lock held by this thread.
         roll = self._needs_roll()
         with self._sync_lock if roll else _NO_LOCK, self._lock:
-            if self._pending_bytes + len(payload) > self._max_bytes:
+            if self._pending_bytes + payload_bytes > self._max_bytes:
                 raise SpoolFullError(
                     f"the spool holds {self._pending_bytes} bytes waiting for InfluxDB "
                     f"(limit {self._max_bytes}); try again later"
                 )
             if roll and self._file.tell() >= self._segment_bytes:
                 self._roll()
-            self._file.write(header + payload)
+            self._file.write(record)
             self._file.flush()
             self._written_seq += 1
             seq = self._written_seq
             self._pending_lines += len(lines)
-            self._pending_bytes += len(payload)
+            self._pending_bytes += payload_bytes
         self._sync_through(seq)
         self.appended.set()
 
@@ -136,9 +180,19 @@ class Spool:
         with self._lock:
             return SpoolDepth(self._pending_lines, self._pending_bytes)
 
+    def quarantine(self) -> Quarantine:
+        """What damage was set aside (``/healthz``, ``/metrics``)."""
+        try:
+            with os.scandir(self._quarantine_dir) as entries:
+                files = sum(1 for entry in entries if entry.name.endswith(_QUARANTINE_SUFFIX))
+        except FileNotFoundError:
+            files = 0
+        return Quarantine(self.quarantined_records, self.quarantined_bytes, files)
+
     def close(self) -> None:
         with self._lock:
             self._file.close()
+        self._owner.release()
 
     # -- draining -------------------------------------------------------------------------------
 
@@ -146,69 +200,86 @@ class Spool:
         """Send the oldest records (up to about ``max_lines`` lines) with ``write``; move the
         cursor only after it returns. Returns the number of lines sent (0: nothing waits).
 
-        Errors of ``write`` propagate (the caller retries later), except ``InfluxRequestError``
-        (InfluxDB refused the batch as malformed; it kept any valid points): that batch is moved
-        to ``rejected/`` and the cursor moves on, so one bad batch cannot block the spool.
+        Damaged records on the way are quarantined and skipped, never sent and never a reason
+        to stop. Errors of ``write`` propagate (the caller retries later), except
+        ``InfluxRequestError`` (InfluxDB refused the batch as malformed; it kept any valid
+        points): that batch is moved to ``rejected/`` and the cursor moves on, so one bad batch
+        cannot block the spool.
         """
-        records = self._read_records(max_lines)
-        if not records:
+        batch = self._read_batch(max_lines)
+        if batch is None:
             return 0
-        lines = [line for record in records for line in record.lines]
-        try:
-            write(lines)
-        except InfluxRequestError as exc:
-            self._reject(records, exc)
-        last = records[-1]
-        self._advance(last.segment, last.end, lines)
-        return len(lines)
+        if batch.lines:
+            try:
+                write(batch.lines)
+            except InfluxRequestError as exc:
+                self._reject(batch.lines, exc)
+        self._advance(batch)
+        return len(batch.lines)
 
-    def _read_records(self, max_lines: int) -> list[_Record]:
+    def _read_batch(self, max_lines: int) -> _Batch | None:
+        """The intact records after the cursor, up to about ``max_lines`` lines; quarantines the
+        damage met on the way. None when nothing follows the cursor."""
         with self._lock:
             self._file.flush()
             segment, offset = self._cursor
-            active = self._active
-        records: list[_Record] = []
-        count = 0
-        while count < max_lines:
+            active, active_end = self._active, self._file.tell()
+        batch: _Batch | None = None
+        while batch is None or len(batch.lines) < max_lines:
             path = self._segment_path(segment)
             if not path.exists():
                 if segment >= active:
                     break
                 segment, offset = segment + 1, 0  # a segment removed by hand: go on
                 continue
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                while count < max_lines:
-                    record = _read_record(handle, segment)
-                    if record is None:
-                        break
-                    records.append(record)
-                    count += len(record.lines)
-                    offset = record.end
-            if count >= max_lines or segment >= active:
+            # Appends write whole records under _lock, so the active segment's end as read
+            # there is a record boundary: anything bad before it is damage, not an append
+            # in flight.
+            with _mapped(path, active_end if segment == active else None) as buf:
+                items = scan(buf, offset, len(buf))
+                with contextlib.closing(items):
+                    for item in items:
+                        if batch is None:
+                            batch = _Batch(segment, offset)
+                        if isinstance(item, Record):
+                            batch.lines += item.lines
+                            batch.payload_bytes += item.payload_bytes
+                        else:
+                            batch.damage.append(self._keep_damage(path, buf, item, counted=True))
+                        batch.segment, batch.offset = segment, item.end
+                        if len(batch.lines) >= max_lines:
+                            break
+            if segment >= active or (batch is not None and len(batch.lines) >= max_lines):
                 break
             segment, offset = segment + 1, 0  # the segment is done: go on in the next one
-        return records
+        return batch
 
-    def _advance(self, segment: int, offset: int, lines: list[str]) -> None:
-        payload_bytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
+    def _advance(self, batch: _Batch) -> None:
+        lines, payload_bytes = len(batch.lines), batch.payload_bytes
         with self._lock:
-            drained = range(self._cursor[0], segment)  # wholly sent now: remove
-            self._cursor = (segment, offset)
+            for key in batch.damage:
+                damaged_lines, damaged_bytes = self._damage.pop(key, (0, 0))
+                lines += damaged_lines
+                payload_bytes += damaged_bytes
+            drained = range(self._cursor[0], batch.segment)  # wholly sent now: remove
+            self._cursor = (batch.segment, batch.offset)
             tmp = self._cursor_path.with_suffix(".tmp")
-            tmp.write_text(f"{segment} {offset}\n")
+            tmp.write_text(f"{batch.segment} {batch.offset}\n")
             with tmp.open("rb") as handle:
                 os.fsync(handle.fileno())
             tmp.replace(self._cursor_path)
-            self._pending_lines -= len(lines)
-            self._pending_bytes -= payload_bytes
+            if self._cursor == (self._active, self._file.tell()):
+                # Nothing waits: whatever a damaged header hid from the count is settled here.
+                self._pending_lines = self._pending_bytes = 0
+            else:
+                self._pending_lines = max(0, self._pending_lines - lines)
+                self._pending_bytes = max(0, self._pending_bytes - payload_bytes)
         for number in drained:
             self._segment_path(number).unlink(missing_ok=True)
 
-    def _reject(self, records: list[_Record], exc: InfluxRequestError) -> None:
-        first = records[0]
-        path = self._dir / "rejected" / f"{first.segment:012d}-{first.offset}.lp"
-        lines = [line for record in records for line in record.lines]
+    def _reject(self, lines: list[str], exc: InfluxRequestError) -> None:
+        segment, offset = self._cursor
+        path = self._dir / "rejected" / f"{segment:012d}-{offset}.lp"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.rejected_lines += len(lines)
         logger.error(
@@ -217,6 +288,44 @@ class Spool:
             exc,
             path,
         )
+
+    # -- damage ---------------------------------------------------------------------------------
+
+    def _keep_damage(
+        self, segment_path: Path, buf: bytes | mmap.mmap, item: Damage | Tail, *, counted: bool
+    ) -> tuple[int, int]:
+        """Copy a damaged stretch into the quarantine directory (once), durably, before the
+        cursor can pass it. ``counted``: whether its lines are in the depth (they are when it
+        was intact when counted, at start-up or append). Returns its key in ``_damage``."""
+        segment = int(segment_path.stem)
+        key = (segment, item.start)
+        if key in self._damage:
+            return key
+        name = f"{segment:012d}-{item.start:012d}{_QUARANTINE_SUFFIX}"
+        kept = self._quarantine_dir / name
+        self._quarantine_dir.mkdir(parents=True, exist_ok=True)
+        tmp = kept.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(buf[item.start : item.end])
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(kept)
+        _fsync_dir(self._quarantine_dir)
+        claimed = (item.lines, item.payload_bytes) if isinstance(item, Damage) else (None, None)
+        with self._lock:
+            self._damage[key] = (claimed[0] or 0, claimed[1] or 0) if counted else (0, 0)
+            self.quarantined_records += 1
+            self.quarantined_bytes += item.end - item.start
+        logger.error(
+            "spool %s: %d bytes at offset %d fail their checksums (%s); skipped, the records "
+            "around them kept, the bytes kept in %s",
+            segment_path,
+            item.end - item.start,
+            item.start,
+            "header damaged" if claimed[0] is None else f"{claimed[0]} lines by its header",
+            kept,
+        )
+        return key
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -247,46 +356,52 @@ class Spool:
         _fsync_dir(self._dir)
 
     def _recover(self, segments: list[int]) -> tuple[int, int]:
-        """Count what waits after the cursor; cut off a torn record at the end of a segment."""
+        """Count what waits after the cursor, quarantine damage, cut a torn tail off the last
+        segment."""
         lines = payload = 0
         for number in segments:
             path = self._segment_path(number)
             if not path.exists():
                 continue
             offset = self._cursor[1] if number == self._cursor[0] else 0
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                while (record := _read_record(handle, number)) is not None:
-                    lines += len(record.lines)
-                    payload += sum(len(line.encode("utf-8")) + 1 for line in record.lines)
-                    offset = record.end
-                torn = handle.seek(0, os.SEEK_END) > offset
-            if torn:
-                logger.warning("cutting a torn, unacknowledged record off %s at %d", path, offset)
+            cut: int | None = None
+            with _mapped(path, None) as buf:
+                items = scan(buf, offset, len(buf))
+                with contextlib.closing(items):
+                    for item in items:
+                        if isinstance(item, Record):
+                            lines += len(item.lines)
+                            payload += item.payload_bytes
+                            continue
+                        if isinstance(item, Tail) and number == segments[-1]:
+                            cut = item.start  # the end of everything: a torn append
+                        else:
+                            # Left in place, so no offset is ever reused: a later drain
+                            # resynchronizes past it again and knows it by its offset.
+                            self._keep_damage(path, buf, item, counted=False)
+            if cut is not None:
+                logger.warning(
+                    "cutting a torn, unacknowledged append (%d bytes) off the end of %s",
+                    path.stat().st_size - cut,
+                    path,
+                )
                 with path.open("r+b") as handle:
-                    handle.truncate(offset)
+                    handle.truncate(cut)
                     os.fsync(handle.fileno())
         return lines, payload
 
 
-def _read_record(stream: BinaryIO, segment: int) -> _Record | None:
-    """The next whole, intact record of an open segment, or None (end, or a torn record)."""
-    start = stream.tell()
-    header = stream.readline(_HEADER_MAX)
-    parts = header.split()
-    if len(parts) != 4 or parts[0] != b"B" or not header.endswith(b"\n"):
-        stream.seek(start)
-        return None
-    size, count, crc = int(parts[1]), int(parts[2]), parts[3].decode("ascii")
-    payload = stream.read(size)
-    if len(payload) != size or f"{zlib.crc32(payload):08x}" != crc:
-        stream.seek(start)
-        return None
-    lines = payload.decode("utf-8").split("\n")[:-1]
-    if len(lines) != count:
-        stream.seek(start)
-        return None
-    return _Record(segment, start, stream.tell(), lines)
+@contextlib.contextmanager
+def _mapped(path: Path, limit: int | None) -> Iterator[bytes | mmap.mmap]:
+    """The file's first ``limit`` bytes (all of it when None), mapped read-only."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        size = size if limit is None else min(size, limit)
+        if size == 0:
+            yield b""
+            return
+        with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as buf:
+            yield buf
 
 
 def _fsync_dir(directory: Path) -> None:

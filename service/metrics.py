@@ -1,5 +1,6 @@
 """The service's Prometheus metrics, in a registry of their own (nothing global): events accepted
-and rejected, the spool's depth, InfluxDB writes, and the OCPP gateway's own counters."""
+and rejected, the spool's depth and quarantine, InfluxDB writes, and the OCPP gateway's own
+counters."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ingest.ocppj import OcppGateway
+from ingest.spool import Spool
 
 
 class Metrics:
@@ -70,6 +72,11 @@ class Metrics:
         """Export the gateway's own counters (calls by action, CallErrors by reason)."""
         self.registry.register(_OcppCollector(gateway))
 
+    def watch_spool(self, spool: Spool) -> None:
+        """Export the spool's quarantine: damaged records set aside (and their bytes) since
+        start, and the files waiting in the quarantine directory for an operator."""
+        self.registry.register(_SpoolCollector(spool))
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -105,3 +112,26 @@ class _OcppCollector(Collector):
         yield errors
         yield refused
         yield replaced
+
+
+class _SpoolCollector(Collector):
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        quarantine = self._spool.quarantine()
+        yield CounterMetricFamily(
+            "chargewatch_spool_records_quarantined",
+            "Damaged spool records skipped and kept in the quarantine directory",
+            value=quarantine.records,
+        )
+        yield CounterMetricFamily(
+            "chargewatch_spool_bytes_quarantined",
+            "Bytes of damaged spool records kept in the quarantine directory",
+            value=quarantine.bytes,
+        )
+        yield GaugeMetricFamily(
+            "chargewatch_spool_quarantine_files",
+            "Files in the quarantine directory, waiting for an operator",
+            value=quarantine.files,
+        )

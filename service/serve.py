@@ -25,6 +25,7 @@ from api.deps import AcceptOutcome, ApiServices, RejectedEvent
 from chargewatch.errors import BackpressureError, InfluxError, TooLargeError
 from chargewatch.events import Event, EventDecoder
 from chargewatch.influx import InfluxClient
+from chargewatch.lockfile import ExclusiveLock
 from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore
@@ -59,7 +60,11 @@ class Service:
         self.metrics = Metrics()
         self.state = StateStore(settings.state_db_url)
         self.pseudonymize: Pseudonymizer = load_pseudonymizer(settings)
-        self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+        self.spool = Spool(
+            settings.spool_dir,
+            quarantine_dir=settings.quarantine_dir,
+            max_bytes=settings.spool_max_bytes,
+        )
         self.influx = InfluxClient.from_settings(settings)
         self.drainer = SpoolDrainer(
             self.spool, self._write_to_influx, batch_lines=settings.influx_batch_lines
@@ -87,6 +92,7 @@ class Service:
         self.metrics.spool_bytes.set_function(lambda: self.spool.depth().bytes)
         self.metrics.connected_stations.set_function(lambda: self.gateway.connected_stations)
         self.metrics.watch_ocpp(self.gateway)
+        self.metrics.watch_spool(self.spool)
 
     def start(self) -> None:
         try:
@@ -165,9 +171,18 @@ class Service:
 
     def health(self) -> dict[str, object]:
         depth = self.spool.depth()
+        quarantine = self.spool.quarantine()
         return {
+            # "degraded", still HTTP 200: damaged spool records were set aside (each one counted,
+            # its bytes kept) and the service goes on; a restart would not mend them, so a
+            # liveness probe must not restart for this. Clears once an operator moves the
+            # quarantine files away.
+            "status": "degraded" if quarantine.files else "ok",
             "spool_lines": depth.lines,
             "spool_bytes": depth.bytes,
+            "spool_quarantined_records": quarantine.records,
+            "spool_quarantined_bytes": quarantine.bytes,
+            "spool_quarantine_files": quarantine.files,
             "influx_last_error": self.drainer.last_error,
             "stations_connected": self.gateway.connected_stations,
             "detection_runs": self.detection.status.runs,
@@ -232,7 +247,20 @@ def _connection_guard(service: Service) -> ConnectionGuard:
 
 
 def run(settings: Settings, *, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT, then stop cleanly (uvicorn handles the signals)."""
+    """Serve until SIGTERM/SIGINT, then stop cleanly (uvicorn handles the signals).
+
+    Refuses (``InUseError``) while another ``serve`` holds the data directory: two would race
+    on the spool's cursor. The lock dies with the process, even by SIGKILL.
+    """
+    with ExclusiveLock(
+        settings.lock_file,
+        what=f"the data directory {settings.data_dir}",
+        holder="another chargewatch serve",
+    ):
+        _run(settings, host=host, port=port)
+
+
+def _run(settings: Settings, *, host: str, port: int) -> None:
     service = Service(settings)
     service.start()
     # Start-up objects (libraries, schemas) never die: keep them out of the collector's passes,

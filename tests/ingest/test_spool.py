@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
 
-from chargewatch.errors import InfluxConnectionError
+from chargewatch.errors import InfluxConnectionError, InUseError
 from chargewatch.influx import InfluxClient, LocalInfluxd
-from ingest.spool import Spool, SpoolDrainer, SpoolFullError
+from ingest.spool import Quarantine, Spool, SpoolDepth, SpoolDrainer, SpoolFullError
 
 from ..conftest import free_port, unique_database
 
@@ -175,4 +180,212 @@ def test_concurrent_appenders_share_fsyncs_and_lose_nothing(
         w * 1000 + k * 10 + i + 0.5 for w in range(8) for k in range(50) for i in range(10)
     )
     assert stored(influx) == expected
+    reopened.close()
+
+
+# -- damage: one bad byte costs one record, never the rest ------------------------------------
+
+
+class Collect:
+    """``write`` for a drainer: keeps what it is sent, or fails like InfluxDB down."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.down = False
+
+    def __call__(self, lines: list[str]) -> None:
+        if self.down:
+            raise InfluxConnectionError("cannot reach InfluxDB")
+        self.lines += lines
+
+
+def append_recording_spans(spool: Spool, directory: Path, batches: list[list[str]]) -> list[Span]:
+    """Append each batch as one record and note where it lies (acknowledged = fsynced)."""
+    spans = []
+    for lines in batches:
+        before = {p: p.stat().st_size for p in directory.glob("*.seg")}
+        spool.append(lines)
+        [(path, end)] = [
+            (p, p.stat().st_size)
+            for p in directory.glob("*.seg")
+            if p.stat().st_size != before.get(p, 0)
+        ]
+        spans.append(Span(path, before.get(path, 0), end))
+    return spans
+
+
+class Span:
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self.path, self.start, self.end = path, start, end
+
+    def flip(self, at: int) -> bytes:
+        """Change one byte of the record (``at`` from its start; negative from its end);
+        returns the record's bytes as they are now."""
+        position = self.start + at if at >= 0 else self.end + at
+        with self.path.open("r+b") as handle:
+            handle.seek(position)
+            byte = handle.read(1)
+            handle.seek(position)
+            handle.write(bytes([byte[0] ^ 0x5A]))
+            handle.seek(self.start)
+            return handle.read(self.end - self.start)
+
+
+BATCHES = [batch(k * 40, 40) for k in range(5)]
+WHERE = {"first byte": 0, "length field": 5, "middle": 600, "last byte": -1}
+
+
+@pytest.mark.parametrize("at", WHERE.values(), ids=WHERE.keys())
+@pytest.mark.parametrize("segment_bytes", [8 << 20, 1], ids=["one segment", "one per record"])
+def test_a_changed_byte_on_disk_costs_exactly_that_record_on_restart(
+    tmp_path: Path, at: int, segment_bytes: int
+) -> None:
+    spool = Spool(tmp_path, segment_bytes=segment_bytes)
+    spans = append_recording_spans(spool, tmp_path, BATCHES)
+    spool.close()
+    damaged = spans[2].flip(at)
+    reopened = Spool(tmp_path, segment_bytes=segment_bytes)
+    assert reopened.depth().lines == 4 * 40
+    sent = Collect()
+    while reopened.drain_once(sent, max_lines=30):
+        pass
+    assert sent.lines == [line for k, lines in enumerate(BATCHES) if k != 2 for line in lines]
+    assert reopened.quarantine() == Quarantine(records=1, bytes=len(damaged), files=1)
+    [kept] = (tmp_path / "quarantine").iterdir()
+    assert kept.read_bytes() == damaged
+    assert reopened.depth() == SpoolDepth(0, 0)
+    reopened.append(batch(1000, 5))  # and it goes on
+    assert reopened.drain_once(sent) == 5
+    reopened.close()
+
+
+def test_a_changed_byte_while_the_drainer_runs_costs_that_record_and_it_keeps_going(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    sent = Collect()
+    sent.down = True  # InfluxDB down: the backlog stays on disk
+    drainer = SpoolDrainer(spool, sent, idle_wait_s=0.02, backoff_base_s=0.02, backoff_cap_s=0.05)
+    drainer.start()
+    try:
+        spans = append_recording_spans(spool, tmp_path, BATCHES)
+        damaged = spans[2].flip(len(BATCHES[2][0]) + 30)
+        sent.down = False
+        deadline = time.monotonic() + 10
+        while spool.depth().lines and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sent.lines == [line for k, lines in enumerate(BATCHES) if k != 2 for line in lines]
+        assert spool.depth() == SpoolDepth(0, 0)
+        assert spool.quarantine().records == 1
+        assert (tmp_path / "quarantine").is_dir()
+        assert next((tmp_path / "quarantine").iterdir()).read_bytes() == damaged
+        spool.append(batch(1000, 5))  # the drainer is still at work
+        deadline = time.monotonic() + 10
+        while len(sent.lines) < 4 * 40 + 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sent.lines[-5:] == batch(1000, 5)
+    finally:
+        drainer.stop()
+        spool.close()
+
+
+def test_a_damaged_last_record_is_kept_aside_not_cut_as_torn(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spans = append_recording_spans(spool, tmp_path, BATCHES[:3])
+    spool.close()
+    damaged = spans[-1].flip(-5)  # acknowledged, whole length, bad checksum: not a torn append
+    reopened = Spool(tmp_path)
+    assert reopened.quarantine().files == 1
+    assert next((tmp_path / "quarantine").iterdir()).read_bytes() == damaged
+    reopened.append(batch(500, 3))
+    sent = Collect()
+    while reopened.drain_once(sent):
+        pass
+    assert sent.lines == BATCHES[0] + BATCHES[1] + batch(500, 3)
+    reopened.close()
+
+
+@pytest.mark.parametrize("kept", [1, 5, 19, 20, 21, 300, -1])
+def test_a_torn_append_is_cut_and_nothing_is_quarantined(tmp_path: Path, kept: int) -> None:
+    spool = Spool(tmp_path)
+    [span] = append_recording_spans(spool, tmp_path, BATCHES[:1])
+    spool.close()
+    whole = span.path.read_bytes()
+    record = whole[span.start : span.end]
+    with span.path.open("ab") as handle:  # the same append again, dead half-way
+        handle.write(record[:kept])
+    reopened = Spool(tmp_path)
+    assert span.path.read_bytes() == whole
+    assert reopened.depth().lines == 40
+    assert reopened.quarantine() == Quarantine(0, 0, 0)
+    reopened.close()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["current", "legacy"])
+def test_a_huge_damaged_length_reads_no_more_than_the_segment(tmp_path: Path, legacy: bool) -> None:
+    spool = Spool(tmp_path)
+    spans = append_recording_spans(spool, tmp_path, BATCHES)
+    spool.close()
+    middle = spans[2]
+    data = bytearray(middle.path.read_bytes())
+    if legacy:  # a segment of the old text format whose length says 4 GB
+        data[:] = b"".join(
+            legacy_record(lines, size=4_000_000_000 if k == 2 else None)
+            for k, lines in enumerate(BATCHES)
+        )
+    else:
+        data[middle.start + 4 : middle.start + 8] = b"\xff\xff\xff\xf0"
+    middle.path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        reopened = Spool(tmp_path)
+        sent = Collect()
+        while reopened.drain_once(sent):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    assert sent.lines == [line for k, lines in enumerate(BATCHES) if k != 2 for line in lines]
+    assert reopened.quarantine().records == 1
+    reopened.close()
+
+
+def legacy_record(lines: list[str], *, size: int | None = None) -> bytes:
+    payload = ("\n".join(lines) + "\n").encode()
+    crc = zlib.crc32(payload)
+    return f"B {size or len(payload)} {len(lines)} {crc:08x}\n".encode() + payload
+
+
+def test_segments_of_the_old_format_are_still_read(tmp_path: Path) -> None:
+    (tmp_path / "000000000001.seg").write_bytes(b"".join(legacy_record(b) for b in BATCHES[:2]))
+    spool = Spool(tmp_path)
+    assert spool.depth().lines == 80
+    spool.append(BATCHES[2])  # new records go on in the same segment
+    sent = Collect()
+    while spool.drain_once(sent):
+        pass
+    assert sent.lines == BATCHES[0] + BATCHES[1] + BATCHES[2]
+    spool.close()
+
+
+def test_one_spool_directory_has_one_opener_at_a_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    with pytest.raises(InUseError, match=rf"the spool {tmp_path} is in use .*this process"):
+        Spool(tmp_path)
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import ingest.spool, pathlib; ingest.spool.Spool(pathlib.Path({str(tmp_path)!r}))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode == 1
+    assert f"in use by another opener (pid {os.getpid()})" in other.stderr
+    spool.append(batch(0, 5))
+    spool.close()
+    reopened = Spool(tmp_path)  # released on close
+    assert reopened.depth().lines == 5
     reopened.close()
