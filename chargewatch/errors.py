@@ -15,6 +15,8 @@ Every error the project raises derives from one root, so callers can catch exact
     │   ├── InfluxRequestError      400: the server rejected what was sent (bad line, bad query)
     │   └── InfluxServerError       5xx that did not clear within the retries
     ├── InfluxdError                the local development InfluxDB could not be installed or run
+    ├── AlertmanagerError           talking to an Alertmanager failed (its URL, and status if any)
+    ├── LocalAlertmanagerError      the local development Alertmanager could not be installed or run
     └── NotFittedError              a detector was asked to score before it was fitted
 
 Errors of other libraries (httpx, orjson, OS errors) are translated where they occur, with the
@@ -84,6 +86,25 @@ class InfluxServerError(InfluxError):
 
 class InfluxdError(ChargewatchError):
     """The local development InfluxDB could not be installed, started or stopped."""
+
+
+class AlertmanagerError(ChargewatchError):
+    """One Alertmanager did not take or answer a request.
+
+    ``url`` is the Alertmanager's base URL (without credentials); ``status`` the HTTP status it
+    answered, or ``None`` when it could not be reached at all (refused, timed out, DNS).
+    """
+
+    def __init__(self, url: str, status: int | None, reason: str) -> None:
+        self.url = url
+        self.status = status
+        self.reason = reason
+        where = f"{url}: HTTP {status}" if status is not None else url
+        super().__init__(f"Alertmanager {where}: {reason}")
+
+
+class LocalAlertmanagerError(ChargewatchError):
+    """The local development Alertmanager could not be installed, started or stopped."""
 
 
 class NotFittedError(ChargewatchError):

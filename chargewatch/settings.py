@@ -7,11 +7,11 @@ import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chargewatch.errors import ConfigError
 
@@ -59,6 +59,23 @@ class Settings(BaseSettings):
 
     # Scheduled detection inside `serve`: every this many seconds (0 turns it off).
     detect_interval_s: float = Field(default=30.0, ge=0)
+
+    # Alerts (DESIGN.md, Alerts). Alertmanager base URLs, comma-separated: every alert goes to
+    # each, as Prometheus sends to every member of an HA cluster; none: alerts are not sent.
+    alertmanager_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    alertmanager_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # The receiver written into the generated alertmanager.yml, with optional Basic auth.
+    alert_webhook_url: str | None = None
+    alert_webhook_username: str | None = None
+    alert_webhook_password: SecretStr | None = None
+    # A finding on a finished session keeps firing this long after the session ended, then
+    # resolves: long enough for the ticket route's group_wait to notify it, short enough that
+    # Alertmanager's view is of what still needs a look.
+    alert_resolve_hold_s: float = Field(default=3600.0, ge=0)
+    # Links in alert annotations: where people reach this service's API (unset: links are
+    # relative paths) and Grafana (unset: no Grafana link).
+    public_url: str | None = None
+    grafana_url: str | None = None
 
     # OCPP: "monitor" accepts every id tag (watching beside an existing back office);
     # "allow_list" accepts only the tags in ocpp_allowed_id_tags (comma-separated, clear text,
@@ -135,6 +152,11 @@ class Settings(BaseSettings):
         """Held exclusively by a running ``serve``, so two never share one data directory."""
         return self.data_dir / "serve.lock"
 
+    @property
+    def alertmanager_dir(self) -> Path:
+        """The files of the local development Alertmanager (``chargewatch alertmanager``)."""
+        return self.data_dir / "alertmanager"
+
     @field_validator("influx_url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
@@ -148,6 +170,26 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("alertmanager_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if isinstance(value, list | tuple):
+            return tuple(_http_url(str(url)) for url in value)
+        return value
+
+    @field_validator("alert_webhook_url", "public_url", "grafana_url")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else _http_url(value.strip())
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")  # no echo: it may hold a secret
+    return value.rstrip("/")
 
 
 def influx_is_local(settings: Settings) -> bool:

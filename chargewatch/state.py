@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Engine,
@@ -75,6 +76,28 @@ class JobCursor(Base):
     __tablename__ = "job_cursors"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertState(Base):
+    """One alert's lifecycle, by fingerprint (``alerts.lifecycle`` decides, ``alerts.store`` reads
+    and writes). A resolved alert keeps its row with ``resolved_at`` set, never deleted; a
+    condition that returns later starts a new episode in the same row."""
+
+    __tablename__ = "alert_state"
+    fingerprint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Copies of three labels, so the API can filter without reading JSON.
+    alertname: Mapped[str] = mapped_column(String(128), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    station_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class StateStore:

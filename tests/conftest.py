@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from alerts.server import LocalAlertmanager
 from chargewatch.influx import InfluxClient, LocalInfluxd, quote_ident
 from chargewatch.influx.server import free_port
 
@@ -44,6 +45,19 @@ def influxd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfl
     try:
         server.create_admin_user(ADMIN, ADMIN_PASSWORD)
         server.create_admin_user(ADMIN, ADMIN_PASSWORD)  # idempotent, now with credentials
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAlertmanager]:
+    """A private Alertmanager for the test session (Debian's, installed on first use), with a
+    configuration that notifies nobody; stopped at its end. Tests that need a receiver or a
+    restart start their own ``LocalAlertmanager``."""
+    server = LocalAlertmanager(data_dir=tmp_path_factory.mktemp("alertmanager"), port=free_port())
+    server.start()
+    try:
         yield server
     finally:
         server.stop()
