@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from analytics.batch import NO_TIME, FloatArray, IntArray, ObjectArray, SessionBatch, StatusCode
+from analytics.batch import (
+    NO_TIME,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    ObjectArray,
+    SessionBatch,
+    StatusCode,
+)
 from chargewatch.influx import format_point
 from chargewatch.schema import READING_FIELDS
 
@@ -31,9 +39,11 @@ __all__ = [
     "PROFILE_MEASUREMENT",
     "Profiles",
     "Resampled",
+    "Segments",
     "profiles",
     "profiles_to_lines",
     "resample",
+    "segments",
 ]
 
 PROFILE_MEASUREMENT = "profile"
@@ -79,29 +89,41 @@ class Profiles:
         return int(self.session_id.shape[0])
 
 
-def profiles(batch: SessionBatch) -> Profiles:
-    """The charging profile of every row of ``batch`` (vectorized over rows and samples)."""
-    batch = _at_least_one_step(batch)
+@dataclass(frozen=True, slots=True, eq=False)
+class Segments:
+    """Which segment each sample's interval belongs to (arrays of shape ``(n, m)``, the batch's).
+
+    Sample ``k``'s interval runs from its time for ``dt_s[:, k]`` seconds: to the next sample,
+    the last one to the stop, each capped at ``MAX_INTERVAL_S``. At most one of the four masks
+    is set for a sample; none for padding.
+    """
+
+    dt_s: FloatArray
+    charging: BoolArray
+    suspended_evse: BoolArray
+    suspended_ev: BoolArray
+    idle: BoolArray  # resting once charging has ended for good
+    plateau_power_w: FloatArray  # (n,) 80th percentile of charging power
+
+
+def segments(batch: SessionBatch) -> Segments:
+    """The segment of every sample interval of ``batch`` (see the module docstring); ``batch``
+    must have at least one sample column (``profiles`` pads one)."""
     n, m = batch.n_sessions, batch.n_steps
     valid = batch.valid
-    t_s = (batch.t_ns - batch.start_ns[:, None]) / _NS
     power = np.where(valid, batch.power_w, np.nan)
-    energy = np.where(valid, batch.energy_wh, np.nan)
     rows = np.arange(n)
 
     # intervals between consecutive samples, capped; the last sample's interval runs to the stop
     dt = np.zeros((n, m))
     if m > 1:
         dt[:, :-1] = np.where(valid[:, 1:], np.diff(batch.t_ns, axis=1) / _NS, 0.0)
-    stop_s = np.where(batch.stop_ns != NO_TIME, (batch.stop_ns - batch.start_ns) / _NS, np.nan)
-    last = np.maximum(batch.n_samples - 1, 0)
-    has = batch.n_samples > 0
     if m:
-        tail = np.where(has, np.nan_to_num(stop_s - t_s[rows, last], nan=0.0), 0.0)
-        dt[rows, last] = np.where(has, tail, 0.0)
+        last = np.maximum(batch.n_samples - 1, 0)
+        stopped = (batch.n_samples > 0) & (batch.stop_ns != NO_TIME)
+        tail = np.where(stopped, (batch.stop_ns - batch.t_ns[rows, last]) / _NS, 0.0)
+        dt[rows, last] = tail
     dt = np.clip(dt, 0.0, MAX_INTERVAL_S)
-    last_t_s = t_s[rows, last] if m else np.zeros(n)
-    duration_s = np.where(np.isfinite(stop_s), stop_s, np.where(has, last_t_s, 0.0))
 
     flowing_w = np.where(power > _FLOW_W, power, np.nan)
     plateau = _nanpercentile_rows(flowing_w, _PLATEAU_PERCENTILE)
@@ -113,7 +135,35 @@ def profiles(batch: SessionBatch) -> Profiles:
     last_charging = np.where(charging.any(axis=1), m - 1 - np.argmax(charging[:, ::-1], axis=1), -1)
     resting = valid & ~charging & ~evse
     idle = resting & (idx > last_charging[:, None]) & (last_charging[:, None] >= 0)
-    suspended_ev = resting & ~idle
+    return Segments(
+        dt_s=dt,
+        charging=charging,
+        suspended_evse=evse,
+        suspended_ev=resting & ~idle,
+        idle=idle,
+        plateau_power_w=plateau,
+    )
+
+
+def profiles(batch: SessionBatch) -> Profiles:
+    """The charging profile of every row of ``batch`` (vectorized over rows and samples)."""
+    batch = _at_least_one_step(batch)
+    n, m = batch.n_sessions, batch.n_steps
+    valid = batch.valid
+    t_s = (batch.t_ns - batch.start_ns[:, None]) / _NS
+    power = np.where(valid, batch.power_w, np.nan)
+    energy = np.where(valid, batch.energy_wh, np.nan)
+    rows = np.arange(n)
+
+    stop_s = np.where(batch.stop_ns != NO_TIME, (batch.stop_ns - batch.start_ns) / _NS, np.nan)
+    last = np.maximum(batch.n_samples - 1, 0)
+    has = batch.n_samples > 0
+    last_t_s = t_s[rows, last] if m else np.zeros(n)
+    duration_s = np.where(np.isfinite(stop_s), stop_s, np.where(has, last_t_s, 0.0))
+
+    seg = segments(batch)
+    dt, charging, evse, plateau = seg.dt_s, seg.charging, seg.suspended_evse, seg.plateau_power_w
+    idle, suspended_ev = seg.idle, seg.suspended_ev
 
     e_first, e_last, e_has = _first_last(energy)
     energy_register = np.where(e_has, e_last - e_first, np.nan)
