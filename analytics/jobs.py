@@ -1,11 +1,12 @@
 """The scheduled detection job: every interval, judge what arrived since the last run.
 
 Each run reads the window ``[cursor, now - settle)`` from InfluxDB (with the look-back
-``detect_window`` needs for sessions that started earlier), scores its sessions, stores profiles
-and flags, and moves the cursor, kept in the state database, to the window's end. Sessions still
-open are judged again at every run until they stop, so a stall shows within one interval of its
-data arriving. Results are points keyed by their start, so a run repeated after a crash
-overwrites rather than duplicates; after downtime the job catches up window by window.
+``detect_window`` needs for sessions that started earlier), scores its sessions, stores profiles,
+flags and the session catalogue's rows, and moves the cursor, kept in the state database, to the
+window's end. Sessions still open are judged again at every run until they stop, so a stall
+shows within one interval of its data arriving. Results are points keyed by their start (and
+catalogue rows by session), so a run repeated after a crash overwrites rather than duplicates;
+after downtime the job catches up window by window.
 
 APScheduler runs it (``coalesce``: missed runs collapse into one; ``max_instances=1``: never two
 at once). The job never reads the clock itself: the scheduler's wrapper passes ``now``.
@@ -76,7 +77,9 @@ class DetectionJob:
         reports: list[DetectReport] = []
         while since_ns < until_ns:
             end_ns = min(until_ns, since_ns + self.max_window_ns)
-            flags, report = detect_window(self.client, since_ns, end_ns)
+            flags, report = detect_window(
+                self.client, since_ns, end_ns, catalog=self.state, judged_at_ns=now_ns
+            )
             self.state.set_cursor(CURSOR, end_ns)
             reports.append(report)
             with self.status.lock:

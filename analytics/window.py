@@ -8,6 +8,8 @@ authorizations ``AUTHORIZE_WINDOW_NS`` before that. Every query bounds time on b
 
 Results go back as ``profile`` and ``flag`` points stamped with the session's (flag's) start, so
 running a window again, or overlapping windows, overwrites points instead of adding new ones.
+Given the state database, every judged session also gets its row in the session catalogue
+(``chargewatch.catalog``), with every kind's score, replacing the row of an earlier judgement.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import numpy as np
 
 from analytics.assemble import AUTHORIZE_WINDOW_NS, assemble
 from analytics.batch import NO_TIME, SessionBatch
+from analytics.cataloguing import catalog_rows
 from analytics.detectors import fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
+from chargewatch.catalog import upsert_sessions
 from chargewatch.flags import Flag, flags_to_lines
 from chargewatch.influx import InfluxClient
 from chargewatch.schema import Lookback, read_events
+from chargewatch.state import StateStore
 
 __all__ = ["SESSION_LOOKBACK_NS", "WINDOW_LOOKBACK", "detect_window"]
 
@@ -63,8 +68,12 @@ def detect_window(
     until_ns: int,
     *,
     detectors: Sequence[Detector] | None = None,
+    catalog: StateStore | None = None,
+    judged_at_ns: int | None = None,
 ) -> tuple[list[Flag], DetectReport]:
-    """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags.
+    """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags,
+    and, given ``catalog`` (the state database), each session's catalogue row stamped
+    ``judged_at_ns`` (the wall clock, read by the caller; ``until_ns`` when not given).
 
     The detectors are fitted on everything read (the window and its look-back), so history
     just before the window informs what is normal.
@@ -80,13 +89,18 @@ def detect_window(
     results = run_detectors(batch, chosen, now_ns=until_ns)
     rows = _in_window(batch, since_ns, until_ns)
     kept = batch.take(rows)
-    flags = flags_from_results(kept, [_take(result, rows) for result in results])
+    kept_results = [_take(result, rows) for result in results]
+    flags = flags_from_results(kept, kept_results)
     orphans = sum(1 for sid in kept.session_id if sid is None)
     report.sessions = kept.n_sessions - orphans
     report.orphan_segments = orphans
     report.flags_by_kind.update(flag.kind for flag in flags)
-    _write(client, profiles_to_lines(profiles(kept)))
+    judged = profiles(kept)
+    _write(client, profiles_to_lines(judged))
     _write(client, flags_to_lines(flags))
+    if catalog is not None:
+        stamp = until_ns if judged_at_ns is None else judged_at_ns
+        upsert_sessions(catalog, catalog_rows(kept, judged, kept_results, judged_at_ns=stamp))
     report.seconds = time.perf_counter() - began
     return flags, report
 

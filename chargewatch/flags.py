@@ -164,7 +164,8 @@ def flags_from_series(series: Sequence[Series]) -> list[Flag]:
             session = sessions[i]
             flags.append(
                 Flag(
-                    session_id=None if session is None else str(session),
+                    # a series of orphan flags only has no session_id: NaN, not a string
+                    session_id=session if isinstance(session, str) else None,
                     station_id=tag_columns["station_id"][i],
                     connector_id=int(tag_columns["connector_id"][i]),
                     kind=tag_columns["kind"][i],

@@ -269,7 +269,8 @@ def detect(
     ] = None,
 ) -> None:
     """Run the detectors over an event file (--input/--output) or an InfluxDB window
-    (--since/--until, storing profiles and flags). Exit 1 when the file held rejected lines."""
+    (--since/--until, storing profiles, flags and the session catalogue). Exit 1 when the file
+    held rejected lines."""
     if input_path is not None:
         if since is not None or until is not None:
             fail("use either --input/--output or --since/--until, not both")
@@ -326,10 +327,19 @@ def _detect_file(path: Path, output: Path) -> None:
 def _detect_window(since_ns: int, until_ns: int) -> None:
     from analytics.window import detect_window
     from chargewatch.influx import InfluxClient
+    from chargewatch.state import StateStore
 
     settings = guarded(load_settings)
-    with InfluxClient.from_settings(settings) as client:
-        _flags, report = guarded(lambda: detect_window(client, since_ns, until_ns))
+    state = guarded(lambda: StateStore(settings.state_db_url))  # the session catalogue
+    try:
+        with InfluxClient.from_settings(settings) as client:
+            _flags, report = guarded(
+                lambda: detect_window(
+                    client, since_ns, until_ns, catalog=state, judged_at_ns=time.time_ns()
+                )
+            )
+    finally:
+        state.close()
     stdout.print(report.summary(), markup=False)
 
 

@@ -1,0 +1,513 @@
+"""The session catalogue: one row per judged session, and every kind's verdict on it.
+
+The detection job (``analytics.window.detect_window``) writes a row for each session it judges,
+and writes it again, whole, each time it judges the session again (an open session at every run
+until it stops). Readers find sessions here by id, station, time or user pseudonym, never by
+scanning InfluxDB, where a session id is an unindexed field; a session's readings are then read
+from InfluxDB by its station and connector tags and its time range.
+
+Two tables on the state database's metadata (``chargewatch.state.Base``):
+
+- ``session_catalog``: the session and its figures (``SessionRow``), indexed on
+  ``(station_id, start_ns)``, ``(id_pseudonym, start_ns)`` and ``start_ns``.
+- ``session_verdicts``: one row per (session, kind) with the kind's score, whether it flagged the
+  session and, if so, where and why (``KindVerdict``), indexed for ranking by kind and score.
+
+Scores are kept here rather than as an InfluxDB measurement ``score``, because every question
+asked of them is keyed by session: "every score of session X" and "the 50 highest stall scores
+of the week at station S, then the next 50" are index lookups and keyset pages here, while in
+InfluxDB ``session_id`` is a field (an unbounded id never becomes a tag), so the first is a
+scan and the second has no stable order to page by. A session judged again replaces its row
+and its verdicts in one transaction, so the catalogue never shows one judgement's figures with
+another's scores; points stamped at the session's start would do that only as long as the start
+never moved. The cost is that Grafana cannot chart scores from InfluxDB directly: it reads them
+from ``GET /api/v1/scores``. Flags stay in InfluxDB as before (``chargewatch.flags``), and their
+evidence is copied here with the verdict, so a session's page needs no second lookup.
+
+Pages are keyset cursors: an opaque string naming where the last page ended, valid across
+inserts (a new session never shifts a page), refused when it was made for another order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chargewatch.kinds import AnomalyKind
+from chargewatch.state import Base, StateError, StateStore
+
+__all__ = [
+    "MAX_PAGE",
+    "CursorError",
+    "KindVerdict",
+    "SessionRow",
+    "get_session",
+    "list_sessions",
+    "rank_sessions",
+    "sessions_of_pseudonym",
+    "upsert_sessions",
+]
+
+MAX_PAGE = 1000  # rows per page at most, whatever a caller asks for
+_CHUNK = 500  # ids per IN (...) list: well under every database's limit on bound parameters
+
+
+class CursorError(ValueError):
+    """A page cursor that this catalogue did not make, or made for another order."""
+
+
+@dataclass(frozen=True, slots=True)
+class KindVerdict:
+    """One kind's verdict on a session: its score (None: not scored, ``reason`` says why) and,
+    when it flagged the session, where the anomaly shows and the evidence in words."""
+
+    kind: str
+    score: float | None  # [0, 1], higher is more abnormal
+    flagged: bool
+    start_ns: int | None  # the flagged range; None when not flagged
+    end_ns: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A judged session as the catalogue holds it. Figures that could not be computed are None.
+
+    ``flagged_kinds`` are the kinds that flagged it, in kind order; ``verdicts`` every kind's
+    verdict (empty when none was stored); ``updated_at_ns`` when it was last judged (UTC ns).
+    """
+
+    session_id: str
+    station_id: str
+    connector_id: int
+    start_ns: int
+    stop_ns: int | None  # None while open
+    id_pseudonym: str | None  # None when unknown
+    energy_register_wh: float | None
+    energy_power_wh: float | None
+    billing_confidence: float
+    billing_notes: tuple[str, ...]  # why the confidence is below 1; empty when it is 1
+    duration_s: float
+    flagged_kinds: tuple[str, ...]
+    updated_at_ns: int
+    verdicts: tuple[KindVerdict, ...] = ()
+
+
+class CatalogEntry(Base):
+    __tablename__ = "session_catalog"
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(128))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    stop_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    id_pseudonym: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    energy_register_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    energy_power_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    billing_confidence: Mapped[float] = mapped_column(Float)
+    billing_notes: Mapped[list[str]] = mapped_column(JSON)
+    duration_s: Mapped[float] = mapped_column(Float)
+    flagged_kinds: Mapped[str] = mapped_column(String(512))  # comma-separated, "" when none
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    updated_at_ns: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_session_catalog_station_start", "station_id", "start_ns"),
+        Index("ix_session_catalog_pseudonym_start", "id_pseudonym", "start_ns"),
+        Index("ix_session_catalog_start", "start_ns"),
+    )
+
+
+class VerdictEntry(Base):
+    __tablename__ = "session_verdicts"
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    start_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    end_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Copies of the session's, so a ranking filters without a join.
+    session_start_ns: Mapped[int] = mapped_column(BigInteger)
+    station_id: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_session_verdicts_kind_score", "kind", "score"),
+        Index("ix_session_verdicts_kind_flagged_start", "kind", "flagged", "session_start_ns"),
+    )
+
+
+_CATALOG = cast(Table, CatalogEntry.__table__)
+_VERDICTS = cast(Table, VerdictEntry.__table__)
+_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
+_ready_lock = threading.Lock()
+
+
+def _engine(store: StateStore) -> Engine:
+    """The store's engine, with the catalogue's tables created on first use (a store opened
+    before this module was imported did not create them)."""
+    engine = store.engine
+    if engine in _ready:
+        return engine
+    with _ready_lock:
+        if engine not in _ready:
+            try:
+                Base.metadata.create_all(engine, tables=[_CATALOG, _VERDICTS])
+            except SQLAlchemyError:
+                # another process created them at the same moment: they exist now
+                Base.metadata.create_all(engine, tables=[_CATALOG, _VERDICTS])
+            _ready.add(engine)
+    return engine
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def upsert_sessions(store: StateStore, rows: Sequence[SessionRow]) -> None:
+    """Store ``rows``, replacing each session's row and all its verdicts (a session judged again
+    is judged whole), in one transaction: readers see the old judgement or the new one."""
+    if not rows:
+        return
+    engine = _engine(store)
+    latest = {row.session_id: row for row in rows}  # the last of duplicates wins
+    catalog = [_catalog_values(row) for row in latest.values()]
+    verdicts = [_verdict_values(row, v) for row in latest.values() for v in row.verdicts]
+    ids = list(latest)
+    try:
+        with engine.begin() as connection:
+            for start in range(0, len(catalog), _CHUNK):
+                connection.execute(_upsert(connection), catalog[start : start + _CHUNK])
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                connection.execute(delete(_VERDICTS).where(_VERDICTS.c.session_id.in_(chunk)))
+            for start in range(0, len(verdicts), _CHUNK):
+                connection.execute(insert(_VERDICTS), verdicts[start : start + _CHUNK])
+    except SQLAlchemyError as exc:
+        what = f"cannot store {len(ids)} sessions in the catalogue"
+        raise StateError(f"{what}: {_safe(exc)}") from exc
+
+
+def _upsert(connection: Connection) -> Any:
+    """``INSERT ... ON CONFLICT (session_id) DO UPDATE`` in the dialect at hand."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(_CATALOG)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(_CATALOG)
+    else:  # pragma: no cover - the state database is SQLite or PostgreSQL
+        raise StateError(f"the session catalogue does not support {dialect}")
+    excluded = statement.excluded
+    columns = {c.name: excluded[c.name] for c in _CATALOG.columns if c.name != "session_id"}
+    return statement.on_conflict_do_update(index_elements=["session_id"], set_=columns)
+
+
+def _catalog_values(row: SessionRow) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id,
+        "station_id": row.station_id,
+        "connector_id": row.connector_id,
+        "start_ns": row.start_ns,
+        "stop_ns": row.stop_ns,
+        "id_pseudonym": row.id_pseudonym,
+        "energy_register_wh": _finite(row.energy_register_wh),
+        "energy_power_wh": _finite(row.energy_power_wh),
+        "billing_confidence": row.billing_confidence,
+        "billing_notes": list(row.billing_notes),
+        "duration_s": row.duration_s,
+        "flagged_kinds": ",".join(row.flagged_kinds),
+        "flagged": bool(row.flagged_kinds),
+        "updated_at_ns": row.updated_at_ns,
+    }
+
+
+def _verdict_values(row: SessionRow, verdict: KindVerdict) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id,
+        "kind": verdict.kind,
+        "score": _finite(verdict.score),
+        "flagged": verdict.flagged,
+        "start_ns": verdict.start_ns,
+        "end_ns": verdict.end_ns,
+        "reason": verdict.reason,
+        "session_start_ns": row.start_ns,
+        "station_id": row.station_id,
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def get_session(store: StateStore, session_id: str) -> SessionRow | None:
+    """The catalogued session with this id, with its verdicts; None when there is none."""
+    rows = _fetch(store, select(_CATALOG).where(_CATALOG.c.session_id == session_id))
+    return rows[0] if rows else None
+
+
+def list_sessions(
+    store: StateStore,
+    *,
+    station_id: str | None = None,
+    connector_id: int | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    pseudonym: str | None = None,
+    kinds: Sequence[str] | None = None,
+    flagged_only: bool = False,
+    after: str | None = None,
+    limit: int = 100,
+) -> tuple[list[SessionRow], str | None]:
+    """Sessions that started in ``[since_ns, until_ns)`` and match every filter given, newest
+    first (by start, then id), a page of at most ``limit`` (capped at ``MAX_PAGE``) and the
+    cursor of the next page (None after the last). ``kinds``: flagged by any of these kinds;
+    ``flagged_only``: flagged by any kind. ``after`` is a cursor from an earlier call with the
+    same filters; ``CursorError`` when it is not one."""
+    query = select(_CATALOG)
+    query = _where(query, station_id, connector_id, since_ns, until_ns, pseudonym)
+    if flagged_only:
+        query = query.where(_CATALOG.c.flagged.is_(True))
+    if kinds is not None:
+        flagged_by = select(_VERDICTS.c.session_id).where(
+            _VERDICTS.c.kind.in_(list(kinds)), _VERDICTS.c.flagged.is_(True)
+        )
+        query = query.where(_CATALOG.c.session_id.in_(flagged_by))
+    if after is not None:
+        start_ns, session_id = _decode_cursor(after, "start")
+        query = query.where(
+            or_(
+                _CATALOG.c.start_ns < start_ns,
+                and_(_CATALOG.c.start_ns == start_ns, _CATALOG.c.session_id < session_id),
+            )
+        )
+    size = _page_size(limit)
+    query = query.order_by(_CATALOG.c.start_ns.desc(), _CATALOG.c.session_id.desc()).limit(size + 1)
+    rows = _fetch(store, query)
+    if len(rows) <= size:
+        return rows, None
+    last = rows[size - 1]
+    return rows[:size], _encode_cursor("start", last.start_ns, last.session_id)
+
+
+def rank_sessions(
+    store: StateStore,
+    kind: str,
+    *,
+    station_id: str | None = None,
+    connector_id: int | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    min_score: float | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> tuple[list[SessionRow], str | None]:
+    """Sessions that started in ``[since_ns, until_ns)`` ranked by ``kind``'s score, highest
+    first (ties by id), leaving out those it did not score; pages as ``list_sessions``."""
+    order = f"score:{kind}"
+    verdict = _VERDICTS.c
+    ranked = select(verdict.session_id, verdict.score).where(
+        verdict.kind == kind, verdict.score.is_not(None)
+    )
+    if station_id is not None:
+        ranked = ranked.where(verdict.station_id == station_id)
+    if since_ns is not None:
+        ranked = ranked.where(verdict.session_start_ns >= since_ns)
+    if until_ns is not None:
+        ranked = ranked.where(verdict.session_start_ns < until_ns)
+    if min_score is not None:
+        ranked = ranked.where(verdict.score >= min_score)
+    if connector_id is not None:
+        same_connector = select(_CATALOG.c.session_id).where(
+            _CATALOG.c.connector_id == connector_id
+        )
+        ranked = ranked.where(verdict.session_id.in_(same_connector))
+    if after is not None:
+        score, session_id = _decode_cursor(after, order)
+        ranked = ranked.where(
+            or_(
+                verdict.score < score,
+                and_(verdict.score == score, verdict.session_id < session_id),
+            )
+        )
+    size = _page_size(limit)
+    ranked = ranked.order_by(verdict.score.desc(), verdict.session_id.desc()).limit(size + 1)
+    try:
+        with _engine(store).connect() as connection:
+            picked = [(str(r.session_id), float(r.score)) for r in connection.execute(ranked)]
+            found = _rows_by_id(connection, [sid for sid, _ in picked[:size]])
+    except SQLAlchemyError as exc:
+        raise StateError(f"cannot read the session catalogue: {_safe(exc)}") from exc
+    rows = [found[sid] for sid, _ in picked[:size] if sid in found]
+    if len(picked) <= size:
+        return rows, None
+    last_id, last_score = picked[size - 1]
+    return rows, _encode_cursor(order, last_score, last_id)
+
+
+def sessions_of_pseudonym(
+    store: StateStore, pseudonym: str, since_ns: int, until_ns: int
+) -> list[SessionRow]:
+    """Every session of one user pseudonym that started in ``[since_ns, until_ns)``, oldest
+    first: a billing period's sessions in the order a statement lists them."""
+    query = _where(select(_CATALOG), None, None, since_ns, until_ns, pseudonym).order_by(
+        _CATALOG.c.start_ns, _CATALOG.c.session_id
+    )
+    return _fetch(store, query)
+
+
+def _where(
+    query: Select[Any],
+    station_id: str | None,
+    connector_id: int | None,
+    since_ns: int | None,
+    until_ns: int | None,
+    pseudonym: str | None,
+) -> Select[Any]:
+    c = _CATALOG.c
+    if station_id is not None:
+        query = query.where(c.station_id == station_id)
+    if connector_id is not None:
+        query = query.where(c.connector_id == connector_id)
+    if since_ns is not None:
+        query = query.where(c.start_ns >= since_ns)
+    if until_ns is not None:
+        query = query.where(c.start_ns < until_ns)
+    if pseudonym is not None:
+        query = query.where(c.id_pseudonym == pseudonym)
+    return query
+
+
+def _page_size(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    return min(limit, MAX_PAGE)
+
+
+def _fetch(store: StateStore, query: Select[Any]) -> list[SessionRow]:
+    """The catalogue rows ``query`` selects, in its order, each with its verdicts."""
+    try:
+        with _engine(store).connect() as connection:
+            found = list(connection.execute(query))
+            verdicts = _verdicts_of(connection, [str(r.session_id) for r in found])
+    except SQLAlchemyError as exc:
+        raise StateError(f"cannot read the session catalogue: {_safe(exc)}") from exc
+    return [_session_row(r, verdicts.get(str(r.session_id), ())) for r in found]
+
+
+def _rows_by_id(connection: Connection, ids: list[str]) -> dict[str, SessionRow]:
+    found: list[Row[Any]] = []
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found += connection.execute(select(_CATALOG).where(_CATALOG.c.session_id.in_(chunk)))
+    verdicts = _verdicts_of(connection, ids)
+    return {str(r.session_id): _session_row(r, verdicts.get(str(r.session_id), ())) for r in found}
+
+
+def _verdicts_of(connection: Connection, ids: Iterable[str]) -> dict[str, tuple[KindVerdict, ...]]:
+    wanted = list(ids)
+    out: dict[str, list[KindVerdict]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        query = select(_VERDICTS).where(_VERDICTS.c.session_id.in_(chunk))
+        for r in connection.execute(query):
+            out.setdefault(str(r.session_id), []).append(
+                KindVerdict(
+                    kind=str(r.kind),
+                    score=None if r.score is None else float(r.score),
+                    flagged=bool(r.flagged),
+                    start_ns=None if r.start_ns is None else int(r.start_ns),
+                    end_ns=None if r.end_ns is None else int(r.end_ns),
+                    reason=r.reason,
+                )
+            )
+    return {sid: tuple(sorted(found, key=_kind_order)) for sid, found in out.items()}
+
+
+_KIND_ORDER = {kind.value: i for i, kind in enumerate(AnomalyKind)}
+
+
+def _kind_order(verdict: KindVerdict) -> tuple[int, str]:
+    """Kinds in the order of CONTRACTS.md section 3, any other after them by name."""
+    return _KIND_ORDER.get(verdict.kind, len(_KIND_ORDER)), verdict.kind
+
+
+def _session_row(r: Row[Any], verdicts: tuple[KindVerdict, ...]) -> SessionRow:
+    kinds = str(r.flagged_kinds)
+    return SessionRow(
+        session_id=str(r.session_id),
+        station_id=str(r.station_id),
+        connector_id=int(r.connector_id),
+        start_ns=int(r.start_ns),
+        stop_ns=None if r.stop_ns is None else int(r.stop_ns),
+        id_pseudonym=r.id_pseudonym,
+        energy_register_wh=r.energy_register_wh,
+        energy_power_wh=r.energy_power_wh,
+        billing_confidence=float(r.billing_confidence),
+        billing_notes=tuple(r.billing_notes or ()),
+        duration_s=float(r.duration_s),
+        flagged_kinds=tuple(kinds.split(",")) if kinds else (),
+        updated_at_ns=int(r.updated_at_ns),
+        verdicts=verdicts,
+    )
+
+
+# -- cursors --------------------------------------------------------------------------------
+
+
+def _encode_cursor(order: str, key: float | int, session_id: str) -> str:
+    raw = json.dumps([order, key, session_id], separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str, order: str) -> tuple[Any, str]:
+    """The (key, session id) a cursor holds, when it was made for ``order``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        made_for, key, session_id = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise CursorError("not a cursor this API handed out") from exc
+    if made_for != order:
+        raise CursorError("this cursor belongs to another listing or order")
+    if order == "start":
+        valid_key = isinstance(key, int) and not isinstance(key, bool) and -(2**63) <= key < 2**63
+    else:
+        valid_key = isinstance(key, int | float) and not isinstance(key, bool)
+        valid_key = valid_key and math.isfinite(key)
+    valid_id = isinstance(session_id, str) and len(session_id) <= 128 and "\x00" not in session_id
+    if not (valid_key and valid_id):
+        raise CursorError("not a cursor this API handed out")
+    return key, session_id
+
+
+def _safe(exc: SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc).splitlines()[0]
