@@ -372,6 +372,8 @@ class Resampled:
     step_s: float
     energy_wh: FloatArray  # (n, k) register interpolated at the start of each step
     power_w: FloatArray  # (n, k) mean of the power samples in each step (NaN: none)
+    power_offered_w: FloatArray  # (n, k) mean of the offered power in each step
+    soc_pct: FloatArray  # (n, k) mean of the state of charge in each step
 
 
 def resample(batch: SessionBatch, *, step_s: float = 60.0, max_steps: int = 1440) -> Resampled:
@@ -385,11 +387,14 @@ def resample(batch: SessionBatch, *, step_s: float = 60.0, max_steps: int = 1440
     step = np.floor(rel_s / step_s)
     inside = np.isfinite(step) & (step >= 0) & (step < k)
     cell = np.where(inside, step, 0).astype(np.int64) + np.arange(n)[:, None] * k
-    has_power = inside & np.isfinite(batch.power_w)
-    sums = np.bincount(cell[has_power], batch.power_w[has_power], minlength=n * k)
-    counts = np.bincount(cell[has_power], minlength=n * k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        power = np.where(counts > 0, sums / counts, np.nan).reshape(n, k)
+
+    def step_means(values: FloatArray) -> FloatArray:
+        has = inside & np.isfinite(values)
+        sums = np.bincount(cell[has], values[has], minlength=n * k)
+        counts = np.bincount(cell[has], minlength=n * k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / counts, np.nan).reshape(n, k)
+
     grid = np.arange(k) * step_s
     # One np.interp for all rows: each row's times are shifted into a range of their own.
     finite = np.isfinite(rel_s) & np.isfinite(batch.energy_wh)
@@ -407,7 +412,13 @@ def resample(batch: SessionBatch, *, step_s: float = 60.0, max_steps: int = 1440
             has[:, None] & (grid[None, :] >= first[:, None]) & (grid[None, :] <= last[:, None])
         )
         energy = np.where(inside_e, flat.reshape(n, k), np.nan)
-    return Resampled(step_s=step_s, energy_wh=energy, power_w=power)
+    return Resampled(
+        step_s=step_s,
+        energy_wh=energy,
+        power_w=step_means(batch.power_w),
+        power_offered_w=step_means(batch.power_offered_w),
+        soc_pct=step_means(batch.soc_pct),
+    )
 
 
 _PROFILE_FIELDS = tuple(
