@@ -7,7 +7,8 @@ on, statuses a day before that (the status in force is the latest one before a s
 authorizations ``AUTHORIZE_WINDOW_NS`` before that. Every query bounds time on both ends.
 
 Results go back as ``profile`` and ``flag`` points stamped with the session's (flag's) start, so
-running a window again, or overlapping windows, overwrites points instead of adding new ones.
+running a window again, or overlapping windows, overwrites points instead of adding new ones;
+so do the sessions' ``usage`` pieces (``analytics.usage``: a point per quarter hour of a session).
 Given the state database, every judged session also gets its row in the session catalogue
 (``chargewatch.catalog``), with every kind's score, replacing the row of an earlier judgement.
 """
@@ -28,6 +29,7 @@ from analytics.detectors.base import Detector, KindResult
 from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
+from analytics.usage import usage_lines, usage_pieces
 from chargewatch.catalog import upsert_sessions
 from chargewatch.flags import Flag, flags_to_lines
 from chargewatch.influx import InfluxClient
@@ -98,6 +100,7 @@ def detect_window(
     judged = profiles(kept)
     _write(client, profiles_to_lines(judged))
     _write(client, flags_to_lines(flags))
+    _write(client, usage_lines(usage_pieces(kept, until_ns=until_ns)))
     if catalog is not None:
         stamp = until_ns if judged_at_ns is None else judged_at_ns
         upsert_sessions(catalog, catalog_rows(kept, judged, kept_results, judged_at_ns=stamp))
