@@ -583,6 +583,29 @@ def influxd_status(data_dir: DataDirOption = None) -> None:
         raise typer.Exit(1)
 
 
+grafana_app = typer.Typer(help="Grafana provisioning and dashboards, generated from code.")
+app.add_typer(grafana_app, name="grafana")
+
+
+@grafana_app.command("build")
+def grafana_build(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the provisioning tree in.")],
+) -> None:
+    """Write the data sources, the dashboard provider and the dashboards (README, Grafana)."""
+    from grafana.build import write
+
+    try:
+        written = write(out)
+    except OSError as exc:
+        fail(f"cannot write under {out}: {exc.strerror}")
+    dashboards = sum(1 for path in written if path.suffix == ".json")
+    stdout.print(
+        f"wrote {dashboards} dashboards and {len(written) - dashboards} provisioning files "
+        f"under {out}",
+        markup=False,
+    )
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -6,14 +6,19 @@ development and CI), started on a free loopback port with its files in a tempora
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from alerts.server import LocalAlertmanager
 from chargewatch.influx import InfluxClient, LocalInfluxd, quote_ident
 from chargewatch.influx.server import free_port
+from chargewatch.settings import Settings
 
 __all__ = ["ADMIN", "ADMIN_PASSWORD", "free_port", "unique_database"]  # for the test modules
 
@@ -71,5 +76,108 @@ def influx(influxd: LocalInfluxd) -> Iterator[InfluxClient]:
         client.create_database()
         try:
             yield client
+        finally:
+            client.query(f"DROP DATABASE {quote_ident(client.database)}")
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedFleet:
+    """A simulated fleet in InfluxDB, judged by the detection job's code: readings, sessions,
+    statuses, then profiles, flags, usage pieces and the session catalogue (in the state database
+    of ``settings.data_dir``). ``station_id`` has sessions, a flagged ``session_id`` (a stall)
+    and one fault (``GroundFailure`` on connector 1, added after detection)."""
+
+    settings: Settings
+    since_ns: int
+    until_ns: int
+    station_id: str
+    session_id: str
+
+
+JUDGED_FLEET_START = datetime(2026, 11, 23, 8, tzinfo=UTC)
+JUDGED_FLEET_HOURS = 8
+
+
+@pytest.fixture(scope="session")
+def judged_fleet(
+    influxd: LocalInfluxd, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[JudgedFleet]:
+    """10 stations x 8 hours (seed 3, half the sessions with an anomaly), ingested and judged
+    in a database of its own, dropped at the end. Read-only for the tests that use it."""
+    from analytics.window import detect_window
+    from chargewatch.events import EventDecoder
+    from chargewatch.influx import BatchWriter
+    from chargewatch.state import StateStore
+    from ingest.files import ingest_stream
+    from ingest.pseudonym import Pseudonymizer
+    from simulator import SimulationConfig, simulate
+
+    folder = tmp_path_factory.mktemp("judged-fleet")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        influx_url=influxd.url,
+        influx_database=unique_database(),
+        data_dir=folder / "var",
+        detect_interval_s=0,
+    )
+    decoder = EventDecoder(Pseudonymizer(b"judged-fleet-key" * 2))
+    since = JUDGED_FLEET_START
+    until = since + timedelta(hours=JUDGED_FLEET_HOURS)
+    since_ns, until_ns = (int(t.timestamp()) * 1_000_000_000 for t in (since, until))
+
+    def ingest(client: InfluxClient, path: Path) -> None:
+        with path.open("rb") as stream, BatchWriter(client) as writer:
+            rejected: list[object] = []
+            ingest_stream(stream, decoder=decoder, sink=writer, on_reject=rejected.append)
+        assert not rejected, rejected[:3]
+
+    events = folder / "events.jsonl"
+    config = SimulationConfig(
+        stations=10, hours=JUDGED_FLEET_HOURS, seed=3, start=since, anomaly_rate=0.5
+    )
+    simulate(config, events, folder / "labels.jsonl")
+    settings.data_dir.mkdir(parents=True)
+    client = InfluxClient(url=influxd.url, database=settings.influx_database)
+    with client:
+        client.create_database()
+        try:
+            ingest(client, events)
+            state = StateStore(settings.state_db_url)
+            try:
+                flags, _report = detect_window(client, since_ns, until_ns, catalog=state)
+            finally:
+                state.close()
+            stall = next(f for f in flags if f.kind == "stall" and f.session_id is not None)
+            fault_at = since + timedelta(hours=7)
+            faults = folder / "fault.jsonl"
+            faults.write_text(
+                "\n".join(
+                    json.dumps(
+                        {
+                            "type": "status",
+                            "ts": (fault_at + timedelta(minutes=minutes)).isoformat(),
+                            "station_id": stall.station_id,
+                            "connector_id": 1,
+                            "status": status,
+                            "error_code": code,
+                            "vendor_error_code": "E-4711",
+                            "info": "residual current detected",
+                        }
+                    )
+                    for minutes, status, code in (
+                        (0, "Faulted", "GroundFailure"),
+                        (10, "Available", "NoError"),
+                    )
+                )
+                + "\n"
+            )
+            ingest(client, faults)
+            yield JudgedFleet(
+                settings=settings,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                station_id=stall.station_id,
+                session_id=str(stall.session_id),
+            )
         finally:
             client.query(f"DROP DATABASE {quote_ident(client.database)}")
