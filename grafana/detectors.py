@@ -60,12 +60,31 @@ def dashboard() -> Dashboard:
             query(histogram.Panel(), "detectors.scores")
             .title("Scores of every session, by kind")
             .description("From the API: every kind's score of every session, flagged or not.")
-            .with_transformation(transform("partitionByValues", fields=["Kind"], keepFields=False))
             .bucket_count(20)
             .min(0)
             .max(1)
             .height(9)
             .span(8)
+        )
+        .with_panel(
+            query(stat.Panel(), "network.kpis")
+            .title("Flagged share")
+            .description("From the API: share of the window's sessions flagged with any kind.")
+            .reduce_options(reduce("lastNotNull", "/^Flagged share$/"))
+            .unit("percentunit")
+            .height(4)
+            .span(12)
+        )
+        .with_panel(
+            query(stat.Panel(), "network.kpis")
+            .title("Mean time to flag")
+            .description(
+                "From an anomaly's start to the scheduled job storing its flag (not backfills)."
+            )
+            .reduce_options(reduce("lastNotNull", "/^Mean time to flag$/"))
+            .unit("s")
+            .height(4)
+            .span(12)
         )
         .with_panel(
             query(table.Panel(), "detectors.flags")

@@ -44,37 +44,13 @@ def dashboard() -> Dashboard:
             .span(8)
         )
         .with_panel(
-            query(stat.Panel(), "network.stations")
+            query(stat.Panel(), "network.kpis")
             .title("Charging success rate")
             .description(
-                "Share of sessions that delivered energy without a fault, stall or meter flag: "
-                "each station's rate weighted by its sessions."
+                "Finished sessions that started in the window and delivered energy without a "
+                "fault, stall or meter flag."
             )
-            .with_transformation(
-                transform(
-                    "calculateField",
-                    mode="binary",
-                    alias="successful",
-                    binary={"left": "Success rate", "operator": "*", "right": "Sessions"},
-                )
-            )
-            .with_transformation(
-                transform(
-                    "reduce",
-                    mode="reduceFields",
-                    reducers=["sum"],
-                    includeTimeField=False,
-                )
-            )
-            .with_transformation(
-                transform(
-                    "calculateField",
-                    mode="binary",
-                    alias="Network",
-                    binary={"left": "successful", "operator": "/", "right": "Sessions"},
-                    replaceFields=True,
-                )
-            )
+            .reduce_options(reduce("lastNotNull", "/^Success rate$/"))
             .unit("percentunit")
             .min(0)
             .max(1)

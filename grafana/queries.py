@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from chargewatch.kinds import AnomalyKind
+
 __all__ = [
     "API_PREFIX",
     "QUERIES",
@@ -42,6 +44,7 @@ _STATION = "\"station_id\" = '$station_id'"
 _SESSION = "\"session_id\" = '$session_id'"
 # The dashboard's window in the API's terms (RFC 3339, UTC).
 _WINDOW = (("since", "${__from:date:iso}"), ("until", "${__to:date:iso}"))
+_PAGE = ("limit", "1000")  # the API's largest page; a table shows the newest 1000 rows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,11 +110,12 @@ _FLAG_COLUMNS = (
 )
 _STATION_COLUMNS = (
     Column("station_id", "Station", "string"),
-    Column("success_rate", "Success rate", "number"),
-    Column("sessions", "Sessions", "number"),
-    Column("energy_wh", "Energy", "number"),
+    Column("sessions.success_rate", "Success rate", "number"),
+    Column("sessions.finished", "Finished sessions", "number"),
+    Column("sessions.failed_stall", "Stalled", "number"),
+    Column("sessions.failed_meter", "Meter flagged", "number"),
+    Column("sessions.energy_wh", "Energy", "number"),
     Column("faults", "Faults", "number"),
-    Column("open_alerts", "Open alerts", "number"),
     Column("last_seen", "Last seen", "timestamp"),
 )
 _SESSION_ROW_COLUMNS = (
@@ -119,16 +123,14 @@ _SESSION_ROW_COLUMNS = (
     Column("connector_id", "Connector", "number"),
     Column("start", "Start", "timestamp"),
     Column("stop", "Stop", "timestamp"),
-    Column("energy_register_wh", "Energy (register)", "number"),
-    Column("billing_confidence", "Billing confidence", "number"),
+    Column("energy.register_wh", "Energy (register)", "number"),
+    Column("billing.confidence", "Billing confidence", "number"),
 )
 _ALERT_COLUMNS = (
     Column("alertname", "Alert", "string"),
     Column("severity", "Severity", "string"),
     Column("station_id", "Station", "string"),
-    Column("state", "State", "string"),
     Column("starts_at", "Since", "timestamp"),
-    Column("annotations.summary", "Summary", "string"),
 )
 
 QUERIES: dict[str, Query] = {
@@ -159,7 +161,19 @@ QUERIES: dict[str, Query] = {
         result_format="table",
     ),
     "network.stations": ApiQuery(
-        path="/stations", params=_WINDOW, root="items", columns=_STATION_COLUMNS
+        path="/stations", params=_WINDOW, root="stations", columns=_STATION_COLUMNS
+    ),
+    # The network's rate: successful / finished sessions that started in the window.
+    "network.kpis": ApiQuery(
+        path="/kpis",
+        params=_WINDOW,
+        single=True,
+        columns=(
+            Column("sessions.success_rate", "Success rate", "number"),
+            Column("sessions.finished", "Finished sessions", "number"),
+            Column("flagged_share", "Flagged share", "number"),
+            Column("time_to_flag.mean_s", "Mean time to flag", "number"),
+        ),
     ),
     "network.open_alerts": ApiQuery(
         path="/alerts",
@@ -224,10 +238,12 @@ QUERIES: dict[str, Query] = {
             Column("connector_id", "Connector", "number"),
             Column("start", "Start", "timestamp"),
             Column("stop", "Stop", "timestamp"),
-            Column("energy_register_wh", "Energy (register)", "number"),
-            Column("energy_power_wh", "Energy (integrated power)", "number"),
-            Column("billing_confidence", "Billing confidence", "number"),
-            Column("taper_onset_s", "Taper onset", "number"),
+            Column("duration_s", "Duration", "number"),
+            Column("energy.register_wh", "Energy (register)", "number"),
+            Column("energy.integrated_power_wh", "Energy (integrated power)", "number"),
+            Column("billing.confidence", "Billing confidence", "number"),
+            Column("taper_onset.offset_s", "Taper onset", "number"),
+            Column("readings", "Readings", "number"),
         ),
     ),
     "session.profile": ApiQuery(
@@ -306,13 +322,13 @@ QUERIES: dict[str, Query] = {
     ),
     "station.flagged_sessions": ApiQuery(
         path="/sessions",
-        params=(("station", "${station_id}"), *_WINDOW, ("flagged", "true")),
+        params=(("station_id", "${station_id}"), *_WINDOW, ("flagged", "true"), _PAGE),
         root="items",
         columns=_SESSION_ROW_COLUMNS,
     ),
     "station.alerts": ApiQuery(
         path="/alerts",
-        params=(("station", "${station_id}"), *_WINDOW),
+        params=(("station_id", "${station_id}"), *_WINDOW),
         root="items",
         columns=_ALERT_COLUMNS,
         guaranteed=False,
@@ -354,12 +370,13 @@ QUERIES: dict[str, Query] = {
     "usage.occupancy": ApiQuery(
         path="/usage",
         params=_WINDOW,
-        root="occupancy_by_hour_of_week",
+        root="hour_of_week",
         columns=(
-            Column("weekday", "Weekday", "string"),
+            Column("day", "Day", "string"),
             Column("hour", "Hour", "number"),
             Column("occupancy", "Occupancy", "number"),
             Column("charging_share", "Charging share", "number"),
+            Column("idle_after_full_min", "Idle after full", "number"),
         ),
     ),
     "usage.summary": ApiQuery(
@@ -368,7 +385,8 @@ QUERIES: dict[str, Query] = {
         single=True,
         columns=(
             Column("peak_concurrent_sessions", "Peak concurrent sessions", "number"),
-            Column("returning_user_share", "Returning users", "number"),
+            Column("returning_share", "Returning users", "number"),
+            Column("occupancy", "Occupancy", "number"),
             Column("idle_after_full_min", "Idle after full", "number"),
         ),
     ),
@@ -396,17 +414,16 @@ QUERIES: dict[str, Query] = {
         tags=("kind",),
         alias="$tag_kind",
     ),
+    # Every kind's score of every session: a column per kind.
     "detectors.scores": ApiQuery(
         path="/scores",
-        params=_WINDOW,
+        params=(*_WINDOW, _PAGE),
         root="items",
-        columns=(
-            Column("session_id", "Session", "string"),
-            Column("kind", "Kind", "string"),
-            Column("score", "Score", "number"),
-        ),
+        columns=tuple(Column(f"scores.{kind}", kind, "number") for kind in AnomalyKind),
     ),
-    "detectors.flags": ApiQuery(path="/flags", params=_WINDOW, root="items", columns=_FLAG_COLUMNS),
+    "detectors.flags": ApiQuery(
+        path="/flags", params=(*_WINDOW, _PAGE), root="items", columns=_FLAG_COLUMNS
+    ),
     "detectors.alerts": ApiQuery(
         path="/alerts", params=_WINDOW, root="items", columns=_ALERT_COLUMNS, guaranteed=False
     ),

@@ -47,8 +47,10 @@ def dashboard() -> Dashboard:
         )
         .with_panel(
             query(stat.Panel(), "station.detail")
-            .title("Sessions, faults, open alerts")
-            .reduce_options(reduce("lastNotNull", "/^(Sessions|Faults|Open alerts)$/"))
+            .title("Sessions and faults")
+            .reduce_options(
+                reduce("lastNotNull", "/^(Finished sessions|Stalled|Meter flagged|Faults)$/")
+            )
             .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
             .height(8)
             .span(8)

@@ -38,7 +38,7 @@ def dashboard() -> Dashboard:
                 transform(
                     "groupingToMatrix",
                     columnField="Hour",
-                    rowField="Weekday",
+                    rowField="Day",
                     valueField="Occupancy",
                     emptyValue="null",
                 )
