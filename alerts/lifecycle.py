@@ -36,6 +36,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from chargewatch.errors import ConfigError
+from chargewatch.settings import Settings
+
 from .model import Alert
 
 __all__ = [
@@ -91,6 +94,17 @@ class Policy:
             raise ValueError("ends_after must be at least 2 intervals (one missed cycle)")
         object.__setattr__(self, "lease", self.interval * self.ends_after)
         object.__setattr__(self, "refresh", self.interval * self.refresh_after)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        """The job interval and the resolve hold of the settings; ``ConfigError`` when the
+        scheduled job is off (``CHARGEWATCH_DETECT_INTERVAL_S=0``: no cycle to run)."""
+        if settings.detect_interval_s <= 0:
+            raise ConfigError("alerts need the scheduled job: CHARGEWATCH_DETECT_INTERVAL_S > 0")
+        return cls(
+            interval=timedelta(seconds=settings.detect_interval_s),
+            resolve_hold=timedelta(seconds=settings.alert_resolve_hold_s),
+        )
 
 
 class Reason(StrEnum):
@@ -223,8 +237,15 @@ def plan_cycle(
     sends: list[Send] = []
     new_state = dict(state)
     writes: set[str] = set()
+    active_reason = Reason.ACTIVE
     for fp, alert in active.items():
         old = state.get(fp)
+        if old is not None and old.resolved_at is None and old.annotations is alert.annotations:
+            # decide()'s answer when nothing changed (the common case), without the call
+            sends.append(
+                Send(fp, old.labels, alert.annotations, old.starts_at, ends_at, active_reason)
+            )
+            continue
         reason, record = decide(alert, old, now=now, policy=policy)
         assert reason is not None and record is not None  # a counted condition is always sent
         sends.append(Send(fp, record.labels, alert.annotations, record.starts_at, ends_at, reason))

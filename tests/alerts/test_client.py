@@ -4,6 +4,8 @@ URL are visible through its API v2 and ``amtool``; failures are reported per URL
 from __future__ import annotations
 
 import json
+import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -142,3 +144,17 @@ def test_no_url_at_all_is_not_delivered() -> None:
         assert report.deliveries == () and not report.delivered
         with pytest.raises(ValueError, match="not one of"):
             client.alerts()
+
+
+def test_an_alertmanager_that_never_answers_times_out() -> None:
+    with socket.socket() as hung:  # listens, never accepts nor answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        with AlertmanagerClient([url], timeout_s=0.5) as client:
+            started = time.monotonic()
+            report = client.send(sends(stall(station())))
+            elapsed = time.monotonic() - started
+    error = report.failures[0].error
+    assert error is not None and error.status is None and "timed out" in str(error)
+    assert elapsed < 3.0

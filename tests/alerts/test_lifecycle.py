@@ -9,6 +9,8 @@ import pytest
 
 from alerts.lifecycle import AlertRecord, Policy, Reason, plan_cycle, settle
 from alerts.model import Alert, make_alert
+from chargewatch.errors import ConfigError
+from chargewatch.settings import Settings
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -202,3 +204,14 @@ def test_the_policy_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="ends_after"):
         Policy(interval=MINUTE, ends_after=1)
     assert Policy(interval=timedelta(seconds=30)).lease == timedelta(minutes=2)
+
+
+def test_the_policy_comes_from_settings() -> None:
+    policy = Policy.from_settings(Settings(detect_interval_s=15, alert_resolve_hold_s=600))
+    assert (policy.interval, policy.resolve_hold, policy.lease) == (
+        timedelta(seconds=15),
+        timedelta(minutes=10),
+        timedelta(minutes=1),
+    )
+    with pytest.raises(ConfigError, match="DETECT_INTERVAL_S"):
+        Policy.from_settings(Settings(detect_interval_s=0))

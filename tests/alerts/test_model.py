@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.model import (
+    FlagAlerts,
     Links,
     fingerprint,
     flag_alert,
@@ -186,3 +187,18 @@ def test_a_service_alert_has_no_station() -> None:
         "owner": "service",
     }
     assert alert.annotations["description"] == "connection refused for 3 min"
+
+
+def test_flag_alerts_remember_the_previous_cycle_only() -> None:
+    build = FlagAlerts(Links())
+    first = build(a_flag())
+    assert build(a_flag()) is first  # an equal flag, another object: no rebuild
+    build.next_cycle()
+    assert build(a_flag()) is first  # asked for last cycle: kept
+    ended = build(a_flag(), session_finished_at=T0)
+    assert ended is not first and ended.finished_at == T0
+    assert build(a_flag(score=0.5)).annotations["score"] == "0.500"
+    build.next_cycle()
+    build.next_cycle()
+    again = build(a_flag())
+    assert again is not first and again == first  # forgotten after a cycle unused, rebuilt
