@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from analytics.network.detections import record_detections
 from analytics.pipeline import DetectReport
 from analytics.window import detect_window
 from chargewatch.errors import ChargewatchError
@@ -80,6 +81,7 @@ class DetectionJob:
             flags, report = detect_window(
                 self.client, since_ns, end_ns, catalog=self.state, judged_at_ns=now_ns
             )
+            record_detections(self.state, flags, detected_ns=now_ns)  # the time to flag
             self.state.set_cursor(CURSOR, end_ns)
             reports.append(report)
             with self.status.lock:
