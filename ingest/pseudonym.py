@@ -62,6 +62,22 @@ def load_pseudonymizer(settings: Settings, *, create_key: bool = True) -> Pseudo
         return Pseudonymizer(secrets.token_bytes(32))
 
 
+def existing_pseudonymizer(settings: Settings) -> Pseudonymizer:
+    """The pseudonymizer of the service's key, never a new one: ``ConfigError`` when there is
+    no key (a pseudonym made with any other key would match nobody's)."""
+    if settings.pseudonym_key is not None:
+        return Pseudonymizer(settings.pseudonym_key.get_secret_value().encode("utf-8"))
+    path = settings.pseudonym_key_file
+    try:
+        return Pseudonymizer(_read_key(path))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no pseudonym key: CHARGEWATCH_PSEUDONYM_KEY is unset and {path} does not exist; "
+            "a pseudonym made with another key would be wrong (set CHARGEWATCH_DATA_DIR or "
+            "CHARGEWATCH_PSEUDONYM_KEY as the service has them)"
+        ) from None
+
+
 def _key_from_file(path: Path) -> bytes:
     try:
         return _read_key(path)

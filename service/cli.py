@@ -444,6 +444,23 @@ def serve(
     guarded(lambda: run(settings, host=host, port=port))
 
 
+@app.command()
+def pseudonym() -> None:
+    """Print the pseudonym of each id tag read from standard input (one per line), with the
+    service's key: what billing looks users up by. Never creates a key (exit 2 without one)."""
+    from ingest.pseudonym import existing_pseudonymizer
+
+    settings = guarded(load_settings)
+    pseudonymize = guarded(lambda: existing_pseudonymizer(settings))
+    tags = sys.stdin.read().splitlines()
+    if not tags:
+        fail("no id tag on standard input (one per line)")
+    for number, tag in enumerate(tags, start=1):
+        if not tag.strip():
+            fail(f"line {number} of standard input is blank")  # the tag itself is never shown
+    stdout.print("\n".join(pseudonymize(tag) for tag in tags), markup=False)
+
+
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).")
 app.add_typer(keys_app, name="keys")
 stations_app = typer.Typer(help="OCPP stations and their passwords (security profiles 1 and 2).")
