@@ -383,7 +383,7 @@ def resample(batch: SessionBatch, *, step_s: float = 60.0, max_steps: int = 1440
     n = batch.n_sessions
     rel_s = np.where(batch.valid, (batch.t_ns - batch.start_ns[:, None]) / _NS, np.nan)
     span = np.nanmax(np.where(np.isnan(rel_s), -np.inf, rel_s), initial=0.0)
-    k = int(min(max_steps, max(1, np.ceil(span / step_s) + 1)))
+    k = int(min(max_steps, np.floor(span / step_s) + 1))  # the steps that hold a sample
     step = np.floor(rel_s / step_s)
     inside = np.isfinite(step) & (step >= 0) & (step < k)
     cell = np.where(inside, step, 0).astype(np.int64) + np.arange(n)[:, None] * k

@@ -9,16 +9,22 @@ viewer can open ``/openapi.json`` instead.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import events, health, ocpp
+from api import events, flags, health, ocpp, scores, sessions
 from api.deps import ApiServices
 from api.event_schemas import event_batch_schemas
 from chargewatch import __version__
+from chargewatch.catalog import CursorError
+from chargewatch.errors import InfluxError
+from chargewatch.state import StateError
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -34,6 +40,9 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(ocpp.router)
+    app.include_router(sessions.router)
+    app.include_router(flags.router)
+    app.include_router(scores.router)
     _document_event_batches(app)
 
     @app.exception_handler(RequestValidationError)
@@ -42,6 +51,22 @@ def create_app(services: ApiServices) -> FastAPI:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         return JSONResponse({"detail": problems}, status_code=422)
+
+    @app.exception_handler(CursorError)
+    async def bad_cursor(_request: Request, exc: CursorError) -> JSONResponse:
+        return JSONResponse({"detail": f"cursor: {exc}"}, status_code=422)
+
+    @app.exception_handler(InfluxError)
+    @app.exception_handler(StateError)
+    async def store_down(request: Request, exc: Exception) -> JSONResponse:
+        # The detail (addresses, database names) is for the log, not for API clients.
+        logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        what = "InfluxDB" if isinstance(exc, InfluxError) else "the state database"
+        return JSONResponse(
+            {"detail": f"{what} did not answer; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     return app
 

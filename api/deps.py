@@ -6,13 +6,15 @@ keeps api/ free of ingest internals and lets tests build the app around real par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from chargewatch.catalog import SessionRow
+from chargewatch.readmodel import FlagPage, ProfileGrid, ProfileImage, SessionDetail
 from chargewatch.roles import Role
 
 
@@ -85,6 +87,69 @@ class OcppEndpoint(Protocol):
         ...
 
 
+class ReadModel(Protocol):
+    """What the read routes show of sessions, profiles, flags and scores (``analytics.read``):
+    the session catalogue, and each session's readings from InfluxDB. Windows are UTC ns,
+    ``[since, until)``; ``after`` is a page cursor (``chargewatch.catalog.CursorError`` when it
+    is not one); a session not in the catalogue is None. Blocking: call from a worker thread."""
+
+    def sessions(
+        self,
+        *,
+        since_ns: int,
+        until_ns: int,
+        station_id: str | None,
+        connector_id: int | None,
+        pseudonym: str | None,
+        kinds: Sequence[str] | None,
+        flagged_only: bool,
+        after: str | None,
+        limit: int,
+    ) -> tuple[list[SessionRow], str | None]: ...
+
+    def ranked(
+        self,
+        kind: str,
+        *,
+        since_ns: int,
+        until_ns: int,
+        station_id: str | None,
+        connector_id: int | None,
+        min_score: float | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[list[SessionRow], str | None]: ...
+
+    def session_row(self, session_id: str) -> SessionRow | None: ...
+
+    def session(self, session_id: str) -> SessionDetail | None: ...
+
+    def profile(self, session_id: str, *, step_s: float | None) -> ProfileGrid | None: ...
+
+    def profile_png(
+        self,
+        session_id: str,
+        *,
+        step_s: float | None,
+        width_px: int,
+        height_px: int,
+        if_none_match: Collection[str] = (),
+    ) -> ProfileImage | None: ...
+
+    def flags(
+        self,
+        *,
+        since_ns: int,
+        until_ns: int,
+        station_id: str | None,
+        connector_id: int | None,
+        kinds: Sequence[str] | None,
+        session_id: str | None,
+        after: str | None,
+        limit: int,
+    ) -> FlagPage: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ApiServices:
     accept_events: EventAcceptor
@@ -96,6 +161,7 @@ class ApiServices:
     max_concurrent_batches: int  # bodies decoded and encoded at once, each in a worker thread
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
+    reads: ReadModel | None = None  # None: the read routes answer 503
 
 
 def services(request: Request) -> ApiServices:

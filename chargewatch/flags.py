@@ -149,8 +149,9 @@ def flags_to_lines(flags: Iterable[Flag]) -> Iterator[str]:
         )
 
 
-def flags_from_series(series: Sequence[Series]) -> list[Flag]:
-    """Flags from ``SELECT * FROM flag ...`` with ``epoch=ns`` (tags grouped or as columns)."""
+def flags_from_series(series: Sequence[Series], *, sort: bool = True) -> list[Flag]:
+    """Flags from ``SELECT * FROM flag ...`` with ``epoch=ns`` (tags grouped or as columns),
+    ordered by start, station, connector and kind; in the answer's order with ``sort=False``."""
     flags: list[Flag] = []
     for s in series:
         cols = s.columns
@@ -175,7 +176,8 @@ def flags_from_series(series: Sequence[Series]) -> list[Flag]:
                     reason=str(cols["reason"][i]),
                 )
             )
-    flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))
+    if sort:
+        flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))
     return flags
 
 

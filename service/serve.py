@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI, WebSocket
 
 from analytics.jobs import DetectionJob, start_scheduler
+from analytics.read import ReadModel
 from api.app import create_app
 from api.deps import AcceptOutcome, ApiServices, RejectedEvent
 from chargewatch.errors import BackpressureError, InfluxError, TooLargeError
@@ -87,6 +88,9 @@ class Service:
         # Its own client: the drainer's thread and the job's thread never share one.
         self.detect_client = InfluxClient.from_settings(settings)
         self.detection = DetectionJob(self.detect_client, self.state)
+        # The read API's own client too: its requests never wait behind the drainer's writes.
+        self.read_client = InfluxClient.from_settings(settings)
+        self.reads = ReadModel(self.read_client, self.state)
         self.scheduler: Any = None
         self.metrics.spool_events.set_function(lambda: self.spool.depth().lines)
         self.metrics.spool_bytes.set_function(lambda: self.spool.depth().bytes)
@@ -111,6 +115,7 @@ class Service:
         self.drainer.stop()
         self.gateway.close()
         self.detect_client.close()
+        self.read_client.close()
         self.spool.close()
         self.influx.close()
         self.state.close()
@@ -223,6 +228,7 @@ def build_app(service: Service) -> FastAPI:
             max_concurrent_batches=settings.max_concurrent_batches,
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
+            reads=service.reads,
         )
     )
 

@@ -34,8 +34,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (folder / "events.jsonl").read_bytes()
 
 
-
-
 def test_every_judged_session_is_catalogued_with_its_scores(
     influx: InfluxClient, tmp_path: Path, fleet: bytes
 ) -> None:

@@ -1,0 +1,315 @@
+"""The read model behind the read API: sessions from the catalogue, what their readings show,
+their profile on a grid and as a picture, flags and scores.
+
+Nothing is cached that could go stale silently. Session rows, figures and flags are read on
+every request. The one cache holds PNGs of finished sessions, keyed by their ETag, a digest of
+everything the picture is drawn from (the catalogue row as last judged, every reading and
+status read, the size, the plot's version): a late reading or a new judgement makes a new
+ETag, so a cached picture is never served for data it does not show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from analytics.batch import SessionBatch
+from analytics.plots import PLOT_VERSION, render_profile_png
+from analytics.profiles import profiles, resample, segments
+from analytics.read.flagpages import query_flag_page
+from analytics.read.readings import SessionReadings, read_session
+from chargewatch import catalog
+from chargewatch.catalog import SessionRow
+from chargewatch.influx import InfluxClient
+from chargewatch.readmodel import (
+    FlagPage,
+    ProfileGrid,
+    ProfileImage,
+    Segment,
+    SegmentKind,
+    SessionDetail,
+    TaperOnset,
+)
+from chargewatch.state import StateStore
+
+__all__ = ["DEFAULT_STEP_S", "MAX_GRID_STEPS", "ReadModel", "grid_step_s"]
+
+DEFAULT_STEP_S = 60.0
+MAX_GRID_STEPS = 1440  # a day at a minute; a longer session gets a coarser step
+_NS = 1_000_000_000
+# The order of segments() masks, as codes 1..4 (0: no segment, e.g. padding).
+_SEGMENT_ORDER = (
+    SegmentKind.CHARGING,
+    SegmentKind.SUSPENDED_EVSE,
+    SegmentKind.SUSPENDED_EV,
+    SegmentKind.IDLE,
+)
+
+
+def grid_step_s(span_s: float, requested_s: float | None) -> float:
+    """The step of a profile's grid: the one asked for (a minute by default), made coarser
+    (whole seconds) when the session would need more than ``MAX_GRID_STEPS`` of it."""
+    step = DEFAULT_STEP_S if requested_s is None else requested_s
+    return float(max(step, math.ceil(max(span_s, 0.0) / (MAX_GRID_STEPS - 1))))
+
+
+class _PngCache:
+    """PNGs by ETag, least recently used first out, at most ``max_bytes`` in all."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, etag: str) -> bytes | None:
+        with self._lock:
+            found = self._items.get(etag)
+            if found is not None:
+                self._items.move_to_end(etag)
+            return found
+
+    def put(self, etag: str, png: bytes) -> None:
+        if len(png) > self._max_bytes:
+            return
+        with self._lock:
+            if etag in self._items:
+                return
+            self._items[etag] = png
+            self._bytes += len(png)
+            while self._bytes > self._max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+class ReadModel:
+    """What ``api``'s read routes need (``api.deps.ReadModel``), over InfluxDB and the state
+    database. Safe to share between threads (InfluxDB's client and the engine are)."""
+
+    def __init__(
+        self, client: InfluxClient, state: StateStore, *, png_cache_bytes: int = 32 * 2**20
+    ) -> None:
+        self._client = client
+        self._state = state
+        self._pngs = _PngCache(png_cache_bytes)
+
+    # -- the catalogue --------------------------------------------------------------------------
+
+    def sessions(
+        self,
+        *,
+        since_ns: int,
+        until_ns: int,
+        station_id: str | None,
+        connector_id: int | None,
+        pseudonym: str | None,
+        kinds: Sequence[str] | None,
+        flagged_only: bool,
+        after: str | None,
+        limit: int,
+    ) -> tuple[list[SessionRow], str | None]:
+        return catalog.list_sessions(
+            self._state,
+            station_id=station_id,
+            connector_id=connector_id,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            pseudonym=pseudonym,
+            kinds=kinds,
+            flagged_only=flagged_only,
+            after=after,
+            limit=limit,
+        )
+
+    def ranked(
+        self,
+        kind: str,
+        *,
+        since_ns: int,
+        until_ns: int,
+        station_id: str | None,
+        connector_id: int | None,
+        min_score: float | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[list[SessionRow], str | None]:
+        return catalog.rank_sessions(
+            self._state,
+            kind,
+            station_id=station_id,
+            connector_id=connector_id,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            min_score=min_score,
+            after=after,
+            limit=limit,
+        )
+
+    def session_row(self, session_id: str) -> SessionRow | None:
+        return catalog.get_session(self._state, session_id)
+
+    # -- one session and its readings -------------------------------------------------------------
+
+    def session(self, session_id: str) -> SessionDetail | None:
+        row = catalog.get_session(self._state, session_id)
+        if row is None:
+            return None
+        readings = read_session(self._client, row)
+        return SessionDetail(
+            row=row,
+            segments=_segments(readings),
+            taper_onset=_taper_onset(readings),
+            readings=readings.count,
+        )
+
+    def profile(self, session_id: str, *, step_s: float | None) -> ProfileGrid | None:
+        row = catalog.get_session(self._state, session_id)
+        if row is None:
+            return None
+        return _grid(row, read_session(self._client, row), step_s)
+
+    def profile_png(
+        self,
+        session_id: str,
+        *,
+        step_s: float | None,
+        width_px: int,
+        height_px: int,
+        if_none_match: Collection[str] = (),
+    ) -> ProfileImage | None:
+        """The profile as a PNG; ``png`` None when its ETag is in ``if_none_match``."""
+        row = catalog.get_session(self._state, session_id)
+        if row is None:
+            return None
+        readings = read_session(self._client, row)
+        finished = row.stop_ns is not None
+        tag = hashlib.blake2b(digest_size=16)
+        tag.update(f"{PLOT_VERSION}|{width_px}x{height_px}|{step_s}|{row!r}".encode())
+        tag.update(readings.digest.encode())
+        etag = tag.hexdigest()
+        if etag in if_none_match:
+            return ProfileImage(etag=etag, png=None, finished=finished)
+        png = self._pngs.get(etag)
+        if png is None:
+            png = render_profile_png(
+                _grid(row, readings, step_s),
+                _segments(readings),
+                width_px=width_px,
+                height_px=height_px,
+            )
+            if finished:
+                self._pngs.put(etag, png)
+        return ProfileImage(etag=etag, png=png, finished=finished)
+
+    # -- flags ----------------------------------------------------------------------------------
+
+    def flags(
+        self,
+        *,
+        since_ns: int,
+        until_ns: int,
+        station_id: str | None,
+        connector_id: int | None,
+        kinds: Sequence[str] | None,
+        session_id: str | None,
+        after: str | None,
+        limit: int,
+    ) -> FlagPage:
+        return query_flag_page(
+            self._client,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            station_id=station_id,
+            connector_id=connector_id,
+            kinds=kinds,
+            session_id=session_id,
+            after=after,
+            limit=limit,
+        )
+
+
+def _segments(readings: SessionReadings) -> tuple[Segment, ...]:
+    """The session's segments as time ranges: runs of sample intervals of one kind that follow
+    each other without a gap (an interval is capped at ``MAX_INTERVAL_S``, so a long silence
+    splits a run)."""
+    batch = readings.batch
+    if readings.count == 0:
+        return ()
+    seg = segments(batch)
+    code = np.zeros(batch.n_steps, dtype=np.int8)
+    for number, mask in enumerate((seg.charging, seg.suspended_evse, seg.suspended_ev, seg.idle)):
+        code[mask[0]] = number + 1
+    start = batch.t_ns[0]
+    end = start + np.round(seg.dt_s[0] * _NS).astype(np.int64)
+    keep = (code > 0) & (end > start)
+    code, start, end = code[keep], start[keep], end[keep]
+    if not code.size:
+        return ()
+    joins = (code[1:] == code[:-1]) & (start[1:] <= end[:-1])
+    first = np.flatnonzero(np.concatenate([[True], ~joins]))
+    last = np.concatenate([first[1:] - 1, [code.size - 1]])
+    return tuple(
+        Segment(kind=_SEGMENT_ORDER[int(code[a]) - 1], start_ns=int(start[a]), end_ns=int(end[b]))
+        for a, b in zip(first.tolist(), last.tolist(), strict=True)
+    )
+
+
+def _taper_onset(readings: SessionReadings) -> TaperOnset | None:
+    if readings.count == 0:
+        return None
+    judged = profiles(readings.batch)
+    offset_s = float(judged.taper_onset_s[0])
+    if not math.isfinite(offset_s):
+        return None
+    soc = float(judged.taper_onset_soc_pct[0])
+    start_ns = int(readings.batch.start_ns[0])
+    return TaperOnset(
+        time_ns=start_ns + round(offset_s * _NS),
+        offset_s=offset_s,
+        soc_pct=soc if math.isfinite(soc) else None,
+    )
+
+
+def _grid(row: SessionRow, readings: SessionReadings, step_s: float | None) -> ProfileGrid:
+    batch = readings.batch
+    span_s = row.duration_s
+    if readings.count:
+        span_s = max(span_s, (int(batch.t_ns[0, -1]) - row.start_ns) / _NS)
+    step = grid_step_s(span_s, step_s)
+    grid = resample(batch, step_s=step, max_steps=MAX_GRID_STEPS)
+    return ProfileGrid(
+        row=row,
+        step_s=step,
+        power_w=_values(grid.power_w[0]),
+        power_offered_w=_values(grid.power_offered_w[0]),
+        soc_pct=_values(grid.soc_pct[0]),
+        energy_wh=_values(_delivered_by_step(batch, step, grid.power_w.shape[1])),
+    )
+
+
+def _delivered_by_step(batch: SessionBatch, step_s: float, steps: int) -> np.ndarray:
+    """Energy delivered by the end of each step: the step's last register reading less the
+    session's first (NaN for a step without one). Readings, not interpolation: the figures
+    are the meter's own."""
+    out = np.full(steps, np.nan)
+    energy = batch.energy_wh[0]
+    finite = np.flatnonzero(np.isfinite(energy) & batch.valid[0])
+    if not finite.size:
+        return out
+    step = np.floor((batch.t_ns[0, finite] - batch.start_ns[0]) / _NS / step_s).astype(np.int64)
+    inside = np.flatnonzero((step >= 0) & (step < steps))
+    if not inside.size:
+        return out
+    step, picked = step[inside], finite[inside]
+    last = np.flatnonzero(np.diff(step, append=step[-1] + 1))  # readings are in time order
+    out[step[last]] = energy[picked[last]] - energy[finite[0]]
+    return out
+
+
+def _values(column: np.ndarray) -> tuple[float | None, ...]:
+    return tuple(v if v == v else None for v in column.tolist())  # NaN != NaN

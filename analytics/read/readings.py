@@ -1,0 +1,153 @@
+"""One catalogued session's readings from InfluxDB, as a one-row ``SessionBatch``.
+
+The session comes from the catalogue (never found by scanning InfluxDB, where its id is a
+field); its readings are read by its station and connector tags and its time range, bounded on
+both ends: from its start to its stop, or, while it is open, to ``MAX_SESSION_NS`` after its
+start (the detection job's look-back: no session is expected to last longer). The status in
+force at each sample comes from the connector's statuses from a day before the start. One
+request carries the three statements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.batch import NO_TIME, SessionBatch, StatusCode
+from analytics.window import SESSION_LOOKBACK_NS
+from chargewatch.catalog import SessionRow
+from chargewatch.events import ChargePointStatus, EventType
+from chargewatch.influx import InfluxClient, Series, quote_ident, quote_literal
+from chargewatch.schema import READING_FIELDS
+
+__all__ = ["MAX_SESSION_NS", "SessionReadings", "read_session"]
+
+MAX_SESSION_NS = SESSION_LOOKBACK_NS
+_STATUS_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
+_STATUS_CODE = {status.value: int(StatusCode[status.name]) for status in ChargePointStatus}
+_FIELDS = ", ".join(quote_ident(name) for name in READING_FIELDS)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SessionReadings:
+    """A session's readings as a one-row batch, and a digest of everything read (for ETags)."""
+
+    batch: SessionBatch
+    digest: str
+
+    @property
+    def count(self) -> int:
+        return int(self.batch.n_samples[0])
+
+
+def time_range(row: SessionRow) -> tuple[int, int]:
+    """The session's readings lie in ``[start, end]``: to its stop, or while open, to the
+    longest a session is expected to last."""
+    end = row.stop_ns if row.stop_ns is not None else row.start_ns + MAX_SESSION_NS
+    return row.start_ns, max(end, row.start_ns)
+
+
+def read_session(client: InfluxClient, row: SessionRow) -> SessionReadings:
+    """The readings of ``row``'s session (those carrying its id, on its connector, in its time
+    range) and the statuses in force at them."""
+    start, end = time_range(row)
+    series = f"station_id = {quote_literal(row.station_id)} AND connector_id = '{row.connector_id}'"
+    readings = (
+        f"SELECT {_FIELDS} FROM {quote_ident(EventType.READING)} WHERE {series} "
+        f"AND session_id = {quote_literal(row.session_id)} "
+        f"AND time >= {start} AND time <= {end}"
+    )
+    before = (
+        f"SELECT last(status) AS status FROM {quote_ident(EventType.STATUS)} WHERE {series} "
+        f"AND time >= {start - _STATUS_LOOKBACK_NS} AND time < {start}"
+    )
+    during = (
+        f"SELECT status FROM {quote_ident(EventType.STATUS)} WHERE {series} "
+        f"AND time >= {start} AND time <= {end}"
+    )
+    found = client.query(f"{readings}; {before}; {during}")
+    by_name: dict[str, list[Series]] = {}
+    for s in found:
+        by_name.setdefault(s.name, []).append(s)
+    t_ns, values = _readings(by_name.get(EventType.READING, []))
+    status_t, status_code = _statuses(by_name.get(EventType.STATUS, []), start)
+    batch = _one_row(row, t_ns, values, status_t, status_code)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(t_ns.tobytes())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    digest.update(status_t.tobytes())
+    digest.update(status_code.tobytes())
+    return SessionReadings(batch=batch, digest=digest.hexdigest())
+
+
+def _readings(series: list[Series]) -> tuple[np.ndarray, np.ndarray]:
+    """Times (int64, sorted) and values ``(len(READING_FIELDS), m)`` with NaN where absent."""
+    if not series:
+        return np.zeros(0, dtype=np.int64), np.zeros((len(READING_FIELDS), 0))
+    s = series[0]  # one connector: one series
+    t_ns = np.asarray(s.columns["time"], dtype=np.int64)
+    values = np.full((len(READING_FIELDS), t_ns.size), np.nan)
+    for j, name in enumerate(READING_FIELDS):
+        column = s.columns.get(name)
+        if column is not None and column.dtype.kind == "f":
+            values[j] = column
+    order = np.argsort(t_ns, kind="stable")
+    return t_ns[order], values[:, order]
+
+
+def _statuses(series: list[Series], start_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Status changes in time order (the one in force before the start first, at the start)."""
+    times: list[int] = []
+    codes: list[int] = []
+    for s in series:
+        column = s.columns.get("status")
+        if column is None:
+            continue
+        for t, status in zip(s.columns["time"].tolist(), column.tolist(), strict=True):
+            code = _STATUS_CODE.get(status) if isinstance(status, str) else None
+            if code is not None:
+                # last() answers with the window's start as its time: it is in force from then
+                times.append(min(int(t), start_ns))
+                codes.append(code)
+    t = np.asarray(times, dtype=np.int64)
+    order = np.argsort(t, kind="stable")
+    return t[order], np.asarray(codes, dtype=np.int8)[order]
+
+
+def _one_row(
+    row: SessionRow,
+    t_ns: np.ndarray,
+    values: np.ndarray,
+    status_t: np.ndarray,
+    status_code: np.ndarray,
+) -> SessionBatch:
+    m = int(t_ns.size)
+    at = np.searchsorted(status_t, t_ns, side="right") - 1
+    status = np.where(at >= 0, status_code[np.maximum(at, 0)] if status_code.size else 0, 0)
+
+    def one(value: object) -> np.ndarray:
+        out = np.empty(1, dtype=object)
+        out[0] = value
+        return out
+
+    samples = {name: values[j][None, :].copy() for j, name in enumerate(READING_FIELDS)}
+    return SessionBatch(
+        session_id=one(row.session_id),
+        station_id=one(row.station_id),
+        connector_id=np.array([row.connector_id], dtype=np.int64),
+        start_ns=np.array([row.start_ns], dtype=np.int64),
+        stop_ns=np.array([NO_TIME if row.stop_ns is None else row.stop_ns], dtype=np.int64),
+        id_pseudonym=one(row.id_pseudonym),
+        auth_result=one(None),
+        meter_start_wh=np.full(1, np.nan),
+        meter_stop_wh=np.full(1, np.nan),
+        stop_reason=one(None),
+        n_samples=np.array([m], dtype=np.int64),
+        t_ns=t_ns[None, :].copy(),
+        valid=np.ones((1, m), dtype=bool),
+        arrival=np.arange(m, dtype=np.int64)[None, :],
+        status=np.asarray(status, dtype=np.int8)[None, :],
+        **samples,
+    )

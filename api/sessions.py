@@ -1,0 +1,164 @@
+"""Sessions: the catalogue's list, one session with what its readings show, and its profile on a
+grid (JSON) and as a picture (PNG).
+
+A session is found by id in the catalogue; its readings are then read from InfluxDB by its
+station and connector and its time range. The routes are plain functions, run on worker
+threads: the reads block, and the PNG is drawn there, off the event loop (one at a time: the
+renderer holds a lock, ``analytics.plots``). A PNG answers with an ETag (a digest of everything it
+is drawn from) and ``Cache-Control: no-cache``: a client keeps it and asks again with
+``If-None-Match``, and gets 304 while nothing it shows has changed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
+
+from api.deps import require
+from api.query import (
+    READ_RESPONSES,
+    Identifier,
+    PageParams,
+    Problem,
+    Reads,
+    WindowParams,
+    checked_id,
+)
+from api.session_schemas import ProfileOut, SessionDetailOut, SessionOut, SessionPage
+from chargewatch.kinds import AnomalyKind
+from chargewatch.roles import Role
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["sessions"],
+    dependencies=[Depends(require(Role.VIEWER))],
+    responses=READ_RESPONSES,
+)
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no session with this id in the catalogue"}
+}
+SessionId = Annotated[
+    str, Path(min_length=1, max_length=128, description="The session's id (OCPP transaction).")
+]
+StepS = Annotated[
+    float | None,
+    Query(
+        ge=1.0,
+        le=3600.0,
+        description="The grid's step in seconds (default 60); coarser when the session would "
+        "need more than 1440 steps.",
+    ),
+]
+
+
+def _not_found(session_id: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, f"session_id: no session {session_id!r} in the catalogue"
+    )
+
+
+@router.get("/sessions", response_model=SessionPage)
+def list_sessions(
+    reads: Reads,
+    window: WindowParams,
+    page: PageParams,
+    station_id: Identifier = None,
+    connector_id: Annotated[int | None, Query(ge=0, le=1000)] = None,
+    pseudonym: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="Only this user's sessions (an id tag's pseudonym).",
+        ),
+    ] = None,
+    kind: Annotated[
+        list[AnomalyKind] | None, Query(description="Only sessions flagged with any of these.")
+    ] = None,
+    flagged: Annotated[bool, Query(description="Only sessions flagged with any kind.")] = False,
+) -> SessionPage:
+    """Sessions that started in the window, newest first, a page at a time."""
+    rows, cursor = reads.sessions(
+        since_ns=window.since_ns,
+        until_ns=window.until_ns,
+        station_id=checked_id(station_id, "station_id"),
+        connector_id=connector_id,
+        pseudonym=checked_id(pseudonym, "pseudonym"),
+        kinds=None if kind is None else [k.value for k in kind],
+        flagged_only=flagged,
+        after=page.cursor,
+        limit=page.limit,
+    )
+    return SessionPage(items=[SessionOut.of(row) for row in rows], next_cursor=cursor)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionDetailOut, responses=_NOT_FOUND)
+def get_session(reads: Reads, session_id: SessionId) -> SessionDetailOut:
+    """One session: its figures and billing confidence as last judged, every flag with its
+    evidence and every kind's score; its segments and taper onset from its readings now."""
+    checked_id(session_id, "session_id")
+    detail = reads.session(session_id)
+    if detail is None:
+        raise _not_found(session_id)
+    return SessionDetailOut.of_detail(detail, base=f"/api/v1/sessions/{session_id}")
+
+
+@router.get("/sessions/{session_id}/profile", response_model=ProfileOut, responses=_NOT_FOUND)
+def get_profile(reads: Reads, session_id: SessionId, step_s: StepS = None) -> ProfileOut:
+    """The session's power, offered power, state of charge and energy on a regular grid."""
+    checked_id(session_id, "session_id")
+    grid = reads.profile(session_id, step_s=step_s)
+    if grid is None:
+        raise _not_found(session_id)
+    return ProfileOut.of(grid)
+
+
+@router.get(
+    "/sessions/{session_id}/profile.png",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the profile as a PNG",
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "not modified: the ETag sent in If-None-Match still holds"},
+        **_NOT_FOUND,
+    },
+)
+def get_profile_png(
+    reads: Reads,
+    session_id: SessionId,
+    step_s: StepS = None,
+    width: Annotated[int, Query(ge=320, le=2400, description="pixels")] = 1000,
+    height: Annotated[int, Query(ge=240, le=1600, description="pixels")] = 500,
+    if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
+) -> Response:
+    """The profile drawn: power and offered power, state of charge on a second axis, segments
+    as a band, flagged ranges shaded and labelled."""
+    checked_id(session_id, "session_id")
+    image = reads.profile_png(
+        session_id,
+        step_s=step_s,
+        width_px=width,
+        height_px=height,
+        if_none_match=_etags(if_none_match),
+    )
+    if image is None:
+        raise _not_found(session_id)
+    headers = {"ETag": f'"{image.etag}"', "Cache-Control": "no-cache"}
+    if image.png is None:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=image.png, media_type="image/png", headers=headers)
+
+
+def _etags(header: str | None) -> frozenset[str]:
+    """The entity tags of an If-None-Match header, without quotes or weakness."""
+    if not header:
+        return frozenset()
+    return frozenset(
+        tag.strip().removeprefix("W/").strip('"') for tag in header.split(",") if tag.strip()
+    )

@@ -1,0 +1,74 @@
+"""The role matrix of the read API: every GET route of the service x every role, no key, a
+revoked key. Routes are taken from the application itself, so a route added later is in the
+matrix at once (and fails here until ``SAMPLES`` knows its path parameters). Each is called
+with the fleet's window and no other parameter: viewer and up get 200."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chargewatch.roles import Role
+
+from .conftest import HAND_SESSION, HAND_STATION, ReadFleet
+
+OPEN = {"/healthz", "/openapi.json"}  # no key, on purpose (README)
+SAMPLES = {"session_id": HAND_SESSION, "station_id": HAND_STATION}
+
+
+def read_routes(fleet: ReadFleet) -> list[str]:
+    """Every GET path the service documents (``/openapi.json``), but the open ones."""
+    paths = fleet.client.get("/openapi.json").json()["paths"]
+    return sorted(path for path, ops in paths.items() if "get" in ops and path not in OPEN)
+
+
+def concrete(path: str, fleet: ReadFleet) -> str:
+    samples = {**SAMPLES, "pseudonym": fleet.pseudonym}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in samples:
+            pytest.fail(f"{path}: add a sample value for {{{name}}} to SAMPLES")
+        return samples[name]
+
+    return re.sub(r"\{(\w+)\}", fill, path)
+
+
+def test_the_matrix_covers_the_read_routes(read_fleet: ReadFleet) -> None:
+    routes = read_routes(read_fleet)
+    for path in (
+        "/api/v1/sessions",
+        "/api/v1/sessions/{session_id}",
+        "/api/v1/sessions/{session_id}/profile",
+        "/api/v1/sessions/{session_id}/profile.png",
+        "/api/v1/flags",
+        "/api/v1/scores",
+    ):
+        assert path in routes
+
+
+@pytest.mark.parametrize("who", ["no key", "revoked", *[role.value for role in Role]])
+def test_every_read_route_for_every_role(read_fleet: ReadFleet, who: str) -> None:
+    for path in read_routes(read_fleet):
+        url = concrete(path, read_fleet)
+        answer = read_fleet.get(url, None if who == "no key" else who, **read_fleet.window)
+        if who in ("no key", "revoked"):
+            assert answer.status_code == 401, f"{who} on {url}: {answer.status_code}"
+            assert answer.headers["www-authenticate"] == "Bearer"
+            assert answer.json()["detail"] in (
+                "an API key is required (Authorization: Bearer <key>)",
+                "unknown or revoked API key",
+            )
+        else:
+            # viewer and up read everything
+            assert answer.status_code == 200, f"{who} on {url}: {answer.status_code} {answer.text}"
+
+
+def test_the_key_may_come_as_x_api_key(read_fleet: ReadFleet) -> None:
+    for path in read_routes(read_fleet):
+        url = concrete(path, read_fleet)
+        answer = read_fleet.client.get(
+            url, params=read_fleet.window, headers={"X-API-Key": read_fleet.keys["viewer"]}
+        )
+        assert answer.status_code == 200, f"{url}: {answer.status_code}"
