@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,19 @@ def test_an_alertmanager_that_never_answers_times_out() -> None:
     error = report.failures[0].error
     assert error is not None and error.status is None and "timed out" in str(error)
     assert elapsed < 3.0
+
+
+def test_every_member_of_a_cluster_gets_every_alert(
+    alertmanager: LocalAlertmanager, tmp_path: Path
+) -> None:
+    second = LocalAlertmanager(data_dir=tmp_path / "am2", port=free_port())
+    second.start()
+    try:
+        sid = station()
+        with AlertmanagerClient([alertmanager.url, second.url]) as client:
+            report = client.send(sends(stall(sid, 1), stall(sid, 2)))
+            assert report.delivered and [d.sent for d in report.deliveries] == [2, 2]
+            for url in (alertmanager.url, second.url):
+                assert len(client.alerts(url, filters=[f'station_id="{sid}"'])) == 2
+    finally:
+        second.stop()

@@ -215,3 +215,12 @@ def test_the_policy_comes_from_settings() -> None:
     )
     with pytest.raises(ConfigError, match="DETECT_INTERVAL_S"):
         Policy.from_settings(Settings(detect_interval_s=0))
+
+
+def test_changes_are_sent_before_the_active_alerts_sent_again() -> None:
+    many = [cond(f"X{i}") for i in range(50)]
+    state, _ = run({}, 0, A, *many)
+    cycle = plan_cycle([*many, B], state, now=at(1), policy=POLICY)
+    reasons = [s.reason for s in cycle.sends]
+    assert reasons[:2] == [Reason.NEW, Reason.RESOLVED]  # B new, A cleared
+    assert set(reasons[2:]) == {Reason.ACTIVE} and len(reasons) == 52

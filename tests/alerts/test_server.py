@@ -73,3 +73,11 @@ def test_reload_takes_a_new_configuration_and_refuses_a_bad_one(tmp_path: Path) 
         assert server.is_running()  # it keeps the previous configuration
     finally:
         server.stop()
+
+
+def test_without_the_binaries_nor_apt_get_the_error_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there: no alertmanager, no apt-get
+    with pytest.raises(LocalAlertmanagerError, match="apt-get install prometheus-alertmanager"):
+        find_or_install_alertmanager()
