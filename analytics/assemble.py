@@ -32,6 +32,7 @@ from chargewatch.events import (
     Reading,
     SessionStart,
     SessionStop,
+    StationEvent,
     StatusChange,
 )
 from chargewatch.schema import READING_FIELDS
@@ -221,7 +222,10 @@ class Assembler:
         return max(self.max_control_ns, median)
 
     def add(self, arrival: int, event: Event) -> None:
-        """Take one event; ``arrival`` is its order of arrival (the file line number)."""
+        """Take one event; ``arrival`` is its order of arrival (the file line number). A
+        station event (liveness) is part of no session: it is skipped."""
+        if type(event) is StationEvent:
+            return
         ts_ns = event.ts_ns
         if ts_ns > self.max_event_ns:
             self.max_event_ns = ts_ns
@@ -233,25 +237,9 @@ class Assembler:
         if ts_ns > self.max_control_ns:
             self.max_control_ns = ts_ns
         if isinstance(event, SessionStart):
-            conn = self._connector(event.station_id, event.connector_id, ts_ns)
-            session = self._session(event.session_id, event.station_id, event.connector_id)
-            if session is None:
-                return
-            session.start_ns = ts_ns
-            session.id_pseudonym = event.id_pseudonym
-            session.meter_start_wh = _or_nan(event.meter_start_wh)
-            self._starts.append((conn, ts_ns))
+            self._add_start(event, ts_ns)
         elif isinstance(event, SessionStop):
-            self._connector(event.station_id, event.connector_id, ts_ns)
-            session = self._session(event.session_id, event.station_id, event.connector_id)
-            if session is None:
-                return
-            if session.stopped_at < 0:
-                self.stopped += 1
-            session.stop_ns = ts_ns
-            session.meter_stop_wh = _or_nan(event.meter_stop_wh)
-            session.stop_reason = event.reason
-            session.stopped_at = arrival
+            self._add_stop(arrival, event, ts_ns)
         elif isinstance(event, StatusChange):
             conn = self._connector(event.station_id, event.connector_id, ts_ns)
             connectors, times, codes = self._statuses
@@ -261,6 +249,28 @@ class Assembler:
         elif isinstance(event, Authorize):
             key = (event.station_id, event.id_pseudonym)
             self._authorizations.setdefault(key, []).append((ts_ns, event.result.value))
+
+    def _add_start(self, event: SessionStart, ts_ns: int) -> None:
+        conn = self._connector(event.station_id, event.connector_id, ts_ns)
+        session = self._session(event.session_id, event.station_id, event.connector_id)
+        if session is None:
+            return
+        session.start_ns = ts_ns
+        session.id_pseudonym = event.id_pseudonym
+        session.meter_start_wh = _or_nan(event.meter_start_wh)
+        self._starts.append((conn, ts_ns))
+
+    def _add_stop(self, arrival: int, event: SessionStop, ts_ns: int) -> None:
+        self._connector(event.station_id, event.connector_id, ts_ns)
+        session = self._session(event.session_id, event.station_id, event.connector_id)
+        if session is None:
+            return
+        if session.stopped_at < 0:
+            self.stopped += 1
+        session.stop_ns = ts_ns
+        session.meter_stop_wh = _or_nan(event.meter_stop_wh)
+        session.stop_reason = event.reason
+        session.stopped_at = arrival
 
     def register_first_seen(
         self, readings: ReadingColumns, events: Sequence[tuple[int, Event]]
@@ -272,7 +282,7 @@ class Assembler:
         than one slice before each event that registers something."""
         connectors, sessions = self._unseen_in_readings(readings)
         for arrival, event in events:
-            if isinstance(event, Authorize):
+            if isinstance(event, Authorize | StationEvent):
                 continue
             key = (event.station_id, event.connector_id)
             if key not in self._connector_index:

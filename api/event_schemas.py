@@ -26,10 +26,12 @@ from pydantic_core import CoreSchema
 
 from chargewatch.events import (
     MAX_CONNECTOR_ID,
+    MAX_HEARTBEAT_INTERVAL_S,
     READING_RANGES,
     AuthorizationStatus,
     ChargePointErrorCode,
     ChargePointStatus,
+    StationEventKind,
 )
 
 __all__ = ["event_batch_schemas"]
@@ -142,8 +144,32 @@ class AuthorizeEvent(_Event):
     result: AuthorizationStatus
 
 
+class StationEvent(_Event):
+    """What is known of a station itself, for liveness (offline alerts); part of no session."""
+
+    type: Literal["station"]
+    ts: Ts
+    station_id: Id
+    event: StationEventKind
+    vendor: Id | None = None
+    model: Id | None = None
+    firmware: Id | None = None
+    ocpp_version: Id | None = Field(default=None, description="e.g. ocpp1.6, ocpp2.0.1")
+    heartbeat_interval_s: (
+        Annotated[float, Field(ge=1, le=MAX_HEARTBEAT_INTERVAL_S)] | NumericString | None
+    ) = Field(default=None, description="the heartbeat interval the central system asked for, s")
+    reason: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="a disconnect's cause, or a boot's"
+    )
+
+
 AnyEvent = Annotated[
-    ReadingEvent | SessionStartEvent | SessionStopEvent | StatusEvent | AuthorizeEvent,
+    ReadingEvent
+    | SessionStartEvent
+    | SessionStopEvent
+    | StatusEvent
+    | AuthorizeEvent
+    | StationEvent,
     Field(discriminator="type"),
 ]
 

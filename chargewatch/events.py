@@ -1,6 +1,6 @@
 """Canonical events (CONTRACTS.md section 1) and their JSON Lines decoder.
 
-Every source (OCPP frames, HTTP batches, files) ends up as one of the five immutable event types
+Every source (OCPP frames, HTTP batches, files) ends up as one of the six immutable event types
 below, so nothing further in does not know where a reading came from. Raw values are parsed into
 typed ones here: numbers that arrive as numeric strings become floats, statuses become enums,
 timestamps become integer nanoseconds since the Unix epoch (UTC), and id tags are replaced by
@@ -24,6 +24,7 @@ from chargewatch.errors import EventError
 
 __all__ = [
     "MAX_CONNECTOR_ID",
+    "MAX_HEARTBEAT_INTERVAL_S",
     "MAX_LINE_BYTES",
     "READING_RANGES",
     "AuthorizationStatus",
@@ -36,6 +37,8 @@ __all__ = [
     "Reading",
     "SessionStart",
     "SessionStop",
+    "StationEvent",
+    "StationEventKind",
     "StatusChange",
     "check_connector_id",
     "iter_jsonl",
@@ -48,6 +51,9 @@ MAX_LINE_BYTES = 64 * 1024
 # bound is also the most series one station can open per measurement.
 MAX_CONNECTOR_ID = 1000
 _MAX_ID_CHARS = 128
+# A station's heartbeat interval: OCPP gives whole seconds; central systems ask for 30 s to a
+# few hours. Above a day it is a unit error (ms sent as s), and liveness would mean nothing.
+MAX_HEARTBEAT_INTERVAL_S = 86_400.0
 _MAX_TEXT_CHARS = 1024
 # InfluxDB stores nanoseconds in a signed 64-bit integer: 1677-09-21 .. 2262-04-11.
 _MIN_TS_NS = -(2**63) + 1
@@ -63,6 +69,16 @@ class EventType(StrEnum):
     SESSION_STOP = "session_stop"
     STATUS = "status"
     AUTHORIZE = "authorize"
+    STATION = "station"
+
+
+class StationEventKind(StrEnum):
+    """What a ``station`` event says about a station's link to its central system."""
+
+    BOOT = "boot"  # BootNotification: it (re)started; vendor, model, firmware come with it
+    CONNECT = "connect"  # its connection (an OCPP WebSocket) was accepted
+    DISCONNECT = "disconnect"  # its connection went; ``reason`` says how
+    HEARTBEAT = "heartbeat"  # it was heard from (sampled: not every message is recorded)
 
 
 class ChargePointStatus(StrEnum):
@@ -185,7 +201,29 @@ class Authorize(NamedTuple):
         return EventType.AUTHORIZE
 
 
-Event = Reading | SessionStart | SessionStop | StatusChange | Authorize
+class StationEvent(NamedTuple):
+    """What is known of a station itself, for liveness: not part of any session.
+
+    ``heartbeat_interval_s`` is the interval the central system asked of the station (the
+    answer to its BootNotification), so "silent for N intervals" can be judged per station.
+    """
+
+    ts_ns: int
+    station_id: str
+    event: StationEventKind
+    vendor: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    ocpp_version: str | None = None
+    heartbeat_interval_s: float | None = None
+    reason: str | None = None
+
+    @property
+    def type(self) -> EventType:
+        return EventType.STATION
+
+
+Event = Reading | SessionStart | SessionStop | StatusChange | Authorize | StationEvent
 
 _FLOAT_MAX = sys.float_info.max
 # Optional measured values of a reading, and the physically possible range of each. Power and
@@ -246,6 +284,7 @@ class EventDecoder:
             EventType.SESSION_STOP: self._session_stop,
             EventType.STATUS: self._status,
             EventType.AUTHORIZE: self._authorize,
+            EventType.STATION: self._station,
         }
 
     def decode_line(self, line: bytes | str) -> Event:
@@ -329,6 +368,22 @@ class EventDecoder:
             _id(obj.get("station_id"), "station_id"),
             self._pseudonymize(_id(obj.get("id_tag"), "id_tag")),
             _enum(AuthorizationStatus, obj.get("result"), "result"),
+        )
+
+    def _station(self, obj: dict[str, Any]) -> StationEvent:
+        get = obj.get
+        return StationEvent(
+            parse_ts(get("ts")),
+            _id(get("station_id"), "station_id"),
+            _enum(StationEventKind, get("event"), "event"),
+            _optional_id(get("vendor"), "vendor"),
+            _optional_id(get("model"), "model"),
+            _optional_id(get("firmware"), "firmware"),
+            _optional_id(get("ocpp_version"), "ocpp_version"),
+            _number(
+                get("heartbeat_interval_s"), "heartbeat_interval_s", 1.0, MAX_HEARTBEAT_INTERVAL_S
+            ),
+            _text(get("reason"), "reason"),
         )
 
 

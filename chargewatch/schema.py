@@ -1,29 +1,46 @@
 """How events are laid out in InfluxDB (DESIGN.md, InfluxDB), both ways: written as line
-protocol (``LineFormatter``) and read back as events (``read_events``).
+protocol (``LineFormatter``) and read back: as events (``read_events``), and as what each station's
+liveness is (``read_station_liveness``).
 
 One measurement per event type, named as the type. Tags are bounded: ``station_id`` and
-``connector_id`` only. Unbounded identifiers (``session_id``, ``id_pseudonym``) and free text are
-fields, so series cardinality grows with stations, never with sessions or users. Field names are
-the event's own keys, so a query reads like the event format.
+``connector_id``, and the ``event`` of a ``station`` point. Unbounded identifiers (``session_id``,
+``id_pseudonym``) and free text are fields, so series cardinality grows with stations, never with
+sessions or users. Field names are the event's own keys, so a query reads like the event format.
+
+``station`` (liveness: boot, connect, disconnect, heartbeat) is tagged ``station_id`` and
+``event``. ``event`` is a tag because it has four values (four series per station at most) and
+because what liveness asks is by kind: the latest ``boot`` of each station (vendor, firmware),
+which with a tag is read from that series alone through the index, where a field would scan
+every heartbeat of the window first. The other keys are fields, and so is ``up`` (1, or 0 for a
+disconnect): every point needs a field, a bare heartbeat has no other, and ``last(up)`` or
+``mean(up)`` per station is what a Grafana state timeline or availability panel draws.
 
 A point per event. InfluxDB identifies a point by (measurement, tags, time) and a second write of
 one replaces the first. Chargers send times in seconds or milliseconds, and two events of one
 series can share one: a station re-sending a sample with other values, two cards authorized at one
 station in the same millisecond. So the digits a time leaves at zero below its millisecond (or
 below its microsecond, for a time given to the microsecond) carry the event's identity
-(``point_time_ns``): its type's band (authorization, start, status, reading, stop: the order in
-which a session unfolds, so that within a millisecond an authorization still comes before the
-start it opens, a status before the readings it is in force at, and a session's readings between
-its start and its stop), and within the band a CRC-32 of the values the point stores (the IEEE-754
-bytes of its numbers, the UTF-8 of its strings). That is a function of content alone:
+(``point_time_ns``): its type's band (station, authorization, start, status, reading, stop: the
+order in which a session unfolds, so that within a millisecond an authorization still comes before
+the start it opens, a status before the readings it is in force at, and a session's readings
+between its start and its stop; a station connects and boots before it does the rest), and within
+the band a CRC-32 of the values the point stores (the IEEE-754 bytes of its numbers, the UTF-8 of
+its strings). A station's band is split once more by its event, disconnect, connect, boot,
+heartbeat: at one instant a station that went and came back (a replaced connection) is seen
+last as connected. That is a function of content alone:
 
 - the same event written again (a spool replay, a file loaded twice, a number sent once as a
   numeric string) is the same point, so replays and re-ingests stay idempotent; a duplicate is
   deliberate and harmless;
 - two events that differ in any stored value are two points, unless their digests meet in the
-  band: 1 in 200,000 per pair of millisecond times (1 in 200 for times given to the microsecond);
+  band: 1 in 166,666 per pair of millisecond times (1 in 166 for times given to the microsecond;
+  1 in 41,666 and 1 in 41 for two station events of one kind, which share a quarter band);
 - the charger's time is kept to the millisecond (microsecond): a reader sees two events of one
   millisecond up to 1 ms apart, which is what was sent.
+
+The band width follows the number of types: a type added (``station`` made them six) moves the
+digits of every type, so a file loaded before and again after such a change is two points per
+event; drop and reload rather than load again across it.
 
 Values rather than the line's text are digested because the columnar path (``ingest/encode.py``,
 polars) and ``LineFormatter`` write some floats differently (``0.00001`` against ``1e-05``): the
@@ -54,9 +71,11 @@ from chargewatch.events import (
     Reading,
     SessionStart,
     SessionStop,
+    StationEvent,
+    StationEventKind,
     StatusChange,
 )
-from chargewatch.influx import InfluxClient, Series, quote_ident
+from chargewatch.influx import InfluxClient, Series, quote_ident, quote_literal
 from chargewatch.influx.lineprotocol import (
     TIMESTAMP_LIMIT_NS,
     escape_key,
@@ -83,11 +102,19 @@ READING_FIELDS: tuple[str, ...] = (
 _MS_NS, _US_NS = 1_000_000, 1_000
 # Within a millisecond the types keep the order in which a session unfolds (module docstring).
 _BAND: dict[EventType, int] = {
-    EventType.AUTHORIZE: 0,
-    EventType.SESSION_START: 1,
-    EventType.STATUS: 2,
-    EventType.READING: 3,
-    EventType.SESSION_STOP: 4,
+    EventType.STATION: 0,
+    EventType.AUTHORIZE: 1,
+    EventType.SESSION_START: 2,
+    EventType.STATUS: 3,
+    EventType.READING: 4,
+    EventType.SESSION_STOP: 5,
+}
+# Within the station band, at one instant: gone, then back, then what it says once back.
+_STATION_RANK: dict[StationEventKind, int] = {
+    StationEventKind.DISCONNECT: 0,
+    StationEventKind.CONNECT: 1,
+    StationEventKind.BOOT: 2,
+    StationEventKind.HEARTBEAT: 3,
 }
 _BANDS = len(_BAND)
 # In the digested bytes: an absent number is a NaN (a stored number never is), an absent string is
@@ -108,9 +135,12 @@ def content_crc(numbers: Iterable[float | None], texts: Iterable[str | None]) ->
     return zlib.crc32(text, zlib.crc32(packed))
 
 
-def point_time_ns(ts_ns: int, event_type: EventType, crc: int) -> int:
+def point_time_ns(
+    ts_ns: int, event_type: EventType, crc: int, *, rank: int = 0, ranks: int = 1
+) -> int:
     """The time of an event's point: ``ts_ns`` plus, in the digits it leaves at zero below the
-    millisecond (else below the microsecond), the type's band and ``crc`` within it. A time with
+    millisecond (else below the microsecond), the type's band and ``crc`` within it (within
+    part ``rank`` of ``ranks`` equal parts of the band, for an order inside a type). A time with
     digits below the microsecond (read back from InfluxDB) is written as it is."""
     if ts_ns % _MS_NS == 0:
         width = _MS_NS // _BANDS
@@ -118,8 +148,10 @@ def point_time_ns(ts_ns: int, event_type: EventType, crc: int) -> int:
         width = _US_NS // _BANDS
     else:
         return ts_ns
+    part = width // ranks
+    offset = _BAND[event_type] * width + rank * part + crc % part
     # Never past what InfluxDB stores: only the last millisecond before 2262-04-11 is cramped.
-    return min(ts_ns + _BAND[event_type] * width + crc % width, TIMESTAMP_LIMIT_NS)
+    return min(ts_ns + offset, TIMESTAMP_LIMIT_NS)
 
 
 def reading_point_times(
@@ -210,6 +242,8 @@ class LineFormatter:
                 {"id_pseudonym": event.id_pseudonym, "result": event.result.value},
                 point_time_ns(event.ts_ns, EventType.AUTHORIZE, crc),
             )
+        if isinstance(event, StationEvent):
+            return _station_line(event)
         raise TypeError(f"not an event: {type(event).__name__}")
 
     def _reading(self, r: Reading) -> str:
@@ -230,6 +264,26 @@ class LineFormatter:
         crc = zlib.crc32(text, zlib.crc32(numbers))
         head = self._head(EventType.READING, r.station_id, r.connector_id)
         return f"{head} {','.join(fields)} {point_time_ns(r.ts_ns, EventType.READING, crc)}"
+
+
+STATION_TEXT_FIELDS: tuple[str, ...] = ("vendor", "model", "firmware", "ocpp_version", "reason")
+
+
+def _station_line(event: StationEvent) -> str:
+    texts = [getattr(event, name) for name in STATION_TEXT_FIELDS]
+    crc = content_crc((event.heartbeat_interval_s,), texts)
+    kind = event.event
+    fields: dict[str, str | float | int | None] = dict(zip(STATION_TEXT_FIELDS, texts, strict=True))
+    fields["heartbeat_interval_s"] = event.heartbeat_interval_s
+    fields["up"] = 0 if kind is StationEventKind.DISCONNECT else 1
+    return format_point(
+        EventType.STATION,
+        {"station_id": event.station_id, "event": kind.value},
+        fields,
+        point_time_ns(
+            event.ts_ns, EventType.STATION, crc, rank=_STATION_RANK[kind], ranks=len(_STATION_RANK)
+        ),
+    )
 
 
 # -- reading back ---------------------------------------------------------------------------
@@ -345,4 +399,95 @@ def read_events(
         if pseudonym is not None:
             events.append(Authorize(int(row["time"]), tags["station_id"], pseudonym, result))
     events.sort(key=lambda e: e.ts_ns)
+    return events
+
+
+# -- station liveness -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StationLiveness:
+    """What the ``station`` points of a window say of one station (``read_station_liveness``).
+
+    ``last`` is its latest station event: ``last.ts_ns`` is when it was last heard from,
+    ``last.event`` whether it was still connected then (a disconnect's ``reason`` says how it
+    went). ``heartbeat_interval_s`` is the latest interval recorded for it in the window (None:
+    none was), ``boot`` its latest boot in the window (vendor, model, firmware, OCPP version;
+    None when it booted before the window began).
+    """
+
+    station_id: str
+    last: StationEvent
+    heartbeat_interval_s: float | None
+    boot: StationEvent | None
+
+    @property
+    def last_seen_ns(self) -> int:
+        return self.last.ts_ns
+
+    @property
+    def connected(self) -> bool:
+        return self.last.event is not StationEventKind.DISCONNECT
+
+
+def read_station_liveness(
+    client: InfluxClient, since_ns: int, until_ns: int
+) -> dict[str, StationLiveness]:
+    """Each station with a ``station`` point in ``[since, until)``, by id: its latest event,
+    latest heartbeat interval and latest boot there (``StationLiveness``).
+
+    A station silent for the whole window is not in the answer: take the window at least as
+    long as an offline station should be known as one (or compare with the station registry).
+    Three queries, each one point or one value per station (the ``boot`` one through the
+    ``event`` tag's index), whatever the number of heartbeats in the window. Times are the
+    points' (``point_time_ns``): within a millisecond of the event's.
+    """
+    where = f"time >= {since_ns} AND time < {until_ns}"
+    table = quote_ident(EventType.STATION)
+    latest = f" GROUP BY {quote_ident('station_id')} ORDER BY time DESC LIMIT 1"
+    last = _station_events(client.query(f"SELECT * FROM {table} WHERE {where}{latest}"))
+    boot_only = f"{quote_ident('event')} = {quote_literal(StationEventKind.BOOT.value)}"
+    boots = _station_events(
+        client.query(f"SELECT * FROM {table} WHERE {boot_only} AND {where}{latest}")
+    )
+    intervals: dict[str, float] = {}
+    query = (
+        f"SELECT LAST({quote_ident('heartbeat_interval_s')}) FROM {table} WHERE {where}"
+        f" GROUP BY {quote_ident('station_id')} fill(none)"
+    )
+    for tags, row in _rows(client.query(query)):
+        interval = _number(row.get("last"))
+        if interval is not None:
+            intervals[tags["station_id"]] = interval
+    return {
+        station_id: StationLiveness(
+            station_id=station_id,
+            last=event,
+            heartbeat_interval_s=intervals.get(station_id),
+            boot=boots.get(station_id),
+        )
+        for station_id, event in sorted(last.items())
+    }
+
+
+def _station_events(series: Iterable[Series]) -> dict[str, StationEvent]:
+    """The station events of rows grouped by station id (the last row per station wins)."""
+    events: dict[str, StationEvent] = {}
+    for tags, row in _rows(series):
+        try:
+            kind = StationEventKind(str(row.get("event")))
+        except ValueError:
+            continue  # written by something else: not ours to guess
+        station_id = tags["station_id"]
+        events[station_id] = StationEvent(
+            int(row["time"]),
+            station_id,
+            kind,
+            vendor=_text(row.get("vendor")),
+            model=_text(row.get("model")),
+            firmware=_text(row.get("firmware")),
+            ocpp_version=_text(row.get("ocpp_version")),
+            heartbeat_interval_s=_number(row.get("heartbeat_interval_s")),
+            reason=_text(row.get("reason")),
+        )
     return events

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # a few kB; 1 MiB holds the largest message the gateway takes (500 sampled values, even
     # signed ones) and bounds what one connection can make the service buffer.
     ocpp_max_message_bytes: int = Field(default=1 << 20, ge=64 << 10, le=16 << 20)
+    # Liveness: a station heard from (any message) gets a `station` heartbeat event at most this
+    # often. "Last seen" then lags the last message by less than this, and a station that sends
+    # every few seconds costs one point a minute, not one per message (ingest/ocppj/liveness.py).
+    ocpp_liveness_sample_s: float = Field(default=60.0, ge=1, le=3600)
 
     # Connection limits of `serve` (HTTP and OCPP alike). A client has this long to send its
     # request headers, and a station's upgrade this long to be admitted (its password checked):

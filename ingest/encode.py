@@ -74,7 +74,8 @@ class ChunkEncoder:
             return self.encode_objects(self._loads(kept, chunk), chunk)
         taken = [line for line in fast if line is not None]
         chunk.lines.extend(taken)
-        chunk.accepted_by_type[EventType.READING] += len(taken)
+        if taken:  # a batch without readings says so by not naming them
+            chunk.accepted_by_type[EventType.READING] += len(taken)
         slow = [pair for pair, line in zip(kept, fast, strict=True) if line is None]
         return self.encode_objects(self._loads(slow, chunk), chunk)
 
@@ -120,7 +121,8 @@ class ChunkEncoder:
                 chunk.rejections.append(Rejection(position, None, str(exc)))
                 continue
             counts[event.type] += 1
-        counts[EventType.READING] += fast_count
+        if fast_count:
+            counts[EventType.READING] += fast_count
         chunk.rejections.sort(key=lambda rejection: rejection.position)
         return chunk
 

@@ -108,10 +108,24 @@ class _OcppCollector(Collector):
             "OCPP connections closed because their station connected again",
             value=self._gateway.replaced,
         )
+        disconnects = CounterMetricFamily(
+            "chargewatch_ocpp_disconnects",
+            "OCPP station connections ended, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._gateway.disconnects.items()):
+            disconnects.add_metric([reason], count)
+        lost = CounterMetricFamily(
+            "chargewatch_ocpp_station_events_lost",
+            "Station liveness events the spool refused when no later message could carry them",
+            value=self._gateway.stats.station_events_lost,
+        )
         yield calls
         yield errors
         yield refused
         yield replaced
+        yield disconnects
+        yield lost
 
 
 class _SpoolCollector(Collector):

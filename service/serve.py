@@ -84,6 +84,7 @@ class Service:
             check_password=check_password,
             handshake_timeout_s=settings.handshake_timeout_s,
             max_frame_bytes=settings.ocpp_max_message_bytes,
+            liveness_sample_s=settings.ocpp_liveness_sample_s,
         )
         # Its own client: the drainer's thread and the job's thread never share one.
         self.detect_client = InfluxClient.from_settings(settings)

@@ -14,7 +14,8 @@ from chargewatch.kinds import AnomalyKind
 # The kinds and event types the simulator writes, as the kernel names them. Kinds are drawn in
 # this order (part of what a seed writes); each has its injector in ``injectors.INJECTORS``.
 ANOMALY_KINDS: tuple[AnomalyKind, ...] = tuple(AnomalyKind)
-EVENT_TYPES: tuple[str, ...] = tuple(event_type.value for event_type in EventType)
+# Station liveness (``station``) is the gateway's record of a link, which a file fleet has none of.
+EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType if t is not EventType.STATION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ as ``api.ocpp`` does.
 
 Modules: ``rpc`` (frames, schemas, CallErrors), ``meter`` (sampled values to readings),
 ``station`` (routing shared by both versions), ``book`` (open transactions), ``v16`` and
-``v201`` (the handlers), ``admission`` (who may connect), ``gateway``, ``transport``
-(websockets and Starlette adapters).
+``v201`` (the handlers), ``admission`` (who may connect), ``liveness`` (each station's link as
+``station`` events), ``gateway``, ``transport`` (websockets and Starlette adapters).
 """
 
 from .admission import Admit, Refusal
@@ -35,6 +35,7 @@ from .interface import (
     OcppConnection,
     TransactionIds,
 )
+from .liveness import DisconnectReason
 from .rpc import SUBPROTOCOLS, Problem, Version
 from .transport import starlette_connection, websockets_connection
 
@@ -45,6 +46,7 @@ __all__ = [
     "AuthMode",
     "AuthPolicy",
     "ConnectionClosedError",
+    "DisconnectReason",
     "EventSink",
     "GatewayStats",
     "InMemoryTransactionIds",

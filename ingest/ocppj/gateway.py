@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed as WebSocketsConnectionClosed
 
+from chargewatch.events import StationEventKind
+
 from .admission import Admission, Admit, Refusal, station_id_problem
 from .book import TransactionBook
 from .interface import (
@@ -22,8 +24,10 @@ from .interface import (
     OcppConnection,
     TransactionIds,
 )
+from .liveness import DEFAULT_SAMPLE_S, DisconnectReason, Liveness, disconnect_reason
 from .rpc import Version
 from .station import GatewayContext, StationBase
+from .transport import closed_error
 from .v16 import Station16
 from .v201 import Station201
 
@@ -53,11 +57,12 @@ def valid_station_id(station_id: str) -> bool:
 
 
 class _Session:
-    __slots__ = ("connection", "done")
+    __slots__ = ("connection", "done", "replaced_ns")
 
     def __init__(self, connection: OcppConnection) -> None:
         self.connection = connection
         self.done = asyncio.Event()
+        self.replaced_ns: int | None = None  # when a newer connection began to replace it
 
 
 class OcppGateway:
@@ -69,6 +74,10 @@ class OcppGateway:
     then asks for HTTP Basic credentials. One connection per station: a new one replaces the
     one before (closed with ``CLOSE_REPLACED``), as central systems do. ``close`` stops the
     worker threads.
+
+    Each station's link is recorded as ``station`` events (``liveness``): connect, boot,
+    disconnect with its reason, and a heartbeat at most every ``liveness_sample_s`` while it
+    sends anything. ``heartbeat_interval_s`` is what BootNotification answers.
     """
 
     def __init__(
@@ -83,6 +92,7 @@ class OcppGateway:
         check_password: Callable[[str, str], bool] | None = None,
         handshake_timeout_s: float = 10.0,
         max_frame_bytes: int = _MAX_FRAME_BYTES,
+        liveness_sample_s: float = DEFAULT_SAMPLE_S,
     ) -> None:
         self.stats = GatewayStats()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ocpp-frames")
@@ -97,6 +107,7 @@ class OcppGateway:
             book=TransactionBook(),
             max_frame_bytes=max_frame_bytes,
             worker=self._worker,
+            liveness=Liveness(sample_s=liveness_sample_s),
         )
         self._admission = Admission(
             check_password, self.stats.refused, timeout_s=handshake_timeout_s
@@ -127,6 +138,11 @@ class OcppGateway:
     def replaced(self) -> int:
         """Connections closed because their station connected again."""
         return self.stats.replaced
+
+    @property
+    def disconnects(self) -> dict[str, int]:
+        """Station connections ended, by reason (see ``DisconnectReason``)."""
+        return dict(self.stats.disconnects)
 
     def close(self) -> None:
         self._admission.close()
@@ -164,23 +180,51 @@ class OcppGateway:
         session = _Session(connection)
         previous = self._sessions.get(station_id)
         self._sessions[station_id] = session
+        station = _STATIONS[version](station_id, connection, self._ctx)
+        # None: cancelled, which only a stopping server does to a connection
+        ended: tuple[int, DisconnectReason] | None = None
         try:
             if previous is not None:
-                await self._replace(station_id, previous)
+                await self._replace(station_id, previous, station.now_ns())
             logger.info("station %s connected (OCPP %s)", station_id, version.value)
-            await _STATIONS[version](station_id, connection, self._ctx).run()
-        except (ConnectionClosedError, WebSocketsConnectionClosed, WebSocketDisconnect):
-            pass
+            # After the replaced connection's disconnect: a station is seen last as connected.
+            await station.store_liveness(station.station_event(StationEventKind.CONNECT))
+            await station.run()
+        except (ConnectionClosedError, WebSocketsConnectionClosed, WebSocketDisconnect) as exc:
+            ended = station.now_ns(), _closed_reason(exc, session)
         except Exception:  # the transport failed in a way it should not: end this station only
             logger.exception("station %s: connection failed", station_id)
+            ended = station.now_ns(), DisconnectReason.TRANSPORT_ERROR
         finally:
+            await self._record_disconnect(station, session, ended)
             session.done.set()
             if self._sessions.get(station_id) is session:
                 del self._sessions[station_id]
+                self._ctx.liveness.forget(station_id)
             logger.info("station %s disconnected", station_id)
 
-    async def _replace(self, station_id: str, previous: _Session) -> None:
+    async def _record_disconnect(
+        self, station: StationBase, session: _Session, ended: tuple[int, DisconnectReason] | None
+    ) -> None:
+        """The ``disconnect`` event, stored with any liveness event still waiting; counted
+        when the sink refuses it (no later message will carry it)."""
+        ts_ns, reason = ended or (station.now_ns(), DisconnectReason.SERVER_SHUTDOWN)
+        if reason is DisconnectReason.REPLACED and session.replaced_ns is not None:
+            ts_ns = session.replaced_ns  # before the newer connection's connect
+        self.stats.disconnects[reason.value] += 1
+        event = station.station_event(StationEventKind.DISCONNECT, ts_ns=ts_ns, reason=reason)
+        if not await station.store_liveness(event):
+            lost = station.drop_unstored()
+            self.stats.station_events_lost += lost
+            logger.warning(
+                "station %s: %d liveness events lost: the sink refused them",
+                station.station_id,
+                lost,
+            )
+
+    async def _replace(self, station_id: str, previous: _Session, now_ns: int) -> None:
         self.stats.replaced += 1
+        previous.replaced_ns = now_ns
         logger.warning("station %s connected again: its previous connection is closed", station_id)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_REPLACE_WAIT_S):
@@ -188,3 +232,15 @@ class OcppGateway:
                     CLOSE_REPLACED, "replaced by a newer connection of this station"
                 )
                 await previous.done.wait()
+
+
+def _closed_reason(exc: Exception, session: _Session) -> DisconnectReason:
+    """Why a connection that ended with ``exc`` (a transport's close) did."""
+    if session.replaced_ns is not None:
+        return DisconnectReason.REPLACED
+    if isinstance(exc, WebSocketsConnectionClosed):
+        exc = closed_error(exc)
+    if isinstance(exc, ConnectionClosedError):
+        return disconnect_reason(exc.code, by_station=exc.by_station)
+    code = exc.code if isinstance(exc, WebSocketDisconnect) else None
+    return disconnect_reason(code, by_station=None)

@@ -60,7 +60,18 @@ class OcppConnection(Protocol):
 
 
 class ConnectionClosedError(Exception):
-    """The station's connection is closed; the adapters raise it from ``recv`` and ``send``."""
+    """The station's connection is closed; the adapters raise it from ``recv`` and ``send``.
+
+    ``code`` is the WebSocket close code when known, ``by_station`` whether the station closed
+    first (None when the transport does not say).
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, by_station: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.by_station = by_station
 
 
 class AuthMode(StrEnum):
@@ -99,3 +110,5 @@ class GatewayStats:
     responses_ignored: int = 0  # CallResults/CallErrors from stations (we send no Calls)
     refused: Counter[str] = field(default_factory=Counter)  # connections refused, by ``Refusal``
     replaced: int = 0  # connections closed because the same station connected again
+    disconnects: Counter[str] = field(default_factory=Counter)  # by ``DisconnectReason``
+    station_events_lost: int = 0  # liveness events the sink refused when no later one could go

@@ -61,6 +61,11 @@ class Version(StrEnum):
     def from_subprotocol(cls, subprotocol: str) -> Version | None:
         return {"ocpp1.6": cls.V16, "ocpp2.0.1": cls.V201}.get(subprotocol)
 
+    @property
+    def subprotocol(self) -> str:
+        """The WebSocket subprotocol that names this version (``ocpp1.6``, ``ocpp2.0.1``)."""
+        return f"ocpp{self.value}"
+
 
 class Problem(StrEnum):
     """Why a frame was refused; these are the keys of the gateway's ``rejected`` counter."""

@@ -7,7 +7,7 @@ differs from the library where the gateway needs it to: a malformed frame gets a
 instead of silence, error codes follow the version, schemas are checked inline (large frames on
 the gateway's one worker thread, so that no station's frames stall the event loop), nothing logs
 a payload (id tags are personal data), and the answer goes out only after the sink has stored
-the message's events.
+the message's events, with the station's liveness events due (``liveness``) in the same call.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from chargewatch.events import (
     Authorize,
     Event,
     Reading,
+    StationEvent,
+    StationEventKind,
     check_connector_id,
     parse_ts,
 )
@@ -42,6 +44,7 @@ from ingest.spool import SpoolFullError
 
 from .book import TransactionBook
 from .interface import AuthPolicy, EventSink, GatewayStats, OcppConnection, TransactionIds
+from .liveness import Liveness
 from .meter import ValueRejectedError, reading_from_samples, sample
 from .rpc import (
     CallRejectedError,
@@ -96,6 +99,7 @@ class GatewayContext:
     book: TransactionBook
     max_frame_bytes: int
     worker: Executor  # one thread: heavy frames wait for each other, never for the loop
+    liveness: Liveness
 
     async def compute(self, heavy: bool, work: Callable[..., _R], *args: Any) -> _R:
         """``work(*args)``: on the worker thread when ``heavy``, else right here."""
@@ -116,6 +120,8 @@ class StationBase:
         self.station_id = station_id
         self._conn = connection
         self._ctx = ctx
+        self._heard_ns: int | None = None  # when the latest message came
+        self._unstored: list[StationEvent] = []  # station events the sink has not taken yet
 
     async def run(self) -> None:
         """Serve frames until the transport raises on close."""
@@ -124,12 +130,14 @@ class StationBase:
 
     async def route_message(self, raw_msg: str) -> None:
         ctx, stats = self._ctx, self._ctx.stats
+        self._heard_ns = self.now_ns()  # any message is a sign of life, even a bad one
         unique_id = "-1"
         heavy = len(raw_msg) >= _OFFLOAD_BYTES
         try:
             frame = await ctx.compute(heavy, _parse, raw_msg, ctx.max_frame_bytes)
             if frame is None:
                 stats.responses_ignored += 1
+                await self.store_liveness()
                 return
             unique_id = frame.unique_id
             handler = self.route_map.get(frame.action, {}).get("_on_action")
@@ -164,6 +172,7 @@ class StationBase:
             logger.exception("station %s: handling a message failed", self.station_id)
             internal = CallRejectedError(Problem.INTERNAL, "internal error, retry later")
             reply = self._reject(internal, unique_id)
+        await self.store_liveness()
         await self._conn.send(reply)
 
     def _reject(self, rejected: CallRejectedError, unique_id: str) -> str:
@@ -184,18 +193,84 @@ class StationBase:
     # helpers for the handlers
 
     async def store(self, events: list[Event]) -> None:
-        """Hand events to the sink; returns once they are durable (raises when they are not)."""
-        if not events:
-            return
+        """Hand events to the sink, with the station's liveness events that are due; returns
+        once they are durable (raises when they are not: the liveness ones are kept for the
+        next call)."""
         # The kernel's rule for every way in: connector_id is a tag, its values are bounded.
         field = "connectorId" if self.version is Version.V16 else "evseId"
         for event in events:
-            if not isinstance(event, Authorize):
+            if not isinstance(event, Authorize | StationEvent):
                 check_connector_id(event.connector_id, field)
-        await self._ctx.sink(events)
+        batch: list[Event] = [*self._unstored, *events]
+        own = [event for event in batch if isinstance(event, StationEvent)]
+        heard, liveness = self._heard_ns, self._ctx.liveness
+        if (
+            heard is not None
+            and liveness.due(self.station_id, heard)
+            and all(event.ts_ns < heard for event in own)  # a boot now says it already
+        ):
+            own.append(self.station_event(StationEventKind.HEARTBEAT, ts_ns=heard))
+            batch.append(own[-1])
+        if not batch:
+            return
+        await self._ctx.sink(batch)
+        self._unstored.clear()
+        for event in own:
+            liveness.recorded(self.station_id, event.ts_ns)
         counts = self._ctx.stats.events
-        for event in events:
+        for event in batch:
             counts[event.type.value] += 1
+
+    async def store_liveness(self, *events: StationEvent) -> bool:
+        """Store ``events`` and the liveness events due, if any; whether the sink took them.
+        When it did not (a full spool), they wait for the next message's call."""
+        self._unstored += events
+        heard = self._heard_ns
+        if not self._unstored and (
+            heard is None or not self._ctx.liveness.due(self.station_id, heard)
+        ):
+            return True  # the common case: nothing due, nothing waiting
+        try:
+            await self.store([])
+        except (ChargewatchError, OSError) as exc:
+            logger.info(
+                "station %s: liveness not stored yet: %s", self.station_id, type(exc).__name__
+            )
+            return False
+        return True
+
+    def drop_unstored(self) -> int:
+        """Give up the liveness events the sink has not taken (the connection is over, no
+        message will carry them); how many there were."""
+        count = len(self._unstored)
+        self._unstored.clear()
+        return count
+
+    def station_event(
+        self,
+        event: StationEventKind,
+        *,
+        ts_ns: int | None = None,
+        vendor: str | None = None,
+        model: str | None = None,
+        firmware: str | None = None,
+        reason: str | None = None,
+    ) -> StationEvent:
+        """A liveness event of this station, at ``ts_ns`` (default: now). Every event but a
+        disconnect carries the heartbeat interval this gateway asks for (the offline rule's
+        unit), so the latest one of any window has it, however long ago the station booted."""
+        down = event is StationEventKind.DISCONNECT
+        return StationEvent(
+            self.now_ns() if ts_ns is None else ts_ns,
+            self.station_id,
+            event,
+            vendor=clean_text(vendor),
+            model=clean_text(model),
+            firmware=clean_text(firmware),
+            ocpp_version=self.version.subprotocol,
+            heartbeat_interval_s=None if down else float(self._ctx.heartbeat_interval_s),
+            reason=clean_text(reason),
+        )
 
     def now_ns(self) -> int:
         moment = self._ctx.clock()

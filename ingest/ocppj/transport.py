@@ -14,6 +14,7 @@ from .interface import ConnectionClosedError
 __all__ = [
     "StarletteConnection",
     "WebsocketsConnection",
+    "closed_error",
     "starlette_connection",
     "websockets_connection",
 ]
@@ -29,7 +30,7 @@ class WebsocketsConnection:
         try:
             message: Any = await self._ws.recv()
         except WebSocketsConnectionClosed as exc:
-            raise ConnectionClosedError(str(exc)) from exc
+            raise closed_error(exc) from exc
         # OCPP-J sends text frames; a binary one is decoded so that it fails as a bad frame.
         return message if isinstance(message, str) else bytes(message).decode("utf-8", "replace")
 
@@ -37,7 +38,7 @@ class WebsocketsConnection:
         try:
             await self._ws.send(message)
         except WebSocketsConnectionClosed as exc:
-            raise ConnectionClosedError(str(exc)) from exc
+            raise closed_error(exc) from exc
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)  # websockets' close never raises for a closed one
@@ -52,10 +53,15 @@ class StarletteConnection:
     async def recv(self) -> str:
         try:
             message = await self._ws.receive()
-        except (WebSocketDisconnect, RuntimeError) as exc:
+        except WebSocketDisconnect as exc:
+            raise ConnectionClosedError("disconnected", code=exc.code) from exc
+        except RuntimeError as exc:
             raise ConnectionClosedError("disconnected") from exc
         if message["type"] == "websocket.disconnect":
-            raise ConnectionClosedError(f"disconnected ({message.get('code')})")
+            code = message.get("code")
+            raise ConnectionClosedError(
+                f"disconnected ({code})", code=code if isinstance(code, int) else None
+            )
         text = message.get("text")
         if text is not None:
             return str(text)
@@ -71,6 +77,17 @@ class StarletteConnection:
         # The server's close also ends a ``receive`` waiting in another task (with a disconnect).
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await self._ws.close(code, reason)
+
+
+def closed_error(exc: WebSocketsConnectionClosed) -> ConnectionClosedError:
+    """``websockets``' close, with its code and who closed first (without a close frame
+    either way: 1006, by no one)."""
+    received, sent = exc.rcvd, exc.sent
+    if received is not None and (sent is None or exc.rcvd_then_sent):
+        return ConnectionClosedError(str(exc), code=received.code, by_station=True)
+    if sent is not None:
+        return ConnectionClosedError(str(exc), code=sent.code, by_station=False)
+    return ConnectionClosedError(str(exc), code=1006)
 
 
 def websockets_connection(ws: Connection) -> WebsocketsConnection:

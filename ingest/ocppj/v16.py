@@ -3,6 +3,7 @@
 Transaction ids are handed out by ``TransactionIds``; a session is ``f"{station_id}-{id}"``.
 StopTransaction carries no connector, so the connector comes from the transaction book (filled
 by StartTransaction, and by MeterValues naming the transaction after a restart); 0 when unknown.
+BootNotification is recorded as a ``boot`` station event (``liveness``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chargewatch.events import (
     Event,
     SessionStart,
     SessionStop,
+    StationEventKind,
     StatusChange,
 )
 
@@ -39,7 +41,20 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
     version = Version.V16
 
     @handles(Action.boot_notification)
-    async def on_boot_notification(self, **_: Any) -> Any:
+    async def on_boot_notification(
+        self,
+        charge_point_vendor: str,
+        charge_point_model: str,
+        firmware_version: str | None = None,
+        **_: Any,
+    ) -> Any:
+        boot = self.station_event(
+            StationEventKind.BOOT,
+            vendor=charge_point_vendor,
+            model=charge_point_model,
+            firmware=firmware_version,
+        )
+        await self.store([boot])
         return call_result.BootNotification(
             current_time=self.now_text(),
             interval=self._ctx.heartbeat_interval_s,

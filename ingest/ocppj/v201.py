@@ -16,6 +16,7 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
 - stoppedReason keeps its 2.0.1 name, ImmediateReset becoming 1.6's HardReset; absent means Local.
 - NotifyEvent: a component's Problem (or Tripped) variable turning true -> Faulted, with the
   techCode as vendor error code; AvailabilityState of a connector or EVSE -> its status.
+- BootNotification: a ``boot`` station event, its ``reason`` the station's (PowerUp, Watchdog...).
 - ``offline`` and ``seqNo`` need nothing: the charger's timestamps place queued events where they
   were measured, and a resent event is stored again identically (same point, overwritten).
 """
@@ -41,6 +42,7 @@ from chargewatch.events import (
     Event,
     SessionStart,
     SessionStop,
+    StationEventKind,
     StatusChange,
 )
 
@@ -87,7 +89,17 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
     version = Version.V201
 
     @handles(Action.boot_notification)
-    async def on_boot_notification(self, **_: Any) -> Any:
+    async def on_boot_notification(
+        self, charging_station: dict[str, Any], reason: str, **_: Any
+    ) -> Any:
+        boot = self.station_event(
+            StationEventKind.BOOT,
+            vendor=charging_station.get("vendor_name"),
+            model=charging_station.get("model"),
+            firmware=charging_station.get("firmware_version"),
+            reason=reason,
+        )
+        await self.store([boot])
         return call_result.BootNotification(
             current_time=self.now_text(),
             interval=self._ctx.heartbeat_interval_s,

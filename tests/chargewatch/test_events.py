@@ -21,6 +21,8 @@ from chargewatch.events import (
     Reading,
     SessionStart,
     SessionStop,
+    StationEvent,
+    StationEventKind,
     StatusChange,
     format_ts,
     iter_jsonl,
@@ -108,6 +110,54 @@ def test_status_error_code_defaults_to_no_error_and_info_loses_control_character
     assert event.info == "line one line two"
 
 
+def station(**extra: Any) -> dict[str, Any]:
+    return {"type": "station", "ts": TS, "station_id": "ST-1", "event": "heartbeat", **extra}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (station(), StationEvent(TS_NS, "ST-1", StationEventKind.HEARTBEAT)),
+        (
+            station(
+                event="boot",
+                vendor="ABB",
+                model="Terra 184",
+                firmware="1.8.21",
+                ocpp_version="ocpp1.6",
+                heartbeat_interval_s="300",  # numeric strings, as everywhere
+                connector_id=1,  # unknown here: ignored
+            ),
+            StationEvent(
+                TS_NS,
+                "ST-1",
+                StationEventKind.BOOT,
+                vendor="ABB",
+                model="Terra 184",
+                firmware="1.8.21",
+                ocpp_version="ocpp1.6",
+                heartbeat_interval_s=300.0,
+            ),
+        ),
+        (
+            station(event="disconnect", reason="closed_by_station\n(1000)"),
+            StationEvent(
+                TS_NS, "ST-1", StationEventKind.DISCONNECT, reason="closed_by_station (1000)"
+            ),
+        ),
+        (
+            station(event="connect", heartbeat_interval_s=86_400, vendor=None),
+            StationEvent(TS_NS, "ST-1", StationEventKind.CONNECT, heartbeat_interval_s=86_400.0),
+        ),
+    ],
+    ids=["bare heartbeat", "boot", "disconnect, reason cleaned", "connect, a day's interval"],
+)
+def test_station_events_decode(obj: dict[str, Any], expected: StationEvent) -> None:
+    event = decoder.decode(obj)
+    assert event == expected
+    assert event.type == "station"
+
+
 INVALID: list[tuple[str, object, str | None, str]] = [
     # (case, the JSON value or raw line, field named, words in the reason)
     ("not json", b'{"type": "reading",', None, "not valid JSON"),
@@ -180,6 +230,25 @@ INVALID: list[tuple[str, object, str | None, str]] = [
         "result",
         "is not one of",
     ),
+    ("station without event", {**station(), "event": None}, "event", "is required"),
+    ("unknown station event", station(event="reboot"), "event", "is not one of"),
+    ("station event not a string", station(event=1), "event", "must be a string"),
+    ("station without id", {**station(), "station_id": None}, "station_id", "is required"),
+    ("station without ts", {**station(), "ts": None}, "ts", "RFC 3339"),
+    ("negative interval", station(heartbeat_interval_s=-30), "heartbeat_interval_s", ">= 1"),
+    ("zero interval", station(heartbeat_interval_s=0), "heartbeat_interval_s", ">= 1"),
+    ("absurd interval", station(heartbeat_interval_s=3e6), "heartbeat_interval_s", "<= 86400"),
+    ("interval not a number", station(heartbeat_interval_s="5m"), "heartbeat_interval_s", "not a"),
+    ("interval a boolean", station(heartbeat_interval_s=True), "heartbeat_interval_s", "number"),
+    ("over-long vendor", station(vendor="V" * 129), "vendor", "longer than 128"),
+    ("over-long model", station(model="M" * 129), "model", "longer than 128"),
+    ("over-long firmware", station(firmware="1" * 129), "firmware", "longer than 128"),
+    ("over-long version", station(ocpp_version="o" * 129), "ocpp_version", "longer than 128"),
+    ("vendor not a string", station(vendor=7), "vendor", "must be a string"),
+    ("empty firmware", station(firmware=" "), "firmware", "must not be empty"),
+    ("model with newline", station(model="a\nb"), "model", "control"),
+    ("over-long reason", station(reason="r" * 1025), "reason", "longer than 1024"),
+    ("reason not a string", station(reason=["x"]), "reason", "must be a string"),
 ]
 
 
@@ -256,11 +325,15 @@ KEYS = [
     "result",
     "info",
     "reason",
+    "event",
+    "vendor",
+    "firmware",
+    "heartbeat_interval_s",
 ]
 events_like = st.fixed_dictionaries(
     {
         "type": st.sampled_from(
-            ["reading", "session_start", "session_stop", "status", "authorize", "x"]
+            ["reading", "session_start", "session_stop", "status", "authorize", "station", "x"]
         )
     },
     optional={key: json_values | st.just(TS) | st.just("7") for key in KEYS[1:]},

@@ -19,6 +19,8 @@ from chargewatch.events import (
     Reading,
     SessionStart,
     SessionStop,
+    StationEvent,
+    StationEventKind,
     StatusChange,
     parse_ts,
 )
@@ -31,6 +33,7 @@ from chargewatch.schema import (
     content_crc,
     point_time_ns,
     read_events,
+    read_station_liveness,
     reading_point_times,
 )
 
@@ -55,6 +58,14 @@ authorize = {"type": "authorize", "id_tag": "04AB", "result": "Accepted"}
 start = {"type": "session_start", "session_id": "s-1", "id_tag": "04AB"}
 stop = {"type": "session_stop", "session_id": "s-1", "meter_stop_wh": 9000}
 status = {"type": "status", "status": "Charging"}
+boot = {
+    "type": "station",
+    "event": "boot",
+    "vendor": "ABB",
+    "firmware": "1.8",
+    "ocpp_version": "ocpp1.6",
+}
+beat = {"type": "station", "event": "heartbeat", "heartbeat_interval_s": 300}
 
 DISTINCT = [  # two events of one series in one millisecond, differing in content
     ("re-sent sample, other power", reading, {**reading, "power_w": 7001}),
@@ -67,6 +78,9 @@ DISTINCT = [  # two events of one series in one millisecond, differing in conten
     ("reason", stop, {**stop, "reason": "Local"}),
     ("two statuses", status, {**status, "status": "SuspendedEV"}),
     ("error code", status, {**status, "status": "Faulted", "error_code": "GroundFailure"}),
+    ("two firmwares", boot, {**boot, "firmware": "1.9"}),
+    ("boot reasons", boot, {**boot, "reason": "Watchdog"}),
+    ("two intervals", beat, {**beat, "heartbeat_interval_s": 60}),
 ]
 SAME = [  # the same content, however it was sent
     ("twice", reading, reading),
@@ -76,6 +90,7 @@ SAME = [  # the same content, however it was sent
     ("unknown keys", authorize, {**authorize, "note": "ignored"}),
     ("status twice", status, {**status, "error_code": "NoError"}),
     ("start, meter as string", {**start, "meter_start_wh": 5}, {**start, "meter_start_wh": "5"}),
+    ("interval as string", beat, {**beat, "heartbeat_interval_s": "300.0"}),
 ]
 
 
@@ -97,10 +112,33 @@ def test_the_same_content_is_one_point(case: str, a: dict[str, Any], b: dict[str
 
 
 def test_within_a_millisecond_events_keep_the_order_a_session_unfolds_in() -> None:
-    events: list[dict[str, Any]] = [authorize, start, status, reading, stop]
+    events: list[dict[str, Any]] = [boot, authorize, start, status, reading, stop]
     times = [point(LineFormatter().format(decoded(**e)))[1] for e in events]
     assert times == sorted(times)
     assert all(T <= t < T + MS for t in times)
+
+
+@pytest.mark.parametrize("ts", ["2026-11-24T08:15:30.250Z", "2026-11-24T08:15:30.250123Z"])
+def test_at_one_instant_a_station_went_came_back_booted_and_was_heard_from(ts: str) -> None:
+    order = ["disconnect", "connect", "boot", "heartbeat"]
+    times = [
+        point(LineFormatter().format(decoded(type="station", event=kind, ts=ts, reason="x")))[1]
+        for kind in order
+    ]
+    assert times == sorted(times)
+    assert len(set(times)) == 4
+    assert all(parse_ts(ts) <= t < parse_ts(ts) + MS for t in times)
+
+
+def test_a_station_point_is_tagged_by_station_and_event_with_up_as_a_field() -> None:
+    line = LineFormatter().format(decoded(**boot, heartbeat_interval_s=300))
+    head, fields, _time = line.split(" ")
+    assert head == "station,event=boot,station_id=S1"
+    assert fields == (
+        'vendor="ABB",firmware="1.8",ocpp_version="ocpp1.6",heartbeat_interval_s=300.0,up=1i'
+    )
+    bare = LineFormatter().format(decoded(type="station", event="disconnect"))
+    assert bare.split(" ")[:2] == ["station,event=disconnect,station_id=S1", "up=0i"]
 
 
 @pytest.mark.parametrize(
@@ -193,3 +231,41 @@ def test_read_events_gives_back_every_event_of_one_millisecond(influx: InfluxCli
     assert {e.id_pseudonym for e in got if isinstance(e, Authorize)} == {"p-a", "p-b"}
     assert sorted(e.power_w or 0 for e in got if isinstance(e, Reading)) == [7000.0, 7100.0]
     assert all(e.ts_ns // MS * MS == T for e in got)
+
+
+def test_station_liveness_reads_the_latest_event_interval_and_boot_per_station(
+    influx: InfluxClient,
+) -> None:
+    s = 1_000_000_000
+    kind = StationEventKind
+    sent = [
+        StationEvent(T - 100 * s, "A", kind.BOOT, vendor="ABB", firmware="1.7", reason="old"),
+        StationEvent(T, "A", kind.CONNECT, ocpp_version="ocpp1.6", heartbeat_interval_s=300.0),
+        StationEvent(T, "A", kind.BOOT, vendor="ABB", model="Terra", firmware="1.8"),
+        StationEvent(T + 60 * s, "A", kind.HEARTBEAT, heartbeat_interval_s=120.0),
+        StationEvent(T + 90 * s, "A", kind.HEARTBEAT),  # no interval: the last one stays
+        StationEvent(T + 30 * s, "B", kind.CONNECT),
+        StationEvent(T + 50 * s, "B", kind.DISCONNECT, reason="connection_lost"),
+        StationEvent(T + 50 * s, "C", kind.HEARTBEAT, heartbeat_interval_s=60.0),
+        StationEvent(T + 3600 * s, "C", kind.DISCONNECT),  # after the window
+        StationEvent(T - 3600 * s, "D", kind.BOOT),  # before it
+    ]
+    formatter = LineFormatter()
+    influx.write([formatter.format(event) for event in sent])
+    influx.write([f"station,event=reboot,station_id=E up=1i {T}"])  # not ours: skipped
+    got = read_station_liveness(influx, T - 60 * s, T + 600 * s)
+
+    assert sorted(got) == ["A", "B", "C"]
+    a, b, c = got["A"], got["B"], got["C"]
+    assert (a.last.event, a.last_seen_ns // s, a.connected) == (kind.HEARTBEAT, T // s + 90, True)
+    assert a.heartbeat_interval_s == 120.0
+    assert a.boot is not None
+    assert (a.boot.vendor, a.boot.model, a.boot.firmware) == ("ABB", "Terra", "1.8")
+    assert a.boot.ts_ns // MS * MS == T
+    assert (b.connected, b.last.reason, b.heartbeat_interval_s, b.boot) == (
+        False,
+        "connection_lost",
+        None,
+        None,
+    )
+    assert (c.last.event, c.heartbeat_interval_s, c.connected) == (kind.HEARTBEAT, 60.0, True)

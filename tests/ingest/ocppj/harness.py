@@ -12,7 +12,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from chargewatch.events import Event
+from chargewatch.events import Event, StationEvent
 from ingest.ocppj import (
     SUBPROTOCOLS,
     AuthMode,
@@ -30,26 +30,38 @@ PSEUDONYMIZE = Pseudonymizer(b"0123456789abcdef-test-key")
 
 
 class Collector:
-    """A sink keeping events in memory; ``full`` makes it refuse like a full spool."""
+    """A sink keeping events in memory; ``full`` makes it refuse like a full spool.
+
+    ``events`` holds what the stations' messages said (sessions, readings, statuses...),
+    ``liveness`` the gateway's ``station`` events, and ``calls`` each call's events as given.
+    """
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.liveness: list[StationEvent] = []
+        self.calls: list[list[Event]] = []
         self.full = False
 
     async def __call__(self, events: list[Event]) -> None:
         if self.full:
             raise SpoolFullError("spool holds its maximum")
-        self.events.extend(events)
+        self.calls.append(list(events))
+        for event in events:
+            if isinstance(event, StationEvent):
+                self.liveness.append(event)
+            else:
+                self.events.append(event)
 
 
 def make_gateway(sink: Collector, auth: AuthPolicy | None = None, **options: Any) -> OcppGateway:
-    """A gateway on a fixed clock; ``options`` go to ``OcppGateway`` (its limits, say)."""
+    """A gateway on a fixed clock (unless ``options`` give one); ``options`` go to
+    ``OcppGateway`` (its limits, say)."""
+    options.setdefault("clock", lambda: NOW)
     return OcppGateway(
         sink=sink,
         pseudonymize=PSEUDONYMIZE,
         transactions=InMemoryTransactionIds(start=1000),
         auth=auth or AuthPolicy(AuthMode.MONITOR),
-        clock=lambda: NOW,
         **options,
     )
 
