@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # resolves: long enough for the ticket route's group_wait to notify it, short enough that
     # Alertmanager's view is of what still needs a look.
     alert_resolve_hold_s: float = Field(default=3600.0, ge=0)
+    # A station is offline (StationOffline pages) after this many of its heartbeat intervals of
+    # silence; above 1 + ocpp_liveness_sample_s / interval, or it raises false alarms.
+    station_offline_heartbeats: float = Field(default=3.0, gt=1, le=100)
     # Links in alert annotations: where people reach this service's API (unset: links are
     # relative paths) and Grafana (unset: no Grafana link).
     public_url: str | None = None

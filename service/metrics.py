@@ -17,6 +17,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from alerts.job import AlertJobStatus
 from ingest.ocppj import OcppGateway
 from ingest.spool import Spool
 
@@ -77,6 +78,11 @@ class Metrics:
         start, and the files waiting in the quarantine directory for an operator."""
         self.registry.register(_SpoolCollector(spool))
 
+    def watch_alerts(self, status: AlertJobStatus) -> None:
+        """Export the alert job's figures: alerts active by severity, sends and failed sends
+        per Alertmanager URL (without credentials)."""
+        self.registry.register(_AlertCollector(status))
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -126,6 +132,44 @@ class _OcppCollector(Collector):
         yield replaced
         yield disconnects
         yield lost
+
+
+class _AlertCollector(Collector):
+    def __init__(self, status: AlertJobStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        active = GaugeMetricFamily(
+            "chargewatch_alerts_active", "Alerts active, by severity", labels=["severity"]
+        )
+        sent = CounterMetricFamily(
+            "chargewatch_alerts_sent", "Alerts an Alertmanager accepted, by URL", labels=["url"]
+        )
+        failed = CounterMetricFamily(
+            "chargewatch_alert_send_failures",
+            "Alert cycles whose send to an Alertmanager failed, by URL",
+            labels=["url"],
+        )
+        with self._status.lock:
+            for severity in ("page", "ticket"):
+                active.add_metric([severity], self._status.active_by_severity.get(severity, 0))
+            for url, count in sorted(self._status.sent.items()):
+                sent.add_metric([url], count)
+            for url, count in sorted(self._status.send_failures.items()):
+                failed.add_metric([url], count)
+            cycles = CounterMetricFamily(
+                "chargewatch_alert_cycles", "Alert cycles run", value=self._status.runs
+            )
+            cycle_failures = CounterMetricFamily(
+                "chargewatch_alert_cycle_failures",
+                "Alert cycles that failed (state database)",
+                value=self._status.failures,
+            )
+        yield active
+        yield sent
+        yield failed
+        yield cycles
+        yield cycle_failures
 
 
 class _SpoolCollector(Collector):

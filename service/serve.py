@@ -14,11 +14,17 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
 
+from alerts.client import AlertmanagerClient
+from alerts.job import AlertJob, Conditions, HealthSignals
+from alerts.lifecycle import Policy
+from alerts.model import Links
+from alerts.store import AlertStore
 from analytics.jobs import DetectionJob, start_scheduler
 from analytics.read import ReadModel
 from api.app import create_app
@@ -89,6 +95,12 @@ class Service:
         # Its own client: the drainer's thread and the job's thread never share one.
         self.detect_client = InfluxClient.from_settings(settings)
         self.detection = DetectionJob(self.detect_client, self.state)
+        self.alert_client: InfluxClient | None = None
+        self.alerts: AlertJob | None = None
+        if settings.alertmanager_urls and settings.detect_interval_s > 0:
+            self.alert_client = InfluxClient.from_settings(settings)  # the alert job's thread
+            self.alerts = _alert_job(self, self.alert_client)
+            self.metrics.watch_alerts(self.alerts.status)
         # The read API's own client too: its requests never wait behind the drainer's writes.
         self.read_client = InfluxClient.from_settings(settings)
         self.reads = ReadModel(self.read_client, self.state)
@@ -109,6 +121,8 @@ class Service:
             self.scheduler = start_scheduler(
                 self.detection, interval_s=self.settings.detect_interval_s
             )
+            if self.alerts is not None:
+                _schedule_alerts(self.scheduler, self.alerts, self.settings.detect_interval_s)
 
     def stop(self) -> None:
         if self.scheduler is not None:
@@ -116,6 +130,9 @@ class Service:
         self.drainer.stop()
         self.gateway.close()
         self.detect_client.close()
+        if self.alerts is not None and self.alert_client is not None:
+            self.alerts.alertmanagers.close()
+            self.alert_client.close()
         self.read_client.close()
         self.spool.close()
         self.influx.close()
@@ -194,7 +211,67 @@ class Service:
             "detection_runs": self.detection.status.runs,
             "detection_failures": self.detection.status.failures,
             "detection_last_error": self.detection.status.last_error,
+            **self._alert_health(),
         }
+
+    def _alert_health(self) -> dict[str, object]:
+        if self.alerts is None:
+            return {"alerts": "off (no CHARGEWATCH_ALERTMANAGER_URLS)"}
+        status = self.alerts.status
+        with status.lock:
+            last = status.last_run_at
+            return {
+                "alerts_last_cycle": None if last is None else last.isoformat(),
+                "alerts_last_error": status.last_error,
+                "alerts_source_errors": dict(status.source_errors),
+            }
+
+    def health_signals(self) -> HealthSignals:
+        """What the alert job judges the service's own health by (``alerts.job``)."""
+        status = self.detection.status
+        with status.lock:
+            runs, failures, error = status.runs, status.failures, status.last_error
+        return HealthSignals(
+            spool_lines=self.spool.depth().lines,
+            influx_error=self.drainer.last_error,
+            detection_runs=runs,
+            detection_failures=failures,
+            detection_error=error,
+        )
+
+
+def _alert_job(service: Service, client: InfluxClient) -> AlertJob:
+    settings = service.settings
+    policy = Policy.from_settings(settings)
+    return AlertJob(
+        conditions=Conditions(
+            client,
+            links=Links.from_settings(settings),
+            policy=policy,
+            offline_after=settings.station_offline_heartbeats,
+        ),
+        store=AlertStore(service.state.engine),
+        alertmanagers=AlertmanagerClient.from_settings(settings),
+        influx=client,
+        policy=policy,
+        health=service.health_signals,
+    )
+
+
+def _schedule_alerts(scheduler: Any, job: AlertJob, interval_s: float) -> None:
+    """The alert cycle at detection's interval, half an interval after it: it reads the
+    flags detection just wrote."""
+    scheduler.add_job(
+        job.run_guarded,
+        "interval",
+        seconds=interval_s,
+        args=[lambda: datetime.now(UTC)],
+        id="alerts",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+        next_run_time=datetime.now(UTC) + timedelta(seconds=interval_s / 2),
+    )
 
 
 @dataclass(frozen=True, slots=True)
