@@ -30,6 +30,7 @@ from chargewatch.settings import Settings, influx_is_local, load_settings
 # InfluxDB's client and the state database are imported where they are used: `detect --input`,
 # `simulate` and `evaluate` need neither, and their libraries take a third of a second to load.
 if TYPE_CHECKING:
+    from alerts.server import LocalAlertmanager
     from chargewatch.influx import LocalInfluxd
 
 app = typer.Typer(
@@ -621,6 +622,83 @@ def grafana_build(
         f"under {out}",
         markup=False,
     )
+
+
+alertmanager_app = typer.Typer(help="Alertmanager: its generated configuration; a local one.")
+app.add_typer(alertmanager_app, name="alertmanager")
+
+
+@alertmanager_app.command("config")
+def alertmanager_config(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write alertmanager.yml here (else print it).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="With --out: run `amtool check-config` on it.")
+    ] = False,
+) -> None:
+    """The alertmanager.yml generated from the taxonomy and CHARGEWATCH_ALERT_WEBHOOK_*."""
+    from alerts.config import Webhook, config_text, write_config
+    from alerts.server import check_config
+
+    text = guarded(lambda: config_text(Webhook.from_settings(load_settings())))
+    if out is None:
+        stdout.out(text, end="")
+        return
+    try:
+        write_config(out, text)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    stdout.print(f"wrote {out}", markup=False)
+    if check:
+        stdout.print(guarded(lambda: check_config(out)), markup=False)
+
+
+def _local_alertmanager(settings: Settings) -> LocalAlertmanager:
+    """The local Alertmanager under the data directory, on the port of the first
+    CHARGEWATCH_ALERTMANAGER_URLS when that is on loopback (9093 otherwise)."""
+    from alerts.config import Webhook, config_text
+    from alerts.server import LocalAlertmanager
+
+    port = 9093
+    for url in settings.alertmanager_urls[:1]:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host == "localhost" or host.startswith("127."):
+            port = parts.port or port
+    config = config_text(Webhook.from_settings(settings))
+    return LocalAlertmanager(data_dir=settings.alertmanager_dir, port=port, config=config)
+
+
+@alertmanager_app.command("start")
+def alertmanager_start() -> None:
+    """Install Alertmanager if missing (Debian's package), start it on 127.0.0.1 with the
+    generated configuration, its data under the data directory."""
+
+    def run() -> str:
+        server = _local_alertmanager(load_settings())
+        server.start()
+        return server.url
+
+    stdout.print(f"Alertmanager running at {guarded(run)}", markup=False)
+
+
+@alertmanager_app.command("stop")
+def alertmanager_stop() -> None:
+    """Stop the local Alertmanager started by ``alertmanager start`` (its storage is kept)."""
+    guarded(lambda: _local_alertmanager(load_settings()).stop())
+    stdout.print("Alertmanager stopped", markup=False)
+
+
+@alertmanager_app.command("status")
+def alertmanager_status() -> None:
+    """Say whether the local Alertmanager is running (exit 1 when it is not)."""
+    server = guarded(lambda: _local_alertmanager(load_settings()))
+    if server.pid is not None:
+        stdout.print(f"Alertmanager running at {server.url}", markup=False)
+    else:
+        stdout.print("Alertmanager not running", markup=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:
