@@ -3,23 +3,34 @@
 Power and offered power against minutes since the start, state of charge on a second axis,
 the segments (charging, paused by the car or the charger, idle after full) as a band along the
 bottom, flagged ranges shaded and labelled with their kind, and a title with the station,
-connector, energy and duration. Figures are built with the object API (``Figure`` and an Agg
-canvas), never pyplot's global state; matplotlib still shares caches (fonts, text layout)
-between figures, so renders are serialized by a lock (``render_profile_png``'s caller may
-call from any thread).
+connector, energy and duration.
+
+Speed: building a figure (axes, ticks, legend) costs more than drawing one, and drawing text
+costs most of the drawing, so a chart is built once per picture size and reused, and what every
+profile shares (the legend, the state-of-charge axis, the frame) is drawn once into a background
+that each render restores (matplotlib's blitting). A render sets its lines' data, limits and
+texts, adds the session's bands and shaded ranges, draws only those and the power axes' ticks
+over the background, and removes the session's artists again. Charts are used one render at a
+time under a lock (matplotlib's object API, never pyplot's global state; it still shares caches
+between figures), so ``render_profile_png`` may be called from any thread. PNGs are written
+with zlib level 1: a few percent larger, several times faster to encode.
 """
 
 from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 from chargewatch.catalog import SessionRow
 from chargewatch.events import format_ts
@@ -27,9 +38,12 @@ from chargewatch.readmodel import ProfileGrid, Segment, SegmentKind
 
 __all__ = ["PLOT_VERSION", "render_profile_png"]
 
-PLOT_VERSION = "1"  # part of the ETag: a new look must not be served from old caches
+PLOT_VERSION = "3"  # part of the ETag: a new look must not be served from old caches
 _DPI = 100
+_CHARTS = 4  # picture sizes kept built
 _LOCK = threading.Lock()
+_BUILT: OrderedDict[tuple[int, int], _Chart] = OrderedDict()
+_POWER, _OFFERED, _SOC, _FLAG = "#d62728", "#555555", "#9467bd", "#e377c2"
 _SEGMENT_COLOURS = {
     SegmentKind.CHARGING: "#2ca02c",
     SegmentKind.SUSPENDED_EV: "#1f77b4",
@@ -50,72 +64,103 @@ def render_profile_png(
 ) -> bytes:
     """The profile of ``grid``'s session as PNG bytes of exactly ``width_px`` x ``height_px``."""
     with _LOCK:
-        return _render(grid, segments, width_px, height_px)
+        chart = _BUILT.get((width_px, height_px))
+        if chart is None:
+            chart = _BUILT[(width_px, height_px)] = _Chart(width_px, height_px)
+            while len(_BUILT) > _CHARTS:
+                _BUILT.popitem(last=False)
+        _BUILT.move_to_end((width_px, height_px))
+        return chart.render(grid, segments)
 
 
-def _render(grid: ProfileGrid, segments: Sequence[Segment], width_px: int, height_px: int) -> bytes:
-    row = grid.row
-    figure = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
-    FigureCanvasAgg(figure)  # attaches itself: savefig renders with Agg
-    figure.subplots_adjust(left=0.08, right=0.92, top=0.79, bottom=0.13)
-    power_axes = figure.add_subplot()
-    minutes = np.arange(len(grid.power_w)) * grid.step_s / 60.0
-    power_kw = _array(grid.power_w) / 1000.0
-    offered_kw = _array(grid.power_offered_w) / 1000.0
-    power_axes.plot(minutes, power_kw, color="#d62728", linewidth=1.4, label="power")
-    if np.isfinite(offered_kw).any():
-        power_axes.step(
-            minutes,
-            offered_kw,
-            where="post",
-            color="#555555",
-            linewidth=1.0,
-            linestyle="--",
-            label="offered",
+class _Chart:
+    """A figure of one size with everything every profile has; ``render`` fills it in."""
+
+    def __init__(self, width_px: int, height_px: int) -> None:
+        self.figure = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
+        FigureCanvasAgg(self.figure)  # attaches itself: savefig renders with Agg
+        self.figure.subplots_adjust(left=0.08, right=0.92, top=0.79, bottom=0.13)
+        self.power_axes = power = self.figure.add_subplot()
+        self.soc_axes = soc = power.twinx()
+        (self.power,) = power.plot([], [], color=_POWER, linewidth=1.4)
+        (self.offered,) = power.step([], [], where="post", color=_OFFERED, linewidth=1.0, ls="--")
+        (self.soc,) = soc.plot([], [], color=_SOC, linewidth=1.2)
+        power.set_ylabel("power (kW)")
+        soc.set_ylabel("state of charge (%)")
+        soc.set_ylim(0.0, 105.0)
+        for axis in (power.xaxis, power.yaxis, soc.yaxis):
+            axis.set_major_locator(MaxNLocator(nbins=6))
+        power.grid(True, alpha=0.3)
+        handles = [self.power, self.offered, Patch(color=_SOC)]
+        handles += [Patch(color=_SEGMENT_COLOURS[k], alpha=0.8) for k in SegmentKind]
+        labels = ["power", "offered", "state of charge"] + [_SEGMENT_LABELS[k] for k in SegmentKind]
+        # above the axes, in one row: nothing drawn inside them hides behind it
+        self.figure.legend(
+            handles,
+            labels,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.80),
+            ncol=len(labels),
+            fontsize=8,
+            frameon=False,
         )
-    power_axes.set_xlabel(f"minutes since {format_ts(row.start_ns)[:16].replace('T', ' ')} UTC")
-    power_axes.set_ylabel("power (kW)")
-    span_min = max(float(minutes[-1]) if minutes.size else 0.0, row.duration_s / 60.0, 1.0)
-    power_axes.set_xlim(0.0, span_min)
-    top = np.nanmax(np.concatenate([power_kw, offered_kw, [1.0]]))
-    power_axes.set_ylim(-0.08 * top, 1.15 * top)  # room below zero for the segment band
-    power_axes.grid(True, alpha=0.3)
+        self.title = self.figure.suptitle("", fontsize=10, y=0.98)
+        # what changes with every session is drawn over the background, not into it
+        self.dynamic: list[tuple[Axes | Figure, Artist]] = [
+            (power, power.xaxis),
+            (power, power.yaxis),
+            (power, self.offered),
+            (power, self.power),
+            (soc, self.soc),
+            (self.figure, self.title),
+        ]
+        for _, artist in self.dynamic:
+            artist.set_animated(True)
+        canvas = self.figure.canvas
+        assert isinstance(canvas, FigureCanvasAgg)
+        self.canvas = canvas
+        canvas.draw()  # type: ignore[no-untyped-call]
+        self.background = canvas.copy_from_bbox(self.figure.bbox)  # type: ignore[no-untyped-call]
 
-    soc = _array(grid.soc_pct)
-    if np.isfinite(soc).any():
-        soc_axes = power_axes.twinx()
-        soc_axes.plot(minutes, soc, color="#9467bd", linewidth=1.2, label="state of charge")
-        soc_axes.set_ylim(0.0, 105.0)
-        soc_axes.set_ylabel("state of charge (%)")
+    def render(self, grid: ProfileGrid, segments: Sequence[Segment]) -> bytes:
+        row = grid.row
+        power_axes = self.power_axes
+        minutes = np.arange(len(grid.power_w)) * grid.step_s / 60.0
+        power_kw = _array(grid.power_w) / 1000.0
+        offered_kw = _array(grid.power_offered_w) / 1000.0
+        self.power.set_data(minutes, power_kw)
+        self.offered.set_data(minutes, offered_kw)
+        self.soc.set_data(minutes, _array(grid.soc_pct))
+        span_min = max(float(minutes[-1]) if minutes.size else 0.0, row.duration_s / 60.0, 1.0)
+        power_axes.set_xlim(0.0, span_min)
+        finite = np.concatenate([power_kw, offered_kw])
+        finite = finite[np.isfinite(finite)]
+        top = max(float(finite.max()) if finite.size else 0.0, 1.0)
+        power_axes.set_ylim(-0.08 * top, 1.15 * top)  # room below zero for the segment band
+        power_axes.set_xlabel(f"minutes since {format_ts(row.start_ns)[:16].replace('T', ' ')} UTC")
+        self.title.set_text(_title(row))
+        added = _segments(power_axes, row, segments) + _flags(power_axes, row, span_min)
+        try:
+            canvas = self.canvas
+            canvas.restore_region(self.background)  # type: ignore[no-untyped-call]
+            axis_x, axis_y, *rest = self.dynamic  # the grid first, the session's ranges over it
+            for where, artist in [axis_x, axis_y, *[(power_axes, a) for a in added], *rest]:
+                where.draw_artist(artist)
+            width, height = canvas.get_width_height()
+            pixels = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
+            image = Image.frombuffer("RGBA", (width, height), pixels, "raw")
+            out = io.BytesIO()
+            image.convert("RGB").save(out, format="png", compress_level=1)
+            return out.getvalue()
+        finally:
+            for artist in added:
+                artist.remove()
 
-    _segments(power_axes, row, segments)
-    _flags(power_axes, row)
-    handles, labels = power_axes.get_legend_handles_labels()
-    if np.isfinite(soc).any():
-        handles.append(Patch(color="#9467bd"))
-        labels.append("state of charge")
-    for kind in dict.fromkeys(s.kind for s in segments):
-        handles.append(Patch(color=_SEGMENT_COLOURS[kind], alpha=0.8))
-        labels.append(_SEGMENT_LABELS[kind])
-    # above the axes, in one row: nothing drawn inside them hides behind it
-    figure.legend(
-        handles,
-        labels,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.80),
-        ncol=len(labels),
-        fontsize=8,
-        frameon=False,
-    )
-    figure.suptitle(_title(row), fontsize=10, y=0.98)
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=_DPI)
-    return out.getvalue()
 
-
-def _segments(axes: Axes, row: SessionRow, segments: Sequence[Segment]) -> None:
+def _segments(axes: Axes, row: SessionRow, segments: Sequence[Segment]) -> list[Artist]:
     """Each segment as a bar along the bottom of the axes (x in minutes, y in axes fraction)."""
     transform = axes.get_xaxis_transform()
+    added: list[Artist] = []
     for kind in SegmentKind:
         spans = [
             ((s.start_ns - row.start_ns) / 60e9, (s.end_ns - s.start_ns) / 60e9)
@@ -123,32 +168,42 @@ def _segments(axes: Axes, row: SessionRow, segments: Sequence[Segment]) -> None:
             if s.kind is kind
         ]
         if spans:
-            axes.broken_barh(
-                spans, (0.0, _BAND), transform=transform, color=_SEGMENT_COLOURS[kind], alpha=0.8
+            added.append(
+                axes.broken_barh(
+                    spans,
+                    (0.0, _BAND),
+                    transform=transform,
+                    color=_SEGMENT_COLOURS[kind],
+                    alpha=0.8,
+                )
             )
+    return added
 
 
-def _flags(axes: Axes, row: SessionRow) -> None:
+def _flags(axes: Axes, row: SessionRow, span_min: float) -> list[Artist]:
     """Each flagged range shaded, its kind written at its top."""
     transform = axes.get_xaxis_transform()
-    lo, hi = axes.get_xlim()
+    added: list[Artist] = []
     for n, verdict in enumerate(v for v in row.verdicts if v.flagged):
         if verdict.start_ns is None or verdict.end_ns is None:
             continue
-        start = min(max((verdict.start_ns - row.start_ns) / 60e9, lo), hi)
-        end = min(max((verdict.end_ns - row.start_ns) / 60e9, lo), hi)
-        end = max(end, start + (hi - lo) * 0.004)  # a moment still shows as a line
-        axes.axvspan(start, end, color="#e377c2", alpha=0.18, linewidth=0)
-        axes.text(
-            start,
-            0.97 - 0.06 * (n % 4),
-            f" {verdict.kind}",
-            transform=transform,
-            fontsize=7,
-            color="#a0106e",
-            va="top",
-            clip_on=True,
+        start = min(max((verdict.start_ns - row.start_ns) / 60e9, 0.0), span_min)
+        end = min(max((verdict.end_ns - row.start_ns) / 60e9, 0.0), span_min)
+        end = max(end, start + span_min * 0.004)  # a moment still shows as a line
+        added.append(axes.axvspan(start, end, color=_FLAG, alpha=0.18, linewidth=0))
+        added.append(
+            axes.text(
+                start,
+                0.97 - 0.06 * (n % 4),
+                f" {verdict.kind}",
+                transform=transform,
+                fontsize=7,
+                color="#a0106e",
+                va="top",
+                clip_on=True,
+            )
         )
+    return added
 
 
 def _title(row: SessionRow) -> str:

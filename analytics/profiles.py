@@ -44,6 +44,7 @@ __all__ = [
     "profiles_to_lines",
     "resample",
     "segments",
+    "taper_onset",
 ]
 
 PROFILE_MEASUREMENT = "profile"
@@ -180,7 +181,7 @@ def profiles(batch: SessionBatch) -> Profiles:
         np.nan,
     )
 
-    onset = _taper_onset(power, charging, plateau)
+    onset = taper_onset(power, charging, plateau)
     has_onset = onset >= 0
     taper_s = np.where(has_onset, t_s[rows, np.maximum(onset, 0)] if m else 0.0, np.nan)
     taper_soc = np.where(has_onset, batch.soc_pct[rows, np.maximum(onset, 0)] if m else 0, np.nan)
@@ -281,7 +282,7 @@ def _trapezoid_wh(t_ns: IntArray, power_w: FloatArray) -> FloatArray:
     return np.where(kept.any(axis=1), area.sum(axis=1) / 3600.0, np.nan)
 
 
-def _taper_onset(power: FloatArray, charging: np.ndarray, plateau: FloatArray) -> IntArray:
+def taper_onset(power: FloatArray, charging: np.ndarray, plateau: FloatArray) -> IntArray:
     """Index of the first charging sample after which power stays below 90 % of the plateau
     for good; -1 when there is none."""
     n, m = power.shape

@@ -12,6 +12,8 @@ Two tables on the state database's metadata (``chargewatch.state.Base``):
   ``(station_id, start_ns)``, ``(id_pseudonym, start_ns)`` and ``start_ns``.
 - ``session_verdicts``: one row per (session, kind) with the kind's score, whether it flagged the
   session and, if so, where and why (``KindVerdict``), indexed for ranking by kind and score.
+  The catalogue row carries the same verdicts as JSON, written in the same transaction, so that
+  reading a page of sessions takes one query, not one more per ten verdicts.
 
 Scores are kept here rather than as an InfluxDB measurement ``score``, because every question
 asked of them is keyed by session: "every score of session X" and "the 50 highest stall scores
@@ -35,7 +37,7 @@ import json
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -137,6 +139,8 @@ class CatalogEntry(Base):
     flagged_kinds: Mapped[str] = mapped_column(String(512))  # comma-separated, "" when none
     flagged: Mapped[bool] = mapped_column(Boolean)
     updated_at_ns: Mapped[int] = mapped_column(BigInteger)
+    # [[kind, score, flagged, start_ns, end_ns, reason], ...]: session_verdicts' rows, for reading
+    verdicts: Mapped[list[list[Any]]] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_session_catalog_station_start", "station_id", "start_ns"),
@@ -244,6 +248,10 @@ def _catalog_values(row: SessionRow) -> dict[str, Any]:
         "flagged_kinds": ",".join(row.flagged_kinds),
         "flagged": bool(row.flagged_kinds),
         "updated_at_ns": row.updated_at_ns,
+        "verdicts": [
+            [v.kind, _finite(v.score), v.flagged, v.start_ns, v.end_ns, v.reason]
+            for v in row.verdicts
+        ],
     }
 
 
@@ -416,40 +424,18 @@ def _fetch(store: StateStore, query: Select[Any]) -> list[SessionRow]:
     """The catalogue rows ``query`` selects, in its order, each with its verdicts."""
     try:
         with _engine(store).connect() as connection:
-            found = list(connection.execute(query))
-            verdicts = _verdicts_of(connection, [str(r.session_id) for r in found])
+            return [_session_row(r) for r in connection.execute(query)]
     except SQLAlchemyError as exc:
         raise StateError(f"cannot read the session catalogue: {_safe(exc)}") from exc
-    return [_session_row(r, verdicts.get(str(r.session_id), ())) for r in found]
 
 
 def _rows_by_id(connection: Connection, ids: list[str]) -> dict[str, SessionRow]:
-    found: list[Row[Any]] = []
+    found: dict[str, SessionRow] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        found += connection.execute(select(_CATALOG).where(_CATALOG.c.session_id.in_(chunk)))
-    verdicts = _verdicts_of(connection, ids)
-    return {str(r.session_id): _session_row(r, verdicts.get(str(r.session_id), ())) for r in found}
-
-
-def _verdicts_of(connection: Connection, ids: Iterable[str]) -> dict[str, tuple[KindVerdict, ...]]:
-    wanted = list(ids)
-    out: dict[str, list[KindVerdict]] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        query = select(_VERDICTS).where(_VERDICTS.c.session_id.in_(chunk))
-        for r in connection.execute(query):
-            out.setdefault(str(r.session_id), []).append(
-                KindVerdict(
-                    kind=str(r.kind),
-                    score=None if r.score is None else float(r.score),
-                    flagged=bool(r.flagged),
-                    start_ns=None if r.start_ns is None else int(r.start_ns),
-                    end_ns=None if r.end_ns is None else int(r.end_ns),
-                    reason=r.reason,
-                )
-            )
-    return {sid: tuple(sorted(found, key=_kind_order)) for sid, found in out.items()}
+        for r in connection.execute(select(_CATALOG).where(_CATALOG.c.session_id.in_(chunk))):
+            found[str(r.session_id)] = _session_row(r)
+    return found
 
 
 _KIND_ORDER = {kind.value: i for i, kind in enumerate(AnomalyKind)}
@@ -460,8 +446,17 @@ def _kind_order(verdict: KindVerdict) -> tuple[int, str]:
     return _KIND_ORDER.get(verdict.kind, len(_KIND_ORDER)), verdict.kind
 
 
-def _session_row(r: Row[Any], verdicts: tuple[KindVerdict, ...]) -> SessionRow:
+def _session_row(r: Row[Any]) -> SessionRow:
     kinds = str(r.flagged_kinds)
+    verdicts = tuple(
+        sorted(
+            (
+                KindVerdict(kind, score, bool(flagged), start, end, reason)
+                for kind, score, flagged, start, end, reason in r.verdicts or ()
+            ),
+            key=_kind_order,
+        )
+    )
     return SessionRow(
         session_id=str(r.session_id),
         station_id=str(r.station_id),

@@ -20,7 +20,7 @@ import numpy as np
 
 from analytics.batch import SessionBatch
 from analytics.plots import PLOT_VERSION, render_profile_png
-from analytics.profiles import profiles, resample, segments
+from analytics.profiles import Segments, resample, segments, taper_onset
 from analytics.read.flagpages import query_flag_page
 from analytics.read.readings import SessionReadings, read_session
 from chargewatch import catalog
@@ -160,10 +160,13 @@ class ReadModel:
         if row is None:
             return None
         readings = read_session(self._client, row)
+        if readings.count == 0:
+            return SessionDetail(row=row, segments=(), taper_onset=None, readings=0)
+        seg = segments(readings.batch)
         return SessionDetail(
             row=row,
-            segments=_segments(readings),
-            taper_onset=_taper_onset(readings),
+            segments=_ranges(readings.batch, seg),
+            taper_onset=_taper(readings.batch, seg),
             readings=readings.count,
         )
 
@@ -234,13 +237,15 @@ class ReadModel:
 
 
 def _segments(readings: SessionReadings) -> tuple[Segment, ...]:
+    if readings.count == 0:
+        return ()
+    return _ranges(readings.batch, segments(readings.batch))
+
+
+def _ranges(batch: SessionBatch, seg: Segments) -> tuple[Segment, ...]:
     """The session's segments as time ranges: runs of sample intervals of one kind that follow
     each other without a gap (an interval is capped at ``MAX_INTERVAL_S``, so a long silence
     splits a run)."""
-    batch = readings.batch
-    if readings.count == 0:
-        return ()
-    seg = segments(batch)
     code = np.zeros(batch.n_steps, dtype=np.int8)
     for number, mask in enumerate((seg.charging, seg.suspended_evse, seg.suspended_ev, seg.idle)):
         code[mask[0]] = number + 1
@@ -259,18 +264,17 @@ def _segments(readings: SessionReadings) -> tuple[Segment, ...]:
     )
 
 
-def _taper_onset(readings: SessionReadings) -> TaperOnset | None:
-    if readings.count == 0:
+def _taper(batch: SessionBatch, seg: Segments) -> TaperOnset | None:
+    """Where power left its plateau for good (``analytics.profiles.taper_onset``)."""
+    power = np.where(batch.valid, batch.power_w, np.nan)
+    onset = int(taper_onset(power, seg.charging, seg.plateau_power_w)[0])
+    if onset < 0:
         return None
-    judged = profiles(readings.batch)
-    offset_s = float(judged.taper_onset_s[0])
-    if not math.isfinite(offset_s):
-        return None
-    soc = float(judged.taper_onset_soc_pct[0])
-    start_ns = int(readings.batch.start_ns[0])
+    time_ns = int(batch.t_ns[0, onset])
+    soc = float(batch.soc_pct[0, onset])
     return TaperOnset(
-        time_ns=start_ns + round(offset_s * _NS),
-        offset_s=offset_s,
+        time_ns=time_ns,
+        offset_s=(time_ns - int(batch.start_ns[0])) / _NS,
         soc_pct=soc if math.isfinite(soc) else None,
     )
 

@@ -5,7 +5,7 @@ field); its readings are read by its station and connector tags and its time ran
 both ends: from its start to its stop, or, while it is open, to ``MAX_SESSION_NS`` after its
 start (the detection job's look-back: no session is expected to last longer). The status in
 force at each sample comes from the connector's statuses from a day before the start. One
-request carries the three statements.
+request carries both statements.
 """
 
 from __future__ import annotations
@@ -59,20 +59,16 @@ def read_session(client: InfluxClient, row: SessionRow) -> SessionReadings:
         f"AND session_id = {quote_literal(row.session_id)} "
         f"AND time >= {start} AND time <= {end}"
     )
-    before = (
-        f"SELECT last(status) AS status FROM {quote_ident(EventType.STATUS)} WHERE {series} "
-        f"AND time >= {start - _STATUS_LOOKBACK_NS} AND time < {start}"
-    )
-    during = (
+    statuses = (
         f"SELECT status FROM {quote_ident(EventType.STATUS)} WHERE {series} "
-        f"AND time >= {start} AND time <= {end}"
+        f"AND time >= {start - _STATUS_LOOKBACK_NS} AND time <= {end}"
     )
-    found = client.query(f"{readings}; {before}; {during}")
+    found = client.query(f"{readings}; {statuses}")
     by_name: dict[str, list[Series]] = {}
     for s in found:
         by_name.setdefault(s.name, []).append(s)
     t_ns, values = _readings(by_name.get(EventType.READING, []))
-    status_t, status_code = _statuses(by_name.get(EventType.STATUS, []), start)
+    status_t, status_code = _statuses(by_name.get(EventType.STATUS, []))
     batch = _one_row(row, t_ns, values, status_t, status_code)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(t_ns.tobytes())
@@ -97,23 +93,17 @@ def _readings(series: list[Series]) -> tuple[np.ndarray, np.ndarray]:
     return t_ns[order], values[:, order]
 
 
-def _statuses(series: list[Series], start_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """Status changes in time order (the one in force before the start first, at the start)."""
-    times: list[int] = []
-    codes: list[int] = []
-    for s in series:
-        column = s.columns.get("status")
-        if column is None:
-            continue
-        for t, status in zip(s.columns["time"].tolist(), column.tolist(), strict=True):
-            code = _STATUS_CODE.get(status) if isinstance(status, str) else None
-            if code is not None:
-                # last() answers with the window's start as its time: it is in force from then
-                times.append(min(int(t), start_ns))
-                codes.append(code)
-    t = np.asarray(times, dtype=np.int64)
+def _statuses(series: list[Series]) -> tuple[np.ndarray, np.ndarray]:
+    """The connector's status changes in time order, as ``StatusCode`` values."""
+    if not series or "status" not in series[0].columns:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8)
+    s = series[0]
+    codes = [_STATUS_CODE.get(v, -1) if isinstance(v, str) else -1 for v in s.columns["status"]]
+    code = np.asarray(codes, dtype=np.int8)
+    known = code >= 0  # written by something else: not ours to guess
+    t = np.asarray(s.columns["time"], dtype=np.int64)[known]
     order = np.argsort(t, kind="stable")
-    return t[order], np.asarray(codes, dtype=np.int8)[order]
+    return t[order], code[known][order]
 
 
 def _one_row(
