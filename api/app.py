@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import events, flags, health, ocpp, scores, sessions
+from api import alerts, events, flags, health, ocpp, scores, sessions
 from api.deps import ApiServices
 from api.event_schemas import event_batch_schemas
 from chargewatch import __version__
@@ -43,6 +43,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(flags.router)
     app.include_router(scores.router)
+    app.include_router(alerts.router)
     _document_event_batches(app)
 
     @app.exception_handler(RequestValidationError)

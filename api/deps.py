@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +16,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from chargewatch.catalog import SessionRow
 from chargewatch.readmodel import FlagPage, ProfileGrid, ProfileImage, SessionDetail
 from chargewatch.roles import Role
+
+if TYPE_CHECKING:  # api.alerts imports this module for its routes
+    from api.alerts import AlertSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,7 @@ class ApiServices:
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
     reads: ReadModel | None = None  # None: the read routes answer 503
+    alerts: AlertSource | None = None  # None: /alerts answers 503
 
 
 def services(request: Request) -> ApiServices:

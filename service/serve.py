@@ -25,6 +25,7 @@ from alerts.job import AlertJob, Conditions, HealthSignals
 from alerts.lifecycle import Policy
 from alerts.model import Links
 from alerts.store import AlertStore
+from alerts.view import AlertReader
 from analytics.jobs import DetectionJob, start_scheduler
 from analytics.read import ReadModel
 from api.app import create_app
@@ -97,10 +98,15 @@ class Service:
         self.detection = DetectionJob(self.detect_client, self.state)
         self.alert_client: InfluxClient | None = None
         self.alerts: AlertJob | None = None
+        self.alert_reader: AlertReader | None = None
         if settings.alertmanager_urls and settings.detect_interval_s > 0:
             self.alert_client = InfluxClient.from_settings(settings)  # the alert job's thread
             self.alerts = _alert_job(self, self.alert_client)
             self.metrics.watch_alerts(self.alerts.status)
+            # The API's own Alertmanager client, quick to give up: a request must not hang.
+            self.alert_reader = AlertReader(
+                self.alerts.store, AlertmanagerClient(settings.alertmanager_urls, timeout_s=2.0)
+            )
         # The read API's own client too: its requests never wait behind the drainer's writes.
         self.read_client = InfluxClient.from_settings(settings)
         self.reads = ReadModel(self.read_client, self.state)
@@ -133,6 +139,8 @@ class Service:
         if self.alerts is not None and self.alert_client is not None:
             self.alerts.alertmanagers.close()
             self.alert_client.close()
+        if self.alert_reader is not None:
+            self.alert_reader.alertmanagers.close()
         self.read_client.close()
         self.spool.close()
         self.influx.close()
@@ -307,6 +315,7 @@ def build_app(service: Service) -> FastAPI:
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
             reads=service.reads,
+            alerts=service.alert_reader,
         )
     )
 

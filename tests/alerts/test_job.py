@@ -18,6 +18,7 @@ from alerts.model import Links
 from alerts.server import LocalAlertmanager
 from alerts.store import AlertStore
 from alerts.taxonomy import BY_ERROR_CODE, ServiceCondition
+from alerts.view import AlertReader, AlertView
 from chargewatch.events import (
     ChargePointErrorCode,
     ChargePointStatus,
@@ -193,3 +194,39 @@ def test_service_health_conditions(
     for step, value in enumerate(sequence):
         found = watch.conditions(value, now=T0 + step * timedelta(seconds=10))
     assert set(found) == expected
+
+
+def test_the_api_view_joins_each_alert_with_its_alertmanager_state(
+    influx: InfluxClient, alertmanager: LocalAlertmanager, tmp_path: Path
+) -> None:
+    sid = f"CP-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    fault = StatusChange(
+        ns(now), sid, 1, ChargePointStatus.FAULTED, ChargePointErrorCode.GROUND_FAILURE
+    )
+    influx.write([LineFormatter().format(fault)])
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    the_job = job(influx, alertmanager, state)
+    the_job.run(now)
+
+    def views(client: AlertmanagerClient, active: bool | None) -> list[AlertView]:
+        return AlertReader(the_job.store, client).alerts(
+            active=active,
+            station_id=sid,
+            alertname=None,
+            severity="page",
+            since=now - timedelta(hours=1),
+            until=now + timedelta(hours=1),
+            limit=10,
+        )
+
+    with AlertmanagerClient([alertmanager.url]) as reachable:
+        (view,) = views(reachable, True)
+        assert view.alertmanager_state == "active"
+        assert view.labels["alertname"] == "GroundFailure"
+        assert views(reachable, False) == []
+    with AlertmanagerClient(["http://127.0.0.1:9"], timeout_s=1.0) as dead:
+        (view,) = views(dead, None)
+    assert view.alertmanager_state == "unknown"
+    the_job.alertmanagers.close()
+    state.close()
