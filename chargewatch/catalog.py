@@ -55,8 +55,11 @@ from sqlalchemy import (
     and_,
     delete,
     insert,
+    inspect,
     or_,
     select,
+    text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
@@ -187,8 +190,27 @@ def _engine(store: StateStore) -> Engine:
             except SQLAlchemyError:
                 # another process created them at the same moment: they exist now
                 Base.metadata.create_all(engine, tables=[_CATALOG, _VERDICTS])
+            _add_verdicts_column(engine)
             _ready.add(engine)
     return engine
+
+
+def _add_verdicts_column(engine: Engine) -> None:
+    """A catalogue made before rows carried their verdicts gets the column, filled in from
+    ``session_verdicts`` (the first version of this module, the same day)."""
+    if "verdicts" in {c["name"] for c in inspect(engine).get_columns(_CATALOG.name)}:
+        return
+    with engine.begin() as connection:
+        connection.execute(text(f"ALTER TABLE {_CATALOG.name} ADD COLUMN verdicts JSON"))
+        found: dict[str, list[list[Any]]] = {}
+        v = _VERDICTS.c
+        columns = (v.session_id, v.kind, v.score, v.flagged, v.start_ns, v.end_ns, v.reason)
+        for sid, *verdict in connection.execute(select(*columns)):
+            found.setdefault(sid, []).append(verdict)
+        for sid, verdicts in found.items():
+            connection.execute(
+                update(_CATALOG).where(_CATALOG.c.session_id == sid).values(verdicts=verdicts)
+            )
 
 
 # -- writing --------------------------------------------------------------------------------

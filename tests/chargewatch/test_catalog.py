@@ -174,3 +174,17 @@ def test_a_cursor_of_one_order_is_refused_by_another(store: StateStore) -> None:
         list_sessions(store, after=by_score)
     with pytest.raises(CursorError):
         rank_sessions(store, "meter_jump", after=by_score)
+
+
+def test_a_catalogue_from_before_rows_carried_verdicts_gets_them(store: StateStore) -> None:
+    first = row("s1", 5 * H, stall=0.9)
+    upsert_sessions(store, [first])
+    with store.engine.begin() as connection:  # the first version's table had no such column
+        connection.execute(text("ALTER TABLE session_catalog DROP COLUMN verdicts"))
+    reopened = StateStore(store.engine.url.render_as_string(hide_password=False))
+    try:
+        assert get_session(reopened, "s1") == first
+        upsert_sessions(reopened, [replace(first, updated_at_ns=9)])
+        assert get_session(reopened, "s1") == replace(first, updated_at_ns=9)
+    finally:
+        reopened.close()
