@@ -43,14 +43,18 @@ def _render(figures: UsageFigures) -> bytes:
     for row, (title, values) in enumerate(panels):
         axes = figure.add_subplot(2, 1, row + 1)
         cells = np.ma.masked_invalid(values.reshape(7, 24) * 100.0)
-        image = axes.imshow(cells, cmap="viridis", vmin=0.0, vmax=100.0, aspect="auto")
+        # one mesh with white cell edges: a grid of minor ticks costs a second per picture
+        image = axes.pcolormesh(
+            cells, cmap="viridis", vmin=0.0, vmax=100.0, edgecolors="white", linewidth=0.5
+        )
+        axes.set_xlim(0, 24)
+        axes.set_ylim(7, 0)  # Monday on top
         axes.set_title(title, fontsize=10, loc="left")
-        axes.set_yticks(range(7), _DAYS, fontsize=8)
-        axes.set_xticks(range(24), [f"{h:02d}" for h in range(24)], fontsize=8)
-        axes.set_xticks(np.arange(-0.5, 24, 1), minor=True)
-        axes.set_yticks(np.arange(-0.5, 7, 1), minor=True)
-        axes.grid(which="minor", color="white", linewidth=0.5)
-        axes.tick_params(which="minor", length=0)
+        axes.set_yticks(np.arange(7) + 0.5, _DAYS, fontsize=8)
+        axes.set_xticks(
+            np.arange(0, 24, 3) + 0.5, [f"{h:02d}" for h in range(0, 24, 3)], fontsize=8
+        )
+        axes.tick_params(length=0)
     if image is not None:
         colorbar = figure.colorbar(image, ax=figure.axes, fraction=0.03, pad=0.02)
         colorbar.set_label("% of connector time", fontsize=9)

@@ -10,7 +10,8 @@ Results go back as ``profile`` and ``flag`` points stamped with the session's (f
 running a window again, or overlapping windows, overwrites points instead of adding new ones;
 so do the sessions' ``usage`` pieces (``analytics.usage``: a point per quarter hour of a session).
 Given the state database, every judged session also gets its row in the session catalogue
-(``chargewatch.catalog``), with every kind's score, replacing the row of an earlier judgement.
+(``chargewatch.catalog``), with every kind's score, replacing the row of an earlier judgement,
+and its usage pieces there too (``analytics.usage_table``, where the API sums them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
 from analytics.usage import usage_lines, usage_pieces
+from analytics.usage_table import replace_pieces
 from chargewatch.catalog import upsert_sessions
 from chargewatch.flags import Flag, flags_to_lines
 from chargewatch.influx import InfluxClient
@@ -100,10 +102,12 @@ def detect_window(
     judged = profiles(kept)
     _write(client, profiles_to_lines(judged))
     _write(client, flags_to_lines(flags))
-    _write(client, usage_lines(usage_pieces(kept, until_ns=until_ns)))
+    pieces = usage_pieces(kept, until_ns=until_ns)
+    _write(client, usage_lines(pieces))
     if catalog is not None:
         stamp = until_ns if judged_at_ns is None else judged_at_ns
         upsert_sessions(catalog, catalog_rows(kept, judged, kept_results, judged_at_ns=stamp))
+        replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])
     report.seconds = time.perf_counter() - began
     return flags, report
 

@@ -16,7 +16,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api import alerts, events, flags, health, ocpp, scores, sessions
+from api import (
+    alerts,
+    events,
+    flags,
+    health,
+    kpis,
+    ocpp,
+    scores,
+    sessions,
+    stations,
+    usage,
+    users,
+)
 from api.deps import ApiServices
 from api.event_schemas import event_batch_schemas
 from chargewatch import __version__
@@ -43,6 +55,10 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(flags.router)
     app.include_router(scores.router)
+    app.include_router(stations.router)
+    app.include_router(usage.router)
+    app.include_router(users.router)
+    app.include_router(kpis.router)
     app.include_router(alerts.router)
     _document_event_batches(app)
 

@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.network import NetworkSource
+from api.ratelimit import RateLimiter
 from chargewatch.catalog import SessionRow
 from chargewatch.readmodel import FlagPage, ProfileGrid, ProfileImage, SessionDetail
 from chargewatch.roles import Role
+from chargewatch.state import api_key_id
 
 if TYPE_CHECKING:  # api.alerts imports this module for its routes
     from api.alerts import AlertSource
@@ -165,6 +168,8 @@ class ApiServices:
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
     reads: ReadModel | None = None  # None: the read routes answer 503
+    network: NetworkSource | None = None  # None: stations, usage, users, KPIs answer 503
+    rate_limiter: RateLimiter | None = None  # None: keys are not rate limited
     alerts: AlertSource | None = None  # None: /alerts answers 503
 
 
@@ -198,7 +203,8 @@ def require(minimum: Role) -> Callable[..., Role]:
     """A dependency admitting requests whose API key has at least ``minimum``'s rights.
 
     The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. It is looked
-    up on every request, so a revoked key stops working at once.
+    up on every request, so a revoked key stops working at once. A known key then takes a
+    token from its bucket (``api.ratelimit``): 429 with ``Retry-After`` when it has none.
     """
 
     def check(svc: Services, bearer: Bearer, key_header: KeyHeader) -> Role:
@@ -219,6 +225,14 @@ def require(minimum: Role) -> Callable[..., Role]:
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        if svc.rate_limiter is not None:
+            wait_s = svc.rate_limiter.take(api_key_id(key) or key)
+            if wait_s:
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"too many requests with this API key; retry in {wait_s} s",
+                    headers={"Retry-After": str(wait_s)},
+                )
         if _RANK[role] < _RANK[minimum]:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"this needs the {minimum.value} role or higher"

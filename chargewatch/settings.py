@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     max_concurrent_batches: int = Field(default=2, ge=1, le=64)
     # Require an API key on every route but /healthz (turn off only on a closed test bench).
     api_auth: bool = True
+    # Requests per API key (a token bucket per key, per service instance; 429 beyond): a burst
+    # of 100, then 20 a second. One Grafana data source sends every panel of every viewer with
+    # one key (a dashboard opened by 10 people at once: about 60 requests); a usage or KPI answer
+    # costs up to a few hundred ms of CPU, so a script looping on one key must not have more.
+    api_rate_per_s: float = Field(default=20.0, gt=0, le=100_000)
+    api_rate_burst: int = Field(default=100, ge=1, le=1_000_000)
 
     # Scheduled detection inside `serve`: every this many seconds (0 turns it off).
     detect_interval_s: float = Field(default=30.0, ge=0)

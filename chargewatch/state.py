@@ -243,6 +243,14 @@ class StateStore:
             raise StateError(f"cannot revoke API key {key_id}: {_safe(exc)}") from exc
 
 
+def api_key_id(key: str) -> str | None:
+    """The public part of a key (``cw_<key_id>_<secret>``: what ``keys list`` shows and rate
+    limits count by); None when it does not have that shape."""
+    if not key.startswith(_API_KEY_PREFIX) or key.count("_") < 2:
+        return None
+    return key.removeprefix(_API_KEY_PREFIX).partition("_")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKeyInfo:
     """What may be shown of an API key: never the key, nor its hash."""

@@ -27,9 +27,11 @@ from alerts.model import Links
 from alerts.store import AlertStore
 from alerts.view import AlertReader
 from analytics.jobs import DetectionJob, start_scheduler
+from analytics.network import NetworkReader
 from analytics.read import ReadModel
 from api.app import create_app
 from api.deps import AcceptOutcome, ApiServices, RejectedEvent
+from api.ratelimit import RateLimiter
 from chargewatch.errors import BackpressureError, InfluxError, TooLargeError
 from chargewatch.events import Event, EventDecoder
 from chargewatch.influx import InfluxClient
@@ -110,6 +112,7 @@ class Service:
         # The read API's own client too: its requests never wait behind the drainer's writes.
         self.read_client = InfluxClient.from_settings(settings)
         self.reads = ReadModel(self.read_client, self.state)
+        self.network = NetworkReader(self.read_client, self.state)
         self.scheduler: Any = None
         self.metrics.spool_events.set_function(lambda: self.spool.depth().lines)
         self.metrics.spool_bytes.set_function(lambda: self.spool.depth().bytes)
@@ -315,6 +318,10 @@ def build_app(service: Service) -> FastAPI:
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
             reads=service.reads,
+            network=service.network,
+            rate_limiter=RateLimiter(
+                rate_per_s=settings.api_rate_per_s, burst=settings.api_rate_burst
+            ),
             alerts=service.alert_reader,
         )
     )

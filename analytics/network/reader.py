@@ -26,9 +26,9 @@ from analytics.network.detections import time_to_flag
 from analytics.network.hours import LocalQuarters
 from analytics.network.sessions import SessionTable, pseudonyms_between, read_sessions
 from analytics.network.stations import last_seen, latest_statuses, status_events
-from analytics.network.usage_sums import quarter_sums
 from analytics.plots_usage import render_usage_png
 from analytics.usage import MAX_SESSION_NS, PIECE_NS
+from analytics.usage_table import quarter_sums
 from chargewatch import catalog
 from chargewatch.figures import (
     HOURS_OF_WEEK,
@@ -133,7 +133,7 @@ class NetworkReader:
         _check(since_ns, until_ns)
         zone = ZoneInfo(tz)
         quarters = LocalQuarters(since_ns, until_ns, zone)
-        sums = quarter_sums(self._client, since_ns, until_ns, station_ids)
+        sums = quarter_sums(self._store, since_ns, until_ns, station_ids)
         around = read_sessions(
             self._store,
             since_ns=since_ns - MAX_SESSION_NS,

