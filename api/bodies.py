@@ -40,7 +40,10 @@ class BodyError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
         self.detail = detail
-        super().__init__(detail)
+        super().__init__(status, detail)  # both in args: it crosses process boundaries pickled
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def is_gzip(content_encoding: str | None) -> bool:

@@ -6,7 +6,7 @@ keeps api/ free of ingest internals and lets tests build the app around real par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Protocol
 
@@ -42,16 +42,15 @@ class AcceptOutcome:
 
 
 class EventAcceptor(Protocol):
-    """Validates, pseudonymizes and durably stores a batch of raw JSON events, given as chunks
-    of ``(0-based index, JSON bytes)``: the accepted events of every chunk are spooled together,
-    or none of them. Lists the first ``max_listed`` rejections and counts them all.
+    """Decodes (gzip), splits, validates, pseudonymizes and durably stores one batch body,
+    given as the parts it arrived in: its accepted events are spooled together, or none of
+    them. Lists the first ``max_listed`` rejections and counts them all.
 
-    Raises ``BackpressureError`` when the spool is full for now, ``TooLargeError`` when the
-    batch is larger than the spool could ever hold."""
+    Raises ``api.bodies.BodyError`` for a body that cannot be taken whole (its HTTP status
+    says why), ``BackpressureError`` when full for now, ``TooLargeError`` when the batch is
+    larger than the spool could ever hold."""
 
-    def __call__(
-        self, chunks: Iterable[Sequence[tuple[int, bytes]]], *, max_listed: int
-    ) -> AcceptOutcome: ...
+    def __call__(self, parts: list[bytes], *, gzipped: bool, max_listed: int) -> AcceptOutcome: ...
 
 
 class OcppAdmission(Protocol):
@@ -162,9 +161,8 @@ class ApiServices:
     role_of: Callable[[str], Role | None]
     health: Callable[[], dict[str, object]]
     metrics: Callable[[], tuple[bytes, str]]  # payload and content type
-    max_body_bytes: int  # as sent, and once decompressed
-    max_events_per_request: int
-    max_concurrent_batches: int  # bodies decoded and encoded at once, each in a worker thread
+    max_body_bytes: int  # as sent (the acceptor bounds it once decompressed)
+    max_concurrent_batches: int  # bodies accepted at once (a few more wait, then 503)
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
     reads: ReadModel | None = None  # None: the read routes answer 503

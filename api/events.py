@@ -4,9 +4,10 @@ What one request may cost is bounded, so that no client can stall or exhaust the
 
 - the body, as sent and once decompressed (gzip), by ``max_body_bytes``;
 - its events by ``max_events_per_request``, counted before any of them is parsed (413 beyond);
-- the work: bodies are decoded and encoded in worker threads, never on the event loop, at most
-  ``max_concurrent_batches`` at a time, with a few more read and waiting; one more gets 503 with
-  ``Retry-After`` at once, before its body is read;
+- the work: the event loop only reads the body; it is handed to the acceptor (which decodes and
+  encodes it in worker processes, ``service.batches``) from a thread of its own, at most
+  ``max_concurrent_batches`` at a time, with a few more read and waiting; one more gets 503
+  with ``Retry-After`` at once, before its body is read;
 - the answer: the first ``MAX_LISTED_REJECTIONS`` rejections and the count of all of them.
 """
 
@@ -22,8 +23,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
-from api.bodies import BodyError, gunzip, is_gzip, split_events
-from api.deps import AcceptOutcome, ApiServices, Services, require
+from api.bodies import BodyError, is_gzip
+from api.deps import Services, require
 from chargewatch.errors import BackpressureError, TooLargeError
 from chargewatch.roles import Role
 
@@ -31,9 +32,8 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 
 RETRY_AFTER_S = 5
 MAX_LISTED_REJECTIONS = 100
-CHUNK_EVENTS = 10_000  # events encoded at a time: the columnar path's batch, bounded memory
-# Bodies read and waiting for a worker thread, per thread: enough to keep the workers busy,
-# few enough that waiting bodies hold at most a few times max_body_bytes.
+# Bodies read and waiting for a worker, per worker: enough to keep the workers busy, few
+# enough that waiting bodies hold at most a few times max_body_bytes.
 WAITING_PER_WORKER = 2
 
 _T = TypeVar("_T")
@@ -55,12 +55,13 @@ class EventsAnswer(BaseModel):
 
 
 class BatchGate:
-    """Admits event batches: ``workers`` decoded and encoded at once, each on a thread of the
-    gate's own, and ``workers * WAITING_PER_WORKER`` more held waiting; beyond that, 503 at once.
+    """Admits event batches: ``workers`` at once, each handed to the acceptor from a thread of
+    the gate's own, and ``workers * WAITING_PER_WORKER`` more held waiting; beyond, 503 at once.
 
-    Its own threads, not the shared pool's: the allocator keeps an arena per thread that has
-    held a large body, and the memory of every arena stays with the process (RSS grew to 570 MB
-    under gzip bombs when any of the pool's threads could take a body; bench/abuse.py).
+    The acceptor blocks (it waits for a worker process, then for the spool's fsync), so it runs
+    on the gate's own threads rather than the shared pool's: each thread that has held a large
+    batch keeps an allocator arena, and with any of the pool's threads taking batches, serve's
+    memory grew to 570 MB under gzip bombs (bench/abuse.py).
     """
 
     def __init__(self, workers: int) -> None:
@@ -142,8 +143,11 @@ async def post_events(
     try:
         gzipped = is_gzip(request.headers.get("content-encoding"))
         with gate.admit():
-            body = await _read_limited(request, svc.max_body_bytes)
-            outcome = await gate.run(partial(_accept, svc, body, gzipped))
+            parts = await _read_limited(request, svc.max_body_bytes)
+            accept = partial(
+                svc.accept_events, parts, gzipped=gzipped, max_listed=MAX_LISTED_REJECTIONS
+            )
+            outcome = await gate.run(accept)
     except BodyError as exc:
         headers = {"Accept-Encoding": "gzip"} if exc.status == 415 else None
         raise HTTPException(exc.status, exc.detail, headers=headers) from None
@@ -165,23 +169,20 @@ async def post_events(
     )
 
 
-def _accept(svc: ApiServices, body: bytes, gzipped: bool) -> AcceptOutcome:
-    """Decode, split, validate and store a body: in a worker thread."""
-    data = gunzip(body, max_bytes=svc.max_body_bytes) if gzipped else body
-    events = split_events(data, max_events=svc.max_events_per_request)
-    return svc.accept_events(events.chunks(CHUNK_EVENTS), max_listed=MAX_LISTED_REJECTIONS)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def _read_limited(request: Request, limit: int) -> list[bytes]:
+    """The body's parts as they arrive (joined by a worker: copying 16 MiB takes 10-25 ms,
+    which the loop must not spend), at most ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    body = bytearray()
+    parts: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
+        size += len(chunk)
+        if size > limit:
             raise _too_large(limit)
-        body += chunk
-    return bytes(body)
+        parts.append(chunk)
+    return parts
 
 
 def _too_large(limit: int) -> HTTPException:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # ones through; 100,000 bound a request to about a second of CPU and tens of MB while
     # encoded, and are far more than a back office sends at once (minutes of a whole fleet).
     max_events_per_request: int = Field(default=100_000, ge=1)
-    # Event batches decoded and encoded at once, each in a worker thread (a few more wait, the
+    # Event batches decoded and encoded at once, each in a worker process (a few more wait, the
     # rest get 503): on a small machine, CPU stays for the OCPP stations.
     max_concurrent_batches: int = Field(default=2, ge=1, le=64)
     # Require an API key on every route but /healthz (turn off only on a closed test bench).

@@ -11,8 +11,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,16 +32,16 @@ from api.app import create_app
 from api.deps import AcceptOutcome, ApiServices, RejectedEvent
 from api.ratelimit import RateLimiter
 from chargewatch.errors import BackpressureError, InfluxError, TooLargeError
-from chargewatch.events import Event, EventDecoder
+from chargewatch.events import Event
 from chargewatch.influx import InfluxClient
 from chargewatch.lockfile import ExclusiveLock
 from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore
-from ingest.encode import ChunkEncoder
 from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import Spool, SpoolDrainer
+from service.batches import BatchEncoders
 from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
 from service.metrics import Metrics
 
@@ -76,6 +75,12 @@ class Service:
             max_bytes=settings.spool_max_bytes,
         )
         self.influx = InfluxClient.from_settings(settings)
+        self.batches = BatchEncoders(
+            self.pseudonymize,
+            workers=settings.max_concurrent_batches,
+            max_body_bytes=settings.max_body_bytes,
+            max_events=settings.max_events_per_request,
+        )
         self.drainer = SpoolDrainer(
             self.spool, self._write_to_influx, batch_lines=settings.influx_batch_lines
         )
@@ -138,6 +143,7 @@ class Service:
             self.scheduler.shutdown(wait=True)
         self.drainer.stop()
         self.gateway.close()
+        self.batches.close()
         self.detect_client.close()
         if self.alerts is not None and self.alert_client is not None:
             self.alerts.alertmanagers.close()
@@ -151,23 +157,11 @@ class Service:
 
     # -- the two ways in ------------------------------------------------------------------------
 
-    def accept_json(
-        self, chunks: Iterable[Sequence[tuple[int, bytes]]], *, max_listed: int
-    ) -> AcceptOutcome:
-        """HTTP batches, a chunk of raw events at a time: validate, pseudonymize, format; then
+    def accept_json(self, parts: list[bytes], *, gzipped: bool, max_listed: int) -> AcceptOutcome:
+        """HTTP batches: decode, validate, pseudonymize, format (in a worker process); then
         spool (fsync) the whole batch as one record — then answer (``api.deps.EventAcceptor``)."""
-        encoder = ChunkEncoder(EventDecoder(self.pseudonymize))
-        outcome = AcceptOutcome()
-        lines: list[str] = []
-        accepted: Counter[str] = Counter()
-        rejected: Counter[str] = Counter()
-        for numbered in chunks:
-            chunk = encoder.encode_lines(numbered)
-            lines += chunk.lines
-            accepted.update(chunk.accepted_by_type)
-            rejected.update(r.field or "event" for r in chunk.rejections)
-            listed = chunk.rejections[: max_listed - len(outcome.rejected)]
-            outcome.rejected += [RejectedEvent(r.position, r.field, r.reason) for r in listed]
+        batch = self.batches.encode(parts, gzipped=gzipped, max_listed=max_listed)
+        lines = batch.lines.split("\n") if batch.lines else []
         try:
             self.spool.append(lines)
         except BackpressureError:
@@ -178,13 +172,15 @@ class Service:
                     f"({self.settings.spool_max_bytes}); send smaller batches"
                 ) from None
             raise
-        for kind, count in accepted.items():
+        for kind, count in batch.accepted_by_type.items():
             self.metrics.accepted.labels("http", kind).inc(count)
-        for field, count in rejected.items():
+        for field, count in batch.rejected_by_field.items():
             self.metrics.rejected.labels("http", field).inc(count)
-        outcome.accepted_by_type = dict(accepted)
-        outcome.rejected_count = rejected.total()
-        return outcome
+        return AcceptOutcome(
+            accepted_by_type=batch.accepted_by_type,
+            rejected=[RejectedEvent(*listed) for listed in batch.listed],
+            rejected_count=sum(batch.rejected_by_field.values()),
+        )
 
     async def _accept_ocpp(self, events: list[Event]) -> None:
         formatter = LineFormatter()
@@ -313,7 +309,6 @@ def build_app(service: Service) -> FastAPI:
             health=service.health,
             metrics=service.metrics.render,
             max_body_bytes=settings.max_body_bytes,
-            max_events_per_request=settings.max_events_per_request,
             max_concurrent_batches=settings.max_concurrent_batches,
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
