@@ -9,7 +9,7 @@ from InfluxDB by its station and connector tags and its time range.
 Two tables on the state database's metadata (``chargewatch.state.Base``):
 
 - ``session_catalog``: the session and its figures (``SessionRow``), indexed on
-  ``(station_id, start_ns)``, ``(id_pseudonym, start_ns)`` and ``start_ns``.
+  ``(station_id, start_ns)``, ``(id_pseudonym, start_ns)`` and ``(start_ns, session_id)``.
 - ``session_verdicts``: one row per (session, kind) with the kind's score, whether it flagged the
   session and, if so, where and why (``KindVerdict``), indexed for ranking by kind and score.
   The catalogue row carries the same verdicts as JSON, written in the same transaction, so that
@@ -148,7 +148,8 @@ class CatalogEntry(Base):
     __table_args__ = (
         Index("ix_session_catalog_station_start", "station_id", "start_ns"),
         Index("ix_session_catalog_pseudonym_start", "id_pseudonym", "start_ns"),
-        Index("ix_session_catalog_start", "start_ns"),
+        # with the id: pages ordered by (start, id) read the index in order and stop at the limit
+        Index("ix_session_catalog_start_id", "start_ns", "session_id"),
     )
 
 
@@ -191,6 +192,8 @@ def _engine(store: StateStore) -> Engine:
                 # another process created them at the same moment: they exist now
                 Base.metadata.create_all(engine, tables=[_CATALOG, _VERDICTS])
             _add_verdicts_column(engine)
+            for index in _CATALOG.indexes | _VERDICTS.indexes:
+                index.create(engine, checkfirst=True)  # an index added since a table was made
             _ready.add(engine)
     return engine
 
