@@ -7,10 +7,11 @@ Every job interval the caller computes the set of active conditions (``Alert`` v
   kept only if it lies within ``max_backdate`` before now; otherwise now) and stored, so the same
   ``startsAt`` goes out after a restart and Alertmanager, which identifies an alert by its labels
   and keeps its notification log on disk, does not notify it again;
-- still active: sent again, every cycle, with ``endsAt`` = now + ``ends_after`` x interval.
-  Prometheus uses 4: three missed cycles in a row (a slow run, an Alertmanager restart, a failed
-  send) do not resolve the alert by timeout and re-notify it when it comes back, while alerts of
-  a chargewatch that died still resolve on their own a few intervals later;
+- still active: sent again, every cycle, with ``endsAt`` = now + ``ends_after`` x the longer of
+  the interval and ``resend_floor`` (1 min). Prometheus uses 4 x max(interval, resend delay of
+  1 min): three missed cycles in a row (a slow run, an Alertmanager restart, a failed send, a
+  chargewatch restarted after a crash) do not resolve the alert by timeout and re-notify it when
+  it comes back, while alerts of a chargewatch that died still resolve on their own minutes later;
 - cleared (no longer in the set, or a session finding whose session ended more than
   ``resolve_hold`` ago): sent once more with ``endsAt`` = now, and kept as resolved with that
   time (never deleted). The resolution is sent again each cycle until it reached every
@@ -74,6 +75,9 @@ class Policy:
         The furthest before now an alert's ``startsAt`` may be taken from its data (a charger
         whose clock says 1970 must not start an alert then); also how long resolved records stay
         in the cycle's state, so that a condition coming back is seen as coming back.
+    resend_floor
+        The lease counts intervals of at least this (Prometheus's resend delay): with a short
+        interval, a restart of a few seconds must not outlast the ``endsAt`` sent before it.
     refresh_after
         An active alert whose annotations changed is written at most once per this many
         intervals.
@@ -84,6 +88,7 @@ class Policy:
     resolve_hold: timedelta = timedelta(hours=1)
     max_backdate: timedelta = timedelta(days=1)
     refresh_after: int = 10
+    resend_floor: timedelta = timedelta(minutes=1)
     lease: timedelta = field(init=False, repr=False)  # how far ahead of a send its endsAt lies
     refresh: timedelta = field(init=False, repr=False)
 
@@ -92,7 +97,7 @@ class Policy:
             raise ValueError("interval must be positive")
         if self.ends_after < 2:
             raise ValueError("ends_after must be at least 2 intervals (one missed cycle)")
-        object.__setattr__(self, "lease", self.interval * self.ends_after)
+        object.__setattr__(self, "lease", max(self.interval, self.resend_floor) * self.ends_after)
         object.__setattr__(self, "refresh", self.interval * self.refresh_after)
 
     @classmethod

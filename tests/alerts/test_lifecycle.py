@@ -203,7 +203,8 @@ def test_the_policy_refuses_nonsense() -> None:
         Policy(interval=timedelta(0))
     with pytest.raises(ValueError, match="ends_after"):
         Policy(interval=MINUTE, ends_after=1)
-    assert Policy(interval=timedelta(seconds=30)).lease == timedelta(minutes=2)
+    assert Policy(interval=timedelta(minutes=2)).lease == timedelta(minutes=8)
+    assert Policy(interval=timedelta(seconds=30)).lease == timedelta(minutes=4)  # the floor
 
 
 def test_the_policy_comes_from_settings() -> None:
@@ -211,7 +212,7 @@ def test_the_policy_comes_from_settings() -> None:
     assert (policy.interval, policy.resolve_hold, policy.lease) == (
         timedelta(seconds=15),
         timedelta(minutes=10),
-        timedelta(minutes=1),
+        timedelta(minutes=4),  # 4 x the resend floor of 1 min
     )
     with pytest.raises(ConfigError, match="DETECT_INTERVAL_S"):
         Policy.from_settings(Settings(detect_interval_s=0))
