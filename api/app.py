@@ -61,6 +61,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(kpis.router)
     app.include_router(alerts.router)
     _document_event_batches(app)
+    _document_rate_limit(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,6 +100,44 @@ def _document_event_batches(app: FastAPI) -> None:
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
                 event_batch_schemas()
             )
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+
+
+_RATE_LIMITED: dict[str, Any] = {
+    "description": "this API key sent more requests than its rate allows (a token bucket per "
+    "key: CHARGEWATCH_API_RATE_PER_S, _BURST); retry after `Retry-After` seconds",
+    "headers": {
+        "Retry-After": {
+            "description": "whole seconds until the key may send again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"detail": {"type": "string"}},
+                "required": ["detail"],
+            }
+        }
+    },
+}
+
+
+def _document_rate_limit(app: FastAPI) -> None:
+    """Adds the 429 every route that needs a key may answer (``api.deps.require``) to the
+    OpenAPI document, in one place rather than on every router."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and operation.get("security"):
+                        operation.setdefault("responses", {}).setdefault("429", _RATE_LIMITED)
         return app.openapi_schema  # type: ignore[return-value]  # set by generate()
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

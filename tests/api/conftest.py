@@ -129,6 +129,7 @@ def read_fleet(
         influx_database=f"read_{uuid.uuid4().hex[:10]}",
         data_dir=folder / "data",
         detect_interval_s=0,  # judged once below; no job re-judging while tests read
+        api_rate_burst=1_000_000,  # the role matrix and schemathesis send thousands at once
     )
     service = Service(settings)
     service.start()
