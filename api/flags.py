@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from api.deps import require
@@ -16,6 +16,7 @@ from api.query import (
     Reads,
     Utc,
     WindowParams,
+    answer,
     checked_id,
     utc,
 )
@@ -73,7 +74,7 @@ def list_flags(
     session_id: Annotated[
         str | None, Query(min_length=1, max_length=128, description="Only this session's.")
     ] = None,
-) -> FlagPageOut:
+) -> Response:
     """Flags whose anomaly starts in the window, oldest first."""
     found = reads.flags(
         since_ns=window.since_ns,
@@ -85,4 +86,5 @@ def list_flags(
         after=page.cursor,
         limit=page.limit,
     )
-    return FlagPageOut(items=[FlagRecord.of(f) for f in found.flags], next_cursor=found.next_cursor)
+    items = [FlagRecord.of(f) for f in found.flags]
+    return answer(FlagPageOut(items=items, next_cursor=found.next_cursor))

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, status
+from fastapi import Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from api.deps import ReadModel, Services
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_WINDOW_DAYS",
     "READ_RESPONSES",
     "Identifier",
+    "JsonAnswer",
     "Page",
     "PageParams",
     "Problem",
@@ -37,6 +38,7 @@ __all__ = [
     "Utc",
     "Window",
     "WindowParams",
+    "answer",
     "checked_id",
     "utc",
 ]
@@ -57,6 +59,18 @@ Utc = Annotated[
 
 def utc(ts_ns: int) -> str:
     return format_ts(ts_ns)
+
+
+class JsonAnswer(Response):
+    media_type = "application/json"
+
+
+def answer(model: BaseModel) -> Response:
+    """``model`` as the JSON answer, serialized once. Routes declare the model as their
+    ``response_model`` (the document shows it) and return this: FastAPI would otherwise dump
+    the model, validate the dump against the same model again and encode it (a page of 100
+    sessions: 7 ms more of CPU)."""
+    return JsonAnswer(content=model.__pydantic_serializer__.to_json(model))
 
 
 class Problem(BaseModel):

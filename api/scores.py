@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import require
 from api.query import (
@@ -18,6 +18,7 @@ from api.query import (
     PageParams,
     Reads,
     WindowParams,
+    answer,
     checked_id,
     unprocessable,
 )
@@ -54,14 +55,14 @@ def list_scores(
     min_score: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="With `kind`: only scores this high.")
     ] = None,
-) -> ScorePage:
+) -> Response:
     """Every kind's score of each session that started in the window."""
     if min_score is not None and kind is None:
         raise unprocessable("min_score", "needs kind: the kind whose score to compare")
     wanted = checked_id(session_id, "session_id")
     if wanted is not None:
         row = reads.session_row(wanted)
-        return ScorePage(items=[] if row is None else [ScoreOut.of(row)], next_cursor=None)
+        return answer(ScorePage(items=[] if row is None else [ScoreOut.of(row)], next_cursor=None))
     station = checked_id(station_id, "station_id")
     if kind is None:
         rows, cursor = reads.sessions(
@@ -86,4 +87,4 @@ def list_scores(
             after=page.cursor,
             limit=page.limit,
         )
-    return ScorePage(items=[ScoreOut.of(row) for row in rows], next_cursor=cursor)
+    return answer(ScorePage(items=[ScoreOut.of(row) for row in rows], next_cursor=cursor))

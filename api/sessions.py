@@ -23,6 +23,7 @@ from api.query import (
     Problem,
     Reads,
     WindowParams,
+    answer,
     checked_id,
 )
 from api.session_schemas import ProfileOut, SessionDetailOut, SessionOut, SessionPage
@@ -80,7 +81,7 @@ def list_sessions(
         list[AnomalyKind] | None, Query(description="Only sessions flagged with any of these.")
     ] = None,
     flagged: Annotated[bool, Query(description="Only sessions flagged with any kind.")] = False,
-) -> SessionPage:
+) -> Response:
     """Sessions that started in the window, newest first, a page at a time."""
     rows, cursor = reads.sessions(
         since_ns=window.since_ns,
@@ -93,28 +94,28 @@ def list_sessions(
         after=page.cursor,
         limit=page.limit,
     )
-    return SessionPage(items=[SessionOut.of(row) for row in rows], next_cursor=cursor)
+    return answer(SessionPage(items=[SessionOut.of(row) for row in rows], next_cursor=cursor))
 
 
 @router.get("/sessions/{session_id}", response_model=SessionDetailOut, responses=_NOT_FOUND)
-def get_session(reads: Reads, session_id: SessionId) -> SessionDetailOut:
+def get_session(reads: Reads, session_id: SessionId) -> Response:
     """One session: its figures and billing confidence as last judged, every flag with its
     evidence and every kind's score; its segments and taper onset from its readings now."""
     checked_id(session_id, "session_id")
     detail = reads.session(session_id)
     if detail is None:
         raise _not_found(session_id)
-    return SessionDetailOut.of_detail(detail, base=f"/api/v1/sessions/{session_id}")
+    return answer(SessionDetailOut.of_detail(detail, base=f"/api/v1/sessions/{session_id}"))
 
 
 @router.get("/sessions/{session_id}/profile", response_model=ProfileOut, responses=_NOT_FOUND)
-def get_profile(reads: Reads, session_id: SessionId, step_s: StepS = None) -> ProfileOut:
+def get_profile(reads: Reads, session_id: SessionId, step_s: StepS = None) -> Response:
     """The session's power, offered power, state of charge and energy on a regular grid."""
     checked_id(session_id, "session_id")
     grid = reads.profile(session_id, step_s=step_s)
     if grid is None:
         raise _not_found(session_id)
-    return ProfileOut.of(grid)
+    return answer(ProfileOut.of(grid))
 
 
 @router.get(

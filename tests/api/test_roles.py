@@ -1,7 +1,8 @@
 """The role matrix of the read API: every GET route of the service x every role, no key, a
 revoked key. Routes are taken from the application itself, so a route added later is in the
 matrix at once (and fails here until ``SAMPLES`` knows its path parameters). Each is called
-with the fleet's window and no other parameter: viewer and up get 200."""
+with the fleet's window and no other parameter: viewer and up are let in (the session routes
+answer 200), no key and a revoked key get 401."""
 
 from __future__ import annotations
 
@@ -35,17 +36,18 @@ def concrete(path: str, fleet: ReadFleet) -> str:
     return re.sub(r"\{(\w+)\}", fill, path)
 
 
+SESSION_ROUTES = (
+    "/api/v1/sessions",
+    "/api/v1/sessions/{session_id}",
+    "/api/v1/sessions/{session_id}/profile",
+    "/api/v1/sessions/{session_id}/profile.png",
+    "/api/v1/flags",
+    "/api/v1/scores",
+)
+
+
 def test_the_matrix_covers_the_read_routes(read_fleet: ReadFleet) -> None:
-    routes = read_routes(read_fleet)
-    for path in (
-        "/api/v1/sessions",
-        "/api/v1/sessions/{session_id}",
-        "/api/v1/sessions/{session_id}/profile",
-        "/api/v1/sessions/{session_id}/profile.png",
-        "/api/v1/flags",
-        "/api/v1/scores",
-    ):
-        assert path in routes
+    assert set(SESSION_ROUTES) <= set(read_routes(read_fleet))
 
 
 @pytest.mark.parametrize("who", ["no key", "revoked", *[role.value for role in Role]])
@@ -60,9 +62,10 @@ def test_every_read_route_for_every_role(read_fleet: ReadFleet, who: str) -> Non
                 "an API key is required (Authorization: Bearer <key>)",
                 "unknown or revoked API key",
             )
-        else:
-            # viewer and up read everything
+        elif path in SESSION_ROUTES:  # viewer and up read everything
             assert answer.status_code == 200, f"{who} on {url}: {answer.status_code} {answer.text}"
+        else:  # other stages' routes: the key is let in (what follows is their tests' business)
+            assert answer.status_code not in (401, 403), f"{who} on {url}: {answer.status_code}"
 
 
 def test_the_key_may_come_as_x_api_key(read_fleet: ReadFleet) -> None:
@@ -71,4 +74,6 @@ def test_the_key_may_come_as_x_api_key(read_fleet: ReadFleet) -> None:
         answer = read_fleet.client.get(
             url, params=read_fleet.window, headers={"X-API-Key": read_fleet.keys["viewer"]}
         )
-        assert answer.status_code == 200, f"{url}: {answer.status_code}"
+        assert answer.status_code not in (401, 403), f"{url}: {answer.status_code}"
+        if path in SESSION_ROUTES:
+            assert answer.status_code == 200, f"{url}: {answer.status_code}"
