@@ -38,7 +38,7 @@ from chargewatch.readmodel import ProfileGrid, Segment, SegmentKind
 
 __all__ = ["PLOT_VERSION", "render_profile_png"]
 
-PLOT_VERSION = "3"  # part of the ETag: a new look must not be served from old caches
+PLOT_VERSION = "4"  # part of the ETag: a new look must not be served from old caches
 _DPI = 100
 _CHARTS = 4  # picture sizes kept built
 _LOCK = threading.Lock()
@@ -85,11 +85,13 @@ class _Chart:
         (self.power,) = power.plot([], [], color=_POWER, linewidth=1.4)
         (self.offered,) = power.step([], [], where="post", color=_OFFERED, linewidth=1.0, ls="--")
         (self.soc,) = soc.plot([], [], color=_SOC, linewidth=1.2)
-        power.set_ylabel("power (kW)")
+        # a figure text, not the axis label: it is the same for every profile, so it stays in
+        # the background while the power axis (ticks) is drawn anew
+        self.figure.text(0.015, 0.46, "power (kW)", rotation="vertical", va="center")
         soc.set_ylabel("state of charge (%)")
         soc.set_ylim(0.0, 105.0)
         for axis in (power.xaxis, power.yaxis, soc.yaxis):
-            axis.set_major_locator(MaxNLocator(nbins=6))
+            axis.set_major_locator(MaxNLocator(nbins=5))  # every label drawn costs ~3 ms
         power.grid(True, alpha=0.3)
         handles = [self.power, self.offered, Patch(color=_SOC)]
         handles += [Patch(color=_SEGMENT_COLOURS[k], alpha=0.8) for k in SegmentKind]
@@ -150,7 +152,9 @@ class _Chart:
             pixels = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
             image = Image.frombuffer("RGBA", (width, height), pixels, "raw")
             out = io.BytesIO()
-            image.convert("RGB").save(out, format="png", compress_level=1)
+            # 64 colours are plenty for a chart: a third of the bytes and faster to write
+            palette = image.convert("RGB").quantize(64, method=Image.Quantize.FASTOCTREE)
+            palette.save(out, format="png", compress_level=1)
             return out.getvalue()
         finally:
             for artist in added:
