@@ -1,18 +1,19 @@
 """Usage as PNG heatmaps (matplotlib, Agg, no pyplot): occupancy and charging share by hour of
 week, Monday at the top, hours of the day left to right, one fixed colour scale (0-100 %) so
 that pictures of different stations and weeks compare; a cell the window never covered is left
-blank. Renders are serialized by a lock (matplotlib shares font and text caches between figures).
+blank. Renders hold the profile plots' lock (``analytics.plots``): matplotlib shares its font and
+text caches between all figures of a process, so every render in it must take the same lock.
 """
 
 from __future__ import annotations
 
 import io
-import threading
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analytics.plots import _LOCK  # one lock for every matplotlib render (module docstring)
 from chargewatch.events import format_ts
 from chargewatch.figures import UsageFigures
 
@@ -22,7 +23,6 @@ HEATMAP_WIDTH_PX = 1000
 HEATMAP_HEIGHT_PX = 620
 _DPI = 100
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_LOCK = threading.Lock()
 
 
 def render_usage_png(figures: UsageFigures) -> bytes:
