@@ -39,7 +39,9 @@ WAITING_PER_WORKER = 2
 _T = TypeVar("_T")
 
 
-class Rejection(BaseModel):
+class RejectedEventOut(BaseModel):
+    """One refused event of a batch (the public form of ``api.deps.RejectedEvent``)."""
+
     index: int = Field(description="0-based position of the event in the array or JSON Lines")
     field: str | None = Field(description="the offending key; null when the whole event is bad")
     reason: str
@@ -49,7 +51,7 @@ class EventsAnswer(BaseModel):
     accepted: int
     accepted_by_type: dict[str, int]
     rejected: int = Field(description="how many events were rejected, all of them")
-    rejections: list[Rejection] = Field(
+    rejections: list[RejectedEventOut] = Field(
         description=f"the first {MAX_LISTED_REJECTIONS} rejections, in order"
     )
 
@@ -164,7 +166,8 @@ async def post_events(
         accepted_by_type=outcome.accepted_by_type,
         rejected=outcome.rejected_count,
         rejections=[
-            Rejection(index=r.index, field=r.field, reason=r.reason) for r in outcome.rejected
+            RejectedEventOut(index=r.index, field=r.field, reason=r.reason)
+            for r in outcome.rejected
         ],
     )
 
