@@ -109,21 +109,34 @@ class SessionOutcomes:
         failed = self.no_energy | self.faulted | self.stalled | self.meter_flagged
         self.successful: BoolArray = self.finished & ~failed
 
-    def summary(self, rows: BoolArray | None = None) -> Outcomes:
-        """The counts over ``rows`` (None: every session)."""
-        pick = np.ones(len(self.table), bool) if rows is None else rows
-        energy = np.nan_to_num(self.table.energy_wh[pick])
-        return Outcomes(
-            sessions=int(pick.sum()),
-            open=int((~self.finished & pick).sum()),
-            finished=int((self.finished & pick).sum()),
-            successful=int((self.successful & pick).sum()),
-            no_energy=int((self.no_energy & pick).sum()),
-            faulted=int((self.faulted & pick).sum()),
-            stalled=int((self.stalled & pick).sum()),
-            meter_flagged=int((self.meter_flagged & pick).sum()),
-            energy_wh=float(energy.sum()),
-        )
+    def summary(self) -> Outcomes:
+        """The counts over every session."""
+        return self.by_group(np.zeros(len(self.table), dtype=np.int64), 1)[0]
+
+    def by_group(self, group: IntArray, groups: int) -> list[Outcomes]:
+        """The counts of each group ``0..groups-1`` (``group``: each session's), one
+        ``bincount`` per figure whatever the number of groups."""
+
+        def count(mask: BoolArray | None) -> list[int]:
+            weights = None if mask is None else mask.astype(np.float64)
+            found = np.bincount(group, weights, minlength=groups)
+            return [round(v) for v in found.tolist()]
+
+        columns = {
+            "sessions": count(None),
+            "open": count(~self.finished),
+            "finished": count(self.finished),
+            "successful": count(self.successful),
+            "no_energy": count(self.no_energy),
+            "faulted": count(self.faulted),
+            "stalled": count(self.stalled),
+            "meter_flagged": count(self.meter_flagged),
+        }
+        energy = np.bincount(group, np.nan_to_num(self.table.energy_wh), minlength=groups)
+        return [
+            Outcomes(**{name: values[g] for name, values in columns.items()}, energy_wh=float(e))
+            for g, e in enumerate(energy.tolist())
+        ]
 
 
 def session_outcomes(table: SessionTable, faults: StatusEvents) -> SessionOutcomes:

@@ -109,12 +109,13 @@ class NetworkReader:
             ids = [s for s in ids if s in only]
         groups = {s: i for i, s in enumerate(ids)}
         which = np.fromiter((groups[str(s)] for s in table.station_id), np.int64, count=len(table))
+        by_station = outcomes.by_group(which, len(ids))
         return [
             StationFigures(
                 station_id=station,
                 last_seen_ns=seen.get(station),
                 connectors=tuple(statuses.get(station, ())),
-                outcomes=outcomes.summary(which == groups[station]),
+                outcomes=by_station[groups[station]],
                 faults_by_error_code=dict(sorted(faults.get(station, Counter()).items())),
                 warnings_by_error_code=dict(sorted(warnings.get(station, Counter()).items())),
                 open_alerts=tuple(alerts.get(station, ())),
