@@ -3,17 +3,31 @@ grid (JSON) and as a picture (PNG).
 
 A session is found by id in the catalogue; its readings are then read from InfluxDB by its
 station and connector and its time range. The routes are plain functions, run on worker
-threads: the reads block, and the PNG is drawn there, off the event loop (one at a time: the
-renderer holds a lock, ``analytics.plots``). A PNG answers with an ETag (a digest of everything it
-is drawn from) and ``Cache-Control: no-cache``: a client keeps it and asks again with
-``If-None-Match``, and gets 304 while nothing it shows has changed.
+threads: the reads block, and the PNG is drawn there, off the event loop, on threads of its own
+(``PNG_WORKERS``, with ``PNG_WAITING`` more waiting, then 503), so that pictures never hold up
+the JSON routes (the renderer draws one at a time, ``analytics.plots``). A PNG answers with an
+ETag (a digest of everything it is drawn from) and ``Cache-Control: no-cache``: a client keeps
+it and asks again with ``If-None-Match``, and gets 304 while nothing it shows has changed.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
+import anyio
+import anyio.to_thread
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 
 from api.deps import require
 from api.query import (
@@ -39,6 +53,10 @@ router = APIRouter(
     responses=READ_RESPONSES,
 )
 
+# Pictures drawn at once (the renderer takes one at a time: a second thread reads the next
+# session's readings meanwhile) and waiting; one more gets 503 with Retry-After at once.
+PNG_WORKERS = 2
+PNG_WAITING = 16
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no session with this id in the catalogue"}
 }
@@ -130,7 +148,8 @@ def get_profile(reads: Reads, session_id: SessionId, step_s: StepS = None) -> Re
         **_NOT_FOUND,
     },
 )
-def get_profile_png(
+async def get_profile_png(
+    request: Request,
     reads: Reads,
     session_id: SessionId,
     step_s: StepS = None,
@@ -141,19 +160,39 @@ def get_profile_png(
     """The profile drawn: power and offered power, state of charge on a second axis, segments
     as a band, flagged ranges shaded and labelled."""
     checked_id(session_id, "session_id")
-    image = reads.profile_png(
+    limiter = _png_limiter(request)
+    if limiter.statistics().tasks_waiting >= PNG_WAITING:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "pictures: too many being drawn; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    draw = partial(
+        reads.profile_png,
         session_id,
         step_s=step_s,
         width_px=width,
         height_px=height,
         if_none_match=_etags(if_none_match),
     )
+    image = await anyio.to_thread.run_sync(draw, limiter=limiter)
     if image is None:
         raise _not_found(session_id)
     headers = {"ETag": f'"{image.etag}"', "Cache-Control": "no-cache"}
     if image.png is None:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(content=image.png, media_type="image/png", headers=headers)
+
+
+def _png_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The application's own limit on pictures drawn at once (made on the event loop, at the
+    first picture): PNG requests wait for these threads, never for the ones JSON routes run on,
+    so a burst of pictures cannot hold up the rest of the API."""
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "png_limiter", None)
+    if limiter is None:
+        limiter = state.png_limiter = anyio.CapacityLimiter(PNG_WORKERS)
+    return limiter
 
 
 def _etags(header: str | None) -> frozenset[str]:

@@ -44,7 +44,7 @@ def read_schema(read_fleet: ReadFleet) -> BaseSchema:
 def test_the_read_api_matches_its_schema(read_fleet: ReadFleet, read_schema: BaseSchema) -> None:
     # One hypothesis run per operation, driven here: schemathesis's own pytest loader
     # (from_fixture) reads a pytest attribute that pytest 9 no longer has.
-    headers = {"Authorization": f"Bearer {read_fleet.keys['viewer']}"}
+    headers = {"Authorization": f"Bearer {read_fleet.fresh_key('schemathesis')}"}
     operations = [
         result.ok()
         for result in read_schema.include(method="GET", path_regex=READ_API).get_all_operations()
@@ -68,7 +68,7 @@ def test_the_read_api_matches_its_schema(read_fleet: ReadFleet, read_schema: Bas
 
 def test_real_sessions_match_the_schema(read_fleet: ReadFleet, read_schema: BaseSchema) -> None:
     flagged = next(r for r in read_fleet.rows if r.flagged_kinds)
-    headers = {"Authorization": f"Bearer {read_fleet.keys['viewer']}"}
+    headers = {"Authorization": f"Bearer {read_fleet.fresh_key('schemathesis-real')}"}
     for session_id in (HAND_SESSION, flagged.session_id):
         for path in (
             "/api/v1/sessions/{session_id}",

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import struct
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -229,3 +232,27 @@ def test_a_cursor_of_the_sessions_list_is_refused_by_scores(read_fleet: ReadFlee
     )
     assert answer.status_code == 422
     assert answer.json()["detail"] == "cursor: this cursor belongs to another listing or order"
+
+
+def test_a_burst_of_pictures_is_bounded_and_never_holds_up_json(
+    read_fleet: ReadFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.sessions
+
+    monkeypatch.setattr(api.sessions, "PNG_WAITING", 2)
+    read_fleet.fresh_key("burst")
+    path = f"/api/v1/sessions/{HAND_SESSION}/profile.png"
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        # every size a new picture: nothing comes from the cache
+        pictures = [pool.submit(read_fleet.get, path, "burst", width=400 + n) for n in range(40)]
+        time.sleep(0.05)
+        began = time.monotonic()
+        detail = read_fleet.get(f"/api/v1/sessions/{HAND_SESSION}")
+        waited_s = time.monotonic() - began
+        answers = [picture.result() for picture in pictures]
+    assert detail.status_code == 200 and waited_s < 2.0
+    codes = Counter(answer.status_code for answer in answers)
+    assert set(codes) == {200, 503} and codes[200] >= 3, codes
+    refused = next(answer for answer in answers if answer.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["detail"] == "pictures: too many being drawn; retry shortly"
