@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from analytics.detectors import ConcurrentIdTag
+from analytics.detectors.base import Detector
 from analytics.pipeline import detect_stream
 from analytics.window import detect_window
 from chargewatch.events import EventDecoder, parse_ts
@@ -193,7 +194,7 @@ def test_window_detection_stores_flags_and_profiles_idempotently(
 ) -> None:
     events, _ = fleet
     since, until = parse_ts(FLEET_START), parse_ts(FLEET_END)
-    detectors = [RegisterFalls(), OrphanEnergy()]
+    detectors: list[Detector] = [RegisterFalls(), OrphanEnergy()]
     flags, report = detect_window(loaded, since, until, detectors=detectors)
     assert report.sessions == count_sessions(events)
     file_flags = {(f.session_id, f.kind) for f in toy_flags(events) if f.kind == "meter_backwards"}
@@ -227,7 +228,7 @@ def test_window_detection_stores_flags_and_profiles_idempotently(
 def test_consecutive_windows_judge_each_session_once(loaded: InfluxClient) -> None:
     since, until = parse_ts(FLEET_START), parse_ts(FLEET_END)
     middle = since + 6 * 3600 * 10**9
-    detectors = [RegisterFalls(), OrphanEnergy()]
+    detectors: list[Detector] = [RegisterFalls(), OrphanEnergy()]
     whole, whole_report = detect_window(loaded, since, until, detectors=detectors)
     first, first_report = detect_window(loaded, since, middle, detectors=detectors)
     second, second_report = detect_window(loaded, middle, until, detectors=detectors)

@@ -40,11 +40,13 @@ class Running:
     def __init__(self, service: Service, client: httpx.Client, keys: dict[Role, str]) -> None:
         self.service, self.client, self.keys = service, client, keys
 
-    def post(self, body: bytes, role: Role = Role.OPERATOR, **headers: str) -> Any:
+    def post(
+        self, body: bytes, role: Role = Role.OPERATOR, *, headers: dict[str, str] | None = None
+    ) -> Any:
         return self.client.post(
             "/api/v1/events",
             content=body,
-            headers={"Authorization": f"Bearer {self.keys[role]}", **headers},
+            headers={"Authorization": f"Bearer {self.keys[role]}", **(headers or {})},
         )
 
 
@@ -104,7 +106,7 @@ def test_a_json_array_is_stored_and_each_bad_event_named_by_index(running: Runni
 
 def test_json_lines_bodies_work_and_a_bad_line_is_one_rejection(running: Running) -> None:
     body = b"\n".join([orjson.dumps(reading(0)), b"{broken", orjson.dumps(reading(1)), b""])
-    answer = running.post(body, **{"Content-Type": "application/x-ndjson"})
+    answer = running.post(body, headers={"Content-Type": "application/x-ndjson"})
     assert answer.status_code == 200
     assert answer.json()["accepted"] == 2
     assert [r["index"] for r in answer.json()["rejections"]] == [1]

@@ -156,15 +156,15 @@ def test_a_batch_larger_than_the_whole_spool_gets_413_not_503(
 def test_gzip_bodies_are_decoded_and_bombs_refused(influxd: LocalInfluxd, tmp_path: Path) -> None:
     for running in _running(influxd, tmp_path, max_body_bytes=64 * 1024):
         events = orjson.dumps([reading(i) for i in range(100)])
-        answer = running.post(gzip.compress(events), **{"Content-Encoding": "gzip"})
+        answer = running.post(gzip.compress(events), headers={"Content-Encoding": "gzip"})
         assert answer.status_code == 200 and answer.json()["accepted"] == 100
         bomb = gzip.compress(b"[" + b" " * (64 << 20) + b"]")  # 64 KB that inflate to 64 MiB
         assert len(bomb) < 64 * 1024
-        answer = running.post(bomb, **{"Content-Encoding": "gzip"})
+        answer = running.post(bomb, headers={"Content-Encoding": "gzip"})
         assert answer.status_code == 413 and "once decompressed" in answer.text
-        answer = running.post(events, **{"Content-Encoding": "br"})
+        answer = running.post(events, headers={"Content-Encoding": "br"})
         assert answer.status_code == 415 and answer.headers["Accept-Encoding"] == "gzip"
-        answer = running.post(b"\x1f\x8bnot really", **{"Content-Encoding": "gzip"})
+        answer = running.post(b"\x1f\x8bnot really", headers={"Content-Encoding": "gzip"})
         assert answer.status_code == 400
 
 

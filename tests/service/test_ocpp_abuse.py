@@ -30,6 +30,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as connect_sync
+from websockets.typing import Subprotocol
 
 from chargewatch.influx import InfluxClient, LocalInfluxd
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)  # the figures: pytest --log-cli-level=INFO
 T = "2026-11-24T08:15:00Z"
 WORST_RTT_S = 1.0
 PASSWORD = "a-long-station-password"
+OCPP16 = Subprotocol("ocpp1.6")
 
 
 class LoggedServe(ServeProcess):
@@ -114,7 +116,7 @@ class HonestStation:
         try:
             with connect_sync(
                 self.url,
-                subprotocols=["ocpp1.6"],
+                subprotocols=[OCPP16],
                 additional_headers=self.headers,
                 ping_interval=None,  # its round trips are the measure
             ) as ws:
@@ -169,7 +171,7 @@ def test_a_huge_frame_is_closed_and_a_large_one_refused_while_others_are_served(
 
     async def attack(base: str) -> tuple[int | None, list[Any]]:
         async with websockets.connect(
-            f"{base}/CP-ATTACK", subprotocols=["ocpp1.6"], max_size=None, open_timeout=10
+            f"{base}/CP-ATTACK", subprotocols=[OCPP16], max_size=None, open_timeout=10
         ) as ws:
             await ws.send(many)
             refused = list(orjson.loads(await asyncio.wait_for(ws.recv(), 60)))
@@ -189,7 +191,7 @@ def test_a_huge_frame_is_closed_and_a_large_one_refused_while_others_are_served(
         async def one(i: int) -> None:
             nonlocal sent
             async with websockets.connect(
-                f"{base}/CP-FLOOD-{i}", subprotocols=["ocpp1.6"], open_timeout=10
+                f"{base}/CP-FLOOD-{i}", subprotocols=[OCPP16], open_timeout=10
             ) as ws:
                 while time.monotonic() < deadline:
                     await ws.send(frame)
@@ -232,7 +234,7 @@ def test_a_wrong_password_storm_stalls_no_one_and_is_counted_and_logged(
             try:
                 async with websockets.connect(
                     f"{base}/CP-VICTIM",
-                    subprotocols=["ocpp1.6"],
+                    subprotocols=[OCPP16],
                     additional_headers=basic("CP-VICTIM", f"{wrong}-{i}"),
                     open_timeout=30,
                 ):
@@ -296,15 +298,15 @@ def _closed_within(clients: list[socket.socket], seconds: float) -> list[socket.
         deadline = time.monotonic() + seconds
         while len(closed) < len(clients) and (left := deadline - time.monotonic()) > 0:
             for key, _events in selector.select(left):
-                client = key.fileobj
-                assert isinstance(client, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
                 try:
-                    data = client.recv(4096)
+                    data = ready.recv(4096)
                 except OSError:  # reset: closed as well
                     data = b""
                 if not data:
-                    closed.append(client)
-                    selector.unregister(client)
+                    closed.append(ready)
+                    selector.unregister(ready)
     return closed
 
 
@@ -371,7 +373,7 @@ def test_station_ids_the_store_cannot_hold_are_refused_at_connect(
     async def attempt(base: str, station_id: str) -> tuple[int, str]:
         try:
             async with websockets.connect(
-                f"{base}/{station_id}", subprotocols=["ocpp1.6"], open_timeout=10
+                f"{base}/{station_id}", subprotocols=[OCPP16], open_timeout=10
             ) as ws:
                 await ws.send('[2,"1","Heartbeat",{}]')
                 await ws.recv()

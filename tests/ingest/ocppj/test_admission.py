@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -41,7 +41,7 @@ class Passwords:
 
 
 def admit_all(
-    admission: Admission, attempts: list[tuple[str, str, tuple[str, str] | None]]
+    admission: Admission, attempts: Sequence[tuple[str, str, tuple[str, str] | None]]
 ) -> list[Admit]:
     """Run the attempts (station, address, credentials) at once."""
 
@@ -60,9 +60,9 @@ THROTTLE_CASES: dict[str, tuple[list[tuple[str, float]], float, float]] = {
     "each further one doubles it": ([("fail", 0)] * 8, 0, 4.0),
     "up to the cap": ([("fail", 0)] * 30, 0, 60.0),
     "the block runs out": ([("fail", 0)] * 6, 1.5, 0.0),
-    "a success forgets": ([("fail", 0)] * 6 + [("ok", 0)], 0, 0.0),
+    "a success forgets": ([("fail", 0.0)] * 6 + [("ok", 0.0)], 0, 0.0),
     "a quiet quarter of an hour forgets": ([("fail", 0)] * 30, 901, 0.0),
-    "old failures do not count": ([("fail", 0)] * 5 + [("fail", 1000)], 1000, 0.0),
+    "old failures do not count": ([("fail", 0.0)] * 5 + [("fail", 1000.0)], 1000, 0.0),
 }
 
 

@@ -157,7 +157,7 @@ def test_a_new_connection_of_a_station_replaces_the_old_one() -> None:
             old = [await _connect(url, "CP-R", "ocpp1.6") for _ in range(20)]
             async with _connect(url, "CP-R", "ocpp1.6") as newest:
                 answer = await _exchange(newest, "hb", "Heartbeat", {})
-                closes = []
+                closes: list[tuple[int | None, str]] = []
                 for ws in old:
                     try:
                         await asyncio.wait_for(ws.recv(), 10)
