@@ -6,8 +6,8 @@ Every error the project raises derives from one root, so callers can catch exact
     ├── ConfigError                 a setting is missing or invalid
     ├── EventError                  one event (a line, an array item, a frame) is invalid
     ├── BackpressureError           full for now (the spool): the sender should retry later
-    ├── InUseError                  a data directory or spool is held by another process
     ├── TooLargeError               more than a limit takes at once: split it, a retry never helps
+    ├── InUseError                  a data directory or spool is held by another process
     ├── InfluxError                 talking to InfluxDB failed
     │   ├── InfluxConnectionError   unreachable, refused, timed out (after retries)
     │   ├── InfluxAuthError         401/403: wrong or missing credentials
@@ -51,13 +51,13 @@ class BackpressureError(ChargewatchError):
     """Nothing is wrong with the request, but it cannot be taken now; retry later."""
 
 
-class InUseError(ChargewatchError):
-    """A data directory or spool is locked by another process (or another opener in this one)."""
-
-
 class TooLargeError(ChargewatchError):
     """The request is larger than a limit allows (a batch bigger than the whole spool): sending
     it again unchanged can never succeed, so it is not backpressure; split it."""
+
+
+class InUseError(ChargewatchError):
+    """A data directory or spool is locked by another process (or another opener in this one)."""
 
 
 class InfluxError(ChargewatchError):

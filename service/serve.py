@@ -105,15 +105,17 @@ class Service:
         self.detection = DetectionJob(self.detect_client, self.state)
         self.alert_client: InfluxClient | None = None
         self.alerts: AlertJob | None = None
-        self.alert_reader: AlertReader | None = None
         if settings.alertmanager_urls and settings.detect_interval_s > 0:
             self.alert_client = InfluxClient.from_settings(settings)  # the alert job's thread
             self.alerts = _alert_job(self, self.alert_client)
             self.metrics.watch_alerts(self.alerts.status)
-            # The API's own Alertmanager client, quick to give up: a request must not hang.
-            self.alert_reader = AlertReader(
-                self.alerts.store, AlertmanagerClient(settings.alertmanager_urls, timeout_s=2.0)
-            )
+        # /api/v1/alerts reads the stored alerts whether or not alerting runs (none: an empty
+        # list, state "unknown"); its own Alertmanager client gives up quickly: a request must
+        # not hang on an Alertmanager that does not answer.
+        self.alert_reader: AlertReader | None = AlertReader(
+            AlertStore(self.state.engine),
+            AlertmanagerClient(settings.alertmanager_urls, timeout_s=2.0),
+        )
         # The read API's own client too: its requests never wait behind the drainer's writes.
         self.read_client = InfluxClient.from_settings(settings)
         self.reads = ReadModel(self.read_client, self.state)
@@ -313,11 +315,11 @@ def build_app(service: Service) -> FastAPI:
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
             reads=service.reads,
+            alerts=service.alert_reader,
             network=service.network,
             rate_limiter=RateLimiter(
                 rate_per_s=settings.api_rate_per_s, burst=settings.api_rate_burst
             ),
-            alerts=service.alert_reader,
         )
     )
 
