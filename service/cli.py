@@ -536,7 +536,11 @@ def stations_set_password(
 ) -> None:
     """Set a station's OCPP Basic-auth password, read from standard input (stored hashed)."""
     from chargewatch.state import StateStore
+    from ingest.ocppj.admission import station_id_problem
 
+    problem = station_id_problem(station_id)
+    if problem is not None:  # a password for an identity the OCPP endpoint refuses is useless
+        fail(f"station_id {station_id!r}: {problem}")
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 16:
         fail("the password must be at least 16 characters (OCPP security profile 1 asks for 16+)")
