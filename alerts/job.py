@@ -3,9 +3,12 @@
 Conditions, each read fresh every cycle (``Conditions``):
 
 - detector flags of the recent window (``chargewatch.flags``): a finding on a finished session
-  counts until a hold after the session's stop; a stall (or an orphan segment) on an open session
-  counts while detection keeps extending it, and is finished at its end once it stops growing
-  (power flows again);
+  counts until a hold after the session's stop. A stall follows the condition, judged in the
+  charger's time against what detection last saw of the session (its catalogue row): it counts
+  while it reaches the session's latest judged reading (the car still gets nothing), and clears
+  at once when readings go on past its end (power flows again); a stall that lasted to the
+  session's stop (the driver gave up) counts until the hold after the stop. An orphan segment's
+  finding counts while detection keeps extending it (no session to ask);
 - connector statuses with a fault: the latest ``status`` point of each connector, Faulted or with
   an error code other than NoError;
 - stations offline: silent for ``offline_after`` of their heartbeat intervals (the ``station``
@@ -28,14 +31,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple, cast
 
+from sqlalchemy import Table, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from chargewatch.catalog import CatalogEntry
 from chargewatch.errors import ChargewatchError
 from chargewatch.events import ChargePointErrorCode, ChargePointStatus, EventType, StatusChange
 from chargewatch.flags import Flag, query_flags
 from chargewatch.influx import InfluxClient, Series, format_point, quote_ident
 from chargewatch.kinds import AnomalyKind
 from chargewatch.schema import read_station_liveness
+from chargewatch.state import StateStore
 
 from .client import AlertmanagerClient, SendReport
 from .lifecycle import AlertRecord, Policy, Reason, Send, plan_cycle, settle
@@ -56,8 +64,22 @@ logger = logging.getLogger(__name__)
 
 ALERT_MEASUREMENT = "alert"
 _NS = 1_000_000_000
-# Findings that go on while their session is open: live while detection keeps extending them.
+# Findings that go on while their session is open: live while they reach its latest reading.
 _ONGOING_KINDS = frozenset({AnomalyKind.STALL.value})
+# A stall "reaches" the session's latest judged reading when its end lies within this of it: the
+# catalogue keeps the session's span as float seconds (microseconds at today's epoch), and a
+# reading is at least a second after the one before it (OCPP sampling intervals are seconds).
+_REACHES_NS = _NS // 2
+_CATALOG = cast(Table, CatalogEntry.__table__)
+_IDS_PER_QUERY = 500  # ids per IN (...) list: well under every database's bound-parameter limit
+
+
+class _Judged(NamedTuple):
+    """What detection last saw of a session (its catalogue row): its stop, if any, and the
+    time of its latest reading (the charger's clock, like the flags')."""
+
+    stop_ns: int | None
+    last_reading_ns: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +160,10 @@ class Conditions:
     lookback
         How far back statuses and station events are read (a connector Faulted, or a station
         silent, for longer than this is forgotten).
+    catalog
+        The state database, whose session catalogue says how far detection has seen each
+        session (a stall is live while it reaches the latest judged reading). ``None``: stalls
+        are judged by the wall clock instead (live while detection keeps extending them).
     """
 
     def __init__(
@@ -149,8 +175,10 @@ class Conditions:
         offline_after: float = 3.0,
         default_heartbeat_s: float = 300.0,
         lookback: timedelta = timedelta(days=7),
+        catalog: StateStore | None = None,
     ) -> None:
         self.client = client
+        self.catalog = catalog
         self.links = links
         self.policy = policy
         self.offline_after = offline_after
@@ -165,11 +193,16 @@ class Conditions:
         since_ns = now_ns - int(self.policy.max_backdate.total_seconds() * _NS)
         flags = query_flags(self.client, since_ns, now_ns + 3600 * _NS)
         stops = self._session_stops(since_ns, now_ns + 3600 * _NS) if flags else {}
+        judged = self._judged(
+            {f.session_id for f in flags if f.session_id is not None and f.kind in _ONGOING_KINDS}
+        )
         self.flag_alerts.next_cycle()
-        return [
-            self.flag_alerts(flag, session_finished_at=self._finished_at(flag, stops, now_ns))
-            for flag in flags
-        ]
+        alerts: list[Alert] = []
+        for flag in flags:
+            counts, finished_at = self._finished_at(flag, stops, judged, now_ns)
+            if counts:
+                alerts.append(self.flag_alerts(flag, session_finished_at=finished_at))
+        return alerts
 
     def statuses(self, now: datetime) -> list[Alert]:
         since_ns = _ns(now - self.lookback)
@@ -223,12 +256,48 @@ class Conditions:
             if isinstance(row.get("session_id"), str)
         }
 
-    def _finished_at(self, flag: Flag, stops: dict[str, int], now_ns: int) -> datetime | None:
+    def _judged(self, session_ids: set[str]) -> dict[str, _Judged]:
+        """The catalogue's view of these sessions (none known without a catalogue, or when it
+        cannot be read: the stalls are then judged by the wall clock, see ``_finished_at``)."""
+        if self.catalog is None or not session_ids:
+            return {}
+        c = _CATALOG.c
+        ids = sorted(session_ids)
+        found: dict[str, _Judged] = {}
+        try:
+            with self.catalog.engine.connect() as connection:
+                for start in range(0, len(ids), _IDS_PER_QUERY):
+                    chunk = ids[start : start + _IDS_PER_QUERY]
+                    query = select(c.session_id, c.start_ns, c.stop_ns, c.duration_s).where(
+                        c.session_id.in_(chunk)
+                    )
+                    for sid, start_ns, stop_ns, duration_s in connection.execute(query):
+                        last_ns = int(start_ns) + round(float(duration_s) * _NS)
+                        found[str(sid)] = _Judged(
+                            None if stop_ns is None else int(stop_ns), last_ns
+                        )
+        except SQLAlchemyError as exc:  # no catalogue yet (detection never ran), or unreadable
+            logger.debug("session catalogue not read for stalls: %s", exc)
+            return {}
+        return found
+
+    def _finished_at(
+        self, flag: Flag, stops: dict[str, int], judged: dict[str, _Judged], now_ns: int
+    ) -> tuple[bool, datetime | None]:
+        """Whether ``flag`` is a condition this cycle, and when its session ended (``None``:
+        it is live). A finished session's finding counts until the lifecycle's hold after it."""
         stop_ns = stops.get(flag.session_id) if flag.session_id is not None else None
+        seen = judged.get(flag.session_id) if flag.session_id is not None else None
+        if seen is not None:  # a stall, judged in the charger's time against the same data
+            if stop_ns is None:
+                stop_ns = seen.stop_ns
+            if flag.end_ns < seen.last_reading_ns - _REACHES_NS:
+                return False, None  # readings went on past it: power flows again, it cleared
+            return True, None if stop_ns is None else _from_ns(stop_ns)
         ongoing = flag.session_id is None or flag.kind in _ONGOING_KINDS
         if stop_ns is None and ongoing and now_ns - flag.end_ns > self.ongoing_ns:
             stop_ns = flag.end_ns  # detection no longer extends it: it has stopped
-        return None if stop_ns is None else datetime.fromtimestamp(stop_ns / _NS, UTC)
+        return True, None if stop_ns is None else _from_ns(stop_ns)
 
 
 @dataclass(slots=True)
@@ -393,3 +462,7 @@ def _text(value: object) -> str | None:
 
 def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * _NS)
+
+
+def _from_ns(ts_ns: int) -> datetime:
+    return datetime.fromtimestamp(ts_ns / _NS, UTC)

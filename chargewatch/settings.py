@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     # often. "Last seen" then lags the last message by less than this, and a station that sends
     # every few seconds costs one point a minute, not one per message (ingest/ocppj/liveness.py).
     ocpp_liveness_sample_s: float = Field(default=60.0, ge=1, le=3600)
+    # The interval BootNotification asks stations to heartbeat at (OCPP's `interval`, whole
+    # seconds): the unit of the offline rule (station_offline_heartbeats of them). 300 s is what
+    # central systems commonly answer; a shorter one finds a silent station sooner at the cost
+    # of more traffic. Keep it above ocpp_liveness_sample_s / (station_offline_heartbeats - 1),
+    # or a live station that only heartbeats may look silent between two sampled points.
+    ocpp_heartbeat_interval_s: int = Field(default=300, ge=1, le=86_400)
 
     # Connection limits of `serve` (HTTP and OCPP alike). A client has this long to send its
     # request headers, and a station's upgrade this long to be admitted (its password checked):

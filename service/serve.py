@@ -99,6 +99,7 @@ class Service:
             handshake_timeout_s=settings.handshake_timeout_s,
             max_frame_bytes=settings.ocpp_max_message_bytes,
             liveness_sample_s=settings.ocpp_liveness_sample_s,
+            heartbeat_interval_s=settings.ocpp_heartbeat_interval_s,
         )
         # Its own client: the drainer's thread and the job's thread never share one.
         self.detect_client = InfluxClient.from_settings(settings)
@@ -258,6 +259,7 @@ def _alert_job(service: Service, client: InfluxClient) -> AlertJob:
             links=Links.from_settings(settings),
             policy=policy,
             offline_after=settings.station_offline_heartbeats,
+            catalog=service.state,
         ),
         store=AlertStore(service.state.engine),
         alertmanagers=AlertmanagerClient.from_settings(settings),

@@ -19,6 +19,7 @@ from alerts.server import LocalAlertmanager
 from alerts.store import AlertStore
 from alerts.taxonomy import BY_ERROR_CODE, ServiceCondition
 from alerts.view import AlertReader, AlertView
+from chargewatch.catalog import SessionRow, upsert_sessions
 from chargewatch.events import (
     ChargePointErrorCode,
     ChargePointStatus,
@@ -26,6 +27,7 @@ from chargewatch.events import (
     StationEventKind,
     StatusChange,
 )
+from chargewatch.flags import Flag, flags_to_lines
 from chargewatch.influx import InfluxClient, quote_ident
 from chargewatch.schema import LineFormatter
 from chargewatch.state import StateStore
@@ -228,5 +230,75 @@ def test_the_api_view_joins_each_alert_with_its_alertmanager_state(
     with AlertmanagerClient(["http://127.0.0.1:9"], timeout_s=1.0) as dead:
         (view,) = views(dead, None)
     assert view.alertmanager_state == "unknown"
+    the_job.alertmanagers.close()
+    state.close()
+
+
+def catalogued(
+    state: StateStore, sid: str, session_id: str, start: datetime, last: datetime, stop: bool
+) -> None:
+    """The session's catalogue row as detection writes it: its span to the latest reading."""
+    upsert_sessions(
+        state,
+        [
+            SessionRow(
+                session_id=session_id,
+                station_id=sid,
+                connector_id=1,
+                start_ns=ns(start),
+                stop_ns=ns(last) if stop else None,
+                id_pseudonym=None,
+                energy_register_wh=None,
+                energy_power_wh=None,
+                billing_confidence=1.0,
+                billing_notes=(),
+                duration_s=(last - start).total_seconds(),
+                flagged_kinds=("stall",),
+                updated_at_ns=ns(last),
+            )
+        ],
+    )
+
+
+def test_a_stall_follows_the_condition_in_the_chargers_time(
+    influx: InfluxClient, alertmanager: LocalAlertmanager, tmp_path: Path
+) -> None:
+    """Live while it reaches the session's latest judged reading, whatever the wall clock says
+    of the charger's times (readings sent late); resolved once readings go on past its end; a
+    stall already over when first seen never pages; one lasting to the stop holds."""
+    sid = f"CP-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    start, stalled, last = (now - timedelta(minutes=m) for m in (40, 30, 17))
+
+    def stall(session_id: str, connector: int, end: datetime) -> str:
+        flag = Flag(session_id, sid, connector, "stall", 0.9, ns(stalled), ns(end), "no power")
+        return next(flags_to_lines([flag]))
+
+    influx.write([stall("live", 1, last), stall("over", 2, last), stall("gave-up", 3, last)])
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    catalogued(state, sid, "live", start, last, stop=False)  # the stall reaches its last reading
+    catalogued(state, sid, "over", start, last + timedelta(minutes=5), stop=False)  # resumed
+    catalogued(state, sid, "gave-up", start, last, stop=True)  # stopped during the stall
+    the_job = AlertJob(
+        conditions=Conditions(influx, links=Links(), policy=POLICY, catalog=state),
+        store=AlertStore(state.engine),
+        alertmanagers=AlertmanagerClient([alertmanager.url]),
+        influx=influx,
+        policy=POLICY,
+    )
+
+    def held() -> dict[str, str]:
+        found = the_job.alertmanagers.alerts(filters=[f'station_id="{sid}"'])
+        return {a.annotations["session_id"]: a.labels["alertname"] for a in found}
+
+    the_job.run(now)
+    assert held() == {"live": "ChargingStall", "gave-up": "ChargingStall"}
+    # power flows again in the live session: detection's next judgement reads further on
+    catalogued(state, sid, "live", start, last + timedelta(minutes=2), stop=False)
+    the_job.run(now + timedelta(seconds=30))
+    assert held() == {"gave-up": "ChargingStall"}
+    assert the_job._state is not None
+    resolved = [r for r in the_job._state.values() if r.resolved_at is not None]
+    assert [r.annotations["session_id"] for r in resolved] == ["live"]
     the_job.alertmanagers.close()
     state.close()
