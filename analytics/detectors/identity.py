@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
 
-from analytics.batch import NO_TIME, IntArray, SessionBatch
+from analytics.batch import NO_TIME, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.meter import (
     JUMP_JITTER_S,
@@ -15,11 +16,12 @@ from analytics.detectors.meter import (
     jump_allowance_wh,
 )
 from analytics.detectors.prepared import NS_PER_S, prepared
-from analytics.detectors.ratings import StationRatings, rated_power_w
+from analytics.detectors.ratings import StationRatings, rated_power_w, stations_of
 from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
 from analytics.detectors.verdicts import build_result, excess_score, fmt_kwh, is_none
 from chargewatch.kinds import AnomalyKind
+from chargewatch.sites import haversine_km
 
 
 class UnauthorizedEnergy(BaseDetector):
@@ -131,22 +133,58 @@ def session_ends(batch: SessionBatch, now_ns: int) -> IntArray:
 
 class ConcurrentIdTag(BaseDetector):
     """One id tag (pseudonym) in two sessions that overlap in time at different stations; both
-    sessions are flagged. Sessions are sorted by (pseudonym, start); each is compared with the
-    one before it and with the earlier session of the same user that ends last. Learns
-    nothing; pairs sessions across rows (``per_row`` False).
+    sessions are flagged (CONTRACTS.md section 3), each naming the partner it overlaps most.
+    Pairs sessions across rows (``per_row`` False); takes the stations' sites and coordinates,
+    and the fleet cards, from the station metadata of the history it is fitted on
+    (``ratings.with_stations``; ``stations_``).
+
+    Every session is compared with every session of its pseudonym that overlaps it: sorted by
+    (pseudonym, start), the sessions that start before one ends are a contiguous run after it
+    (``searchsorted``), so all overlapping pairs come out as arrays, and each session keeps its
+    worst pair by a sort-and-reduce (never a fancy-index write, where a repeated index keeps
+    only the last value).
+
+    The flag says what kind of overlap it is, and the score follows: at one site for less
+    than ``same_site_move_s`` it is most likely a driver moving to the next charger (score
+    lowered); at places so far apart that the card would have had to travel faster than
+    ``max_travel_kmh`` between the two starts, one card cannot be at both (a cloned card or
+    shared credentials). A pseudonym marked as a fleet card has its score lowered too, and the
+    flag says so.
 
     Parameters
     ----------
     min_overlap_s : float, default 60.0
         Two chargers' clocks and a late stop message may make back-to-back sessions touch by
         tens of seconds.
+    same_site_move_s : float, default 900.0
+        A driver who moves the car to the next charger starts the new session before the old
+        one's stop arrives: the unplug is reported at once by most chargers, but some end the
+        transaction only on a time-out or the card shown again, within minutes. A quarter of an
+        hour covers re-parking and those time-outs; longer, two cars charge at once.
+    max_travel_kmh : float, default 200.0
+        Faster than any door-to-door road journey averages (motorway trips average well under
+        150 km/h even where there is no limit): above it one card cannot have been carried from
+        one station to the other between the two starts. Each start's clock may be off by
+        ``min_overlap_s``, which is added to the gap, so stations a few km apart never count.
     """
 
     kind = AnomalyKind.CONCURRENT_ID_TAG
     per_row = False
 
-    def __init__(self, *, min_overlap_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        min_overlap_s: float = 60.0,
+        same_site_move_s: float = 900.0,
+        max_travel_kmh: float = 200.0,
+    ) -> None:
         self.min_overlap_s = min_overlap_s
+        self.same_site_move_s = same_site_move_s
+        self.max_travel_kmh = max_travel_kmh
+
+    def fit(self, batch: SessionBatch) -> Self:
+        self.stations_ = stations_of(batch)
+        return super().fit(batch)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
@@ -155,66 +193,185 @@ class ConcurrentIdTag(BaseDetector):
         judged = ~is_none(user) & ~is_none(batch.session_id)
         judged &= batch.start_ns != NO_TIME
         end = session_ends(batch, now_ns)
-        rows = np.flatnonzero(judged)
-        overlap_s = np.zeros(n)
-        partner = np.full(n, -1, dtype=np.int64)
-        if rows.size > 1:
-            _, group = np.unique(user[rows].astype(str), return_inverse=True)
-            # ties broken by session id, so the order (and any pairing) never depends on the
-            # order of the rows
-            _, sid_rank = np.unique(batch.session_id[rows].astype(str), return_inverse=True)
-            by_user = np.lexsort((sid_rank, batch.start_ns[rows], group))
-            order, g = rows[by_user], group[by_user]
-            t_ref = int(batch.start_ns[rows].min())
-            start_s = (batch.start_ns[order] - t_ref) / NS_PER_S
-            end_s = (end[order] - t_ref) / NS_PER_S
-            span = float(max(end_s.max(), start_s.max()) - min(start_s.min(), 0.0)) + 1.0
-            # running max of the end within each user: offset users apart by more than any span
-            keyed = end_s + g * span
-            running = np.maximum.accumulate(keyed)
-            holder = np.maximum.accumulate(np.where(keyed == running, np.arange(order.size), 0))
-            prev = np.concatenate(([-1], holder[:-1]))
-            same_user = np.concatenate(([False], g[1:] == g[:-1]))
-            candidates = (
-                np.where(same_user, prev, -1),
-                np.where(same_user, np.arange(order.size) - 1, -1),
-            )
-            station = batch.station_id[order]
-            for cand in candidates:  # two candidate partners, not a loop over sessions
-                ok = cand >= 0
-                c = np.where(ok, cand, 0)
-                ov = np.minimum(end_s[c], end_s) - start_s
-                ok &= (station[c] != station) & (ov > overlap_s[order])
-                ok &= ov > 0
-                me, other = order[ok], order[c[ok]]
-                overlap_s[me] = ov[ok]
-                partner[me] = other
-                better = ov[ok] > overlap_s[other]
-                overlap_s[other[better]] = ov[ok][better]
-                partner[other[better]] = me[better]
-        x = overlap_s / self.min_overlap_s
-        flagged = judged & (x > 1.0)
-        p = np.where(partner >= 0, partner, 0)
+        pairs = self._pairs(batch, np.flatnonzero(judged), end)
+        best = _worst_pairs(pairs, n, batch.session_id)
+        fleet = self.stations_.is_fleet(user) & judged
+        flagged = judged & (best.partner >= 0)
+        overlap_score = excess_score(best.any_overlap_s / self.min_overlap_s)
+        score = np.where(flagged, best.pair_score, overlap_score)
+        score = np.where(fleet, score * FLEET_FACTOR, score)
+        p = np.where(best.partner >= 0, best.partner, 0)
         ov_start = np.maximum(batch.start_ns, batch.start_ns[p])
         ov_end = np.minimum(end, end[p])
         not_scored = np.full(n, None, dtype=object)
         not_scored[is_none(user)] = "no id tag"
         not_scored[is_none(batch.session_id)] = "readings outside any session"
 
-        def describe(rows_: np.ndarray) -> list[str]:
-            return [
-                f"the same id tag was in use at station {batch.station_id[p[i]]} "
-                f"(session {batch.session_id[p[i]]}) at the same time, overlapping by "
-                f"{fmt_span(overlap_s[i])}"
-                for i in rows_
-            ]
+        def describe(rows: np.ndarray) -> list[str]:
+            return [self._reason(batch, best, fleet, int(i)) for i in rows]
 
         return build_result(
             self.kind,
-            excess_score(x),
+            score,
             flagged,
             ov_start.astype(np.int64),
             ov_end.astype(np.int64),
             describe,
             not_scored,
         )
+
+    def _pairs(self, batch: SessionBatch, rows: IntArray, end: IntArray) -> _Pairs:
+        """Every pair of ``rows`` with one pseudonym that overlap in time at two stations."""
+        if rows.size < 2:
+            return _Pairs.none()
+        _, group = np.unique(batch.id_pseudonym[rows].astype(str), return_inverse=True)
+        # ties broken by session id, so the order never depends on the order of the rows
+        _, sid_rank = np.unique(batch.session_id[rows].astype(str), return_inverse=True)
+        by_user = np.lexsort((sid_rank, batch.start_ns[rows], group))
+        order, g = rows[by_user], group[by_user].astype(np.float64)
+        t_ref = int(batch.start_ns[rows].min())
+        start_s = (batch.start_ns[order] - t_ref) / NS_PER_S
+        end_s = np.maximum((end[order] - t_ref) / NS_PER_S, start_s)
+        # users laid end to end on one time axis, further apart than any session lasts, so one
+        # searchsorted finds, for each session, the later sessions of its user that start
+        # before it ends: they overlap it
+        span = float(end_s.max() - start_s.min()) + 1.0
+        keyed_start = g * span + start_s
+        after = np.searchsorted(keyed_start, g * span + end_s, side="left")
+        count = np.maximum(after - np.arange(order.size) - 1, 0)
+        first = np.repeat(np.arange(order.size), count)
+        offset = np.arange(first.size) - np.repeat(np.cumsum(count) - count, count)
+        second = first + 1 + offset
+        a, b = order[first], order[second]
+        overlap_s = np.minimum(end_s[first], end_s[second]) - start_s[second]
+        keep = (batch.station_id[a] != batch.station_id[b]) & (overlap_s > 0)
+        a, b, overlap_s = a[keep], b[keep], overlap_s[keep]
+        gap_s = np.abs(start_s[second[keep]] - start_s[first[keep]])
+        return self._judge_pairs(batch, a, b, overlap_s, gap_s)
+
+    def _judge_pairs(
+        self,
+        batch: SessionBatch,
+        a: IntArray,
+        b: IntArray,
+        overlap_s: FloatArray,
+        gap_s: FloatArray,
+    ) -> _Pairs:
+        """Where each pair's stations are from each other, and what that makes its score."""
+        meta = self.stations_
+        site_a, site_b = meta.sites(batch.station_id[a]), meta.sites(batch.station_id[b])
+        same_site = ~is_none(site_a) & np.equal(site_a, site_b)
+        lat_a, lon_a = meta.coordinates(batch.station_id[a])
+        lat_b, lon_b = meta.coordinates(batch.station_id[b])
+        distance_km = haversine_km(lat_a, lon_a, lat_b, lon_b)
+        speed_kmh = distance_km / ((gap_s + self.min_overlap_s) / 3600.0)
+        far = ~same_site & (speed_kmh > self.max_travel_kmh)  # NaN (no coordinates): False
+        move = same_site & (overlap_s < self.same_site_move_s)
+        x = overlap_s / self.min_overlap_s
+        pair_score = excess_score(x) * np.where(move, SAME_SITE_MOVE_FACTOR, 1.0)
+        qualifies = x > 1.0
+        return _Pairs(
+            a, b, overlap_s, pair_score, qualifies, same_site, move, far, distance_km, speed_kmh
+        )
+
+    def _reason(self, batch: SessionBatch, best: _Best, fleet: np.ndarray, i: int) -> str:
+        pairs, k = best.pairs, int(best.pair[i])
+        other = int(best.partner[i])
+        text = (
+            f"the same id tag was in use at station {batch.station_id[other]} "
+            f"(session {batch.session_id[other]}) at the same time, overlapping by "
+            f"{fmt_span(float(pairs.overlap_s[k]))}"
+        )
+        site = self.stations_.sites(batch.station_id[[i]])[0]
+        if pairs.same_site[k]:
+            text += f", at the same site {site}"
+            if pairs.move[k]:
+                text += ": most likely a driver moving to the next charger"
+        elif pairs.far[k]:
+            text += (
+                f", {pairs.distance_km[k]:.0f} km away: {pairs.speed_kmh[k]:.0f} km/h between "
+                f"the two starts, faster than any road journey ({self.max_travel_kmh:.0f} km/h),"
+                " so one card cannot be at both (a cloned card or shared credentials)"
+            )
+        elif not np.isnan(pairs.distance_km[k]):
+            text += (
+                f", at another site {pairs.distance_km[k]:.1f} km away "
+                f"(reachable: {pairs.speed_kmh[k]:.0f} km/h between the two starts)"
+            )
+        elif site is not None:
+            text += ", at another site"
+        else:
+            text += " (no site known for the stations: import them to tell a move from a clone)"
+        more = int(best.partners[i]) - 1
+        if more > 0:
+            text += f"; it overlaps {more} more session{'s' if more > 1 else ''} of this id tag"
+        if fleet[i]:
+            text += "; the id tag is marked as a fleet card (several vehicles), score lowered"
+        return text
+
+
+# A same-site move is normal driver behaviour that the contract still counts: keep it visible,
+# at well under the score of an unexplained overlap (0.5 at the threshold becomes 0.2).
+SAME_SITE_MOVE_FACTOR = 0.4
+# A fleet card is shared on purpose; its overlaps are expected, though a fleet card can be
+# cloned too: half the score.
+FLEET_FACTOR = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Pairs:
+    """Overlapping pairs of sessions (rows ``a`` and ``b`` of the batch), one entry a pair."""
+
+    a: IntArray
+    b: IntArray
+    overlap_s: FloatArray
+    pair_score: FloatArray
+    qualifies: np.ndarray  # overlap above min_overlap_s
+    same_site: np.ndarray
+    move: np.ndarray  # a short overlap at one site
+    far: np.ndarray  # too far apart for one card
+    distance_km: FloatArray  # NaN when a station has no coordinates
+    speed_kmh: FloatArray
+
+    @classmethod
+    def none(cls) -> _Pairs:
+        i, f, b = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
+        return cls(i, i, f, f, b, b, b, b, f, f)
+
+
+@dataclass(frozen=True, slots=True)
+class _Best:
+    """Per row of the batch: its worst qualifying pair (index into ``pairs``, -1 if none), the
+    partner in it, how many qualifying partners it has, and its longest overlap of any length."""
+
+    pairs: _Pairs
+    pair: IntArray
+    partner: IntArray
+    partners: IntArray
+    pair_score: FloatArray
+    any_overlap_s: FloatArray
+
+
+def _worst_pairs(pairs: _Pairs, n: int, session_id: np.ndarray) -> _Best:
+    """Each row's worst pair, by a sort-and-reduce over both ends of every pair: highest pair
+    score first, then the longest overlap, then the partner's session id (a stable choice)."""
+    any_overlap = np.zeros(n)
+    me = np.concatenate((pairs.a, pairs.b))
+    other = np.concatenate((pairs.b, pairs.a))
+    index = np.concatenate((np.arange(pairs.a.size), np.arange(pairs.a.size)))
+    np.maximum.at(any_overlap, me, pairs.overlap_s[index])
+    ok = pairs.qualifies[index]
+    me, other, index = me[ok], other[ok], index[ok]
+    pair = np.full(n, -1, dtype=np.int64)
+    partner = np.full(n, -1, dtype=np.int64)
+    score = np.zeros(n)
+    if me.size:
+        _, other_rank = np.unique(session_id[other].astype(str), return_inverse=True)
+        order = np.lexsort((other_rank, -pairs.overlap_s[index], -pairs.pair_score[index], me))
+        rows, first = np.unique(me[order], return_index=True)
+        chosen = index[order[first]]
+        pair[rows] = chosen
+        partner[rows] = other[order[first]]
+        score[rows] = pairs.pair_score[chosen]
+    partners = np.bincount(me, minlength=n).astype(np.int64)
+    return _Best(pairs, pair, partner, partners, score, any_overlap)

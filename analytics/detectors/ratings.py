@@ -1,26 +1,66 @@
-"""What a connector can deliver: its rated power, learned per station from history."""
+"""What a connector can deliver: its rated power, from what the station declares first.
+
+A station's rating, in this order (``StationRatings.learn``):
+
+1. the rating declared in the station metadata (``rated_power_w`` of ``chargewatch stations
+   import``, or of ``detect --input --stations``);
+2. else the highest ``power_offered_w`` seen on it (a charger offers its rating whenever
+   nothing limits it);
+3. else the highest power measured on it.
+
+Whatever the source, power measured above it raises it (a rating cannot be below what the
+connector has been seen to deliver), and the rating carries a note saying so when it exceeds the
+declared or offered one by more than the mains' tolerance: the metadata is then likely wrong.
+So a 22 kW wallbox that has only ever drawn 7.4 kW from single-phase cars stays a 22 kW one,
+and one declared at 11 kW that has delivered 22 kW for months is judged as a 22 kW one.
+
+The station metadata reaches the detectors with the history they are fitted on
+(``with_stations``): what they take from it is fitted state like the rest, and no detector's
+signature changes with it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from analytics.batch import FloatArray, SessionBatch
 from analytics.detectors.prepared import Prepared
 from analytics.detectors.reductions import row_max
+from chargewatch.sites import StationMetadata
 
 # An AC connector delivers at most 3 x 32 A x 250 V (24 kW); above that it is DC.
 AC_MAX_W = 24_000.0
+# Measured power may exceed a declared (or offered) rating by the mains' voltage tolerance
+# without the rating being wrong: ratings are nominal at 230 V, EN 50160 allows +10 %.
+RATING_TOLERANCE = 0.10
+
+_STATIONS_KEY = "station_metadata"
+_NO_METADATA = StationMetadata()
+
+
+def with_stations(batch: SessionBatch, stations: StationMetadata | None) -> SessionBatch:
+    """``batch`` (history to fit on) carrying ``stations``: the same arrays, nothing copied."""
+    if stations is None:
+        return batch
+    return replace(batch, extra={**batch.extra, _STATIONS_KEY: stations})
+
+
+def stations_of(batch: SessionBatch) -> StationMetadata:
+    """The station metadata ``batch`` carries (``with_stations``); empty when none."""
+    found = batch.extra.get(_STATIONS_KEY)
+    return found if isinstance(found, StationMetadata) else _NO_METADATA
 
 
 @dataclass(frozen=True, slots=True)
 class StationRatings:
-    """Rated power per station learned from history: the highest ``power_offered_w`` seen on it,
-    else the highest reported power (a charger offers its rating whenever nothing limits it)."""
+    """Rated power per station (see the module docstring for the order), and per station a note
+    when measured power raised it above what was declared or offered (None otherwise)."""
 
     station_ids: np.ndarray  # sorted, object (str)
     rated_w: FloatArray
+    notes: np.ndarray | None = None  # object: str or None, aligned with station_ids
     # ``station_ids`` as a fixed-width str array for ``searchsorted``: converted once here,
     # not on every lookup (a few thousand stations take longer to convert than to search)
     _keys: np.ndarray = field(init=False, repr=False, compare=False)
@@ -30,21 +70,38 @@ class StationRatings:
 
     @classmethod
     def learn(cls, batch: SessionBatch) -> StationRatings:
-        if batch.n_sessions == 0 or batch.n_steps == 0:
+        declared_ids, declared_w = stations_of(batch).declared_ratings()
+        if batch.n_sessions and batch.n_steps:
+            valid = batch.valid
+            offered = row_max(np.where(valid, batch.power_offered_w, np.nan))
+            power = row_max(np.where(valid, batch.power_w, np.nan))
+            seen = batch.station_id.astype(str)
+        else:
+            offered = power = np.zeros(0)
+            seen = np.zeros(0, dtype=str)
+        keys, inverse = np.unique(np.concatenate((seen, declared_ids)), return_inverse=True)
+        if keys.size == 0:
             return cls(np.zeros(0, dtype=object), np.zeros(0))
-        valid = batch.valid
-        offered = row_max(np.where(valid, batch.power_offered_w, np.nan))
-        power = row_max(np.where(valid, batch.power_w, np.nan))
-        keys, inverse = np.unique(batch.station_id.astype(str), return_inverse=True)
         best_offered = np.full(keys.size, np.nan)
         best_power = np.full(keys.size, np.nan)
-        np.fmax.at(best_offered, inverse, offered)
-        np.fmax.at(best_power, inverse, power)
-        rated = np.where(np.isnan(best_offered), best_power, best_offered)
-        return cls(keys.astype(object), rated)
+        np.fmax.at(best_offered, inverse[: seen.size], offered)
+        np.fmax.at(best_power, inverse[: seen.size], power)
+        declared = np.full(keys.size, np.nan)
+        declared[inverse[seen.size :]] = declared_w
+        base = np.where(np.isnan(declared), best_offered, declared)
+        rated = np.fmax(base, best_power)
+        raised = best_power > base * (1.0 + RATING_TOLERANCE)
+        notes = np.full(keys.size, None, dtype=object)
+        for i in np.flatnonzero(raised).tolist():  # stations whose metadata is wrong: few
+            what = "declared" if not np.isnan(declared[i]) else "offered"
+            notes[i] = (
+                f"rated {rated[i] / 1000:.1f} kW as measured, above the {what} "
+                f"{base[i] / 1000:.1f} kW"
+            )
+        return cls(keys.astype(object), rated, notes)
 
     def lookup(self, station_id: np.ndarray) -> FloatArray:
-        """The learned rating of each row's station, NaN for a station never seen."""
+        """The rating of each row's station, NaN for a station never seen nor declared."""
         n = station_id.shape[0]
         if self.station_ids.size == 0 or n == 0:
             return np.full(n, np.nan)
@@ -53,10 +110,20 @@ class StationRatings:
         pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
         return np.asarray(np.where(keys[pos] == ids, self.rated_w[pos], np.nan))
 
+    def note(self, station_id: str) -> str | None:
+        """Why a station's rating is above its declared or offered one, if it is."""
+        if self.notes is None or self.station_ids.size == 0:
+            return None
+        pos = int(np.searchsorted(self._keys, station_id))
+        if pos < self._keys.size and self._keys[pos] == station_id:
+            note = self.notes[pos]
+            return str(note) if note is not None else None
+        return None
+
 
 def rated_power_w(prep: Prepared, learned: FloatArray) -> FloatArray:
-    """Each row's rated power: the learned station rating, or what the row itself shows (its
-    highest offered power, else its highest power), whichever is higher; NaN when unknown."""
+    """Each row's rated power: the station's rating, or what the row itself shows (its highest
+    offered power, else its highest power), whichever is higher; NaN when unknown."""
     own = np.where(np.isnan(prep.max_offered_w), prep.peak_power_w, prep.max_offered_w)
     rated = np.fmax(learned, own)
     return np.asarray(np.where(rated > 0, rated, np.nan))
