@@ -2,6 +2,28 @@
 
 What must not be flagged is most of the work here: a car that is full (SuspendedEV, near-zero
 power, idle time plugged in), and power held down by a lower ``power_offered_w``.
+
+Two shapes are stalls (CONTRACTS.md section 3):
+
+- charging stops for 10 min or more and then resumes: power coming back shows the car was not
+  full, so nothing more is asked;
+- charging stops for 10 min or more and never comes back: the driver gave up and stopped the
+  session (or it is still open). Here "power never came back" must not be read as "the car was
+  full", nor the other way round, so the car must be shown not full:
+
+  * its state of charge, when reported, is below ``FULL_SOC_PCT`` where the stretch began (at
+    or above it the car is full, whatever the charger says);
+  * without SoC, the shape of the fall: a full car tapers (the constant-voltage phase; AC cars
+    step down to a balancing current) and its last reading before zero is a small share of its
+    plateau, while a stalled charge falls from the plateau to nothing between two readings.
+    ``PLATEAU_SHARE`` of the peak so far (or of the offer, when lower) at the last reading
+    before the stretch reads as such a fall.
+
+  ``SuspendedEV`` and ``Finishing`` (the car or the session says it is done) are never a stall;
+  ``Charging`` or ``SuspendedEVSE`` with nothing flowing is not a full car, which is why the
+  status needs no rule of its own here: those readings stay in the stretch, the others break
+  it. The energy delivered cannot serve: the stream carries neither the energy the car asked for
+  nor which car it is, so "far below what this car takes" has nothing to compare with.
 """
 
 from __future__ import annotations
@@ -11,7 +33,14 @@ import numpy as np
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import Prepared, prepared
-from analytics.detectors.reductions import forward_fill, nan_argmax, pick, runs, trapezoid_wh
+from analytics.detectors.reductions import (
+    Runs,
+    forward_fill,
+    nan_argmax,
+    pick,
+    runs,
+    trapezoid_wh,
+)
 from analytics.detectors.verdicts import (
     MIN_POWER_READINGS,
     Verdict,
@@ -27,6 +56,28 @@ from chargewatch.kinds import AnomalyKind
 # offer under that explains zero power.
 MIN_CHARGE_OFFER_W = 1400.0
 
+# At or above this state of charge a car that stops drawing is taken as full: cars with a 100 %
+# target taper from 90-97 % and display 100 (some 98-99) when done, and one this close to full
+# lost little by a stop. Below it, a car that stops while the charger says Charging or
+# SuspendedEVSE was stopped by the charger (one that stops at its own lower target says
+# SuspendedEV, which is never part of a stall).
+FULL_SOC_PCT = 95.0
+
+# Without SoC: the last reading before a stretch that ends the session still shows at least this
+# share of the plateau (the peak so far, or the offer when that is lower) means the charge fell
+# from its plateau, not at the end of a taper. A car arriving at full draws a small share of its
+# plateau before it stops: published DC curves 2-11 % of their peak at 95-100 % SoC, AC cars in
+# their constant-voltage phase or at a balancing current 10-35 %. 70 % is twice the highest of
+# those, with room for sensor noise and for a sample taken early in a taper.
+PLATEAU_SHARE = 0.7
+
+_FULL_STATUS = (StatusCode.SUSPENDED_EV, StatusCode.FINISHING)
+
+_STATUS_WORDS = {
+    int(StatusCode.CHARGING): ", the charger still saying Charging",
+    int(StatusCode.SUSPENDED_EVSE): ", the charger saying SuspendedEVSE",
+}
+
 
 def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
@@ -34,8 +85,9 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
 
 class Stall(BaseDetector):
     """Power near zero and the register flat for 10 min or more mid-session, after charging had
-    begun and before it resumes (so the car was not full), with neither a lower offered power
-    nor the car's own pause (SuspendedEV) to explain it. Learns nothing: the rules are physical.
+    begun, with neither a lower offered power nor the car's own pause (SuspendedEV) to explain
+    it; and then either charging resumes, or it never does and the car is shown not full
+    (module docstring). Learns nothing: the rules are physical.
 
     Parameters
     ----------
@@ -95,23 +147,51 @@ class Stall(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         idle, _ = self._idle(prep)
-        # only a rest after charging had begun and before it resumed can be a stall (the
-        # judgement's conditions, loosened): not the readings before power first flows or
-        # after it last does, nor any in a row that never charged (an idle connector's)
+        # only a rest after charging had begun can be a stall (the judgement's conditions,
+        # loosened): not the readings before power first flows, nor any in a row that never
+        # charged (an idle connector's). A rest after power last flows stays: a stall may end
+        # the session.
         rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
         if rows.size:
             p = prep.power_w[rows]
             began = np.argmax(p > MIN_CHARGE_OFFER_W, axis=1)
-            flowing = p >= self.resume_fraction * MIN_CHARGE_OFFER_W
-            resumes = p.shape[1] - 1 - np.argmax(flowing[:, ::-1], axis=1)
             step = np.arange(p.shape[1] - 1)
-            idle[rows] &= (
-                (step >= began[:, None])
-                & (step + 1 <= resumes[:, None])
-                & (prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W)[:, None]
-            )
+            idle[rows] &= (step >= began[:, None]) & (prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W)[
+                :, None
+            ]
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
         return judge_candidates(self.kind, prep, idle, self._judge, not_scored)
+
+    def _ended(
+        self,
+        prep: Prepared,
+        candidate: BoolArray,
+        resumed: BoolArray,
+        run: Runs,
+        zero_w: FloatArray,
+    ) -> tuple[IntArray, BoolArray, FloatArray]:
+        """Per row: the last step of its last stretch at rest after charging, whether that
+        stretch ends the charge with the car shown not full (module docstring), and the car's
+        SoC where it began (NaN when not reported)."""
+        n, k = candidate.shape
+        if k == 0:
+            return np.zeros(n, np.int64), np.zeros(n, bool), np.full(n, np.nan)
+        last = (k - 1 - np.argmax(candidate[:, ::-1], axis=1)).astype(np.int64)
+        never_resumed = candidate.any(axis=1) & ~pick(resumed, last).astype(bool)
+        begin = np.maximum(pick(run.first, last), 0).astype(np.int64)
+        soc = pick(forward_fill(prep.soc_pct), begin)
+        # the last reading with power before the stretch, against the plateau it fell from
+        p = prep.power_w
+        m = p.shape[1]
+        flowing = np.maximum.accumulate(np.where(p > zero_w, np.arange(m), -1), axis=1)
+        before = pick(flowing, begin).astype(np.int64)
+        plateau = np.fmin(pick(np.fmax.accumulate(p, axis=1), before), pick(prep.offered_w, before))
+        # nothing since power last flowed says that the car, or the session, was done
+        later = np.arange(m) > before[:, None]
+        said_done = np.any(later & np.isin(prep.status, _FULL_STATUS), axis=1)
+        from_plateau = (before >= 0) & (pick(p, before) >= PLATEAU_SHARE * plateau)
+        not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
+        return last, np.asarray(never_resumed & ~said_done & not_full), soc
 
     def _judge(self, prep: Prepared) -> Verdict:
         n, m = prep.power_w.shape
@@ -136,21 +216,32 @@ class Stall(BaseDetector):
         resumed = (peak_after >= self.resume_fraction * peak_before) & (
             after_wh >= self.min_resume_wh
         )
-        candidate = idle & charged_before & resumed
-        # the run's span between zero readings is about one interval shorter than the stall;
-        # half of that is added back (a conservative estimate of the true length)
-        duration = run.total + 0.5 * np.nan_to_num(prep.interval_s)[:, None]
-        x_all = np.where(candidate, duration / self.min_duration_s, 0.0)
+        interval = np.nan_to_num(prep.interval_s)[:, None]
+        # Resumed: the stall's start and end each lie somewhere in the interval before the
+        # first and after the last zero reading, so the span between those readings is on
+        # average one interval shorter than the stall: one interval is added back.
+        x_all = np.where(
+            idle & charged_before & resumed, (run.total + interval) / self.min_duration_s, 0.0
+        )
+        # Never resumed: the last stretch of each row, judged on the car's side (module
+        # docstring). Its end is the last reading (the stop's, or the latest of an open
+        # session), so only its start is uncertain: half an interval is added back.
+        last, ended, soc_end = self._ended(prep, idle & charged_before, resumed, run, zero_w)
+        rows_ended = np.flatnonzero(ended)
+        x_end = (pick(run.total, last) + 0.5 * interval[:, 0]) / self.min_duration_s
+        x_all[rows_ended, last[rows_ended]] = x_end[rows_ended]
         at = nan_argmax(x_all)
         x = pick(x_all, at)
+        by_end = ended & (at == last)
         begin = pick(first, at).astype(np.int64)
         start = pick(prep.t_ns, begin).astype(np.int64)
         end = pick(prep.t_ns, at + 1).astype(np.int64)
-        dur = pick(duration, at)
+        dur = pick(run.total, at) + np.where(by_end, 0.5, 1.0) * interval[:, 0]
         register = pick(prep.energy_ff_wh, begin)
         prior = pick(peak_before, at)
         after = pick(peak_after, at)
         soc = pick(forward_fill(prep.soc_pct), begin)
+        status_end = pick(prep.status, prep.count - 1)
 
         def describe(rows: IntArray) -> list[str]:
             out = []
@@ -161,6 +252,18 @@ class Stall(BaseDetector):
                     if register[i] == register[i]
                     else ""
                 )
+                if by_end[i]:
+                    if soc_end[i] == soc_end[i]:
+                        why = f"the car at {soc_end[i]:.0f} % SoC, not full"
+                    else:
+                        why = "power fell from its plateau, no taper of a full car"
+                    said = _STATUS_WORDS.get(int(status_end[i]), "")
+                    out.append(
+                        f"no power for {fmt_min(dur[i])}{soc_text}{reg}, after charging at up "
+                        f"to {fmt_kw(prior[i])}, until the session ended without charging "
+                        f"again{said} ({why}); no lower offered power"
+                    )
+                    continue
                 out.append(
                     f"no power for {fmt_min(dur[i])}{soc_text}{reg}, after charging at up to "
                     f"{fmt_kw(prior[i])} and before resuming at {fmt_kw(after[i])}; "

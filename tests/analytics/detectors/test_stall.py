@@ -1,0 +1,247 @@
+"""``stall``: a table of stalls that end the session (the driver gives up) and of the normal
+endings that look like them but must not be flagged (CONTRACTS.md section 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from analytics.batch import StatusCode
+from analytics.detectors import Stall, fit_detectors
+from analytics.detectors.prepared import prepared
+from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
+
+MIN = 60.0
+CHARGING = int(StatusCode.CHARGING)
+EVSE = int(StatusCode.SUSPENDED_EVSE)
+EV = int(StatusCode.SUSPENDED_EV)
+UNKNOWN = int(StatusCode.UNKNOWN)
+
+
+def session(
+    plateau_w: float,
+    *,
+    charge_min: float,
+    idle_min: float,
+    step_s: float = 60.0,
+    idle_status: int = CHARGING,
+    taper_min: float = 0.0,
+    soc0_pct: float | None = None,
+    battery_wh: float = 60_000.0,
+    offered_w: float | None = None,
+    idle_offer_w: float | None = None,
+    status: int = CHARGING,
+) -> Spec:
+    """Charging at ``plateau_w`` for ``charge_min`` (the last ``taper_min`` of it falling
+    linearly to 10 %), then ``idle_min`` with nothing flowing, then the stop. The SoC, when
+    asked for, is integrated from the power."""
+    t = np.arange(0.0, (charge_min + idle_min) * MIN + 1e-9, step_s)
+    p = np.full(t.size, plateau_w)
+    if taper_min:
+        frac = np.clip((t - (charge_min - taper_min) * MIN) / (taper_min * MIN), 0.0, 1.0)
+        p *= 1.0 - 0.9 * frac
+    idle = t >= charge_min * MIN
+    p[idle] = 0.0
+    p[0] = 0.0
+    st = np.where(idle, idle_status, status)
+    offer = np.full(t.size, offered_w if offered_w is not None else plateau_w)
+    if idle_offer_w is not None:
+        offer[idle] = idle_offer_w
+    spec = from_power(t, p, offered_w=offer, status=st)
+    if soc0_pct is None:
+        return spec
+    energy = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
+    return with_(spec, soc_pct=list(np.minimum(soc0_pct + energy / battery_wh * 100.0, 100.0)))
+
+
+def without(spec: Spec, drop: list[int]) -> Spec:
+    """``spec`` with some readings never sent (single missing samples)."""
+    keep = np.setdiff1d(np.arange(len(spec.t_s)), drop)
+    columns = ("t_s", "energy_wh", "power_w", "offered_w", "status", "soc_pct")
+    return with_(
+        spec,
+        **{c: list(np.asarray(getattr(spec, c))[keep]) for c in columns if getattr(spec, c)},
+    )
+
+
+# --- stalls that end the session -----------------------------------------------------------
+
+
+def dc_charging_says_charging() -> Spec:
+    # a DC car at 48 % SoC: nothing flows for 20 min, the charger still says Charging
+    return session(
+        90_000.0, charge_min=15, idle_min=20, step_s=10.0, soc0_pct=20.0, battery_wh=75_000.0
+    )
+
+
+def dc_suspended_evse_offer_unchanged() -> Spec:
+    # SuspendedEVSE while the offer stays at 150 kW: the charger contradicts itself
+    return session(
+        100_000.0,
+        charge_min=12,
+        idle_min=25,
+        step_s=30.0,
+        idle_status=EVSE,
+        soc0_pct=15.0,
+        battery_wh=80_000.0,
+        offered_w=150_000.0,
+    )
+
+
+def ac_no_soc_falls_from_plateau() -> Spec:
+    # an 11 kW AC charge cut from its plateau; 40 min of nothing, then the driver stops it
+    return session(11_000.0, charge_min=60, idle_min=40)
+
+
+def ac_no_status_no_soc_falls_from_plateau() -> Spec:
+    return session(7_400.0, charge_min=45, idle_min=15, idle_status=UNKNOWN, status=UNKNOWN)
+
+
+def ac_suspended_evse_ten_minutes_sampled_every_minute() -> Spec:
+    # 11 min of nothing: at 60 s the zero readings span 10 min
+    return session(11_000.0, charge_min=30, idle_min=11, idle_status=EVSE, offered_w=22_000.0)
+
+
+def ac_with_missing_samples_in_the_stall() -> Spec:
+    spec = session(7_400.0, charge_min=40, idle_min=25, step_s=30.0)
+    return without(spec, [85, 90, 101])
+
+
+def dc_still_open() -> Spec:
+    spec = session(60_000.0, charge_min=10, idle_min=15, step_s=15.0, soc0_pct=30.0)
+    return with_(spec, stop_s=None)
+
+
+def ac_mid_session_stall_of_eleven_minutes() -> Spec:
+    t = np.arange(0.0, 120 * MIN + 1e-9, 60.0)
+    p = np.where((t > 40 * MIN) & (t < 51.5 * MIN), 0.0, 11_000.0)
+    p[0] = 0.0
+    return from_power(t, p, offered_w=11_000.0)
+
+
+# --- normal endings ------------------------------------------------------------------------
+
+
+def full_at_100_then_stop() -> Spec:
+    # the car reaches 100 % (a short taper), power to 0, the charger never says SuspendedEV
+    return session(
+        50_000.0,
+        charge_min=50,
+        idle_min=30,
+        step_s=30.0,
+        taper_min=4,
+        soc0_pct=50.0,
+        battery_wh=40_000.0,
+    )
+
+
+def full_at_96_then_stop() -> Spec:
+    return session(11_000.0, charge_min=60, idle_min=20, soc0_pct=78.0)
+
+
+def target_80_suspended_ev() -> Spec:
+    # stops at its own target from its plateau (no taper), says SuspendedEV, driver away 40 min
+    return session(11_000.0, charge_min=120, idle_min=40, idle_status=EV, soc0_pct=40.0)
+
+
+def target_80_suspended_ev_no_soc() -> Spec:
+    return session(7_400.0, charge_min=90, idle_min=60, idle_status=EV)
+
+
+def ac_taper_says_charging() -> Spec:
+    # a full AC car tapering over 20 min; this charger keeps saying Charging
+    return session(11_000.0, charge_min=150, idle_min=45, taper_min=20)
+
+
+def ac_taper_no_status() -> Spec:
+    return session(
+        3_700.0, charge_min=300, idle_min=120, taper_min=30, idle_status=UNKNOWN, status=UNKNOWN
+    )
+
+
+def early_unplug_while_charging() -> Spec:
+    # power flows until the driver stops the session
+    return session(11_000.0, charge_min=45, idle_min=0.5, soc0_pct=20.0)
+
+
+def offer_lowered_to_zero() -> Spec:
+    return session(11_000.0, charge_min=30, idle_min=30, idle_offer_w=0.0)
+
+
+def suspended_evse_without_offer() -> Spec:
+    # SuspendedEVSE is the EVSE offering nothing (OCPP 1.6): with no offer sent, it explains it
+    spec = session(11_000.0, charge_min=30, idle_min=30, idle_status=EVSE)
+    return with_(spec, offered_w=None)
+
+
+def short_stop_before_the_end() -> Spec:
+    # 8 min of nothing before the stop: shorter than a stall
+    return session(11_000.0, charge_min=30, idle_min=8)
+
+
+STALLS: list[Callable[[], Spec]] = [
+    dc_charging_says_charging,
+    dc_suspended_evse_offer_unchanged,
+    ac_no_soc_falls_from_plateau,
+    ac_no_status_no_soc_falls_from_plateau,
+    ac_suspended_evse_ten_minutes_sampled_every_minute,
+    ac_with_missing_samples_in_the_stall,
+    dc_still_open,
+    ac_mid_session_stall_of_eleven_minutes,
+]
+
+NORMAL: list[Callable[[], Spec]] = [
+    full_at_100_then_stop,
+    full_at_96_then_stop,
+    target_80_suspended_ev,
+    target_80_suspended_ev_no_soc,
+    ac_taper_says_charging,
+    ac_taper_no_status,
+    early_unplug_while_charging,
+    offer_lowered_to_zero,
+    suspended_evse_without_offer,
+    short_stop_before_the_end,
+]
+
+
+def _stall_result(spec: Spec) -> tuple[bool, str | None]:
+    batch = make_batch([spec])
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
+    result = detector.score(batch, now_ns=NOW_NS)
+    reason = result.reason[0]
+    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+
+
+@pytest.mark.parametrize("build", STALLS, ids=[f.__name__ for f in STALLS])
+def test_flags_a_stall(build: Callable[[], Spec]) -> None:
+    flagged, reason = _stall_result(build())
+    assert flagged, reason
+    assert reason and "no lower offered power" in reason
+
+
+@pytest.mark.parametrize("build", NORMAL, ids=[f.__name__ for f in NORMAL])
+def test_does_not_flag_a_normal_ending(build: Callable[[], Spec]) -> None:
+    flagged, reason = _stall_result(build())
+    assert not flagged, reason
+
+
+def test_a_stall_that_ends_the_session_says_why_the_car_was_not_full() -> None:
+    _, with_soc = _stall_result(dc_charging_says_charging())
+    assert with_soc and "until the session ended" in with_soc
+    assert "still saying Charging" in with_soc and "% SoC, not full" in with_soc
+    _, without_soc = _stall_result(ac_no_soc_falls_from_plateau())
+    assert without_soc and "fell from its plateau" in without_soc
+    assert "no power for 40 min" in without_soc
+
+
+def test_the_flag_covers_the_stretch_to_the_last_reading() -> None:
+    spec = dc_charging_says_charging()
+    batch = make_batch([spec])
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
+    result = detector.score(batch, now_ns=NOW_NS)
+    prep = prepared(batch, NOW_NS)
+    assert result.end_ns[0] == prep.t_ns[0, prep.count[0] - 1]
+    first_zero = int(np.argmax(np.asarray(spec.t_s) >= 15 * MIN))
+    assert result.start_ns[0] == prep.t_ns[0, first_zero]
