@@ -38,7 +38,7 @@ from analytics.detectors import (
     detect,
     fit_detectors,
 )
-from analytics.detectors.meter import ROUNDING_STEPS
+from analytics.detectors.meter import METER_CLASS, POWER_SENSOR_CLASS, ROUNDING_STEPS
 from analytics.detectors.stall import MIN_CHARGE_OFFER_W
 
 NS = 1_000_000_000
@@ -190,12 +190,14 @@ class _Row:
     steps: list[float]  # register steps
     interval: float  # median time step
     res: float  # register resolution
+    t_res: float  # resolution of the stamps, s
     peak: float
     rated: float
 
 
 def _row(batch: SessionBatch, i: int) -> _Row:
     k = int(batch.valid[i].sum())
+    stamps = [int(x) for x in batch.t_ns[i, :k]]
     t = [(int(x) - int(batch.t_ns[i, 0])) / NS for x in batch.t_ns[i, :k]]
     e = [float(x) for x in batch.energy_wh[i, :k]]
     p = [float(x) for x in batch.power_w[i, :k]]
@@ -223,6 +225,10 @@ def _row(batch: SessionBatch, i: int) -> _Row:
         steps=steps,
         interval=interval,
         res=min(max(min(rises), 1.0), 100.0) if rises else 1.0,
+        t_res=next(
+            (u / NS for u in (60 * NS, NS, 10**6, 10**3) if all(x % u == 0 for x in stamps)),
+            1 / NS,
+        ),
         peak=peak,
         rated=rated if rated > 0 else math.nan,
     )
@@ -235,7 +241,7 @@ def _jump_allowances(r: _Row, jump: MeterJump) -> list[float]:
     for j, s in enumerate(r.steps):
         span = r.t[j + 1] - r.t[since]
         allowed.append(
-            r.rated * (1 + jump.rated_margin) / 3600.0 * (span + jump.jitter_s)
+            r.rated * (1 + jump.rated_margin) / 3600.0 * (span + r.t_res + jump.jitter_s)
             + jump.resolution_steps * r.res
         )
         if s != 0:
@@ -263,9 +269,10 @@ def _stuck(r: _Row, stuck: MeterStuck) -> bool:
 
 
 def _mismatch(r: _Row, mismatch: MeterMismatch, allowed: list[float]) -> bool:
-    """Register against the integral of power over the clean steps."""
+    """Register against the integral of power over the clean steps (every reading of these
+    rows carries a register: each span is one step)."""
     e_reg = e_pow = doubt = 0.0
-    n_clean = 0
+    n_clean = n_left_out = 0
     for j, s in enumerate(r.steps):
         p0 = 0.0 if r.p[j] < mismatch.sensor_offset_w else r.p[j]
         p1 = 0.0 if r.p[j + 1] < mismatch.sensor_offset_w else r.p[j + 1]
@@ -273,14 +280,24 @@ def _mismatch(r: _Row, mismatch: MeterMismatch, allowed: list[float]) -> bool:
         is_gap = dt > mismatch.gap_intervals * r.interval and dt >= mismatch.gap_min_s
         fell = s < -ROUNDING_STEPS * r.res
         if s != s or p0 != p0 or p1 != p1 or fell or s > allowed[j] or is_gap:
+            n_left_out += s == s
             continue
         e_reg += s
         e_pow += 0.5 * (p0 + p1) * dt / 3600.0
-        doubt += 0.5 * abs(p1 - p0) * dt / 3600.0
+        doubt += 0.5 * abs(p1 - p0) * (dt + 2 * r.t_res) / 3600.0
         n_clean += 1
-    judged = n_clean >= 2 and max(e_reg, e_pow) >= mismatch.min_energy_wh
-    margin = ROUNDING_STEPS * r.res + mismatch.trapezoid_doubt * doubt
-    return judged and abs(e_reg - e_pow) / (mismatch.max_relative * e_pow + margin) > 1.0
+    judged = n_clean >= 1 and max(e_reg, e_pow) >= mismatch.min_energy_wh
+    runs = 1 + n_left_out
+    known = [x if x >= mismatch.sensor_offset_w else 0.0 for x in r.p if x == x]
+    peak = r.peak if r.peak == r.peak else 0.0
+    ends_w = (known[0] + known[-1] if known else 0.0) + (runs - 1) * peak
+    bound = (
+        mismatch.trapezoid_doubt * doubt
+        + (POWER_SENSOR_CLASS + METER_CLASS) * e_pow
+        + ROUNDING_STEPS * r.res * runs
+        + r.t_res * ends_w / 3600.0
+    )
+    return judged and abs(e_reg - e_pow) / max(mismatch.max_relative * e_pow, bound) > 1.0
 
 
 def _gap(r: _Row, gap: DataGap, batch: SessionBatch, i: int, now_ns: int) -> bool:

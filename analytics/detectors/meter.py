@@ -9,6 +9,7 @@ integral of the power.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -48,30 +49,25 @@ JUMP_RATED_MARGIN = 0.1
 JUMP_JITTER_S = 2.0
 
 
-def jump_allowance_wh(
-    prep: Prepared,
-    rated_w: FloatArray,
-    *,
-    rated_margin: float,
-    jitter_s: float,
-    resolution_steps: float,
-) -> FloatArray:
-    """Most a register step may rise, ``(n, m - 1)``: the rated power over the time since the
-    register last moved (a meter polled less often than it is sampled catches up in one step),
-    plus clock jitter, a relative margin and the register's resolution."""
+def register_span_s(prep: Prepared) -> FloatArray:
+    """The time each register step ``(n, m - 1)`` counts over: from the reading where the value
+    it starts from was first shown, to the reading that ends it.
+
+    A step ends at a reading that carries a register value and starts from the last reading
+    before it that carried one (stations that send the register only at the start and the stop
+    of a transaction, or less often than the power, send readings without it in between: the
+    step spans them all, "0.3 kWh in 1 s" is in truth 0.3 kWh over minutes). If that value
+    repeats earlier readings' (a register polled less often than it is sent), the step counts
+    from the first reading that showed it: the meter may have counted since then."""
     t = prep.t_s
     n, m = t.shape
     if m < 2:
         return np.zeros((n, 0))
-    # step j counts from the reading where the register last showed a new value: reading j when
-    # step j - 1 moved (NaN counts as moved: the last known value is unknown there), else the
-    # start of the step before. Times never decrease along a row, so that reading's time is the
-    # running max of the times at the readings where a value began (int64: a fast accumulate,
-    # where a float one checks every element for NaN); rows out of order are done below.
-    began = np.empty((n, m - 1), dtype=bool)
-    began[:, 0] = True
-    np.not_equal(prep.de_wh[:, :-1], 0, out=began[:, 1:])
-    from_ns = np.where(began, prep.t_ns[:, :-1], _INT_MIN)
+    shown = _new_value(prep)
+    # times never decrease along a row, so the reading a step counts from has the running max
+    # of the times where a value was first shown (int64: a fast accumulate, where a float one
+    # checks every element for NaN); rows out of order are done below
+    from_ns = np.where(shown, prep.t_ns[:, :-1], _INT_MIN)
     np.maximum.accumulate(from_ns, axis=1, out=from_ns)
     # to seconds since the row's first reading exactly as ``t_s`` is built, so a step that
     # starts at reading j gets ``t_s[:, j]`` to the bit
@@ -80,25 +76,63 @@ def jump_allowance_wh(
     np.subtract(t[:, 1:], span_s, out=span_s)
     disordered = np.flatnonzero(~prep.in_order)
     if disordered.size:
-        span_s[disordered] = _span_by_index(t[disordered], prep.de_wh[disordered])
-    # rate * (span + jitter) + steps * resolution, in place on the one temporary
+        span_s[disordered] = _span_by_index(t[disordered], shown[disordered])
+    return span_s
+
+
+def _new_value(prep: Prepared) -> BoolArray:
+    """``(n, m - 1)``: reading j shows a register value that the register readings before it did
+    not (the first one with a value, or one that differs from the last value before it). The
+    first reading always counts, so that every step has a reading to count from (a step that
+    starts before the first register value is unknown anyway)."""
+    n, m = prep.de_wh.shape[0], prep.de_wh.shape[1] + 1
+    shown = np.empty((n, m - 1), dtype=bool)
+    shown[:, 0] = True
+    # de_wh[j - 1] is the step from the last value before reading j to its own (NaN when
+    # reading j has none, or no reading before it had one: NaN != 0, so counted; masked below)
+    np.not_equal(prep.de_wh[:, :-1], 0, out=shown[:, 1:])
+    shown[:, 1:] &= prep.has_energy[:, 1:-1]
+    return shown
+
+
+def jump_allowance_wh(
+    prep: Prepared,
+    rated_w: FloatArray,
+    *,
+    rated_margin: float,
+    jitter_s: float,
+    resolution_steps: float,
+) -> FloatArray:
+    """Most a register step may rise, ``(n, m - 1)``: the physical bound.
+
+    rated power x (1 + margin) x (span + one time resolution + jitter) + steps x resolution:
+
+    - span: the time since the register last showed a new value (``register_span_s``);
+    - one unit of the stamps' resolution (``Prepared.time_resolution_s``): both ends of the span
+      are truncated to it, so the true span may be longer by up to one unit (a session table
+      in whole minutes shows "0 s" for a session shorter than a minute);
+    - jitter: the lag between reading the meter and stamping the message;
+    - margin: the meter's accuracy class and a rating that is estimated, not declared;
+    - the register's resolution: both ends of the step are rounded to it."""
+    span_s = register_span_s(prep)
+    if span_s.shape[1] == 0:
+        return span_s
+    # in place on the one temporary
     allowed = span_s
-    allowed += jitter_s
+    allowed += (prep.time_resolution_s + jitter_s)[:, None]
     allowed *= (rated_w * (1.0 + rated_margin) / 3600.0)[:, None]
     allowed += (resolution_steps * prep.resolution_wh)[:, None]
     return allowed
 
 
-def _span_by_index(t: FloatArray, de_wh: FloatArray) -> FloatArray:
-    """The time since the register last moved for rows whose times are not in order: by the
-    index of the reading the step counts from (a gather, slower; such rows are rare)."""
+def _span_by_index(t: FloatArray, shown: BoolArray) -> FloatArray:
+    """The time since the register last showed a new value, for rows whose times are not in
+    order: by the index of the reading the step counts from (a gather, slower; such rows are
+    rare)."""
     m = t.shape[1]
-    moved = de_wh != 0
-    idx = np.where(moved, np.arange(m - 1), -1)
-    last_incl = np.maximum.accumulate(idx, axis=1)
-    # the last step before this one where the register moved: its value shows from there on
-    last_before = np.concatenate((np.full((t.shape[0], 1), -1), last_incl[:, :-1]), axis=1)
-    t_from = np.take_along_axis(t, last_before + 1, axis=1)
+    idx = np.where(shown, np.arange(m - 1), 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    t_from = np.take_along_axis(t, idx, axis=1)
     return np.asarray(t[:, 1:] - t_from)
 
 
@@ -237,7 +271,8 @@ class MeterJump(BaseDetector):
         estimated (from history), not declared.
     jitter_s : float, default JUMP_JITTER_S (2.0)
         Slack on the step's time: sampling jitter plus the lag between reading the meter and
-        stamping the message.
+        stamping the message. One unit of the stamps' own resolution is added to it (see
+        ``jump_allowance_wh``).
     resolution_steps : float, default ROUNDING_STEPS (2.0)
         Slack in steps of the register's resolution: both ends of the step are rounded to it.
     """
@@ -299,7 +334,6 @@ class MeterJump(BaseDetector):
         x = pick(ratio, at)
         x = np.where(np.isnan(x), 0.0, x)
         step = pick(rise, at)
-        dt = pick(prep.dt_s, at)
         could = pick(allowed, at)
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
         not_scored[np.isnan(rated) & is_none(not_scored)] = (
@@ -307,6 +341,8 @@ class MeterJump(BaseDetector):
         )
 
         def describe(rows: np.ndarray) -> list[str]:
+            # the time the step counted over, from the last reading that carried a register
+            dt = pick(register_span_s(prep), at)
             return [
                 f"register rose {fmt_kwh(step[i])} in {fmt_min(dt[i])}; at most "
                 f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
@@ -316,9 +352,139 @@ class MeterJump(BaseDetector):
         return step_result(self.kind, prep, x, at, describe, not_scored)
 
 
+# Accuracy classes that bound how far register and integrated power may disagree with no fault:
+# the power reading of a charger's measuring electronics (IEC 61557-12 class 2 for AC; DC
+# current shunts and voltage dividers to about 2 %), and the meter (MID class B: 1 %; DC meters
+# under EN IEC 62053-41, class 0.5 to 1).
+POWER_SENSOR_CLASS = 0.02
+METER_CLASS = 0.01
+
+
+def integration_doubt_wh(
+    power_w: FloatArray, dt_s: FloatArray, time_res_s: FloatArray
+) -> FloatArray:
+    """How far the trapezoid of each step ``(n, m - 1)`` may be from the true energy, in Wh.
+
+    Between two samples the true power may follow any path between their values; the trapezoid
+    and the step rule differ by half the change times the step, ``|dP| dt / 2``, and a path
+    that stays between the two values lies within that of the trapezoid. Each stamp may be off
+    by one unit of its resolution (``time_res_s``, per row): moving a sample's time changes the
+    trapezoid by the time moved times half the change of power around it, hence the ``2 r``.
+    NaN where either power is unknown."""
+    doubt = np.diff(power_w, axis=1)
+    np.abs(doubt, out=doubt)
+    doubt *= 0.5
+    doubt *= dt_s + 2.0 * time_res_s[:, None]
+    doubt /= 3600.0
+    return np.asarray(doubt)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyBalance:
+    """Per row: the register's energy and the integral of power over the same clean spans, and
+    how far apart the samples allow them to be with no fault (``bound_wh``)."""
+
+    register_wh: FloatArray
+    power_wh: FloatArray
+    bound_wh: FloatArray
+    n_spans: IntArray  # register spans compared
+
+
+def energy_balance(
+    prep: Prepared,
+    allowed_wh: FloatArray,
+    *,
+    sensor_offset_w: float,
+    gap_intervals: float,
+    gap_min_s: float,
+    trapezoid_doubt: float = 1.0,
+) -> EnergyBalance:
+    """Register against integrated power, span by span.
+
+    A register span runs from one reading that carries a register value to the next one that
+    does (one step when every reading carries it; the whole session when only the start and
+    the stop do). The power is integrated over the same span. A span is left out of both sums
+    when another kind explains it or the trapezoid cannot follow it: the register falls (beyond
+    its rounding) or jumps (beyond ``allowed_wh``), power is missing inside it, or it holds a
+    data gap (as data_gap defines it).
+
+    The bound is what the samples can support: the integration doubt of the spans compared
+    (``integration_doubt_wh``), the accuracy classes of power sensor and meter on the energy,
+    the register's rounding (twice its resolution for each unbroken run of spans: a run's
+    steps add up to the difference of its two ends), and the power at the ends of the runs
+    times the stamps' resolution (the ends whose stamp errors do not cancel)."""
+    n, k = prep.de_wh.shape
+    if k == 0:  # nothing to compare; the bound is the rounding, never 0
+        zero = np.zeros(n)
+        rounding = ROUNDING_STEPS * prep.resolution_wh
+        return EnergyBalance(zero, zero.copy(), rounding, np.zeros(n, dtype=np.int64))
+    power = np.where(prep.power_w < sensor_offset_w, 0.0, prep.power_w)
+    res_t = prep.time_resolution_s
+    step_pw = trapezoid_wh(power, prep.dt_s)
+    step_doubt = integration_doubt_wh(power, prep.dt_s, res_t)
+    step_bad = np.isnan(step_pw)
+    step_bad |= (prep.dt_s > gap_intervals * prep.interval_s[:, None]) & (prep.dt_s >= gap_min_s)
+    span_pw, span_doubt, span_bad = step_pw, step_doubt, step_bad
+    # rows where some reading carries no register: their spans cover several steps (where every
+    # reading carries one, the common case, a span is its step)
+    sparse = np.flatnonzero(np.any(prep.valid & ~prep.has_energy, axis=1))
+    if sparse.size:
+        last_reg = np.where(prep.has_energy[sparse, :-1], np.arange(k), 0)
+        np.maximum.accumulate(last_reg, axis=1, out=last_reg)
+        span_pw[sparse] = _span_sums(step_pw[sparse], step_bad[sparse], last_reg)
+        span_doubt[sparse] = _span_sums(step_doubt[sparse], step_bad[sparse], last_reg)
+        span_bad[sparse] = _span_sums(step_bad[sparse].astype(np.float64), None, last_reg) > 0
+    res = prep.resolution_wh[:, None]
+    # a step with a register value at both ends closes a span (NaN de_wh fails every test)
+    closing = ~np.isnan(prep.de_wh)
+    clean = prep.de_wh >= -ROUNDING_STEPS * res
+    clean &= ~(prep.de_wh > allowed_wh)
+    clean &= ~span_bad
+    e_reg = row_sum_where(prep.de_wh, clean)
+    e_pow = row_sum_where(span_pw, clean)
+    doubt = row_sum_where(span_doubt, clean)
+    n_spans = clean.sum(axis=1)
+    # runs of clean spans: at most one more than the spans left out between them
+    n_runs = 1 + (closing & ~clean).sum(axis=1)
+    # the two ends of the row, and two ends (power at most the peak) per span left out
+    ends_w = np.nan_to_num(_first_last_power(power)).sum(axis=1)
+    ends_w += 2.0 * (n_runs - 1) * np.nan_to_num(prep.peak_power_w)
+    bound = trapezoid_doubt * doubt
+    bound += (POWER_SENSOR_CLASS + METER_CLASS) * np.abs(e_pow)
+    bound += ROUNDING_STEPS * prep.resolution_wh * n_runs
+    bound += res_t * ends_w / 3600.0
+    return EnergyBalance(e_reg, e_pow, bound, n_spans)
+
+
+def _span_sums(step: FloatArray, bad: BoolArray | None, last_reg: IntArray) -> FloatArray:
+    """Sum of ``step`` (where not ``bad``) over each step's register span: from the reading
+    ``last_reg`` to the step's end, as the difference of running sums (sequential, so they do
+    not depend on the padding's width)."""
+    values = step if bad is None else np.where(bad, 0.0, step)
+    cum = np.zeros((step.shape[0], step.shape[1] + 1))
+    np.cumsum(values, axis=1, out=cum[:, 1:])
+    return np.asarray(cum[:, 1:] - np.take_along_axis(cum, last_reg, axis=1))
+
+
+def _first_last_power(power: FloatArray) -> FloatArray:
+    """``(n, 2)``: each row's first and last known power (NaN when none)."""
+    known = ~np.isnan(power)
+    m = power.shape[1]
+    first = np.argmax(known, axis=1)
+    last = m - 1 - np.argmax(known[:, ::-1], axis=1)
+    return np.stack((pick(power, first), pick(power, last)), axis=1)
+
+
 class MeterMismatch(BaseDetector):
     """The register's energy and the integral of power disagree by more than 15 % over the
-    session. Steps that another kind explains (a fall, a jump, a gap) are left out of both.
+    session (CONTRACTS.md section 3), beyond what the samples can support.
+
+    Register and power are compared span by span between readings that carry a register
+    (``energy_balance``). A row is flagged when the disagreement is over ``max_relative`` of
+    the integrated energy AND over the bound the samples put on it (integration doubt from the
+    sampling interval and how fast power changes, accuracy classes, rounding): a session whose
+    samples cannot tell 15 % apart (its bound is wider) is flagged only when the disagreement
+    exceeds that bound too; when it does not, it is left unscored, "unverifiable".
     Learns what its ``MeterJump`` learns (``jump_``), to tell a jump.
 
     Parameters
@@ -331,9 +497,7 @@ class MeterMismatch(BaseDetector):
         ... and this long are left out: across a data gap (as data_gap defines it) the
         trapezoid cannot follow the power.
     trapezoid_doubt : float, default 1.0
-        Within a step the true power may lie anywhere between its two readings: the integral
-        is uncertain by half the change times the step, summed over the session; this many
-        times that is allowed.
+        Multiplier on the integration doubt (``integration_doubt_wh``): 1 is the bound itself.
     sensor_offset_w : float, default 50.0
         Power below this is a sensor offset, not energy.
     min_energy_wh : float, default 100.0
@@ -371,36 +535,31 @@ class MeterMismatch(BaseDetector):
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
-        allowed = self.jump_.allowance_wh(batch, prep)
-        power = np.where(prep.power_w < self.sensor_offset_w, 0.0, prep.power_w)
-        step_pw = trapezoid_wh(power, prep.dt_s)
-        gap = (prep.dt_s > self.gap_intervals * prep.interval_s[:, None]) & (
-            prep.dt_s >= self.gap_min_s
+        b = energy_balance(
+            prep,
+            self.jump_.allowance_wh(batch, prep),
+            sensor_offset_w=self.sensor_offset_w,
+            gap_intervals=self.gap_intervals,
+            gap_min_s=self.gap_min_s,
+            trapezoid_doubt=self.trapezoid_doubt,
         )
-        res = prep.resolution_wh[:, None]
-        # in place on one mask; a NaN step fails ``>=``, an unknown allowance excludes nothing
-        clean = prep.de_wh >= -ROUNDING_STEPS * res
-        clean &= ~np.isnan(step_pw)
-        clean &= ~(prep.de_wh > allowed)
-        clean &= ~gap
-        e_reg = row_sum_where(prep.de_wh, clean)
-        e_pow = row_sum_where(step_pw, clean)
-        n_clean = clean.sum(axis=1)
-        # 0.5 * |change| * dt / 3600, in place on the one temporary (the same rounding)
-        doubt_step_wh = np.diff(power, axis=1)
-        np.abs(doubt_step_wh, out=doubt_step_wh)
-        doubt_step_wh *= 0.5
-        doubt_step_wh *= prep.dt_s
-        doubt_step_wh /= 3600.0
-        doubt_wh = row_sum_where(doubt_step_wh, clean)
-        margin = ROUNDING_STEPS * prep.resolution_wh + self.trapezoid_doubt * doubt_wh
-        x = np.abs(e_reg - e_pow) / (self.max_relative * e_pow + margin)
+        e_reg, e_pow = b.register_wh, b.power_wh
+        apart = np.abs(e_reg - e_pow)
+        x = apart / np.maximum(self.max_relative * e_pow, b.bound_wh)
         flagged = x > 1.0
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
-        cannot = (n_clean < 2) | (np.maximum(e_reg, e_pow) < self.min_energy_wh)
+        cannot = (b.n_spans < 1) | (np.maximum(e_reg, e_pow) < self.min_energy_wh)
         not_scored[cannot & is_none(not_scored)] = (
             f"less than {self.min_energy_wh:.0f} Wh counted: too little energy to compare"
         )
+        unverifiable = ~cannot & ~flagged & (b.bound_wh > self.max_relative * e_pow)
+        if unverifiable.any():
+            rel = b.bound_wh / np.where(e_pow > 0, e_pow, np.nan) * 100.0
+            not_scored[unverifiable & is_none(not_scored)] = [
+                f"unverifiable: the samples bound the integrated energy only to "
+                f"{r:.0f} % (more than {self.max_relative:.0%})"
+                for r in rel[unverifiable & is_none(not_scored)]
+            ]
         x = np.where(cannot, np.nan, x)
         last = np.maximum(prep.count - 1, 0)
 
@@ -410,7 +569,8 @@ class MeterMismatch(BaseDetector):
                 rel = (e_reg[i] / e_pow[i] - 1.0) * 100.0 if e_pow[i] > 0 else float("inf")
                 out.append(
                     f"register counted {fmt_kwh(e_reg[i])} but power integrates to "
-                    f"{fmt_kwh(e_pow[i])} ({rel:+.0f} %)"
+                    f"{fmt_kwh(e_pow[i])} ({rel:+.0f} %; the samples allow "
+                    f"{fmt_kwh(max(self.max_relative * e_pow[i], b.bound_wh[i]))})"
                 )
             return out
 

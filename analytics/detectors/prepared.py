@@ -87,6 +87,7 @@ class Prepared:
     in_order: BoolArray  # (n,) the trusted times never decrease along the row (by the batch's
     #                      contract they do not; a row that breaks it has ``dt_s`` clipped at 0)
     resolution_wh: FloatArray  # (n,) register resolution (smallest positive step, capped)
+    time_resolution_s: FloatArray  # (n,) resolution of the row's stamps (``time_resolution_s``)
     peak_power_w: FloatArray  # (n,) highest reported power, NaN when none
     max_offered_w: FloatArray  # (n,) highest offered power, NaN when none
     clock: ClockEvidence
@@ -196,10 +197,40 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         interval_s=interval,
         in_order=in_order,
         resolution_wh=resolution,
+        time_resolution_s=time_resolution_s(t, valid),
         peak_power_w=row_max(power),
         max_offered_w=row_max(offered),
         clock=clock,
     )
+
+
+# Units that stamps are commonly truncated to: whole minutes (session tables), whole seconds
+# (OCPP 1.6 firmware), milliseconds, microseconds; finer than that, nanoseconds.
+_STAMP_UNITS_NS = (1_000, 1_000_000, NS_PER_S, 60 * NS_PER_S)
+
+
+# The stamps a row's resolution is read from: its first few. A station's firmware stamps all
+# its messages alike, and 16 stamps of millisecond resolution are all whole seconds only with
+# a chance of 1e-48; reading every stamp would cost a few integer passes over the batch.
+_STAMPS_READ = 16
+
+
+def time_resolution_s(t_ns: IntArray, valid: BoolArray) -> FloatArray:
+    """Per row, the coarsest unit that its trusted stamps are whole multiples of (seconds):
+    60 for stamps in whole minutes, 1 for whole seconds, 0.001 for milliseconds. A time
+    difference between two such stamps may be short of the true one by up to one unit (each
+    end is truncated), so tolerances on time follow it. (A row without stamps: 60, unused.)"""
+    n = t_ns.shape[0]
+    out = np.full(n, 1.0 / NS_PER_S)
+    if t_ns.shape[1] == 0:
+        return out
+    # the remainder within a minute: all the finer units divide a minute
+    head = slice(0, _STAMPS_READ)
+    rem = np.where(valid[:, head], t_ns[:, head] % (60 * NS_PER_S), 0)
+    for unit_ns in _STAMP_UNITS_NS:  # finest first: the coarsest whole unit wins
+        whole = ~np.any(rem % unit_ns != 0, axis=1)
+        out[whole] = unit_ns / NS_PER_S
+    return out
 
 
 def _arrival_disordered(arrival: IntArray, valid: BoolArray) -> BoolArray:
