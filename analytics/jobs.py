@@ -27,6 +27,7 @@ from analytics.pipeline import DetectReport
 from analytics.window import detect_window
 from chargewatch.errors import ChargewatchError
 from chargewatch.influx import InfluxClient
+from chargewatch.site_store import load_metadata
 from chargewatch.state import StateStore
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,16 @@ class DetectionJob:
         if since_ns is None:
             since_ns = until_ns - self.first_lookback_ns
         reports: list[DetectReport] = []
+        stations = load_metadata(self.state)  # read each run: an import applies without restart
         while since_ns < until_ns:
             end_ns = min(until_ns, since_ns + self.max_window_ns)
             flags, report = detect_window(
-                self.client, since_ns, end_ns, catalog=self.state, judged_at_ns=now_ns
+                self.client,
+                since_ns,
+                end_ns,
+                catalog=self.state,
+                judged_at_ns=now_ns,
+                stations=stations,
             )
             record_detections(self.state, flags, detected_ns=now_ns)  # the time to flag
             self.state.set_cursor(CURSOR, end_ns)

@@ -31,12 +31,14 @@ from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import default_detectors, detect, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
+from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
 from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_chunks
 from chargewatch.flags import Flag
 from chargewatch.schema import READING_FIELDS
+from chargewatch.sites import StationMetadata
 
 __all__ = [
     "CHUNK_LINES",
@@ -231,8 +233,10 @@ class _Scoring:
         report: DetectReport,
         *,
         fit: bool,
+        stations: StationMetadata | None = None,
     ) -> None:
         self._assembler = assembler
+        self._stations = stations
         self._detectors = detectors
         self._per_row = [d for d in detectors if d.per_row]
         self._across = [d for d in detectors if not d.per_row]
@@ -251,7 +255,7 @@ class _Scoring:
             if not self._fitted:
                 # history is the first chunk itself (or a sample of its rows): on purpose
                 learn_from = handout.sample if handout.sample is not None else batch
-                fit_detectors(learn_from, self._detectors)
+                fit_detectors(with_stations(learn_from, self._stations), self._detectors)
                 self._fitted = True
             results = run_detectors(batch, self._per_row, now_ns=now_ns)
             if self._across:
@@ -291,6 +295,7 @@ def detect_events(
     max_sessions: int = 10_000,
     max_cells: int = MAX_CELLS,
     fit: bool = True,
+    stations: StationMetadata | None = None,
 ) -> Iterator[Detection]:
     """Assemble ``events`` in chunks, fit the detectors on the first chunk (on a sample of its
     rows when it takes several batches), score every chunk.
@@ -298,6 +303,8 @@ def detect_events(
     Chunks: once ``max_sessions`` sessions have stopped they are scored, in batches of at most
     ``max_cells`` padded samples (see ``Assembler.pop_complete``). ``fit=False`` scores with
     ``detectors`` fitted elsewhere (on history); unfitted ones raise ``NotFittedError``.
+    ``stations`` (sites, declared ratings, fleet cards) goes to the detectors with the history
+    they are fitted on (``ratings.with_stations``).
 
     ``now_ns`` for scoring is ``Assembler.now_ns``: the latest control event or, if later, the
     median over stations of their latest reading (one charger with its clock years ahead must
@@ -306,7 +313,7 @@ def detect_events(
     report = report if report is not None else DetectReport()
     chosen = list(detectors) if detectors is not None else default_detectors()
     assembler = Assembler()
-    scoring = _Scoring(assembler, chosen, report, fit=fit)
+    scoring = _Scoring(assembler, chosen, report, fit=fit, stations=stations)
     for arrival, event in events:
         assembler.add(arrival, event)
         if assembler.stopped >= max_sessions:
@@ -323,6 +330,7 @@ def detect_chunks(
     max_sessions: int = 10_000,
     max_cells: int = MAX_CELLS,
     fit: bool = True,
+    stations: StationMetadata | None = None,
 ) -> Iterator[Detection]:
     """``detect_events`` for decoded chunks, with the same result: each chunk's connectors and
     sessions are registered first, in order of first sight, then its readings are added as
@@ -330,7 +338,7 @@ def detect_chunks(
     report = report if report is not None else DetectReport()
     chosen = list(detectors) if detectors is not None else default_detectors()
     assembler = Assembler()
-    scoring = _Scoring(assembler, chosen, report, fit=fit)
+    scoring = _Scoring(assembler, chosen, report, fit=fit, stations=stations)
     for chunk in chunks:
         readings = chunk.readings
         assembler.register_first_seen(readings, chunk.events)
@@ -363,13 +371,18 @@ def detect_stream(
     on_progress: Callable[[int], None] | None = None,
     max_sessions: int = 10_000,
     report: DetectReport | None = None,
+    stations: StationMetadata | None = None,
 ) -> tuple[list[Flag], DetectReport]:
     """Every flag of an event stream (JSON Lines), ordered by start, and the run's report."""
     report = report if report is not None else DetectReport()
     chunks = decode_chunks(stream, decoder, report, on_reject, on_progress)
     flags: list[Flag] = []
     for detection in detect_chunks(
-        chunks, detectors=detectors, report=report, max_sessions=max_sessions
+        chunks,
+        detectors=detectors,
+        report=report,
+        max_sessions=max_sessions,
+        stations=stations,
     ):
         flags.extend(detection.flags)
     flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))

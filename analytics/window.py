@@ -27,6 +27,7 @@ from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
 from analytics.detectors import fit_detectors
 from analytics.detectors.base import Detector, KindResult
+from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
@@ -36,6 +37,7 @@ from chargewatch.catalog import upsert_sessions
 from chargewatch.flags import Flag, flags_to_lines
 from chargewatch.influx import InfluxClient
 from chargewatch.schema import Lookback, read_events
+from chargewatch.sites import StationMetadata
 from chargewatch.state import StateStore
 
 __all__ = ["SESSION_LOOKBACK_NS", "WINDOW_LOOKBACK", "detect_window"]
@@ -74,13 +76,15 @@ def detect_window(
     detectors: Sequence[Detector] | None = None,
     catalog: StateStore | None = None,
     judged_at_ns: int | None = None,
+    stations: StationMetadata | None = None,
 ) -> tuple[list[Flag], DetectReport]:
     """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags,
     and, given ``catalog`` (the state database), each session's catalogue row stamped
     ``judged_at_ns`` (the wall clock, read by the caller; ``until_ns`` when not given).
 
     The detectors are fitted on everything read (the window and its look-back), so history
-    just before the window informs what is normal.
+    just before the window informs what is normal; ``stations`` (sites, declared ratings, fleet
+    cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
     """
     if until_ns <= since_ns:
         raise ValueError("until must be later than since")
@@ -89,7 +93,8 @@ def detect_window(
     events = read_events(client, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
     report.lines = len(events)
     batch = assemble(enumerate(events, start=1))
-    chosen = fit_detectors(batch, detectors)  # the window and its look-back are the history
+    # the window and its look-back are the history
+    chosen = fit_detectors(with_stations(batch, stations), detectors)
     results = run_detectors(batch, chosen, now_ns=until_ns)
     rows = _in_window(batch, since_ns, until_ns)
     kept = batch.take(rows)

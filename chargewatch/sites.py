@@ -12,40 +12,21 @@ Operators give them with ``chargewatch stations import STATIONS.csv`` (``ingest.
 reads the file) and ``chargewatch users mark-fleet PSEUDONYM`` (a card shared by a company's
 vehicles on purpose); boot notifications add each station's vendor and model. They are kept in
 two tables of the state database (``station_sites``, ``fleet_cards``, on ``chargewatch.state``'s
-metadata, created on first use) and reach the detectors as one ``StationMetadata``: read from
-the state database by the scheduled job, from the CSV given to ``detect --input --stations``
-for a file.
+metadata, created on first use: ``chargewatch.site_store``) and reach the detectors as one
+``StationMetadata``: read from the state database by the scheduled job, from the CSV given to
+``detect --input --stations`` for a file. This module holds the types only (no database
+library: ``detect --input`` loads it).
 """
 
 from __future__ import annotations
 
-import math
-import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import DateTime, Engine, Float, String, Table, delete, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from chargewatch.state import Base, StateError, StateStore
-
-__all__ = [
-    "EARTH_RADIUS_KM",
-    "StationInfo",
-    "StationMetadata",
-    "fleet_cards",
-    "haversine_km",
-    "load_metadata",
-    "mark_fleet",
-    "store_stations",
-    "unmark_fleet",
-]
+__all__ = ["EARTH_RADIUS_KM", "StationInfo", "StationMetadata", "haversine_km"]
 
 FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
@@ -156,132 +137,3 @@ def haversine_km(
     dlon = np.radians(lon2) - np.radians(lon1)
     a = np.sin(dlat / 2.0) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2.0) ** 2
     return np.asarray(2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
-
-
-# -- the state database ------------------------------------------------------------------------
-
-
-class StationSite(Base):
-    """A station's site, place and declared rating (``chargewatch stations import``)."""
-
-    __tablename__ = "station_sites"
-    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    site_id: Mapped[str] = mapped_column(String(128), index=True)
-    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
-    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
-    rated_power_w: Mapped[float | None] = mapped_column(Float, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class FleetCard(Base):
-    """A pseudonym marked as a fleet card: several vehicles use it at once, on purpose."""
-
-    __tablename__ = "fleet_cards"
-    pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
-    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-_TABLES = [cast(Table, StationSite.__table__), cast(Table, FleetCard.__table__)]
-_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
-_ready_lock = threading.Lock()
-
-
-def _engine(store: StateStore) -> Engine:
-    """The store's engine, with these tables created on first use (a store opened before this
-    module was imported did not create them)."""
-    engine = store.engine
-    if engine in _ready:
-        return engine
-    with _ready_lock:
-        if engine not in _ready:
-            try:
-                Base.metadata.create_all(engine, tables=_TABLES)
-            except SQLAlchemyError:
-                # another process created them at the same moment: they exist now
-                Base.metadata.create_all(engine, tables=_TABLES)
-            _ready.add(engine)
-    return engine
-
-
-def store_stations(store: StateStore, stations: Iterable[StationInfo]) -> int:
-    """Insert or replace each station's row (one transaction: all of them or none)."""
-    now = datetime.now(UTC)
-    count = 0
-    try:
-        with Session(_engine(store)) as session, session.begin():
-            for info in stations:
-                session.merge(
-                    StationSite(
-                        station_id=info.station_id,
-                        site_id=info.site_id,
-                        latitude=info.latitude,
-                        longitude=info.longitude,
-                        rated_power_w=info.rated_power_w,
-                        updated_at=now,
-                    )
-                )
-                count += 1
-    except SQLAlchemyError as exc:
-        raise StateError(f"cannot store the stations: {_first_line(exc)}") from exc
-    return count
-
-
-def mark_fleet(store: StateStore, pseudonym: str) -> bool:
-    """Mark a pseudonym as a fleet card; False when it already was."""
-    try:
-        with Session(_engine(store)) as session, session.begin():
-            if session.get(FleetCard, pseudonym) is not None:
-                return False
-            session.add(FleetCard(pseudonym=pseudonym, marked_at=datetime.now(UTC)))
-            return True
-    except SQLAlchemyError as exc:
-        raise StateError(f"cannot mark the fleet card: {_first_line(exc)}") from exc
-
-
-def unmark_fleet(store: StateStore, pseudonym: str) -> bool:
-    """Remove a fleet-card mark; False when the pseudonym was not marked."""
-    try:
-        with Session(_engine(store)) as session, session.begin():
-            done = session.execute(delete(FleetCard).where(FleetCard.pseudonym == pseudonym))
-            return bool(getattr(done, "rowcount", 0))
-    except SQLAlchemyError as exc:
-        raise StateError(f"cannot unmark the fleet card: {_first_line(exc)}") from exc
-
-
-def fleet_cards(store: StateStore) -> list[str]:
-    """Every pseudonym marked as a fleet card, sorted."""
-    try:
-        with Session(_engine(store)) as session:
-            return sorted(session.execute(select(FleetCard.pseudonym)).scalars())
-    except SQLAlchemyError as exc:
-        raise StateError(f"cannot read the fleet cards: {_first_line(exc)}") from exc
-
-
-def load_metadata(store: StateStore) -> StationMetadata:
-    """Every imported station and every fleet card, as the detectors take them."""
-    try:
-        with Session(_engine(store)) as session:
-            rows = session.execute(select(StationSite)).scalars().all()
-            stations = {
-                r.station_id: StationInfo(
-                    r.station_id,
-                    r.site_id,
-                    _finite(r.latitude),
-                    _finite(r.longitude),
-                    _finite(r.rated_power_w),
-                )
-                for r in rows
-            }
-            cards = frozenset(session.execute(select(FleetCard.pseudonym)).scalars())
-    except SQLAlchemyError as exc:
-        raise StateError(f"cannot read the station metadata: {_first_line(exc)}") from exc
-    return StationMetadata(stations, cards)
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _first_line(exc: SQLAlchemyError) -> str:
-    original = getattr(exc, "orig", None)
-    return str(original if original is not None else exc).splitlines()[0]

@@ -26,12 +26,14 @@ from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
 from chargewatch.roles import Role
 from chargewatch.settings import Settings, influx_is_local, load_settings
+from service.cli_stations import add_station_commands
 
 # InfluxDB's client and the state database are imported where they are used: `detect --input`,
 # `simulate` and `evaluate` need neither, and their libraries take a third of a second to load.
 if TYPE_CHECKING:
     from alerts.server import LocalAlertmanager
     from chargewatch.influx import LocalInfluxd
+    from chargewatch.sites import StationMetadata
 
 app = typer.Typer(
     name="chargewatch",
@@ -268,6 +270,10 @@ def detect(
     until: Annotated[
         str | None, typer.Option(help="Window end in InfluxDB (exclusive), RFC 3339.")
     ] = None,
+    stations: Annotated[
+        Path | None,
+        typer.Option("--stations", help="With --input: station metadata CSV (sites, ratings)."),
+    ] = None,
 ) -> None:
     """Run the detectors over an event file (--input/--output) or an InfluxDB window
     (--since/--until, storing profiles, flags and the session catalogue). Exit 1 when the file
@@ -277,14 +283,14 @@ def detect(
             fail("use either --input/--output or --since/--until, not both")
         if output is None:
             fail("--input needs --output (the flags file to write)")
-        _detect_file(input_path, output)
+        _detect_file(input_path, output, stations)
         return
-    if output is not None:
-        fail("--output goes with --input")
+    if output is not None or stations is not None:
+        fail("--output and --stations go with --input (a window reads `stations import`)")
     _detect_window(*_window(since, until))
 
 
-def _detect_file(path: Path, output: Path) -> None:
+def _detect_file(path: Path, output: Path, stations_csv: Path | None = None) -> None:
     from analytics.pipeline import DetectReport, detect_stream
     from chargewatch.errors import EventError
     from chargewatch.flags import write_flags
@@ -296,6 +302,7 @@ def _detect_file(path: Path, output: Path) -> None:
         fail(f"{path}: no such file")
     # the pseudonyms only match cards within this run and never leave it: write no key file
     pseudonymizer = guarded(lambda: load_pseudonymizer(settings, create_key=False))
+    metadata = _stations_file(stations_csv) if stations_csv is not None else None
     report = DetectReport()
     rejections = _RejectedLines(SHOW_REJECTED)
 
@@ -314,6 +321,7 @@ def _detect_file(path: Path, output: Path) -> None:
                     on_reject=on_reject,
                     on_progress=update,
                     report=report,
+                    stations=metadata,
                 )
             )
         write_flags(output, flags)
@@ -325,18 +333,36 @@ def _detect_file(path: Path, output: Path) -> None:
         raise typer.Exit(EXIT_REJECTED)
 
 
+def _stations_file(path: Path) -> StationMetadata:
+    """The stations of a CSV for ``detect --input``; refused rows are shown, the rest used."""
+    from chargewatch.sites import StationMetadata
+    from ingest.stations_import import read_stations
+
+    read = guarded(lambda: read_stations(path))
+    for problem in read.problems:
+        stderr.print(f"warning: {path.name} {problem}: row left out", markup=False)
+    return StationMetadata({s.station_id: s for s in read.stations})
+
+
 def _detect_window(since_ns: int, until_ns: int) -> None:
     from analytics.window import detect_window
     from chargewatch.influx import InfluxClient
+    from chargewatch.site_store import load_metadata
     from chargewatch.state import StateStore
 
     settings = guarded(load_settings)
     state = guarded(lambda: StateStore(settings.state_db_url))  # the session catalogue
+    stations = guarded(lambda: load_metadata(state))
     try:
         with InfluxClient.from_settings(settings) as client:
             _flags, report = guarded(
                 lambda: detect_window(
-                    client, since_ns, until_ns, catalog=state, judged_at_ns=time.time_ns()
+                    client,
+                    since_ns,
+                    until_ns,
+                    catalog=state,
+                    judged_at_ns=time.time_ns(),
+                    stations=stations,
                 )
             )
     finally:
@@ -466,6 +492,7 @@ keys_app = typer.Typer(help="API keys (stored hashed; shown once).")
 app.add_typer(keys_app, name="keys")
 stations_app = typer.Typer(help="OCPP stations and their passwords (security profiles 1 and 2).")
 app.add_typer(stations_app, name="stations")
+add_station_commands(app, stations_app)  # stations import, users mark-fleet (cli_stations)
 
 
 @keys_app.command("create")
