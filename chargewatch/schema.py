@@ -48,14 +48,26 @@ values are what InfluxDB stores, and both paths agree on them (``reading_point_t
 columnar twin of ``point_time_ns``). Derived series (``flag``, ``profile``: chargewatch/flags.py,
 analytics/profiles.py) keep their own identity, one point per flag or session, rewritten on
 purpose when a session is judged again.
+
+Receive times. InfluxDB orders a series by time, and time is the charger's stamp, so the order in
+which readings arrived is lost once they are stored, and a reading stamped by a wrong clock (1970,
+years ahead) lies where no window looks. So every reading carries ``rx_us``, when it was received
+(``ReceiveClock``: the wall clock for live traffic, strictly increasing, so it is also the order of
+arrival), in microseconds (exact as the float64 InfluxDB's JSON gives back), outside the content
+digest (a replay of the same event is the same point). A reading whose stamp lies more than
+``RX_BAND_NS`` from its receive time is written a second time, as a point of ``reading_rx`` stamped
+at its receive time, holding its values and its own point's time (``ts_s`` and ``ts_frac_ns``):
+the detection window finds it by when it arrived (``analytics.read.partition``), so clock faults
+and readings that arrive late stay visible.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -95,6 +107,85 @@ READING_FIELDS: tuple[str, ...] = (
     "soc_pct",
     "temperature_c",
 )
+
+
+# -- receive times --------------------------------------------------------------------------
+
+RX_FIELD = "rx_us"  # a reading's receive time, microseconds since the epoch (module docstring)
+RX_MEASUREMENT = "reading_rx"  # readings stamped far from their receive time, indexed by it
+# A stamp this far from the receive time is not where the window reading by stamp finds it: a
+# charger's clock on NTP and the network put stamps within seconds of arrival; a file's receive
+# clock (estimated from its own stamps, ``ReceiveClock.stream_us``) strays by up to a minute where
+# few stations interleave. Two minutes covers both; a reading further off is indexed by its receive
+# time too. The detection job waits as long before judging (its settle time), so a reading that
+# arrives after its session was judged always lies outside the band and is found as late data.
+RX_BAND_NS = 120 * 1_000_000_000
+_RX_MEDIAN_LINES = 101  # readings around one whose median stamp estimates a file's receive time
+
+
+class ReceiveClock:
+    """Receive times in microseconds, strictly increasing (so they also give the order of
+    arrival). ``next_us`` reads the wall clock (live traffic); ``stream_us`` estimates the receive
+    times of a chunk of readings from a file or batch, in order, from their own stamps: the
+    median stamp of the readings around each (one station's bad clock among many does not move
+    it), never decreasing, never ahead of the wall clock."""
+
+    def __init__(self, wall_ns: Callable[[], int] = time.time_ns) -> None:
+        self._wall_ns = wall_ns
+        self._last_us = 0
+
+    def next_us(self) -> int:
+        self._last_us = max(self._last_us + 1, self._wall_ns() // 1000)
+        return self._last_us
+
+    def stream_us(self, ts_ns: np.ndarray) -> np.ndarray:
+        """Receive times (int64 microseconds) of readings stamped ``ts_ns``, in order of arrival."""
+        n = int(ts_ns.size)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        half = min(_RX_MEDIAN_LINES // 2, n - 1)
+        stamps = np.asarray(ts_ns, dtype=np.int64) // 1000
+        if half > 0:
+            padded = np.pad(stamps, half, mode="edge")
+            windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+            estimate = np.median(windows, axis=1).astype(np.int64)
+        else:
+            estimate = stamps.copy()
+        np.minimum(estimate, self._wall_ns() // 1000, out=estimate)
+        step = np.arange(n, dtype=np.int64)
+        # strictly increasing: rx[i] >= rx[i - 1] + 1, and after every earlier chunk's
+        rising = np.maximum.accumulate(np.maximum(estimate - step, self._last_us + 1))
+        rx = rising + step
+        self._last_us = int(rx[-1])
+        return rx
+
+    def current_us(self) -> int:
+        """The latest receive time handed out (the wall clock before any)."""
+        return self._last_us if self._last_us else self._wall_ns() // 1000
+
+
+def out_of_band(ts_ns: int, rx_us: int) -> bool:
+    """Is a reading stamped ``ts_ns`` and received at ``rx_us`` outside ``RX_BAND_NS``?"""
+    return abs(ts_ns - rx_us * 1000) > RX_BAND_NS
+
+
+def rx_point_ns(rx_us: int, point_ns: int) -> int:
+    """The time of a reading's ``reading_rx`` point: its receive time, with the sub-microsecond
+    digits of its own point (two readings received in one microsecond stay two points)."""
+    return rx_us * 1000 + point_ns % 1000
+
+
+def reading_stamp_ns(point_ns: np.ndarray) -> np.ndarray:
+    """The charger's stamps of readings read back at their points' times: the identity digits
+    ``point_time_ns`` adds below the millisecond (or microsecond) taken off again, so a stamp in
+    whole seconds or minutes reads as such (detectors judge time by the stamps' resolution)."""
+    p = np.asarray(point_ns, dtype=np.int64)
+    band = _BAND[EventType.READING]
+    ms_width, us_width = _MS_NS // _BANDS, _US_NS // _BANDS
+    sub_ms, sub_us = p % _MS_NS, p % _US_NS
+    in_ms = (sub_ms >= band * ms_width) & (sub_ms < (band + 1) * ms_width)
+    in_us = (sub_us >= band * us_width) & (sub_us < (band + 1) * us_width)
+    return np.asarray(np.where(in_ms, p - sub_ms, np.where(in_us, p - sub_us, p)), dtype=np.int64)
 
 
 # -- a point per event ----------------------------------------------------------------------
@@ -177,10 +268,12 @@ def reading_point_times(
 
 
 class LineFormatter:
-    """Formats events as line protocol, caching the escaped tag part of each connector."""
+    """Formats events as line protocol, caching the escaped tag part of each connector.
+    Readings get their receive time from ``clock`` (the wall clock) unless one is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: ReceiveClock | None = None) -> None:
         self._heads: dict[tuple[str, str, int], str] = {}
+        self._clock = clock if clock is not None else ReceiveClock()
 
     def _head(self, measurement: str, station_id: str, connector_id: int) -> str:
         key = (measurement, station_id, connector_id)
@@ -192,10 +285,23 @@ class LineFormatter:
             self._heads[key] = head
         return head
 
-    def format(self, event: Event) -> str:
-        """One line of line protocol for ``event``, at its point's time (``point_time_ns``)."""
+    def format_lines(self, event: Event, *, rx_us: int | None = None) -> list[str]:
+        """``format``, and for a reading stamped outside ``RX_BAND_NS`` of its receive time
+        its ``reading_rx`` point too (module docstring)."""
+        if not isinstance(event, Reading):
+            return [self.format(event)]
+        rx = rx_us if rx_us is not None else self._clock.next_us()
+        head, fields, point_ns = self._reading_parts(event, rx)
+        line = f"{head} {fields} {point_ns}"
+        if not out_of_band(event.ts_ns, rx):
+            return [line]
+        return [line, rx_line(head[len(EventType.READING) :], fields, point_ns, rx)]
+
+    def format(self, event: Event, *, rx_us: int | None = None) -> str:
+        """One line of line protocol for ``event``, at its point's time (``point_time_ns``); a
+        reading carries its receive time ``rx_us`` (the clock's when not given)."""
         if isinstance(event, Reading):
-            return self._reading(event)
+            return self._reading(event, rx_us if rx_us is not None else self._clock.next_us())
         if isinstance(event, SessionStart):
             crc = content_crc((event.meter_start_wh,), (event.session_id, event.id_pseudonym))
             return format_point(
@@ -246,7 +352,12 @@ class LineFormatter:
             return _station_line(event)
         raise TypeError(f"not an event: {type(event).__name__}")
 
-    def _reading(self, r: Reading) -> str:
+    def _reading(self, r: Reading, rx_us: int) -> str:
+        head, fields, point_ns = self._reading_parts(r, rx_us)
+        return f"{head} {fields} {point_ns}"
+
+    def _reading_parts(self, r: Reading, rx_us: int) -> tuple[str, str, int]:
+        """The measurement and tags, the fields and the time of a reading's line."""
         # The hot path of every ingest: formatted by hand rather than through format_point.
         # The measured values are the reading's fields after session_id, in READING_FIELDS order.
         values = r[4:]
@@ -257,13 +368,25 @@ class LineFormatter:
         ]
         if r.session_id is not None:
             fields.append("session_id=" + quote_string(r.session_id))
+        fields.append(f"{RX_FIELD}={rx_us}i")
         # content_crc(values, (r.session_id,)), unrolled: half the cost
         numbers = _pack_reading_values(*[_NAN if v is None else v + 0.0 for v in values])
         session = r.session_id
         text = _NO_TEXT if session is None else session.encode("utf-8", "surrogatepass")
         crc = zlib.crc32(text, zlib.crc32(numbers))
         head = self._head(EventType.READING, r.station_id, r.connector_id)
-        return f"{head} {','.join(fields)} {point_time_ns(r.ts_ns, EventType.READING, crc)}"
+        return head, ",".join(fields), point_time_ns(r.ts_ns, EventType.READING, crc)
+
+
+def rx_line(tags: str, fields: str, point_ns: int, rx_us: int) -> str:
+    """The ``reading_rx`` point of a reading (its line's ``,tag=value`` part, fields and time):
+    the same tags and fields, its point's time as ``ts_s`` and ``ts_frac_ns`` (each exact as
+    float64), stamped at its receive time."""
+    seconds, frac = divmod(point_ns, 1_000_000_000)
+    return (
+        f"{RX_MEASUREMENT}{tags} {fields},ts_s={seconds}i,ts_frac_ns={frac}i "
+        f"{rx_point_ns(rx_us, point_ns)}"
+    )
 
 
 STATION_TEXT_FIELDS: tuple[str, ...] = ("vendor", "model", "firmware", "ocpp_version", "reason")

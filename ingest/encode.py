@@ -7,15 +7,22 @@ is several times cheaper (bench/ingest.py). The columnar checks live in ``charge
 (numeric strings, unusual identifiers, every invalid value) goes through ``EventDecoder`` and
 ``LineFormatter`` one event at a time, which give the same result or the precise reason for a
 rejection. The two paths are tested to agree.
+
+Every reading gets its receive time (``chargewatch.schema.ReceiveClock``): a file or batch is
+in order of arrival, and its receive times are estimated from its own stamps, strictly increasing
+from line to line, so they also keep the order of arrival that InfluxDB's time order loses. A
+reading stamped far from it is also indexed by it (a ``reading_rx`` point: ``schema.py``).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -26,7 +33,15 @@ from chargewatch.columns import (
 )
 from chargewatch.errors import EventError
 from chargewatch.events import MAX_LINE_BYTES, EventDecoder, EventType
-from chargewatch.schema import READING_FIELDS, LineFormatter, reading_point_times
+from chargewatch.schema import (
+    READING_FIELDS,
+    RX_BAND_NS,
+    RX_FIELD,
+    RX_MEASUREMENT,
+    LineFormatter,
+    ReceiveClock,
+    reading_point_times,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +71,8 @@ class ChunkEncoder:
 
     def __init__(self, decoder: EventDecoder) -> None:
         self._decoder = decoder
-        self._formatter = LineFormatter()
+        self._clock = ReceiveClock()
+        self._formatter = LineFormatter(self._clock)
 
     def encode_lines(self, numbered: Sequence[tuple[int, bytes]]) -> EncodedChunk:
         """Encode ``(position, raw JSON)`` pairs; bad JSON is rejected with its position."""
@@ -69,15 +85,21 @@ class ChunkEncoder:
                 )
             else:
                 kept.append((position, raw))
-        fast = _format_ndjson_readings([raw for _, raw in kept]) if kept else []
-        if fast is None:  # polars could not read the chunk: take it object by object
+        frame = reading_frame_from_ndjson([raw for _, raw in kept]) if kept else None
+        if frame is None:  # polars could not read the chunk: take it object by object
             return self.encode_objects(self._loads(kept, chunk), chunk)
+        judged = judge_readings(frame)
+        rx = self._clock.stream_us(_stamps(judged))  # one per kept line
+        fast, side = _format_plain_readings(judged, rx)
         taken = [line for line in fast if line is not None]
         chunk.lines.extend(taken)
+        chunk.lines.extend(side)
         if taken:  # a batch without readings says so by not naming them
             chunk.accepted_by_type[EventType.READING] += len(taken)
-        slow = [pair for pair, line in zip(kept, fast, strict=True) if line is None]
-        return self.encode_objects(self._loads(slow, chunk), chunk)
+        slow = [i for i, line in enumerate(fast) if line is None]
+        slow_rx = {kept[i][0]: int(rx[i]) for i in slow}
+        objects = self._loads([kept[i] for i in slow], chunk)
+        return self.encode_objects(objects, chunk, rx_us=[slow_rx[pos] for pos, _ in objects])
 
     @staticmethod
     def _loads(numbered: Sequence[tuple[int, bytes]], chunk: EncodedChunk) -> list[tuple[int, Any]]:
@@ -90,9 +112,14 @@ class ChunkEncoder:
         return objects
 
     def encode_objects(
-        self, numbered: Sequence[tuple[int, Any]], chunk: EncodedChunk | None = None
+        self,
+        numbered: Sequence[tuple[int, Any]],
+        chunk: EncodedChunk | None = None,
+        *,
+        rx_us: Sequence[int] | None = None,
     ) -> EncodedChunk:
-        """Encode ``(position, decoded JSON object)`` pairs.
+        """Encode ``(position, decoded JSON object)`` pairs; ``rx_us``: their receive times
+        (estimated from the readings' stamps when not given).
 
         Lines of the chunk's accepted events keep input order within each path; InfluxDB does
         not depend on the order of points in a batch (only duplicates of one point would, and
@@ -101,19 +128,25 @@ class ChunkEncoder:
         chunk = chunk if chunk is not None else EncodedChunk()
         is_reading = [type(obj) is dict and obj.get("type") == "reading" for _, obj in numbered]
         readings = [obj for (_, obj), reading in zip(numbered, is_reading, strict=True) if reading]
-        fast = iter(
-            _format_plain_readings(reading_frame_from_objects(readings)) if readings else ()
+        judged = judge_readings(reading_frame_from_objects(readings)) if readings else None
+        if rx_us is None:
+            rx_us = self._stream_rx(judged, is_reading)
+        reading_rx = np.asarray(
+            [rx for rx, reading in zip(rx_us, is_reading, strict=True) if reading], dtype=np.int64
         )
+        formatted, side = ([], []) if judged is None else _format_plain_readings(judged, reading_rx)
+        fast = iter(formatted)
         lines, counts = chunk.lines, chunk.accepted_by_type
+        lines.extend(side)
         fast_count = 0
-        for (position, obj), reading in zip(numbered, is_reading, strict=True):
+        for (position, obj), reading, rx in zip(numbered, is_reading, rx_us, strict=True):
             if reading and (line := next(fast)) is not None:
                 lines.append(line)
                 fast_count += 1
                 continue
             try:
                 event = self._decoder.decode(obj)
-                lines.append(self._formatter.format(event))
+                lines.extend(self._formatter.format_lines(event, rx_us=rx))
             except EventError as exc:
                 chunk.rejections.append(Rejection(position, exc.field, exc.reason))
                 continue
@@ -126,45 +159,81 @@ class ChunkEncoder:
         chunk.rejections.sort(key=lambda rejection: rejection.position)
         return chunk
 
+    def _stream_rx(self, judged: pl.DataFrame | None, is_reading: list[bool]) -> list[int]:
+        """Receive times of a batch of objects, from the stamps of its readings (the others
+        take their neighbours')."""
+        stamps = pl.Series("ts_ns", [None] * len(is_reading), dtype=pl.Int64)
+        if judged is not None:
+            where = pl.Series(np.flatnonzero(is_reading))
+            stamps = stamps.scatter(where, judged["ts_ns"])
+        frame = pl.DataFrame({"ts_ns": stamps, "ok": stamps.is_not_null()})
+        return [int(rx) for rx in self._clock.stream_us(_stamps(frame)).tolist()]
 
-def _format_ndjson_readings(raws: list[bytes]) -> list[str | None] | None:
-    """Line protocol for each raw line that is a reading the columnar path can judge, ``None``
-    for the other lines; ``None`` for the whole chunk when polars cannot read it."""
-    frame = reading_frame_from_ndjson(raws)
-    return None if frame is None else _format_plain_readings(frame)
+
+def _stamps(judged: pl.DataFrame) -> np.ndarray:
+    """Each row's stamp for the receive clock: a reading's own, else its neighbours' (the rows
+    that are not readings the columnar path took carry none); the wall clock when none has."""
+    ts = judged["ts_ns"].cast(pl.Int64)
+    ts = pl.select(pl.when(judged["ok"]).then(ts)).to_series()
+    ts = ts.fill_null(strategy="forward").fill_null(strategy="backward")
+    if ts.null_count():
+        return np.full(judged.height, time.time_ns(), dtype=np.int64)
+    return ts.to_numpy()
 
 
-def _format_plain_readings(frame: pl.DataFrame) -> list[str | None]:
-    """Line protocol for each row the columnar path can judge, ``None`` for the others."""
+def _format_plain_readings(
+    judged: pl.DataFrame, rx_us: np.ndarray
+) -> tuple[list[str | None], list[str]]:
+    """Line protocol for each row the columnar path can judge, ``None`` for the others; and the
+    ``reading_rx`` points of those stamped outside ``RX_BAND_NS`` of their receive time."""
     station, session, connector = (
         pl.col("station_id"),
         pl.col("session_id"),
         pl.col("connector_id"),
     )
-    judged = judge_readings(frame)
     # Each point's time carries the reading's identity, as LineFormatter gives it (schema.py).
     point_ns = reading_point_times(
         judged["ts_ns"].fill_null(0).to_numpy(),
         judged.select(READING_FIELDS).to_numpy(),
         judged["session_id"].cast(pl.Binary).to_list(),
     )
-    formatted = judged.with_columns(point_ns=pl.Series(point_ns)).select(
+    tags = pl.concat_str(
+        pl.lit(",connector_id="), connector.cast(pl.String), pl.lit(",station_id="), station
+    )
+    fields = pl.concat_str(
+        *(pl.lit(f"{key}=") + pl.col(key).cast(pl.String) for key in READING_FIELDS),
+        pl.lit('session_id="') + session + pl.lit('"'),
+        pl.lit(f"{RX_FIELD}=") + pl.col("rx_us").cast(pl.String) + pl.lit("i"),
+        separator=",",
+        ignore_nulls=True,
+    )
+    formatted = judged.with_columns(
+        point_ns=pl.Series(point_ns), rx_us=pl.Series(rx_us, dtype=pl.Int64)
+    ).select(
         ok=pl.col("ok"),
-        line=pl.concat_str(
-            pl.lit("reading,connector_id="),
-            connector.cast(pl.String),
-            pl.lit(",station_id="),
-            station,
-            pl.lit(" "),
-            pl.concat_str(
-                *(pl.lit(f"{key}=") + pl.col(key).cast(pl.String) for key in READING_FIELDS),
-                pl.lit('session_id="') + session + pl.lit('"'),
-                separator=",",
-                ignore_nulls=True,
-            ),
-            pl.lit(" "),
-            pl.col("point_ns").cast(pl.String),
-        ),
+        far=pl.col("ok") & ((pl.col("point_ns") - pl.col("rx_us") * 1000).abs() > RX_BAND_NS),
+        tags=tags,
+        fields=fields,
+        point_ns=pl.col("point_ns"),
+        rx_ns=pl.col("rx_us") * 1000 + pl.col("point_ns") % 1000,
+    )
+    line = pl.concat_str(
+        pl.lit("reading"), "tags", pl.lit(" "), "fields", pl.lit(" "), pl.col("point_ns")
     )
     # Rows that fail any check become None: the caller takes them the per-event way.
-    return formatted.select(pl.when(pl.col("ok")).then(pl.col("line")))["line"].to_list()
+    lines = formatted.select(pl.when(pl.col("ok")).then(line))["literal"].to_list()
+    far = formatted.filter(pl.col("far")).select(
+        side=pl.concat_str(
+            pl.lit(RX_MEASUREMENT),
+            "tags",
+            pl.lit(" "),
+            "fields",
+            pl.lit(",ts_s="),
+            pl.col("point_ns").floordiv(1_000_000_000).cast(pl.String),
+            pl.lit("i,ts_frac_ns="),
+            (pl.col("point_ns") % 1_000_000_000).cast(pl.String),
+            pl.lit("i "),
+            pl.col("rx_ns").cast(pl.String),
+        )
+    )
+    return lines, far["side"].to_list()

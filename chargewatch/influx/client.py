@@ -219,6 +219,33 @@ class InfluxClient:
             response.close()
         return assembler.series()
 
+    def iter_query(self, influxql: str, *, epoch: str = "ns") -> Iterator[Series]:
+        """``query``, streamed: the series of each chunk of the answer (10,000 rows) as soon as
+        it is read, so a reader that folds them into its own columns never holds the whole
+        answer as JSON objects. A series longer than a chunk comes in several parts (same name
+        and tags, consecutive rows). Errors as ``query``."""
+        if epoch not in _PRECISIONS:
+            raise ValueError(f"epoch must be one of {sorted(_PRECISIONS)}, not {epoch!r}")
+        form = {
+            "q": influxql,
+            "db": self.database,
+            "epoch": epoch,
+            "chunked": "true",
+            "chunk_size": str(_QUERY_CHUNK_ROWS),
+        }
+        response, _ = self._request("POST", "/query", data=form, stream=True)
+        try:
+            for chunk in _json_lines(response):
+                assembler = _SeriesAssembler()
+                assembler.add(chunk)
+                yield from assembler.series()
+        except httpx.HTTPError as exc:
+            raise InfluxConnectionError(
+                f"the answer of InfluxDB at {self.url} broke off while it was read: {exc}"
+            ) from exc
+        finally:
+            response.close()
+
     def close(self) -> None:
         """Close the connections; the client cannot be used afterwards."""
         self._http.close()
