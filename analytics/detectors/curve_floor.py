@@ -46,6 +46,51 @@ DERIVATION = (
 )
 
 
+# early_taper's step (a sudden fall held for a while) counts only where no published curve falls
+# as far over as little SoC: a fall to under 1 - STEP_DROP of the highest power within
+# STEP_SOC_SPAN_PCT before. The detector compares readings at most 5 % of SoC apart as reported;
+# SoC reported in whole percents hides up to 1 % more, so the curves are searched over 6 %.
+STEP_DROP = 0.38
+STEP_SOC_SPAN_PCT = 6.0
+STEP_GRID_PCT = 0.1  # curves read every 0.1 % of SoC for the step
+
+STEP_DERIVATION = (
+    f"Each curve, read every {STEP_GRID_PCT} % of SoC (straight lines between its published"
+    " points): at each SoC, its power over the highest power it drew in the"
+    f" {STEP_SOC_SPAN_PCT:g} % of SoC before. 'first_fallen_soc_pct' is the lowest SoC where some"
+    f" curve is under {1 - STEP_DROP:.2f} of that ('set_by'); 'complete_below_soc_pct' is 1 %"
+    " lower, for SoC reported in whole percents: a fall of early_taper's step must be complete"
+    " (its lower reading) below it."
+)
+
+
+def step_limit(cars: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where published curves first fall as far as early_taper's step (``STEP_DERIVATION``)."""
+    soc = np.round(np.arange(0.0, 100.0 + STEP_GRID_PCT / 2, STEP_GRID_PCT), 1)
+    back = round(STEP_SOC_SPAN_PCT / STEP_GRID_PCT)
+    first = np.full(len(cars), np.inf)
+    for i, car in enumerate(cars):  # a hundred or so published curves, off the hot path
+        points = car["dc_charger"]["charging_curve"]
+        power = np.interp(soc, [q["percentage"] for q in points], [q["power"] for q in points])
+        padded = np.concatenate((np.zeros(back), power))
+        highest = np.lib.stride_tricks.sliding_window_view(padded, back + 1).max(axis=1)
+        fallen = power < (1.0 - STEP_DROP) * highest
+        if fallen.any():
+            first[i] = soc[np.argmax(fallen)]
+    lowest = float(first.min())
+    models = dict.fromkeys(
+        f"{cars[i]['brand']} {cars[i]['model']}" for i in np.flatnonzero(first == lowest)
+    )
+    return {
+        "drop": STEP_DROP,
+        "soc_span_pct": STEP_SOC_SPAN_PCT,
+        "first_fallen_soc_pct": lowest,
+        "complete_below_soc_pct": round(lowest - 1.0, 1),
+        "set_by": list(models),
+        "derivation": STEP_DERIVATION,
+    }
+
+
 def model_curves(ev_data: dict[str, Any]) -> list[dict[str, Any]]:
     """The vehicles of ``ev_data`` with a model-specific DC charging curve, in file order."""
     return [
@@ -110,6 +155,7 @@ def floor_table(ev_data: dict[str, Any]) -> dict[str, Any]:
         "source": SOURCE,
         "curves": len(cars),
         "derivation": DERIVATION,
+        "step": step_limit(cars),
         "bins": bins,
     }
 

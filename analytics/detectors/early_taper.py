@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -38,12 +38,16 @@ from analytics.detectors.verdicts import (
 )
 from chargewatch.kinds import AnomalyKind
 
+# The band's SoC bins: 5 % wide, those of the published-curve floor (curve_floor.py), narrow
+# enough that a stepped curve's steps fall in bins of their own.
 SOC_BIN_PCT = 5.0
 
 
 N_SOC_BINS = 20
 
 
+# Without SoC (AC), the band's bins are minutes at peak power still to go, by quarter hours:
+# the scale of an AC car's own taper (AC_TO_GO_FLOOR).
 TO_GO_BIN_MIN = 15.0
 
 
@@ -60,11 +64,15 @@ RATED_EDGES_W = np.array([0.0, 8_000.0, AC_MAX_W, 100_000.0, np.inf])
 N_CLASSES = RATED_EDGES_W.size - 1
 
 
-def _dc_curve_floor() -> FloatArray:
-    table = json.loads(
+def _dc_curve_table() -> dict[str, Any]:
+    table: dict[str, Any] = json.loads(
         files("analytics.detectors").joinpath("dc_curve_floor.json").read_text("utf-8")
     )
-    floor = np.array([b["floor"] for b in table["bins"]], dtype=np.float64)
+    return table
+
+
+def _dc_curve_floor() -> FloatArray:
+    floor = np.array([b["floor"] for b in _dc_curve_table()["bins"]], dtype=np.float64)
     assert floor.shape == (N_SOC_BINS,), floor.shape
     return floor
 
@@ -77,6 +85,16 @@ def _dc_curve_floor() -> FloatArray:
 # numbers, with each bin's lowest curve and their source, are in dc_curve_floor.json, made by
 # curve_floor.py (which says how; a test remakes it from ../shared/data/ev-curves).
 DC_CURVE_FLOOR = _dc_curve_floor()
+
+
+# Where a step's fall must be complete on DC: below 67.8 % SoC. No published curve falls under
+# 62 % (the step's 38 % drop) of the highest power it drew within the 6 % of SoC before (5 % as
+# compared, 1 % more hidden by whole-percent SoC) until 68.8 % SoC (the Mokka-e and e-208
+# family's step); 1 % less for the fallen reading's own rounding. Beyond it curves fall that far
+# anywhere. The numbers and their source are in dc_curve_floor.json ("step"), made by
+# curve_floor.py. A derate that begins near the end of a car's plateau (55-65 % SoC) is mostly
+# seen here: its fall ends a few % of SoC later than it began.
+DC_STEP_COMPLETE_BELOW_SOC_PCT = float(_dc_curve_table()["step"]["complete_below_soc_pct"])
 
 
 # AC cars draw a constant current until their own taper in the last few % of SoC. Measured in
@@ -126,11 +144,18 @@ class EarlyTaper(BaseDetector):
     max_fall_soc_pct : float, default 5.0
         ... and within 5 % SoC: below 65 % SoC the worst fall of a published curve within 5 %
         SoC is to 67 % (the e-208 family's step at 47 %).
-    dc_step_max_soc_pct : float, default 65.0
-        DC: a fall may begin only below this SoC; beyond it published curves fall anywhere.
+    dc_step_max_soc_pct : float, default ``DC_STEP_COMPLETE_BELOW_SOC_PCT`` (67.8)
+        DC: a fall must be complete (its lower reading) below this SoC; beyond it published
+        curves fall that far too (see the comment at ``DC_STEP_COMPLETE_BELOW_SOC_PCT``).
     hold_fraction : float, default 0.7
         Held: after settling (``max_fall_s`` into the fall) power stays above 70 % of where it
         settled; a car's own taper keeps falling towards full.
+    min_cut_short_s : float, default 300.0
+        A held stretch that power never comes back from before charging ends (the driver
+        stops the session, the car stops drawing) needs only this long: ``min_duration_s``
+        guards against transients, and a transient comes back; what is left to rule out is a
+        few stray readings, so ``min_steps`` steps over 5 min (5 readings at the slowest
+        common sampling of 60 s).
     min_minutes_at_peak_after_fall : float, default 10.0
         Without SoC: a fall with less than this much charging still to come, counted in minutes
         at the session's peak power, is the car's own last few % (a balancing current at 1-2 kW
@@ -152,9 +177,10 @@ class EarlyTaper(BaseDetector):
         min_drop: float = 0.38,
         max_fall_s: float = 300.0,
         max_fall_soc_pct: float = 5.0,
-        dc_step_max_soc_pct: float = 65.0,
+        dc_step_max_soc_pct: float = DC_STEP_COMPLETE_BELOW_SOC_PCT,
         hold_fraction: float = 0.7,
         min_minutes_at_peak_after_fall: float = 10.0,
+        min_cut_short_s: float = 300.0,
     ) -> None:
         self.quantile = quantile
         self.band_margin = band_margin
@@ -169,6 +195,7 @@ class EarlyTaper(BaseDetector):
         self.dc_step_max_soc_pct = dc_step_max_soc_pct
         self.hold_fraction = hold_fraction
         self.min_minutes_at_peak_after_fall = min_minutes_at_peak_after_fall
+        self.min_cut_short_s = min_cut_short_s
 
     # -- learning -------------------------------------------------------------------------------
 
@@ -224,8 +251,12 @@ class EarlyTaper(BaseDetector):
             soc_bin = np.clip(prep.soc_pct.reshape(-1)[where] // SOC_BIN_PCT, 0, N_SOC_BINS - 1)
             to_go = self._minutes_to_go(prep, ~uses_soc).reshape(-1)[where]
             to_go_bin = N_SOC_BINS + np.clip(to_go // TO_GO_BIN_MIN, 0, N_TO_GO_BINS - 1)
-            bins = np.where(soc_rows, soc_bin, to_go_bin).astype(np.int64)
-            cell.reshape(-1)[where] = klass[row] * N_BINS + bins
+            bins = np.where(soc_rows, soc_bin, to_go_bin)
+            # a reading whose bin is undefined (no time to go: a row of one reading) is in no
+            # cell: NaN must never reach the integer cast
+            defined = ~np.isnan(bins)
+            where, row, bins = where[defined], row[defined], bins[defined]
+            cell.reshape(-1)[where] = klass[row] * N_BINS + bins.astype(np.int64)
         return _Taper(
             ratio=ratio, cell=cell, uses_soc=uses_soc, level=level, limit=limit, is_dc=is_dc
         )
@@ -270,12 +301,15 @@ class EarlyTaper(BaseDetector):
         klass = _rated_class(rated)
         dt = prep.dt_s
 
-        def lasting(mask: BoolArray, rows: IntArray | slice = slice(None)) -> BoolArray:
-            """Rows where steps between two such readings add up to ``min_duration_s``: no
-            single stretch can last longer (a ramp down at the end passes by in seconds)."""
+        def lasting(
+            mask: BoolArray, rows: IntArray | slice = slice(None), least_s: float | None = None
+        ) -> BoolArray:
+            """Rows where steps between two such readings add up to ``least_s`` (default
+            ``min_duration_s``): no single stretch can last longer (a ramp down at the end
+            passes by in seconds)."""
             both = mask[:, 1:] & mask[:, :-1]
             total = np.sum(np.where(both, dt[rows], 0.0), axis=1)
-            return np.asarray(total >= self.min_duration_s)
+            return np.asarray(total >= (self.min_duration_s if least_s is None else least_s))
 
         # the band: by SoC bin (columns 0-19, 20 for SoC 100 %), or without SoC (column 21)
         # the highest time band of the class
@@ -310,7 +344,8 @@ class EarlyTaper(BaseDetector):
         may_begin = low & ~(soc >= self.dc_step_max_soc_pct) if any_soc else low
         begin = np.argmax(may_begin, axis=1)
         after = np.arange(m) >= np.where(may_begin[np.arange(n), begin], begin, m)[:, None]
-        rows = np.flatnonzero(lasting(low & after) & ~out)
+        shortest_s = min(self.min_duration_s, self.min_cut_short_s)
+        rows = np.flatnonzero(lasting(low & after, least_s=shortest_s) & ~out)
         if rows.size:  # the judgement's own test of a fall, on these rows only
             p_, soc_ = p[rows], soc[rows]
             limit, level = _limit_and_level(
@@ -472,6 +507,9 @@ class EarlyTaper(BaseDetector):
         hold = runs(step, prep.dt_s)
         from_start = hold.first == low_run.first[:, 1:]
         x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
+        # A stretch that charging never comes back from before it ends (the session stops, the
+        # car stops drawing) was cut short, not a transient: ``min_cut_short_s`` is enough
+        x = np.maximum(x, self._cut_short(prep, charging & ~low, charging, step, hold, from_start))
         # Without SoC, only the energy still to come tells a fall well before full from a car
         # that drops to a low balancing current for its last few % (some do, for half an
         # hour): the charge must still take ``min_minutes_at_peak_after_fall`` at its peak
@@ -482,6 +520,32 @@ class EarlyTaper(BaseDetector):
             near_full = without_soc[:, None] & ~(to_go >= self.min_minutes_at_peak_after_fall)
             x = np.where(near_full[:, 1:], 0.0, x)
         return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
+
+    def _cut_short(
+        self,
+        prep: Prepared,
+        recovered: BoolArray,
+        charging: BoolArray,
+        step: BoolArray,
+        hold: Runs,
+        from_start: BoolArray,
+    ) -> FloatArray:
+        """Evidence at the last step of each held stretch after which power does not come back
+        (``recovered``: back to the share of the pre-fall power) before charging ends or the
+        readings do: its length over ``min_cut_short_s``, with ``min_steps`` steps at least."""
+        n, m = prep.power_w.shape
+        if m < 2:
+            return np.zeros((n, max(m - 1, 0)))
+        idx = np.arange(m)
+        stopped = prep.valid & ~np.isnan(prep.power_w) & ~charging
+        next_back = np.minimum.accumulate(np.where(recovered, idx, m + 1)[:, ::-1], axis=1)
+        next_stop = np.minimum.accumulate(np.where(stopped, idx, m)[:, ::-1], axis=1)
+        # for the step between readings j and j + 1: what comes first from reading j + 2 on
+        never_back = (next_stop < next_back)[:, ::-1][:, 2:]
+        never_back = np.concatenate((never_back, np.ones((n, 1), dtype=bool)), axis=1)
+        last = step & ~np.concatenate((step[:, 1:], np.zeros((n, 1), dtype=bool)), axis=1)
+        cut = last & from_start & never_back & (hold.length >= self.min_steps)
+        return np.asarray(np.where(cut, hold.total / self.min_cut_short_s, 0.0))
 
 
 @dataclass(frozen=True, slots=True)

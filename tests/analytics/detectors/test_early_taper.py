@@ -1,0 +1,206 @@
+"""``early_taper``: derates that begin near the end of a car's plateau, derates cut short by the
+end of the session, and what must not be flagged around them; and undefined values (NaN SoC, a
+row of one reading) never reach an integer cast (pytest runs with filterwarnings=error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from analytics.detectors import EarlyTaper, fit_detectors
+from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
+
+MIN = 60.0
+
+# Opel Mokka-e / Peugeot e-208 as published (open-ev-data): plateaus, then steps of a third or
+# a half, the last one at 68-69 % SoC
+E208 = ([0, 16, 17, 46, 47, 68, 69, 83, 84, 100], [97, 97, 78, 78, 52, 52, 27, 27, 11, 11])
+# a car that holds 100 kW to 60 % SoC, then tapers
+PLATEAU_TO_60 = ([0, 60, 80, 100], [100, 100, 45, 10])
+
+
+def dc_charge(
+    curve: tuple[Sequence[float], Sequence[float]],
+    *,
+    soc0: float,
+    battery_kwh: float = 60.0,
+    minutes_total: float = 40.0,
+    step_s: float = 10.0,
+    derate_at_soc: float | None = None,
+    factor: float = 0.5,
+    ramp_s: float = 120.0,
+    offered_kw: float = 150.0,
+    round_soc: bool = True,
+) -> Spec:
+    """A DC charge following ``curve`` (power over SoC), SoC integrated step by step (and
+    reported in whole percents); optionally derated to ``factor`` from the moment the SoC
+    reaches ``derate_at_soc``, reached linearly over ``ramp_s``, until the end."""
+    t = np.arange(0.0, minutes_total * MIN + 1e-9, step_s)
+    soc = np.empty(t.size)
+    p = np.empty(t.size)
+    level, since = soc0, None
+    for i, ts in enumerate(t):  # a few hundred steps of a hand-made case
+        soc[i] = level
+        kw = float(np.interp(level, curve[0], curve[1]))
+        if derate_at_soc is not None and level >= derate_at_soc:
+            since = ts if since is None else since
+            kw *= 1.0 - (1.0 - factor) * min((ts - since) / ramp_s, 1.0)
+        p[i] = 0.0 if i == 0 else kw * 1000.0
+        level = min(level + p[i] * step_s / 3600.0 / (battery_kwh * 1000.0) * 100.0, 100.0)
+    spec = from_power(t, p, offered_w=offered_kw * 1000.0)
+    return with_(spec, soc_pct=list(np.round(soc) if round_soc else soc))
+
+
+def cut(spec: Spec, after_s: float, *, last_power_w: float | None = None) -> Spec:
+    """``spec`` stopped at ``after_s`` (the driver leaves); the stop's reading optionally shows
+    ``last_power_w`` (a charger that reports after it cut the current)."""
+    keep = np.asarray(spec.t_s) <= after_s
+    columns = ("t_s", "energy_wh", "power_w", "offered_w", "status", "soc_pct")
+    out = with_(spec, **{c: list(np.asarray(getattr(spec, c))[keep]) for c in columns})
+    if last_power_w is not None:
+        power = list(out.power_w or [])
+        power[-1] = last_power_w
+        out = with_(out, power_w=power)
+    return out
+
+
+# --- derates that must be flagged ----------------------------------------------------------
+
+
+def late_derate_at_the_end_of_the_plateau() -> Spec:
+    # halved from 61 % SoC, near the end of a 100 kW plateau: the fall completes at 63-64 %
+    return dc_charge(PLATEAU_TO_60, soc0=30.0, derate_at_soc=58.0, minutes_total=45.0)
+
+
+def late_derate_whose_fall_ends_past_65() -> Spec:
+    # a fall over 2 min from 63 %, on a car holding 100 kW to 70 %: complete at about 66 % SoC
+    return dc_charge(
+        ([0, 70, 90, 100], [100, 100, 50, 10]),
+        soc0=40.0,
+        battery_kwh=80.0,
+        derate_at_soc=63.0,
+        factor=0.45,
+        minutes_total=30.0,
+    )
+
+
+def derate_cut_short_by_the_stop() -> Spec:
+    # halved at 35 % SoC; the driver leaves 7 min later
+    spec = dc_charge(PLATEAU_TO_60, soc0=20.0, derate_at_soc=35.0, minutes_total=40.0)
+    start = float(np.asarray(spec.t_s)[np.argmax(np.asarray(spec.soc_pct) >= 35.0)])
+    return cut(spec, start + 9 * MIN)
+
+
+def derate_cut_short_stop_reading_at_zero() -> Spec:
+    spec = dc_charge(
+        PLATEAU_TO_60, soc0=15.0, derate_at_soc=30.0, factor=0.4, step_s=30.0, minutes_total=40
+    )
+    start = float(np.asarray(spec.t_s)[np.argmax(np.asarray(spec.soc_pct) >= 30.0)])
+    return cut(spec, start + 10 * MIN, last_power_w=0.0)
+
+
+# --- what must not be flagged --------------------------------------------------------------
+
+
+def e208_own_steps() -> Spec:
+    # its own step at 68-69 % SoC (to 52 % of the power before), through to 80 %
+    return dc_charge(E208, soc0=55.0, battery_kwh=46.0, minutes_total=30.0)
+
+
+def e208_own_step_then_the_driver_leaves() -> Spec:
+    spec = dc_charge(E208, soc0=60.0, battery_kwh=46.0, minutes_total=30.0)
+    at = float(np.asarray(spec.t_s)[np.argmax(np.asarray(spec.soc_pct) >= 70.0)])
+    return cut(spec, at + 6 * MIN)
+
+
+def early_unplug_while_charging() -> Spec:
+    return cut(dc_charge(PLATEAU_TO_60, soc0=20.0, minutes_total=40.0), 12 * MIN)
+
+
+def dip_that_recovers_after_six_minutes() -> Spec:
+    # a transient: 11 kW, 5 kW for 6 min, 11 kW again
+    t = np.arange(0.0, 120 * MIN + 1e-9, 60.0)
+    p = np.where((t >= 40 * MIN) & (t < 46 * MIN), 5_000.0, 11_000.0)
+    p[0] = 0.0
+    return from_power(t, p, offered_w=11_000.0)
+
+
+def ac_balancing_then_the_driver_leaves() -> Spec:
+    # the car drops to a balancing current for its last few %; the driver unplugs 8 min later
+    t = np.arange(0.0, 158 * MIN + 1e-9, 60.0)
+    p = np.where(t < 150 * MIN, 11_000.0, 1_500.0)
+    p[0] = 0.0
+    return from_power(t, p, offered_w=11_000.0)
+
+
+def offer_lowered_before_the_stop() -> Spec:
+    spec = dc_charge(PLATEAU_TO_60, soc0=20.0, minutes_total=25.0)
+    t = np.asarray(spec.t_s)
+    offered = np.where(t >= 15 * MIN, 40_000.0, 150_000.0)
+    power = np.minimum(np.asarray(spec.power_w), offered)
+    return with_(spec, power_w=list(power), offered_w=list(offered))
+
+
+DERATES: list[Callable[[], Spec]] = [
+    late_derate_at_the_end_of_the_plateau,
+    late_derate_whose_fall_ends_past_65,
+    derate_cut_short_by_the_stop,
+    derate_cut_short_stop_reading_at_zero,
+]
+
+NORMAL: list[Callable[[], Spec]] = [
+    e208_own_steps,
+    e208_own_step_then_the_driver_leaves,
+    early_unplug_while_charging,
+    dip_that_recovers_after_six_minutes,
+    ac_balancing_then_the_driver_leaves,
+    offer_lowered_before_the_stop,
+]
+
+
+def _early_taper(specs: list[Spec]) -> tuple[np.ndarray, list[object]]:
+    batch = make_batch(specs)
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, EarlyTaper))
+    result = detector.score(batch, now_ns=NOW_NS)
+    return result.flagged, list(result.reason)
+
+
+@pytest.mark.parametrize("build", DERATES, ids=[f.__name__ for f in DERATES])
+def test_flags_a_derate(build: Callable[[], Spec]) -> None:
+    flagged, reason = _early_taper([build()])
+    assert flagged[0], reason[0]
+    assert isinstance(reason[0], str) and "no lower offered power" in reason[0]
+
+
+@pytest.mark.parametrize("build", NORMAL, ids=[f.__name__ for f in NORMAL])
+def test_does_not_flag_normal_charging(build: Callable[[], Spec]) -> None:
+    flagged, reason = _early_taper([build()])
+    assert not flagged[0], reason[0]
+
+
+def test_the_step_limit_comes_from_the_published_curves() -> None:
+    detector = EarlyTaper()
+    # a fall complete below 67.8 % SoC counts; the e-208's own step ends at 69 %
+    assert detector.dc_step_max_soc_pct == pytest.approx(67.8)
+
+
+@pytest.mark.filterwarnings("error")
+def test_undefined_soc_and_lone_readings_never_reach_an_integer_cast() -> None:
+    # a row of one reading (no time to go), SoC missing in part of a row, SoC all NaN, and a
+    # lone reading with NaN SoC beside rows that have some: fit and score stay silent
+    lone = Spec(t_s=[0.0], power_w=[7_000.0], energy_wh=[1_000.0], offered_w=[11_000.0])
+    lone_soc = with_(lone, soc_pct=[float("nan")], session_id="S2")
+    partly = dc_charge(PLATEAU_TO_60, soc0=20.0, derate_at_soc=35.0, round_soc=False)
+    soc = np.asarray(partly.soc_pct, dtype=np.float64)
+    soc[::3] = np.nan
+    partly = with_(partly, soc_pct=list(soc), session_id="S3")
+    none = with_(partly, soc_pct=[float("nan")] * len(partly.t_s), session_id="S4")
+    for specs in ([lone], [lone, lone_soc], [lone_soc, partly, none]):
+        batch = make_batch(specs)
+        detector = EarlyTaper().fit(batch)
+        result = detector.score(batch, now_ns=NOW_NS)
+        assert result.score.shape == (len(specs),)
+    flagged, _ = _early_taper([lone_soc, partly])
+    assert flagged[1]  # the derate still shows with a third of its SoC missing
