@@ -106,6 +106,10 @@ def simulate(
     speed: Annotated[
         float, typer.Option(min=0.001, help="With --live: simulated seconds per real second.")
     ] = 60.0,
+    stations_out: Annotated[
+        Path | None,
+        typer.Option("--stations-out", help="Also write the stations' sites and ratings (CSV)."),
+    ] = None,
 ) -> None:
     """Write a realistic, labeled fleet in the event format (deterministic for a seed);
     with --live, then replay it to a running service, one OCPP WebSocket per station."""
@@ -128,7 +132,11 @@ def simulate(
     try:
         with progress_bar("simulating stations", stations) as update:
             summary = run_simulation(
-                config, out, labels, progress=lambda done, _total: update(done)
+                config,
+                out,
+                labels,
+                progress=lambda done, _total: update(done),
+                stations_path=stations_out,
             )
     except ValueError as exc:
         fail(str(exc))

@@ -23,6 +23,7 @@ from .physics import (
     dc_capability_w,
     time_to_target_s,
 )
+from .sites import SiteSpec
 from .vehicles import AC_VEHICLE_P, DC_VEHICLE_P, VEHICLES, FloatArray
 
 MINUTE_MS = 60_000
@@ -186,6 +187,7 @@ class StationPlan:
     faults: list[FaultPlan]
     rejects: list[RejectPlan]
     ghosts: list[GhostPlan] = field(default_factory=list)
+    site: SiteSpec | None = None  # where it stands (sites.place_sites)
 
     def busy(self, connector: int) -> list[tuple[int, int]]:
         """Intervals in which the connector is taken, with margins, sorted."""

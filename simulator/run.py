@@ -15,12 +15,14 @@ from .fleet import make_id_tags, make_station
 from .injectors import INJECTORS, Label, SessionSpan
 from .output import SortedRuns, write_labels
 from .planning import StationPlan, plan_station
+from .sites import place_sites, write_stations
 from .station import StationRun
 
 logger = logging.getLogger(__name__)
 
 # Random streams, one purpose each (see make_rng).
 _STREAM_STATION, _STREAM_POOL, _STREAM_ANOMALIES, _STREAM_TAGS, _STREAM_EVENTS = range(5)
+_STREAM_SITES = 5
 # Lines held before a sorted run is spooled to disk (about 100 MB of memory).
 _RUN_LINES = 300_000
 
@@ -31,8 +33,11 @@ def simulate(
     labels_path: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    stations_path: Path | None = None,
 ) -> SimulationSummary:
-    """Write a labeled fleet: events (CONTRACTS.md section 1) and labels (section 2).
+    """Write a labeled fleet: events (CONTRACTS.md section 1) and labels (section 2); given
+    ``stations_path``, the stations' sites, coordinates and declared ratings as the CSV that
+    ``chargewatch stations import`` reads (``sites.write_stations``).
 
     The same config writes byte-identical files. ``progress(done, total)`` is called as
     stations complete.
@@ -43,6 +48,7 @@ def simulate(
     for index in range(config.stations):
         rng = make_rng(config.seed, _STREAM_STATION, index)
         plans.append(plan_station(make_station(index, rng), start_ms, end_ms, pool, rng))
+    place_sites(plans, make_rng(config.seed, _STREAM_SITES))
     assign_anomalies(
         plans, start_ms, end_ms, config.anomaly_rate, make_rng(config.seed, _STREAM_ANOMALIES)
     )
@@ -78,6 +84,8 @@ def simulate(
     for injector in INJECTORS.values():
         labels += injector.fleet_labels(plans, spans)
     label_counts = Counter(label["kind"] for label in labels)
+    if stations_path is not None:
+        write_stations(stations_path, plans)
     write_labels(labels_path, labels)
     logger.info(
         "simulated %d stations: %d events, %d sessions, %d labels",

@@ -2,8 +2,12 @@
 
 ``unauthorized_energy`` is either a session whose card was refused yet charged, or energy on an
 idle connector with no session at all (a ghost charge, simulated by the station like a session).
-``concurrent_id_tag`` pairs two sessions at different stations that overlap in time and gives
-the second the first one's card; both are labeled once both have run.
+``concurrent_id_tag`` is one card in sessions that overlap in time at different stations, in the
+three ways it happens on real networks: a cloned card (two places at once, often far apart), a
+fleet card (several of a company's vehicles on one card, at sites across the country) and a
+driver moving the car to the next charger at the same site (the new session starts minutes
+before the old one's stop). Every session that overlaps another of its card at another station
+is labeled, from where the sessions actually ran, once every station has run.
 """
 
 from __future__ import annotations
@@ -87,64 +91,173 @@ def _place_ghost(fleet: FleetSessions, kind: AnomalyKind, rng: np.random.Generat
 
 
 class ConcurrentIdTag(Injector):
-    """One card in two sessions that overlap in time at different stations (a cloned card)."""
+    """One card in sessions that overlap in time at different stations: a cloned card, a fleet
+    card, or a driver moving to the next charger at the same site (see the module docstring)."""
 
     kind = AnomalyKind.CONCURRENT_ID_TAG
 
     def assign(self, fleet: FleetSessions, rng: np.random.Generator) -> None:
-        ok = fleet.free(self.can_carry(fleet)) & (fleet.min_duration_ms >= 20 * MINUTE_MS)
-        order = np.argsort(fleet.arrival_ms, kind="stable")
-        sorted_arrival = fleet.arrival_ms[order]
-        for a in rng.permutation(np.flatnonzero(ok))[:30].tolist():
-            lo = fleet.arrival_ms[a] + 2 * MINUTE_MS
-            overlap_ms = min(15 * MINUTE_MS, int(fleet.min_duration_ms[a]) - 5 * MINUTE_MS)
-            hi = fleet.arrival_ms[a] + overlap_ms
-            window = order[
-                np.searchsorted(sorted_arrival, lo) : np.searchsorted(sorted_arrival, hi)
-            ]
-            partners = [
-                b
-                for b in window.tolist()
-                if not fleet.taken[b]
-                and fleet.station_of[b] != fleet.station_of[a]
-                and fleet.arrival_ms[b] + 10 * MINUTE_MS < fleet.end_ms
-            ]
-            if not partners:
-                continue
-            b = partners[int(rng.integers(len(partners)))]
-            first, second = fleet.sessions[a], fleet.sessions[b]
-            second.partner = first.session_id
-            first.partner = second.session_id
-            fleet.take(a, self.kind)
-            fleet.take(b, self.kind)
+        roll = rng.random()
+        if roll < _MOVE_P and _same_site_move(fleet, self.kind, rng):
             return
+        if roll < _MOVE_P + _FLEET_P and _fleet_card(fleet, self.kind, rng):
+            return
+        _cloned_card(fleet, self.kind, rng)
 
     def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
-        return None  # the readings are ordinary; both sessions are labeled in fleet_labels
+        return None  # the readings are ordinary; the sessions are labeled in fleet_labels
 
     def fleet_labels(
         self,
         plans: Sequence[StationPlan],
         spans: Mapping[str, SessionSpan],
     ) -> list[Label]:
-        """Both sessions of a shared card carry the label, bounded by their overlap."""
-        labels = []
+        """Every session whose card is in another session at another station at an overlapping
+        time, bounded by its overlaps: the contract's definition, applied to where and when the
+        sessions actually ran (whichever way the card came to be shared)."""
+        by_card: dict[str, list[SessionSpan]] = {}
+        ids: dict[SessionSpan, str] = {}
         for plan in plans:
             for s in plan.sessions:
-                if s.anomaly != self.kind or s.partner is None or s.partner not in spans:
-                    continue
-                station_id, connector, start_ms, stop_ms = spans[s.session_id]
-                _, _, other_start_ms, other_stop_ms = spans[s.partner]
-                begin_ms, end_ms = max(start_ms, other_start_ms), min(stop_ms, other_stop_ms)
-                if begin_ms < end_ms:
+                span = spans.get(s.session_id)
+                if span is not None and s.id_tag:
+                    by_card.setdefault(s.id_tag, []).append(span)
+                    ids[span] = s.session_id
+        labels = []
+        for group in by_card.values():
+            if len(group) < 2:
+                continue
+            for span in group:
+                overlaps = [
+                    (max(span.start_ms, o.start_ms), min(span.stop_ms, o.stop_ms))
+                    for o in group
+                    if o.station_id != span.station_id
+                ]
+                overlaps = [(a, b) for a, b in overlaps if a < b]
+                if overlaps:
                     labels.append(
                         {
-                            "session_id": s.session_id,
-                            "station_id": station_id,
-                            "connector_id": connector,
+                            "session_id": ids[span],
+                            "station_id": span.station_id,
+                            "connector_id": span.connector_id,
                             "kind": self.kind,
-                            "start_ms": begin_ms,
-                            "end_ms": end_ms,
+                            "start_ms": min(a for a, _ in overlaps),
+                            "end_ms": max(b for _, b in overlaps),
                         }
                     )
         return labels
+
+
+# How a shared card comes about: a driver moving to the next charger at one site, a fleet card,
+# else a cloned card.
+_MOVE_P = 0.35
+_FLEET_P = 0.3
+# Overlaps are made at least this long, well above the detector's clock allowance (60 s) and a
+# station's whole-minute stamps.
+_MIN_OVERLAP_MS = 3 * MINUTE_MS
+
+
+def _cloned_card(fleet: FleetSessions, kind: AnomalyKind, rng: np.random.Generator) -> None:
+    """Two sessions at different stations, the second starting 3-15 min into the first."""
+    ok = fleet.free(fleet.est_charge_s >= 0) & (fleet.min_duration_ms >= 20 * MINUTE_MS)
+    order = np.argsort(fleet.arrival_ms, kind="stable")
+    sorted_arrival = fleet.arrival_ms[order]
+    for a in rng.permutation(np.flatnonzero(ok))[:30].tolist():
+        lo = fleet.arrival_ms[a] + _MIN_OVERLAP_MS
+        overlap_ms = min(15 * MINUTE_MS, int(fleet.min_duration_ms[a]) - 5 * MINUTE_MS)
+        hi = fleet.arrival_ms[a] + overlap_ms
+        window = order[np.searchsorted(sorted_arrival, lo) : np.searchsorted(sorted_arrival, hi)]
+        partners = [
+            b
+            for b in window.tolist()
+            if not fleet.taken[b]
+            and fleet.station_of[b] != fleet.station_of[a]
+            and fleet.arrival_ms[b] + 10 * MINUTE_MS < fleet.end_ms
+        ]
+        if not partners:
+            continue
+        _share(fleet, kind, a, [partners[int(rng.integers(len(partners)))]])
+        return
+
+
+def _fleet_card(fleet: FleetSessions, kind: AnomalyKind, rng: np.random.Generator) -> bool:
+    """A long session and one or two others at other sites that start and end within it: one
+    company card in several vehicles at once."""
+    ok = fleet.free(fleet.est_charge_s >= 0) & (fleet.min_duration_ms >= 2 * 60 * MINUTE_MS)
+    site = _site_ids(fleet)
+    for a in rng.permutation(np.flatnonzero(ok))[:30].tolist():
+        lo = fleet.arrival_ms[a] + 5 * MINUTE_MS
+        hi = fleet.arrival_ms[a] + int(fleet.min_duration_ms[a]) - 40 * MINUTE_MS
+        inside = (
+            ~fleet.taken
+            & (fleet.arrival_ms >= lo)
+            & (fleet.arrival_ms < hi)
+            & (fleet.departure_ms <= fleet.departure_ms[a])
+            & (fleet.min_duration_ms >= 20 * MINUTE_MS)
+            & (site != site[a])
+        )
+        partners: list[int] = []
+        for b in rng.permutation(np.flatnonzero(inside)).tolist():
+            if all(site[b] != site[c] for c in partners):
+                partners.append(int(b))
+            if len(partners) == 2:
+                break
+        if partners:
+            _share(fleet, kind, a, partners)
+            return True
+    return False
+
+
+def _same_site_move(fleet: FleetSessions, kind: AnomalyKind, rng: np.random.Generator) -> bool:
+    """A driver moves the car to another station of the same site: the new session starts
+    3-10 min before the old one stops (an AC session that lasts until its driver leaves, so
+    its stop is when the plan says)."""
+    site = _site_ids(fleet)
+    lingers = np.array([s.linger_s is not None for s in fleet.sessions], dtype=bool)
+    ac = ~np.array([fleet.station(i).is_dc for i in range(len(fleet.sessions))], dtype=bool)
+    first_ok = fleet.free(ac & ~lingers) & (site != "")
+    for b in rng.permutation(np.flatnonzero(~fleet.taken & (site != ""))).tolist():
+        b_start = fleet.sessions[b].start_ms
+        if b_start + 30 * MINUTE_MS >= fleet.end_ms:
+            continue
+        stop_ms = b_start + int(rng.integers(_MIN_OVERLAP_MS, 10 * MINUTE_MS + 1))
+        near = np.flatnonzero(
+            first_ok
+            & (site == site[b])
+            & (fleet.station_of != fleet.station_of[b])
+            & (fleet.arrival_ms + 30 * MINUTE_MS <= b_start)
+            & (fleet.departure_ms >= b_start - 60 * MINUTE_MS)
+        )
+        # the first session's connector must be free a while after its new stop
+        candidates = [
+            a
+            for a in near.tolist()
+            if fleet.sessions[a].next_busy_ms > stop_ms + 6 * MINUTE_MS and not fleet.taken[a]
+        ]
+        if not candidates:
+            continue
+        a = candidates[int(rng.integers(len(candidates)))]
+        first = fleet.sessions[a]
+        first.departure_ms = stop_ms
+        fleet.departure_ms[a] = stop_ms
+        fleet.min_duration_ms[a] = min(int(fleet.min_duration_ms[a]), stop_ms - first.arrival_ms)
+        update_next_busy(fleet.plans[first.station], fleet.end_ms)
+        _share(fleet, kind, a, [b])
+        return True
+    return False
+
+
+def _share(fleet: FleetSessions, kind: AnomalyKind, a: int, partners: list[int]) -> None:
+    """Sessions ``partners`` use the card of session ``a`` (``assign_id_tags`` hands it on)."""
+    first = fleet.sessions[a]
+    first.partner = fleet.sessions[partners[0]].session_id
+    fleet.take(a, kind)
+    for b in partners:
+        fleet.sessions[b].partner = first.session_id
+        fleet.take(b, kind)
+
+
+def _site_ids(fleet: FleetSessions) -> np.ndarray:
+    """Each session's site id ("" when its station has none)."""
+    by_station = np.array([p.site.site_id if p.site else "" for p in fleet.plans], dtype=object)
+    return np.asarray(by_station[fleet.station_of])
