@@ -19,7 +19,8 @@ Two shapes are stalls (CONTRACTS.md section 3):
     ``PLATEAU_SHARE`` of the peak so far (or of the offer, when lower) at the last reading
     before the stretch reads as such a fall.
 
-  ``SuspendedEV`` and ``Finishing`` (the car or the session says it is done) are never a stall;
+  ``SuspendedEV`` (the car says it is done), or ``Finishing`` before the last reading (the
+  charge ended before the stop), since power last flowed are never a stall;
   ``Charging`` or ``SuspendedEVSE`` with nothing flowing is not a full car, which is why the
   status needs no rule of its own here: those readings stay in the stretch, the others break
   it. The energy delivered cannot serve: the stream carries neither the energy the car asked for
@@ -47,6 +48,7 @@ from analytics.detectors.verdicts import (
     fmt_kw,
     fmt_kwh,
     fmt_min,
+    is_none,
     judge_candidates,
     not_scored_reason,
 )
@@ -71,7 +73,6 @@ FULL_SOC_PCT = 95.0
 # those, with room for sensor noise and for a sample taken early in a taper.
 PLATEAU_SHARE = 0.7
 
-_FULL_STATUS = (StatusCode.SUSPENDED_EV, StatusCode.FINISHING)
 
 _STATUS_WORDS = {
     int(StatusCode.CHARGING): ", the charger still saying Charging",
@@ -147,6 +148,9 @@ class Stall(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         idle, _ = self._idle(prep)
+        # a stall is of a session (CONTRACTS.md section 3): readings outside any session (an
+        # idle connector's after energy nobody authorized) are unauthorized_energy's business
+        idle[is_none(batch.session_id)] = False
         # only a rest after charging had begun can be a stall (the judgement's conditions,
         # loosened): not the readings before power first flows, nor any in a row that never
         # charged (an idle connector's). A rest after power last flows stays: a stall may end
@@ -187,8 +191,15 @@ class Stall(BaseDetector):
         before = pick(flowing, begin).astype(np.int64)
         plateau = np.fmin(pick(np.fmax.accumulate(p, axis=1), before), pick(prep.offered_w, before))
         # nothing since power last flowed says that the car, or the session, was done
+        # (SuspendedEV: the car; Finishing before the last reading: the charge ended before
+        # the stop. Finishing at the last reading is the stop itself, which every session
+        # has, a driver's who gave up included: with stamps in whole seconds or minutes the
+        # stop's reading and the Finishing that follows it may carry the same time)
         later = np.arange(m) > before[:, None]
-        said_done = np.any(later & np.isin(prep.status, _FULL_STATUS), axis=1)
+        finishing = (prep.status == StatusCode.FINISHING) & (
+            np.arange(m) < (prep.count - 1)[:, None]
+        )
+        said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)
         from_plateau = (before >= 0) & (pick(p, before) >= PLATEAU_SHARE * plateau)
         not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
         return last, np.asarray(never_resumed & ~said_done & not_full), soc

@@ -114,6 +114,14 @@ def dc_still_open() -> Spec:
     return with_(spec, stop_s=None)
 
 
+def dc_stop_reading_says_finishing() -> Spec:
+    # stamps in whole seconds: the stop's reading carries the Finishing that follows the stop
+    spec = dc_charging_says_charging()
+    status = list(spec.status or [])
+    status[-1] = int(StatusCode.FINISHING)
+    return with_(spec, status=status)
+
+
 def ac_mid_session_stall_of_eleven_minutes() -> Spec:
     t = np.arange(0.0, 120 * MIN + 1e-9, 60.0)
     p = np.where((t > 40 * MIN) & (t < 51.5 * MIN), 0.0, 11_000.0)
@@ -176,6 +184,18 @@ def suspended_evse_without_offer() -> Spec:
     return with_(spec, offered_w=None)
 
 
+def finishing_before_the_stop() -> Spec:
+    # the charge ended (Finishing) 20 min before the driver came back to stop the session
+    spec = session(11_000.0, charge_min=30, idle_min=20, idle_status=int(StatusCode.FINISHING))
+    return with_(spec, stop_s=float(spec.t_s[-1]) + 1.0)
+
+
+def energy_outside_any_session_then_idle() -> Spec:
+    # nobody's session: unauthorized_energy's business, not a stall
+    spec = session(7_400.0, charge_min=30, idle_min=60, idle_status=UNKNOWN, status=UNKNOWN)
+    return with_(spec, session_id=None, id_pseudonym=None, auth_result=None, start_s=None)
+
+
 def short_stop_before_the_end() -> Spec:
     # 8 min of nothing before the stop: shorter than a stall
     return session(11_000.0, charge_min=30, idle_min=8)
@@ -189,6 +209,7 @@ STALLS: list[Callable[[], Spec]] = [
     ac_suspended_evse_ten_minutes_sampled_every_minute,
     ac_with_missing_samples_in_the_stall,
     dc_still_open,
+    dc_stop_reading_says_finishing,
     ac_mid_session_stall_of_eleven_minutes,
 ]
 
@@ -202,6 +223,8 @@ NORMAL: list[Callable[[], Spec]] = [
     early_unplug_while_charging,
     offer_lowered_to_zero,
     suspended_evse_without_offer,
+    finishing_before_the_stop,
+    energy_outside_any_session_then_idle,
     short_stop_before_the_end,
 ]
 
