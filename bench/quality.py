@@ -1,7 +1,8 @@
 """Detection quality over several simulated fleets: per kind, pooled and worst-seed figures.
 
-For each seed: `chargewatch simulate`, `chargewatch detect --input`, `chargewatch evaluate
---json`, in a temporary folder. Then precision and recall per kind over all seeds together (a
+For each seed: `chargewatch simulate` (with the stations' metadata, `--stations-out`),
+`chargewatch detect --input` (with it, `--stations`), `chargewatch evaluate --json`, in a
+temporary folder. Then precision and recall per kind over all seeds together (a
 flag counts when its (session, kind) has a label, CONTRACTS.md section 5), the worst seed's, and
 the normal sessions flagged. Use seeds the detectors were never tuned on.
 
@@ -32,10 +33,14 @@ def evaluate_seed(
     folder: Path, seed: int, stations: int, hours: float, rate: float
 ) -> dict[str, Any]:
     events, labels, flags = folder / "events.jsonl", folder / "labels.jsonl", folder / "flags.jsonl"
+    stations_csv = folder / "stations.csv"  # sites and declared ratings, as an operator imports
     fleet = ["--stations", str(stations), "--hours", str(hours), "--seed", str(seed)]
     fleet += ["--anomaly-rate", str(rate)]
-    chargewatch("simulate", *fleet, "--out", str(events), "--labels", str(labels))
-    chargewatch("detect", "--input", str(events), "--output", str(flags))
+    out = ["--out", str(events), "--labels", str(labels), "--stations-out", str(stations_csv)]
+    chargewatch("simulate", *fleet, *out)
+    chargewatch(
+        "detect", "--input", str(events), "--output", str(flags), "--stations", str(stations_csv)
+    )
     files = ["--flags", str(flags), "--labels", str(labels), "--events", str(events)]
     result: dict[str, Any] = json.loads(chargewatch("evaluate", *files, "--json"))
     return result
