@@ -2,10 +2,18 @@
 
 Readings are nearly all of the traffic, so file ingest and file detection read a chunk of them
 with polars and check it with expressions instead of building one Python object per reading.
-This path only takes what it can judge exactly: plain JSON numbers, ASCII identifiers that need
-no escaping, timestamps of the common RFC 3339 shape. Every other row is marked not ``ok`` and
+Every way a station may write a valid reading (CONTRACTS.md section 1) is taken here: numbers
+as JSON numbers or numeric strings (OCPP 1.6 sends strings), connector ids as either, RFC 3339
+stamps with any zone offset and whole seconds up to nanoseconds, identifiers of any printable
+ASCII style (UUIDs, integer-like transaction ids), ``null`` for not measured, extra keys in any
+order. Numbers are read as text (a JSON number becomes its decimal text) and parsed by one cast
+per column, after a shape check that admits only what Python's ``float`` reads the same way.
+
+What this path cannot judge exactly (text that is not ASCII or needs escaping, numbers with
+spaces or underscores, stamps of rare shapes) and every invalid value is marked not ``ok`` and
 goes through ``EventDecoder`` one event at a time, which gives the same result or the precise
-reason for a rejection. ``tests/ingest/test_encode.py`` holds the two paths to the same result.
+reason for a rejection. ``tests/ingest/test_encode.py`` and
+``tests/analytics/test_decode_chunks.py`` hold the two paths to the same result.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
+import orjson
 import polars as pl
 
 from chargewatch.events import MAX_CONNECTOR_ID, READING_RANGES
@@ -20,7 +30,18 @@ from chargewatch.schema import READING_FIELDS
 
 __all__ = ["judge_readings", "reading_frame_from_ndjson", "reading_frame_from_objects"]
 
-_TS_SHAPE = r"^(19|20)\d\d-\d\d-\d\dT\d\d:[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$"
+# RFC 3339 as the columnar path parses it: T, seconds, an optional fraction of 1 to 9 digits
+# (Python keeps 6, and so does the cast below), Z or a +hh:mm offset within a day. [0-9], not
+# \d: polars' regexes are Unicode-aware and \d matches digits of every script.
+_TS_SHAPE = (
+    r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+# A number as JSON writes it (polars gives a JSON number as its decimal text) or as a station
+# sends it in a string; Python's float() and polars' cast read all of these to the same double.
+# Other texts float() takes (" 12", "1_000", "nan", "+5") go the per-event way.
+_NUMBER_TEXT = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_CONNECTOR_TEXT = r"^[0-9]{1,18}$"  # fits Int64; the range check follows
 # Identifiers the columnar path takes as they are: printable ASCII with nothing line protocol
 # would escape (tag values) or quote-escape (string fields). The rest go the per-event way.
 _PLAIN_STATION = r"^[!#-+\--<>-\[\]-~]{1,128}$"  # printable ASCII without space , = " \
@@ -29,7 +50,12 @@ _BLANK = r"^ *$"
 _INT64 = range(-(2**63), 2**63)
 _NONE = type(None)
 _NUMBERS: frozenset[type] = frozenset({float, int, _NONE})
-_NOT_A_STRING = r'\\u|"(?:type|ts|station_id|session_id)"\s*:\s*[-0-9tf\[{]'
+_TEXT_OR_NUMBERS: frozenset[type] = frozenset({float, int, str, _NONE})
+# A key that must hold a string holding something else, or a key written with a \u escape
+# (which could hide one of those keys from this scan). \u escapes in values are harmless:
+# polars and orjson decode them alike, and non-ASCII identifiers go the per-event way anyway.
+_NOT_A_STRING = r'"(?:type|ts|station_id|session_id)"\s*:\s*[-0-9tf\[{]'
+_ESCAPED_KEY = r'"(?:[^"\\]|\\.)*\\u(?:[^"\\]|\\.)*"\s*:'
 _COLUMNS: tuple[tuple[str, type[pl.DataType], frozenset[type]], ...] = (
     *((key, pl.Float64, _NUMBERS) for key in READING_FIELDS),
     ("ts", pl.String, frozenset({str})),
@@ -37,21 +63,28 @@ _COLUMNS: tuple[tuple[str, type[pl.DataType], frozenset[type]], ...] = (
     ("session_id", pl.String, frozenset({str, _NONE})),
     ("connector_id", pl.Int64, frozenset({int})),  # bool is not int here: type() is exact
 )
+# Raw lines: numbers and connector ids read as text, whatever JSON type they arrive as.
 _NDJSON_SCHEMA: dict[str, type[pl.DataType]] = {
     "type": pl.String,
-    **{key: dtype for key, dtype, _kinds in _COLUMNS},
+    **{key: pl.String for key, _dtype, _kinds in _COLUMNS},
 }
+_EMPTY_OBJECT = b"{}"
 
 
 def reading_frame_from_objects(readings: list[dict[str, Any]]) -> pl.DataFrame:
     """The columns of decoded reading objects, with ``odd`` set where a value has a type the
-    columnar path does not take (those rows go the per-event way)."""
+    columnar path does not take (those rows go the per-event way). A number column that holds
+    numeric strings is kept as text, as ``reading_frame_from_ndjson`` reads it."""
     columns: dict[str, pl.Series] = {}
     odd_rows: list[pl.Series] = []
     for key, dtype, kinds in _COLUMNS:
         values = [obj.get(key) for obj in readings]
-        if not set(map(type, values)) <= kinds:
-            # Rare: a numeric string, a bool, a list...
+        types = set(map(type, values))
+        if dtype is not pl.String and str in types and types <= _TEXT_OR_NUMBERS:
+            columns[key] = pl.Series(key, list(map(_as_text, values)), dtype=pl.String)
+            continue
+        if not types <= kinds:
+            # Rare: a bool, a list, an object...
             odd = [type(v) not in kinds for v in values]
             odd_rows.append(pl.Series(odd))
             values = [None if bad else v for v, bad in zip(values, odd, strict=True)]
@@ -68,37 +101,65 @@ def reading_frame_from_objects(readings: list[dict[str, Any]]) -> pl.DataFrame:
     return frame.with_columns(odd=pl.lit(False))
 
 
+def _as_text(value: Any) -> str | None:
+    """A number or numeric string as the text the shape check and the cast read."""
+    if value is None or type(value) is str:
+        return value
+    return repr(value)  # float: the shortest text that reads back exactly; int: its digits
+
+
 def reading_frame_from_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
     """The columns of raw JSON lines (one row per line), with ``odd`` set for rows that are not
-    readings or that the columnar path cannot judge; ``None`` when polars cannot read the chunk
-    (a line of bad JSON, a numeric string, a value of an unexpected type: polars refuses it)."""
+    readings or that the columnar path cannot judge. A line that is not a JSON object (bad
+    JSON, an array...) makes polars refuse the chunk: such lines are found and read as empty
+    objects, marked odd; ``None`` only if polars still cannot read the chunk."""
+    frame = _read_ndjson(raws)
+    unreadable: list[int] = []
+    if frame is None:
+        unreadable = [i for i, raw in enumerate(raws) if not _is_object(raw)]
+        if not unreadable:
+            return None
+        cleaned = list(raws)
+        for i in unreadable:
+            cleaned[i] = _EMPTY_OBJECT
+        frame = _read_ndjson(cleaned)
+        if frame is None:
+            return None
+    # polars turns a number into a string where a string column is expected, so rows where a
+    # string key holds another kind of value (or where \u escapes could hide a key) are odd.
+    text = pl.Series(raws, dtype=pl.Binary).cast(pl.String, strict=False)
+    odd = text.str.contains(_NOT_A_STRING).fill_null(True)
+    escaped = np.flatnonzero(text.str.contains("\\u", literal=True).fill_null(False))
+    if escaped.size:  # rare: the costlier scan for escaped keys only where it can matter
+        odd = odd.scatter(
+            escaped, odd.gather(escaped) | text.gather(escaped).str.contains(_ESCAPED_KEY)
+        )
+    if unreadable:
+        odd = odd.scatter(unreadable, True)
+    return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
+
+
+def _read_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
     try:
         frame = pl.read_ndjson(io.BytesIO(b"\n".join(raws)), schema=_NDJSON_SCHEMA)
     except pl.exceptions.PolarsError:
         return None
-    if frame.height != len(raws):
-        return None
-    # polars turns a number into a string where a string column is expected, so rows where a
-    # string key holds another kind of value (or where \u escapes could hide a key) are odd.
-    odd = (
-        pl.Series(raws, dtype=pl.Binary)
-        .cast(pl.String, strict=False)
-        .str.contains(_NOT_A_STRING)
-        .fill_null(True)
-    )
-    return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
+    return frame if frame.height == len(raws) else None
+
+
+def _is_object(raw: bytes) -> bool:
+    try:
+        return type(orjson.loads(raw)) is dict
+    except orjson.JSONDecodeError:
+        return False
 
 
 def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (from ``reading_frame_from_*``) with ``ok``: the row is a valid reading the
-    columnar path takes, exactly as ``EventDecoder`` would decode it; and ``ts_ns``: its time
-    in integer nanoseconds (UTC, microsecond precision, as the per-event path keeps)."""
-    ts, station, session, connector = (
-        pl.col("ts"),
-        pl.col("station_id"),
-        pl.col("session_id"),
-        pl.col("connector_id"),
-    )
+    columnar path takes, exactly as ``EventDecoder`` would decode it; ``ts_ns``: its time in
+    integer nanoseconds (UTC, microsecond precision, as the per-event path keeps); and its
+    numbers and connector id as numbers (Float64, Int64) whatever they arrived as."""
+    ts, station, session = pl.col("ts"), pl.col("station_id"), pl.col("session_id")
     ts_ns = (
         ts.str.replace("Z", "+00:00", literal=True)  # the shape check allows Z only at the end
         .str.strptime(
@@ -108,6 +169,8 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
         // 1000
         * 1000
     )
+    parsed, shapes = _parsed_numbers(frame)
+    connector = pl.col("connector_id")
     checks = [
         ~pl.col("odd"),
         ts.str.contains(_TS_SHAPE),
@@ -117,11 +180,34 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
         session.is_null() | (session.str.contains(_PLAIN_SESSION) & ~session.str.contains(_BLANK)),
         session.is_not_null()
         | pl.any_horizontal(*(pl.col(k).is_not_null() for k in READING_FIELDS)),
+        *shapes,
     ]
     for key in READING_FIELDS:
         low, high = READING_RANGES[key]
         value = pl.col(key)
         checks.append(value.is_null() | (value.is_finite() & value.is_between(low, high)))
-    return frame.with_columns(ts_ns=ts_ns).with_columns(
-        ok=pl.all_horizontal(*checks).fill_null(False)
+    return (
+        frame.with_columns(*parsed, ts_ns=ts_ns)
+        .with_columns(ok=pl.all_horizontal(*checks).fill_null(False))
+        .drop("shape_ok")
     )
+
+
+def _parsed_numbers(frame: pl.DataFrame) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Expressions that turn the text columns of numbers (and of the connector id) into
+    numbers, and the checks that each text has a shape both paths read alike."""
+    parsed: list[pl.Expr] = []
+    shapes: list[pl.Expr] = []
+    texts = [key for key in (*READING_FIELDS, "connector_id") if frame.schema[key] == pl.String]
+    for key in texts:
+        text = pl.col(key)
+        is_connector = key == "connector_id"
+        shape = _CONNECTOR_TEXT if is_connector else _NUMBER_TEXT
+        shapes.append(text.is_null() | text.str.contains(shape))
+        parsed.append(text.cast(pl.Int64 if is_connector else pl.Float64, strict=False))
+    # the checks run after the cast, so they are kept in a column of their own
+    if shapes:
+        parsed.append(pl.all_horizontal(*shapes).alias("shape_ok"))
+    else:
+        parsed.append(pl.lit(True).alias("shape_ok"))
+    return parsed, [pl.col("shape_ok")]
