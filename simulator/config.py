@@ -27,6 +27,9 @@ class SimulationConfig:
     seed: int
     start: datetime  # tz-aware; converted to UTC
     anomaly_rate: float = 0.05  # fraction of sessions that get one injected anomaly
+    # stations write their messages each in their own valid style (simulator/output.py);
+    # False writes every line plainly (the same events, JSON numbers, UTC milliseconds)
+    message_variety: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.stations, bool) or not isinstance(self.stations, int):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .output import PLAIN_STYLE, MessageStyle, draw_style
+
 # AC points: (phases, current per phase in A), weighted towards today's 11 and 22 kW boxes.
 _AC_SUPPLIES: tuple[tuple[int, float], ...] = ((1, 16.0), (1, 32.0), (3, 16.0), (3, 32.0))
 _AC_SUPPLY_P = (0.05, 0.15, 0.45, 0.35)
@@ -46,6 +48,7 @@ class StationSpec:
     drop_prob: float  # chance that one periodic reading is lost
     popularity: float  # scales the arrival rate
     initial_register_wh: tuple[float, ...]  # per connector, at the start of the run
+    style: MessageStyle = PLAIN_STYLE  # how its firmware writes messages (output.py)
 
 
 def make_station(index: int, rng: np.random.Generator) -> StationSpec:
@@ -90,6 +93,8 @@ def make_station(index: int, rng: np.random.Generator) -> StationSpec:
         initial_register_wh=tuple(
             float(x) for x in rng.uniform(0.02, 1.0, size=connectors) * register_scale_wh
         ),
+        # from a child stream: the style takes no draw from the station's own
+        style=draw_style(rng.spawn(1)[0]),
     )
 
 

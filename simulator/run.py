@@ -13,7 +13,7 @@ from .config import ANOMALY_KINDS, EVENT_TYPES, SimulationConfig, SimulationSumm
 from .events import EventBuffer
 from .fleet import make_id_tags, make_station
 from .injectors import INJECTORS, Label, SessionSpan
-from .output import SortedRuns, write_labels
+from .output import PLAIN_STYLE, SortedRuns, write_labels
 from .planning import StationPlan, plan_station
 from .sites import place_sites, write_stations
 from .station import StationRun
@@ -53,6 +53,10 @@ def simulate(
         plans, start_ms, end_ms, config.anomaly_rate, make_rng(config.seed, _STREAM_ANOMALIES)
     )
     assign_id_tags(plans, pool, make_rng(config.seed, _STREAM_TAGS))
+    styles = {
+        p.station.station_id: p.station.style if config.message_variety else PLAIN_STYLE
+        for p in plans
+    }
     # ties in time are broken by station id, as the file's consumers sort
     rank_of = {
         p.station.station_id: r
@@ -64,7 +68,7 @@ def simulate(
     counts: Counter[str] = Counter()
     sessions = 0
     with tempfile.TemporaryDirectory(prefix=".simulate-", dir=events_path.parent) as tmp:
-        runs = SortedRuns(Path(tmp))
+        runs = SortedRuns(Path(tmp), (styles[sid] for sid in sorted(styles)))
         buffer = EventBuffer()
         for done, plan in enumerate(plans, start=1):
             rng = make_rng(config.seed, _STREAM_EVENTS, plan.station.index)
@@ -86,7 +90,7 @@ def simulate(
     label_counts = Counter(label["kind"] for label in labels)
     if stations_path is not None:
         write_stations(stations_path, plans)
-    write_labels(labels_path, labels)
+    write_labels(labels_path, labels, styles)
     logger.info(
         "simulated %d stations: %d events, %d sessions, %d labels",
         config.stations,

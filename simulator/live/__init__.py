@@ -44,6 +44,7 @@ from chargewatch.errors import ChargewatchError
 from chargewatch.events import parse_ts
 
 from ..config import SimulationConfig
+from ..output import plain_event
 from ..run import simulate
 from .replayer import Replayer
 from .v16 import Replayer16
@@ -159,7 +160,7 @@ def _plan(events_path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:
         for line in lines:
             if not line.strip():
                 continue
-            event = orjson.loads(line)
+            event = plain_event(orjson.loads(line))  # numbers as numbers, whatever the style
             ts_ns = parse_ts(event["ts"])
             if previous is None or previous <= ts_ns <= previous + _MAX_CLOCK_JUMP_NS:
                 previous = ts_ns

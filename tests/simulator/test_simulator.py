@@ -131,6 +131,8 @@ def run(directory: Path, **overrides: Any) -> tuple[SimulationSummary, Path, Pat
         "seed": 1,
         "start": START,
         "anomaly_rate": 0.2,
+        # the checks below read the events' plain form; test_formats.py checks the variety
+        "message_variety": False,
     }
     settings.update(overrides)
     directory.mkdir(parents=True, exist_ok=True)
