@@ -21,4 +21,5 @@ class AnomalyKind(StrEnum):
     DATA_GAP = "data_gap"
     CLOCK_FAULT = "clock_fault"
     UNAUTHORIZED_ENERGY = "unauthorized_energy"
+    SOC_INCONSISTENT = "soc_inconsistent"
     CONCURRENT_ID_TAG = "concurrent_id_tag"

@@ -94,7 +94,8 @@ def encode_readings(
     session_id: str | None,
     columns: dict[str, list[Any]],
 ) -> list[bytes]:
-    """One ``reading`` line per row; columns that were not measured are left out entirely."""
+    """One ``reading`` line per row; columns that were not measured are left out entirely, and
+    a value of None (not measured at that reading) is left out of its line."""
     head: tuple[str, ...] = ("type", "ts", "station_id", "connector_id")
     fixed: list[Any] = [repeat("reading"), ts, repeat(station_id), repeat(connector_id)]
     if session_id is not None:
@@ -102,7 +103,9 @@ def encode_readings(
         fixed.append(repeat(session_id))
     keys = head + tuple(columns)
     dumps = orjson.dumps
-    return [
-        dumps(dict(zip(keys, row, strict=False)))
-        for row in zip(*fixed, *columns.values(), strict=False)
-    ]
+    rows = zip(*fixed, *columns.values(), strict=False)
+    if any(None in values for values in columns.values()):
+        return [
+            dumps({k: v for k, v in zip(keys, row, strict=False) if v is not None}) for row in rows
+        ]
+    return [dumps(dict(zip(keys, row, strict=False))) for row in rows]

@@ -36,6 +36,10 @@ class Readings:
     periodic: BoolArray  # taken on the sampling interval (not Begin, End or a status trigger)
     keep: BoolArray
     protect: BoolArray  # never lost at random
+    # what the car reports where an injector changed it (the car's side): SoC at every reading
+    # (None: as the physics has it), battery temperature (NaN: as the sensors have it)
+    soc_pct: FloatArray | None = None
+    temperature_c: FloatArray | None = None
 
     def guard(self, lo: int, hi: int) -> None:
         self.protect[max(lo - 2, 0) : hi + 3] = True

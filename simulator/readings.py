@@ -54,6 +54,33 @@ def ambient_c(sent_ms: np.ndarray) -> FloatArray:
     return np.asarray(4.0 + 4.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0))
 
 
+# How cars pass their SoC on over the charging link (ISO 15118, CHAdeMO): most in whole percent
+# at every reading; some in coarse steps of 5 or 10 %; some stop part-way (the car's message
+# stops, the charger sends nothing from then on); some chargers send it only in
+# Transaction.Begin and End. Shares per session, chosen so that every fleet holds each habit.
+_SOC_COARSE_P = 0.08
+_SOC_STOPS_P = 0.04
+_SOC_AT_ENDS_P = 0.04
+
+
+def reported_soc(soc_pct: FloatArray, rng: np.random.Generator) -> list[int | None]:
+    """What one session's car reports of its SoC at each reading (None: nothing)."""
+    n = soc_pct.size
+    roll = float(rng.random())
+    if roll < _SOC_COARSE_P:
+        step = 5.0 if rng.random() < 0.5 else 10.0
+        return [int(v) for v in (np.round(soc_pct / step) * step).tolist()]
+    whole: list[int | None] = np.round(soc_pct).astype(np.int64).tolist()
+    if n < 3:
+        return whole
+    if roll < _SOC_COARSE_P + _SOC_STOPS_P:
+        last = int(rng.integers(1, n - 1))
+        return whole[:last] + [None] * (n - last)
+    if roll < _SOC_COARSE_P + _SOC_STOPS_P + _SOC_AT_ENDS_P:
+        return [whole[0]] + [None] * (n - 2) + [whole[-1]]
+    return whole
+
+
 class StationSensors:
     """Reported values of one station's meter and sensors, with their noise and resolution."""
 
@@ -84,7 +111,13 @@ class StationSensors:
         soc_pct: FloatArray,
         sent_ms: np.ndarray,
         vehicle: Vehicle,
+        *,
+        temperature_c: FloatArray | None = None,
+        soc_as_is: bool = False,
     ) -> dict[str, list[Any]]:
+        """The columns of a session's readings. ``temperature_c``: the battery temperature where
+        an injector set it (NaN: as the sensor has it); ``soc_as_is``: the SoC in whole percent
+        at every reading, without the car's reporting habits (an injector set it)."""
         st, rng = self.station, self.rng
         n = power_w.size
         flowing = power_w > 0.0
@@ -108,13 +141,16 @@ class StationSensors:
             "voltage_v": np.round(volts, 1).tolist(),
         }
         if st.reports_soc:
-            columns["soc_pct"] = np.round(soc_pct).astype(np.int64).tolist()
+            whole: list[int | None] = np.round(soc_pct).astype(np.int64).tolist()
+            columns["soc_pct"] = whole if soc_as_is else reported_soc(soc_pct, rng)
         if st.reports_temperature and n:
             # the connector warms and cools over minutes, not from one sample to the next
             keep = math.exp(-st.interval_s / _THERMAL_TAU_S)
             heat = lfilter([1.0 - keep], [1.0, -keep], heat, zi=[keep * heat[0]])[0]
-            temperature_c = ambient_c(sent_ms) + 7.0 + heat + rng.normal(0.0, 0.3, n)
-            columns["temperature_c"] = np.round(temperature_c, 1).tolist()
+            temperature = ambient_c(sent_ms) + 7.0 + heat + rng.normal(0.0, 0.3, n)
+            if temperature_c is not None:  # where an injector set it
+                temperature = np.where(np.isnan(temperature_c), temperature, temperature_c)
+            columns["temperature_c"] = np.round(temperature, 1).tolist()
         return columns
 
     def _grid_voltage(self, count: int) -> FloatArray:

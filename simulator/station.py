@@ -359,9 +359,11 @@ class StationRun:
             r.register_wh[keep],
             r.power_w[keep],
             offered_w[keep],
-            trace.soc_at(r.energy_wh[keep]),
+            trace.soc_at(r.energy_wh[keep]) if r.soc_pct is None else r.soc_pct[keep],
             r.sent_ms[keep],
             vehicle,
+            temperature_c=None if r.temperature_c is None else r.temperature_c[keep],
+            soc_as_is=r.soc_pct is not None,
         )
         lines = encode_readings(
             format_ts_ms_array(r.ts_ms[keep]),

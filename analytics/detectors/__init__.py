@@ -5,6 +5,8 @@
 - ``meter``: ``MeterStuck``, ``MeterBackwards``, ``MeterJump``, ``MeterMismatch``
 - ``timing``: ``DataGap``, ``ClockFault``
 - ``identity``: ``UnauthorizedEnergy``, ``ConcurrentIdTag``
+- ``battery``: ``SocInconsistent`` (with the plausible battery sizes of published vehicles in
+  ``battery_capacity.json``, made by ``battery_capacity``)
 - shared: ``prepared`` (the cleaned view), ``reductions``, ``ratings``, ``verdicts``; ``base``
   (``BaseDetector``, ``KindResult``)
 
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 from analytics.batch import SessionBatch
 from analytics.detectors.base import BaseDetector, Detector, KindResult
+from analytics.detectors.battery import SocInconsistent
 from analytics.detectors.early_taper import EarlyTaper
 from analytics.detectors.identity import ConcurrentIdTag, UnauthorizedEnergy
 from analytics.detectors.meter import MeterBackwards, MeterJump, MeterMismatch, MeterStuck
@@ -45,6 +48,7 @@ __all__ = [
     "MeterJump",
     "MeterMismatch",
     "MeterStuck",
+    "SocInconsistent",
     "Stall",
     "UnauthorizedEnergy",
     "default_detectors",
@@ -64,6 +68,7 @@ DETECTORS: dict[AnomalyKind, type[BaseDetector]] = {
     AnomalyKind.DATA_GAP: DataGap,
     AnomalyKind.CLOCK_FAULT: ClockFault,
     AnomalyKind.UNAUTHORIZED_ENERGY: UnauthorizedEnergy,
+    AnomalyKind.SOC_INCONSISTENT: SocInconsistent,
     AnomalyKind.CONCURRENT_ID_TAG: ConcurrentIdTag,
 }
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from chargewatch.kinds import AnomalyKind
 
 from .base import FleetSessions, Injector, Label, SessionCharge, SessionSpan
+from .battery import SocInconsistent
 from .billing import ConcurrentIdTag, UnauthorizedEnergy
 from .charging import EarlyTaper, Stall
 from .meter import MeterBackwards, MeterJump, MeterMismatch, MeterStuck
@@ -37,6 +38,7 @@ INJECTORS: Mapping[AnomalyKind, Injector] = MappingProxyType(
         AnomalyKind.DATA_GAP: DataGap(),
         AnomalyKind.CLOCK_FAULT: ClockFault(),
         AnomalyKind.UNAUTHORIZED_ENERGY: UnauthorizedEnergy(),
+        AnomalyKind.SOC_INCONSISTENT: SocInconsistent(),
         AnomalyKind.CONCURRENT_ID_TAG: ConcurrentIdTag(),
     }
 )

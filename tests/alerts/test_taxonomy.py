@@ -23,7 +23,7 @@ from alerts.taxonomy import (
 from chargewatch.events import ChargePointErrorCode, ChargePointStatus
 from chargewatch.kinds import AnomalyKind
 
-# CONTRACTS.md section 3, in its order (soc_inconsistent before the enum has it).
+# CONTRACTS.md section 3, in its order.
 CONTRACT_KINDS = (
     "stall",
     "early_taper",

@@ -455,6 +455,21 @@ def _check_concurrent_id_tag(fleet: Fleet, label: dict[str, Any], s: Session) ->
     assert len(twins) == 1
 
 
+def _check_soc_inconsistent(fleet: Fleet, label: dict[str, Any], s: Session) -> None:
+    """The SoC dips or leaps between two readings, holds one value while tens of kWh flow, or
+    the battery reads out of -20..60 degC at several readings."""
+    inside = s.within(ms(label["start"]), ms(label["end"]))
+    assert len(inside) >= 2
+    soc = [r["soc_pct"] for r in inside if r.get("soc_pct") is not None]
+    hot_or_cold = [r for r in inside if not -20 <= r.get("temperature_c", 20) <= 60]
+    steps = np.diff(soc)
+    t = np.array([ms(r["ts"]) for r in inside]) / 1000.0
+    flowed_wh = trapezoid_wh(t, np.array([r["power_w"] for r in inside], dtype=float))
+    frozen = len(soc) == len(inside) and len(set(soc)) == 1 and flowed_wh >= 14_000
+    dipped_or_leapt = bool(steps.size) and (steps.min() <= -4 or steps.max() >= 9)
+    assert dipped_or_leapt or frozen or len(hot_or_cold) >= 3, (label, soc)
+
+
 CHECKS: dict[str, Callable[[Fleet, dict[str, Any], Any], None]] = {
     "stall": _check_stall,
     "early_taper": _check_early_taper,
@@ -465,6 +480,7 @@ CHECKS: dict[str, Callable[[Fleet, dict[str, Any], Any], None]] = {
     "data_gap": _check_data_gap,
     "clock_fault": _check_clock_fault,
     "unauthorized_energy": _check_unauthorized_energy,
+    "soc_inconsistent": _check_soc_inconsistent,
     "concurrent_id_tag": _check_concurrent_id_tag,
 }
 
@@ -495,6 +511,7 @@ def test_kinds_are_chosen_about_evenly(fleet: Fleet) -> None:
         "meter_stuck",
         "meter_backwards",
         "meter_jump",
+        "soc_inconsistent",
     ],
 )
 def test_anomalous_sessions_carry_no_second_kind_by_accident(fleet: Fleet, kind: str) -> None:

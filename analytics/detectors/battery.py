@@ -1,0 +1,523 @@
+"""The car's side: a state of charge that contradicts the energy delivered, or a battery
+temperature outside what a pack tolerates while charging (``soc_inconsistent``).
+
+Four tests, each against physics with the most lenient reading of the evidence:
+
+- **falls**: the SoC falls by more than its reporting resolution while energy flows (more than
+  a car's climate control could draw, so the battery must be gaining);
+- **rises**: the SoC rises by more than the energy delivered could raise any plausible battery
+  (the smallest one that can draw the power seen, from published capacities, aged), plus the
+  resolution; checked over every pair of readings, so a value that sat stale and then leapt is
+  judged against the energy since it last changed;
+- **flat**: the SoC stays at one value (not full) while more energy flows than one resolution
+  step of the largest plausible battery could absorb, and at least 10 kWh ("tens of kWh"),
+  beyond what climate control could draw meanwhile;
+- **temperature**: ``temperature_c`` outside -20..60 °C while charging (at least two
+  readings); readings outside what a sensor can plausibly show are sensor errors, not flags.
+
+What must not be flagged: SoC in coarse steps (the resolution is read off the values: all
+multiples of 10, 5 or 2, else 1 %), a car that stops reporting (only readings that carry a SoC
+are compared), SoC only at the start and the end, a full car at 100 % with trickle power or
+idle. A SoC of 0 is read as "not reported" (chargers send 0 when the car tells them nothing; a
+car that is really empty leaves 0 within its first kWh).
+
+The energy of each step between readings comes from two witnesses, the register and the
+integral of power (power interpolated in time over readings that lack it). Where they agree
+they give the same figure; where they disagree one of them is wrong (a stuck, jumping or
+miscalibrated meter, a power sensor's glitch), and each test takes only what both allow: the
+rise test the larger, the fall and flat tests the smaller. So a meter fault never makes the
+battery look wrong; a step neither can measure is not judged across.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib.resources import files
+
+import numpy as np
+
+from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
+from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.prepared import Prepared, prepared
+from analytics.detectors.reductions import forward_fill, nan_argmax, pick, trapezoid_wh
+from analytics.detectors.verdicts import (
+    build_result,
+    excess_score,
+    fmt_kw,
+    fmt_kwh,
+    fmt_min,
+    is_none,
+    not_scored_reason,
+)
+from chargewatch.kinds import AnomalyKind
+
+
+def _capacities() -> tuple[float, float, FloatArray, FloatArray]:
+    table = json.loads(
+        files("analytics.detectors").joinpath("battery_capacity.json").read_text("utf-8")
+    )
+    floor = np.array(table["floor"], dtype=np.float64)
+    return (
+        float(table["smallest_kwh"]),
+        float(table["largest_kwh"]),
+        np.asarray(floor[:, 0]),
+        np.asarray(floor[:, 1]),
+    )
+
+
+# Published usable capacities of the 293 vehicles of open-ev-data (Chargeprice, MIT licence):
+# the smallest is 5.5 kWh (a Citroen Ami; plug-in hybrids start at 7.4 kWh), the largest 200 kWh
+# (the Tesla Roadster); FLOOR_KWH[i] is the smallest capacity of any vehicle that can draw
+# FLOOR_POWER_KW[i] or more. Made by battery_capacity.py from ../shared/data/ev-curves.
+SMALLEST_KWH, LARGEST_KWH, FLOOR_POWER_KW, FLOOR_KWH = _capacities()
+
+# SoC is a share of the pack's capacity today: traction battery warranties run until 70 % of
+# the original capacity is left, so an aged pack may hold that little.
+SOH_MIN = 0.7
+
+# The data ends in 2022 and its fastest packs take about 3.4C (Model Y, Taycan); packs since
+# take 4-5C (CATL Shenxing, BYD's 2025 platform): a pack this many times smaller than those of
+# the data may draw the same power.
+C_RATE_HEADROOM = 1.5
+
+# Reported power is read to within a few per cent (sensor accuracy and noise): the power a car
+# is known to have drawn is this share of what was reported.
+POWER_ACCURACY = 0.95
+
+# The largest packs on sale since the data (electric pickups, about 200-215 kWh) are within
+# this of its largest.
+LARGEST_MARGIN = 1.1
+
+# The least share of metered energy that reaches the battery: on-board chargers convert 85-93 %
+# at their rated current and less at 6 A, DC loses a few per cent in cable and pack.
+EFFICIENCY_MIN = 0.8
+
+# What a car's climate control may draw for hours from the grid while plugged in (a cabin kept
+# warm in frost, 1-3 kW): while more than this flows, the battery must be gaining.
+CLIMATE_W = 3_000.0
+
+# Charging at all: IEC 61851's least current, 6 A on one phase, is 1.3-1.4 kW; below about 1 kW
+# only the car's 12 V system and climate loads draw.
+CHARGING_W = 1_000.0
+
+# The steps in which cars report SoC: whole percent, or coarse steps of 2, 5 or 10 %.
+SOC_STEPS_PCT = (10.0, 5.0, 2.0)
+
+# A temperature sensor on a pack reads no lower than the coldest air a car is driven in; -40 °C
+# is also what a disconnected NTC sensor reads. Above 100 °C cells are in thermal runaway (the
+# separator melts at about 130 °C) and no car would still be charging: such readings are
+# sensor errors.
+SENSOR_MIN_C = -40.0
+SENSOR_MAX_C = 100.0
+
+# Power below this is a sensor offset, not energy (as meter_mismatch reads it).
+SENSOR_OFFSET_W = 50.0
+
+# Offsets that keep running maxima and minima inside one stretch of a row: larger than any
+# value they separate (SoC in 0..100; SoC less energy times the per-Wh rise, within 1e5).
+_RUN_OFFSET = 1_000.0
+_SEGMENT_OFFSET = 1e7
+
+
+def capacity_floor_wh(power_w: FloatArray) -> FloatArray:
+    """The smallest plausible usable capacity (Wh) of a car seen holding ``power_w``: the
+    smallest published capacity among the vehicles that can draw that power (allowing for newer
+    packs' higher C-rates and for the power reading's accuracy), aged to ``SOH_MIN``."""
+    drawn_kw = np.nan_to_num(power_w, nan=0.0) * (POWER_ACCURACY / C_RATE_HEADROOM) / 1000.0
+    at = np.minimum(np.searchsorted(FLOOR_POWER_KW, drawn_kw, side="left"), FLOOR_KWH.size - 1)
+    return np.asarray(FLOOR_KWH[at] * SOH_MIN * 1000.0)
+
+
+def largest_capacity_wh() -> float:
+    """The largest plausible usable capacity (Wh)."""
+    return LARGEST_KWH * LARGEST_MARGIN * 1000.0
+
+
+def soc_resolution_pct(soc: FloatArray, has: BoolArray) -> FloatArray:
+    """Per row, the step the car reports SoC in: the coarsest of 10, 5, 2 % that divides every
+    value, else 1 %."""
+    res = np.ones(soc.shape[0])
+    filled = np.where(has, soc, 0.0)
+    for step in SOC_STEPS_PCT[::-1]:  # finest first: a coarser step that fits overrides it
+        fits = np.all(np.remainder(filled, step) == 0.0, axis=1)
+        res = np.where(fits, step, res)
+    return res
+
+
+def _interpolated_power(prep: Prepared) -> tuple[FloatArray, IntArray, IntArray]:
+    """Power at every reading, linear in time between the readings that report it (NaN before
+    the first and after the last); with the index of the reporting reading at or before each
+    reading, and at or after it (-1 and m where none)."""
+    p, t = prep.power_w, prep.t_s
+    n, m = p.shape
+    has = ~np.isnan(p)
+    cols = np.broadcast_to(np.arange(m), (n, m))
+    before = np.maximum.accumulate(np.where(has, cols, -1), axis=1)
+    after = np.minimum.accumulate(np.where(has, cols, m)[:, ::-1], axis=1)[:, ::-1]
+    if has.all() or m == 0:
+        return p, before, after
+    a, b = np.clip(before, 0, m - 1), np.clip(after, 0, m - 1)
+    pa, pb = np.take_along_axis(p, a, axis=1), np.take_along_axis(p, b, axis=1)
+    ta, tb = np.take_along_axis(t, a, axis=1), np.take_along_axis(t, b, axis=1)
+    span = tb - ta
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(span > 0, (t - ta) / span, 0.0)
+    inner = pa + (pb - pa) * share
+    inner = np.where((before >= 0) & (after < m), inner, np.nan)
+    return np.asarray(np.where(has, p, inner)), before, after
+
+
+def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
+    """Per step between consecutive readings, ``(n, m - 1)``: the least and the most energy
+    delivered that the register and the integral of power both allow (NaN: unknown)."""
+    n, m = prep.power_w.shape
+    if m < 2:
+        return np.zeros((n, 0)), np.zeros((n, 0))
+    p, before, after = _interpolated_power(prep)
+    p = np.where(p < SENSOR_OFFSET_W, 0.0, p)
+    trap = trapezoid_wh(p, prep.dt_s)
+    # within a step the true power lies anywhere between the reported powers around it: the
+    # trapezoid is uncertain by half their difference over the step
+    raw = np.where(np.isnan(prep.power_w), np.nan, np.maximum(prep.power_w, 0.0))
+    a = np.take_along_axis(raw, np.clip(before[:, :-1], 0, m - 1), axis=1)
+    b = np.take_along_axis(raw, np.clip(after[:, 1:], 0, m - 1), axis=1)
+    doubt = 0.5 * np.abs(b - a) * prep.dt_s / 3600.0
+    # the register's step where both ends carry a value
+    both = prep.has_energy[:, :-1] & prep.has_energy[:, 1:]
+    reg = np.where(both, prep.de_wh, np.nan)
+    sane = reg >= -2.0 * prep.resolution_wh[:, None]  # a fall is a meter fault, not energy
+    lo = np.maximum(np.fmin(trap - doubt, reg), 0.0)
+    hi = np.fmax(trap + doubt, np.where(sane, np.maximum(reg, 0.0), np.nan))
+    unknown = np.isnan(lo) | np.isnan(hi)
+    lo[unknown] = np.nan
+    hi[unknown] = np.nan
+    return np.asarray(lo), np.asarray(hi)
+
+
+def _cumulative(step: FloatArray) -> FloatArray:
+    """Energy since the row's first reading at every reading, unknown steps counted as 0."""
+    n = step.shape[0]
+    return np.concatenate((np.zeros((n, 1)), np.cumsum(np.nan_to_num(step), axis=1)), axis=1)
+
+
+def _nan_argmin(values: FloatArray) -> IntArray:
+    return nan_argmax(-values)
+
+
+class SocInconsistent(BaseDetector):
+    """The car's state of charge contradicts the energy delivered, or the battery temperature is
+    outside what a pack tolerates while charging (CONTRACTS.md section 3; the module docstring
+    says how each is judged). Learns nothing: the bounds are physical and from published
+    vehicle data.
+
+    Parameters
+    ----------
+    min_flat_wh : float, default 10000.0
+        A flat SoC is judged only over at least this much energy: "tens of kWh"; more when one
+        resolution step of the largest plausible battery needs more.
+    climate_w : float, default CLIMATE_W (3000.0)
+        What climate control may draw from the grid while plugged in: while more flows the
+        battery must be gaining (falls), and a flat stretch is judged on the energy beyond it.
+    temp_low_c : float, default -20.0
+        Below about -20 °C a battery management system does not charge at all (it heats the
+        pack first; lithium plates on the anode when charged cold).
+    temp_high_c : float, default 60.0
+        Above about 60 °C packs cut off charging (cells are specified to charge up to 45-55 °C;
+        the cooling holds them under it).
+    min_temp_readings : int, default 2
+        Readings out of that band while charging: one alone may be a sensor's glitch.
+    """
+
+    kind = AnomalyKind.SOC_INCONSISTENT
+
+    def __init__(
+        self,
+        *,
+        min_flat_wh: float = 10_000.0,
+        climate_w: float = CLIMATE_W,
+        temp_low_c: float = -20.0,
+        temp_high_c: float = 60.0,
+        min_temp_readings: int = 2,
+    ) -> None:
+        self.min_flat_wh = min_flat_wh
+        self.climate_w = climate_w
+        self.temp_low_c = temp_low_c
+        self.temp_high_c = temp_high_c
+        self.min_temp_readings = min_temp_readings
+
+    def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
+        self.check_is_fitted()
+        prep = prepared(batch, now_ns)
+        n = batch.n_sessions
+        soc = _SocEvidence.of(prep, self.climate_w, self.min_flat_wh)
+        temp = _TempEvidence.of(batch, self.temp_low_c, self.temp_high_c, self.min_temp_readings)
+        windows = [soc.window(f, prep.t_ns) for f in (soc.rise, soc.fall, soc.flat)]
+        windows.append((temp.first, temp.last))
+        parts = np.stack((soc.rise.x, soc.fall.x, soc.flat.x, temp.x), axis=1)
+        x = parts.max(axis=1) if n else np.zeros(0)
+        over = parts > 1.0
+        starts = np.stack([w[0] for w in windows], axis=1)
+        ends = np.stack([w[1] for w in windows], axis=1)
+        big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+        start = np.where(over, starts, big).min(axis=1) if n else np.zeros(0, np.int64)
+        end = np.where(over, ends, small).max(axis=1) if n else np.zeros(0, np.int64)
+        flagged = x > 1.0
+        start = np.where(flagged, start, NO_TIME).astype(np.int64)
+        end = np.where(flagged, end, NO_TIME).astype(np.int64)
+
+        not_scored = not_scored_reason(prep)
+        nothing = (soc.n_soc < 2) & (temp.n_charging == 0)
+        not_scored[nothing & is_none(not_scored)] = (
+            "fewer than 2 state-of-charge readings and no battery temperature while charging"
+        )
+        low, high = self.temp_low_c, self.temp_high_c
+
+        def describe(rows: IntArray) -> list[str]:
+            out = []
+            for i in rows:
+                texts = []
+                order = np.argsort(-parts[i], kind="stable")
+                for which in order[over[i, order]]:
+                    if which == 0:
+                        texts.append(soc.describe_rise(i))
+                    elif which == 1:
+                        texts.append(soc.describe_fall(i))
+                    elif which == 2:
+                        texts.append(soc.describe_flat(i))
+                    else:
+                        texts.append(temp.describe(i, low, high))
+                out.append("; ".join(texts))
+            return out
+
+        return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One SoC test's evidence per row: ``x`` (1 at its threshold) and the two readings that
+    show it (``i`` before ``j``)."""
+
+    x: FloatArray
+    i: IntArray
+    j: IntArray
+
+
+def _rises(
+    soc: FloatArray, hi: FloatArray, segment: FloatArray, per_wh: FloatArray, res: FloatArray
+) -> _Found:
+    """SoC less what the most energy delivered could add to the smallest plausible battery
+    never climbs by more than the resolution within one known stretch, counted from the reading
+    where a value first showed (a value repeated while stale says nothing new): the largest
+    climb over every such pair, by a running minimum."""
+    n, m = soc.shape
+    if not m:
+        zero = np.zeros(n, np.int64)
+        return _Found(np.zeros(n), zero, zero)
+    g = soc - per_wh[:, None] * hi - segment * _SEGMENT_OFFSET
+    since = np.where(_begins(soc), g, np.nan)
+    climb = g - np.fmin.accumulate(since, axis=1)
+    j = nan_argmax(climb)
+    cols = np.arange(m)[None, :]
+    i = _nan_argmin(np.where(cols <= j[:, None], since, np.nan))
+    return _Found(np.nan_to_num(pick(climb, j)) / res, i, j)
+
+
+def _begins(soc: FloatArray) -> BoolArray:
+    """The readings where a SoC value first shows (differs from the last one reported)."""
+    n = soc.shape[0]
+    previous = np.concatenate((np.full((n, 1), np.nan), forward_fill(soc)[:, :-1]), axis=1)
+    return np.asarray(~np.isnan(soc) & ~(soc == previous))
+
+
+def _falls(soc: FloatArray, flowing: BoolArray, res: FloatArray) -> _Found:
+    """The largest fall of SoC within a run of steps where energy flows (a running maximum
+    per run: each run is lifted above the ones before it)."""
+    n, m = soc.shape
+    if not m:
+        zero = np.zeros(n, np.int64)
+        return _Found(np.zeros(n), zero, zero)
+    run = np.concatenate((np.zeros((n, 1)), np.cumsum(~flowing, axis=1, dtype=np.float64)), 1)
+    h = soc + run * _RUN_OFFSET
+    drop = np.fmax.accumulate(h, axis=1) - h
+    j = nan_argmax(drop)
+    cols = np.arange(m)[None, :]
+    i = nan_argmax(np.where(cols <= j[:, None], h, np.nan))
+    return _Found(np.nan_to_num(pick(drop, j)) / res, i, j)
+
+
+def _flats(
+    soc: FloatArray,
+    lo: FloatArray,
+    t_s: FloatArray,
+    climate_w: float,
+    need_wh: FloatArray,
+    res: FloatArray,
+) -> _Found:
+    """The most energy, beyond what climate control could draw, delivered while the SoC held
+    one value below full (from the reading where the value first showed to one that repeats
+    it), over ``need_wh``."""
+    n, m = soc.shape
+    if not m:
+        zero = np.zeros(n, np.int64)
+        return _Found(np.zeros(n), zero, zero)
+    has = ~np.isnan(soc)
+    begins = _begins(soc)
+    cols = np.broadcast_to(np.arange(m), (n, m))
+    first = np.maximum.accumulate(np.where(begins, cols, 0), axis=1)
+    flat_wh = lo - np.take_along_axis(lo, first, axis=1)
+    flat_s = t_s - np.take_along_axis(t_s, first, axis=1)
+    unexplained = flat_wh - climate_w * flat_s / 3600.0
+    judged = has & (soc < 100.0 - res[:, None])
+    x = np.where(judged, unexplained / need_wh[:, None], np.nan)
+    j = nan_argmax(x)
+    return _Found(np.maximum(np.nan_to_num(pick(x, j)), 0.0), pick(first, j).astype(np.int64), j)
+
+
+@dataclass(frozen=True, slots=True)
+class _SocEvidence:
+    """The three SoC tests over every row (see the module docstring), with their evidence."""
+
+    n_soc: IntArray
+    res: FloatArray  # the reporting step, %
+    soc: FloatArray  # (n, m) NaN where not reported
+    t_s: FloatArray
+    lo: FloatArray  # (n, m) least and most energy since the first reading
+    hi: FloatArray
+    held_w: FloatArray  # the power the car held, and the smallest battery that can take it
+    floor_wh: FloatArray
+    need_wh: FloatArray  # energy a flat SoC is judged over
+    rise: _Found
+    fall: _Found
+    flat: _Found
+
+    @classmethod
+    def of(cls, prep: Prepared, climate_w: float, min_flat_wh: float) -> _SocEvidence:
+        n, m = prep.soc_pct.shape
+        soc = np.where(prep.soc_pct > 0.0, prep.soc_pct, np.nan)
+        has = ~np.isnan(soc)
+        res = soc_resolution_pct(soc, has)
+        lo_step, hi_step = energy_bounds(prep)
+        lo, hi = _cumulative(lo_step), _cumulative(hi_step)
+        segment = np.concatenate((np.zeros((n, 1)), np.cumsum(np.isnan(hi_step), axis=1)), 1)
+        held_w = _held_power_w(prep.power_w)
+        floor_wh = capacity_floor_wh(held_w)
+        flowing = (lo_step >= climate_w * prep.dt_s / 3600.0) & (prep.dt_s > 0)
+        need_wh = np.maximum(min_flat_wh, res / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)
+        return cls(
+            n_soc=has.sum(axis=1),
+            res=res,
+            soc=soc,
+            t_s=prep.t_s,
+            lo=lo,
+            hi=hi,
+            held_w=held_w,
+            floor_wh=floor_wh,
+            need_wh=need_wh,
+            rise=_rises(soc, hi, segment[:, :m], 100.0 / floor_wh, res),
+            fall=_falls(soc, flowing, res),
+            flat=_flats(soc, lo, prep.t_s, climate_w, need_wh, res),
+        )
+
+    def window(self, found: _Found, t_ns: IntArray) -> tuple[IntArray, IntArray]:
+        return pick(t_ns, found.i).astype(np.int64), pick(t_ns, found.j).astype(np.int64)
+
+    def _pair(self, found: _Found, k: int) -> tuple[int, int, float, float, float]:
+        i, j = int(found.i[k]), int(found.j[k])
+        a, b = float(self.soc[k, i]), float(self.soc[k, j])
+        return i, j, a, b, float(self.t_s[k, j] - self.t_s[k, i])
+
+    def describe_rise(self, k: int) -> str:
+        i, j, a, b, span = self._pair(self.rise, k)
+        energy = float(self.hi[k, j] - self.hi[k, i])
+        rise, res = b - a, float(self.res[k])
+        could = energy / max(rise - res, 1e-9) * 100.0
+        return (
+            f"SoC rose {rise:.0f} % ({a:.0f} to {b:.0f} %) in {fmt_min(span)} on at most "
+            f"{fmt_kwh(energy)}: only a battery of {could / 1000.0:.1f} kWh or less could "
+            f"(less a {res:.0f} % step), the smallest plausible at "
+            f"{fmt_kw(self.held_w[k])} is {self.floor_wh[k] / 1000.0:.1f} kWh"
+        )
+
+    def describe_fall(self, k: int) -> str:
+        i, j, a, b, span = self._pair(self.fall, k)
+        energy = float(self.lo[k, j] - self.lo[k, i])
+        return (
+            f"SoC fell {a - b:.0f} % ({a:.0f} to {b:.0f} %) in {fmt_min(span)} while at least "
+            f"{fmt_kwh(energy)} flowed (reported in steps of {self.res[k]:.0f} %)"
+        )
+
+    def describe_flat(self, k: int) -> str:
+        i, j, a, _, span = self._pair(self.flat, k)
+        energy = float(self.lo[k, j] - self.lo[k, i])
+        step_wh = self.res[k] / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN
+        return (
+            f"SoC stayed at {a:.0f} % for {fmt_min(span)} while at least {fmt_kwh(energy)} "
+            f"flowed: more than {fmt_kwh(self.need_wh[k])} beyond what climate control draws "
+            f"moves any plausible battery a {self.res[k]:.0f} % step (the largest, "
+            f"{largest_capacity_wh() / 1000.0:.0f} kWh, takes at most {fmt_kwh(step_wh)})"
+        )
+
+
+def _held_power_w(power_w: FloatArray) -> FloatArray:
+    """Per row, the highest power held over two consecutive readings (a single spike of a
+    power sensor does not count); 0 without two readings of power."""
+    if power_w.shape[1] < 2:
+        return np.zeros(power_w.shape[0])
+    held = np.fmin(power_w[:, 1:], power_w[:, :-1])
+    held = np.where(np.isnan(power_w[:, 1:]) | np.isnan(power_w[:, :-1]), np.nan, held)
+    return np.asarray(np.nan_to_num(np.fmax.reduce(held, axis=1), nan=0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _TempEvidence:
+    """Battery temperatures out of the tolerated band while charging."""
+
+    x: FloatArray
+    first: IntArray
+    last: IntArray
+    n_out: IntArray
+    n_charging: IntArray
+    worst_c: FloatArray
+    power_w: FloatArray
+
+    @classmethod
+    def of(
+        cls, batch: SessionBatch, low_c: float, high_c: float, min_readings: int
+    ) -> _TempEvidence:
+        # the order of the readings does not matter here: the batch's own columns are read
+        n, m = batch.n_sessions, batch.n_steps
+        temp = batch.temperature_c
+        valid = batch.valid.astype(bool, copy=False)
+        charging = valid & (batch.power_w >= CHARGING_W) & (temp > SENSOR_MIN_C)
+        charging &= temp < SENSOR_MAX_C
+        margin = np.where(charging, np.maximum(temp - high_c, low_c - temp), -np.inf)
+        out = margin > 0.0
+        n_out = out.sum(axis=1)
+        k = min(min_readings, m)
+        # the k-th largest margin: k readings at least this far out of the band
+        kth = -np.partition(-margin, k - 1, axis=1)[:, k - 1] if m and k else np.full(n, -np.inf)
+        # 1 at the band's edge, 2 ten degrees beyond it (the span between a BMS's derating and
+        # its cut-off)
+        x = np.maximum(1.0 + kth / 10.0, 0.0)
+        x = np.where(np.isfinite(x), x, 0.0)
+        big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+        t = batch.t_ns if m else np.zeros((n, 0), np.int64)
+        first = np.where(out, t, big).min(axis=1) if m else np.full(n, NO_TIME)
+        last = np.where(out, t, small).max(axis=1) if m else np.full(n, NO_TIME)
+        worst = nan_argmax(np.where(out, margin, np.nan)) if m else np.zeros(n, np.int64)
+        return cls(
+            x=np.asarray(x),
+            first=np.asarray(first, dtype=np.int64),
+            last=np.asarray(last, dtype=np.int64),
+            n_out=np.asarray(n_out, dtype=np.int64),
+            n_charging=np.asarray(charging.sum(axis=1), dtype=np.int64),
+            worst_c=pick(temp, worst) if m else np.full(n, np.nan),
+            power_w=pick(batch.power_w, worst) if m else np.full(n, np.nan),
+        )
+
+    def describe(self, k: int, low_c: float, high_c: float) -> str:
+        return (
+            f"battery at {self.worst_c[k]:.1f} °C while charging at {fmt_kw(self.power_w[k])} "
+            f"({int(self.n_out[k])} readings outside {low_c:.0f}..{high_c:.0f} °C)"
+        )

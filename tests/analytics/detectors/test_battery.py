@@ -1,0 +1,321 @@
+"""soc_inconsistent: a table of small sessions where the car's SoC or battery temperature
+contradicts the energy delivered, and of what must not be flagged (coarse steps, a car that
+stops reporting, a meter fault that explains the gap, a full car); and the plausible battery
+sizes it judges by, remade from the published vehicle data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.batch import SessionBatch, StatusCode
+from analytics.detectors import SocInconsistent, detect, fit_detectors
+from analytics.detectors.battery import (
+    capacity_floor_wh,
+    largest_capacity_wh,
+    soc_resolution_pct,
+)
+from analytics.detectors.battery_capacity import capacity_table, to_json
+from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
+
+MIN = 60.0
+EV_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "ev-curves" / "ev-data.json"
+TABLE = Path(__file__).resolve().parents[3] / "analytics" / "detectors" / "battery_capacity.json"
+
+
+def charge(
+    kw: float,
+    minutes: float,
+    *,
+    step_s: float = 30.0,
+    soc0: float = 20.0,
+    battery_kwh: float = 60.0,
+    efficiency: float = 0.92,
+) -> tuple[Spec, np.ndarray]:
+    """Constant power after one ramp sample; the true SoC at every reading (not rounded)."""
+    t = np.arange(0.0, minutes * MIN + 1e-9, step_s)
+    p = np.full(t.size, kw * 1000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=kw * 1000.0)
+    delivered = np.asarray(spec.energy_wh, dtype=np.float64) - spec.energy_wh[0]  # type: ignore[index]
+    soc = np.minimum(soc0 + delivered * efficiency / (battery_kwh * 10.0), 100.0)
+    return spec, soc
+
+
+def reported(spec: Spec, soc: np.ndarray, step: float = 1.0) -> Spec:
+    return with_(spec, soc_pct=list(np.round(soc / step) * step))
+
+
+# --- what is flagged ----------------------------------------------------------------------
+
+
+def leap() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(50.0, 40)
+    soc = np.round(soc)
+    soc[40:] += 25.0  # 25 % in 30 s on 0.4 kWh
+    return [with_(spec, soc_pct=list(soc))], {}
+
+
+def dip() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(50.0, 40)
+    soc = np.round(soc)
+    soc[40:42] -= 12.0  # reads 12 % low for two readings while 50 kW flows
+    return [with_(spec, soc_pct=list(soc))], {}
+
+
+def frozen() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(100.0, 40, battery_kwh=80.0)
+    soc = np.round(soc)
+    soc[10:50] = soc[10]  # 20 min at 100 kW: 33 kWh with one value
+    return [with_(spec, soc_pct=list(soc))], {}
+
+
+def stale_then_leap_on_ac() -> tuple[list[Spec], dict[int, list[float]]]:
+    # 3.7 kW, reported every minute; the value sits for 10 min then leaps 30 %: 0.6 kWh can
+    # raise no plausible battery that far
+    spec, soc = charge(3.7, 60, step_s=60.0, soc0=40.0)
+    s = np.round(soc)
+    s[20:30] = s[20]
+    s[30:] += 30.0
+    return [with_(spec, soc_pct=list(np.minimum(s, 100.0)))], {}
+
+
+def fall_in_coarse_steps() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(50.0, 40, soc0=30.0)
+    s = np.round(soc / 10.0) * 10.0
+    s[50:] -= 20.0  # two steps of 10 % down: more than the resolution
+    return [with_(spec, soc_pct=list(s))], {}
+
+
+def overheating() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(100.0, 30)
+    temps = [30.0] * len(spec.t_s)
+    temps[20:24] = [63.0, 66.0, 70.0, 72.0]
+    return [reported(spec, soc)], {0: temps}
+
+
+def too_cold_to_charge() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, _ = charge(11.0, 60, step_s=60.0)
+    temps = [5.0] * len(spec.t_s)
+    temps[10:14] = [-27.0, -28.0, -28.5, -29.0]
+    return [spec], {0: temps}
+
+
+# --- what must not be flagged -------------------------------------------------------------
+
+
+def normal_dc() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(120.0, 30, step_s=10.0, soc0=10.0, battery_kwh=75.0)
+    temps = list(25.0 + 10.0 * np.arange(len(spec.t_s)) / len(spec.t_s))
+    return [reported(spec, soc)], {0: temps}
+
+
+def coarse_steps() -> tuple[list[Spec], dict[int, list[float]]]:
+    a, soc_a = charge(50.0, 60, soc0=10.0, battery_kwh=95.0)
+    b, soc_b = charge(11.0, 240, step_s=60.0, soc0=10.0, battery_kwh=100.0)
+    return [reported(a, soc_a, 5.0), reported(b, soc_b, 10.0)], {}
+
+
+def stops_reporting() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(100.0, 40)
+    s = np.round(soc)
+    s[30:] = np.nan  # the car's SoC messages stop; 50 kWh flow after
+    return [with_(spec, soc_pct=list(s))], {}
+
+
+def only_at_start_and_end() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(50.0, 40)
+    s = np.full(soc.size, np.nan)
+    s[0], s[-1] = np.round(soc[0]), np.round(soc[-1])
+    return [with_(spec, soc_pct=list(s))], {}
+
+
+def meter_stuck_explains_it() -> tuple[list[Spec], dict[int, list[float]]]:
+    # the register stands still for 15 min while the SoC rises with the power: the meter is
+    # wrong, not the battery
+    spec, soc = charge(11.0, 120, step_s=60.0)
+    e = np.asarray(spec.energy_wh)
+    e[30:45] = e[30]
+    e[45:] -= e[45] - e[30]
+    return [with_(reported(spec, soc), energy_wh=list(e))], {}
+
+
+def meter_counts_short() -> tuple[list[Spec], dict[int, list[float]]]:
+    # a register at 70 %: the SoC follows the energy that really flowed
+    spec, soc = charge(50.0, 40)
+    e = np.asarray(spec.energy_wh)
+    e = e[0] + 0.7 * (e - e[0])
+    return [with_(reported(spec, soc), energy_wh=list(e))], {}
+
+
+def meter_jumps() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(11.0, 120, step_s=60.0)
+    e = np.asarray(spec.energy_wh)
+    e[60:] += 8_192.0
+    return [with_(reported(spec, soc), energy_wh=list(e))], {}
+
+
+def full_with_trickle() -> tuple[list[Spec], dict[int, list[float]]]:
+    # 100 % for 3 h while 500 W trickles (balancing, the 12 V battery)
+    t = np.arange(0.0, 240 * MIN + 1e-9, 60.0)
+    p = np.where(t < 60 * MIN, 7_400.0, 500.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=7_400.0)
+    soc = np.minimum(88.0 + np.arange(t.size) * 0.2, 100.0)
+    return [with_(spec, soc_pct=list(np.round(soc)))], {}
+
+
+def idle_after_full_with_climate() -> tuple[list[Spec], dict[int, list[float]]]:
+    # at its 80 % limit from the first hour on; then 2.5 kW of cabin heating for 6 h (15 kWh)
+    t = np.arange(0.0, 420 * MIN + 1e-9, 60.0)
+    p = np.where(t < 60 * MIN, 11_000.0, 2_500.0)
+    p[0] = 0.0
+    status = np.where(t < 60 * MIN, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    spec = from_power(t, p, offered_w=11_000.0, status=status)
+    soc = np.where(t < 60 * MIN, 64.0 + t / (60 * MIN) * 16.0, 80.0)
+    return [with_(spec, soc_pct=list(np.round(soc)))], {}
+
+
+def one_step_dither() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(7.4, 60, step_s=60.0, battery_kwh=80.0)
+    s = np.round(soc)
+    s[20:26] = s[20] + np.array([0, -1, 0, 1, 0, 0])  # 1 % down and up while charging
+    return [with_(spec, soc_pct=list(s))], {}
+
+
+def soc_zero_placeholder() -> tuple[list[Spec], dict[int, list[float]]]:
+    # a charger that sends 0 when the car tells it nothing; 22 kWh flow
+    spec, _ = charge(11.0, 120, step_s=60.0)
+    return [with_(spec, soc_pct=[0.0] * len(spec.t_s))], {}
+
+
+def temperature_sensor_errors() -> tuple[list[Spec], dict[int, list[float]]]:
+    # a disconnected sensor (-40), an overflow (127, 255): not a battery's temperature
+    spec, soc = charge(50.0, 30)
+    temps = [28.0] * len(spec.t_s)
+    temps[10:16] = [-40.0, -40.0, 127.0, 127.0, 255.0, 255.0]
+    return [reported(spec, soc)], {0: temps}
+
+
+def one_hot_glitch() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(50.0, 30)
+    temps = [28.0] * len(spec.t_s)
+    temps[20] = 75.0
+    return [reported(spec, soc)], {0: temps}
+
+
+def hot_while_idle() -> tuple[list[Spec], dict[int, list[float]]]:
+    # a hot reading with nothing flowing is not a pack charging hot
+    t = np.arange(0.0, 60 * MIN + 1e-9, 60.0)
+    spec = from_power(t, np.zeros(t.size), offered_w=11_000.0)
+    return [spec], {0: [65.0] * t.size}
+
+
+Build = Callable[[], tuple[list[Spec], dict[int, list[float]]]]
+SOC = {"soc_inconsistent"}
+CASES: list[tuple[str, Build, set[str]]] = [
+    ("SoC leaps 25 % on 0.4 kWh", leap, SOC),
+    ("SoC dips 12 % while 50 kW flows", dip, SOC),
+    ("SoC frozen while 33 kWh flow", frozen, SOC),
+    ("stale SoC leaps 30 % on AC", stale_then_leap_on_ac, SOC),
+    ("SoC in 10 % steps falls two steps", fall_in_coarse_steps, SOC),
+    ("battery at 63-72 degC while charging", overheating, SOC),
+    ("battery at -27 degC while charging", too_cold_to_charge, SOC),
+    ("DC charge, whole percent, pack warming", normal_dc, set()),
+    ("SoC in steps of 5 and 10 %", coarse_steps, set()),
+    ("car stops reporting SoC", stops_reporting, set()),
+    ("SoC only at the start and the end", only_at_start_and_end, set()),
+    ("meter stuck, SoC rises with the power", meter_stuck_explains_it, {"meter_stuck"}),
+    ("meter counts 70 %, SoC follows the power", meter_counts_short, {"meter_mismatch"}),
+    ("meter jumps, SoC follows the power", meter_jumps, {"meter_jump"}),
+    ("100 % with trickle power", full_with_trickle, set()),
+    ("at its limit, climate control for hours", idle_after_full_with_climate, set()),
+    ("one-step dither", one_step_dither, set()),
+    ("SoC 0 sent for not known", soc_zero_placeholder, set()),
+    ("temperature sensor errors", temperature_sensor_errors, set()),
+    ("one hot reading", one_hot_glitch, set()),
+    ("hot while nothing flows", hot_while_idle, set()),
+]
+
+
+def batch_of(build: Build) -> SessionBatch:
+    specs, temperatures = build()
+    batch = make_batch(specs)
+    if not temperatures:
+        return batch
+    temperature = np.full(batch.temperature_c.shape, np.nan)
+    for row, values in temperatures.items():  # the rows' samples are in time order already
+        temperature[row, : len(values)] = values
+    return replace(batch, temperature_c=temperature)
+
+
+@pytest.mark.parametrize(("name", "build", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_flags_exactly_the_expected_kinds(name: str, build: Build, expected: set[str]) -> None:
+    batch = batch_of(build)
+    results = detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))
+    for row in range(batch.n_sessions):
+        flagged = {r.kind for r in results if r.flagged[row]}
+        assert flagged == expected, {r.kind: r.reason[row] for r in results if r.flagged[row]}
+    (soc,) = [r for r in results if r.kind == "soc_inconsistent"]
+    scored = soc.score[~np.isnan(soc.score)]
+    assert np.all((scored >= 0) & (scored <= 1))
+    for i in np.flatnonzero(soc.flagged):
+        assert soc.score[i] > 0.5 and soc.start_ns[i] <= soc.end_ns[i]
+
+
+def test_reasons_carry_the_numbers() -> None:
+    texts = []
+    for build in (leap, dip, frozen, overheating):
+        batch = batch_of(build)
+        result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
+        texts.append(str(result.reason[0]))
+    rose, fell, stayed, hot = texts
+    assert rose.startswith("SoC rose 25 % (") and "kWh or less could" in rose
+    assert "smallest plausible at 50.0 kW is" in rose
+    assert fell.startswith("SoC fell 12 % (") and "(reported in steps of 1 %)" in fell
+    assert stayed.startswith("SoC stayed at ") and "for 20 min while at least 32.491 kWh" in stayed
+    assert hot == "battery at 72.0 °C while charging at 100.0 kW (4 readings outside -20..60 °C)"
+
+
+def test_the_window_is_where_it_shows() -> None:
+    batch = batch_of(dip)
+    result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
+    t = batch.t_ns[0]
+    assert result.start_ns[0] == t[39] and result.end_ns[0] == t[42]
+
+
+def test_without_soc_or_temperature_it_is_not_scored() -> None:
+    spec, _ = charge(11.0, 60, step_s=60.0)
+    batch = make_batch([spec])
+    result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
+    assert np.isnan(result.score[0]) and not result.flagged[0]
+    assert "fewer than 2 state-of-charge readings" in str(result.reason[0])
+
+
+def test_resolution_is_read_off_the_values() -> None:
+    soc = np.array(
+        [[20, 30, 40, np.nan], [20, 25, 30, 35], [20, 22, 24, 26], [20, 21, 22, np.nan]],
+        dtype=np.float64,
+    )
+    assert soc_resolution_pct(soc, ~np.isnan(soc)).tolist() == [10.0, 5.0, 2.0, 1.0]
+
+
+def test_a_car_drawing_more_power_has_a_bigger_battery() -> None:
+    power_w = np.array([0.0, 3_700.0, 11_000.0, 50_000.0, 150_000.0, 350_000.0, np.nan])
+    floor = capacity_floor_wh(power_w)
+    assert np.all(np.diff(floor[:-1]) >= 0)
+    # aged to 70 % of the smallest published pack (5.5 kWh) at the least
+    assert floor[0] == floor[-1] == pytest.approx(0.7 * 5_500.0)
+    assert floor[4] > 20_000.0  # 150 kW: no small pack takes that
+    assert largest_capacity_wh() == pytest.approx(220_000.0)
+
+
+@pytest.mark.skipif(not EV_DATA.exists(), reason="the shared ev-curves data is not here")
+def test_the_capacity_table_is_what_the_published_data_gives() -> None:
+    made = to_json(capacity_table(json.loads(EV_DATA.read_text(encoding="utf-8"))))
+    assert made == TABLE.read_text(encoding="utf-8")
