@@ -62,7 +62,7 @@ def catalog_rows(
                 id_pseudonym=_text(batch.id_pseudonym[i]),
                 energy_register_wh=_number(judged.energy_register_wh[i]),
                 energy_power_wh=_number(judged.energy_power_wh[i]),
-                billing_confidence=float(judged.billing_confidence[i]),
+                billing_confidence=_number(judged.billing_confidence[i]),  # None: unverifiable
                 billing_notes=tuple(notes.split("; ")) if notes else (),
                 duration_s=float(judged.duration_s[i]),
                 flagged_kinds=tuple(v.kind for v in verdicts if v.flagged),

@@ -3,12 +3,20 @@
 Time in each segment is summed over sample intervals, each interval taking the state of the
 sample that opens it: charging (power clearly above zero); suspended by the charger (status
 SuspendedEVSE, or power offered ~0); suspended by the car (SuspendedEV, or power ~0 while more
-charging follows); idle after full (power ~0 once charging has ended for good). Intervals are
-capped at ``MAX_INTERVAL_S`` so one gap or a wrong clock cannot swallow a session's time budget.
+charging follows); idle after full (power ~0 once charging has ended for good). A sample without
+a power value is in none of them (not measured is not "suspended by the car"), unless its status
+says so. Intervals are capped at ``MAX_INTERVAL_S`` so one gap or a wrong clock cannot swallow a
+session's time budget. A stop stamped before the start is a clock fault: the duration is then
+read from the samples.
 
 Billing confidence starts at 1 and is multiplied down by each defect of the meter data (a falling
-register, register and integrated power disagreeing, gaps, start/stop meter values that do not
-match the readings, timestamps out of arrival order); ``billing_notes`` says which and by how much.
+register beyond its rounding, register and integrated power disagreeing beyond what the samples
+allow, gaps, start/stop meter values that do not match the readings, timestamps out of arrival
+order); ``billing_notes`` says which and by how much. The register's rounding and the samples'
+bound are the meter detectors' own rules (``fall_tolerance_wh``, ``integration_doubt_wh``), so a
+fall meter_backwards calls rounding costs no confidence. When nothing checks the register (no
+power values, or samples too sparse to tell 15 % apart) and no defect was found, the confidence
+is NaN, "unverifiable", with a note saying why.
 
 ``resample`` puts sessions on a regular grid (register interpolated, power averaged per step) for
 plots and models; the summaries above use the real samples, which is exact and cheaper.
@@ -31,6 +39,14 @@ from analytics.batch import (
     SessionBatch,
     StatusCode,
 )
+from analytics.detectors.meter import (
+    METER_CLASS,
+    MISMATCH_MAX_RELATIVE,
+    POWER_SENSOR_CLASS,
+    fall_tolerance_wh,
+    integration_doubt_wh,
+)
+from analytics.detectors.prepared import register_resolution_wh, time_resolution_s
 from chargewatch.influx import format_point
 from chargewatch.schema import READING_FIELDS
 
@@ -55,7 +71,6 @@ _FLOW_FRACTION = 0.05  # ... nor below this share of its own plateau
 _OFFERED_ZERO_W = 500.0  # an offer below this is the charger pausing the session
 _PLATEAU_PERCENTILE = 80.0
 _TAPER_FRACTION = 0.9
-_MISMATCH_OK = 0.03  # register vs integrated power: within this, no doubt
 _METER_TOLERANCE_WH = 10.0
 _GAP_INTERVALS = 5.0
 _GAP_MIN_S = 300.0
@@ -83,8 +98,8 @@ class Profiles:
     plateau_power_w: FloatArray  # 80th percentile of charging power
     taper_onset_s: FloatArray  # since start; NaN when power never leaves its plateau for good
     taper_onset_soc_pct: FloatArray
-    billing_confidence: FloatArray  # [0, 1]
-    billing_notes: ObjectArray  # str: why the confidence is below 1 ("" when it is 1)
+    billing_confidence: FloatArray  # [0, 1]; NaN: unverifiable (nothing checks the register)
+    billing_notes: ObjectArray  # str: why the confidence is below 1 or unknown ("" when it is 1)
 
     def __len__(self) -> int:
         return int(self.session_id.shape[0])
@@ -134,7 +149,10 @@ def segments(batch: SessionBatch) -> Segments:
     evse &= ~charging & valid
     idx = np.arange(m)[None, :]
     last_charging = np.where(charging.any(axis=1), m - 1 - np.argmax(charging[:, ::-1], axis=1), -1)
-    resting = valid & ~charging & ~evse
+    # resting needs a power value, or the car saying it rests: a sample without power was not
+    # measured, and a session without any is not "suspended by the car"
+    measured = ~np.isnan(power) | (batch.status == StatusCode.SUSPENDED_EV)
+    resting = valid & ~charging & ~evse & measured
     idle = resting & (idx > last_charging[:, None]) & (last_charging[:, None] >= 0)
     return Segments(
         dt_s=dt,
@@ -157,10 +175,12 @@ def profiles(batch: SessionBatch) -> Profiles:
     rows = np.arange(n)
 
     stop_s = np.where(batch.stop_ns != NO_TIME, (batch.stop_ns - batch.start_ns) / _NS, np.nan)
-    last = np.maximum(batch.n_samples - 1, 0)
-    has = batch.n_samples > 0
-    last_t_s = t_s[rows, last] if m else np.zeros(n)
-    duration_s = np.where(np.isfinite(stop_s), stop_s, np.where(has, last_t_s, 0.0))
+    # a stop before the start (a clock at 1970) is a clock fault: the duration is then the
+    # last sample at or after the start (0 when there is none), never negative
+    stop_s[stop_s < 0] = np.nan
+    after_start = np.where(valid & (t_s >= 0), t_s, -np.inf)
+    last_t_s = np.max(after_start, axis=1, initial=-np.inf)
+    duration_s = np.where(np.isfinite(stop_s), stop_s, np.maximum(last_t_s, 0.0))
 
     seg = segments(batch)
     dt, charging, evse, plateau = seg.dt_s, seg.charging, seg.suspended_evse, seg.plateau_power_w
@@ -168,7 +188,9 @@ def profiles(batch: SessionBatch) -> Profiles:
 
     e_first, e_last, e_has = _first_last(energy)
     energy_register = np.where(e_has, e_last - e_first, np.nan)
-    energy_power = _trapezoid_wh(batch.t_ns, power)
+    energy_power, power_doubt = _trapezoid_wh(
+        batch.t_ns, power, time_resolution_s(batch.t_ns, valid)
+    )
     charging_s = (dt * charging).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         charged_wh = np.where(charging, power * dt, 0.0).sum(axis=1)
@@ -186,7 +208,9 @@ def profiles(batch: SessionBatch) -> Profiles:
     taper_s = np.where(has_onset, t_s[rows, np.maximum(onset, 0)] if m else 0.0, np.nan)
     taper_soc = np.where(has_onset, batch.soc_pct[rows, np.maximum(onset, 0)] if m else 0, np.nan)
 
-    confidence, notes = _billing(batch, energy, energy_register, energy_power, dt, e_first, e_last)
+    confidence, notes = _billing(
+        batch, energy, energy_register, energy_power, power_doubt, dt, e_first, e_last
+    )
     return Profiles(
         session_id=batch.session_id,
         station_id=batch.station_id,
@@ -270,16 +294,26 @@ def _compact(t_ns: IntArray, values: FloatArray) -> tuple[IntArray, FloatArray, 
     return np.take_along_axis(t_ns, order, axis=1), np.take_along_axis(values, order, axis=1), kept
 
 
-def _trapezoid_wh(t_ns: IntArray, power_w: FloatArray) -> FloatArray:
-    """Energy by the trapezoid rule over each row's samples that have a power value; intervals
-    over ``MAX_INTERVAL_S`` count as that long (a wrong clock must not make up energy)."""
+def _trapezoid_wh(
+    t_ns: IntArray, power_w: FloatArray, time_res_s: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Energy by the trapezoid rule over each row's samples that have a power value, and how
+    far from the truth it may be (meter_mismatch's ``integration_doubt_wh``); intervals over
+    ``MAX_INTERVAL_S`` count as that long (a wrong clock must not make up energy). NaN for a
+    row without power values."""
     if power_w.shape[1] < 2:
-        return np.where(np.isfinite(power_w).any(axis=1), 0.0, np.nan)
+        zero = np.where(np.isfinite(power_w).any(axis=1), 0.0, np.nan)
+        return zero, zero.copy()
     t, p, kept = _compact(t_ns, power_w)
     pair = kept[:, 1:] & kept[:, :-1]
     dt_s = np.clip(np.diff(t, axis=1) / _NS, 0.0, MAX_INTERVAL_S)
     area = np.where(pair, dt_s * (p[:, 1:] + p[:, :-1]) / 2.0, 0.0)
-    return np.where(kept.any(axis=1), area.sum(axis=1) / 3600.0, np.nan)
+    doubt = np.where(pair, integration_doubt_wh(p, dt_s, time_res_s), 0.0)
+    some = kept.any(axis=1)
+    return (
+        np.where(some, area.sum(axis=1) / 3600.0, np.nan),
+        np.where(some, doubt.sum(axis=1), np.nan),
+    )
 
 
 def taper_onset(power: FloatArray, charging: np.ndarray, plateau: FloatArray) -> IntArray:
@@ -299,6 +333,7 @@ def _billing(
     energy: FloatArray,
     energy_register: FloatArray,
     energy_power: FloatArray,
+    power_doubt: FloatArray,
     dt: FloatArray,
     e_first: FloatArray,
     e_last: FloatArray,
@@ -319,18 +354,24 @@ def _billing(
 
     _t, e, kept = _compact(batch.t_ns, energy)
     steps = (
-        np.where(kept[:, 1:] & kept[:, :-1], np.diff(e, axis=1), 0.0)
+        np.where(kept[:, 1:] & kept[:, :-1], np.diff(e, axis=1), np.nan)
         if e.shape[1] > 1
         else np.zeros((n, 0))
     )
-    drop = np.asarray(-np.minimum(np.min(steps, axis=1, initial=0.0), 0.0))
-    penalize(drop > 0, 0.2, [f"register falls by {d:.0f} Wh" for d in drop])
+    # a fall within the register's rounding is no defect: meter_backwards' own rule
+    tolerance = fall_tolerance_wh(register_resolution_wh(steps))
+    drop = np.asarray(-np.minimum(np.min(np.nan_to_num(steps), axis=1, initial=0.0), 0.0))
+    penalize(drop > tolerance, 0.2, [f"register falls by {d:.0f} Wh" for d in drop])
 
+    # register against integrated power, beyond what the samples allow: the integration doubt
+    # and the accuracy classes of sensor and meter (meter_mismatch's bound)
     scale = np.maximum(np.fmax(np.abs(energy_register), np.abs(energy_power)), 100.0)
+    allowed = power_doubt + (POWER_SENSOR_CLASS + METER_CLASS) * np.abs(energy_power)
     with np.errstate(invalid="ignore"):
         rel = np.abs(energy_register - energy_power) / scale
-    off = np.isfinite(rel) & (rel > _MISMATCH_OK)
-    factor = np.clip(1.0 - 3.0 * (np.nan_to_num(rel) - _MISMATCH_OK), 0.3, 1.0)
+        ok_rel = allowed / scale
+    off = np.isfinite(rel) & (rel > ok_rel)
+    factor = np.clip(1.0 - 3.0 * (np.nan_to_num(rel) - np.nan_to_num(ok_rel)), 0.3, 1.0)
     penalize(
         off,
         factor,
@@ -360,6 +401,21 @@ def _billing(
     reordered = (np.diff(arrival, axis=1) < 0).any(axis=1) if arrival.shape[1] > 1 else no_register
     reordered &= ~no_register
     penalize(reordered, 0.7, ["timestamps out of arrival order"] * n)
+
+    # nothing checked the register and nothing was found: unknown, not 1
+    no_power = ~np.isfinite(energy_power)
+    with np.errstate(invalid="ignore"):
+        too_sparse = ~no_power & (allowed > MISMATCH_MAX_RELATIVE * np.abs(energy_power))
+        too_sparse &= np.abs(energy_power) >= 100.0
+    unverifiable = (confidence == 1.0) & ~no_register & (no_power | too_sparse)
+    confidence[unverifiable] = np.nan
+    for i in np.flatnonzero(unverifiable).tolist():
+        notes[i].append(
+            "unverifiable: no power values to check the register against"
+            if no_power[i]
+            else f"unverifiable: the samples bound the integrated power only to "
+            f"{allowed[i] / abs(energy_power[i]):.0%}"
+        )
 
     out = np.empty(n, dtype=object)
     out[:] = ["; ".join(parts) for parts in notes]

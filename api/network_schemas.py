@@ -306,7 +306,9 @@ class BilledSessionOut(BaseModel):
         "register was never read"
     )
     energy_power_wh: float | None = Field(description="integrated power, as a cross-check")
-    billing_confidence: float = Field(ge=0, le=1)
+    billing_confidence: float | None = Field(
+        ge=0, le=1, description="null: unverifiable, nothing could check the register"
+    )
     billing_notes: list[str] = Field(description="why the confidence is below 1")
     flagged_kinds: list[str]
     review: list[str] = Field(

@@ -28,7 +28,12 @@ class EnergyOut(BaseModel):
 
 
 class BillingOut(BaseModel):
-    confidence: float = Field(ge=0.0, le=1.0, description="1: the meter data leaves no doubt")
+    confidence: float | None = Field(
+        ge=0.0,
+        le=1.0,
+        description="1: the meter data leaves no doubt; null: unverifiable, nothing could check "
+        "the register (no power values, or too few to tell 15 % apart; the reasons say which)",
+    )
     reasons: list[str] = Field(description="why the confidence is below 1, with the numbers")
 
 

@@ -104,7 +104,7 @@ def _row(pseudonym: str, s: BilledSessionOut) -> list[object]:
         s.stop or "",
         "" if s.energy_wh is None else s.energy_wh,
         "" if s.energy_power_wh is None else s.energy_power_wh,
-        s.billing_confidence,
+        "" if s.billing_confidence is None else s.billing_confidence,
         _text(";".join(s.billing_notes)),
         ";".join(s.flagged_kinds),
         ";".join(s.review),

@@ -284,7 +284,7 @@ def _mismatch(r: _Row, mismatch: MeterMismatch, allowed: list[float]) -> bool:
             continue
         e_reg += s
         e_pow += 0.5 * (p0 + p1) * dt / 3600.0
-        doubt += 0.5 * abs(p1 - p0) * (dt + 2 * r.t_res) / 3600.0
+        doubt += 0.5 * abs(p1 - p0) * (dt + r.t_res) / 3600.0
         n_clean += 1
     judged = n_clean >= 1 and max(e_reg, e_pow) >= mismatch.min_energy_wh
     runs = 1 + n_left_out

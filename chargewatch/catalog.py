@@ -119,8 +119,8 @@ class SessionRow:
     id_pseudonym: str | None  # None when unknown
     energy_register_wh: float | None
     energy_power_wh: float | None
-    billing_confidence: float
-    billing_notes: tuple[str, ...]  # why the confidence is below 1; empty when it is 1
+    billing_confidence: float | None  # None: unverifiable, nothing checked the register
+    billing_notes: tuple[str, ...]  # why the confidence is below 1 or None; empty when it is 1
     duration_s: float
     flagged_kinds: tuple[str, ...]
     updated_at_ns: int
@@ -137,7 +137,7 @@ class CatalogEntry(Base):
     id_pseudonym: Mapped[str | None] = mapped_column(String(128), nullable=True)
     energy_register_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
     energy_power_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
-    billing_confidence: Mapped[float] = mapped_column(Float)
+    billing_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     billing_notes: Mapped[list[str]] = mapped_column(JSON)
     duration_s: Mapped[float] = mapped_column(Float)
     flagged_kinds: Mapped[str] = mapped_column(String(512))  # comma-separated, "" when none
@@ -193,6 +193,7 @@ def _engine(store: StateStore) -> Engine:
                 # another process created them at the same moment: they exist now
                 Base.metadata.create_all(engine, tables=[_CATALOG, _VERDICTS])
             _add_verdicts_column(engine)
+            _allow_unverifiable_confidence(engine)
             for index in _CATALOG.indexes | _VERDICTS.indexes:
                 index.create(engine, checkfirst=True)  # an index added since a table was made
             _ready.add(engine)
@@ -216,6 +217,29 @@ def _add_verdicts_column(engine: Engine) -> None:
             connection.execute(
                 update(_CATALOG).where(_CATALOG.c.session_id == sid).values(verdicts=verdicts)
             )
+
+
+def _allow_unverifiable_confidence(engine: Engine) -> None:
+    """A catalogue made when every session had a billing confidence gets a nullable
+    ``billing_confidence`` (None: unverifiable). PostgreSQL drops the constraint; SQLite, which
+    cannot, has the table rebuilt under the new schema with its rows."""
+    columns = {c["name"]: c for c in inspect(engine).get_columns(_CATALOG.name)}
+    if columns["billing_confidence"]["nullable"]:
+        return
+    name = _CATALOG.name
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(
+                text(f"ALTER TABLE {name} ALTER COLUMN billing_confidence DROP NOT NULL")
+            )
+            return
+        connection.execute(text(f"ALTER TABLE {name} RENAME TO {name}_old"))
+        for index in _CATALOG.indexes:  # SQLite's index names are the database's, not the table's
+            connection.execute(text(f"DROP INDEX IF EXISTS {index.name}"))
+        _CATALOG.create(connection)
+        names = ", ".join(c.name for c in _CATALOG.columns)
+        connection.execute(text(f"INSERT INTO {name} ({names}) SELECT {names} FROM {name}_old"))
+        connection.execute(text(f"DROP TABLE {name}_old"))
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -269,7 +293,7 @@ def _catalog_values(row: SessionRow) -> dict[str, Any]:
         "id_pseudonym": row.id_pseudonym,
         "energy_register_wh": _finite(row.energy_register_wh),
         "energy_power_wh": _finite(row.energy_power_wh),
-        "billing_confidence": row.billing_confidence,
+        "billing_confidence": _finite(row.billing_confidence),
         "billing_notes": list(row.billing_notes),
         "duration_s": row.duration_s,
         "flagged_kinds": ",".join(row.flagged_kinds),
@@ -488,7 +512,7 @@ def _session_row(r: Row[Any]) -> SessionRow:
         id_pseudonym=r.id_pseudonym,
         energy_register_wh=r.energy_register_wh,
         energy_power_wh=r.energy_power_wh,
-        billing_confidence=float(r.billing_confidence),
+        billing_confidence=None if r.billing_confidence is None else float(r.billing_confidence),
         billing_notes=tuple(r.billing_notes or ()),
         duration_s=float(r.duration_s),
         flagged_kinds=tuple(kinds.split(",")) if kinds else (),

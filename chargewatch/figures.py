@@ -179,7 +179,7 @@ class BilledSession:
     stop_ns: int | None
     energy_register_wh: float | None
     energy_power_wh: float | None
-    billing_confidence: float
+    billing_confidence: float | None  # None: unverifiable (the notes say why)
     billing_notes: tuple[str, ...]
     flagged_kinds: tuple[str, ...]
     review: tuple[str, ...]

@@ -42,6 +42,13 @@ _INT_MIN = np.iinfo(np.int64).min
 ROUNDING_STEPS = 2.0
 
 
+def fall_tolerance_wh(resolution_wh: FloatArray, resolutions: float = ROUNDING_STEPS) -> FloatArray:
+    """How far a register may seem to fall with no fault: its two ends rounded to its resolution
+    (``prepared.register_resolution_wh``). meter_backwards and the billing view of profiles
+    both judge a fall by this."""
+    return np.asarray(resolutions * resolution_wh)
+
+
 # How far a register step may rise beyond the rated power over its time (``jump_allowance_wh``):
 # meter_jump's defaults, which unauthorized_energy shares to tell a meter's jump from energy.
 # See ``MeterJump`` for why.
@@ -240,7 +247,7 @@ class MeterBackwards(BaseDetector):
         drop = np.where(prep.de_wh < 0, -prep.de_wh, 0.0)  # no NaN left: a plain argmax
         at = np.argmax(drop, axis=1) if drop.shape[1] else np.zeros(batch.n_sessions, np.int64)
         worst = pick(drop, at)
-        tolerance_wh = self.tolerance_resolutions * prep.resolution_wh
+        tolerance_wh = fall_tolerance_wh(prep.resolution_wh, self.tolerance_resolutions)
         x = worst / tolerance_wh
         before = pick(prep.energy_ff_wh, at)
         after = pick(prep.energy_ff_wh, at + 1)
@@ -360,6 +367,11 @@ POWER_SENSOR_CLASS = 0.02
 METER_CLASS = 0.01
 
 
+# Register and integrated power may disagree by this share of the energy (CONTRACTS.md
+# section 3); a session whose samples cannot tell that much is "unverifiable".
+MISMATCH_MAX_RELATIVE = 0.15
+
+
 def integration_doubt_wh(
     power_w: FloatArray, dt_s: FloatArray, time_res_s: FloatArray
 ) -> FloatArray:
@@ -367,14 +379,16 @@ def integration_doubt_wh(
 
     Between two samples the true power may follow any path between their values; the trapezoid
     and the step rule differ by half the change times the step, ``|dP| dt / 2``, and a path
-    that stays between the two values lies within that of the trapezoid. Each stamp may be off
-    by one unit of its resolution (``time_res_s``, per row): moving a sample's time changes the
-    trapezoid by the time moved times half the change of power around it, hence the ``2 r``.
+    that stays between the two values lies within that of the trapezoid. Stamps truncated to a
+    resolution ``r`` (``time_res_s``, per row) are late by 0 to ``r``: moving sample i by d_i
+    changes the trapezoid by ``d_i (P[i-1] - P[i+1]) / 2``; the common part of the d_i (r / 2)
+    only shifts the session's two ends (``energy_balance`` counts them), what varies (up to
+    r / 2 either way) adds ``|dP| r / 2`` per step, hence ``|dP| (dt + r) / 2``.
     NaN where either power is unknown."""
     doubt = np.diff(power_w, axis=1)
     np.abs(doubt, out=doubt)
     doubt *= 0.5
-    doubt *= dt_s + 2.0 * time_res_s[:, None]
+    doubt *= dt_s + time_res_s[:, None]
     doubt /= 3600.0
     return np.asarray(doubt)
 
@@ -489,7 +503,7 @@ class MeterMismatch(BaseDetector):
 
     Parameters
     ----------
-    max_relative : float, default 0.15
+    max_relative : float, default MISMATCH_MAX_RELATIVE (0.15)
         CONTRACTS.md section 3.
     gap_intervals : float, default GAP_INTERVALS (5.0)
         Steps longer than this many sampling intervals ...
@@ -511,7 +525,7 @@ class MeterMismatch(BaseDetector):
     def __init__(
         self,
         *,
-        max_relative: float = 0.15,
+        max_relative: float = MISMATCH_MAX_RELATIVE,
         gap_intervals: float = GAP_INTERVALS,
         gap_min_s: float = GAP_MIN_S,
         trapezoid_doubt: float = 1.0,

@@ -170,13 +170,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         np.copyto(de, np.nan, where=~has_energy[:, 1:])
     positive_dt = dt > 0
     interval = _median_of(np.where(positive_dt, dt, np.nan), positive_dt.sum(axis=1))
-    # the smallest positive register step bounds the resolution from above; a meter counts in
-    # 1, 10 or 100 Wh, so more than 100 Wh is not a resolution but a coarse sampling. (A masked
-    # reduction starting from NaN: NaN for a row without a positive step, like row_min.)
-    smallest = (
-        np.fmin.reduce(de, axis=1, where=de > 0, initial=np.nan) if m > 1 else np.full(n, np.nan)
-    )
-    resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, 100.0)
+    resolution = register_resolution_wh(de)
     return Prepared(
         count=count,
         valid=valid,
@@ -202,6 +196,20 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         max_offered_w=row_max(offered),
         clock=clock,
     )
+
+
+def register_resolution_wh(de_wh: FloatArray) -> FloatArray:
+    """Per row, the register's resolution from its steps ``(n, k)`` (NaN: unknown): the
+    smallest positive step bounds it from above; a meter counts in 1, 10 or 100 Wh, so more
+    than 100 Wh is not a resolution but a coarse sampling; 1 Wh when no step rose. The one rule
+    for everything that asks whether a register step is within its rounding (meter_backwards,
+    the billing view of profiles)."""
+    n, k = de_wh.shape
+    # a masked reduction starting from NaN: NaN for a row without a positive step, like row_min
+    smallest = (
+        np.fmin.reduce(de_wh, axis=1, where=de_wh > 0, initial=np.nan) if k else np.full(n, np.nan)
+    )
+    return np.asarray(np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, 100.0))
 
 
 # Units that stamps are commonly truncated to: whole minutes (session tables), whole seconds

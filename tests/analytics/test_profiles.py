@@ -8,9 +8,9 @@ import pytest
 from analytics.assemble import assemble
 from analytics.profiles import Profiles, profiles, profiles_to_lines, resample
 from chargewatch.events import ChargePointStatus as Status
-from chargewatch.events import Event
+from chargewatch.events import Event, SessionStop
 
-from ._support import numbered, reading, start, status, stop
+from ._support import STATION, numbered, reading, start, status, stop
 
 
 def session(
@@ -149,3 +149,55 @@ def test_a_batch_without_any_sample_has_profiles_too() -> None:
     assert p.duration_s.tolist() == [300.0] and p.billing_confidence.tolist() == [0.0]
     assert resample(batch).power_w.shape == (1, 1)
     assert len(profiles(assemble([]))) == 0
+
+
+# --- what real session tables and logs hold (issue 11) ------------------------------------
+
+
+def test_a_session_without_power_values_is_not_measured_and_unverifiable() -> None:
+    # a register at every minute, no power at all: nothing says the car suspended anything,
+    # and nothing checks the register
+    events: list[Event] = [start(0)]
+    events += [reading(minute, energy_wh=1000.0 + 150.0 * minute) for minute in range(20)]
+    events.append(stop(19))
+    p = profile_of(events)
+    assert p.suspended_ev_s[0] == 0 and p.idle_s[0] == 0 and p.charging_s[0] == 0
+    assert np.isnan(p.billing_confidence[0])
+    assert p.billing_notes[0] == "unverifiable: no power values to check the register against"
+    line = next(profiles_to_lines(p))
+    assert "billing_confidence" not in line and "unverifiable" in line
+
+
+def test_samples_too_sparse_for_15_percent_are_unverifiable() -> None:
+    # power read every 10 min while it swings between 22 and 2 kW: the trapezoid is known to
+    # no better than a third; the register agrees, but that checks nothing
+    powers = [2.0, 22.0, 2.0, 22.0, 2.0, 22.0, 2.0]
+    events: list[Event] = [start(0)]
+    register = 1000.0
+    for k, kw in enumerate(powers):
+        if k:
+            register += (kw + powers[k - 1]) / 2 * 1000 / 6
+        events.append(reading(10 * k, power_w=kw * 1000, energy_wh=register))
+    events.append(stop(60))
+    p = profile_of(events)
+    assert np.isnan(p.billing_confidence[0])
+    assert p.billing_notes[0].startswith("unverifiable: the samples bound the integrated power")
+
+
+def test_a_1_wh_fall_is_rounding_for_billing_as_for_meter_backwards() -> None:
+    steps_wh = 10_000 / 60
+    register = [1000.0 + round(steps_wh * k) for k in range(6)]
+    register[3] = register[2] - 1.0  # read 1 Wh low once
+    register[4:] = [max(v, register[3]) for v in register[4:]]
+    p = profile_of(session([10.0] * 6, register=register))
+    assert "falls" not in p.billing_notes[0]
+    assert p.billing_confidence[0] > 0.2
+
+
+def test_a_stop_stamped_in_1970_gives_no_negative_duration() -> None:
+    events: list[Event] = session([7.0] * 30)
+    events[-1] = SessionStop(42_000_000_000, STATION, 1, "S1", None, "EVDisconnected")
+    p = profile_of(events)
+    assert p.duration_s[0] == 29 * 60  # from the samples
+    batch = assemble(numbered([start(0), SessionStop(0, STATION, 1, "S1", None, "Local")]))
+    assert profiles(batch).duration_s.tolist() == [0.0]
