@@ -131,6 +131,8 @@ class SessionPlan:
     stop_reason: str
     limits: list[LimitWindow] = field(default_factory=list)
     derates: list[DerateWindow] = field(default_factory=list)
+    # the charger reports SuspendedEVSE here (start_s, end_s) while its offer stays as it was
+    suspended_evse: list[tuple[float, float]] = field(default_factory=list)
     next_busy_ms: int = 0  # the connector is needed again from here
     id_tag: str = ""
     auth_result: str = "Accepted"
@@ -330,6 +332,10 @@ def _plan_session(
         est_energy_wh=0.0,
         stop_reason="EVDisconnected",
     )
+    if not is_dc and target < 100.0:
+        # a charge limit below full: the car stops at it from its plateau (at AC rates its
+        # cells are far from the voltage where they would taper) and says SuspendedEV
+        session.taper_floor = 1.0
     capability = capability_for(station, session)
     session.est_charge_s = time_to_target_s(
         capability, soc0, target, vehicle.battery_kwh * 1000.0, efficiency

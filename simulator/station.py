@@ -246,6 +246,11 @@ class StationRun:
                 self._status(self._ms(start_ms, w.start_s), c, "SuspendedEVSE")
                 if w.end_s < trace.stop_s:
                     self._status(self._ms(start_ms, w.end_s), c, "Charging")
+        for begin_s, end_s in s.suspended_evse:  # a charger-side stall, the offer unchanged
+            if begin_s < trace.stop_s:
+                self._status(self._ms(start_ms, begin_s), c, "SuspendedEVSE")
+                if end_s < trace.stop_s:
+                    self._status(self._ms(start_ms, end_s), c, "Charging")
         if trace.full_s is not None:
             self._status(self._ms(start_ms, trace.full_s), c, "SuspendedEV")
         register_after = float(r.register_wh[-1])

@@ -19,7 +19,7 @@ from ..fleet import StationSpec
 from ..inject import Readings, Window
 from ..physics import DerateWindow, time_to_target_s
 from ..planning import MINUTE_MS, SessionPlan, capability_for
-from ..vehicles import VEHICLES
+from ..vehicles import SOC_GRID_PCT, VEHICLES
 from .base import MIN_S, BoolArray, FleetSessions, Injector, SessionCharge
 
 
@@ -64,7 +64,9 @@ class _Derate(Injector):
 
 
 class Stall(_Derate):
-    """Power drops to zero for 12-40 min while the car is far from full, then resumes."""
+    """Power drops to zero for 12-40 min while the car is far from full; then either charging
+    resumes or the driver gives up and stops the session (CONTRACTS.md section 3: both are
+    stalls). The charger keeps saying Charging, or says SuspendedEVSE, its offer unchanged."""
 
     kind = AnomalyKind.STALL
 
@@ -80,16 +82,33 @@ class Stall(_Derate):
         soc_pct = float(rng.uniform(s.soc0_pct + 2.0, s.target_pct - 12.0))
         begin_s = s.charge_start_s + max(180.0, _seconds_to(station, s, soc_pct))
         duration_s = float(rng.uniform(12.0, 40.0)) * 60.0
-        # DC drivers wait for the car; AC drivers keep their plan but must see charging resume
-        needed_s = begin_s + duration_s + (12.0 * 60 if s.linger_s is None else s.est_charge_s)
-        return _extend_to(s, needed_s, end_ms) and _add_derate(s, begin_s, duration_s, (0.0,))
+        gives_up = bool(rng.random() < 0.5)
+        says_suspended = bool(rng.random() < 0.5)
+        reason = str(rng.choice(["Local", "Remote", "EVDisconnected"], p=[0.5, 0.2, 0.3]))
+        if gives_up:
+            # nothing flows again: the derate outlasts the session, which the driver stops
+            if not _leave_at(s, begin_s + duration_s, end_ms):
+                return False
+            s.stop_reason = reason
+            _add_derate(s, begin_s, duration_s + 3600.0, (0.0,))
+        else:
+            # DC drivers wait for the car; AC drivers keep their plan but must see it resume
+            needed_s = begin_s + duration_s + (12.0 * 60 if s.linger_s is None else s.est_charge_s)
+            if not _extend_to(s, needed_s, end_ms):
+                return False
+            _add_derate(s, begin_s, duration_s, (0.0,))
+        if says_suspended:
+            s.suspended_evse.append((begin_s, begin_s + duration_s))
+        return True
 
 
 class EarlyTaper(_Derate):
     """Power declines over a few minutes to 30-60 % of what it should be, and stays there.
 
-    It starts while the car should still take high power (DC below 55 % SoC, AC well before
-    its own taper), so the car's normal taper cannot explain it.
+    Three kinds, as real derates come: one well before the car's own taper (DC below 55 %
+    SoC, AC well before its taper); one late, within the last 8 % of SoC before the car's
+    plateau ends; and one cut short, the driver leaving while it lasts. Each starts where the
+    car's own curve cannot explain it (see ``_late_range``).
     """
 
     kind = AnomalyKind.EARLY_TAPER
@@ -109,17 +128,56 @@ class EarlyTaper(_Derate):
         end_ms: int,
         rng: np.random.Generator,
     ) -> bool:
-        highest = _highest_soc_pct(station, s)
-        if highest < s.soc0_pct + 2.0:
+        variant = str(rng.choice(["early", "late", "cut_short"], p=[0.4, 0.3, 0.3]))
+        lo, hi = s.soc0_pct + 2.0, _highest_soc_pct(station, s)
+        if variant == "late":
+            late_lo, late_hi = _late_range(station, s)
+            lo, hi = max(lo, late_lo), late_hi
+        if hi < lo:
             return False
-        soc_pct = float(rng.uniform(s.soc0_pct + 2.0, highest))
+        soc_pct = float(rng.uniform(lo, hi))
         begin_s = s.charge_start_s + max(300.0, _seconds_to(station, s, soc_pct))
         duration_s = float(rng.uniform(20.0, 60.0)) * 60.0
         factor = float(rng.uniform(0.3, 0.6))
+        ramp_s = float(rng.uniform(90.0, 240.0))
+        # the driver leaves while it lasts: DC 6-15 min after it settled; AC 35-60 min (without
+        # SoC, a shorter derate before the stop cannot be told from an AC car's last steps)
+        after_min = float(rng.uniform(6.0, 15.0) if station.is_dc else rng.uniform(35.0, 60.0))
+        reason = str(rng.choice(["Local", "Remote", "EVDisconnected"], p=[0.5, 0.2, 0.3]))
         steps = tuple(1.0 - (1.0 - factor) * k / 3.0 for k in (1, 2, 3))
+        if variant == "cut_short":
+            leave_s = begin_s + ramp_s + after_min * 60.0
+            if not _leave_at(s, leave_s, end_ms):
+                return False
+            s.stop_reason = reason
+            return _add_derate(s, begin_s, leave_s - begin_s + 3600.0, steps, ramp_s)
         return _extend_to(s, begin_s + 20.0 * 60, end_ms) and _add_derate(
-            s, begin_s, duration_s, steps, float(rng.uniform(90.0, 240.0))
+            s, begin_s, duration_s, steps, ramp_s
         )
+
+
+def _late_range(station: StationSpec, s: SessionPlan) -> tuple[float, float]:
+    """The SoC range of a late derate: the last 8 % before the car's plateau ends.
+
+    DC: the plateau ends where the car's acceptance (capped by the charger) first falls under
+    90 % of its highest; a derate there must begin by 60 % SoC, where its fall still completes
+    before published curves fall that far on their own (about 68 %). AC: the plateau ends where
+    the car's own taper begins; a derate must leave a quarter hour of charging at full power
+    to come, as without SoC nothing else tells it from the car's own last steps.
+    """
+    capability = capability_for(station, s)
+    if station.is_dc:
+        from_here = s.soc0_pct <= SOC_GRID_PCT
+        top = float(capability[from_here].max())
+        below = from_here & (capability < 0.9 * top)
+        end_pct = float(SOC_GRID_PCT[np.argmax(below)]) if below.any() else s.target_pct
+        hi = min(end_pct, 60.0, s.target_pct - 20.0)
+    else:
+        peak_w = float(capability.max())
+        quarter_hour_pct = 0.25 * peak_w / (VEHICLES[s.vehicle].battery_kwh * 10.0)
+        taper_from = s.target_pct - (0.0 if s.taper_floor >= 1.0 else s.taper_width_pct)
+        hi = taper_from - max(3.0, quarter_hour_pct)
+    return hi - 8.0, hi
 
 
 def _highest_soc_pct(station: StationSpec, s: SessionPlan) -> float:
@@ -136,6 +194,16 @@ def _seconds_to(station: StationSpec, s: SessionPlan, soc_pct: float) -> float:
         VEHICLES[s.vehicle].battery_kwh * 1000.0,
         s.efficiency,
     )
+
+
+def _leave_at(s: SessionPlan, leave_s: float, end_ms: int) -> bool:
+    """The driver stops the session ``leave_s`` after its start, earlier or later than planned,
+    if the run and the connector allow."""
+    leave_ms = s.start_ms + round(leave_s * 1000)
+    if leave_ms + MINUTE_MS > end_ms or leave_ms + 5 * MINUTE_MS > s.next_busy_ms:
+        return False
+    s.departure_ms = leave_ms
+    return True
 
 
 def _extend_to(s: SessionPlan, needed_s: float, end_ms: int) -> bool:

@@ -340,11 +340,15 @@ def _check_stall(fleet: Fleet, label: dict[str, Any], s: Session) -> None:
     inside = s.within(a + 90_000, b)
     assert len(inside) >= 3
     assert max(r["power_w"] for r in inside) < 50.0
-    assert max(r["energy_wh"] for r in inside) - min(r["energy_wh"] for r in inside) <= 10
+    registers = [r["energy_wh"] for r in inside if "energy_wh" in r]  # some send it at the ends
+    assert not registers or max(registers) - min(registers) <= 10
     assert all(r.get("soc_pct", 0) < 97 for r in inside)
     around = s.within(a - 10 * 60_000, b)
     assert len({r["power_offered_w"] for r in around}) == 1, "the offer is unchanged"
-    assert any(r["power_w"] > 1000 for r in s.within(b, b + 30 * 60_000)), "charging resumes"
+    resumes = any(r["power_w"] > 1000 for r in s.within(b, b + 30 * 60_000))
+    # or the driver gives up: the session stops where the label ends (a stamp may be coarse)
+    gives_up = s.stop is not None and abs(s.stop_ms - b) <= 60_000
+    assert resumes or gives_up, "charging resumes, or the session stops at the stall's end"
 
 
 def _check_early_taper(fleet: Fleet, label: dict[str, Any], s: Session) -> None:
