@@ -14,9 +14,9 @@ from typing import Self
 
 import numpy as np
 
-from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
+from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.prepared import NS_PER_S, Prepared, prepared
+from analytics.detectors.prepared import NS_PER_S, Prepared, prepared, take_rows
 from analytics.detectors.ratings import StationRatings, rated_power_w
 from analytics.detectors.reductions import nan_argmax, pick, row_sum_where, runs, trapezoid_wh
 from analytics.detectors.timing import GAP_INTERVALS, GAP_MIN_S
@@ -470,6 +470,57 @@ def energy_balance(
     return EnergyBalance(e_reg, e_pow, bound, n_spans)
 
 
+def meter_values_balance(
+    batch: SessionBatch,
+    prep: Prepared,
+    rows: IntArray,
+    *,
+    sensor_offset_w: float,
+    gap_intervals: float,
+    gap_min_s: float,
+    trapezoid_doubt: float = 1.0,
+) -> EnergyBalance:
+    """Register against integrated power for ``rows`` whose readings carry no register span but
+    whose transaction sent its meter values (``meter_start_wh``, ``meter_stop_wh``: OCPP
+    StartTransaction's meterStart and StopTransaction's meterStop): the one span from the
+    start to the stop.
+
+    Nothing flows before the transaction starts or after it stops, so the power is taken as 0
+    at those two instants; the steps from the start to the first sample and from the last to
+    the stop count like any other, in the integral and in its doubt. A row with a data gap or a
+    step without power inside (an end included) is left out (``n_spans`` 0)."""
+    k = rows.size
+    sub = take_rows(prep, rows)
+    power = np.where(sub.power_w < sensor_offset_w, 0.0, sub.power_w)
+    first = np.zeros(k, dtype=np.int64)
+    last = np.maximum(sub.count - 1, 0)
+    p_first, p_last = pick(power, first), pick(power, last)
+    lead_s = (pick(sub.t_ns, first) - batch.start_ns[rows]) / NS_PER_S
+    tail_s = (batch.stop_ns[rows] - pick(sub.t_ns, last)) / NS_PER_S
+    lead_s, tail_s = np.maximum(lead_s, 0.0), np.maximum(tail_s, 0.0)
+    step_pw = trapezoid_wh(power, sub.dt_s)
+    res_t = sub.time_resolution_s
+    step_doubt = integration_doubt_wh(power, sub.dt_s, res_t)
+    dt = np.concatenate((lead_s[:, None], sub.dt_s, tail_s[:, None]), axis=1)
+    gap = (dt > gap_intervals * sub.interval_s[:, None]) & (dt >= gap_min_s)
+    inner = ~np.isnan(step_pw) | ~sub.valid[:, 1:]  # padding is no hole
+    whole = np.all(inner, axis=1) & ~np.any(gap, axis=1) & ~np.isnan(p_first) & ~np.isnan(p_last)
+    e_pow = row_sum_where(step_pw, ~np.isnan(step_pw))
+    e_pow += 0.5 * (p_first * lead_s + p_last * tail_s) / 3600.0
+    doubt = row_sum_where(step_doubt, ~np.isnan(step_doubt))
+    doubt += 0.5 * (p_first * (lead_s + res_t) + p_last * (tail_s + res_t)) / 3600.0
+    e_reg = batch.meter_stop_wh[rows] - batch.meter_start_wh[rows]
+    # the two meter values are whole Wh at best: the rounding of one span's two ends
+    bound = trapezoid_doubt * doubt
+    bound += (POWER_SENSOR_CLASS + METER_CLASS) * np.abs(e_pow) + ROUNDING_STEPS * 1.0
+    return EnergyBalance(
+        np.where(whole, e_reg, 0.0),
+        np.where(whole, e_pow, 0.0),
+        np.where(whole, bound, ROUNDING_STEPS),
+        whole.astype(np.int64),
+    )
+
+
 def _span_sums(step: FloatArray, bad: BoolArray | None, last_reg: IntArray) -> FloatArray:
     """Sum of ``step`` (where not ``bad``) over each step's register span: from the reading
     ``last_reg`` to the step's end, as the difference of running sums (sequential, so they do
@@ -498,7 +549,9 @@ class MeterMismatch(BaseDetector):
     the integrated energy AND over the bound the samples put on it (integration doubt from the
     sampling interval and how fast power changes, accuracy classes, rounding): a session whose
     samples cannot tell 15 % apart (its bound is wider) is flagged only when the disagreement
-    exceeds that bound too; when it does not, it is left unscored, "unverifiable".
+    exceeds that bound too; when it does not, it is left unscored, "unverifiable". A session
+    whose readings carry fewer than two register values is compared through the transaction's
+    own meter values (``meter_values_balance``) when it sent both.
     Learns what its ``MeterJump`` learns (``jump_``), to tell a jump.
 
     Parameters
@@ -557,11 +610,36 @@ class MeterMismatch(BaseDetector):
             gap_min_s=self.gap_min_s,
             trapezoid_doubt=self.trapezoid_doubt,
         )
+        # readings without a register span: the transaction's own meter values, if it sent them
+        by_meter_values = np.flatnonzero(
+            (prep.n_energy < MIN_READINGS)
+            & ~np.isnan(batch.meter_start_wh)
+            & ~np.isnan(batch.meter_stop_wh)
+            & (batch.stop_ns != NO_TIME)
+            & (batch.stop_ns >= batch.start_ns)
+            & (prep.count >= MIN_READINGS)
+        )
+        compared_by_meter_values = np.zeros(batch.n_sessions, dtype=bool)
+        if by_meter_values.size:
+            mv = meter_values_balance(
+                batch,
+                prep,
+                by_meter_values,
+                sensor_offset_w=self.sensor_offset_w,
+                gap_intervals=self.gap_intervals,
+                gap_min_s=self.gap_min_s,
+                trapezoid_doubt=self.trapezoid_doubt,
+            )
+            for name in ("register_wh", "power_wh", "bound_wh", "n_spans"):
+                getattr(b, name)[by_meter_values] = getattr(mv, name)
+            compared_by_meter_values[by_meter_values] = mv.n_spans > 0
         e_reg, e_pow = b.register_wh, b.power_wh
         apart = np.abs(e_reg - e_pow)
         x = apart / np.maximum(self.max_relative * e_pow, b.bound_wh)
         flagged = x > 1.0
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
+        # the meter values stand in for register readings where they were compared
+        not_scored[compared_by_meter_values] = None
         cannot = (b.n_spans < 1) | (np.maximum(e_reg, e_pow) < self.min_energy_wh)
         not_scored[cannot & is_none(not_scored)] = (
             f"less than {self.min_energy_wh:.0f} Wh counted: too little energy to compare"

@@ -11,6 +11,7 @@ reproduced as a table case that must stay quiet, and each miss as one that must 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -206,6 +207,36 @@ def test_dc_sampled_every_60_s_with_a_meter_18_to_20_percent_short(factor: float
 def test_a_mismatch_with_the_register_only_at_the_ends(factor: float) -> None:
     reasons = flagged_meter_kinds(register_at_ends_only(dc_meter(factor)))
     assert set(reasons) == {"meter_mismatch"}, reasons
+
+
+def meter_values_only(factor: float) -> str:
+    """A DC session whose readings carry power only; the register is in the transaction's
+    meterStart and meterStop (``meter_start_wh``, ``meter_stop_wh``), counting ``factor`` of the
+    energy. Returns its meter_mismatch reason ("" when not flagged)."""
+    spec = dc_meter(1.0)
+    e = np.asarray(spec.energy_wh, dtype=np.float64)
+    batch = make_batch([with_(spec, energy_wh=None)])
+    # the stop one second after the last reading (make_batch), at the power of that reading
+    true_wh = e[-1] - e[0] + float(spec.power_w[-1]) / 3600.0  # type: ignore[index]
+    batch = replace(
+        batch,
+        meter_start_wh=np.array([e[0]]),
+        meter_stop_wh=np.array([np.floor(e[0] + factor * true_wh)]),
+    )
+    (mismatch,) = [
+        r
+        for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))
+        if r.kind == "meter_mismatch"
+    ]
+    return str(mismatch.reason[0]) if mismatch.flagged[0] else ""
+
+
+def test_meter_values_of_the_transaction_stand_in_for_register_readings() -> None:
+    assert meter_values_only(1.0) == ""
+    assert meter_values_only(0.99) == ""
+    reason = meter_values_only(0.8)
+    assert reason.startswith("register counted") and "kWh (-" in reason, reason
+    assert meter_values_only(1.2).startswith("register counted")
 
 
 def test_a_session_whose_samples_cannot_tell_15_percent_is_unverifiable() -> None:
