@@ -53,14 +53,20 @@ DERIVATION = (
 STEP_DROP = 0.38
 STEP_SOC_SPAN_PCT = 6.0
 STEP_GRID_PCT = 0.1  # curves read every 0.1 % of SoC for the step
+# How far below the first such fall a step must be complete: 1 % for the fallen reading's own
+# whole-percent SoC, and 2 % for a car's reported SoC against the SoC its curve was published at
+# (curves are measured in whole percents; a reported SoC lags the energy just taken by a reading
+# or so, 1-2 % at DC rates on a small battery).
+STEP_MARGIN_PCT = 3.0
 
 STEP_DERIVATION = (
     f"Each curve, read every {STEP_GRID_PCT} % of SoC (straight lines between its published"
     " points): at each SoC, its power over the highest power it drew in the"
     f" {STEP_SOC_SPAN_PCT:g} % of SoC before. 'first_fallen_soc_pct' is the lowest SoC where some"
-    f" curve is under {1 - STEP_DROP:.2f} of that ('set_by'); 'complete_below_soc_pct' is 1 %"
-    " lower, for SoC reported in whole percents: a fall of early_taper's step must be complete"
-    " (its lower reading) below it."
+    f" curve is under {1 - STEP_DROP:.2f} of that ('set_by'); 'complete_below_soc_pct' is"
+    f" {STEP_MARGIN_PCT:g} % lower (whole-percent SoC, and a car's reported SoC against the SoC"
+    " its curve was published at): a fall of early_taper's step must be complete (its lower"
+    " reading) below it."
 )
 
 
@@ -85,7 +91,7 @@ def step_limit(cars: list[dict[str, Any]]) -> dict[str, Any]:
         "drop": STEP_DROP,
         "soc_span_pct": STEP_SOC_SPAN_PCT,
         "first_fallen_soc_pct": lowest,
-        "complete_below_soc_pct": round(lowest - 1.0, 1),
+        "complete_below_soc_pct": round(lowest - STEP_MARGIN_PCT, 1),
         "set_by": list(models),
         "derivation": STEP_DERIVATION,
     }

@@ -87,13 +87,14 @@ def _dc_curve_floor() -> FloatArray:
 DC_CURVE_FLOOR = _dc_curve_floor()
 
 
-# Where a step's fall must be complete on DC: below 67.8 % SoC. No published curve falls under
+# Where a step's fall must be complete on DC: below 65.8 % SoC. No published curve falls under
 # 62 % (the step's 38 % drop) of the highest power it drew within the 6 % of SoC before (5 % as
 # compared, 1 % more hidden by whole-percent SoC) until 68.8 % SoC (the Mokka-e and e-208
-# family's step); 1 % less for the fallen reading's own rounding. Beyond it curves fall that far
-# anywhere. The numbers and their source are in dc_curve_floor.json ("step"), made by
-# curve_floor.py. A derate that begins near the end of a car's plateau (55-65 % SoC) is mostly
-# seen here: its fall ends a few % of SoC later than it began.
+# family's step); 3 % less for the fallen reading's own rounding and for a reported SoC against
+# the SoC the curve was published at. Beyond it curves fall that far anywhere. The numbers and
+# their source are in dc_curve_floor.json ("step"), made by curve_floor.py. A derate that begins
+# near the end of a car's plateau (55-62 % SoC) is seen here when its fall is complete by then;
+# one that the car's own taper then pulls further down is a stretch cut short (``_cut_short``).
 DC_STEP_COMPLETE_BELOW_SOC_PCT = float(_dc_curve_table()["step"]["complete_below_soc_pct"])
 
 
@@ -144,7 +145,7 @@ class EarlyTaper(BaseDetector):
     max_fall_soc_pct : float, default 5.0
         ... and within 5 % SoC: below 65 % SoC the worst fall of a published curve within 5 %
         SoC is to 67 % (the e-208 family's step at 47 %).
-    dc_step_max_soc_pct : float, default ``DC_STEP_COMPLETE_BELOW_SOC_PCT`` (67.8)
+    dc_step_max_soc_pct : float, default ``DC_STEP_COMPLETE_BELOW_SOC_PCT`` (65.8)
         DC: a fall must be complete (its lower reading) below this SoC; beyond it published
         curves fall that far too (see the comment at ``DC_STEP_COMPLETE_BELOW_SOC_PCT``).
     hold_fraction : float, default 0.7

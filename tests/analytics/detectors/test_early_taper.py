@@ -74,15 +74,16 @@ def late_derate_at_the_end_of_the_plateau() -> Spec:
     return dc_charge(PLATEAU_TO_60, soc0=30.0, derate_at_soc=58.0, minutes_total=45.0)
 
 
-def late_derate_whose_fall_ends_past_65() -> Spec:
-    # a fall over 2 min from 63 %, on a car holding 100 kW to 70 %: complete at about 66 % SoC
+def late_derate_then_the_cars_own_taper() -> Spec:
+    # halved from 50 % SoC, just before the car's plateau ends at 54 %: its own taper (to 40 %
+    # of the plateau by 70 %) then pulls the derated power further down, so it is held only a
+    # few minutes before falling on
     return dc_charge(
-        ([0, 70, 90, 100], [100, 100, 50, 10]),
-        soc0=40.0,
-        battery_kwh=80.0,
-        derate_at_soc=63.0,
-        factor=0.45,
-        minutes_total=30.0,
+        ([0, 54, 70, 100], [100, 100, 40, 10]),
+        soc0=30.0,
+        battery_kwh=64.0,
+        derate_at_soc=50.0,
+        minutes_total=45.0,
     )
 
 
@@ -145,7 +146,7 @@ def offer_lowered_before_the_stop() -> Spec:
 
 DERATES: list[Callable[[], Spec]] = [
     late_derate_at_the_end_of_the_plateau,
-    late_derate_whose_fall_ends_past_65,
+    late_derate_then_the_cars_own_taper,
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
 ]
@@ -182,8 +183,8 @@ def test_does_not_flag_normal_charging(build: Callable[[], Spec]) -> None:
 
 def test_the_step_limit_comes_from_the_published_curves() -> None:
     detector = EarlyTaper()
-    # a fall complete below 67.8 % SoC counts; the e-208's own step ends at 69 %
-    assert detector.dc_step_max_soc_pct == pytest.approx(67.8)
+    # a fall complete below 65.8 % SoC counts; the e-208's own step ends at 69 %
+    assert detector.dc_step_max_soc_pct == pytest.approx(65.8)
 
 
 @pytest.mark.filterwarnings("error")
