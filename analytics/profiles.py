@@ -16,7 +16,8 @@ order); ``billing_notes`` says which and by how much. The register's rounding an
 bound are the meter detectors' own rules (``fall_tolerance_wh``, ``integration_doubt_wh``), so a
 fall meter_backwards calls rounding costs no confidence. When nothing checks the register (no
 power values, or samples too sparse to tell 15 % apart) and no defect was found, the confidence
-is NaN, "unverifiable", with a note saying why.
+is NaN, "unverifiable", with a note saying why. Where the readings carry no register at all,
+the transaction's meter values (meterStart, meterStop) stand in for it.
 
 ``resample`` puts sessions on a regular grid (register interpolated, power averaged per step) for
 plots and models; the summaries above use the real samples, which is exact and cheaper.
@@ -347,10 +348,15 @@ def _billing(
         for i in np.flatnonzero(mask).tolist():
             notes[i].append(text[i])
 
-    no_register = np.asarray(~np.isfinite(energy).any(axis=1))
+    # a station that reports the register only in the transaction's meterStart and meterStop
+    # has no register readings, but its meter values are the register
+    meter_values_wh = batch.meter_stop_wh - batch.meter_start_wh
+    no_readings = np.asarray(~np.isfinite(energy).any(axis=1))
+    no_register = no_readings & ~np.isfinite(meter_values_wh)
     confidence[no_register] = 0.0
     for i in np.flatnonzero(no_register).tolist():
         notes[i].append("no register readings")
+    energy_register = np.where(no_readings, meter_values_wh, energy_register)
 
     _t, e, kept = _compact(batch.t_ns, energy)
     steps = (

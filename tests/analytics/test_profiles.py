@@ -201,3 +201,17 @@ def test_a_stop_stamped_in_1970_gives_no_negative_duration() -> None:
     assert p.duration_s[0] == 29 * 60  # from the samples
     batch = assemble(numbered([start(0), SessionStop(0, STATION, 1, "S1", None, "Local")]))
     assert profiles(batch).duration_s.tolist() == [0.0]
+
+
+@pytest.mark.parametrize(("factor", "confident"), [(1.0, True), (0.8, False)])
+def test_meter_values_stand_in_for_a_register_reported_only_in_the_transaction(
+    factor: float, confident: bool
+) -> None:
+    # power every minute, the register only in meterStart and meterStop
+    events: list[Event] = [start(0, meter_wh=5000.0)]
+    events += [reading(minute, power_w=11_000.0) for minute in range(31)]
+    events.append(stop(30, meter_wh=5000.0 + factor * 11_000.0 / 2))
+    p = profile_of(events)
+    assert "no register readings" not in p.billing_notes[0]
+    assert (p.billing_confidence[0] == 1.0) == confident, p.billing_notes[0]
+    assert confident or "apart" in p.billing_notes[0]
