@@ -213,6 +213,11 @@ class StationRun:
         triggers = self._trigger_times(s, trace, spec.ramp_down_s)
         r, offered_w = self._readings(trace, start_ms, register_wh, triggers, not is_open, s.limits)
         window = self._inject(s, r, trace, start_ms, stop_ms)
+        if s.anomaly is not None and r.soc_pct is None:
+            # the cars' SoC habits (coarse steps, stopping, only at the ends:
+            # readings.reported_soc) are left to normal sessions: each kind is measured on
+            # sessions that show it as its injector made it
+            r.soc_pct = trace.soc_at(r.energy_wh)
         drop_single_samples(r, st.drop_prob, rng)
 
         sid, c = st.station_id, s.connector

@@ -114,16 +114,14 @@ def soc_leap(charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Wi
     pack_wh = VEHICLES[charge.plan.vehicle].battery_kwh * 1000.0
     step_pct = np.diff(r.energy_wh, prepend=r.energy_wh[:1]) / (0.5 * pack_wh) * 100.0
     leap = float(rng.uniform(10.0, 40.0))
-    stays = bool(rng.random() < 0.5)
+    # it stays up only where it stays below 95 % to the end (the car never seems full)
+    stays = bool(rng.random() < 0.5) and float(soc[-1]) + leap <= 95.0
     length = int(rng.integers(1, 4))
     starts = _runs_of(_steady(r), length + 2)
     j = starts + 1
     fits = leap >= np.maximum(10.0, _LEAP_MARGIN * step_pct[j])
-    if stays:
-        # it stays up: below 95 % to the end, so the car never seems full
-        fits &= soc[-1] + leap <= 95.0
-    else:
-        fits &= soc[j] + leap <= 98.0
+    if not stays:
+        fits &= soc[j + length - 1] + leap <= 98.0
     j = j[fits]
     if not j.size:
         return None
