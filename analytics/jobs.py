@@ -27,6 +27,7 @@ from analytics.pipeline import DetectReport
 from analytics.window import detect_window
 from chargewatch.errors import ChargewatchError
 from chargewatch.influx import InfluxClient
+from chargewatch.schema import RX_BAND_NS
 from chargewatch.site_store import load_metadata
 from chargewatch.state import StateStore
 
@@ -56,12 +57,14 @@ class DetectionJob:
         client: InfluxClient,
         state: StateStore,
         *,
-        settle_s: float = 5.0,
+        settle_s: float = RX_BAND_NS / _NS,
         first_lookback_s: float = 24 * 3600,
         max_window_s: float = 6 * 3600,
     ) -> None:
         # settle: readings carry the charger's time and reach InfluxDB a little later (network,
         # spool); the newest seconds are left to the next run rather than judged half-arrived.
+        # As long as the receive-time band (schema.RX_BAND_NS): a reading that arrives after
+        # its session was judged then lies outside the band, where the window finds it late.
         self.client = client
         self.state = state
         self.settle_ns = int(settle_s * _NS)

@@ -1,14 +1,25 @@
 """Detection over a window of InfluxDB: read the window's sessions, score them, store the results.
 
 The sessions of a window ``[since, until)`` are those that stopped in it, those still open at
-``until`` and the orphan segments whose last reading falls in it. Their starts may lie before
-``since``: starts are looked up ``SESSION_LOOKBACK_NS`` back, readings from the earliest start
-on, statuses a day before that (the status in force is the latest one before a sample) and
-authorizations ``AUTHORIZE_WINDOW_NS`` before that. Every query bounds time on both ends.
+``until``, those that readings arriving late ask to be judged again, and the orphan segments
+(energy on a connector with no session open) that ended in it: a session starts on the
+connector after them, or it stays silent for ``ORPHAN_GAP_NS``. An orphan segment is judged
+once, whole, when it has ended (the reader carries it back to the connector's last stop), as
+the file path judges it. What is read, and how arrival order and wrong clocks survive InfluxDB,
+is ``analytics.read.partition``.
+
+Stations are taken a partition at a time (``partition_size`` of them), so memory follows the
+partition, not the network. Kinds that compare sessions with each other (one id tag at two
+stations) are judged first, across every partition, on the sessions' spans alone (starts and
+stops; a session open at ``until`` is in use until then); the per-row kinds then partition by
+partition.
 
 Results go back as ``profile`` and ``flag`` points stamped with the session's (flag's) start, so
 running a window again, or overlapping windows, overwrites points instead of adding new ones;
 so do the sessions' ``usage`` pieces (``analytics.usage``: a point per quarter hour of a session).
+A flag stored by an earlier judgement of a session (while it was open, or before late readings
+came) that the latest judgement does not hold any more is deleted: the stored flags are always
+the latest verdict. A session judged again for late readings says so in its flags' reasons.
 Given the state database, every judged session also gets its row in the session catalogue
 (``chargewatch.catalog``), with every kind's score, replacing the row of an earlier judgement,
 and its usage pieces there too (``analytics.usage_table``, where the API sums them).
@@ -16,47 +27,75 @@ and its usage pieces there too (``analytics.usage_table``, where the API sums th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 
-from analytics.assemble import AUTHORIZE_WINDOW_NS, assemble
+from analytics.assemble import AUTHORIZE_WINDOW_NS, ORPHAN_GAP_NS, Assembler, empty_batch
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
-from analytics.detectors import fit_detectors
+from analytics.detectors import default_detectors, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
+from analytics.read.partition import (
+    SESSION_LOOKBACK_NS,
+    PartitionEvents,
+    SessionEvents,
+    list_stations,
+    read_partition,
+    read_sessions,
+    station_partitions,
+)
 from analytics.usage import usage_lines, usage_pieces
 from analytics.usage_table import replace_pieces
 from chargewatch.catalog import upsert_sessions
-from chargewatch.flags import Flag, flags_to_lines
-from chargewatch.influx import InfluxClient
-from chargewatch.schema import Lookback, read_events
+from chargewatch.events import SessionStart, SessionStop
+from chargewatch.flags import FLAG_MEASUREMENT, Flag, flags_from_series, flags_to_lines
+from chargewatch.influx import InfluxClient, quote_ident, quote_literal
+from chargewatch.schema import Lookback
 from chargewatch.sites import StationMetadata
 from chargewatch.state import StateStore
 
-__all__ = ["SESSION_LOOKBACK_NS", "WINDOW_LOOKBACK", "detect_window"]
+__all__ = ["PARTITION_STATIONS", "SESSION_LOOKBACK_NS", "WINDOW_LOOKBACK", "detect_window"]
 
-SESSION_LOOKBACK_NS = 48 * 3600 * 1_000_000_000  # no session is expected to last longer
 WINDOW_LOOKBACK = Lookback(
     session_ns=SESSION_LOOKBACK_NS,
     status_ns=24 * 3600 * 1_000_000_000,
     authorize_ns=AUTHORIZE_WINDOW_NS,
 )
+# Stations read and judged together. A station's open sessions hold a few thousand readings at
+# most (a day at 10 s is 8,640), so 100 stations stay within tens of MB of padded arrays.
+PARTITION_STATIONS = 100
+# A flag starts within its session, but a wrong clock's evidence may begin before the start;
+# earlier flags of the judged sessions are looked for this much around them.
+_FLAG_SLACK_NS = 3600 * 1_000_000_000
 _WRITE_LINES = 5000
 
 
-def _in_window(batch: SessionBatch, since_ns: int, until_ns: int) -> np.ndarray:
-    """The rows this window judges: stopped in it, still open, or orphans that ended in it."""
-    orphan = np.array([sid is None for sid in batch.session_id], dtype=bool)
-    stopped_here = (batch.stop_ns >= since_ns) & (batch.stop_ns < until_ns)
-    open_now = (batch.stop_ns == NO_TIME) & (batch.start_ns < until_ns)
-    return np.asarray(np.where(orphan, stopped_here, stopped_here | open_now), dtype=bool)
+@dataclass(frozen=True, slots=True)
+class _Across:
+    """The verdicts of the kinds judged across partitions, by session id."""
+
+    index: dict[str, int]
+    results: list[KindResult]
+
+    def take(self, session_ids: np.ndarray) -> list[KindResult]:
+        rows = np.array([self.index.get(str(s), -1) for s in session_ids], dtype=np.int64)
+        out = []
+        for result in self.results:
+            part = KindResult.empty(result.kind, rows.size)
+            hit = rows >= 0
+            for name in ("score", "flagged", "start_ns", "end_ns", "reason"):
+                getattr(part, name)[hit] = getattr(result, name)[rows[hit]]
+            out.append(part)
+        return out
 
 
 def _write(client: InfluxClient, lines: Iterable[str]) -> int:
@@ -77,52 +116,228 @@ def detect_window(
     catalog: StateStore | None = None,
     judged_at_ns: int | None = None,
     stations: StationMetadata | None = None,
+    partition_size: int = PARTITION_STATIONS,
 ) -> tuple[list[Flag], DetectReport]:
-    """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags,
-    and, given ``catalog`` (the state database), each session's catalogue row stamped
-    ``judged_at_ns`` (the wall clock, read by the caller; ``until_ns`` when not given).
+    """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags
+    (withdrawing stored flags the new verdicts do not hold), and, given ``catalog`` (the state
+    database), each session's catalogue row stamped ``judged_at_ns`` (the wall clock, read by
+    the caller; ``until_ns`` when not given).
 
-    The detectors are fitted on everything read (the window and its look-back), so history
-    just before the window informs what is normal; ``stations`` (sites, declared ratings, fleet
-    cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
+    The detectors are fitted on everything read of a partition (the window and its look-back),
+    so history just before the window informs what is normal; ``stations`` (sites, declared
+    ratings, fleet cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
     """
     if until_ns <= since_ns:
         raise ValueError("until must be later than since")
     began = time.perf_counter()
     report = DetectReport(now_ns=until_ns)
-    events = read_events(client, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
-    report.lines = len(events)
-    batch = assemble(enumerate(events, start=1))
-    # the window and its look-back are the history
-    chosen = fit_detectors(with_stations(batch, stations), detectors)
-    results = run_detectors(batch, chosen, now_ns=until_ns)
-    rows = _in_window(batch, since_ns, until_ns)
-    kept = batch.take(rows)
-    kept_results = [_take(result, rows) for result in results]
-    flags = flags_from_results(kept, kept_results)
-    orphans = sum(1 for sid in kept.session_id if sid is None)
-    report.sessions = kept.n_sessions - orphans
-    report.orphan_segments = orphans
+    chosen = list(detectors) if detectors is not None else default_detectors()
+    per_row = [d for d in chosen if d.per_row]
+    parts = station_partitions(list_stations(client), partition_size)
+    sessions = [
+        read_sessions(client, part, since_ns, until_ns, lookback=WINDOW_LOOKBACK) for part in parts
+    ]
+    across = _judge_across(sessions, [d for d in chosen if not d.per_row], until_ns, stations)
+    flags: list[Flag] = []
+    stamp = until_ns if judged_at_ns is None else judged_at_ns
+    for part, found in zip(parts, sessions, strict=True):
+        events = read_partition(client, part, found, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
+        flags += _judge_partition(
+            client,
+            events,
+            found,
+            across,
+            per_row,
+            since_ns,
+            until_ns,
+            stations,
+            report,
+            catalog=catalog,
+            judged_at_ns=stamp,
+        )
+    flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))
     report.flags_by_kind.update(flag.kind for flag in flags)
-    judged = profiles(kept)
-    _write(client, profiles_to_lines(judged))
-    _write(client, flags_to_lines(flags))
-    pieces = usage_pieces(kept, until_ns=until_ns)
-    _write(client, usage_lines(pieces))
-    if catalog is not None:
-        stamp = until_ns if judged_at_ns is None else judged_at_ns
-        upsert_sessions(catalog, catalog_rows(kept, judged, kept_results, judged_at_ns=stamp))
-        replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])
     report.seconds = time.perf_counter() - began
     return flags, report
 
 
-def _take(result: KindResult, rows: np.ndarray) -> KindResult:
-    return KindResult(
-        kind=result.kind,
-        score=result.score[rows],
-        flagged=result.flagged[rows],
-        start_ns=result.start_ns[rows],
-        end_ns=result.end_ns[rows],
-        reason=result.reason[rows],
+def _assemble(events: PartitionEvents) -> SessionBatch:
+    """The partition's rows: every session of the look-back, then orphan segments."""
+    assembler = Assembler()
+    for event in events.control:
+        assembler.add(0, event)  # arrival matters for readings only: theirs is their rx
+    assembler.add_readings(events.readings)
+    return next(iter(assembler.finish()), empty_batch())
+
+
+def _judge_across(
+    sessions: list[SessionEvents],
+    detectors: list[Detector],
+    until_ns: int,
+    stations: StationMetadata | None,
+) -> _Across:
+    """The cross-session kinds over the spans of every session of every partition."""
+    if not detectors:
+        return _Across({}, [])
+    assembler = Assembler()
+    for found in sessions:
+        events: list[SessionStart | SessionStop] = [*found.starts, *found.stops]
+        for event in sorted(events, key=lambda e: e.ts_ns):
+            assembler.add(0, event)
+    spans = next(iter(assembler.finish()), empty_batch())
+    stop = np.where(spans.stop_ns != NO_TIME, spans.stop_ns, np.int64(until_ns))
+    spans = spans.sessions_only(np.maximum(stop, spans.start_ns))
+    fitted = fit_detectors(with_stations(spans, stations), detectors)
+    results = run_detectors(spans, fitted, now_ns=until_ns)
+    index = {str(sid): i for i, sid in enumerate(spans.session_id) if sid is not None}
+    return _Across(index, results)
+
+
+def _judged_rows(
+    batch: SessionBatch, found: SessionEvents, since_ns: int, until_ns: int
+) -> np.ndarray:
+    """Sessions the window judges, and orphan segments that ended in it (module docstring)."""
+    sid = batch.session_id
+    orphan = np.array([s is None for s in sid], dtype=bool)
+    known = {s.session_id for s in found.starts} | {s.session_id for s in found.stops}
+    named = np.array(
+        [s is not None and (s in found.judged or s not in known) for s in sid], dtype=bool
     )
+    ended = _orphan_end(batch, orphan, until_ns)
+    return named | (orphan & (ended >= since_ns) & (ended < until_ns))
+
+
+def _orphan_end(batch: SessionBatch, orphan: np.ndarray, until_ns: int) -> np.ndarray:
+    """When each orphan segment ended: the next session start on its connector after its
+    last reading, else ``ORPHAN_GAP_NS`` after that reading; NO_TIME for other rows and for
+    segments that may still grow (neither has happened by ``until_ns``)."""
+    end = np.full(batch.n_sessions, NO_TIME, dtype=np.int64)
+    rows = np.flatnonzero(orphan)
+    if not rows.size:
+        return end
+    keys = np.char.add(batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id))
+    _, key = np.unique(keys, return_inverse=True)
+    key = key.reshape(-1)
+    sessions = np.flatnonzero(~orphan)
+    # session starts sorted by (connector, start): each connector's starts are one sorted run
+    order = np.lexsort((batch.start_ns[sessions], key[sessions]))
+    s_key, s_t = key[sessions][order], batch.start_ns[sessions][order]
+    last = batch.stop_ns[rows]  # an orphan row's stop is its last reading
+    lo = np.searchsorted(s_key, key[rows], side="left")
+    hi = np.searchsorted(s_key, key[rows], side="right")
+    after = _first_after(s_t, lo, hi, last)
+    nxt = np.where(after >= 0, s_t[np.maximum(after, 0)], NO_TIME)
+    silent = last + ORPHAN_GAP_NS
+    ended = np.where((nxt != NO_TIME) & (nxt < silent), nxt, silent)
+    end[rows] = np.where(ended < until_ns, ended, NO_TIME)
+    return end
+
+
+def _first_after(sorted_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each query, the index of the first of ``sorted_t[lo:hi]`` (sorted within each
+    connector's run) that is after ``t``; -1 when none."""
+    if not sorted_t.size:
+        return np.full(t.size, -1, dtype=np.int64)
+    # binary search inside each [lo, hi) run at once: the runs are sorted by time
+    left, right = lo.copy(), hi.copy()
+    while np.any(left < right):
+        active = left < right
+        mid = (left + right) // 2
+        go_right = active & (sorted_t[np.minimum(mid, sorted_t.size - 1)] <= t)
+        left = np.where(go_right, mid + 1, left)
+        right = np.where(active & ~go_right, mid, right)
+    return np.where(left < hi, left, -1)
+
+
+def _judge_partition(
+    client: InfluxClient,
+    events: PartitionEvents,
+    found: SessionEvents,
+    across: _Across,
+    per_row: list[Detector],
+    since_ns: int,
+    until_ns: int,
+    stations: StationMetadata | None,
+    report: DetectReport,
+    *,
+    catalog: StateStore | None,
+    judged_at_ns: int,
+) -> list[Flag]:
+    batch = _assemble(events)
+    report.lines += len(events.readings) + len(events.control)
+    rows = _judged_rows(batch, found, since_ns, until_ns)
+    kept = batch.take(rows)
+    if not kept.n_sessions:
+        return []
+    fitted = fit_detectors(with_stations(batch, stations), per_row)  # window + look-back
+    del batch
+    results = run_detectors(kept, fitted, now_ns=until_ns)
+    results += across.take(kept.session_id)
+    flags = _revised(flags_from_results(kept, results), found.late)
+    orphans = sum(1 for sid in kept.session_id if sid is None)
+    report.sessions += kept.n_sessions - orphans
+    report.orphan_segments += orphans
+    report.late_readings += sum(found.late.values())
+    judged = profiles(kept)
+    _write(client, profiles_to_lines(judged))
+    _withdraw(client, kept, flags, found.earliest_ns, until_ns)
+    _write(client, flags_to_lines(flags))
+    pieces = usage_pieces(kept, until_ns=until_ns)
+    _write(client, usage_lines(pieces))
+    if catalog is not None:
+        upsert_sessions(catalog, catalog_rows(kept, judged, results, judged_at_ns=judged_at_ns))
+        replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])
+    return flags
+
+
+def _revised(flags: list[Flag], late: dict[str, int]) -> list[Flag]:
+    """Flags of sessions judged again for late readings say so."""
+    if not late:
+        return flags
+    out = []
+    for flag in flags:
+        count = late.get(flag.session_id or "", 0)
+        if count:
+            note = f" (verdict revised: {count} readings arrived after the session was judged)"
+            flag = dataclasses.replace(flag, reason=flag.reason + note)
+        out.append(flag)
+    return out
+
+
+def _withdraw(
+    client: InfluxClient, kept: SessionBatch, flags: list[Flag], earliest_ns: int, until_ns: int
+) -> int:
+    """Delete the stored flags of the judged sessions that the new verdicts do not hold (a flag
+    of an earlier judgement: the session was open, or late readings changed it); how many."""
+    judged = {str(s) for s in kept.session_id if s is not None}
+    if not judged:
+        return 0
+    stations = sorted({str(s) for s in kept.station_id})
+    where = " OR ".join(f"station_id = {quote_literal(s)}" for s in stations)
+    # an earlier flag starts at a sample of its session or its start: a wrong clock's (1970)
+    # as well, so the search reaches back to the earliest stamp of the judged rows
+    stamps = np.where(kept.valid, kept.t_ns, np.iinfo(np.int64).max) if kept.n_steps else None
+    first = int(stamps.min()) if stamps is not None and stamps.size else earliest_ns
+    since = min(earliest_ns, first, int(kept.start_ns.min())) - _FLAG_SLACK_NS
+    query = (
+        f"SELECT * FROM {quote_ident(FLAG_MEASUREMENT)} WHERE ({where}) "
+        f"AND time >= {since} AND time < {until_ns + _FLAG_SLACK_NS} "
+        'GROUP BY "station_id", "connector_id", "kind"'
+    )
+    keep = {(f.station_id, f.connector_id, f.kind, f.start_ns) for f in flags}
+    stale = [
+        f
+        for f in flags_from_series(client.query(query), sort=False)
+        if f.session_id in judged and (f.station_id, f.connector_id, f.kind, f.start_ns) not in keep
+    ]
+    if stale:
+        client.query(
+            "; ".join(
+                f"DELETE FROM {quote_ident(FLAG_MEASUREMENT)} WHERE "
+                f"station_id = {quote_literal(f.station_id)} AND "
+                f"connector_id = {quote_literal(str(f.connector_id))} AND "
+                f"kind = {quote_literal(f.kind)} AND time = {f.start_ns}"
+                for f in stale
+            )
+        )
+    return len(stale)

@@ -51,14 +51,15 @@ purpose when a session is judged again.
 
 Receive times. InfluxDB orders a series by time, and time is the charger's stamp, so the order in
 which readings arrived is lost once they are stored, and a reading stamped by a wrong clock (1970,
-years ahead) lies where no window looks. So every reading carries ``rx_us``, when it was received
-(``ReceiveClock``: the wall clock for live traffic, strictly increasing, so it is also the order of
-arrival), in microseconds (exact as the float64 InfluxDB's JSON gives back), outside the content
-digest (a replay of the same event is the same point). A reading whose stamp lies more than
-``RX_BAND_NS`` from its receive time is written a second time, as a point of ``reading_rx`` stamped
-at its receive time, holding its values and its own point's time (``ts_s`` and ``ts_frac_ns``):
-the detection window finds it by when it arrived (``analytics.read.partition``), so clock faults
-and readings that arrive late stay visible.
+years ahead) lies where no window looks. So every reading, session start and stop carries
+``rx_us``, when it was received (``ReceiveClock``: the wall clock for live traffic, strictly
+increasing, so it is also the order of arrival), in microseconds (exact as the float64 InfluxDB's
+JSON gives back), outside the content digest (a replay of the same event is the same point); a
+stop received after its window was judged has its session judged again. A reading whose stamp
+lies more than ``RX_BAND_NS`` from its receive time is written a second time, as a point of
+``reading_rx`` stamped at its receive time, holding its values and its own point's time (``ts_s``
+and ``ts_frac_ns``): the detection window finds it by when it arrived
+(``analytics.read.partition``), so clock faults and readings that arrive late stay visible.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ class LineFormatter:
         """``format``, and for a reading stamped outside ``RX_BAND_NS`` of its receive time
         its ``reading_rx`` point too (module docstring)."""
         if not isinstance(event, Reading):
-            return [self.format(event)]
+            return [self.format(event, rx_us=rx_us)]
         rx = rx_us if rx_us is not None else self._clock.next_us()
         head, fields, point_ns = self._reading_parts(event, rx)
         line = f"{head} {fields} {point_ns}"
@@ -299,9 +300,12 @@ class LineFormatter:
 
     def format(self, event: Event, *, rx_us: int | None = None) -> str:
         """One line of line protocol for ``event``, at its point's time (``point_time_ns``); a
-        reading carries its receive time ``rx_us`` (the clock's when not given)."""
+        reading, a start or a stop carries its receive time ``rx_us`` (the clock's when not
+        given: a stop that arrives late makes the job judge its session again)."""
         if isinstance(event, Reading):
             return self._reading(event, rx_us if rx_us is not None else self._clock.next_us())
+        if isinstance(event, SessionStart | SessionStop) and rx_us is None:
+            rx_us = self._clock.next_us()
         if isinstance(event, SessionStart):
             crc = content_crc((event.meter_start_wh,), (event.session_id, event.id_pseudonym))
             return format_point(
@@ -311,6 +315,7 @@ class LineFormatter:
                     "session_id": event.session_id,
                     "id_pseudonym": event.id_pseudonym,
                     "meter_start_wh": event.meter_start_wh,
+                    RX_FIELD: rx_us,
                 },
                 point_time_ns(event.ts_ns, EventType.SESSION_START, crc),
             )
@@ -323,6 +328,7 @@ class LineFormatter:
                     "session_id": event.session_id,
                     "meter_stop_wh": event.meter_stop_wh,
                     "reason": event.reason,
+                    RX_FIELD: rx_us,
                 },
                 point_time_ns(event.ts_ns, EventType.SESSION_STOP, crc),
             )

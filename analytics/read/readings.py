@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.batch import NO_TIME, SessionBatch, StatusCode
-from analytics.window import SESSION_LOOKBACK_NS
+from analytics.read.partition import SESSION_LOOKBACK_NS
 from chargewatch.catalog import SessionRow
 from chargewatch.events import ChargePointStatus, EventType
 from chargewatch.influx import InfluxClient, Series, quote_ident, quote_literal

@@ -1,0 +1,444 @@
+"""One window of InfluxDB for the detection job, read a partition of stations at a time.
+
+The job judges the sessions of ``[since, until)``: those that stopped in it, those still open at
+``until``, and those that readings arriving late (received in the window, stamped before it) say
+must be judged again. For some stations (a partition, so memory follows its size, not the
+network's) this module reads what that takes, in columns:
+
+- session starts and stops ``lookback.session_ns`` back (no session lasts longer);
+- readings by their stamp from the earliest start of a judged session to ``until`` (a band of
+  ``RX_BAND_NS`` wider on both sides, where stamps stray from receive times), and by their
+  receive time (``reading_rx``: stamps far off, a wrong clock or a late arrival) over the same
+  range; each reading once, and only those received before ``until`` (what had arrived when the
+  window closed). Their order of arrival is their receive time (``rx_us``), their times the
+  chargers' stamps (``schema.reading_stamp_ns``): what the file path sees of the same events;
+- energy outside sessions (orphan readings) on each connector from its last stop before that
+  earliest start, so an orphan segment that began before the window is judged whole;
+- statuses a day before the earliest start, authorizations ``lookback.authorize_ns`` before.
+
+Readings come as a streamed (chunked) answer and are folded into NumPy columns chunk by chunk.
+Every query bounds time on both ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from analytics.assemble import ReadingColumns
+from chargewatch.events import (
+    AuthorizationStatus,
+    Authorize,
+    ChargePointErrorCode,
+    ChargePointStatus,
+    Event,
+    EventType,
+    SessionStart,
+    SessionStop,
+    StatusChange,
+)
+from chargewatch.influx import InfluxClient, Series, quote_ident, quote_literal
+from chargewatch.schema import (
+    READING_FIELDS,
+    RX_BAND_NS,
+    RX_FIELD,
+    RX_MEASUREMENT,
+    Lookback,
+    reading_stamp_ns,
+)
+
+__all__ = [
+    "SESSION_LOOKBACK_NS",
+    "PartitionEvents",
+    "SessionEvents",
+    "list_stations",
+    "read_partition",
+    "read_sessions",
+    "station_partitions",
+]
+
+_NS_PER_S = 1_000_000_000
+SESSION_LOOKBACK_NS = 48 * 3600 * _NS_PER_S  # no session is expected to last longer
+
+
+@dataclass(slots=True)
+class SessionEvents:
+    """A partition's session starts and stops over the look-back, the sessions the window
+    judges (stopped in it, open at its end, or judged again), those judged again for readings
+    that arrived after their last judgement (with how many), and where the judged ones begin."""
+
+    starts: list[SessionStart]
+    stops: list[SessionStop]
+    judged: set[str]
+    late: dict[str, int]
+    earliest_ns: int
+
+
+@dataclass(slots=True)
+class PartitionEvents:
+    """What one partition's window holds: control events (starts, stops, statuses,
+    authorizations) in time order and readings as columns."""
+
+    control: list[Event]
+    readings: ReadingColumns
+
+
+def list_stations(client: InfluxClient) -> list[str]:
+    """Every station with readings or sessions in the database (from the tag index), sorted."""
+    query = (
+        f"SHOW TAG VALUES FROM {quote_ident(EventType.READING)}, "
+        f'{quote_ident(EventType.SESSION_START)} WITH KEY = "station_id"'
+    )
+    found: set[str] = set()
+    for s in client.query(query):
+        if "value" in s.columns:
+            found.update(str(v) for v in s.columns["value"].tolist())
+    return sorted(found)
+
+
+def station_partitions(stations: Sequence[str], size: int) -> list[tuple[str, ...]]:
+    """``stations`` in partitions of at most ``size``, in order."""
+    if size < 1:
+        raise ValueError(f"partition size must be at least 1, not {size}")
+    return [tuple(stations[i : i + size]) for i in range(0, len(stations), size)]
+
+
+def _where_stations(stations: Sequence[str]) -> str:
+    return "(" + " OR ".join(f"station_id = {quote_literal(s)}" for s in stations) + ")"
+
+
+def _select(measurement: str, where: str, since_ns: int, until_ns: int, fields: str = "*") -> str:
+    return (
+        f"SELECT {fields} FROM {quote_ident(measurement)} WHERE {where} "
+        f"AND time >= {since_ns} AND time < {until_ns}"
+    )
+
+
+def _rows(series: Iterable[Series]) -> Iterable[tuple[dict[str, str], dict[str, Any]]]:
+    for s in series:
+        names = list(s.columns)
+        for values in zip(*(s.columns[name].tolist() for name in names), strict=True):
+            yield s.tags, dict(zip(names, values, strict=True))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, float | int) and value == value else None
+
+
+def read_sessions(
+    client: InfluxClient,
+    stations: Sequence[str],
+    since_ns: int,
+    until_ns: int,
+    *,
+    lookback: Lookback,
+) -> SessionEvents:
+    """The starts and stops of ``stations`` over the look-back, and which sessions the window
+    judges (module docstring): one request."""
+    where = _where_stations(stations)
+    starts_from = since_ns - lookback.session_ns
+    by_stations = ' GROUP BY "station_id", "connector_id"'
+    found = client.query(
+        _select(EventType.SESSION_START, where, starts_from, until_ns)
+        + by_stations
+        + "; "
+        + _select(EventType.SESSION_STOP, where, starts_from, until_ns)
+        + by_stations
+        + "; "
+        + _select(RX_MEASUREMENT, where, since_ns, until_ns, '"session_id", "ts_s"')
+    )
+    starts = _starts([s for s in found if s.name == EventType.SESSION_START])
+    stops = _stops([s for s in found if s.name == EventType.SESSION_STOP])
+    stop_of = {stop.session_id: stop.ts_ns for stop in stops}
+    late = _late_sessions([s for s in found if s.name == RX_MEASUREMENT], since_ns, stop_of)
+    for session_id in _late_stops([s for s in found if s.name == EventType.SESSION_STOP], since_ns):
+        late.setdefault(session_id, 0)  # judged while it looked open: judged again, stopped
+    judged = {s.session_id for s in starts if stop_of.get(s.session_id, until_ns) >= since_ns}
+    judged |= {sid for sid, at in stop_of.items() if at >= since_ns}
+    judged |= set(late)
+    earliest = min([since_ns, *(s.ts_ns for s in starts if s.session_id in judged)])
+    return SessionEvents(starts, stops, judged, late, earliest)
+
+
+def read_partition(
+    client: InfluxClient,
+    stations: Sequence[str],
+    sessions: SessionEvents,
+    since_ns: int,
+    until_ns: int,
+    *,
+    lookback: Lookback,
+) -> PartitionEvents:
+    """The events of ``stations`` needed to judge the window's ``sessions`` (``read_sessions``):
+    readings, statuses and authorizations (module docstring)."""
+    where = _where_stations(stations)
+    earliest = sessions.earliest_ns
+    carry = _orphan_carry(sessions.starts, sessions.stops, earliest, since_ns - lookback.session_ns)
+    readings = _read_readings(client, where, earliest, until_ns, carry)
+    control: list[Event] = [*sessions.starts, *sessions.stops]
+    control += _statuses(client, where, earliest - lookback.status_ns, until_ns)
+    control += _authorizations(client, where, earliest - lookback.authorize_ns, until_ns)
+    control.sort(key=lambda e: e.ts_ns)
+    return PartitionEvents(control=control, readings=readings)
+
+
+def _starts(series: list[Series]) -> list[SessionStart]:
+    out = []
+    for tags, row in _rows(series):
+        session_id, pseudonym = _text(row.get("session_id")), _text(row.get("id_pseudonym"))
+        if session_id is not None and pseudonym is not None:
+            out.append(
+                SessionStart(
+                    int(row["time"]),
+                    tags["station_id"],
+                    int(tags["connector_id"]),
+                    session_id,
+                    pseudonym,
+                    _number(row.get("meter_start_wh")),
+                )
+            )
+    return out
+
+
+def _stops(series: list[Series]) -> list[SessionStop]:
+    out = []
+    for tags, row in _rows(series):
+        session_id = _text(row.get("session_id"))
+        if session_id is not None:
+            out.append(
+                SessionStop(
+                    int(row["time"]),
+                    tags["station_id"],
+                    int(tags["connector_id"]),
+                    session_id,
+                    _number(row.get("meter_stop_wh")),
+                    _text(row.get("reason")),
+                )
+            )
+    return out
+
+
+def _late_sessions(series: list[Series], since_ns: int, stop_of: dict[str, int]) -> dict[str, int]:
+    """Sessions that stopped before the window and got readings received in it: their last
+    judgement did not see them, so they are judged again. (Readings received in the window
+    of a session still open or stopping in it are judged with it anyway.)"""
+    late: dict[str, int] = {}
+    for _tags, row in _rows(series):
+        session_id = _text(row.get("session_id"))
+        if session_id is not None and stop_of.get(session_id, since_ns) < since_ns:
+            late[session_id] = late.get(session_id, 0) + 1
+    return late
+
+
+def _late_stops(series: list[Series], since_ns: int) -> list[str]:
+    """Sessions whose stop is stamped before the window but was received in it."""
+    late = []
+    for _tags, row in _rows(series):
+        rx, session_id = row.get(RX_FIELD), _text(row.get("session_id"))
+        if session_id is None or not isinstance(rx, float) or rx != rx:
+            continue  # a stop stored without its receive time (before it was recorded)
+        if rx * 1000 >= since_ns and int(row["time"]) < since_ns:
+            late.append(session_id)
+    return late
+
+
+def _orphan_carry(
+    starts: list[SessionStart], stops: list[SessionStop], earliest: int, floor_ns: int
+) -> dict[tuple[str, int], int]:
+    """Per connector, where its readings outside sessions must be read from so that the orphan
+    segment open at ``earliest`` is read whole: its last stop before then (a segment begins
+    once a session is over), no earlier than ``floor_ns``."""
+    carry: dict[tuple[str, int], int] = {}
+    events: list[SessionStart | SessionStop] = [*starts, *stops]
+    for event in events:
+        key = (event.station_id, event.connector_id)
+        carry.setdefault(key, floor_ns)
+    for stop in stops:
+        key = (stop.station_id, stop.connector_id)
+        if stop.ts_ns < earliest:
+            carry[key] = max(carry[key], stop.ts_ns)
+    return {key: at for key, at in carry.items() if at < earliest - RX_BAND_NS}
+
+
+class _Columns:
+    """Readings folded in from series parts, as growing lists of NumPy arrays."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, int]] = []
+        self._key_index: dict[tuple[str, int], int] = {}
+        self.session_ids: list[str] = []
+        self._session_index: dict[str, int] = {}
+        self.parts: dict[str, list[np.ndarray]] = {
+            name: [] for name in ("point", "rx", "key", "session", *READING_FIELDS)
+        }
+
+    def add(
+        self, s: Series, *, point_ns: np.ndarray | None = None, orphans_only: bool = False
+    ) -> None:
+        n = len(s)
+        if n == 0 or "station_id" not in s.tags:
+            return
+        key = (s.tags["station_id"], int(s.tags.get("connector_id", "0") or 0))
+        code = self._key_index.get(key)
+        if code is None:
+            code = self._key_index[key] = len(self.keys)
+            self.keys.append(key)
+        session = self._session_codes(s.columns.get("session_id"), n)
+        keep = session < 0 if orphans_only else np.ones(n, dtype=bool)
+        if not keep.any():
+            return
+        point = np.asarray(s.columns["time"] if point_ns is None else point_ns, dtype=np.int64)
+        rx_column = s.columns.get(RX_FIELD)
+        rx = np.full(n, -1, dtype=np.int64)
+        if rx_column is not None and rx_column.dtype.kind == "f":
+            known = ~np.isnan(rx_column)
+            rx[known] = rx_column[known].astype(np.int64)
+        parts = self.parts
+        parts["point"].append(point[keep])
+        parts["rx"].append(rx[keep])
+        parts["key"].append(np.full(int(keep.sum()), code, dtype=np.int64))
+        parts["session"].append(session[keep])
+        for name in READING_FIELDS:
+            column = s.columns.get(name)
+            values = (
+                column.astype(np.float64)
+                if column is not None and column.dtype.kind == "f"
+                else np.full(n, np.nan)
+            )
+            parts[name].append(values[keep])
+
+    def _session_codes(self, column: np.ndarray | None, n: int) -> np.ndarray:
+        codes = np.full(n, -1, dtype=np.int64)
+        if column is None or column.dtype.kind != "O":
+            return codes  # no reading of this part names a session
+        has = np.flatnonzero(column != None)  # noqa: E711 (elementwise, on an object array)
+        if not has.size:
+            return codes
+        names, inverse = np.unique(column[has].astype(str), return_inverse=True)
+        index = self._session_index
+        for name in names.tolist():
+            if name not in index:
+                index[name] = len(self.session_ids)
+                self.session_ids.append(name)
+        mapped = np.array([index[name] for name in names.tolist()], dtype=np.int64)
+        codes[has] = mapped[inverse.reshape(-1)]
+        return codes
+
+    def columns(self, until_ns: int) -> ReadingColumns:
+        """Each reading once (the first of equal points: stamp-indexed before receive-indexed),
+        received before ``until_ns``, in order of arrival."""
+        cat = {
+            name: np.concatenate(parts) if parts else np.zeros(0)
+            for name, parts in self.parts.items()
+        }
+        point = cat["point"].astype(np.int64)
+        key = cat["key"].astype(np.int64)
+        rx = cat["rx"].astype(np.int64)
+        order = np.lexsort((np.arange(point.size), point, key))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = (point[order][1:] != point[order][:-1]) | (key[order][1:] != key[order][:-1])
+        pick = order[first]
+        pick = pick[(rx[pick] < 0) | (rx[pick] * 1000 < until_ns)]
+        # arrival: the receive time; a reading stored without one arrives at its stamp
+        arrival = np.where(rx[pick] >= 0, rx[pick], point[pick] // 1000)
+        by_arrival = np.argsort(arrival, kind="stable")
+        pick, arrival = pick[by_arrival], arrival[by_arrival]
+        return ReadingColumns(
+            arrival=arrival,
+            ts_ns=reading_stamp_ns(point[pick]),
+            key=key[pick],
+            keys=self.keys,
+            session=cat["session"].astype(np.int64)[pick],
+            session_ids=self.session_ids,
+            values=tuple(cat[name].astype(np.float64)[pick] for name in READING_FIELDS),
+        )
+
+
+def _read_readings(
+    client: InfluxClient,
+    where: str,
+    earliest: int,
+    until_ns: int,
+    carry: dict[tuple[str, int], int],
+) -> ReadingColumns:
+    band = RX_BAND_NS
+    statements = [
+        _select(EventType.READING, where, earliest - band, until_ns + band)
+        + ' GROUP BY "station_id", "connector_id"'
+    ]
+    for (station_id, connector_id), from_ns in sorted(carry.items()):
+        series = f"station_id = {quote_literal(station_id)} AND connector_id = '{connector_id}'"
+        statements.append(
+            _select(EventType.READING, series, from_ns, earliest - band)
+            + ' GROUP BY "station_id", "connector_id"'
+        )
+    columns = _Columns()
+    for s in client.iter_query("; ".join(statements)):
+        times = s.columns.get("time")
+        if times is None or not len(s):
+            continue
+        # rows before the main statement's range come from a connector's carry: orphans only
+        carried = times < earliest - band
+        if carried.all():
+            columns.add(s, orphans_only=True)
+        elif not carried.any():
+            columns.add(s)
+        else:  # a part holding both cannot happen (separate statements); be safe anyway
+            columns.add(_rows_of(s, carried), orphans_only=True)
+            columns.add(_rows_of(s, ~carried))
+    side = _select(RX_MEASUREMENT, where, earliest - band, until_ns)
+    for s in client.iter_query(side + ' GROUP BY "station_id", "connector_id"'):
+        if not len(s) or "ts_s" not in s.columns:
+            continue
+        seconds, frac = s.columns["ts_s"], s.columns.get("ts_frac_ns")
+        known = ~np.isnan(seconds)
+        frac_ns = np.nan_to_num(frac if frac is not None else np.zeros(len(s)), nan=0.0)
+        point = np.where(
+            known,
+            np.nan_to_num(seconds).astype(np.int64) * _NS_PER_S + frac_ns.astype(np.int64),
+            np.iinfo(np.int64).min,
+        )
+        columns.add(_rows_of(s, known), point_ns=point[known])
+    return columns.columns(until_ns)
+
+
+def _rows_of(s: Series, mask: np.ndarray) -> Series:
+    return Series(name=s.name, tags=s.tags, columns={k: v[mask] for k, v in s.columns.items()})
+
+
+def _statuses(client: InfluxClient, where: str, since_ns: int, until_ns: int) -> list[Event]:
+    query = _select(EventType.STATUS, where, since_ns, until_ns, '"status", "error_code"')
+    out: list[Event] = []
+    for tags, row in _rows(client.query(query + ' GROUP BY "station_id", "connector_id"')):
+        try:
+            status = ChargePointStatus(str(row.get("status")))
+            error = ChargePointErrorCode(str(row.get("error_code") or "NoError"))
+        except ValueError:
+            continue  # written by something else: not ours to guess
+        out.append(
+            StatusChange(
+                int(row["time"]), tags["station_id"], int(tags["connector_id"]), status, error
+            )
+        )
+    return out
+
+
+def _authorizations(client: InfluxClient, where: str, since_ns: int, until_ns: int) -> list[Event]:
+    query = _select(EventType.AUTHORIZE, where, since_ns, until_ns, '"id_pseudonym", "result"')
+    out: list[Event] = []
+    for tags, row in _rows(client.query(query + ' GROUP BY "station_id"')):
+        pseudonym = _text(row.get("id_pseudonym"))
+        try:
+            result = AuthorizationStatus(str(row.get("result")))
+        except ValueError:
+            continue
+        if pseudonym is not None:
+            out.append(Authorize(int(row["time"]), tags["station_id"], pseudonym, result))
+    return out
