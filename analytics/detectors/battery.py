@@ -39,7 +39,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.prepared import Prepared, prepared
+from analytics.detectors.prepared import Prepared, prepared, take_rows
 from analytics.detectors.reductions import forward_fill, nan_argmax, pick, trapezoid_wh
 from analytics.detectors.verdicts import (
     build_result,
@@ -140,32 +140,44 @@ def soc_resolution_pct(soc: FloatArray, has: BoolArray) -> FloatArray:
     res = np.ones(soc.shape[0])
     filled = np.where(has, soc, 0.0)
     for step in SOC_STEPS_PCT[::-1]:  # finest first: a coarser step that fits overrides it
-        fits = np.all(np.remainder(filled, step) == 0.0, axis=1)
+        ratio = filled / step  # exact for whole multiples (a division is correctly rounded)
+        fits = np.all(ratio == np.trunc(ratio), axis=1)
         res = np.where(fits, step, res)
     return res
 
 
-def _interpolated_power(prep: Prepared) -> tuple[FloatArray, IntArray, IntArray]:
+def _power_steps(prep: Prepared) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Power at every reading, linear in time between the readings that report it (NaN before
-    the first and after the last); with the index of the reporting reading at or before each
-    reading, and at or after it (-1 and m where none)."""
-    p, t = prep.power_w, prep.t_s
+    the first and after the last); and per step, the reported powers that bracket it: at the
+    last reporting reading at or before its start, and the first at or after its end. Only
+    rows with a reading that lacks power are interpolated (a gather; most rows have none)."""
+    p = prep.power_w
+    missing = prep.valid & np.isnan(p)
+    rows = np.flatnonzero(missing.any(axis=1))
+    if not rows.size:
+        return p, p[:, :-1], p[:, 1:]
+    p = p.copy()
+    before, after = p[:, :-1].copy(), p[:, 1:].copy()
+    p[rows], before[rows], after[rows] = _interpolate(p[rows], prep.t_s[rows])
+    return p, before, after
+
+
+def _interpolate(p: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``_power_steps`` for rows with readings that lack power."""
     n, m = p.shape
     has = ~np.isnan(p)
     cols = np.broadcast_to(np.arange(m), (n, m))
-    before = np.maximum.accumulate(np.where(has, cols, -1), axis=1)
-    after = np.minimum.accumulate(np.where(has, cols, m)[:, ::-1], axis=1)[:, ::-1]
-    if has.all() or m == 0:
-        return p, before, after
-    a, b = np.clip(before, 0, m - 1), np.clip(after, 0, m - 1)
-    pa, pb = np.take_along_axis(p, a, axis=1), np.take_along_axis(p, b, axis=1)
+    last = np.maximum.accumulate(np.where(has, cols, -1), axis=1)
+    following = np.minimum.accumulate(np.where(has, cols, m)[:, ::-1], axis=1)[:, ::-1]
+    a, b = np.clip(last, 0, m - 1), np.clip(following, 0, m - 1)
+    pa = np.where(last >= 0, np.take_along_axis(p, a, axis=1), np.nan)
+    pb = np.where(following < m, np.take_along_axis(p, b, axis=1), np.nan)
     ta, tb = np.take_along_axis(t, a, axis=1), np.take_along_axis(t, b, axis=1)
     span = tb - ta
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(span > 0, (t - ta) / span, 0.0)
     inner = pa + (pb - pa) * share
-    inner = np.where((before >= 0) & (after < m), inner, np.nan)
-    return np.asarray(np.where(has, p, inner)), before, after
+    return np.asarray(np.where(has, p, inner)), pa[:, :-1], pb[:, 1:]
 
 
 def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
@@ -174,15 +186,14 @@ def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
     n, m = prep.power_w.shape
     if m < 2:
         return np.zeros((n, 0)), np.zeros((n, 0))
-    p, before, after = _interpolated_power(prep)
-    p = np.where(p < SENSOR_OFFSET_W, 0.0, p)
-    trap = trapezoid_wh(p, prep.dt_s)
+    p, before, after = _power_steps(prep)
+    trap = trapezoid_wh(np.where(p < SENSOR_OFFSET_W, 0.0, p), prep.dt_s)
     # within a step the true power lies anywhere between the reported powers around it: the
     # trapezoid is uncertain by half their difference over the step
-    raw = np.where(np.isnan(prep.power_w), np.nan, np.maximum(prep.power_w, 0.0))
-    a = np.take_along_axis(raw, np.clip(before[:, :-1], 0, m - 1), axis=1)
-    b = np.take_along_axis(raw, np.clip(after[:, 1:], 0, m - 1), axis=1)
-    doubt = 0.5 * np.abs(b - a) * prep.dt_s / 3600.0
+    doubt = np.subtract(after, before)
+    np.abs(doubt, out=doubt)
+    doubt *= prep.dt_s
+    doubt *= 0.5 / 3600.0
     # the register's step where both ends carry a value
     both = prep.has_energy[:, :-1] & prep.has_energy[:, 1:]
     reg = np.where(both, prep.de_wh, np.nan)
@@ -193,6 +204,16 @@ def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
     lo[unknown] = np.nan
     hi[unknown] = np.nan
     return np.asarray(lo), np.asarray(hi)
+
+
+def _scatter(n: int, rows: IntArray, values: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Arrays over ``rows`` spread over all ``n`` rows (0 elsewhere)."""
+    out = []
+    for v in values:
+        full = np.zeros(n, dtype=v.dtype)
+        full[rows] = v
+        out.append(full)
+    return tuple(out)
 
 
 def _cumulative(step: FloatArray) -> FloatArray:
@@ -250,11 +271,20 @@ class SocInconsistent(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         n = batch.n_sessions
-        soc = _SocEvidence.of(prep, self.climate_w, self.min_flat_wh)
+        # the SoC tests only on rows with two SoC readings or more (a view of those rows)
+        n_soc = np.sum(prep.soc_pct > 0.0, axis=1)
+        rows = np.flatnonzero(n_soc >= 2)
+        soc = _SocEvidence.of(
+            prep if rows.size == n else take_rows(prep, rows), self.climate_w, self.min_flat_wh
+        )
+        position = np.full(n, -1, dtype=np.int64)
+        position[rows] = np.arange(rows.size)
         temp = _TempEvidence.of(batch, self.temp_low_c, self.temp_high_c, self.min_temp_readings)
-        windows = [soc.window(f, prep.t_ns) for f in (soc.rise, soc.fall, soc.flat)]
+        found = (soc.rise, soc.fall, soc.flat)
+        windows = [_scatter(n, rows, soc.window(f, soc.t_ns)) for f in found]
         windows.append((temp.first, temp.last))
-        parts = np.stack((soc.rise.x, soc.fall.x, soc.flat.x, temp.x), axis=1)
+        xs = [_scatter(n, rows, (f.x,))[0] for f in found]
+        parts = np.stack((*xs, temp.x), axis=1)
         x = parts.max(axis=1) if n else np.zeros(0)
         over = parts > 1.0
         starts = np.stack([w[0] for w in windows], axis=1)
@@ -267,7 +297,7 @@ class SocInconsistent(BaseDetector):
         end = np.where(flagged, end, NO_TIME).astype(np.int64)
 
         not_scored = not_scored_reason(prep)
-        nothing = (soc.n_soc < 2) & (temp.n_charging == 0)
+        nothing = (n_soc < 2) & (temp.n_charging == 0)
         not_scored[nothing & is_none(not_scored)] = (
             "fewer than 2 state-of-charge readings and no battery temperature while charging"
         )
@@ -280,11 +310,11 @@ class SocInconsistent(BaseDetector):
                 order = np.argsort(-parts[i], kind="stable")
                 for which in order[over[i, order]]:
                     if which == 0:
-                        texts.append(soc.describe_rise(i))
+                        texts.append(soc.describe_rise(int(position[i])))
                     elif which == 1:
-                        texts.append(soc.describe_fall(i))
+                        texts.append(soc.describe_fall(int(position[i])))
                     elif which == 2:
-                        texts.append(soc.describe_flat(i))
+                        texts.append(soc.describe_flat(int(position[i])))
                     else:
                         texts.append(temp.describe(i, low, high))
                 out.append("; ".join(texts))
@@ -304,7 +334,12 @@ class _Found:
 
 
 def _rises(
-    soc: FloatArray, hi: FloatArray, segment: FloatArray, per_wh: FloatArray, res: FloatArray
+    soc: FloatArray,
+    begins: BoolArray,
+    hi: FloatArray,
+    segment: FloatArray,
+    per_wh: FloatArray,
+    res: FloatArray,
 ) -> _Found:
     """SoC less what the most energy delivered could add to the smallest plausible battery
     never climbs by more than the resolution within one known stretch, counted from the reading
@@ -315,7 +350,7 @@ def _rises(
         zero = np.zeros(n, np.int64)
         return _Found(np.zeros(n), zero, zero)
     g = soc - per_wh[:, None] * hi - segment * _SEGMENT_OFFSET
-    since = np.where(_begins(soc), g, np.nan)
+    since = np.where(begins, g, np.nan)
     climb = g - np.fmin.accumulate(since, axis=1)
     j = nan_argmax(climb)
     cols = np.arange(m)[None, :]
@@ -348,6 +383,7 @@ def _falls(soc: FloatArray, flowing: BoolArray, res: FloatArray) -> _Found:
 
 def _flats(
     soc: FloatArray,
+    begins: BoolArray,
     lo: FloatArray,
     t_s: FloatArray,
     climate_w: float,
@@ -362,7 +398,6 @@ def _flats(
         zero = np.zeros(n, np.int64)
         return _Found(np.zeros(n), zero, zero)
     has = ~np.isnan(soc)
-    begins = _begins(soc)
     cols = np.broadcast_to(np.arange(m), (n, m))
     first = np.maximum.accumulate(np.where(begins, cols, 0), axis=1)
     flat_wh = lo - np.take_along_axis(lo, first, axis=1)
@@ -378,10 +413,10 @@ def _flats(
 class _SocEvidence:
     """The three SoC tests over every row (see the module docstring), with their evidence."""
 
-    n_soc: IntArray
     res: FloatArray  # the reporting step, %
     soc: FloatArray  # (n, m) NaN where not reported
     t_s: FloatArray
+    t_ns: IntArray
     lo: FloatArray  # (n, m) least and most energy since the first reading
     hi: FloatArray
     held_w: FloatArray  # the power the car held, and the smallest battery that can take it
@@ -397,6 +432,7 @@ class _SocEvidence:
         soc = np.where(prep.soc_pct > 0.0, prep.soc_pct, np.nan)
         has = ~np.isnan(soc)
         res = soc_resolution_pct(soc, has)
+        begins = _begins(soc)
         lo_step, hi_step = energy_bounds(prep)
         lo, hi = _cumulative(lo_step), _cumulative(hi_step)
         segment = np.concatenate((np.zeros((n, 1)), np.cumsum(np.isnan(hi_step), axis=1)), 1)
@@ -405,18 +441,18 @@ class _SocEvidence:
         flowing = (lo_step >= climate_w * prep.dt_s / 3600.0) & (prep.dt_s > 0)
         need_wh = np.maximum(min_flat_wh, res / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)
         return cls(
-            n_soc=has.sum(axis=1),
             res=res,
             soc=soc,
             t_s=prep.t_s,
+            t_ns=prep.t_ns,
             lo=lo,
             hi=hi,
             held_w=held_w,
             floor_wh=floor_wh,
             need_wh=need_wh,
-            rise=_rises(soc, hi, segment[:, :m], 100.0 / floor_wh, res),
+            rise=_rises(soc, begins, hi, segment[:, :m], 100.0 / floor_wh, res),
             fall=_falls(soc, flowing, res),
-            flat=_flats(soc, lo, prep.t_s, climate_w, need_wh, res),
+            flat=_flats(soc, begins, lo, prep.t_s, climate_w, need_wh, res),
         )
 
     def window(self, found: _Found, t_ns: IntArray) -> tuple[IntArray, IntArray]:
@@ -485,35 +521,40 @@ class _TempEvidence:
     def of(
         cls, batch: SessionBatch, low_c: float, high_c: float, min_readings: int
     ) -> _TempEvidence:
-        # the order of the readings does not matter here: the batch's own columns are read
+        # the order of the readings does not matter here: the batch's own columns are read,
+        # on the rows with a plausible temperature while charging only
         n, m = batch.n_sessions, batch.n_steps
-        temp = batch.temperature_c
-        valid = batch.valid.astype(bool, copy=False)
-        charging = valid & (batch.power_w >= CHARGING_W) & (temp > SENSOR_MIN_C)
-        charging &= temp < SENSOR_MAX_C
-        margin = np.where(charging, np.maximum(temp - high_c, low_c - temp), -np.inf)
+        charging = batch.valid.astype(bool, copy=False) & (batch.power_w >= CHARGING_W)
+        charging &= batch.temperature_c > SENSOR_MIN_C
+        charging &= batch.temperature_c < SENSOR_MAX_C
+        n_charging = charging.sum(axis=1).astype(np.int64)
+        rows = np.flatnonzero(n_charging > 0)
+        temp, power, t = batch.temperature_c[rows], batch.power_w[rows], batch.t_ns[rows]
+        margin = np.where(charging[rows], np.maximum(temp - high_c, low_c - temp), -np.inf)
         out = margin > 0.0
-        n_out = out.sum(axis=1)
         k = min(min_readings, m)
         # the k-th largest margin: k readings at least this far out of the band
-        kth = -np.partition(-margin, k - 1, axis=1)[:, k - 1] if m and k else np.full(n, -np.inf)
+        kth = -np.partition(-margin, k - 1, axis=1)[:, k - 1] if m and k else np.full(0, -np.inf)
         # 1 at the band's edge, 2 ten degrees beyond it (the span between a BMS's derating and
         # its cut-off)
         x = np.maximum(1.0 + kth / 10.0, 0.0)
         x = np.where(np.isfinite(x), x, 0.0)
         big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-        t = batch.t_ns if m else np.zeros((n, 0), np.int64)
-        first = np.where(out, t, big).min(axis=1) if m else np.full(n, NO_TIME)
-        last = np.where(out, t, small).max(axis=1) if m else np.full(n, NO_TIME)
-        worst = nan_argmax(np.where(out, margin, np.nan)) if m else np.zeros(n, np.int64)
+        worst = nan_argmax(np.where(out, margin, np.nan))
+        x_, n_out, worst_c, power_w = _scatter(
+            n, rows, (x, out.sum(axis=1).astype(np.int64), pick(temp, worst), pick(power, worst))
+        )
+        first, last = np.full(n, NO_TIME, dtype=np.int64), np.full(n, NO_TIME, dtype=np.int64)
+        first[rows] = np.where(out, t, big).min(axis=1)
+        last[rows] = np.where(out, t, small).max(axis=1)
         return cls(
-            x=np.asarray(x),
-            first=np.asarray(first, dtype=np.int64),
-            last=np.asarray(last, dtype=np.int64),
-            n_out=np.asarray(n_out, dtype=np.int64),
-            n_charging=np.asarray(charging.sum(axis=1), dtype=np.int64),
-            worst_c=pick(temp, worst) if m else np.full(n, np.nan),
-            power_w=pick(batch.power_w, worst) if m else np.full(n, np.nan),
+            x=x_,
+            first=first,
+            last=last,
+            n_out=n_out,
+            n_charging=n_charging,
+            worst_c=worst_c,
+            power_w=power_w,
         )
 
     def describe(self, k: int, low_c: float, high_c: float) -> str:
