@@ -10,10 +10,13 @@ costs most of the drawing, so a chart is built once per picture size and reused,
 profile shares (the legend, the state-of-charge axis, the frame) is drawn once into a background
 that each render restores (matplotlib's blitting). A render sets its lines' data, limits and
 texts, adds the session's bands and shaded ranges, draws only those and the power axes' ticks
-over the background, and removes the session's artists again. Charts are used one render at a
-time under a lock (matplotlib's object API, never pyplot's global state; it still shares caches
-between figures), so ``render_profile_png`` may be called from any thread. PNGs are written
-with zlib level 1: a few percent larger, several times faster to encode.
+over the background, and removes the session's artists again. Text is stamped, not typeset:
+each distinct string (tick labels above all: "0", "20", "40" come back in every picture) is laid
+out and rasterized by FreeType once, its glyph images kept (``_TextStamps``) and composed again
+at whole-pixel positions (at most half a pixel from where matplotlib would put them). Charts are
+used one render at a time under a lock (matplotlib's object API, never pyplot's global state; it
+still shares caches between figures), so ``render_profile_png`` may be called from any thread.
+PNGs are written with zlib level 1: a few percent larger, several times faster to encode.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
@@ -38,7 +43,7 @@ from chargewatch.readmodel import ProfileGrid, Segment, SegmentKind
 
 __all__ = ["PLOT_VERSION", "render_profile_png"]
 
-PLOT_VERSION = "4"  # part of the ETag: a new look must not be served from old caches
+PLOT_VERSION = "5"  # part of the ETag: a new look must not be served from old caches
 _DPI = 100
 _CHARTS = 4  # picture sizes kept built
 _LOCK = threading.Lock()
@@ -123,6 +128,9 @@ class _Chart:
         self.canvas = canvas
         canvas.draw()  # type: ignore[no-untyped-call]
         self.background = canvas.copy_from_bbox(self.figure.bbox)  # type: ignore[no-untyped-call]
+        # the size never changes, so the canvas keeps this renderer for every render
+        renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]
+        renderer.draw_text = _TextStamps(renderer)
 
     def render(self, grid: ProfileGrid, segments: Sequence[Segment]) -> bytes:
         row = grid.row
@@ -152,13 +160,103 @@ class _Chart:
             pixels = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
             image = Image.frombuffer("RGBA", (width, height), pixels, "raw")
             out = io.BytesIO()
-            # 64 colours are plenty for a chart: a third of the bytes and faster to write
+            # 64 colours are plenty for a chart: a third of the bytes and faster to write (RGB:
+            # an RGBA palette would carry a transparency chunk the opaque picture has no use for)
             palette = image.convert("RGB").quantize(64, method=Image.Quantize.FASTOCTREE)
             palette.save(out, format="png", compress_level=1)
             return out.getvalue()
         finally:
             for artist in added:
                 artist.remove()
+
+
+class _TextStamps:
+    """An Agg renderer's ``draw_text`` that keeps what FreeType made of each string (the glyph
+    images and where each goes, relative to the text's origin) and stamps them again.
+
+    A string drawn at a whole-pixel origin always yields the same glyph images, shifted by whole
+    pixels; so each text is drawn at its origin rounded to the pixel, recorded the first time
+    (the renderer's own ``draw_text``, its Agg canvas swapped for a recorder) and from then on
+    only composed (``draw_text_image``, the call Agg's text ends in). Rotated text and mathtext
+    take the renderer's own path. At most ``_STAMPS`` strings, least recently used out."""
+
+    def __init__(self, renderer: RendererAgg) -> None:
+        self._renderer = renderer
+        self._draw_text: Any = renderer.draw_text
+        self._stamps: OrderedDict[Hashable, list[tuple[np.ndarray, int, int]]] = OrderedDict()
+
+    def __call__(
+        self,
+        gc: Any,
+        x: float,
+        y: float,
+        s: str,
+        prop: FontProperties,
+        angle: float,
+        ismath: bool | str = False,
+        mtext: Any = None,
+    ) -> None:
+        if ismath or angle != 0:
+            self._draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+            return
+        x0, y0 = round(x), round(y)
+        key = (s, _font_key(prop), bool(gc.get_antialiased()), _features(mtext))
+        stamps = self._stamps.get(key)
+        if stamps is None:
+            stamps = self._record(gc, x0, y0, s, prop, mtext)
+            self._stamps[key] = stamps
+            while len(self._stamps) > _STAMPS:
+                self._stamps.popitem(last=False)
+        else:
+            self._stamps.move_to_end(key)
+        agg = self._renderer._renderer
+        for image, dx, dy in stamps:
+            agg.draw_text_image(image, x0 + dx, y0 + dy, 0, gc)
+
+    def _record(
+        self, gc: Any, x0: int, y0: int, s: str, prop: FontProperties, mtext: Any
+    ) -> list[tuple[np.ndarray, int, int]]:
+        recorder = _Recorder()
+        agg = self._renderer._renderer
+        self._renderer._renderer = recorder
+        try:
+            self._draw_text(gc, x0, y0, s, prop, 0, ismath=False, mtext=mtext)
+        finally:
+            self._renderer._renderer = agg
+        return [(image, x - x0, y - y0) for image, x, y in recorder.images]
+
+
+class _Recorder:
+    """Stands in for the Agg canvas while a text is drawn: keeps each glyph image and place."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[np.ndarray, int, int]] = []
+
+    def draw_text_image(self, image: np.ndarray, x: int, y: int, angle: float, gc: Any) -> None:
+        self.images.append((np.array(image, copy=True), int(x), int(y)))
+
+
+_STAMPS = 512  # strings kept per chart: tick labels, titles, flag names (a few kB each)
+
+
+def _font_key(prop: FontProperties) -> tuple[Hashable, ...]:
+    """Everything of a font that shapes its glyphs (the colour is applied when stamping)."""
+    return (
+        tuple(prop.get_family()),
+        prop.get_style(),
+        prop.get_variant(),
+        prop.get_weight(),
+        prop.get_stretch(),
+        prop.get_size_in_points(),
+        prop.get_file(),
+    )
+
+
+def _features(mtext: Any) -> Hashable:
+    if mtext is None:
+        return None
+    features = mtext.get_fontfeatures()
+    return (None if features is None else tuple(features), mtext.get_language())
 
 
 def _segments(axes: Axes, row: SessionRow, segments: Sequence[Segment]) -> list[Artist]:

@@ -171,7 +171,9 @@ class ApiServices:
     alerts: AlertSource | None = None  # None: /alerts answers 503
 
 
-def services(request: Request) -> ApiServices:
+async def services(request: Request) -> ApiServices:
+    # async, as every dependency that neither blocks nor computes much: FastAPI runs a plain
+    # function dependency on a worker thread, a round trip between threads per request each
     found: ApiServices = request.app.state.services
     return found
 

@@ -29,7 +29,7 @@ MAX_STATIONS = 1000  # station ids in one usage request (each one more condition
 _DAY_NS = 24 * 3600 * 1_000_000_000
 
 
-def network(svc: Services) -> NetworkSource:
+async def network(svc: Services) -> NetworkSource:
     if svc.network is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "network figures are not configured"
@@ -49,7 +49,7 @@ def _time(value: str | None, parameter: str) -> int | None:
         raise unprocessable(parameter, exc.reason) from None
 
 
-def usage_window(
+async def usage_window(
     since: Annotated[
         str | None,
         Query(
@@ -110,7 +110,7 @@ def _zones() -> frozenset[str]:
 Zone = Annotated[str, Depends(zone)]
 
 
-def station_ids(
+async def station_ids(
     station: Annotated[
         list[str] | None,
         Query(

@@ -87,7 +87,7 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def reads(svc: Services) -> ReadModel:
+async def reads(svc: Services) -> ReadModel:
     if svc.reads is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the read API is not configured")
     return svc.reads
@@ -131,7 +131,7 @@ def _time(value: str | None, parameter: str) -> int | None:
         raise unprocessable(parameter, exc.reason) from None
 
 
-def window_params(
+async def window_params(
     since: Annotated[
         str | None,
         Query(
@@ -175,7 +175,7 @@ class Page:
     limit: int
 
 
-def page_params(
+async def page_params(
     cursor: Annotated[
         str | None,
         Query(

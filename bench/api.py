@@ -5,11 +5,18 @@ judges the day with `chargewatch detect --since --until` (which fills the sessio
 all with the real commands; then runs `chargewatch serve` and, from this process, one request
 at a time: GET /sessions/{id}, /profile and /profile.png, each for sessions drawn at random
 (every PNG a different session: no cache helps), and the session list for a few seconds, by one
-client and by four. Prints p50/p99 and requests/s; asserts nothing. Targets: JSON p99 < 20 ms,
-PNG p99 < 150 ms.
+client and by four. Prints p50/p99, the CPU a request costs the service and InfluxDB, and
+requests/s; asserts nothing. Targets: JSON p99 < 20 ms, PNG p99 < 150 ms.
+
+The machine is shared, so a latency alone says little: ``--baseline`` serves another source
+tree (an earlier commit) side by side on the same data, and every round measures both with the
+same requests and prints the ratio of their p99s. ``--keep`` keeps the prepared fleet, so that
+the next run skips the minutes of simulating, ingesting and judging it.
 
     .venv/bin/python bench/api.py                          # ~1 M readings: a few minutes
     .venv/bin/python bench/api.py --stations 60 --hours 12 # a quick look
+    git archive HEAD | tar -x -C /tmp/base                 # a baseline, then:
+    .venv/bin/python bench/api.py --keep /tmp/fleet --baseline /tmp/base --rounds 3
 """
 
 from __future__ import annotations
@@ -104,7 +111,8 @@ def latencies(client: httpx.Client, paths: list[str], expect: str) -> np.ndarray
     return np.array(took) * 1000.0
 
 
-def report(name: str, ms: np.ndarray, target_ms: float, cpu: Cpu) -> None:
+def report(name: str, ms: np.ndarray, target_ms: float, cpu: Cpu) -> float:
+    """Prints the figures of one measurement; returns its p99."""
     p50, p99 = np.percentile(ms, [50, 99])
     verdict = "ok" if p99 < target_ms else "over"
     serve_ms, influx_ms = cpu.per_request_ms(ms.size)
@@ -113,6 +121,7 @@ def report(name: str, ms: np.ndarray, target_ms: float, cpu: Cpu) -> None:
         f"max {ms.max():6.1f} ms  (p99 < {target_ms:.0f} ms: {verdict}); CPU a request: "
         f"serve {serve_ms:5.1f} ms, influxd {influx_ms:4.1f} ms"
     )
+    return float(p99)
 
 
 def throughput(make: Callable[[], httpx.Client], path: str, clients: int, seconds: float) -> float:
@@ -136,6 +145,111 @@ def throughput(make: Callable[[], httpx.Client], path: str, clients: int, second
     return sum(counts) / (time.monotonic() - began)
 
 
+def prepare(folder: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Simulate, ingest and judge the fleet into ``folder`` (skipped when it holds one)."""
+    marker = folder / "prepared"
+    if marker.exists():
+        print(f"reusing the fleet in {folder}: {marker.read_text().strip()}")
+        return
+    cli = [sys.executable, "-m", "chargewatch"]
+    began = time.perf_counter()
+    events = simulate_fleet(folder, args.stations, args.hours, seed=args.seed)
+    print(f"simulate: {time.perf_counter() - began:.1f} s")
+    run([*cli, "ingest", str(events)], env, "ingest")
+    until = START + timedelta(hours=args.hours + 1)
+    window = ["--since", START.isoformat(), "--until", until.isoformat()]
+    run([*cli, "detect", *window], env, "detect (fills the catalogue)")
+    key = run([*cli, "keys", "create", "--role", "viewer"], env, "key").strip()
+    (folder / "key").write_text(key.splitlines()[-1].strip())
+    lines = sum(1 for _ in events.open("rb"))
+    events.unlink()  # hundreds of MB, stored in InfluxDB now
+    marker.write_text(f"{args.stations} stations x {args.hours} h, {lines:,} event lines\n")
+
+
+def catalogued(state_url: str) -> list[SessionRow]:
+    state = StateStore(state_url)
+    rows: list[SessionRow] = []
+    cursor: str | None = None
+    try:
+        while True:
+            page, cursor = list_sessions(state, limit=1000, after=cursor)
+            rows += page
+            if cursor is None:
+                return rows
+    finally:
+        state.close()
+
+
+class Server:
+    """``chargewatch serve`` from a source tree (this one, or a baseline's), on its own port
+    and data directory, over the shared InfluxDB database and state database."""
+
+    def __init__(self, name: str, source: Path, env: dict[str, str], data_dir: Path) -> None:
+        self.name = name
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**env, "CHARGEWATCH_DATA_DIR": str(data_dir), "PYTHONPATH": str(source)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chargewatch", "serve", "--port", str(port)],
+            env=env,
+            cwd=source,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_up(self.url)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def measure(
+    servers: list[Server],
+    key: str,
+    influxd_pid: int | None,
+    finished: list[SessionRow],
+    args: argparse.Namespace,
+    round_no: int,
+) -> None:
+    """One round: every route on every server, the same requests in the same order."""
+    headers = {"Authorization": f"Bearer {key}"}
+    pick = random.Random(args.seed + round_no)
+    sample = [pick.choice(finished).session_id for _ in range(args.requests)]
+    pngs = pick.sample(finished, min(args.pngs, len(finished)))
+    routes = (
+        ("GET /sessions/{id}", [f"/api/v1/sessions/{s}" for s in sample], "json", 20),
+        (
+            "GET /sessions/{id}/profile",
+            [f"/api/v1/sessions/{s}/profile" for s in sample],
+            "json",
+            20,
+        ),
+        (
+            "GET /sessions/{id}/profile.png",
+            [f"/api/v1/sessions/{r.session_id}/profile.png" for r in pngs],
+            "png",
+            150,
+        ),
+    )
+    print(f"round {round_no}, load average {os.getloadavg()[0]:.1f} (2 cores):")
+    for name, paths, expect, target in routes:
+        p99s = []
+        for server in servers:
+            with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+                latencies(http, paths[:10], expect)  # warm: connection, first-use imports
+                cpu = Cpu(server.process.pid, influxd_pid)
+                ms = latencies(http, paths, expect)
+                p99s.append(report(f"{server.name:>8} {name}", ms, target, cpu))
+                if expect == "png":
+                    cpu = Cpu(server.process.pid, influxd_pid)
+                    # the last drawn: answers are kept a minute (analytics.read.model)
+                    cached = latencies(http, paths[-min(50, len(paths)) :], expect)
+                    report(f"{server.name:>8}   the same again", cached, target, cpu)
+        if len(p99s) == 2:
+            print(f"  {name}: p99 new/baseline = {p99s[0] / p99s[1]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stations", type=int, default=560)
@@ -144,83 +258,64 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="per JSON route")
     parser.add_argument("--pngs", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=8.0, help="per list measurement")
+    parser.add_argument("--rounds", type=int, default=1, help="of the latency measurements")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the prepared fleet (InfluxDB, state) in this folder, and reuse it next time",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree (e.g. `git archive COMMIT | tar -x -C DIR`) served side by "
+        "side on the same data: each round measures both, and prints new/baseline",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="chargewatch-api-bench-") as tmp:
-        folder = Path(tmp)
+        folder = args.keep.resolve() if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         influxd = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         influxd.start()
-        server: subprocess.Popen[bytes] | None = None
+        servers: list[Server] = []
         try:
+            database = folder / "database"
+            if not database.exists():
+                database.write_text(f"bench_{uuid.uuid4().hex[:8]}")
+            state_url = f"sqlite:///{folder / 'state.db'}"
             env = {
                 **os.environ,
                 "CHARGEWATCH_INFLUX_URL": influxd.url,
-                "CHARGEWATCH_INFLUX_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
+                "CHARGEWATCH_INFLUX_DATABASE": database.read_text().strip(),
                 "CHARGEWATCH_DATA_DIR": str(folder / "data"),
-                "CHARGEWATCH_DETECT_INTERVAL_S": "0",  # judged once, below
+                "CHARGEWATCH_STATE_URL": state_url,
+                "CHARGEWATCH_DETECT_INTERVAL_S": "0",  # judged once, in prepare()
                 # the API's own cost is measured here, not the per-key rate limit
                 "CHARGEWATCH_API_RATE_PER_S": "100000",
                 "CHARGEWATCH_API_RATE_BURST": "1000000",
             }
-            cli = [sys.executable, "-m", "chargewatch"]
-            began = time.perf_counter()
-            events = simulate_fleet(folder, args.stations, args.hours, seed=args.seed)
-            print(f"simulate: {time.perf_counter() - began:.1f} s")
-            run([*cli, "ingest", str(events)], env, "ingest")
-            until = START + timedelta(hours=args.hours + 1)
-            window = ["--since", START.isoformat(), "--until", until.isoformat()]
-            run([*cli, "detect", *window], env, "detect (fills the catalogue)")
-            key = run([*cli, "keys", "create", "--role", "viewer"], env, "key").strip()
-            key = key.splitlines()[-1].strip()
-
-            state = StateStore(f"sqlite:///{folder / 'data' / 'state.db'}")
-            rows: list[SessionRow] = []
-            cursor: str | None = None
-            while True:
-                page, cursor = list_sessions(state, limit=1000, after=cursor)
-                rows += page
-                if cursor is None:
-                    break
-            state.close()
+            prepare(folder, args, env)
+            key = (folder / "key").read_text().strip()
+            rows = catalogued(state_url)
             finished = [r for r in rows if r.stop_ns is not None]
-            readings = sum(1 for _ in events.open("rb")) if events.exists() else 0
-            print(f"stored: {len(rows)} sessions in the catalogue, {readings:,} event lines")
-            print(f"load average before the requests: {os.getloadavg()[0]:.1f} (2 cores)")
+            print(f"stored: {len(rows)} sessions in the catalogue")
 
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            server = subprocess.Popen(
-                [*cli, "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_up(url)
+            servers.append(Server("new", _BENCH.parent, env, folder / "serve-new"))
+            if args.baseline is not None:
+                baseline = args.baseline.resolve()
+                servers.append(Server("baseline", baseline, env, folder / "serve-baseline"))
+            print("one client, one request at a time; sessions drawn at random, every PNG")
+            print("a different session (no cache helps), then the last 50 again:")
+            for round_no in range(args.rounds):
+                measure(servers, key, influxd.pid, finished, args, round_no)
+
+            server = servers[0]
             headers = {"Authorization": f"Bearer {key}"}
-            pick = random.Random(args.seed)
 
             def client() -> httpx.Client:
-                return httpx.Client(base_url=url, headers=headers, timeout=30)
+                return httpx.Client(base_url=server.url, headers=headers, timeout=30)
 
-            with client() as http:
-                sample = [pick.choice(finished).session_id for _ in range(args.requests)]
-                latencies(http, [f"/api/v1/sessions/{s}" for s in sample[:20]], "json")  # warm
-                print("one client, one request at a time:")
-                pids = (server.pid, influxd.pid)
-                cpu = Cpu(*pids)
-                ms = latencies(http, [f"/api/v1/sessions/{s}" for s in sample], "json")
-                report("GET /sessions/{id}", ms, 20, cpu)
-                cpu = Cpu(*pids)
-                ms = latencies(http, [f"/api/v1/sessions/{s}/profile" for s in sample], "json")
-                report("GET /sessions/{id}/profile", ms, 20, cpu)
-                pngs = pick.sample(finished, min(args.pngs, len(finished)))
-                png_paths = [f"/api/v1/sessions/{r.session_id}/profile.png" for r in pngs]
-                cpu = Cpu(*pids)
-                ms = latencies(http, png_paths, "png")
-                report("GET /sessions/{id}/profile.png", ms, 150, cpu)
-                cpu = Cpu(*pids)
-                cached = latencies(http, png_paths[: min(50, len(png_paths))], "png")
-                report("  the same again (cached)", cached, 150, cpu)
+            until = START + timedelta(hours=args.hours + 1)
             day = f"since={START.isoformat()}&until={until.isoformat()}".replace("+", "%2B")
             list_path = f"/api/v1/sessions?{day}&limit=100"
             flagged_path = f"/api/v1/sessions?{day}&limit=100&flagged=true"
@@ -229,17 +324,17 @@ def main() -> None:
                 (list_path, "GET /sessions (a page of 100)", 4),
                 (flagged_path, "GET /sessions?flagged=true", 1),
             ):
-                began_cpu = cpu_s(server.pid)
+                began_cpu = cpu_s(server.process.pid)
                 rate = throughput(client, path, clients, args.seconds)
-                serve_ms = (cpu_s(server.pid) - began_cpu) * 1000.0 / max(rate * args.seconds, 1)
+                serve_ms = (cpu_s(server.process.pid) - began_cpu) * 1000.0
+                serve_ms /= max(rate * args.seconds, 1)
                 print(
                     f"  {name}, {clients} client(s): {rate:,.0f} requests/s "
                     f"(serve CPU {serve_ms:.1f} ms a request)"
                 )
         finally:
-            if server is not None:
-                server.terminate()
-                server.wait(30)
+            for server in servers:
+                server.stop()
             influxd.stop()
 
 

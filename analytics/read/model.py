@@ -1,11 +1,19 @@
 """The read model behind the read API: sessions from the catalogue, what their readings show,
 their profile on a grid and as a picture, flags and scores.
 
-Nothing is cached that could go stale silently. Session rows, figures and flags are read on
-every request. The one cache holds PNGs of finished sessions, keyed by their ETag, a digest of
-everything the picture is drawn from (the catalogue row as last judged, every reading and
-status read, the size, the plot's version): a late reading or a new judgement makes a new
-ETag, so a cached picture is never served for data it does not show.
+Session rows and flags are read on every request. What a finished session's readings show (its
+detail, its profile grid, its picture) is kept in memory (``AnswerCache``: least recently used
+out past ``answer_cache_bytes``) by the session and its catalogue row's version (``updated_at``,
+new at every judgement) and the request's parameters, for at most ``ANSWER_TTL_S``: a repeated
+request (the panels of a dashboard showing one session, each refresh, a person clicking back)
+then costs a catalogue lookup, not an InfluxDB query, a computation and a drawing. A new
+judgement makes a new key at once; readings that reach InfluxDB after a finished session's last
+judgement (a station's buffer sent after an outage) show once its entry expires. Open sessions
+are never kept: their readings change every minute.
+
+A PNG's ETag is a digest of everything it is drawn from (the catalogue row as judged, every
+reading and status read, the size, the plot's version), so a client's copy is refused once any
+of it changes.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,7 +32,12 @@ from analytics.batch import SessionBatch
 from analytics.plots import PLOT_VERSION, render_profile_png
 from analytics.profiles import Segments, resample, segments, taper_onset
 from analytics.read.flagpages import query_flag_page
-from analytics.read.readings import SessionReadings, read_session
+from analytics.read.readings import (
+    PROFILE_FIELDS,
+    SEGMENT_FIELDS,
+    SessionReadings,
+    read_session,
+)
 from chargewatch import catalog
 from chargewatch.catalog import SessionRow
 from chargewatch.influx import InfluxClient
@@ -37,10 +52,27 @@ from chargewatch.readmodel import (
 )
 from chargewatch.state import StateStore
 
-__all__ = ["DEFAULT_STEP_S", "MAX_GRID_STEPS", "ReadModel", "grid_step_s"]
+__all__ = [
+    "ANSWER_TTL_S",
+    "DEFAULT_STEP_S",
+    "MAX_GRID_STEPS",
+    "AnswerCache",
+    "ReadModel",
+    "grid_step_s",
+]
 
 DEFAULT_STEP_S = 60.0
 MAX_GRID_STEPS = 1440  # a day at a minute; a longer session gets a coarser step
+# How long a finished session's answers are kept: the most a reading that arrives after the
+# session's last judgement stays unseen. A minute, as the OCPP liveness sampling and the usual
+# dashboard refresh: a dashboard's panels and a person going back and forth hit it, and what
+# operations see is never more than a refresh behind what InfluxDB holds.
+ANSWER_TTL_S = 60.0
+# What an entry's Python objects cost beyond its figures (the row, tuples, the key): an estimate
+# that keeps the byte bound honest for small entries.
+_ENTRY_OVERHEAD_BYTES = 2048
+_FLOAT_BYTES = 32  # a float in a tuple: the object and its slot
+_T = TypeVar("_T")
 _NS = 1_000_000_000
 # The order of segments() masks, as codes 1..4 (0: no segment, e.g. padding).
 _SEGMENT_ORDER = (
@@ -58,33 +90,48 @@ def grid_step_s(span_s: float, requested_s: float | None) -> float:
     return float(max(step, math.ceil(max(span_s, 0.0) / (MAX_GRID_STEPS - 1))))
 
 
-class _PngCache:
-    """PNGs by ETag, least recently used first out, at most ``max_bytes`` in all."""
+class AnswerCache:
+    """Values by key, each for at most ``ttl_s``, least recently used first out past
+    ``max_bytes`` (the sizes the callers state). Thread-safe."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(
+        self, max_bytes: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._ttl_s = ttl_s
+        self._clock = clock
+        # key -> (expires at, size, value)
+        self._items: OrderedDict[Hashable, tuple[float, int, Any]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, etag: str) -> bytes | None:
+    def get(self, key: Hashable) -> Any | None:
         with self._lock:
-            found = self._items.get(etag)
-            if found is not None:
-                self._items.move_to_end(etag)
-            return found
+            found = self._items.get(key)
+            if found is None:
+                return None
+            if found[0] <= self._clock():
+                del self._items[key]
+                self._bytes -= found[1]
+                return None
+            self._items.move_to_end(key)
+            return found[2]
 
-    def put(self, etag: str, png: bytes) -> None:
-        if len(png) > self._max_bytes:
+    def put(self, key: Hashable, value: object, size: int) -> None:
+        if size > self._max_bytes:
             return
         with self._lock:
-            if etag in self._items:
-                return
-            self._items[etag] = png
-            self._bytes += len(png)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (self._clock() + self._ttl_s, size, value)
+            self._bytes += size
             while self._bytes > self._max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
+                _, (_, dropped, _) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class ReadModel:
@@ -92,11 +139,34 @@ class ReadModel:
     database. Safe to share between threads (InfluxDB's client and the engine are)."""
 
     def __init__(
-        self, client: InfluxClient, state: StateStore, *, png_cache_bytes: int = 32 * 2**20
+        self,
+        client: InfluxClient,
+        state: StateStore,
+        *,
+        answer_cache_bytes: int = 64 * 2**20,
+        answer_ttl_s: float = ANSWER_TTL_S,
     ) -> None:
         self._client = client
         self._state = state
-        self._pngs = _PngCache(png_cache_bytes)
+        self._answers = AnswerCache(answer_cache_bytes, answer_ttl_s)
+
+    def _kept(
+        self,
+        row: SessionRow,
+        what: tuple[Hashable, ...],
+        make: Callable[[], _T],
+        size: Callable[[_T], int],
+    ) -> _T:
+        """``make()``'s answer about ``row``'s session, kept while the session is finished
+        and judged as ``row`` is (module docstring)."""
+        if row.stop_ns is None:
+            return make()
+        key = (row.session_id, row.updated_at_ns, *what)
+        found: _T | None = self._answers.get(key)
+        if found is None:
+            found = make()
+            self._answers.put(key, found, size(found))
+        return found
 
     # -- the catalogue --------------------------------------------------------------------------
 
@@ -159,7 +229,15 @@ class ReadModel:
         row = catalog.get_session(self._state, session_id)
         if row is None:
             return None
-        readings = read_session(self._client, row)
+        return self._kept(
+            row,
+            ("detail",),
+            lambda: self._detail(row),
+            lambda d: _ENTRY_OVERHEAD_BYTES + 256 * len(d.segments),
+        )
+
+    def _detail(self, row: SessionRow) -> SessionDetail:
+        readings = read_session(self._client, row, SEGMENT_FIELDS)
         if readings.count == 0:
             return SessionDetail(row=row, segments=(), taper_onset=None, readings=0)
         seg = segments(readings.batch)
@@ -174,7 +252,12 @@ class ReadModel:
         row = catalog.get_session(self._state, session_id)
         if row is None:
             return None
-        return _grid(row, read_session(self._client, row), step_s)
+        return self._kept(
+            row,
+            ("profile", step_s),
+            lambda: _grid(row, read_session(self._client, row, PROFILE_FIELDS), step_s),
+            lambda g: _ENTRY_OVERHEAD_BYTES + 4 * _FLOAT_BYTES * len(g.power_w),
+        )
 
     def profile_png(
         self,
@@ -189,24 +272,31 @@ class ReadModel:
         row = catalog.get_session(self._state, session_id)
         if row is None:
             return None
-        readings = read_session(self._client, row)
         finished = row.stop_ns is not None
-        tag = hashlib.blake2b(digest_size=16)
-        tag.update(f"{PLOT_VERSION}|{width_px}x{height_px}|{step_s}|{row!r}".encode())
-        tag.update(readings.digest.encode())
-        etag = tag.hexdigest()
-        if etag in if_none_match:
-            return ProfileImage(etag=etag, png=None, finished=finished)
-        png = self._pngs.get(etag)
-        if png is None:
+        cached: tuple[str, bytes] | None = None
+        key = (row.session_id, row.updated_at_ns, "png", step_s, width_px, height_px)
+        if finished:
+            cached = self._answers.get(key)
+        if cached is None:
+            readings = read_session(self._client, row, PROFILE_FIELDS)
+            tag = hashlib.blake2b(digest_size=16)
+            tag.update(f"{PLOT_VERSION}|{width_px}x{height_px}|{step_s}|{row!r}".encode())
+            tag.update(readings.digest.encode())
+            etag = tag.hexdigest()
+            if etag in if_none_match:  # the client's copy holds: nothing to draw
+                return ProfileImage(etag=etag, png=None, finished=finished)
             png = render_profile_png(
                 _grid(row, readings, step_s),
                 _segments(readings),
                 width_px=width_px,
                 height_px=height_px,
             )
+            cached = (etag, png)
             if finished:
-                self._pngs.put(etag, png)
+                self._answers.put(key, cached, _ENTRY_OVERHEAD_BYTES + len(png))
+        etag, png = cached
+        if etag in if_none_match:
+            return ProfileImage(etag=etag, png=None, finished=finished)
         return ProfileImage(etag=etag, png=png, finished=finished)
 
     # -- flags ----------------------------------------------------------------------------------

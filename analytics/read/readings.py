@@ -6,11 +6,17 @@ both ends: from its start to its stop, or, while it is open, to ``MAX_SESSION_NS
 start (the detection job's look-back: no session is expected to last longer). The status in
 force at each sample comes from the connector's statuses from a day before the start. One
 request carries both statements.
+
+Only the fields a route shows or computes from are read (``SEGMENT_FIELDS``, ``PROFILE_FIELDS``):
+current, voltage and temperature appear in no answer, and every field costs InfluxDB a column to
+read and the client one to parse; the batch holds NaN for a field not read. (A reading that
+carries none of the fields read is then not seen at all: it had nothing these routes show.)
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +28,22 @@ from chargewatch.events import ChargePointStatus, EventType
 from chargewatch.influx import InfluxClient, Series, quote_ident, quote_literal
 from chargewatch.schema import READING_FIELDS
 
-__all__ = ["MAX_SESSION_NS", "SessionReadings", "read_session"]
+__all__ = [
+    "MAX_SESSION_NS",
+    "PROFILE_FIELDS",
+    "SEGMENT_FIELDS",
+    "SessionReadings",
+    "read_session",
+]
 
 MAX_SESSION_NS = SESSION_LOOKBACK_NS
 _STATUS_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
 _STATUS_CODE = {status.value: int(StatusCode[status.name]) for status in ChargePointStatus}
-_FIELDS = ", ".join(quote_ident(name) for name in READING_FIELDS)
+# What segments and the taper onset read (``analytics.profiles``): power, the offer (a pause
+# by the charger) and the state of charge at the onset; the statuses come with every read.
+SEGMENT_FIELDS: tuple[str, ...] = ("power_w", "power_offered_w", "soc_pct")
+# What the profile grid and its picture show: the same and the register's energy.
+PROFILE_FIELDS: tuple[str, ...] = ("energy_wh", *SEGMENT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -49,13 +65,19 @@ def time_range(row: SessionRow) -> tuple[int, int]:
     return row.start_ns, max(end, row.start_ns)
 
 
-def read_session(client: InfluxClient, row: SessionRow) -> SessionReadings:
+def read_session(
+    client: InfluxClient, row: SessionRow, fields: Sequence[str] = READING_FIELDS
+) -> SessionReadings:
     """The readings of ``row``'s session (those carrying its id, on its connector, in its time
-    range) and the statuses in force at them."""
+    range), their ``fields`` (of ``READING_FIELDS``), and the statuses in force at them."""
+    unknown = set(fields) - set(READING_FIELDS)
+    if unknown or not fields:
+        raise ValueError(f"fields: not reading fields: {sorted(unknown) or 'none given'}")
     start, end = time_range(row)
     series = f"station_id = {quote_literal(row.station_id)} AND connector_id = '{row.connector_id}'"
+    selected = ", ".join(quote_ident(name) for name in READING_FIELDS if name in fields)
     readings = (
-        f"SELECT {_FIELDS} FROM {quote_ident(EventType.READING)} WHERE {series} "
+        f"SELECT {selected} FROM {quote_ident(EventType.READING)} WHERE {series} "
         f"AND session_id = {quote_literal(row.session_id)} "
         f"AND time >= {start} AND time <= {end}"
     )
