@@ -19,8 +19,8 @@ Two shapes are stalls (CONTRACTS.md section 3):
     ``PLATEAU_SHARE`` of the peak so far (or of the offer, when lower) at the last reading
     before the stretch reads as such a fall.
 
-  ``SuspendedEV`` (the car says it is done), or ``Finishing`` before the last reading (the
-  charge ended before the stop), since power last flowed are never a stall;
+  ``SuspendedEV`` (the car says it is done), or ``Finishing`` stamped before the last reading
+  (the charge ended before the stop), since power last flowed are never a stall;
   ``Charging`` or ``SuspendedEVSE`` with nothing flowing is not a full car, which is why the
   status needs no rule of its own here: those readings stay in the stretch, the others break
   it. The energy delivered cannot serve: the stream carries neither the energy the car asked for
@@ -160,9 +160,8 @@ class Stall(BaseDetector):
             p = prep.power_w[rows]
             began = np.argmax(p > MIN_CHARGE_OFFER_W, axis=1)
             step = np.arange(p.shape[1] - 1)
-            idle[rows] &= (step >= began[:, None]) & (prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W)[
-                :, None
-            ]
+            charged = prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W
+            idle[rows] &= (step >= began[:, None]) & charged[:, None]
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
         return judge_candidates(self.kind, prep, idle, self._judge, not_scored)
 
@@ -191,14 +190,13 @@ class Stall(BaseDetector):
         before = pick(flowing, begin).astype(np.int64)
         plateau = np.fmin(pick(np.fmax.accumulate(p, axis=1), before), pick(prep.offered_w, before))
         # nothing since power last flowed says that the car, or the session, was done
-        # (SuspendedEV: the car; Finishing before the last reading: the charge ended before
-        # the stop. Finishing at the last reading is the stop itself, which every session
-        # has, a driver's who gave up included: with stamps in whole seconds or minutes the
-        # stop's reading and the Finishing that follows it may carry the same time)
+        # (SuspendedEV: the car; Finishing stamped before the last reading: the charge ended
+        # before the stop. Finishing at the last reading's time is the stop itself, which
+        # every session has, a driver's who gave up included: with stamps in whole seconds or
+        # minutes the stop's readings and the Finishing that follows carry the same time)
         later = np.arange(m) > before[:, None]
-        finishing = (prep.status == StatusCode.FINISHING) & (
-            np.arange(m) < (prep.count - 1)[:, None]
-        )
+        last_ns = pick(prep.t_ns, prep.count - 1)
+        finishing = (prep.status == StatusCode.FINISHING) & (prep.t_ns < last_ns[:, None])
         said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)
         from_plateau = (before >= 0) & (pick(p, before) >= PLATEAU_SHARE * plateau)
         not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)

@@ -122,6 +122,16 @@ def dc_stop_reading_says_finishing() -> Spec:
     return with_(spec, status=status)
 
 
+def ac_stamps_in_whole_minutes() -> Spec:
+    # readings every 20 s stamped in whole minutes: the last three carry the stop's minute,
+    # and with it the Finishing that followed the stop
+    spec = session(11_000.0, charge_min=30, idle_min=20, step_s=20.0, idle_status=EVSE)
+    t = np.floor(np.asarray(spec.t_s) / 60.0) * 60.0
+    status = np.asarray(spec.status)
+    status[t == t[-1]] = int(StatusCode.FINISHING)
+    return with_(spec, t_s=list(t), status=list(status), stop_s=float(t[-1]) + 1.0)
+
+
 def ac_mid_session_stall_of_eleven_minutes() -> Spec:
     t = np.arange(0.0, 120 * MIN + 1e-9, 60.0)
     p = np.where((t > 40 * MIN) & (t < 51.5 * MIN), 0.0, 11_000.0)
@@ -210,6 +220,7 @@ STALLS: list[Callable[[], Spec]] = [
     ac_with_missing_samples_in_the_stall,
     dc_still_open,
     dc_stop_reading_says_finishing,
+    ac_stamps_in_whole_minutes,
     ac_mid_session_stall_of_eleven_minutes,
 ]
 
