@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Self
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Self
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
 from analytics.detectors.verdicts import build_result, excess_score, fmt_kwh, is_none
 from chargewatch.kinds import AnomalyKind
-from chargewatch.sites import haversine_km
+from chargewatch.sites import StationMetadata, haversine_km
 
 
 class UnauthorizedEnergy(BaseDetector):
@@ -193,8 +194,12 @@ class ConcurrentIdTag(BaseDetector):
         judged = ~is_none(user) & ~is_none(batch.session_id)
         judged &= batch.start_ns != NO_TIME
         end = session_ends(batch, now_ns)
-        pairs = self._pairs(batch, np.flatnonzero(judged), end)
-        best = _worst_pairs(pairs, n, batch.session_id)
+        # ties broken by session id, so no choice depends on the order of the rows
+        _, sid_rank = np.unique(batch.session_id.astype(str), return_inverse=True)
+        places = _Places.of(batch, self.stations_)
+        best = _Best.empty(n)
+        for pairs in self._pairs(batch, np.flatnonzero(judged), end, sid_rank, places):
+            best = best.merge(_worst_pairs(pairs, n, sid_rank))
         fleet = self.stations_.is_fleet(user) & judged
         flagged = judged & (best.partner >= 0)
         overlap_score = excess_score(best.any_overlap_s / self.min_overlap_s)
@@ -220,14 +225,21 @@ class ConcurrentIdTag(BaseDetector):
             not_scored,
         )
 
-    def _pairs(self, batch: SessionBatch, rows: IntArray, end: IntArray) -> _Pairs:
-        """Every pair of ``rows`` with one pseudonym that overlap in time at two stations."""
+    def _pairs(
+        self,
+        batch: SessionBatch,
+        rows: IntArray,
+        end: IntArray,
+        sid_rank: IntArray,
+        places: _Places,
+    ) -> Iterator[_Pairs]:
+        """Every pair of ``rows`` with one pseudonym that overlap in time at two stations, in
+        blocks of at most ``MAX_PAIRS`` (one id tag shared by a whole network, as free-vend
+        chargers send, makes pairs by the square of its sessions)."""
         if rows.size < 2:
-            return _Pairs.none()
+            return
         _, group = np.unique(batch.id_pseudonym[rows].astype(str), return_inverse=True)
-        # ties broken by session id, so the order never depends on the order of the rows
-        _, sid_rank = np.unique(batch.session_id[rows].astype(str), return_inverse=True)
-        by_user = np.lexsort((sid_rank, batch.start_ns[rows], group))
+        by_user = np.lexsort((sid_rank[rows], batch.start_ns[rows], group))
         order, g = rows[by_user], group[by_user].astype(np.float64)
         t_ref = int(batch.start_ns[rows].min())
         start_s = (batch.start_ns[order] - t_ref) / NS_PER_S
@@ -239,31 +251,32 @@ class ConcurrentIdTag(BaseDetector):
         keyed_start = g * span + start_s
         after = np.searchsorted(keyed_start, g * span + end_s, side="left")
         count = np.maximum(after - np.arange(order.size) - 1, 0)
-        first = np.repeat(np.arange(order.size), count)
-        offset = np.arange(first.size) - np.repeat(np.cumsum(count) - count, count)
-        second = first + 1 + offset
-        a, b = order[first], order[second]
-        overlap_s = np.minimum(end_s[first], end_s[second]) - start_s[second]
-        keep = (batch.station_id[a] != batch.station_id[b]) & (overlap_s > 0)
-        a, b, overlap_s = a[keep], b[keep], overlap_s[keep]
-        gap_s = np.abs(start_s[second[keep]] - start_s[first[keep]])
-        return self._judge_pairs(batch, a, b, overlap_s, gap_s)
+        total = np.cumsum(count)
+        # sessions [lo, hi) of the sorted order make one block of pairs
+        cuts = np.searchsorted(total, np.arange(MAX_PAIRS, int(total[-1]), MAX_PAIRS), "left")
+        bounds = np.unique(np.concatenate(([0], cuts + 1, [order.size])))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            c = count[lo:hi]
+            first = lo + np.repeat(np.arange(hi - lo), c)
+            offset = np.arange(first.size) - np.repeat(np.cumsum(c) - c, c)
+            second = first + 1 + offset
+            a, b = order[first], order[second]
+            overlap_s = np.minimum(end_s[first], end_s[second]) - start_s[second]
+            keep = (places.station[a] != places.station[b]) & (overlap_s > 0)
+            gap_s = start_s[second[keep]] - start_s[first[keep]]
+            yield self._judge_pairs(places, a[keep], b[keep], overlap_s[keep], gap_s)
 
     def _judge_pairs(
         self,
-        batch: SessionBatch,
+        places: _Places,
         a: IntArray,
         b: IntArray,
         overlap_s: FloatArray,
         gap_s: FloatArray,
     ) -> _Pairs:
         """Where each pair's stations are from each other, and what that makes its score."""
-        meta = self.stations_
-        site_a, site_b = meta.sites(batch.station_id[a]), meta.sites(batch.station_id[b])
-        same_site = ~is_none(site_a) & np.equal(site_a, site_b)
-        lat_a, lon_a = meta.coordinates(batch.station_id[a])
-        lat_b, lon_b = meta.coordinates(batch.station_id[b])
-        distance_km = haversine_km(lat_a, lon_a, lat_b, lon_b)
+        same_site = (places.site[a] >= 0) & (places.site[a] == places.site[b])
+        distance_km = haversine_km(places.lat[a], places.lon[a], places.lat[b], places.lon[b])
         speed_kmh = distance_km / ((gap_s + self.min_overlap_s) / 3600.0)
         far = ~same_site & (speed_kmh > self.max_travel_kmh)  # NaN (no coordinates): False
         move = same_site & (overlap_s < self.same_site_move_s)
@@ -275,7 +288,7 @@ class ConcurrentIdTag(BaseDetector):
         )
 
     def _reason(self, batch: SessionBatch, best: _Best, fleet: np.ndarray, i: int) -> str:
-        pairs, k = best.pairs, int(best.pair[i])
+        pairs, k = best.chosen, i
         other = int(best.partner[i])
         text = (
             f"the same id tag was in use at station {batch.station_id[other]} "
@@ -316,6 +329,30 @@ SAME_SITE_MOVE_FACTOR = 0.4
 # A fleet card is shared on purpose; its overlaps are expected, though a fleet card can be
 # cloned too: half the score.
 FLEET_FACTOR = 0.5
+# Pairs judged at once: a few tens of MB of temporaries, whatever one id tag's sessions make.
+MAX_PAIRS = 1 << 20
+
+
+class _Places(NamedTuple):
+    """Per row: its station and site as small ints (site -1: unknown), its coordinates (NaN:
+    unknown), looked up once so that pairs only index them."""
+
+    station: IntArray
+    site: IntArray
+    lat: FloatArray
+    lon: FloatArray
+
+    @classmethod
+    def of(cls, batch: SessionBatch, meta: StationMetadata) -> _Places:
+        n = batch.n_sessions
+        _, station = np.unique(batch.station_id.astype(str), return_inverse=True)
+        sites = meta.sites(batch.station_id)
+        known = ~is_none(sites)
+        site = np.full(n, -1, dtype=np.int64)
+        if known.any():
+            site[known] = np.unique(sites[known].astype(str), return_inverse=True)[1]
+        lat, lon = meta.coordinates(batch.station_id)
+        return cls(station.astype(np.int64), site, lat, lon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,37 +378,87 @@ class _Pairs:
 
 @dataclass(frozen=True, slots=True)
 class _Best:
-    """Per row of the batch: its worst qualifying pair (index into ``pairs``, -1 if none), the
-    partner in it, how many qualifying partners it has, and its longest overlap of any length."""
+    """Per row of the batch: its worst qualifying pair so far (``chosen``, row-aligned: ``b`` is
+    the partner, -1 when none), how many qualifying partners it has, its longest overlap of any
+    length, and the partner's rank by session id (ties)."""
 
-    pairs: _Pairs
-    pair: IntArray
-    partner: IntArray
+    chosen: _Pairs
     partners: IntArray
-    pair_score: FloatArray
     any_overlap_s: FloatArray
+    partner_rank: IntArray
+
+    @property
+    def partner(self) -> IntArray:
+        return self.chosen.b
+
+    @property
+    def pair_score(self) -> FloatArray:
+        return self.chosen.pair_score
+
+    @classmethod
+    def empty(cls, n: int) -> _Best:
+        f, b = np.zeros(n), np.zeros(n, bool)
+        none = np.full(n, -1, dtype=np.int64)
+        chosen = _Pairs(np.arange(n), none, f, f, b, b, b, b, f, f)
+        return cls(chosen, np.zeros(n, np.int64), np.zeros(n), none)
+
+    def merge(self, new: _Best) -> _Best:
+        """The worse of the two per row (see ``_worst_pairs``), partners and overlaps combined."""
+        old, c_old, c_new = self, self.chosen, new.chosen
+        tie_score = c_new.pair_score == c_old.pair_score
+        tie_overlap = tie_score & (c_new.overlap_s == c_old.overlap_s)
+        worse = (
+            (c_new.pair_score > c_old.pair_score)
+            | (tie_score & (c_new.overlap_s > c_old.overlap_s))
+            | (tie_overlap & (new.partner_rank < old.partner_rank))
+        )
+        take = (c_new.b >= 0) & ((c_old.b < 0) | worse)
+        fields = [np.where(take, getattr(c_new, f), getattr(c_old, f)) for f in _Pairs.__slots__]
+        return _Best(
+            _Pairs(*fields),
+            old.partners + new.partners,
+            np.fmax(old.any_overlap_s, new.any_overlap_s),
+            np.where(take, new.partner_rank, old.partner_rank),
+        )
 
 
-def _worst_pairs(pairs: _Pairs, n: int, session_id: np.ndarray) -> _Best:
-    """Each row's worst pair, by a sort-and-reduce over both ends of every pair: highest pair
-    score first, then the longest overlap, then the partner's session id (a stable choice)."""
-    any_overlap = np.zeros(n)
+def _worst_pairs(pairs: _Pairs, n: int, sid_rank: IntArray) -> _Best:
+    """Each row's worst pair, over both ends of every pair: highest pair score first, then the
+    longest overlap, then the partner's session id (a stable choice). A reduction per key
+    (``np.maximum.at``: every write of a repeated row counts, unlike ``a[idx] = v``), each
+    keeping the pairs that reach the row's best, so one pair per row remains."""
+    best = _Best.empty(n)
+    any_overlap = best.any_overlap_s
     me = np.concatenate((pairs.a, pairs.b))
     other = np.concatenate((pairs.b, pairs.a))
     index = np.concatenate((np.arange(pairs.a.size), np.arange(pairs.a.size)))
     np.maximum.at(any_overlap, me, pairs.overlap_s[index])
     ok = pairs.qualifies[index]
     me, other, index = me[ok], other[ok], index[ok]
-    pair = np.full(n, -1, dtype=np.int64)
-    partner = np.full(n, -1, dtype=np.int64)
-    score = np.zeros(n)
-    if me.size:
-        _, other_rank = np.unique(session_id[other].astype(str), return_inverse=True)
-        order = np.lexsort((other_rank, -pairs.overlap_s[index], -pairs.pair_score[index], me))
-        rows, first = np.unique(me[order], return_index=True)
-        chosen = index[order[first]]
-        pair[rows] = chosen
-        partner[rows] = other[order[first]]
-        score[rows] = pairs.pair_score[chosen]
+    if not me.size:
+        return best
     partners = np.bincount(me, minlength=n).astype(np.int64)
-    return _Best(pairs, pair, partner, partners, score, any_overlap)
+    # highest score, then longest overlap, then lowest partner session id
+    for stage in range(3):
+        if stage == 0:
+            key = pairs.pair_score[index]
+        elif stage == 1:
+            key = pairs.overlap_s[index]
+        else:
+            key = -sid_rank[other].astype(np.float64)
+        top = np.full(n, -np.inf)
+        np.maximum.at(top, me, key)
+        keep = key == top[me]
+        me, other, index = me[keep], other[keep], index[keep]
+    rows, chosen = me, index
+    fields = []
+    for name in _Pairs.__slots__:
+        column = getattr(best.chosen, name).copy()
+        column[rows] = getattr(pairs, name)[chosen]
+        fields.append(column)
+    picked = _Pairs(*fields)
+    partner = np.full(n, -1, dtype=np.int64)
+    partner[rows] = other
+    picked = replace(picked, a=np.arange(n), b=partner)
+    rank = np.where(partner >= 0, sid_rank[np.maximum(partner, 0)], -1)
+    return _Best(picked, partners, any_overlap, rank)

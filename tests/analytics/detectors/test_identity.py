@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from analytics.batch import SessionBatch
-from analytics.detectors import ConcurrentIdTag
+from analytics.detectors import ConcurrentIdTag, identity
 from analytics.detectors.base import KindResult
 from analytics.detectors.ratings import with_stations
 from chargewatch.sites import StationInfo, StationMetadata
@@ -188,3 +188,26 @@ def test_many_overlaps_are_counted_in_the_reason() -> None:
     _, result = judge(specs)
     assert result.flagged.all()
     assert "4 more" not in str(result.reason[0]) and "3 more sessions" in str(result.reason[0])
+
+
+def test_pairs_judged_in_blocks_give_the_same_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One id tag in many overlapping sessions makes pairs by the square of its sessions: they
+    are judged a block at a time, with the same result as all at once."""
+    rng = np.random.default_rng(7)
+    specs = [
+        session(
+            f"S{i:02d}",
+            f"ST{int(rng.integers(6))}",
+            start := float(rng.integers(0, 600)),
+            start + float(rng.integers(20, 200)),
+            user=f"U{int(rng.integers(3))}",
+        )
+        for i in range(40)
+    ]
+    _, whole = judge(specs, SITES)
+    monkeypatch.setattr(identity, "MAX_PAIRS", 5)
+    _, blocks = judge(specs, SITES)
+    assert whole.flagged.sum() > 10
+    np.testing.assert_array_equal(blocks.flagged, whole.flagged)
+    np.testing.assert_allclose(blocks.score, whole.score)
+    assert list(blocks.reason) == list(whole.reason)
