@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,15 @@ _DC_RATING_P = (0.25, 0.15, 0.3, 0.15, 0.15)
 # MeterValueSampleInterval values operators actually configure.
 _INTERVALS_S = (10, 15, 20, 30, 45, 60)
 _AC_INTERVAL_P = (0.05, 0.1, 0.1, 0.3, 0.1, 0.35)
-_DC_INTERVAL_P = (0.25, 0.2, 0.2, 0.25, 0.05, 0.05)
+# DC: a fifth sample every 60 s, the OCPP default many operators never change.
+_DC_INTERVAL_P = (0.2, 0.15, 0.15, 0.25, 0.05, 0.2)
+# Where a station reports its register (OCPP 1.6 MeterValuesSampledData and StopTxnSampledData):
+# with every sample; only in the transaction's Begin and End meter values; only in
+# StartTransaction's meterStart and StopTransaction's meterStop (power sampled in between).
+REGISTER_IN = ("every", "ends", "transaction")
+_REGISTER_IN_P = (0.8, 0.12, 0.08)
+# Stations sampling every minute whose clock stamps whole minutes (as session tables do).
+_MINUTE_STAMPS_P = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,8 @@ class StationSpec:
     popularity: float  # scales the arrival rate
     initial_register_wh: tuple[float, ...]  # per connector, at the start of the run
     style: MessageStyle = PLAIN_STYLE  # how its firmware writes messages (output.py)
+    register_in: str = "every"  # where the register is reported (REGISTER_IN)
+    stamp_unit_ms: int = 1  # its clock's stamps are whole multiples of this (60_000: minutes)
 
 
 def make_station(index: int, rng: np.random.Generator) -> StationSpec:
@@ -95,7 +106,20 @@ def make_station(index: int, rng: np.random.Generator) -> StationSpec:
         ),
         # from a child stream: the style takes no draw from the station's own
         style=draw_style(rng.spawn(1)[0]),
+        # likewise: how the meter is read takes no draw from the station's own stream
+        **_metering(interval_s, rng.spawn(1)[0]),
     )
+
+
+def _metering(interval_s: int, rng: np.random.Generator) -> dict[str, Any]:
+    """How a station's meter is read: where the register is reported (``REGISTER_IN``);
+    stamps in whole minutes (only where it samples once a minute: a faster sampler stamping
+    minutes would send readings that cannot be told apart)."""
+    minutes = interval_s == 60 and bool(rng.random() < _MINUTE_STAMPS_P)
+    return {
+        "register_in": str(rng.choice(REGISTER_IN, p=_REGISTER_IN_P)),
+        "stamp_unit_ms": 60_000 if minutes else 1,
+    }
 
 
 _HEX = np.array(list("0123456789ABCDEF"))

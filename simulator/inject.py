@@ -110,18 +110,34 @@ def meter_jump(r: Readings, capacity_w: float, rng: np.random.Generator) -> Wind
     return int(r.sent_ms[j - 1]), int(r.sent_ms[j])
 
 
-def meter_mismatch(r: Readings, capacity_w: float, rng: np.random.Generator) -> Window | None:
-    """A miscalibrated meter: the register counts 65-80 % or 125-135 % of the energy.
+# How far off a miscalibrated meter counts: beyond the 15 % of CONTRACTS.md section 3 by at
+# least a point (a meter 15.2 % off against a power integral known to about 1 % is a coin
+# flip, not a fault that shows), to a quarter.
+MISMATCH_OFF = (0.16, 0.25)
+# Gross miscalibrations: a current transformer missing (half) or the meter wired to one phase
+# of three (a third).
+MISMATCH_GROSS = (0.5, 1.0 / 3.0)
+
+
+def meter_mismatch(
+    r: Readings, capacity_w: float, resolution_wh: int, rng: np.random.Generator
+) -> Window | None:
+    """A miscalibrated meter: the register counts 16-25 % short or long, or grossly short.
 
     Over-reading is used only where the inflated rate stays within the connector's rating, so
     the register never seems to rise faster than the connector could deliver (a meter_jump).
+    A gross under-count only on a register that counts in single Wh: a coarser one would stand
+    still for minutes at low power (a stuck meter as well).
     """
-    over_ok = float(r.power_w.max()) * 1.35 <= capacity_w
-    factor = (
-        float(rng.uniform(1.25, 1.35))
-        if over_ok and rng.random() < 0.45
-        else float(rng.uniform(0.65, 0.8))
-    )
+    off = float(rng.uniform(*MISMATCH_OFF))
+    over_ok = float(r.power_w.max()) * (1.0 + off) <= capacity_w
+    roll = rng.random()
+    if roll < 0.2 and resolution_wh == 1:
+        factor = float(MISMATCH_GROSS[int(rng.integers(len(MISMATCH_GROSS)))])
+    elif over_ok and roll < 0.6:
+        factor = 1.0 + off
+    else:
+        factor = 1.0 - off
     r.register_wh[:] = r.register_wh[0] + factor * r.energy_wh
     r.protect[:] = True
     return int(r.sent_ms[0]), int(r.sent_ms[-1])

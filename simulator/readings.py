@@ -114,6 +114,7 @@ class StationSensors:
         *,
         temperature_c: FloatArray | None = None,
         soc_as_is: bool = False,
+        at_ends: np.ndarray | None = None,
     ) -> dict[str, list[Any]]:
         """The columns of a session's readings. ``temperature_c``: the battery temperature where
         an injector set it (NaN: as the sensor has it); ``soc_as_is``: the SoC in whole percent
@@ -133,8 +134,13 @@ class StationSensors:
             volts = self._grid_voltage(n)
             current_a = reported_w / (volts * phases)
             heat = 12.0 * power_w / st.rating_w
+        shown: list[int | None] = list(self.register(register_wh))
+        if st.register_in == "transaction":  # in meterStart and meterStop only
+            shown = [None] * n
+        elif st.register_in == "ends" and at_ends is not None:  # Transaction.Begin and End
+            shown = [v if end else None for v, end in zip(shown, at_ends.tolist(), strict=True)]
         columns: dict[str, list[Any]] = {
-            "energy_wh": self.register(register_wh),
+            "energy_wh": shown,
             "power_w": np.round(reported_w, 1).tolist(),
             "power_offered_w": np.round(offered_w).astype(np.int64).tolist(),
             "current_a": np.round(current_a, 2).tolist(),

@@ -89,7 +89,7 @@ class StationRun:
             self.buffer.add(
                 sent_ms,
                 self.rank,
-                {"type": event.pop("type"), "ts": format_ts_ms(sent_ms), **event},
+                {"type": event.pop("type"), "ts": format_ts_ms(self._stamp(sent_ms)), **event},
             )
 
     def _status(self, sent_ms: int, connector: int, status: str, **extra: str) -> None:
@@ -118,6 +118,12 @@ class StationRun:
                 "end_ms": window[1],
             }
         )
+
+    def _stamp(self, ms: Any) -> Any:
+        """The time as the station's clock stamps it: truncated to its unit (whole minutes on
+        some; a millisecond, that is as it is, on most)."""
+        unit = self.station.stamp_unit_ms
+        return ms if unit == 1 else ms // unit * unit
 
     def _ms(self, base_ms: int, seconds: float) -> int:
         return base_ms + round(seconds * 1000)
@@ -158,7 +164,11 @@ class StationRun:
         sent_ms = marks + self.rng.integers(0, 3_000, size=marks.size)
         columns = self.sensors.idle(register_wh, marks.size)
         lines = encode_readings(
-            format_ts_ms_array(sent_ms), self.station.station_id, connector, None, columns
+            format_ts_ms_array(self._stamp(sent_ms)),
+            self.station.station_id,
+            connector,
+            None,
+            columns,
         )
         self.buffer.add_lines(sent_ms, self.rank, lines, "reading")
 
@@ -332,7 +342,7 @@ class StationRun:
         r = Readings(
             t_s=t_s,
             sent_ms=sent_ms,
-            ts_ms=sent_ms.copy(),
+            ts_ms=self._stamp(sent_ms.copy()),
             power_w=power_w,
             energy_wh=energy_wh,
             register_wh=register_wh + energy_wh,
@@ -365,6 +375,10 @@ class StationRun:
         session_id: str | None,
     ) -> None:
         keep = r.keep
+        # Transaction.Begin and End: the first reading, and the last when it is the stop's
+        ends = np.zeros(r.t_s.size, dtype=bool)
+        ends[:1] = True
+        ends[-1:] |= r.t_s[-1:] >= trace.stop_s
         columns = self.sensors.session(
             r.register_wh[keep],
             r.power_w[keep],
@@ -374,6 +388,7 @@ class StationRun:
             vehicle,
             temperature_c=None if r.temperature_c is None else r.temperature_c[keep],
             soc_as_is=r.soc_pct is not None,
+            at_ends=ends[keep],
         )
         lines = encode_readings(
             format_ts_ms_array(r.ts_ms[keep]),

@@ -2,6 +2,11 @@
 
 They change what the register reports, never the energy that flowed (``inject.py`` holds the
 array work); a fault that moves the register stays in it for the sessions that follow.
+
+A station that reports the register only at the transaction's start and stop shows none of a
+stuck stretch, a fall or a leap inside the session (only their sum over it, which the energy
+flowing hides), so those three go to stations that report it with every sample; a
+miscalibration shows on all.
 """
 
 from __future__ import annotations
@@ -14,6 +19,13 @@ from ..inject import Readings, Window, meter_backwards, meter_jump, meter_mismat
 from .base import MIN_S, BoolArray, FleetSessions, Injector, SessionCharge
 
 
+def register_each_sample(fleet: FleetSessions) -> BoolArray:
+    """Per session: its station reports the register with every sample (not only at the
+    transaction's start and stop)."""
+    each = np.array([p.station.register_in == "every" for p in fleet.plans], dtype=bool)
+    return np.asarray(each[fleet.station_of]) if fleet.station_of.size else each[:0]
+
+
 class MeterStuck(Injector):
     """The register repeats one value for a while though power flows, then counts on."""
 
@@ -22,7 +34,8 @@ class MeterStuck(Injector):
     def can_carry(self, fleet: FleetSessions) -> BoolArray:
         # a stuck stretch of >= 5 samples must stay under 10 % of the session's energy
         stretch_s = 12 * np.maximum(5 * fleet.interval_s, 180.0)
-        return np.asarray(fleet.est_charge_s >= np.maximum(30 * MIN_S, stretch_s))
+        long_enough = fleet.est_charge_s >= np.maximum(30 * MIN_S, stretch_s)
+        return np.asarray(long_enough & register_each_sample(fleet))
 
     def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
         return meter_stuck(r, charge.station.interval_s, rng)
@@ -33,6 +46,9 @@ class MeterBackwards(Injector):
 
     kind = AnomalyKind.METER_BACKWARDS
 
+    def can_carry(self, fleet: FleetSessions) -> BoolArray:
+        return np.asarray(super().can_carry(fleet) & register_each_sample(fleet))
+
     def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
         return meter_backwards(r, charge.station.meter_resolution_wh, rng)
 
@@ -42,12 +58,16 @@ class MeterJump(Injector):
 
     kind = AnomalyKind.METER_JUMP
 
+    def can_carry(self, fleet: FleetSessions) -> BoolArray:
+        return np.asarray(super().can_carry(fleet) & register_each_sample(fleet))
+
     def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
         return meter_jump(r, charge.station.rating_w, rng)
 
 
 class MeterMismatch(Injector):
-    """A miscalibrated meter: the register counts 65-80 % or 125-135 % of the energy."""
+    """A miscalibrated meter: the register counts 16-25 % short or long, or grossly off (half or
+    a third: a current transformer missing or wired to one phase of three)."""
 
     kind = AnomalyKind.METER_MISMATCH
 
@@ -56,4 +76,4 @@ class MeterMismatch(Injector):
         return np.asarray((fleet.est_energy_wh >= 3000.0) & (fleet.departure_ms <= fleet.end_ms))
 
     def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
-        return meter_mismatch(r, charge.station.rating_w, rng)
+        return meter_mismatch(r, charge.station.rating_w, charge.station.meter_resolution_wh, rng)
