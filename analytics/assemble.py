@@ -195,7 +195,13 @@ class Assembler:
         self._authorizations: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._handed_out: set[str] = set()
         self.late_readings = 0  # readings of sessions already handed out, dropped
-        self.stopped = 0  # sessions stopped and not yet handed out
+        self.stopped = 0  # sessions stopped since the last pop_complete (the new generation)
+        # pop_complete hands out the sessions stopped before the previous pop_complete, so
+        # readings that arrive after their session's stop (a station uploading what it
+        # buffered while offline) still find it: one generation of grace, counted in arrivals
+        # (the file's order), which no charger clock can fake.
+        self._latest_arrival = -1
+        self._handout_mark = -1  # latest arrival at the previous pop_complete
         self.max_event_ns = NO_TIME
         self.max_control_ns = NO_TIME  # latest start, stop, status or authorize
         self._station_last_ns: dict[str, int] = {}  # latest reading time per station
@@ -226,6 +232,8 @@ class Assembler:
         station event (liveness) is part of no session: it is skipped."""
         if type(event) is StationEvent:
             return
+        if arrival > self._latest_arrival:
+            self._latest_arrival = arrival
         ts_ns = event.ts_ns
         if ts_ns > self.max_event_ns:
             self.max_event_ns = ts_ns
@@ -328,6 +336,7 @@ class Assembler:
             return
         ts_ns = readings.ts_ns
         self.max_event_ns = max(self.max_event_ns, int(ts_ns.max()))
+        self._latest_arrival = max(self._latest_arrival, int(readings.arrival.max()))
         codes, first, inverse = np.unique(readings.key, return_index=True, return_inverse=True)
         keys = [readings.keys[code] for code in codes.tolist()]
         found = [self._connector_index.get(key) for key in keys]
@@ -437,12 +446,14 @@ class Assembler:
     # -- handing out -----------------------------------------------------------------------------
 
     def pop_complete(self, *, min_sessions: int = 1, max_cells: int | None = MAX_CELLS) -> Handout:
-        """The stopped sessions and finished orphan segments, once at least ``min_sessions``
-        sessions have stopped (nothing before that), in batches of at most ``max_cells``
-        padded samples."""
+        """The sessions that stopped before the previous call, and finished orphan segments,
+        once at least ``min_sessions`` sessions have stopped since then (nothing before that),
+        in batches of at most ``max_cells`` padded samples. Sessions that stopped since the
+        previous call wait for the next one: late readings of theirs are still taken."""
         if self.stopped < min_sessions:
             return Handout([], _nothing, None)
-        done = np.array([s.stopped_at >= 0 for s in self._sessions], dtype=bool)
+        mark, self._handout_mark = self._handout_mark, self._latest_arrival
+        done = np.array([0 <= s.stopped_at <= mark for s in self._sessions], dtype=bool)
         return self._build(done, orphans_all=False, max_cells=max_cells)
 
     def finish(self, *, max_cells: int | None = None) -> Handout:
@@ -622,7 +633,7 @@ class Assembler:
         self._sessions = [self._sessions[i] for i in keep]
         self._session_ids = [self._session_ids[i] for i in keep]
         self._session_index = {sid: k for k, sid in enumerate(self._session_ids)}
-        self.stopped = sum(1 for s in self._sessions if s.stopped_at >= 0)
+        self.stopped = sum(1 for s in self._sessions if s.stopped_at > self._handout_mark)
 
 
 class _Ranks:

@@ -74,9 +74,12 @@ class DetectReport:
     def summary(self) -> str:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.flags_by_kind.items()))
         total = sum(self.flags_by_kind.values())
+        # readings that came after their session had been scored (beyond the assembler's
+        # grace of one hand-out) are not in any verdict: say how many, never drop them quietly
+        late = f", {self.late_readings} late readings left out" if self.late_readings else ""
         return (
             f"{self.sessions} sessions and {self.orphan_segments} orphan segments scored, "
-            f"{total} flags ({kinds or 'none'}), {self.rejected} lines rejected, "
+            f"{total} flags ({kinds or 'none'}), {self.rejected} lines rejected{late}, "
             f"{self.seconds:.1f} s"
         )
 

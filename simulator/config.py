@@ -27,8 +27,9 @@ class SimulationConfig:
     seed: int
     start: datetime  # tz-aware; converted to UTC
     anomaly_rate: float = 0.05  # fraction of sessions that get one injected anomaly
-    # stations write their messages each in their own valid style (simulator/output.py);
-    # False writes every line plainly (the same events, JSON numbers, UTC milliseconds)
+    # stations write their messages each in their own valid style (simulator/output.py) and
+    # some upload what they buffered during a lost link after the session stopped (link.py);
+    # False writes every line plainly and in time (the same events, labels and physics)
     message_variety: bool = True
 
     def __post_init__(self) -> None:

@@ -73,7 +73,13 @@ def simulate(
         for done, plan in enumerate(plans, start=1):
             rng = make_rng(config.seed, _STREAM_EVENTS, plan.station.index)
             result = StationRun(
-                plan, rank_of[plan.station.station_id], start_ms, end_ms, rng, buffer
+                plan,
+                rank_of[plan.station.station_id],
+                start_ms,
+                end_ms,
+                rng,
+                buffer,
+                late_uploads=config.message_variety,
             ).run()
             labels += result.labels
             spans.update(result.spans)

@@ -20,6 +20,7 @@ from .events import EventBuffer, encode_readings, format_ts_ms, format_ts_ms_arr
 from .fleet import StationSpec
 from .inject import Readings, Window, drop_single_samples
 from .injectors import INJECTORS, Label, SessionCharge, SessionSpan
+from .link import upload_late
 from .physics import (
     ChargeSpec,
     ChargeTrace,
@@ -66,6 +67,8 @@ class StationRun:
         end_ms: int,
         rng: np.random.Generator,
         buffer: EventBuffer,
+        *,
+        late_uploads: bool = False,
     ) -> None:
         self.plan = plan
         self.station: StationSpec = plan.station
@@ -76,6 +79,8 @@ class StationRun:
         self.buffer = buffer
         self.result = StationResult()
         self.sensors = StationSensors(self.station, rng)
+        # lost links (link.py) from a child stream: they take no draw from the station's own
+        self.link_rng = rng.spawn(1)[0] if late_uploads else None
 
     def run(self) -> StationResult:
         for connector in range(1, self.station.connectors + 1):
@@ -229,6 +234,8 @@ class StationRun:
             # sessions that show it as its injector made it
             r.soc_pct = trace.soc_at(r.energy_wh)
         drop_single_samples(r, st.drop_prob, rng)
+        if self.link_rng is not None and not is_open:
+            upload_late(r, stop_ms, self.end_ms, self.link_rng)
 
         sid, c = st.station_id, s.connector
         self._emit(

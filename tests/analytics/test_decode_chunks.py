@@ -18,7 +18,7 @@ from analytics.pipeline import (
     detect_events,
 )
 from chargewatch.errors import EventError
-from chargewatch.events import MAX_LINE_BYTES, EventDecoder
+from chargewatch.events import MAX_LINE_BYTES, EventDecoder, parse_ts
 from ingest.pseudonym import Pseudonymizer
 from simulator import SimulationConfig, simulate
 
@@ -166,3 +166,67 @@ def test_rejections_name_the_line_and_the_reason() -> None:
         (2, "reading has no session_id and no measured value")
     ]
     assert (report.lines, report.rejected) == (2, 1)
+
+
+def _session_lines(session: str, start_s: int, stop_s: int, late_from_s: int | None) -> list[bytes]:
+    """One session on ST-L: start, a reading a minute, stop; the readings from ``late_from_s``
+    on (Transaction.End's included) uploaded after the stop, as after a lost link."""
+
+    def ts(s: int) -> str:
+        return f"2026-11-23T08:{s // 60:02d}:{s % 60:02d}+01:00"
+
+    head = {"station_id": "ST-L", "connector_id": "1", "session_id": session}
+    start = {"type": "session_start", "ts": ts(start_s), **head, "id_tag": "T", "meter_start_wh": 0}
+    stop = {"type": "session_stop", "ts": ts(stop_s), **head, "meter_stop_wh": 1100}
+    readings = [
+        {
+            "type": "reading",
+            "ts": ts(t),
+            **head,
+            "energy_wh": str((t - start_s) * 11 // 6),
+            "power_w": "6600.0",
+        }
+        for t in range(start_s, stop_s + 1, 60)
+    ]
+    on_time = [r for r in readings if late_from_s is None or parse_ts(r["ts"]) < _at(late_from_s)]
+    late = readings[len(on_time) :]
+    return [orjson.dumps(e) for e in (start, *on_time, stop, *late)]
+
+
+def _at(s: int) -> int:
+    return parse_ts(f"2026-11-23T08:{s // 60:02d}:{s % 60:02d}+01:00")
+
+
+def test_readings_uploaded_after_their_session_stopped_are_judged() -> None:
+    # S1's last five minutes arrive after its stop; S2 then stops, and with max_sessions=1
+    # S1 is handed out only now (one generation of grace): with every reading.
+    in_time = _session_lines("S1", 0, 600, None) + _session_lines("S2", 700, 1300, None)
+    uploaded_late = _session_lines("S1", 0, 600, 300) + _session_lines("S2", 700, 1300, None)
+    assert uploaded_late != in_time
+    results = []
+    for lines in (in_time, uploaded_late):
+        data = b"\n".join(lines) + b"\n"
+        got, report, rejected, _ = _run_chunked(data, max_sessions=1, chunk_lines=1_000)
+        expected, expected_report, _ = _run_per_event(data, max_sessions=1)
+        assert rejected == [] and report.late_readings == expected_report.late_readings == 0
+        samples = {
+            str(sid): int(n)
+            for d in got
+            if d.batch.n_steps  # not the spans the cross-session kinds are judged on
+            for sid, n in zip(d.batch.session_id, d.batch.n_samples, strict=True)
+        }
+        assert samples == {"S1": 11, "S2": 11}
+        flags = [f for d in got for f in d.flags]
+        assert flags == [f for d in expected for f in d.flags]
+        results.append(sorted((f.session_id, f.kind) for f in flags))
+    assert results[0] == results[1]
+
+
+def test_late_readings_beyond_the_grace_are_counted_and_reported() -> None:
+    lines = _session_lines("S1", 0, 600, 300)
+    late = lines[-6:]  # S1's held readings, now after two more sessions stopped
+    lines = lines[:-6] + _session_lines("S2", 700, 1300, None)
+    lines += _session_lines("S3", 1400, 2000, None) + late
+    _, report, _, _ = _run_chunked(b"\n".join(lines) + b"\n", max_sessions=1, chunk_lines=1_000)
+    assert report.late_readings == 6
+    assert "6 late readings" in report.summary()

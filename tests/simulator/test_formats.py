@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from chargewatch.events import READING_RANGES, EventDecoder, Reading, parse_ts
+from chargewatch.events import READING_RANGES, Event, EventDecoder, Reading, SessionStop, parse_ts
 from simulator import SimulationConfig, simulate
 from simulator.output import MessageStyle, plain_event
 
@@ -21,7 +21,7 @@ decoder = EventDecoder(lambda tag: f"p-{tag}")
 
 def fleet(folder: Path, *, variety: bool) -> tuple[list[bytes], list[dict[str, Any]]]:
     config = SimulationConfig(
-        stations=30, hours=12.0, seed=8, start=START, anomaly_rate=0.2, message_variety=variety
+        stations=40, hours=12.0, seed=8, start=START, anomaly_rate=0.2, message_variety=variety
     )
     folder.mkdir()
     simulate(config, folder / "events.jsonl", folder / "labels.jsonl")
@@ -84,23 +84,42 @@ _STYLES = (
 )
 
 
+def streams(lines: list[bytes]) -> dict[tuple[Any, ...], list[Event]]:
+    """Each connector's events by type and session (sessions counted in order of first sight
+    on the connector, so the two fleets' ids need not match): late uploads move readings in
+    the file, never within such a stream."""
+    out: dict[tuple[Any, ...], list[Event]] = {}
+    ordinal: dict[str, int] = {}
+    seen_on: Counter[tuple[str, Any]] = Counter()
+    for raw in lines:
+        event = decoder.decode_line(raw)
+        connector = getattr(event, "connector_id", None)
+        session_id = getattr(event, "session_id", None)
+        if session_id is not None and session_id not in ordinal:
+            ordinal[session_id] = seen_on[(event.station_id, connector)]
+            seen_on[(event.station_id, connector)] += 1
+        key = (event.station_id, connector, type(event).__name__, ordinal.get(session_id or ""))
+        out.setdefault(key, []).append(event)
+    return out
+
+
 def test_every_line_is_valid_and_says_what_the_plain_line_says(fleets: Any) -> None:
     (plain, plain_labels), (mixed, labels) = fleets
     assert len(plain) == len(mixed)
+    want_streams, got_streams = streams(plain), streams(mixed)
+    assert want_streams.keys() == got_streams.keys()
     renamed: dict[str, str] = {}
-    for raw_plain, raw_mixed in zip(plain, mixed, strict=True):
-        want = decoder.decode_line(raw_plain)  # the same events, line for line
-        got = decoder.decode_line(raw_mixed)
-        assert type(got) is type(want)
-        # stamps: whole seconds cut the milliseconds; microsecond clocks add less than one
-        assert -1_000_000_000 < got.ts_ns - want.ts_ns < 1_000_000, raw_mixed
-        session_id = getattr(want, "session_id", None)
-        same: tuple[Any, ...] = got._replace(ts_ns=want.ts_ns)
-        if session_id is not None:
-            renamed.setdefault(session_id, getattr(got, "session_id", ""))
-            assert renamed[session_id] == getattr(got, "session_id", ""), raw_mixed
-            same = got._replace(ts_ns=want.ts_ns, session_id=session_id)  # type: ignore[call-arg]
-        assert same == want, raw_mixed
+    for key, wanted in want_streams.items():
+        for want, got in zip(wanted, got_streams[key], strict=True):
+            # stamps: whole seconds cut the milliseconds; microsecond clocks add less than one
+            assert -1_000_000_000 < got.ts_ns - want.ts_ns < 1_000_000, got
+            session_id = getattr(want, "session_id", None)
+            same: tuple[Any, ...] = got._replace(ts_ns=want.ts_ns)
+            if session_id is not None:
+                renamed.setdefault(session_id, getattr(got, "session_id", ""))
+                assert renamed[session_id] == getattr(got, "session_id", ""), got
+                same = got._replace(ts_ns=want.ts_ns, session_id=session_id)  # type: ignore[call-arg]
+            assert same == want, got
     assert len(set(renamed.values())) == len(renamed)  # still one id per session
     # labels name the sessions by the ids the events carry
     assert len(labels) == len(plain_labels) > 0
@@ -108,6 +127,24 @@ def test_every_line_is_valid_and_says_what_the_plain_line_says(fleets: Any) -> N
         original = plain_label["session_id"]
         assert label["session_id"] == (None if original is None else renamed[original])
         assert (label["start"], label["end"]) == (plain_label["start"], plain_label["end"])
+
+
+def test_some_stations_upload_readings_after_their_session_stopped(fleets: Any) -> None:
+    (plain, _), (mixed, _) = fleets
+    assert late_readings(plain) == 0
+    assert late_readings(mixed) > 0
+
+
+def late_readings(lines: list[bytes]) -> int:
+    stopped: set[str] = set()
+    late = 0
+    for raw in lines:
+        event = decoder.decode_line(raw)
+        if isinstance(event, SessionStop):
+            stopped.add(event.session_id)
+        elif isinstance(event, Reading) and event.session_id in stopped:
+            late += 1
+    return late
 
 
 def test_the_variety_is_the_same_for_the_same_seed(tmp_path: Path, fleets: Any) -> None:
