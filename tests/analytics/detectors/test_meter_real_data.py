@@ -148,6 +148,18 @@ def dc_within_2_percent_fast_changing() -> Spec:
     )
 
 
+def no_power_values() -> Spec:
+    # a session table: the register at every reading, no power at all
+    spec = charge(power_w=7_400.0, minutes=90)
+    return with_(spec, power_w=None, offered_w=None)
+
+
+def stop_in_1970() -> Spec:
+    # the stop stamped by a charger whose clock fell back to the epoch
+    spec = charge(power_w=7_400.0, minutes=90)
+    return with_(spec, stop_s=-1_795_420_000.0)
+
+
 QUIET: list[tuple[str, Callable[[], Spec]]] = [
     ("register only at start and stop (AC, 232 s)", ends_only_ac),
     ("register only at start and stop (DC, 35 min)", ends_only_dc),
@@ -157,6 +169,8 @@ QUIET: list[tuple[str, Callable[[], Spec]]] = [
     ("a 1 Wh fall (the register's resolution)", one_wh_fall),
     ("DC 60 s, meter 2 % long, power changing fast", dc_within_2_percent_fast_changing),
     ("DC 60 s, meter right", lambda: dc_meter(1.0)),
+    ("no power values", no_power_values),
+    ("a stop stamped in 1970", stop_in_1970),
 ]
 
 
