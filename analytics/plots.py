@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
@@ -112,6 +113,17 @@ class _Chart:
             frameon=False,
         )
         self.title = self.figure.suptitle("", fontsize=10, y=0.98)
+        # the segment band: a collection per kind, made once, its bars set at each render (a
+        # new broken_barh per render cost more than drawing it: limits, transforms, adding)
+        self.bands = {
+            kind: PolyCollection(
+                [], color=_SEGMENT_COLOURS[kind], alpha=0.8, transform=power.get_xaxis_transform()
+            )
+            for kind in SegmentKind
+        }
+        for band in self.bands.values():
+            power.add_collection(band, autolim=False)
+            band.set_animated(True)
         # what changes with every session is drawn over the background, not into it
         self.dynamic: list[tuple[Axes | Figure, Artist]] = [
             (power, power.xaxis),
@@ -149,12 +161,14 @@ class _Chart:
         power_axes.set_ylim(-0.08 * top, 1.15 * top)  # room below zero for the segment band
         power_axes.set_xlabel(f"minutes since {format_ts(row.start_ns)[:16].replace('T', ' ')} UTC")
         self.title.set_text(_title(row))
-        added = _segments(power_axes, row, segments) + _flags(power_axes, row, span_min)
+        _set_bands(self.bands, row, segments)
+        added = _flags(power_axes, row, span_min)
         try:
             canvas = self.canvas
             canvas.restore_region(self.background)  # type: ignore[no-untyped-call]
             axis_x, axis_y, *rest = self.dynamic  # the grid first, the session's ranges over it
-            for where, artist in [axis_x, axis_y, *[(power_axes, a) for a in added], *rest]:
+            ranges = [*self.bands.values(), *added]
+            for where, artist in [axis_x, axis_y, *[(power_axes, a) for a in ranges], *rest]:
                 where.draw_artist(artist)
             width, height = canvas.get_width_height()
             pixels = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
@@ -259,27 +273,17 @@ def _features(mtext: Any) -> Hashable:
     return (None if features is None else tuple(features), mtext.get_language())
 
 
-def _segments(axes: Axes, row: SessionRow, segments: Sequence[Segment]) -> list[Artist]:
-    """Each segment as a bar along the bottom of the axes (x in minutes, y in axes fraction)."""
-    transform = axes.get_xaxis_transform()
-    added: list[Artist] = []
-    for kind in SegmentKind:
-        spans = [
-            ((s.start_ns - row.start_ns) / 60e9, (s.end_ns - s.start_ns) / 60e9)
-            for s in segments
-            if s.kind is kind
-        ]
-        if spans:
-            added.append(
-                axes.broken_barh(
-                    spans,
-                    (0.0, _BAND),
-                    transform=transform,
-                    color=_SEGMENT_COLOURS[kind],
-                    alpha=0.8,
-                )
-            )
-    return added
+def _set_bands(
+    bands: dict[SegmentKind, PolyCollection], row: SessionRow, segments: Sequence[Segment]
+) -> None:
+    """Each segment as a bar along the bottom of the axes (x in minutes, y in axes fraction),
+    in its kind's collection (none: an empty one, which draws nothing)."""
+    bars: dict[SegmentKind, list[list[tuple[float, float]]]] = {kind: [] for kind in bands}
+    for s in segments:
+        a, b = (s.start_ns - row.start_ns) / 60e9, (s.end_ns - row.start_ns) / 60e9
+        bars[s.kind].append([(a, 0.0), (a, _BAND), (b, _BAND), (b, 0.0)])
+    for kind, band in bands.items():
+        band.set_verts(bars[kind])
 
 
 def _flags(axes: Axes, row: SessionRow, span_min: float) -> list[Artist]:
