@@ -7,8 +7,9 @@ Four tests, each against physics with the most lenient reading of the evidence:
   a car's climate control could draw, so the battery must be gaining);
 - **rises**: the SoC rises by more than the energy delivered could raise any plausible battery
   (the smallest one that can draw the power seen, from published capacities, aged), plus the
-  resolution; checked over every pair of readings, so a value that sat stale and then leapt is
-  judged against the energy since it last changed;
+  resolution, and what the stamps' resolution may hide (whole-minute stamps: two minutes at the
+  power held); checked over every pair of readings, so a value that sat stale and then leapt
+  is judged against the energy since it last changed;
 - **flat**: the SoC stays at one value (not full) while more energy flows than one resolution
   step of the largest plausible battery could absorb, and at least 10 kWh ("tens of kWh"),
   beyond what climate control could draw meanwhile;
@@ -143,6 +144,21 @@ def soc_resolution_pct(soc: FloatArray, has: BoolArray) -> FloatArray:
         ratio = filled / step  # exact for whole multiples (a division is correctly rounded)
         fits = np.all(ratio == np.trunc(ratio), axis=1)
         res = np.where(fits, step, res)
+    return res
+
+
+# Resolutions clocks stamp in: whole minutes (tables of sessions), whole seconds (OCPP 1.6
+# firmware), else milliseconds or finer.
+_STAMP_UNITS_S = (60.0, 1.0)
+
+
+def stamp_resolution_s(prep: Prepared) -> FloatArray:
+    """Per row, the resolution its trusted readings' stamps have: whole minutes or seconds
+    when every stamp is one, else a millisecond."""
+    res = np.full(prep.t_ns.shape[0], 0.001)
+    for unit_s in _STAMP_UNITS_S[::-1]:  # finest first: a coarser unit that fits overrides it
+        whole = np.all(np.remainder(prep.t_ns, int(unit_s * 1e9)) == 0, axis=1)
+        res = np.where(whole & (prep.count > 0), unit_s, res)
     return res
 
 
@@ -339,10 +355,11 @@ def _rises(
     hi: FloatArray,
     segment: FloatArray,
     per_wh: FloatArray,
-    res: FloatArray,
+    slack: FloatArray,
 ) -> _Found:
     """SoC less what the most energy delivered could add to the smallest plausible battery
-    never climbs by more than the resolution within one known stretch, counted from the reading
+    never climbs by more than ``slack`` (the SoC's resolution, and what the stamps'
+    resolution may hide) within one known stretch, counted from the reading
     where a value first showed (a value repeated while stale says nothing new): the largest
     climb over every such pair, by a running minimum."""
     n, m = soc.shape
@@ -355,7 +372,7 @@ def _rises(
     j = nan_argmax(climb)
     cols = np.arange(m)[None, :]
     i = _nan_argmin(np.where(cols <= j[:, None], since, np.nan))
-    return _Found(np.nan_to_num(pick(climb, j)) / res, i, j)
+    return _Found(np.nan_to_num(pick(climb, j)) / slack, i, j)
 
 
 def _begins(soc: FloatArray) -> BoolArray:
@@ -438,6 +455,10 @@ class _SocEvidence:
         segment = np.concatenate((np.zeros((n, 1)), np.cumsum(np.isnan(hi_step), axis=1)), 1)
         held_w = _held_power_w(prep.power_w)
         floor_wh = capacity_floor_wh(held_w)
+        per_wh = 100.0 / floor_wh
+        # two readings' stamps may each be off by the stamps' resolution: the energy of that
+        # much time at the power held may have flowed unseen between them
+        stamp_pct = per_wh * held_w * 2.0 * stamp_resolution_s(prep) / 3600.0
         flowing = (lo_step >= climate_w * prep.dt_s / 3600.0) & (prep.dt_s > 0)
         need_wh = np.maximum(min_flat_wh, res / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)
         return cls(
@@ -450,7 +471,7 @@ class _SocEvidence:
             held_w=held_w,
             floor_wh=floor_wh,
             need_wh=need_wh,
-            rise=_rises(soc, begins, hi, segment[:, :m], 100.0 / floor_wh, res),
+            rise=_rises(soc, begins, hi, segment[:, :m], per_wh, res + stamp_pct),
             fall=_falls(soc, flowing, res),
             flat=_flats(soc, begins, lo, prep.t_s, climate_w, need_wh, res),
         )

@@ -319,3 +319,16 @@ def test_a_car_drawing_more_power_has_a_bigger_battery() -> None:
 def test_the_capacity_table_is_what_the_published_data_gives() -> None:
     made = to_json(capacity_table(json.loads(EV_DATA.read_text(encoding="utf-8"))))
     assert made == TABLE.read_text(encoding="utf-8")
+
+
+def test_stamps_in_whole_minutes_hide_no_leap() -> None:
+    # 150 kW read every 10 s, stamped in whole minutes, the register only at the two ends: six
+    # readings share a stamp while the SoC climbs about 1 % each; that is no leap
+    spec, soc = charge(150.0, 30, step_s=10.0, soc0=10.0, battery_kwh=75.0)
+    stamped = np.floor(np.asarray(spec.t_s) / 60.0) * 60.0
+    energy = np.full(len(spec.t_s), np.nan)
+    energy[[0, -1]] = np.asarray(spec.energy_wh)[[0, -1]]
+    spec = with_(reported(spec, soc), t_s=list(stamped), energy_wh=list(energy))
+    batch = make_batch([spec])
+    result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0], result.reason[0]
