@@ -226,7 +226,9 @@ def _orphan_end(batch: SessionBatch, orphan: np.ndarray, until_ns: int) -> np.nd
     lo = np.searchsorted(s_key, key[rows], side="left")
     hi = np.searchsorted(s_key, key[rows], side="right")
     after = _first_after(s_t, lo, hi, last)
-    nxt = np.where(after >= 0, s_t[np.maximum(after, 0)], NO_TIME)
+    nxt = np.full(rows.size, NO_TIME, dtype=np.int64)
+    if s_t.size:
+        nxt = np.where(after >= 0, s_t[np.maximum(after, 0)], NO_TIME)
     silent = last + ORPHAN_GAP_NS
     ended = np.where((nxt != NO_TIME) & (nxt < silent), nxt, silent)
     end[rows] = np.where(ended < until_ns, ended, NO_TIME)

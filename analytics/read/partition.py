@@ -180,8 +180,8 @@ def read_partition(
     readings, statuses and authorizations (module docstring)."""
     where = _where_stations(stations)
     earliest = sessions.earliest_ns
-    carry = _orphan_carry(sessions.starts, sessions.stops, earliest, since_ns - lookback.session_ns)
-    readings = _read_readings(client, where, earliest, until_ns, carry)
+    ranges = _ranges(sessions, since_ns, since_ns - lookback.session_ns)
+    readings = _read_readings(client, where, since_ns, earliest, until_ns, ranges)
     control: list[Event] = [*sessions.starts, *sessions.stops]
     control += _statuses(client, where, earliest - lookback.status_ns, until_ns)
     control += _authorizations(client, where, earliest - lookback.authorize_ns, until_ns)
@@ -249,22 +249,46 @@ def _late_stops(series: list[Series], since_ns: int) -> list[str]:
     return late
 
 
-def _orphan_carry(
-    starts: list[SessionStart], stops: list[SessionStop], earliest: int, floor_ns: int
-) -> dict[tuple[str, int], int]:
-    """Per connector, where its readings outside sessions must be read from so that the orphan
-    segment open at ``earliest`` is read whole: its last stop before then (a segment begins
-    once a session is over), no earlier than ``floor_ns``."""
-    carry: dict[tuple[str, int], int] = {}
-    events: list[SessionStart | SessionStop] = [*starts, *stops]
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """Where a connector's readings are read from: all of them from ``all_from_ns`` (its
+    earliest judged session's start), those outside sessions from ``orphans_from_ns`` (the
+    orphan segment open then began at the connector's last stop, or ``floor`` when it had
+    none)."""
+
+    all_from_ns: int
+    orphans_from_ns: int
+
+
+def _ranges(sessions: SessionEvents, since_ns: int, floor_ns: int) -> dict[tuple[str, int], _Range]:
+    """Per connector with sessions in the look-back, what to read before the window (readings
+    in the window itself are read for every connector of the partition at once)."""
+    band = RX_BAND_NS
+    first: dict[tuple[str, int], int] = {}
+    for start in sessions.starts:
+        if start.session_id in sessions.judged:
+            key = (start.station_id, start.connector_id)
+            first[key] = min(first.get(key, since_ns), start.ts_ns)
+    events: list[SessionStart | SessionStop] = [*sessions.starts, *sessions.stops]
+    events.sort(key=lambda e: e.ts_ns)
+    last_before: dict[tuple[str, int], SessionStart | SessionStop] = {}
+    keys = {(e.station_id, e.connector_id) for e in events}
     for event in events:
         key = (event.station_id, event.connector_id)
-        carry.setdefault(key, floor_ns)
-    for stop in stops:
-        key = (stop.station_id, stop.connector_id)
-        if stop.ts_ns < earliest:
-            carry[key] = max(carry[key], stop.ts_ns)
-    return {key: at for key, at in carry.items() if at < earliest - RX_BAND_NS}
+        if event.ts_ns < first.get(key, since_ns) - band:
+            last_before[key] = event
+    ranges = {}
+    for key in keys:
+        all_from = min(first.get(key, since_ns), since_ns) - band
+        before = last_before.get(key)
+        if before is None:
+            orphans_from = floor_ns  # no session before: the segment reaches the look-back
+        elif isinstance(before, SessionStop):
+            orphans_from = before.ts_ns  # the segment open then began at this stop
+        else:
+            orphans_from = all_from  # a session was open: no segment to carry
+        ranges[key] = _Range(all_from, min(orphans_from, all_from))
+    return ranges
 
 
 class _Columns:
@@ -364,37 +388,39 @@ class _Columns:
 def _read_readings(
     client: InfluxClient,
     where: str,
+    since_ns: int,
     earliest: int,
     until_ns: int,
-    carry: dict[tuple[str, int], int],
+    ranges: dict[tuple[str, int], _Range],
 ) -> ReadingColumns:
+    """The readings of the window's judged rows: the window for every connector, and before it
+    per connector what its ``_Range`` asks (module docstring); then those indexed by receive
+    time from ``earliest`` on."""
     band = RX_BAND_NS
-    statements = [
-        _select(EventType.READING, where, earliest - band, until_ns + band)
-        + ' GROUP BY "station_id", "connector_id"'
-    ]
-    for (station_id, connector_id), from_ns in sorted(carry.items()):
+    by = ' GROUP BY "station_id", "connector_id"'
+    statements = [_select(EventType.READING, where, since_ns - band, until_ns + band) + by]
+    for (station_id, connector_id), span in sorted(ranges.items()):
+        if span.orphans_from_ns >= since_ns - band:
+            continue
         series = f"station_id = {quote_literal(station_id)} AND connector_id = '{connector_id}'"
         statements.append(
-            _select(EventType.READING, series, from_ns, earliest - band)
-            + ' GROUP BY "station_id", "connector_id"'
+            _select(EventType.READING, series, span.orphans_from_ns, since_ns - band) + by
         )
     columns = _Columns()
     for s in client.iter_query("; ".join(statements)):
         times = s.columns.get("time")
         if times is None or not len(s):
             continue
-        # rows before the main statement's range come from a connector's carry: orphans only
-        carried = times < earliest - band
-        if carried.all():
-            columns.add(s, orphans_only=True)
-        elif not carried.any():
-            columns.add(s)
-        else:  # a part holding both cannot happen (separate statements); be safe anyway
+        key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
+        found = ranges.get(key)
+        # before the connector's own range, only readings outside sessions are wanted
+        carried = times < (found.all_from_ns if found is not None else since_ns - band)
+        if carried.any():
             columns.add(_rows_of(s, carried), orphans_only=True)
-            columns.add(_rows_of(s, ~carried))
+        if not carried.all():
+            columns.add(_rows_of(s, ~carried) if carried.any() else s)
     side = _select(RX_MEASUREMENT, where, earliest - band, until_ns)
-    for s in client.iter_query(side + ' GROUP BY "station_id", "connector_id"'):
+    for s in client.iter_query(side + by):
         if not len(s) or "ts_s" not in s.columns:
             continue
         seconds, frac = s.columns["ts_s"], s.columns.get("ts_frac_ns")
