@@ -189,9 +189,15 @@ def profiles(batch: SessionBatch) -> Profiles:
 
     e_first, e_last, e_has = _first_last(energy)
     energy_register = np.where(e_has, e_last - e_first, np.nan)
-    energy_power, power_doubt = _trapezoid_wh(
-        batch.t_ns, power, time_resolution_s(batch.t_ns, valid)
-    )
+    time_res_s = time_resolution_s(batch.t_ns, valid)
+    energy_power, _ = _trapezoid_wh(batch.t_ns, power, time_res_s)
+    # the register is checked against the power over its own span: from its first reading to
+    # its last (a station that reports it only now and then, or only at a start so far); where
+    # no reading carries it, the transaction's meter values span the whole session
+    reg_first_s, reg_last_s, _ = _first_last(np.where(np.isfinite(energy), t_s, np.nan))
+    in_span = (t_s >= reg_first_s[:, None]) & (t_s <= reg_last_s[:, None])
+    in_span |= ~e_has[:, None]
+    span_power, span_doubt = _trapezoid_wh(batch.t_ns, np.where(in_span, power, np.nan), time_res_s)
     charging_s = (dt * charging).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         charged_wh = np.where(charging, power * dt, 0.0).sum(axis=1)
@@ -209,8 +215,9 @@ def profiles(batch: SessionBatch) -> Profiles:
     taper_s = np.where(has_onset, t_s[rows, np.maximum(onset, 0)] if m else 0.0, np.nan)
     taper_soc = np.where(has_onset, batch.soc_pct[rows, np.maximum(onset, 0)] if m else 0, np.nan)
 
+    n_register = np.isfinite(energy).sum(axis=1)
     confidence, notes = _billing(
-        batch, energy, energy_register, energy_power, power_doubt, dt, e_first, e_last
+        batch, energy, energy_register, span_power, span_doubt, n_register, dt, e_first, e_last
     )
     return Profiles(
         session_id=batch.session_id,
@@ -335,10 +342,13 @@ def _billing(
     energy_register: FloatArray,
     energy_power: FloatArray,
     power_doubt: FloatArray,
+    n_register: IntArray,
     dt: FloatArray,
     e_first: FloatArray,
     e_last: FloatArray,
 ) -> tuple[FloatArray, ObjectArray]:
+    """Billing confidence and notes; ``energy_power`` and ``power_doubt``: the power integrated
+    over the register's span, and how far off it may be."""
     n = batch.n_sessions
     confidence = np.ones(n)
     notes: list[list[str]] = [[] for _ in range(n)]
@@ -357,6 +367,8 @@ def _billing(
     for i in np.flatnonzero(no_register).tolist():
         notes[i].append("no register readings")
     energy_register = np.where(no_readings, meter_values_wh, energy_register)
+    # one register reading (and no meter values to stand in) spans nothing: nothing to compare
+    energy_register = np.where(~no_readings & (n_register < 2), np.nan, energy_register)
 
     _t, e, kept = _compact(batch.t_ns, energy)
     steps = (
@@ -409,15 +421,19 @@ def _billing(
     penalize(reordered, 0.7, ["timestamps out of arrival order"] * n)
 
     # nothing checked the register and nothing was found: unknown, not 1
-    no_power = ~np.isfinite(energy_power)
+    single = ~no_readings & (n_register < 2)
+    no_power = ~np.isfinite(energy_power) & ~single
     with np.errstate(invalid="ignore"):
         too_sparse = ~no_power & (allowed > MISMATCH_MAX_RELATIVE * np.abs(energy_power))
         too_sparse &= np.abs(energy_power) >= 100.0
-    unverifiable = (confidence == 1.0) & ~no_register & (no_power | too_sparse)
+    too_sparse &= ~single
+    unverifiable = (confidence == 1.0) & ~no_register & (no_power | too_sparse | single)
     confidence[unverifiable] = np.nan
     for i in np.flatnonzero(unverifiable).tolist():
         notes[i].append(
-            "unverifiable: no power values to check the register against"
+            "unverifiable: one register reading, nothing to compare yet"
+            if single[i]
+            else "unverifiable: no power values to check the register against"
             if no_power[i]
             else f"unverifiable: the samples bound the integrated power only to "
             f"{allowed[i] / abs(energy_power[i]):.0%}"

@@ -215,3 +215,22 @@ def test_meter_values_stand_in_for_a_register_reported_only_in_the_transaction(
     assert "no register readings" not in p.billing_notes[0]
     assert (p.billing_confidence[0] == 1.0) == confident, p.billing_notes[0]
     assert confident or "apart" in p.billing_notes[0]
+
+
+def test_the_register_is_checked_over_its_own_span() -> None:
+    # the register at the start only so far (an open session of a station that sends it at the
+    # ends): nothing to compare yet; with the register every fifth minute and power every
+    # minute after its last reading, only the span it covers is compared
+    powers = [11.0] * 23
+    steps_wh = 11_000.0 / 60
+    events: list[Event] = [start(0)]
+    for minute, kw in enumerate(powers):
+        register = 1000.0 + steps_wh * minute if minute % 5 == 0 else None
+        events.append(reading(minute, power_w=kw * 1000, energy_wh=register))
+    p = profile_of([*events, stop(22)])
+    assert p.billing_confidence[0] == 1.0, p.billing_notes[0]
+    open_so_far: list[Event] = [start(0), reading(0, power_w=0.0, energy_wh=1000.0)]
+    open_so_far += [reading(minute, power_w=11_000.0) for minute in range(1, 23)]
+    p = profile_of(open_so_far)
+    assert np.isnan(p.billing_confidence[0])
+    assert p.billing_notes[0] == "unverifiable: one register reading, nothing to compare yet"
