@@ -112,9 +112,8 @@ class StationMetadata:
         """Whether each row's pseudonym is marked as a fleet card."""
         if not self.fleet_cards:
             return np.zeros(pseudonym.shape[0], dtype=bool)
-        return np.fromiter(
-            (p in self.fleet_cards for p in pseudonym.tolist()), dtype=bool, count=pseudonym.size
-        )
+        cards = np.array(sorted(self.fleet_cards), dtype=str)
+        return np.isin(pseudonym.astype(str), cards)
 
     def with_boots(self, boots: Mapping[str, tuple[str | None, str | None]]) -> StationMetadata:
         """The same metadata with each known station's (vendor, model) from its boot."""
