@@ -10,7 +10,7 @@ Detectors judge readings, but two questions need facts the readings do not carry
 
 Operators give them with ``chargewatch stations import STATIONS.csv`` (``ingest.stations_import``
 reads the file) and ``chargewatch users mark-fleet PSEUDONYM`` (a card shared by a company's
-vehicles on purpose); boot notifications add each station's vendor and model. They are kept in
+vehicles on purpose). They are kept in
 two tables of the state database (``station_sites``, ``fleet_cards``, on ``chargewatch.state``'s
 metadata, created on first use: ``chargewatch.site_store``) and reach the detectors as one
 ``StationMetadata``: read from the state database by the scheduled job, from the CSV given to
@@ -21,7 +21,7 @@ library: ``detect --input`` loads it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +44,6 @@ class StationInfo:
     latitude: float | None = None  # WGS 84 degrees
     longitude: float | None = None
     rated_power_w: float | None = None  # what the station is declared to deliver per connector
-    vendor: str | None = None  # from its boot notification
-    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +112,6 @@ class StationMetadata:
             return np.zeros(pseudonym.shape[0], dtype=bool)
         cards = np.array(sorted(self.fleet_cards), dtype=str)
         return np.isin(pseudonym.astype(str), cards)
-
-    def with_boots(self, boots: Mapping[str, tuple[str | None, str | None]]) -> StationMetadata:
-        """The same metadata with each known station's (vendor, model) from its boot."""
-        if not boots:
-            return self
-        stations = dict(self.stations)
-        for station_id, (vendor, model) in boots.items():
-            info = stations.get(station_id)
-            if info is not None:
-                stations[station_id] = replace(info, vendor=vendor, model=model)
-        return StationMetadata(stations, self.fleet_cards)
 
 
 def haversine_km(

@@ -50,9 +50,3 @@ def test_empty_metadata_knows_nothing() -> None:
     assert list(empty.sites(ids)) == [None]
     assert np.isnan(empty.coordinates(ids)[0]).all()
     assert not empty.is_fleet(np.array(["f" * 32], dtype=object)).any()
-
-
-def test_boots_add_vendor_and_model_to_known_stations() -> None:
-    booted = META.with_boots({"B": ("ABB", "Terra AC W22"), "unknown": ("x", "y")})
-    assert booted.stations["B"].model == "Terra AC W22"
-    assert set(booted.stations) == set(META.stations)
