@@ -10,9 +10,9 @@ Detectors judge readings, but two questions need facts the readings do not carry
 
 Operators give them with ``chargewatch stations import STATIONS.csv`` (``ingest.stations_import``
 reads the file) and ``chargewatch users mark-fleet PSEUDONYM`` (a card shared by a company's
-vehicles on purpose). They are kept in
-two tables of the state database (``station_sites``, ``fleet_cards``, on ``chargewatch.state``'s
-metadata, created on first use: ``chargewatch.site_store``) and reach the detectors as one
+vehicles on purpose). They are kept in two tables of the state database (``station_sites``,
+``fleet_cards``, on ``chargewatch.state``'s metadata, created on first use:
+``chargewatch.site_store``) and reach the detectors as one
 ``StationMetadata``: read from the state database by the scheduled job, from the CSV given to
 ``detect --input --stations`` for a file. This module holds the types only (no database
 library: ``detect --input`` loads it).
