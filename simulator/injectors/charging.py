@@ -151,7 +151,9 @@ class EarlyTaper(_Derate):
                 return False
             s.stop_reason = reason
             return _add_derate(s, begin_s, leave_s - begin_s + 3600.0, steps, ramp_s)
-        return _extend_to(s, begin_s + 20.0 * 60, end_ms) and _add_derate(
+        # the driver stays until it is over and charging has gone on for 10 min (a stop
+        # before then is the cut-short kind)
+        return _extend_to(s, begin_s + duration_s + 10.0 * 60, end_ms) and _add_derate(
             s, begin_s, duration_s, steps, ramp_s
         )
 
