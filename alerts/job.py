@@ -46,6 +46,7 @@ from chargewatch.schema import read_station_liveness
 from chargewatch.state import StateStore
 
 from .client import AlertmanagerClient, SendReport
+from .collector import collector_paused
 from .lifecycle import AlertRecord, Policy, Reason, Send, plan_cycle, settle
 from .model import Alert, FlagAlerts, Links, service_alert, station_offline_alert, status_alert
 from .store import AlertStore
@@ -343,13 +344,15 @@ class AlertJob:
         """Compute, send, store and record one cycle at ``now``; returns the delivery report.
         Raises ``ChargewatchError`` when the state database fails (nothing is lost: the next
         cycle plans from the state last stored)."""
-        if self._state is None:
-            self._state = self.store.load(now=now, policy=self.policy)
-        alerts = list(self._collect(now))
-        cycle = plan_cycle(alerts, self._state, now=now, policy=self.policy)
+        with collector_paused():  # the cycle's bursts of allocation (alerts.collector)
+            if self._state is None:
+                self._state = self.store.load(now=now, policy=self.policy)
+            alerts = list(self._collect(now))
+            cycle = plan_cycle(alerts, self._state, now=now, policy=self.policy)
         report = self.alertmanagers.send(cycle.sends) if cycle.sends else SendReport(())
         delivered = report.delivered or not cycle.sends
-        settled = settle(cycle, delivered=delivered)
+        with collector_paused():
+            settled = settle(cycle, delivered=delivered)
         self.store.save(settled.changed)
         self._state = settled.state
         self._annotate(cycle.sends, now)

@@ -3,7 +3,10 @@ Alertmanager (Debian's 0.25, started here on loopback with the generated configu
 
 Prints, per cycle, chargewatch's CPU time (process time: this process only, Alertmanager is
 another) and wall time for each step: building the alerts from flags, the lifecycle decision
-(``plan_cycle`` + ``settle``), encoding and POSTing them (``AlertmanagerClient.send``); then
+(``plan_cycle`` + ``settle``), encoding and POSTing them (``AlertmanagerClient.send``). After
+the first cycle, steady cycles alternate between the baseline (the collector running through
+the cycle, every alert's JSON encoded afresh: the code before the encoding cache) and the code
+as it is now, ``--cycles`` of each, and their median CPU is compared; then
 what writing and loading the alert state costs in SQLite; then the latency from a new
 finding's cycle starting to its notification reaching a webhook receiver while the 100,000
 others are sent every cycle (the bench config's ``group_wait`` is 1 s; in production add the
@@ -29,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,9 +44,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.client import AlertmanagerClient, postable
+from alerts.client import AlertmanagerClient, SendReport, postable
+from alerts.collector import collector_paused
 from alerts.config import Timings, Webhook, config_dict
-from alerts.lifecycle import AlertRecord, Policy, plan_cycle, settle
+from alerts.lifecycle import AlertRecord, Policy, Send, plan_cycle, settle
 from alerts.model import Alert, FlagAlerts, Links
 from alerts.server import LocalAlertmanager
 from alerts.store import AlertStore
@@ -132,6 +136,16 @@ class Arrivals:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def baseline_send(client: AlertmanagerClient, sends: list[Send]) -> SendReport:
+    """The send as it was before the encoding cache: a ``postable`` dict per alert and every
+    chunk encoded afresh each cycle (the baseline the figures are compared with)."""
+    alerts = [postable(send) for send in sends]
+    starts = range(0, len(alerts), client.chunk)
+    bodies = [orjson.dumps(alerts[i : i + client.chunk], option=orjson.OPT_UTC_Z) for i in starts]
+    sizes = [min(client.chunk, len(alerts) - i) for i in starts]
+    return SendReport(tuple(client._post_all(url, bodies, sizes) for url in client.urls))
+
+
 def run_cycle(
     client: AlertmanagerClient,
     build: FlagAlerts,
@@ -139,16 +153,25 @@ def run_cycle(
     state: dict[str, AlertRecord],
     now: datetime,
     policy: Policy,
+    *,
+    baseline: bool = False,
 ) -> tuple[dict[str, tuple[float, float]], dict[str, AlertRecord], list[AlertRecord], int]:
+    """One cycle as ``AlertJob.run`` does it (the collector paused while computing); with
+    ``baseline``, as it was before: the collector running, every alert encoded afresh."""
     figures: dict[str, tuple[float, float]] = {}
     fresh = [Flag(*astuple(f)) for f in flags]  # as a new query of the flags would return them
-    with timed("build alerts", figures):
-        build.next_cycle()
-        alerts: list[Alert] = [build(f) for f in fresh]
-    with timed("lifecycle", figures):
-        cycle = plan_cycle(alerts, state, now=now, policy=policy)
-        settled = settle(cycle, delivered=True)  # the send below is checked
-    report = measure("encode + send", figures, lambda: client.send(cycle.sends))
+    paused = nullcontext() if baseline else collector_paused()
+    with paused:
+        with timed("build alerts", figures):
+            build.next_cycle()
+            alerts: list[Alert] = [build(f) for f in fresh]
+        with timed("lifecycle", figures):
+            cycle = plan_cycle(alerts, state, now=now, policy=policy)
+            settled = settle(cycle, delivered=True)  # the send below is checked
+    if baseline:
+        report = measure("encode + send", figures, lambda: baseline_send(client, cycle.sends))
+    else:
+        report = measure("encode + send", figures, lambda: client.send(cycle.sends))
     if not report.delivered:
         raise SystemExit(f"send failed: {[str(d.error) for d in report.failures]}")
     return figures, settled.state, settled.changed, len(cycle.sends)
@@ -199,14 +222,25 @@ def main() -> None:
                 build = FlagAlerts(
                     Links(api_base="https://cw.example", grafana_base="https://grafana.example")
                 )
-                for number in range(args.cycles):
+                cpu: dict[bool, list[float]] = {False: [], True: []}
+                for number in range(1 + 2 * args.cycles):
+                    # after the first, steady cycles alternate: baseline, then as now
+                    baseline = number % 2 == 1
                     cycle_now = datetime.now(UTC)  # real time: endsAt must not lapse
                     figures, state, changed, sent = run_cycle(
-                        client, build, flags, state, cycle_now, policy
+                        client, build, flags, state, cycle_now, policy, baseline=baseline
                     )
                     first_changed = first_changed or changed
                     kind = "first (all new)" if number == 0 else "steady (all active)"
-                    show(f"cycle {number + 1}, {kind}, {sent:,} alerts", figures)
+                    how = "baseline" if baseline else "now"
+                    show(f"cycle {number + 1}, {kind}, {sent:,} alerts, {how}", figures)
+                    if number:
+                        cpu[baseline].append(sum(c for c, _ in figures.values()))
+                before, after = statistics.median(cpu[True]), statistics.median(cpu[False])
+                print(
+                    f"steady cycle CPU, median of {args.cycles}: baseline {before:.2f} s, "
+                    f"now {after:.2f} s ({after / before:.2f} x; target under 1 s)"
+                )
                 held = client.alerts(active=True)
                 sample = [
                     postable(s)

@@ -175,3 +175,24 @@ def test_every_member_of_a_cluster_gets_every_alert(
                 assert len(client.alerts(url, filters=[f'station_id="{sid}"'])) == 2
     finally:
         second.stop()
+
+
+def test_an_alert_sent_again_carries_its_new_annotations_and_endsat(
+    alertmanager: LocalAlertmanager,
+) -> None:
+    """The client keeps each alert's encoding between sends: what changed still goes out."""
+    sid = station()
+    first = stall(sid)
+    now = datetime.now(UTC).replace(microsecond=0)
+    state = plan_cycle([first], {}, now=now, policy=POLICY).state
+    changed = make_alert(first.labels, {**first.annotations, "description": "0.0 kW for 20 min"})
+    with AlertmanagerClient([alertmanager.url]) as client:
+        for step, alert in enumerate((first, first, changed), start=1):
+            moment = now + step * timedelta(seconds=30)
+            cycle = plan_cycle([alert], state, now=moment, policy=POLICY)
+            assert client.send(cycle.sends).delivered
+            (held,) = client.alerts(filters=[f'station_id="{sid}"'])
+            assert held.annotations == alert.annotations
+            assert held.ends_at == cycle.sends[0].ends_at
+            assert held.starts_at == now
+            state = cycle.state
