@@ -73,8 +73,9 @@ class ConnectorOut(BaseModel):
 
 class OutcomesOut(BaseModel):
     """The sessions that started in the window. Successful: finished, delivered at least 0.1 kWh,
-    no Faulted status on its connector from its start to its stop, not flagged `stall` or a
-    meter kind. A failed session counts under each reason that applies."""
+    no Faulted status on its connector or its station (connector 0) from its start to its stop,
+    not flagged `stall` or a meter kind. A failed session counts under each reason that
+    applies."""
 
     sessions: int
     open: int = Field(description="not stopped yet (left out of the success rate)")
@@ -82,7 +83,9 @@ class OutcomesOut(BaseModel):
     successful: int
     success_rate: float | None = Field(description="successful / finished; null when none")
     failed_no_energy: int = Field(description="delivered under 0.1 kWh")
-    failed_faulted: int = Field(description="its connector reported Faulted during it")
+    failed_faulted: int = Field(
+        description="its connector, or its whole station, reported Faulted during it"
+    )
     failed_stall: int = Field(description="flagged `stall`")
     failed_meter: int = Field(description="flagged with a meter kind")
     energy_wh: float = Field(description="by the register (integrated power where unknown)")

@@ -6,9 +6,10 @@ Times are UTC nanoseconds. The sessions of a window ``[since, until)`` are those
 in it (the session catalogue's order); a session is *finished* once it has stopped.
 
 A session was **successful** when it finished, delivered at least ``SUCCESS_MIN_WH`` (by the
-meter register, by integrated power when the register is unknown), its connector reported no
-``Faulted`` status between its start and its stop (both included), and no detector flagged it
-``stall`` or a meter kind (``METER_KINDS``). The **success rate** is successful over finished.
+meter register, by integrated power when the register is unknown), neither its connector nor its
+station (connector 0) reported a ``Faulted`` status between its start and its stop (both
+included), and no detector flagged it ``stall`` or a meter kind (``METER_KINDS``). The **success
+rate** is successful over finished.
 """
 
 from __future__ import annotations

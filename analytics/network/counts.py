@@ -144,20 +144,39 @@ def session_outcomes(table: SessionTable, faults: StatusEvents) -> SessionOutcom
 
 
 def _faults_within(table: SessionTable, faults: StatusEvents) -> IntArray:
-    """How many Faulted statuses each session's connector reported from its start to its stop."""
+    """How many Faulted statuses each session's connector, or its whole station (OCPP's
+    connector 0: the charge point's main controller, which takes every connector down with it),
+    reported from the session's start to its stop."""
     faulted = faults.faulted
     if not faulted.any() or not len(table):
         return np.zeros(len(table), dtype=np.int64)
+    own = _within(table, table.connector_id, faults, faulted, faults.connector_id)
+    station_wide = faulted & (faults.connector_id == 0)
+    if not station_wide.any():
+        return own
+    zeros = np.zeros(len(faults), dtype=np.int64)
+    return own + _within(table, np.zeros(len(table), dtype=np.int64), faults, station_wide, zeros)
+
+
+def _within(
+    table: SessionTable,
+    session_key: IntArray,
+    faults: StatusEvents,
+    chosen: BoolArray,
+    fault_key: IntArray,
+) -> IntArray:
+    """How many ``chosen`` faults lie in each session's span, matched by station and the keys
+    given (each one's connector, or 0 for a station's own)."""
     keys = np.concatenate(
         [
-            _connector_keys(table.station_id, table.connector_id),
-            _connector_keys(faults.station_id[faulted], faults.connector_id[faulted]),
+            _connector_keys(table.station_id, session_key),
+            _connector_keys(faults.station_id[chosen], fault_key[chosen]),
         ]
     )
     _, groups = np.unique(keys, return_inverse=True)
     n = len(table)
     return count_in_spans(
-        groups[n:], faults.time_ns[faulted], groups[:n], table.start_ns, table.end_ns
+        groups[n:], faults.time_ns[chosen], groups[:n], table.start_ns, table.end_ns
     )
 
 

@@ -11,11 +11,15 @@ connectors) and B (one); the week is Monday 2026-11-23 to Monday 2026-11-30.
     S3  B/1  CARD-1  Mon 08:45     30 charging                  (CARD-1 at two stations at once)
     S4  A/1  CARD-2  Tue 10:00     20 charging, a HighTemperature warning during it
     S5  B/1  CARD-3  Wed 23:50     20 charging, 10 idle, Faulted (OverCurrentFailure) at 00:15
-    S6  B/1  CARD-4  Fri 18:00      5 plugged in, no energy
+    S6  B/1  CARD-4  Fri 18:00      5 plugged in, no energy; station B Faulted (connector 0) 18:02
     S7  A/1  CARD-2  Sat 14:00     30 charging, the card Blocked just before
     S8  A/2  CARD-5  Sun 23:30     60 charging                  (stops after the week)
 
 and A/2 Faulted (GroundFailure) Tue 12:00-12:10, outside any session.
+
+No clear id tag may come out anywhere: not in an answer, nor a log line (every record of the
+module, the service's at DEBUG), nor anything stored (InfluxDB's series and values, the state
+database's file).
 
 Exact to the millisecond: InfluxDB points keep the charger's time to the millisecond and carry
 their identity in the digits below it (``chargewatch.schema``), so a session read back may start
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +60,7 @@ KEY = "usage-test-pseudonym-key-0123456789"
 SINCE, UNTIL = "2026-11-23T00:00:00Z", "2026-11-30T00:00:00Z"
 WEEK = {"since": SINCE, "until": UNTIL}
 CARDS = [f"CARD-{n}" for n in range(1, 6)]
+OUR_LOGGERS = ("alerts", "analytics", "api", "chargewatch", "ingest", "service")
 _MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
 
 
@@ -150,6 +157,7 @@ def fleet_events() -> list[dict[str, Any]]:
         status(at(1, 12, 0), "A", 2, "Faulted", error_code="GroundFailure"),
         status(at(1, 12, 10), "A", 2, "Available"),
         status(at(3, 0, 15), "B", 1, "Faulted", error_code="OverCurrentFailure"),
+        status(at(4, 18, 2), "B", 0, "Faulted", error_code="PowerMeterFailure"),
         {
             "type": "authorize",
             "ts": ts(at(5, 13, 59)),
@@ -181,8 +189,69 @@ def pseudonym(card: str) -> str:
     return Pseudonymizer(KEY.encode())(card)
 
 
+class Kept(logging.Handler):
+    """Every log record, formatted, with its arguments; except this test's own HTTP client's
+    (its requests to ``/api/v1/``: one sends a clear card on purpose, to be refused)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = f"{self.format(record)} {record.args!r}"
+        if not (record.name.startswith("httpx") and "/api/v1/" in line):
+            self.lines.append(line)
+
+
+@contextmanager
+def logs_kept() -> Iterator[Kept]:
+    """Every record logged meanwhile: the root at INFO, chargewatch's own packages at DEBUG."""
+    kept = Kept()
+    root = logging.getLogger()
+    ours = [logging.getLogger(name) for name in OUR_LOGGERS]
+    levels = [root.level, *(logger.level for logger in ours)]
+    root.addHandler(kept)
+    root.setLevel(logging.INFO)
+    for logger in ours:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield kept
+    finally:
+        root.removeHandler(kept)
+        for logger, level in zip([root, *ours], levels, strict=True):
+            logger.setLevel(level)
+
+
+def stored_text(service: Service) -> str:
+    """Everything InfluxDB holds of the fleet (tags, fields, series keys) and the state
+    database's bytes, as one text."""
+    texts: list[str] = []
+    since, until = parse_ts("2026-11-01T00:00:00Z"), parse_ts("2026-12-31T00:00:00Z")
+    window = f"time >= {since} AND time < {until}"
+    everything = service.influx.query(f"SELECT * FROM /.*/ WHERE {window}")
+    keys = service.influx.query("SHOW SERIES; SHOW TAG VALUES WITH KEY =~ /.*/")
+    assert any(series.name == "usage" for series in everything)
+    for series in everything + keys:
+        texts += series.tags.values()
+        for column in series.columns.values():
+            if column.dtype == object:
+                texts += [str(v) for v in column if v is not None]
+    state = service.settings.state_db_file
+    for path in state.parent.glob(state.name + "*"):  # the database, its WAL and journal
+        texts.append(path.read_bytes().decode("latin-1"))
+    return "\n".join(texts)
+
+
 @pytest.fixture(scope="module")
 def fleet(influxd: LocalInfluxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with logs_kept() as kept:
+        yield from _fleet(influxd, tmp_path_factory)
+    assert kept.lines  # the records were kept (HTTP requests, the service's own)
+    leaked = [line for line in kept.lines if any(card in line for card in CARDS)]
+    assert not leaked, f"a clear id tag in a log line: {leaked[:3]}"
+
+
+def _fleet(influxd: LocalInfluxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     folder: Path = tmp_path_factory.mktemp("usage-fleet")
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -214,6 +283,8 @@ def fleet(influxd: LocalInfluxd, tmp_path_factory: pytest.TempPathFactory) -> It
             yield fleet
             for answer in fleet.bodies:  # no clear id tag in any answer
                 assert not any(card.encode() in answer for card in CARDS)
+            stored = stored_text(service).upper()
+            assert not [card for card in CARDS if card in stored], "a clear id tag stored"
     finally:
         service.stop()
 
@@ -395,8 +466,10 @@ def test_stations_now_and_over_the_week(fleet: Fleet) -> None:
     )
     assert b["sessions"]["successful"] == 1
     assert b["sessions"]["success_rate"] == pytest.approx(1 / 3)
-    assert (b["sessions"]["failed_faulted"], b["sessions"]["failed_no_energy"]) == (1, 1)
-    assert b["faults_by_error_code"] == {"OverCurrentFailure": 1}
+    # S5 on its connector, S6 by the whole station (connector 0), which also delivered nothing
+    assert (b["sessions"]["failed_faulted"], b["sessions"]["failed_no_energy"]) == (2, 1)
+    assert b["faults_by_error_code"] == {"OverCurrentFailure": 1, "PowerMeterFailure": 1}
+    assert [c["connector_id"] for c in b["connectors"]] == [1]  # connector 0 is no connector
     assert a["open_alerts"] == b["open_alerts"] == []
 
 
