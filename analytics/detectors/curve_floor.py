@@ -47,11 +47,13 @@ DERIVATION = (
 
 
 # early_taper's step (a sudden fall held for a while) counts only where no published curve falls
-# as far over as little SoC: a fall to under 1 - STEP_DROP of the highest power within
-# STEP_SOC_SPAN_PCT before. The detector compares readings at most 5 % of SoC apart as reported;
-# SoC reported in whole percents hides up to 1 % more, so the curves are searched over 6 %.
+# as far over as much SoC: a fall to under 1 - STEP_DROP of the highest power within a span of
+# SoC before. The detector compares readings at most 5 % of SoC apart, or 10 % (a fast car's
+# derate that takes a few minutes to settle spans that much); SoC reported in whole percents
+# hides up to 1 % more, so the curves are searched over 6 and 11 %.
 STEP_DROP = 0.38
-STEP_SOC_SPAN_PCT = 6.0
+STEP_SPANS_PCT = (5.0, 10.0)  # as the detector compares them
+STEP_HIDDEN_PCT = 1.0  # hidden by whole-percent SoC
 STEP_GRID_PCT = 0.1  # curves read every 0.1 % of SoC for the step
 # How far below the first such fall a step must be complete: 1 % for the fallen reading's own
 # whole-percent SoC, and 2 % for a car's reported SoC against the SoC its curve was published at
@@ -61,40 +63,48 @@ STEP_MARGIN_PCT = 3.0
 
 STEP_DERIVATION = (
     f"Each curve, read every {STEP_GRID_PCT} % of SoC (straight lines between its published"
-    " points): at each SoC, its power over the highest power it drew in the"
-    f" {STEP_SOC_SPAN_PCT:g} % of SoC before. 'first_fallen_soc_pct' is the lowest SoC where some"
-    f" curve is under {1 - STEP_DROP:.2f} of that ('set_by'); 'complete_below_soc_pct' is"
+    " points): at each SoC, its power over the highest power it drew in the span of SoC before"
+    f" ('soc_span_pct' as compared, plus {STEP_HIDDEN_PCT:g} % hidden by whole-percent SoC)."
+    " 'first_fallen_soc_pct' is the lowest SoC where some curve is under"
+    f" {1 - STEP_DROP:.2f} of that ('set_by'); 'complete_below_soc_pct' is"
     f" {STEP_MARGIN_PCT:g} % lower (whole-percent SoC, and a car's reported SoC against the SoC"
-    " its curve was published at): a fall of early_taper's step must be complete (its lower"
-    " reading) below it."
+    " its curve was published at): a fall of early_taper's step over that span must be complete"
+    " (its lower reading) below it."
 )
 
 
-def step_limit(cars: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where published curves first fall as far as early_taper's step (``STEP_DERIVATION``)."""
+def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where published curves first fall as far as early_taper's step, per span of SoC
+    (``STEP_DERIVATION``)."""
     soc = np.round(np.arange(0.0, 100.0 + STEP_GRID_PCT / 2, STEP_GRID_PCT), 1)
-    back = round(STEP_SOC_SPAN_PCT / STEP_GRID_PCT)
-    first = np.full(len(cars), np.inf)
-    for i, car in enumerate(cars):  # a hundred or so published curves, off the hot path
+    powers = []
+    for car in cars:  # a hundred or so published curves, off the hot path
         points = car["dc_charger"]["charging_curve"]
-        power = np.interp(soc, [q["percentage"] for q in points], [q["power"] for q in points])
-        padded = np.concatenate((np.zeros(back), power))
-        highest = np.lib.stride_tricks.sliding_window_view(padded, back + 1).max(axis=1)
-        fallen = power < (1.0 - STEP_DROP) * highest
-        if fallen.any():
-            first[i] = soc[np.argmax(fallen)]
-    lowest = float(first.min())
-    models = dict.fromkeys(
-        f"{cars[i]['brand']} {cars[i]['model']}" for i in np.flatnonzero(first == lowest)
-    )
-    return {
-        "drop": STEP_DROP,
-        "soc_span_pct": STEP_SOC_SPAN_PCT,
-        "first_fallen_soc_pct": lowest,
-        "complete_below_soc_pct": round(lowest - STEP_MARGIN_PCT, 1),
-        "set_by": list(models),
-        "derivation": STEP_DERIVATION,
-    }
+        at_pct = [q["percentage"] for q in points]
+        powers.append(np.interp(soc, at_pct, [q["power"] for q in points]))
+    tiers = []
+    for span in STEP_SPANS_PCT:
+        back = round((span + STEP_HIDDEN_PCT) / STEP_GRID_PCT)
+        first = np.full(len(cars), np.inf)
+        for i, power in enumerate(powers):
+            padded = np.concatenate((np.zeros(back), power))
+            highest = np.lib.stride_tricks.sliding_window_view(padded, back + 1).max(axis=1)
+            fallen = power < (1.0 - STEP_DROP) * highest
+            if fallen.any():
+                first[i] = soc[np.argmax(fallen)]
+        lowest = float(first.min())
+        models = dict.fromkeys(
+            f"{cars[i]['brand']} {cars[i]['model']}" for i in np.flatnonzero(first == lowest)
+        )
+        tiers.append(
+            {
+                "soc_span_pct": span,
+                "first_fallen_soc_pct": lowest,
+                "complete_below_soc_pct": round(lowest - STEP_MARGIN_PCT, 1),
+                "set_by": list(models),
+            }
+        )
+    return {"drop": STEP_DROP, "tiers": tiers, "derivation": STEP_DERIVATION}
 
 
 def model_curves(ev_data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,7 +171,7 @@ def floor_table(ev_data: dict[str, Any]) -> dict[str, Any]:
         "source": SOURCE,
         "curves": len(cars),
         "derivation": DERIVATION,
-        "step": step_limit(cars),
+        "step": step_limits(cars),
         "bins": bins,
     }
 

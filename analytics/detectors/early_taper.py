@@ -87,15 +87,22 @@ def _dc_curve_floor() -> FloatArray:
 DC_CURVE_FLOOR = _dc_curve_floor()
 
 
-# Where a step's fall must be complete on DC: below 65.8 % SoC. No published curve falls under
-# 62 % (the step's 38 % drop) of the highest power it drew within the 6 % of SoC before (5 % as
-# compared, 1 % more hidden by whole-percent SoC) until 68.8 % SoC (the Mokka-e and e-208
-# family's step); 3 % less for the fallen reading's own rounding and for a reported SoC against
-# the SoC the curve was published at. Beyond it curves fall that far anywhere. The numbers and
-# their source are in dc_curve_floor.json ("step"), made by curve_floor.py. A derate that begins
-# near the end of a car's plateau (55-62 % SoC) is seen here when its fall is complete by then;
-# one that the car's own taper then pulls further down is a stretch cut short (``_cut_short``).
-DC_STEP_COMPLETE_BELOW_SOC_PCT = float(_dc_curve_table()["step"]["complete_below_soc_pct"])
+# Where a step's fall must be complete on DC, by the SoC it spans: within 5 % of SoC, below
+# 65.8 %; within 10 %, below 63.4 %. No published curve falls under 62 % (the step's 38 % drop)
+# of the highest power it drew within 6 % of SoC before (5 % as compared, 1 % more hidden by
+# whole-percent SoC) until 68.8 % SoC (the Mokka-e and e-208 family's step), nor within 11 %
+# until 66.4 % (the E-Traveller); 3 % less for the fallen reading's own rounding and for a
+# reported SoC against the SoC the curve was published at. Beyond them curves fall that far. The
+# numbers and their source are in dc_curve_floor.json ("step"), made by curve_floor.py. The
+# wider span is for fast cars: at 1.5-2 C a derate that settles over 3-4 min spans 8-10 % of
+# SoC. A derate that begins near the end of a car's plateau (55-62 % SoC) is seen here when its
+# fall is complete by then; one that the car's own taper then pulls further down is a stretch
+# cut short (``_cut_short``).
+DC_STEP_TIERS = tuple(
+    (float(t["soc_span_pct"]), float(t["complete_below_soc_pct"]))
+    for t in _dc_curve_table()["step"]["tiers"]
+)
+assert [span for span, _ in DC_STEP_TIERS] == [5.0, 10.0], DC_STEP_TIERS
 
 
 # AC cars draw a constant current until their own taper in the last few % of SoC. Measured in
@@ -143,11 +150,14 @@ class EarlyTaper(BaseDetector):
     max_fall_s : float, default 300.0
         ... within 5 min (plus one sampling interval) ...
     max_fall_soc_pct : float, default 5.0
-        ... and within 5 % SoC: below 65 % SoC the worst fall of a published curve within 5 %
-        SoC is to 67 % (the e-208 family's step at 47 %).
-    dc_step_max_soc_pct : float, default ``DC_STEP_COMPLETE_BELOW_SOC_PCT`` (65.8)
-        DC: a fall must be complete (its lower reading) below this SoC; beyond it published
-        curves fall that far too (see the comment at ``DC_STEP_COMPLETE_BELOW_SOC_PCT``).
+        ... and within 5 % SoC, complete (its lower reading) below ``dc_step_max_soc_pct``
+        (65.8 %) ...
+    dc_step_max_soc_pct : float, default 65.8
+        ... or within ``wide_fall_soc_pct`` (10 %) of SoC, complete below
+        ``dc_wide_step_max_soc_pct`` (63.4 %): beyond these published curves fall that far too
+        (see the comment at ``DC_STEP_TIERS``).
+    wide_fall_soc_pct : float, default 10.0
+    dc_wide_step_max_soc_pct : float, default 63.4
     hold_fraction : float, default 0.7
         Held: after settling (``max_fall_s`` into the fall) power stays above 70 % of where it
         settled; a car's own taper keeps falling towards full.
@@ -177,8 +187,10 @@ class EarlyTaper(BaseDetector):
         ramp_fraction: float = 0.8,
         min_drop: float = 0.38,
         max_fall_s: float = 300.0,
-        max_fall_soc_pct: float = 5.0,
-        dc_step_max_soc_pct: float = DC_STEP_COMPLETE_BELOW_SOC_PCT,
+        max_fall_soc_pct: float = DC_STEP_TIERS[0][0],
+        dc_step_max_soc_pct: float = DC_STEP_TIERS[0][1],
+        wide_fall_soc_pct: float = DC_STEP_TIERS[1][0],
+        dc_wide_step_max_soc_pct: float = DC_STEP_TIERS[1][1],
         hold_fraction: float = 0.7,
         min_minutes_at_peak_after_fall: float = 10.0,
         min_cut_short_s: float = 300.0,
@@ -194,6 +206,8 @@ class EarlyTaper(BaseDetector):
         self.max_fall_s = max_fall_s
         self.max_fall_soc_pct = max_fall_soc_pct
         self.dc_step_max_soc_pct = dc_step_max_soc_pct
+        self.wide_fall_soc_pct = wide_fall_soc_pct
+        self.dc_wide_step_max_soc_pct = dc_wide_step_max_soc_pct
         self.hold_fraction = hold_fraction
         self.min_minutes_at_peak_after_fall = min_minutes_at_peak_after_fall
         self.min_cut_short_s = min_cut_short_s
@@ -342,7 +356,7 @@ class EarlyTaper(BaseDetector):
         # the step: far below the peak for long enough from where a fall may begin (below
         # ``dc_step_max_soc_pct``), and a fall there
         low = r < 1.0 - self.min_drop
-        may_begin = low & ~(soc >= self.dc_step_max_soc_pct) if any_soc else low
+        may_begin = low & ~(soc >= self._step_max_soc_pct()) if any_soc else low
         begin = np.argmax(may_begin, axis=1)
         after = np.arange(m) >= np.where(may_begin[np.arange(n), begin], begin, m)[:, None]
         shortest_s = min(self.min_duration_s, self.min_cut_short_s)
@@ -358,14 +372,14 @@ class EarlyTaper(BaseDetector):
                 soc_,
                 prep.interval_s[rows],
                 max_fall_s=self.max_fall_s,
-                max_fall_soc_pct=self.max_fall_soc_pct,
+                max_fall_soc_pct=max(self.max_fall_soc_pct, self.wide_fall_soc_pct),
                 drop=self.min_drop,
                 strict=True,
                 level=level,
                 limit=limit,
                 track=False,
             )
-            fell &= low[rows] & ~(soc_ >= self.dc_step_max_soc_pct)
+            fell &= low[rows] & ~(soc_ >= self._step_max_soc_pct())
             out[rows] = np.any(fell, axis=1)
         return out
 
@@ -467,16 +481,19 @@ class EarlyTaper(BaseDetector):
             soc,
             prep.interval_s,
             max_fall_s=self.max_fall_s,
-            max_fall_soc_pct=self.max_fall_soc_pct,
+            max_fall_soc_pct=max(self.max_fall_soc_pct, self.wide_fall_soc_pct),
             drop=self.min_drop,
             strict=True,
             level=f.level,
             limit=f.limit,
         )
         charging = (p > self.near_zero_w) & (prep.status != StatusCode.SUSPENDED_EV)
-        # a fall must begin where published DC curves do not fall that far themselves; once
-        # begun, the stretch it holds may go on beyond
-        fell &= charging & ~(soc >= self.dc_step_max_soc_pct)
+        # a fall must be complete where published DC curves do not fall that far over as much
+        # SoC themselves (DC_STEP_TIERS); once fallen, the stretch it holds may go on beyond.
+        # Without SoC (NaN) no tier applies: the comparisons are False, the fall stands.
+        gained = soc - np.take_along_axis(soc, np.maximum(origin, 0), axis=1)
+        narrow = (gained <= self.max_fall_soc_pct) & ~(soc >= self.dc_step_max_soc_pct)
+        fell &= charging & (narrow | ~(soc >= self.dc_wide_step_max_soc_pct))
         # the power it fell from, carried forward: the stretch stays under its share of that.
         # Readings late in a fall compare with earlier ones that are part of the fall too, so
         # over one fall (falling readings less than ``max_fall_s`` apart) the highest is kept:
@@ -521,6 +538,10 @@ class EarlyTaper(BaseDetector):
             near_full = without_soc[:, None] & ~(to_go >= self.min_minutes_at_peak_after_fall)
             x = np.where(near_full[:, 1:], 0.0, x)
         return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
+
+    def _step_max_soc_pct(self) -> float:
+        """The highest SoC below which some tier lets a fall be complete (for first passes)."""
+        return max(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct)
 
     def _cut_short(
         self,

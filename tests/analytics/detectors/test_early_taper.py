@@ -17,6 +17,11 @@ MIN = 60.0
 # Opel Mokka-e / Peugeot e-208 as published (open-ev-data): plateaus, then steps of a third or
 # a half, the last one at 68-69 % SoC
 E208 = ([0, 16, 17, 46, 47, 68, 69, 83, 84, 100], [97, 97, 78, 78, 52, 52, 27, 27, 11, 11])
+# Peugeot E-Traveller as published: 75 to 45 kW between 57 and 67 % SoC
+E_TRAVELLER = (
+    [0, 20, 22, 57, 59, 65, 67, 73, 74, 84, 85, 100],
+    [98, 87, 75, 75, 50, 50, 45, 45, 25, 25, 12, 12],
+)
 # a car that holds 100 kW to 60 % SoC, then tapers
 PLATEAU_TO_60 = ([0, 60, 80, 100], [100, 100, 45, 10])
 
@@ -87,6 +92,19 @@ def late_derate_then_the_cars_own_taper() -> Spec:
     )
 
 
+def fast_car_derate_over_nine_percent_of_soc() -> Spec:
+    # 170 kW on 64 kWh (2.7 C): a derate to 55 % that settles over 3 min spans 9 % of SoC
+    return dc_charge(
+        ([0, 40, 75, 100], [170, 165, 99, 18]),
+        soc0=12.0,
+        battery_kwh=64.0,
+        derate_at_soc=27.0,
+        factor=0.55,
+        ramp_s=180.0,
+        minutes_total=25.0,
+    )
+
+
 def derate_cut_short_by_the_stop() -> Spec:
     # halved at 35 % SoC; the driver leaves 7 min later
     spec = dc_charge(PLATEAU_TO_60, soc0=20.0, derate_at_soc=35.0, minutes_total=40.0)
@@ -114,6 +132,11 @@ def e208_own_step_then_the_driver_leaves() -> Spec:
     spec = dc_charge(E208, soc0=60.0, battery_kwh=46.0, minutes_total=30.0)
     at = float(np.asarray(spec.t_s)[np.argmax(np.asarray(spec.soc_pct) >= 70.0)])
     return cut(spec, at + 6 * MIN)
+
+
+def e_traveller_own_steps() -> Spec:
+    # its steps from 75 kW at 57 % to 45 kW at 67 % (60 % of the power within 10 % of SoC)
+    return dc_charge(E_TRAVELLER, soc0=45.0, battery_kwh=45.0, minutes_total=30.0)
 
 
 def early_unplug_while_charging() -> Spec:
@@ -147,6 +170,7 @@ def offer_lowered_before_the_stop() -> Spec:
 DERATES: list[Callable[[], Spec]] = [
     late_derate_at_the_end_of_the_plateau,
     late_derate_then_the_cars_own_taper,
+    fast_car_derate_over_nine_percent_of_soc,
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
 ]
@@ -154,6 +178,7 @@ DERATES: list[Callable[[], Spec]] = [
 NORMAL: list[Callable[[], Spec]] = [
     e208_own_steps,
     e208_own_step_then_the_driver_leaves,
+    e_traveller_own_steps,
     early_unplug_while_charging,
     dip_that_recovers_after_six_minutes,
     ac_balancing_then_the_driver_leaves,
@@ -181,10 +206,12 @@ def test_does_not_flag_normal_charging(build: Callable[[], Spec]) -> None:
     assert not flagged[0], reason[0]
 
 
-def test_the_step_limit_comes_from_the_published_curves() -> None:
+def test_the_step_limits_come_from_the_published_curves() -> None:
     detector = EarlyTaper()
-    # a fall complete below 65.8 % SoC counts; the e-208's own step ends at 69 %
-    assert detector.dc_step_max_soc_pct == pytest.approx(65.8)
+    # within 5 % of SoC a fall complete below 65.8 % counts (the e-208's own step ends at 69 %),
+    # within 10 % one complete below 63.4 % (the E-Traveller's steps reach 60 % at 66.4 %)
+    assert (detector.max_fall_soc_pct, detector.dc_step_max_soc_pct) == (5.0, 65.8)
+    assert (detector.wide_fall_soc_pct, detector.dc_wide_step_max_soc_pct) == (10.0, 63.4)
 
 
 @pytest.mark.filterwarnings("error")
