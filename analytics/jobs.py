@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from analytics.network.detections import record_detections
 from analytics.pipeline import DetectReport
+from analytics.read.partition import ReadingCache
 from analytics.window import detect_window
 from chargewatch.errors import ChargewatchError
 from chargewatch.influx import InfluxClient
@@ -71,6 +72,9 @@ class DetectionJob:
         self.first_lookback_ns = int(first_lookback_s * _NS)
         self.max_window_ns = int(max_window_s * _NS)
         self.status = JobStatus()
+        # what each partition's last window read that the next one needs again (open
+        # sessions' readings): kept between runs, rebuilt from InfluxDB after a restart
+        self._caches: dict[tuple[str, ...], ReadingCache] = {}
 
     def run(self, now_ns: int) -> list[DetectReport]:
         """Judge everything between the cursor and ``now_ns - settle``; returns one report per
@@ -90,6 +94,7 @@ class DetectionJob:
                 catalog=self.state,
                 judged_at_ns=now_ns,
                 stations=stations,
+                caches=self._caches,
             )
             record_detections(self.state, flags, detected_ns=now_ns)  # the time to flag
             self.state.set_cursor(CURSOR, end_ns)

@@ -47,6 +47,7 @@ from analytics.profiles import profiles, profiles_to_lines
 from analytics.read.partition import (
     SESSION_LOOKBACK_NS,
     PartitionEvents,
+    ReadingCache,
     SessionEvents,
     list_stations,
     read_partition,
@@ -117,6 +118,7 @@ def detect_window(
     judged_at_ns: int | None = None,
     stations: StationMetadata | None = None,
     partition_size: int = PARTITION_STATIONS,
+    caches: dict[tuple[str, ...], ReadingCache] | None = None,
 ) -> tuple[list[Flag], DetectReport]:
     """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags
     (withdrawing stored flags the new verdicts do not hold), and, given ``catalog`` (the state
@@ -126,6 +128,8 @@ def detect_window(
     The detectors are fitted on everything read of a partition (the window and its look-back),
     so history just before the window informs what is normal; ``stations`` (sites, declared
     ratings, fleet cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
+    ``caches`` (kept by the caller from one window to the next, by partition) holds what the
+    next window reads again: the readings of open sessions cross InfluxDB once.
     """
     if until_ns <= since_ns:
         raise ValueError("until must be later than since")
@@ -141,7 +145,12 @@ def detect_window(
     flags: list[Flag] = []
     stamp = until_ns if judged_at_ns is None else judged_at_ns
     for part, found in zip(parts, sessions, strict=True):
-        events = read_partition(client, part, found, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
+        cache = caches.pop(part, None) if caches is not None else None
+        events, kept = read_partition(
+            client, part, found, since_ns, until_ns, lookback=WINDOW_LOOKBACK, cache=cache
+        )
+        if caches is not None:
+            caches[part] = kept
         flags += _judge_partition(
             client,
             events,
@@ -155,6 +164,9 @@ def detect_window(
             catalog=catalog,
             judged_at_ns=stamp,
         )
+    if caches is not None:
+        for gone in set(caches) - set(parts):  # partitions that changed with new stations
+            del caches[gone]
     flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))
     report.flags_by_kind.update(flag.kind for flag in flags)
     report.seconds = time.perf_counter() - began

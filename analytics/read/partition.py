@@ -53,6 +53,7 @@ from chargewatch.schema import (
 __all__ = [
     "SESSION_LOOKBACK_NS",
     "PartitionEvents",
+    "ReadingCache",
     "SessionEvents",
     "list_stations",
     "read_partition",
@@ -84,6 +85,21 @@ class PartitionEvents:
 
     control: list[Event]
     readings: ReadingColumns
+
+
+@dataclass(slots=True)
+class ReadingCache:
+    """What one partition's window read that the next window (starting where it ended) needs
+    again: the readings of sessions open at its end, and per connector those outside sessions
+    since its last stop. The job keeps one per partition, so an open session's readings cross
+    InfluxDB once, not at every window."""
+
+    until_ns: int
+    open_sessions: set[str]
+    orphans_from: dict[tuple[str, int], int]
+    table: dict[str, np.ndarray]
+    keys: list[tuple[str, int]]
+    session_ids: list[str]
 
 
 def list_stations(client: InfluxClient) -> list[str]:
@@ -175,18 +191,69 @@ def read_partition(
     until_ns: int,
     *,
     lookback: Lookback,
-) -> PartitionEvents:
+    cache: ReadingCache | None = None,
+) -> tuple[PartitionEvents, ReadingCache]:
     """The events of ``stations`` needed to judge the window's ``sessions`` (``read_sessions``):
-    readings, statuses and authorizations (module docstring)."""
+    readings, statuses and authorizations (module docstring); and what the next window can
+    take from memory. ``cache``, from the window just before, saves reading again what it
+    holds (ignored unless that window ended at ``since_ns``)."""
     where = _where_stations(stations)
     earliest = sessions.earliest_ns
-    ranges = _ranges(sessions, since_ns, since_ns - lookback.session_ns)
-    readings = _read_readings(client, where, since_ns, earliest, until_ns, ranges)
+    floor = since_ns - lookback.session_ns
+    usable = cache if cache is not None and cache.until_ns == since_ns else None
+    ranges = _ranges(sessions, since_ns, floor, usable)
+    columns = _Columns()
+    if usable is not None:
+        columns.seed(usable.table, usable.keys, usable.session_ids)
+    side_from = since_ns if usable is not None else earliest
+    _read_readings(client, columns, where, since_ns, side_from, until_ns, ranges)
+    table = columns.table(until_ns)
+    readings = columns.columns(table)
     control: list[Event] = [*sessions.starts, *sessions.stops]
     control += _statuses(client, where, earliest - lookback.status_ns, until_ns)
     control += _authorizations(client, where, earliest - lookback.authorize_ns, until_ns)
     control.sort(key=lambda e: e.ts_ns)
-    return PartitionEvents(control=control, readings=readings)
+    kept = _keep(sessions, columns, table, until_ns, floor + (until_ns - since_ns))
+    return PartitionEvents(control=control, readings=readings), kept
+
+
+def _keep(
+    sessions: SessionEvents,
+    columns: _Columns,
+    table: dict[str, np.ndarray],
+    until_ns: int,
+    floor_ns: int,
+) -> ReadingCache:
+    """What the next window needs again (``ReadingCache``): the readings of sessions still
+    open (or known by their readings only), and each connector's readings outside sessions
+    from its last stop on."""
+    known = {s.session_id for s in sessions.starts} | {s.session_id for s in sessions.stops}
+    stopped = {s.session_id for s in sessions.stops}
+    open_ids = {sid for sid in known if sid not in stopped}
+    keep_session = np.array(
+        [sid in open_ids or sid not in known for sid in columns.session_ids], dtype=bool
+    )
+    orphans_from: dict[tuple[str, int], int] = {}
+    for stop in sorted(sessions.stops, key=lambda e: e.ts_ns):
+        orphans_from[(stop.station_id, stop.connector_id)] = stop.ts_ns
+    for key in columns.keys:
+        orphans_from[key] = max(orphans_from.get(key, floor_ns), floor_ns)
+    session, key_code = table["session"], table["key"]
+    has = session >= 0
+    keep = np.zeros(session.size, dtype=bool)
+    if keep_session.size:
+        keep[has] = keep_session[session[has]]
+    if columns.keys:
+        from_by_code = np.array([orphans_from[key] for key in columns.keys], dtype=np.int64)
+        keep[~has] = table["point"][~has] >= from_by_code[key_code[~has]]
+    return ReadingCache(
+        until_ns=until_ns,
+        open_sessions=open_ids,
+        orphans_from=orphans_from,
+        table={name: values[keep] for name, values in table.items()},
+        keys=columns.keys,
+        session_ids=columns.session_ids,
+    )
 
 
 def _starts(series: list[Series]) -> list[SessionStart]:
@@ -260,13 +327,17 @@ class _Range:
     orphans_from_ns: int
 
 
-def _ranges(sessions: SessionEvents, since_ns: int, floor_ns: int) -> dict[tuple[str, int], _Range]:
+def _ranges(
+    sessions: SessionEvents, since_ns: int, floor_ns: int, cache: ReadingCache | None = None
+) -> dict[tuple[str, int], _Range]:
     """Per connector with sessions in the look-back, what to read before the window (readings
-    in the window itself are read for every connector of the partition at once)."""
+    in the window itself are read for every connector of the partition at once); less what
+    ``cache`` holds: the readings of sessions it kept whole, orphans from where it kept them."""
     band = RX_BAND_NS
     first: dict[tuple[str, int], int] = {}
+    held = cache.open_sessions if cache is not None else set()
     for start in sessions.starts:
-        if start.session_id in sessions.judged:
+        if start.session_id in sessions.judged and start.session_id not in held:
             key = (start.station_id, start.connector_id)
             first[key] = min(first.get(key, since_ns), start.ts_ns)
     events: list[SessionStart | SessionStop] = [*sessions.starts, *sessions.stops]
@@ -287,6 +358,8 @@ def _ranges(sessions: SessionEvents, since_ns: int, floor_ns: int) -> dict[tuple
             orphans_from = before.ts_ns  # the segment open then began at this stop
         else:
             orphans_from = all_from  # a session was open: no segment to carry
+        if cache is not None and cache.orphans_from.get(key, since_ns) <= orphans_from:
+            orphans_from = all_from  # the cache holds them
         ranges[key] = _Range(all_from, min(orphans_from, all_from))
     return ranges
 
@@ -355,9 +428,20 @@ class _Columns:
         codes[has] = mapped[inverse.reshape(-1)]
         return codes
 
-    def columns(self, until_ns: int) -> ReadingColumns:
-        """Each reading once (the first of equal points: stamp-indexed before receive-indexed),
-        received before ``until_ns``, in order of arrival."""
+    def seed(
+        self, table: dict[str, np.ndarray], keys: list[tuple[str, int]], ids: list[str]
+    ) -> None:
+        """Start from the readings a cache kept (their codes into ``keys`` and ``ids``)."""
+        self.keys = list(keys)
+        self._key_index = {key: i for i, key in enumerate(self.keys)}
+        self.session_ids = list(ids)
+        self._session_index = {sid: i for i, sid in enumerate(self.session_ids)}
+        for name, values in table.items():
+            self.parts[name].append(values)
+
+    def table(self, until_ns: int) -> dict[str, np.ndarray]:
+        """Each reading once (the first of equal points: cached or stamp-indexed before
+        receive-indexed), received before ``until_ns``, in order of arrival: a column each."""
         cat = {
             name: np.concatenate(parts) if parts else np.zeros(0)
             for name, parts in self.parts.items()
@@ -372,27 +456,36 @@ class _Columns:
         pick = pick[(rx[pick] < 0) | (rx[pick] * 1000 < until_ns)]
         # arrival: the receive time; a reading stored without one arrives at its stamp
         arrival = np.where(rx[pick] >= 0, rx[pick], point[pick] // 1000)
-        by_arrival = np.argsort(arrival, kind="stable")
-        pick, arrival = pick[by_arrival], arrival[by_arrival]
+        pick = pick[np.argsort(arrival, kind="stable")]
+        out: dict[str, np.ndarray] = {"point": point[pick], "rx": rx[pick], "key": key[pick]}
+        out["session"] = cat["session"].astype(np.int64)[pick]
+        for name in READING_FIELDS:
+            out[name] = cat[name].astype(np.float64)[pick]
+        return out
+
+    def columns(self, table: dict[str, np.ndarray]) -> ReadingColumns:
+        """``table`` as the assembler takes it."""
+        rx, point = table["rx"], table["point"]
         return ReadingColumns(
-            arrival=arrival,
-            ts_ns=reading_stamp_ns(point[pick]),
-            key=key[pick],
+            arrival=np.where(rx >= 0, rx, point // 1000),
+            ts_ns=reading_stamp_ns(point),
+            key=table["key"],
             keys=self.keys,
-            session=cat["session"].astype(np.int64)[pick],
+            session=table["session"],
             session_ids=self.session_ids,
-            values=tuple(cat[name].astype(np.float64)[pick] for name in READING_FIELDS),
+            values=tuple(table[name] for name in READING_FIELDS),
         )
 
 
 def _read_readings(
     client: InfluxClient,
+    columns: _Columns,
     where: str,
     since_ns: int,
     earliest: int,
     until_ns: int,
     ranges: dict[tuple[str, int], _Range],
-) -> ReadingColumns:
+) -> None:
     """The readings of the window's judged rows: the window for every connector, and before it
     per connector what its ``_Range`` asks (module docstring); then those indexed by receive
     time from ``earliest`` on."""
@@ -406,7 +499,6 @@ def _read_readings(
         statements.append(
             _select(EventType.READING, series, span.orphans_from_ns, since_ns - band) + by
         )
-    columns = _Columns()
     for s in client.iter_query("; ".join(statements)):
         times = s.columns.get("time")
         if times is None or not len(s):
@@ -432,7 +524,6 @@ def _read_readings(
             np.iinfo(np.int64).min,
         )
         columns.add(_rows_of(s, known), point_ns=point[known])
-    return columns.columns(until_ns)
 
 
 def _rows_of(s: Series, mask: np.ndarray) -> Series:
