@@ -137,9 +137,14 @@ def largest_capacity_wh() -> float:
 
 def soc_resolution_pct(soc: FloatArray, has: BoolArray) -> FloatArray:
     """Per row, the step the car reports SoC in: the coarsest of 10, 5, 2 % that divides every
-    value, else 1 %."""
-    res = np.ones(soc.shape[0])
+    value after the first (the first, from the handshake, may come in whole percent from a car
+    that reports in coarse steps after it), else 1 %."""
+    n, m = soc.shape
+    res = np.ones(n)
+    if not m:
+        return res
     filled = np.where(has, soc, 0.0)
+    filled[np.arange(n), np.argmax(has, axis=1)] = 0.0
     for step in SOC_STEPS_PCT[::-1]:  # finest first: a coarser step that fits overrides it
         ratio = filled / step  # exact for whole multiples (a division is correctly rounded)
         fits = np.all(ratio == np.trunc(ratio), axis=1)

@@ -121,6 +121,15 @@ def coarse_steps() -> tuple[list[Spec], dict[int, list[float]]]:
     return [reported(a, soc_a, 5.0), reported(b, soc_b, 10.0)], {}
 
 
+def coarse_after_a_whole_percent_start() -> tuple[list[Spec], dict[int, list[float]]]:
+    # the handshake's first value in whole percent, then 10 % steps from a 150 kWh pack (an
+    # electric pickup): each step holds while 16 kWh flow
+    spec, soc = charge(22.0, 300, step_s=60.0, soc0=13.0, battery_kwh=150.0)
+    s = np.round(soc / 10.0) * 10.0
+    s[0] = 13.0
+    return [with_(spec, soc_pct=list(s))], {}
+
+
 def stops_reporting() -> tuple[list[Spec], dict[int, list[float]]]:
     spec, soc = charge(100.0, 40)
     s = np.round(soc)
@@ -228,6 +237,7 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("battery at -27 degC while charging", too_cold_to_charge, SOC),
     ("DC charge, whole percent, pack warming", normal_dc, set()),
     ("SoC in steps of 5 and 10 %", coarse_steps, set()),
+    ("10 % steps after a whole-percent first value", coarse_after_a_whole_percent_start, set()),
     ("car stops reporting SoC", stops_reporting, set()),
     ("SoC only at the start and the end", only_at_start_and_end, set()),
     ("meter stuck, SoC rises with the power", meter_stuck_explains_it, {"meter_stuck"}),
@@ -299,10 +309,17 @@ def test_without_soc_or_temperature_it_is_not_scored() -> None:
 
 def test_resolution_is_read_off_the_values() -> None:
     soc = np.array(
-        [[20, 30, 40, np.nan], [20, 25, 30, 35], [20, 22, 24, 26], [20, 21, 22, np.nan]],
+        [
+            [20, 30, 40, np.nan],
+            [20, 25, 30, 35],
+            [20, 22, 24, 26],
+            [20, 21, 22, np.nan],
+            [13, 20, 30, 40],  # a whole-percent first value, then steps of 10
+            [13, 17, 30, 40],
+        ],
         dtype=np.float64,
     )
-    assert soc_resolution_pct(soc, ~np.isnan(soc)).tolist() == [10.0, 5.0, 2.0, 1.0]
+    assert soc_resolution_pct(soc, ~np.isnan(soc)).tolist() == [10.0, 5.0, 2.0, 1.0, 10.0, 1.0]
 
 
 def test_a_car_drawing_more_power_has_a_bigger_battery() -> None:
