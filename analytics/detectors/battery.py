@@ -380,6 +380,24 @@ def _rises(
     return _Found(np.nan_to_num(pick(climb, j)) / slack, i, j)
 
 
+# A battery management system resets its SoC to 100 % when the cells reach their top voltage,
+# correcting the drift of counting charge in and out (a few per cent over a charge): a snap to
+# 100 % is read as a rise to this at most.
+FULL_SNAP_FROM_PCT = 95.0
+
+
+def _snapped_to_full(soc: FloatArray) -> FloatArray:
+    """SoC for the rise test: a reading of 100 % counts as the last value below it, or
+    ``FULL_SNAP_FROM_PCT`` if that was lower (none before: 100 %)."""
+    full = soc >= 100.0
+    if not full.any():
+        return soc
+    below = forward_fill(np.where(full, np.nan, soc))
+    below = np.concatenate((np.full((soc.shape[0], 1), np.nan), below[:, :-1]), axis=1)
+    snapped = np.maximum(np.fmin(below, 100.0), FULL_SNAP_FROM_PCT)
+    return np.asarray(np.where(full, snapped, soc))
+
+
 def _begins(soc: FloatArray) -> BoolArray:
     """The readings where a SoC value first shows (differs from the last one reported)."""
     n = soc.shape[0]
@@ -476,7 +494,7 @@ class _SocEvidence:
             held_w=held_w,
             floor_wh=floor_wh,
             need_wh=need_wh,
-            rise=_rises(soc, begins, hi, segment[:, :m], per_wh, res + stamp_pct),
+            rise=_rises(_snapped_to_full(soc), begins, hi, segment[:, :m], per_wh, res + stamp_pct),
             fall=_falls(soc, flowing, res),
             flat=_flats(soc, begins, lo, prep.t_s, climate_w, need_wh, res),
         )

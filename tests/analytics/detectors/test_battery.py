@@ -190,6 +190,21 @@ def idle_after_full_with_climate() -> tuple[list[Spec], dict[int, list[float]]]:
     return [with_(spec, soc_pct=list(np.round(soc)))], {}
 
 
+def snaps_to_full() -> tuple[list[Spec], dict[int, list[float]]]:
+    # the BMS resets to 100 % at the top of charge: 95 % to 100 % in 30 s at 11 kW
+    spec, soc = charge(11.0, 60, soc0=85.0, battery_kwh=80.0)
+    s = np.minimum(np.round(soc), 94.0)
+    s[-7], s[-6:] = 95.0, 100.0
+    return [with_(spec, soc_pct=list(s))], {}
+
+
+def leaps_to_full() -> tuple[list[Spec], dict[int, list[float]]]:
+    spec, soc = charge(11.0, 60, soc0=50.0, battery_kwh=80.0)
+    s = np.round(soc)
+    s[60:] = 100.0  # 50-odd % to 100 % in 30 s
+    return [with_(spec, soc_pct=list(s))], {}
+
+
 def one_step_dither() -> tuple[list[Spec], dict[int, list[float]]]:
     spec, soc = charge(7.4, 60, step_s=60.0, battery_kwh=80.0)
     s = np.round(soc)
@@ -233,6 +248,7 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("SoC frozen while 33 kWh flow", frozen, SOC),
     ("stale SoC leaps 30 % on AC", stale_then_leap_on_ac, SOC),
     ("SoC in 10 % steps falls two steps", fall_in_coarse_steps, SOC),
+    ("SoC leaps to 100 % from 56 %", leaps_to_full, SOC),
     ("battery at 63-72 degC while charging", overheating, SOC),
     ("battery at -27 degC while charging", too_cold_to_charge, SOC),
     ("DC charge, whole percent, pack warming", normal_dc, set()),
@@ -245,6 +261,7 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("meter jumps, SoC follows the power", meter_jumps, {"meter_jump"}),
     ("100 % with trickle power", full_with_trickle, set()),
     ("at its limit, climate control for hours", idle_after_full_with_climate, set()),
+    ("the BMS snaps to 100 % at the top", snaps_to_full, set()),
     ("one-step dither", one_step_dither, set()),
     ("SoC 0 sent for not known", soc_zero_placeholder, set()),
     ("temperature sensor errors", temperature_sensor_errors, set()),
