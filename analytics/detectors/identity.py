@@ -141,9 +141,9 @@ class ConcurrentIdTag(BaseDetector):
 
     Every session is compared with every session of its pseudonym that overlaps it: sorted by
     (pseudonym, start), the sessions that start before one ends are a contiguous run after it
-    (``searchsorted``), so all overlapping pairs come out as arrays, and each session keeps its
-    worst pair by a sort-and-reduce (never a fancy-index write, where a repeated index keeps
-    only the last value).
+    (``searchsorted``), so all overlapping pairs come out as arrays (in blocks of bounded size),
+    and each session keeps its worst pair by ``np.maximum.at`` reductions (never a fancy-index
+    write, where a repeated index keeps only the last value).
 
     The flag says what kind of overlap it is, and the score follows: at one site for less
     than ``same_site_move_s`` it is most likely a driver moving to the next charger (score
@@ -288,28 +288,28 @@ class ConcurrentIdTag(BaseDetector):
         )
 
     def _reason(self, batch: SessionBatch, best: _Best, fleet: np.ndarray, i: int) -> str:
-        pairs, k = best.chosen, i
+        pair = best.chosen  # row-aligned: row i's worst pair
         other = int(best.partner[i])
         text = (
             f"the same id tag was in use at station {batch.station_id[other]} "
             f"(session {batch.session_id[other]}) at the same time, overlapping by "
-            f"{fmt_span(float(pairs.overlap_s[k]))}"
+            f"{fmt_span(float(pair.overlap_s[i]))}"
         )
         site = self.stations_.sites(batch.station_id[[i]])[0]
-        if pairs.same_site[k]:
+        if pair.same_site[i]:
             text += f", at the same site {site}"
-            if pairs.move[k]:
+            if pair.move[i]:
                 text += ": most likely a driver moving to the next charger"
-        elif pairs.far[k]:
+        elif pair.far[i]:
             text += (
-                f", {pairs.distance_km[k]:.0f} km away: {pairs.speed_kmh[k]:.0f} km/h between "
+                f", {pair.distance_km[i]:.0f} km away: {pair.speed_kmh[i]:.0f} km/h between "
                 f"the two starts, faster than any road journey ({self.max_travel_kmh:.0f} km/h),"
                 " so one card cannot be at both (a cloned card or shared credentials)"
             )
-        elif not np.isnan(pairs.distance_km[k]):
+        elif not np.isnan(pair.distance_km[i]):
             text += (
-                f", at another site {pairs.distance_km[k]:.1f} km away "
-                f"(reachable: {pairs.speed_kmh[k]:.0f} km/h between the two starts)"
+                f", at another site {pair.distance_km[i]:.1f} km away "
+                f"(reachable: {pair.speed_kmh[i]:.0f} km/h between the two starts)"
             )
         elif site is not None:
             text += ", at another site"
