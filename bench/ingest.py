@@ -5,10 +5,15 @@ advance, posted straight to the same InfluxDB by one writer in the same batches.
 the real command in a subprocess (start-up included) reading the simulated JSON Lines file.
 Both write into fresh databases of one private InfluxDB; each is run twice, alternating, and the
 best of each is kept. Prints readings per second for both, their ratio (target <= 1.3) and the
-ingest process's peak memory.
+ingest process's peak memory; and, without InfluxDB, the CPU time of turning the file into line
+protocol (ChunkEncoder) against parsing its lines with orjson, with how many readings took the
+columnar path. The fleet's stations write their messages each in their own valid way (numeric
+strings, zone offsets, second to microsecond stamps, UUID and integer ids, extra keys, nulls:
+``simulator/output.py``), all of which belong on the columnar path.
 
     .venv/bin/python bench/ingest.py                      # 560 stations x 24 h, > 1 M readings
     .venv/bin/python bench/ingest.py --stations 100 --hours 6   # a quick look
+    .venv/bin/python bench/ingest.py --events fleet.jsonl       # a given file
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").reso
 
 import argparse
 import gzip
+import io
 import os
+import resource
 import socket
 import subprocess
 import tempfile
@@ -30,11 +37,14 @@ import time
 import uuid
 
 import httpx
+import orjson
 
 from bench._fleet import simulate_fleet
-from chargewatch.events import EventDecoder, iter_jsonl
+from chargewatch.events import EventDecoder, iter_jsonl, iter_jsonl_chunks
 from chargewatch.influx import InfluxClient, LocalInfluxd, find_or_install_influxd
 from chargewatch.schema import LineFormatter
+from ingest.encode import ChunkEncoder
+from ingest.files import CHUNK_LINES
 from ingest.pseudonym import Pseudonymizer
 
 # Runs the CLI and reports its own high-water RSS. A fork's rusage would count the pages it
@@ -146,6 +156,31 @@ def stored_points(url: str, database: str) -> int:
         return total
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def encode_cpu(events: Path, rounds: int = 3) -> tuple[float, float, int]:
+    """CPU seconds (best of ``rounds``) to parse every line with orjson and to encode the file
+    as ``chargewatch ingest`` does (no InfluxDB), and the number of events accepted."""
+    data = events.read_bytes()
+    parse_s = encode_s = float("inf")
+    accepted = 0
+    for _ in range(rounds):
+        began = _cpu_s()
+        for line in io.BytesIO(data):
+            orjson.loads(line)
+        parse_s = min(parse_s, _cpu_s() - began)
+        encoder = ChunkEncoder(EventDecoder(Pseudonymizer(b"bench-key-0123456789abcdef")))
+        began = _cpu_s()
+        accepted = 0
+        for numbered in iter_jsonl_chunks(io.BytesIO(data), CHUNK_LINES):
+            accepted += sum(encoder.encode_lines(numbered).accepted_by_type.values())
+        encode_s = min(encode_s, _cpu_s() - began)
+    return parse_s, encode_s, accepted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stations", type=int, default=560)
@@ -157,13 +192,24 @@ def main() -> None:
         help="compress writes (chargewatch's default for a remote InfluxDB; off on loopback)",
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--events", type=Path, help="an events file instead of a new fleet")
+    parser.add_argument("--encode-only", action="store_true", help="no InfluxDB: CPU figures")
     args = parser.parse_args()
     compress = args.gzip
-    find_or_install_influxd()
+    if not args.encode_only:
+        find_or_install_influxd()
     with tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
         folder = Path(tmp)
-        events = simulate_fleet(folder, args.stations, args.hours, seed=11)
+        events = args.events or simulate_fleet(folder, args.stations, args.hours, seed=11)
         file_mb = events.stat().st_size / 1e6
+        parse_s, encode_s, accepted = encode_cpu(events)
+        print(
+            f"encode without InfluxDB (CPU, best of 3): orjson parse {parse_s:.2f} s,"
+            f" chargewatch encode {encode_s:.2f} s = {encode_s / parse_s:.1f}x the parse"
+            f" ({accepted} events accepted)"
+        )
+        if args.encode_only:
+            return
         bodies, readings, points = formatted_batches(events, args.batch_lines, compress)
         print(
             f"file: {file_mb:.0f} MB, {readings} readings, {points} points, "
