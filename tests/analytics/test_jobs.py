@@ -12,7 +12,7 @@ import pytest
 
 from analytics.jobs import CURSOR, DetectionJob
 from chargewatch.events import EventDecoder, parse_ts
-from chargewatch.flags import query_flags
+from chargewatch.flags import Flag, query_flags
 from chargewatch.influx import BatchWriter, InfluxClient
 from chargewatch.state import StateStore
 from ingest.files import ingest_stream
@@ -73,12 +73,18 @@ def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
     restarted = DetectionJob(influx, StateStore(f"sqlite:///{tmp_path / 'state.db'}"), settle_s=0)
     restarted.run(end_ns + 30 * 1_000_000_000)
     again = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
-    assert Counter((f.session_id, f.kind) for f in again) == Counter(
-        (f.session_id, f.kind) for f in flags
-    )
-    assert all(count == 1 for count in Counter((f.session_id, f.kind) for f in again).values())
+    assert Counter(map(_key, again)) == Counter(map(_key, flags))
+    assert all(count == 1 for count in Counter(map(_key, again)).values())
     state.close()
     restarted.state.close()
+
+
+def _key(flag: Flag) -> tuple[object, ...]:
+    """What makes a flag one: its session and kind; outside any session (several segments of
+    one connector may carry a kind) its connector and start too."""
+    if flag.session_id is not None:
+        return (flag.session_id, flag.kind)
+    return (None, flag.station_id, flag.connector_id, flag.kind, flag.start_ns)
 
 
 def test_a_failing_run_is_recorded_not_lost(tmp_path: Path) -> None:
