@@ -35,7 +35,7 @@ from itertools import islice
 
 import numpy as np
 
-from analytics.assemble import AUTHORIZE_WINDOW_NS, ORPHAN_GAP_NS, Assembler, empty_batch
+from analytics.assemble import AUTHORIZE_WINDOW_NS, ORPHAN_GAP_NS, Assembler, Handout, empty_batch
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
 from analytics.detectors import default_detectors, fit_detectors
@@ -77,6 +77,9 @@ PARTITION_STATIONS = 100
 # A flag starts within its session, but a wrong clock's evidence may begin before the start;
 # earlier flags of the judged sessions are looked for this much around them.
 _FLAG_SLACK_NS = 3600 * 1_000_000_000
+# Padded samples judged at once: each (n, m) array of a batch is 4 MB, and the batch, the
+# detectors' temporaries and the profiles together stay near a hundred MB whatever the window.
+WINDOW_MAX_CELLS = 500_000
 _WRITE_LINES = 5000
 
 
@@ -173,13 +176,14 @@ def detect_window(
     return flags, report
 
 
-def _assemble(events: PartitionEvents) -> SessionBatch:
-    """The partition's rows: every session of the look-back, then orphan segments."""
+def _assemble(events: PartitionEvents) -> Handout:
+    """The partition's rows (every session of the look-back, then orphan segments), in
+    batches of at most ``WINDOW_MAX_CELLS`` padded samples."""
     assembler = Assembler()
     for event in events.control:
         assembler.add(0, event)  # arrival matters for readings only: theirs is their rx
     assembler.add_readings(events.readings)
-    return next(iter(assembler.finish()), empty_batch())
+    return assembler.finish(max_cells=WINDOW_MAX_CELLS)
 
 
 def _judge_across(
@@ -215,11 +219,13 @@ def _judged_rows(
     named = np.array(
         [s is not None and (s in found.judged or s not in known) for s in sid], dtype=bool
     )
-    ended = _orphan_end(batch, orphan, until_ns)
+    ended = _orphan_end(batch, orphan, until_ns, found.starts)
     return named | (orphan & (ended >= since_ns) & (ended < until_ns))
 
 
-def _orphan_end(batch: SessionBatch, orphan: np.ndarray, until_ns: int) -> np.ndarray:
+def _orphan_end(
+    batch: SessionBatch, orphan: np.ndarray, until_ns: int, starts: Sequence[SessionStart]
+) -> np.ndarray:
     """When each orphan segment ended: the next session start on its connector after its
     last reading, else ``ORPHAN_GAP_NS`` after that reading; NO_TIME for other rows and for
     segments that may still grow (neither has happened by ``until_ns``)."""
@@ -227,16 +233,20 @@ def _orphan_end(batch: SessionBatch, orphan: np.ndarray, until_ns: int) -> np.nd
     rows = np.flatnonzero(orphan)
     if not rows.size:
         return end
-    keys = np.char.add(batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id))
-    _, key = np.unique(keys, return_inverse=True)
-    key = key.reshape(-1)
-    sessions = np.flatnonzero(~orphan)
+    row_keys = np.char.add(
+        batch.station_id[rows].astype(str), np.char.mod("#%d", batch.connector_id[rows])
+    )
+    start_keys = np.array([f"{s.station_id}#{s.connector_id}" for s in starts], dtype=str)
+    start_t = np.array([s.ts_ns for s in starts], dtype=np.int64)
+    _, codes = np.unique(np.concatenate([row_keys, start_keys]), return_inverse=True)
+    codes = codes.reshape(-1)
+    key, s_code = codes[: rows.size], codes[rows.size :]
     # session starts sorted by (connector, start): each connector's starts are one sorted run
-    order = np.lexsort((batch.start_ns[sessions], key[sessions]))
-    s_key, s_t = key[sessions][order], batch.start_ns[sessions][order]
+    order = np.lexsort((start_t, s_code))
+    s_key, s_t = s_code[order], start_t[order]
     last = batch.stop_ns[rows]  # an orphan row's stop is its last reading
-    lo = np.searchsorted(s_key, key[rows], side="left")
-    hi = np.searchsorted(s_key, key[rows], side="right")
+    lo = np.searchsorted(s_key, key, side="left")
+    hi = np.searchsorted(s_key, key, side="right")
     after = _first_after(s_t, lo, hi, last)
     nxt = np.full(rows.size, NO_TIME, dtype=np.int64)
     if s_t.size:
@@ -277,21 +287,53 @@ def _judge_partition(
     catalog: StateStore | None,
     judged_at_ns: int,
 ) -> list[Flag]:
-    batch = _assemble(events)
+    handout = _assemble(events)
     report.lines += len(events.readings) + len(events.control)
-    rows = _judged_rows(batch, found, since_ns, until_ns)
-    kept = batch.take(rows)
-    if not kept.n_sessions:
-        return []
-    fitted = fit_detectors(with_stations(batch, stations), per_row)  # window + look-back
-    del batch
+    report.late_readings += sum(found.late.values())
+    fitted: list[Detector] | None = None
+    if handout.sample is not None:  # several batches: fitted on rows spread over them all
+        fitted = fit_detectors(with_stations(handout.sample, stations), per_row)
+    flags: list[Flag] = []
+    for batch in handout:
+        if fitted is None:  # one batch: the window and its look-back are the history
+            fitted = fit_detectors(with_stations(batch, stations), per_row)
+        kept = batch.take(_judged_rows(batch, found, since_ns, until_ns))
+        del batch
+        if kept.n_sessions:
+            flags += _judge_rows(
+                client,
+                kept,
+                found,
+                across,
+                fitted,
+                until_ns,
+                report,
+                catalog=catalog,
+                judged_at_ns=judged_at_ns,
+            )
+    return flags
+
+
+def _judge_rows(
+    client: InfluxClient,
+    kept: SessionBatch,
+    found: SessionEvents,
+    across: _Across,
+    fitted: list[Detector],
+    until_ns: int,
+    report: DetectReport,
+    *,
+    catalog: StateStore | None,
+    judged_at_ns: int,
+) -> list[Flag]:
+    """Score the judged rows of one batch, store their profiles, flags (withdrawing what
+    they no longer hold), usage and catalogue rows."""
     results = run_detectors(kept, fitted, now_ns=until_ns)
     results += across.take(kept.session_id)
     flags = _revised(flags_from_results(kept, results), found.late)
     orphans = sum(1 for sid in kept.session_id if sid is None)
     report.sessions += kept.n_sessions - orphans
     report.orphan_segments += orphans
-    report.late_readings += sum(found.late.values())
     judged = profiles(kept)
     _write(client, profiles_to_lines(judged))
     _withdraw(client, kept, flags, found.earliest_ns, until_ns)
