@@ -3,6 +3,10 @@
 The JSON Lines form is CONTRACTS.md section 4, key for key and in that order. In InfluxDB a flag
 is a point of measurement ``flag`` tagged by station, connector and kind, stamped with its start:
 re-running detection over the same data overwrites the same points instead of adding new ones.
+A stored flag that a later judgement of its session no longer holds (it was flagged while the
+session was open, or before late readings arrived) is deleted by the detection window
+(``analytics.window``): what is stored, and what ``query_flags``, the API and alerts read, is
+always the latest verdict.
 """
 
 from __future__ import annotations
