@@ -110,6 +110,13 @@ class LiveStation(Station16):
                 beat = time.monotonic()
             time.sleep(0.05)
 
+    def idle(self, seconds: float) -> None:
+        """Wait ``seconds``, heartbeating at the interval the station was given."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.heartbeat()
+            time.sleep(min(left, HEARTBEAT_S / 2))
+
     def status_at(self, moment: datetime, status: str) -> None:
         payload = {"connectorId": 1, "errorCode": "NoError", "status": status}
         self.call("StatusNotification", payload | {"timestamp": stamp(moment)})
@@ -283,8 +290,7 @@ def test_a_stall_in_a_live_session_pages_once_and_resolves_once_power_flows_agai
             )
             [gone] = resolved(stalls(receiver.notifications("/page")))[0]["alerts"]
             assert gone["labels"] == fired["labels"] and gone["startsAt"] == fired["startsAt"]
-            time.sleep(QUIET_CYCLES * INTERVAL_S)
-            cp.heartbeat()
+            cp.idle(QUIET_CYCLES * INTERVAL_S)  # nothing more may arrive
         got = stalls(receiver.notifications("/page"))
         assert len(firing(got)) == 1 and len(resolved(got)) == 1, got
     finally:
