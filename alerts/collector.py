@@ -5,8 +5,10 @@ records, decoded rows) while the alert state keeps hundreds of thousands alive. 
 collector then runs its full pass, over every live container, several times per cycle: at that
 size a third of the cycle's CPU (bench/alerts.py). Nothing a cycle allocates forms reference
 cycles that matter (its garbage is freed by reference counting), so the collector is paused
-for the burst and runs once after, when its counts say so. The pause is process-wide but short
-(the cycle's computing, never its network waits), and nests.
+for the burst and runs once after, when its counts say so. The pause is process-wide (other
+threads' cyclic garbage waits for it too) but bounded: the cycle's reading of its conditions and
+its computing, a few seconds at most, never its sends to Alertmanager (which may wait tens of
+seconds on a large cycle). It nests.
 """
 
 from __future__ import annotations
