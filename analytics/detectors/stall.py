@@ -39,6 +39,7 @@ from analytics.detectors.reductions import (
     forward_fill,
     nan_argmax,
     pick,
+    row_max,
     runs,
     trapezoid_wh,
 )
@@ -182,19 +183,24 @@ class Stall(BaseDetector):
         last = (k - 1 - np.argmax(candidate[:, ::-1], axis=1)).astype(np.int64)
         never_resumed = candidate.any(axis=1) & ~pick(resumed, last).astype(bool)
         begin = np.maximum(pick(run.first, last), 0).astype(np.int64)
-        soc = pick(forward_fill(prep.soc_pct), begin)
         # the last reading with power before the stretch, against the plateau it fell from
         p = prep.power_w
         m = p.shape[1]
-        flowing = np.maximum.accumulate(np.where(p > zero_w, np.arange(m), -1), axis=1)
+        idx = np.arange(m)
+        flowing = np.maximum.accumulate(np.where(p > zero_w, idx, -1), axis=1)
         before = pick(flowing, begin).astype(np.int64)
+        # the car's SoC as reported from then to the stretch's end (nothing flows, so it
+        # holds): not an older value carried forward, from a car that stopped reporting it
+        # (or one reported only at the start and the stop)
+        around = (idx >= before[:, None]) & (idx <= (last + 1)[:, None])
+        soc = row_max(np.where(around, prep.soc_pct, np.nan))
         plateau = np.fmin(pick(np.fmax.accumulate(p, axis=1), before), pick(prep.offered_w, before))
         # nothing since power last flowed says that the car, or the session, was done
         # (SuspendedEV: the car; Finishing stamped before the last reading: the charge ended
         # before the stop. Finishing at the last reading's time is the stop itself, which
         # every session has, a driver's who gave up included: with stamps in whole seconds or
         # minutes the stop's readings and the Finishing that follows carry the same time)
-        later = np.arange(m) > before[:, None]
+        later = idx > before[:, None]
         last_ns = pick(prep.t_ns, prep.count - 1)
         finishing = (prep.status == StatusCode.FINISHING) & (prep.t_ns < last_ns[:, None])
         said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)

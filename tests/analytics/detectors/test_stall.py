@@ -159,6 +159,23 @@ def full_at_96_then_stop() -> Spec:
     return session(11_000.0, charge_min=60, idle_min=20, soc0_pct=78.0)
 
 
+def full_car_that_stopped_reporting_soc() -> Spec:
+    # the car's SoC messages stop at 62 % an hour before it is full; it tapers to 0 and this
+    # charger never says SuspendedEV: an old SoC is no evidence
+    spec = session(11_000.0, charge_min=120, idle_min=30, taper_min=20, soc0_pct=20.0)
+    soc = np.asarray(spec.soc_pct, dtype=np.float64)
+    soc[60:] = np.nan
+    return with_(spec, soc_pct=list(soc))
+
+
+def dc_soc_only_at_the_stop() -> Spec:
+    # SoC sent only in Transaction.Begin and End: the stop's 48 % tells
+    spec = dc_charging_says_charging()
+    soc = np.asarray(spec.soc_pct, dtype=np.float64)
+    soc[1:-1] = np.nan
+    return with_(spec, soc_pct=list(soc))
+
+
 def target_80_suspended_ev() -> Spec:
     # stops at its own target from its plateau (no taper), says SuspendedEV, driver away 40 min
     return session(11_000.0, charge_min=120, idle_min=40, idle_status=EV, soc0_pct=40.0)
@@ -220,6 +237,7 @@ STALLS: list[Callable[[], Spec]] = [
     ac_with_missing_samples_in_the_stall,
     dc_still_open,
     dc_stop_reading_says_finishing,
+    dc_soc_only_at_the_stop,
     ac_stamps_in_whole_minutes,
     ac_mid_session_stall_of_eleven_minutes,
 ]
@@ -227,6 +245,7 @@ STALLS: list[Callable[[], Spec]] = [
 NORMAL: list[Callable[[], Spec]] = [
     full_at_100_then_stop,
     full_at_96_then_stop,
+    full_car_that_stopped_reporting_soc,
     target_80_suspended_ev,
     target_80_suspended_ev_no_soc,
     ac_taper_says_charging,
