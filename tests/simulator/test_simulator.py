@@ -501,6 +501,24 @@ def _check_soc_inconsistent(fleet: Fleet, label: dict[str, Any], s: Session) -> 
     assert dipped_or_leapt or frozen or len(hot_or_cold) >= 3, (label, soc)
 
 
+def test_normal_cars_report_soc_in_their_own_habits(fleet: Fleet) -> None:
+    """What soc_inconsistent must not flag is in every fleet: SoC in coarse steps, a car that
+    stops reporting part-way, SoC only in the first and the last reading."""
+    habits: Counter[str] = Counter()
+    for s in fleet.unlabeled_sessions():
+        has = [r.get("soc_pct") is not None for r in s.readings]
+        values = [r["soc_pct"] for r in s.readings if r.get("soc_pct") is not None]
+        if len(s.readings) < 4 or len(values) < 2:
+            continue
+        if all(has) and len(set(values)) > 1 and all(v % 5 == 0 for v in values):
+            habits["coarse"] += 1
+        elif has[0] and has[-1] and sum(has) == 2:
+            habits["ends"] += 1
+        elif has[0] and not has[-1] and all(has[: sum(has)]):
+            habits["stops"] += 1
+    assert min(habits["coarse"], habits["ends"], habits["stops"]) >= 1, habits
+
+
 CHECKS: dict[str, Callable[[Fleet, dict[str, Any], Any], None]] = {
     "stall": _check_stall,
     "early_taper": _check_early_taper,
