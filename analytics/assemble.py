@@ -453,6 +453,11 @@ class Assembler:
         if self.stopped < min_sessions:
             return Handout([], _nothing, None)
         mark, self._handout_mark = self._handout_mark, self._latest_arrival
+        if mark < 0:
+            # The first call: no session has had its grace yet. Orphan segments wait too, so
+            # that the first hand-out (which detectors are fitted on) holds sessions.
+            self.stopped = 0
+            return Handout([], _nothing, None)
         done = np.array([0 <= s.stopped_at <= mark for s in self._sessions], dtype=bool)
         return self._build(done, orphans_all=False, max_cells=max_cells)
 
