@@ -1,0 +1,175 @@
+"""Benchmark: the scheduled job's time and peak memory against the file path, same events.
+
+A simulated fleet is loaded into a private InfluxDB with ``chargewatch ingest``'s code, then each
+of these runs in a child process of its own (its peak memory is the child's max RSS):
+
+- ``file``: the file path, ``detect --input`` (the baseline);
+- ``range``: ``detect --since/--until`` over the whole fleet as one window;
+- ``job``: the scheduled job window by window, every ``--interval-s`` (as ``serve`` runs it),
+  timed per window;
+- ``last``: the job's last window alone (one job interval at the end of the data, its look-back
+  included): what one interval costs for the network.
+
+Prints each run's seconds and peak RSS, and the ratios against the file path (targets: the job
+at most 1.5x the file path's time; 300 stations x 24 h in at most 500 MB; 10,000 stations at one
+interval in at most 1 GB).
+
+    .venv/bin/python bench/window.py [--stations 300] [--hours 24] [--interval-s 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._fleet import simulate_fleet
+from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd
+from chargewatch.influx.server import free_port
+
+KEY = b"bench-window-key-0123456789abcdef"
+START = "2026-11-23T00:00:00+00:00"
+NS = 1_000_000_000
+
+
+def child(mode: str, events: Path, url: str, database: str, args: argparse.Namespace) -> None:
+    """One measured run (imports and set-up not counted); prints a JSON line of what it did."""
+    from analytics.jobs import DetectionJob
+    from analytics.pipeline import detect_stream
+    from analytics.window import detect_window
+    from chargewatch.events import EventDecoder
+    from chargewatch.state import StateStore
+    from ingest.pseudonym import Pseudonymizer
+
+    decoder = EventDecoder(Pseudonymizer(KEY))
+    begin = int(datetime.fromisoformat(START).timestamp()) * NS
+    end = begin + int(args.hours * 3600) * NS
+    out: dict[str, object] = {"mode": mode}
+    client = InfluxClient(url=url, database=database)
+    state = StateStore(f"sqlite:///{tempfile.mkdtemp()}/state.db")
+    interval = args.interval_s
+    job = DetectionJob(
+        client,
+        state,
+        settle_s=0,
+        first_lookback_s=interval if mode == "last" else (end - begin) / NS,
+        max_window_s=interval,
+    )
+    began = time.perf_counter()
+    if mode == "file":
+        with events.open("rb") as stream:
+            flags, _ = detect_stream(stream, decoder=decoder)
+        out["flags"] = len(flags)
+    elif mode == "range":
+        flags, _ = detect_window(client, begin, end, catalog=state)
+        out["flags"] = len(flags)
+    else:
+        reports = job.run(end)
+        seconds = sorted(r.seconds for r in reports)
+        out["windows"] = len(reports)
+        out["window_s_median"] = seconds[len(seconds) // 2]
+        out["window_s_max"] = seconds[-1]
+        out["flags"] = sum(sum(r.flags_by_kind.values()) for r in reports)
+    out["seconds"] = time.perf_counter() - began
+    state.close()
+    client.close()
+    print(json.dumps(out))
+
+
+def measure(
+    mode: str, events: Path, url: str, database: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", mode, "--events", str(events)]
+    command += ["--url", url, "--database", database, "--hours", str(args.hours)]
+    command += ["--interval-s", str(args.interval_s)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    text = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} run failed ({proc.returncode})")
+    found: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+    found["max_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    return found
+
+
+def load(events: Path, client: InfluxClient) -> float:
+    from chargewatch.events import EventDecoder
+    from ingest.files import ingest_stream
+    from ingest.pseudonym import Pseudonymizer
+
+    began = time.perf_counter()
+    with events.open("rb") as stream, BatchWriter(client) as writer:
+        ingest_stream(
+            stream,
+            decoder=EventDecoder(Pseudonymizer(KEY)),
+            sink=writer,
+            on_reject=lambda rejection: None,
+        )
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stations", type=int, default=300)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--interval-s", type=float, default=300.0)
+    parser.add_argument("--modes", default="file,range,job,last")
+    parser.add_argument("--child")
+    parser.add_argument("--events", type=Path)
+    parser.add_argument("--url")
+    parser.add_argument("--database")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.events, args.url, args.database, args)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
+        folder = Path(tmp)
+        events = simulate_fleet(folder, args.stations, args.hours, seed=11)
+        lines = sum(1 for _ in events.open("rb"))
+        server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
+        server.start()
+        try:
+            client = InfluxClient(url=server.url, database="bench")
+            client.create_database()
+            loaded = load(events, client)
+            client.close()
+            print(
+                f"{args.stations} stations x {args.hours:g} h: {lines} events, "
+                f"loaded in {loaded:.1f} s; job interval {args.interval_s:g} s"
+            )
+            results = {
+                mode: measure(mode, events, server.url, "bench", args)
+                for mode in args.modes.split(",")
+            }
+        finally:
+            server.stop()
+    base = results.get("file")
+    for mode, r in results.items():
+        line = f"{mode:>6}: {r['seconds']:7.1f} s, peak RSS {r['max_rss_mb']:7.0f} MB"
+        line += f", {r['flags']} flags"
+        if "windows" in r:
+            line += (
+                f", {r['windows']} windows (median {r['window_s_median']:.2f} s, "
+                f"max {r['window_s_max']:.2f} s)"
+            )
+        if base is not None and mode != "file":
+            line += (
+                f"; x{r['seconds'] / base['seconds']:.2f} the file path's time, "
+                f"x{r['max_rss_mb'] / base['max_rss_mb']:.2f} its memory"
+            )
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
