@@ -295,9 +295,13 @@ class SocInconsistent(BaseDetector):
         # the SoC tests only on rows with two SoC readings or more (a view of those rows)
         n_soc = np.sum(prep.soc_pct > 0.0, axis=1)
         rows = np.flatnonzero(n_soc >= 2)
+        # (a copy of the rows pays when they are few; most rows of a DC batch carry SoC)
+        whole = rows.size > n // 2
         soc = _SocEvidence.of(
-            prep if rows.size == n else take_rows(prep, rows), self.climate_w, self.min_flat_wh
+            prep if whole else take_rows(prep, rows), self.climate_w, self.min_flat_wh
         )
+        if whole:
+            rows = np.arange(n)
         position = np.full(n, -1, dtype=np.int64)
         position[rows] = np.arange(rows.size)
         temp = _TempEvidence.of(batch, self.temp_low_c, self.temp_high_c, self.min_temp_readings)
@@ -390,12 +394,15 @@ def _snapped_to_full(soc: FloatArray) -> FloatArray:
     """SoC for the rise test: a reading of 100 % counts as the last value below it, or
     ``FULL_SNAP_FROM_PCT`` if that was lower (none before: 100 %)."""
     full = soc >= 100.0
-    if not full.any():
+    rows = np.flatnonzero(full.any(axis=1))
+    if not rows.size:
         return soc
-    below = forward_fill(np.where(full, np.nan, soc))
-    below = np.concatenate((np.full((soc.shape[0], 1), np.nan), below[:, :-1]), axis=1)
+    part, at_full = soc[rows], full[rows]
+    below = forward_fill(np.where(at_full, np.nan, part))  # the last value below 100 %
     snapped = np.maximum(np.fmin(below, 100.0), FULL_SNAP_FROM_PCT)
-    return np.asarray(np.where(full, snapped, soc))
+    out = soc.copy()
+    out[rows] = np.where(at_full, snapped, part)
+    return out
 
 
 def _begins(soc: FloatArray) -> BoolArray:
