@@ -138,3 +138,22 @@ def test_the_job_window_by_window_finds_what_the_file_path_finds(
     withdrawn = seen - pairs(stored)
     assert withdrawn, "a flag of an open session that its final verdict does not hold"
     assert len(stored) == len(pairs(stored)), "one stored flag per (session, kind)"
+
+
+@pytest.mark.parametrize(
+    ("name", "offset_s"),
+    [("at the epoch", -1_795_000_000), ("years ahead", 3 * 365 * 86_400), ("set back", -1800)],
+)
+def test_the_receive_clock_of_a_file_ignores_one_bad_clock(name: str, offset_s: int) -> None:
+    """Readings of 20 stations every 10 s, in order of arrival; one station's clock is wrong
+    for 10 readings. The receive times follow the true times, strictly increasing, and only
+    the wrong stamps fall outside the band (so only they are indexed by receive time)."""
+    true_ns = np.int64(parse_ts("2026-11-23T08:00:00Z")) + np.arange(2000) * 500_000_000
+    stamps = true_ns.copy()
+    bad = np.arange(1000, 1200, 20)  # one station's readings
+    stamps[bad] += np.int64(offset_s) * 1_000_000_000
+    rx_ns = ReceiveClock(wall_ns=lambda: 2**62).stream_us(stamps) * 1000
+    assert np.all(np.diff(rx_ns) > 0), name
+    assert np.max(np.abs(rx_ns - true_ns)) < 60 * 1_000_000_000, name
+    outside = np.abs(stamps - rx_ns) > RX_BAND_NS
+    assert np.array_equal(np.flatnonzero(outside), bad), name
