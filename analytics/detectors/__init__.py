@@ -7,7 +7,8 @@
 - ``identity``: ``UnauthorizedEnergy``, ``ConcurrentIdTag``
 - ``battery``: ``SocInconsistent`` (with the plausible battery sizes of published vehicles in
   ``battery_capacity.json``, made by ``battery_capacity``)
-- shared: ``prepared`` (the cleaned view), ``reductions``, ``ratings``, ``verdicts``; ``base``
+- shared: ``prepared`` (the cleaned view), ``reductions``, ``ratings``, ``verdicts``, ``energy``
+  (the energy between readings that register and power both allow); ``base``
   (``BaseDetector``, ``KindResult``)
 
 ``DETECTORS`` maps each ``AnomalyKind`` to its detector class; nothing else dispatches on the

@@ -23,11 +23,10 @@ idle. A SoC of 0 is read as "not reported" (chargers send 0 when the car tells t
 car that is really empty leaves 0 within its first kWh).
 
 The energy of each step between readings comes from two witnesses, the register and the
-integral of power (power interpolated in time over readings that lack it). Where they agree
-they give the same figure; where they disagree one of them is wrong (a stuck, jumping or
-miscalibrated meter, a power sensor's glitch), and each test takes only what both allow: the
-rise test the larger, the fall and flat tests the smaller. So a meter fault never makes the
-battery look wrong; a step neither can measure is not judged across.
+integral of power (``energy.energy_bounds``): where they disagree one of them is wrong (a
+stuck, jumping or miscalibrated meter, a power sensor's glitch), and each test takes only what
+both allow: the rise test the larger, the fall and flat tests the smaller. So a meter fault
+never makes the battery look wrong; a step neither can measure is not judged across.
 """
 
 from __future__ import annotations
@@ -40,8 +39,9 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.energy import cumulative_wh, energy_bounds, stamp_resolution_s
 from analytics.detectors.prepared import Prepared, prepared, take_rows
-from analytics.detectors.reductions import forward_fill, nan_argmax, pick, trapezoid_wh
+from analytics.detectors.reductions import forward_fill, nan_argmax, pick
 from analytics.detectors.verdicts import (
     build_result,
     excess_score,
@@ -112,9 +112,6 @@ SOC_STEPS_PCT = (10.0, 5.0, 2.0)
 SENSOR_MIN_C = -40.0
 SENSOR_MAX_C = 100.0
 
-# Power below this is a sensor offset, not energy (as meter_mismatch reads it).
-SENSOR_OFFSET_W = 50.0
-
 # Offsets that keep running maxima and minima inside one stretch of a row: larger than any
 # value they separate (SoC in 0..100; SoC less energy times the per-Wh rise, within 1e5).
 _RUN_OFFSET = 1_000.0
@@ -152,81 +149,6 @@ def soc_resolution_pct(soc: FloatArray, has: BoolArray) -> FloatArray:
     return res
 
 
-# Resolutions clocks stamp in: whole minutes (tables of sessions), whole seconds (OCPP 1.6
-# firmware), else milliseconds or finer.
-_STAMP_UNITS_S = (60.0, 1.0)
-
-
-def stamp_resolution_s(prep: Prepared) -> FloatArray:
-    """Per row, the resolution its trusted readings' stamps have: whole minutes or seconds
-    when every stamp is one, else a millisecond."""
-    res = np.full(prep.t_ns.shape[0], 0.001)
-    for unit_s in _STAMP_UNITS_S[::-1]:  # finest first: a coarser unit that fits overrides it
-        whole = np.all(np.remainder(prep.t_ns, int(unit_s * 1e9)) == 0, axis=1)
-        res = np.where(whole & (prep.count > 0), unit_s, res)
-    return res
-
-
-def _power_steps(prep: Prepared) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Power at every reading, linear in time between the readings that report it (NaN before
-    the first and after the last); and per step, the reported powers that bracket it: at the
-    last reporting reading at or before its start, and the first at or after its end. Only
-    rows with a reading that lacks power are interpolated (a gather; most rows have none)."""
-    p = prep.power_w
-    missing = prep.valid & np.isnan(p)
-    rows = np.flatnonzero(missing.any(axis=1))
-    if not rows.size:
-        return p, p[:, :-1], p[:, 1:]
-    p = p.copy()
-    before, after = p[:, :-1].copy(), p[:, 1:].copy()
-    p[rows], before[rows], after[rows] = _interpolate(p[rows], prep.t_s[rows])
-    return p, before, after
-
-
-def _interpolate(p: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """``_power_steps`` for rows with readings that lack power."""
-    n, m = p.shape
-    has = ~np.isnan(p)
-    cols = np.broadcast_to(np.arange(m), (n, m))
-    last = np.maximum.accumulate(np.where(has, cols, -1), axis=1)
-    following = np.minimum.accumulate(np.where(has, cols, m)[:, ::-1], axis=1)[:, ::-1]
-    a, b = np.clip(last, 0, m - 1), np.clip(following, 0, m - 1)
-    pa = np.where(last >= 0, np.take_along_axis(p, a, axis=1), np.nan)
-    pb = np.where(following < m, np.take_along_axis(p, b, axis=1), np.nan)
-    ta, tb = np.take_along_axis(t, a, axis=1), np.take_along_axis(t, b, axis=1)
-    span = tb - ta
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(span > 0, (t - ta) / span, 0.0)
-    inner = pa + (pb - pa) * share
-    return np.asarray(np.where(has, p, inner)), pa[:, :-1], pb[:, 1:]
-
-
-def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
-    """Per step between consecutive readings, ``(n, m - 1)``: the least and the most energy
-    delivered that the register and the integral of power both allow (NaN: unknown)."""
-    n, m = prep.power_w.shape
-    if m < 2:
-        return np.zeros((n, 0)), np.zeros((n, 0))
-    p, before, after = _power_steps(prep)
-    trap = trapezoid_wh(np.where(p < SENSOR_OFFSET_W, 0.0, p), prep.dt_s)
-    # within a step the true power lies anywhere between the reported powers around it: the
-    # trapezoid is uncertain by half their difference over the step
-    doubt = np.subtract(after, before)
-    np.abs(doubt, out=doubt)
-    doubt *= prep.dt_s
-    doubt *= 0.5 / 3600.0
-    # the register's step where both ends carry a value
-    both = prep.has_energy[:, :-1] & prep.has_energy[:, 1:]
-    reg = np.where(both, prep.de_wh, np.nan)
-    sane = reg >= -2.0 * prep.resolution_wh[:, None]  # a fall is a meter fault, not energy
-    lo = np.maximum(np.fmin(trap - doubt, reg), 0.0)
-    hi = np.fmax(trap + doubt, np.where(sane, np.maximum(reg, 0.0), np.nan))
-    unknown = np.isnan(lo) | np.isnan(hi)
-    lo[unknown] = np.nan
-    hi[unknown] = np.nan
-    return np.asarray(lo), np.asarray(hi)
-
-
 def _scatter(n: int, rows: IntArray, values: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     """Arrays over ``rows`` spread over all ``n`` rows (0 elsewhere)."""
     out = []
@@ -235,12 +157,6 @@ def _scatter(n: int, rows: IntArray, values: tuple[np.ndarray, ...]) -> tuple[np
         full[rows] = v
         out.append(full)
     return tuple(out)
-
-
-def _cumulative(step: FloatArray) -> FloatArray:
-    """Energy since the row's first reading at every reading, unknown steps counted as 0."""
-    n = step.shape[0]
-    return np.concatenate((np.zeros((n, 1)), np.cumsum(np.nan_to_num(step), axis=1)), axis=1)
 
 
 def _nan_argmin(values: FloatArray) -> IntArray:
@@ -481,7 +397,7 @@ class _SocEvidence:
         res = soc_resolution_pct(soc, has)
         begins = _begins(soc)
         lo_step, hi_step = energy_bounds(prep)
-        lo, hi = _cumulative(lo_step), _cumulative(hi_step)
+        lo, hi = cumulative_wh(lo_step), cumulative_wh(hi_step)
         segment = np.concatenate((np.zeros((n, 1)), np.cumsum(np.isnan(hi_step), axis=1)), 1)
         held_w = _held_power_w(prep.power_w)
         floor_wh = capacity_floor_wh(held_w)

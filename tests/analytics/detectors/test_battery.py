@@ -21,6 +21,8 @@ from analytics.detectors.battery import (
     soc_resolution_pct,
 )
 from analytics.detectors.battery_capacity import capacity_table, to_json
+from analytics.detectors.energy import cumulative_wh, energy_bounds
+from analytics.detectors.prepared import prepared
 from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
 
 MIN = 60.0
@@ -366,3 +368,20 @@ def test_stamps_in_whole_minutes_hide_no_leap() -> None:
     batch = make_batch([spec])
     result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
     assert not result.flagged[0], result.reason[0]
+
+
+def test_energy_bounds_take_what_both_witnesses_allow() -> None:
+    # 6 kW for 10 min read every minute: the register agrees on the first row, stands still on
+    # the second, and the third row has no power at its middle readings
+    t = np.arange(0.0, 601.0, 60.0)
+    agree = from_power(t, np.full(t.size, 6_000.0))
+    stuck = with_(agree, energy_wh=[agree.energy_wh[0]] * t.size)  # type: ignore[index]
+    power = np.full(t.size, 6_000.0)
+    power[3:6] = np.nan
+    gaps = with_(agree, power_w=list(power), energy_wh=[np.nan] * t.size)
+    prep = prepared(make_batch([agree, stuck, gaps]), NOW_NS)
+    lo, hi = energy_bounds(prep)
+    assert np.allclose(lo[0, :10], 100.0, atol=1.0) and np.allclose(hi[0, :10], 100.0, atol=1.0)
+    assert np.all(lo[1, :10] == 0.0) and np.allclose(hi[1, :10], 100.0)  # one of them is wrong
+    assert np.allclose(lo[2, :10], 100.0) and np.allclose(hi[2, :10], 100.0)  # interpolated
+    assert np.allclose(cumulative_wh(lo)[2, 10], 1_000.0)
