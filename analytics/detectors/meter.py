@@ -349,11 +349,12 @@ class MeterJump(BaseDetector):
 
         def describe(rows: np.ndarray) -> list[str]:
             # the time the step counted over, from the last reading that carried a register
-            dt = pick(register_span_s(prep), at)
+            # (worked out for the flagged rows only)
+            dt = pick(register_span_s(take_rows(prep, rows)), at[rows])
             return [
-                f"register rose {fmt_kwh(step[i])} in {fmt_min(dt[i])}; at most "
+                f"register rose {fmt_kwh(step[i])} in {fmt_min(d)}; at most "
                 f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
-                for i in rows
+                for i, d in zip(rows, dt, strict=True)
             ]
 
         return step_result(self.kind, prep, x, at, describe, not_scored)
