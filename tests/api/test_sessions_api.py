@@ -19,7 +19,7 @@ from chargewatch.events import parse_ts
 from chargewatch.flags import query_flags
 from chargewatch.kinds import AnomalyKind
 
-from .conftest import HAND_SESSION, HAND_STATION, ReadFleet
+from .conftest import HAND_CARD, HAND_SESSION, HAND_STATION, ReadFleet
 
 
 def test_a_hand_made_session_comes_out_exactly(read_fleet: ReadFleet) -> None:
@@ -49,6 +49,23 @@ def test_a_hand_made_session_comes_out_exactly(read_fleet: ReadFleet) -> None:
     assert set(s["scores"]) == {kind.value for kind in AnomalyKind}  # every kind's
     assert s["readings"] == 31
     assert s["judged_at"] == "2026-11-24T00:00:05.000Z"
+
+
+def test_no_answer_holds_the_clear_id_tag(read_fleet: ReadFleet) -> None:
+    """The hand-made session's card went in clear (authorize, session start); every answer
+    about it shows its pseudonym only."""
+    window: dict[str, Any] = {**read_fleet.window, "limit": 1000}
+    answers = [
+        read_fleet.get(f"/api/v1/sessions/{HAND_SESSION}"),
+        read_fleet.get(f"/api/v1/sessions/{HAND_SESSION}/profile"),
+        read_fleet.get("/api/v1/sessions", **window),
+        read_fleet.get("/api/v1/sessions", **window, pseudonym=read_fleet.pseudonym),
+        read_fleet.get("/api/v1/flags", **window),
+        read_fleet.get("/api/v1/scores", **window),
+    ]
+    assert all(a.status_code == 200 for a in answers)
+    assert read_fleet.pseudonym in answers[0].text and read_fleet.pseudonym in answers[3].text
+    assert not [a.url for a in answers if HAND_CARD in a.text or '"id_tag"' in a.text]
 
 
 def test_a_hand_made_profile_comes_out_exactly(read_fleet: ReadFleet) -> None:
