@@ -17,7 +17,15 @@ from .physics import pack_voltage_v
 from .planning import HOUR_MS, UTC_OFFSET_H
 from .vehicles import FloatArray, Vehicle
 
-_THERMAL_TAU_S = 300.0
+# The battery's temperature, which the car passes on over the charging link: it rises with the
+# square of the C-rate (resistive heat), about 2 degC per C^2 where it would settle under the
+# car's cooling, over a pack's thermal time constant of tens of minutes. It starts warm at a
+# fast charger (driven there, or preconditioned: 10-20 degC above the air) and near the air at
+# a wallbox (parked: 0-5 degC above it).
+_PACK_TAU_S = 1_200.0
+_PACK_HEAT_C_PER_C2 = 2.0
+_PACK_WARM_DC_C = (10.0, 20.0)
+_PACK_WARM_AC_C = (0.0, 5.0)
 
 
 def sample_times(
@@ -128,12 +136,10 @@ class StationSensors:
         if st.is_dc:
             volts = pack_voltage_v(vehicle, soc_pct) + rng.normal(0.0, 0.5, n)
             current_a = reported_w / volts
-            heat = (current_a / st.max_current_a) ** 2 * 30.0
         else:
             phases = min(st.phases, vehicle.ac_phases)
             volts = self._grid_voltage(n)
             current_a = reported_w / (volts * phases)
-            heat = 12.0 * power_w / st.rating_w
         shown: list[int | None] = list(self.register(register_wh))
         if st.register_in == "transaction":  # in meterStart and meterStop only
             shown = [None] * n
@@ -150,10 +156,12 @@ class StationSensors:
             whole: list[int | None] = np.round(soc_pct).astype(np.int64).tolist()
             columns["soc_pct"] = whole if soc_as_is else reported_soc(soc_pct, rng)
         if st.reports_temperature and n:
-            # the connector warms and cools over minutes, not from one sample to the next
-            keep = math.exp(-st.interval_s / _THERMAL_TAU_S)
-            heat = lfilter([1.0 - keep], [1.0, -keep], heat, zi=[keep * heat[0]])[0]
-            temperature = ambient_c(sent_ms) + 7.0 + heat + rng.normal(0.0, 0.3, n)
+            # the pack warms and cools over tens of minutes, not from one sample to the next
+            c_rate = power_w / (vehicle.battery_kwh * 1000.0)
+            keep = math.exp(-st.interval_s / _PACK_TAU_S)
+            heat = lfilter([1.0 - keep], [1.0, -keep], _PACK_HEAT_C_PER_C2 * c_rate**2)
+            warm = rng.uniform(*(_PACK_WARM_DC_C if st.is_dc else _PACK_WARM_AC_C))
+            temperature = ambient_c(sent_ms[:1])[0] + warm + heat + rng.normal(0.0, 0.3, n)
             if temperature_c is not None:  # where an injector set it
                 temperature = np.where(np.isnan(temperature_c), temperature, temperature_c)
             columns["temperature_c"] = np.round(temperature, 1).tolist()
