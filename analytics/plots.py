@@ -44,7 +44,7 @@ from chargewatch.readmodel import ProfileGrid, Segment, SegmentKind
 
 __all__ = ["PLOT_VERSION", "render_profile_png"]
 
-PLOT_VERSION = "5"  # part of the ETag: a new look must not be served from old caches
+PLOT_VERSION = "6"  # part of the ETag: a new look must not be served from old caches
 _DPI = 100
 _CHARTS = 4  # picture sizes kept built
 _LOCK = threading.Lock()
@@ -94,6 +94,8 @@ class _Chart:
         # a figure text, not the axis label: it is the same for every profile, so it stays in
         # the background while the power axis (ticks) is drawn anew
         self.figure.text(0.015, 0.46, "power (kW)", rotation="vertical", va="center")
+        # likewise the time axis' label; the start it counts from is in the title
+        self.figure.text(0.5, 0.03, "minutes since the start", ha="center", va="bottom")
         soc.set_ylabel("state of charge (%)")
         soc.set_ylim(0.0, 105.0)
         for axis in (power.xaxis, power.yaxis, soc.yaxis):
@@ -159,7 +161,6 @@ class _Chart:
         finite = finite[np.isfinite(finite)]
         top = max(float(finite.max()) if finite.size else 0.0, 1.0)
         power_axes.set_ylim(-0.08 * top, 1.15 * top)  # room below zero for the segment band
-        power_axes.set_xlabel(f"minutes since {format_ts(row.start_ns)[:16].replace('T', ' ')} UTC")
         self.title.set_text(_title(row))
         _set_bands(self.bands, row, segments)
         added = _flags(power_axes, row, span_min)
@@ -320,7 +321,7 @@ def _title(row: SessionRow) -> str:
     state = "" if row.stop_ns is not None else " (open)"
     return (
         f"{row.station_id} connector {row.connector_id}: {energy_text} in {duration}{state}\n"
-        f"session {row.session_id}"
+        f"session {row.session_id}, started {format_ts(row.start_ns)[:16].replace('T', ' ')} UTC"
     )
 
 
