@@ -86,7 +86,7 @@ class Profiles:
     connector_id: IntArray
     start_ns: IntArray
     duration_s: FloatArray  # start to stop (or to the last sample while open)
-    energy_register_wh: FloatArray  # last - first register reading
+    energy_register_wh: FloatArray  # last - first register reading; with none, the meter values
     energy_meter_wh: FloatArray  # meter_stop - meter_start (NaN unless both were sent)
     energy_power_wh: FloatArray  # trapezoid of power over the real samples
     charging_s: FloatArray
@@ -188,7 +188,8 @@ def profiles(batch: SessionBatch) -> Profiles:
     idle, suspended_ev = seg.idle, seg.suspended_ev
 
     e_first, e_last, e_has = _first_last(energy)
-    energy_register = np.where(e_has, e_last - e_first, np.nan)
+    # a station that reports the register only in meterStart and meterStop: those are it
+    energy_register = np.where(e_has, e_last - e_first, batch.meter_stop_wh - batch.meter_start_wh)
     time_res_s = time_resolution_s(batch.t_ns, valid)
     energy_power, _ = _trapezoid_wh(batch.t_ns, power, time_res_s)
     # the register is checked against the power over its own span: from its first reading to

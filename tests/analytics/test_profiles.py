@@ -212,6 +212,7 @@ def test_meter_values_stand_in_for_a_register_reported_only_in_the_transaction(
     events += [reading(minute, power_w=11_000.0) for minute in range(31)]
     events.append(stop(30, meter_wh=5000.0 + factor * 11_000.0 / 2))
     p = profile_of(events)
+    assert p.energy_register_wh[0] == factor * 11_000.0 / 2  # what is billed
     assert "no register readings" not in p.billing_notes[0]
     assert (p.billing_confidence[0] == 1.0) == confident, p.billing_notes[0]
     assert confident or "apart" in p.billing_notes[0]
