@@ -531,8 +531,10 @@ class Assembler:
         starts = np.array(self._starts, dtype=np.int64).reshape(-1, 2)
         ranks = _Ranks(starts[:, 1])
         start_keys = np.sort(ranks.key(starts[:, 0], starts[:, 1]))
-        # number of session starts on the connector at or before each reading
-        before = np.searchsorted(start_keys, ranks.key(o_conn, o_t), side="right")
+        # number of session starts on the connector strictly before each reading: a reading
+        # stamped at a start's instant (stations stamping whole seconds or minutes report their
+        # idle register, then open the session) belongs to the segment before it
+        before = np.searchsorted(start_keys, ranks.key(o_conn, o_t), side="left")
         new = np.ones(order.size, dtype=bool)
         new[1:] = (
             (o_conn[1:] != o_conn[:-1])
@@ -547,9 +549,10 @@ class Assembler:
         if orphans_all:
             return seg_of, seg_conn, np.ones(first.size, dtype=bool)
         last_t = o_t[last]
-        # started: a session began on the connector after the segment's last reading
+        # started: a session began on the connector after the segment's last reading, or at
+        # its instant (that reading belongs before the session, as above)
         started_after = np.searchsorted(
-            start_keys, ranks.key(seg_conn, last_t), side="right"
+            start_keys, ranks.key(seg_conn, last_t), side="left"
         ) < np.searchsorted(start_keys, ranks.connector_end(seg_conn))
         last_ns = np.array(self._last_ns, dtype=np.int64)
         bulk = self._bulk_last_ns
@@ -642,16 +645,20 @@ class Assembler:
 
 
 class _Ranks:
-    """Packs (connector, time) into one sortable int64 key, time counted as the number of
-    reference times (starts, status changes: few) at or before it. For a reference time r and any
-    t, r <= t exactly when rank(r) <= rank(t), so comparisons against the references hold."""
+    """Packs (connector, time) into one sortable int64 key, time counted by the reference times
+    (starts, status changes: few) before it: twice the number strictly before it, plus one when
+    it equals one. For a reference time r and any t, r <= t exactly when rank(r) <= rank(t), and
+    r < t exactly when rank(r) < rank(t), so comparisons against the references hold, ties
+    included (stations stamping whole seconds or minutes make ties common)."""
 
     def __init__(self, reference_ns: IntArray) -> None:
         self._sorted = np.sort(reference_ns)
-        self._width = self._sorted.size + 2
+        self._width = 2 * self._sorted.size + 2
 
     def key(self, conn: IntArray, t_ns: IntArray) -> IntArray:
-        rank = np.searchsorted(self._sorted, t_ns, side="right")
+        rank = np.searchsorted(self._sorted, t_ns, side="left") + np.searchsorted(
+            self._sorted, t_ns, side="right"
+        )
         return np.asarray(conn * self._width + rank, dtype=np.int64)
 
     def connector_end(self, conn: IntArray) -> IntArray:

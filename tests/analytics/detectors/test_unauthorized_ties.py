@@ -3,18 +3,14 @@
 A station stamping whole minutes reports its idle register at 06:15:00 and opens a session at
 06:15:00 too (the idle report was sent first). The session's energy is the session's; the idle
 readings before and after it are two orphan segments, neither of which saw energy flow.
-Today the assembler counts a session start "at or before" a reading, so the 06:15 idle reading
-joins the segment after the session and its register rise (the session's energy) reads as
+The assembler once counted a session start "at or before" a reading, so the 06:15 idle reading
+joined the segment after the session and its register rise (the session's energy) read as
 energy with no session open (seen on simulated seeds 9704 and 9712: an unauthorized_energy and
-a meter_mismatch false alarm each). The fix belongs to ``analytics/assemble.py``
-(``_orphan_segments``: no orphan segment may span a session of its connector; counting starts
-strictly before a reading is not enough, as the segment then also takes the readings after
-the stop); until then this case is a strict xfail, so the fix shows here.
+a meter_mismatch false alarm each). Now a reading at a start's instant belongs to the segment
+before it (``analytics/assemble.py``, ``_Ranks`` keeps ties apart).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from analytics.assemble import assemble
 from analytics.detectors import UnauthorizedEnergy
@@ -24,10 +20,6 @@ from tests.analytics._support import at, numbered, reading, start, stop
 NOW_MIN = 24 * 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assemble: an orphan reading at a session start's instant joins the later segment",
-)
 def test_an_idle_reading_at_the_start_minute_is_not_energy_with_no_session() -> None:
     register = 1_000_000.0
     events: list[Event] = [reading(m, None, energy_wh=register, power_w=0.0) for m in (0, 15)]
