@@ -512,8 +512,9 @@ class _TempEvidence:
             n, rows, (x, out.sum(axis=1).astype(np.int64), pick(temp, worst), pick(power, worst))
         )
         first, last = np.full(n, NO_TIME, dtype=np.int64), np.full(n, NO_TIME, dtype=np.int64)
-        first[rows] = np.where(out, t, big).min(axis=1)
-        last[rows] = np.where(out, t, small).max(axis=1)
+        # ``initial``: a batch without readings (m == 0) reduces over nothing
+        first[rows] = np.where(out, t, big).min(axis=1, initial=big)
+        last[rows] = np.where(out, t, small).max(axis=1, initial=small)
         return cls(
             x=x_,
             first=first,
