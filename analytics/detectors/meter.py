@@ -282,6 +282,9 @@ class MeterJump(BaseDetector):
         ``jump_allowance_wh``).
     resolution_steps : float, default ROUNDING_STEPS (2.0)
         Slack in steps of the register's resolution: both ends of the step are rounded to it.
+
+    A session whose readings carry fewer than two register values is judged by the
+    transaction's meter values (meterStart, meterStop) over its start to its stop.
     """
 
     kind = AnomalyKind.METER_JUMP
@@ -330,6 +333,23 @@ class MeterJump(BaseDetector):
         batch.extra["_allowance"] = (prep, params, allowed)
         return allowed
 
+    def meter_values_allowance_wh(
+        self, batch: SessionBatch, prep: Prepared, rows: IntArray
+    ) -> FloatArray:
+        """Most the transaction's meter values may differ by, for ``rows`` (meter_mismatch
+        leaves out what this calls a jump)."""
+        self.check_is_fitted()
+        return self._meter_values_allowance(batch, prep, self._rated(batch, prep), rows)
+
+    def _meter_values_allowance(
+        self, batch: SessionBatch, prep: Prepared, rated: FloatArray, rows: IntArray
+    ) -> FloatArray:
+        # the bound of jump_allowance_wh over the transaction's span; meter values are whole Wh
+        span_s = (batch.stop_ns[rows] - batch.start_ns[rows]) / NS_PER_S
+        rate = rated[rows] * (1.0 + self.rated_margin) / 3600.0
+        slack_s = prep.time_resolution_s[rows] + self.jitter_s
+        return np.asarray((span_s + slack_s) * rate + self.resolution_steps * 1.0)
+
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
@@ -342,22 +362,45 @@ class MeterJump(BaseDetector):
         x = np.where(np.isnan(x), 0.0, x)
         step = pick(rise, at)
         could = pick(allowed, at)
+        start_ns = pick(prep.t_ns, at).astype(np.int64)
+        end_ns = pick(prep.t_ns, at + 1).astype(np.int64)
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
+        # readings without a register: the transaction's meter values, one step from its start
+        # to its stop, judged by the same bound
+        mv = np.flatnonzero(
+            (prep.n_energy < MIN_READINGS)
+            & ~np.isnan(batch.meter_start_wh)
+            & ~np.isnan(batch.meter_stop_wh)
+            & (batch.stop_ns != NO_TIME)
+            & (batch.stop_ns >= batch.start_ns)
+        )
+        mv_span_s = (batch.stop_ns[mv] - batch.start_ns[mv]) / NS_PER_S
+        if mv.size:
+            step[mv] = np.maximum(batch.meter_stop_wh[mv] - batch.meter_start_wh[mv], 0.0)
+            could[mv] = self._meter_values_allowance(batch, prep, rated, mv)
+            x[mv] = np.nan_to_num(step[mv] / could[mv])
+            start_ns[mv], end_ns[mv] = batch.start_ns[mv], batch.stop_ns[mv]
+            not_scored[mv] = None
         not_scored[np.isnan(rated) & is_none(not_scored)] = (
             "no rated power known for this connector (no offered or measured power)"
         )
 
         def describe(rows: np.ndarray) -> list[str]:
             # the time the step counted over, from the last reading that carried a register
-            # (worked out for the flagged rows only)
+            # (worked out for the flagged rows only); the transaction's span for meter values
             dt = pick(register_span_s(take_rows(prep, rows)), at[rows])
+            by_values = np.isin(rows, mv)
+            dt[by_values] = mv_span_s[np.searchsorted(mv, rows[by_values])]
             return [
                 f"register rose {fmt_kwh(step[i])} in {fmt_min(d)}; at most "
                 f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
-                for i, d in zip(rows, dt, strict=True)
+                + (" (meterStart to meterStop)" if v else "")
+                for i, d, v in zip(rows, dt, by_values, strict=True)
             ]
 
-        return step_result(self.kind, prep, x, at, describe, not_scored)
+        return build_result(
+            self.kind, excess_score(x), x > 1.0, start_ns, end_ns, describe, not_scored
+        )
 
 
 # Accuracy classes that bound how far register and integrated power may disagree with no fault:
@@ -631,6 +674,12 @@ class MeterMismatch(BaseDetector):
                 gap_min_s=self.gap_min_s,
                 trapezoid_doubt=self.trapezoid_doubt,
             )
+            # meter values beyond what the connector could deliver are a jump: left out
+            jump = mv.register_wh > self.jump_.meter_values_allowance_wh(
+                batch, prep, by_meter_values
+            )
+            mv.n_spans[jump] = 0
+            mv.register_wh[jump] = mv.power_wh[jump] = 0.0
             for name in ("register_wh", "power_wh", "bound_wh", "n_spans"):
                 getattr(b, name)[by_meter_values] = getattr(mv, name)
             compared_by_meter_values[by_meter_values] = mv.n_spans > 0

@@ -293,3 +293,26 @@ def test_time_resolution_follows_the_stamps() -> None:
     valid = np.ones(t.shape, dtype=bool)
     valid[3, 2] = False  # padding is not a stamp
     assert time_resolution_s(t, valid).tolist() == [60.0, 1.0, 0.001, 1e-6]
+
+
+@pytest.mark.parametrize(("added_wh", "jump"), [(0.0, False), (60_000.0, True)])
+def test_meter_values_that_no_connector_could_deliver_are_a_jump(
+    added_wh: float, jump: bool
+) -> None:
+    # 11 kW for 30 min with the register only in meterStart/meterStop: 5.5 kWh is right,
+    # 65.5 kWh is more than the connector could deliver in the whole session
+    spec = charge(power_w=11_000.0, minutes=30)
+    e = np.asarray(spec.energy_wh, dtype=np.float64)
+    batch = make_batch([with_(spec, energy_wh=None)])
+    batch = replace(
+        batch,
+        meter_start_wh=np.array([e[0]]),
+        meter_stop_wh=np.array([e[-1] + added_wh]),
+    )
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
+    assert bool(results["meter_jump"].flagged[0]) == jump, results["meter_jump"].reason[0]
+    assert not results["meter_mismatch"].flagged[0]  # a jump is no miscalibration
+    if jump:
+        assert "(meterStart to meterStop)" in str(results["meter_jump"].reason[0])
+        assert results["meter_jump"].start_ns[0] == batch.start_ns[0]
+        assert results["meter_jump"].end_ns[0] == batch.stop_ns[0]
