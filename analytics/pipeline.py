@@ -185,33 +185,48 @@ def _decode_chunk(
 
 def _reading_columns(frame: pl.DataFrame, arrival: np.ndarray) -> ReadingColumns:
     """The judged rows of ``frame`` (all valid readings) as ``ReadingColumns``."""
-    coded = frame.select(
-        "ts_ns",
-        "station_id",
-        "connector_id",
-        "session_id",
-        *(pl.col(key).fill_null(float("nan")) for key in READING_FIELDS),
-        key=(
-            pl.concat_str("station_id", pl.lit(" "), pl.col("connector_id").cast(pl.String))
-            .rank("dense")
-            .cast(pl.Int64)
-            - 1
-        ),  # a station id has no space: the key is unique
-        session=pl.col("session_id").rank("dense").cast(pl.Int64).fill_null(0) - 1,
-    )
-    keys = coded.group_by("key").agg(pl.first("station_id", "connector_id")).sort("key")
-    session_ids = (
-        coded.filter(pl.col("session") >= 0).group_by("session").agg(pl.first("session_id"))
-    )
+    station, connector = frame["station_id"], frame["connector_id"]
+    # a station id has no space: the text is unique per (station, connector)
+    key_text = station + " " + connector.cast(pl.String)
+    key, key_rows = _codes(key_text)
+    session_id = frame["session_id"]
+    session, session_rows = _codes(session_id)
     return ReadingColumns(
         arrival=arrival,
-        ts_ns=coded["ts_ns"].to_numpy(),
-        key=coded["key"].to_numpy(),
-        keys=list(zip(keys["station_id"].to_list(), keys["connector_id"].to_list(), strict=True)),
-        session=coded["session"].to_numpy(),
-        session_ids=session_ids.sort("session")["session_id"].to_list(),
-        values=tuple(coded[key].to_numpy() for key in READING_FIELDS),
+        ts_ns=frame["ts_ns"].to_numpy(),
+        key=key,
+        keys=list(
+            zip(
+                station.gather(key_rows).to_list(),
+                connector.gather(key_rows).to_list(),
+                strict=True,
+            )
+        ),
+        session=session,
+        session_ids=session_id.gather(session_rows).to_list(),
+        values=tuple(frame[key].fill_null(float("nan")).to_numpy() for key in READING_FIELDS),
     )
+
+
+def _codes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes of a text column (-1 where null) and the first row of each code. Grouped by
+    a 64-bit hash (no sort of the texts), then checked against the texts themselves: if two
+    texts ever shared a hash, they are ranked instead, which is exact."""
+    rows = np.flatnonzero(texts.is_not_null().to_numpy())
+    codes = np.full(texts.len(), -1, dtype=np.int64)
+    if not rows.size:
+        return codes, rows
+    present = texts.gather(rows)
+    _hashes, first, inverse = np.unique(
+        present.hash().to_numpy(), return_index=True, return_inverse=True
+    )
+    inverse = inverse.reshape(-1)
+    if not (present == present.gather(first[inverse])).all():
+        ranks = present.rank("dense").cast(pl.Int64).to_numpy() - 1
+        _ranks, first, inverse = np.unique(ranks, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    codes[rows] = inverse
+    return codes, rows[first]
 
 
 def _no_readings() -> ReadingColumns:

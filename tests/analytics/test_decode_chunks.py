@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import orjson
+import polars as pl
 import pytest
 
 from analytics.pipeline import (
@@ -230,3 +231,15 @@ def test_late_readings_beyond_the_grace_are_counted_and_reported() -> None:
     _, report, _, _ = _run_chunked(b"\n".join(lines) + b"\n", max_sessions=1, chunk_lines=1_000)
     assert report.late_readings == 6
     assert "6 late readings" in report.summary()
+
+
+def test_codes_number_each_text_once_in_any_order_and_skip_nulls() -> None:
+    from analytics.pipeline import _codes
+
+    texts = pl.Series(["b", None, "a", "b", "c", None, "a"])
+    codes, rows = _codes(texts)
+    assert codes.tolist()[1] == codes.tolist()[5] == -1
+    named = [texts[int(r)] for r in rows]
+    assert sorted(named) == ["a", "b", "c"]
+    assert [named[c] if c >= 0 else None for c in codes.tolist()] == texts.to_list()
+    assert sorted(rows.tolist()) == [0, 2, 4]  # each text's first row
