@@ -134,4 +134,5 @@ def test_detect_input_skips_station_events_without_rejecting_them(tmp_path: Path
         assert "0 lines rejected" in done.stdout
         outputs.append((done.stdout.split(" scored, ")[0], out.read_bytes()))
     assert outputs[0] == outputs[1]  # the same sessions scored, the same flags
-    assert outputs[0][1].count(b"\n") == 5  # the seed's anomalies: something to compare
+    # something to compare: the seed's anomalies, each found
+    assert outputs[0][1].count(b"\n") >= labels.read_bytes().count(b"\n") > 0
