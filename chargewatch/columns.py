@@ -127,7 +127,7 @@ def reading_frame_from_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
             return None
     # polars turns a number into a string where a string column is expected, so rows where a
     # string key holds another kind of value (or where \u escapes could hide a key) are odd.
-    text = pl.Series(raws, dtype=pl.Binary).cast(pl.String, strict=False)
+    text = _as_strings(raws)
     odd = text.str.contains(_NOT_A_STRING).fill_null(True)
     escaped = np.flatnonzero(text.str.contains("\\u", literal=True).fill_null(False))
     if escaped.size:  # rare: the costlier scan for escaped keys only where it can matter
@@ -137,6 +137,22 @@ def reading_frame_from_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
     if unreadable:
         odd = odd.scatter(unreadable, True)
     return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
+
+
+def _as_strings(raws: list[bytes]) -> pl.Series:
+    """The lines as text; a line that is not valid UTF-8 (which polars refuses to cast, even
+    non-strictly) becomes null, and so odd: the per-event path rejects it with its reason."""
+    try:
+        return pl.Series(raws, dtype=pl.Binary).cast(pl.String, strict=False)
+    except pl.exceptions.ComputeError:  # rare: find the bad lines one by one
+        return pl.Series([_utf8_or_none(raw) for raw in raws], dtype=pl.String)
+
+
+def _utf8_or_none(raw: bytes) -> str | None:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _read_ndjson(raws: list[bytes]) -> pl.DataFrame | None:

@@ -178,6 +178,17 @@ def test_a_line_that_is_not_an_object_costs_only_that_line() -> None:
     assert [row is not None for row in columnar(frame)] == [True, False, False, False, True]
 
 
+def test_a_line_that_is_not_utf8_costs_only_that_line() -> None:
+    good = (
+        b'{"type":"reading","ts":"2026-11-24T08:15:30Z","station_id":"S",'
+        b'"connector_id":1,"power_w":7.5}'
+    )
+    raws = [good, b"\x80", b'{"type":"reading","station_id":"\xff"}', good]
+    frame = reading_frame_from_ndjson(raws)
+    assert frame is not None
+    assert [row is not None for row in columnar(frame)] == [True, False, False, True]
+
+
 def test_an_escaped_key_goes_the_per_event_way_and_an_escaped_value_does_not() -> None:
     head = b'{"type":"reading","station_id":"S","connector_id":1,"power_w":5,'
     hidden = head + b'"ts":"2026-11-24T08:15:30Z","\\u0074s":7}'  # a second "ts", escaped
