@@ -84,8 +84,8 @@ def influx(influxd: LocalInfluxd) -> Iterator[InfluxClient]:
 class JudgedFleet:
     """A simulated fleet in InfluxDB, judged by the detection job's code: readings, sessions,
     statuses, then profiles, flags, usage pieces and the session catalogue (in the state database
-    of ``settings.data_dir``). ``station_id`` has sessions, a flagged ``session_id`` (a stall)
-    and one fault (``GroundFailure`` on connector 1, added after detection)."""
+    of ``settings.data_dir``). ``station_id`` has sessions, a flagged ``session_id`` reporting
+    its state of charge (a stall when the fleet has one with SoC) and one fault (``GroundFailure`` on connector 1, added after detection)."""
 
     settings: Settings
     since_ns: int
@@ -147,7 +147,16 @@ def judged_fleet(
                 flags, _report = detect_window(client, since_ns, until_ns, catalog=state)
             finally:
                 state.close()
-            stall = next(f for f in flags if f.kind == "stall" and f.session_id is not None)
+            # a flagged session that reports its state of charge (a DC one, for the panels
+            # that plot SoC and taper), a stall when one does
+            with_soc = {
+                str(event["session_id"])
+                for line in events.read_bytes().splitlines()
+                if (event := json.loads(line)).get("soc_pct") is not None
+                and event.get("session_id") is not None
+            }
+            candidates = [f for f in flags if str(f.session_id) in with_soc]
+            stall = min(candidates, key=lambda f: (f.kind != "stall", f.start_ns))
             fault_at = since + timedelta(hours=7)
             faults = folder / "fault.jsonl"
             faults.write_text(
