@@ -15,6 +15,8 @@ at most 1.5x the file path's time; 300 stations x 24 h in at most 500 MB; 10,000
 interval in at most 1 GB).
 
     .venv/bin/python bench/window.py [--stations 300] [--hours 24] [--interval-s 300]
+    .venv/bin/python bench/window.py --stations 10000 --hours 2 --start 2026-11-23T16:00:00Z \
+        --modes last
 """
 
 from __future__ import annotations
@@ -32,12 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._fleet import simulate_fleet
 from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
 
 KEY = b"bench-window-key-0123456789abcdef"
-START = "2026-11-23T00:00:00+00:00"
 NS = 1_000_000_000
 
 
@@ -51,7 +51,7 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
     from ingest.pseudonym import Pseudonymizer
 
     decoder = EventDecoder(Pseudonymizer(KEY))
-    begin = int(datetime.fromisoformat(START).timestamp()) * NS
+    begin = int(datetime.fromisoformat(args.start).timestamp()) * NS
     end = begin + int(args.hours * 3600) * NS
     out: dict[str, object] = {"mode": mode}
     client = InfluxClient(url=url, database=database)
@@ -90,7 +90,7 @@ def measure(
 ) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", mode, "--events", str(events)]
     command += ["--url", url, "--database", database, "--hours", str(args.hours)]
-    command += ["--interval-s", str(args.interval_s)]
+    command += ["--interval-s", str(args.interval_s), "--start", args.start]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     text = proc.stdout.read()
@@ -101,6 +101,16 @@ def measure(
     found: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
     found["max_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
     return found
+
+
+def simulate_fleet(folder: Path, args: argparse.Namespace) -> Path:
+    """A simulated fleet from ``args.start`` on, made by the real command; the events file."""
+    events = folder / "fleet.jsonl"
+    command = [sys.executable, "-m", "chargewatch", "simulate", "--stations", str(args.stations)]
+    command += ["--hours", str(args.hours), "--seed", "11", "--start", args.start]
+    command += ["--out", str(events), "--labels", str(folder / "labels.jsonl")]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return events
 
 
 def load(events: Path, client: InfluxClient) -> float:
@@ -124,6 +134,7 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=300)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--interval-s", type=float, default=300.0)
+    parser.add_argument("--start", default="2026-11-23T00:00:00+00:00")
     parser.add_argument("--modes", default="file,range,job,last")
     parser.add_argument("--child")
     parser.add_argument("--events", type=Path)
@@ -135,7 +146,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
         folder = Path(tmp)
-        events = simulate_fleet(folder, args.stations, args.hours, seed=11)
+        events = simulate_fleet(folder, args)
         lines = sum(1 for _ in events.open("rb"))
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         server.start()

@@ -147,7 +147,12 @@ class ReceiveClock:
         half = min(_RX_MEDIAN_LINES // 2, n - 1)
         stamps = np.asarray(ts_ns, dtype=np.int64) // 1000
         if half > 0:
-            padded = np.pad(stamps, half, mode="edge")
+            # before the chunk, the stream as it was (a burst of late readings opening a chunk
+            # must not set its own clock); after it, its last stamp
+            before = self._last_us if self._last_us else stamps[0]
+            padded = np.concatenate(
+                (np.full(half, before), stamps, np.full(half, stamps[-1]))
+            ).astype(np.int64)
             windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
             estimate = np.median(windows, axis=1).astype(np.int64)
         else:

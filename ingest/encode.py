@@ -16,7 +16,6 @@ reading stamped far from it is also indexed by it (a ``reading_rx`` point: ``sch
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,7 +88,7 @@ class ChunkEncoder:
         if frame is None:  # polars could not read the chunk: take it object by object
             return self.encode_objects(self._loads(kept, chunk), chunk)
         judged = judge_readings(frame)
-        rx = self._clock.stream_us(_stamps(judged))  # one per kept line
+        rx = self._clock.stream_us(_stamps(judged, self._clock))  # one per kept line
         fast, side = _format_plain_readings(judged, rx)
         taken = [line for line in fast if line is not None]
         chunk.lines.extend(taken)
@@ -166,18 +165,17 @@ class ChunkEncoder:
         if judged is not None:
             where = pl.Series(np.flatnonzero(is_reading))
             stamps = stamps.scatter(where, judged["ts_ns"])
-        frame = pl.DataFrame({"ts_ns": stamps, "ok": stamps.is_not_null()})
-        return [int(rx) for rx in self._clock.stream_us(_stamps(frame)).tolist()]
+        rx = self._clock.stream_us(_stamps(pl.DataFrame({"ts_ns": stamps}), self._clock))
+        return [int(value) for value in rx.tolist()]
 
 
-def _stamps(judged: pl.DataFrame) -> np.ndarray:
-    """Each row's stamp for the receive clock: a reading's own, else its neighbours' (the rows
-    that are not readings the columnar path took carry none); the wall clock when none has."""
+def _stamps(judged: pl.DataFrame, clock: ReceiveClock) -> np.ndarray:
+    """Each row's stamp for the receive clock: its own where the columnar checks read one,
+    else its neighbours'; where no row has one, the clock's latest receive time."""
     ts = judged["ts_ns"].cast(pl.Int64)
-    ts = pl.select(pl.when(judged["ok"]).then(ts)).to_series()
     ts = ts.fill_null(strategy="forward").fill_null(strategy="backward")
     if ts.null_count():
-        return np.full(judged.height, time.time_ns(), dtype=np.int64)
+        return np.full(judged.height, clock.current_us() * 1000, dtype=np.int64)
     return ts.to_numpy()
 
 
