@@ -1,12 +1,15 @@
 """The scheduled detection job: every interval, judge what arrived since the last run.
 
-Each run reads the window ``[cursor, now - settle)`` from InfluxDB (with the look-back
-``detect_window`` needs for sessions that started earlier), scores its sessions, stores profiles,
-flags and the session catalogue's rows, and moves the cursor, kept in the state database, to the
-window's end. Sessions still open are judged again at every run until they stop, so a stall
-shows within one interval of its data arriving. Results are points keyed by their start (and
-catalogue rows by session), so a run repeated after a crash overwrites rather than duplicates;
-after downtime the job catches up window by window.
+Each run reads the window ``[cursor, now)`` from InfluxDB (with the look-back ``detect_window``
+needs for sessions that started earlier), scores its sessions, stores profiles, flags and the
+session catalogue's rows, and moves the cursor, kept in the state database, to ``now - settle``:
+the newest ``settle`` seconds are judged now (a stall shows within one interval of its data
+arriving) and read again at the next run, so a reading that arrives after its session was
+judged is found (by its stamp while it lies inside the receive-time band, by its receive time
+beyond it, ``schema.RX_BAND_NS``). Sessions still open are judged again at every run until they
+stop; a verdict that no longer holds withdraws its flags. Results are points keyed by their
+start (and catalogue rows by session), so a run repeated after a crash overwrites rather than
+duplicates; after downtime the job catches up window by window.
 
 APScheduler runs it (``coalesce``: missed runs collapse into one; ``max_instances=1``: never two
 at once). The job never reads the clock itself: the scheduler's wrapper passes ``now``.
@@ -63,9 +66,10 @@ class DetectionJob:
         max_window_s: float = 6 * 3600,
     ) -> None:
         # settle: readings carry the charger's time and reach InfluxDB a little later (network,
-        # spool); the newest seconds are left to the next run rather than judged half-arrived.
-        # As long as the receive-time band (schema.RX_BAND_NS): a reading that arrives after
-        # its session was judged then lies outside the band, where the window finds it late.
+        # spool); the newest seconds are judged now and read again at the next run, so the
+        # cursor stays this far behind ``now``. As long as the receive-time band
+        # (schema.RX_BAND_NS): a reading that arrives after its session's stretch left the
+        # re-read seconds lies outside the band, where the window finds it by receive time.
         self.client = client
         self.state = state
         self.settle_ns = int(settle_s * _NS)
@@ -79,12 +83,13 @@ class DetectionJob:
         self._caches: dict[tuple[str, ...], ReadingCache] | None = None
 
     def run(self, now_ns: int) -> list[DetectReport]:
-        """Judge everything between the cursor and ``now_ns - settle``; returns one report per
-        window (several when catching up)."""
-        until_ns = now_ns - self.settle_ns
+        """Judge everything between the cursor and ``now_ns``; the cursor then rests ``settle``
+        behind ``now_ns``. Returns one report per window (several when catching up)."""
+        until_ns = now_ns
+        settled_ns = now_ns - self.settle_ns
         since_ns = self.state.cursor(CURSOR)
         if since_ns is None:
-            since_ns = until_ns - self.first_lookback_ns
+            since_ns = settled_ns - self.first_lookback_ns
         reports: list[DetectReport] = []
         stations = load_metadata(self.state)  # read each run: an import applies without restart
         while since_ns < until_ns:
@@ -99,7 +104,8 @@ class DetectionJob:
                 caches=self._caches,
             )
             record_detections(self.state, flags, detected_ns=now_ns)  # the time to flag
-            self.state.set_cursor(CURSOR, end_ns)
+            # never past now - settle: the newest seconds are read again at the next run
+            self.state.set_cursor(CURSOR, min(end_ns, settled_ns))
             reports.append(report)
             with self.status.lock:
                 self.status.flags_written += len(flags)

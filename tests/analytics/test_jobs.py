@@ -79,6 +79,26 @@ def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
     restarted.state.close()
 
 
+def test_the_newest_seconds_are_judged_now_and_read_again_next_run(
+    influx: InfluxClient, tmp_path: Path, fleet: tuple[list[bytes], list[dict[str, object]]]
+) -> None:
+    """The settle time delays the cursor, not the verdict: a stall that reached its 10 minutes
+    a minute and a half ago is flagged at once (with the window ending ``settle`` before now, it
+    would not be), and the cursor rests ``settle`` behind, so those seconds are read again at the
+    next run (where late readings of theirs would be found)."""
+    lines, labels = fleet
+    stall = min((lb for lb in labels if lb["kind"] == "stall"), key=lambda lb: parse_ts(lb["end"]))
+    now_ns = parse_ts(stall["start"]) + 690 * 1_000_000_000
+    load(influx, [line for line in lines if parse_ts(orjson.loads(line)["ts"]) < now_ns])
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    job = DetectionJob(influx, state, settle_s=120, max_window_s=2 * 3600)
+    job.run(now_ns)
+    assert state.cursor(CURSOR) == now_ns - 120 * 1_000_000_000
+    flagged = {(f.session_id, f.kind) for f in query_flags(influx, 0, now_ns + 24 * HOUR_NS)}
+    assert (stall["session_id"], "stall") in flagged
+    state.close()
+
+
 def _key(flag: Flag) -> tuple[object, ...]:
     """What makes a flag one: its session and kind; outside any session (several segments of
     one connector may carry a kind) its connector and start too."""
