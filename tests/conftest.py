@@ -85,7 +85,8 @@ class JudgedFleet:
     """A simulated fleet in InfluxDB, judged by the detection job's code: readings, sessions,
     statuses, then profiles, flags, usage pieces and the session catalogue (in the state database
     of ``settings.data_dir``). ``station_id`` has sessions, a flagged ``session_id`` reporting
-    its state of charge (a stall when the fleet has one with SoC) and one fault (``GroundFailure`` on connector 1, added after detection)."""
+    its state of charge (a stall when the fleet has one with SoC) and one fault
+    (``GroundFailure`` on connector 1, added after detection)."""
 
     settings: Settings
     since_ns: int
