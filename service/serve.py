@@ -102,6 +102,7 @@ class Service:
             heartbeat_interval_s=settings.ocpp_heartbeat_interval_s,
         )
         # Its own client: the drainer's thread and the job's thread never share one.
+        self._formatter = LineFormatter()  # OCPP events to line protocol (``_accept_ocpp``)
         self.detect_client = InfluxClient.from_settings(settings)
         self.detection = DetectionJob(self.detect_client, self.state)
         self.alert_client: InfluxClient | None = None
@@ -186,8 +187,10 @@ class Service:
         )
 
     async def _accept_ocpp(self, events: list[Event]) -> None:
-        formatter = LineFormatter()
-        lines = [formatter.format(event) for event in events]
+        # one formatter for the process, on the event loop's thread only: its receive clock
+        # stays strictly increasing across messages (the order of arrival); a reading stamped
+        # far from its arrival (a 1970 clock, a late upload) gets its ``reading_rx`` line too
+        lines = [line for event in events for line in self._formatter.format_lines(event)]
         # fsync off the event loop; the CallResult goes out only after this returns.
         await asyncio.to_thread(self.spool.append, lines)
         for event in events:
