@@ -206,7 +206,7 @@ def test_window_detection_stores_flags_and_profiles_idempotently(
     detect_window(loaded, since, until, detectors=detectors)  # again: overwrites, no doubles
     assert query_flags(loaded, since, until) == flags
     bounds = f"time >= {since - 48 * 3600 * 10**9} AND time < {until}"
-    (series,) = loaded.query(f"SELECT count(billing_confidence) FROM profile WHERE {bounds}")
+    (series,) = loaded.query(f"SELECT count(duration_s) FROM profile WHERE {bounds}")
     assert int(series.columns["count"][0]) == report.sessions + report.orphan_segments
 
     env = {"CHARGEWATCH_INFLUX_URL": influxd.url, "CHARGEWATCH_INFLUX_DATABASE": loaded.database}
