@@ -8,16 +8,18 @@ How a message's samples map onto a reading:
 
 - Energy.Active.Import.Register -> ``energy_wh`` (Wh or kWh); Power.Active.Import -> ``power_w``
   (W or kW); Power.Offered -> ``power_offered_w`` (W or kW); Current.Import -> ``current_a``;
-  Voltage -> ``voltage_v``; SoC -> ``soc_pct``; Temperature -> ``temperature_c`` (Celsius, the
-  1.6 misspelling Celcius, Fahrenheit or K). A 1.6 ``SignedData`` value is skipped.
+  Voltage -> ``voltage_v``; SoC -> ``soc_pct``; Temperature at the EV (the battery's) ->
+  ``temperature_c`` (Celsius, the 1.6 misspelling Celcius, Fahrenheit or K). A 1.6
+  ``SignedData`` value is skipped.
 - Phases: a value without a phase is the total and always wins. Without one, energy and power
   (and the offered power) are the sum of the phases L1, L2, L3 (or L1-N, L2-N, L3-N); current is
   the average of those phases, since a three-phase charger's current is conventionally given
   per phase (the neutral N is left out); voltage is the average phase-to-neutral voltage, or the
   average line-to-line voltage divided by sqrt(3) when only that is sent.
 - Location: a value at the Outlet (the default) beats the same measurand at the Inlet, Cable or
-  EV; temperatures from several locations (Body, Cable, ...) give the hottest one, the one that
-  explains derating. SoC comes from the EV whatever its location says.
+  EV. Temperatures are the battery's: only those at the EV are kept (the hottest, when it sends
+  several); the charger's (Body, Cable, Inlet, Outlet, or no location: Outlet is the default)
+  are accepted and counted, not stored. SoC comes from the EV whatever its location says.
 - Measurands the event format has no field for (export and reactive energy and power, interval
   energies, Current.Offered, Current.Export, Frequency, Power.Factor, RPM) are accepted and
   counted, not stored. Every context (Sample.Periodic, Sample.Clock, Transaction.Begin/End,
@@ -108,6 +110,10 @@ _PHASE_OF = {
 _LINE_TO_LINE = frozenset({Phase.L1_L2, Phase.L2_L3, Phase.L3_L1})
 _PHASE_NAMES = {p.value: p for p in Phase}
 _PREFERRED_LOCATIONS = frozenset({"Outlet", None})
+# ``temperature_c`` is the battery's (CONTRACTS.md: soc_inconsistent judges what a pack
+# tolerates), which OCPP places at the EV; Body, Cable, Inlet and Outlet (the default) are the
+# charger's own, whose 60-80 degC under high power are normal and no battery's.
+_BATTERY_LOCATION = "EV"
 
 
 class _Field(StrEnum):
@@ -247,7 +253,8 @@ class _Gathered:
 
     def add(self, field: _Field, s: Sample) -> None:
         if field is _Field.TEMPERATURE:
-            self.hottest = s.value if self.hottest is None else max(self.hottest, s.value)
+            if s.location == _BATTERY_LOCATION:  # the charger's own temperatures: not stored
+                self.hottest = s.value if self.hottest is None else max(self.hottest, s.value)
             return
         preferred = s.location in _PREFERRED_LOCATIONS or field is _Field.SOC
         if s.phase is None:

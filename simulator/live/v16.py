@@ -89,7 +89,7 @@ def _sampled(event: Event) -> list[dict[str, Any]]:
             "unit": unit,
             "context": "Sample.Periodic",
         }
-        | ({"location": "EV"} if key == "soc_pct" else {})
+        | ({"location": "EV"} if key in ("soc_pct", "temperature_c") else {})  # the car's
         for key, measurand, unit in SAMPLED
         if event.get(key) is not None
     ]

@@ -147,6 +147,7 @@ def _sampled(event: Event, context: str = "Sample.Periodic") -> list[dict[str, A
             "context": context,
             "unit_of_measure": {"unit": unit},
         }
+        | ({"location": "EV"} if key in ("soc_pct", "temperature_c") else {})  # the car's
         for key, measurand, unit in SAMPLED
         if event.get(key) is not None
     ]

@@ -62,13 +62,25 @@ E, P, A, V = "Energy.Active.Import.Register", "Power.Active.Import", "Current.Im
             [sv("400", V, phase="L1-L2"), sv("400", V, phase="L2-L3")],
             {"voltage_v": pytest.approx(230.94, abs=0.01)},
         ),
-        ([sv("20", "Temperature", "Celcius")], {"temperature_c": 20.0}),
-        ([sv("68", "Temperature", "Fahrenheit")], {"temperature_c": pytest.approx(20.0)}),
-        ([sv("300", "Temperature", "K")], {"temperature_c": pytest.approx(26.85)}),
+        ([sv("20", "Temperature", "Celcius", location="EV")], {"temperature_c": 20.0}),
         (
-            [sv("30", "Temperature", location="Body"), sv("45", "Temperature", location="Cable")],
-            {"temperature_c": 45.0},
-        ),  # the hottest
+            [sv("68", "Temperature", "Fahrenheit", location="EV")],
+            {"temperature_c": pytest.approx(20.0)},
+        ),
+        ([sv("300", "Temperature", "K", location="EV")], {"temperature_c": pytest.approx(26.85)}),
+        (
+            [sv("30", "Temperature", location="EV"), sv("35", "Temperature", location="EV")],
+            {"temperature_c": 35.0},
+        ),  # the hottest of the battery's
+        (
+            [
+                sv("1", E),
+                sv("75", "Temperature", location="Body"),
+                sv("68", "Temperature", location="Cable"),
+                sv("40", "Temperature"),  # no location: the Outlet, the charger's
+            ],
+            {"energy_wh": 1.0},
+        ),  # the charger's own temperatures are no battery's
         ([sv("80", "SoC", "Percent", location="EV")], {"soc_pct": 80.0}),
         # the outlet (delivered energy) beats the inlet
         ([sv("900", E, location="Outlet"), sv("950", E, location="Inlet")], {"energy_wh": 900.0}),

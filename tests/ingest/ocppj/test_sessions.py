@@ -113,7 +113,7 @@ def test_v16_session_becomes_canonical_events() -> None:
                                     "value": "77",
                                     "measurand": "Temperature",
                                     "unit": "Fahrenheit",
-                                    "location": "Body",
+                                    "location": "EV",
                                 },
                                 sampled("50.0", "Frequency", "Hertz"),  # no field: counted
                             ],
