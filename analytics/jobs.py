@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from analytics.detectors.base import Detector
 from analytics.network.detections import record_detections
 from analytics.pipeline import DetectReport
 from analytics.read.partition import ReadingCache
@@ -64,6 +65,7 @@ class DetectionJob:
         settle_s: float = RX_BAND_NS / _NS,
         first_lookback_s: float = 24 * 3600,
         max_window_s: float = 6 * 3600,
+        detectors: Callable[[], Sequence[Detector] | None] | None = None,
     ) -> None:
         # settle: readings carry the charger's time and reach InfluxDB a little later (network,
         # spool); the newest seconds are judged now and read again at the next run, so the
@@ -76,6 +78,9 @@ class DetectionJob:
         self.first_lookback_ns = int(first_lookback_s * _NS)
         self.max_window_ns = int(max_window_s * _NS)
         self.status = JobStatus()
+        # asked once per run for the detectors to score with (a promoted model version's,
+        # ``analytics.learned.ModelSource``); None, or None returned: the built-in ones
+        self.detectors = detectors
         # What each partition's last window read that the next one needs again (open
         # sessions' readings) could be kept between runs (``detect_window(caches=...)``), but
         # with it a session whose stop arrived late lost its wrong-clock readings in one test
@@ -92,6 +97,7 @@ class DetectionJob:
             since_ns = settled_ns - self.first_lookback_ns
         reports: list[DetectReport] = []
         stations = load_metadata(self.state)  # read each run: an import applies without restart
+        chosen = self.detectors() if self.detectors is not None else None
         while since_ns < until_ns:
             end_ns = min(until_ns, since_ns + self.max_window_ns)
             flags, report = detect_window(
@@ -102,6 +108,7 @@ class DetectionJob:
                 judged_at_ns=now_ns,
                 stations=stations,
                 caches=self._caches,
+                detectors=chosen,
             )
             record_detections(self.state, flags, detected_ns=now_ns)  # the time to flag
             # never past now - settle: the newest seconds are read again at the next run
