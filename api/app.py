@@ -28,6 +28,7 @@ from api import (
     stations,
     usage,
     users,
+    verdicts,
 )
 from api.deps import ApiServices
 from api.event_schemas import event_batch_schemas
@@ -60,6 +61,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(users.router)
     app.include_router(kpis.router)
     app.include_router(alerts.router)
+    app.include_router(verdicts.router)
     _document_event_batches(app)
     _document_rate_limit(app)
 

@@ -19,6 +19,7 @@ from chargewatch.catalog import SessionRow
 from chargewatch.readmodel import FlagPage, ProfileGrid, ProfileImage, SessionDetail
 from chargewatch.roles import Role
 from chargewatch.state import api_key_id
+from chargewatch.verdicts import VerdictDesk
 
 if TYPE_CHECKING:  # api.alerts imports this module for its routes
     from api.alerts import AlertSource
@@ -169,6 +170,7 @@ class ApiServices:
     network: NetworkSource | None = None  # None: stations, usage, users, KPIs answer 503
     rate_limiter: RateLimiter | None = None  # None: keys are not rate limited
     alerts: AlertSource | None = None  # None: /alerts answers 503
+    verdicts: VerdictDesk | None = None  # None: verdicts answer 503, flags show none
 
 
 async def services(request: Request) -> ApiServices:

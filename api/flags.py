@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
-from api.deps import require
+from api.deps import Services, require
 from api.query import (
     READ_RESPONSES,
     Identifier,
@@ -20,9 +20,11 @@ from api.query import (
     checked_id,
     utc,
 )
+from api.verdicts import VerdictOut
 from chargewatch.flags import Flag
 from chargewatch.kinds import AnomalyKind
 from chargewatch.roles import Role
+from chargewatch.verdicts import FlagVerdict, flag_id
 
 __all__ = ["router"]
 
@@ -35,6 +37,7 @@ router = APIRouter(
 
 
 class FlagRecord(BaseModel):
+    id: str = Field(description="the flag's stable id: `POST /flags/{id}/verdict` judges it")
     session_id: str | None = Field(description="null for energy outside any session")
     station_id: str
     connector_id: int
@@ -43,10 +46,16 @@ class FlagRecord(BaseModel):
     start: Utc = Field(description="where the anomaly shows")
     end: Utc
     reason: str = Field(description="the evidence, with its numbers")
+    verdict: VerdictOut | None = Field(
+        description="an operator's latest verdict on the flag; null: none yet"
+    )
 
     @classmethod
-    def of(cls, flag: Flag) -> FlagRecord:
+    def of(cls, flag: Flag, verdicts: dict[str, FlagVerdict]) -> FlagRecord:
+        ident = flag_id(flag)
+        judged = verdicts.get(ident)
         return cls(
+            id=ident,
             session_id=flag.session_id,
             station_id=flag.station_id,
             connector_id=flag.connector_id,
@@ -55,6 +64,7 @@ class FlagRecord(BaseModel):
             start=utc(flag.start_ns),
             end=utc(flag.end_ns),
             reason=flag.reason,
+            verdict=None if judged is None else VerdictOut.of(judged),
         )
 
 
@@ -66,6 +76,7 @@ class FlagPageOut(BaseModel):
 @router.get("/flags", response_model=FlagPageOut)
 def list_flags(
     reads: Reads,
+    svc: Services,
     window: WindowParams,
     page: PageParams,
     station_id: Identifier = None,
@@ -86,5 +97,7 @@ def list_flags(
         after=page.cursor,
         limit=page.limit,
     )
-    items = [FlagRecord.of(f) for f in found.flags]
+    ids = [flag_id(f) for f in found.flags]
+    verdicts = {} if svc.verdicts is None or not ids else svc.verdicts.latest(ids)
+    items = [FlagRecord.of(f, verdicts) for f in found.flags]
     return answer(FlagPageOut(items=items, next_cursor=found.next_cursor))

@@ -38,6 +38,7 @@ from chargewatch.lockfile import ExclusiveLock
 from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore
+from chargewatch.verdicts import VerdictDesk
 from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import Spool, SpoolDrainer
@@ -322,6 +323,7 @@ def build_app(service: Service) -> FastAPI:
             reads=service.reads,
             alerts=service.alert_reader,
             network=service.network,
+            verdicts=VerdictDesk(service.read_client, service.state),
             rate_limiter=RateLimiter(
                 rate_per_s=settings.api_rate_per_s, burst=settings.api_rate_burst
             ),

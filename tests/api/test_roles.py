@@ -10,7 +10,9 @@ import re
 
 import pytest
 
+from chargewatch.flags import Flag
 from chargewatch.roles import Role
+from chargewatch.verdicts import flag_id
 
 from .conftest import HAND_SESSION, HAND_STATION, ReadFleet
 
@@ -80,3 +82,23 @@ def test_the_key_may_come_as_x_api_key(read_fleet: ReadFleet) -> None:
         assert answer.status_code not in (401, 403), f"{url}: {answer.status_code}"
         if path in SESSION_ROUTES:
             assert answer.status_code == 200, f"{url}: {answer.status_code}"
+
+
+def test_judging_a_flag_needs_an_operator(read_fleet: ReadFleet) -> None:
+    """``POST /flags/{flag}/verdict``: no key and a revoked key 401, a viewer 403; operator and
+    admin are let in (a flag that does not exist: 404, so the fleet's verdicts stay as they are).
+    """
+    nowhere = flag_id(Flag("no-such-session", "NOWHERE-1", 1, "stall", 0.5, 0, 1, ""))
+    path = f"/api/v1/flags/{nowhere}/verdict"
+    posts = read_fleet.client.get("/openapi.json").json()["paths"]
+    assert "post" in posts["/api/v1/flags/{flag}/verdict"]
+    expected = {"no key": 401, "revoked": 401, "viewer": 403, "operator": 404, "admin": 404}
+    for who, status in expected.items():
+        key = None if who == "no key" else who
+        if who in set(Role):
+            key = f"verdict-{who}"
+            read_fleet.fresh_key(key, Role(who))
+        headers = {} if key is None else {"Authorization": f"Bearer {read_fleet.keys[key]}"}
+        body = {"verdict": "confirmed", "who": "matrix"}
+        answer = read_fleet.client.post(path, json=body, headers=headers)
+        assert answer.status_code == status, f"{who}: {answer.status_code} {answer.text}"

@@ -1,0 +1,175 @@
+"""``POST /api/v1/flags/{flag}/verdict`` on the small loaded fleet (real InfluxDB, real state
+database, the real service wiring): verdicts round-trip into ``GET /api/v1/flags`` (latest wins,
+history kept), and every bad request is refused with the field it is about. The role matrix is
+in ``test_roles``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from chargewatch.flags import Flag
+from chargewatch.roles import Role
+from chargewatch.state import api_key_id
+from chargewatch.verdicts import (
+    MAX_COMMENT_CHARS,
+    flag_id,
+    labels_from_verdicts,
+    parse_flag_id,
+    verdict_history,
+)
+
+from .conftest import HAND_CARD, ReadFleet
+
+NOWHERE = Flag("no-such-session", "NOWHERE-1", 1, "stall", 0.5, 0, 1, "")
+
+
+def post(fleet: ReadFleet, ident: str, body: Any, key: str | None, **kw: Any) -> httpx.Response:
+    headers = {} if key is None else {"Authorization": f"Bearer {fleet.keys[key]}"}
+    return fleet.client.post(f"/api/v1/flags/{ident}/verdict", json=body, headers=headers, **kw)
+
+
+def flags(fleet: ReadFleet, **params: Any) -> list[dict[str, Any]]:
+    answer = fleet.get("/api/v1/flags", "verdicts-viewer", **fleet.window, limit=1000, **params)
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+@pytest.fixture(scope="module")
+def fleet(read_fleet: ReadFleet) -> ReadFleet:
+    read_fleet.fresh_key("verdicts-viewer", Role.VIEWER)
+    read_fleet.fresh_key("verdicts-operator", Role.OPERATOR)
+    read_fleet.fresh_key("verdicts-admin", Role.ADMIN)
+    return read_fleet
+
+
+def test_flags_have_stable_ids(fleet: ReadFleet) -> None:
+    items = flags(fleet)
+    assert items and all(item["verdict"] is None or "verdict" in item for item in items)
+    ids = [item["id"] for item in items]
+    assert len(set(ids)) == len(ids)
+    for item in items:
+        key = parse_flag_id(item["id"])
+        assert (key.station_id, key.connector_id, key.kind, key.session_id) == (
+            item["station_id"],
+            item["connector_id"],
+            item["kind"],
+            item["session_id"],
+        )
+    assert [item["id"] for item in flags(fleet)] == ids  # the same on every read
+
+
+def test_a_verdict_round_trips_latest_wins(fleet: ReadFleet) -> None:
+    item = next(i for i in flags(fleet) if i["session_id"] is not None)
+    confirmed = {"verdict": "confirmed", "comment": "power flat for 20 min", "who": "Ana"}
+    first = post(fleet, item["id"], confirmed, "verdicts-operator")
+    assert first.status_code == 201, first.text
+    assert first.json()["flag_id"] == item["id"] and first.json()["verdicts"] == 1
+    shown = next(i for i in flags(fleet) if i["id"] == item["id"])
+    assert shown["verdict"]["verdict"] == "confirmed" and shown["verdict"]["who"] == "Ana"
+    assert shown["verdict"]["kind"] is None
+
+    other = next(k for k in ("stall", "early_taper") if k != item["kind"])
+    wrong = {"verdict": "wrong_kind", "kind": other, "who": "Ben", "comment": "a taper"}
+    second = post(fleet, item["id"], wrong, "verdicts-admin")
+    assert second.status_code == 201, second.text
+    assert second.json()["verdicts"] == 2
+    shown = next(i for i in flags(fleet, session_id=item["session_id"]) if i["id"] == item["id"])
+    assert shown["verdict"]["verdict"] == "wrong_kind" and shown["verdict"]["kind"] == other
+
+    history = verdict_history(fleet.service.state, item["id"])
+    assert [v.verdict.value for v in history] == ["confirmed", "wrong_kind"]
+    assert history[0].key_id == api_key_id(fleet.keys["verdicts-operator"])
+    judged = history[-1].flag  # the flag as stored, copied with the verdict
+    assert (judged.session_id, judged.station_id, judged.connector_id, judged.kind) == (
+        item["session_id"],
+        item["station_id"],
+        item["connector_id"],
+        item["kind"],
+    )
+    made = labels_from_verdicts(history[-1:])
+    assert [line["kind"] for line in made.labels] == [other]
+    assert [line["kind"] for line in made.negatives] == [item["kind"]]
+    assert made.labels[0]["start"] == item["start"] and made.labels[0]["end"] == item["end"]
+    for answer in (first, second):
+        assert HAND_CARD not in answer.text  # never a clear id tag
+
+
+def test_false_alarm_on_a_flag(fleet: ReadFleet) -> None:
+    item = next(i for i in flags(fleet) if i["session_id"] is not None and i["verdict"] is None)
+    answer = post(fleet, item["id"], {"verdict": "false_alarm", "who": "Ana"}, "verdicts-operator")
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["verdict"]["comment"] == ""
+
+
+def test_wrong_kind_must_name_another_kind(fleet: ReadFleet) -> None:
+    item = flags(fleet)[0]
+    body = {"verdict": "wrong_kind", "kind": item["kind"], "who": "Ana"}
+    answer = post(fleet, item["id"], body, "verdicts-operator")
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("body.kind: is the flag's own kind")
+
+
+GOOD = {"verdict": "confirmed", "who": "Ana"}
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"who": "Ana"}, "body.verdict: Field required"),
+        ({"verdict": "maybe", "who": "Ana"}, "body.verdict: Input should be"),
+        ({"verdict": "wrong_kind", "who": "Ana"}, "body.kind: Value error, is required with"),
+        ({**GOOD, "kind": "stall"}, "body.kind: Value error, goes only with wrong_kind"),
+        ({"verdict": "wrong_kind", "kind": "hiccup", "who": "Ana"}, "body.kind: Input should be"),
+        ({**GOOD, "score": 1}, "body.score: Extra inputs are not permitted"),
+        ({"verdict": "confirmed"}, "body.who: Field required"),
+        ({**GOOD, "who": " "}, "body.who: Value error, must not be blank"),
+        ({**GOOD, "who": ""}, "body.who: String should have at least 1 character"),
+        ({**GOOD, "who": "A" * 129}, "body.who: String should have at most 128 characters"),
+        ({**GOOD, "who": 7}, "body.who: Input should be a valid string"),
+        ({**GOOD, "who": "A\x00"}, "body.who: Value error, contains control characters"),
+        ({**GOOD, "comment": "x" * (MAX_COMMENT_CHARS + 1)}, "body.comment: String should have"),
+        ({**GOOD, "comment": "a\x07b"}, "body.comment: Value error, contains control"),
+        ([GOOD], "body: Input should be an object"),
+    ],
+)
+def test_bad_bodies_name_their_field(fleet: ReadFleet, body: Any, detail: str) -> None:
+    item = flags(fleet)[0]
+    answer = post(fleet, item["id"], body, "verdicts-operator")
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(detail), answer.json()["detail"]
+
+
+def test_a_multiline_comment_is_fine(fleet: ReadFleet) -> None:
+    item = flags(fleet)[-1]
+    body = {**GOOD, "comment": "line one\nline two\tand a tab"}
+    assert post(fleet, item["id"], body, "verdicts-operator").status_code == 201
+
+
+def test_bodies_that_are_not_a_verdict(fleet: ReadFleet) -> None:
+    ident = flags(fleet)[0]["id"]
+    url = f"/api/v1/flags/{ident}/verdict"
+    auth = {"Authorization": f"Bearer {fleet.keys['verdicts-operator']}"}
+    cases = [
+        (b"{not json", "application/json", 422, "body: Invalid JSON"),
+        (b"verdict=confirmed", "text/plain", 415, "body: send JSON"),
+        (b" " * 20_000, "application/json", 413, "body: larger than 16384 bytes"),
+    ]
+    for content, media, code, detail in cases:
+        answer = fleet.client.post(url, content=content, headers={**auth, "Content-Type": media})
+        assert answer.status_code == code, answer.text
+        assert answer.json()["detail"].startswith(detail)
+
+
+def test_unknown_and_malformed_flag_ids(fleet: ReadFleet) -> None:
+    missing = post(fleet, flag_id(NOWHERE), GOOD, "verdicts-operator")
+    assert missing.status_code == 404
+    assert missing.json()["detail"].startswith("flag: no stored flag has this id")
+    real = flags(fleet)[0]["id"]
+    for bad in ("stall", "f1.bm90IGpzb24", real + "A", "f1." + "A" * 3000):
+        answer = post(fleet, bad, GOOD, "verdicts-operator")
+        assert answer.status_code == 422, (bad[:40], answer.text)
+        assert answer.json()["detail"].startswith(("flag: not a flag id", "path.flag: String"))
