@@ -40,6 +40,7 @@ from chargewatch.settings import Settings
 from chargewatch.state import StateStore
 from chargewatch.verdicts import VerdictDesk
 from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
+from ingest.ocppj.shared_book import SharedBook
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import Spool, SpoolDrainer
 from service.batches import BatchEncoders
@@ -101,6 +102,8 @@ class Service:
             max_frame_bytes=settings.ocpp_max_message_bytes,
             liveness_sample_s=settings.ocpp_liveness_sample_s,
             heartbeat_interval_s=settings.ocpp_heartbeat_interval_s,
+            # Open transactions in the state database: a station may come back on any instance.
+            book=SharedBook(self.state.engine),
         )
         # Its own client: the drainer's thread and the job's thread never share one.
         self._formatter = LineFormatter()  # OCPP events to line protocol (``_accept_ocpp``)

@@ -5,14 +5,32 @@ the gateway remembers them here. The book is shared by all connections of a gate
 that reconnects mid-session keeps its transactions) and bounded per station: a station that
 never stops its transactions, or opens thousands, loses its own oldest entries and never
 another station's.
+
+Two layers. ``TransactionBook`` is the bookkeeping in one process's memory (synchronous).
+``Book`` is what the handlers use (asynchronous, since a shared book reads and writes a
+database): ``LocalBook`` keeps it in memory only (one process, the tests), ``shared_book.
+SharedBook`` keeps it in the state database, so that any instance of a service behind a load
+balancer can serve a station that began its transaction on another one.
+
+A 1.6 StartTransaction is opened under its ``StartKey`` (station, connector, pseudonym of the id
+tag, timestamp, meterStart): a StartTransaction re-sent after its answer was lost finds its
+transaction open under the same key and gets the same transaction id.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
-__all__ = ["MAX_OPEN_PER_STATION", "OpenTransaction", "TransactionBook"]
+__all__ = [
+    "MAX_OPEN_PER_STATION",
+    "Book",
+    "LocalBook",
+    "OpenTransaction",
+    "StartKey",
+    "TransactionBook",
+]
 
 # A station runs one transaction per connector; the largest sites behind one identity have a few
 # dozen. A transaction whose stop never arrived (lost, or sent while offline and dropped) stays
@@ -20,9 +38,21 @@ __all__ = ["MAX_OPEN_PER_STATION", "OpenTransaction", "TransactionBook"]
 MAX_OPEN_PER_STATION = 128
 
 
+class StartKey(NamedTuple):
+    """What a 1.6 StartTransaction says, the station aside: the same again is a re-send (a
+    second transaction on the same connector, by the same card, stamped the same instant, from
+    the same register reading, while the first is still open, cannot be a new one)."""
+
+    connector_id: int
+    id_tag: str  # the pseudonym, never the clear tag
+    ts_ns: int
+    meter_start_wh: int
+
+
 class OpenTransaction(NamedTuple):
     connector_id: int
     pending_start: tuple[int, float | None] | None  # 2.0.1 Started without an id token yet
+    start: StartKey | None = None  # the 1.6 StartTransaction that opened it
 
 
 class _StationBook:
@@ -55,6 +85,8 @@ class TransactionBook:
         previous = book.transactions.get(tx_id)
         if previous is not None and previous.connector_id != tx.connector_id:
             book.forget(tx_id)
+        elif previous is not None and tx.start is None:
+            tx = tx._replace(start=previous.start)  # a later event keeps how it began
         book.transactions[tx_id] = tx
         book.transactions.move_to_end(tx_id)
         book.open_on[tx.connector_id] = tx_id
@@ -77,6 +109,18 @@ class TransactionBook:
         book = self._stations.get(station_id)
         return len(book.transactions) if book is not None else 0
 
+    def started(self, station_id: str, key: StartKey) -> str | None:
+        """The open transaction that ``key``'s StartTransaction opened, if any."""
+        book = self._stations.get(station_id)
+        if book is None:
+            return None
+        return next((tx_id for tx_id, tx in book.transactions.items() if tx.start == key), None)
+
+    def forget_station(self, station_id: str) -> None:
+        """Drop everything known of a station (a cache of the shared book does, when it can no
+        longer be sure of it)."""
+        self._stations.pop(station_id, None)
+
     def charging_status(self, station_id: str, connector_id: int) -> str | None:
         """The status last derived from a 2.0.1 chargingState on that connector."""
         book = self._stations.get(station_id)
@@ -88,3 +132,74 @@ class TransactionBook:
         states[connector_id] = status
         while len(states) > self._per_station:
             del states[next(iter(states))]
+
+
+class Book(Protocol):
+    """The book as the handlers use it; one per gateway, shared by its connections.
+
+    ``station_connected`` and ``station_gone`` bracket a station's connection to this gateway
+    (after the connection it replaced has finished): a shared book uses them to know when its
+    cache of the station may be stale (another instance may have served it meanwhile).
+    """
+
+    async def get(self, station_id: str, tx_id: str) -> OpenTransaction | None: ...
+
+    async def open_on(self, station_id: str, connector_id: int) -> str | None: ...
+
+    async def open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None: ...
+
+    async def close(self, station_id: str, tx_id: str) -> None: ...
+
+    async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
+        """The 1.6 transaction id of ``key``'s StartTransaction, opened on its connector: a new
+        one from ``new_id`` (which may block: a shared book calls it off the event loop), or
+        the id already given to the same StartTransaction."""
+        ...
+
+    def charging_status(self, station_id: str, connector_id: int) -> str | None: ...
+
+    def set_charging_status(self, station_id: str, connector_id: int, status: str) -> None: ...
+
+    def station_connected(self, station_id: str) -> None: ...
+
+    def station_gone(self, station_id: str) -> None: ...
+
+
+class LocalBook:
+    """The book in this process's memory only: a single gateway, tests and benchmarks. A
+    station reconnecting to the same gateway keeps its transactions; a restart loses them."""
+
+    def __init__(self, per_station: int = MAX_OPEN_PER_STATION) -> None:
+        self.memory = TransactionBook(per_station)
+
+    async def get(self, station_id: str, tx_id: str) -> OpenTransaction | None:
+        return self.memory.get(station_id, tx_id)
+
+    async def open_on(self, station_id: str, connector_id: int) -> str | None:
+        return self.memory.open_on(station_id, connector_id)
+
+    async def open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
+        self.memory.open(station_id, tx_id, tx)
+
+    async def close(self, station_id: str, tx_id: str) -> None:
+        self.memory.close(station_id, tx_id)
+
+    async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
+        known = self.memory.started(station_id, key)
+        if known is not None:
+            return int(known)
+        tx_id = new_id()
+        self.memory.open(station_id, str(tx_id), OpenTransaction(key.connector_id, None, key))
+        return tx_id
+
+    def charging_status(self, station_id: str, connector_id: int) -> str | None:
+        return self.memory.charging_status(station_id, connector_id)
+
+    def set_charging_status(self, station_id: str, connector_id: int, status: str) -> None:
+        self.memory.set_charging_status(station_id, connector_id, status)
+
+    def station_connected(self, station_id: str) -> None:
+        """Nothing: no other process writes this memory."""
+
+    def station_gone(self, station_id: str) -> None:
+        """Nothing: the station's transactions wait for its return."""

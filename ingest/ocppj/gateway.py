@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed as WebSocketsConnectionClosed
 from chargewatch.events import StationEventKind
 
 from .admission import Admission, Admit, Refusal, station_id_problem
-from .book import TransactionBook
+from .book import Book, LocalBook
 from .interface import (
     AuthPolicy,
     ConnectionClosedError,
@@ -78,6 +78,9 @@ class OcppGateway:
     Each station's link is recorded as ``station`` events (``liveness``): connect, boot,
     disconnect with its reason, and a heartbeat at most every ``liveness_sample_s`` while it
     sends anything. ``heartbeat_interval_s`` is what BootNotification answers.
+
+    ``book`` keeps the open transactions (``book.LocalBook`` by default: this process only;
+    ``shared_book.SharedBook`` when several instances serve the same stations).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class OcppGateway:
         handshake_timeout_s: float = 10.0,
         max_frame_bytes: int = _MAX_FRAME_BYTES,
         liveness_sample_s: float = DEFAULT_SAMPLE_S,
+        book: Book | None = None,
     ) -> None:
         self.stats = GatewayStats()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ocpp-frames")
@@ -104,7 +108,7 @@ class OcppGateway:
             clock=clock,
             heartbeat_interval_s=heartbeat_interval_s,
             stats=self.stats,
-            book=TransactionBook(),
+            book=book if book is not None else LocalBook(),
             max_frame_bytes=max_frame_bytes,
             worker=self._worker,
             liveness=Liveness(sample_s=liveness_sample_s),
@@ -186,6 +190,8 @@ class OcppGateway:
         try:
             if previous is not None:
                 await self._replace(station_id, previous, station.now_ns())
+            # Another instance may have served the station since it was last here.
+            self._ctx.book.station_connected(station_id)
             logger.info("station %s connected (OCPP %s)", station_id, version.value)
             # After the replaced connection's disconnect: a station is seen last as connected.
             await station.store_liveness(station.station_event(StationEventKind.CONNECT))
@@ -201,6 +207,7 @@ class OcppGateway:
             if self._sessions.get(station_id) is session:
                 del self._sessions[station_id]
                 self._ctx.liveness.forget(station_id)
+                self._ctx.book.station_gone(station_id)
             logger.info("station %s disconnected", station_id)
 
     async def _record_disconnect(

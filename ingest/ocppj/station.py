@@ -42,7 +42,7 @@ from chargewatch.events import (
 )
 from ingest.spool import SpoolFullError
 
-from .book import TransactionBook
+from .book import Book
 from .interface import AuthPolicy, EventSink, GatewayStats, OcppConnection, TransactionIds
 from .liveness import Liveness
 from .meter import ValueRejectedError, reading_from_samples, sample
@@ -96,7 +96,7 @@ class GatewayContext:
     clock: Callable[[], datetime]
     heartbeat_interval_s: int
     stats: GatewayStats
-    book: TransactionBook
+    book: Book  # open transactions (``book``): in memory, or shared by instances
     max_frame_bytes: int
     worker: Executor  # one thread: heavy frames wait for each other, never for the loop
     liveness: Liveness

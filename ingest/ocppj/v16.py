@@ -3,6 +3,8 @@
 Transaction ids are handed out by ``TransactionIds``; a session is ``f"{station_id}-{id}"``.
 StopTransaction carries no connector, so the connector comes from the transaction book (filled
 by StartTransaction, and by MeterValues naming the transaction after a restart); 0 when unknown.
+A StartTransaction re-sent after its answer was lost (same connector, idTag, timestamp and
+meterStart while the first is open) gets the first one's id again (``book.StartKey``).
 BootNotification is recorded as a ``boot`` station event (``liveness``).
 """
 
@@ -25,9 +27,10 @@ from chargewatch.events import (
     SessionStop,
     StationEventKind,
     StatusChange,
+    check_connector_id,
 )
 
-from .book import OpenTransaction
+from .book import OpenTransaction, StartKey
 from .meter import ValueRejectedError
 from .rpc import Version
 from .station import StationBase, clean_text, handles
@@ -102,8 +105,11 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         ts_ns = self.ts(timestamp, "timestamp")
         if meter_start < 0:
             raise ValueRejectedError("meterStart", "a register reading cannot be negative")
+        check_connector_id(connector_id, "connectorId")  # before it takes a place in the book
         pseudonym, result = self.authorize(id_tag)
-        tx_id = self._ctx.transactions.next_id()
+        # Opened before its events are stored: a retry after a failed store gets the same id.
+        key = StartKey(connector_id, pseudonym, ts_ns, meter_start)
+        tx_id = await self._ctx.book.start(self.station_id, key, self._ctx.transactions.next_id)
         session_id = f"{self.station_id}-{tx_id}"
         # The answer's idTagInfo is an authorization decision: it is recorded like an Authorize.
         events: list[Event] = [
@@ -113,7 +119,6 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
             ),
         ]
         await self.store(events)
-        self._ctx.book.open(self.station_id, str(tx_id), OpenTransaction(connector_id, None))
         return call_result.StartTransaction(
             transaction_id=tx_id, id_tag_info=IdTagInfo(status=AuthorizationStatus16(result))
         )
@@ -127,12 +132,13 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         **_: Any,
     ) -> Any:
         book = self._ctx.book
-        tx_key = book.open_on(self.station_id, connector_id)
-        if transaction_id is not None:
+        if transaction_id is None:
+            tx_key = await book.open_on(self.station_id, connector_id)
+        else:
             tx_key = str(transaction_id)
-            if book.get(self.station_id, tx_key) is None and connector_id > 0:
+            if connector_id > 0 and await book.get(self.station_id, tx_key) is None:
                 # a transaction begun before a restart of the service
-                book.open(self.station_id, tx_key, OpenTransaction(connector_id, None))
+                await book.open(self.station_id, tx_key, OpenTransaction(connector_id, None))
         session_id = f"{self.station_id}-{tx_key}" if tx_key is not None else None
         readings = await self.readings(meter_value, connector_id, session_id, where="meterValue")
         await self.store(list(readings))
@@ -153,7 +159,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         if meter_stop < 0:
             raise ValueRejectedError("meterStop", "a register reading cannot be negative")
         tx_key = str(transaction_id)
-        tx = self._ctx.book.get(self.station_id, tx_key)
+        tx = await self._ctx.book.get(self.station_id, tx_key)
         if tx is None:
             logger.warning(
                 "station %s: StopTransaction of a transaction not seen here, connector 0",
@@ -180,7 +186,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
             _pseudonym, result = self.authorize(id_tag)
             id_tag_info = IdTagInfo(status=AuthorizationStatus16(result))
         await self.store(events)
-        self._ctx.book.close(self.station_id, tx_key)
+        await self._ctx.book.close(self.station_id, tx_key)
         return call_result.StopTransaction(id_tag_info=id_tag_info)
 
     @handles(Action.data_transfer)

@@ -136,7 +136,7 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
     async def on_meter_values(
         self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
     ) -> Any:
-        tx_id = self._ctx.book.open_on(self.station_id, evse_id)
+        tx_id = await self._ctx.book.open_on(self.station_id, evse_id)
         session_id = f"{self.station_id}-{tx_id}" if tx_id is not None else None
         readings = await self.readings(
             meter_value, evse_id, session_id, where="meterValue", v201=True
@@ -163,7 +163,7 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
                 "transactionInfo.transactionId", "must be printable, not blank"
             )
         session_id = f"{sid}-{tx_id}"
-        known = book.get(sid, tx_id)
+        known = await book.get(sid, tx_id)
         connector_id = (
             evse["id"] if evse is not None else known.connector_id if known is not None else 0
         )
@@ -210,9 +210,9 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             )
         await self.store(events)
         if ended:
-            book.close(sid, tx_id)
+            await book.close(sid, tx_id)
         else:
-            book.open(sid, tx_id, OpenTransaction(connector_id, pending))
+            await book.open(sid, tx_id, OpenTransaction(connector_id, pending))
         if status_change is not None:
             book.set_charging_status(sid, connector_id, status_change.status.value)
         return call_result.TransactionEvent(id_token_info=token_info)

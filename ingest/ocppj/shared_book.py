@@ -1,0 +1,324 @@
+"""The transaction book in the state database, for several service instances on one database.
+
+Behind a load balancer a station may begin a transaction on one instance and reconnect to
+another before it stops (DESIGN.md, Growing past one machine). The other instance must still
+know which connector the transaction runs on (1.6 StopTransaction names none, 2.0.1 events after
+Started may name no EVSE) and which session its readings belong to, so the book's truth is the
+table ``ocpp_open_transactions`` of the state database: one row per open transaction, keyed by
+station and transaction id, bounded per station as ``book.TransactionBook`` is.
+
+In front of it, a cache in this process's memory (``book.TransactionBook``) holds the book of
+each station connected here: it is loaded from the table at the station's first message that
+needs it, written through on every change, and dropped when the station connects (another
+instance may have served it meanwhile) and when it leaves. A station has one connection at a
+time, so while it is connected here this instance is the only one writing its rows and the
+cache is exact. Every database call runs on a worker thread (``asyncio.to_thread``), never on
+the event loop.
+
+A 1.6 StartTransaction's fields are a unique key of the table: a StartTransaction re-sent after
+a lost answer, on this instance or any other, finds the row of the first and gets its id.
+
+What stays in memory only: 2.0.1 chargingState per connector (used to send a status change once
+per change): an instance that has not seen the station before records the current state once
+more, the same value, never a wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Float,
+    Integer,
+    String,
+    UniqueConstraint,
+    delete,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from chargewatch.state import Base, StateError
+
+from .book import MAX_OPEN_PER_STATION, OpenTransaction, StartKey, TransactionBook
+
+__all__ = ["OpenTransactionRow", "SharedBook"]
+
+_TABLE = "ocpp_open_transactions"
+
+
+class OpenTransactionRow(Base):
+    """One open OCPP transaction of a station (1.6: the id we gave; 2.0.1: the station's)."""
+
+    __tablename__ = _TABLE
+    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # 1.6 ids are our counter's integers; 2.0.1 transactionId is at most 36 characters.
+    tx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer)
+    # When an instance last wrote the row (wall clock, ns): a station's oldest go first.
+    touched_ns: Mapped[int] = mapped_column(BigInteger)
+    # 2.0.1 Started without an id token yet: its time and energy register (see v201).
+    pending_ts_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pending_meter_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The 1.6 StartTransaction that opened it (``book.StartKey``, its connector the row's).
+    start_id_tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    start_ts_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    start_meter_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        # Rows without a start (2.0.1, or 1.6 ones first seen in MeterValues) hold NULLs,
+        # which never collide in a unique constraint (SQLite and PostgreSQL alike).
+        UniqueConstraint(
+            "station_id",
+            "connector_id",
+            "start_id_tag",
+            "start_ts_ns",
+            "start_meter_wh",
+            name="uq_ocpp_open_transactions_start",
+        ),
+    )
+
+
+class SharedBook:
+    """``book.Book`` over the state database at ``engine`` (SQLite or PostgreSQL), with a
+    write-through cache of the stations connected to this process."""
+
+    def __init__(self, engine: Engine, per_station: int = MAX_OPEN_PER_STATION) -> None:
+        if engine.dialect.name not in _INSERTS:
+            raise StateError(
+                f"state database: the transaction book needs SQLite or PostgreSQL, "
+                f"not {engine.dialect.name}"
+            )
+        self._engine = engine
+        self._insert = _INSERTS[engine.dialect.name]
+        self._per_station = per_station
+        self._cache = TransactionBook(per_station)
+        self._loaded: set[str] = set()  # stations whose cache is their whole book
+        _create_table(engine)
+
+    # -- book.Book ------------------------------------------------------------------------------
+
+    async def get(self, station_id: str, tx_id: str) -> OpenTransaction | None:
+        await self._ensure(station_id)
+        return self._cache.get(station_id, tx_id)
+
+    async def open_on(self, station_id: str, connector_id: int) -> str | None:
+        await self._ensure(station_id)
+        return self._cache.open_on(station_id, connector_id)
+
+    async def open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
+        await self._ensure(station_id)
+        known = self._cache.get(station_id, tx_id)
+        if (
+            known is None
+            or known.connector_id != tx.connector_id
+            or known.pending_start != tx.pending_start
+        ):  # else nothing changes (a 2.0.1 Updated, say): no write
+            await asyncio.to_thread(self._write, station_id, tx_id, tx)
+        self._cache_open(station_id, tx_id, tx)
+
+    async def close(self, station_id: str, tx_id: str) -> None:
+        await asyncio.to_thread(self._delete, station_id, tx_id)
+        if station_id in self._loaded:
+            self._cache.close(station_id, tx_id)
+
+    async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
+        await self._ensure(station_id)
+        known = self._cache.started(station_id, key)
+        if known is not None:
+            return int(known)
+        tx_id = await asyncio.to_thread(self._start, station_id, key, new_id)
+        self._cache_open(station_id, str(tx_id), OpenTransaction(key.connector_id, None, key))
+        return tx_id
+
+    def charging_status(self, station_id: str, connector_id: int) -> str | None:
+        return self._cache.charging_status(station_id, connector_id)
+
+    def set_charging_status(self, station_id: str, connector_id: int, status: str) -> None:
+        if station_id in self._loaded:  # else dropped at the next load anyway
+            self._cache.set_charging_status(station_id, connector_id, status)
+
+    def station_connected(self, station_id: str) -> None:
+        self._drop(station_id)
+
+    def station_gone(self, station_id: str) -> None:
+        self._drop(station_id)
+
+    # -- the cache ------------------------------------------------------------------------------
+
+    def cached_stations(self) -> int:
+        """Stations whose book this process holds in memory (those connected here)."""
+        return len(self._loaded)
+
+    def _drop(self, station_id: str) -> None:
+        self._loaded.discard(station_id)
+        self._cache.forget_station(station_id)
+
+    def _cache_open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
+        if station_id in self._loaded:  # else the cache would hold a part of the book only
+            self._cache.open(station_id, tx_id, tx)
+
+    async def _ensure(self, station_id: str) -> None:
+        """Load the station's book into the cache unless it is there."""
+        if station_id in self._loaded:
+            return
+        rows = await asyncio.to_thread(self._load, station_id)
+        if station_id in self._loaded:  # loaded meanwhile, and maybe written since: keep that
+            return
+        self._cache.forget_station(station_id)
+        for tx_id, tx in rows:
+            self._cache.open(station_id, tx_id, tx)
+        self._loaded.add(station_id)
+
+    # -- the table (blocking: worker threads only) ----------------------------------------------
+
+    def _load(self, station_id: str) -> list[tuple[str, OpenTransaction]]:
+        query = (
+            select(OpenTransactionRow)
+            .where(OpenTransactionRow.station_id == station_id)
+            .order_by(OpenTransactionRow.touched_ns, OpenTransactionRow.tx_id)
+        )
+        with self._session("read the transaction book") as session:
+            return [(row.tx_id, _open_transaction(row)) for row in session.scalars(query)]
+
+    def _write(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
+        pending_ts, pending_wh = tx.pending_start or (None, None)
+        changed = {
+            "connector_id": tx.connector_id,
+            "touched_ns": time.time_ns(),
+            "pending_ts_ns": pending_ts,
+            "pending_meter_wh": pending_wh,
+        }
+        statement = self._insert(OpenTransactionRow).values(
+            station_id=station_id, tx_id=tx_id, **changed
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["station_id", "tx_id"], set_=changed
+        )
+        with self._session("open a transaction") as session, session.begin():
+            session.execute(statement)
+            self._evict(session, station_id)
+
+    def _delete(self, station_id: str, tx_id: str) -> None:
+        statement = delete(OpenTransactionRow).where(
+            OpenTransactionRow.station_id == station_id, OpenTransactionRow.tx_id == tx_id
+        )
+        with self._session("close a transaction") as session, session.begin():
+            session.execute(statement)
+
+    def _start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
+        """The id of ``key``'s transaction: the one already stored, else a new one. Two
+        instances racing with the same StartTransaction both insert; the unique key keeps the
+        first, and the second reads its id."""
+        with self._session("look up a StartTransaction") as session:
+            known = session.scalar(_started(station_id, key))
+        if known is not None:
+            return int(known)
+        fresh = new_id()
+        statement = (
+            self._insert(OpenTransactionRow)
+            .values(
+                station_id=station_id,
+                tx_id=str(fresh),
+                connector_id=key.connector_id,
+                touched_ns=time.time_ns(),
+                start_id_tag=key.id_tag,
+                start_ts_ns=key.ts_ns,
+                start_meter_wh=key.meter_start_wh,
+            )
+            .on_conflict_do_nothing()
+        )
+        with self._session("open a StartTransaction") as session, session.begin():
+            session.execute(statement)
+            stored = session.scalar(_started(station_id, key))
+            if stored is None:  # the new id itself collided: the counter was reset
+                raise StateError(
+                    f"state database: transaction id {fresh} of station {station_id} is "
+                    "already open under another start; the id counter went back"
+                )
+            self._evict(session, station_id)
+        return int(stored)
+
+    def _evict(self, session: Session, station_id: str) -> None:
+        """Keep the station's newest ``per_station`` rows, as the memory book does."""
+        extra = session.scalars(
+            select(OpenTransactionRow.tx_id)
+            .where(OpenTransactionRow.station_id == station_id)
+            .order_by(OpenTransactionRow.touched_ns.desc(), OpenTransactionRow.tx_id.desc())
+            .offset(self._per_station)
+        ).all()
+        if extra:
+            session.execute(
+                delete(OpenTransactionRow).where(
+                    OpenTransactionRow.station_id == station_id,
+                    OpenTransactionRow.tx_id.in_(extra),
+                )
+            )
+
+    def _session(self, doing: str) -> AbstractContextManager[Session]:
+        return _session(self._engine, doing)
+
+
+@contextmanager
+def _session(engine: Engine, doing: str) -> Iterator[Session]:
+    """A session whose database errors become ``StateError`` naming what was being done (the
+    station gets a CallError asking it to retry; nothing is stored half-known)."""
+    try:
+        with Session(engine) as session:
+            yield session
+    except SQLAlchemyError as exc:
+        raise StateError(f"state database: cannot {doing}: {_first_line(exc)}") from exc
+
+
+def _started(station_id: str, key: StartKey) -> Any:
+    return select(OpenTransactionRow.tx_id).where(
+        OpenTransactionRow.station_id == station_id,
+        OpenTransactionRow.connector_id == key.connector_id,
+        OpenTransactionRow.start_id_tag == key.id_tag,
+        OpenTransactionRow.start_ts_ns == key.ts_ns,
+        OpenTransactionRow.start_meter_wh == key.meter_start_wh,
+    )
+
+
+def _open_transaction(row: OpenTransactionRow) -> OpenTransaction:
+    pending = None if row.pending_ts_ns is None else (row.pending_ts_ns, row.pending_meter_wh)
+    start = None
+    if (
+        row.start_id_tag is not None
+        and row.start_ts_ns is not None
+        and row.start_meter_wh is not None
+    ):
+        start = StartKey(row.connector_id, row.start_id_tag, row.start_ts_ns, row.start_meter_wh)
+    return OpenTransaction(row.connector_id, pending, start)
+
+
+_INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def _create_table(engine: Engine) -> None:
+    """The table, unless ``StateStore`` made it already (it does when this module was imported
+    first). Two instances starting at once may race on PostgreSQL's catalog: the loser retries
+    and finds the table."""
+    table = Base.metadata.tables[_TABLE]
+    for attempt in range(2):
+        try:
+            table.create(engine, checkfirst=True)
+            return
+        except SQLAlchemyError as exc:
+            if attempt:
+                raise StateError(
+                    f"state database: cannot create table {_TABLE}: {_first_line(exc)}"
+                ) from exc
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The error's first line, without the SQL and parameters SQLAlchemy appends."""
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc).splitlines()[0]

@@ -1,0 +1,326 @@
+"""The transaction book in the state database: two ``SharedBook`` objects on one database are
+two service instances. On SQLite and on the PostgreSQL of this machine (127.0.0.1:5432), a
+database of its own per test.
+
+- A transaction opened on one instance is found on the other (its connector, its session),
+  and closed there for both; a 2.0.1 Started still waiting for its id token likewise.
+- A StartTransaction re-sent after a lost answer gets the same id on either instance, also
+  when both instances take it at the same moment; the id counter is not advanced again.
+- A station comes back to an instance whose cache is stale: the database is what counts.
+- The per-station bound holds in the database; one station never evicts another's.
+- The gateways themselves: a 1.6 station starts on one, reconnects to the other, and its
+  readings and stop land on the right connector and session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import OperationalError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from chargewatch.events import Reading, SessionStart, SessionStop
+from chargewatch.state import StateError, StateStore
+from ingest.ocppj import OcppGateway
+from ingest.ocppj.book import OpenTransaction, StartKey
+from ingest.ocppj.shared_book import OpenTransactionRow, SharedBook
+
+from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+T = "2026-11-24T08:15:00Z"
+T_NS = 1_795_508_100_000_000_000  # T in ns
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh state database: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    name = f"cw_book_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise  # CI has PostgreSQL: its absence there is a failure, not a skip
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def two_stores(state_url: str) -> Iterator[tuple[StateStore, StateStore]]:
+    """Two instances' connections to one state database."""
+    first, second = StateStore(state_url), StateStore(state_url)
+    yield first, second
+    first.close()
+    second.close()
+
+
+class CountingIds:
+    """The real counter of the state database, counting how often it was asked."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        return self.store.next_value()
+
+
+def key(connector: int = 2, ts_ns: int = T_NS, meter: int = 1200) -> StartKey:
+    return StartKey(connector, PSEUDONYMIZE("TAG-1"), ts_ns, meter)
+
+
+def run(body: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(body())
+
+
+# -- the book itself -----------------------------------------------------------------------------
+
+
+def test_a_transaction_started_on_one_instance_is_known_on_the_other(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+
+    async def body() -> None:
+        tx_id = await a.start("CP-1", key(), two_stores[0].next_value)
+        assert await b.get("CP-1", str(tx_id)) == OpenTransaction(2, None, key())
+        assert await b.open_on("CP-1", 2) == str(tx_id)
+        assert await b.open_on("CP-1", 1) is None and await b.get("CP-2", str(tx_id)) is None
+        await b.close("CP-1", str(tx_id))
+        a.station_connected("CP-1")  # the station comes back to A
+        assert await a.get("CP-1", str(tx_id)) is None and await a.open_on("CP-1", 2) is None
+
+    run(body)
+
+
+def test_a_started_event_waiting_for_its_token_moves_with_the_station(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    """2.0.1: Started without an id token keeps its time and register for the event that has
+    one; that event may come to the other instance."""
+    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    waiting = OpenTransaction(3, (T_NS, 5000.5))
+
+    async def body() -> None:
+        await a.open("CS-1", "tx-abc", waiting)
+        assert await b.get("CS-1", "tx-abc") == waiting
+        await b.open("CS-1", "tx-abc", OpenTransaction(3, None))  # the token came
+        a.station_connected("CS-1")
+        assert await a.get("CS-1", "tx-abc") == OpenTransaction(3, None)
+
+    run(body)
+
+
+def test_a_resent_start_transaction_gets_the_same_id_on_either_instance(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    ids_a, ids_b = CountingIds(two_stores[0]), CountingIds(two_stores[1])
+
+    async def body() -> None:
+        first = await a.start("CP-1", key(), ids_a)
+        assert await a.start("CP-1", key(), ids_a) == first  # same instance, from its cache
+        assert await b.start("CP-1", key(), ids_b) == first  # the other, from the database
+        assert (ids_a.calls, ids_b.calls) == (1, 0)
+        # Any field different: another transaction.
+        others = [
+            await b.start("CP-1", key(connector=1), ids_b),
+            await b.start("CP-1", key(ts_ns=T_NS + 1_000_000_000), ids_b),
+            await b.start("CP-1", key(meter=1201), ids_b),
+            await b.start("CP-1", key()._replace(id_tag=PSEUDONYMIZE("TAG-2")), ids_b),
+            await b.start("CP-2", key(), ids_b),
+        ]
+        assert len({first, *others}) == 6
+        # Once stopped, the same fields again are a new transaction.
+        await a.close("CP-1", str(first))
+        b.station_connected("CP-1")
+        assert await b.start("CP-1", key(), ids_b) not in {first, *others}
+
+    run(body)
+
+
+def test_the_same_start_transaction_on_both_instances_at_once_gets_one_id(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    """Each instance takes it on its own worker threads; the unique key keeps the first row and
+    every other insert reads its id."""
+    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+
+    async def body() -> list[int]:
+        starts = [
+            book.start("CP-1", key(), store.next_value)
+            for book, store in [(a, two_stores[0]), (b, two_stores[1])] * 4
+        ]
+        return list(await asyncio.gather(*starts))
+
+    ids = run(body)
+    assert len(set(ids)) == 1
+    with two_stores[0].engine.connect() as connection:
+        rows = connection.execute(select(func.count()).select_from(OpenTransactionRow)).scalar()
+    assert rows == 1
+
+
+def test_a_station_back_on_an_instance_with_a_stale_cache_gets_the_databases_book(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+
+    async def body() -> None:
+        old = await a.start("CP-1", key(), two_stores[0].next_value)
+        assert await a.open_on("CP-1", 2) == str(old)  # A holds the station's book
+        b.station_connected("CP-1")  # the station moves to B: stops, starts anew there
+        await b.close("CP-1", str(old))
+        new = await b.start("CP-1", key(ts_ns=T_NS + 3600 * 10**9), two_stores[1].next_value)
+        a.station_connected("CP-1")  # and comes back to A
+        assert await a.open_on("CP-1", 2) == str(new)
+        assert await a.get("CP-1", str(old)) is None
+
+    run(body)
+
+
+def test_the_bound_per_station_holds_in_the_database(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    a = SharedBook(two_stores[0].engine, per_station=10)
+    b = SharedBook(two_stores[1].engine, per_station=10)
+
+    async def body() -> None:
+        await a.open("A", "a-1", OpenTransaction(1, None))
+        for i in range(25):
+            await b.open("B", f"b-{i}", OpenTransaction(i % 3, None))
+        for book in (a, b):  # B's memory and A's fresh look at the database agree
+            assert await book.get("A", "a-1") == OpenTransaction(1, None)
+            assert await book.get("B", "b-14") is None and await book.get("B", "b-15") is not None
+            assert await book.open_on("B", 0) == "b-24"
+
+    run(body)
+    with two_stores[0].engine.connect() as connection:
+        count = select(func.count()).select_from(OpenTransactionRow)
+        assert connection.execute(count.where(OpenTransactionRow.station_id == "B")).scalar() == 10
+
+
+def test_the_cache_holds_only_connected_stations(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    book = SharedBook(two_stores[0].engine)
+
+    async def body() -> None:
+        for i in range(5):
+            await book.open(f"CP-{i}", "1", OpenTransaction(1, None))
+        assert book.cached_stations() == 5
+        for i in range(5):
+            book.station_gone(f"CP-{i}")
+        assert book.cached_stations() == 0
+        assert await book.open_on("CP-3", 1) == "1"  # still in the database
+
+    run(body)
+
+
+def test_a_database_failure_is_a_state_error_naming_what_failed(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    book = SharedBook(two_stores[0].engine)
+    with two_stores[1].engine.begin() as connection:
+        connection.execute(text("DROP TABLE ocpp_open_transactions"))
+
+    async def body() -> None:
+        with pytest.raises(StateError, match="cannot read the transaction book"):
+            await book.get("CP-1", "1")
+
+    run(body)
+
+
+# -- two gateways, one database ------------------------------------------------------------------
+
+
+async def call(ws: ClientConnection, message_id: str, action: str, payload: Any) -> Any:
+    await ws.send(orjson.dumps([2, message_id, action, payload]).decode())
+    answer = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert answer[0] == 3, answer
+    return answer[2]
+
+
+def test_a_station_reconnecting_to_another_gateway_keeps_its_session(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    sink_a, sink_b = Collector(), Collector()
+    gateway_a = make_gateway(sink_a, book=SharedBook(two_stores[0].engine))
+    gateway_b = make_gateway(sink_b, book=SharedBook(two_stores[1].engine))
+    start = {"connectorId": 2, "idTag": "TAG-1", "meterStart": 1200, "timestamp": T}
+    reading = [
+        {
+            "timestamp": T,
+            "sampledValue": [{"value": "7400", "unit": "W", "measurand": "Power.Active.Import"}],
+        }
+    ]
+
+    async def body() -> int:
+        async with serving(gateway_a) as url_a, serving(gateway_b) as url_b:
+            async with _station(url_a) as ws:
+                tx_id = int((await call(ws, "1", "StartTransaction", start))["transactionId"])
+            async with _station(url_b) as ws:  # the answer was lost: the station sends it again
+                again = await call(ws, "2", "StartTransaction", start)
+                assert again["transactionId"] == tx_id
+                await call(ws, "3", "MeterValues", {"connectorId": 2, "meterValue": reading})
+                stop = {"transactionId": tx_id, "meterStop": 9000, "timestamp": T}
+                await call(ws, "4", "StopTransaction", stop)
+        return tx_id
+
+    tx_id = run(body)
+    _close(gateway_a, gateway_b)
+    session = f"CP-1-{tx_id}"
+    starts = [e for e in sink_a.events + sink_b.events if isinstance(e, SessionStart)]
+    assert {(s.connector_id, s.session_id) for s in starts} == {(2, session)}
+    readings = [e for e in sink_b.events if isinstance(e, Reading)]
+    assert [(r.connector_id, r.session_id) for r in readings] == [(2, session)]
+    stops = [e for e in sink_b.events if isinstance(e, SessionStop)]
+    assert [(s.connector_id, s.session_id, s.meter_stop_wh) for s in stops] == [
+        (2, session, 9000.0)
+    ]
+
+
+def test_a_resent_start_transaction_gets_the_same_id_from_the_memory_book() -> None:
+    """The default book of one gateway does the same for a station that stays with it."""
+    sink = Collector()
+    gateway = make_gateway(sink)
+    start = {"connectorId": 1, "idTag": "TAG-1", "meterStart": 0, "timestamp": T}
+
+    async def body() -> list[int]:
+        async with serving(gateway) as url, _station(url) as ws:
+            answers = [await call(ws, str(i), "StartTransaction", start) for i in range(2)]
+            other = await call(ws, "x", "StartTransaction", start | {"meterStart": 1})
+            return [a["transactionId"] for a in [*answers, other]]
+
+    ids = run(body)
+    gateway.close()
+    assert ids[0] == ids[1] != ids[2]
+
+
+def _station(url: str) -> Any:
+    return connect(f"{url}/CP-1", subprotocols=[Subprotocol("ocpp1.6")])
+
+
+def _close(*gateways: OcppGateway) -> None:
+    for gateway in gateways:
+        gateway.close()
