@@ -27,6 +27,7 @@ from chargewatch.events import EventDecoder
 from chargewatch.roles import Role
 from chargewatch.settings import Settings, influx_is_local, load_settings
 from service.cli_stations import add_station_commands
+from service.cli_verdicts import add_verdict_commands
 
 # InfluxDB's client and the state database are imported where they are used: `detect --input`,
 # `simulate` and `evaluate` need neither, and their libraries take a third of a second to load.
@@ -501,6 +502,7 @@ app.add_typer(keys_app, name="keys")
 stations_app = typer.Typer(help="OCPP stations and their passwords (security profiles 1 and 2).")
 app.add_typer(stations_app, name="stations")
 add_station_commands(app, stations_app)  # stations import, users mark-fleet (cli_stations)
+add_verdict_commands(app)  # verdicts export (cli_verdicts)
 
 
 @keys_app.command("create")
