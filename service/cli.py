@@ -26,6 +26,7 @@ from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
 from chargewatch.roles import Role
 from chargewatch.settings import Settings, influx_is_local, load_settings
+from service.cli_models import add_model_commands
 from service.cli_stations import add_station_commands
 from service.cli_verdicts import add_verdict_commands
 
@@ -503,6 +504,7 @@ stations_app = typer.Typer(help="OCPP stations and their passwords (security pro
 app.add_typer(stations_app, name="stations")
 add_station_commands(app, stations_app)  # stations import, users mark-fleet (cli_stations)
 add_verdict_commands(app)  # verdicts export (cli_verdicts)
+add_model_commands(app)  # train, models list|show|promote|rollback (cli_models)
 
 
 @keys_app.command("create")

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from alerts.job import AlertJobStatus
+from analytics.learned import ModelStatus
 from ingest.ocppj import OcppGateway
 from ingest.spool import Spool
 
@@ -82,6 +83,11 @@ class Metrics:
         """Export the alert job's figures: alerts active by severity, sends and failed sends
         per Alertmanager URL (without credentials)."""
         self.registry.register(_AlertCollector(status))
+
+    def watch_model(self, status: ModelStatus) -> None:
+        """Export which model version scores (``chargewatch_model_info{version}``, 1; the
+        version "built-in" when none is promoted) and how many loads were refused."""
+        self.registry.register(_ModelCollector(status))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -170,6 +176,25 @@ class _AlertCollector(Collector):
         yield failed
         yield cycles
         yield cycle_failures
+
+
+class _ModelCollector(Collector):
+    def __init__(self, status: ModelStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        with self._status.lock:
+            version, failures = self._status.version, self._status.load_failures
+        info = GaugeMetricFamily(
+            "chargewatch_model_info", "The model version that scores (1)", labels=["version"]
+        )
+        info.add_metric([version], 1)
+        yield info
+        yield CounterMetricFamily(
+            "chargewatch_model_load_failures",
+            "Model versions refused on loading (tampered, foreign or incompatible files)",
+            value=failures,
+        )
 
 
 class _SpoolCollector(Collector):

@@ -26,6 +26,7 @@ from alerts.model import Links
 from alerts.store import AlertStore
 from alerts.view import AlertReader
 from analytics.jobs import DetectionJob, start_scheduler
+from analytics.learned import ModelSource
 from analytics.network import NetworkReader
 from analytics.read import ReadModel
 from api.app import create_app
@@ -43,6 +44,7 @@ from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
 from ingest.ocppj.shared_book import SharedBook
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import Spool, SpoolDrainer
+from models.registry import Registry
 from service.batches import BatchEncoders
 from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
 from service.metrics import Metrics
@@ -108,7 +110,10 @@ class Service:
         # Its own client: the drainer's thread and the job's thread never share one.
         self._formatter = LineFormatter()  # OCPP events to line protocol (``_accept_ocpp``)
         self.detect_client = InfluxClient.from_settings(settings)
-        self.detection = DetectionJob(self.detect_client, self.state)
+        # the promoted model version, asked for at every detection run (``analytics.learned``)
+        self.models = ModelSource(Registry(settings.models_dir, self.state.engine))
+        self.metrics.watch_model(self.models.status)
+        self.detection = DetectionJob(self.detect_client, self.state, detectors=self.models)
         self.alert_client: InfluxClient | None = None
         self.alerts: AlertJob | None = None
         if settings.alertmanager_urls and settings.detect_interval_s > 0:
@@ -228,8 +233,18 @@ class Service:
             "detection_runs": self.detection.status.runs,
             "detection_failures": self.detection.status.failures,
             "detection_last_error": self.detection.status.last_error,
+            **self._model_health(),
             **self._alert_health(),
         }
+
+    def _model_health(self) -> dict[str, object]:
+        status = self.models.status
+        with status.lock:
+            return {
+                "model_version": status.version,  # "built-in" when none is promoted
+                "model_load_failures": status.load_failures,
+                "model_last_error": status.last_error,
+            }
 
     def _alert_health(self) -> dict[str, object]:
         if self.alerts is None:
