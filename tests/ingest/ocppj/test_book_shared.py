@@ -15,6 +15,7 @@ database of its own per test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -41,13 +42,11 @@ T = "2026-11-24T08:15:00Z"
 T_NS = 1_795_508_100_000_000_000  # T in ns
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh state database: a SQLite file, or a PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    name = f"cw_book_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A new database on the PostgreSQL of this machine, its URL; dropped afterwards. Skips
+    the test when there is no PostgreSQL, unless CI is set (CI has one: a failure there)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -55,14 +54,24 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     except OperationalError:
         admin.dispose()
         if os.environ.get("CI"):
-            raise  # CI has PostgreSQL: its absence there is a failure, not a skip
+            raise
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
     try:
         yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with admin.connect() as connection:
+        with admin.connect() as connection:  # FORCE: a killed process may leave a session
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh state database: a SQLite file, or a PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    with postgres_database("cw_book") as url:
+        yield url
 
 
 @pytest.fixture
