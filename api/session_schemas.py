@@ -9,8 +9,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api.query import Utc, utc
+from api.verdicts import VerdictOut
 from chargewatch.catalog import KindVerdict, SessionRow
 from chargewatch.readmodel import ProfileGrid, Segment, SegmentKind, SessionDetail, TaperOnset
+from chargewatch.verdicts import FlagVerdict, session_flag_id
 
 __all__ = [
     "ProfileOut",
@@ -110,11 +112,13 @@ class TaperOut(BaseModel):
 
 
 class FlagOut(BaseModel):
+    id: str = Field(description="the flag's id, as `GET /api/v1/flags` shows it")
     kind: str
     score: float | None = Field(ge=0.0, le=1.0)
     start: Utc = Field(description="where the anomaly shows")
     end: Utc
     reason: str = Field(description="the evidence, with its numbers")
+    verdict: VerdictOut | None = Field(description="an operator's latest verdict; null: none")
 
 
 class LinksOut(BaseModel):
@@ -135,28 +139,33 @@ class SessionDetailOut(SessionOut):
     links: LinksOut
 
     @classmethod
-    def of_detail(cls, detail: SessionDetail, base: str) -> SessionDetailOut:
+    def of_detail(
+        cls, detail: SessionDetail, base: str, verdicts: dict[str, FlagVerdict] | None = None
+    ) -> SessionDetailOut:
         row = detail.row
         return cls(
             **_session_fields(row),
             segments=[SegmentOut.of(s) for s in detail.segments],
             taper_onset=None if detail.taper_onset is None else TaperOut.of(detail.taper_onset),
-            flags=[_flag(v) for v in row.verdicts if v.flagged],
+            flags=[_flag(row, v, verdicts or {}) for v in row.verdicts if v.flagged],
             scores={v.kind: v.score for v in row.verdicts},
             readings=detail.readings,
             links=LinksOut(profile=f"{base}/profile", profile_png=f"{base}/profile.png"),
         )
 
 
-def _flag(verdict: KindVerdict) -> FlagOut:
+def _flag(row: SessionRow, verdict: KindVerdict, judged: dict[str, FlagVerdict]) -> FlagOut:
     start = verdict.start_ns if verdict.start_ns is not None else 0
     end = verdict.end_ns if verdict.end_ns is not None else start
+    ident = session_flag_id(row.station_id, row.connector_id, verdict.kind, row.session_id)
     return FlagOut(
+        id=ident,
         kind=verdict.kind,
         score=verdict.score,
         start=utc(start),
         end=utc(end),
         reason=verdict.reason or verdict.kind,
+        verdict=VerdictOut.of(judged[ident]) if ident in judged else None,
     )
 
 

@@ -29,7 +29,7 @@ from fastapi import (
     status,
 )
 
-from api.deps import require
+from api.deps import Services, require
 from api.query import (
     READ_RESPONSES,
     Identifier,
@@ -41,6 +41,7 @@ from api.query import (
     checked_id,
 )
 from api.session_schemas import ProfileOut, SessionDetailOut, SessionOut, SessionPage
+from api.verdicts import latest_of_session
 from chargewatch.kinds import AnomalyKind
 from chargewatch.roles import Role
 
@@ -116,14 +117,16 @@ def list_sessions(
 
 
 @router.get("/sessions/{session_id}", response_model=SessionDetailOut, responses=_NOT_FOUND)
-def get_session(reads: Reads, session_id: SessionId) -> Response:
+def get_session(reads: Reads, svc: Services, session_id: SessionId) -> Response:
     """One session: its figures and billing confidence as last judged, every flag with its
     evidence and every kind's score; its segments and taper onset from its readings now."""
     checked_id(session_id, "session_id")
     detail = reads.session(session_id)
     if detail is None:
         raise _not_found(session_id)
-    return answer(SessionDetailOut.of_detail(detail, base=f"/api/v1/sessions/{session_id}"))
+    base = f"/api/v1/sessions/{session_id}"
+    verdicts = latest_of_session(svc, detail.row)
+    return answer(SessionDetailOut.of_detail(detail, base=base, verdicts=verdicts))
 
 
 @router.get("/sessions/{session_id}/profile", response_model=ProfileOut, responses=_NOT_FOUND)

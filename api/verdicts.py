@@ -20,8 +20,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from api.deps import Bearer, KeyHeader, Services, require
+from api.deps import ApiServices, Bearer, KeyHeader, Services, require
 from api.query import READ_RESPONSES, Problem, Utc
+from chargewatch.catalog import SessionRow
 from chargewatch.kinds import AnomalyKind
 from chargewatch.roles import Role
 from chargewatch.state import api_key_id
@@ -33,9 +34,10 @@ from chargewatch.verdicts import (
     Verdict,
     VerdictDesk,
     parse_flag_id,
+    session_flag_id,
 )
 
-__all__ = ["MAX_BODY_BYTES", "VerdictIn", "VerdictOut", "router"]
+__all__ = ["MAX_BODY_BYTES", "VerdictIn", "VerdictOut", "latest_of_session", "router"]
 
 # The largest valid body: every character of the comment and of who escaped as \uXXXX (6
 # bytes), the other fields and the braces well under 1 KiB: 12,768 + 1,024 < 16 KiB.
@@ -117,6 +119,16 @@ class VerdictAnswer(BaseModel):
     flag_id: str
     verdict: VerdictOut = Field(description="the verdict just stored: the flag's verdict now")
     verdicts: int = Field(description="how many verdicts the flag has had, this one included")
+
+
+def latest_of_session(svc: ApiServices, row: SessionRow) -> dict[str, FlagVerdict]:
+    """The latest verdict on each flag of a catalogued session, by flag id (one query)."""
+    ids = [
+        session_flag_id(row.station_id, row.connector_id, v.kind, row.session_id)
+        for v in row.verdicts
+        if v.flagged
+    ]
+    return svc.verdicts.latest(ids) if svc.verdicts is not None and ids else {}
 
 
 def _request_body_schema() -> dict[str, Any]:

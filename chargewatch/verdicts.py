@@ -67,6 +67,7 @@ __all__ = [
     "latest_verdicts_between",
     "parse_flag_id",
     "record_verdict",
+    "session_flag_id",
     "verdict_history",
 ]
 
@@ -105,10 +106,13 @@ class FlagKey:
 def flag_id(flag: Flag) -> str:
     """The flag's stable, URL-safe id (see the module's docstring)."""
     if flag.session_id is not None:
-        parts: list[Any] = ["s", flag.station_id, flag.connector_id, flag.kind, flag.session_id]
-    else:
-        parts = ["o", flag.station_id, flag.connector_id, flag.kind, flag.start_ns]
-    return _encode(parts)
+        return session_flag_id(flag.station_id, flag.connector_id, flag.kind, flag.session_id)
+    return _encode(["o", flag.station_id, flag.connector_id, flag.kind, flag.start_ns])
+
+
+def session_flag_id(station_id: str, connector_id: int, kind: str, session_id: str) -> str:
+    """The id of a session's flag of ``kind``, from the session alone (its catalogue row)."""
+    return _encode(["s", station_id, connector_id, kind, session_id])
 
 
 def _encode(parts: list[Any]) -> str:
