@@ -37,7 +37,8 @@ def fmt_span(seconds: float) -> str:
 
 class DataGap(BaseDetector):
     """No reading for more than 5 sampling intervals (and at least 5 min) while the session is
-    open: between readings, after the start, and before the stop (or ``now`` while open).
+    open: between readings, after the start, and before the stop (while open: before the
+    latest reading of the batch, at most ``now``; ``score`` says why).
     The sampling interval of a row is the median time between its readings. Learns nothing.
 
     Parameters
@@ -75,7 +76,15 @@ class DataGap(BaseDetector):
         has = prep.count > 0
         has_start = (batch.start_ns != NO_TIME) & has
         lead = np.where(has_start, (t_first - batch.start_ns) / NS_PER_S, 0.0)
-        end_ref = np.where(batch.stop_ns != NO_TIME, batch.stop_ns, np.int64(now_ns))
+        # An open session's silence counts up to the data's horizon, not to ``now``: the latest
+        # reading of the whole batch (any station), when that is earlier. A reading is missing
+        # only where data for that time has arrived from elsewhere; when every station went
+        # quiet (the end of a file or a simulated fleet, an ingest outage, which the service's
+        # own health alerts), no session has a gap of its own.
+        horizon = np.int64(now_ns)
+        if has.any():
+            horizon = min(horizon, np.int64(t_last[has].max()))
+        end_ref = np.where(batch.stop_ns != NO_TIME, batch.stop_ns, horizon)
         tail = np.where(has, (end_ref - t_last) / NS_PER_S, 0.0)
         lead, tail = np.maximum(lead, 0.0), np.maximum(tail, 0.0)
 
