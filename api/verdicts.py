@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from api.deps import ApiServices, Bearer, KeyHeader, Services, require
-from api.query import READ_RESPONSES, Problem, Utc
+from api.query import READ_RESPONSES, Problem, Utc, utc
 from chargewatch.catalog import SessionRow
 from chargewatch.kinds import AnomalyKind
 from chargewatch.roles import Role
@@ -111,7 +111,7 @@ class VerdictOut(BaseModel):
             kind=None if judged.right_kind is None else AnomalyKind(judged.right_kind),
             comment=judged.comment,
             who=judged.who,
-            at=judged.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            at=utc(int(judged.at.timestamp() * 1_000_000) * 1000),
         )
 
 

@@ -17,6 +17,7 @@ from chargewatch.roles import Role
 from chargewatch.state import api_key_id
 from chargewatch.verdicts import (
     MAX_COMMENT_CHARS,
+    VerdictDesk,
     flag_id,
     labels_from_verdicts,
     parse_flag_id,
@@ -63,6 +64,10 @@ def test_flags_have_stable_ids(fleet: ReadFleet) -> None:
             item["session_id"],
         )
     assert [item["id"] for item in flags(fleet)] == ids  # the same on every read
+    desk = VerdictDesk(fleet.service.read_client, fleet.service.state)
+    for item in items:  # each id finds its flag, outside sessions too (by its start)
+        found = desk.find(parse_flag_id(item["id"]))
+        assert found is not None and flag_id(found) == item["id"], item
 
 
 def test_a_verdict_round_trips_latest_wins(fleet: ReadFleet) -> None:
