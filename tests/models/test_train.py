@@ -21,14 +21,16 @@ from analytics.learned import (
     ModelDetector,
     learned_state,
 )
-from analytics.training import History, held_out, history_from_file, train
+from analytics.training import History, held_out, history_from_file, history_from_influx, train
 from chargewatch.events import EventDecoder
+from chargewatch.influx import InfluxClient
 from chargewatch.state import StateStore
 from ingest.pseudonym import Pseudonymizer
 from models.evaluate import read_labels
 from models.registry import Registry
 from models.train import register_candidate
 from simulator import SimulationConfig, simulate
+from tests.conftest import JudgedFleet
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -153,3 +155,18 @@ def test_the_trained_band_replaces_what_a_window_would_learn(fleet: Fleet) -> No
     inner = taper._inner  # the detector a window's fit ends with
     assert isinstance(inner, EarlyTaper)
     np.testing.assert_array_equal(inner.band_, state.band * 0.5)
+
+
+def test_training_from_influxdb_twice_gives_the_same_fingerprint(judged_fleet: JudgedFleet) -> None:
+    settings = judged_fleet.settings
+    with InfluxClient(url=settings.influx_url, database=settings.influx_database) as client:
+        first = history_from_influx(client, judged_fleet.since_ns, judged_fleet.until_ns)
+        again = history_from_influx(client, judged_fleet.since_ns, judged_fleet.until_ns)
+        shorter = history_from_influx(
+            client, judged_fleet.since_ns, judged_fleet.until_ns - 3600 * 1_000_000_000
+        )
+    assert first.fingerprint == again.fingerprint != shorter.fingerprint
+    assert first.batch.n_sessions > 0
+    one, two = train(first), train(again)
+    assert one.files() == two.files()
+    assert one.training["since_ns"] == judged_fleet.since_ns
