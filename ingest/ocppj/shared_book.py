@@ -121,7 +121,7 @@ class SharedBook:
             or known.connector_id != tx.connector_id
             or known.pending_start != tx.pending_start
         ):  # else nothing changes (a 2.0.1 Updated, say): no write
-            await asyncio.to_thread(self._write, station_id, tx_id, tx)
+            await asyncio.to_thread(self._write, station_id, tx_id, tx, self._full(station_id))
         self._cache_open(station_id, tx_id, tx)
 
     async def close(self, station_id: str, tx_id: str) -> None:
@@ -134,7 +134,10 @@ class SharedBook:
         known = self._cache.started(station_id, key)
         if known is not None:
             return int(known)
-        tx_id = await asyncio.to_thread(self._start, station_id, key, new_id)
+        # Not in the book as loaded: a new id, unless another instance took the same
+        # StartTransaction since (then the unique key gives its id, and the new one is unused).
+        full = self._full(station_id)
+        tx_id = await asyncio.to_thread(self._start, station_id, key, new_id, full)
         self._cache_open(station_id, str(tx_id), OpenTransaction(key.connector_id, None, key))
         return tx_id
 
@@ -156,6 +159,12 @@ class SharedBook:
     def cached_stations(self) -> int:
         """Stations whose book this process holds in memory (those connected here)."""
         return len(self._loaded)
+
+    def _full(self, station_id: str) -> bool:
+        """Whether one more transaction may exceed the station's bound: only then do writes
+        look for rows to evict (the cache holds the station's whole book, so below the bound
+        there are none)."""
+        return self._cache.open_count(station_id) >= self._per_station
 
     def _drop(self, station_id: str) -> None:
         self._loaded.discard(station_id)
@@ -188,7 +197,7 @@ class SharedBook:
         with self._session("read the transaction book") as session:
             return [(row.tx_id, _open_transaction(row)) for row in session.scalars(query)]
 
-    def _write(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
+    def _write(self, station_id: str, tx_id: str, tx: OpenTransaction, full: bool) -> None:
         pending_ts, pending_wh = tx.pending_start or (None, None)
         changed = {
             "connector_id": tx.connector_id,
@@ -204,7 +213,8 @@ class SharedBook:
         )
         with self._session("open a transaction") as session, session.begin():
             session.execute(statement)
-            self._evict(session, station_id)
+            if full:
+                self._evict(session, station_id)
 
     def _delete(self, station_id: str, tx_id: str) -> None:
         statement = delete(OpenTransactionRow).where(
@@ -213,14 +223,10 @@ class SharedBook:
         with self._session("close a transaction") as session, session.begin():
             session.execute(statement)
 
-    def _start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
-        """The id of ``key``'s transaction: the one already stored, else a new one. Two
+    def _start(self, station_id: str, key: StartKey, new_id: Callable[[], int], full: bool) -> int:
+        """The id of ``key``'s transaction: a new one, or the one already stored. Two
         instances racing with the same StartTransaction both insert; the unique key keeps the
         first, and the second reads its id."""
-        with self._session("look up a StartTransaction") as session:
-            known = session.scalar(_started(station_id, key))
-        if known is not None:
-            return int(known)
         fresh = new_id()
         statement = (
             self._insert(OpenTransactionRow)
@@ -243,7 +249,8 @@ class SharedBook:
                     f"state database: transaction id {fresh} of station {station_id} is "
                     "already open under another start; the id counter went back"
                 )
-            self._evict(session, station_id)
+            if full:
+                self._evict(session, station_id)
         return int(stored)
 
     def _evict(self, session: Session, station_id: str) -> None:
