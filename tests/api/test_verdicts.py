@@ -5,9 +5,14 @@ in ``test_roles``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -115,6 +120,30 @@ def test_false_alarm_on_a_flag(fleet: ReadFleet) -> None:
     answer = post(fleet, item["id"], {"verdict": "false_alarm", "who": "Ana"}, "verdicts-operator")
     assert answer.status_code == 201, answer.text
     assert answer.json()["verdict"]["comment"] == ""
+
+
+def test_posted_verdicts_come_back_as_labels(fleet: ReadFleet, tmp_path: Path) -> None:
+    """The whole loop: a verdict posted through the API, exported by the CLI from the same
+    state database, is a label line of the flag's session, kind and range."""
+    item = next(i for i in flags(fleet) if i["session_id"] is not None and i["verdict"] is None)
+    body = {"verdict": "confirmed", "who": "Ana"}
+    assert post(fleet, item["id"], body, "verdicts-operator").status_code == 201
+    labels = tmp_path / "labels.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGEWATCH_")}
+    env["CHARGEWATCH_DATA_DIR"] = str(fleet.service.settings.data_dir)
+    window = ("--since", fleet.window["since"], "--until", fleet.window["until"])
+    done = subprocess.run(
+        [sys.executable, "-m", "chargewatch", "verdicts", "export", "--out", str(labels), *window],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = [orjson.loads(line) for line in labels.read_bytes().splitlines()]
+    keys = ("session_id", "station_id", "connector_id", "kind", "start", "end")
+    assert {k: item[k] for k in keys} in found
 
 
 def test_wrong_kind_must_name_another_kind(fleet: ReadFleet) -> None:
