@@ -70,7 +70,9 @@ class VerdictIn(BaseModel):
 
     @field_validator("kind")
     @classmethod
-    def _kind_with_wrong_kind(cls, kind: AnomalyKind | None, info: ValidationInfo) -> Any:
+    def _kind_with_wrong_kind(
+        cls, kind: AnomalyKind | None, info: ValidationInfo
+    ) -> AnomalyKind | None:
         verdict = info.data.get("verdict")
         if verdict is Verdict.WRONG_KIND and kind is None:
             raise ValueError("is required with wrong_kind: the anomaly kind the flag should have")

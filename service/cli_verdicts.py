@@ -84,6 +84,9 @@ def verdicts_export(
     if negatives is not None and negatives.resolve() == out.resolve():
         fail("--negatives must be another file than --out")
     settings = guarded(load_settings)
+    if settings.state_url is None and not settings.state_db_file.is_file():
+        # an export is a read: it must not leave an empty database behind a mistyped folder
+        fail(f"no state database at {settings.state_db_file}: check CHARGEWATCH_DATA_DIR")
     store = guarded(lambda: StateStore(settings.state_db_url))
     try:
         judged = guarded(lambda: latest_verdicts_between(store, since_ns, until_ns))

@@ -144,3 +144,6 @@ def test_usage_errors(judged: Path, tmp_path: Path) -> None:
         assert done.returncode == 2 and said in done.stderr, done.stderr
     missing = run(judged, "verdicts", "export", "--out", str(tmp_path / "no" / "labels.jsonl"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    nowhere = run(tmp_path / "elsewhere", "verdicts", "export", "--out", out)
+    assert nowhere.returncode == 2 and "no state database at" in nowhere.stderr
+    assert not (tmp_path / "elsewhere").exists()  # a read leaves nothing behind
