@@ -11,6 +11,19 @@ stop; a verdict that no longer holds withdraws its flags. Results are points key
 start (and catalogue rows by session), so a run repeated after a crash overwrites rather than
 duplicates; after downtime the job catches up window by window.
 
+Several instances on one state database share the work by station partitions
+(``analytics.read.partition.partition_of``: ``partitions`` of them, the same on every instance).
+Each run begins by balancing this instance's leases (``chargewatch.leases.PartitionShare``):
+renew those held, give back what exceeds the fair share ``ceil(partitions / live instances)``,
+take free or expired partitions up to it. Then it judges only the partitions it holds, each from
+its own cursor (``detect:p07/16``), so a partition taken over from a dead instance resumes where
+that one left it; partitions whose cursors agree are judged together, in one window. Between
+windows the leases are renewed, and a partition lost meanwhile is dropped, its cursor left to
+its new holder. A lease lasts ``lease_s``, two job intervals in ``serve``: renewed at every run,
+it outlives one late or failed renewal (a slow run delays the next one: ``coalesce``), while a
+dead instance's partitions are free two intervals after its last renewal and taken at the next
+run of another instance after that. A clean stop gives the leases back at once (``release``).
+
 APScheduler runs it (``coalesce``: missed runs collapse into one; ``max_instances=1``: never two
 at once). The job never reads the clock itself: the scheduler's wrapper passes ``now``.
 """
@@ -32,13 +45,17 @@ from analytics.read.partition import ReadingCache
 from analytics.window import detect_window
 from chargewatch.errors import ChargewatchError
 from chargewatch.influx import InfluxClient
+from chargewatch.leases import LeaseBook, PartitionShare, new_instance_id
 from chargewatch.schema import RX_BAND_NS
 from chargewatch.site_store import load_metadata
-from chargewatch.state import StateStore
+from chargewatch.state import StateError, StateStore
 
 logger = logging.getLogger(__name__)
 
+# The job's single cursor from before it was partitioned: a partition without a cursor of its
+# own starts there (no further back than the first look-back), so an upgrade resumes.
 CURSOR = "detect"
+LEASES = "detect"  # the lease group: partitions' leases and cursors are named detect:p07/16
 _NS = 1_000_000_000
 
 
@@ -51,6 +68,9 @@ class JobStatus:
     last_error: str | None = None
     last_report: DetectReport | None = None
     flags_written: int = 0
+    instance_id: str = ""
+    partition_count: int = 0
+    partitions: tuple[int, ...] = ()  # the partitions this instance holds, as of its last run
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,6 +86,9 @@ class DetectionJob:
         first_lookback_s: float = 24 * 3600,
         max_window_s: float = 6 * 3600,
         detectors: Callable[[], Sequence[Detector] | None] | None = None,
+        partitions: int = 16,
+        lease_s: float = 60.0,
+        instance_id: str | None = None,
     ) -> None:
         # settle: readings carry the charger's time and reach InfluxDB a little later (network,
         # spool); the newest seconds are judged now and read again at the next run, so the
@@ -77,7 +100,12 @@ class DetectionJob:
         self.settle_ns = int(settle_s * _NS)
         self.first_lookback_ns = int(first_lookback_s * _NS)
         self.max_window_ns = int(max_window_s * _NS)
-        self.status = JobStatus()
+        # partitions: Settings.detect_partitions (16 there, and why); lease_s: two intervals of
+        # the job (module docstring), 60 s for serve's default interval of 30 s
+        self.instance_id = instance_id if instance_id is not None else new_instance_id()
+        book = LeaseBook(state, self.instance_id, ttl_ns=int(lease_s * _NS))
+        self.share = PartitionShare(book, LEASES, partitions)
+        self.status = JobStatus(instance_id=self.instance_id, partition_count=partitions)
         # asked once per run for the detectors to score with (a promoted model version's,
         # ``analytics.learned.ModelSource``); None, or None returned: the built-in ones
         self.detectors = detectors
@@ -87,38 +115,92 @@ class DetectionJob:
         # fleet: off until that is found, every window reads its sessions from InfluxDB.
         self._caches: dict[tuple[str, ...], ReadingCache] | None = None
 
-    def run(self, now_ns: int) -> list[DetectReport]:
-        """Judge everything between the cursor and ``now_ns``; the cursor then rests ``settle``
-        behind ``now_ns``. Returns one report per window (several when catching up)."""
-        until_ns = now_ns
+    def cursor_name(self, partition: int) -> str:
+        """The job cursor (and the lease) of a partition."""
+        return self.share.name(partition)
+
+    def cursors(self) -> dict[int, int | None]:
+        """Every partition's cursor (None: never judged)."""
+        return {p: self.state.cursor(self.cursor_name(p)) for p in range(self.share.count)}
+
+    def run(self, now_ns: int, *, clock_ns: Callable[[], int] | None = None) -> list[DetectReport]:
+        """Balance the leases, then judge each partition held between its cursor and
+        ``now_ns``; the cursors then rest ``settle`` behind ``now_ns``. Returns one report per
+        window (several when catching up). ``clock_ns`` (the wall clock) renews the leases
+        between windows; without it they are renewed as of ``now_ns``."""
+        held = self.share.balance(now_ns)
+        self._hold(held)
         settled_ns = now_ns - self.settle_ns
-        since_ns = self.state.cursor(CURSOR)
-        if since_ns is None:
-            since_ns = settled_ns - self.first_lookback_ns
+        since = {p: self._start(p, settled_ns) for p in held}
         reports: list[DetectReport] = []
         stations = load_metadata(self.state)  # read each run: an import applies without restart
         chosen = self.detectors() if self.detectors is not None else None
-        while since_ns < until_ns:
-            end_ns = min(until_ns, since_ns + self.max_window_ns)
+        while since and (first_ns := min(since.values())) < now_ns:
+            group = sorted(p for p, at in since.items() if at == first_ns)
+            # no further than the next partition's cursor: from there the two go on as one
+            later = [at for at in since.values() if at > first_ns]
+            end_ns = min([now_ns, first_ns + self.max_window_ns, *later])
             flags, report = detect_window(
                 self.client,
-                since_ns,
+                first_ns,
                 end_ns,
                 catalog=self.state,
                 judged_at_ns=now_ns,
                 stations=stations,
                 caches=self._caches,
                 detectors=chosen,
+                partitions=group,
+                partition_count=self.share.count,
             )
             record_detections(self.state, flags, detected_ns=now_ns)  # the time to flag
-            # never past now - settle: the newest seconds are read again at the next run
-            self.state.set_cursor(CURSOR, min(end_ns, settled_ns))
+            since = self._advance(
+                since, group, end_ns, settled_ns, clock_ns() if clock_ns else now_ns
+            )
             reports.append(report)
             with self.status.lock:
                 self.status.flags_written += len(flags)
                 self.status.last_report = report
-            since_ns = end_ns
         return reports
+
+    def release(self) -> None:
+        """Give every lease back (a clean stop): another instance takes the partitions at its
+        next run instead of waiting for them to expire."""
+        try:
+            self.share.release()
+        except StateError as exc:
+            logger.warning("could not give the detection leases back: %s", exc)
+        self._hold(())
+
+    def _advance(
+        self, since: dict[int, int], group: list[int], end_ns: int, settled_ns: int, at_ns: int
+    ) -> dict[int, int]:
+        """After ``group`` was judged up to ``end_ns``: renew the leases (as of ``at_ns``),
+        move the cursors of the judged partitions still held (never past ``settled_ns``: the
+        newest seconds are read again at the next run) and drop the partitions lost."""
+        kept = set(self.share.renew(sorted(since), at_ns))
+        for partition in group:
+            if partition in kept:
+                self.state.set_cursor(self.cursor_name(partition), min(end_ns, settled_ns))
+        lost = sorted(set(since) - kept)
+        if lost:
+            logger.warning("detection partitions %s were taken over during the run", lost)
+            with self.status.lock:
+                self.status.partitions = tuple(p for p in self.status.partitions if p in kept)
+        return {p: (end_ns if p in group else at) for p, at in since.items() if p in kept}
+
+    def _start(self, partition: int, settled_ns: int) -> int:
+        """Where a partition's judging resumes: its cursor; else the job's single cursor of
+        before partitions, or the first look-back, whichever is later."""
+        cursor = self.state.cursor(self.cursor_name(partition))
+        if cursor is not None:
+            return cursor
+        first = settled_ns - self.first_lookback_ns
+        legacy = self.state.cursor(CURSOR)
+        return first if legacy is None else max(legacy, first)
+
+    def _hold(self, partitions: tuple[int, ...]) -> None:
+        with self.status.lock:
+            self.status.partitions = partitions
 
     def run_guarded(self, clock: Callable[[], datetime]) -> None:
         """The scheduler's entry: the clock is read here, at the edge; errors are recorded."""
@@ -126,7 +208,9 @@ class DetectionJob:
         with self.status.lock:
             self.status.runs += 1
         try:
-            reports = self.run(int(now.timestamp() * _NS))
+            reports = self.run(
+                int(now.timestamp() * _NS), clock_ns=lambda: int(clock().timestamp() * _NS)
+            )
         except (ChargewatchError, ValueError) as exc:
             with self.status.lock:
                 self.status.failures += 1

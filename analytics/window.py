@@ -12,7 +12,12 @@ Stations are taken a partition at a time (``partition_size`` of them), so memory
 partition, not the network. Kinds that compare sessions with each other (one id tag at two
 stations) are judged first, across every partition, on the sessions' spans alone (starts and
 stops; a session open at ``until`` is in use until then); the per-row kinds then partition by
-partition.
+partition. Given ``partitions`` (the station partitions this instance holds, of
+``partition_count``: ``analytics.read.partition.partition_of``), only their stations' rows are
+judged and stored, in chunks of at most ``partition_size`` stations; the cross-session kinds
+still see the spans of every station (read for the others as spans only), so a session's verdict
+does not depend on who holds the partition of its partner, and each session's flags and row are
+written by the one holder of its partition.
 
 Results go back as ``profile`` and ``flag`` points stamped with the session's (flag's) start, so
 running a window again, or overlapping windows, overwrites points instead of adding new ones;
@@ -50,8 +55,10 @@ from analytics.read.partition import (
     ReadingCache,
     SessionEvents,
     list_stations,
+    partition_stations,
     read_partition,
     read_sessions,
+    read_spans,
     station_partitions,
 )
 from analytics.usage import usage_lines, usage_pieces
@@ -122,6 +129,8 @@ def detect_window(
     stations: StationMetadata | None = None,
     partition_size: int = PARTITION_STATIONS,
     caches: dict[tuple[str, ...], ReadingCache] | None = None,
+    partitions: Sequence[int] | None = None,
+    partition_count: int = 1,
 ) -> tuple[list[Flag], DetectReport]:
     """Score the window's sessions with ``now_ns = until_ns`` and store profiles and flags
     (withdrawing stored flags the new verdicts do not hold), and, given ``catalog`` (the state
@@ -133,6 +142,8 @@ def detect_window(
     ratings, fleet cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
     ``caches`` (kept by the caller from one window to the next, by partition) holds what the
     next window reads again: the readings of open sessions cross InfluxDB once.
+    ``partitions`` (of ``partition_count``): judge only their stations (module docstring);
+    None: every station.
     """
     if until_ns <= since_ns:
         raise ValueError("until must be later than since")
@@ -140,11 +151,21 @@ def detect_window(
     report = DetectReport(now_ns=until_ns)
     chosen = list(detectors) if detectors is not None else default_detectors()
     per_row = [d for d in chosen if d.per_row]
-    parts = station_partitions(list_stations(client), partition_size)
+    everyone = list_stations(client)
+    judged, others = everyone, list[str]()
+    if partitions is not None:
+        judged, others = partition_stations(everyone, partitions, partition_count)
+    parts = station_partitions(judged, partition_size)
     sessions = [
         read_sessions(client, part, since_ns, until_ns, lookback=WINDOW_LOOKBACK) for part in parts
     ]
-    across = _judge_across(sessions, [d for d in chosen if not d.per_row], until_ns, stations)
+    across_kinds = [d for d in chosen if not d.per_row]
+    spans = [
+        read_spans(client, part, since_ns, until_ns, lookback=WINDOW_LOOKBACK)
+        for part in (station_partitions(others, partition_size) if across_kinds else [])
+    ]
+    across = _judge_across([*sessions, *spans], across_kinds, until_ns, stations)
+    del spans
     flags: list[Flag] = []
     stamp = until_ns if judged_at_ns is None else judged_at_ns
     for part, found in zip(parts, sessions, strict=True):

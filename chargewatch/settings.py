@@ -65,6 +65,18 @@ class Settings(BaseSettings):
 
     # Scheduled detection inside `serve`: every this many seconds (0 turns it off).
     detect_interval_s: float = Field(default=30.0, ge=0)
+    # Station partitions the detection job is split into; instances sharing one state database
+    # each lease a fair share of them (README, Several instances), so this must be the same on
+    # every instance (one with another number refuses to judge). A partition is the unit of
+    # sharing: at most this many instances do detection work, and N instances split it within
+    # one partition of each other (16 over 3: 6, 5, 5). Each partition costs a lease and a cursor
+    # row per run; 16 serves "several instances" (up to 16) at a few ms of state database per
+    # run. Changing it regroups the stations: each new partition starts from the first look-back.
+    detect_partitions: int = Field(default=16, ge=1, le=4096)
+    # This instance's name among those sharing the state database (in /healthz and as the
+    # holder of its leases). Unset: host name, process id and a random suffix, new at each start.
+    # Set it only to something unique: two instances of one name would share their leases.
+    instance_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     # Alerts (DESIGN.md, Alerts). Alertmanager base URLs, comma-separated: every alert goes to
     # each, as Prometheus sends to every member of an HA cluster; none: alerts are not sent.

@@ -69,6 +69,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.detect_partitions = Gauge(
+            "chargewatch_detect_partitions_held",
+            "Station partitions this instance's detection job holds (leased)",
+            registry=self.registry,
+        )
 
     def watch_ocpp(self, gateway: OcppGateway) -> None:
         """Export the gateway's own counters (calls by action, CallErrors by reason)."""

@@ -113,7 +113,16 @@ class Service:
         # the promoted model version, asked for at every detection run (``analytics.learned``)
         self.models = ModelSource(Registry(settings.models_dir, self.state.engine))
         self.metrics.watch_model(self.models.status)
-        self.detection = DetectionJob(self.detect_client, self.state, detectors=self.models)
+        self.detection = DetectionJob(
+            self.detect_client,
+            self.state,
+            detectors=self.models,
+            partitions=settings.detect_partitions,
+            # two intervals: renewed every run, a lease outlives one late renewal (analytics.jobs)
+            lease_s=2 * settings.detect_interval_s if settings.detect_interval_s > 0 else 60.0,
+            instance_id=settings.instance_id,
+        )
+        self.metrics.detect_partitions.set_function(lambda: len(self.detection.status.partitions))
         self.alert_client: InfluxClient | None = None
         self.alerts: AlertJob | None = None
         if settings.alertmanager_urls and settings.detect_interval_s > 0:
@@ -154,6 +163,7 @@ class Service:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
+            self.detection.release()  # others take its partitions now, not when they expire
         self.drainer.stop()
         self.gateway.close()
         self.batches.close()
@@ -233,6 +243,7 @@ class Service:
             "detection_runs": self.detection.status.runs,
             "detection_failures": self.detection.status.failures,
             "detection_last_error": self.detection.status.last_error,
+            **self._partition_health(),
             **self._model_health(),
             **self._alert_health(),
         }
@@ -244,6 +255,16 @@ class Service:
                 "model_version": status.version,  # "built-in" when none is promoted
                 "model_load_failures": status.load_failures,
                 "model_last_error": status.last_error,
+            }
+
+    def _partition_health(self) -> dict[str, object]:
+        """Which station partitions this instance judges (analytics.jobs), by its name."""
+        status = self.detection.status
+        with status.lock:
+            return {
+                "instance_id": status.instance_id,
+                "detection_partitions": list(status.partitions),
+                "detection_partition_count": status.partition_count,
             }
 
     def _alert_health(self) -> dict[str, object]:

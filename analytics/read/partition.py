@@ -18,10 +18,15 @@ network's) this module reads what that takes, in columns:
 
 Readings come as a streamed (chunked) answer and are folded into NumPy columns chunk by chunk.
 Every query bounds time on both ends.
+
+Stations belong to a fixed number of station partitions by a hash of their id
+(``partition_of``): the detection job leases partitions, so several service instances share the
+network (``analytics.jobs``).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +61,11 @@ __all__ = [
     "ReadingCache",
     "SessionEvents",
     "list_stations",
+    "partition_of",
+    "partition_stations",
     "read_partition",
     "read_sessions",
+    "read_spans",
     "station_partitions",
 ]
 
@@ -122,6 +130,26 @@ def station_partitions(stations: Sequence[str], size: int) -> list[tuple[str, ..
     return [tuple(stations[i : i + size]) for i in range(0, len(stations), size)]
 
 
+def partition_of(station_id: str, count: int) -> int:
+    """The station partition a station belongs to, of ``count``: CRC-32 of its id modulo
+    ``count``. It depends on the id alone, so a station never changes partition as others come
+    and go (a partition's cursor and lease keep meaning the same stations), and every instance
+    computes it alike (unlike Python's ``hash``, salted per process)."""
+    if count < 1:
+        raise ValueError(f"partition count must be at least 1, not {count}")
+    return zlib.crc32(station_id.encode("utf-8")) % count
+
+
+def partition_stations(
+    stations: Sequence[str], partitions: Iterable[int], count: int
+) -> tuple[list[str], list[str]]:
+    """``stations`` split into those of ``partitions`` (of ``count``), partition by partition
+    and sorted within each, and the others, sorted."""
+    wanted = set(partitions)
+    keyed = sorted((partition_of(s, count), s) for s in stations)
+    return [s for p, s in keyed if p in wanted], sorted(s for p, s in keyed if p not in wanted)
+
+
 def _where_stations(stations: Sequence[str]) -> str:
     return "(" + " OR ".join(f"station_id = {quote_literal(s)}" for s in stations) + ")"
 
@@ -181,6 +209,32 @@ def read_sessions(
     judged |= set(late)
     earliest = min([since_ns, *(s.ts_ns for s in starts if s.session_id in judged)])
     return SessionEvents(starts, stops, judged, late, earliest)
+
+
+def read_spans(
+    client: InfluxClient,
+    stations: Sequence[str],
+    since_ns: int,
+    until_ns: int,
+    *,
+    lookback: Lookback,
+) -> SessionEvents:
+    """Only the session starts and stops of ``stations`` over the look-back (the kinds judged
+    across partitions compare sessions by their spans alone): for stations whose rows another
+    instance judges, so nothing of theirs is judged here (``judged`` is empty)."""
+    where = _where_stations(stations)
+    starts_from = since_ns - lookback.session_ns
+    by_stations = ' GROUP BY "station_id", "connector_id"'
+    found = client.query(
+        _select(EventType.SESSION_START, where, starts_from, until_ns)
+        + by_stations
+        + "; "
+        + _select(EventType.SESSION_STOP, where, starts_from, until_ns)
+        + by_stations
+    )
+    starts = _starts([s for s in found if s.name == EventType.SESSION_START])
+    stops = _stops([s for s in found if s.name == EventType.SESSION_STOP])
+    return SessionEvents(starts, stops, judged=set(), late={}, earliest_ns=since_ns)
 
 
 def read_partition(

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from analytics.jobs import CURSOR, DetectionJob
+from analytics.jobs import DetectionJob
 from chargewatch.events import EventDecoder, parse_ts
 from chargewatch.flags import Flag, query_flags
 from chargewatch.influx import BatchWriter, InfluxClient
@@ -58,7 +58,7 @@ def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
 
     load(influx, before)
     job.run(cut_ns)
-    assert state.cursor(CURSOR) == cut_ns
+    assert set(job.cursors().values()) == {cut_ns}  # one instance: every partition
     flagged = {(f.session_id, f.kind) for f in query_flags(influx, 0, cut_ns + 24 * HOUR_NS)}
     assert (stall["session_id"], "stall") not in flagged
 
@@ -70,8 +70,10 @@ def test_a_stall_ingested_while_the_job_runs_is_flagged_once(
     flags = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
     assert (stall["session_id"], "stall") in {(f.session_id, f.kind) for f in flags}
 
+    job.release()  # a clean stop gives the partitions back: the next process takes them at once
     restarted = DetectionJob(influx, StateStore(f"sqlite:///{tmp_path / 'state.db'}"), settle_s=0)
-    restarted.run(end_ns + 30 * 1_000_000_000)
+    assert restarted.run(end_ns + 30 * 1_000_000_000)  # judged again from the cursors
+    assert restarted.status.partitions == tuple(range(16))
     again = query_flags(influx, 0, end_ns + 24 * HOUR_NS)
     assert Counter(map(_key, again)) == Counter(map(_key, flags))
     assert all(count == 1 for count in Counter(map(_key, again)).values())
@@ -93,7 +95,7 @@ def test_the_newest_seconds_are_judged_now_and_read_again_next_run(
     state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     job = DetectionJob(influx, state, settle_s=120, max_window_s=2 * 3600)
     job.run(now_ns)
-    assert state.cursor(CURSOR) == now_ns - 120 * 1_000_000_000
+    assert set(job.cursors().values()) == {now_ns - 120 * 1_000_000_000}
     flagged = {(f.session_id, f.kind) for f in query_flags(influx, 0, now_ns + 24 * HOUR_NS)}
     assert (stall["session_id"], "stall") in flagged
     state.close()
@@ -116,6 +118,6 @@ def test_a_failing_run_is_recorded_not_lost(tmp_path: Path) -> None:
     job.run_guarded(lambda: datetime(2026, 11, 24, tzinfo=UTC))
     assert job.status.runs == 1 and job.status.failures == 1
     assert job.status.last_error is not None and "cannot reach" in job.status.last_error
-    assert state.cursor(CURSOR) is None  # nothing judged, nothing skipped
+    assert set(job.cursors().values()) == {None}  # nothing judged, nothing skipped
     client.close()
     state.close()
