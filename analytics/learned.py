@@ -165,12 +165,15 @@ class LearnedState:
         values = band["band"]
         if values.dtype.kind != "f" or not np.all(np.isfinite(values)) or np.any(values < 0):
             raise ModelError(f"{model.version}/{TAPER_FILE}: band must be finite and >= 0")
+        _check_band_below_floor(values, params, f"{model.version}/{TAPER_FILE}")
         rated = _arrays(model, RATINGS_FILE, ("station_ids", "rated_w", "notes"))
         ids, watts, notes = rated["station_ids"], rated["rated_w"], rated["notes"]
         if not (ids.ndim == watts.ndim == notes.ndim == 1 and ids.size == watts.size == notes.size):
             raise ModelError(f"{model.version}/{RATINGS_FILE}: arrays of different lengths")
         if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
             raise ModelError(f"{model.version}/{RATINGS_FILE}: station_ids must be sorted, unique")
+        if watts.dtype.kind != "f" or np.any(np.isinf(watts)) or np.any(watts < 0):
+            raise ModelError(f"{model.version}/{RATINGS_FILE}: rated_w must be >= 0 W (or NaN)")
         ratings = StationRatings(
             ids.astype(object),
             watts.astype(np.float64),
@@ -390,6 +393,21 @@ def _params(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ModelError(f"{where}: detectors.{kind.value}.params refused: {exc}") from None
         params[kind.value] = given
     return params
+
+
+def _check_band_below_floor(
+    band: np.ndarray, params: dict[str, dict[str, Any]], where: str
+) -> None:
+    """History only ever lowers the band below the published curves' floor (``EarlyTaper``:
+    it widens the band, never narrows it): a band above the floor x margin in any cell was not
+    made by training, and would flag cars that published curves allow."""
+    margin = params[AnomalyKind.EARLY_TAPER.value].get("band_margin", EarlyTaper().band_margin)
+    if not isinstance(margin, int | float) or not 0 < margin <= 1:
+        raise ModelError(f"{where}: early_taper band_margin must lie in (0, 1]")
+    ceiling = taper.default_band() * margin
+    above = int(np.count_nonzero(band > ceiling * (1 + 1e-9)))
+    if above:
+        raise ModelError(f"{where}: band is above the built-in floor in {above} cells")
 
 
 def _arrays(model: LoadedModel, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

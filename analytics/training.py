@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,8 @@ def history_from_influx(
     extra = [labels_path.read_bytes()] if labels_path is not None else []
     fingerprint = array_fingerprint(_fields(batch), extra)
     source = {
+        "since": _iso(since_ns),
+        "until": _iso(until_ns),
         "since_ns": since_ns,
         "until_ns": until_ns,
         "labels": None if labels_path is None else str(labels_path),
@@ -126,6 +129,10 @@ def history_from_influx(
         "lines_rejected": 0,
     }
     return History(batch, until_ns, source, fingerprint)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
 
 
 def held_out(station_ids: np.ndarray) -> np.ndarray:

@@ -173,6 +173,19 @@ def test_a_band_of_another_layout_is_refused(registry: Registry, candidate: Cand
         LearnedState.from_model(registry.load(version))
 
 
+def test_a_band_above_the_published_floor_is_refused(
+    registry: Registry, candidate: Candidate
+) -> None:
+    """Training only lowers the band; a raised one would flag cars published curves allow."""
+    from analytics.learned import LearnedState
+
+    arrays = {name: dict(a) for name, a in candidate.arrays.items()}
+    arrays[TAPER_FILE]["band"] = arrays[TAPER_FILE]["band"] * 1.5
+    version = register(registry, replace(candidate, arrays=arrays), 1)
+    with pytest.raises(ModelError, match="band is above the built-in floor in"):
+        LearnedState.from_model(registry.load(version))
+
+
 def test_the_source_keeps_its_model_when_a_promotion_is_refused(
     registry: Registry, candidate: Candidate
 ) -> None:
