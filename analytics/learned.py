@@ -316,7 +316,8 @@ class ModelSource:
             return
         try:
             state = LearnedState.from_model(self.registry.load(wanted))
-        except ModelError as exc:
+        # whatever a file holds, the job goes on with the model it has
+        except (ChargewatchError, OSError, SQLAlchemyError, ValueError, TypeError) as exc:
             self._failed(f"version {wanted} refused, keeping {self.status.version}: {exc}")
             return
         self._state = state

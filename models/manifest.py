@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import re
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,12 @@ def check_manifest(manifest: Any, *, where: str = "manifest.json") -> dict[str, 
             f"{where}: schema_version {manifest['schema_version']} is not the one this "
             f"chargewatch reads ({SCHEMA_VERSION})"
         )
+    try:
+        created = datetime.fromisoformat(manifest["created_at"])
+    except ValueError:
+        created = None
+    if created is None or created.tzinfo is None:
+        raise ModelError(f"{where}: field 'created_at' must be an ISO 8601 time with a zone")
     if not VERSION_NAME.fullmatch(manifest["version"]):
         raise ModelError(f"{where}: field 'version' {manifest['version']!r} is not a valid name")
     if not _SHA256.fullmatch(manifest["fingerprint"]):

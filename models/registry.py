@@ -206,6 +206,12 @@ class Registry:
 
     def load(self, version: str) -> LoadedModel:
         """The version's files, verified (module docstring); ``ModelError`` otherwise."""
+        try:
+            return self._load(version)
+        except OSError as exc:
+            raise ModelError(f"{version}: cannot be read ({exc})") from None
+
+    def _load(self, version: str) -> LoadedModel:
         if not VERSION_NAME.fullmatch(version):
             raise ModelError(f"{version!r} is not a version name")
         row = self.info(version)

@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from analytics.training import History
     from chargewatch.settings import Settings
+    from chargewatch.sites import StationMetadata
     from chargewatch.state import StateStore
-    from models.registry import Registry
+    from models.registry import Registry, VersionInfo
+    from models.train import Candidate
 
 models_app = typer.Typer(help="The model registry: trained versions, which one scores.")
 
@@ -64,50 +67,25 @@ def train(
 ) -> None:
     """Fit the learned parts of the detectors on history and register a new model version
     (not promoted: `chargewatch models promote V` puts it in service)."""
-    from analytics.training import history_from_file, history_from_influx
-    from analytics.training import train as fit_candidate
     from chargewatch.settings import load_settings
-    from models.evaluate import read_labels
-    from models.train import register_candidate
-    from service.cli import _stations_file, _window, fail, guarded, stdout
+    from service.cli import fail, guarded, stdout
 
     for path in (input_path, labels, stations):
         if path is not None and not path.is_file():
             fail(f"{path}: no such file")
+    if input_path is None and since is None and until is None:
+        fail("give --input EVENTS.jsonl, or --since and --until (history in InfluxDB)")
+    if input_path is not None and (since is not None or until is not None):
+        fail("use either --input or --since/--until, not both")
+    if input_path is None and stations is not None:
+        fail("--stations goes with --input (a window reads `stations import`)")
     settings = guarded(load_settings)
     registry, state = _registry(settings)
     try:
-        if input_path is not None:
-            if since is not None or until is not None:
-                fail("use either --input or --since/--until, not both")
-            from chargewatch.events import EventDecoder
-            from ingest.pseudonym import load_pseudonymizer
-
-            # pseudonyms only matter within the run: no key file is written
-            decoder = EventDecoder(guarded(lambda: load_pseudonymizer(settings, create_key=False)))
-            metadata = _stations_file(stations) if stations is not None else None
-            history = guarded(
-                lambda: history_from_file(
-                    input_path, decoder, labels_path=labels, stations_path=stations
-                )
-            )
-        else:
-            if stations is not None:
-                fail("--stations goes with --input (a window reads `stations import`)")
-            from chargewatch.influx import InfluxClient
-            from chargewatch.site_store import load_metadata
-
-            since_ns, until_ns = _window(since, until)
-            metadata = guarded(lambda: load_metadata(state))
-            with InfluxClient.from_settings(settings) as client:
-                history = guarded(
-                    lambda: history_from_influx(client, since_ns, until_ns, labels_path=labels)
-                )
-        known = guarded(lambda: read_labels(labels)) if labels is not None else None
-        candidate = guarded(lambda: fit_candidate(history, labels=known, stations=metadata))
-        info = guarded(
-            lambda: register_candidate(registry, candidate, created_at=datetime.now(UTC))
-        )
+        history, metadata = _history(input_path, labels, stations, since, until, settings, state)
+        candidate, info = _fit_and_register(history, labels, metadata, registry)
+    except OSError as exc:
+        fail(f"cannot read {exc.filename}: {exc.strerror}")
     finally:
         state.close()
     rows = candidate.training
@@ -116,6 +94,62 @@ def train(
         f"{rows['held_out']['rows']} held out), fingerprint {candidate.fingerprint}",
         markup=False,
     )
+
+
+def _history(
+    input_path: Path | None,
+    labels: Path | None,
+    stations: Path | None,
+    since: str | None,
+    until: str | None,
+    settings: Settings,
+    state: StateStore,
+) -> tuple[History, StationMetadata | None]:
+    """The history to learn from (the file, or the InfluxDB window) and the station metadata
+    that goes with it (the CSV, or ``stations import``'s)."""
+    from analytics.training import history_from_file, history_from_influx
+    from service.cli import _stations_file, _window, guarded
+
+    if input_path is not None:
+        from chargewatch.events import EventDecoder
+        from ingest.pseudonym import load_pseudonymizer
+
+        # pseudonyms only matter within the run: no key file is written
+        decoder = EventDecoder(guarded(lambda: load_pseudonymizer(settings, create_key=False)))
+        metadata = _stations_file(stations) if stations is not None else None
+        history = guarded(
+            lambda: history_from_file(
+                input_path, decoder, labels_path=labels, stations_path=stations
+            )
+        )
+        return history, metadata
+    from chargewatch.influx import InfluxClient
+    from chargewatch.site_store import load_metadata
+
+    since_ns, until_ns = _window(since, until)
+    metadata = guarded(lambda: load_metadata(state))
+    with InfluxClient.from_settings(settings) as client:
+        history = guarded(
+            lambda: history_from_influx(client, since_ns, until_ns, labels_path=labels)
+        )
+    return history, metadata
+
+
+def _fit_and_register(
+    history: History,
+    labels: Path | None,
+    metadata: StationMetadata | None,
+    registry: Registry,
+) -> tuple[Candidate, VersionInfo]:
+    from analytics.training import train as fit_candidate
+    from models.evaluate import read_labels
+    from models.train import register_candidate
+    from service.cli import guarded
+
+    known = guarded(lambda: read_labels(labels)) if labels is not None else None
+    candidate = guarded(lambda: fit_candidate(history, labels=known, stations=metadata))
+    info = guarded(lambda: register_candidate(registry, candidate, created_at=datetime.now(UTC)))
+    return candidate, info
 
 
 @models_app.command("list")
