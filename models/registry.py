@@ -175,16 +175,19 @@ class Registry:
         already, not only by the service)."""
         self.info(version)
         self.load(version)
-        with Session(self._engine) as session, session.begin():
-            last = session.execute(
-                select(ModelPromotion.seq).order_by(ModelPromotion.seq.desc()).limit(1)
-            ).scalar_one_or_none()
-            session.add(
-                ModelPromotion(
-                    seq=(last or 0) + 1, version=version, promoted_at=now, withdrawn=False
+        try:
+            with Session(self._engine) as session, session.begin():
+                last = session.execute(
+                    select(ModelPromotion.seq).order_by(ModelPromotion.seq.desc()).limit(1)
+                ).scalar_one_or_none()
+                session.add(
+                    ModelPromotion(
+                        seq=(last or 0) + 1, version=version, promoted_at=now, withdrawn=False
+                    )
                 )
-            )
-            _set_status(session, version, now)
+                _set_status(session, version, now)
+        except SQLAlchemyError as exc:  # another promotion at the same moment took the seq
+            raise ModelError(f"cannot promote {version}, try again: {_first(exc)}") from exc
         return self.info(version)
 
     def rollback(self, *, now: datetime) -> str | None:
@@ -192,15 +195,18 @@ class Registry:
         again. Returns that version, None for the built-in detectors. ``ModelError`` when no
         version is in service."""
         del now  # the withdrawn row keeps its promotion time; nothing new is stamped
-        with Session(self._engine) as session, session.begin():
-            current = _current(session)
-            if current is None:
-                raise ModelError("no version is in service: nothing to roll back")
-            current.withdrawn = True
-            session.flush()
-            back = _current(session)
-            _set_status(session, None if back is None else back.version, None)
-            return None if back is None else back.version
+        try:
+            with Session(self._engine) as session, session.begin():
+                current = _current(session)
+                if current is None:
+                    raise ModelError("no version is in service: nothing to roll back")
+                current.withdrawn = True
+                session.flush()
+                back = _current(session)
+                _set_status(session, None if back is None else back.version, None)
+                return None if back is None else back.version
+        except SQLAlchemyError as exc:
+            raise ModelError(f"cannot roll back: {_first(exc)}") from exc
 
     # -- loading --------------------------------------------------------------------------------
 
