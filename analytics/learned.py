@@ -56,6 +56,7 @@ __all__ = [
     "ModelStatus",
     "band_layout",
     "learned_state",
+    "merge_ratings",
 ]
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ import pytest
 
 from analytics.detectors import EarlyTaper, default_detectors, detect, fit_detectors
 from analytics.detectors.base import BaseDetector
+from analytics.detectors.ratings import StationRatings
 from analytics.learned import (
     DETECTORS_FILE,
     RATINGS_FILE,
@@ -20,6 +21,7 @@ from analytics.learned import (
     LearnedState,
     ModelDetector,
     learned_state,
+    merge_ratings,
 )
 from analytics.training import History, held_out, history_from_file, history_from_influx, train
 from chargewatch.events import EventDecoder
@@ -170,3 +172,16 @@ def test_training_from_influxdb_twice_gives_the_same_fingerprint(judged_fleet: J
     one, two = train(first), train(again)
     assert one.files() == two.files()
     assert one.training["since_ns"] == judged_fleet.since_ns
+
+
+def test_ratings_are_the_higher_unless_the_metadata_declares_one() -> None:
+    window = StationRatings(np.array(["A", "B"], dtype=object), np.array([11e3, 50e3]))
+    trained = StationRatings(np.array(["B", "C"], dtype=object), np.array([150e3, 22e3]))
+    merged = merge_ratings(window, trained, np.array(["A"]))
+    assert merged.lookup(np.array(["A", "B", "C", "D"], dtype=object)).tolist()[:3] == [
+        11e3,
+        150e3,
+        22e3,
+    ]
+    declared_b = merge_ratings(window, trained, np.array(["B"]))
+    assert declared_b.lookup(np.array(["B"], dtype=object)).tolist() == [50e3]
