@@ -236,7 +236,9 @@ async def _read_body(request: Request) -> bytes:
     """The body, at most ``MAX_BODY_BYTES`` (413 beyond, before reading more), as JSON."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media.lower() != "application/json":
-        raise HTTPException(415, f"body: send JSON (Content-Type application/json), not {media!r}")
+        raise HTTPException(
+            415, f"body: send JSON (Content-Type application/json), not {media[:40]!r}"
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HTTPException(413, f"body: larger than {MAX_BODY_BYTES} bytes")
