@@ -9,7 +9,9 @@ database of its own per test.
 - A station comes back to an instance whose cache is stale: the database is what counts.
 - The per-station bound holds in the database; one station never evicts another's.
 - The gateways themselves: a 1.6 station starts on one, reconnects to the other, and its
-  readings and stop land on the right connector and session.
+  readings and stop land on the right connector and session; a 2.0.1 transaction started
+  without a token on one gets its start and stop on its EVSE from events on the other that
+  name none.
 """
 
 from __future__ import annotations
@@ -309,6 +311,63 @@ def test_a_station_reconnecting_to_another_gateway_keeps_its_session(
     ]
 
 
+def test_a_201_transaction_started_without_a_token_ends_right_on_the_other_gateway(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    """Started (EVSE 3, no id token yet) on A; on B the token comes and the transaction ends,
+    neither event naming the EVSE: the session starts at Started's time and register, on EVSE
+    3, and stops there."""
+    sink_a, sink_b = Collector(), Collector()
+    gateway_a = make_gateway(sink_a, book=SharedBook(two_stores[0].engine))
+    gateway_b = make_gateway(sink_b, book=SharedBook(two_stores[1].engine))
+    register = [
+        {
+            "timestamp": T,
+            "sampledValue": [{"value": 5000, "measurand": "Energy.Active.Import.Register"}],
+        }
+    ]
+    info = {"transactionId": "tx-201"}
+    started = {
+        "eventType": "Started",
+        "timestamp": T,
+        "triggerReason": "CablePluggedIn",
+        "seqNo": 0,
+        "transactionInfo": info,
+        "evse": {"id": 3},
+        "meterValue": register,
+    }
+    later = "2026-11-24T08:45:00Z"
+    token = {"idToken": "TAG-1", "type": "ISO14443"}
+    updated = {
+        "eventType": "Updated",
+        "timestamp": later,
+        "triggerReason": "Authorized",
+        "seqNo": 1,
+        "transactionInfo": info,
+        "idToken": token,
+    }
+    ended = updated | {"eventType": "Ended", "triggerReason": "EVDeparted", "seqNo": 2}
+
+    async def body() -> None:
+        async with serving(gateway_a) as url_a, serving(gateway_b) as url_b:
+            async with _station(url_a, "CS-1", "ocpp2.0.1") as ws:
+                await call(ws, "1", "TransactionEvent", started)
+            async with _station(url_b, "CS-1", "ocpp2.0.1") as ws:
+                await call(ws, "2", "TransactionEvent", updated)
+                await call(ws, "3", "TransactionEvent", ended)
+
+    run(body)
+    _close(gateway_a, gateway_b)
+    starts = [e for e in sink_b.events if isinstance(e, SessionStart)]
+    assert [(s.connector_id, s.session_id, s.ts_ns, s.meter_start_wh) for s in starts] == [
+        (3, "CS-1-tx-201", T_NS, 5000.0)
+    ]
+    assert starts[0].id_pseudonym == PSEUDONYMIZE("TAG-1")
+    stops = [e for e in sink_b.events if isinstance(e, SessionStop)]
+    assert [(s.connector_id, s.session_id) for s in stops] == [(3, "CS-1-tx-201")]
+    assert not [e for e in sink_a.events if isinstance(e, SessionStart | SessionStop)]
+
+
 def test_a_resent_start_transaction_gets_the_same_id_from_the_memory_book() -> None:
     """The default book of one gateway does the same for a station that stays with it."""
     sink = Collector()
@@ -326,8 +385,8 @@ def test_a_resent_start_transaction_gets_the_same_id_from_the_memory_book() -> N
     assert ids[0] == ids[1] != ids[2]
 
 
-def _station(url: str) -> Any:
-    return connect(f"{url}/CP-1", subprotocols=[Subprotocol("ocpp1.6")])
+def _station(url: str, station_id: str = "CP-1", version: str = "ocpp1.6") -> Any:
+    return connect(f"{url}/{station_id}", subprotocols=[Subprotocol(version)])
 
 
 def _close(*gateways: OcppGateway) -> None:
