@@ -18,7 +18,8 @@ A route in front of it asks ``gateway.admit(...)`` first (station id, subprotoco
 as ``api.ocpp`` does.
 
 Modules: ``rpc`` (frames, schemas, CallErrors), ``meter`` (sampled values to readings),
-``station`` (routing shared by both versions), ``book`` (open transactions), ``v16`` and
+``station`` (routing shared by both versions), ``book`` (open transactions), ``shared_book``
+(the same in the state database, for several instances), ``v16`` and
 ``v201`` (the handlers), ``admission`` (who may connect), ``liveness`` (each station's link as
 ``station`` events), ``gateway``, ``transport`` (websockets and Starlette adapters).
 """
