@@ -136,6 +136,7 @@ def main() -> None:
                 wall_s, timings = asyncio.run(run)
                 _report(name, wall_s, timings, args.stations, baseline)
                 baseline = baseline or wall_s
+                book.shutdown()
                 store.close()
 
 

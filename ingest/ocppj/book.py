@@ -164,6 +164,10 @@ class Book(Protocol):
 
     def station_gone(self, station_id: str) -> None: ...
 
+    def shutdown(self) -> None:
+        """Release what the book holds (threads); the gateway's ``close`` calls it."""
+        ...
+
 
 class LocalBook:
     """The book in this process's memory only: a single gateway, tests and benchmarks. A
@@ -203,3 +207,6 @@ class LocalBook:
 
     def station_gone(self, station_id: str) -> None:
         """Nothing: the station's transactions wait for its return."""
+
+    def shutdown(self) -> None:
+        """Nothing to release."""

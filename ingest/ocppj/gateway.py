@@ -151,6 +151,7 @@ class OcppGateway:
     def close(self) -> None:
         self._admission.close()
         self._worker.shutdown(wait=False, cancel_futures=True)
+        self._ctx.book.shutdown()
 
     async def admit(
         self,

@@ -12,8 +12,9 @@ each station connected here: it is loaded from the table at the station's first 
 needs it, written through on every change, and dropped when the station connects (another
 instance may have served it meanwhile) and when it leaves. A station has one connection at a
 time, so while it is connected here this instance is the only one writing its rows and the
-cache is exact. Every database call runs on a worker thread (``asyncio.to_thread``), never on
-the event loop.
+cache is exact. Every database call runs on the book's own worker threads, never on the event
+loop, and never on the threads that fsync the spool: a slow database delays the messages that
+need the book, not every station's.
 
 A 1.6 StartTransaction's fields are a unique key of the table: a StartTransaction re-sent after
 a lost answer, on this instance or any other, finds the row of the first and gets its id.
@@ -26,10 +27,12 @@ more, the same value, never a wrong one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -52,6 +55,11 @@ from .book import MAX_OPEN_PER_STATION, OpenTransaction, StartKey, TransactionBo
 __all__ = ["OpenTransactionRow", "SharedBook"]
 
 _TABLE = "ocpp_open_transactions"
+# Database calls at once: within SQLAlchemy's default pool of 5 connections, one left for the
+# other users of the engine (API keys, jobs). A station's calls come one after another, so
+# this bounds how many stations wait on the database together, not one station's order.
+_THREADS = 4
+_R = TypeVar("_R")
 
 
 class OpenTransactionRow(Base):
@@ -101,7 +109,12 @@ class SharedBook:
         self._per_station = per_station
         self._cache = TransactionBook(per_station)
         self._loaded: set[str] = set()  # stations whose cache is their whole book
+        self._threads = ThreadPoolExecutor(_THREADS, thread_name_prefix="ocpp-book")
         _create_table(engine)
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (the calls still running finish)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     # -- book.Book ------------------------------------------------------------------------------
 
@@ -121,11 +134,11 @@ class SharedBook:
             or known.connector_id != tx.connector_id
             or known.pending_start != tx.pending_start
         ):  # else nothing changes (a 2.0.1 Updated, say): no write
-            await asyncio.to_thread(self._write, station_id, tx_id, tx, self._full(station_id))
+            await self._call(self._write, station_id, tx_id, tx, self._full(station_id))
         self._cache_open(station_id, tx_id, tx)
 
     async def close(self, station_id: str, tx_id: str) -> None:
-        await asyncio.to_thread(self._delete, station_id, tx_id)
+        await self._call(self._delete, station_id, tx_id)
         if station_id in self._loaded:
             self._cache.close(station_id, tx_id)
 
@@ -137,7 +150,7 @@ class SharedBook:
         # Not in the book as loaded: a new id, unless another instance took the same
         # StartTransaction since (then the unique key gives its id, and the new one is unused).
         full = self._full(station_id)
-        tx_id = await asyncio.to_thread(self._start, station_id, key, new_id, full)
+        tx_id = await self._call(self._start, station_id, key, new_id, full)
         self._cache_open(station_id, str(tx_id), OpenTransaction(key.connector_id, None, key))
         return tx_id
 
@@ -178,7 +191,7 @@ class SharedBook:
         """Load the station's book into the cache unless it is there."""
         if station_id in self._loaded:
             return
-        rows = await asyncio.to_thread(self._load, station_id)
+        rows = await self._call(self._load, station_id)
         if station_id in self._loaded:  # loaded meanwhile, and maybe written since: keep that
             return
         self._cache.forget_station(station_id)
@@ -187,6 +200,10 @@ class SharedBook:
         self._loaded.add(station_id)
 
     # -- the table (blocking: worker threads only) ----------------------------------------------
+
+    async def _call(self, work: Callable[..., _R], *args: Any) -> _R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(work, *args))
 
     def _load(self, station_id: str) -> list[tuple[str, OpenTransaction]]:
         query = (

@@ -34,7 +34,7 @@ from websockets.typing import Subprotocol
 from chargewatch.events import Reading, SessionStart, SessionStop
 from chargewatch.state import StateError, StateStore
 from ingest.ocppj import OcppGateway
-from ingest.ocppj.book import OpenTransaction, StartKey
+from ingest.ocppj.book import MAX_OPEN_PER_STATION, OpenTransaction, StartKey
 from ingest.ocppj.shared_book import OpenTransactionRow, SharedBook
 
 from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
@@ -85,6 +85,22 @@ def two_stores(state_url: str) -> Iterator[tuple[StateStore, StateStore]]:
     second.close()
 
 
+_BOOKS: list[SharedBook] = []
+
+
+def shared(store: StateStore, per_station: int = MAX_OPEN_PER_STATION) -> SharedBook:
+    """An instance's book on ``store``; its threads stop after the test."""
+    _BOOKS.append(SharedBook(store.engine, per_station))
+    return _BOOKS[-1]
+
+
+@pytest.fixture(autouse=True)
+def _stop_books() -> Iterator[None]:
+    yield
+    while _BOOKS:
+        _BOOKS.pop().shutdown()
+
+
 class CountingIds:
     """The real counter of the state database, counting how often it was asked."""
 
@@ -111,7 +127,7 @@ def run(body: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 def test_a_transaction_started_on_one_instance_is_known_on_the_other(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
-    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    a, b = shared(two_stores[0]), shared(two_stores[1])
 
     async def body() -> None:
         tx_id = await a.start("CP-1", key(), two_stores[0].next_value)
@@ -130,7 +146,7 @@ def test_a_started_event_waiting_for_its_token_moves_with_the_station(
 ) -> None:
     """2.0.1: Started without an id token keeps its time and register for the event that has
     one; that event may come to the other instance."""
-    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    a, b = shared(two_stores[0]), shared(two_stores[1])
     waiting = OpenTransaction(3, (T_NS, 5000.5))
 
     async def body() -> None:
@@ -146,7 +162,7 @@ def test_a_started_event_waiting_for_its_token_moves_with_the_station(
 def test_a_resent_start_transaction_gets_the_same_id_on_either_instance(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
-    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    a, b = shared(two_stores[0]), shared(two_stores[1])
     ids_a, ids_b = CountingIds(two_stores[0]), CountingIds(two_stores[1])
 
     async def body() -> None:
@@ -176,7 +192,7 @@ def test_the_same_start_transaction_on_both_instances_at_once_gets_one_id(
 ) -> None:
     """Each instance takes it on its own worker threads; the unique key keeps the first row and
     every other insert reads its id."""
-    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    a, b = shared(two_stores[0]), shared(two_stores[1])
 
     async def body() -> list[int]:
         starts = [
@@ -195,7 +211,7 @@ def test_the_same_start_transaction_on_both_instances_at_once_gets_one_id(
 def test_a_station_back_on_an_instance_with_a_stale_cache_gets_the_databases_book(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
-    a, b = SharedBook(two_stores[0].engine), SharedBook(two_stores[1].engine)
+    a, b = shared(two_stores[0]), shared(two_stores[1])
 
     async def body() -> None:
         old = await a.start("CP-1", key(), two_stores[0].next_value)
@@ -213,8 +229,8 @@ def test_a_station_back_on_an_instance_with_a_stale_cache_gets_the_databases_boo
 def test_the_bound_per_station_holds_in_the_database(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
-    a = SharedBook(two_stores[0].engine, per_station=10)
-    b = SharedBook(two_stores[1].engine, per_station=10)
+    a = shared(two_stores[0], per_station=10)
+    b = shared(two_stores[1], per_station=10)
 
     async def body() -> None:
         await a.open("A", "a-1", OpenTransaction(1, None))
@@ -234,7 +250,7 @@ def test_the_bound_per_station_holds_in_the_database(
 def test_the_cache_holds_only_connected_stations(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
-    book = SharedBook(two_stores[0].engine)
+    book = shared(two_stores[0])
 
     async def body() -> None:
         for i in range(5):
@@ -251,7 +267,7 @@ def test_the_cache_holds_only_connected_stations(
 def test_a_database_failure_is_a_state_error_naming_what_failed(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
-    book = SharedBook(two_stores[0].engine)
+    book = shared(two_stores[0])
     with two_stores[1].engine.begin() as connection:
         connection.execute(text("DROP TABLE ocpp_open_transactions"))
 
@@ -276,8 +292,8 @@ def test_a_station_reconnecting_to_another_gateway_keeps_its_session(
     two_stores: tuple[StateStore, StateStore],
 ) -> None:
     sink_a, sink_b = Collector(), Collector()
-    gateway_a = make_gateway(sink_a, book=SharedBook(two_stores[0].engine))
-    gateway_b = make_gateway(sink_b, book=SharedBook(two_stores[1].engine))
+    gateway_a = make_gateway(sink_a, book=shared(two_stores[0]))
+    gateway_b = make_gateway(sink_b, book=shared(two_stores[1]))
     start = {"connectorId": 2, "idTag": "TAG-1", "meterStart": 1200, "timestamp": T}
     reading = [
         {
@@ -318,8 +334,8 @@ def test_a_201_transaction_started_without_a_token_ends_right_on_the_other_gatew
     neither event naming the EVSE: the session starts at Started's time and register, on EVSE
     3, and stops there."""
     sink_a, sink_b = Collector(), Collector()
-    gateway_a = make_gateway(sink_a, book=SharedBook(two_stores[0].engine))
-    gateway_b = make_gateway(sink_b, book=SharedBook(two_stores[1].engine))
+    gateway_a = make_gateway(sink_a, book=shared(two_stores[0]))
+    gateway_b = make_gateway(sink_b, book=shared(two_stores[1]))
     register = [
         {
             "timestamp": T,
