@@ -121,3 +121,19 @@ def test_a_failing_run_is_recorded_not_lost(tmp_path: Path) -> None:
     assert set(job.cursors().values()) == {None}  # nothing judged, nothing skipped
     client.close()
     state.close()
+
+
+def test_partitions_resume_from_the_single_cursor_of_before(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    """An upgrade: the job's one cursor of before partitions is where every partition starts
+    (not the first look-back of a day), and each partition then keeps its own."""
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    legacy = parse_ts(START)
+    state.set_cursor("detect", legacy)
+    job = DetectionJob(influx, state, settle_s=0, max_window_s=2 * 3600, partitions=4)
+    reports = job.run(legacy + 3 * HOUR_NS)
+    assert len(reports) == 2  # [legacy, +2 h), [+2 h, +3 h): not 24 h back in 2 h windows
+    assert job.cursors() == dict.fromkeys(range(4), legacy + 3 * HOUR_NS)
+    assert job.status.partitions == (0, 1, 2, 3)
+    state.close()
