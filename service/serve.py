@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -403,6 +404,10 @@ def run(settings: Settings, *, host: str, port: int) -> None:
         _run(settings, host=host, port=port)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _run(settings: Settings, *, host: str, port: int) -> None:
     service = Service(settings)
     service.start()
@@ -411,6 +416,10 @@ def _run(settings: Settings, *, host: str, port: int) -> None:
     # (bench/ocpp_load.py).
     gc.freeze()
     try:
+        # uvicorn answers SIGTERM by shutting down, then raises the signal again with the handler
+        # it found: the default one would end the process before ``service.stop`` (spool, leases
+        # given back). This one turns it into SystemExit, which runs the ``finally``.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         http, ws = guarded_protocols(_connection_guard(service), settings.handshake_timeout_s)
         config = uvicorn.Config(
             build_app(service),

@@ -27,6 +27,7 @@ from chargewatch.catalog import get_session
 from chargewatch.events import EventDecoder, format_ts, parse_ts
 from chargewatch.flags import Flag, query_flags
 from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd
+from chargewatch.leases import LeaseBook
 from chargewatch.schema import RX_BAND_NS
 from chargewatch.state import StateStore
 from ingest.files import ingest_stream
@@ -152,7 +153,9 @@ def test_the_survivor_takes_over_a_killed_instance_s_partitions(
             f"({took_s / INTERVAL_S:.2f} intervals of {INTERVAL_S} s)"
         )
         wait_for(lambda: judged_since(state, killed_ns), timeout_s=60)  # all judged by b since
+        survivor = str(b.health()["instance_id"])
         b.kill(signal.SIGTERM)
+        assert LeaseBook(state, survivor, ttl_ns=S).mine("detect:") == []  # a clean stop gives back
 
         with InfluxClient(url=influxd.url, database=database) as client:
             flags = query_flags(client, 0, 2**62)
