@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import create_engine, text
@@ -147,6 +148,8 @@ def test_the_survivor_takes_over_a_killed_instance_s_partitions(
         a.kill(signal.SIGKILL)
         killed_ns = time.time_ns()
         wait_for(lambda: held(b) == set(range(PARTS)), timeout_s=60)
+        viewer = b.cli("keys", "create", "--role", "viewer")
+        assert metric(b, viewer, "chargewatch_detect_partitions_held") == PARTS
         took_s = (time.time_ns() - killed_ns) / S
         logger.info(
             f"partitions {sorted(lost)} taken over {took_s:.1f} s after SIGKILL "
@@ -179,6 +182,12 @@ def test_the_survivor_takes_over_a_killed_instance_s_partitions(
             if serve.process is not None:
                 serve.kill(signal.SIGTERM)
         state.close()
+
+
+def metric(serve: ServeProcess, key: str, name: str) -> float:
+    text = httpx.get(f"{serve.url}/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    [value] = [line.split()[-1] for line in text.splitlines() if line.startswith(f"{name} ")]
+    return float(value)
 
 
 def catalogued_stations(state: StateStore) -> set[str]:
