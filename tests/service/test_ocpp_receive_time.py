@@ -50,4 +50,5 @@ def test_a_1970_stamped_ocpp_reading_is_indexed_by_its_receive_time(
         wait_for(lambda: count(influxd.url, database, "reading") == 2)
         assert count(influxd.url, database, "reading_rx") == 1  # only the 1970 one
     finally:
-        serve.kill(signal.SIGTERM)
+        code = serve.kill(signal.SIGTERM)
+    assert code == 0  # a stop asked for is a clean exit
