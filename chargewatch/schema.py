@@ -429,7 +429,7 @@ def _select(measurement: str, since_ns: int, until_ns: int, *, group: bool = Tru
     return f"SELECT * FROM {quote_ident(measurement)} WHERE {where}{by}"
 
 
-def _rows(series: Iterable[Series]) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
+def series_rows(series: Iterable[Series]) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
     """Each row of each series as (tags, {column: value}); NaN and None mean "not measured"."""
     for s in series:
         names = list(s.columns)
@@ -437,11 +437,53 @@ def _rows(series: Iterable[Series]) -> Iterator[tuple[dict[str, str], dict[str, 
             yield s.tags, dict(zip(names, values, strict=True))
 
 
-def _text(value: Any) -> str | None:
+def session_starts(series: Iterable[Series]) -> list[SessionStart]:
+    """The ``session_start`` points of ``series`` as events (a point without its session id or
+    pseudonym, which ingest never writes, is left out)."""
+    out = []
+    for tags, row in series_rows(series):
+        session_id, pseudonym = (
+            text_value(row.get("session_id")),
+            text_value(row.get("id_pseudonym")),
+        )
+        if session_id is not None and pseudonym is not None:
+            out.append(
+                SessionStart(
+                    int(row["time"]),
+                    tags["station_id"],
+                    int(tags["connector_id"]),
+                    session_id,
+                    pseudonym,
+                    number_value(row.get("meter_start_wh")),
+                )
+            )
+    return out
+
+
+def session_stops(series: Iterable[Series]) -> list[SessionStop]:
+    """The ``session_stop`` points of ``series`` as events."""
+    out = []
+    for tags, row in series_rows(series):
+        session_id = text_value(row.get("session_id"))
+        if session_id is not None:
+            out.append(
+                SessionStop(
+                    int(row["time"]),
+                    tags["station_id"],
+                    int(tags["connector_id"]),
+                    session_id,
+                    number_value(row.get("meter_stop_wh")),
+                    text_value(row.get("reason")),
+                )
+            )
+    return out
+
+
+def text_value(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _number(value: Any) -> float | None:
+def number_value(value: Any) -> float | None:
     return float(value) if isinstance(value, float | int) and value == value else None
 
 
@@ -464,34 +506,8 @@ def read_events(
     sent in a millisecond comes back in that millisecond."""
     events: list[Event] = []
     starts_from = since_ns - lookback.session_ns
-    starts: list[SessionStart] = []
-    for tags, row in _rows(client.query(_select(EventType.SESSION_START, starts_from, until_ns))):
-        session_id, pseudonym = _text(row.get("session_id")), _text(row.get("id_pseudonym"))
-        if session_id is not None and pseudonym is not None:
-            starts.append(
-                SessionStart(
-                    int(row["time"]),
-                    tags["station_id"],
-                    int(tags["connector_id"]),
-                    session_id,
-                    pseudonym,
-                    _number(row.get("meter_start_wh")),
-                )
-            )
-    stops: list[SessionStop] = []
-    for tags, row in _rows(client.query(_select(EventType.SESSION_STOP, starts_from, until_ns))):
-        session_id = _text(row.get("session_id"))
-        if session_id is not None:
-            stops.append(
-                SessionStop(
-                    int(row["time"]),
-                    tags["station_id"],
-                    int(tags["connector_id"]),
-                    session_id,
-                    _number(row.get("meter_stop_wh")),
-                    _text(row.get("reason")),
-                )
-            )
+    starts = session_starts(client.query(_select(EventType.SESSION_START, starts_from, until_ns)))
+    stops = session_stops(client.query(_select(EventType.SESSION_STOP, starts_from, until_ns)))
     # Readings are read from the earliest start of a session this window judges (one that stops
     # in it or is still open), not from the whole look-back.
     stopped_before = {stop.session_id for stop in stops if stop.ts_ns < since_ns}
@@ -499,19 +515,19 @@ def read_events(
     earliest = min([since_ns, *judged])
     events += starts
     events += stops
-    for tags, row in _rows(client.query(_select(EventType.READING, earliest, until_ns))):
-        values = [_number(row.get(name)) for name in READING_FIELDS]
+    for tags, row in series_rows(client.query(_select(EventType.READING, earliest, until_ns))):
+        values = [number_value(row.get(name)) for name in READING_FIELDS]
         events.append(
             Reading(
                 int(row["time"]),
                 tags["station_id"],
                 int(tags["connector_id"]),
-                _text(row.get("session_id")),
+                text_value(row.get("session_id")),
                 *values,
             )
         )
     status_from = earliest - lookback.status_ns
-    for tags, row in _rows(client.query(_select(EventType.STATUS, status_from, until_ns))):
+    for tags, row in series_rows(client.query(_select(EventType.STATUS, status_from, until_ns))):
         try:
             status = ChargePointStatus(str(row.get("status")))
             error = ChargePointErrorCode(str(row.get("error_code") or "NoError"))
@@ -524,8 +540,8 @@ def read_events(
         )
     auth_from = earliest - lookback.authorize_ns
     query = _select(EventType.AUTHORIZE, auth_from, until_ns, group=False)
-    for tags, row in _rows(client.query(query)):
-        pseudonym = _text(row.get("id_pseudonym"))
+    for tags, row in series_rows(client.query(query)):
+        pseudonym = text_value(row.get("id_pseudonym"))
         try:
             result = AuthorizationStatus(str(row.get("result")))
         except ValueError:
@@ -585,7 +601,7 @@ def read_station_liveness(
         ' GROUP BY "station_id", "event" ORDER BY time DESC LIMIT 1'
     )
     by_station: dict[str, list[StationEvent]] = {}
-    for _tags, row in _rows(client.query(f"SELECT * FROM ({latest}) ORDER BY time DESC")):
+    for _tags, row in series_rows(client.query(f"SELECT * FROM ({latest}) ORDER BY time DESC")):
         event = _station_event(row)
         if event is not None:
             by_station.setdefault(event.station_id, []).append(event)
@@ -614,17 +630,17 @@ def _station_event(row: dict[str, Any]) -> StationEvent | None:
         kind = StationEventKind(str(row.get("event")))
     except ValueError:
         return None  # written by something else: not ours to guess
-    station_id = _text(row.get("station_id"))
+    station_id = text_value(row.get("station_id"))
     if station_id is None:
         return None
     return StationEvent(
         int(row["time"]),
         station_id,
         kind,
-        vendor=_text(row.get("vendor")),
-        model=_text(row.get("model")),
-        firmware=_text(row.get("firmware")),
-        ocpp_version=_text(row.get("ocpp_version")),
-        heartbeat_interval_s=_number(row.get("heartbeat_interval_s")),
-        reason=_text(row.get("reason")),
+        vendor=text_value(row.get("vendor")),
+        model=text_value(row.get("model")),
+        firmware=text_value(row.get("firmware")),
+        ocpp_version=text_value(row.get("ocpp_version")),
+        heartbeat_interval_s=number_value(row.get("heartbeat_interval_s")),
+        reason=text_value(row.get("reason")),
     )

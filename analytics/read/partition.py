@@ -29,7 +29,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -53,6 +52,10 @@ from chargewatch.schema import (
     RX_MEASUREMENT,
     Lookback,
     reading_stamp_ns,
+    series_rows,
+    session_starts,
+    session_stops,
+    text_value,
 )
 
 __all__ = [
@@ -161,19 +164,13 @@ def _select(measurement: str, where: str, since_ns: int, until_ns: int, fields: 
     )
 
 
-def _rows(series: Iterable[Series]) -> Iterable[tuple[dict[str, str], dict[str, Any]]]:
-    for s in series:
-        names = list(s.columns)
-        for values in zip(*(s.columns[name].tolist() for name in names), strict=True):
-            yield s.tags, dict(zip(names, values, strict=True))
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, float | int) and value == value else None
+def _starts_and_stops(where: str, from_ns: int, until_ns: int) -> str:
+    """The two statements reading session starts and stops, one series per connector."""
+    by = ' GROUP BY "station_id", "connector_id"'
+    return "; ".join(
+        _select(measurement, where, from_ns, until_ns) + by
+        for measurement in (EventType.SESSION_START, EventType.SESSION_STOP)
+    )
 
 
 def read_sessions(
@@ -187,19 +184,13 @@ def read_sessions(
     """The starts and stops of ``stations`` over the look-back, and which sessions the window
     judges (module docstring): one request."""
     where = _where_stations(stations)
-    starts_from = since_ns - lookback.session_ns
-    by_stations = ' GROUP BY "station_id", "connector_id"'
     found = client.query(
-        _select(EventType.SESSION_START, where, starts_from, until_ns)
-        + by_stations
-        + "; "
-        + _select(EventType.SESSION_STOP, where, starts_from, until_ns)
-        + by_stations
+        _starts_and_stops(where, since_ns - lookback.session_ns, until_ns)
         + "; "
         + _select(RX_MEASUREMENT, where, since_ns, until_ns, '"session_id", "ts_s"')
     )
-    starts = _starts([s for s in found if s.name == EventType.SESSION_START])
-    stops = _stops([s for s in found if s.name == EventType.SESSION_STOP])
+    starts = session_starts([s for s in found if s.name == EventType.SESSION_START])
+    stops = session_stops([s for s in found if s.name == EventType.SESSION_STOP])
     stop_of = {stop.session_id: stop.ts_ns for stop in stops}
     late = _late_sessions([s for s in found if s.name == RX_MEASUREMENT], since_ns, stop_of)
     for session_id in _late_stops([s for s in found if s.name == EventType.SESSION_STOP], since_ns):
@@ -222,18 +213,11 @@ def read_spans(
     """Only the session starts and stops of ``stations`` over the look-back (the kinds judged
     across partitions compare sessions by their spans alone): for stations whose rows another
     instance judges, so nothing of theirs is judged here (``judged`` is empty)."""
-    where = _where_stations(stations)
-    starts_from = since_ns - lookback.session_ns
-    by_stations = ' GROUP BY "station_id", "connector_id"'
     found = client.query(
-        _select(EventType.SESSION_START, where, starts_from, until_ns)
-        + by_stations
-        + "; "
-        + _select(EventType.SESSION_STOP, where, starts_from, until_ns)
-        + by_stations
+        _starts_and_stops(_where_stations(stations), since_ns - lookback.session_ns, until_ns)
     )
-    starts = _starts([s for s in found if s.name == EventType.SESSION_START])
-    stops = _stops([s for s in found if s.name == EventType.SESSION_STOP])
+    starts = session_starts([s for s in found if s.name == EventType.SESSION_START])
+    stops = session_stops([s for s in found if s.name == EventType.SESSION_STOP])
     return SessionEvents(starts, stops, judged=set(), late={}, earliest_ns=since_ns)
 
 
@@ -310,49 +294,13 @@ def _keep(
     )
 
 
-def _starts(series: list[Series]) -> list[SessionStart]:
-    out = []
-    for tags, row in _rows(series):
-        session_id, pseudonym = _text(row.get("session_id")), _text(row.get("id_pseudonym"))
-        if session_id is not None and pseudonym is not None:
-            out.append(
-                SessionStart(
-                    int(row["time"]),
-                    tags["station_id"],
-                    int(tags["connector_id"]),
-                    session_id,
-                    pseudonym,
-                    _number(row.get("meter_start_wh")),
-                )
-            )
-    return out
-
-
-def _stops(series: list[Series]) -> list[SessionStop]:
-    out = []
-    for tags, row in _rows(series):
-        session_id = _text(row.get("session_id"))
-        if session_id is not None:
-            out.append(
-                SessionStop(
-                    int(row["time"]),
-                    tags["station_id"],
-                    int(tags["connector_id"]),
-                    session_id,
-                    _number(row.get("meter_stop_wh")),
-                    _text(row.get("reason")),
-                )
-            )
-    return out
-
-
 def _late_sessions(series: list[Series], since_ns: int, stop_of: dict[str, int]) -> dict[str, int]:
     """Sessions that stopped before the window and got readings received in it: their last
     judgement did not see them, so they are judged again. (Readings received in the window
     of a session still open or stopping in it are judged with it anyway.)"""
     late: dict[str, int] = {}
-    for _tags, row in _rows(series):
-        session_id = _text(row.get("session_id"))
+    for _tags, row in series_rows(series):
+        session_id = text_value(row.get("session_id"))
         if session_id is not None and stop_of.get(session_id, since_ns) < since_ns:
             late[session_id] = late.get(session_id, 0) + 1
     return late
@@ -361,8 +309,8 @@ def _late_sessions(series: list[Series], since_ns: int, stop_of: dict[str, int])
 def _late_stops(series: list[Series], since_ns: int) -> list[str]:
     """Sessions whose stop is stamped before the window but was received in it."""
     late = []
-    for _tags, row in _rows(series):
-        rx, session_id = row.get(RX_FIELD), _text(row.get("session_id"))
+    for _tags, row in series_rows(series):
+        rx, session_id = row.get(RX_FIELD), text_value(row.get("session_id"))
         if session_id is None or not isinstance(rx, float) or rx != rx:
             continue  # a stop stored without its receive time (before it was recorded)
         if rx * 1000 >= since_ns and int(row["time"]) < since_ns:
@@ -587,7 +535,7 @@ def _rows_of(s: Series, mask: np.ndarray) -> Series:
 def _statuses(client: InfluxClient, where: str, since_ns: int, until_ns: int) -> list[Event]:
     query = _select(EventType.STATUS, where, since_ns, until_ns, '"status", "error_code"')
     out: list[Event] = []
-    for tags, row in _rows(client.query(query + ' GROUP BY "station_id", "connector_id"')):
+    for tags, row in series_rows(client.query(query + ' GROUP BY "station_id", "connector_id"')):
         try:
             status = ChargePointStatus(str(row.get("status")))
             error = ChargePointErrorCode(str(row.get("error_code") or "NoError"))
@@ -604,8 +552,8 @@ def _statuses(client: InfluxClient, where: str, since_ns: int, until_ns: int) ->
 def _authorizations(client: InfluxClient, where: str, since_ns: int, until_ns: int) -> list[Event]:
     query = _select(EventType.AUTHORIZE, where, since_ns, until_ns, '"id_pseudonym", "result"')
     out: list[Event] = []
-    for tags, row in _rows(client.query(query + ' GROUP BY "station_id"')):
-        pseudonym = _text(row.get("id_pseudonym"))
+    for tags, row in series_rows(client.query(query + ' GROUP BY "station_id"')):
+        pseudonym = text_value(row.get("id_pseudonym"))
         try:
             result = AuthorizationStatus(str(row.get("result")))
         except ValueError:

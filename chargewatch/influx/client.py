@@ -197,26 +197,9 @@ class InfluxClient:
         ``InfluxRequestError`` with the server's message (``InfluxNotFoundError`` for a missing
         database).
         """
-        if epoch not in _PRECISIONS:
-            raise ValueError(f"epoch must be one of {sorted(_PRECISIONS)}, not {epoch!r}")
-        form = {
-            "q": influxql,
-            "db": self.database,
-            "epoch": epoch,
-            "chunked": "true",
-            "chunk_size": str(_QUERY_CHUNK_ROWS),
-        }
-        response, _ = self._request("POST", "/query", data=form, stream=True)
-        try:
-            assembler = _SeriesAssembler()
-            for chunk in _json_lines(response):
-                assembler.add(chunk)
-        except httpx.HTTPError as exc:
-            raise InfluxConnectionError(
-                f"the answer of InfluxDB at {self.url} broke off while it was read: {exc}"
-            ) from exc
-        finally:
-            response.close()
+        assembler = _SeriesAssembler()
+        for chunk in self._chunks(influxql, epoch):
+            assembler.add(chunk)
         return assembler.series()
 
     def iter_query(self, influxql: str, *, epoch: str = "ns") -> Iterator[Series]:
@@ -224,6 +207,14 @@ class InfluxClient:
         it is read, so a reader that folds them into its own columns never holds the whole
         answer as JSON objects. A series longer than a chunk comes in several parts (same name
         and tags, consecutive rows). Errors as ``query``."""
+        for chunk in self._chunks(influxql, epoch):
+            assembler = _SeriesAssembler()
+            assembler.add(chunk)
+            yield from assembler.series()
+
+    def _chunks(self, influxql: str, epoch: str) -> Iterator[Any]:
+        """The chunks of a streamed /query answer, each a parsed JSON object, as they are read;
+        the response is closed however the reading ends."""
         if epoch not in _PRECISIONS:
             raise ValueError(f"epoch must be one of {sorted(_PRECISIONS)}, not {epoch!r}")
         form = {
@@ -235,10 +226,7 @@ class InfluxClient:
         }
         response, _ = self._request("POST", "/query", data=form, stream=True)
         try:
-            for chunk in _json_lines(response):
-                assembler = _SeriesAssembler()
-                assembler.add(chunk)
-                yield from assembler.series()
+            yield from _json_lines(response)
         except httpx.HTTPError as exc:
             raise InfluxConnectionError(
                 f"the answer of InfluxDB at {self.url} broke off while it was read: {exc}"
