@@ -6,7 +6,9 @@ development and CI), started on a free loopback port with its files in a tempora
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,19 +16,54 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from alerts.server import LocalAlertmanager
 from chargewatch.influx import InfluxClient, LocalInfluxd, quote_ident
 from chargewatch.influx.server import free_port
 from chargewatch.settings import Settings
 
-__all__ = ["ADMIN", "ADMIN_PASSWORD", "free_port", "unique_database"]  # for the test modules
+__all__ = [  # for the test modules
+    "ADMIN",
+    "ADMIN_PASSWORD",
+    "POSTGRES_ADMIN_URL",
+    "free_port",
+    "postgres_database",
+    "unique_database",
+]
 
 ADMIN, ADMIN_PASSWORD = "admin", "s3cret'pass\"word"
 
 
 def unique_database() -> str:
     return f"test_{uuid.uuid4().hex[:12]}"
+
+
+# The PostgreSQL this machine and CI run (trust auth), for the state database's shared path.
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A new database on the PostgreSQL of this machine, its URL; dropped afterwards. Skips
+    the test when there is no PostgreSQL, unless CI is set (CI has one: a failure there)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:  # FORCE: a killed process may leave a session
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -3,22 +3,18 @@ reachable: a restart neither re-fires nor forgets."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from alerts.lifecycle import AlertRecord, Policy, Reason, plan_cycle, settle
 from alerts.model import Alert, make_alert
 from alerts.store import AlertQuery, AlertStore
 from chargewatch.state import StateStore
+from tests.conftest import postgres_database
 
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 POLICY = Policy(interval=MINUTE, max_backdate=60 * MINUTE)
@@ -29,20 +25,8 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    name = f"cw_alerts_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise  # CI has PostgreSQL: its absence there is a failure, not a skip
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("cw_alerts") as url:
+        yield url
 
 
 def open_store(url: str) -> tuple[StateStore, AlertStore]:

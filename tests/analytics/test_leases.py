@@ -6,9 +6,7 @@ detection jobs sharing one fleet in a real InfluxDB, one of them dying half-way.
 from __future__ import annotations
 
 import io
-import os
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from analytics.jobs import DetectionJob
 from analytics.read.partition import partition_of, partition_stations
@@ -29,8 +25,8 @@ from chargewatch.state import StateStore
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
 from simulator import SimulationConfig, simulate
+from tests.conftest import postgres_database
 
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 S = 1_000_000_000
 INTERVAL = 30 * S  # the job's interval in serve (its default)
 TTL = 2 * INTERVAL  # a lease lasts two intervals (analytics.jobs)
@@ -46,20 +42,8 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    name = f"cw_leases_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise  # CI has PostgreSQL: its absence there is a failure, not a skip
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("cw_leases") as url:
+        yield url
 
 
 @pytest.fixture

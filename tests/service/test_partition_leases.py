@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import signal
 import time
 import uuid
@@ -20,8 +19,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 from analytics.read.partition import partition_of
 from chargewatch.catalog import get_session
@@ -34,12 +32,12 @@ from chargewatch.state import StateStore
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
 from simulator import SimulationConfig, simulate
+from tests.conftest import postgres_database
 
 from .test_serve import ServeProcess, wait_for
 
 logger = logging.getLogger(__name__)
 
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 S = 1_000_000_000
 INTERVAL_S = 3  # the job's interval: short, so the test waits seconds, not minutes
 PARTS = 6
@@ -48,20 +46,8 @@ SETTLE_NS = RX_BAND_NS  # the job's cursor rests this far behind its run (analyt
 
 @pytest.fixture
 def state_url() -> Iterator[str]:
-    name = f"cw_serve_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise  # CI has PostgreSQL: its absence there is a failure, not a skip
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("cw_serve") as url:
+        yield url
 
 
 @pytest.fixture

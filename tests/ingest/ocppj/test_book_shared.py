@@ -17,17 +17,13 @@ database of its own per test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select, text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -36,34 +32,12 @@ from chargewatch.state import StateError, StateStore
 from ingest.ocppj import OcppGateway
 from ingest.ocppj.book import MAX_OPEN_PER_STATION, OpenTransaction, StartKey
 from ingest.ocppj.shared_book import OpenTransactionRow, SharedBook
+from tests.conftest import postgres_database
 
 from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
 
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T = "2026-11-24T08:15:00Z"
 T_NS = 1_795_508_100_000_000_000  # T in ns
-
-
-@contextlib.contextmanager
-def postgres_database(prefix: str) -> Iterator[str]:
-    """A new database on the PostgreSQL of this machine, its URL; dropped afterwards. Skips
-    the test when there is no PostgreSQL, unless CI is set (CI has one: a failure there)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:  # FORCE: a killed process may leave a session
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
