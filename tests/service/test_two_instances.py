@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from chargewatch.influx import InfluxClient, LocalInfluxd
+from tests.conftest import postgres_database
 
-from ..ingest.ocppj.test_book_shared import postgres_database
 from .test_alerts_live_e2e import LiveStation, live_station, stamp
 from .test_ocpp_abuse import LoggedServe
 from .test_serve import wait_for
