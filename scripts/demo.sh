@@ -27,9 +27,11 @@ port="${PORT:-8000}"
 free_port() { $py -c "from chargewatch.influx.server import free_port; print(free_port())"; }
 
 $cw influxd start
+# --close-open: yesterday's sessions still charging at midnight are stopped there; left open,
+# each would be a day of missing readings next to the live fleet's data of today.
 $cw simulate --stations "${STATIONS:-100}" --hours 24 --seed "${SEED:-1}" \
     --start "$(date -u -d yesterday +%Y-%m-%dT00:00:00Z)" \
-    --out "$data/fleet.jsonl" --labels "$data/labels.jsonl"
+    --out "$data/fleet.jsonl" --labels "$data/labels.jsonl" --close-open
 $cw ingest "$data/fleet.jsonl"
 $cw detect --input "$data/fleet.jsonl" --output "$data/flags.jsonl"
 $cw evaluate --flags "$data/flags.jsonl" --labels "$data/labels.jsonl" --events "$data/fleet.jsonl"

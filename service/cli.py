@@ -112,6 +112,13 @@ def simulate(
         Path | None,
         typer.Option("--stations-out", help="Also write the stations' sites and ratings (CSV)."),
     ] = None,
+    close_open: Annotated[
+        bool,
+        typer.Option(
+            "--close-open",
+            help="Stop the sessions still charging a minute before the end (no open sessions).",
+        ),
+    ] = False,
 ) -> None:
     """Write a realistic, labeled fleet in the event format (deterministic for a seed);
     with --live, then replay it to a running service, one OCPP WebSocket per station."""
@@ -128,7 +135,12 @@ def simulate(
     if start_at.tzinfo is None:
         fail(f"--start {start!r} has no zone (add Z or an offset like +01:00)")
     config = SimulationConfig(
-        stations=stations, hours=hours, seed=seed, start=start_at, anomaly_rate=anomaly_rate
+        stations=stations,
+        hours=hours,
+        seed=seed,
+        start=start_at,
+        anomaly_rate=anomaly_rate,
+        close_at_end=close_open,
     )
     began = time.perf_counter()
     try:

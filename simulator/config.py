@@ -31,6 +31,10 @@ class SimulationConfig:
     # some upload what they buffered during a lost link after the session stopped (link.py);
     # False writes every line plainly and in time (the same events, labels and physics)
     message_variety: bool = True
+    # True: a session still charging when the run ends is stopped just before the end (a
+    # StopTransaction), so the file holds no open session. A demo of one past day wants this:
+    # open sessions of yesterday would read as a day of missing readings against today's data.
+    close_at_end: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.stations, bool) or not isinstance(self.stations, int):

@@ -80,6 +80,7 @@ def simulate(
                 rng,
                 buffer,
                 late_uploads=config.message_variety,
+                close_at_end=config.close_at_end,
             ).run()
             labels += result.labels
             spans.update(result.spans)

@@ -46,6 +46,9 @@ _DT_AC_S = 5.0
 _DT_DC_S = 2.0
 _RAMP_DOWN_DC_S = 6.0
 _RAMP_DOWN_AC_S = 5.0
+# close_at_end: the stop comes this long before the run's end, so that it and the last reading
+# (at most one sampling interval earlier) are written
+_CLOSE_MARGIN_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class StationRun:
         buffer: EventBuffer,
         *,
         late_uploads: bool = False,
+        close_at_end: bool = False,
     ) -> None:
         self.plan = plan
         self.station: StationSpec = plan.station
@@ -81,6 +85,10 @@ class StationRun:
         self.sensors = StationSensors(self.station, rng)
         # lost links (link.py) from a child stream: they take no draw from the station's own
         self.link_rng = rng.spawn(1)[0] if late_uploads else None
+        # sessions are cut here: the run's end, or just before it when they are to be stopped
+        # (a stop at the end itself would not be written: nothing is sent at or after the end);
+        # one that starts later than that stays open
+        self.cut_ms = end_ms - _CLOSE_MARGIN_MS if close_at_end else end_ms
 
     def run(self) -> StationResult:
         for connector in range(1, self.station.connectors + 1):
@@ -207,6 +215,7 @@ class StationRun:
         st, rng = self.station, self.rng
         vehicle = VEHICLES[s.vehicle]
         start_ms = s.start_ms
+        cut_ms = self.cut_ms if start_ms < self.cut_ms - 1_000 else self.end_ms
         spec = ChargeSpec(
             capability_w=capability_for(st, s),
             soc0_pct=s.soc0_pct,
@@ -217,7 +226,7 @@ class StationRun:
             ramp_s=s.ramp_s,
             ramp_down_s=_RAMP_DOWN_DC_S if st.is_dc else _RAMP_DOWN_AC_S,
             dt_s=_DT_DC_S if st.is_dc else _DT_AC_S,
-            until_s=(min(s.departure_ms, self.end_ms) - start_ms) / 1000.0,
+            until_s=(min(s.departure_ms, cut_ms) - start_ms) / 1000.0,
             linger_s=s.linger_s,
             limits=tuple(s.limits),
             derates=tuple(s.derates),

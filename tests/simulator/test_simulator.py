@@ -252,6 +252,32 @@ def test_summary_counts_what_the_files_hold(fleet: Fleet) -> None:
     assert summary.labels_by_kind == {k: len(fleet.labeled(k)) for k in KINDS}
 
 
+def test_close_at_end_stops_every_session_before_the_end(tmp_path: Path) -> None:
+    def open_sessions(events_path: Path) -> tuple[set[str], int]:
+        started: set[str] = set()
+        stopped: set[str] = set()
+        last_ms = 0
+        for line in events_path.read_bytes().splitlines():
+            event = orjson.loads(line)
+            if event["type"] == "session_start":
+                started.add(event["session_id"])
+            elif event["type"] == "session_stop":
+                stopped.add(event["session_id"])
+            stamp = datetime.fromisoformat(event["ts"]).timestamp() * 1000
+            last_ms = max(last_ms, int(stamp))
+        return started - stopped, last_ms
+
+    # late evening: at the end of a 20 h run many cars are still charging
+    _, cut_events, _ = run(tmp_path / "cut", hours=20.0, stations=12, seed=5)
+    _, closed_events, _ = run(tmp_path / "closed", hours=20.0, stations=12, seed=5, close_at_end=True)
+    still_open, _ = open_sessions(cut_events)
+    assert still_open, "the plain run must leave sessions open at its end (else this shows nothing)"
+    none_open, last_ms = open_sessions(closed_events)
+    end_ms = START.timestamp() * 1000 + 20 * 3_600_000
+    assert none_open == set()
+    assert last_ms < end_ms
+
+
 def test_no_anomaly_rate_writes_no_labels(tmp_path: Path) -> None:
     summary, _, labels_path = run(tmp_path, anomaly_rate=0.0)
     assert labels_path.read_bytes() == b""
