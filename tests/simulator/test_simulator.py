@@ -269,7 +269,9 @@ def test_close_at_end_stops_every_session_before_the_end(tmp_path: Path) -> None
 
     # late evening: at the end of a 20 h run many cars are still charging
     _, cut_events, _ = run(tmp_path / "cut", hours=20.0, stations=12, seed=5)
-    _, closed_events, _ = run(tmp_path / "closed", hours=20.0, stations=12, seed=5, close_at_end=True)
+    _, closed_events, _ = run(
+        tmp_path / "closed", hours=20.0, stations=12, seed=5, close_at_end=True
+    )
     still_open, _ = open_sessions(cut_events)
     assert still_open, "the plain run must leave sessions open at its end (else this shows nothing)"
     none_open, last_ms = open_sessions(closed_events)
