@@ -100,10 +100,15 @@ class DataGap(BaseDetector):
         not_scored = not_scored_reason(prep)
         not_scored[is_none(batch.session_id)] = "readings outside any session"
 
+        is_open = batch.stop_ns == NO_TIME
+
         def describe(rows: np.ndarray) -> list[str]:
             where = ("between two readings", "after the session start", "before the stop")
+            # an open session's tail runs to the latest data, not to a stop it does not have
+            open_tail = "since the last reading, the session still open"
             return [
-                f"no reading for {fmt_span(gap[i])} {where[which[i]]} "
+                f"no reading for {fmt_span(gap[i])} "
+                f"{open_tail if which[i] == 2 and is_open[i] else where[which[i]]} "
                 f"({gap[i] / interval[i]:.0f} sampling intervals of {interval[i]:.0f} s)"
                 for i in rows
             ]

@@ -33,3 +33,13 @@ def test_a_session_silent_while_others_report_has_a_gap() -> None:
 def test_sessions_silent_with_everything_else_have_none() -> None:
     events = open_session(range(0, 31), "A", 1) + open_session(range(0, 29), "B", 2)
     assert flagged(events, now_min=600) == {"A": False, "B": False}
+
+
+def test_an_open_sessions_reason_names_no_stop() -> None:
+    events = open_session(range(0, 31), "A", 1) + open_session(range(0, 91), "B", 2)
+    batch = assemble(numbered(events))
+    result = DataGap().fit(batch).score(batch, now_ns=at(91))
+    reasons = dict(zip(batch.session_id.tolist(), result.reason.tolist(), strict=True))
+    assert reasons["A"].startswith("no reading for 60 min since the last reading")
+    assert "still open" in reasons["A"]
+    assert "stop" not in reasons["A"]
