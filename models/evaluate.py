@@ -29,8 +29,10 @@ __all__ = [
     "Evaluation",
     "KindScore",
     "Label",
+    "Outcomes",
     "count_sessions",
     "evaluate",
+    "match",
     "read_labels",
 ]
 
@@ -151,16 +153,21 @@ def _score(kind: str, flags: int, labels: int, tp: int, found: int, false_alarms
     return KindScore(kind, flags, labels, tp, found, false_alarms, precision, recall, f1)
 
 
-def evaluate(
-    flags: Sequence[Flag],
-    labels: Iterable[Label],
-    *,
-    sessions: int | None = None,
-    slack_ns: int = DEFAULT_SLACK_NS,
-) -> Evaluation:
-    """Score ``flags`` against ``labels``; ``sessions`` is the data set's session count (for the
-    fraction of normal sessions flagged)."""
-    labels = list(labels)
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """What matching found, item by item: ``matched[i]`` when ``flags[i]`` matches a label (a
+    true positive), ``normal[i]`` when it fell on a session (or connector span) with no label
+    at all, ``found[j]`` when ``labels[j]`` was matched by at least one flag."""
+
+    matched: list[bool]
+    normal: list[bool]
+    found: list[bool]
+
+
+def match(
+    flags: Sequence[Flag], labels: Sequence[Label], *, slack_ns: int = DEFAULT_SLACK_NS
+) -> Outcomes:
+    """Match ``flags`` with ``labels`` (the module docstring's rules)."""
     by_session: dict[tuple[str, str], list[int]] = defaultdict(list)
     by_connector: dict[tuple[str, int, str], list[int]] = defaultdict(list)
     labelled_sessions = {label.session_id for label in labels if label.session_id is not None}
@@ -177,10 +184,9 @@ def evaluate(
     def overlaps(flag: Flag, start_ns: int, end_ns: int) -> bool:
         return flag.start_ns <= end_ns + slack_ns and start_ns <= flag.end_ns + slack_ns
 
-    found: set[int] = set()
-    tp: dict[str, int] = defaultdict(int)
-    false_alarms: dict[str, int] = defaultdict(int)
-    flagged_normal: set[str] = set()
+    found = [False] * len(labels)
+    matched: list[bool] = []
+    normal: list[bool] = []
     for flag in flags:
         matches: list[int] = []
         if flag.session_id is not None:
@@ -192,19 +198,42 @@ def evaluate(
             if (flag.session_id is None or labels[i].session_id is None)
             and overlaps(flag, labels[i].start_ns, labels[i].end_ns)
         ]
+        for i in matches:
+            found[i] = True
+        matched.append(bool(matches))
         if matches:
-            tp[flag.kind] += 1
-            found.update(matches)
-            continue
-        if flag.session_id is not None:
-            normal = flag.session_id not in labelled_sessions
-            if normal:
-                flagged_normal.add(flag.session_id)
+            normal.append(False)
+        elif flag.session_id is not None:
+            normal.append(flag.session_id not in labelled_sessions)
         else:
             spans = connector_spans.get((flag.station_id, flag.connector_id), ())
-            normal = not any(overlaps(flag, start, end) for start, end in spans)
-        if normal:
+            normal.append(not any(overlaps(flag, start, end) for start, end in spans))
+    return Outcomes(matched=matched, normal=normal, found=found)
+
+
+def evaluate(
+    flags: Sequence[Flag],
+    labels: Iterable[Label],
+    *,
+    sessions: int | None = None,
+    slack_ns: int = DEFAULT_SLACK_NS,
+) -> Evaluation:
+    """Score ``flags`` against ``labels``; ``sessions`` is the data set's session count (for the
+    fraction of normal sessions flagged)."""
+    labels = list(labels)
+    labelled_sessions = {label.session_id for label in labels if label.session_id is not None}
+    outcomes = match(flags, labels, slack_ns=slack_ns)
+    found = {j for j, hit in enumerate(outcomes.found) if hit}
+    tp: dict[str, int] = defaultdict(int)
+    false_alarms: dict[str, int] = defaultdict(int)
+    flagged_normal: set[str] = set()
+    for flag, hit, normal in zip(flags, outcomes.matched, outcomes.normal, strict=True):
+        if hit:
+            tp[flag.kind] += 1
+        elif normal:
             false_alarms[flag.kind] += 1
+            if flag.session_id is not None:
+                flagged_normal.add(flag.session_id)
 
     flag_count: dict[str, int] = defaultdict(int)
     label_count: dict[str, int] = defaultdict(int)
