@@ -7,12 +7,13 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import Table
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Table, create_engine, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
 from chargewatch.catalog import CatalogEntry, KindVerdict, SessionRow, get_session, upsert_sessions
 from chargewatch.state import StateStore
+from tests.conftest import postgres_database
 
 H = 3600 * 1_000_000_000
 
@@ -68,3 +69,39 @@ def test_a_catalogue_made_with_a_not_null_confidence_takes_none_and_keeps_its_ro
         assert kept is not None and kept.billing_confidence == 0.9
     finally:
         store.close()
+
+
+def test_a_postgresql_catalogue_made_with_a_not_null_confidence_takes_none() -> None:
+    table = CatalogEntry.__table__
+    assert isinstance(table, Table)
+    with postgres_database("cw_catalog_migrate") as url:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as old:  # the table as the first version made it
+                ddl = str(CreateTable(table).compile(dialect=postgresql.dialect()))
+                assert "billing_confidence FLOAT," in ddl
+                old.execute(
+                    text(
+                        ddl.replace(
+                            "billing_confidence FLOAT,", "billing_confidence FLOAT NOT NULL,"
+                        )
+                    )
+                )
+                old.execute(
+                    text(
+                        "INSERT INTO session_catalog (session_id, station_id, connector_id, "
+                        "start_ns, billing_confidence, billing_notes, duration_s, flagged_kinds, "
+                        "flagged, updated_at_ns, verdicts) VALUES ('old', 'ST-1', 1, 7, 0.9, "
+                        "'[]', 60.0, '', false, 1, '[]')"
+                    )
+                )
+        finally:
+            engine.dispose()
+        store = StateStore(url)
+        try:
+            upsert_sessions(store, [ROW])
+            assert get_session(store, "s1") == ROW
+            kept = get_session(store, "old")
+            assert kept is not None and kept.billing_confidence == 0.9
+        finally:
+            store.close()
