@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Table, create_engine, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 
 from chargewatch.catalog import CatalogEntry, KindVerdict, SessionRow, get_session, upsert_sessions
@@ -78,7 +78,7 @@ def test_a_postgresql_catalogue_made_with_a_not_null_confidence_takes_none() -> 
         engine = create_engine(url)
         try:
             with engine.begin() as old:  # the table as the first version made it
-                ddl = str(CreateTable(table).compile(dialect=postgresql.dialect()))
+                ddl = str(CreateTable(table).compile(dialect=engine.dialect))
                 assert "billing_confidence FLOAT," in ddl
                 old.execute(
                     text(
