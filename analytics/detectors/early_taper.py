@@ -7,7 +7,7 @@ full, and power held down by a lower ``power_offered_w``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from typing import Any, Self
 
@@ -220,7 +220,7 @@ class EarlyTaper(BaseDetector):
         counts = np.zeros(floor.size, dtype=np.int64)
         learned = np.zeros(floor.size, dtype=bool)
         if batch.n_sessions and batch.n_steps:
-            prep = prepared(batch, HISTORY_COMPLETE_NS)
+            prep = _charged_soc(prepared(batch, HISTORY_COMPLETE_NS))
             rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
             features = self._features(prep, rated, learning=True)
             keep = features.cell >= 0
@@ -385,7 +385,7 @@ class EarlyTaper(BaseDetector):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
-        prep = prepared(batch, now_ns)
+        prep = _charged_soc(prepared(batch, now_ns))
         n = batch.n_sessions
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
         rows = np.flatnonzero(self._candidates(prep, rated))
@@ -705,3 +705,22 @@ def _group_quantile(
     pos = starts + np.floor(q * (counts - 1)).astype(np.int64)
     out[has] = sorted_values[pos[has]]
     return out, counts
+
+
+def _charged_soc(prep: Prepared) -> Prepared:
+    """``prep`` with each reported SoC raised to the highest reported before it in the session.
+
+    A battery taking energy does not lose charge, so where a car's SoC falls while it charges
+    the report is wrong, not the battery (``soc_inconsistent`` says so), and the car is at
+    least as full as it said earlier. Judged at the lower, wrong figure a car's own taper at
+    81 % looks like a derate at 63 % (a false early_taper on a session whose SoC dipped 18 %
+    for a minute). Readings without SoC stay without; a session whose SoC never falls is
+    returned as it is (no copy).
+    """
+    soc = prep.soc_pct
+    if soc.shape[1] < 2:
+        return prep
+    running = np.fmax.accumulate(soc, axis=1)  # NaN (no SoC) is skipped, not carried
+    if not np.any(soc[:, 1:] < running[:, :-1]):  # NaN compares False: no dip there
+        return prep
+    return replace(prep, soc_pct=np.where(np.isnan(soc), np.nan, running))

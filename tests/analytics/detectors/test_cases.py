@@ -100,6 +100,17 @@ def early_taper_dc_derated_to_the_end() -> list[Spec]:
     return [dc_charge([0, 55, 80, 100], [100, 100, 40, 10], derate=(10.0, 0.5))]
 
 
+def soc_dip_at_a_late_step() -> list[Spec]:
+    # a car's own step at 80 % SoC (50 -> 16 kW), but it reports 18 % less for a minute just
+    # as the step comes: the SoC is wrong (soc_inconsistent), the taper is not early (seen in a
+    # simulated fleet, seed 4242: "power fell ... at 63 % SoC")
+    spec = dc_charge([0, 80, 80.5, 100], [50, 50, 16, 16], soc0=52.0, minutes_total=60.0)
+    soc = np.asarray(spec.soc_pct, dtype=float)
+    step = int(np.argmax(soc >= 80.0))
+    soc[step - 2 : step + 4] -= 18.0
+    return [with_(spec, soc_pct=list(np.round(soc)))]
+
+
 def meter_stuck() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     e = np.asarray(spec.energy_wh)
@@ -301,6 +312,7 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         early_taper_ac_until_the_driver_leaves,
         {"early_taper"},
     ),
+    ("SoC dips as the car's own step comes", soc_dip_at_a_late_step, {"soc_inconsistent"}),
     ("meter_stuck", meter_stuck, {"meter_stuck"}),
     ("meter_backwards", meter_backwards, {"meter_backwards"}),
     ("meter reset to zero", meter_reset, {"meter_backwards"}),
