@@ -110,10 +110,9 @@ class DetectionJob:
         # ``analytics.learned.ModelSource``); None, or None returned: the built-in ones
         self.detectors = detectors
         # What each partition's last window read that the next one needs again (open
-        # sessions' readings) could be kept between runs (``detect_window(caches=...)``), but
-        # with it a session whose stop arrived late lost its wrong-clock readings in one test
-        # fleet: off until that is found, every window reads its sessions from InfluxDB.
-        self._caches: dict[tuple[str, ...], ReadingCache] | None = None
+        # sessions' readings): kept between runs (``detect_window(caches=...)``), rebuilt from
+        # InfluxDB after a restart or when a partition's stations change
+        self._caches: dict[tuple[str, ...], ReadingCache] = {}
 
     def cursor_name(self, partition: int) -> str:
         """The job cursor (and the lease) of a partition."""

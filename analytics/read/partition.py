@@ -233,26 +233,39 @@ def read_partition(
 ) -> tuple[PartitionEvents, ReadingCache]:
     """The events of ``stations`` needed to judge the window's ``sessions`` (``read_sessions``):
     readings, statuses and authorizations (module docstring); and what the next window can
-    take from memory. ``cache``, from the window just before, saves reading again what it
-    holds (ignored unless that window ended at ``since_ns``)."""
+    take from memory. ``cache``, from an earlier window, saves reading again what it holds
+    (ignored unless that window ended inside this one: at ``since_ns``, or after it when
+    windows overlap by the job's settle time)."""
     where = _where_stations(stations)
     earliest = sessions.earliest_ns
     floor = since_ns - lookback.session_ns
-    usable = cache if cache is not None and cache.until_ns == since_ns else None
+    usable = cache if cache is not None and since_ns <= cache.until_ns <= until_ns else None
     ranges = _ranges(sessions, since_ns, floor, usable)
     columns = _Columns()
     if usable is not None:
         columns.seed(usable.table, usable.keys, usable.session_ids)
-    side_from = since_ns if usable is not None else earliest
-    _read_readings(client, columns, where, since_ns, side_from, until_ns, ranges)
+    held = usable.open_sessions if usable is not None else set()
+    _read_readings(
+        client, columns, where, since_ns, _unheld_from(sessions, since_ns, held), until_ns, ranges
+    )
     table = columns.table(until_ns)
     readings = columns.columns(table)
     control: list[Event] = [*sessions.starts, *sessions.stops]
     control += _statuses(client, where, earliest - lookback.status_ns, until_ns)
     control += _authorizations(client, where, earliest - lookback.authorize_ns, until_ns)
     control.sort(key=lambda e: e.ts_ns)
-    kept = _keep(sessions, columns, table, until_ns, floor + (until_ns - since_ns))
+    kept = _keep(sessions, columns, table, until_ns, floor)
     return PartitionEvents(control=control, readings=readings), kept
+
+
+def _unheld_from(sessions: SessionEvents, since_ns: int, held: set[str]) -> int:
+    """Where readings indexed by receive time are read from: the earliest start of a judged
+    session that the cache does not hold whole, else the window's start. A session judged again
+    after it left the cache (late readings, or a stop received after the window that judged it
+    stopped) gets its wrong-clock readings back this way: stamped far off, they are found by
+    their receive time only, which may lie anywhere after its start."""
+    judged = sessions.judged - held
+    return min([since_ns, *(s.ts_ns for s in sessions.starts if s.session_id in judged)])
 
 
 def _keep(
@@ -283,7 +296,9 @@ def _keep(
         keep[has] = keep_session[session[has]]
     if columns.keys:
         from_by_code = np.array([orphans_from[key] for key in columns.keys], dtype=np.int64)
-        keep[~has] = table["point"][~has] >= from_by_code[key_code[~has]]
+        since = from_by_code[key_code[~has]]
+        # stamped since the stop, or received since (a wrong clock's reading, stamped far off)
+        keep[~has] = (table["point"][~has] >= since) | (table["rx"][~has] * 1000 >= since)
     return ReadingCache(
         until_ns=until_ns,
         open_sessions=open_ids,
