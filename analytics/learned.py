@@ -15,14 +15,23 @@ Found by reading every ``fit`` (``analytics.detectors``), what is learned from h
 The other kinds learn nothing (their ``fit`` only records that it ran). A version holds
 ``early_taper.npz`` (the band, its counts, where it was learned), ``station_ratings.npz`` and
 ``detectors.json`` (each kind's class and parameters, and the band's layout: a version whose
-bins are not this code's is refused).
+bins are not this code's is refused). Training adds two things no detector's ``fit`` learns:
+
+- ``thresholds.json``: each kind's score threshold, calibrated to a target false-alarm rate on
+  history judged normal (``analytics.calibration``), never below the rule's own;
+- ``novelty.npz``: the isolation forest that gives each session its ``novelty`` score
+  (``analytics.novelty``), a score beside the kinds that flags nothing.
+
+Both are optional on loading: a version made before them scores with the rules' thresholds and
+has no novelty model (``LearnedState.novelty`` None).
 
 ``ModelDetector`` scores with a version: at each ``fit`` (the detection job fits on every
 window) it fits a fresh detector of its kind on the window, as the built-in path does, then puts
 the version's learned state in place of what the window taught: the band as trained, and ratings
 that are the window's for stations whose rating is declared in the metadata, else the higher of
 the window's and the trained one (a rating is never below what the connector has been seen to
-offer or deliver, ``analytics.detectors.ratings``; the trained history saw more of it).
+offer or deliver, ``analytics.detectors.ratings``; the trained history saw more of it). Its
+``score`` is the detector's, with the kind's calibrated threshold applied.
 
 ``ModelSource`` is what the detection job asks at every run: it looks up the promoted version,
 loads it when it changed, and keeps the model it has when loading fails (logged and counted).
@@ -40,9 +49,11 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics.batch import SessionBatch
+from analytics.calibration import RULE_FLOOR, apply_threshold
 from analytics.detectors import DETECTORS, BaseDetector, EarlyTaper, KindResult, MeterMismatch
 from analytics.detectors import early_taper as taper
 from analytics.detectors.ratings import StationRatings, stations_of
+from analytics.novelty import FEATURE_NAMES, NoveltyError, NoveltyModel
 from chargewatch.errors import ChargewatchError
 from chargewatch.kinds import AnomalyKind
 from models.artifacts import ModelError
@@ -65,6 +76,8 @@ BUILT_IN = "built-in"  # what scores when no version is promoted
 TAPER_FILE = "early_taper.npz"
 RATINGS_FILE = "station_ratings.npz"
 DETECTORS_FILE = "detectors.json"
+THRESHOLDS_FILE = "thresholds.json"
+NOVELTY_FILE = "novelty.npz"
 DESCRIPTIONS = {
     TAPER_FILE: "early_taper reference band per (rated-power class, SoC/minutes-to-go bin): "
     "band (floor x band_margin, power over level), band_count (history readings per cell), "
@@ -73,12 +86,20 @@ DESCRIPTIONS = {
     "is above the declared or offered one, empty when not)",
     DETECTORS_FILE: "each kind's detector class and parameters, what it learned, and the "
     "band's layout (classes' rated-power edges, bins)",
+    THRESHOLDS_FILE: "each kind's score threshold (a row stays flagged above it) calibrated to "
+    "target_false_alarm_rate on history judged normal, and the rule's own floor under it",
+    NOVELTY_FILE: "the novelty isolation forest: per tree, each node's children (left, right; "
+    "-1 at a leaf), split feature and threshold, each leaf's path length (leaf_path); the "
+    "features' names and the medians that fill missing values (fill); norm = c(samples/tree)",
 }
 FEATURES = [
     "early_taper: power over the level power should hold (peak so far, capped by the offer), "
     "per reading past the ramp-up, binned by rated-power class and SoC (5 % bins) or, "
     "without SoC, minutes at peak power still to go (15 min bins)",
     "station ratings: declared rated power, highest power offered, highest power measured",
+    "thresholds: per kind, the rule's score on the training stations' rows, with the rows "
+    "judged normal (not flagged and not labelled, or an operator's negative) and the labels",
+    "novelty: per closed session, " + ", ".join(FEATURE_NAMES) + " (analytics.novelty)",
 ]
 _RATED_KINDS = (
     AnomalyKind.EARLY_TAPER,
@@ -108,6 +129,10 @@ class LearnedState:
     band_count: np.ndarray
     band_learned: np.ndarray
     ratings: StationRatings
+    # kind -> calibrated score threshold (analytics.calibration); a kind not named: its rule's
+    thresholds: dict[str, float] = field(default_factory=dict)
+    target_rate: float | None = None  # what the thresholds were calibrated to (None: not)
+    novelty: NoveltyModel | None = None
 
     # -- to and from a version's files ---------------------------------------------------------
 
@@ -118,7 +143,8 @@ class LearnedState:
             if notes is not None
             else np.full(self.ratings.station_ids.size, "", dtype=str)
         )
-        return {
+        novelty = {} if self.novelty is None else {NOVELTY_FILE: self.novelty.to_arrays()}
+        return novelty | {
             TAPER_FILE: {
                 "band": self.band.astype(np.float64),
                 "band_count": self.band_count.astype(np.int64),
@@ -132,7 +158,19 @@ class LearnedState:
         }
 
     def documents(self, n_fit_rows: int) -> dict[str, Any]:
-        return {
+        thresholds = {}
+        if self.target_rate is not None:
+            thresholds[THRESHOLDS_FILE] = {
+                "target_false_alarm_rate": self.target_rate,
+                "kinds": {
+                    kind.value: {
+                        "threshold": self.thresholds.get(kind.value, RULE_FLOOR[kind.value]),
+                        "floor": RULE_FLOOR[kind.value],
+                    }
+                    for kind in DETECTORS
+                },
+            }
+        return thresholds | {
             DETECTORS_FILE: {
                 "band_layout": band_layout(),
                 "detectors": {
@@ -180,19 +218,32 @@ class LearnedState:
             watts.astype(np.float64),
             np.array([str(n) if n else None for n in notes.tolist()], dtype=object),
         )
+        thresholds, target = _thresholds(model)
+        novelty = None
+        if NOVELTY_FILE in model.arrays:
+            try:
+                novelty = NoveltyModel.from_arrays(
+                    model.arrays[NOVELTY_FILE], where=f"{model.version}/{NOVELTY_FILE}"
+                )
+            except NoveltyError as exc:
+                raise ModelError(str(exc)) from None
         return cls(
             params=params,
             band=values,
             band_count=band["band_count"].astype(np.int64),
             band_learned=band["band_learned"].astype(bool),
             ratings=ratings,
+            thresholds=thresholds,
+            target_rate=target,
+            novelty=novelty,
         )
 
     # -- detectors ------------------------------------------------------------------------------
 
-    def detectors(self) -> list[ModelDetector]:
-        """One detector per kind, in ``DETECTORS`` order, scoring with this state."""
-        return [ModelDetector(self, kind) for kind in DETECTORS]
+    def detectors(self, *, calibrated: bool = True) -> list[ModelDetector]:
+        """One detector per kind, in ``DETECTORS`` order, scoring with this state; with the
+        rules' own thresholds when not ``calibrated`` (what calibration itself looks at)."""
+        return [ModelDetector(self, kind, calibrated=calibrated) for kind in DETECTORS]
 
 
 def learned_state(fitted: list[BaseDetector]) -> LearnedState:
@@ -217,11 +268,18 @@ class ModelDetector:
     """A detector of one kind that scores with a version's learned state (module docstring);
     the ``Detector`` protocol, as the pipeline needs it."""
 
-    def __init__(self, state: LearnedState, kind: AnomalyKind) -> None:
+    def __init__(self, state: LearnedState, kind: AnomalyKind, *, calibrated: bool = True) -> None:
         self._state = state
         self._kind = kind
         self._cls = DETECTORS[kind]
         self._inner: BaseDetector | None = None
+        self._floor = RULE_FLOOR[kind.value]
+        self._threshold = state.thresholds.get(kind.value, self._floor) if calibrated else None
+
+    @property
+    def threshold(self) -> float | None:
+        """The calibrated score threshold this detector applies (None: the rule's alone)."""
+        return self._threshold
 
     @property
     def kind(self) -> str:
@@ -252,7 +310,10 @@ class ModelDetector:
             from chargewatch.errors import NotFittedError
 
             raise NotFittedError(f"{self.kind}: the model's detector is not fitted on a window")
-        return self._inner.score(batch, now_ns=now_ns)
+        result = self._inner.score(batch, now_ns=now_ns)
+        if self._threshold is None:
+            return result
+        return apply_threshold(result, self._threshold, self._floor)
 
 
 def merge_ratings(
@@ -410,6 +471,34 @@ def _check_band_below_floor(
     above = int(np.count_nonzero(band > ceiling * (1 + 1e-9)))
     if above:
         raise ModelError(f"{where}: band is above the built-in floor in {above} cells")
+
+
+def _thresholds(model: LoadedModel) -> tuple[dict[str, float], float | None]:
+    """The calibrated thresholds of a version (none and None for one made before them), each
+    checked: a known kind, a number between the rule's floor and 1."""
+    doc = model.documents.get(THRESHOLDS_FILE)
+    if doc is None:
+        return {}, None
+    where = f"{model.version}/{THRESHOLDS_FILE}"
+    if not isinstance(doc, dict) or not isinstance(doc.get("kinds"), dict):
+        raise ModelError(f"{where}: field 'kinds' must be an object")
+    target = doc.get("target_false_alarm_rate")
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 <= target < 1:
+        raise ModelError(f"{where}: target_false_alarm_rate must be a number in [0, 1)")
+    out: dict[str, float] = {}
+    for kind, entry in doc["kinds"].items():
+        if kind not in RULE_FLOOR:
+            raise ModelError(f"{where}: kinds.{kind} is not an anomaly kind of this chargewatch")
+        value = entry.get("threshold") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ModelError(f"{where}: kinds.{kind}.threshold must be a number")
+        if not RULE_FLOOR[kind] <= value <= 1:
+            raise ModelError(
+                f"{where}: kinds.{kind}.threshold {value} is outside [{RULE_FLOOR[kind]}, 1]: "
+                "calibration never loosens a rule"
+            )
+        out[kind] = float(value)
+    return out, float(target)
 
 
 def _arrays(model: LoadedModel, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -9,27 +9,48 @@ put in place) and so do the built-in detectors; both are measured with
 ``models.evaluate`` (precision and recall per kind) and go into the manifest side by side.
 Splitting by station keeps a station's sessions, orphan segments and labels on one side.
 
-The whole history is held in memory as one batch: fine for weeks of a few hundred stations,
-not for months of thousands (then a sample, as detection fits on, would do).
+Beyond what the detectors' ``fit`` learns, training calibrates each kind's score threshold
+(``analytics.calibration``): the candidate's detectors, fitted on the training stations as a
+window, score them with the rules' own thresholds; the rows judged normal (not flagged and not
+labelled, or named by an operator's negative) give each kind the threshold that keeps its false
+alarms at or below the target rate; the held-out stations then say what rate it achieves on data
+it was not calibrated on, beside the rule's. And it fits the novelty model
+(``analytics.novelty``) on the training stations' closed sessions.
+
+Large history is sampled (``Sampler``). The history is one padded batch (rows x the longest
+row's samples): a month of 500 stations would be ~160 k rows x thousands of samples, tens of GB.
+Sessions are streamed out of the assembler as they complete and a row is kept when a hash of its
+session id (an orphan segment's station, connector and start) falls below the share kept; the
+share halves whenever the rows kept would pad to more than ``TRAIN_MAX_CELLS`` samples. The hash
+depends on the data alone, so the same history gives the same sample, and the same fingerprint.
+The manifest says the share and the rows seen and kept (``training.sample``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from analytics.assemble import Assembler
-from analytics.batch import SessionBatch
+from analytics.assemble import MAX_CELLS, Assembler, Handout, ReadingColumns
+from analytics.batch import FloatArray, SessionBatch
+from analytics.calibration import (
+    DEFAULT_TARGET_RATE,
+    RULE_FLOOR,
+    apply_threshold,
+    calibrate,
+    false_alarm_rate,
+)
 from analytics.detectors import default_detectors, detect, fit_detectors
-from analytics.detectors.base import BaseDetector, Detector
+from analytics.detectors.base import BaseDetector, Detector, KindResult
 from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from analytics.learned import DESCRIPTIONS, FEATURES, learned_state
+from analytics.novelty import NoveltyModel, scorable, session_features
 from analytics.pipeline import DetectReport, decode_chunks
 from analytics.read.partition import list_stations, read_partition, read_sessions
 from analytics.window import PARTITION_STATIONS, WINDOW_LOOKBACK
@@ -42,7 +63,9 @@ from models.train import Candidate, array_fingerprint, file_fingerprint
 
 __all__ = [
     "HELD_OUT_SHARE",
+    "TRAIN_MAX_CELLS",
     "History",
+    "Sampler",
     "held_out",
     "history_from_file",
     "history_from_influx",
@@ -51,6 +74,12 @@ __all__ = [
 
 # One station in five is held out: the usual 80/20 split.
 HELD_OUT_SHARE = 5
+# The padded samples a training history may hold (``Sampler``): ~75 bytes a cell over the
+# batch's arrays, ~0.6 GB, and as much again for the train/held-out copies and the detectors'
+# temporaries, within the benchmark's 4 GB (bench/train.py).
+TRAIN_MAX_CELLS = 8_000_000
+# Sessions stopped before the assembler hands them out to the sampler (as detection's chunks).
+HAND_OUT_SESSIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,43 +92,145 @@ class History:
     fingerprint: str
 
 
+class Sampler:
+    """Rows kept from batches handed out one after another, at most ``max_cells`` padded
+    samples in all (module docstring); ``None`` keeps everything."""
+
+    def __init__(self, max_cells: int | None = TRAIN_MAX_CELLS) -> None:
+        self.max_cells = max_cells
+        self.share = 1.0
+        self.seen = 0
+        self._kept: list[tuple[SessionBatch, FloatArray]] = []
+
+    def take(self, batches: Handout | list[SessionBatch]) -> None:
+        for batch in batches:
+            if not batch.n_sessions:
+                continue
+            self.seen += batch.n_sessions
+            keys = sample_keys(batch)
+            keep = keys < self.share
+            self._kept.append((batch.take(keep), keys[keep]))
+            while self.max_cells is not None and self._cells() > self.max_cells:
+                self.share /= 2
+                self._kept = [(b.take(k < self.share), k[k < self.share]) for b, k in self._kept]
+
+    def _cells(self) -> int:
+        rows = sum(b.n_sessions for b, _ in self._kept)
+        longest = max((int(b.n_samples.max(initial=0)) for b, _ in self._kept), default=0)
+        return rows * max(longest, 1)
+
+    def batch(self) -> SessionBatch | None:
+        """The rows kept, as one batch (None when there are none)."""
+        kept = [_trimmed(b) for b, _ in self._kept if b.n_sessions]
+        return stack(kept) if kept else None
+
+    def describe(self, rows_kept: int) -> dict[str, Any]:
+        return {
+            "share": self.share,
+            "rows_seen": self.seen,
+            "rows_kept": rows_kept,
+            "max_cells": self.max_cells,
+            "rule": "sha256(session_id, else station|connector|start_ns)[:8] / 2**64 < share",
+        }
+
+
+def sample_keys(batch: SessionBatch) -> FloatArray:
+    """Each row's place in [0, 1) for sampling: a hash of its session id, or of an orphan
+    segment's station, connector and start."""
+    keys = np.empty(batch.n_sessions)
+    for i, (sid, station, connector, start) in enumerate(
+        zip(
+            batch.session_id.tolist(),
+            batch.station_id.tolist(),
+            batch.connector_id.tolist(),
+            batch.start_ns.tolist(),
+            strict=True,
+        )
+    ):
+        text = f"s|{sid}" if sid is not None else f"o|{station}|{connector}|{start}"
+        keys[i] = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
+    return keys
+
+
+def _trimmed(batch: SessionBatch) -> SessionBatch:
+    """``batch`` without the padding columns beyond its longest row (a sample of a wide batch
+    may be much narrower)."""
+    width = max(int(batch.n_samples.max(initial=0)), 1)
+    if width >= batch.n_steps:
+        return batch
+    fields: dict[str, Any] = _fields(batch)
+    for name, value in fields.items():
+        if value.ndim == 2:
+            fields[name] = np.ascontiguousarray(value[:, :width])
+    return SessionBatch(**fields)
+
+
 def history_from_file(
     path: Path,
     decoder: EventDecoder,
     *,
     labels_path: Path | None = None,
     stations_path: Path | None = None,
+    negatives_path: Path | None = None,
+    max_cells: int | None = TRAIN_MAX_CELLS,
 ) -> History:
-    """Every session of an event file (JSON Lines), as one batch. Bad lines are counted and
-    left out (as ``detect --input`` does)."""
+    """The sessions of an event file (JSON Lines), as one batch, sampled when large
+    (``Sampler``). Bad lines are counted and left out (as ``detect --input`` does)."""
     report = DetectReport()
     assembler = Assembler()
+    sampler = Sampler(max_cells)
     with path.open("rb") as stream:
         for chunk in decode_chunks(stream, decoder, report):
-            assembler.register_first_seen(chunk.readings, chunk.events)
+            readings = chunk.readings
+            assembler.register_first_seen(readings, chunk.events)
+            added = 0  # readings before this one are in the assembler
             for number, event in chunk.events:
                 assembler.add(number, event)
-            assembler.add_readings(chunk.readings)
-    batch = next(iter(assembler.finish()), None)
+                if assembler.stopped >= HAND_OUT_SESSIONS:
+                    added = _add_readings_before(assembler, readings, added, number)
+                    sampler.take(assembler.pop_complete(max_cells=MAX_CELLS))
+            assembler.add_readings(readings.rows(added, len(readings)))
+    sampler.take(assembler.finish(max_cells=MAX_CELLS))
+    batch = sampler.batch()
     if batch is None or batch.n_sessions == 0:
         raise ModelError(f"{path.name}: no sessions to train on")
     source = {
         "input": str(path),
         "labels": None if labels_path is None else str(labels_path),
+        "negatives": None if negatives_path is None else str(negatives_path),
         "stations": None if stations_path is None else str(stations_path),
         "lines": report.lines,
         "lines_rejected": report.rejected,
+        "sample": sampler.describe(batch.n_sessions),
     }
-    fingerprint = file_fingerprint([path, labels_path, stations_path])
+    # the negatives file joins the fingerprint only when given: older fingerprints stay valid
+    inputs = [path, labels_path, stations_path] + ([negatives_path] if negatives_path else [])
+    fingerprint = file_fingerprint(inputs)
     return History(batch, assembler.now_ns, source, fingerprint)
 
 
+def _add_readings_before(
+    assembler: Assembler, readings: ReadingColumns, added: int, number: int
+) -> int:
+    """Add ``readings[added:]`` that arrived before line ``number``; the new ``added`` (as
+    detection does, ``analytics.pipeline``)."""
+    end = int(np.searchsorted(readings.arrival, number))
+    assembler.add_readings(readings.rows(added, end))
+    return end
+
+
 def history_from_influx(
-    client: InfluxClient, since_ns: int, until_ns: int, *, labels_path: Path | None = None
+    client: InfluxClient,
+    since_ns: int,
+    until_ns: int,
+    *,
+    labels_path: Path | None = None,
+    negatives_path: Path | None = None,
+    max_cells: int | None = TRAIN_MAX_CELLS,
 ) -> History:
-    """Every session of ``[since, until)`` in InfluxDB (with the look-back detection reads),
-    a partition of stations at a time, stacked into one batch."""
-    batches: list[SessionBatch] = []
+    """The sessions of ``[since, until)`` in InfluxDB (with the look-back detection reads),
+    a partition of stations at a time, stacked into one batch, sampled when large."""
+    sampler = Sampler(max_cells)
     lines = 0
     stations = list_stations(client)
     for start in range(0, len(stations), PARTITION_STATIONS):
@@ -113,11 +244,11 @@ def history_from_influx(
         for event in events.control:
             assembler.add(0, event)
         assembler.add_readings(events.readings)
-        batches += [b for b in assembler.finish() if b.n_sessions]
-    if not batches:
+        sampler.take(assembler.finish(max_cells=MAX_CELLS))
+    batch = sampler.batch()
+    if batch is None:
         raise ModelError("no sessions in the window to train on")
-    batch = stack(batches)
-    extra = [labels_path.read_bytes()] if labels_path is not None else []
+    extra = [p.read_bytes() for p in (labels_path, negatives_path) if p is not None]
     fingerprint = array_fingerprint(_fields(batch), extra)
     source = {
         "since": _iso(since_ns),
@@ -125,8 +256,10 @@ def history_from_influx(
         "since_ns": since_ns,
         "until_ns": until_ns,
         "labels": None if labels_path is None else str(labels_path),
+        "negatives": None if negatives_path is None else str(negatives_path),
         "lines": lines,
         "lines_rejected": 0,
+        "sample": sampler.describe(batch.n_sessions),
     }
     return History(batch, until_ns, source, fingerprint)
 
@@ -147,9 +280,12 @@ def train(
     history: History,
     *,
     labels: list[Label] | None = None,
+    negatives: list[Label] | None = None,
     stations: StationMetadata | None = None,
+    target_rate: float = DEFAULT_TARGET_RATE,
 ) -> Candidate:
-    """Fit on the stations not held out; measure on the held-out ones when labels are given."""
+    """Fit on the stations not held out, calibrate the thresholds and fit the novelty model
+    there; measure on the held-out ones (precision and recall when labels are given)."""
     batch = history.batch
     held = held_out(batch.station_id)
     train_batch, held_batch = batch.take(~held), batch.take(held)
@@ -157,6 +293,12 @@ def train(
         raise ModelError("every station fell in the held-out part: too few stations to train")
     fitted = fit_detectors(with_stations(train_batch, stations), default_detectors())
     state = learned_state([d for d in fitted if isinstance(d, BaseDetector)])
+    positives, known_normal = labels or [], negatives or []
+    rule = _score(train_batch, state.detectors(calibrated=False), history.now_ns, stations)
+    kinds = calibrate(train_batch, rule, positives, known_normal, target=target_rate)
+    thresholds = {kind: c.threshold for kind, c in kinds.items()}
+    novelty, novelty_train = _novelty(train_batch)
+    state = replace(state, thresholds=thresholds, target_rate=target_rate, novelty=novelty)
     training = {
         **history.source,
         "rows": batch.n_sessions,
@@ -172,15 +314,37 @@ def train(
             "rule": f"sha256(station_id)[0] % {HELD_OUT_SHARE} == 0",
         },
     }
-    metrics: dict[str, Any] = {}
-    if labels is not None and held_batch.n_sessions:
-        held_stations = set(training["held_out"]["stations"])
-        kept = [label for label in labels if label.station_id in held_stations]
-        metrics = {
-            "held_out_labels": len(kept),
-            "model": _measure(held_batch, state.detectors(), kept, history.now_ns, stations),
-            "built_in": _measure(held_batch, default_detectors(), kept, history.now_ns, stations),
-        }
+    metrics: dict[str, Any] = {"novelty": {"train": novelty_train}}
+    held_rates: dict[str, dict[str, Any]] = {}
+    if held_batch.n_sessions:
+        held_rule = _score(held_batch, state.detectors(calibrated=False), history.now_ns, stations)
+        held_rates = false_alarm_rate(held_batch, held_rule, positives, known_normal, thresholds)
+        if novelty is not None:
+            metrics["novelty"]["held_out"] = _spread(novelty.score(held_batch))
+        if labels is not None:
+            held_stations = set(training["held_out"]["stations"])
+            kept = [label for label in labels if label.station_id in held_stations]
+            model = [_calibrated(r, thresholds) for r in held_rule]
+            built_in = _score(held_batch, default_detectors(), history.now_ns, stations)
+            metrics |= {
+                "held_out_labels": len(kept),
+                "model": _evaluation(held_batch, model, kept),
+                "built_in": _evaluation(held_batch, built_in, kept),
+            }
+    calibration = {
+        "target_false_alarm_rate": target_rate,
+        "labels": len(positives),
+        "negatives": len(known_normal),
+        "kinds": {
+            kind: {
+                "threshold": c.threshold,
+                "floor": c.floor,
+                "train": c.to_json(),
+                "held_out": held_rates.get(kind),
+            }
+            for kind, c in kinds.items()
+        },
+    }
     return Candidate(
         arrays=state.arrays(),
         documents=state.documents(train_batch.n_sessions),
@@ -189,21 +353,51 @@ def train(
         training=training,
         fingerprint=history.fingerprint,
         metrics=metrics,
+        calibration=calibration,
     )
 
 
-def _measure(
+def _score(
     batch: SessionBatch,
     detectors: list[Any],
-    labels: list[Label],
     now_ns: int,
     stations: StationMetadata | None,
-) -> dict[str, Any]:
-    """Precision and recall per kind of ``detectors`` fitted on ``batch`` as a window."""
+) -> list[KindResult]:
+    """Every kind's verdict on ``batch`` by ``detectors`` fitted on it as a window."""
     chosen: list[Detector] = list(detectors)
     fitted = fit_detectors(with_stations(batch, stations), chosen)
-    flags = flags_from_results(batch, detect(batch, now_ns=now_ns, detectors=fitted))
+    return detect(batch, now_ns=now_ns, detectors=fitted)
+
+
+def _calibrated(result: KindResult, thresholds: dict[str, float]) -> KindResult:
+    kind = str(getattr(result.kind, "value", result.kind))
+    return apply_threshold(result, thresholds[kind], RULE_FLOOR[kind])
+
+
+def _evaluation(batch: SessionBatch, results: list[KindResult], labels: list[Label]) -> Any:
+    """Precision and recall per kind of ``results`` against ``labels``."""
+    flags = flags_from_results(batch, results)
     return evaluate(flags, labels, sessions=_sessions(batch)).to_json()
+
+
+def _novelty(batch: SessionBatch) -> tuple[NoveltyModel | None, dict[str, Any]]:
+    """The novelty model fitted on ``batch``'s closed sessions, and their scores' spread; None
+    when fewer than two can be scored (the version then has no novelty part)."""
+    rows = np.flatnonzero(scorable(batch))
+    if rows.size < 2:
+        return None, {"fitted": False, "sessions": int(rows.size)}
+    names, matrix = session_features(batch.take(rows))
+    model = NoveltyModel.fit(matrix, names)
+    return model, {"fitted": True, **_spread(model.score_features(matrix))}
+
+
+def _spread(scores: FloatArray) -> dict[str, Any]:
+    """How many rows were scored, and the median, 99th percentile and highest score."""
+    finite = scores[np.isfinite(scores)]
+    if finite.size == 0:
+        return {"sessions": 0}
+    p50, p99, top = np.percentile(finite, [50, 99, 100]).tolist()
+    return {"sessions": int(finite.size), "p50": p50, "p99": p99, "max": top}
 
 
 def _sessions(batch: SessionBatch) -> int:

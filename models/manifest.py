@@ -86,7 +86,25 @@ def check_manifest(manifest: Any, *, where: str = "manifest.json") -> dict[str, 
     if not _SHA256.fullmatch(manifest["fingerprint"]):
         raise ModelError(f"{where}: field 'fingerprint' must be 64 hex digits (SHA-256)")
     _check_artifacts(manifest["artifacts"], where)
+    _check_calibration(manifest.get("calibration"), where)
     return manifest
+
+
+def _check_calibration(calibration: Any, where: str) -> None:
+    """Optional (versions made before calibration have none): an object whose ``kinds`` each
+    name a numeric threshold; what scores is the ``thresholds.json`` artifact, checked on
+    loading (``analytics.learned``), this is the record of how it was made."""
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict):
+        raise ModelError(f"{where}: field 'calibration' must be an object")
+    kinds = calibration.get("kinds", {})
+    if not isinstance(kinds, dict):
+        raise ModelError(f"{where}: calibration.kinds must be an object")
+    for kind, entry in kinds.items():
+        value = entry.get("threshold") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ModelError(f"{where}: calibration.kinds.{kind}.threshold must be a number")
 
 
 def _check_artifacts(artifacts: dict[str, Any], where: str) -> None:

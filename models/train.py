@@ -46,6 +46,9 @@ class Candidate:
     training: dict[str, Any]  # input file or window, row counts, the held-out split
     fingerprint: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    # per kind: the calibrated threshold, the rule's floor, what it was calibrated on and the
+    # false-alarm rate it achieves on the held-out part; the target rate (empty: not calibrated)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
         out = {name: npz_bytes(arrays, name=name) for name, arrays in self.arrays.items()}
@@ -111,6 +114,7 @@ def register_candidate(
         "libraries": library_versions(),
         "fingerprint": candidate.fingerprint,
         "metrics": candidate.metrics,
+        "calibration": candidate.calibration,
         "artifacts": {
             name: {
                 "sha256": sha256_bytes(data),

@@ -16,8 +16,10 @@ from analytics.detectors.base import BaseDetector
 from analytics.detectors.ratings import StationRatings
 from analytics.learned import (
     DETECTORS_FILE,
+    NOVELTY_FILE,
     RATINGS_FILE,
     TAPER_FILE,
+    THRESHOLDS_FILE,
     LearnedState,
     ModelDetector,
     learned_state,
@@ -81,7 +83,8 @@ def test_training_twice_gives_the_same_fingerprint_and_artifacts(
     one, two = registry.manifest(first.version), registry.manifest(second.version)
     assert one["fingerprint"] == two["fingerprint"]
     assert one["artifacts"] == two["artifacts"]
-    assert set(one["artifacts"]) == {TAPER_FILE, RATINGS_FILE, DETECTORS_FILE}
+    files = {TAPER_FILE, RATINGS_FILE, DETECTORS_FILE, THRESHOLDS_FILE, NOVELTY_FILE}
+    assert set(one["artifacts"]) == files
     assert one["version"] != two["version"]
 
 
