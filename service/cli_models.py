@@ -2,9 +2,12 @@
 
 - ``chargewatch train --input EVENTS.jsonl [--labels LABELS.jsonl] [--stations STATIONS.csv]``
   or ``chargewatch train --since TS --until TS [--labels LABELS.jsonl]`` (history from
-  InfluxDB, station metadata from the state database): fits the detectors that learn, measures
-  the held-out stations given labels, and registers a new version (``analytics.training``,
-  ``models.train``). Prints the version and its fingerprint.
+  InfluxDB, station metadata from the state database): fits the detectors that learn,
+  calibrates each kind's score threshold to ``--target-rate`` false alarms on history judged
+  normal (``--negatives``: the pairs operators rejected, ``verdicts export --negatives``), fits
+  the novelty model, measures the held-out stations, and registers a new version
+  (``analytics.training``, ``models.train``). Prints the version, its fingerprint and the kinds
+  whose threshold calibration raised.
 - ``chargewatch models list | show V | promote V | rollback``: the registry
   (``models.registry``). A running ``serve`` picks up a promotion or a rollback at its next
   detection run, without a restart.
@@ -64,13 +67,32 @@ def train(
     until: Annotated[
         str | None, typer.Option(help="History end in InfluxDB (exclusive), RFC 3339.")
     ] = None,
+    negatives: Annotated[
+        Path | None,
+        typer.Option(
+            "--negatives",
+            help="(session, kind) pairs judged normal (JSON Lines, `verdicts export "
+            "--negatives`): the false alarms thresholds are calibrated against.",
+        ),
+    ] = None,
+    target_rate: Annotated[
+        float,
+        typer.Option(
+            "--target-rate",
+            min=0.0,
+            max=0.5,
+            help="Per kind, the share of sessions judged normal that may stay flagged "
+            "(0.005: half the detectors' 1 % target for all kinds together).",
+        ),
+    ] = 0.005,  # analytics.calibration.DEFAULT_TARGET_RATE (a test holds them equal)
 ) -> None:
-    """Fit the learned parts of the detectors on history and register a new model version
-    (not promoted: `chargewatch models promote V` puts it in service)."""
+    """Fit the learned parts of the detectors on history, calibrate each kind's threshold and
+    fit the novelty model, and register a new model version (not promoted: `chargewatch models
+    promote V` puts it in service)."""
     from chargewatch.settings import load_settings
     from service.cli import fail, guarded, stdout
 
-    for path in (input_path, labels, stations):
+    for path in (input_path, labels, stations, negatives):
         if path is not None and not path.is_file():
             fail(f"{path}: no such file")
     if input_path is None and since is None and until is None:
@@ -82,8 +104,12 @@ def train(
     settings = guarded(load_settings)
     registry, state = _registry(settings)
     try:
-        history, metadata = _history(input_path, labels, stations, since, until, settings, state)
-        candidate, info = _fit_and_register(history, labels, metadata, registry)
+        history, metadata = _history(
+            input_path, labels, negatives, stations, since, until, settings, state
+        )
+        candidate, info = _fit_and_register(
+            history, labels, negatives, metadata, registry, target_rate
+        )
     except OSError as exc:
         fail(f"cannot read {exc.filename}: {exc.strerror}")
     finally:
@@ -94,11 +120,23 @@ def train(
         f"{rows['held_out']['rows']} held out), fingerprint {candidate.fingerprint}",
         markup=False,
     )
+    kinds = candidate.calibration.get("kinds", {})
+    raised = [
+        f"{kind} {entry['threshold']:.3f}"
+        for kind, entry in kinds.items()
+        if entry["threshold"] > entry["floor"]
+    ]
+    stdout.print(
+        f"thresholds at target {target_rate:g}: "
+        + (", ".join(raised) if raised else "every kind at its rule's own"),
+        markup=False,
+    )
 
 
 def _history(
     input_path: Path | None,
     labels: Path | None,
+    negatives: Path | None,
     stations: Path | None,
     since: str | None,
     until: str | None,
@@ -119,7 +157,11 @@ def _history(
         metadata = _stations_file(stations) if stations is not None else None
         history = guarded(
             lambda: history_from_file(
-                input_path, decoder, labels_path=labels, stations_path=stations
+                input_path,
+                decoder,
+                labels_path=labels,
+                stations_path=stations,
+                negatives_path=negatives,
             )
         )
         return history, metadata
@@ -130,7 +172,9 @@ def _history(
     metadata = guarded(lambda: load_metadata(state))
     with InfluxClient.from_settings(settings) as client:
         history = guarded(
-            lambda: history_from_influx(client, since_ns, until_ns, labels_path=labels)
+            lambda: history_from_influx(
+                client, since_ns, until_ns, labels_path=labels, negatives_path=negatives
+            )
         )
     return history, metadata
 
@@ -138,8 +182,10 @@ def _history(
 def _fit_and_register(
     history: History,
     labels: Path | None,
+    negatives: Path | None,
     metadata: StationMetadata | None,
     registry: Registry,
+    target_rate: float,
 ) -> tuple[Candidate, VersionInfo]:
     from analytics.training import train as fit_candidate
     from models.evaluate import read_labels
@@ -147,7 +193,12 @@ def _fit_and_register(
     from service.cli import guarded
 
     known = guarded(lambda: read_labels(labels)) if labels is not None else None
-    candidate = guarded(lambda: fit_candidate(history, labels=known, stations=metadata))
+    normal = guarded(lambda: read_labels(negatives)) if negatives is not None else None
+    candidate = guarded(
+        lambda: fit_candidate(
+            history, labels=known, negatives=normal, stations=metadata, target_rate=target_rate
+        )
+    )
     info = guarded(lambda: register_candidate(registry, candidate, created_at=datetime.now(UTC)))
     return candidate, info
 
