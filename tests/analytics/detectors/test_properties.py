@@ -126,6 +126,32 @@ def test_scoring_in_blocks_of_rows_gives_the_same_results(specs: list[Spec]) -> 
         assert_same(row_view(a, rows), row_view(b, rows))
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(sessions(), min_size=2, max_size=6, unique_by=lambda s: s.session_id),
+    st.integers(2, 5),
+)
+def test_rows_of_like_length_scored_together_give_the_same_results(
+    specs: list[Spec], block_rows: int
+) -> None:
+    """A batch that is mostly padding (one long session beside short ones) is scored in blocks
+    of rows sorted by length, each cut to its longest row: the results are the same as each
+    detector's on the whole padded batch, in the batch's row order."""
+    long = charge(power_w=7_400.0, minutes=600, interval_s=10.0, session_id="LONG")
+    batch = make_batch([specs[0], long, *specs[1:]])
+    assert batch.valid.mean() < 0.5  # the compacted path is the one under test
+    detectors = fit_detectors(batch)
+    rows = np.arange(batch.n_sessions)
+    blocks = detect(
+        batch, now_ns=NOW_NS, detectors=detectors, block_cells=block_rows * batch.n_steps // 4
+    )
+    for d, b in zip(detectors, blocks, strict=True):
+        batch.extra.clear()
+        a = d.score(batch, now_ns=NOW_NS)
+        assert a.kind == b.kind
+        assert_same(row_view(a, rows), row_view(b, rows))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     register=st.floats(0.0, 1e9),
