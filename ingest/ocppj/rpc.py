@@ -14,10 +14,12 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
-from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
-from ocpp.messages import MessageType, get_validator
+from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+from ocpp.messages import MessageType
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
+
+from .schemas import first_error
 
 __all__ = [
     "MAX_ITEMS_PER_MESSAGE",
@@ -243,9 +245,9 @@ def rejection_for_action(version: Version, frame: Frame) -> CallRejectedError:
 
 
 def check_payload(version: Version, frame: Frame) -> None:
-    """Validate the payload with the ocpp library's JSON schema of the action."""
-    validator = get_validator(MessageType.Call, frame.action, version.value)
-    error = best_match(validator.iter_errors(frame.payload))
+    """Validate the payload with the ocpp library's JSON schema of the action (compiled:
+    ``schemas``)."""
+    error = first_error(MessageType.Call, frame.action, version.value, frame.payload)
     if error is not None:
         problem, description = _describe(error)
         raise CallRejectedError(problem, description, frame.unique_id)
@@ -253,9 +255,7 @@ def check_payload(version: Version, frame: Frame) -> None:
 
 def check_response(version: Version, action: str, payload: dict[str, Any]) -> None:
     """Our own answers are checked too: a failure is a bug here, reported as InternalError."""
-    validator = get_validator(MessageType.CallResult, action, version.value)
-    error = best_match(validator.iter_errors(payload))
-    if error is not None:
+    if first_error(MessageType.CallResult, action, version.value, payload) is not None:
         raise CallRejectedError(Problem.INTERNAL, f"the answer to {action} failed its schema")
 
 
