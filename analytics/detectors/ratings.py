@@ -37,6 +37,7 @@ AC_MAX_W = 24_000.0
 RATING_TOLERANCE = 0.10
 
 _STATIONS_KEY = "station_metadata"
+_RATINGS_KEY = "_station_ratings"
 _NO_METADATA = StationMetadata()
 
 
@@ -70,7 +71,23 @@ class StationRatings:
 
     @classmethod
     def learn(cls, batch: SessionBatch) -> StationRatings:
-        declared_ids, declared_w = stations_of(batch).declared_ratings()
+        """The ratings ``batch`` shows, with the metadata it carries; learned once per batch
+        and metadata (several detectors fit on the same history) and cached in its ``extra``."""
+        stations = stations_of(batch)
+        # what it is learned from, by identity: a batch made with ``replace`` shares ``extra``
+        read = (stations, batch.station_id, batch.valid, batch.power_offered_w, batch.power_w)
+        cached = batch.extra.get(_RATINGS_KEY)
+        if isinstance(cached, tuple) and all(a is b for a, b in zip(cached[0], read, strict=True)):
+            ratings = cached[1]
+            assert isinstance(ratings, StationRatings)
+            return ratings
+        ratings = cls._learn(batch, stations)
+        batch.extra[_RATINGS_KEY] = (read, ratings)
+        return ratings
+
+    @classmethod
+    def _learn(cls, batch: SessionBatch, stations: StationMetadata) -> StationRatings:
+        declared_ids, declared_w = stations.declared_ratings()
         if batch.n_sessions and batch.n_steps:
             valid = batch.valid
             offered = row_max(np.where(valid, batch.power_offered_w, np.nan))
