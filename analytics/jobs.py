@@ -177,9 +177,8 @@ class DetectionJob:
         move the cursors of the judged partitions still held (never past ``settled_ns``: the
         newest seconds are read again at the next run) and drop the partitions lost."""
         kept = set(self.share.renew(sorted(since), at_ns))
-        for partition in group:
-            if partition in kept:
-                self.state.set_cursor(self.cursor_name(partition), min(end_ns, settled_ns))
+        at = min(end_ns, settled_ns)  # one transaction for the group: one commit, not one each
+        self.state.set_cursors({self.cursor_name(p): at for p in group if p in kept})
         lost = sorted(set(since) - kept)
         if lost:
             logger.warning("detection partitions %s were taken over during the run", lost)

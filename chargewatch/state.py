@@ -164,6 +164,19 @@ class StateStore:
         except SQLAlchemyError as exc:
             raise StateError(f"cannot store cursor {name}: {_safe(exc)}") from exc
 
+    def set_cursors(self, values: dict[str, int]) -> None:
+        """Store several cursors in one transaction: all or none, and one commit (a sync to
+        disk) for all of them rather than one each."""
+        if not values:
+            return
+        try:
+            with Session(self._engine) as session, session.begin():
+                for name, value_ns in values.items():
+                    session.merge(JobCursor(name=name, value_ns=value_ns))
+        except SQLAlchemyError as exc:
+            names = ", ".join(sorted(values))
+            raise StateError(f"cannot store cursors {names}: {_safe(exc)}") from exc
+
     # -- stations -------------------------------------------------------------------------------
 
     def set_station_password(self, station_id: str, password: str) -> None:

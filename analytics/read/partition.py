@@ -251,8 +251,7 @@ def read_partition(
     table = columns.table(until_ns)
     readings = columns.columns(table)
     control: list[Event] = [*sessions.starts, *sessions.stops]
-    control += _statuses(client, where, earliest - lookback.status_ns, until_ns)
-    control += _authorizations(client, where, earliest - lookback.authorize_ns, until_ns)
+    control += _statuses_and_authorizations(client, where, earliest, until_ns, lookback)
     control.sort(key=lambda e: e.ts_ns)
     kept = _keep(sessions, columns, table, until_ns, floor)
     return PartitionEvents(control=control, readings=readings), kept
@@ -505,7 +504,8 @@ def _read_readings(
 ) -> None:
     """The readings of the window's judged rows: the window for every connector, and before it
     per connector what its ``_Range`` asks (module docstring); then those indexed by receive
-    time from ``earliest`` on."""
+    time from ``earliest`` on. One request: InfluxDB answers its statements in order, so the
+    stamp-indexed come first (``_Columns.table`` keeps the first of equal points)."""
     band = RX_BAND_NS
     by = ' GROUP BY "station_id", "connector_id"'
     statements = [_select(EventType.READING, where, since_ns - band, until_ns + band) + by]
@@ -516,9 +516,13 @@ def _read_readings(
         statements.append(
             _select(EventType.READING, series, span.orphans_from_ns, since_ns - band) + by
         )
+    statements.append(_select(RX_MEASUREMENT, where, earliest - band, until_ns) + by)
     for s in client.iter_query("; ".join(statements)):
         times = s.columns.get("time")
         if times is None or not len(s):
+            continue
+        if s.name == RX_MEASUREMENT:
+            _add_received(columns, s)
             continue
         key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
         found = ranges.get(key)
@@ -528,29 +532,53 @@ def _read_readings(
             columns.add(_rows_of(s, carried), orphans_only=True)
         if not carried.all():
             columns.add(_rows_of(s, ~carried) if carried.any() else s)
-    side = _select(RX_MEASUREMENT, where, earliest - band, until_ns)
-    for s in client.iter_query(side + by):
-        if not len(s) or "ts_s" not in s.columns:
-            continue
-        seconds, frac = s.columns["ts_s"], s.columns.get("ts_frac_ns")
-        known = ~np.isnan(seconds)
-        frac_ns = np.nan_to_num(frac if frac is not None else np.zeros(len(s)), nan=0.0)
-        point = np.where(
-            known,
-            np.nan_to_num(seconds).astype(np.int64) * _NS_PER_S + frac_ns.astype(np.int64),
-            np.iinfo(np.int64).min,
-        )
-        columns.add(_rows_of(s, known), point_ns=point[known])
+
+
+def _add_received(columns: _Columns, s: Series) -> None:
+    """Readings indexed by receive time, at their own points (``ts_s``, ``ts_frac_ns``)."""
+    if "ts_s" not in s.columns:
+        return
+    seconds, frac = s.columns["ts_s"], s.columns.get("ts_frac_ns")
+    known = ~np.isnan(seconds)
+    frac_ns = np.nan_to_num(frac if frac is not None else np.zeros(len(s)), nan=0.0)
+    point = np.where(
+        known,
+        np.nan_to_num(seconds).astype(np.int64) * _NS_PER_S + frac_ns.astype(np.int64),
+        np.iinfo(np.int64).min,
+    )
+    columns.add(_rows_of(s, known), point_ns=point[known])
 
 
 def _rows_of(s: Series, mask: np.ndarray) -> Series:
     return Series(name=s.name, tags=s.tags, columns={k: v[mask] for k, v in s.columns.items()})
 
 
-def _statuses(client: InfluxClient, where: str, since_ns: int, until_ns: int) -> list[Event]:
-    query = _select(EventType.STATUS, where, since_ns, until_ns, '"status", "error_code"')
+def _statuses_and_authorizations(
+    client: InfluxClient, where: str, earliest_ns: int, until_ns: int, lookback: Lookback
+) -> list[Event]:
+    """Statuses ``lookback.status_ns`` and authorizations ``lookback.authorize_ns`` before
+    ``earliest_ns``, up to ``until_ns``: one request for both."""
+    since_ns = earliest_ns - lookback.status_ns
+    statuses = _select(EventType.STATUS, where, since_ns, until_ns, '"status", "error_code"')
+    authorizations = _select(
+        EventType.AUTHORIZE,
+        where,
+        earliest_ns - lookback.authorize_ns,
+        until_ns,
+        '"id_pseudonym", "result"',
+    )
+    found = client.query(
+        f'{statuses} GROUP BY "station_id", "connector_id"; {authorizations} GROUP BY "station_id"'
+    )
+    return [
+        *_statuses([s for s in found if s.name == EventType.STATUS]),
+        *_authorizations([s for s in found if s.name == EventType.AUTHORIZE]),
+    ]
+
+
+def _statuses(series: list[Series]) -> list[Event]:
     out: list[Event] = []
-    for tags, row in series_rows(client.query(query + ' GROUP BY "station_id", "connector_id"')):
+    for tags, row in series_rows(series):
         try:
             status = ChargePointStatus(str(row.get("status")))
             error = ChargePointErrorCode(str(row.get("error_code") or "NoError"))
@@ -564,10 +592,9 @@ def _statuses(client: InfluxClient, where: str, since_ns: int, until_ns: int) ->
     return out
 
 
-def _authorizations(client: InfluxClient, where: str, since_ns: int, until_ns: int) -> list[Event]:
-    query = _select(EventType.AUTHORIZE, where, since_ns, until_ns, '"id_pseudonym", "result"')
+def _authorizations(series: list[Series]) -> list[Event]:
     out: list[Event] = []
-    for tags, row in series_rows(client.query(query + ' GROUP BY "station_id"')):
+    for tags, row in series_rows(series):
         pseudonym = text_value(row.get("id_pseudonym"))
         try:
             result = AuthorizationStatus(str(row.get("result")))
