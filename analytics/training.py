@@ -201,6 +201,8 @@ def history_from_file(
         "stations": None if stations_path is None else str(stations_path),
         "lines": report.lines,
         "lines_rejected": report.rejected,
+        # readings that came after their session was handed out to the sampler (as detection)
+        "late_readings": assembler.late_readings,
         "sample": sampler.describe(batch.n_sessions),
     }
     # the negatives file joins the fingerprint only when given: older fingerprints stay valid
