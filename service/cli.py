@@ -296,10 +296,23 @@ def detect(
         Path | None,
         typer.Option("--stations", help="With --input: station metadata CSV (sites, ratings)."),
     ] = None,
+    dask: Annotated[
+        bool,
+        typer.Option("--dask", help="With --since/--until: (partition x day) tasks on Dask."),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --dask: local worker processes (default: one per core)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="With --dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786."),
+    ] = None,
 ) -> None:
     """Run the detectors over an event file (--input/--output) or an InfluxDB window
-    (--since/--until, storing profiles, flags and the session catalogue). Exit 1 when the file
-    held rejected lines."""
+    (--since/--until, storing profiles, flags and the session catalogue); with --dask, the
+    window as a backfill of (station partition x day) tasks on a local Dask cluster or the one
+    at --scheduler. Exit 1 when the file held rejected lines."""
     if input_path is not None:
         if since is not None or until is not None:
             fail("use either --input/--output or --since/--until, not both")
@@ -309,6 +322,9 @@ def detect(
         return
     if output is not None or stations is not None:
         fail("--output and --stations go with --input (a window reads `stations import`)")
+    if dask or workers is not None or scheduler is not None:
+        _detect_backfill(*_window(since, until), workers=workers, scheduler=scheduler)
+        return
     _detect_window(*_window(since, until))
 
 
@@ -390,6 +406,51 @@ def _detect_window(since_ns: int, until_ns: int) -> None:
     finally:
         state.close()
     stdout.print(report.summary(), markup=False)
+
+
+def _detect_backfill(
+    since_ns: int, until_ns: int, *, workers: int | None, scheduler: str | None
+) -> None:
+    """``detect --since/--until --dask``: ``analytics.backfill`` on a local cluster (``workers``
+    processes) or the one at ``scheduler``; a line of progress on stderr after each task."""
+    import os
+
+    from analytics.backfill import BackfillProgress, Source, backfill, connect, local_cluster
+    from chargewatch.site_store import load_metadata
+    from chargewatch.state import StateStore
+
+    if workers is not None and scheduler is not None:
+        fail("give --workers (a local cluster) or --scheduler (a running one), not both")
+    settings = guarded(load_settings)
+    state = guarded(lambda: StateStore(settings.state_db_url))  # the session catalogue
+    try:
+        stations = guarded(lambda: load_metadata(state))
+    finally:
+        state.close()
+    if scheduler is not None and settings.state_url is None:
+        stderr.print(
+            "warning: the workers write the session catalogue into this machine's SQLite file "
+            f"({settings.state_db_file}); workers elsewhere need CHARGEWATCH_STATE_URL",
+            markup=False,
+        )
+
+    def show(progress: BackfillProgress) -> None:
+        stderr.print(progress.line(), markup=False)
+
+    def run() -> str:
+        cluster = connect(scheduler) if scheduler else local_cluster(workers or os.cpu_count() or 1)
+        with cluster as client:
+            report = backfill(
+                client,
+                Source.from_settings(settings),
+                since_ns,
+                until_ns,
+                stations=stations,
+                on_progress=show,
+            )
+        return report.summary()
+
+    stdout.print(guarded(run), markup=False)
 
 
 @app.command()
