@@ -53,7 +53,7 @@ from analytics.detectors import (
     fit_detectors,
 )
 from analytics.detectors.meter import METER_CLASS, POWER_SENSOR_CLASS, ROUNDING_STEPS
-from analytics.detectors.stall import MIN_CHARGE_OFFER_W
+from analytics.detectors.stall import FULL_SOC_PCT, MIN_CHARGE_OFFER_W, PLATEAU_SHARE
 from analytics.pipeline import DecodedChunk, DetectReport, decode_chunks, detect_chunks
 from bench._fleet import simulate_fleet
 from chargewatch.events import EventDecoder
@@ -67,7 +67,9 @@ KINDS = ("stall", "meter_stuck", "meter_backwards", "meter_jump", "meter_mismatc
 
 def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[str, np.ndarray]]:
     """Realistic arrays built directly: AC and DC charges (DC tapering with SoC), full cars
-    idling in SuspendedEV, noise, single lost samples, and ~1 % of rows per injected fault."""
+    idling in SuspendedEV, noise, single lost samples, and ~1 % of rows per injected fault
+    (stalls twice: ones that resume, and ones after which the session ends, the car not
+    full and the charger still saying Charging)."""
     rng = np.random.default_rng(seed)
     interval = rng.choice([10.0, 15.0, 30.0, 60.0], size=n)
     count = rng.integers(m // 2, m + 1, size=n)
@@ -89,6 +91,7 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
     share = max(1, n // 100)
     rows = {kind: pick[i * share : (i + 1) * share] for i, kind in enumerate(KINDS)}
     orphans = pick[len(KINDS) * share : (len(KINDS) + 2) * share]
+    ended = pick[(len(KINDS) + 2) * share : (len(KINDS) + 3) * share]
 
     # stall: 30 min at zero in the first part of the charge, charging resumes
     r = rows["stall"]
@@ -99,6 +102,15 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
     paused[r] = cut
     full_at[r] = np.maximum(full_at[r], begin + length + 30)
     count[r] = np.maximum(count[r], np.minimum(begin + length + 30, m))
+    valid[r] = k < count[r, None]
+    # stall that ends the session: power stops mid-charge, 30 min at zero while the charger
+    # keeps saying Charging (the car never full), then the driver stops the session
+    r = ended
+    length = np.ceil(1800.0 / interval[r]).astype(np.int64)
+    begin = np.clip(taper_from[r] // 2, 3, m - length - 1)
+    paused[r] = k >= begin[:, None]
+    full_at[r] = m + 1
+    count[r] = begin + length
     valid[r] = k < count[r, None]
     # DC: power follows a car's curve against SoC (flat to 50 %, a third of the peak at 80 %),
     # the SoC integrated from the power a column at a time (a stall holds it)
@@ -177,6 +189,7 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
         temperature_c=nan2.copy(),
         status=np.where(valid, status, 0).astype(np.int8),
     )
+    labels["stall"][ended] = True
     labels["unauthorized_energy"] = np.zeros(n, dtype=bool)
     labels["unauthorized_energy"][orphans] = True
     now_ns = int(t_ns.max()) + 60 * NS
@@ -202,6 +215,8 @@ class _Row:
     t: list[float]  # seconds since the first sample
     e: list[float]
     p: list[float]
+    soc: list[float]
+    stamps: list[int]  # ns
     offered: list[float]
     status: list[int]
     dts: list[float]
@@ -237,6 +252,8 @@ def _row(batch: SessionBatch, i: int) -> _Row:
         t=t,
         e=e,
         p=p,
+        soc=[float(x) for x in batch.soc_pct[i, :k]],
+        stamps=stamps,
         offered=offered,
         status=[int(x) for x in batch.status[i, :k]],
         dts=dts,
@@ -348,8 +365,13 @@ def _unauthorized(
     return concerned and max(counted, integral) / unauth.min_energy_wh > 1.0
 
 
-def _stall(r: _Row, stall: Stall) -> bool:
-    """Near-zero power and a flat register for 10 min, charging before and after."""
+def _stall(r: _Row, stall: Stall, session: bool) -> bool:
+    """Near-zero power and a flat register for 10 min after charging had begun, with nothing
+    to explain it; then charging resumes, or it never does and the car is shown not full (its
+    SoC below FULL_SOC_PCT, else power falling from its plateau, and nothing since saying the
+    car or the charge was done): a stall that ends the session."""
+    if not session:  # readings outside a session are unauthorized_energy's
+        return False
     p, dts, status = r.p, r.dts, r.status
     peak = r.peak if r.peak == r.peak else 0.0
     zero_w = max(stall.near_zero_w, stall.near_zero_fraction * peak)
@@ -363,6 +385,7 @@ def _stall(r: _Row, stall: Stall) -> bool:
     still = [(p[j] <= zero_w or p[j] != p[j]) and not explained[j] for j in range(r.k)]
     flagged = False
     run_s, first = 0.0, -1
+    last: tuple[int, int, float, bool] | None = None  # the last stretch's step, start, s, resumed
     for j in range(r.k - 1):
         if not (still[j] and still[j + 1] and not r.steps[j] > r.res + zero_w * dts[j] / 3600.0):
             run_s, first = 0.0, -1
@@ -377,13 +400,34 @@ def _stall(r: _Row, stall: Stall) -> bool:
             for q in range(j + 1, r.k - 1)
             if not (p[q] <= zero_w and p[q + 1] <= zero_w) and p[q] == p[q] and p[q + 1] == p[q + 1]
         )
-        ok = (
-            before > max(MIN_CHARGE_OFFER_W, 2 * zero_w)
-            and after >= stall.resume_fraction * before
-            and after_wh >= stall.min_resume_wh
-        )
-        flagged = flagged or (ok and (run_s + 0.5 * r.interval) / stall.min_duration_s > 1.0)
-    return flagged
+        if not before > max(MIN_CHARGE_OFFER_W, 2 * zero_w):
+            continue  # charging had not begun
+        resumed = after >= stall.resume_fraction * before and after_wh >= stall.min_resume_wh
+        # the stall lies within an interval before and after its zero readings: one added back
+        flagged = flagged or (resumed and (run_s + r.interval) / stall.min_duration_s > 1.0)
+        last = (j, first, run_s, resumed)
+    if last is None or last[3]:
+        return flagged
+    j, first, run_s, _ = last
+    # the last reading with power at or before the stretch began, and the car's SoC from then
+    # to the stretch's end (the stop's reading)
+    flowing = max((i for i in range(first + 1) if p[i] > zero_w), default=-1)
+    soc = max((x for x in r.soc[max(flowing, 0) : j + 2] if x == x), default=math.nan)
+    said_done = any(
+        status[i] == StatusCode.SUSPENDED_EV
+        or (status[i] == StatusCode.FINISHING and r.stamps[i] < r.stamps[r.k - 1])
+        for i in range(flowing + 1, r.k)
+    )
+    from_plateau = False
+    if flowing >= 0:
+        peak_so_far = max((x for x in p[: flowing + 1] if x == x), default=math.nan)
+        offer = r.offered[flowing]
+        plateau = min(peak_so_far, offer) if offer == offer else peak_so_far
+        from_plateau = p[flowing] >= PLATEAU_SHARE * plateau
+    not_full = soc < FULL_SOC_PCT if soc == soc else from_plateau
+    # its end is the last reading: only its start is uncertain, half an interval added back
+    ends = not said_done and not_full and (run_s + 0.5 * r.interval) / stall.min_duration_s > 1.0
+    return flagged or ends
 
 
 def reference_flags(batch: SessionBatch, rows: np.ndarray, now_ns: int) -> dict[str, list[bool]]:
@@ -403,7 +447,7 @@ def reference_flags(batch: SessionBatch, rows: np.ndarray, now_ns: int) -> dict[
         out["meter_mismatch"].append(_mismatch(r, mismatch, allowed))
         out["data_gap"].append(_gap(r, DataGap(), batch, i, now_ns))
         out["unauthorized_energy"].append(_unauthorized(r, UnauthorizedEnergy(), batch, i, allowed))
-        out["stall"].append(_stall(r, Stall()))
+        out["stall"].append(_stall(r, Stall(), batch.session_id[i] is not None))
     return out
 
 
