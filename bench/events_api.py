@@ -4,7 +4,9 @@ The floor is the same points as ready line protocol posted straight to the same 
 same batches of 1,000 by one writer. chargewatch is a real `chargewatch serve` process: one client
 posts the simulated file as JSON arrays of 1,000 events; each 200 means the batch is validated,
 pseudonymized and fsynced in the spool. Reported: events/s until the last acknowledgement, events/s
-until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor.
+until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor; and
+the CPU seconds each part spent meanwhile (serve, its batch workers, influxd): the two cores are
+shared by all of them and by this client.
 
     .venv/bin/python bench/events_api.py --stations 200 --hours 24
 """
@@ -19,6 +21,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 
 import argparse
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -53,9 +56,30 @@ def floor_seconds(url: str, events: Path) -> float:
         return time.perf_counter() - began
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time of a live process (all its threads), from /proc."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (serve's batch workers)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def chargewatch_seconds(
-    influx_url: str, events: Path, folder: Path, clients: int
-) -> tuple[float, float, int]:
+    influx_url: str, influx_pid: int | None, events: Path, folder: Path, clients: int
+) -> tuple[float, float, int, dict[str, float]]:
     port = free_port()
     env = {
         **os.environ,
@@ -100,6 +124,11 @@ def chargewatch_seconds(
                     done += int(answer.json()["accepted"])
             return done
 
+        # Start the batch workers before measuring: their start-up (imports) is not ingest.
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(post_share, [[b"[]"] * 4] * 4))
+        workers = {pid: cpu_seconds(pid) for pid in children(server.pid)}
+        cpu_before = {"serve": cpu_seconds(server.pid), "influxd": cpu_seconds(influx_pid)}
         began = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             accepted = sum(pool.map(post_share, [bodies[i::clients] for i in range(clients)]))
@@ -108,7 +137,14 @@ def chargewatch_seconds(
             while health.get("/healthz").json()["spool_lines"]:
                 time.sleep(0.02)
         drained = time.perf_counter() - began
-        return acked, drained, accepted
+        cpu = {
+            "serve": cpu_seconds(server.pid) - cpu_before["serve"],
+            "workers": sum(
+                cpu_seconds(pid) - workers.get(pid, 0.0) for pid in children(server.pid)
+            ),
+            "influxd": cpu_seconds(influx_pid) - cpu_before["influxd"],
+        }
+        return acked, drained, accepted, cpu
     finally:
         server.terminate()
         server.wait(30)
@@ -127,17 +163,23 @@ def main() -> None:
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         server.start()
         try:
+            influx_cpu = cpu_seconds(server.pid)
             floor_s = floor_seconds(server.url, events)
-            print(f"floor (line protocol posted, 1 writer, batches of {BATCH}): {floor_s:.2f} s")
+            influx_cpu = cpu_seconds(server.pid) - influx_cpu
+            print(
+                f"floor (line protocol posted, 1 writer, batches of {BATCH}): {floor_s:.2f} s, "
+                f"influxd {influx_cpu:.1f} s CPU"
+            )
             for clients in args.clients:
-                acked_s, drained_s, accepted = chargewatch_seconds(
-                    server.url, events, folder / f"c{clients}", clients
+                acked_s, drained_s, accepted, cpu = chargewatch_seconds(
+                    server.url, server.pid, events, folder / f"c{clients}", clients
                 )
                 print(
                     f"{clients} client(s): {accepted} events acknowledged at "
                     f"{accepted / acked_s:,.0f}/s ({acked_s:.2f} s), all in InfluxDB at "
                     f"{accepted / drained_s:,.0f}/s ({drained_s:.2f} s); "
-                    f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}"
+                    f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}; CPU s: "
+                    + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
                 )
         finally:
             server.stop()

@@ -6,7 +6,8 @@ is measured separately (bench/ingest.py). This process opens N real WebSocket co
 each station, then every station sends MeterValues with 5 measurands (energy, power, current,
 voltage, SoC) every 10 s, staggered evenly over the period. For each N it reports messages/s,
 p50/p99 response latency (send to CallResult), and whether every acknowledged reading reached the
-sink; N ramps (500, 1000, 2000, ...) until p99 reaches 100 ms, a step fails, or --max-stations.
+sink; N ramps (500, 1000, 2000, ..., then --max-stations itself) until p99 reaches 100 ms or a step
+fails.
 
 With ``--serve`` the gateway is the real service instead: a ``chargewatch serve`` subprocess
 (spool with fsync, drainer) writing into a private InfluxDB started in a temporary folder, with
@@ -507,7 +508,9 @@ def _ramp(gateway: _Gateway, args: argparse.Namespace) -> None:
         if not ok or not result["all_readings_stored"]:
             break
         best = stations
-        stations *= 2
+        if stations >= args.max_stations:
+            break
+        stations = min(stations * 2, args.max_stations)  # the last step is --max-stations
     print(f"largest N with p99 < {args.p99_ms:.0f} ms: {best or 'none'}")
 
 

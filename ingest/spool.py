@@ -24,6 +24,7 @@ retried forever: they go to ``rejected/`` beside the segments, counted and logge
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import mmap
@@ -43,6 +44,12 @@ logger = logging.getLogger(__name__)
 _SEGMENT_SUFFIX = ".seg"
 _QUARANTINE_SUFFIX = ".bad"
 _NO_LOCK = contextlib.nullcontext()
+# Once the spool has run dry, the drainer waits this long after the next append before sending,
+# so that what trickles in (an OCPP station's message is one record of a few lines, hundreds of
+# them a second) goes to InfluxDB as a few batches a second rather than one request and one
+# cursor fsync per message; a batch of 5,000 lines costs InfluxDB far less than 5 of 1,000
+# (bench/ocpp_load.py --serve, bench/events_api.py). Detection reads windows of minutes.
+DEFAULT_LINGER_S = 0.2
 
 
 class SpoolFullError(BackpressureError):
@@ -412,6 +419,58 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class AsyncAppender:
+    """``Spool.append`` for coroutines on one event loop, a group at a time.
+
+    Each OCPP message is a few lines that must be on disk before its answer goes out. Handing
+    each to a thread of its own for its append costs a thread switch, a write and a turn at the
+    fsync lock per message; here the lines of every message that arrives while a group is being
+    stored wait together and go to disk as the next group: one thread hand-off, one record,
+    one fsync. ``append`` returns once the group holding its lines is fsynced; when the group
+    cannot be stored (``SpoolFullError``, a disk error), every caller in it gets the error, and
+    none of its lines count as stored (a group is one record: all of it, or none).
+    """
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._waiting: list[str] = []
+        self._done: asyncio.Future[None] | None = None  # the waiting group's outcome
+        self._storing: asyncio.Task[None] | None = None  # the task storing groups, while one runs
+
+    async def append(self, lines: Sequence[str]) -> None:
+        """Store ``lines`` durably with the group they join; raises what the append raised."""
+        if not lines:
+            return
+        self._waiting.extend(lines)
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        done = self._done
+        if self._storing is None:
+            self._storing = asyncio.get_running_loop().create_task(self._store_groups())
+        await asyncio.shield(done)  # one caller cancelled does not cancel the group
+
+    async def _store_groups(self) -> None:
+        try:
+            while self._done is not None:
+                lines, done = self._waiting, self._done
+                self._waiting, self._done = [], None
+                try:
+                    await asyncio.to_thread(self._spool.append, lines)
+                except asyncio.CancelledError:  # the loop is closing: its callers are too
+                    done.cancel()
+                    raise
+                except Exception as exc:  # every caller of the group gets it
+                    done.set_exception(exc)
+                    done.exception()  # retrieved here too: no "never retrieved" log
+                else:
+                    done.set_result(None)
+        finally:
+            self._storing = None
+            if self._done is not None:  # cancelled with a group waiting: it is not stored
+                self._done.cancel()
+                self._done, self._waiting = None, []
+
+
 class SpoolDrainer:
     """One background thread that keeps sending the spool to InfluxDB.
 
@@ -427,6 +486,7 @@ class SpoolDrainer:
         *,
         batch_lines: int = 5000,
         idle_wait_s: float = 0.5,
+        linger_s: float = DEFAULT_LINGER_S,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
     ) -> None:
@@ -434,6 +494,7 @@ class SpoolDrainer:
         self._write = write
         self._batch_lines = batch_lines
         self._idle_wait_s = idle_wait_s
+        self._linger_s = linger_s
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._stop = threading.Event()
@@ -473,6 +534,7 @@ class SpoolDrainer:
             failures = 0
             self.last_error = None
             self.lines_sent += sent
-            if sent == 0:
-                self._spool.appended.wait(self._idle_wait_s)
+            if sent < self._batch_lines:  # caught up: wait for more, then let it gather
+                if self._spool.appended.wait(self._idle_wait_s) and self._linger_s > 0:
+                    self._stop.wait(self._linger_s)
                 self._spool.appended.clear()

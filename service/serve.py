@@ -7,7 +7,6 @@ fsynced into the spool before it is acknowledged; the drainer sends the spool to
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import signal
@@ -44,7 +43,7 @@ from chargewatch.verdicts import VerdictDesk
 from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
 from ingest.ocppj.shared_book import SharedBook
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
-from ingest.spool import Spool, SpoolDrainer
+from ingest.spool import AsyncAppender, Spool, SpoolDrainer
 from models.registry import Registry
 from service.batches import BatchEncoders
 from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
@@ -110,6 +109,7 @@ class Service:
         )
         # Its own client: the drainer's thread and the job's thread never share one.
         self._formatter = LineFormatter()  # OCPP events to line protocol (``_accept_ocpp``)
+        self._ocpp_spool = AsyncAppender(self.spool)  # messages arriving together: one fsync
         self.detect_client = InfluxClient.from_settings(settings)
         # the promoted model version, asked for at every detection run (``analytics.learned``)
         self.models = ModelSource(Registry(settings.models_dir, self.state.engine))
@@ -212,7 +212,7 @@ class Service:
         # far from its arrival (a 1970 clock, a late upload) gets its ``reading_rx`` line too
         lines = [line for event in events for line in self._formatter.format_lines(event)]
         # fsync off the event loop; the CallResult goes out only after this returns.
-        await asyncio.to_thread(self.spool.append, lines)
+        await self._ocpp_spool.append(lines)
         for event in events:
             self.metrics.accepted.labels("ocpp", event.type).inc()
 
