@@ -12,7 +12,8 @@
   verdicts know it by;
 - ``verdicts.parquet``: one row per verdict an operator posted (the history, not only the
   latest; ``latest`` marks each flag's verdict in force);
-- ``features.parquet``: one row per session, the numbers a model learns from (``FEATURES``).
+- ``features.parquet``: one row per session, the numbers the novelty model learns from
+  (``analytics.novelty.session_features``).
 
 Times are UTC ``Datetime("ns")``. No pseudonym is written: an export leaves the service, and a
 pseudonym is still personal data (the catalogue and the API keep it, for billing).
@@ -24,7 +25,6 @@ name first and renamed, so a reader never opens half a file.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, fields
 from datetime import UTC
 from pathlib import Path
@@ -35,15 +35,15 @@ import polars as pl
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics.batch import NO_TIME, FloatArray, SessionBatch
+from analytics.batch import NO_TIME, SessionBatch
 from analytics.judged import Judged
+from analytics.novelty import scorable, session_features
 from analytics.profiles import Profiles, profiles
 from chargewatch.flags import Flag
 from chargewatch.state import StateError, StateStore
 from chargewatch.verdicts import FlagVerdictEntry, flag_id
 
 __all__ = [
-    "FEATURES",
     "FILES",
     "NOVELTY_COLUMNS",
     "ExportReport",
@@ -58,41 +58,12 @@ __all__ = [
 
 FILES = ("profiles", "scores", "flags", "verdicts", "features")
 # Where the novelty model's per-session score joins the scores (``analytics.novelty``): null
-# for every row unless the model that scored carries a novelty part (``Judged.novelty``).
+# unless the model that scored has a novelty forest (``Judged.novelty``), and for the rows it
+# does not score (orphan segments, open sessions, too few readings).
 NOVELTY_COLUMNS = ("novelty",)
 _NS = 1_000_000_000
 _TIME = pl.Datetime("ns", "UTC")
 _VERDICTS_TABLE = "flag_verdicts"
-
-# The features of a session, by name, and what each is. Profile figures first (the real
-# samples, ``analytics.profiles``), then what the samples show beyond them; ratios are NaN
-# where the whole is 0.
-FEATURES: dict[str, str] = {
-    "duration_s": "start to stop (to the last sample while open)",
-    "charging_s": "time charging (power clearly above zero)",
-    "suspended_ev_s": "time paused by the car",
-    "suspended_evse_s": "time paused by the charger (SuspendedEVSE, or nothing offered)",
-    "idle_s": "time plugged in after charging ended for good",
-    "charging_share": "charging_s / duration_s",
-    "energy_register_wh": "energy by the register (last - first reading)",
-    "energy_power_wh": "energy by integrating power over the samples",
-    "energy_disagreement": "|register - integrated| / the larger of the two",
-    "peak_power_w": "highest power",
-    "mean_power_w": "mean power while charging",
-    "plateau_power_w": "80th percentile of charging power",
-    "mean_offered_w": "mean power the charger offered",
-    "max_offered_w": "highest power the charger offered",
-    "taper_onset_s": "when power left its plateau for good (NaN: it never did)",
-    "taper_onset_soc_pct": "the state of charge then",
-    "soc_start_pct": "the first state of charge reported",
-    "soc_end_pct": "the last state of charge reported",
-    "max_temperature_c": "highest battery temperature reported",
-    "billing_confidence": "how far the register can be trusted for billing (NaN: unverifiable)",
-    "n_samples": "readings in the session",
-    "median_interval_s": "median time between consecutive readings",
-    "start_hour_utc": "hour of the start, UTC (0-23)",
-    "start_weekday_utc": "weekday of the start, UTC (0 Monday - 6 Sunday)",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,68 +242,19 @@ def verdict_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def feature_frame(batch: SessionBatch, judged: Profiles) -> pl.DataFrame:
-    """One row per batch row: its keys and ``FEATURES``."""
-    valid = batch.valid
-    values: dict[str, np.ndarray] = {
-        name: getattr(judged, name) for name in FEATURES if name in {f.name for f in fields(judged)}
+def feature_frame(batch: SessionBatch) -> pl.DataFrame:
+    """One row per batch row: its keys, whether the novelty model scores it (``scorable``:
+    a closed session with enough readings) and the features it learns from
+    (``analytics.novelty.FEATURE_NAMES``; null where a value is missing: training fills those
+    with the history's median)."""
+    names, matrix = session_features(batch)
+    columns: dict[str, pl.Series] = {
+        **_keys(batch),
+        "scorable": pl.Series(scorable(batch), dtype=pl.Boolean),
     }
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values["charging_share"] = judged.charging_s / judged.duration_s
-        register, power = judged.energy_register_wh, judged.energy_power_wh
-        values["energy_disagreement"] = np.abs(register - power) / np.fmax(register, power)
-    values["max_offered_w"] = _row_max(np.where(valid, batch.power_offered_w, np.nan))
-    soc = np.where(valid & (batch.soc_pct > 0), batch.soc_pct, np.nan)  # 0: not reported
-    values["soc_start_pct"], values["soc_end_pct"] = _first_last(soc)
-    values["max_temperature_c"] = _row_max(np.where(valid, batch.temperature_c, np.nan))
-    values["n_samples"] = batch.n_samples.astype(np.float64)
-    values["median_interval_s"] = _median_interval_s(batch)
-    start_s = batch.start_ns // _NS
-    values["start_hour_utc"] = ((start_s % 86_400) // 3600).astype(np.float64)
-    # 1970-01-01 was a Thursday (3 with Monday 0)
-    values["start_weekday_utc"] = ((start_s // 86_400 + 3) % 7).astype(np.float64)
-    columns: dict[str, pl.Series] = _keys(batch)
-    for name in FEATURES:
-        columns[name] = _floats(values[name])
+    for k, name in enumerate(names):
+        columns[name] = _floats(matrix[:, k])
     return pl.DataFrame(columns)
-
-
-def _row_max(values: FloatArray) -> FloatArray:
-    if values.shape[1] == 0:
-        return np.full(values.shape[0], np.nan)
-    has = np.isfinite(values).any(axis=1)
-    return np.where(has, np.max(np.where(np.isfinite(values), values, -np.inf), axis=1), np.nan)
-
-
-def _first_last(values: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Each row's first and last finite value (NaN for a row with none)."""
-    n, m = values.shape
-    if m == 0:
-        return np.full(n, np.nan), np.full(n, np.nan)
-    finite = np.isfinite(values)
-    has = finite.any(axis=1)
-    rows = np.arange(n)
-    first = np.argmax(finite, axis=1)
-    last = m - 1 - np.argmax(finite[:, ::-1], axis=1)
-    return (
-        np.where(has, values[rows, first], np.nan),
-        np.where(has, values[rows, last], np.nan),
-    )
-
-
-def _median_interval_s(batch: SessionBatch) -> FloatArray:
-    n = batch.n_sessions
-    if batch.n_steps < 2:
-        return np.full(n, np.nan)
-    pairs = batch.valid[:, 1:] & batch.valid[:, :-1]
-    gaps = np.where(pairs, np.diff(batch.t_ns, axis=1) / _NS, np.nan)
-    has = pairs.any(axis=1)
-    out = np.full(n, np.nan)
-    if has.any():
-        with warnings.catch_warnings():  # rows without a pair are left out above
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[has] = np.nanmedian(gaps[has], axis=1)
-    return out
 
 
 # -- the folder ---------------------------------------------------------------------------------
@@ -347,7 +269,7 @@ def write_export(folder: Path, judged: Judged, verdict_rows: list[dict[str, Any]
         "scores": score_frame(judged),
         "flags": flag_frame(judged.flags, judged.model),
         "verdicts": verdict_frame(verdict_rows),
-        "features": feature_frame(judged.batch, figures),
+        "features": feature_frame(judged.batch),
     }
     for name, frame in frames.items():
         target = folder / f"{name}.parquet"

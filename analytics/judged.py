@@ -29,12 +29,21 @@ from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from analytics.learned import BUILT_IN, LearnedState
+from analytics.novelty import NoveltyModel
 from chargewatch.flags import Flag
 from chargewatch.sites import StationMetadata
 from models.artifacts import ModelError
 from models.registry import Registry
 
-__all__ = ["BUILTIN", "BUILTIN_NAMES", "Judged", "judge", "model_detectors", "started_between"]
+__all__ = [
+    "BUILTIN",
+    "BUILTIN_NAMES",
+    "Judged",
+    "Model",
+    "judge",
+    "load_model",
+    "started_between",
+]
 
 # The name of the built-in detectors on the command line (``evaluate --model builtin``), also
 # spelt as /healthz shows it (``built-in``). ``train`` never names a version so (its names are
@@ -47,8 +56,8 @@ BUILTIN_NAMES = frozenset({BUILTIN, BUILT_IN})
 class Judged:
     """Rows of a history and one model's verdict on each: ``results`` in ``DETECTORS`` order,
     each of shape ``(n,)``; ``flags`` the flag records of those verdicts (CONTRACTS.md section
-    4). ``novelty`` is the per-row novelty score when the model carries a novelty part, else
-    None (no model scores it yet: the column stays empty)."""
+    4). ``novelty`` is each row's novelty score (``analytics.novelty``: NaN for a row it does
+    not score) when the model has a novelty forest, else None."""
 
     model: str
     batch: SessionBatch
@@ -69,38 +78,52 @@ class Judged:
         raise KeyError(f"kind {kind!r} was not scored by {self.model}")
 
 
-def model_detectors(model: str, registry: Registry | None) -> list[Detector]:
-    """The unfitted detectors of ``model``: ``BUILTIN``'s, or a registered version's (loaded
-    and checked by the registry; ``ModelError`` names the file and the reason)."""
-    if model in BUILTIN_NAMES:
-        return list(default_detectors())
+@dataclass(frozen=True, slots=True, eq=False)
+class Model:
+    """A model as the command line names it: its unfitted detectors, and its novelty forest
+    when the version has one (``analytics.novelty``; the built-in detectors have none)."""
+
+    name: str
+    detectors: list[Detector]
+    novelty: NoveltyModel | None = None
+
+
+def load_model(name: str, registry: Registry | None) -> Model:
+    """``BUILTIN``'s detectors, or a registered version's (loaded and checked by the registry;
+    ``ModelError`` names the file and the reason), with its calibrated thresholds applied."""
+    if name in BUILTIN_NAMES:
+        return Model(name, list(default_detectors()))
     if registry is None:
-        raise ModelError(f"model {model!r}: no model registry to load it from")
-    return list(LearnedState.from_model(registry.load(model)).detectors())
+        raise ModelError(f"model {name!r}: no model registry to load it from")
+    state = LearnedState.from_model(registry.load(name))
+    return Model(name, list(state.detectors()), state.novelty)
 
 
 def judge(
     batch: SessionBatch,
     *,
-    model: str,
-    detectors: list[Detector],
+    model: Model,
     now_ns: int,
     stations: StationMetadata | None = None,
     rows: BoolArray | None = None,
 ) -> Judged:
-    """``detectors`` fitted on ``batch`` (with ``stations``' metadata), every row scored, then
-    the rows picked by ``rows`` (all when None) kept with their verdicts."""
-    fitted = fit_detectors(with_stations(batch, stations), detectors)
+    """``model``'s detectors fitted on ``batch`` (with ``stations``' metadata), every row
+    scored (and given its novelty when the model has a forest), then the rows picked by
+    ``rows`` (all when None) kept with their verdicts."""
+    fitted = fit_detectors(with_stations(batch, stations), model.detectors)
     results = detect(batch, now_ns=now_ns, detectors=fitted)
+    novelty = model.novelty.score(batch) if model.novelty is not None else None
     if rows is not None:
         batch = batch.take(rows)
         results = [_take(result, rows) for result in results]
+        novelty = None if novelty is None else novelty[rows]
     return Judged(
-        model=model,
+        model=model.name,
         batch=batch,
         results=results,
         flags=flags_from_results(batch, results),
         now_ns=now_ns,
+        novelty=novelty,
     )
 
 

@@ -26,6 +26,7 @@ from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
 from chargewatch.roles import Role
 from chargewatch.settings import Settings, influx_is_local, load_settings
+from service.cli_export import add_export_commands
 from service.cli_models import add_model_commands
 from service.cli_stations import add_station_commands
 from service.cli_verdicts import add_verdict_commands
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from alerts.server import LocalAlertmanager
     from chargewatch.influx import LocalInfluxd
     from chargewatch.sites import StationMetadata
+    from models.evaluate import Evaluation
 
 app = typer.Typer(
     name="chargewatch",
@@ -476,22 +478,61 @@ def flags(
 
 @app.command()
 def evaluate(
-    flags_path: Annotated[Path, typer.Option("--flags", help="Flags file (JSON Lines).")],
     labels_path: Annotated[Path, typer.Option("--labels", help="Labels file (JSON Lines).")],
+    flags_path: Annotated[
+        Path | None, typer.Option("--flags", help="Flags file (JSON Lines) to score.")
+    ] = None,
     events: Annotated[
         Path | None,
-        typer.Option(help="The event file, to count sessions (for the normal-flagged rate)."),
+        typer.Option(
+            help="The event file: counts sessions for --flags; the data judged by --model."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Judge the data with this version (or `builtin`) instead of --flags."),
+    ] = None,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="Judge the data with two models (versions or `builtin`), side by side."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="With --model or --compare: write an HTML report into this folder."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="With --model/--compare: data from InfluxDB, RFC 3339.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="With --model/--compare: window end (exclusive).")
+    ] = None,
+    stations: Annotated[
+        Path | None, typer.Option("--stations", help="With --events: station metadata CSV.")
+    ] = None,
 ) -> None:
-    """Precision, recall and F1 per kind and overall, and false alarms on normal sessions."""
+    """Precision, recall and F1 per kind and overall, and false alarms on normal sessions: of a
+    flags file (--flags), or of models judging the data (--model V, --compare V1 V2, on
+    --events FILE or --since/--until), with an HTML report (--report DIR)."""
     import orjson
-    from rich.table import Table
 
     from chargewatch.flags import read_flags
     from models.evaluate import count_sessions, read_labels
     from models.evaluate import evaluate as run_evaluation
 
+    if model is not None or compare is not None:
+        from service.cli_export import Data, evaluate_models
+
+        if flags_path is not None or (model is not None and compare is not None):
+            fail("give one of --flags, --model and --compare")
+        chosen = [model] if model is not None else list(compare or ())
+        data = Data(events, since, until, stations)
+        evaluate_models(chosen, labels_path, data, report=report, as_json=as_json)
+        return
+    if flags_path is None:
+        fail("give --flags FLAGS.jsonl, or --model V / --compare V1 V2 to judge the data")
+    if report is not None or since is not None or until is not None or stations is not None:
+        fail("--report, --since, --until and --stations go with --model or --compare")
     for path in (flags_path, labels_path, events):
         if path is not None and not path.is_file():
             fail(f"{path}: no such file")
@@ -505,11 +546,17 @@ def evaluate(
     if as_json:
         stdout.print(orjson.dumps(result.to_json()).decode(), markup=False)
         return
+    print_evaluation(result, f"{flags_path.name} against {labels_path.name}")
+
+
+def print_evaluation(result: Evaluation, title: str) -> None:
+    """The table of ``evaluate`` and its line on normal sessions."""
+    from rich.table import Table
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
-    table = Table(title=f"{flags_path.name} against {labels_path.name}")
+    table = Table(title=title)
     longest = max((len(score.kind) for score in result.kinds), default=7)
     table.add_column("kind", no_wrap=True, min_width=longest)  # piped output must not cut it
     for column in ("flags", "labels", "TP", "found", "precision", "recall", "F1", "on normal"):
@@ -578,6 +625,7 @@ app.add_typer(stations_app, name="stations")
 add_station_commands(app, stations_app)  # stations import, users mark-fleet (cli_stations)
 add_verdict_commands(app)  # verdicts export (cli_verdicts)
 add_model_commands(app)  # train, models list|show|promote|rollback (cli_models)
+add_export_commands(app)  # export (cli_export); evaluate --model/--compare runs there too
 
 
 @keys_app.command("create")
