@@ -17,7 +17,8 @@ alarms at or below the target rate; the held-out stations then say what rate it 
 it was not calibrated on, beside the rule's. And it fits the novelty model
 (``analytics.novelty``) on the training stations' closed sessions.
 
-Large history is sampled (``Sampler``). The history is one padded batch (rows x the longest
+Large history is sampled for training (``Sampler``, ``max_cells=TRAIN_MAX_CELLS``, as
+``chargewatch train`` reads; other readers get every row). The history is one padded batch (rows x the longest
 row's samples): a month of 500 stations would be ~160 k rows x thousands of samples, tens of GB.
 Sessions are streamed out of the assembler as they complete and a row is kept when a hash of its
 session id (an orphan segment's station, connector and start) falls below the share kept; the
@@ -172,10 +173,11 @@ def history_from_file(
     labels_path: Path | None = None,
     stations_path: Path | None = None,
     negatives_path: Path | None = None,
-    max_cells: int | None = TRAIN_MAX_CELLS,
+    max_cells: int | None = None,
 ) -> History:
-    """The sessions of an event file (JSON Lines), as one batch, sampled when large
-    (``Sampler``). Bad lines are counted and left out (as ``detect --input`` does)."""
+    """The sessions of an event file (JSON Lines), as one batch in order of first sight; with
+    ``max_cells`` (training: ``TRAIN_MAX_CELLS``) streamed and sampled (``Sampler``). Bad
+    lines are counted and left out (as ``detect --input`` does)."""
     report = DetectReport()
     assembler = Assembler()
     sampler = Sampler(max_cells)
@@ -186,11 +188,11 @@ def history_from_file(
             added = 0  # readings before this one are in the assembler
             for number, event in chunk.events:
                 assembler.add(number, event)
-                if assembler.stopped >= HAND_OUT_SESSIONS:
+                if max_cells is not None and assembler.stopped >= HAND_OUT_SESSIONS:
                     added = _add_readings_before(assembler, readings, added, number)
                     sampler.take(assembler.pop_complete(max_cells=MAX_CELLS))
             assembler.add_readings(readings.rows(added, len(readings)))
-    sampler.take(assembler.finish(max_cells=MAX_CELLS))
+    sampler.take(assembler.finish(max_cells=None if max_cells is None else MAX_CELLS))
     batch = sampler.batch()
     if batch is None or batch.n_sessions == 0:
         raise ModelError(f"{path.name}: no sessions to train on")
@@ -228,10 +230,11 @@ def history_from_influx(
     *,
     labels_path: Path | None = None,
     negatives_path: Path | None = None,
-    max_cells: int | None = TRAIN_MAX_CELLS,
+    max_cells: int | None = None,
 ) -> History:
     """The sessions of ``[since, until)`` in InfluxDB (with the look-back detection reads),
-    a partition of stations at a time, stacked into one batch, sampled when large."""
+    a partition of stations at a time, stacked into one batch; with ``max_cells`` (training:
+    ``TRAIN_MAX_CELLS``) sampled (``Sampler``)."""
     sampler = Sampler(max_cells)
     lines = 0
     stations = list_stations(client)
@@ -246,7 +249,7 @@ def history_from_influx(
         for event in events.control:
             assembler.add(0, event)
         assembler.add_readings(events.readings)
-        sampler.take(assembler.finish(max_cells=MAX_CELLS))
+        sampler.take(assembler.finish(max_cells=None if max_cells is None else MAX_CELLS))
     batch = sampler.batch()
     if batch is None:
         raise ModelError("no sessions in the window to train on")
@@ -411,15 +414,26 @@ def _fields(batch: SessionBatch) -> dict[str, np.ndarray]:
 
 
 def stack(batches: list[SessionBatch]) -> SessionBatch:
-    """Batches of any widths as one, padded as ``analytics.batch`` pads (NaN, 0, False)."""
+    """Batches of any widths as one, padded as ``analytics.batch`` pads (NaN, 0, False); each
+    array is allocated once and filled (no padded copies of every batch first)."""
+    if len(batches) == 1:
+        return batches[0]
     width = max(b.n_steps for b in batches)
-    padded = []
+    rows = sum(b.n_sessions for b in batches)
+    out: dict[str, Any] = {}
+    for name, first in _fields(batches[0]).items():
+        if first.ndim == 2:
+            fill = np.nan if first.dtype.kind == "f" else 0
+            out[name] = np.full((rows, width), fill, dtype=first.dtype)
+        else:
+            out[name] = np.empty(rows, dtype=first.dtype)
+    start = 0
     for b in batches:
-        fields: dict[str, Any] = _fields(b)
-        for name, value in fields.items():
-            if value.ndim == 2 and value.shape[1] < width:
-                fill = np.nan if value.dtype.kind == "f" else 0
-                pad = np.full((value.shape[0], width - value.shape[1]), fill, dtype=value.dtype)
-                fields[name] = np.concatenate([value, pad], axis=1)
-        padded.append(SessionBatch(**fields))
-    return SessionBatch.concatenate(padded)
+        stop = start + b.n_sessions
+        for name, value in _fields(b).items():
+            if value.ndim == 2:
+                out[name][start:stop, : value.shape[1]] = value
+            else:
+                out[name][start:stop] = value
+        start = stop
+    return SessionBatch(**out)

@@ -50,7 +50,7 @@ def child(events: Path, labels: Path | None, data_dir: Path) -> None:
 
     from analytics.detectors import default_detectors, detect, fit_detectors
     from analytics.learned import LearnedState
-    from analytics.training import history_from_file, train
+    from analytics.training import TRAIN_MAX_CELLS, history_from_file, train
     from chargewatch.events import EventDecoder
     from chargewatch.state import StateStore
     from ingest.pseudonym import Pseudonymizer
@@ -60,7 +60,10 @@ def child(events: Path, labels: Path | None, data_dir: Path) -> None:
 
     began = time.perf_counter()
     history = history_from_file(
-        events, EventDecoder(Pseudonymizer(b"bench-train-key" * 3)), labels_path=labels
+        events,
+        EventDecoder(Pseudonymizer(b"bench-train-key" * 3)),
+        labels_path=labels,
+        max_cells=TRAIN_MAX_CELLS,  # as `chargewatch train` reads
     )
     read_s = time.perf_counter() - began
     known = read_labels(labels) if labels is not None else None

@@ -145,7 +145,7 @@ def _history(
 ) -> tuple[History, StationMetadata | None]:
     """The history to learn from (the file, or the InfluxDB window) and the station metadata
     that goes with it (the CSV, or ``stations import``'s)."""
-    from analytics.training import history_from_file, history_from_influx
+    from analytics.training import TRAIN_MAX_CELLS, history_from_file, history_from_influx
     from service.cli import _stations_file, _window, guarded
 
     if input_path is not None:
@@ -162,6 +162,7 @@ def _history(
                 labels_path=labels,
                 stations_path=stations,
                 negatives_path=negatives,
+                max_cells=TRAIN_MAX_CELLS,
             )
         )
         return history, metadata
@@ -173,7 +174,12 @@ def _history(
     with InfluxClient.from_settings(settings) as client:
         history = guarded(
             lambda: history_from_influx(
-                client, since_ns, until_ns, labels_path=labels, negatives_path=negatives
+                client,
+                since_ns,
+                until_ns,
+                labels_path=labels,
+                negatives_path=negatives,
+                max_cells=TRAIN_MAX_CELLS,
             )
         )
     return history, metadata
