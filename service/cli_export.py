@@ -195,19 +195,19 @@ def evaluate_models(
 ) -> None:
     """Judge ``data`` with each of ``models`` (one or two), measure against the labels, print
     (a table, or JSON) and write the report when asked."""
+    from service.cli import fail, guarded, print_evaluation, stdout
+
+    data.check("evaluate")  # before the libraries below are loaded: a usage error is quick
+    if not labels_path.is_file():
+        fail(f"{labels_path}: no such file")
+    if len(set(models)) != len(models):
+        fail(f"--compare needs two different models, not {models[0]} twice")
     import orjson
 
     from analytics.report import evaluate_judged, write_report
     from chargewatch.settings import load_settings
     from models.compare import compare
     from models.evaluate import read_labels
-    from service.cli import fail, guarded, print_evaluation, stdout
-
-    data.check("evaluate")
-    if not labels_path.is_file():
-        fail(f"{labels_path}: no such file")
-    if len(set(models)) != len(models):
-        fail(f"--compare needs two different models, not {models[0]} twice")
     settings = guarded(load_settings)
     state, registry = _open_state(settings)
     try:
