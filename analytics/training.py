@@ -18,13 +18,15 @@ it was not calibrated on, beside the rule's. And it fits the novelty model
 (``analytics.novelty``) on the training stations' closed sessions.
 
 Large history is sampled for training (``Sampler``, ``max_cells=TRAIN_MAX_CELLS``, as
-``chargewatch train`` reads; other readers get every row). The history is one padded batch (rows x the longest
-row's samples): a month of 500 stations would be ~160 k rows x thousands of samples, tens of GB.
-Sessions are streamed out of the assembler as they complete and a row is kept when a hash of its
-session id (an orphan segment's station, connector and start) falls below the share kept; the
-share halves whenever the rows kept would pad to more than ``TRAIN_MAX_CELLS`` samples. The hash
-depends on the data alone, so the same history gives the same sample, and the same fingerprint.
-The manifest says the share and the rows seen and kept (``training.sample``).
+``chargewatch train`` reads; other readers get every row). The history is one padded batch
+(rows x the longest row's samples): a month of 500 stations would be ~160 k rows x thousands of
+samples, tens of GB. Sessions are streamed out of the assembler as they complete and a row is
+kept when a hash of its session id (an orphan segment's station, connector and start) falls
+below the share kept; the share halves whenever the rows kept would pad to more than
+``TRAIN_MAX_CELLS`` samples. The hash depends on the data alone, so the same history gives the
+same sample, and the same fingerprint. The manifest says the share and the rows seen and kept
+(``training.sample``). Calibration, the novelty model and the held-out measures then see the
+sample only: a sample of a month is still thousands of sessions, spread over the whole month.
 """
 
 from __future__ import annotations
@@ -293,13 +295,16 @@ def train(
     there; measure on the held-out ones (precision and recall when labels are given)."""
     batch = history.batch
     held = held_out(batch.station_id)
-    train_batch, held_batch = batch.take(~held), batch.take(held)
+    train_batch, held_batch = _trimmed(batch.take(~held)), _trimmed(batch.take(held))
     if train_batch.n_sessions == 0:
         raise ModelError("every station fell in the held-out part: too few stations to train")
     fitted = fit_detectors(with_stations(train_batch, stations), default_detectors())
     state = learned_state([d for d in fitted if isinstance(d, BaseDetector)])
     positives, known_normal = labels or [], negatives or []
-    rule = _score(train_batch, state.detectors(calibrated=False), history.now_ns, stations)
+    # the rules as the candidate scores the training stations: its detectors fitted on them as a
+    # window are these very ones (the band and ratings they learned are the version's), so
+    # they are used as they are rather than fitted again
+    rule = detect(train_batch, now_ns=history.now_ns, detectors=fitted)
     kinds = calibrate(train_batch, rule, positives, known_normal, target=target_rate)
     thresholds = {kind: c.threshold for kind, c in kinds.items()}
     novelty, novelty_train = _novelty(train_batch)
