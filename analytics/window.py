@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -109,6 +109,23 @@ class _Across:
         return out
 
 
+class _Lines:
+    """The result lines (profiles, usage pieces) of a partition's window, less those its
+    predecessor wrote word for word: rewriting a point as it is stored changes nothing, and
+    most of an open session's usage pieces (its past quarter hours) come out the same at every
+    window. ``now`` keeps every line of this window, written or not, for the next."""
+
+    def __init__(self, before: set[str]) -> None:
+        self.before = before
+        self.now: set[str] = set()
+
+    def changed(self, lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            self.now.add(line)
+            if line not in self.before:
+                yield line
+
+
 def _write(client: InfluxClient, lines: Iterable[str]) -> int:
     written = 0
     iterator = iter(lines)
@@ -141,7 +158,8 @@ def detect_window(
     so history just before the window informs what is normal; ``stations`` (sites, declared
     ratings, fleet cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
     ``caches`` (kept by the caller from one window to the next, by partition) holds what the
-    next window reads again: the readings of open sessions cross InfluxDB once.
+    next window reads again: the readings of open sessions cross InfluxDB once; and the profile
+    and usage lines written, so the next window writes only those that changed.
     ``partitions`` (of ``partition_count``): judge only their stations (module docstring);
     None: every station.
     """
@@ -173,6 +191,9 @@ def detect_window(
         events, kept = read_partition(
             client, part, found, since_ns, until_ns, lookback=WINDOW_LOOKBACK, cache=cache
         )
+        # what the window before wrote, if it is this one's predecessor, is not written again
+        follows = cache is not None and cache.follows(since_ns, until_ns)
+        lines = _Lines(cache.written if cache is not None and follows else set())
         if caches is not None:
             caches[part] = kept
         flags += _judge_partition(
@@ -187,7 +208,9 @@ def detect_window(
             report,
             catalog=catalog,
             judged_at_ns=stamp,
+            lines=lines,
         )
+        kept.written = lines.now
     if caches is not None:
         for gone in set(caches) - set(parts):  # partitions that changed with new stations
             del caches[gone]
@@ -307,6 +330,7 @@ def _judge_partition(
     *,
     catalog: StateStore | None,
     judged_at_ns: int,
+    lines: _Lines,
 ) -> list[Flag]:
     handout = _assemble(events)
     report.lines += len(events.readings) + len(events.control)
@@ -331,6 +355,7 @@ def _judge_partition(
                 report,
                 catalog=catalog,
                 judged_at_ns=judged_at_ns,
+                lines=lines,
             )
     return flags
 
@@ -346,9 +371,10 @@ def _judge_rows(
     *,
     catalog: StateStore | None,
     judged_at_ns: int,
+    lines: _Lines,
 ) -> list[Flag]:
     """Score the judged rows of one batch, store their profiles, flags (withdrawing what
-    they no longer hold), usage and catalogue rows."""
+    they no longer hold), usage and catalogue rows (profiles and usage as they changed)."""
     results = run_detectors(kept, fitted, now_ns=until_ns)
     results += across.take(kept.session_id)
     flags = _revised(flags_from_results(kept, results), found.late)
@@ -356,11 +382,11 @@ def _judge_rows(
     report.sessions += kept.n_sessions - orphans
     report.orphan_segments += orphans
     judged = profiles(kept)
-    _write(client, profiles_to_lines(judged))
+    _write(client, lines.changed(profiles_to_lines(judged)))
     _withdraw(client, kept, flags, found.earliest_ns, until_ns)
     _write(client, flags_to_lines(flags))
     pieces = usage_pieces(kept, until_ns=until_ns)
-    _write(client, usage_lines(pieces))
+    _write(client, lines.changed(usage_lines(pieces)))
     if catalog is not None:
         upsert_sessions(catalog, catalog_rows(kept, judged, results, judged_at_ns=judged_at_ns))
         replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])

@@ -8,7 +8,11 @@ of these runs in a child process of its own (its peak memory is the child's max 
 - ``job``: the scheduled job window by window, every ``--interval-s`` (as ``serve`` runs it),
   timed per window;
 - ``last``: the job's last window alone (one job interval at the end of the data, its look-back
-  included): what one interval costs for the network.
+  included): what one interval costs for the network;
+- ``reads``: the job's reads alone, window by window (sessions, readings with the reading cache,
+  statuses, authorizations), nothing judged or written: the floor of any job that reads each
+  window back from InfluxDB (whose every query costs about the same per series touched, however
+  short its time range).
 
 Prints each run's seconds and peak RSS, and the ratios against the file path (targets: the job
 at most 1.5x the file path's time; 300 stations x 24 h in at most 500 MB; 10,000 stations at one
@@ -69,6 +73,8 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         with events.open("rb") as stream:
             flags, _ = detect_stream(stream, decoder=decoder)
         out["flags"] = len(flags)
+    elif mode == "reads":
+        out["windows"] = reads_only(client, begin, end, int(interval * NS))
     elif mode == "range":
         flags, _ = detect_window(client, begin, end, catalog=state)
         out["flags"] = len(flags)
@@ -83,6 +89,30 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
     state.close()
     client.close()
     print(json.dumps(out))
+
+
+def reads_only(client: Any, begin: int, end: int, interval_ns: int) -> int:
+    """What ``detect_window`` reads, window by window over ``[begin, end)`` as the job runs it
+    (a partition's reading cache kept from one window to the next); how many windows."""
+    from analytics.read.partition import (
+        list_stations,
+        read_partition,
+        read_sessions,
+        station_partitions,
+    )
+    from analytics.window import PARTITION_STATIONS, WINDOW_LOOKBACK
+
+    caches: dict[tuple[str, ...], Any] = {}
+    windows = 0
+    for since in range(begin, end, interval_ns):
+        until = min(since + interval_ns, end)
+        for part in station_partitions(list_stations(client), PARTITION_STATIONS):
+            found = read_sessions(client, part, since, until, lookback=WINDOW_LOOKBACK)
+            _events, caches[part] = read_partition(
+                client, part, found, since, until, lookback=WINDOW_LOOKBACK, cache=caches.get(part)
+            )
+        windows += 1
+    return windows
 
 
 def measure(
@@ -168,12 +198,14 @@ def main() -> None:
     base = results.get("file")
     for mode, r in results.items():
         line = f"{mode:>6}: {r['seconds']:7.1f} s, peak RSS {r['max_rss_mb']:7.0f} MB"
-        line += f", {r['flags']} flags"
-        if "windows" in r:
+        line += f", {r['flags']} flags" if "flags" in r else ""
+        if "window_s_median" in r:
             line += (
                 f", {r['windows']} windows (median {r['window_s_median']:.2f} s, "
                 f"max {r['window_s_max']:.2f} s)"
             )
+        elif "windows" in r:
+            line += f", {r['windows']} windows"
         if base is not None and mode != "file":
             line += (
                 f"; x{r['seconds'] / base['seconds']:.2f} the file path's time, "

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -100,10 +100,12 @@ class PartitionEvents:
 
 @dataclass(slots=True)
 class ReadingCache:
-    """What one partition's window read that the next window (starting where it ended) needs
-    again: the readings of sessions open at its end, and per connector those outside sessions
-    since its last stop. The job keeps one per partition, so an open session's readings cross
-    InfluxDB once, not at every window."""
+    """What one partition's window read that the next window (starting where it ended, or up
+    to the job's settle time before) needs again: the readings of sessions open at its end, and
+    per connector those outside sessions since its last stop (by stamp or by receipt). The job
+    keeps one per partition, so an open session's readings cross InfluxDB once, not at every
+    window. A session judged again after it left the cache is read whole from InfluxDB, its
+    wrong-clock readings by receive time from its start (``_unheld_from``)."""
 
     until_ns: int
     open_sessions: set[str]
@@ -111,6 +113,15 @@ class ReadingCache:
     table: dict[str, np.ndarray]
     keys: list[tuple[str, int]]
     session_ids: list[str]
+    # the result lines (profiles, usage pieces) the window wrote, which the next need not
+    # write again word for word (``analytics.window``)
+    written: set[str] = field(default_factory=set)
+
+    def follows(self, since_ns: int, until_ns: int) -> bool:
+        """Can the window ``[since_ns, until_ns)`` start from this cache? When the cache's
+        window ended inside it: at ``since_ns``, or after it when windows overlap by the
+        job's settle time. (Not when the partition was judged elsewhere in between.)"""
+        return since_ns <= self.until_ns <= until_ns
 
 
 def list_stations(client: InfluxClient) -> list[str]:
@@ -239,7 +250,7 @@ def read_partition(
     where = _where_stations(stations)
     earliest = sessions.earliest_ns
     floor = since_ns - lookback.session_ns
-    usable = cache if cache is not None and since_ns <= cache.until_ns <= until_ns else None
+    usable = cache if cache is not None and cache.follows(since_ns, until_ns) else None
     ranges = _ranges(sessions, since_ns, floor, usable)
     columns = _Columns()
     if usable is not None:

@@ -11,6 +11,8 @@ it stopped, so the second judgement must read its wrong-clock readings back from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,58 @@ def test_the_job_with_its_cache_flags_what_a_window_read_cold_flags(influx: Infl
     cold, _ = detect_window(influx, at(18), at(30))
     assert ("S1", "clock_fault") in {(f.session_id, f.kind) for f in cold}
     assert {(f.session_id, f.kind) for f in warm} == {(f.session_id, f.kind) for f in cold}
+
+
+class _Counting(InfluxClient):
+    """A real client that counts the lines it writes per measurement."""
+
+    def __init__(self, url: str, database: str) -> None:
+        super().__init__(url=url, database=database)
+        self.lines: dict[str, int] = {}
+
+    def write(self, lines: Sequence[str] | bytes, *, precision: str = "ns") -> None:
+        assert not isinstance(lines, bytes)
+        for line in lines:
+            name = line.split(",", 1)[0]
+            self.lines[name] = self.lines.get(name, 0) + 1
+        super().write(lines, precision=precision)
+
+
+def stored(client: InfluxClient, measurement: str) -> list[tuple[object, ...]]:
+    """Every point of ``measurement``: its tags, time and fields, sorted."""
+    found = client.query(f'SELECT * FROM "{measurement}" GROUP BY *')
+    rows = [
+        (tuple(sorted(s.tags.items())), *(s.columns[c][i] for c in sorted(s.columns)))
+        for s in found
+        for i in range(len(s))
+    ]
+    return sorted(rows, key=repr)
+
+
+def test_what_the_job_with_its_cache_stores_is_what_windows_read_cold_store(
+    influx: InfluxClient,
+) -> None:
+    """A 40-minute session judged every 10 minutes: with the cache kept between windows, the
+    profile and usage points stored are those of the same windows read cold, though the
+    usage pieces of its past quarter hours are not written again at every window."""
+    events: list[tuple[float, Event]] = [(1.0, start(1.0))]
+    events += [(k / 2, reading(k / 2, energy_wh=50.0 * k, power_w=6000.0)) for k in range(3, 81)]
+    events.append((40.5, stop(40.5)))
+    cold = _Counting(influx.url, f"{influx.database}_cold")
+    warm = _Counting(influx.url, influx.database)
+    cold.create_database()
+    try:
+        ingest(warm, events)
+        ingest(cold, events)
+        caches: dict[tuple[str, ...], ReadingCache] = {}
+        for since in range(0, 50, 10):  # overlapping by 2 minutes, as the job's windows
+            detect_window(warm, at(since - 2), at(since + 10), caches=caches)
+            detect_window(cold, at(since - 2), at(since + 10))
+        for measurement in ("profile", "usage"):
+            assert stored(warm, measurement) == stored(cold, measurement), measurement
+        assert len(stored(warm, "usage")) == 3  # the quarter hours 0-15, 15-30, 30-45
+        assert warm.lines["usage"] < cold.lines["usage"]
+    finally:
+        cold.query(f'DROP DATABASE "{cold.database}"')
+        cold.close()
+        warm.close()
