@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import IO
 
 import numpy as np
@@ -35,7 +34,7 @@ from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
-from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_chunks
+from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_blocks
 from chargewatch.flags import Flag
 from chargewatch.schema import READING_FIELDS
 from chargewatch.sites import StationMetadata
@@ -143,28 +142,31 @@ def decode_chunks(
 ) -> Iterator[DecodedChunk]:
     """``decode_events`` a chunk of lines at a time, readings as columns; bad lines are counted
     and reported in order. ``on_progress`` gets the bytes read so far after each chunk."""
-    for numbered in iter_jsonl_chunks(stream, chunk_lines):
-        report.lines = numbered[-1][0]
-        yield _decode_chunk(numbered, decoder, report, on_reject)
+    for numbers, lines in iter_jsonl_blocks(stream, chunk_lines):
+        report.lines = numbers[-1]
+        yield _decode_chunk(numbers, lines, decoder, report, on_reject)
         if on_progress is not None:
             on_progress(stream.tell())
 
 
 def _decode_chunk(
-    numbered: list[tuple[int, bytes]],
+    line_numbers: list[int],
+    lines: list[bytes],
     decoder: EventDecoder,
     report: DetectReport,
     on_reject: Callable[[int, EventError], None] | None,
 ) -> DecodedChunk:
-    numbers = np.fromiter(map(itemgetter(0), numbered), dtype=np.int64, count=len(numbered))
-    raws = list(map(itemgetter(1), numbered))
+    numbers = np.array(line_numbers, dtype=np.int64)
+    raws = lines
     # Over-long lines were cut short by iter_jsonl: the per-event way rejects them.
-    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-    short = np.flatnonzero(lengths <= MAX_LINE_BYTES)
-    if short.size < len(raws):
+    if raws and max(map(len, raws)) > MAX_LINE_BYTES:
+        lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+        short = np.flatnonzero(lengths <= MAX_LINE_BYTES)
         raws = [raws[i] for i in short.tolist()]
+    else:
+        short = np.arange(len(raws))
     frame = reading_frame_from_ndjson(raws) if raws else None
-    fast = np.zeros(len(numbered), dtype=bool)
+    fast = np.zeros(len(lines), dtype=bool)
     if frame is not None:
         frame = judge_readings(frame)
         fast[short] = frame["ok"].to_numpy()
@@ -173,7 +175,7 @@ def _decode_chunk(
         readings = _no_readings()
     events: list[tuple[int, Event]] = []
     for i in np.flatnonzero(~fast).tolist():
-        number, line = numbered[i]
+        number, line = line_numbers[i], lines[i]
         try:
             events.append((number, decoder.decode_line(line)))
         except EventError as exc:

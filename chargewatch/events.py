@@ -42,6 +42,7 @@ __all__ = [
     "StatusChange",
     "check_connector_id",
     "iter_jsonl",
+    "iter_jsonl_blocks",
     "iter_jsonl_chunks",
 ]
 
@@ -422,16 +423,33 @@ def iter_jsonl_chunks(
 ) -> Iterator[list[tuple[int, bytes]]]:
     """``iter_jsonl``'s lines, at most ``max_lines`` at a time and without their newline: the
     same numbers, blank lines skipped, an over-long line cut short to ``max_line_bytes + 1``
-    bytes (so its decoding fails with a clear reason) and the rest of it never held.
+    bytes (so its decoding fails with a clear reason) and the rest of it never held. The
+    ``(number, line)`` pairs of ``iter_jsonl_blocks``."""
+    for numbers, lines in iter_jsonl_blocks(
+        stream, max_lines, block_bytes=block_bytes, max_line_bytes=max_line_bytes
+    ):
+        yield list(zip(numbers, lines, strict=True))
+
+
+def iter_jsonl_blocks(
+    stream: IO[bytes],
+    max_lines: int,
+    *,
+    block_bytes: int = JSONL_BLOCK_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[tuple[list[int], list[bytes]]]:
+    """``iter_jsonl_chunks`` as two lists, the line numbers and the lines: what the columnar
+    readers take, with no pair built per line only to be taken apart again.
 
     The stream is read in blocks and split, numbered and filtered by C code (``bytes.split``,
-    ``zip``, ``itertools.compress``), with no Python step per line: that is what makes a file
-    of a million lines quick to read.
+    ``list.extend`` of a ``range``, ``itertools.compress`` where a block has blank lines), with
+    no Python step per line: that is what makes a file of a million lines quick to read.
     """
     number = 0  # lines numbered so far (finished, or cut short)
     carry = b""  # the unfinished line at the end of the blocks read
     cut = False  # that unfinished line was over-long: already given out, cut short
-    pending: list[tuple[int, bytes]] = []
+    numbers: list[int] = []
+    lines: list[bytes] = []
     while block := stream.read(block_bytes):
         parts = block.split(b"\n")
         tail = parts.pop()  # after the last newline: unfinished
@@ -444,8 +462,14 @@ def iter_jsonl_chunks(
             carry = b""
             if parts and max(map(len, parts)) > max_line_bytes:
                 parts = [part[: max_line_bytes + 1] for part in parts]
-            numbers = range(number + 1, number + 1 + len(parts))
-            pending.extend(compress(zip(numbers, parts, strict=True), map(bytes.strip, parts)))
+            numbered = range(number + 1, number + 1 + len(parts))
+            kept = list(map(bytes.strip, parts))
+            if all(kept):
+                numbers.extend(numbered)
+                lines.extend(parts)
+            else:  # blank lines: numbered, not given out
+                numbers.extend(compress(numbered, kept))
+                lines.extend(compress(parts, kept))
             number += len(parts)
         if not cut:
             carry += tail
@@ -453,15 +477,17 @@ def iter_jsonl_chunks(
                 number += 1
                 head = carry[: max_line_bytes + 1]
                 if head.strip():  # blank as far as it is read: skipped, as iter_jsonl does
-                    pending.append((number, head))
+                    numbers.append(number)
+                    lines.append(head)
                 carry, cut = b"", True
-        while len(pending) >= max_lines:
-            yield pending[:max_lines]
-            del pending[:max_lines]
+        while len(lines) >= max_lines:
+            yield numbers[:max_lines], lines[:max_lines]
+            del numbers[:max_lines], lines[:max_lines]
     if carry.strip():
-        pending.append((number + 1, carry))
-    if pending:
-        yield pending
+        numbers.append(number + 1)
+        lines.append(carry)
+    if lines:
+        yield numbers, lines
 
 
 def _kind(value: Any) -> str:

@@ -75,18 +75,26 @@ class ChunkEncoder:
 
     def encode_lines(self, numbered: Sequence[tuple[int, bytes]]) -> EncodedChunk:
         """Encode ``(position, raw JSON)`` pairs; bad JSON is rejected with its position."""
+        return self.encode_raw([pos for pos, _ in numbered], [raw for _, raw in numbered])
+
+    def encode_raw(self, positions: Sequence[int], raws: Sequence[bytes]) -> EncodedChunk:
+        """``encode_lines`` for the positions and the raw JSON given apart (as
+        ``iter_jsonl_blocks`` reads a file)."""
         chunk = EncodedChunk()
-        kept: list[tuple[int, bytes]] = []
-        for position, raw in numbered:
-            if len(raw) > MAX_LINE_BYTES:
-                chunk.rejections.append(
-                    Rejection(position, None, f"line is longer than {MAX_LINE_BYTES} bytes")
-                )
-            else:
-                kept.append((position, raw))
-        frame = reading_frame_from_ndjson([raw for _, raw in kept]) if kept else None
+        kept_at = list(positions)
+        kept = list(raws)
+        if kept and max(map(len, kept)) > MAX_LINE_BYTES:  # rare: lines iter_jsonl cut short
+            long = {i for i, raw in enumerate(kept) if len(raw) > MAX_LINE_BYTES}
+            chunk.rejections.extend(
+                Rejection(kept_at[i], None, f"line is longer than {MAX_LINE_BYTES} bytes")
+                for i in sorted(long)
+            )
+            kept_at = [pos for i, pos in enumerate(kept_at) if i not in long]
+            kept = [raw for i, raw in enumerate(kept) if i not in long]
+        frame = reading_frame_from_ndjson(kept) if kept else None
         if frame is None:  # polars could not read the chunk: take it object by object
-            return self.encode_objects(self._loads(kept, chunk), chunk)
+            objects = self._loads(list(zip(kept_at, kept, strict=True)), chunk)
+            return self.encode_objects(objects, chunk)
         judged = judge_readings(frame)
         rx = self._clock.stream_us(_stamps(judged, self._clock))  # one per kept line
         fast, side = _format_plain_readings(judged, rx)
@@ -95,9 +103,11 @@ class ChunkEncoder:
         chunk.lines.extend(side)
         if taken:  # a batch without readings says so by not naming them
             chunk.accepted_by_type[EventType.READING] += len(taken)
+        if len(taken) == len(fast):
+            return chunk
         slow = [i for i, line in enumerate(fast) if line is None]
-        slow_rx = {kept[i][0]: int(rx[i]) for i in slow}
-        objects = self._loads([kept[i] for i in slow], chunk)
+        slow_rx = {kept_at[i]: int(rx[i]) for i in slow}
+        objects = self._loads([(kept_at[i], kept[i]) for i in slow], chunk)
         return self.encode_objects(objects, chunk, rx_us=[slow_rx[pos] for pos, _ in objects])
 
     @staticmethod

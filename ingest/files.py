@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from chargewatch.events import EventDecoder, iter_jsonl_chunks
+from chargewatch.events import EventDecoder, iter_jsonl_blocks
 from ingest.encode import ChunkEncoder, Rejection
 
 CHUNK_LINES = 10_000
@@ -75,10 +75,10 @@ def ingest_stream(
     """
     report = report if report is not None else IngestReport()
     encoder = ChunkEncoder(decoder)
-    for chunk_lines in iter_jsonl_chunks(stream, CHUNK_LINES):
-        chunk = encoder.encode_lines(chunk_lines)
+    for numbers, lines in iter_jsonl_blocks(stream, CHUNK_LINES):
+        chunk = encoder.encode_raw(numbers, lines)
         sink.add_many(chunk.lines)
-        report.lines = chunk_lines[-1][0]
+        report.lines = numbers[-1]
         report.written_by_type.update(chunk.accepted_by_type)
         report.rejected += len(chunk.rejections)
         for rejection in chunk.rejections:

@@ -26,6 +26,7 @@ from chargewatch.events import (
     StatusChange,
     format_ts,
     iter_jsonl,
+    iter_jsonl_blocks,
     iter_jsonl_chunks,
     parse_ts,
 )
@@ -300,6 +301,17 @@ def test_iter_jsonl_chunks_gives_the_lines_of_iter_jsonl(
     )
     assert [pair for chunk in chunks for pair in chunk] == expected
     assert all(0 < len(chunk) <= max_lines for chunk in chunks)
+
+
+def test_iter_jsonl_blocks_numbers_each_line_beside_it() -> None:
+    """The two lists of a block: blank lines numbered but not given out, an over-long line cut
+    short, whichever block the lines fall in."""
+    data = b'{"a": 1}\n\n  \n{"b": 2}\r\n' + b"x" * 20 + b'\n{"c": 3}'
+    blocks = list(iter_jsonl_blocks(io.BytesIO(data), 2, block_bytes=5, max_line_bytes=8))
+    assert blocks == [
+        ([1, 4], [b'{"a": 1}', b'{"b": 2}\r']),
+        ([5, 6], [b"x" * 9, b'{"c": 3}']),
+    ]
 
 
 json_values = st.recursive(
