@@ -8,9 +8,11 @@ data judged by one or two models (``analytics.judged``):
 - per model, the confusion between kinds: for each session, every kind it is labeled with
   (``normal`` when none) against every kind that flagged it (``nothing`` when none);
 - per model, each kind's score histogram for normal sessions and for sessions labeled with
-  that kind, and its threshold curve: precision and recall at the session level if a session
-  were flagged whenever its score reaches the threshold, with the detector's own flags as a
-  point (its flags are its rules, not a threshold on the score alone);
+  that kind (and the novelty score's, normal against labeled with any kind, for a version
+  with a novelty forest), and each kind's threshold curve: precision and recall at the
+  session level if a session were flagged whenever its score reaches the threshold, with the
+  detector's own flags as a point (its flags are its rules, not a threshold on the score
+  alone);
 - per model, every false positive (a flag no label matches) and false negative (a label no
   flag found) with the session's profile drawn as the read API draws it
   (``analytics.plots``), at most ``MAX_PICTURES`` of each, saying how many were left out.
@@ -69,6 +71,7 @@ _PANEL_COLUMNS = 3
 _PANEL_PX = (330, 230)
 _DPI = 100
 NORMAL, NOTHING = "normal", "nothing"
+NOVELTY = "novelty"
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,30 +323,36 @@ def _png(figure: Figure) -> bytes:
 
 
 def _split(
-    judged: Judged, kind: str, sessions: dict[str, int], labelled: dict[str, set[str]]
+    score: np.ndarray, kind: str | None, sessions: dict[str, int], labelled: dict[str, set[str]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores for ``kind`` of normal sessions (no label at all) and of those labeled ``kind``."""
-    score = judged.score_of(kind)
+    """``score`` of normal sessions (no label at all) and of those labeled ``kind`` (None:
+    labeled with any kind)."""
     normal = [i for sid, i in sessions.items() if sid not in labelled]
-    positive = [i for sid, i in sessions.items() if kind in labelled.get(sid, ())]
+    positive = [
+        i
+        for sid, i in sessions.items()
+        if (kind in labelled.get(sid, ()) if kind is not None else sid in labelled)
+    ]
     return score[normal], score[positive]
 
 
 def _histograms(judged: Judged, sessions: dict[str, int], labelled: dict[str, set[str]]) -> bytes:
-    figure, axes = _panels(len(judged.kinds))
-    for ax, kind in zip(axes, judged.kinds, strict=True):
-        normal, positive = _split(judged, kind, sessions, labelled)
+    """One panel per kind; and the novelty score's (normal against labeled with any kind)
+    when the model has a novelty forest."""
+    panels: list[tuple[str, np.ndarray, np.ndarray]] = [
+        (kind, *_split(judged.score_of(kind), kind, sessions, labelled)) for kind in judged.kinds
+    ]
+    if judged.novelty is not None:
+        panels.append((NOVELTY, *_split(judged.novelty, None, sessions, labelled)))
+    figure, axes = _panels(len(panels))
+    for ax, (name, normal, positive) in zip(axes, panels, strict=True):
         normal, positive = normal[np.isfinite(normal)], positive[np.isfinite(positive)]
-        ax.hist(normal, bins=HISTOGRAM_BINS.tolist(), color="#1f77b4", alpha=0.6, label="normal")
-        ax.hist(
-            positive,
-            bins=HISTOGRAM_BINS.tolist(),
-            color="#d62728",
-            alpha=0.7,
-            label=f"labeled {kind}",
-        )
+        what = "any kind" if name == NOVELTY else name
+        bins = HISTOGRAM_BINS.tolist()
+        ax.hist(normal, bins=bins, color="#1f77b4", alpha=0.6, label="normal")
+        ax.hist(positive, bins=bins, color="#d62728", alpha=0.7, label=f"labeled {what}")
         ax.set_yscale("symlog", linthresh=1.0)  # a few labeled among thousands of normal
-        ax.set_title(f"{kind} ({positive.size} labeled, {normal.size} normal)", fontsize=8)
+        ax.set_title(f"{name} ({positive.size} labeled, {normal.size} normal)", fontsize=8)
         ax.set_xlim(0.0, 1.0)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="upper center")
