@@ -76,7 +76,7 @@ def find_or_install_chromium() -> Path:
     return found
 
 
-def dump_dom(page: Path, *, screenshot: Path | None = None) -> str:
+def dump_dom(page: Path) -> str:
     """The DOM of ``page`` (a local HTML file) after Chromium headless rendered it."""
     chromium = find_or_install_chromium()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
@@ -93,14 +93,6 @@ def dump_dom(page: Path, *, screenshot: Path | None = None) -> str:
             f"--user-data-dir={profile}",
             f"--virtual-time-budget={VIRTUAL_TIME_MS}",
         ]
-        if screenshot is not None:
-            args += [f"--screenshot={screenshot}", "--window-size=1280,2000"]
-            subprocess.run(
-                [*args, page.resolve().as_uri()],
-                capture_output=True,
-                timeout=_RENDER_TIMEOUT_S,
-                check=False,
-            )
         done = subprocess.run(
             [*args, "--dump-dom", page.resolve().as_uri()],
             capture_output=True,
