@@ -484,9 +484,7 @@ def evaluate(
     ] = None,
     events: Annotated[
         Path | None,
-        typer.Option(
-            help="The event file: counts sessions for --flags; the data judged by --model."
-        ),
+        typer.Option(help="The event file: counts sessions for --flags; the data --model judges."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
     model: Annotated[

@@ -151,7 +151,7 @@ def export(
     ] = None,
 ) -> None:
     """Write the sessions that started in the window (every session of --input) as Parquet:
-    profiles, per-kind scores, flags, verdicts and features, one file each (README, Export)."""
+    profiles, per-kind scores, flags, verdicts and features, one file each (see the README)."""
     from analytics.export import read_verdict_rows, write_export
     from analytics.judged import BUILTIN
     from chargewatch.settings import load_settings
@@ -208,6 +208,7 @@ def evaluate_models(
     from chargewatch.settings import load_settings
     from models.compare import compare
     from models.evaluate import read_labels
+
     settings = guarded(load_settings)
     state, registry = _open_state(settings)
     try:
