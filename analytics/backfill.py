@@ -55,10 +55,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analytics.batch import NO_TIME, SessionBatch
+from analytics.cataloguing import catalog_rows
 from analytics.detectors import default_detectors, fit_detectors
 from analytics.detectors.base import Detector
 from analytics.detectors.ratings import with_stations
-from analytics.pipeline import DetectReport
+from analytics.flags import flags_from_results
+from analytics.pipeline import DetectReport, run_detectors
+from analytics.profiles import profiles, profiles_to_lines
 from analytics.read.partition import (
     SessionEvents,
     list_stations,
@@ -67,6 +70,8 @@ from analytics.read.partition import (
     read_spans,
     station_partitions,
 )
+from analytics.usage import usage_lines, usage_pieces
+from analytics.usage_table import replace_pieces
 
 # The window's own steps, shared so a backfill judges exactly as ``detect --since/--until`` does.
 from analytics.window import (
@@ -76,12 +81,14 @@ from analytics.window import (
     _Across,
     _assemble,
     _judge_across,
-    _judge_rows,
     _orphan_end,
+    _withdraw,
+    _write,
 )
+from chargewatch.catalog import upsert_sessions
 from chargewatch.errors import ChargewatchError
 from chargewatch.events import SessionStart, SessionStop
-from chargewatch.flags import Flag
+from chargewatch.flags import Flag, flags_to_lines
 from chargewatch.influx import InfluxClient
 from chargewatch.settings import Settings, influx_is_local
 from chargewatch.sites import StationMetadata
@@ -260,6 +267,7 @@ class BackfillReport:
     partitions: int
     seconds: float = 0.0
     lines: int = 0
+    task_seconds: float = 0.0  # the phase-2 tasks' own time, summed over the workers
 
     def summary(self) -> str:
         kinds: dict[str, int] = {}
@@ -279,11 +287,15 @@ def local_cluster(workers: int) -> Iterator[Client]:
     """A Dask cluster on this machine for the duration: ``workers`` processes of one thread
     each (the detectors are NumPy on one core; processes keep the GIL out of the way), bound to
     127.0.0.1, no dashboard, scratch files in a temporary folder removed afterwards."""
+    import dask
     from distributed import Client, LocalCluster
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     with (
+        # the workers' statistical profiler samples every task's stack 100 times a second,
+        # holding the GIL the task needs: off, as nobody reads it without the dashboard
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         tempfile.TemporaryDirectory(prefix="chargewatch-dask-") as scratch,
         LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers,
@@ -379,6 +391,7 @@ def backfill(
             result: TaskResult = future.result()
             report.flags += result.flags
             report.lines += result.report.lines
+            report.task_seconds += result.report.seconds
             progress.sessions += result.report.sessions
             progress.orphan_segments += result.report.orphan_segments
             progress.flags += len(result.flags)
@@ -555,3 +568,37 @@ def _owned_rows(
     ended = _orphan_end(batch, orphan, read_until, sessions.starts)
     in_day = (ended >= day.since_ns) & (ended < day.until_ns)
     return np.asarray(named | (orphan & in_day))
+
+
+def _judge_rows(
+    client: InfluxClient,
+    kept: SessionBatch,
+    sessions: SessionEvents,
+    across: _Across,
+    fitted: list[Detector],
+    until_ns: int,
+    report: DetectReport,
+    *,
+    catalog: StateStore | None,
+    judged_at_ns: int,
+) -> list[Flag]:
+    """Score the owned rows of one batch and store what the window stores of them: profiles,
+    flags (withdrawing stored ones the verdict does not hold), usage pieces, catalogue rows.
+    (The window's own ``_judge_rows`` also skips lines its previous window wrote; a backfill
+    has no previous window, so it writes them all.)"""
+    results = run_detectors(kept, fitted, now_ns=until_ns)
+    results += across.take(kept.session_id)
+    flags = flags_from_results(kept, results)
+    orphans = sum(1 for sid in kept.session_id if sid is None)
+    report.sessions += kept.n_sessions - orphans
+    report.orphan_segments += orphans
+    judged = profiles(kept)
+    _write(client, profiles_to_lines(judged))
+    _withdraw(client, kept, flags, sessions.earliest_ns, until_ns)
+    _write(client, flags_to_lines(flags))
+    pieces = usage_pieces(kept, until_ns=until_ns)
+    _write(client, usage_lines(pieces))
+    if catalog is not None:
+        upsert_sessions(catalog, catalog_rows(kept, judged, results, judged_at_ns=judged_at_ns))
+        replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])
+    return flags

@@ -37,9 +37,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """12 stations x 54 h, a third of the sessions with an anomaly."""
+    """8 stations x 54 h, a third of the sessions with an anomaly."""
     folder = tmp_path_factory.mktemp("backfill-fleet")
-    config = SimulationConfig(stations=12, hours=HOURS, seed=17, start=START, anomaly_rate=0.3)
+    config = SimulationConfig(stations=8, hours=HOURS, seed=17, start=START, anomaly_rate=0.3)
     simulate(config, folder / "events.jsonl", folder / "labels.jsonl")
     return (folder / "events.jsonl").read_bytes()
 
@@ -88,6 +88,7 @@ def test_a_backfill_on_two_workers_stores_what_one_process_stores(
     expected = pairs(one)
     assert pairs(stored(influx)) == expected
     assert len(expected) >= 10, "the fleet should carry flags to compare"
+    assert "concurrent_id_tag" in {kind for _, kind in expected}  # the cross-station phase
     influx.query(f"DROP MEASUREMENT {quote_ident('flag')}")  # the backfill starts from none
 
     source = Source(
