@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 import polars as pl
 import pytest
 
@@ -190,6 +191,18 @@ def test_export_command_over_a_window_of_influxdb(
     assert verdicts["flag_id"].to_list() == [flag_id(stored[0])]
     flags = pl.read_parquet(out / "flags.parquet")
     assert set(flags["session_id"].drop_nulls().to_list()) <= set(profiles["session_id"].to_list())
+    # the window judged again for evaluation, against the simulator's labels
+    labels = settings.data_dir.parent / "labels.jsonl"
+    evaluated = cli(
+        *("evaluate", "--labels", str(labels), "--model", "builtin", "--json"),
+        *("--since", since, "--until", until),
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = orjson.loads(evaluated.stdout)
+    assert result["model"] == "builtin"
+    # the same window and detectors as export: the same flags, most labels found
+    assert result["overall"]["flags"] == flags.height
+    assert result["overall"]["labels_found"] > result["overall"]["labels"] / 2
     refused = cli("export", "--since", since, "--out", str(out), "--input", str(out / "x"))
     assert refused.returncode == 2
     assert "use either --input or --since/--until, not both" in refused.stderr
