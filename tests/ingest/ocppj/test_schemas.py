@@ -17,12 +17,14 @@ from typing import Any
 import orjson
 import pytest
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.messages import MessageType, get_validator
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from ingest.ocppj import OcppGateway
 from ingest.ocppj.schemas import first_error
+from ingest.ocppj.station import _snake_case
 
 from .harness import Collector, make_gateway, serving_in_thread
 
@@ -286,3 +288,9 @@ def test_malformed_payloads_get_a_call_error_naming_the_field(
     assert answer[2] == code
     assert answer[3].startswith(names), answer[3]
     assert len(sink.events) == stored  # nothing of a refused message is stored
+
+
+@pytest.mark.parametrize("payload", [payload for *_, payload in VALID])
+def test_handler_arguments_are_the_librarys_snake_case(payload: dict[str, Any]) -> None:
+    assert _snake_case(payload) == camel_to_snake_case(payload)
+    assert _snake_case(payload) == camel_to_snake_case(payload)  # from the key cache too
