@@ -57,8 +57,10 @@ class EventsAnswer(BaseModel):
 
 
 class BatchGate:
-    """Admits event batches: ``workers`` at once, each handed to the acceptor from a thread of
-    the gate's own, and ``workers * WAITING_PER_WORKER`` more held waiting; beyond, 503 at once.
+    """Admits event batches: ``workers`` at once and ``workers * WAITING_PER_WORKER`` more held
+    waiting; beyond, 503 at once. Each is handed to the acceptor from a thread of the gate's
+    own, the waiting ones too: the acceptor encodes those that wait together as one group
+    (``service.batches.BatchGroups``), at most ``workers`` groups at a time.
 
     The acceptor blocks (it waits for a worker process, then for the spool's fsync), so it runs
     on the gate's own threads rather than the shared pool's: each thread that has held a large
@@ -89,8 +91,8 @@ class BatchGate:
 
     async def run(self, work: Callable[[], _T]) -> _T:
         """``work()`` on one of the gate's threads, once one is free."""
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(self._workers, thread_name_prefix="event-batch")
+        if self._threads is None:  # one per batch held: those waiting join the next group
+            self._threads = ThreadPoolExecutor(self._max_held, thread_name_prefix="event-batch")
         return await asyncio.get_running_loop().run_in_executor(self._threads, work)
 
 

@@ -45,7 +45,7 @@ from ingest.ocppj.shared_book import SharedBook
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
 from ingest.spool import AsyncAppender, Spool, SpoolDrainer
 from models.registry import Registry
-from service.batches import BatchEncoders
+from service.batches import BatchEncoders, BatchGroups, EncodedBatch
 from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
 from service.metrics import Metrics
 
@@ -84,6 +84,13 @@ class Service:
             workers=settings.max_concurrent_batches,
             max_body_bytes=settings.max_body_bytes,
             max_events=settings.max_events_per_request,
+        )
+        # Bodies waiting for a worker together: encoded and spooled (one fsync) as one group.
+        self.batch_groups = BatchGroups(
+            self.batches,
+            self._store_batch,
+            workers=settings.max_concurrent_batches,
+            max_group_bytes=settings.max_body_bytes,
         )
         self.drainer = SpoolDrainer(
             self.spool, self._write_to_influx, batch_lines=settings.influx_batch_lines
@@ -183,8 +190,21 @@ class Service:
 
     def accept_json(self, parts: list[bytes], *, gzipped: bool, max_listed: int) -> AcceptOutcome:
         """HTTP batches: decode, validate, pseudonymize, format (in a worker process); then
-        spool (fsync) the whole batch as one record — then answer (``api.deps.EventAcceptor``)."""
-        batch = self.batches.encode(parts, gzipped=gzipped, max_listed=max_listed)
+        spool (fsync) the whole batch as one record, with the batches that waited with it
+        (``service.batches.BatchGroups``) — then answer (``api.deps.EventAcceptor``)."""
+        batch = self.batch_groups.accept(parts, gzipped=gzipped, max_listed=max_listed)
+        for kind, count in batch.accepted_by_type.items():
+            self.metrics.accepted.labels("http", kind).inc(count)
+        for field, count in batch.rejected_by_field.items():
+            self.metrics.rejected.labels("http", field).inc(count)
+        return AcceptOutcome(
+            accepted_by_type=batch.accepted_by_type,
+            rejected=[RejectedEvent(*listed) for listed in batch.listed],
+            rejected_count=sum(batch.rejected_by_field.values()),
+        )
+
+    def _store_batch(self, batch: EncodedBatch) -> None:
+        """Spool the lines of one batch or group as one record (``BatchGroups``' store)."""
         lines = batch.lines.split("\n") if batch.lines else []
         try:
             self.spool.append(lines)
@@ -196,15 +216,6 @@ class Service:
                     f"({self.settings.spool_max_bytes}); send smaller batches"
                 ) from None
             raise
-        for kind, count in batch.accepted_by_type.items():
-            self.metrics.accepted.labels("http", kind).inc(count)
-        for field, count in batch.rejected_by_field.items():
-            self.metrics.rejected.labels("http", field).inc(count)
-        return AcceptOutcome(
-            accepted_by_type=batch.accepted_by_type,
-            rejected=[RejectedEvent(*listed) for listed in batch.listed],
-            rejected_count=sum(batch.rejected_by_field.values()),
-        )
 
     async def _accept_ocpp(self, events: list[Event]) -> None:
         # one formatter for the process, on the event loop's thread only: its receive clock

@@ -206,3 +206,84 @@ def test_random_bodies_never_get_a_500(running: Running, body: bytes) -> None:
     answer = running.post(body)
     assert answer.status_code in {200, 400}, answer.text
     assert running.client.get("/healthz").status_code == 200
+
+
+def mixed_body(k: int) -> bytes:
+    """A body of every kind of event, good and bad, different for each ``k``."""
+    events: list[Any] = [reading(k * 10 + i) for i in range(k % 4 + 1)]
+    events += [
+        reading(k, soc_pct=140),
+        {"type": "nope"},
+        {
+            "type": "status",
+            "ts": TS,
+            "station_id": f"ST-{k}",
+            "connector_id": 1,
+            "status": "Available",
+        },
+        {"type": "station", "ts": TS, "station_id": f"ST-{k}", "event": "boot"},
+        "text",
+        reading(k, power_w="1e3"),  # a numeric string: the per-event path
+        {"type": "authorize", "ts": TS, "station_id": "ST-1", "id_tag": "", "result": "Accepted"},
+    ]
+    return orjson.dumps(events[k % 3 :])
+
+
+def test_bodies_encoded_as_one_group_get_the_answers_they_get_alone(tmp_path: Path) -> None:
+    from api.bodies import BodyError
+    from ingest.pseudonym import Pseudonymizer
+    from service.batches import BatchEncoders
+
+    encoders = BatchEncoders(
+        Pseudonymizer(b"0123456789abcdef-test-key"),
+        workers=1,
+        max_body_bytes=1 << 20,
+        max_events=5,
+    )
+    try:
+        bodies = [mixed_body(k) for k in range(6)] + [b"[", b"\n\n", orjson.dumps([reading(0)])]
+        alone: list[Any] = []
+        for body in bodies:
+            try:
+                alone.append(encoders.encode([body], gzipped=False, max_listed=3))
+            except BodyError as exc:
+                alone.append(exc)
+        lines, together = encoders.encode_group([([body], False) for body in bodies], max_listed=3)
+    finally:
+        encoders.close()
+    assert len(together) == len(bodies)
+    for one, grouped in zip(alone, together, strict=True):
+        if isinstance(one, BodyError):  # too many events, an array never closed, empty
+            assert isinstance(grouped, BodyError) and grouped.status == one.status
+            continue
+        assert not isinstance(grouped, BodyError)
+        assert grouped.accepted_by_type == one.accepted_by_type
+        assert grouped.rejected_by_field == one.rejected_by_field
+        assert grouped.listed == one.listed
+    total = sum(len(one.lines.split("\n")) for one in alone if not isinstance(one, BodyError))
+    assert len(lines.split("\n")) == total
+
+
+def test_concurrent_batches_each_get_their_own_answer_and_all_are_stored(
+    running: Running,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(k: int) -> tuple[int, Any]:
+        events = [reading(i, station_id=f"ST-{k}", power_w=k * 1000 + i) for i in range(50)]
+        events[k % 50] = reading(k, soc_pct=200)  # one bad event, at its own index
+        answer = running.post(orjson.dumps(events))
+        while answer.status_code == 503:  # the gate full for a moment: as a client, again
+            time.sleep(0.05)
+            answer = running.post(orjson.dumps(events))
+        return answer.status_code, answer.json()
+
+    with ThreadPoolExecutor(6) as pool:  # as many as the gate holds with 2 workers
+        answers = list(pool.map(post, range(24)))
+    for k, (status, body) in enumerate(answers):
+        assert status == 200, body
+        assert body["accepted_by_type"] == {"reading": 49}
+        assert [(r["index"], r["field"]) for r in body["rejections"]] == [(k % 50, "soc_pct")]
+    wait_drained(running.service)
+    expected = sorted(float(k * 1000 + i) for k in range(24) for i in range(50) if i != k % 50)
+    assert stored_power(running.service) == expected
