@@ -269,14 +269,17 @@ class _Scoring:
         report = self._report
         now_ns = self._assembler.now_ns
         report.now_ns = now_ns
+        if not self._fitted and handout.sample is not None:
+            # history is a sample of the first chunk's rows (it spans several batches): fitted
+            # on before any batch is built, and let go of after, so that the sample (and what
+            # the detectors derived from it) and a batch are never held at once
+            self._fit(handout.sample)
+            handout.sample = None
         for batch in handout:
             if not batch.n_sessions:
                 continue
             if not self._fitted:
-                # history is the first chunk itself (or a sample of its rows): on purpose
-                learn_from = handout.sample if handout.sample is not None else batch
-                fit_detectors(with_stations(learn_from, self._stations), self._detectors)
-                self._fitted = True
+                self._fit(batch)  # history is the first chunk itself: on purpose
             results = run_detectors(batch, self._per_row, now_ns=now_ns)
             if self._across:
                 self._spans.append(batch.sessions_only(session_ends(batch, now_ns)))
@@ -284,6 +287,13 @@ class _Scoring:
             orphans = sum(1 for sid in batch.session_id if sid is None)
             report.sessions += batch.n_sessions - orphans
             report.orphan_segments += orphans
+
+    def _fit(self, history: SessionBatch) -> None:
+        fitted_on = with_stations(history, self._stations)
+        fit_detectors(fitted_on, self._detectors)
+        # what the detectors derived from the history while fitting, cached with it
+        fitted_on.extra.clear()
+        self._fitted = True
 
     def finish(self) -> Iterator[Detection]:
         """The kinds judged across chunks, over every session of the run; then the report."""
