@@ -445,11 +445,22 @@ class Assembler:
 
     # -- handing out -----------------------------------------------------------------------------
 
-    def pop_complete(self, *, min_sessions: int = 1, max_cells: int | None = MAX_CELLS) -> Handout:
+    def pop_complete(
+        self,
+        *,
+        min_sessions: int = 1,
+        max_cells: int | None = MAX_CELLS,
+        sample_cells: int | None = None,
+    ) -> Handout:
         """The sessions that stopped before the previous call, and finished orphan segments,
         once at least ``min_sessions`` sessions have stopped since then (nothing before that),
         in batches of at most ``max_cells`` padded samples. Sessions that stopped since the
-        previous call wait for the next one: late readings of theirs are still taken."""
+        previous call wait for the next one: late readings of theirs are still taken.
+
+        ``sample_cells`` (``max_cells`` when None; 0: no sample) sizes ``Handout.sample``
+        apart from the batches: every row as one batch when that fits in ``sample_cells``,
+        else rows spread over them, so a caller may score in small batches of like length
+        and still fit on what ``sample_cells`` batches would have given."""
         if self.stopped < min_sessions:
             return Handout([], _nothing, None)
         mark, self._handout_mark = self._handout_mark, self._latest_arrival
@@ -459,16 +470,22 @@ class Assembler:
             self.stopped = 0
             return Handout([], _nothing, None)
         done = np.array([0 <= s.stopped_at <= mark for s in self._sessions], dtype=bool)
-        return self._build(done, orphans_all=False, max_cells=max_cells)
+        return self._build(done, orphans_all=False, max_cells=max_cells, sample_cells=sample_cells)
 
-    def finish(self, *, max_cells: int | None = None) -> Handout:
+    def finish(self, *, max_cells: int | None = None, sample_cells: int | None = None) -> Handout:
         """Everything still held, open sessions included (their ``stop_ns`` is ``NO_TIME``);
-        one batch in order of first sight unless ``max_cells`` asks for several."""
+        one batch in order of first sight unless ``max_cells`` asks for several
+        (``sample_cells``: as for ``pop_complete``)."""
         every = np.ones(len(self._sessions), dtype=bool)
-        return self._build(every, orphans_all=True, max_cells=max_cells)
+        return self._build(every, orphans_all=True, max_cells=max_cells, sample_cells=sample_cells)
 
     def _build(
-        self, take_sessions: np.ndarray, *, orphans_all: bool, max_cells: int | None
+        self,
+        take_sessions: np.ndarray,
+        *,
+        orphans_all: bool,
+        max_cells: int | None,
+        sample_cells: int | None = None,
     ) -> Handout:
         cols = self._readings
         t_ns = _np(cols.t_ns)
@@ -512,7 +529,12 @@ class Assembler:
             return _with_times(batch, is_orphan[group])
 
         groups = _groups(counts, max_cells)
-        sample = make(_sample(counts, max_cells)) if len(groups) > 1 and max_cells else None
+        sample = None
+        if sample_cells is None:
+            sample = make(_sample(counts, max_cells)) if len(groups) > 1 and max_cells else None
+        elif len(groups) > 1 and sample_cells:
+            one = len(_groups(counts, sample_cells)) == 1  # as one batch of sample_cells
+            sample = make(np.arange(counts.size) if one else _sample(counts, sample_cells))
         cols.keep(~taken)
         self._forget(take_sessions)
         return Handout(groups, make, sample)

@@ -27,7 +27,7 @@ import polars as pl
 
 from analytics.assemble import MAX_CELLS, Assembler, Handout, ReadingColumns
 from analytics.batch import NO_TIME, SessionBatch
-from analytics.detectors import default_detectors, detect, fit_detectors
+from analytics.detectors import BLOCK_CELLS, default_detectors, detect, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
 from analytics.detectors.ratings import with_stations
@@ -288,6 +288,16 @@ class _Scoring:
             report.sessions += batch.n_sessions - orphans
             report.orphan_segments += orphans
 
+    def cells(self, max_cells: int) -> dict[str, int]:
+        """How the assembler is to hand out: batches of rows of like length in at most
+        ``BLOCK_CELLS`` padded samples (little padding for the detectors to cross, and none of
+        it built), and, until the detectors are fitted, the history they are fitted on as
+        batches of ``max_cells`` would have given it (``Assembler.pop_complete``)."""
+        return {
+            "max_cells": min(max_cells, BLOCK_CELLS),
+            "sample_cells": 0 if self._fitted else max_cells,
+        }
+
     def _fit(self, history: SessionBatch) -> None:
         fitted_on = with_stations(history, self._stations)
         fit_detectors(fitted_on, self._detectors)
@@ -330,8 +340,10 @@ def detect_events(
     """Assemble ``events`` in chunks, fit the detectors on the first chunk (on a sample of its
     rows when it takes several batches), score every chunk.
 
-    Chunks: once ``max_sessions`` sessions have stopped they are scored, in batches of at most
-    ``max_cells`` padded samples (see ``Assembler.pop_complete``). ``fit=False`` scores with
+    Chunks: once ``max_sessions`` sessions have stopped they are scored, in batches of rows of
+    like length of at most ``BLOCK_CELLS`` padded samples; the detectors are fitted on what
+    batches of ``max_cells`` would have given (the first batch, or a sample of rows spread over
+    them: ``Assembler.pop_complete``'s ``sample_cells``). ``fit=False`` scores with
     ``detectors`` fitted elsewhere (on history); unfitted ones raise ``NotFittedError``.
     ``stations`` (sites, declared ratings, fleet cards) goes to the detectors with the history
     they are fitted on (``ratings.with_stations``).
@@ -347,8 +359,8 @@ def detect_events(
     for arrival, event in events:
         assembler.add(arrival, event)
         if assembler.stopped >= max_sessions:
-            yield from scoring.score(assembler.pop_complete(max_cells=max_cells))
-    yield from scoring.score(assembler.finish(max_cells=max_cells))
+            yield from scoring.score(assembler.pop_complete(**scoring.cells(max_cells)))
+    yield from scoring.score(assembler.finish(**scoring.cells(max_cells)))
     yield from scoring.finish()
 
 
@@ -377,9 +389,9 @@ def detect_chunks(
             assembler.add(number, event)
             if assembler.stopped >= max_sessions:
                 added = _add_readings_before(assembler, readings, added, number)
-                yield from scoring.score(assembler.pop_complete(max_cells=max_cells))
+                yield from scoring.score(assembler.pop_complete(**scoring.cells(max_cells)))
         assembler.add_readings(readings.rows(added, len(readings)))
-    yield from scoring.score(assembler.finish(max_cells=max_cells))
+    yield from scoring.score(assembler.finish(**scoring.cells(max_cells)))
     yield from scoring.finish()
 
 
