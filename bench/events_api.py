@@ -2,7 +2,8 @@
 
 The floor is the same points as ready line protocol posted straight to the same InfluxDB in the
 same batches of 1,000 by one writer. chargewatch is a real `chargewatch serve` process: one client
-posts the simulated file as JSON arrays of 1,000 events; each 200 means the batch is validated,
+posts the simulated file as JSON arrays of 1,000 events (with several clients, each posts the
+events of its share of the stations: --split); each 200 means the batch is validated,
 pseudonymized and fsynced in the spool. Reported: events/s until the last acknowledgement, events/s
 until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor; and
 the CPU seconds each part spent meanwhile (serve, its batch workers, influxd): the two cores are
@@ -27,7 +28,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import orjson
@@ -77,8 +80,31 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _shares(objects: list[Any], clients: int, split: str) -> list[list[Any]]:
+    """What each client posts, in the file's order: by station ("stations", as back offices
+    of their own stations would), or batches of the file in turns ("turns": the clients post
+    neighbouring slices of time at once, so InfluxDB gets each station's readings out of
+    order)."""
+    if split == "stations":
+        return [
+            [o for o in objects if zlib.crc32(str(o.get("station_id")).encode()) % clients == i]
+            for i in range(clients)
+        ]
+    batches = [objects[i : i + BATCH] for i in range(0, len(objects), BATCH)]
+    return [[o for batch in batches[i::clients] for o in batch] for i in range(clients)]
+
+
+def _bodies(objects: list[Any]) -> list[bytes]:
+    return [orjson.dumps(objects[i : i + BATCH]) for i in range(0, len(objects), BATCH)]
+
+
 def chargewatch_seconds(
-    influx_url: str, influx_pid: int | None, events: Path, folder: Path, clients: int
+    influx_url: str,
+    influx_pid: int | None,
+    events: Path,
+    folder: Path,
+    clients: int,
+    split: str,
 ) -> tuple[float, float, int, dict[str, float]]:
     port = free_port()
     env = {
@@ -112,7 +138,7 @@ def chargewatch_seconds(
             except httpx.HTTPError:
                 time.sleep(0.1)
         objects = [orjson.loads(raw) for _, raw in iter_jsonl(events.open("rb"))]
-        bodies = [orjson.dumps(objects[i : i + BATCH]) for i in range(0, len(objects), BATCH)]
+        shares = [_bodies(objects) for objects in _shares(objects, clients, split)]
         headers = {"Authorization": f"Bearer {key}"}
 
         def post_share(share: list[bytes]) -> int:
@@ -131,12 +157,13 @@ def chargewatch_seconds(
         cpu_before = {"serve": cpu_seconds(server.pid), "influxd": cpu_seconds(influx_pid)}
         began = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            accepted = sum(pool.map(post_share, [bodies[i::clients] for i in range(clients)]))
+            accepted = sum(pool.map(post_share, shares))
         acked = time.perf_counter() - began
         with httpx.Client(base_url=base) as health:  # one client: a new one costs ~20 ms CPU
             while health.get("/healthz").json()["spool_lines"]:
                 time.sleep(0.02)
-        drained = time.perf_counter() - began
+            drained = time.perf_counter() - began
+            metrics = health.get("/metrics", headers=headers).text
         cpu = {
             "serve": cpu_seconds(server.pid) - cpu_before["serve"],
             "workers": sum(
@@ -144,10 +171,20 @@ def chargewatch_seconds(
             ),
             "influxd": cpu_seconds(influx_pid) - cpu_before["influxd"],
         }
+        cpu["writes"] = _metric(metrics, "chargewatch_influx_write_seconds_count")
+        cpu["write_s"] = _metric(metrics, "chargewatch_influx_write_seconds_sum")
         return acked, drained, accepted, cpu
     finally:
         server.terminate()
         server.wait(30)
+
+
+def _metric(text: str, name: str) -> float:
+    """A sample of serve's /metrics (Prometheus text), 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def main() -> None:
@@ -155,6 +192,12 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=200)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--split",
+        choices=["stations", "turns"],
+        default="stations",
+        help="how the clients share the events: by station, or batches in turns",
+    )
     args = parser.parse_args()
     find_or_install_influxd()
     with tempfile.TemporaryDirectory(prefix="cw-bench-api-") as tmp:
@@ -172,14 +215,17 @@ def main() -> None:
             )
             for clients in args.clients:
                 acked_s, drained_s, accepted, cpu = chargewatch_seconds(
-                    server.url, server.pid, events, folder / f"c{clients}", clients
+                    server.url, server.pid, events, folder / f"c{clients}", clients, args.split
                 )
                 print(
                     f"{clients} client(s): {accepted} events acknowledged at "
                     f"{accepted / acked_s:,.0f}/s ({acked_s:.2f} s), all in InfluxDB at "
                     f"{accepted / drained_s:,.0f}/s ({drained_s:.2f} s); "
                     f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}; CPU s: "
-                    + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+                    + ", ".join(
+                        f"{name} {cpu[name]:.1f}" for name in ("serve", "workers", "influxd")
+                    )
+                    + f"; {cpu['writes']:.0f} InfluxDB writes taking {cpu['write_s']:.1f} s"
                 )
         finally:
             server.stop()

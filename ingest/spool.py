@@ -44,12 +44,14 @@ logger = logging.getLogger(__name__)
 _SEGMENT_SUFFIX = ".seg"
 _QUARANTINE_SUFFIX = ".bad"
 _NO_LOCK = contextlib.nullcontext()
-# Once the spool has run dry, the drainer waits this long after the next append before sending,
-# so that what trickles in (an OCPP station's message is one record of a few lines, hundreds of
-# them a second) goes to InfluxDB as a few batches a second rather than one request and one
-# cursor fsync per message; a batch of 5,000 lines costs InfluxDB far less than 5 of 1,000
-# (bench/ocpp_load.py --serve, bench/events_api.py). Detection reads windows of minutes.
+# When the drainer has caught up with a trickle (its last batch under a tenth of a full one),
+# it waits this long after the next append before sending, so that what trickles in (an OCPP
+# station's message is one record of a few lines, hundreds of them a second) goes to InfluxDB
+# as a few batches a second rather than one request and one cursor fsync per message
+# (bench/ocpp_load.py --serve). Larger batches (the HTTP API's) go at once: InfluxDB's time
+# is per line, and it must not idle while they wait. Detection reads windows of minutes.
 DEFAULT_LINGER_S = 0.2
+_TRICKLE_SHARE = 10
 
 
 class SpoolFullError(BackpressureError):
@@ -534,7 +536,11 @@ class SpoolDrainer:
             failures = 0
             self.last_error = None
             self.lines_sent += sent
-            if sent < self._batch_lines:  # caught up: wait for more, then let it gather
-                if self._spool.appended.wait(self._idle_wait_s) and self._linger_s > 0:
-                    self._stop.wait(self._linger_s)
+            if sent < self._batch_lines:  # caught up: wait for more
+                if (
+                    self._spool.appended.wait(self._idle_wait_s)
+                    and sent < self._batch_lines // _TRICKLE_SHARE
+                    and self._linger_s > 0
+                ):
+                    self._stop.wait(self._linger_s)  # a trickle: let it gather
                 self._spool.appended.clear()
