@@ -113,16 +113,19 @@ class _Lines:
     """The result lines (profiles, usage pieces) of a partition's window, less those its
     predecessor wrote word for word: rewriting a point as it is stored changes nothing, and
     most of an open session's usage pieces (its past quarter hours) come out the same at every
-    window. ``now`` keeps every line of this window, written or not, for the next."""
+    window. ``now`` keeps every line of this window, written or not, for the next, as its
+    64-bit hash: a tenth of the line's memory, and a changed line taken for an unchanged one
+    is a chance of n^2 / 2^64 per window, below 10^-11 for a partition's n = 10^4 lines."""
 
-    def __init__(self, before: set[str]) -> None:
+    def __init__(self, before: set[int]) -> None:
         self.before = before
-        self.now: set[str] = set()
+        self.now: set[int] = set()
 
     def changed(self, lines: Iterable[str]) -> Iterator[str]:
         for line in lines:
-            self.now.add(line)
-            if line not in self.before:
+            key = hash(line)
+            self.now.add(key)
+            if key not in self.before:
                 yield line
 
 

@@ -113,9 +113,9 @@ class ReadingCache:
     table: dict[str, np.ndarray]
     keys: list[tuple[str, int]]
     session_ids: list[str]
-    # the result lines (profiles, usage pieces) the window wrote, which the next need not
-    # write again word for word (``analytics.window``)
-    written: set[str] = field(default_factory=set)
+    # the result lines (profiles, usage pieces) the window wrote, by hash, which the next
+    # need not write again word for word (``analytics.window``)
+    written: set[int] = field(default_factory=set)
 
     def follows(self, since_ns: int, until_ns: int) -> bool:
         """Can the window ``[since_ns, until_ns)`` start from this cache? When the cache's
