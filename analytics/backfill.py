@@ -286,7 +286,8 @@ class BackfillReport:
 def local_cluster(workers: int) -> Iterator[Client]:
     """A Dask cluster on this machine for the duration: ``workers`` processes of one thread
     each (the detectors are NumPy on one core; processes keep the GIL out of the way), bound to
-    127.0.0.1, no dashboard, scratch files in a temporary folder removed afterwards."""
+    127.0.0.1 (the scheduler's HTTP routes too, on a free port), no dashboard, scratch files in
+    a temporary folder removed afterwards."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -303,6 +304,9 @@ def local_cluster(workers: int) -> Iterator[Client]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # even without a dashboard the scheduler serves its HTTP routes (health, metrics),
+            # on port 8787 unless told: another cluster there would move it, with a warning
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             local_directory=scratch,
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,9 +48,49 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Client]:
-    """Two worker processes, closed (workers and all) at the end of the module."""
+    """Two worker processes, closed (workers and all) at the end of the module: no process
+    the cluster started outlives it."""
+    before = descendants()
     with local_cluster(2) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
         yield client
+    deadline = time.monotonic() + 10  # a worker killed at close may take a moment to go
+    while (left := descendants() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
+def descendants() -> set[int]:
+    """This process's live children, theirs, and so on (from /proc: Linux, as the tests run;
+    a zombie, exited but not yet reaped, runs nothing and is not counted)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] != "Z":
+            parent[int(stat.parent.name)] = int(fields[1])
+    # multiprocessing's resource tracker, started with the first spawned worker, stays until
+    # this process ends (by design: it cleans up after it); it is Python's, not the cluster's
+    tracker = {
+        pid
+        for pid in parent
+        if b"multiprocessing.resource_tracker" in _read(Path(f"/proc/{pid}/cmdline"))
+    }
+    found: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - found
+        found |= frontier
+    return found - tracker
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""  # gone meanwhile
 
 
 def ns(t: datetime) -> int:
