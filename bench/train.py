@@ -73,7 +73,8 @@ def child(events: Path, labels: Path | None, data_dir: Path) -> None:
     registry = Registry(data_dir / "models", state.engine)
     info = register_candidate(registry, candidate, created_at=datetime.now(UTC))
     total_s = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak, cpu_s = usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
     model = LearnedState.from_model(registry.load(info.version))
     state.close()
     assert model.novelty is not None, "training fitted no novelty model"
@@ -94,6 +95,7 @@ def child(events: Path, labels: Path | None, data_dir: Path) -> None:
                 "read_s": read_s,
                 "fit_s": fit_s,
                 "total_s": total_s,
+                "cpu_s": cpu_s,  # on a shared machine, what the wall time would be alone
                 "peak_bytes": peak,
                 "version": info.version,
                 "training": {
@@ -204,7 +206,7 @@ def _report(what: str, wall: float, f: dict[str, Any]) -> None:
     print(
         f"  read and assembled {float(f['read_s']):.1f} s, fitted/calibrated/novelty/held-out "
         f"{float(f['fit_s']):.1f} s, with registering {total:.1f} s "
-        f"(process {wall:.1f} s with imports): "
+        f"(process {wall:.1f} s with imports; {float(f['cpu_s']):.1f} s of CPU): "
         f"{'within' if wall <= TARGET_SECONDS else 'OVER'} the {TARGET_SECONDS:.0f} s target"
     )
     print(
