@@ -54,6 +54,7 @@ from chargewatch.errors import ChargewatchError
 __all__ = [
     "FEATURE_NAMES",
     "MIN_READINGS",
+    "NoveltyError",
     "NoveltyModel",
     "scorable",
     "session_features",

@@ -19,7 +19,7 @@ from analytics.detectors import default_detectors, detect, fit_detectors
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.flags import flags_from_results
 from analytics.learned import THRESHOLDS_FILE, LearnedState, learned_state
-from analytics.novelty import NoveltyModel, scorable, session_features
+from analytics.novelty import NoveltyError, NoveltyModel, scorable, session_features
 from analytics.training import History, held_out, history_from_file, train
 from chargewatch.events import EventDecoder
 from chargewatch.flags import Flag
@@ -197,7 +197,7 @@ def test_the_novelty_forest_as_arrays_scores_as_scikit_learn(judged: Judged) -> 
     arrays = model.to_arrays()
     arrays["left"] = arrays["left"].copy()
     arrays["left"][0, 0] = 0
-    with pytest.raises(Exception, match="not after its parent"):
+    with pytest.raises(NoveltyError, match="not after its parent"):
         NoveltyModel.from_arrays(arrays, where="novelty.npz")
 
 
