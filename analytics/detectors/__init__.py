@@ -34,11 +34,14 @@ from analytics.detectors.battery import SocInconsistent
 from analytics.detectors.early_taper import EarlyTaper
 from analytics.detectors.identity import ConcurrentIdTag, UnauthorizedEnergy
 from analytics.detectors.meter import MeterBackwards, MeterJump, MeterMismatch, MeterStuck
+from analytics.detectors.prepared import BLOCK_CELLS, COMPACT_BELOW_FILL, row_blocks
 from analytics.detectors.stall import Stall
 from analytics.detectors.timing import ClockFault, DataGap
 from chargewatch.kinds import AnomalyKind
 
 __all__ = [
+    "BLOCK_CELLS",
+    "COMPACT_BELOW_FILL",
     "DETECTORS",
     "BaseDetector",
     "ClockFault",
@@ -93,18 +96,6 @@ def fit_detectors(
     return [d.fit(history) for d in chosen]
 
 
-# Rows are scored in blocks of about this many padded samples: each temporary (n, m) array of a
-# block is a few MB, so it stays in cache and the allocator reuses it, where arrays of a whole
-# batch (tens of MB each) are fresh memory, page-faulted in, every time.
-BLOCK_CELLS = 1 << 19
-# A batch whose real samples fill less than this share of its padded cells is scored in blocks
-# of rows of like length, each cut to its longest row. A day's fleet holds sessions of a few
-# samples next to ones (and orphan segments) of thousands: padded to the longest, a batch is
-# ~90 % padding (bench/detect.py's mixed fleet: 1,037 rows x 1,910 columns, 8 % filled), which
-# every pass of every detector crosses. Above this share the copy would cost more than it saves.
-COMPACT_BELOW_FILL = 0.5
-
-
 def detect(
     batch: SessionBatch,
     *,
@@ -121,7 +112,7 @@ def detect(
     parts: dict[int, list[KindResult]] = {id(d): [] for d in per_row}
     order: IntArray | None = None
     if per_row and n:
-        blocks, order = _blocks(batch, block_cells)
+        blocks, order = row_blocks(batch, block_cells)
         for block in blocks:
             for d in per_row:
                 parts[id(d)].append(d.score(block, now_ns=now_ns))
@@ -133,46 +124,6 @@ def detect(
         else:
             results.append(d.score(batch, now_ns=now_ns))
     return results
-
-
-def _blocks(batch: SessionBatch, block_cells: int) -> tuple[list[SessionBatch], IntArray | None]:
-    """``batch`` in blocks of rows of about ``block_cells`` padded samples, and the row of the
-    batch each block row is (None: the blocks are the rows in order, views of the batch)."""
-    n, m = batch.n_sessions, batch.n_steps
-    valid = batch.valid
-    # each row's width: up to its last valid sample (padding is after them, by the contract)
-    width = (
-        np.where(valid.any(axis=1), m - np.argmax(valid[:, ::-1], axis=1), 0)
-        if m
-        else np.zeros(n, dtype=np.int64)
-    )
-    if int(width.sum()) >= COMPACT_BELOW_FILL * n * m:
-        if n * max(m, 1) <= block_cells:
-            return [batch], None
-        step = max(1, block_cells // max(m, 1))
-        return [batch.rows(start, min(start + step, n)) for start in range(0, n, step)], None
-    order = np.argsort(width, kind="stable")
-    # at least two columns (as many as there are): a step between samples always has a shape
-    cut = np.minimum(np.maximum(width[order], 2), m).tolist()
-    blocks: list[SessionBatch] = []
-    begin = 0
-    for end in range(1, n + 1):
-        # widths ascend: the row just taken is the block's widest
-        if end == n or (end + 1 - begin) * cut[end] > block_cells:
-            blocks.append(_trimmed(batch, order[begin:end], cut[end - 1]))
-            begin = end
-    return blocks, np.asarray(order, dtype=np.int64)
-
-
-def _trimmed(batch: SessionBatch, rows: IntArray, width: int) -> SessionBatch:
-    """The chosen rows of ``batch`` with the first ``width`` columns of each sample array."""
-    picked = {}
-    for name in batch.__dataclass_fields__:
-        if name == "extra":
-            continue
-        value = getattr(batch, name)
-        picked[name] = value[:, :width][rows] if value.ndim == 2 else value[rows]
-    return SessionBatch(**picked)
 
 
 def _in_row_order(result: KindResult, order: IntArray) -> KindResult:

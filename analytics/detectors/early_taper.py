@@ -15,7 +15,13 @@ import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.prepared import HISTORY_COMPLETE_NS, Prepared, prepared, take_rows
+from analytics.detectors.prepared import (
+    HISTORY_COMPLETE_NS,
+    Prepared,
+    prepared,
+    row_blocks,
+    take_rows,
+)
 from analytics.detectors.ratings import AC_MAX_W, StationRatings, rated_power_w
 from analytics.detectors.reductions import (
     Runs,
@@ -220,12 +226,20 @@ class EarlyTaper(BaseDetector):
         counts = np.zeros(floor.size, dtype=np.int64)
         learned = np.zeros(floor.size, dtype=bool)
         if batch.n_sessions and batch.n_steps:
-            prep = _charged_soc(prepared(batch, HISTORY_COMPLETE_NS))
-            rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-            features = self._features(prep, rated, learning=True)
-            keep = features.cell >= 0
+            # a row's features are its own: learned a block of rows at a time (rows of like
+            # length when the history is mostly padding), the same values in another order,
+            # which the quantiles do not depend on
+            cells: list[IntArray] = []
+            ratios: list[FloatArray] = []
+            for block in row_blocks(batch)[0]:
+                prep = _charged_soc(prepared(block, HISTORY_COMPLETE_NS))
+                rated = rated_power_w(prep, self.ratings_.lookup(block.station_id))
+                features = self._features(prep, rated, learning=True)
+                keep = features.cell >= 0
+                cells.append(features.cell[keep])
+                ratios.append(features.ratio[keep])
             quantile, counts = _group_quantile(
-                features.cell[keep], features.ratio[keep], floor.size, self.quantile
+                np.concatenate(cells), np.concatenate(ratios), floor.size, self.quantile
             )
             flat = floor.reshape(-1)
             learned = (counts >= self.min_samples) & (quantile < flat)

@@ -4,13 +4,15 @@ rows give defined results instead of exceptions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.batch import NO_TIME
-from analytics.detectors import KindResult, detect, fit_detectors
+from analytics.batch import NO_TIME, SessionBatch
+from analytics.detectors import EarlyTaper, KindResult, detect, fit_detectors
 from tests.analytics.detectors.helpers import (
     NOW_NS,
     Spec,
@@ -150,6 +152,37 @@ def test_rows_of_like_length_scored_together_give_the_same_results(
         a = d.score(batch, now_ns=NOW_NS)
         assert a.kind == b.kind
         assert_same(row_view(a, rows), row_view(b, rows))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(sessions(), min_size=2, max_size=6, unique_by=lambda s: s.session_id))
+def test_early_taper_learns_the_same_bands_whatever_the_order_and_padding(
+    specs: list[Spec],
+) -> None:
+    """EarlyTaper learns from a history a block of rows at a time (rows of like length when it
+    is mostly padding): its bands depend on the rows' readings, not on their order nor on the
+    padding after them."""
+    long = charge(power_w=50_000.0, minutes=600, interval_s=10.0, soc0_pct=10.0, session_id="L")
+    batch = make_batch([specs[0], long, *specs[1:]])
+    perm = np.random.default_rng(len(specs)).permutation(batch.n_sessions)
+    shuffled = batch.take(perm)
+    columns: dict[str, Any] = {}
+    for name in shuffled.__dataclass_fields__:
+        if name == "extra":
+            continue
+        value = getattr(shuffled, name)
+        if value.ndim == 2:  # 50 more columns of padding
+            pad = np.nan if value.dtype.kind == "f" else 0
+            value = np.pad(value, ((0, 0), (0, 50)), constant_values=pad)
+        columns[name] = value
+    wider = SessionBatch(**columns)
+    assert batch.valid.mean() < 0.5  # learned from rows of like length, cut to their width
+    a = EarlyTaper().fit(batch)
+    b = EarlyTaper().fit(wider)
+    assert a.band_count_.sum() > 0  # readings were binned: there was something to learn
+    np.testing.assert_array_equal(a.band_, b.band_)
+    np.testing.assert_array_equal(a.band_count_, b.band_count_)
+    np.testing.assert_array_equal(a.band_learned_, b.band_learned_)
 
 
 @settings(max_examples=40, deadline=None)
