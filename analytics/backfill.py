@@ -44,6 +44,7 @@ again finishes it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import tempfile
 import time
 import uuid
@@ -465,6 +466,17 @@ def _owned_sessions(
     return owned
 
 
+def _settle_heap() -> None:
+    """Move what the worker holds so far out of the garbage collector's sight, at the start
+    of each task. A task makes millions of short-lived objects (InfluxDB's JSON answers), so
+    full collections come often, and in a Dask worker each one also walked the worker's own
+    long-lived state: a 20-station day took 4.3-5.4 s in a worker against 2.4 s in one process,
+    2.7 s with this (``orjson.loads`` 0.5 s against 0.05 s). Garbage from the task before is
+    collected first, so nothing is frozen that could be freed."""
+    gc.collect()
+    gc.freeze()
+
+
 def _across_task(
     source: Source,
     parts: list[tuple[str, ...]],
@@ -473,6 +485,7 @@ def _across_task(
     stations: StationMetadata | None,
 ) -> _Across:
     """Phase 1 of a day: the kinds judged across stations, for the sessions the day owns."""
+    _settle_heap()
     across_kinds: list[Detector] = [d for d in default_detectors() if not d.per_row]
     if not across_kinds:
         return _Across({}, [])
@@ -499,6 +512,7 @@ def _judge_task(
     judged_at_ns: int,
 ) -> TaskResult:
     """Phase 2: one partition's day, read, judged and stored (module docstring)."""
+    _settle_heap()
     since_ns, until_ns = span
     day = task.day
     report = DetectReport()
