@@ -15,6 +15,7 @@ import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.battery import soc_resolution_pct
 from analytics.detectors.prepared import (
     HISTORY_COMPLETE_NS,
     Prepared,
@@ -62,6 +63,10 @@ N_TO_GO_BINS = 13  # the last one is 180 min and more
 
 N_BINS = N_SOC_BINS + N_TO_GO_BINS
 
+
+# Cars report SoC in whole percent or finer, or in coarse steps (2, 5, 10 %): the step tiers'
+# limits leave a margin for the whole percent; a coarser step adds its excess over it.
+WHOLE_PERCENT_PCT = 1.0
 
 # Rated-power classes: 1-phase AC, 3-phase AC, DC up to 100 kW, high-power DC.
 RATED_EDGES_W = np.array([0.0, 8_000.0, AC_MAX_W, 100_000.0, np.inf])
@@ -722,19 +727,29 @@ def _group_quantile(
 
 
 def _charged_soc(prep: Prepared) -> Prepared:
-    """``prep`` with each reported SoC raised to the highest reported before it in the session.
+    """``prep`` with each reported SoC raised to the most the battery can hold by then.
 
-    A battery taking energy does not lose charge, so where a car's SoC falls while it charges
-    the report is wrong, not the battery (``soc_inconsistent`` says so), and the car is at
-    least as full as it said earlier. Judged at the lower, wrong figure a car's own taper at
-    81 % looks like a derate at 63 % (a false early_taper on a session whose SoC dipped 18 %
-    for a minute). Readings without SoC stay without; a session whose SoC never falls is
-    returned as it is (no copy).
+    - A battery taking energy does not lose charge, so where a car's SoC falls while it
+      charges the report is wrong, not the battery (``soc_inconsistent`` says so), and the car
+      is at least as full as it said earlier: each SoC is raised to the highest reported before
+      it. Judged at the lower, wrong figure a car's own taper at 81 % looked like a derate at
+      63 % (a false early_taper on a session whose SoC dipped 18 % for a minute).
+    - A car that reports SoC in coarse steps (``soc_resolution_pct``: 2, 5 or 10 %) may be up
+      to one step fuller than it says: "65 %" in 5 % steps is 65-70 %. The limits of the step
+      tiers (65.8 %, 63.4 %) leave a margin for whole-percent reports; the rest of a coarser
+      step is added. Judged at "65 %", a car's own step at 69 % (its report turned 70 % a
+      minute later) was a false early_taper in a simulated fleet (seed 6161).
+
+    Readings without SoC stay without; a session with neither is returned as it is (no copy).
     """
     soc = prep.soc_pct
     if soc.shape[1] < 2:
         return prep
+    has = ~np.isnan(soc)
     running = np.fmax.accumulate(soc, axis=1)  # NaN (no SoC) is skipped, not carried
-    if not np.any(soc[:, 1:] < running[:, :-1]):  # NaN compares False: no dip there
+    dips = bool(np.any(soc[:, 1:] < running[:, :-1]))  # NaN compares False: no dip there
+    coarse = soc_resolution_pct(soc, has) - WHOLE_PERCENT_PCT
+    if not dips and not np.any((coarse > 0) & has.any(axis=1)):
         return prep
-    return replace(prep, soc_pct=np.where(np.isnan(soc), np.nan, running))
+    raised = np.where(has, running + np.maximum(coarse, 0.0)[:, None], np.nan)
+    return replace(prep, soc_pct=np.minimum(raised, 100.0))

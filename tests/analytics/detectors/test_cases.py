@@ -111,6 +111,14 @@ def soc_dip_at_a_late_step() -> list[Spec]:
     return [with_(spec, soc_pct=list(np.round(soc)))]
 
 
+def normal_dc_step_at_69_reported_in_5_percent_steps() -> list[Spec]:
+    # a car's own step at 69 % SoC (49 -> 25 kW) from a car that reports SoC in 5 % steps: it
+    # says "65 %" until 70 %, so the fall shows at "65 %" (simulated fleet, seed 6161)
+    spec = dc_charge([0, 69, 69.5, 100], [49, 49, 25, 25], soc0=50.0, minutes_total=45.0)
+    soc = np.floor(np.asarray(spec.soc_pct, dtype=float) / 5.0) * 5.0
+    return [with_(spec, soc_pct=list(soc))]
+
+
 def meter_stuck() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     e = np.asarray(spec.energy_wh)
@@ -327,6 +335,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("one card at two stations", concurrent_pair, {"concurrent_id_tag"}),
     ("AC taper near full, SuspendedEV, idle", normal_ac_full_then_idle, set()),
     ("DC taper with SoC", normal_dc_taper, set()),
+    (
+        "DC step at 69 % SoC reported in 5 % steps",
+        normal_dc_step_at_69_reported_in_5_percent_steps,
+        set(),
+    ),
     ("DC curves that step down (published shapes)", normal_dc_stepped_curves, set()),
     ("DC offer lifted when the car's curve is lower", normal_dc_offer_lifted_later, set()),
     ("AC car tapering for hours", normal_ac_long_slow_taper, set()),
