@@ -39,7 +39,12 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.energy import cumulative_wh, energy_bounds, stamp_resolution_s
+from analytics.detectors.energy import (
+    cumulative_wh,
+    energy_bounds,
+    register_covers,
+    stamp_resolution_s,
+)
 from analytics.detectors.prepared import Prepared, prepared, take_rows
 from analytics.detectors.reductions import forward_fill, nan_argmax, pick
 from analytics.detectors.verdicts import (
@@ -102,6 +107,10 @@ CLIMATE_W = 3_000.0
 # only the car's 12 V system and climate loads draw.
 CHARGING_W = 1_000.0
 
+# A register within this share of the integral of power counts the energy itself (sensor 2 % and
+# meter 1 % accuracy, 2 % for the integral's own error at one reading a minute); beyond it the
+# register may be the one that is wrong (meter_mismatch flags 15 % and more).
+REGISTER_AGREEMENT = 0.05
 # The steps in which cars report SoC: whole percent, or coarse steps of 2, 5 or 10 %.
 SOC_STEPS_PCT = (10.0, 5.0, 2.0)
 
@@ -403,8 +412,10 @@ class _SocEvidence:
         floor_wh = capacity_floor_wh(held_w)
         per_wh = 100.0 / floor_wh
         # two readings' stamps may each be off by the stamps' resolution: the energy of that
-        # much time at the power held may have flowed unseen between them
+        # much time at the power held may have flowed unseen between them; not where a register
+        # that agrees with the power counts every step (it and the SoC come in one reading)
         stamp_pct = per_wh * held_w * 2.0 * stamp_resolution_s(prep) / 3600.0
+        stamp_pct[register_covers(prep, REGISTER_AGREEMENT)] = 0.0
         flowing = (lo_step >= climate_w * prep.dt_s / 3600.0) & (prep.dt_s > 0)
         need_wh = np.maximum(min_flat_wh, res / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)
         return cls(

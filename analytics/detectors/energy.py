@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.batch import FloatArray
+from analytics.batch import BoolArray, FloatArray
 from analytics.detectors.prepared import Prepared
 from analytics.detectors.reductions import trapezoid_wh
 
@@ -95,6 +95,25 @@ def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
     lo[unknown] = np.nan
     hi[unknown] = np.nan
     return np.asarray(lo), np.asarray(hi)
+
+
+def register_covers(prep: Prepared, tolerance: float) -> BoolArray:
+    """Per row: every step between its readings has a register value at both ends, and the
+    register's total agrees with the integral of power within ``tolerance`` (a share of the
+    integral). Such a register counts the energy between the readings' true instants, whatever
+    their stamps say; rows with a step it does not cover, or where it disagrees (a meter that
+    counts short: then it is the register that is wrong), get False."""
+    n, m = prep.power_w.shape
+    if m < 2:
+        return np.zeros(n, dtype=bool)
+    steps = prep.valid[:, 1:]
+    both = prep.has_energy[:, :-1] & prep.has_energy[:, 1:]
+    covered = np.all(both | ~steps, axis=1) & steps.any(axis=1)
+    p = np.where(prep.power_w < SENSOR_OFFSET_W, 0.0, prep.power_w)
+    trap = np.nansum(np.where(steps, trapezoid_wh(p, prep.dt_s), 0.0), axis=1)
+    reg = np.nansum(np.where(both & steps, prep.de_wh, 0.0), axis=1)
+    agrees = np.abs(reg - trap) <= tolerance * trap
+    return np.asarray(covered & agrees & (trap > 0.0))
 
 
 def cumulative_wh(step: FloatArray) -> FloatArray:
