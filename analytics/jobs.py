@@ -19,10 +19,12 @@ take free or expired partitions up to it. Then it judges only the partitions it 
 its own cursor (``detect:p07/16``), so a partition taken over from a dead instance resumes where
 that one left it; partitions whose cursors agree are judged together, in one window. Between
 windows the leases are renewed, and a partition lost meanwhile is dropped, its cursor left to
-its new holder. A lease lasts ``lease_s``, two job intervals in ``serve``: renewed at every run,
-it outlives one late or failed renewal (a slow run delays the next one: ``coalesce``), while a
-dead instance's partitions are free two intervals after its last renewal and taken at the next
-run of another instance after that. A clean stop gives the leases back at once (``release``).
+its new holder. A lease lasts ``lease_s``, one job interval in ``serve``, and is renewed
+``LEASE_RENEWALS`` times an interval by a light job of its own (``keep_leases``), besides every
+run: it outlives three late or failed renewals, and a slow detection run does not let it lapse.
+A dead instance's partitions are free at most one interval after its death and taken, and
+judged, at the next run of another instance: within two intervals. A clean stop gives the
+leases back at once (``release``).
 
 APScheduler runs it (``coalesce``: missed runs collapse into one; ``max_instances=1``: never two
 at once). The job never reads the clock itself: the scheduler's wrapper passes ``now``.
@@ -55,6 +57,9 @@ logger = logging.getLogger(__name__)
 # The job's single cursor from before it was partitioned: a partition without a cursor of its
 # own starts there (no further back than the first look-back), so an upgrade resumes.
 CURSOR = "detect"
+# Lease renewals per job interval (a lease lasts one interval in ``serve``): three may fail or
+# come late before a live instance loses its partitions.
+LEASE_RENEWALS = 4
 LEASES = "detect"  # the lease group: partitions' leases and cursors are named detect:p07/16
 _NS = 1_000_000_000
 
@@ -100,8 +105,8 @@ class DetectionJob:
         self.settle_ns = int(settle_s * _NS)
         self.first_lookback_ns = int(first_lookback_s * _NS)
         self.max_window_ns = int(max_window_s * _NS)
-        # partitions: Settings.detect_partitions (16 there, and why); lease_s: two intervals of
-        # the job (module docstring), 60 s for serve's default interval of 30 s
+        # partitions: Settings.detect_partitions (16 there, and why); lease_s: one interval of
+        # the job in serve (module docstring)
         self.instance_id = instance_id if instance_id is not None else new_instance_id()
         book = LeaseBook(state, self.instance_id, ttl_ns=int(lease_s * _NS))
         self.share = PartitionShare(book, LEASES, partitions)
@@ -196,6 +201,21 @@ class DetectionJob:
         legacy = self.state.cursor(CURSOR)
         return first if legacy is None else max(legacy, first)
 
+    def keep_leases(self, clock: Callable[[], datetime]) -> None:
+        """Renew the partitions held (and this instance's presence) between runs; a partition
+        found lost is dropped from what ``/healthz`` says is held (the run drops it too)."""
+        with self.status.lock:
+            held = self.status.partitions
+        try:
+            kept = set(self.share.renew(held, int(clock().timestamp() * _NS)))
+        except ChargewatchError as exc:
+            logger.warning("could not renew the detection leases: %s", exc)
+            return
+        if lost := sorted(set(held) - kept):
+            logger.warning("detection partitions %s were taken over", lost)
+            with self.status.lock:
+                self.status.partitions = tuple(p for p in self.status.partitions if p in kept)
+
     def _hold(self, partitions: tuple[int, ...]) -> None:
         with self.status.lock:
             self.status.partitions = partitions
@@ -222,8 +242,19 @@ class DetectionJob:
 
 
 def start_scheduler(job: DetectionJob, *, interval_s: float) -> BackgroundScheduler:
-    """Run ``job`` every ``interval_s`` in a background scheduler, starting now."""
+    """Run ``job`` every ``interval_s`` in a background scheduler, starting now, and renew its
+    leases ``LEASE_RENEWALS`` times an interval."""
     scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        job.keep_leases,
+        "interval",
+        seconds=interval_s / LEASE_RENEWALS,
+        args=[lambda: datetime.now(UTC)],
+        id="leases",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+    )
     scheduler.add_job(
         job.run_guarded,
         "interval",

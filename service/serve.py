@@ -126,8 +126,9 @@ class Service:
             self.state,
             detectors=self.models,
             partitions=settings.detect_partitions,
-            # two intervals: renewed every run, a lease outlives one late renewal (analytics.jobs)
-            lease_s=2 * settings.detect_interval_s if settings.detect_interval_s > 0 else 60.0,
+            # one interval, renewed four times in it (analytics.jobs): a dead instance's
+            # partitions are taken and judged by another within two intervals
+            lease_s=settings.detect_interval_s if settings.detect_interval_s > 0 else 60.0,
             instance_id=settings.instance_id,
         )
         self.metrics.detect_partitions.set_function(lambda: len(self.detection.status.partitions))
