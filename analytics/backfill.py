@@ -56,13 +56,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analytics.batch import NO_TIME, SessionBatch
-from analytics.cataloguing import catalog_rows
 from analytics.detectors import default_detectors, fit_detectors
 from analytics.detectors.base import Detector
 from analytics.detectors.ratings import with_stations
-from analytics.flags import flags_from_results
-from analytics.pipeline import DetectReport, run_detectors
-from analytics.profiles import profiles, profiles_to_lines
+from analytics.pipeline import DetectReport
 from analytics.read.partition import (
     SessionEvents,
     list_stations,
@@ -71,8 +68,6 @@ from analytics.read.partition import (
     read_spans,
     station_partitions,
 )
-from analytics.usage import usage_lines, usage_pieces
-from analytics.usage_table import replace_pieces
 
 # The window's own steps, shared so a backfill judges exactly as ``detect --since/--until`` does.
 from analytics.window import (
@@ -82,14 +77,13 @@ from analytics.window import (
     _Across,
     _assemble,
     _judge_across,
+    _judge_rows,
+    _Lines,
     _orphan_end,
-    _withdraw,
-    _write,
 )
-from chargewatch.catalog import upsert_sessions
 from chargewatch.errors import ChargewatchError
 from chargewatch.events import SessionStart, SessionStop
-from chargewatch.flags import Flag, flags_to_lines
+from chargewatch.flags import Flag
 from chargewatch.influx import InfluxClient
 from chargewatch.settings import Settings, influx_is_local
 from chargewatch.sites import StationMetadata
@@ -563,6 +557,8 @@ def _judge_task(
                         report,
                         catalog=catalog,
                         judged_at_ns=judged_at_ns,
+                        # no previous window: every profile and usage line is written
+                        lines=_Lines(set()),
                     )
     finally:
         if catalog is not None:
@@ -586,37 +582,3 @@ def _owned_rows(
     ended = _orphan_end(batch, orphan, read_until, sessions.starts)
     in_day = (ended >= day.since_ns) & (ended < day.until_ns)
     return np.asarray(named | (orphan & in_day))
-
-
-def _judge_rows(
-    client: InfluxClient,
-    kept: SessionBatch,
-    sessions: SessionEvents,
-    across: _Across,
-    fitted: list[Detector],
-    until_ns: int,
-    report: DetectReport,
-    *,
-    catalog: StateStore | None,
-    judged_at_ns: int,
-) -> list[Flag]:
-    """Score the owned rows of one batch and store what the window stores of them: profiles,
-    flags (withdrawing stored ones the verdict does not hold), usage pieces, catalogue rows.
-    (The window's own ``_judge_rows`` also skips lines its previous window wrote; a backfill
-    has no previous window, so it writes them all.)"""
-    results = run_detectors(kept, fitted, now_ns=until_ns)
-    results += across.take(kept.session_id)
-    flags = flags_from_results(kept, results)
-    orphans = sum(1 for sid in kept.session_id if sid is None)
-    report.sessions += kept.n_sessions - orphans
-    report.orphan_segments += orphans
-    judged = profiles(kept)
-    _write(client, profiles_to_lines(judged))
-    _withdraw(client, kept, flags, sessions.earliest_ns, until_ns)
-    _write(client, flags_to_lines(flags))
-    pieces = usage_pieces(kept, until_ns=until_ns)
-    _write(client, usage_lines(pieces))
-    if catalog is not None:
-        upsert_sessions(catalog, catalog_rows(kept, judged, results, judged_at_ns=judged_at_ns))
-        replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])
-    return flags
