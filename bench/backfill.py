@@ -35,7 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chargewatch.influx import BatchWriter, InfluxClient, LocalInfluxd
+from bench._fleet import load_fleet, simulate_fleet
+from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
 
 KEY = b"bench-backfill-key-0123456789abcdef"
@@ -107,32 +108,6 @@ def measure(mode: str, url: str, state: Path, args: argparse.Namespace) -> dict[
     return found
 
 
-def simulate_fleet(folder: Path, args: argparse.Namespace) -> Path:
-    """The fleet over the whole range, by the real command (one run: sessions cross midnights)."""
-    events = folder / "fleet.jsonl"
-    command = [sys.executable, "-m", "chargewatch", "simulate", "--stations", str(args.stations)]
-    command += ["--hours", str(args.days * 24), "--seed", "23", "--start", args.start]
-    command += ["--out", str(events), "--labels", str(folder / "labels.jsonl")]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return events
-
-
-def load(events: Path, client: InfluxClient) -> float:
-    from chargewatch.events import EventDecoder
-    from ingest.files import ingest_stream
-    from ingest.pseudonym import Pseudonymizer
-
-    began = time.perf_counter()
-    with events.open("rb") as stream, BatchWriter(client) as writer:
-        ingest_stream(
-            stream,
-            decoder=EventDecoder(Pseudonymizer(KEY)),
-            sink=writer,
-            on_reject=lambda rejection: None,
-        )
-    return time.perf_counter() - began
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stations", type=int, default=500)
@@ -150,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         folder = Path(tmp)
         began = time.perf_counter()
-        events = simulate_fleet(folder, args)
+        events = simulate_fleet(folder, args.stations, args.days * 24, seed=23, start=args.start)
         lines = sum(1 for _ in events.open("rb"))
         simulated = time.perf_counter() - began
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
@@ -158,7 +133,7 @@ def main() -> None:
         try:
             client = InfluxClient(url=server.url, database="bench")
             client.create_database()
-            loaded = load(events, client)
+            loaded = load_fleet(events, client, KEY)
             client.close()
             events.unlink()  # the file is not needed again; the disk is shared
             print(
