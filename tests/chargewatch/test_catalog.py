@@ -3,15 +3,12 @@ filters, keyset pages that survive inserts, rankings by score, cursors that cann
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 from chargewatch.catalog import (
     CursorError,
@@ -24,8 +21,8 @@ from chargewatch.catalog import (
     upsert_sessions,
 )
 from chargewatch.state import StateStore
+from tests.conftest import postgres_database
 
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 H = 3600 * 1_000_000_000
 
 
@@ -36,22 +33,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
         yield state
         state.close()
         return
-    name = f"cw_catalog_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    state = StateStore(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    yield state
-    state.close()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("cw_catalog") as url:
+        state = StateStore(url)
+        yield state
+        state.close()
 
 
 def verdict(kind: str, score: float | None, flagged: bool = False) -> KindVerdict:

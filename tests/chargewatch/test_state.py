@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 from chargewatch.roles import Role
 from chargewatch.state import StateError, StateStore
-
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.conftest import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,22 +21,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
         yield state
         state.close()
         return
-    name = f"cw_state_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise  # CI has PostgreSQL: its absence there is a failure, not a skip
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    state = StateStore(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    yield state
-    state.close()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
+    with postgres_database("cw_state") as url:
+        state = StateStore(url)
+        yield state
+        state.close()
 
 
 def test_transaction_ids_are_unique_under_concurrency(store: StateStore) -> None:
