@@ -43,7 +43,6 @@ from analytics.detectors.energy import (
     cumulative_wh,
     energy_bounds,
     register_covers,
-    stamp_resolution_s,
 )
 from analytics.detectors.prepared import Prepared, prepared, take_rows
 from analytics.detectors.reductions import forward_fill, nan_argmax, pick
@@ -414,7 +413,7 @@ class _SocEvidence:
         # two readings' stamps may each be off by the stamps' resolution: the energy of that
         # much time at the power held may have flowed unseen between them; not where a register
         # that agrees with the power counts every step (it and the SoC come in one reading)
-        stamp_pct = per_wh * held_w * 2.0 * stamp_resolution_s(prep) / 3600.0
+        stamp_pct = per_wh * held_w * 2.0 * prep.time_resolution_s / 3600.0
         stamp_pct[register_covers(prep, REGISTER_AGREEMENT)] = 0.0
         flowing = (lo_step >= climate_w * prep.dt_s / 3600.0) & (prep.dt_s > 0)
         need_wh = np.maximum(min_flat_wh, res / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)

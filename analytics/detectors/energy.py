@@ -22,21 +22,6 @@ from analytics.detectors.reductions import trapezoid_wh
 SENSOR_OFFSET_W = 50.0
 
 
-# Resolutions clocks stamp in: whole minutes (tables of sessions), whole seconds (OCPP 1.6
-# firmware), else milliseconds or finer.
-_STAMP_UNITS_S = (60.0, 1.0)
-
-
-def stamp_resolution_s(prep: Prepared) -> FloatArray:
-    """Per row, the resolution its trusted readings' stamps have: whole minutes or seconds
-    when every stamp is one, else a millisecond."""
-    res = np.full(prep.t_ns.shape[0], 0.001)
-    for unit_s in _STAMP_UNITS_S[::-1]:  # finest first: a coarser unit that fits overrides it
-        whole = np.all(np.remainder(prep.t_ns, int(unit_s * 1e9)) == 0, axis=1)
-        res = np.where(whole & (prep.count > 0), unit_s, res)
-    return res
-
-
 def _power_steps(prep: Prepared) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Power at every reading, linear in time between the readings that report it (NaN before
     the first and after the last); and per step, the reported powers that bracket it: at the
