@@ -195,6 +195,10 @@ class Assembler:
         self._authorizations: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._handed_out: set[str] = set()
         self.late_readings = 0  # readings of sessions already handed out, dropped
+        # which sessions those were (readings each) and their stations: judged again from the
+        # input when it can be read twice (``analytics.late``)
+        self.late_sessions: dict[str, int] = {}
+        self.late_stations: set[str] = set()
         self.stopped = 0  # sessions stopped since the last pop_complete (the new generation)
         # pop_complete hands out the sessions stopped before the previous pop_complete, so
         # readings that arrive after their session's stop (a station uploading what it
@@ -355,6 +359,12 @@ class Assembler:
         taken = session_of != -2
         if not taken.all():
             self.late_readings += int(np.count_nonzero(~taken))
+            codes, counts = np.unique(readings.session[~taken], return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                session_id = readings.session_ids[code]
+                self.late_sessions[session_id] = self.late_sessions.get(session_id, 0) + count
+            for code in np.unique(conn_of[~taken]).tolist():
+                self.late_stations.add(self._connectors[code][0])
         cols = self._readings
         _extend(cols.t_ns, ts_ns[taken])
         _extend(cols.arrival, readings.arrival[taken])
@@ -402,6 +412,8 @@ class Assembler:
             if found is None:
                 if self._session(session_id, station_id, connector_id) is None:
                     self.late_readings += 1
+                    self.late_sessions[session_id] = self.late_sessions.get(session_id, 0) + 1
+                    self.late_stations.add(station_id)
                     return
                 found = self._session_index[session_id]
             index = found

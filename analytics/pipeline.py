@@ -32,6 +32,7 @@ from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
 from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
+from analytics.late import judge_late_again, revise
 from chargewatch.columns import judge_readings, reading_frame_from_ndjson
 from chargewatch.errors import EventError
 from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_blocks
@@ -66,6 +67,7 @@ class DetectReport:
     sessions: int = 0  # rows with a session id
     orphan_segments: int = 0
     late_readings: int = 0
+    late_sessions_judged: int = 0  # sessions judged again for them (``analytics.late``)
     flags_by_kind: Counter[str] = field(default_factory=Counter)
     now_ns: int = NO_TIME
     seconds: float = 0.0
@@ -75,7 +77,14 @@ class DetectReport:
         total = sum(self.flags_by_kind.values())
         # readings that came after their session had been scored (beyond the assembler's
         # grace of one hand-out) are not in any verdict: say how many, never drop them quietly
-        late = f", {self.late_readings} late readings left out" if self.late_readings else ""
+        late = ""
+        if self.late_sessions_judged:
+            late = (
+                f", {self.late_readings} late readings ({self.late_sessions_judged} sessions"
+                " judged again with them)"
+            )
+        elif self.late_readings:
+            late = f", {self.late_readings} late readings left out"
         return (
             f"{self.sessions} sessions and {self.orphan_segments} orphan segments scored, "
             f"{total} flags ({kinds or 'none'}), {self.rejected} lines rejected{late}, "
@@ -315,7 +324,8 @@ class _Scoring:
         report.late_readings = self._assembler.late_readings
         if report.late_readings:
             logger.warning(
-                "%d readings arrived after their session was scored and were left out",
+                "%d readings arrived after their session was scored (judged again with it"
+                " where the input can be read twice: analytics.late)",
                 report.late_readings,
             )
         report.seconds = time.perf_counter() - self._began
@@ -373,13 +383,16 @@ def detect_chunks(
     max_cells: int = MAX_CELLS,
     fit: bool = True,
     stations: StationMetadata | None = None,
+    assembler: Assembler | None = None,
 ) -> Iterator[Detection]:
     """``detect_events`` for decoded chunks, with the same result: each chunk's connectors and
     sessions are registered first, in order of first sight, then its readings are added as
-    arrays, held back only as far as order matters (before sessions are handed out)."""
+    arrays, held back only as far as order matters (before sessions are handed out).
+    ``assembler`` (a new one), if given, is used, so the caller can see afterwards which
+    sessions got readings after they were scored (``Assembler.late_sessions``)."""
     report = report if report is not None else DetectReport()
     chosen = list(detectors) if detectors is not None else default_detectors()
-    assembler = Assembler()
+    assembler = assembler if assembler is not None else Assembler()
     scoring = _Scoring(assembler, chosen, report, fit=fit, stations=stations)
     for chunk in chunks:
         readings = chunk.readings
@@ -417,15 +430,27 @@ def detect_stream(
 ) -> tuple[list[Flag], DetectReport]:
     """Every flag of an event stream (JSON Lines), ordered by start, and the run's report."""
     report = report if report is not None else DetectReport()
+    chosen = list(detectors) if detectors is not None else default_detectors()
     chunks = decode_chunks(stream, decoder, report, on_reject, on_progress)
     flags: list[Flag] = []
+    assembler = Assembler()
     for detection in detect_chunks(
         chunks,
-        detectors=detectors,
+        detectors=chosen,
         report=report,
         max_sessions=max_sessions,
         stations=stations,
+        assembler=assembler,
     ):
         flags.extend(detection.flags)
+    late = assembler.late_sessions
+    if late and stream.seekable():
+        # readings that came after their session was scored: judged again with them
+        revised = judge_late_again(
+            stream, decoder, late, assembler.late_stations, chosen, now_ns=report.now_ns
+        )
+        flags = revise(flags, revised, late)
+        report.late_sessions_judged = len(late)
+        report.flags_by_kind = Counter(flag.kind for flag in flags)
     flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))
     return flags, report
