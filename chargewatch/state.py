@@ -286,8 +286,10 @@ def _utc(moment: datetime) -> datetime:
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor = connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    # The wait first: switching a new database to WAL takes a lock, and without a busy timeout
+    # a connection opened while another thread switches it fails at once ("database is locked").
     cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
     cursor.close()
 
 
