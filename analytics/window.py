@@ -32,6 +32,7 @@ and its usage pieces there too (``analytics.usage_table``, where the API sums th
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,9 +44,9 @@ import numpy as np
 from analytics.assemble import AUTHORIZE_WINDOW_NS, ORPHAN_GAP_NS, Assembler, Handout, empty_batch
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
-from analytics.detectors import default_detectors, fit_detectors
+from analytics.detectors import EarlyTaper, default_detectors, fit_detectors
 from analytics.detectors.base import Detector, KindResult
-from analytics.detectors.ratings import with_stations
+from analytics.detectors.ratings import StationRatings, with_stations
 from analytics.flags import flags_from_results
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
@@ -88,6 +89,11 @@ _FLAG_SLACK_NS = 3600 * 1_000_000_000
 # detectors' temporaries and the profiles together stay near a hundred MB whatever the window.
 WINDOW_MAX_CELLS = 500_000
 _WRITE_LINES = 5000
+# The taper band (``EarlyTaper``: power over level per rated-power class and SoC bin) is learned
+# from every charging sample of a day or two of sessions, the costliest fit of all, and a job
+# interval's new samples hardly move it: a partition learns it again this often (or when its
+# history has doubled), not at every window. Everything else is fitted at every window.
+REFIT_NS = 3600 * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,63 @@ class _Across:
                 getattr(part, name)[hit] = getattr(result, name)[rows[hit]]
             out.append(part)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    """A partition's taper detector as fitted at ``at_ns`` on a history of ``rows`` sessions,
+    copied from ``given``: its band serves the windows after (``serves``), with the ratings of
+    each window's own history."""
+
+    taper: EarlyTaper
+    given: EarlyTaper
+    at_ns: int
+    rows: int
+
+    def serves(self, given: Detector, history: SessionBatch, now_ns: int) -> bool:
+        """Can a window ending at ``now_ns`` keep this band rather than learn it from
+        ``history``? When ``given`` is the same detector (class and parameters), the band is
+        younger than ``REFIT_NS`` and the history has not doubled since (a job started cold
+        learns from a thin first window)."""
+        return (
+            type(given) is type(self.given)
+            and isinstance(given, EarlyTaper)
+            and given.get_params() == self.given.get_params()
+            and 0 <= now_ns - self.at_ns < REFIT_NS
+            and history.n_sessions <= 2 * max(self.rows, 1)
+        )
+
+
+def _fit(
+    band: _Band | None,
+    given: list[Detector],
+    history: SessionBatch,
+    stations: StationMetadata | None,
+    now_ns: int,
+) -> tuple[list[Detector], _Band | None]:
+    """Copies of the per-row detectors ``given``, fitted on ``history``, and the taper band
+    learned: ``band``'s still when it serves (``_Band.serves``), the taper then rated as
+    ``history`` rates each station, as its own fit would (a station new to the partition, or
+    whose measured power rose, is rated anew at every window: the ratings set the power
+    thresholds of several kinds). Copies: the same detectors are fitted on every partition in
+    turn, and each partition keeps its band from one window to the next (``fit`` sets the
+    learned attributes anew, so a shallow copy leaves the original as it was)."""
+    history = with_stations(history, stations)
+    fitted: list[Detector] = []
+    learned = None
+    for detector in given:
+        if band is not None and band.serves(detector, history, now_ns):
+            taper = copy.copy(band.taper)
+            taper.ratings_ = StationRatings.learn(history)
+            taper.n_fit_rows_ = history.n_sessions
+            fitted.append(taper)
+            learned = band
+            continue
+        fresh = copy.copy(detector).fit(history)
+        if isinstance(fresh, EarlyTaper) and isinstance(detector, EarlyTaper):
+            learned = _Band(fresh, detector, now_ns, history.n_sessions)
+        fitted.append(fresh)
+    return fitted, learned
 
 
 class _Lines:
@@ -197,9 +260,10 @@ def detect_window(
         # what the window before wrote, if it is this one's predecessor, is not written again
         follows = cache is not None and cache.follows(since_ns, until_ns)
         lines = _Lines(cache.written if cache is not None and follows else set())
+        prior = cache.band if cache is not None and follows else None
         if caches is not None:
             caches[part] = kept
-        flags += _judge_partition(
+        found_flags, band = _judge_partition(
             client,
             events,
             found,
@@ -212,8 +276,11 @@ def detect_window(
             catalog=catalog,
             judged_at_ns=stamp,
             lines=lines,
+            band=prior if isinstance(prior, _Band) else None,
         )
+        flags += found_flags
         kept.written = lines.now
+        kept.band = band
     if caches is not None:
         for gone in set(caches) - set(parts):  # partitions that changed with new stations
             del caches[gone]
@@ -334,17 +401,20 @@ def _judge_partition(
     catalog: StateStore | None,
     judged_at_ns: int,
     lines: _Lines,
-) -> list[Flag]:
+    band: _Band | None,
+) -> tuple[list[Flag], _Band | None]:
+    """Judge and store the partition's rows; its flags, and the taper band it scored with
+    (learned from the partition's history, or ``band`` still: ``_fit``)."""
     handout = _assemble(events)
     report.lines += len(events.readings) + len(events.control)
     report.late_readings += sum(found.late.values())
     fitted: list[Detector] | None = None
     if handout.sample is not None:  # several batches: fitted on rows spread over them all
-        fitted = fit_detectors(with_stations(handout.sample, stations), per_row)
+        fitted, band = _fit(band, per_row, handout.sample, stations, until_ns)
     flags: list[Flag] = []
     for batch in handout:
         if fitted is None:  # one batch: the window and its look-back are the history
-            fitted = fit_detectors(with_stations(batch, stations), per_row)
+            fitted, band = _fit(band, per_row, batch, stations, until_ns)
         kept = batch.take(_judged_rows(batch, found, since_ns, until_ns))
         del batch
         if kept.n_sessions:
@@ -360,7 +430,7 @@ def _judge_partition(
                 judged_at_ns=judged_at_ns,
                 lines=lines,
             )
-    return flags
+    return flags, band
 
 
 def _judge_rows(

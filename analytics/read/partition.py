@@ -59,6 +59,7 @@ from chargewatch.schema import (
 )
 
 __all__ = [
+    "DETECTION_FIELDS",
     "SESSION_LOOKBACK_NS",
     "PartitionEvents",
     "ReadingCache",
@@ -74,6 +75,15 @@ __all__ = [
 
 _NS_PER_S = 1_000_000_000
 SESSION_LOOKBACK_NS = 48 * 3600 * _NS_PER_S  # no session is expected to last longer
+# The reading fields detection reads: what the detectors, profiles, usage pieces and catalogue
+# rows use (current and voltage are used by none, and stay NaN in the batch). InfluxDB opens a
+# cursor per series and field, whatever the time range, so every field left out is a ninth less
+# of the window's dearest read. The receive time comes with them, so every reading the ingest
+# stored (it always records one) is found, whatever fields it carries.
+DETECTION_FIELDS: tuple[str, ...] = tuple(
+    name for name in READING_FIELDS if name not in ("current_a", "voltage_v")
+)
+_READ_COLUMNS = ", ".join(quote_ident(name) for name in (*DETECTION_FIELDS, RX_FIELD, "session_id"))
 
 
 @dataclass(slots=True)
@@ -116,6 +126,9 @@ class ReadingCache:
     # the result lines (profiles, usage pieces) the window wrote, by hash, which the next
     # need not write again word for word (``analytics.window``)
     written: set[int] = field(default_factory=set)
+    # the taper band the window scored with (``analytics.window._Band``), which the next window
+    # scores with again while it serves
+    band: object = None
 
     def follows(self, since_ns: int, until_ns: int) -> bool:
         """Can the window ``[since_ns, until_ns)`` start from this cache? When the cache's
@@ -256,13 +269,19 @@ def read_partition(
     if usable is not None:
         columns.seed(usable.table, usable.keys, usable.session_ids)
     held = usable.open_sessions if usable is not None else set()
-    _read_readings(
-        client, columns, where, since_ns, _unheld_from(sessions, since_ns, held), until_ns, ranges
+    control: list[Event] = [*sessions.starts, *sessions.stops]
+    control += _read_readings(
+        client,
+        columns,
+        where,
+        since_ns,
+        _unheld_from(sessions, since_ns, held),
+        until_ns,
+        ranges,
+        _statuses_and_authorizations(where, earliest, until_ns, lookback),
     )
     table = columns.table(until_ns)
     readings = columns.columns(table)
-    control: list[Event] = [*sessions.starts, *sessions.stops]
-    control += _statuses_and_authorizations(client, where, earliest, until_ns, lookback)
     control.sort(key=lambda e: e.ts_ns)
     kept = _keep(sessions, columns, table, until_ns, floor)
     return PartitionEvents(control=control, readings=readings), kept
@@ -512,28 +531,41 @@ def _read_readings(
     earliest: int,
     until_ns: int,
     ranges: dict[tuple[str, int], _Range],
-) -> None:
+    control: str,
+) -> list[Event]:
     """The readings of the window's judged rows: the window for every connector, and before it
     per connector what its ``_Range`` asks (module docstring); then those indexed by receive
-    time from ``earliest`` on. One request: InfluxDB answers its statements in order, so the
+    time from ``earliest`` on; then the ``control`` statements (statuses, authorizations),
+    whose events are returned. One request: InfluxDB answers its statements in order, so the
     stamp-indexed come first (``_Columns.table`` keeps the first of equal points)."""
     band = RX_BAND_NS
     by = ' GROUP BY "station_id", "connector_id"'
-    statements = [_select(EventType.READING, where, since_ns - band, until_ns + band) + by]
+    fields = _READ_COLUMNS
+    statements = [_select(EventType.READING, where, since_ns - band, until_ns + band, fields) + by]
     for (station_id, connector_id), span in sorted(ranges.items()):
         if span.orphans_from_ns >= since_ns - band:
             continue
         series = f"station_id = {quote_literal(station_id)} AND connector_id = '{connector_id}'"
         statements.append(
-            _select(EventType.READING, series, span.orphans_from_ns, since_ns - band) + by
+            _select(EventType.READING, series, span.orphans_from_ns, since_ns - band, fields) + by
         )
-    statements.append(_select(RX_MEASUREMENT, where, earliest - band, until_ns) + by)
+    received = f'{fields}, "ts_s", "ts_frac_ns"'
+    statements.append(_select(RX_MEASUREMENT, where, earliest - band, until_ns, received) + by)
+    statements.append(control)
+    statuses: list[Series] = []
+    authorizations: list[Series] = []
     for s in client.iter_query("; ".join(statements)):
         times = s.columns.get("time")
         if times is None or not len(s):
             continue
         if s.name == RX_MEASUREMENT:
             _add_received(columns, s)
+            continue
+        if s.name == EventType.STATUS:
+            statuses.append(s)
+            continue
+        if s.name == EventType.AUTHORIZE:
+            authorizations.append(s)
             continue
         key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
         found = ranges.get(key)
@@ -543,6 +575,7 @@ def _read_readings(
             columns.add(_rows_of(s, carried), orphans_only=True)
         if not carried.all():
             columns.add(_rows_of(s, ~carried) if carried.any() else s)
+    return [*_statuses(statuses), *_authorizations(authorizations)]
 
 
 def _add_received(columns: _Columns, s: Series) -> None:
@@ -565,10 +598,10 @@ def _rows_of(s: Series, mask: np.ndarray) -> Series:
 
 
 def _statuses_and_authorizations(
-    client: InfluxClient, where: str, earliest_ns: int, until_ns: int, lookback: Lookback
-) -> list[Event]:
-    """Statuses ``lookback.status_ns`` and authorizations ``lookback.authorize_ns`` before
-    ``earliest_ns``, up to ``until_ns``: one request for both."""
+    where: str, earliest_ns: int, until_ns: int, lookback: Lookback
+) -> str:
+    """The statements reading statuses ``lookback.status_ns`` and authorizations
+    ``lookback.authorize_ns`` before ``earliest_ns``, up to ``until_ns``."""
     since_ns = earliest_ns - lookback.status_ns
     statuses = _select(EventType.STATUS, where, since_ns, until_ns, '"status", "error_code"')
     authorizations = _select(
@@ -578,13 +611,9 @@ def _statuses_and_authorizations(
         until_ns,
         '"id_pseudonym", "result"',
     )
-    found = client.query(
+    return (
         f'{statuses} GROUP BY "station_id", "connector_id"; {authorizations} GROUP BY "station_id"'
     )
-    return [
-        *_statuses([s for s in found if s.name == EventType.STATUS]),
-        *_authorizations([s for s in found if s.name == EventType.AUTHORIZE]),
-    ]
 
 
 def _statuses(series: list[Series]) -> list[Event]:
