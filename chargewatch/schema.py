@@ -64,6 +64,7 @@ and ``ts_frac_ns``): the detection window finds it by when it arrived
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import time
@@ -122,52 +123,120 @@ RX_MEASUREMENT = "reading_rx"  # readings stamped far from their receive time, i
 # arrives after its session was judged always lies outside the band and is found as late data.
 RX_BAND_NS = 120 * 1_000_000_000
 _RX_MEDIAN_LINES = 101  # readings around one whose median stamp estimates a file's receive time
+# Stations whose latest receive time a clock keeps: far more than a network has (10,000 is a
+# large one), so only a stream of made-up station ids ever makes it forget.
+_RX_STATIONS_KEPT = 1_000_000
 
 
 class ReceiveClock:
-    """Receive times in microseconds, strictly increasing (so they also give the order of
-    arrival). ``next_us`` reads the wall clock (live traffic); ``stream_us`` estimates the receive
-    times of a chunk of readings from a file or batch, in order, from their own stamps: the
-    median stamp of the readings around each (one station's bad clock among many does not move
-    it), never decreasing, never ahead of the wall clock."""
+    """Receive times in microseconds, strictly increasing for each station (so they also give
+    the order in which each station's events arrived). ``next_us`` reads the wall clock (live
+    traffic, strictly increasing across all stations); ``stream_us`` estimates the receive times
+    of a chunk of events from a file or batch, in order, from their own stamps: the median stamp
+    of the events around each (one station's bad clock among many does not move it), never
+    ahead of the wall clock.
+
+    ``stream_us`` keeps time per station, not one clock for everything it was given: a batch
+    of one back office's stations that lags another's by an hour is received at its own time,
+    not an hour after its stamps (which would index every one of its readings as late, see
+    ``RX_BAND_NS``). A station's receive times still never go back, so a station whose readings
+    come out of order (a stretch it held back and sent later) has them received late."""
 
     def __init__(self, wall_ns: Callable[[], int] = time.time_ns) -> None:
         self._wall_ns = wall_ns
-        self._last_us = 0
+        self._last_us = 0  # the latest receive time handed out, any station
+        # each station's latest receive time (``_ONE_STREAM`` when none are named)
+        self._station_us: dict[str | None, int] = {}
 
     def next_us(self) -> int:
         self._last_us = max(self._last_us + 1, self._wall_ns() // 1000)
         return self._last_us
 
-    def stream_us(self, ts_ns: np.ndarray) -> np.ndarray:
-        """Receive times (int64 microseconds) of readings stamped ``ts_ns``, in order of arrival."""
+    def stream_us(
+        self,
+        ts_ns: np.ndarray,
+        *,
+        stations: tuple[np.ndarray, Sequence[str | None]] | None = None,
+        streams: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Receive times (int64 microseconds) of events stamped ``ts_ns``, in order of arrival.
+
+        ``stations``: each event's station as a code (int64 array) into the names given beside
+        it; None, one stream strictly increasing as a whole. ``streams``: where independent
+        streams begin in the chunk (indices; several bodies posted by different clients and
+        encoded together): each is estimated from its own stamps alone."""
         n = int(ts_ns.size)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        half = min(_RX_MEDIAN_LINES // 2, n - 1)
         stamps = np.asarray(ts_ns, dtype=np.int64) // 1000
-        if half > 0:
-            # before the chunk, the stream as it was (a burst of late readings opening a chunk
-            # must not set its own clock); after it, its last stamp
-            before = self._last_us if self._last_us else stamps[0]
-            padded = np.concatenate(
-                (np.full(half, before), stamps, np.full(half, stamps[-1]))
-            ).astype(np.int64)
-            windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
-            estimate = np.median(windows, axis=1).astype(np.int64)
-        else:
-            estimate = stamps.copy()
+        codes, names = stations if stations is not None else (np.zeros(n, np.int64), [None])
+        codes = np.asarray(codes, dtype=np.int64)
+        floors = np.fromiter(
+            (self._station_us.get(name, 0) for name in names), dtype=np.int64, count=len(names)
+        )
+        bounds = [0, *(() if streams is None else (int(s) for s in streams if 0 < s < n)), n]
+        estimate = np.empty(n, dtype=np.int64)
+        for begin, end in itertools.pairwise(bounds):
+            if end > begin:
+                known = floors[np.unique(codes[begin:end])]
+                known = known[known > 0]
+                # before the stream's chunk, its time as it was: the median of its stations'
+                # latest receive times (a burst of late readings opening a chunk must not set
+                # its own clock); for a stream not seen before, the median of its first stamps
+                # (not the first alone, which may be a wrong clock's)
+                first = stamps[begin : min(end, begin + _RX_MEDIAN_LINES)]
+                before = int(np.median(known if known.size else first))
+                estimate[begin:end] = _running_median(stamps[begin:end], before)
         np.minimum(estimate, self._wall_ns() // 1000, out=estimate)
-        step = np.arange(n, dtype=np.int64)
-        # strictly increasing: rx[i] >= rx[i - 1] + 1, and after every earlier chunk's
-        rising = np.maximum.accumulate(np.maximum(estimate - step, self._last_us + 1))
-        rx = rising + step
-        self._last_us = int(rx[-1])
+        rx, latest = _rising_by_station(estimate, codes, floors + 1)
+        for code in np.flatnonzero(latest >= 0).tolist():
+            self._station_us[names[code]] = int(latest[code])
+        if len(self._station_us) > _RX_STATIONS_KEPT:  # bounded: a fleet has fewer stations
+            self._station_us = {name: self._station_us.get(name, 0) for name in names}
+        self._last_us = max(self._last_us, int(latest.max()))
         return rx
 
     def current_us(self) -> int:
         """The latest receive time handed out (the wall clock before any)."""
         return self._last_us if self._last_us else self._wall_ns() // 1000
+
+
+def _running_median(stamps: np.ndarray, before: int) -> np.ndarray:
+    """The median of the ``_RX_MEDIAN_LINES`` stamps around each, ``before`` standing in for
+    those before the first and the last stamp for those after the last."""
+    n = int(stamps.size)
+    half = min(_RX_MEDIAN_LINES // 2, n - 1)
+    if half == 0:
+        return stamps.copy()
+    padded = np.concatenate((np.full(half, before), stamps, np.full(half, stamps[-1])))
+    windows = np.lib.stride_tricks.sliding_window_view(padded.astype(np.int64), 2 * half + 1)
+    return np.asarray(np.median(windows, axis=1), dtype=np.int64)
+
+
+def _rising_by_station(
+    estimate: np.ndarray, codes: np.ndarray, floors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``estimate`` made strictly increasing within each station (rx[i] >= rx[j] + 1 for an
+    earlier j of its station) and at least its station's floor: the receive times; and each
+    station's last one (-1: not in the chunk)."""
+    n = int(estimate.size)
+    order = np.argsort(codes, kind="stable")  # by station, in order of arrival within each
+    code = codes[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = code[1:] != code[:-1]
+    starts = np.flatnonzero(first)
+    step = np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.append(starts, n)))
+    lowered = np.maximum(estimate[order] - step, floors[code])
+    # a running maximum within each station: ranks, offset by station, so one accumulate does it
+    values, rank = np.unique(lowered, return_inverse=True)
+    width = np.int64(values.size)
+    keyed = np.maximum.accumulate(code * width + rank.reshape(-1))
+    rx = np.empty(n, dtype=np.int64)
+    rx[order] = values[keyed % width] + step
+    latest = np.full(floors.size, -1, dtype=np.int64)
+    last = np.append(starts[1:], n) - 1
+    latest[code[last]] = rx[order][last]
+    return rx, latest
 
 
 def out_of_band(ts_ns: int, rx_us: int) -> bool:

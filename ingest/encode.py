@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -36,10 +36,10 @@ from chargewatch.schema import (
     READING_FIELDS,
     RX_BAND_NS,
     RX_FIELD,
-    RX_MEASUREMENT,
     LineFormatter,
     ReceiveClock,
     reading_point_times,
+    rx_line,
 )
 
 
@@ -73,11 +73,20 @@ class ChunkEncoder:
         self._clock = ReceiveClock()
         self._formatter = LineFormatter(self._clock)
 
-    def encode_lines(self, numbered: Sequence[tuple[int, bytes]]) -> EncodedChunk:
-        """Encode ``(position, raw JSON)`` pairs; bad JSON is rejected with its position."""
-        return self.encode_raw([pos for pos, _ in numbered], [raw for _, raw in numbered])
+    def encode_lines(
+        self, numbered: Sequence[tuple[int, bytes]], *, streams: Sequence[int] = ()
+    ) -> EncodedChunk:
+        """Encode ``(position, raw JSON)`` pairs; bad JSON is rejected with its position.
+        ``streams``: the positions (increasing, as the pairs' are) where a body posted apart
+        from the events before it begins: its receive times are estimated from its own
+        stamps (``ReceiveClock.stream_us``)."""
+        return self.encode_raw(
+            [pos for pos, _ in numbered], [raw for _, raw in numbered], streams=streams
+        )
 
-    def encode_raw(self, positions: Sequence[int], raws: Sequence[bytes]) -> EncodedChunk:
+    def encode_raw(
+        self, positions: Sequence[int], raws: Sequence[bytes], *, streams: Sequence[int] = ()
+    ) -> EncodedChunk:
         """``encode_lines`` for the positions and the raw JSON given apart (as
         ``iter_jsonl_blocks`` reads a file)."""
         chunk = EncodedChunk()
@@ -94,9 +103,13 @@ class ChunkEncoder:
         frame = reading_frame_from_ndjson(kept) if kept else None
         if frame is None:  # polars could not read the chunk: take it object by object
             objects = self._loads(list(zip(kept_at, kept, strict=True)), chunk)
-            return self.encode_objects(objects, chunk)
+            return self.encode_objects(objects, chunk, streams=streams)
         judged = judge_readings(frame)
-        rx = self._clock.stream_us(_stamps(judged, self._clock))  # one per kept line
+        rx = self._clock.stream_us(  # one per kept line
+            _stamps(judged, self._clock),
+            stations=_station_codes(judged["station_id"]),
+            streams=np.searchsorted(kept_at, streams) if streams else None,
+        )
         fast, side = _format_plain_readings(judged, rx)
         taken = [line for line in fast if line is not None]
         chunk.lines.extend(taken)
@@ -126,9 +139,11 @@ class ChunkEncoder:
         chunk: EncodedChunk | None = None,
         *,
         rx_us: Sequence[int] | None = None,
+        streams: Sequence[int] = (),
     ) -> EncodedChunk:
         """Encode ``(position, decoded JSON object)`` pairs; ``rx_us``: their receive times
-        (estimated from the readings' stamps when not given).
+        (estimated from the readings' stamps when not given, each body of ``streams`` apart:
+        ``encode_lines``).
 
         Lines of the chunk's accepted events keep input order within each path; InfluxDB does
         not depend on the order of points in a batch (only duplicates of one point would, and
@@ -139,7 +154,8 @@ class ChunkEncoder:
         readings = [obj for (_, obj), reading in zip(numbered, is_reading, strict=True) if reading]
         judged = judge_readings(reading_frame_from_objects(readings)) if readings else None
         if rx_us is None:
-            rx_us = self._stream_rx(judged, is_reading)
+            begins = np.searchsorted([position for position, _ in numbered], streams)
+            rx_us = self._stream_rx(judged, numbered, is_reading, begins)
         reading_rx = np.asarray(
             [rx for rx, reading in zip(rx_us, is_reading, strict=True) if reading], dtype=np.int64
         )
@@ -168,14 +184,28 @@ class ChunkEncoder:
         chunk.rejections.sort(key=lambda rejection: rejection.position)
         return chunk
 
-    def _stream_rx(self, judged: pl.DataFrame | None, is_reading: list[bool]) -> list[int]:
+    def _stream_rx(
+        self,
+        judged: pl.DataFrame | None,
+        numbered: Sequence[tuple[int, Any]],
+        is_reading: list[bool],
+        streams: np.ndarray,
+    ) -> list[int]:
         """Receive times of a batch of objects, from the stamps of its readings (the others
-        take their neighbours')."""
+        take their neighbours'), by station (``ReceiveClock.stream_us``)."""
         stamps = pl.Series("ts_ns", [None] * len(is_reading), dtype=pl.Int64)
         if judged is not None:
             where = pl.Series(np.flatnonzero(is_reading))
             stamps = stamps.scatter(where, judged["ts_ns"])
-        rx = self._clock.stream_us(_stamps(pl.DataFrame({"ts_ns": stamps}), self._clock))
+        station_ids = [
+            station if type(obj) is dict and type(station := obj.get("station_id")) is str else None
+            for _, obj in numbered
+        ]
+        rx = self._clock.stream_us(
+            _stamps(pl.DataFrame({"ts_ns": stamps}), self._clock),
+            stations=_station_codes(pl.Series(station_ids, dtype=pl.String)),
+            streams=streams if streams.size else None,
+        )
         return [int(value) for value in rx.tolist()]
 
 
@@ -189,59 +219,59 @@ def _stamps(judged: pl.DataFrame, clock: ReceiveClock) -> np.ndarray:
     return ts.to_numpy()
 
 
+def _station_codes(station_ids: pl.Series) -> tuple[np.ndarray, list[str | None]]:
+    """Each row's station as a code into the names beside it (``None``, code 0: a row
+    without one), as ``ReceiveClock.stream_us`` takes them."""
+    codes = station_ids.rank("dense").fill_null(0).cast(pl.Int64).to_numpy()
+    names: list[str | None] = [None, *station_ids.drop_nulls().unique().sort().to_list()]
+    return codes, names
+
+
 def _format_plain_readings(
     judged: pl.DataFrame, rx_us: np.ndarray
 ) -> tuple[list[str | None], list[str]]:
     """Line protocol for each row the columnar path can judge, ``None`` for the others; and the
-    ``reading_rx`` points of those stamped outside ``RX_BAND_NS`` of their receive time."""
-    station, session, connector = (
-        pl.col("station_id"),
-        pl.col("session_id"),
-        pl.col("connector_id"),
-    )
+    ``reading_rx`` points of those stamped outside ``RX_BAND_NS`` of their receive time.
+
+    One polars query formats every line (its cost is mostly fixed per query, and an HTTP batch
+    is a thousand events); the few ``reading_rx`` points are made from those lines."""
     # Each point's time carries the reading's identity, as LineFormatter gives it (schema.py).
     point_ns = reading_point_times(
         judged["ts_ns"].fill_null(0).to_numpy(),
         judged.select(READING_FIELDS).to_numpy(),
         judged["session_id"].cast(pl.Binary).to_list(),
     )
-    tags = pl.concat_str(
-        pl.lit(",connector_id="), connector.cast(pl.String), pl.lit(",station_id="), station
-    )
     fields = pl.concat_str(
         *(pl.lit(f"{key}=") + pl.col(key).cast(pl.String) for key in READING_FIELDS),
-        pl.lit('session_id="') + session + pl.lit('"'),
+        pl.lit('session_id="') + pl.col("session_id") + pl.lit('"'),
         pl.lit(f"{RX_FIELD}=") + pl.col("rx_us").cast(pl.String) + pl.lit("i"),
         separator=",",
         ignore_nulls=True,
     )
-    formatted = judged.with_columns(
-        point_ns=pl.Series(point_ns), rx_us=pl.Series(rx_us, dtype=pl.Int64)
-    ).select(
-        ok=pl.col("ok"),
-        far=pl.col("ok") & ((pl.col("point_ns") - pl.col("rx_us") * 1000).abs() > RX_BAND_NS),
-        tags=tags,
-        fields=fields,
-        point_ns=pl.col("point_ns"),
-        rx_ns=pl.col("rx_us") * 1000 + pl.col("point_ns") % 1000,
-    )
     line = pl.concat_str(
-        pl.lit("reading"), "tags", pl.lit(" "), "fields", pl.lit(" "), pl.col("point_ns")
+        pl.lit(f"{EventType.READING},connector_id="),
+        pl.col("connector_id").cast(pl.String),
+        pl.lit(",station_id="),
+        pl.col("station_id"),
+        pl.lit(" "),
+        fields,
+        pl.lit(" "),
+        pl.col("point_ns").cast(pl.String),
+    )
+    columns = judged.select("ok", "connector_id", "station_id", "session_id", *READING_FIELDS)
+    columns = columns.hstack(
+        [pl.Series("point_ns", point_ns), pl.Series("rx_us", rx_us, dtype=pl.Int64)]
     )
     # Rows that fail any check become None: the caller takes them the per-event way.
-    lines = formatted.select(pl.when(pl.col("ok")).then(line))["literal"].to_list()
-    far = formatted.filter(pl.col("far")).select(
-        side=pl.concat_str(
-            pl.lit(RX_MEASUREMENT),
-            "tags",
-            pl.lit(" "),
-            "fields",
-            pl.lit(",ts_s="),
-            pl.col("point_ns").floordiv(1_000_000_000).cast(pl.String),
-            pl.lit("i,ts_frac_ns="),
-            (pl.col("point_ns") % 1_000_000_000).cast(pl.String),
-            pl.lit("i "),
-            pl.col("rx_ns").cast(pl.String),
-        )
+    lines: list[str | None] = (
+        columns.lazy().select(pl.when(pl.col("ok")).then(line)).collect().to_series().to_list()
     )
-    return lines, far["side"].to_list()
+    ok = columns["ok"].to_numpy()
+    far = np.flatnonzero(ok & (np.abs(point_ns - rx_us * 1000) > RX_BAND_NS))
+    side = []
+    for i in far.tolist():
+        head, rest = cast("str", lines[i]).split(" ", 1)
+        fields_text = rest.rsplit(" ", 1)[0]
+        tags = head[len(EventType.READING) :]
+        side.append(rx_line(tags, fields_text, int(point_ns[i]), int(rx_us[i])))
+    return lines, side
