@@ -24,7 +24,9 @@ its new holder. A lease lasts ``lease_s``, one job interval in ``serve``, and is
 run: it outlives three late or failed renewals, and a slow detection run does not let it lapse.
 A dead instance's partitions are free at most one interval after its death and taken, and
 judged, at the next run of another instance: within two intervals. A clean stop gives the
-leases back at once (``release``).
+leases back at once (``release``). Between the windows of one run (catching up) the leases are
+renewed at that same pace, a quarter interval, not after every window: a lease renewed less
+than its time ago cannot have been taken.
 
 APScheduler runs it (``coalesce``: missed runs collapse into one; ``max_instances=1``: never two
 at once). The job never reads the clock itself: the scheduler's wrapper passes ``now``.
@@ -110,6 +112,10 @@ class DetectionJob:
         self.instance_id = instance_id if instance_id is not None else new_instance_id()
         book = LeaseBook(state, self.instance_id, ttl_ns=int(lease_s * _NS))
         self.share = PartitionShare(book, LEASES, partitions)
+        # between windows of a run, the leases are renewed as often as ``keep_leases`` renews
+        # them, not after every window (module docstring)
+        self.renew_every_ns = int(lease_s * _NS) // LEASE_RENEWALS
+        self._renewed_ns = 0
         self.status = JobStatus(instance_id=self.instance_id, partition_count=partitions)
         # asked once per run for the detectors to score with (a promoted model version's,
         # ``analytics.learned.ModelSource``); None, or None returned: the built-in ones
@@ -133,6 +139,7 @@ class DetectionJob:
         window (several when catching up). ``clock_ns`` (the wall clock) renews the leases
         between windows; without it they are renewed as of ``now_ns``."""
         held = self.share.balance(now_ns)
+        self._renewed_ns = now_ns  # the leases held were renewed (or taken) as of now
         self._hold(held)
         settled_ns = now_ns - self.settle_ns
         since = {p: self._start(p, settled_ns) for p in held}
@@ -178,10 +185,17 @@ class DetectionJob:
     def _advance(
         self, since: dict[int, int], group: list[int], end_ns: int, settled_ns: int, at_ns: int
     ) -> dict[int, int]:
-        """After ``group`` was judged up to ``end_ns``: renew the leases (as of ``at_ns``),
-        move the cursors of the judged partitions still held (never past ``settled_ns``: the
-        newest seconds are read again at the next run) and drop the partitions lost."""
-        kept = set(self.share.renew(sorted(since), at_ns))
+        """After ``group`` was judged up to ``end_ns``: renew the leases (as of ``at_ns``) when
+        ``renew_every_ns`` has passed since they were, move the cursors of the judged
+        partitions still held (never past ``settled_ns``: the newest seconds are read again at
+        the next run) and drop the partitions lost. A lease renewed less than a lease's time
+        ago cannot have been taken (only an expired one is), so until a renewal is due the
+        partitions are all still held: a run catching up window by window does not pay two
+        commits a window for leases nobody else may touch."""
+        kept = set(since)
+        if at_ns - self._renewed_ns >= self.renew_every_ns:
+            kept = set(self.share.renew(sorted(since), at_ns))
+            self._renewed_ns = at_ns
         at = min(end_ns, settled_ns)  # one transaction for the group: one commit, not one each
         self.state.set_cursors({self.cursor_name(p): at for p in group if p in kept})
         lost = sorted(set(since) - kept)

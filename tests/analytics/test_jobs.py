@@ -14,6 +14,7 @@ from analytics.jobs import DetectionJob
 from chargewatch.events import EventDecoder, parse_ts
 from chargewatch.flags import Flag, query_flags
 from chargewatch.influx import BatchWriter, InfluxClient
+from chargewatch.leases import LeaseBook
 from chargewatch.state import StateStore
 from ingest.files import ingest_stream
 from ingest.pseudonym import Pseudonymizer
@@ -136,4 +137,53 @@ def test_partitions_resume_from_the_single_cursor_of_before(
     assert len(reports) == 2  # [legacy, +2 h), [+2 h, +3 h): not 24 h back in 2 h windows
     assert job.cursors() == dict.fromkeys(range(4), legacy + 3 * HOUR_NS)
     assert job.status.partitions == (0, 1, 2, 3)
+    state.close()
+
+
+def test_a_run_catching_up_renews_its_leases_at_the_keeper_s_pace(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    """Twelve windows caught up in one run, two seconds of wall clock each: the leases (60 s)
+    are renewed once a quarter lease has passed (at the eighth window, 16 s on), not after
+    every window, and the cursors still move window by window."""
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    now = parse_ts(START) + HOUR_NS
+    job = DetectionJob(influx, state, settle_s=0, first_lookback_s=3600, max_window_s=300)
+    ticks = iter(range(1, 100))
+    reports = job.run(now, clock_ns=lambda: now + 2 * next(ticks) * 1_000_000_000)
+    assert len(reports) == 12
+    assert set(job.cursors().values()) == {now}
+    expires = {lease.expires_ns for lease in LeaseBook(state, "x", ttl_ns=1).live("detect:", now)}
+    assert expires == {now + (16 + 60) * 1_000_000_000}  # renewed once, at the eighth window
+    state.close()
+
+
+def test_a_run_that_stalls_past_its_leases_drops_what_another_instance_took(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The run stalls 200 s after its fifth window, longer than its 60 s leases: another
+    instance takes every partition meanwhile. The renewal due at the sixth window finds them
+    lost, and the run judges nothing more; the other instance resumes from the cursors left."""
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    now = parse_ts(START) + HOUR_NS
+    first = DetectionJob(
+        influx, state, settle_s=0, first_lookback_s=3600, max_window_s=300, instance_id="a"
+    )
+    second = DetectionJob(influx, state, settle_s=0, instance_id="b")
+    windows = 0
+
+    def clock() -> int:
+        nonlocal windows
+        windows += 1
+        if windows < 5:
+            return now + windows * 1_000_000_000
+        if windows == 5:
+            assert second.share.balance(now + 200 * 1_000_000_000) == tuple(range(16))
+        return now + 200 * 1_000_000_000
+
+    reports = first.run(now, clock_ns=clock)
+    assert len(reports) == 5
+    assert first.status.partitions == ()
+    # the fifth window's cursor was not written: the partitions were no longer held
+    assert set(first.cursors().values()) == {now - HOUR_NS + 4 * 300 * 1_000_000_000}
     state.close()
