@@ -423,18 +423,56 @@ class _Columns:
         }
 
     def add(
-        self, s: Series, *, point_ns: np.ndarray | None = None, orphans_only: bool = False
+        self, s: Series, *, point_ns: np.ndarray | None = None, orphans_before: int | None = None
     ) -> None:
-        n = len(s)
-        if n == 0 or "station_id" not in s.tags:
+        """The readings of one series (one connector, by its tags), at ``point_ns`` (their
+        times when None); those stamped before ``orphans_before`` only when outside sessions."""
+        if not len(s) or "station_id" not in s.tags:
             return
-        key = (s.tags["station_id"], int(s.tags.get("connector_id", "0") or 0))
+        code = self._code(s.tags["station_id"], s.tags.get("connector_id"))
+        keys = np.full(len(s), code, dtype=np.int64)
+        before = np.iinfo(np.int64).min if orphans_before is None else orphans_before
+        self._append(s, keys, point_ns, s.columns["time"] < before)
+
+    def add_tagged(
+        self, s: Series, orphans_before: dict[tuple[str, int], int], default: int
+    ) -> None:
+        """The readings of an answer not grouped by connector, whose tags are columns; those
+        stamped before their connector's ``orphans_before`` (``default`` for connectors not
+        in it) only when outside sessions."""
+        if not len(s):
+            return
+        keys = self._codes(s.columns["station_id"], s.columns["connector_id"])
+        before = np.array([orphans_before.get(key, default) for key in self.keys], dtype=np.int64)
+        self._append(s, keys, None, s.columns["time"] < before[keys])
+
+    def _code(self, station_id: object, connector_id: object) -> int:
+        """The code of a connector, registered at first sight."""
+        key = (str(station_id), int(str(connector_id or "0") or 0))
         code = self._key_index.get(key)
         if code is None:
             code = self._key_index[key] = len(self.keys)
             self.keys.append(key)
+        return code
+
+    def _codes(self, station_id: np.ndarray, connector_id: np.ndarray) -> np.ndarray:
+        """The code of each row's connector (``_code``, once per distinct connector)."""
+        stations = station_id.astype(str)
+        joined = np.char.add(np.char.add(stations, "#"), connector_id.astype(str))
+        _, first, inverse = np.unique(joined, return_index=True, return_inverse=True)
+        codes = np.array(
+            [self._code(stations[i], connector_id[i]) for i in first.tolist()], dtype=np.int64
+        )
+        return codes[inverse.reshape(-1)]
+
+    def _append(
+        self, s: Series, keys: np.ndarray, point_ns: np.ndarray | None, orphans_only: np.ndarray
+    ) -> None:
+        """Rows of ``s`` with their connector codes ``keys``: every row but those marked
+        ``orphans_only`` that belong to a session."""
+        n = len(s)
         session = self._session_codes(s.columns.get("session_id"), n)
-        keep = session < 0 if orphans_only else np.ones(n, dtype=bool)
+        keep = ~orphans_only | (session < 0)
         if not keep.any():
             return
         point = np.asarray(s.columns["time"] if point_ns is None else point_ns, dtype=np.int64)
@@ -446,7 +484,7 @@ class _Columns:
         parts = self.parts
         parts["point"].append(point[keep])
         parts["rx"].append(rx[keep])
-        parts["key"].append(np.full(int(keep.sum()), code, dtype=np.int64))
+        parts["key"].append(keys[keep])
         parts["session"].append(session[keep])
         for name in READING_FIELDS:
             column = s.columns.get(name)
@@ -541,7 +579,10 @@ def _read_readings(
     band = RX_BAND_NS
     by = ' GROUP BY "station_id", "connector_id"'
     fields = _READ_COLUMNS
-    statements = [_select(EventType.READING, where, since_ns - band, until_ns + band, fields) + by]
+    # the window of every connector as one series, its tags as columns: InfluxDB and the
+    # client then pay one series, not one per connector
+    tagged = f'{fields}, "station_id", "connector_id"'
+    statements = [_select(EventType.READING, where, since_ns - band, until_ns + band, tagged)]
     for (station_id, connector_id), span in sorted(ranges.items()):
         if span.orphans_from_ns >= since_ns - band:
             continue
@@ -552,29 +593,24 @@ def _read_readings(
     received = f'{fields}, "ts_s", "ts_frac_ns"'
     statements.append(_select(RX_MEASUREMENT, where, earliest - band, until_ns, received) + by)
     statements.append(control)
+    # before the connector's own range, only readings outside sessions are wanted
+    all_from = {key: span.all_from_ns for key, span in ranges.items()}
     statuses: list[Series] = []
     authorizations: list[Series] = []
     for s in client.iter_query("; ".join(statements)):
-        times = s.columns.get("time")
-        if times is None or not len(s):
+        if "time" not in s.columns or not len(s):
             continue
         if s.name == RX_MEASUREMENT:
             _add_received(columns, s)
-            continue
-        if s.name == EventType.STATUS:
+        elif s.name == EventType.STATUS:
             statuses.append(s)
-            continue
-        if s.name == EventType.AUTHORIZE:
+        elif s.name == EventType.AUTHORIZE:
             authorizations.append(s)
-            continue
-        key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
-        found = ranges.get(key)
-        # before the connector's own range, only readings outside sessions are wanted
-        carried = times < (found.all_from_ns if found is not None else since_ns - band)
-        if carried.any():
-            columns.add(_rows_of(s, carried), orphans_only=True)
-        if not carried.all():
-            columns.add(_rows_of(s, ~carried) if carried.any() else s)
+        elif "station_id" in s.columns:  # the window's, not grouped
+            columns.add_tagged(s, all_from, since_ns - band)
+        else:
+            key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
+            columns.add(s, orphans_before=all_from.get(key, since_ns - band))
     return [*_statuses(statuses), *_authorizations(authorizations)]
 
 
