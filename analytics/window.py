@@ -224,8 +224,10 @@ def detect_window(
     so history just before the window informs what is normal; ``stations`` (sites, declared
     ratings, fleet cards: ``chargewatch.site_store.load_metadata``) goes to them with it.
     ``caches`` (kept by the caller from one window to the next, by partition) holds what the
-    next window reads again: the readings of open sessions cross InfluxDB once; and the profile
-    and usage lines written, so the next window writes only those that changed.
+    next window reads again: the readings of open sessions cross InfluxDB once; the profile
+    and usage lines written, so the next window writes only those that changed; and the taper
+    band learned, which the next windows score with for up to ``REFIT_NS`` (``_fit``: the
+    ratings and every other detector are still fitted on each window's history).
     ``partitions`` (of ``partition_count``): judge only their stations (module docstring);
     None: every station.
     """

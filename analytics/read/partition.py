@@ -16,8 +16,11 @@ network's) this module reads what that takes, in columns:
   earliest start, so an orphan segment that began before the window is judged whole;
 - statuses a day before the earliest start, authorizations ``lookback.authorize_ns`` before.
 
-Readings come as a streamed (chunked) answer and are folded into NumPy columns chunk by chunk.
-Every query bounds time on both ends.
+Readings come as a streamed (chunked) answer and are folded into NumPy columns chunk by chunk;
+the window's own readings as one series for the whole partition (tags as columns), and only
+the fields detection uses (``DETECTION_FIELDS``): InfluxDB's cost of a query follows the series
+and fields it touches far more than its time range. Statuses and authorizations come in the
+same request. Every query bounds time on both ends.
 
 Stations belong to a fixed number of station partitions by a hash of their id
 (``partition_of``): the detection job leases partitions, so several service instances share the
