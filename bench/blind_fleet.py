@@ -39,7 +39,10 @@ to the measured series after the physics, and traps that are normal by the contr
 of 0 W, SoC reported in whole percent, out-of-order delivery, same-site card overlaps).
 Same-site overlaps of one card at two stations are normal here as the brief asks; CONTRACTS
 section 3 reads "at different stations" and would label them: ``--same-site-overlaps
-labelled`` writes them as ``concurrent_id_tag`` labels instead.
+labelled`` writes them as ``concurrent_id_tag`` labels instead (except where a clock fault
+hides when a session ran). ``--notes FILE`` writes, per session, how each fault was made and
+which normal traps it carries (``normal late_reading`` ...), to read misses and false alarms by
+cause; ``--stations-out`` writes the sites, coordinates and ratings for ``detect --stations``.
 """
 
 from __future__ import annotations
@@ -886,7 +889,12 @@ class Fleet:
                 x.soc_out = None  # the car stopped reporting SoC
         if rng.random() < 0.03 and s.samples:
             s.late_upload = True  # the link drops; held readings come after the stop
+            s.notes.append("normal late_upload")
         s.late_reading = rng.random() < 0.03
+        if s.late_reading:
+            s.notes.append("normal late_reading")
+        if any(x.offered_w < s.station.rated_kw * 1000 for x in s.samples):
+            s.notes.append("normal offer_lowered")
         if s.station.dc is False and rng.random() < 0.03:
             s.rejected_tag = self.card()  # another card was refused first: no energy on it
 
@@ -981,6 +989,8 @@ class Fleet:
                     lo, hi = max(a.t0, b.t0), min(a.t_end, b.t_end)
                     if hi <= lo or a.station is b.station:
                         continue
+                    if any(k == "clock_fault" for x in (a, b) for k, _, _ in x.labels):
+                        continue  # its stamps no longer say when it ran: no overlap to see
                     for s in (a, b):
                         if not any(k == "concurrent_id_tag" for k, _, _ in s.labels):
                             s.labels.append(("concurrent_id_tag", lo, hi))
