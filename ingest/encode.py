@@ -107,7 +107,7 @@ class ChunkEncoder:
         judged = judge_readings(frame)
         rx = self._clock.stream_us(  # one per kept line
             _stamps(judged, self._clock),
-            stations=_station_codes(judged["station_id"]),
+            stations=_station_codes(judged["station_id"].to_list()),
             streams=np.searchsorted(kept_at, streams) if streams else None,
         )
         fast, side = _format_plain_readings(judged, rx)
@@ -203,7 +203,7 @@ class ChunkEncoder:
         ]
         rx = self._clock.stream_us(
             _stamps(pl.DataFrame({"ts_ns": stamps}), self._clock),
-            stations=_station_codes(pl.Series(station_ids, dtype=pl.String)),
+            stations=_station_codes(station_ids),
             streams=streams if streams.size else None,
         )
         return [int(value) for value in rx.tolist()]
@@ -219,12 +219,16 @@ def _stamps(judged: pl.DataFrame, clock: ReceiveClock) -> np.ndarray:
     return ts.to_numpy()
 
 
-def _station_codes(station_ids: pl.Series) -> tuple[np.ndarray, list[str | None]]:
+def _station_codes(station_ids: Sequence[str | None]) -> tuple[np.ndarray, list[str | None]]:
     """Each row's station as a code into the names beside it (``None``, code 0: a row
     without one), as ``ReceiveClock.stream_us`` takes them."""
-    codes = station_ids.rank("dense").fill_null(0).cast(pl.Int64).to_numpy()
-    names: list[str | None] = [None, *station_ids.drop_nulls().unique().sort().to_list()]
-    return codes, names
+    index: dict[str | None, int] = {None: 0}
+    codes = np.fromiter(
+        (index.setdefault(station, len(index)) for station in station_ids),
+        dtype=np.int64,
+        count=len(station_ids),
+    )
+    return codes, list(index)
 
 
 def _format_plain_readings(
