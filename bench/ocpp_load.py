@@ -19,6 +19,11 @@ InfluxDB against the acknowledged ones.
     .venv/bin/python bench/ocpp_load.py                         # 500 .. 16000 stations
     .venv/bin/python bench/ocpp_load.py --max-stations 1000 --seconds 20   # a quick look
     .venv/bin/python bench/ocpp_load.py --serve --max-stations 4000 --seconds 20
+    .venv/bin/python bench/ocpp_load.py --serve --steps 1000,2000,4000,5000 --seconds 30
+
+Columns: cpu % and us/msg are the server's (the gateway process, or serve with all its threads),
+client the load client's own CPU per message (it shares the cores), lost the acknowledged
+readings not stored, load the 1-minute load average at the end of the step.
 """
 
 from __future__ import annotations
@@ -417,16 +422,21 @@ async def _run_step(
     began = time.perf_counter()
     connections = await _open(url, stations)
     connect_s = time.perf_counter() - began
-    # The clients are the measuring apparatus: their own collector must not add pauses.
+    # The clients are the measuring apparatus: their own collector must not add pauses (a step
+    # leaves a few MB of acyclic garbage, which reference counting frees anyway).
     gc.collect()
     gc.freeze()
+    gc.disable()
     stats_before = await gateway.stats()
+    client_cpu_before_s = time.process_time()
     _CLIENT_GC["max_s"] = 0.0
     step = _Step()
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.5
     wall_ms = time.time_ns() // 1_000_000 + 500  # the wall clock at `start`, for the timestamps
     end = start + seconds
+    if DEBUG:  # for a profiler to attach at the right moment
+        print(f"  step of {stations} stations begins", file=sys.stderr, flush=True)
     try:
         await asyncio.gather(
             *(
@@ -436,8 +446,10 @@ async def _run_step(
         )
     finally:
         await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
+        gc.enable()
         gc.unfreeze()
     elapsed = loop.time() - start
+    client_cpu_s = time.process_time() - client_cpu_before_s
     stats_after = await gateway.stats()
     window_ms = (wall_ms, wall_ms + round(seconds * 1000))
     stored, waited_s = await asyncio.to_thread(gateway.stored, stats_before, stats_after, window_ms)
@@ -472,10 +484,13 @@ async def _run_step(
         "errors": step.errors,
         "cpu_pct": 100 * cpu_s / elapsed,
         "cpu_us_per_msg": 1e6 * cpu_s / max(1, len(latencies)),
+        "client_us_per_msg": 1e6 * client_cpu_s / max(1, len(latencies)),
+        "load_1min": os.getloadavg()[0],
         "gc_max_ms": stats_after.get("gc_max_us", 0) / 1000,
         "acknowledged": step.acknowledged,
         "stored": stored,
         "drain_wait_s": waited_s,
+        "lost": step.acknowledged - stored,
         "all_readings_stored": stored == step.acknowledged,
     }
 
@@ -483,18 +498,20 @@ async def _run_step(
 def _ramp(gateway: _Gateway, args: argparse.Namespace) -> None:
     print(
         f"{'stations':>8} {'connect s':>9} {'msgs':>7} {'msg/s':>7} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'errors':>6} {'cpu %':>6} {'us/msg':>6}  all readings stored"
+        f"{'p99 ms':>7} {'errors':>6} {'cpu %':>6} {'us/msg':>6} {'client':>6} {'lost':>5} "
+        f"{'load':>5}"
     )
     best = 0
-    stations = args.start
-    while stations <= args.max_stations:
+    listed: list[int] = args.steps or []
+    stations = listed[0] if listed else args.start
+    while True:
         result = asyncio.run(_run_step(gateway, stations, args.seconds))
         print(
             f"{result['stations']:>8} {result['connect_s']:>9.1f} {result['messages']:>7} "
             f"{result['rate']:>7.0f} {result['p50_ms']:>7.1f} {result['p99_ms']:>7.1f} "
             f"{result['errors']:>6} {result['cpu_pct']:>6.1f} "
-            f"{result['cpu_us_per_msg']:>6.0f}  "
-            f"{'yes' if result['all_readings_stored'] else 'NO'}",
+            f"{result['cpu_us_per_msg']:>6.0f} {result['client_us_per_msg']:>6.0f} "
+            f"{result['lost']:>5} {result['load_1min']:>5.1f}",
             flush=True,
         )
         if args.serve:
@@ -505,10 +522,15 @@ def _ramp(gateway: _Gateway, args: argparse.Namespace) -> None:
                 flush=True,
             )
         ok = result["p99_ms"] < args.p99_ms and not result["errors"]
-        if not ok or not result["all_readings_stored"]:
-            break
-        best = stations
-        if stations >= args.max_stations:
+        if ok and result["all_readings_stored"]:
+            best = max(best, stations)
+        if listed:  # every listed step runs, whatever the one before gave
+            listed = listed[1:]
+            if not listed:
+                break
+            stations = listed[0]
+            continue
+        if not ok or not result["all_readings_stored"] or stations >= args.max_stations:
             break
         stations = min(stations * 2, args.max_stations)  # the last step is --max-stations
     print(f"largest N with p99 < {args.p99_ms:.0f} ms: {best or 'none'}")
@@ -533,11 +555,16 @@ def main() -> None:
         help="load a real `chargewatch serve` (spool, InfluxDB) instead of the counting sink",
     )
     parser.add_argument("--p99-ms", type=float, default=100.0, help="latency target")
+    parser.add_argument(
+        "--steps",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="stations of each step, e.g. 1000,2000,4000,5000: all run, whatever each gives",
+    )
     args = parser.parse_args()
     if args.seconds + 25 > 60:
         parser.error("each step must stay within 60 s (connecting takes up to ~25 s)")
-    if args.start < 1:
-        parser.error("--start must be at least 1")
+    if args.start < 1 or any(n < 1 for n in args.steps or []):
+        parser.error("a step has at least 1 station")
 
     gc.callbacks.append(_client_gc_timer)
     if not args.serve:

@@ -32,6 +32,11 @@ __all__ = ["ConnectionGuard", "guarded_protocols", "raise_open_file_limit"]
 logger = logging.getLogger(__name__)
 
 _LOG_EVERY_S = 10.0  # refusals are counted each, logged at most this often (a flood is one line)
+# WebSocket messages received and not yet taken by the application before reading from the
+# peer pauses. OCPP-J's synchronicity rule lets a station have one Call unanswered at a time,
+# so a conforming station never has two waiting; a peer that floods is held at a few messages
+# (each at most ``ws_max_size``, plus what one read of the socket holds) in memory.
+_MAX_QUEUED_MESSAGES = 4
 
 
 def raise_open_file_limit() -> int:
@@ -174,8 +179,49 @@ class _GuardedHttp(H11Protocol):
 
 
 class _GuardedWebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol with two costs per message taken out.
+
+    - Reading is paused only once ``_MAX_QUEUED_MESSAGES`` messages wait for the application,
+      not after every message: pausing and resuming are two ``epoll_ctl`` calls per message,
+      and a station following OCPP-J never has more than one message waiting.
+    - A keepalive ping goes out only once the peer has been quiet for a whole ping interval:
+      any frame it sent proves the link as well as a pong would. A station sending every few
+      seconds is never pinged; one that falls silent is pinged an interval after its last frame
+      and closed a ping timeout later, as before.
+    """
+
     guard: ClassVar[ConnectionGuard]
+    _heard_at = 0.0  # loop time of the latest bytes from the peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._heard_at = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.release(self.transport)
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._heard_at = self.loop.time()
+        super().data_received(data)
+
+    def send_receive_event_to_app(self) -> None:
+        if self.read_paused or self.queue.qsize() + 1 >= _MAX_QUEUED_MESSAGES:
+            super().send_receive_event_to_app()  # queued, and reading paused (if not already)
+            return
+        # uvicorn pauses reading unless it is paused already: say it is, for this message only.
+        self.read_paused = True
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = False
+
+    def send_keepalive_ping(self) -> None:
+        assert self.ping_interval is not None  # a ping is scheduled only with an interval
+        quiet_s = self.loop.time() - self._heard_at
+        if quiet_s < self.ping_interval:  # heard from within the interval: look again later
+            self.ping_timer = self.loop.call_later(
+                self.ping_interval - quiet_s, self.send_keepalive_ping
+            )
+            return
+        super().send_keepalive_ping()

@@ -40,10 +40,11 @@ from chargewatch.schema import LineFormatter
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore
 from chargewatch.verdicts import VerdictDesk
+from ingest.group_commit import GroupCommit
 from ingest.ocppj import Admit, AuthPolicy, OcppGateway, starlette_connection
 from ingest.ocppj.shared_book import SharedBook
 from ingest.pseudonym import Pseudonymizer, load_pseudonymizer
-from ingest.spool import AsyncAppender, Spool, SpoolDrainer
+from ingest.spool import Spool, SpoolDrainer
 from models.registry import Registry
 from service.batches import BatchEncoders, BatchGroups, EncodedBatch
 from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
@@ -116,7 +117,8 @@ class Service:
         )
         # Its own client: the drainer's thread and the job's thread never share one.
         self._formatter = LineFormatter()  # OCPP events to line protocol (``_accept_ocpp``)
-        self._ocpp_spool = AsyncAppender(self.spool)  # messages arriving together: one fsync
+        # OCPP messages from every station, a group per fsync on a writer thread of its own
+        self._ocpp_spool = GroupCommit(self.spool)
         self.detect_client = InfluxClient.from_settings(settings)
         # the promoted model version, asked for at every detection run (``analytics.learned``)
         self.models = ModelSource(Registry(settings.models_dir, self.state.engine))
@@ -175,6 +177,7 @@ class Service:
             self.detection.release()  # others take its partitions now, not when they expire
         self.drainer.stop()
         self.gateway.close()
+        self._ocpp_spool.close()  # what it gathered is stored before the spool closes
         self.batches.close()
         self.detect_client.close()
         if self.alerts is not None and self.alert_client is not None:
