@@ -192,12 +192,44 @@ def _select(measurement: str, where: str, since_ns: int, until_ns: int, fields: 
 
 
 def _starts_and_stops(where: str, from_ns: int, until_ns: int) -> str:
-    """The two statements reading session starts and stops, one series per connector."""
-    by = ' GROUP BY "station_id", "connector_id"'
+    """The two statements reading session starts and stops, not grouped (``_by_connector``)."""
     return "; ".join(
-        _select(measurement, where, from_ns, until_ns) + by
+        _select(measurement, where, from_ns, until_ns)
         for measurement in (EventType.SESSION_START, EventType.SESSION_STOP)
     )
+
+
+def _by_connector(series: Iterable[Series]) -> list[Series]:
+    """Answers not grouped by tags (their tags ``station_id`` and, when read,
+    ``connector_id`` as columns) as one series per connector with its tags, as a grouped answer
+    gives them (``schema``'s readers take them so), in the same order: InfluxDB pays much less
+    for one series than for a few hundred short ones, and so does the client to parse them."""
+    out: list[Series] = []
+    for s in series:
+        if not len(s) or "station_id" not in s.columns:
+            continue
+        station = s.columns["station_id"].astype(str)
+        connector = s.columns.get("connector_id")
+        tags = ["station_id"] if connector is None else ["connector_id", "station_id"]
+        # InfluxDB orders series by their key: tags by name, then values
+        keys = station
+        if connector is not None:
+            keys = np.char.add(np.char.add(connector.astype(str), ","), station)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")  # each group's rows stay in time order
+        bounds = np.searchsorted(inverse[order], np.arange(first.size + 1))
+        columns = {k: v for k, v in s.columns.items() if k not in tags}
+        for group, row in enumerate(first.tolist()):
+            rows = order[bounds[group] : bounds[group + 1]]
+            out.append(
+                Series(
+                    name=s.name,
+                    tags={tag: str(s.columns[tag][row]) for tag in tags},
+                    columns={name: values[rows] for name, values in columns.items()},
+                )
+            )
+    return out
 
 
 def read_sessions(
@@ -216,11 +248,12 @@ def read_sessions(
         + "; "
         + _select(RX_MEASUREMENT, where, since_ns, until_ns, '"session_id", "ts_s"')
     )
-    starts = session_starts([s for s in found if s.name == EventType.SESSION_START])
-    stops = session_stops([s for s in found if s.name == EventType.SESSION_STOP])
+    spans = _by_connector(s for s in found if s.name != RX_MEASUREMENT)
+    starts = session_starts([s for s in spans if s.name == EventType.SESSION_START])
+    stops = session_stops([s for s in spans if s.name == EventType.SESSION_STOP])
     stop_of = {stop.session_id: stop.ts_ns for stop in stops}
     late = _late_sessions([s for s in found if s.name == RX_MEASUREMENT], since_ns, stop_of)
-    for session_id in _late_stops([s for s in found if s.name == EventType.SESSION_STOP], since_ns):
+    for session_id in _late_stops([s for s in spans if s.name == EventType.SESSION_STOP], since_ns):
         late.setdefault(session_id, 0)  # judged while it looked open: judged again, stopped
     judged = {s.session_id for s in starts if stop_of.get(s.session_id, until_ns) >= since_ns}
     judged |= {sid for sid, at in stop_of.items() if at >= since_ns}
@@ -240,8 +273,10 @@ def read_spans(
     """Only the session starts and stops of ``stations`` over the look-back (the kinds judged
     across partitions compare sessions by their spans alone): for stations whose rows another
     instance judges, so nothing of theirs is judged here (``judged`` is empty)."""
-    found = client.query(
-        _starts_and_stops(_where_stations(stations), since_ns - lookback.session_ns, until_ns)
+    found = _by_connector(
+        client.query(
+            _starts_and_stops(_where_stations(stations), since_ns - lookback.session_ns, until_ns)
+        )
     )
     starts = session_starts([s for s in found if s.name == EventType.SESSION_START])
     stops = session_stops([s for s in found if s.name == EventType.SESSION_STOP])
@@ -614,7 +649,7 @@ def _read_readings(
         else:
             key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
             columns.add(s, orphans_before=all_from.get(key, since_ns - band))
-    return [*_statuses(statuses), *_authorizations(authorizations)]
+    return [*_statuses(_by_connector(statuses)), *_authorizations(_by_connector(authorizations))]
 
 
 def _add_received(columns: _Columns, s: Series) -> None:
@@ -642,17 +677,21 @@ def _statuses_and_authorizations(
     """The statements reading statuses ``lookback.status_ns`` and authorizations
     ``lookback.authorize_ns`` before ``earliest_ns``, up to ``until_ns``."""
     since_ns = earliest_ns - lookback.status_ns
-    statuses = _select(EventType.STATUS, where, since_ns, until_ns, '"status", "error_code"')
+    statuses = _select(
+        EventType.STATUS,
+        where,
+        since_ns,
+        until_ns,
+        '"status", "error_code", "station_id", "connector_id"',
+    )
     authorizations = _select(
         EventType.AUTHORIZE,
         where,
         earliest_ns - lookback.authorize_ns,
         until_ns,
-        '"id_pseudonym", "result"',
+        '"id_pseudonym", "result", "station_id"',
     )
-    return (
-        f'{statuses} GROUP BY "station_id", "connector_id"; {authorizations} GROUP BY "station_id"'
-    )
+    return f"{statuses}; {authorizations}"  # not grouped: ``_by_connector``
 
 
 def _statuses(series: list[Series]) -> list[Event]:
