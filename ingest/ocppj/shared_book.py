@@ -9,8 +9,9 @@ station and transaction id, bounded per station as ``book.TransactionBook`` is.
 
 In front of it, a cache in this process's memory (``book.TransactionBook``) holds the book of
 each station connected here: it is loaded from the table at the station's first message that
-needs it, written through on every change, and dropped when the station connects (another
-instance may have served it meanwhile) and when it leaves. A station has one connection at a
+needs it (the books asked for while a load runs are read together by the next query), written
+through on every change, and dropped when the station connects (another instance may have
+served it meanwhile) and when it leaves. A station has one connection at a
 time, so while it is connected here this instance is the only one writing its rows and the
 cache is exact. Every database call runs on the book's own worker threads, never on the event
 loop, and never on the threads that fsync the spool: a slow database delays the messages that
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +61,9 @@ _TABLE = "ocpp_open_transactions"
 # other users of the engine (API keys, jobs). A station's calls come one after another, so
 # this bounds how many stations wait on the database together, not one station's order.
 _THREADS = 4
+# Stations whose books one query reads: SQLite before 3.32 takes at most 999 bound parameters
+# in a statement, and PostgreSQL's plans for long IN lists grow with them.
+_LOAD_BATCH = 500
 _R = TypeVar("_R")
 
 
@@ -109,6 +114,11 @@ class SharedBook:
         self._per_station = per_station
         self._cache = TransactionBook(per_station)
         self._loaded: set[str] = set()  # stations whose cache is their whole book
+        # Books asked for while a load runs, read together by the next one: a reconnecting
+        # fleet costs a few queries, not one per station (each query's fixed cost in
+        # SQLAlchemy is the larger part, and it holds the GIL against the event loop).
+        self._to_load: dict[str, asyncio.Future[list[tuple[str, OpenTransaction]]]] = {}
+        self._loading: asyncio.Task[None] | None = None
         self._threads = ThreadPoolExecutor(_THREADS, thread_name_prefix="ocpp-book")
         _create_table(engine)
 
@@ -191,7 +201,7 @@ class SharedBook:
         """Load the station's book into the cache unless it is there."""
         if station_id in self._loaded:
             return
-        rows = await self._call(self._load, station_id)
+        rows = await self._load_together(station_id)
         if station_id in self._loaded:  # loaded meanwhile, and maybe written since: keep that
             return
         self._cache.forget_station(station_id)
@@ -199,20 +209,61 @@ class SharedBook:
             self._cache.open(station_id, tx_id, tx)
         self._loaded.add(station_id)
 
+    async def _load_together(self, station_id: str) -> list[tuple[str, OpenTransaction]]:
+        """The station's rows, read in one query with those of the other stations asked for
+        while the previous query ran."""
+        loop = asyncio.get_running_loop()
+        waiting = self._to_load.get(station_id)
+        if waiting is None:
+            waiting = self._to_load[station_id] = loop.create_future()
+        if self._loading is None:
+            self._loading = loop.create_task(self._load_waiting())
+        # one caller cancelled leaves the others their answer
+        return await asyncio.shield(waiting)
+
+    async def _load_waiting(self) -> None:
+        batch: dict[str, asyncio.Future[list[tuple[str, OpenTransaction]]]] = {}
+        try:
+            while self._to_load:
+                batch = dict(itertools.islice(self._to_load.items(), _LOAD_BATCH))
+                for station_id in batch:
+                    del self._to_load[station_id]
+                try:
+                    books = await self._call(self._load, list(batch))
+                except Exception as exc:  # each station asking gets it (a StateError)
+                    for waiting in batch.values():
+                        if not waiting.done():
+                            waiting.set_exception(exc)
+                    continue
+                for station_id, waiting in batch.items():
+                    if not waiting.done():
+                        waiting.set_result(books.get(station_id, []))
+        except asyncio.CancelledError:  # the loop is stopping: so are those waiting
+            for waiting in [*batch.values(), *self._to_load.values()]:
+                waiting.cancel()
+            self._to_load.clear()
+            raise
+        finally:
+            self._loading = None
+
     # -- the table (blocking: worker threads only) ----------------------------------------------
 
     async def _call(self, work: Callable[..., _R], *args: Any) -> _R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, functools.partial(work, *args))
 
-    def _load(self, station_id: str) -> list[tuple[str, OpenTransaction]]:
+    def _load(self, station_ids: list[str]) -> dict[str, list[tuple[str, OpenTransaction]]]:
+        """The open transactions of each station, oldest first (stations without any: absent)."""
         query = (
             select(OpenTransactionRow)
-            .where(OpenTransactionRow.station_id == station_id)
+            .where(OpenTransactionRow.station_id.in_(station_ids))
             .order_by(OpenTransactionRow.touched_ns, OpenTransactionRow.tx_id)
         )
+        books: dict[str, list[tuple[str, OpenTransaction]]] = {}
         with self._session("read the transaction book") as session:
-            return [(row.tx_id, _open_transaction(row)) for row in session.scalars(query)]
+            for row in session.scalars(query):
+                books.setdefault(row.station_id, []).append((row.tx_id, _open_transaction(row)))
+        return books
 
     def _write(self, station_id: str, tx_id: str, tx: OpenTransaction, full: bool) -> None:
         pending_ts, pending_wh = tx.pending_start or (None, None)

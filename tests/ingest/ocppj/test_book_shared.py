@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -236,6 +236,36 @@ def test_the_cache_holds_only_connected_stations(
         assert await book.open_on("CP-3", 1) == "1"  # still in the database
 
     run(body)
+
+
+def test_a_reconnecting_fleet_reads_its_books_in_a_few_queries_each_its_own(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    writer, reader = shared(two_stores[0]), shared(two_stores[1])
+    stations = [f"CP-{i}" for i in range(300)]
+    selects: list[str] = []
+
+    def count_selects(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    async def body() -> list[str | None]:
+        for i, station in enumerate(stations[::2]):  # every other station has a transaction
+            await writer.open(station, f"tx-{i}", OpenTransaction(1 + i % 4, None))
+        event.listen(two_stores[1].engine, "before_cursor_execute", count_selects)
+        try:  # the whole fleet's first messages at once, as after a restart
+            return list(
+                await asyncio.gather(
+                    *(reader.open_on(station, 1 + i // 2 % 4) for i, station in enumerate(stations))
+                )
+            )
+        finally:
+            event.remove(two_stores[1].engine, "before_cursor_execute", count_selects)
+
+    found = run(body)
+    assert found == [f"tx-{i // 2}" if i % 2 == 0 else None for i in range(len(stations))]
+    assert len(selects) <= 3  # the first station's, then the others that waited, together
+    assert reader.cached_stations() == len(stations)
 
 
 def test_a_database_failure_is_a_state_error_naming_what_failed(
