@@ -16,7 +16,9 @@ of these runs in a child process of its own (its peak memory is the child's max 
 
 Prints each run's seconds and peak RSS, and the ratios against the file path (targets: the job
 at most 1.5x the file path's time; 300 stations x 24 h in at most 500 MB; 10,000 stations at one
-interval in at most 1 GB).
+interval in at most 1 GB); and the CPU seconds each run took, its own and InfluxDB's (read from
+``/proc`` before and after): on a machine other work shares, the wall clock measures the
+neighbours too, CPU time much less.
 
     .venv/bin/python bench/window.py [--stations 300] [--hours 24] [--interval-s 300]
     .venv/bin/python bench/window.py --stations 10000 --hours 2 --start 2026-11-23T16:00:00Z \
@@ -69,7 +71,7 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         first_lookback_s=interval if mode == "last" else (end - begin) / NS,
         max_window_s=interval,
     )
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     if mode == "file":
         with events.open("rb") as stream:
             flags, _ = detect_stream(stream, decoder=decoder)
@@ -87,6 +89,7 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         out["window_s_max"] = seconds[-1]
         out["flags"] = sum(sum(r.flags_by_kind.values()) for r in reports)
     out["seconds"] = time.perf_counter() - began
+    out["cpu_s"] = time.process_time() - cpu_began
     state.close()
     client.close()
     print(json.dumps(out))
@@ -116,12 +119,29 @@ def reads_only(client: Any, begin: int, end: int, interval_ns: int) -> int:
     return windows
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """The CPU seconds (user and system) process ``pid`` has used so far; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    mode: str, events: Path, url: str, database: str, args: argparse.Namespace
+    mode: str,
+    events: Path,
+    url: str,
+    database: str,
+    args: argparse.Namespace,
+    influxd_pid: int | None = None,
 ) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", mode, "--events", str(events)]
     command += ["--url", url, "--database", database, "--hours", str(args.hours)]
     command += ["--interval-s", str(args.interval_s), "--start", args.start]
+    influxd_before = process_cpu_s(influxd_pid)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     text = proc.stdout.read()
@@ -131,6 +151,7 @@ def measure(
         raise SystemExit(f"{mode} run failed ({proc.returncode})")
     found: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
     found["max_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    found["influxd_cpu_s"] = process_cpu_s(influxd_pid) - influxd_before
     return found
 
 
@@ -165,7 +186,7 @@ def main() -> None:
                 f"loaded in {loaded:.1f} s; job interval {args.interval_s:g} s"
             )
             results = {
-                mode: measure(mode, events, server.url, "bench", args)
+                mode: measure(mode, events, server.url, "bench", args, server.pid)
                 for mode in args.modes.split(",")
             }
         finally:
@@ -186,6 +207,12 @@ def main() -> None:
                 f"; x{r['seconds'] / base['seconds']:.2f} the file path's time, "
                 f"x{r['max_rss_mb'] / base['max_rss_mb']:.2f} its memory"
             )
+        print(line)
+        cpu = r["cpu_s"] + r["influxd_cpu_s"]
+        line = f"{'':>8}CPU {r['cpu_s']:.1f} s + InfluxDB {r['influxd_cpu_s']:.1f} s = {cpu:.1f} s"
+        if base is not None and mode != "file":
+            # the file path does not use InfluxDB: what it did meanwhile is not the path's
+            line += f"; x{cpu / base['cpu_s']:.2f} the file path's CPU"
         print(line)
 
 
