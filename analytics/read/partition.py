@@ -199,6 +199,11 @@ def _starts_and_stops(where: str, from_ns: int, until_ns: int) -> str:
     )
 
 
+def _tag(value: object) -> str:
+    """A tag's value as a grouped answer gives it (a point without the tag: empty)."""
+    return "" if value is None else str(value)
+
+
 def _by_connector(series: Iterable[Series]) -> list[Series]:
     """Answers not grouped by tags (their tags ``station_id`` and, when read,
     ``connector_id`` as columns) as one series per connector with its tags, as a grouped answer
@@ -225,7 +230,7 @@ def _by_connector(series: Iterable[Series]) -> list[Series]:
             out.append(
                 Series(
                     name=s.name,
-                    tags={tag: str(s.columns[tag][row]) for tag in tags},
+                    tags={tag: _tag(s.columns[tag][row]) for tag in tags},
                     columns={name: values[rows] for name, values in columns.items()},
                 )
             )
