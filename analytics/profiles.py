@@ -378,7 +378,7 @@ def _billing(
         else np.zeros((n, 0))
     )
     # a fall within the register's rounding is no defect: meter_backwards' own rule
-    tolerance = fall_tolerance_wh(register_resolution_wh(steps))
+    tolerance = fall_tolerance_wh(register_resolution_wh(steps, np.where(kept, e, np.nan)))
     drop = np.asarray(-np.minimum(np.min(np.nan_to_num(steps), axis=1, initial=0.0), 0.0))
     penalize(drop > tolerance, 0.2, [f"register falls by {d:.0f} Wh" for d in drop])
 

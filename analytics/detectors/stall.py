@@ -17,7 +17,8 @@ Two shapes are stalls (CONTRACTS.md section 3):
     step down to a balancing current) and its last reading before zero is a small share of its
     plateau, while a stalled charge falls from the plateau to nothing between two readings.
     ``PLATEAU_SHARE`` of the peak so far (or of the offer, when lower) at the last reading
-    before the stretch reads as such a fall.
+    before the stretch reads as such a fall (``DC_PLATEAU_SHARE`` on DC, where a full car
+    draws a far smaller share of its peak).
 
   ``SuspendedEV`` (the car says it is done), or ``Finishing`` stamped before the last reading
   (the charge ended before the stop), since power last flowed are never a stall;
@@ -34,6 +35,7 @@ import numpy as np
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import Prepared, prepared
+from analytics.detectors.ratings import AC_MAX_W
 from analytics.detectors.reductions import (
     Runs,
     forward_fill,
@@ -73,6 +75,13 @@ FULL_SOC_PCT = 95.0
 # their constant-voltage phase or at a balancing current 10-35 %. 70 % is twice the highest of
 # those, with room for sensor noise and for a sample taken early in a taper.
 PLATEAU_SHARE = 0.7
+
+# The same on DC, known by a peak above what AC can deliver (ratings.AC_MAX_W): a DC car nears
+# full at 2-11 % of its peak (the published curves, data/ev-curves), and a DC car's own taper is
+# slow (the last 5 % of SoC take minutes), so the sample before zero sits near that floor. 25 %
+# is twice the highest with room for noise; a DC charge that drops to nothing from a third or
+# half of its peak (mid-taper, at 40-80 % SoC) fell, it did not finish.
+DC_PLATEAU_SHARE = 0.25
 
 
 _STATUS_WORDS = {
@@ -134,11 +143,11 @@ class Stall(BaseDetector):
         need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))
         offered_low = prep.offered_w < need_w[:, None]
         status = prep.status
+        # SuspendedEVSE is not an explanation of its own: the charger stopped, and only a lower
+        # offer says it stopped on purpose (load management); an offer not reported is not a
+        # lower one (CONTRACTS.md section 3)
         explained = (
-            offered_low
-            | (np.isnan(prep.offered_w) & (status == StatusCode.SUSPENDED_EVSE))
-            | (status == StatusCode.SUSPENDED_EV)
-            | (status == StatusCode.FAULTED)
+            offered_low | (status == StatusCode.SUSPENDED_EV) | (status == StatusCode.FAULTED)
         )
         # a single missing power reading does not break a stretch at rest (the register says)
         still = (low | np.isnan(p)) & ~explained & prep.valid
@@ -204,7 +213,8 @@ class Stall(BaseDetector):
         last_ns = pick(prep.t_ns, prep.count - 1)
         finishing = (prep.status == StatusCode.FINISHING) & (prep.t_ns < last_ns[:, None])
         said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)
-        from_plateau = (before >= 0) & (pick(p, before) >= PLATEAU_SHARE * plateau)
+        share = np.where(prep.peak_power_w > AC_MAX_W, DC_PLATEAU_SHARE, PLATEAU_SHARE)
+        from_plateau = (before >= 0) & (pick(p, before) >= share * plateau)
         not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
         return last, np.asarray(never_resumed & ~said_done & not_full), soc
 

@@ -120,9 +120,12 @@ class DataGap(BaseDetector):
 
 class ClockFault(BaseDetector):
     """Readings stamped before the session start, far after ``now``, or earlier than readings
-    that arrived before them (the batch's ``arrival`` order). No parameters: the tolerances
-    are those of the shared view, which sets such readings aside for every kind
-    (``CLOCK_BEFORE_START_S``, ``CLOCK_FUTURE_S``, ``CLOCK_DISORDER_S``). Learns nothing."""
+    that arrived before them (the batch's ``arrival`` order); and a session stop stamped
+    before its start (timestamps out of order, CONTRACTS.md section 3, whether or not the
+    session has readings). No parameters: the tolerances are those of the shared view, which
+    sets such readings aside for every kind (``CLOCK_BEFORE_START_S``, ``CLOCK_FUTURE_S``,
+    ``CLOCK_DISORDER_S``: the last also for the stop, two stamps of whole seconds that may
+    round apart). Learns nothing."""
 
     kind = AnomalyKind.CLOCK_FAULT
 
@@ -130,20 +133,32 @@ class ClockFault(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         c = prep.clock
+        has_both = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
+        stop_back_s = np.where(has_both, (batch.start_ns - batch.stop_ns) / NS_PER_S, 0.0)
+        stop_back_s = np.maximum(stop_back_s, 0.0)
+        stop_first = stop_back_s > CLOCK_DISORDER_S
         x = np.maximum(
             np.maximum(c.before_start_s / CLOCK_BEFORE_START_S, c.future_s / CLOCK_FUTURE_S),
-            c.disorder_s / CLOCK_DISORDER_S,
+            np.maximum(c.disorder_s, stop_back_s) / CLOCK_DISORDER_S,
         )
-        flagged = c.n_bad > 0
+        flagged = (c.n_bad > 0) | stop_first
         # a single bad stamp at the tolerance still flags: lift it above 0.5 as a whole
         score = np.where(flagged, np.maximum(excess_score(x), 0.5), excess_score(x))
         n_readings = batch.valid.sum(axis=1) if batch.n_steps else np.zeros(batch.n_sessions)
         not_scored = np.full(batch.n_sessions, None, dtype=object)
-        not_scored[n_readings == 0] = "no readings"
+        not_scored[(n_readings == 0) & ~stop_first] = "no readings"
         first_ts = pick(batch.t_ns, np.zeros(batch.n_sessions, dtype=np.int64)).astype(np.int64)
         last_ts = pick(batch.t_ns, np.maximum(batch.n_samples - 1, 0)).astype(np.int64)
         start = np.where(c.start_ns != NO_TIME, c.start_ns, first_ts)
         end = np.where(c.end_ns != NO_TIME, c.end_ns, last_ts)
+        # the stop before the start: the flag spans from the one to the other
+        alone = stop_first & (c.n_bad == 0)
+        start = np.where(
+            alone, batch.stop_ns, np.where(stop_first, np.minimum(start, batch.stop_ns), start)
+        )
+        end = np.where(
+            alone, batch.start_ns, np.where(stop_first, np.maximum(end, batch.start_ns), end)
+        )
 
         def describe(rows: np.ndarray) -> list[str]:
             out = []
@@ -157,7 +172,11 @@ class ClockFault(BaseDetector):
                     parts.append(
                         f"up to {fmt_span(c.disorder_s[i])} earlier than readings sent before them"
                     )
-                out.append(f"{int(c.n_bad[i])} readings with a wrong clock: " + "; ".join(parts))
+                what = f"{int(c.n_bad[i])} readings with a wrong clock: " + "; ".join(parts)
+                if stop_first[i]:
+                    stop = f"the session stop stamped {fmt_span(stop_back_s[i])} before its start"
+                    what = f"{what}; {stop}" if parts else stop
+                out.append(what)
             return out
 
         return build_result(self.kind, score, flagged, start, end, describe, not_scored)

@@ -206,9 +206,27 @@ def offer_lowered_to_zero() -> Spec:
 
 
 def suspended_evse_without_offer() -> Spec:
-    # SuspendedEVSE is the EVSE offering nothing (OCPP 1.6): with no offer sent, it explains it
+    # CONTRACTS.md section 3: only a lower power_offered_w explains a rest, and SuspendedEVSE
+    # with nothing flowing is not a full car; a charger that sends no offer gives no
+    # explanation (an independently written fleet, seed 23 session 49022: 0 of 28 such stalls
+    # were found while SuspendedEVSE without an offer counted as one)
     spec = session(11_000.0, charge_min=30, idle_min=30, idle_status=EVSE)
     return with_(spec, offered_w=None)
+
+
+def dc_falls_mid_taper_no_soc() -> Spec:
+    # a 50 kW DC car in its own slow taper (47 -> 27 kW) drops to nothing at 57 % of its peak
+    # for 14 min, then a remote stop (independent fleet, seed 22, TX-0031-637186): a DC car
+    # near full draws 2-11 % of its peak, so this is no full car's taper end
+    t = np.arange(0.0, 35 * MIN + 1e-9, 15.0)
+    p = np.interp(t, [0.0, 60.0, 20 * MIN], [15_600.0, 47_000.0, 27_000.0])
+    p[t > 20.5 * MIN] = 20.0
+    return from_power(t, p, offered_w=np.full(t.size, 50_000.0), status=np.full(t.size, CHARGING))
+
+
+def offer_lowered_to_zero_says_suspended_evse() -> Spec:
+    # load management: the offer falls to 0 and the charger says SuspendedEVSE
+    return session(11_000.0, charge_min=30, idle_min=30, idle_offer_w=0.0, idle_status=EVSE)
 
 
 def finishing_before_the_stop() -> Spec:
@@ -240,6 +258,8 @@ STALLS: list[Callable[[], Spec]] = [
     dc_soc_only_at_the_stop,
     ac_stamps_in_whole_minutes,
     ac_mid_session_stall_of_eleven_minutes,
+    suspended_evse_without_offer,
+    dc_falls_mid_taper_no_soc,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
@@ -252,7 +272,7 @@ NORMAL: list[Callable[[], Spec]] = [
     ac_taper_no_status,
     early_unplug_while_charging,
     offer_lowered_to_zero,
-    suspended_evse_without_offer,
+    offer_lowered_to_zero_says_suspended_evse,
     finishing_before_the_stop,
     energy_outside_any_session_then_idle,
     short_stop_before_the_end,
