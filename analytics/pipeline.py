@@ -33,9 +33,10 @@ from analytics.detectors.identity import session_ends
 from analytics.detectors.ratings import with_stations
 from analytics.flags import flags_from_results
 from analytics.late import judge_late_again, revise
-from chargewatch.columns import judge_readings, reading_frame_from_ndjson
+from analytics.lines import LineBlock, iter_line_blocks
+from chargewatch.columns import judge_readings, reading_frame_from_block, reading_frame_from_ndjson
 from chargewatch.errors import EventError
-from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl, iter_jsonl_blocks
+from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl
 from chargewatch.flags import Flag
 from chargewatch.schema import READING_FIELDS
 from chargewatch.sites import StationMetadata
@@ -151,30 +152,28 @@ def decode_chunks(
 ) -> Iterator[DecodedChunk]:
     """``decode_events`` a chunk of lines at a time, readings as columns; bad lines are counted
     and reported in order. ``on_progress`` gets the bytes read so far after each chunk."""
-    for numbers, lines in iter_jsonl_blocks(stream, chunk_lines):
-        report.lines = numbers[-1]
-        yield _decode_chunk(numbers, lines, decoder, report, on_reject)
+    for lines in iter_line_blocks(stream, chunk_lines):
+        report.lines = int(lines.numbers[-1])
+        yield _decode_chunk(lines, decoder, report, on_reject)
         if on_progress is not None:
             on_progress(stream.tell())
 
 
 def _decode_chunk(
-    line_numbers: list[int],
-    lines: list[bytes],
+    lines: LineBlock,
     decoder: EventDecoder,
     report: DetectReport,
     on_reject: Callable[[int, EventError], None] | None,
 ) -> DecodedChunk:
-    numbers = np.array(line_numbers, dtype=np.int64)
-    raws = lines
-    # Over-long lines were cut short by iter_jsonl: the per-event way rejects them.
-    if raws and max(map(len, raws)) > MAX_LINE_BYTES:
-        lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-        short = np.flatnonzero(lengths <= MAX_LINE_BYTES)
-        raws = [raws[i] for i in short.tolist()]
+    numbers = lines.numbers
+    # Over-long lines were cut short by the reader: the per-event way rejects them.
+    short = np.flatnonzero(lines.lengths <= MAX_LINE_BYTES)
+    if short.size == len(lines):
+        frame = reading_frame_from_block(lines.data, len(lines))
     else:
-        short = np.arange(len(raws))
-    frame = reading_frame_from_ndjson(raws) if raws else None
+        frame = (
+            reading_frame_from_ndjson([lines[i] for i in short.tolist()]) if short.size else None
+        )
     fast = np.zeros(len(lines), dtype=bool)
     if frame is not None:
         frame = judge_readings(frame)
@@ -184,9 +183,9 @@ def _decode_chunk(
         readings = _no_readings()
     events: list[tuple[int, Event]] = []
     for i in np.flatnonzero(~fast).tolist():
-        number, line = line_numbers[i], lines[i]
+        number = int(numbers[i])
         try:
-            events.append((number, decoder.decode_line(line)))
+            events.append((number, decoder.decode_line(lines[i])))
         except EventError as exc:
             report.rejected += 1
             if on_reject is not None:

@@ -14,6 +14,12 @@ spaces or underscores, stamps of rare shapes) and every invalid value is marked 
 goes through ``EventDecoder`` one event at a time, which gives the same result or the precise
 reason for a rejection. ``tests/ingest/test_encode.py`` and
 ``tests/analytics/test_decode_chunks.py`` hold the two paths to the same result.
+
+A key written twice in one object: JSON leaves its meaning open (RFC 8259 section 4), polars
+keeps the first value and orjson, like Python's ``json`` and JavaScript, the last. A line that
+repeats a key of the schema is not taken here: it goes the per-event way, so both paths give
+the last value, as every other reader of the event file (``json``, ``jq``) would. Rejecting
+such lines instead would need the per-event decoder to see the repetition, which orjson hides.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ import polars as pl
 from chargewatch.events import MAX_CONNECTOR_ID, READING_RANGES
 from chargewatch.schema import READING_FIELDS
 
-__all__ = ["judge_readings", "reading_frame_from_ndjson", "reading_frame_from_objects"]
+__all__ = [
+    "judge_readings",
+    "reading_frame_from_block",
+    "reading_frame_from_ndjson",
+    "reading_frame_from_objects",
+]
 
 # RFC 3339 as the columnar path parses it: T, seconds, an optional fraction of 1 to 9 digits
 # (Python keeps 6, and so does the cast below), Z or a +hh:mm offset within a day. [0-9], not
@@ -54,7 +65,12 @@ _TEXT_OR_NUMBERS: frozenset[type] = frozenset({float, int, str, _NONE})
 # A key that must hold a string holding something else, or a key written with a \u escape
 # (which could hide one of those keys from this scan). \u escapes in values are harmless:
 # polars and orjson decode them alike, and non-ASCII identifiers go the per-event way anyway.
-_NOT_A_STRING = r'"(?:type|ts|station_id|session_id)"\s*:\s*[-0-9tf\[{]'
+_NOT_A_STRING = r'"(?:station_id|session_id)"\s*:\s*[-0-9tf\[{]'
+# What polars makes of a number, a boolean, an array or an object read into a string column
+# (``12.5``, ``true``, ``[1, 2]``...): only an identifier that looks like this can have been
+# one, so only those lines are scanned for the key above. ``type`` and ``ts`` need no scan: no
+# such text is "reading" or has a stamp's shape.
+_STRINGIFIED = r"^(?:[-0-9\[{]|true$|false$)"
 _ESCAPED_KEY = r'"(?:[^"\\]|\\.)*\\u(?:[^"\\]|\\.)*"\s*:'
 _COLUMNS: tuple[tuple[str, type[pl.DataType], frozenset[type]], ...] = (
     *((key, pl.Float64, _NUMBERS) for key in READING_FIELDS),
@@ -69,6 +85,9 @@ _NDJSON_SCHEMA: dict[str, type[pl.DataType]] = {
     **{key: pl.String for key, _dtype, _kinds in _COLUMNS},
 }
 _EMPTY_OBJECT = b"{}"
+_ID_KEYS = ("station_id", "session_id")
+# Each key of the schema as it is written, quotes included, found by one Aho-Corasick pass.
+_SCHEMA_KEYS = [f'"{key}"' for key in _NDJSON_SCHEMA]
 
 
 def reading_frame_from_objects(readings: list[dict[str, Any]]) -> pl.DataFrame:
@@ -113,22 +132,36 @@ def reading_frame_from_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
     readings or that the columnar path cannot judge. A line that is not a JSON object (bad
     JSON, an array...) makes polars refuse the chunk: such lines are found and read as empty
     objects, marked odd; ``None`` only if polars still cannot read the chunk."""
-    frame = _read_ndjson(raws)
+    return reading_frame_from_block(b"\n".join(raws), len(raws))
+
+
+def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
+    """``reading_frame_from_ndjson`` for ``count`` lines already joined by newlines, none of
+    them blank (a file read a block at a time: no line is split off and joined again)."""
+    frame = _read_ndjson(block, count)
     unreadable: list[int] = []
     if frame is None:
+        raws = block.split(b"\n")
         unreadable = [i for i, raw in enumerate(raws) if not _is_object(raw)]
         if not unreadable:
             return None
-        cleaned = list(raws)
         for i in unreadable:
-            cleaned[i] = _EMPTY_OBJECT
-        frame = _read_ndjson(cleaned)
+            raws[i] = _EMPTY_OBJECT
+        frame = _read_ndjson(b"\n".join(raws), count)
         if frame is None:
             return None
     # polars turns a number into a string where a string column is expected, so rows where a
-    # string key holds another kind of value (or where \u escapes could hide a key) are odd.
-    text = _as_strings(raws)
-    odd = text.str.contains(_NOT_A_STRING).fill_null(True)
+    # string key holds another kind of value (or where \u escapes could hide a key) are odd;
+    # so are rows that repeat a key of the schema (polars keeps the first, orjson the last).
+    text = _line_texts(block, count)
+    odd = _repeats_a_key(text).fill_null(True)
+    maybe = frame.select(
+        pl.any_horizontal(pl.col(key).str.contains(_STRINGIFIED) for key in _ID_KEYS)
+    ).to_series()
+    suspect = np.flatnonzero(maybe.fill_null(False).to_numpy())
+    if suspect.size:
+        not_a_string = text.gather(suspect).str.contains(_NOT_A_STRING).fill_null(True)
+        odd = odd.scatter(suspect, odd.gather(suspect) | not_a_string)
     escaped = np.flatnonzero(text.str.contains("\\u", literal=True).fill_null(False))
     if escaped.size:  # rare: the costlier scan for escaped keys only where it can matter
         odd = odd.scatter(
@@ -139,13 +172,22 @@ def reading_frame_from_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
     return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
 
 
-def _as_strings(raws: list[bytes]) -> pl.Series:
-    """The lines as text; a line that is not valid UTF-8 (which polars refuses to cast, even
-    non-strictly) becomes null, and so odd: the per-event path rejects it with its reason."""
+def _line_texts(block: bytes, count: int) -> pl.Series:
+    """The ``count`` lines of ``block`` as text; a line that is not valid UTF-8 (which polars
+    refuses to cast, even non-strictly) becomes null, and so odd: the per-event path rejects
+    it with its reason."""
+    raws = block.split(b"\n")
     try:
         return pl.Series(raws, dtype=pl.Binary).cast(pl.String, strict=False)
     except pl.exceptions.ComputeError:  # rare: find the bad lines one by one
         return pl.Series([_utf8_or_none(raw) for raw in raws], dtype=pl.String)
+
+
+def _repeats_a_key(text: pl.Series) -> pl.Series:
+    """Rows where a key of the schema is written twice (or its name appears again, as a
+    value or in a nested object: taken the per-event way, where it is harmless)."""
+    found = text.str.extract_many(_SCHEMA_KEYS)
+    return found.list.n_unique() < found.list.len()
 
 
 def _utf8_or_none(raw: bytes) -> str | None:
@@ -155,12 +197,12 @@ def _utf8_or_none(raw: bytes) -> str | None:
         return None
 
 
-def _read_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
+def _read_ndjson(block: bytes, count: int) -> pl.DataFrame | None:
     try:
-        frame = pl.read_ndjson(io.BytesIO(b"\n".join(raws)), schema=_NDJSON_SCHEMA)
+        frame = pl.read_ndjson(io.BytesIO(block), schema=_NDJSON_SCHEMA)
     except pl.exceptions.PolarsError:
         return None
-    return frame if frame.height == len(raws) else None
+    return frame if frame.height == count else None
 
 
 def _is_object(raw: bytes) -> bool:

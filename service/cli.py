@@ -6,7 +6,6 @@ Each command builds the settings once, wires the stages it needs, and turns ever
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
@@ -20,7 +19,6 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from chargewatch.errors import ChargewatchError, ConfigError
 from chargewatch.events import EventDecoder
@@ -81,6 +79,15 @@ def progress_bar(
     if not stderr.is_terminal:
         yield lambda _done: None
         return
+    # imported here: a piped run (a script, a job) never draws a bar, nor loads its code
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = [TextColumn("{task.description}"), BarColumn()]
     columns += (
         [TransferSpeedColumn()] if bytes_ else [TextColumn("{task.completed:.0f}/{task.total:.0f}")]
@@ -170,6 +177,8 @@ def simulate(
 
 
 def _replay_live(url: str, events: Path, speed: float) -> None:
+    import asyncio
+
     from simulator.live import run_live
 
     try:

@@ -19,7 +19,7 @@ from analytics.pipeline import (
     detect_events,
 )
 from chargewatch.errors import EventError
-from chargewatch.events import MAX_LINE_BYTES, EventDecoder, parse_ts
+from chargewatch.events import MAX_LINE_BYTES, EventDecoder, Reading, parse_ts
 from ingest.pseudonym import Pseudonymizer
 from simulator import SimulationConfig, simulate
 
@@ -243,3 +243,34 @@ def test_codes_number_each_text_once_in_any_order_and_skip_nulls() -> None:
     assert sorted(named) == ["a", "b", "c"]
     assert [named[c] if c >= 0 else None for c in codes.tolist()] == texts.to_list()
     assert sorted(rows.tolist()) == [0, 2, 4]  # each text's first row
+
+
+_HEAD = b'"type":"reading","ts":"2026-11-23T01:00:00Z","connector_id":1,"session_id":"S"'
+
+
+@pytest.mark.parametrize(
+    ("line", "station", "power_w"),
+    [
+        (b'{"station_id":"A",' + _HEAD + b',"power_w":1,"power_w":2}', "A", 2.0),
+        (b'{"station_id":"A",' + _HEAD + b',"power_w":null,"power_w":2}', "A", 2.0),
+        (b'{"station_id":"A",' + _HEAD + b',"power_w":1,"power_w":null,"energy_wh":5}', "A", None),
+        (b'{"station_id":"A",' + _HEAD + b',"power_w":"1","power_w" : 2.5}', "A", 2.5),
+        (b'{"station_id":"A",' + _HEAD + b',"station_id":"B","power_w":3}', "B", 3.0),
+    ],
+)
+def test_a_key_written_twice_counts_by_its_last_value_on_both_paths(
+    line: bytes, station: str, power_w: float | None
+) -> None:
+    # JSON leaves a repeated key's meaning open; polars would keep the first value, orjson
+    # keeps the last: the columnar path must leave such a line to the per-event way
+    plain = b'{"station_id":"A",' + _HEAD + b',"power_w":7}'
+    data = b"\n".join([plain, line, plain]) + b"\n"
+    decoder = EventDecoder(Pseudonymizer(b"k" * 32))
+    expected = [event for _, event in decode_events(io.BytesIO(data), decoder, DetectReport())]
+    (chunk,) = decode_chunks(io.BytesIO(data), decoder, DetectReport())
+    assert [number for number, _ in chunk.events] == [2]
+    assert len(chunk.readings) == 2  # the plain lines, as columns
+    (_, event) = chunk.events[0]
+    assert isinstance(event, Reading)
+    assert event == expected[1]
+    assert (event.station_id, event.power_w) == (station, power_w)
