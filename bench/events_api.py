@@ -5,9 +5,11 @@ same batches of 1,000 by one writer. chargewatch is a real `chargewatch serve` p
 posts the simulated file as JSON arrays of 1,000 events (with several clients, each posts the
 events of its share of the stations: --split); each 200 means the batch is validated,
 pseudonymized and fsynced in the spool. Reported: events/s until the last acknowledgement, events/s
-until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor; and
-the CPU seconds each part spent meanwhile (serve, its batch workers, influxd): the two cores are
-shared by all of them and by this client.
+until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor measured
+just before it (a floor per configuration, so a shared machine's load weighs on both alike); the
+CPU seconds each part spent meanwhile (serve, its batch workers, influxd) and per 1,000 events
+(what the ratio comes to when the cores are busy with other work); and the load average. The two
+cores are shared by all of them and by this client.
 
     .venv/bin/python bench/events_api.py --stations 200 --hours 24
 """
@@ -206,14 +208,15 @@ def main() -> None:
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         server.start()
         try:
-            influx_cpu = cpu_seconds(server.pid)
-            floor_s = floor_seconds(server.url, events)
-            influx_cpu = cpu_seconds(server.pid) - influx_cpu
-            print(
-                f"floor (line protocol posted, 1 writer, batches of {BATCH}): {floor_s:.2f} s, "
-                f"influxd {influx_cpu:.1f} s CPU"
-            )
             for clients in args.clients:
+                influx_cpu = cpu_seconds(server.pid)
+                floor_s = floor_seconds(server.url, events)
+                influx_cpu = cpu_seconds(server.pid) - influx_cpu
+                print(
+                    f"floor (line protocol posted, 1 writer, batches of {BATCH}): {floor_s:.2f} s, "
+                    f"influxd {influx_cpu:.1f} s CPU; load average "
+                    + " ".join(f"{load:.2f}" for load in os.getloadavg())
+                )
                 acked_s, drained_s, accepted, cpu = chargewatch_seconds(
                     server.url, server.pid, events, folder / f"c{clients}", clients, args.split
                 )
@@ -226,6 +229,16 @@ def main() -> None:
                         f"{name} {cpu[name]:.1f}" for name in ("serve", "workers", "influxd")
                     )
                     + f"; {cpu['writes']:.0f} InfluxDB writes taking {cpu['write_s']:.1f} s"
+                )
+                per_k = 1000 / accepted if accepted else 0.0
+                print(
+                    "  CPU ms per 1,000 events: "
+                    + ", ".join(
+                        f"{name} {cpu[name] * 1000 * per_k:.1f}"
+                        for name in ("serve", "workers", "influxd")
+                    )
+                    + f" (floor's influxd {influx_cpu * 1000 * per_k:.1f}); load average "
+                    + " ".join(f"{load:.2f}" for load in os.getloadavg())
                 )
         finally:
             server.stop()

@@ -58,11 +58,15 @@ class Rejection:
 
 @dataclass(slots=True)
 class EncodedChunk:
-    """Line protocol for the accepted events of a chunk, in input order, and the rejections."""
+    """Line protocol for the accepted events of a chunk, in input order, and the rejections.
+    ``accepted_apart``: the type of each event accepted one at a time, by position; every
+    other event neither rejected nor there is a reading the columnar path took (so bodies
+    encoded together count their own events by type without reading them again)."""
 
     lines: list[str] = field(default_factory=list)
     accepted_by_type: Counter[str] = field(default_factory=Counter)
     rejections: list[Rejection] = field(default_factory=list)
+    accepted_apart: dict[int, str] = field(default_factory=dict)
 
 
 class ChunkEncoder:
@@ -161,7 +165,7 @@ class ChunkEncoder:
         )
         formatted, side = ([], []) if judged is None else _format_plain_readings(judged, reading_rx)
         fast = iter(formatted)
-        lines, counts = chunk.lines, chunk.accepted_by_type
+        lines, counts, apart = chunk.lines, chunk.accepted_by_type, chunk.accepted_apart
         lines.extend(side)
         fast_count = 0
         for (position, obj), reading, rx in zip(numbered, is_reading, rx_us, strict=True):
@@ -179,6 +183,7 @@ class ChunkEncoder:
                 chunk.rejections.append(Rejection(position, None, str(exc)))
                 continue
             counts[event.type] += 1
+            apart[position] = event.type
         if fast_count:
             counts[EventType.READING] += fast_count
         chunk.rejections.sort(key=lambda rejection: rejection.position)
@@ -231,20 +236,9 @@ def _station_codes(station_ids: Sequence[str | None]) -> tuple[np.ndarray, list[
     return codes, list(index)
 
 
-def _format_plain_readings(
-    judged: pl.DataFrame, rx_us: np.ndarray
-) -> tuple[list[str | None], list[str]]:
-    """Line protocol for each row the columnar path can judge, ``None`` for the others; and the
-    ``reading_rx`` points of those stamped outside ``RX_BAND_NS`` of their receive time.
-
-    One polars query formats every line (its cost is mostly fixed per query, and an HTTP batch
-    is a thousand events); the few ``reading_rx`` points are made from those lines."""
-    # Each point's time carries the reading's identity, as LineFormatter gives it (schema.py).
-    point_ns = reading_point_times(
-        judged["ts_ns"].fill_null(0).to_numpy(),
-        judged.select(READING_FIELDS).to_numpy(),
-        judged["session_id"].cast(pl.Binary).to_list(),
-    )
+def _reading_line() -> pl.Expr:
+    """A reading's line of line protocol from its checked columns, its point's time
+    (``point_ns``) and receive time (``rx_us``); null where the row is not ``ok``."""
     fields = pl.concat_str(
         *(pl.lit(f"{key}=") + pl.col(key).cast(pl.String) for key in READING_FIELDS),
         pl.lit('session_id="') + pl.col("session_id") + pl.lit('"'),
@@ -262,14 +256,32 @@ def _format_plain_readings(
         pl.lit(" "),
         pl.col("point_ns").cast(pl.String),
     )
+    return pl.when(pl.col("ok")).then(line)
+
+
+_READING_LINE = _reading_line()  # built once, not again for every HTTP batch of a thousand rows
+
+
+def _format_plain_readings(
+    judged: pl.DataFrame, rx_us: np.ndarray
+) -> tuple[list[str | None], list[str]]:
+    """Line protocol for each row the columnar path can judge, ``None`` for the others; and the
+    ``reading_rx`` points of those stamped outside ``RX_BAND_NS`` of their receive time.
+
+    One polars query formats every line (its cost is mostly fixed per query, and an HTTP batch
+    is a thousand events); the few ``reading_rx`` points are made from those lines."""
+    # Each point's time carries the reading's identity, as LineFormatter gives it (schema.py).
+    point_ns = reading_point_times(
+        judged["ts_ns"].fill_null(0).to_numpy(),
+        judged.select(READING_FIELDS).to_numpy(),
+        judged["session_id"].cast(pl.Binary).to_list(),
+    )
     columns = judged.select("ok", "connector_id", "station_id", "session_id", *READING_FIELDS)
     columns = columns.hstack(
         [pl.Series("point_ns", point_ns), pl.Series("rx_us", rx_us, dtype=pl.Int64)]
     )
     # Rows that fail any check become None: the caller takes them the per-event way.
-    lines: list[str | None] = (
-        columns.lazy().select(pl.when(pl.col("ok")).then(line)).collect().to_series().to_list()
-    )
+    lines: list[str | None] = columns.lazy().select(_READING_LINE).collect().to_series().to_list()
     ok = columns["ok"].to_numpy()
     far = np.flatnonzero(ok & (np.abs(point_ns - rx_us * 1000) > RX_BAND_NS))
     side = []

@@ -27,11 +27,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-import orjson
-
 from api.bodies import BodyError, EventSpans, gunzip, split_events
 from chargewatch.errors import BackpressureError, TooLargeError
-from chargewatch.events import EventDecoder
+from chargewatch.events import EventDecoder, EventType
 from ingest.encode import ChunkEncoder
 from ingest.pseudonym import Pseudonymizer
 
@@ -283,15 +281,13 @@ def _encode_spans(events: EventSpans, max_listed: int) -> EncodedBatch:
     return EncodedBatch("\n".join(lines), dict(accepted), dict(rejected), listed)
 
 
-class _UngroupableError(Exception):
-    """An accepted event whose type cannot be read back: encode the group's bodies alone."""
-
-
 def _encode_group(
     bodies: list[tuple[list[bytes], bool]], max_body_bytes: int, max_events: int, max_listed: int
 ) -> tuple[str, list[EncodedBatch | BodyError]]:
-    """The bodies' events encoded as one stream, each body's outcome read back from it: its
-    rejections by position, its accepted events' types from their own ``type``."""
+    """The bodies' events encoded as one stream, each body's outcome read back from it by
+    position: its rejections, and its accepted events by type. Each body's receive times are
+    estimated from its own stamps (``ChunkEncoder.encode_lines``' streams: the bodies may come
+    from senders hours apart)."""
     outcomes: list[EncodedBatch | BodyError] = []
     spans: list[tuple[int, EventSpans]] = []
     for k, (parts, gzipped) in enumerate(bodies):
@@ -301,18 +297,7 @@ def _encode_group(
             outcomes.append(exc)
         else:
             outcomes.append(EncodedBatch("", {}, {}, []))
-    try:
-        lines = _encode_together(spans, outcomes, max_listed)
-    except _UngroupableError:
-        pieces = []
-        for k, events in spans:
-            alone = _encode_spans(events, max_listed)
-            pieces.append(alone.lines)
-            outcomes[k] = EncodedBatch(
-                "", alone.accepted_by_type, alone.rejected_by_field, alone.listed
-            )
-        return "\n".join(piece for piece in pieces if piece), outcomes
-    return lines, outcomes
+    return _encode_together(spans, outcomes, max_listed), outcomes
 
 
 def _encode_together(
@@ -326,35 +311,27 @@ def _encode_together(
         for part in events.chunks(CHUNK_EVENTS):
             numbered += [(starts[-1] + i, raw) for i, raw in part]
     lines: list[str] = []
-    rejected: set[int] = set()
     by_field = [Counter[str]() for _ in spans]
     listed: list[list[tuple[int, str | None, str]]] = [[] for _ in spans]
+    # each body's accepted events by type: those taken one at a time as the encoder says, and
+    # the rest of its events not rejected are readings the columnar path took
+    accepted = [Counter[str]() for _ in spans]
     for first in range(0, len(numbered), CHUNK_EVENTS):
-        chunk = _encoder.encode_lines(numbered[first : first + CHUNK_EVENTS])
+        part = numbered[first : first + CHUNK_EVENTS]
+        chunk = _encoder.encode_lines(part, streams=[s for s in starts if s >= first])
         lines += chunk.lines
         for r in chunk.rejections:
             b = bisect.bisect_right(starts, r.position) - 1
-            rejected.add(r.position)
             by_field[b][r.field or "event"] += 1
             if len(listed[b]) < max_listed:
                 listed[b].append((r.position - starts[b], r.field, r.reason))
+        for position, kind in chunk.accepted_apart.items():
+            accepted[bisect.bisect_right(starts, position) - 1][kind] += 1
     for b, (k, _events) in enumerate(spans):
         end = starts[b + 1] if b + 1 < len(starts) else len(numbered)
-        accepted: Counter[str] = Counter()
-        for position in range(starts[b], end):
-            if position not in rejected:
-                accepted[_event_type(numbered[position][1])] += 1
-        outcomes[k] = EncodedBatch("", dict(accepted), dict(by_field[b]), listed[b])
+        apart = sum(accepted[b].values())
+        readings = end - starts[b] - sum(by_field[b].values()) - apart
+        if readings:
+            accepted[b][EventType.READING] += readings
+        outcomes[k] = EncodedBatch("", dict(accepted[b]), dict(by_field[b]), listed[b])
     return "\n".join(lines)
-
-
-def _event_type(raw: bytes) -> str:
-    """The ``type`` of an accepted event (so counted by the encoder: readings by the columnar
-    path, the others by their decoded type, which is this one)."""
-    try:
-        kind = orjson.loads(raw).get("type")
-    except (orjson.JSONDecodeError, AttributeError):
-        raise _UngroupableError from None
-    if not isinstance(kind, str):
-        raise _UngroupableError
-    return kind

@@ -87,3 +87,45 @@ def test_a_dead_worker_costs_that_batch_a_503_and_the_next_one_is_served() -> No
         assert batches.encode([body], gzipped=False, max_listed=1).accepted_by_type
     finally:
         batches.close()
+
+
+def test_bodies_of_senders_an_hour_apart_encoded_together_are_not_received_late() -> None:
+    """Two back offices' bodies, one an hour behind the other, wait for the worker together and
+    are encoded as one group: each body's receive times come from its own stamps, so none of
+    their readings is indexed by receive time (``reading_rx``), and each gets its own counts."""
+    from datetime import UTC, datetime, timedelta
+
+    from chargewatch.schema import RX_MEASUREMENT
+
+    def body(sender: str, lag: timedelta, readings: int) -> bytes:
+        start = datetime(2026, 11, 24, 8, tzinfo=UTC) - lag
+        return orjson.dumps(
+            [
+                {
+                    "type": "reading",
+                    "ts": (start + timedelta(seconds=6 * (i // 10))).isoformat(),
+                    "station_id": f"{sender}-{i % 10}",
+                    "connector_id": 1,
+                    "energy_wh": float(i),
+                }
+                for i in range(readings)
+            ]
+            + [{"type": "status", "ts": start.isoformat(), "station_id": sender, "status": "?"}]
+        )
+
+    batches = BatchEncoders(Pseudonymizer(KEY), workers=1, max_body_bytes=1 << 20, max_events=500)
+    try:
+        lines, outcomes = batches.encode_group(
+            [
+                ([body("behind", timedelta(hours=1), 30)], False),  # fewer than half a window
+                ([body("ahead", timedelta(0), 200)], False),
+            ],
+            max_listed=5,
+        )
+    finally:
+        batches.close()
+    assert [line for line in lines.split("\n") if line.startswith(RX_MEASUREMENT)] == []
+    for outcome, readings in zip(outcomes, (30, 200), strict=True):
+        assert not isinstance(outcome, BodyError)
+        assert outcome.accepted_by_type == {"reading": readings}
+        assert sum(outcome.rejected_by_field.values()) == 1  # the status without a connector
