@@ -68,6 +68,11 @@ N_BINS = N_SOC_BINS + N_TO_GO_BINS
 # limits leave a margin for the whole percent; a coarser step adds its excess over it.
 WHOLE_PERCENT_PCT = 1.0
 
+# A SoC that falls by more than this many of its reporting steps (whole percent at the least)
+# while the car charges is a report in doubt from then on (``_charged_soc``): one step is the
+# rounding of a figure on its way up (64.6 % shown as 65 %, then 64 %), two are not.
+SOC_FALL_STEPS = 2.0
+
 # Rated-power classes: 1-phase AC, 3-phase AC, DC up to 100 kW, high-power DC.
 RATED_EDGES_W = np.array([0.0, 8_000.0, AC_MAX_W, 100_000.0, np.inf])
 
@@ -740,6 +745,13 @@ def _charged_soc(prep: Prepared) -> Prepared:
       step is added. Judged at "65 %", a car's own step at 69 % (its report turned 70 % a
       minute later) was a false early_taper in a simulated fleet (seed 6161).
 
+    - A fall of more than two of its reporting steps (``SOC_FALL_STEPS``) leaves every later
+      report in doubt: the car's own figure may be off by the fall from then on (reported 21 %
+      after 44 %, then climbing from there, its own taper at a reported 53 % was taken for a
+      derate: an independently written fleet, seed 22), or the fall was a correction and the
+      earlier figures were off. ``soc_inconsistent`` flags the fall; here the readings after
+      it have no SoC, so they are in no band's cell and judge nothing.
+
     Readings without SoC stay without; a session with neither is returned as it is (no copy).
     """
     soc = prep.soc_pct
@@ -747,9 +759,16 @@ def _charged_soc(prep: Prepared) -> Prepared:
         return prep
     has = ~np.isnan(soc)
     running = np.fmax.accumulate(soc, axis=1)  # NaN (no SoC) is skipped, not carried
-    dips = bool(np.any(soc[:, 1:] < running[:, :-1]))  # NaN compares False: no dip there
-    coarse = soc_resolution_pct(soc, has) - WHOLE_PERCENT_PCT
+    fall = running[:, :-1] - soc[:, 1:]  # NaN where either is missing: compares False
+    dips = bool(np.any(fall > 0))
+    resolution = soc_resolution_pct(soc, has)
+    coarse = resolution - WHOLE_PERCENT_PCT
     if not dips and not np.any((coarse > 0) & has.any(axis=1)):
         return prep
     raised = np.where(has, running + np.maximum(coarse, 0.0)[:, None], np.nan)
+    big = fall > SOC_FALL_STEPS * np.maximum(resolution, WHOLE_PERCENT_PCT)[:, None]
+    if big.any():
+        after = np.zeros_like(has)
+        after[:, 1:] = np.maximum.accumulate(big, axis=1)
+        raised[after] = np.nan
     return replace(prep, soc_pct=np.minimum(raised, 100.0))

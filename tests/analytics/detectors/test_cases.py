@@ -111,6 +111,17 @@ def soc_dip_at_a_late_step() -> list[Spec]:
     return [with_(spec, soc_pct=list(np.round(soc)))]
 
 
+def soc_falls_and_stays_low_before_the_taper() -> list[Spec]:
+    # a car tapering from its own 76 % on (42 -> 20 kW) whose SoC fell 22 % early on and stays
+    # that far low, so the taper shows at a reported 54 %: the SoC is wrong (soc_inconsistent),
+    # the taper is not early (an independently written fleet, seed 22, eb978084-...)
+    spec = dc_charge([0, 76, 79, 100], [42, 42, 20, 18], soc0=40.0, minutes_total=45.0)
+    soc = np.asarray(spec.soc_pct, dtype=float)
+    fall = int(np.argmax(soc >= 44.0))
+    soc[fall:] -= 22.0
+    return [with_(spec, soc_pct=list(np.round(soc, 1)))]
+
+
 def normal_dc_step_at_69_reported_in_5_percent_steps() -> list[Spec]:
     # a car's own step at 69 % SoC (49 -> 25 kW) from a car that reports SoC in 5 % steps: it
     # says "65 %" until 70 %, so the fall shows at "65 %" (simulated fleet, seed 6161)
@@ -339,6 +350,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         {"early_taper"},
     ),
     ("SoC dips as the car's own step comes", soc_dip_at_a_late_step, {"soc_inconsistent"}),
+    (
+        "SoC falls and stays low before the car's taper",
+        soc_falls_and_stays_low_before_the_taper,
+        {"soc_inconsistent"},
+    ),
     ("meter_stuck", meter_stuck, {"meter_stuck"}),
     ("meter_backwards", meter_backwards, {"meter_backwards"}),
     ("meter reset to zero", meter_reset, {"meter_backwards"}),
