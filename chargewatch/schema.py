@@ -52,8 +52,9 @@ purpose when a session is judged again.
 Receive times. InfluxDB orders a series by time, and time is the charger's stamp, so the order in
 which readings arrived is lost once they are stored, and a reading stamped by a wrong clock (1970,
 years ahead) lies where no window looks. So every reading, session start and stop carries
-``rx_us``, when it was received (``ReceiveClock``: the wall clock for live traffic, strictly
-increasing, so it is also the order of arrival), in microseconds (exact as the float64 InfluxDB's
+``rx_us``, when it was received (``ReceiveClock``: the wall clock for live traffic, estimated
+from the stamps of a file or batch; strictly increasing for each station, so it is also the order
+in which a station's events arrived), in microseconds (exact as the float64 InfluxDB's
 JSON gives back), outside the content digest (a replay of the same event is the same point); a
 stop received after its window was judged has its session judged again. A reading whose stamp
 lies more than ``RX_BAND_NS`` from its receive time is written a second time, as a point of
@@ -146,7 +147,7 @@ class ReceiveClock:
     def __init__(self, wall_ns: Callable[[], int] = time.time_ns) -> None:
         self._wall_ns = wall_ns
         self._last_us = 0  # the latest receive time handed out, any station
-        # each station's latest receive time (``_ONE_STREAM`` when none are named)
+        # each station's latest receive time (key None: chunks given without their stations)
         self._station_us: dict[str | None, int] = {}
 
     def next_us(self) -> int:

@@ -9,9 +9,10 @@ is several times cheaper (bench/ingest.py). The columnar checks live in ``charge
 rejection. The two paths are tested to agree.
 
 Every reading gets its receive time (``chargewatch.schema.ReceiveClock``): a file or batch is
-in order of arrival, and its receive times are estimated from its own stamps, strictly increasing
-from line to line, so they also keep the order of arrival that InfluxDB's time order loses. A
-reading stamped far from it is also indexed by it (a ``reading_rx`` point: ``schema.py``).
+in order of arrival, and its receive times are estimated from its own stamps (each body of a group
+from its own), strictly increasing from line to line of each station, so they also keep the order
+of arrival that InfluxDB's time order loses. A reading stamped far from it (its station's clock is
+off, or it came late) is also indexed by it (a ``reading_rx`` point: ``schema.py``).
 """
 
 from __future__ import annotations
