@@ -446,6 +446,7 @@ async def _run_step(
         )
     finally:
         await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
+        client_gc_max_s = _CLIENT_GC["max_s"]  # the step's own, not the collection after it
         gc.enable()
         gc.unfreeze()
     elapsed = loop.time() - start
@@ -465,7 +466,7 @@ async def _run_step(
         )
         print(
             gateway_gc,
-            f"client's longest GC pause {_CLIENT_GC['max_s'] * 1000:.0f} ms;"
+            f"client's longest GC pause {client_gc_max_s * 1000:.0f} ms;"
             " slowest calls (latency ms @ s into the step):",
             ", ".join(f"{lat * 1000:.0f}@{at:.1f}" for lat, at in slowest),
         )
