@@ -110,13 +110,31 @@ class GatewayContext:
 
 
 class StationBase:
-    """One station's session; the version subclasses add the ocpp ChargePoint and handlers."""
+    """One station's session; the version subclasses add the ocpp ChargePoint and handlers.
+
+    The library's ``ChargePoint.__init__`` is not run: it builds a route map of bound methods,
+    a lock and a queue for Calls to the station in every session (about 30 objects the garbage
+    collector keeps walking while the station stays connected), and the gateway sends no Calls.
+    The handlers are looked up by action in ``_handlers``, built once per protocol version.
+    """
 
     version: ClassVar[Version]
-    route_map: dict[str, dict[str, Any]]
+    # action -> its ``@handles`` function (unbound), from the class and its bases
+    _handlers: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[str, Callable[..., Any]] = {}
+        for klass in reversed(cls.__mro__):  # a subclass's handler wins over its base's
+            for value in vars(klass).values():
+                action = getattr(value, "_on_action", None)
+                if action is not None and callable(value):
+                    handlers[str(getattr(action, "value", action))] = value
+        cls._handlers = handlers
 
     def __init__(self, station_id: str, connection: OcppConnection, ctx: GatewayContext) -> None:
-        super().__init__(station_id, connection, logger=_LIBRARY_LOGGER)  # type: ignore[call-arg]
+        self.id = station_id  # the library's names for the station and its logger
+        self.logger = _LIBRARY_LOGGER
         self.station_id = station_id
         self._conn = connection
         self._ctx = ctx
@@ -140,12 +158,12 @@ class StationBase:
                 await self.store_liveness()
                 return
             unique_id = frame.unique_id
-            handler = self.route_map.get(frame.action, {}).get("_on_action")
+            handler = self._handlers.get(frame.action)
             stats.messages[frame.action if handler is not None else "unknown"] += 1
             if handler is None:
                 raise rejection_for_action(self.version, frame)
             arguments = await ctx.compute(heavy, _arguments, self.version, frame)
-            result = await handler(**arguments)
+            result = await handler(self, **arguments)
             answer = snake_to_camel_case(remove_nones(serialize_as_dict(result)))
             check_response(self.version, frame.action, answer)
             reply = call_result(unique_id, answer)
