@@ -274,3 +274,13 @@ def test_a_key_written_twice_counts_by_its_last_value_on_both_paths(
     assert isinstance(event, Reading)
     assert event == expected[1]
     assert (event.station_id, event.power_w) == (station, power_w)
+
+
+def test_a_key_named_as_a_value_or_written_once_with_spaces_stays_a_column() -> None:
+    lines = [
+        b'{"station_id":"A",' + _HEAD + b',"power_w":1,"note":"power_w"}',
+        b'{"station_id":"A",' + _HEAD + b',"power_w" : 1,"soc_pct":null}',
+    ]
+    decoder = EventDecoder(Pseudonymizer(b"k" * 32))
+    (chunk,) = decode_chunks(io.BytesIO(b"\n".join(lines) + b"\n"), decoder, DetectReport())
+    assert (len(chunk.readings), chunk.events) == (2, [])
