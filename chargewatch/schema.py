@@ -173,8 +173,8 @@ class ReceiveClock:
         stamps = np.asarray(ts_ns, dtype=np.int64) // 1000
         codes, names = stations if stations is not None else (np.zeros(n, np.int64), [None])
         codes = np.asarray(codes, dtype=np.int64)
-        floors = np.fromiter(
-            (self._station_us.get(name, 0) for name in names), dtype=np.int64, count=len(names)
+        floors = np.fromiter(  # each station's latest receive time so far, 0: none
+            map(self._station_us.get, names, itertools.repeat(0)), dtype=np.int64, count=len(names)
         )
         bounds = [0, *(() if streams is None else (int(s) for s in streams if 0 < s < n)), n]
         estimate = np.empty(n, dtype=np.int64)
@@ -191,10 +191,11 @@ class ReceiveClock:
                 estimate[begin:end] = _running_median(stamps[begin:end], before)
         np.minimum(estimate, self._wall_ns() // 1000, out=estimate)
         rx, latest = _rising_by_station(estimate, codes, floors + 1)
-        for code in np.flatnonzero(latest >= 0).tolist():
-            self._station_us[names[code]] = int(latest[code])
-        if len(self._station_us) > _RX_STATIONS_KEPT:  # bounded: a fleet has fewer stations
-            self._station_us = {name: self._station_us.get(name, 0) for name in names}
+        kept = self._station_us
+        # a station not in the chunk (latest -1, only ever "no station") keeps what it had
+        kept.update(zip(names, np.maximum(latest, floors).tolist(), strict=True))
+        if len(kept) > _RX_STATIONS_KEPT:  # bounded: a fleet has fewer stations
+            self._station_us = {name: kept.get(name, 0) for name in names}
         self._last_us = max(self._last_us, int(latest.max()))
         return rx
 
