@@ -170,6 +170,22 @@ def meter_jump() -> list[Spec]:
     return [with_(spec, energy_wh=list(e))]
 
 
+def meter_jump_while_idle() -> list[Spec]:
+    # a 7.4 kW wallbox, the car full and idle (0-19 W, the register ticking single Wh), then
+    # +563 Wh in 20 s after a 4 min hold: a stale register has nothing to catch up on when
+    # nothing flowed (an independently written fleet, seed 32, TX-0091-70490: read as 563 Wh
+    # in 4 min, within 7.4 kW)
+    t = np.arange(0.0, 60 * MIN + 1e-9, 20.0)
+    p = np.where(t < 30 * MIN, 7_400.0, 0.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=7_400.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    jump = int(np.argmax(t >= 50 * MIN))
+    e[jump:] += 563.0
+    status = np.where(t < 30 * MIN, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    return [with_(spec, energy_wh=list(e), status=list(status))]
+
+
 def meter_mismatch() -> list[Spec]:
     spec = charge(power_w=11_000.0, minutes=180)
     e = np.asarray(spec.energy_wh)
@@ -360,6 +376,7 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("meter reset to zero", meter_reset, {"meter_backwards"}),
     ("register falls by less than a step", meter_falls_less_than_a_step, {"meter_backwards"}),
     ("meter_jump", meter_jump, {"meter_jump"}),
+    ("meter jumps while the connector is idle", meter_jump_while_idle, {"meter_jump"}),
     ("meter_mismatch", meter_mismatch, {"meter_mismatch"}),
     ("data_gap", data_gap, {"data_gap"}),
     ("clock at 1970", clock_1970, {"clock_fault"}),
