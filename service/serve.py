@@ -48,6 +48,7 @@ from ingest.spool import Spool, SpoolDrainer
 from models.registry import Registry
 from service.batches import BatchEncoders, BatchGroups, EncodedBatch
 from service.connections import ConnectionGuard, guarded_protocols, raise_open_file_limit
+from service.heap import HeapFreezer
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -428,8 +429,10 @@ def _run(settings: Settings, *, host: str, port: int) -> None:
     service.start()
     # Start-up objects (libraries, schemas) never die: keep them out of the collector's passes,
     # which otherwise stall every connection for 0.4-0.8 s at thousands of stations
-    # (bench/ocpp_load.py).
+    # (bench/ocpp_load.py); so too the survivors of each full pass later (``service.heap``).
     gc.freeze()
+    freezer = HeapFreezer()
+    freezer.install()
     try:
         # uvicorn answers SIGTERM by shutting down, then raises the signal again with the handler
         # it found: the default one would end the process before ``service.stop`` (spool, leases
@@ -454,4 +457,5 @@ def _run(settings: Settings, *, host: str, port: int) -> None:
         )
         uvicorn.Server(config).run()
     finally:
+        freezer.remove()
         service.stop()
