@@ -6,8 +6,9 @@ most ``max_sessions`` so memory stays bounded whatever the input's size; the det
 on the first chunk (a sample of its rows when it spans several batches; they fall back to
 built-in defaults when it is small) and score every chunk.
 
-An event file is decoded a chunk of lines at a time (``decode_chunks``): readings, nearly all of
-the lines, are read and checked as columns (``chargewatch.columns``) and reach the assembler as
+An event file is decoded a chunk of lines at a time (``decode_chunks``; a chunk is the slice of
+a block read that holds its lines, ``analytics.lines``): readings, nearly all of the lines, are
+read and checked as columns (``chargewatch.columns``) and reach the assembler as
 arrays; every other line, and any reading the columnar checks do not take, goes through
 ``EventDecoder`` one at a time. The result is the same as decoding every line on its own
 (``decode_events``).

@@ -86,7 +86,6 @@ _NDJSON_SCHEMA: dict[str, type[pl.DataType]] = {
 }
 _EMPTY_OBJECT = b"{}"
 _ID_KEYS = ("station_id", "session_id")
-# Each key of the schema as it is written, quotes included, found by one Aho-Corasick pass.
 # A key of the schema written as a key (a colon follows; a value never has one after it).
 _SCHEMA_KEY = '"(?:' + "|".join(_NDJSON_SCHEMA) + r')"[ \t\r\n]*:'  # plain words: no escaping
 
@@ -154,7 +153,7 @@ def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
     # polars turns a number into a string where a string column is expected, so rows where a
     # string key holds another kind of value (or where \u escapes could hide a key) are odd;
     # so are rows that repeat a key of the schema (polars keeps the first, orjson the last).
-    text = _line_texts(block, count)
+    text = _line_texts(block)
     odd = _repeats_a_key(frame, text).fill_null(True)
     maybe = frame.select(
         pl.any_horizontal(pl.col(key).str.contains(_STRINGIFIED) for key in _ID_KEYS)
@@ -173,8 +172,8 @@ def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
     return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
 
 
-def _line_texts(block: bytes, count: int) -> pl.Series:
-    """The ``count`` lines of ``block`` as text; a line that is not valid UTF-8 (which polars
+def _line_texts(block: bytes) -> pl.Series:
+    """The lines of ``block`` as text; a line that is not valid UTF-8 (which polars
     refuses to cast, even non-strictly) becomes null, and so odd: the per-event path rejects
     it with its reason."""
     raws = block.split(b"\n")
