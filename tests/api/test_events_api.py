@@ -67,13 +67,13 @@ def running(influxd: LocalInfluxd, tmp_path: Path) -> Iterator[Running]:
     service.start()
     keys = {role: service.state.create_api_key(role) for role in Role}
     try:
-        with served(build_app(service)) as url, httpx.Client(base_url=url) as client:
+        with served(build_app(service)) as url, httpx.Client(base_url=url, timeout=60) as client:
             yield Running(service, client, keys)
     finally:
         service.stop()
 
 
-def wait_drained(service: Service, timeout_s: float = 20) -> None:
+def wait_drained(service: Service, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while service.spool.depth().lines and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -165,7 +165,7 @@ def test_a_full_spool_answers_503_with_retry_after_and_drops_nothing(
     service = make_service(influxd, tmp_path, spool_max_bytes=1 << 20)  # drainer not started
     keys = {Role.OPERATOR: service.state.create_api_key(Role.OPERATOR)}
     try:
-        with served(build_app(service)) as url, httpx.Client(base_url=url) as client:
+        with served(build_app(service)) as url, httpx.Client(base_url=url, timeout=60) as client:
             running = Running(service, client, keys)
             accepted = 0
             while True:
