@@ -124,7 +124,6 @@ RX_MEASUREMENT = "reading_rx"  # readings stamped far from their receive time, i
 # arrives after its session was judged always lies outside the band and is found as late data.
 RX_BAND_NS = 120 * 1_000_000_000
 _RX_MEDIAN_LINES = 101  # readings around one whose median stamp estimates a file's receive time
-_RX_MEDIAN_STEP = 8  # rows that share one running median (``_running_median``)
 # Stations whose latest receive time a clock keeps: far more than a network has (10,000 is a
 # large one), so only a stream of made-up station ids ever makes it forget.
 _RX_STATIONS_KEPT = 1_000_000
@@ -206,21 +205,19 @@ class ReceiveClock:
 
 def _running_median(stamps: np.ndarray, before: int) -> np.ndarray:
     """The median of the ``_RX_MEDIAN_LINES`` stamps around each, ``before`` standing in for
-    those before the first and the last stamp for those after the last. Taken once for each
-    block of ``_RX_MEDIAN_STEP`` rows, around the block's middle: a row's window is then off
-    its centre by a few rows of a hundred, and the medians cost an eighth."""
+    those before the first and the last stamp for those after the last. Each row's own window:
+    in a file in time order that is the row's own stamp, however sparse the file (a median
+    shared by a block of rows was hours off a row's stamp in a small fleet's week, and moved
+    its readings out of their windows)."""
     n = int(stamps.size)
     half = min(_RX_MEDIAN_LINES // 2, n - 1)
     if half == 0:
         return stamps.copy()
     padded = np.concatenate((np.full(half, before), stamps, np.full(half, stamps[-1])))
     windows = np.lib.stride_tricks.sliding_window_view(padded.astype(np.int64), 2 * half + 1)
-    step = _RX_MEDIAN_STEP
-    middles = np.minimum(np.arange(step // 2, n + step - 1, step)[: -(-n // step)], n - 1)
     # the middle of each odd-sized window; partitioned down the columns of the transposed
     # windows, which NumPy does several times faster than along rows for nearly sorted stamps
-    medians = np.partition(windows[middles].T, half, axis=0)[half]
-    return np.asarray(medians[np.arange(n) // step], dtype=np.int64)
+    return np.asarray(np.partition(windows.T, half, axis=0)[half], dtype=np.int64)
 
 
 def _rising_by_station(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import orjson
 
 from chargewatch.events import EventDecoder
@@ -106,3 +107,17 @@ def test_readings_a_station_held_back_are_received_late() -> None:
         late += received(worker.encode_lines(list(enumerate(lines, start=1))).lines)
     assert len(late) == len(held)
     assert all("station_id=ahead-0 " in line for line in late)
+
+
+def test_a_sparse_file_in_time_order_is_received_at_its_own_stamps() -> None:
+    # a small fleet's week: events hours apart, in time order; each is received at its own
+    # stamp, so none is indexed by receive time (a median shared by a block of rows was hours
+    # off and moved readings out of the windows that judge them)
+    from chargewatch.schema import ReceiveClock
+
+    stamps = np.array([(START + timedelta(hours=3 * k)).timestamp() for k in range(200)])
+    ts_ns = (stamps * 1e9).astype(np.int64)
+    clock = ReceiveClock(wall_ns=lambda: int(ts_ns[-1]) + 10**12)
+    rx_us = clock.stream_us(ts_ns)
+    # past the first half window (a new stream starts from its first stamps' median)
+    assert np.array_equal(rx_us[60:], ts_ns[60:] // 1000)
