@@ -24,7 +24,6 @@ retried forever: they go to ``rejected/`` beside the segments, counted and logge
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import mmap
@@ -419,58 +418,6 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class AsyncAppender:
-    """``Spool.append`` for coroutines on one event loop, a group at a time.
-
-    Each OCPP message is a few lines that must be on disk before its answer goes out. Handing
-    each to a thread of its own for its append costs a thread switch, a write and a turn at the
-    fsync lock per message; here the lines of every message that arrives while a group is being
-    stored wait together and go to disk as the next group: one thread hand-off, one record,
-    one fsync. ``append`` returns once the group holding its lines is fsynced; when the group
-    cannot be stored (``SpoolFullError``, a disk error), every caller in it gets the error, and
-    none of its lines count as stored (a group is one record: all of it, or none).
-    """
-
-    def __init__(self, spool: Spool) -> None:
-        self._spool = spool
-        self._waiting: list[str] = []
-        self._done: asyncio.Future[None] | None = None  # the waiting group's outcome
-        self._storing: asyncio.Task[None] | None = None  # the task storing groups, while one runs
-
-    async def append(self, lines: Sequence[str]) -> None:
-        """Store ``lines`` durably with the group they join; raises what the append raised."""
-        if not lines:
-            return
-        self._waiting.extend(lines)
-        if self._done is None:
-            self._done = asyncio.get_running_loop().create_future()
-        done = self._done
-        if self._storing is None:
-            self._storing = asyncio.get_running_loop().create_task(self._store_groups())
-        await asyncio.shield(done)  # one caller cancelled does not cancel the group
-
-    async def _store_groups(self) -> None:
-        try:
-            while self._done is not None:
-                lines, done = self._waiting, self._done
-                self._waiting, self._done = [], None
-                try:
-                    await asyncio.to_thread(self._spool.append, lines)
-                except asyncio.CancelledError:  # the loop is closing: its callers are too
-                    done.cancel()
-                    raise
-                except Exception as exc:  # every caller of the group gets it
-                    done.set_exception(exc)
-                    done.exception()  # retrieved here too: no "never retrieved" log
-                else:
-                    done.set_result(None)
-        finally:
-            self._storing = None
-            if self._done is not None:  # cancelled with a group waiting: it is not stored
-                self._done.cancel()
-                self._done, self._waiting = None, []
 
 
 class SpoolDrainer:

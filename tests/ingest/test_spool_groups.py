@@ -1,9 +1,10 @@
-"""Group commit: appends that arrive together share one record and one fsync, and whatever was
-acknowledged survives the process being killed (SIGKILL) at any moment."""
+"""The spool under a fleet's traffic: the drainer batches a trickle of small records, and
+appends from threads and from coroutines (through ``GroupCommit``) that were acknowledged all
+survive the process being killed (SIGKILL) at any moment. ``GroupCommit`` itself:
+``tests/ingest/test_group_commit.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import subprocess
@@ -13,79 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.spool import AsyncAppender, Spool, SpoolDrainer, SpoolFullError
-from ingest.spool_records import Record, scan
-
-STATIONS = 40
-MESSAGES = 5
-
-
-def message(station: int, n: int) -> list[str]:
-    """A station's message: two lines, as a MeterValues with its heartbeat becomes."""
-    return [
-        f"reading,connector_id=1,station_id=S{station} power_w={n}.5 {n}",
-        f'station,station_id=S{station} event="heartbeat" {n}',
-    ]
-
-
-def records(directory: Path) -> list[Record]:
-    found: list[Record] = []
-    for path in sorted(directory.glob("*.seg")):
-        data = path.read_bytes()
-        found += [item for item in scan(data, 0, len(data)) if isinstance(item, Record)]
-    return found
-
-
-def drained(spool: Spool) -> list[str]:
-    sent: list[str] = []
-    while spool.drain_once(sent.extend):
-        pass
-    return sent
-
-
-def test_messages_arriving_together_share_records_and_all_are_stored(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    appender = AsyncAppender(spool)
-
-    async def station(number: int) -> None:
-        for n in range(MESSAGES):
-            await appender.append(message(number, n))
-
-    async def fleet() -> None:
-        await asyncio.gather(*(station(number) for number in range(STATIONS)))
-
-    asyncio.run(fleet())
-    stored = records(tmp_path)
-    # 40 stations each waiting for its answer: at most one group stores while the next gathers
-    assert len(stored) < STATIONS * MESSAGES / 4
-    expected = sorted(
-        line for s in range(STATIONS) for n in range(MESSAGES) for line in message(s, n)
-    )
-    assert sorted(drained(spool)) == expected
-    spool.close()
-
-
-def test_a_group_the_spool_cannot_take_is_refused_to_every_caller_and_none_stored(
-    tmp_path: Path,
-) -> None:
-    spool = Spool(tmp_path, max_bytes=2000)
-    appender = AsyncAppender(spool)
-
-    async def together() -> tuple[list[BaseException | None], list[str]]:
-        await appender.append(message(0, 0))  # alone: fits
-        # five messages arriving together: one group, too large for the room left
-        outcomes = await asyncio.gather(
-            *(appender.append(message(s, 1) * 10) for s in range(1, 6)), return_exceptions=True
-        )
-        sent = drained(spool)  # room again: the next group is stored
-        await appender.append(message(7, 2))
-        return outcomes, sent
-
-    outcomes, sent = asyncio.run(together())
-    assert all(isinstance(outcome, SpoolFullError) for outcome in outcomes)
-    assert sent == message(0, 0)  # nothing of the refused group
-    assert drained(spool) == message(7, 2)
-    spool.close()
+from ingest.spool import Spool, SpoolDrainer
+from tests.ingest.test_group_commit import drained, message
 
 
 def test_the_drainer_sends_a_trickle_in_a_few_batches(tmp_path: Path) -> None:
@@ -113,11 +43,12 @@ def test_the_drainer_sends_a_trickle_in_a_few_batches(tmp_path: Path) -> None:
 
 
 # The child: appends from 4 threads (one record each) and from 20 coroutines through one
-# AsyncAppender, and prints the id of each batch once its append has returned (acknowledged).
+# GroupCommit, and prints the id of each batch once its append has returned (acknowledged).
 _CHILD = r"""
 import asyncio, sys, threading
 from pathlib import Path
-from ingest.spool import AsyncAppender, Spool
+from ingest.group_commit import GroupCommit
+from ingest.spool import Spool
 
 spool = Spool(Path(sys.argv[1]))
 lock = threading.Lock()
@@ -143,7 +74,7 @@ async def station(appender, s):
         acknowledge(name)
 
 async def fleet():
-    appender = AsyncAppender(spool)
+    appender = GroupCommit(spool)
     await asyncio.gather(*(station(appender, s) for s in range(20)))
 
 for t in range(4):
