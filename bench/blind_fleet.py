@@ -59,7 +59,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-EV_DATA = Path("/work/shared/data/ev-curves/ev-data.json")
+# the shared reference data beside the checkout, as CI has it (../shared)
+EV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ev-curves" / "ev-data.json"
 DT_S = 5.0  # battery integration step: far below every sampling interval (10-60 s)
 AC_RATINGS_KW = (3.7, 7.4, 11.0, 22.0)  # 16 A 1-phase, 32 A 1-phase, 16 A 3-phase, 32 A 3-phase
 DC_RATINGS_KW = (50.0, 150.0, 300.0)

@@ -13,23 +13,12 @@ import orjson
 import pytest
 
 from chargewatch.events import EventDecoder, SessionStart, parse_ts
+from chargewatch.kinds import AnomalyKind
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "blind_fleet.py"
-EV_DATA = Path("/work/shared/data/ev-curves/ev-data.json")
-KINDS = {
-    "stall",
-    "early_taper",
-    "meter_stuck",
-    "meter_backwards",
-    "meter_jump",
-    "meter_mismatch",
-    "data_gap",
-    "clock_fault",
-    "unauthorized_energy",
-    "soc_inconsistent",
-    "concurrent_id_tag",
-}
+EV_DATA = ROOT.parent / "shared" / "data" / "ev-curves" / "ev-data.json"  # ../shared, as in CI
+KINDS = {str(kind) for kind in AnomalyKind}  # CONTRACTS section 3 (tests/alerts/test_taxonomy.py)
 
 pytestmark = pytest.mark.skipif(not EV_DATA.exists(), reason="open-ev-data file not on this host")
 
