@@ -37,12 +37,23 @@ from analytics.flags import flags_from_results
 from chargewatch.events import Authorize, Event, EventDecoder, StationEvent, StatusChange
 from chargewatch.flags import Flag
 
-__all__ = ["judge_late_again", "late_note", "revise"]
+__all__ = ["judge_late_again", "noted", "revise"]
 
 
-def late_note(count: int) -> str:
-    """What a revised flag says about why it was revised."""
-    return f" (verdict revised: {count} readings arrived after the session was judged)"
+def noted(flags: list[Flag], late: Mapping[str, int]) -> list[Flag]:
+    """``flags`` whose sessions were judged again for late readings (``late``: session id ->
+    how many came late) saying so in their reasons; the file path and the scheduled job
+    (``analytics.window``) word it alike."""
+    if not late:
+        return flags
+    out = []
+    for flag in flags:
+        count = late.get(flag.session_id or "", 0)
+        if count:
+            note = f" (verdict revised: {count} readings arrived after the session was judged)"
+            flag = dataclasses.replace(flag, reason=flag.reason + note)
+        out.append(flag)
+    return out
 
 
 def judge_late_again(
@@ -77,23 +88,19 @@ def judge_late_again(
         if kept.n_sessions:
             results = detect(kept, now_ns=now_ns, detectors=per_session)
             flags += flags_from_results(kept, results)
-    return [_with_note(flag, late) for flag in flags]
+    return noted(flags, late)
 
 
-def revise(flags: list[Flag], revised: list[Flag], late: Mapping[str, int]) -> list[Flag]:
+def revise(
+    flags: list[Flag], revised: list[Flag], late: Mapping[str, int], detectors: Sequence[Detector]
+) -> list[Flag]:
     """``flags`` of the first pass with those of the late sessions for the per-session kinds
-    (every kind in ``revised`` may change, and so may kinds no longer flagged) replaced by
-    ``revised``. Flags of kinds judged across sessions are kept: late readings leave their
-    spans as they were. ``revised`` must come from ``judge_late_again``."""
-    across = {f.kind for f in flags} - _per_session_kinds()
-    kept = [f for f in flags if f.session_id not in late or f.kind in across]
+    of ``detectors`` (every such kind may change, and may no longer be flagged) replaced by
+    ``revised`` (from ``judge_late_again`` with the same detectors). Flags of kinds judged
+    across sessions are kept: late readings leave their spans as they were."""
+    again = {str(d.kind) for d in detectors if d.per_row}
+    kept = [f for f in flags if f.session_id not in late or f.kind not in again]
     return kept + revised
-
-
-def _per_session_kinds() -> set[str]:
-    from analytics.detectors import default_detectors
-
-    return {d.kind for d in default_detectors() if d.per_row}
 
 
 def _readings_of(readings: ReadingColumns, late: Mapping[str, int]) -> ReadingColumns:
@@ -121,8 +128,3 @@ def _concerns(event: Event, late: Mapping[str, int], stations: set[str]) -> bool
         return event.station_id in stations
     session_id = getattr(event, "session_id", None)
     return session_id is not None and session_id in late
-
-
-def _with_note(flag: Flag, late: Mapping[str, int]) -> Flag:
-    count = late.get(flag.session_id or "", 0)
-    return dataclasses.replace(flag, reason=flag.reason + late_note(count)) if count else flag

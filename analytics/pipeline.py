@@ -449,7 +449,7 @@ def detect_stream(
         revised = judge_late_again(
             stream, decoder, late, assembler.late_stations, chosen, now_ns=report.now_ns
         )
-        flags = revise(flags, revised, late)
+        flags = revise(flags, revised, late, chosen)
         report.late_sessions_judged = len(late)
         report.flags_by_kind = Counter(flag.kind for flag in flags)
     flags.sort(key=lambda f: (f.start_ns, f.station_id, f.connector_id, f.kind))

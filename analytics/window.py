@@ -33,7 +33,6 @@ and its usage pieces there too (``analytics.usage_table``, where the API sums th
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from analytics.detectors import EarlyTaper, default_detectors, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.ratings import StationRatings, with_stations
 from analytics.flags import flags_from_results
+from analytics.late import noted
 from analytics.pipeline import DetectReport, run_detectors
 from analytics.profiles import profiles, profiles_to_lines
 from analytics.read.partition import (
@@ -452,7 +452,7 @@ def _judge_rows(
     they no longer hold), usage and catalogue rows (profiles and usage as they changed)."""
     results = run_detectors(kept, fitted, now_ns=until_ns)
     results += across.take(kept.session_id)
-    flags = _revised(flags_from_results(kept, results), found.late)
+    flags = noted(flags_from_results(kept, results), found.late)
     orphans = sum(1 for sid in kept.session_id if sid is None)
     report.sessions += kept.n_sessions - orphans
     report.orphan_segments += orphans
@@ -466,20 +466,6 @@ def _judge_rows(
         upsert_sessions(catalog, catalog_rows(kept, judged, results, judged_at_ns=judged_at_ns))
         replace_pieces(catalog, pieces, [str(s) for s in kept.session_id if s is not None])
     return flags
-
-
-def _revised(flags: list[Flag], late: dict[str, int]) -> list[Flag]:
-    """Flags of sessions judged again for late readings say so."""
-    if not late:
-        return flags
-    out = []
-    for flag in flags:
-        count = late.get(flag.session_id or "", 0)
-        if count:
-            note = f" (verdict revised: {count} readings arrived after the session was judged)"
-            flag = dataclasses.replace(flag, reason=flag.reason + note)
-        out.append(flag)
-    return out
 
 
 def _withdraw(
