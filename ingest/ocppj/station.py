@@ -45,7 +45,7 @@ from ingest.spool import SpoolFullError
 from .book import Book
 from .interface import AuthPolicy, EventSink, GatewayStats, OcppConnection, TransactionIds
 from .liveness import Liveness
-from .meter import ValueRejectedError, reading_from_samples, sample
+from .meter import Sample, ValueRejectedError, reading_from_samples, sample
 from .rpc import (
     CallRejectedError,
     Frame,
@@ -331,12 +331,16 @@ class StationBase:
         where: str,
         v201: bool,
     ) -> tuple[list[Reading], int]:
-        result: list[Reading] = []
         unmapped = 0
+        # Elements of one timestamp are one sample, however the station splits them (some send
+        # each measurand or phase as its own element): gathered together, so that phases are
+        # summed, and one reading per timestamp (in InfluxDB, points of one series and time
+        # overwrite each other's fields: a phase per point would leave only the last phase).
+        by_ts: dict[int, list[Sample]] = {}
         for i, meter_value in enumerate(meter_values):
             at = f"{where}.{i}"
             ts_ns = self.ts(meter_value.get("timestamp"), f"{at}.timestamp")
-            samples = []
+            samples = by_ts.setdefault(ts_ns, [])
             for j, sv in enumerate(meter_value.get("sampled_value") or ()):
                 if not v201 and sv.get("format") == "SignedData":
                     continue
@@ -352,6 +356,8 @@ class StationBase:
                         where=f"{at}.sampledValue.{j}",
                     )
                 )
+        result: list[Reading] = []
+        for ts_ns, samples in by_ts.items():
             unmapped += sum(1 for s in samples if s.field is None)
             reading = reading_from_samples(
                 ts_ns, self.station_id, connector_id, session_id, samples

@@ -132,7 +132,8 @@ def test_a_large_frame_is_handled_off_the_event_loop_with_the_same_result() -> N
         ]
         + [{"value": "230", "measurand": "Voltage", "unit": "V", "phase": "L1-N"}],
     }
-    payload = {"connectorId": 2, "meterValue": [element] * 100}
+    stamps = (f"2026-11-24T08:{i // 60:02d}:{i % 60:02d}Z" for i in range(100))
+    payload = {"connectorId": 2, "meterValue": [element | {"timestamp": t} for t in stamps]}
     assert len(orjson.dumps(payload)) > 16 * 1024
 
     async def main() -> list[Any]:

@@ -1,0 +1,718 @@
+"""Conformance: what real stations send, valid per OCPP 1.6 and 2.0.1, and what is stored of it.
+
+Every message here goes through the ``ocpp`` library's charge-point side (its schema check on
+the way out and on the answer coming back) to the real gateway over a real WebSocket, the way
+third-party station simulators talk to the service. Each case asserts the events the gateway
+hands its sink (what the spool then writes to InfluxDB): units converted, phases not counted
+twice, readings in the right session, nothing lost, and a schema-valid answer for the station.
+The last test runs a 1.6 and a 2.0.1 session through ``chargewatch serve`` into a real InfluxDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from ocpp.v16 import ChargePoint as Client16
+from ocpp.v16 import call as call16
+from ocpp.v201 import ChargePoint as Client201
+from ocpp.v201 import call as call201
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from chargewatch.events import Reading, SessionStart, SessionStop, StatusChange, parse_ts
+from ingest.ocppj import OcppGateway
+
+from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
+
+CLIENT_LOG = logging.getLogger("tests.ocpp.client")
+TAG = "04E1A2B3C4D5E6"
+T0 = "2026-11-24T08:15:00Z"
+T1 = "2026-11-24T08:30:00Z"
+T2 = "2026-11-24T08:45:00Z"
+T3 = "2026-11-24T09:00:00Z"
+TS0, TS1, TS2, TS3 = (parse_ts(t) for t in (T0, T1, T2, T3))
+ENERGY = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+STAMPS = [f"2026-11-24T08:{m:02d}:00Z" for m in range(0, 60, 5)]  # every 5 min
+STAMPS_NS = [parse_ts(t) for t in STAMPS]
+
+
+@asynccontextmanager
+async def station(url: str, station_id: str, version: str) -> AsyncIterator[Any]:
+    """A library ChargePoint connected to the gateway, its receive loop running."""
+    cls = Client16 if version == "ocpp1.6" else Client201
+    async with connect(f"{url}/{station_id}", subprotocols=[Subprotocol(version)]) as ws:
+        cp = cls(station_id, ws, response_timeout=10, logger=CLIENT_LOG)
+        task = asyncio.create_task(cp.start())
+        try:
+            yield cp
+        finally:
+            await ws.close()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def run(body: Callable[[str], Awaitable[None]], **options: Any) -> tuple[Collector, OcppGateway]:
+    """Serve a fresh gateway, run ``body(url)`` against it; the sink and the gateway after."""
+    sink = Collector()
+    gateway = make_gateway(sink, **options)
+
+    async def main() -> None:
+        async with serving(gateway) as url:
+            await body(url)
+
+    asyncio.run(main())
+    return sink, gateway
+
+
+def of_type(sink: Collector, kind: type) -> list[Any]:
+    return [e for e in sink.events if isinstance(e, kind)]
+
+
+def sv16(value: str, measurand: str | None = None, unit: str | None = None, **more: str) -> Any:
+    """A 1.6 sampledValue; ``more`` gives phase, location, context, format."""
+    keys = {"measurand": measurand, "unit": unit, **more}
+    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# OCPP 1.6 MeterValues: units, phases, locations, contexts, formats
+
+
+METER_16: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
+    ("register-no-measurand-no-unit", [sv16("1234.5")], {"energy_wh": 1234.5}),
+    ("register-no-measurand-kwh", [sv16("12.5", unit="kWh")], {"energy_wh": 12500.0}),
+    ("register-exponent-kwh", [sv16("1.2E3", ENERGY, "kWh")], {"energy_wh": 1_200_000.0}),
+    ("register-exponent-wh", [sv16("4.5e+3", ENERGY, "Wh")], {"energy_wh": 4500.0}),
+    ("register-integer-string", [sv16("000123", ENERGY, "Wh")], {"energy_wh": 123.0}),
+    (
+        "power-kw-and-register",
+        [sv16("7.4", POWER, "kW"), sv16("2.25", ENERGY, "kWh")],
+        {"power_w": 7400.0, "energy_wh": 2250.0},
+    ),
+    (
+        "power-per-phase-no-total",
+        [sv16(w, POWER, "W", phase=p) for w, p in (("3680", "L1"), ("3700", "L2"), ("3620", "L3"))],
+        {"power_w": 11000.0},
+    ),
+    (
+        "power-per-phase-and-total",
+        [
+            sv16("11.0", POWER, "kW"),
+            *(sv16("3.7", POWER, "kW", phase=p) for p in ("L1", "L2", "L3")),
+        ],
+        {"power_w": 11000.0},
+    ),
+    (
+        "power-total-after-phases",
+        [
+            *(sv16("3.7", POWER, "kW", phase=p) for p in ("L1-N", "L2-N", "L3-N")),
+            sv16("11.1", POWER, "kW"),
+        ],
+        {"power_w": 11100.0},
+    ),
+    (
+        "register-per-phase-line-to-neutral",
+        [sv16(k, ENERGY, "kWh", phase=p) for k, p in (("1.5", "L1-N"), ("1.25", "L2-N"))],
+        {"energy_wh": 2750.0},
+    ),
+    (
+        "register-total-and-phases",
+        [
+            sv16("3.0", ENERGY, "kWh", phase="L1"),
+            sv16("9.0", ENERGY, "kWh"),
+            sv16("3.0", ENERGY, "kWh", phase="L2"),
+            sv16("3.0", ENERGY, "kWh", phase="L3"),
+        ],
+        {"energy_wh": 9000.0},
+    ),
+    (
+        "current-per-phase-and-neutral",
+        [
+            *(sv16("16.0", "Current.Import", "A", phase=p) for p in ("L1", "L2", "L3")),
+            sv16("0.4", "Current.Import", "A", phase="N"),
+        ],
+        {"current_a": 16.0},
+    ),
+    (
+        "voltage-line-to-neutral",
+        [sv16(v, "Voltage", "V", phase=p) for v, p in (("229", "L1-N"), ("231", "L2-N"))],
+        {"voltage_v": 230.0},
+    ),
+    (
+        "voltage-line-to-line",
+        [sv16("400", "Voltage", "V", phase=p) for p in ("L1-L2", "L2-L3", "L3-L1")],
+        {"voltage_v": pytest.approx(400 / 3**0.5)},
+    ),
+    (
+        "outlet-beats-ev-and-inlet",
+        [
+            sv16("6.9", POWER, "kW", location="EV"),
+            sv16("7.0", POWER, "kW", location="Outlet"),
+            sv16("7.2", POWER, "kW", location="Inlet"),
+        ],
+        {"power_w": 7000.0},
+    ),
+    (
+        "soc-and-battery-temperature",
+        [
+            sv16("63", "SoC", "Percent", location="EV"),
+            sv16("31.5", "Temperature", "Celsius", location="EV"),
+            sv16("48", "Temperature", "Celsius", location="Body"),
+        ],
+        {"soc_pct": 63.0, "temperature_c": 31.5},
+    ),
+    (
+        "soc-without-unit-or-location",
+        [sv16("80", "SoC")],
+        {"soc_pct": 80.0},
+    ),
+    (
+        "temperature-kelvin-at-ev",
+        [sv16("300.15", "Temperature", "K", location="EV")],
+        {"temperature_c": pytest.approx(27.0)},
+    ),
+    (
+        "every-context",
+        [
+            sv16("1.0", ENERGY, "kWh", context=c)
+            for c in ("Sample.Clock", "Sample.Periodic", "Trigger", "Other")
+        ],
+        {"energy_wh": 1000.0},
+    ),
+    (
+        "signed-and-raw-register",
+        [
+            sv16('OCMF|{"FV":"1.0"}|{"SA":"ECDSA"}', ENERGY, "Wh", format="SignedData"),
+            sv16("5432", ENERGY, "Wh", format="Raw"),
+        ],
+        {"energy_wh": 5432.0},
+    ),
+    (
+        "unmapped-measurands-alongside",
+        [
+            sv16("5432", ENERGY, "Wh"),
+            sv16("12", "Energy.Active.Export.Register", "Wh"),
+            sv16("3", "Energy.Reactive.Import.Register", "kvarh"),
+            sv16("0.98", "Power.Factor"),
+            sv16("50.02", "Frequency"),
+            sv16("32", "Current.Offered", "A"),
+            sv16("120", "Energy.Active.Import.Interval", "Wh"),
+            sv16("-0.3", "Power.Reactive.Import", "kvar"),
+        ],
+        {"energy_wh": 5432.0},
+    ),
+    (
+        "idle-meter-noise-below-zero",
+        [sv16("-0.002", POWER, "kW"), sv16("-0.01", "Current.Import", "A")],
+        {"power_w": -2.0, "current_a": -0.01},
+    ),
+    (
+        "power-offered",
+        [sv16("22", "Power.Offered", "kW"), sv16("11000", POWER, "W")],
+        {"power_offered_w": 22000.0, "power_w": 11000.0},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"), [c[1:] for c in METER_16], ids=[c[0] for c in METER_16]
+)
+def test_v16_meter_values_become_one_reading_in_canonical_units(
+    values: list[dict[str, Any]], expected: dict[str, Any]
+) -> None:
+    answers: list[Any] = []
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-M", "ocpp1.6") as cp:
+            start = await cp.call(
+                call16.StartTransaction(connector_id=1, id_tag=TAG, meter_start=0, timestamp=T0)
+            )
+            answers.append(
+                await cp.call(
+                    call16.MeterValues(
+                        connector_id=1,
+                        transaction_id=start.transaction_id,
+                        meter_value=[{"timestamp": T1, "sampledValue": values}],
+                    ),
+                    suppress=False,
+                )
+            )
+
+    sink, gateway = run(body)
+    assert answers and answers[0] is not None and not gateway.rejected
+    assert of_type(sink, Reading) == [Reading(TS1, "CP-M", 1, "CP-M-1000", **expected)]
+
+
+def test_v16_two_connectors_with_and_without_transaction_ids() -> None:
+    """MeterValues name their transaction or not (it is optional), connector 0 is the station's
+    own meter, several meterValue elements share a message, and StopTransaction brings its
+    transactionData: every reading lands on its connector and in its session, none twice."""
+    stops: list[Any] = []
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-2", "ocpp1.6") as cp:
+            await cp.call(
+                call16.BootNotification(
+                    charge_point_vendor="Alfen BV",
+                    charge_point_model="NG920-61023",
+                    charge_point_serial_number="ACE0123456",
+                    charge_box_serial_number="ACE0123456",
+                    firmware_version="6.5.0-4225",
+                    iccid="8931081519100161467",
+                    imsi="204080152180142",
+                    meter_type="Eastron SDM630",
+                    meter_serial_number="21020033",
+                )
+            )
+            a = await cp.call(
+                call16.StartTransaction(connector_id=1, id_tag=TAG, meter_start=1000, timestamp=T0)
+            )
+            b = await cp.call(
+                call16.StartTransaction(
+                    connector_id=2, id_tag="B2", meter_start=50000, timestamp=T0, reservation_id=7
+                )
+            )
+            await cp.call(
+                call16.MeterValues(  # no transactionId: the open one on connector 2
+                    connector_id=2,
+                    meter_value=[
+                        {"timestamp": T1, "sampledValue": [sv16("51.0", ENERGY, "kWh")]},
+                        {"timestamp": T2, "sampledValue": [sv16("52.0", ENERGY, "kWh")]},
+                    ],
+                )
+            )
+            await cp.call(
+                call16.MeterValues(  # the station's own meter, outside any session
+                    connector_id=0,
+                    meter_value=[{"timestamp": T1, "sampledValue": [sv16("99000", ENERGY, "Wh")]}],
+                )
+            )
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    transaction_id=a.transaction_id,
+                    meter_value=[{"timestamp": T1, "sampledValue": [sv16("1500")]}],
+                )
+            )
+            stops.append(
+                await cp.call(
+                    call16.StopTransaction(
+                        meter_stop=53000,
+                        timestamp=T3,
+                        transaction_id=b.transaction_id,
+                        id_tag="B2",
+                        reason="Remote",
+                        transaction_data=[
+                            {
+                                "timestamp": T0,
+                                "sampledValue": [
+                                    sv16("50.0", ENERGY, "kWh", context="Transaction.Begin")
+                                ],
+                            },
+                            {
+                                "timestamp": T2,
+                                "sampledValue": [
+                                    sv16("52.0", ENERGY, "kWh", context="Sample.Periodic"),
+                                    sv16("7.3", POWER, "kW", context="Sample.Periodic"),
+                                ],
+                            },
+                            {
+                                "timestamp": T3,
+                                "sampledValue": [
+                                    sv16("53.0", ENERGY, "kWh", context="Transaction.End")
+                                ],
+                            },
+                        ],
+                    )
+                )
+            )
+            await cp.call(  # after the stop: connector 2 is outside any session again
+                call16.MeterValues(
+                    connector_id=2,
+                    meter_value=[{"timestamp": T3, "sampledValue": [sv16("53000")]}],
+                )
+            )
+
+    sink, gateway = run(body)
+    assert stops[0].id_tag_info["status"] == "Accepted" and not gateway.rejected
+    s1, s2 = "CP-2-1000", "CP-2-1001"
+    assert of_type(sink, Reading) == [
+        Reading(TS1, "CP-2", 2, s2, energy_wh=51000.0),
+        Reading(TS2, "CP-2", 2, s2, energy_wh=52000.0),
+        Reading(TS1, "CP-2", 0, None, energy_wh=99000.0),
+        Reading(TS1, "CP-2", 1, s1, energy_wh=1500.0),
+        Reading(TS0, "CP-2", 2, s2, energy_wh=50000.0),
+        Reading(TS2, "CP-2", 2, s2, energy_wh=52000.0, power_w=7300.0),
+        Reading(TS3, "CP-2", 2, s2, energy_wh=53000.0),
+        Reading(TS3, "CP-2", 2, None, energy_wh=53000.0),
+    ]
+    assert of_type(sink, SessionStop) == [SessionStop(TS3, "CP-2", 2, s2, 53000.0, "Remote")]
+    (boot,) = (e for e in sink.liveness if e.event == "boot")
+    assert (boot.vendor, boot.model, boot.firmware) == ("Alfen BV", "NG920-61023", "6.5.0-4225")
+
+
+def test_v16_meter_values_for_a_transaction_begun_before_a_restart() -> None:
+    """A service restart forgets the (in-memory) book: MeterValues naming the transaction put it
+    back, so its StopTransaction still finds the connector."""
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-R", "ocpp1.6") as cp:
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=3,
+                    transaction_id=4711,
+                    meter_value=[{"timestamp": T1, "sampledValue": [sv16("7.5", unit="kWh")]}],
+                )
+            )
+            await cp.call(
+                call16.StopTransaction(meter_stop=8000, timestamp=T2, transaction_id=4711)
+            )
+
+    sink, _ = run(body)
+    assert sink.events == [
+        Reading(TS1, "CP-R", 3, "CP-R-4711", energy_wh=7500.0),
+        SessionStop(TS2, "CP-R", 3, "CP-R-4711", 8000.0, "Local"),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# OCPP 2.0.1 TransactionEvent
+
+
+def sv201(value: float, measurand: str | None = None, unit: str | None = None, **more: Any) -> Any:
+    """A 2.0.1 sampledValue (snake_case, as the library's payload classes take it); ``more``
+    gives phase, location, context, and ``multiplier`` for the unitOfMeasure."""
+    multiplier = more.pop("multiplier", None)
+    uom = {"unit": unit} if unit is not None else {}
+    if multiplier is not None:
+        uom["multiplier"] = multiplier
+    keys = {"measurand": measurand, "unit_of_measure": uom or None, **more}
+    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
+
+
+def mv201(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp": ts, "sampled_value": list(values)}
+
+
+METER_201: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
+    ("register-default-unit", [sv201(1234.5)], {"energy_wh": 1234.5}),
+    ("register-kwh", [sv201(12.5, ENERGY, "kWh")], {"energy_wh": 12500.0}),
+    ("register-wh-multiplier-3", [sv201(12.5, ENERGY, "Wh", multiplier=3)], {"energy_wh": 12500.0}),
+    (
+        "register-kwh-multiplier-minus-3",
+        [sv201(12500, ENERGY, "kWh", multiplier=-3)],
+        {"energy_wh": 12500.0},
+    ),
+    ("register-exponent", [sv201(1.2e3, ENERGY, "kWh")], {"energy_wh": 1_200_000.0}),
+    ("power-kw-multiplier", [sv201(110, POWER, "W", multiplier=2)], {"power_w": 11000.0}),
+    (
+        "power-per-phase-and-total",
+        [sv201(3.7, POWER, "kW", phase=p) for p in ("L1", "L2", "L3")] + [sv201(11.1, POWER, "kW")],
+        {"power_w": 11100.0},
+    ),
+    (
+        "register-per-phase-only",
+        [sv201(2.0, ENERGY, "kWh", phase=p) for p in ("L1-N", "L2-N", "L3-N")],
+        {"energy_wh": 6000.0},
+    ),
+    (  # 2.0.1 has no Temperature measurand (its MeasurandEnumType dropped it)
+        "soc-at-the-ev",
+        [sv201(55, "SoC", "Percent", location="EV"), sv201(55.5, "SoC", multiplier=0)],
+        {"soc_pct": 55.5},
+    ),
+    (
+        "signed-register",
+        [
+            sv201(
+                5432,
+                ENERGY,
+                "Wh",
+                context="Sample.Clock",
+                signed_meter_value={
+                    "signed_meter_data": "T0NNRnx7fQ==",
+                    "signing_method": "ECDSA-secp256r1-SHA256",
+                    "encoding_method": "OCMF",
+                    "public_key": "",
+                },
+            )
+        ],
+        {"energy_wh": 5432.0},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"), [c[1:] for c in METER_201], ids=[c[0] for c in METER_201]
+)
+def test_v201_meter_values_become_one_reading_in_canonical_units(
+    values: list[dict[str, Any]], expected: dict[str, Any]
+) -> None:
+    answers: list[Any] = []
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-M", "ocpp2.0.1") as cs:
+            await cs.call(
+                call201.TransactionEvent(
+                    event_type="Started",
+                    timestamp=T0,
+                    trigger_reason="Authorized",
+                    seq_no=0,
+                    transaction_info={"transaction_id": "m1"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": TAG, "type": "ISO14443"},
+                )
+            )
+            answers.append(
+                await cs.call(
+                    call201.TransactionEvent(
+                        event_type="Updated",
+                        timestamp=T1,
+                        trigger_reason="MeterValuePeriodic",
+                        seq_no=1,
+                        transaction_info={"transaction_id": "m1"},
+                        meter_value=[mv201(T1, *values)],
+                    ),
+                    suppress=False,
+                )
+            )
+            answers.append(
+                await cs.call(
+                    call201.MeterValues(evse_id=1, meter_value=[mv201(T2, *values)]),
+                    suppress=False,
+                )
+            )
+
+    sink, gateway = run(body)
+    assert len(answers) == 2 and not gateway.rejected
+    assert of_type(sink, Reading) == [
+        Reading(TS1, "CS-M", 1, "CS-M-m1", **expected),
+        Reading(TS2, "CS-M", 1, "CS-M-m1", **expected),
+    ]
+
+
+def tx_event(
+    event_type: str, ts: str, trigger: str, seq_no: int, tx: dict[str, Any], **more: Any
+) -> Any:
+    return call201.TransactionEvent(
+        event_type=event_type,
+        timestamp=ts,
+        trigger_reason=trigger,
+        seq_no=seq_no,
+        transaction_info=tx,
+        **more,
+    )
+
+
+def test_v201_plug_in_first_session_with_charging_state_transitions() -> None:
+    """E02 (cable plugin first): Started without a token, the driver badges, the car charges,
+    pauses full, the driver stops; the events carry seqNo, numberOfPhasesUsed, per-phase power
+    with a total, and Ended its stoppedReason and Transaction.End register."""
+    answers: list[Any] = []
+    tx = "9f2c1e7a-5b3d-4c1e-8a7f-0e6d2b1c3a4f"  # stations use UUIDs
+    emaid = {"id_token": "DE8ACC1234567890", "type": "eMAID"}
+
+    def meter(i: int, kwh: float, kw: float, context: str = "Sample.Periodic") -> dict[str, Any]:
+        return mv201(
+            STAMPS[i],
+            sv201(kwh, ENERGY, "kWh", context=context, location="Outlet"),
+            sv201(kw, POWER, "kW", context=context),
+            *(sv201(kw / 3, POWER, "kW", context=context, phase=p) for p in ("L1", "L2", "L3")),
+            sv201(16.0, "Current.Import", "A", context=context, phase="L1"),
+            sv201(230.0, "Voltage", "V", context=context, phase="L1-N"),
+        )
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-E02", "ocpp2.0.1") as cs:
+            answers.append(
+                await cs.call(
+                    call201.BootNotification(
+                        charging_station={
+                            "model": "Terra AC W22-T-RD-M",
+                            "vendor_name": "ABB",
+                            "serial_number": "TACW2242321G0123",
+                            "firmware_version": "1.6.12",
+                            "modem": {"iccid": "8931081519100161467", "imsi": "204080152180142"},
+                        },
+                        reason="PowerUp",
+                    )
+                )
+            )
+            answers.append(
+                await cs.call(
+                    call201.StatusNotification(
+                        timestamp=STAMPS[0], connector_status="Occupied", evse_id=1, connector_id=1
+                    )
+                )
+            )
+            start_mv = mv201(STAMPS[0], sv201(100.0, ENERGY, "kWh", context="Transaction.Begin"))
+            await cs.call(
+                tx_event(
+                    "Started",
+                    STAMPS[0],
+                    "CablePluggedIn",
+                    0,
+                    {"transaction_id": tx, "charging_state": "EVConnected"},
+                    evse={"id": 1, "connector_id": 1},
+                    meter_value=[start_mv],
+                )
+            )
+            answers.append(await cs.call(call201.Authorize(id_token=emaid)))
+            await cs.call(
+                tx_event(
+                    "Updated", STAMPS[1], "Authorized", 1, {"transaction_id": tx}, id_token=emaid
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    STAMPS[1],
+                    "ChargingStateChanged",
+                    2,
+                    {"transaction_id": tx, "charging_state": "Charging"},
+                    number_of_phases_used=3,
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    STAMPS[2],
+                    "MeterValuePeriodic",
+                    3,
+                    {"transaction_id": tx, "charging_state": "Charging"},
+                    meter_value=[meter(2, 101.8, 11.0)],
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    STAMPS[3],
+                    "ChargingStateChanged",
+                    4,
+                    {"transaction_id": tx, "charging_state": "SuspendedEV"},
+                    meter_value=[meter(3, 102.5, 0.0, "Trigger")],
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    STAMPS[4],
+                    "StopAuthorized",
+                    5,
+                    {"transaction_id": tx, "charging_state": "EVConnected"},
+                    id_token=emaid,
+                )
+            )
+            answers.append(
+                await cs.call(
+                    tx_event(
+                        "Ended",
+                        STAMPS[5],
+                        "EVCommunicationLost",
+                        6,
+                        {
+                            "transaction_id": tx,
+                            "charging_state": "Idle",
+                            "stopped_reason": "EVDisconnected",
+                            "time_spent_charging": 600,
+                        },
+                        meter_value=[
+                            mv201(STAMPS[5], sv201(102.5, ENERGY, "kWh", context="Transaction.End"))
+                        ],
+                    ),
+                    suppress=False,
+                )
+            )
+            await cs.call(
+                call201.StatusNotification(
+                    timestamp=STAMPS[5], connector_status="Available", evse_id=1, connector_id=1
+                )
+            )
+
+    sink, gateway = run(body)
+    assert answers[0].status == "Accepted" and answers[2].id_token_info["status"] == "Accepted"
+    assert not gateway.rejected
+    ts = STAMPS_NS
+    session, who = f"CS-E02-{tx}", PSEUDONYMIZE(emaid["id_token"])
+    assert of_type(sink, SessionStart) == [SessionStart(ts[0], "CS-E02", 1, session, who, 100000.0)]
+    assert of_type(sink, SessionStop) == [
+        SessionStop(ts[5], "CS-E02", 1, session, 102500.0, "EVDisconnected")
+    ]
+    assert of_type(sink, Reading) == [
+        Reading(ts[0], "CS-E02", 1, session, energy_wh=100000.0),
+        Reading(
+            ts[2],
+            "CS-E02",
+            1,
+            session,
+            energy_wh=101800.0,
+            power_w=11000.0,
+            current_a=16.0,
+            voltage_v=230.0,
+        ),
+        Reading(
+            ts[3],
+            "CS-E02",
+            1,
+            session,
+            energy_wh=102500.0,
+            power_w=0.0,
+            current_a=16.0,
+            voltage_v=230.0,
+        ),
+        Reading(ts[5], "CS-E02", 1, session, energy_wh=102500.0),
+    ]
+    statuses = [(e.ts_ns, e.connector_id, e.status.value) for e in of_type(sink, StatusChange)]
+    assert statuses == [
+        (ts[0], 1, "Preparing"),  # Occupied
+        (ts[0], 1, "Preparing"),  # EVConnected
+        (ts[1], 1, "Charging"),
+        (ts[3], 1, "SuspendedEV"),
+        (ts[4], 1, "Preparing"),
+        (ts[5], 1, "Finishing"),
+        (ts[5], 1, "Available"),
+    ]
+    (boot,) = (e for e in sink.liveness if e.event == "boot")
+    assert (boot.vendor, boot.model, boot.firmware, boot.reason) == (
+        "ABB",
+        "Terra AC W22-T-RD-M",
+        "1.6.12",
+        "PowerUp",
+    )
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+def test_meter_value_elements_sharing_a_timestamp_make_one_reading(version: str) -> None:
+    """Some stations send each measurand (or phase) as its own meterValue element, all with the
+    same timestamp: they are one sample, and the phases are summed, not the last one kept (in
+    InfluxDB, points of one series and time overwrite each other's fields)."""
+
+    def element(value: float, measurand: str, unit: str, phase: str | None) -> dict[str, Any]:
+        if version == "ocpp1.6":
+            more = {"phase": phase} if phase else {}
+            return {"timestamp": T1, "sampledValue": [sv16(f"{value}", measurand, unit, **more)]}
+        more = {"phase": phase} if phase else {}
+        return mv201(T1, sv201(value, measurand, unit, **more))
+
+    elements = [
+        element(12.0, ENERGY, "kWh", None),
+        *(element(3.6, POWER, "kW", p) for p in ("L1", "L2", "L3")),
+        element(230.0, "Voltage", "V", "L1-N"),
+    ]
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-SPLIT", version) as cs:
+            if version == "ocpp1.6":
+                await cs.call(call16.MeterValues(connector_id=1, meter_value=elements))
+            else:
+                await cs.call(call201.MeterValues(evse_id=1, meter_value=elements))
+
+    sink, _ = run(body)
+    assert sink.events == [
+        Reading(TS1, "CS-SPLIT", 1, None, energy_wh=12000.0, power_w=10800.0, voltage_v=230.0)
+    ]
