@@ -52,7 +52,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from chargewatch.state import Base, StateError
 
-from .book import MAX_OPEN_PER_STATION, OpenTransaction, StartKey, TransactionBook
+from .book import (
+    MAX_OPEN_PER_STATION,
+    OpenTransaction,
+    RecentlyClosed,
+    StartKey,
+    TransactionBook,
+)
 
 __all__ = ["OpenTransactionRow", "SharedBook"]
 
@@ -113,6 +119,9 @@ class SharedBook:
         self._insert = _INSERTS[engine.dialect.name]
         self._per_station = per_station
         self._cache = TransactionBook(per_station)
+        # Not a part of the cache: kept when the station reconnects (a lost answer's stop is
+        # re-sent on the next connection), this process's memory only.
+        self._recently_closed = RecentlyClosed()
         self._loaded: set[str] = set()  # stations whose cache is their whole book
         # Books asked for while a load runs, read together by the next one: a reconnecting
         # fleet costs a few queries, not one per station (each query's fixed cost in
@@ -148,9 +157,15 @@ class SharedBook:
         self._cache_open(station_id, tx_id, tx)
 
     async def close(self, station_id: str, tx_id: str) -> None:
+        known = self._cache.get(station_id, tx_id) if station_id in self._loaded else None
         await self._call(self._delete, station_id, tx_id)
+        if known is not None:
+            self._recently_closed.closed(station_id, tx_id, known.connector_id)
         if station_id in self._loaded:
             self._cache.close(station_id, tx_id)
+
+    def closed_on(self, station_id: str, tx_id: str) -> int | None:
+        return self._recently_closed.connector_of(station_id, tx_id)
 
     async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
         await self._ensure(station_id)

@@ -4,7 +4,8 @@ Transaction ids are handed out by ``TransactionIds``; a session is ``f"{station_
 StopTransaction carries no connector, so the connector comes from the transaction book (filled
 by StartTransaction, and by MeterValues naming the transaction after a restart); 0 when unknown.
 A StartTransaction re-sent after its answer was lost (same connector, idTag, timestamp and
-meterStart while the first is open) gets the first one's id again (``book.StartKey``).
+meterStart while the first is open) gets the first one's id again (``book.StartKey``); a
+StopTransaction re-sent so finds its connector among the transactions closed lately.
 BootNotification is recorded as a ``boot`` station event (``liveness``).
 """
 
@@ -159,13 +160,16 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         if meter_stop < 0:
             raise ValueRejectedError("meterStop", "a register reading cannot be negative")
         tx_key = str(transaction_id)
-        tx = await self._ctx.book.get(self.station_id, tx_key)
-        if tx is None:
+        book = self._ctx.book
+        tx = await book.get(self.station_id, tx_key)
+        # Closed already: the stop again, its answer lost; stored again the same, same connector.
+        closed_on = book.closed_on(self.station_id, tx_key) if tx is None else None
+        if tx is None and closed_on is None:
             logger.warning(
                 "station %s: StopTransaction of a transaction not seen here, connector 0",
                 self.station_id,
             )
-        connector_id = tx.connector_id if tx is not None else 0
+        connector_id = tx.connector_id if tx is not None else closed_on or 0
         session_id = f"{self.station_id}-{tx_key}"
         events: list[Event] = list(
             await self.readings(transaction_data, connector_id, session_id, where="transactionData")
@@ -186,7 +190,7 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
             _pseudonym, result = self.authorize(id_tag)
             id_tag_info = IdTagInfo(status=AuthorizationStatus16(result))
         await self.store(events)
-        await self._ctx.book.close(self.station_id, tx_key)
+        await book.close(self.station_id, tx_key)
         return call_result.StopTransaction(id_tag_info=id_tag_info)
 
     @handles(Action.data_transfer)

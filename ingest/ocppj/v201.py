@@ -18,7 +18,8 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
   techCode as vendor error code; AvailabilityState of a connector or EVSE -> its status.
 - BootNotification: a ``boot`` station event, its ``reason`` the station's (PowerUp, Watchdog...).
 - ``offline`` and ``seqNo`` need nothing: the charger's timestamps place queued events where they
-  were measured, and a resent event is stored again identically (same point, overwritten).
+  were measured, and a resent event is stored again identically (same point, overwritten), an
+  Ended re-sent after its transaction closed on the connector the book remembers for it.
 """
 
 from __future__ import annotations
@@ -164,8 +165,15 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             )
         session_id = f"{sid}-{tx_id}"
         known = await book.get(sid, tx_id)
+        # Closed already: an event re-sent after its answer was lost (Ended, most likely): the
+        # same events again, on the transaction's connector, and the transaction stays closed.
+        closed_on = book.closed_on(sid, tx_id) if known is None else None
         connector_id = (
-            evse["id"] if evse is not None else known.connector_id if known is not None else 0
+            evse["id"]
+            if evse is not None
+            else known.connector_id
+            if known is not None
+            else closed_on or 0
         )
         readings = await self.readings(
             meter_value, connector_id, session_id, where="meterValue", v201=True
@@ -211,7 +219,7 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         await self.store(events)
         if ended:
             await book.close(sid, tx_id)
-        else:
+        elif closed_on is None:
             await book.open(sid, tx_id, OpenTransaction(connector_id, pending))
         if status_change is not None:
             book.set_charging_status(sid, connector_id, status_change.status.value)

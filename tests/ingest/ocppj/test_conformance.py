@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,9 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from chargewatch.events import Reading, SessionStart, SessionStop, StatusChange, parse_ts
+from chargewatch.state import StateStore
 from ingest.ocppj import OcppGateway
+from ingest.ocppj.shared_book import SharedBook
 
 from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
 
@@ -78,6 +81,20 @@ def sv16(value: str, measurand: str | None = None, unit: str | None = None, **mo
     """A 1.6 sampledValue; ``more`` gives phase, location, context, format."""
     keys = {"measurand": measurand, "unit": unit, **more}
     return {"value": value} | {k: v for k, v in keys.items() if v is not None}
+
+
+@pytest.fixture(params=["local", "shared"])
+def book(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The gateway's transaction book: in memory (the default), or the state database's
+    (``chargewatch serve``'s), as ``run`` options."""
+    if request.param == "local":
+        yield {}
+        return
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    shared = SharedBook(store.engine)
+    yield {"book": shared}
+    shared.shutdown()
+    store.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -684,6 +701,103 @@ def test_v201_plug_in_first_session_with_charging_state_transitions() -> None:
         "1.6.12",
         "PowerUp",
     )
+
+
+def test_v201_offline_queue_and_resent_events_after_a_lost_answer(book: dict[str, Any]) -> None:
+    """The station loses its connection mid-session, queues its events (offline=true) and sends
+    them on reconnecting, the last one twice (the answer to the first was lost). Nothing is
+    lost, nothing is stored twice differently: a resent event gives the very same events."""
+    tx = "OFF-1"
+    token = {"id_token": "A1B2C3D4", "type": "ISO15693"}
+
+    def energy(ts: str, kwh: float) -> list[dict[str, Any]]:
+        return [mv201(ts, sv201(kwh, ENERGY, "kWh"))]
+
+    ended = tx_event(
+        "Ended",
+        T3,
+        "EVDeparted",
+        4,
+        {"transaction_id": tx, "stopped_reason": "EVDisconnected", "charging_state": "Idle"},
+        offline=True,
+        meter_value=energy(T3, 30.0),
+    )
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-OFF", "ocpp2.0.1") as cs:
+            await cs.call(
+                tx_event(
+                    "Started",
+                    T0,
+                    "Authorized",
+                    0,
+                    {"transaction_id": tx, "charging_state": "Charging"},
+                    evse={"id": 2, "connector_id": 1},
+                    id_token=token,
+                    meter_value=energy(T0, 10.0),
+                )
+            )
+        async with station(url, "CS-OFF", "ocpp2.0.1") as cs:  # back online, queue replayed
+            for seq_no, (ts, kwh) in enumerate(((T1, 15.0), (T2, 20.0)), start=1):
+                await cs.call(
+                    tx_event(
+                        "Updated",
+                        ts,
+                        "MeterValuePeriodic",
+                        seq_no,
+                        {"transaction_id": tx},
+                        offline=True,
+                        meter_value=energy(ts, kwh),
+                    )
+                )
+            await cs.call(ended)
+        async with station(url, "CS-OFF", "ocpp2.0.1") as cs:  # the answer was lost: again
+            await cs.call(ended)
+
+    sink, gateway = run(body, **book)
+    session = "CS-OFF-OFF-1"
+    assert not gateway.rejected
+    assert of_type(sink, Reading) == [
+        Reading(ts, "CS-OFF", 2, session, energy_wh=wh)
+        for ts, wh in (
+            (TS0, 10000.0),
+            (TS1, 15000.0),
+            (TS2, 20000.0),
+            (TS3, 30000.0),
+            (TS3, 30000.0),
+        )
+    ]
+    stop = SessionStop(TS3, "CS-OFF", 2, session, 30000.0, "EVDisconnected")
+    assert of_type(sink, SessionStop) == [stop, stop]
+    assert of_type(sink, SessionStart) == [
+        SessionStart(TS0, "CS-OFF", 2, session, PSEUDONYMIZE("A1B2C3D4"), 10000.0)
+    ]
+
+
+def test_v16_stop_transaction_resent_after_a_lost_answer(book: dict[str, Any]) -> None:
+    """A StopTransaction whose answer was lost is sent again: the same stop, same connector."""
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-S", "ocpp1.6") as cp:
+            start = await cp.call(
+                call16.StartTransaction(connector_id=2, id_tag=TAG, meter_start=10, timestamp=T0)
+            )
+            stop = call16.StopTransaction(
+                meter_stop=2010,
+                timestamp=T1,
+                transaction_id=start.transaction_id,
+                reason="EVDisconnected",
+                transaction_data=[{"timestamp": T1, "sampledValue": [sv16("2010")]}],
+            )
+            await cp.call(stop)
+        async with station(url, "CP-S", "ocpp1.6") as cp:
+            await cp.call(stop)
+
+    sink, _ = run(body, **book)
+    stop = SessionStop(TS1, "CP-S", 2, "CP-S-1000", 2010.0, "EVDisconnected")
+    reading = Reading(TS1, "CP-S", 2, "CP-S-1000", energy_wh=2010.0)
+    assert of_type(sink, SessionStop) == [stop, stop]
+    assert of_type(sink, Reading) == [reading, reading]
 
 
 @pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
