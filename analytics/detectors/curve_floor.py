@@ -107,14 +107,37 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
     return {"drop": STEP_DROP, "tiers": tiers, "derivation": STEP_DERIVATION}
 
 
+# Published points that are typing errors, by vehicle id: (SoC %, what was published, what is
+# meant). The Opel Corsa-e "7,2 kW-AC" lists 2.0 kW at 73 % where its "11 kW-AC" twin (the same
+# battery and DC charger: the onboard AC charger does not touch the DC path) lists 27.0 kW, and
+# its own next point is 27.0 kW at 83 %: a curve that falls from 41 kW to 2 and climbs back to
+# 27 over 10 % of SoC is no battery's. Left in, it would set the AC floor at 70-80 % to 2 kW.
+CURVE_ERRATA: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "1cec7821-632f-4f17-8a58-644b6ab23f44": ((73, 2.0, 27.0),),
+}
+
+
 def model_curves(ev_data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The vehicles of ``ev_data`` with a model-specific DC charging curve, in file order."""
-    return [
+    """The vehicles of ``ev_data`` with a model-specific DC charging curve, in file order, with
+    the published typing errors of ``CURVE_ERRATA`` corrected (in copies)."""
+    cars = [
         car
         for car in ev_data["data"]
         if (car.get("dc_charger") or {}).get("charging_curve")
         and car["dc_charger"].get("is_default_charging_curve") is False
     ]
+    out = []
+    for car in cars:
+        errata = CURVE_ERRATA.get(car.get("id", ""))
+        if errata:
+            points = [dict(q) for q in car["dc_charger"]["charging_curve"]]
+            for soc, published, meant in errata:
+                for q in points:
+                    if q["percentage"] == soc and q["power"] == published:
+                        q["power"] = meant
+            car = {**car, "dc_charger": {**car["dc_charger"], "charging_curve": points}}
+        out.append(car)
+    return out
 
 
 def bin_shares(cars: list[dict[str, Any]]) -> FloatArray:
@@ -129,6 +152,43 @@ def bin_shares(cars: list[dict[str, Any]]) -> FloatArray:
         power = np.interp(soc, at_pct, [p["power"] for p in points])
         shares[i] = power / np.maximum.accumulate(power)
     return np.asarray(shares.reshape(len(cars), N_SOC_BINS, SOC_BIN_PCT).min(axis=2))
+
+
+AC_DERIVATION = (
+    "On AC the onboard charger, not the battery, sets the power: a car draws its AC level L"
+    " (what the session reached, capped by the offer) until the battery accepts less, which"
+    " its DC curve bounds from below (at an AC rate, a few kW, the constant-voltage phase"
+    " starts later than at a DC rate, so the DC curve is the lower bound). So an AC car's"
+    " power at SoC s is at least min(L, DC-curve kW(s)), and its share of L at least"
+    " min(1, DC-curve kW(s) / L). 'ac_kw' is the least kW any of the curves draws at the whole"
+    " percents soc_from_pct to soc_to_pct (inclusive: a whole-percent report hides up to 1 %"
+    " more, so '99 %' may be 99.9 % and read where the curve reaches 100 %), read as above;"
+    " early_taper's AC floor in the bin is min(1, ac_kw / L)."
+)
+
+
+def ac_kw_floor(cars: list[dict[str, Any]]) -> tuple[FloatArray, list[list[str]]]:
+    """Per 5 % SoC bin: the least power in kW that any car's DC curve draws over the bin's
+    whole percents and the next one (``AC_DERIVATION``), and the models that draw it."""
+    soc = np.arange(float(N_SOC_BINS * SOC_BIN_PCT + 1))
+    powers = np.empty((len(cars), soc.size))
+    for i, car in enumerate(cars):  # one published curve (a hundred or so), off the hot path
+        points = car["dc_charger"]["charging_curve"]
+        at_pct = [p["percentage"] for p in points]
+        powers[i] = np.interp(soc, at_pct, [p["power"] for p in points])
+    lowest = np.empty(N_SOC_BINS)
+    set_by = []
+    for k in range(N_SOC_BINS):
+        window = powers[:, k * SOC_BIN_PCT : (k + 1) * SOC_BIN_PCT + 1].min(axis=1)
+        lowest[k] = round(float(window.min()), 2)
+        at = np.flatnonzero(np.round(window, 2) == lowest[k]).tolist()
+        set_by.append(list(dict.fromkeys(f"{cars[i]['brand']} {cars[i]['model']}" for i in at)))
+    return lowest, set_by
+
+
+def derive_ac_kw_floor(ev_data: dict[str, Any]) -> FloatArray:
+    """``AC_KW_FLOOR`` of early_taper from the open-ev-data file (see ``AC_DERIVATION``)."""
+    return ac_kw_floor(model_curves(ev_data))[0]
 
 
 def derive_dc_curve_floor(ev_data: dict[str, Any]) -> FloatArray:
@@ -149,6 +209,7 @@ def floor_table(ev_data: dict[str, Any]) -> dict[str, Any]:
     shares = bin_shares(cars)
     lowest = shares.min(axis=0)
     floor = _floor(lowest)
+    ac_kw, ac_set_by = ac_kw_floor(cars)
     bins = []
     for k in range(N_SOC_BINS):
         at_lowest = np.flatnonzero(shares[:, k] == lowest[k]).tolist()
@@ -160,17 +221,26 @@ def floor_table(ev_data: dict[str, Any]) -> dict[str, Any]:
                 "floor": float(floor[k]),
                 "lowest": round(float(lowest[k]), 4),
                 "set_by": list(models),
+                "ac_kw": float(ac_kw[k]),
+                "ac_set_by": ac_set_by[k],
             }
         )
     return {
         "about": (
             "DC_CURVE_FLOOR of analytics/detectors/early_taper.py: per 5 % SoC bin, the least"
             " share of the highest power reached so far that a published DC charging curve"
-            " draws. Made by analytics/detectors/curve_floor.py; do not edit by hand."
+            " draws; and AC_KW_FLOOR: the least kW one draws (for AC cars, whose onboard"
+            " charger sets the power). Made by analytics/detectors/curve_floor.py; do not edit"
+            " by hand."
         ),
         "source": SOURCE,
+        "errata": {
+            car_id: [{"soc_pct": a, "published_kw": b, "meant_kw": c} for a, b, c in rows]
+            for car_id, rows in CURVE_ERRATA.items()
+        },
         "curves": len(cars),
         "derivation": DERIVATION,
+        "ac_derivation": AC_DERIVATION,
         "step": step_limits(cars),
         "bins": bins,
     }

@@ -103,6 +103,24 @@ def _dc_curve_floor() -> FloatArray:
 DC_CURVE_FLOOR = _dc_curve_floor()
 
 
+def _ac_kw_floor() -> FloatArray:
+    floor = np.array([b["ac_kw"] for b in _dc_curve_table()["bins"]], dtype=np.float64)
+    assert floor.shape == (N_SOC_BINS,), floor.shape
+    return floor
+
+
+# What an AC car with SoC must draw: its onboard charger, not its battery, sets the power, so it
+# holds its AC level L (what the session reached, capped by the offer) until its battery accepts
+# less, and no published battery accepts less than AC_KW_FLOOR kW in a 5 % SoC bin (the least
+# any of the same 113 curves draws over the bin's whole percents and the next one, which a
+# whole-percent report hides). Its floor is min(1, AC_KW_FLOOR / L) of L: 1 up to 80 % SoC for
+# any L up to 11 kW, 0.48 of 11 kW at 90-95 % (the Bolt's 5.3 kW), nothing from 95 % (the
+# Bolt reaches 0 at 100 %). The DC floor above (a share of the peak so far, 0 from 70 %)
+# would let an 11 kW car halve its power at 80 % unseen. Numbers and source:
+# dc_curve_floor.json ("ac_kw", "ac_derivation"), made by curve_floor.py.
+AC_KW_FLOOR = _ac_kw_floor()
+
+
 # Where a step's fall must be complete on DC, by the SoC it spans: within 5 % of SoC, below
 # 65.8 %; within 10 %, below 63.4 %. No published curve falls under 62 % (the step's 38 % drop)
 # of the highest power it drew within 6 % of SoC before (5 % as compared, 1 % more hidden by
@@ -283,6 +301,7 @@ class EarlyTaper(BaseDetector):
         if not learning:  # nothing at or above the highest floor can be below a band
             comparable &= ratio < self.band_.max()
         cell = np.full((n, m), -1, dtype=np.int64)
+        floor = np.full((n, m), np.nan)
         where = np.flatnonzero(comparable)  # only these readings need a bin
         if where.size:
             row = where // m
@@ -295,9 +314,30 @@ class EarlyTaper(BaseDetector):
             # cell: NaN must never reach the integer cast
             defined = ~np.isnan(bins)
             where, row, bins = where[defined], row[defined], bins[defined]
-            cell.reshape(-1)[where] = klass[row] * N_BINS + bins.astype(np.int64)
+            cells = klass[row] * N_BINS + bins.astype(np.int64)
+            cell.reshape(-1)[where] = cells
+            if not learning:
+                at = self.band_.reshape(-1)[cells]
+                # AC with SoC: the onboard charger's level until the battery accepts less
+                # (AC_KW_FLOOR); a cell that history lowered keeps what it learned if lower
+                ac = soc_rows & ~is_dc[row]
+                if ac.any():
+                    soc_at = bins[ac].astype(np.int64)
+                    level_at = level.reshape(-1)[where[ac]]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        share = np.minimum(1.0, AC_KW_FLOOR[soc_at] * 1000.0 / level_at)
+                    physics = self.band_margin * np.nan_to_num(share, nan=0.0)
+                    learned = self.band_learned_.reshape(-1)[cells[ac]]
+                    at[ac] = np.where(learned, np.minimum(physics, at[ac]), physics)
+                floor.reshape(-1)[where] = at
         return _Taper(
-            ratio=ratio, cell=cell, uses_soc=uses_soc, level=level, limit=limit, is_dc=is_dc
+            ratio=ratio,
+            cell=cell,
+            floor=floor,
+            uses_soc=uses_soc,
+            level=level,
+            limit=limit,
+            is_dc=is_dc,
         )
 
     def _minutes_to_go(self, prep: Prepared, rows: BoolArray) -> FloatArray:
@@ -361,6 +401,18 @@ class EarlyTaper(BaseDetector):
             index = column.astype(np.intp)
             index += (klass * table.shape[1])[:, None]
             below = r < np.take(table, index, mode="clip")
+            ac_rows = np.flatnonzero(~(rated > AC_MAX_W) & np.any(~np.isnan(soc), axis=1))
+            if ac_rows.size:
+                # AC with SoC: the judgement's floor is min(1, AC_KW_FLOOR / level) of the
+                # level, at most the peak: under it only where power is under
+                # min(level, AC_KW_FLOOR), so under min(1, AC_KW_FLOOR / peak) of the peak
+                soc_ac = soc[ac_rows]
+                kw = AC_KW_FLOOR[
+                    np.clip(np.nan_to_num(soc_ac) // SOC_BIN_PCT, 0, N_SOC_BINS - 1).astype(np.intp)
+                ]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    share = np.minimum(1.0, kw * 1000.0 / prep.peak_power_w[ac_rows, None])
+                below[ac_rows] |= ~np.isnan(soc_ac) & (r[ac_rows] < self.band_margin * share)
         else:
             below = r < time_band.max(axis=1)[klass][:, None]
         band_rows = np.flatnonzero(lasting(below))
@@ -429,7 +481,7 @@ class EarlyTaper(BaseDetector):
     def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:
         """Both kinds of evidence for the candidate rows; the stronger one speaks."""
         f = self._features(prep, rated)
-        below = (f.cell >= 0) & (f.ratio < np.take(self.band_.reshape(-1), np.maximum(f.cell, 0)))
+        below = (f.cell >= 0) & (f.ratio < f.floor)
         slow = below[:, 1:] & below[:, :-1]
         band_run = runs(slow, prep.dt_s)
         x_band = np.where(
@@ -456,6 +508,7 @@ class EarlyTaper(BaseDetector):
         level = pick(f.level, begin)
         soc = pick(prep.soc_pct, begin)
         cell = pick(f.cell, begin)
+        band_at = pick(f.floor, begin)
         fall_s = pick(prep.t_s, begin) - pick(prep.t_s, origin)
 
         def describe(rows: IntArray) -> list[str]:
@@ -477,9 +530,16 @@ class EarlyTaper(BaseDetector):
                         f" power: no car's own charging curve steps down that far"
                     )
                     continue
-                floor = self.band_.reshape(-1)[max(int(cell[i]), 0)] * 100
-                if self.band_learned_.reshape(-1)[max(int(cell[i]), 0)]:
+                floor = band_at[i] * 100
+                learned = self.band_learned_.reshape(-1)[max(int(cell[i]), 0)]
+                if learned and floor >= self.band_.reshape(-1)[max(int(cell[i]), 0)] * 100:
                     source = "learned from this charger class's history"
+                elif f.uses_soc[i] and not f.is_dc[i]:
+                    kw = AC_KW_FLOOR[min(max(int(soc[i] // SOC_BIN_PCT), 0), N_SOC_BINS - 1)]
+                    source = (
+                        "an AC car holds its onboard charger's level until its battery takes"
+                        f" less, and no published battery takes under {kw:.1f} kW there"
+                    )
                 elif f.uses_soc[i]:
                     source = "what published car curves draw there"
                 else:
@@ -600,6 +660,7 @@ class _Taper:
 
     ratio: FloatArray  # power over level
     cell: IntArray  # class x N_BINS + bin, -1 where not comparable
+    floor: FloatArray  # the band there (power over level), NaN where not comparable or learning
     uses_soc: BoolArray  # per row: judged against SoC
     level: FloatArray  # highest power so far, capped by the offer
     limit: FloatArray  # what the offer allows the car at each reading (inf when not sent)

@@ -10,8 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analytics.detectors.curve_floor import derive_dc_curve_floor, floor_table, to_json
-from analytics.detectors.early_taper import DC_CURVE_FLOOR, N_SOC_BINS, SOC_BIN_PCT
+from analytics.detectors.curve_floor import (
+    derive_ac_kw_floor,
+    derive_dc_curve_floor,
+    floor_table,
+    model_curves,
+    to_json,
+)
+from analytics.detectors.early_taper import AC_KW_FLOOR, DC_CURVE_FLOOR, N_SOC_BINS, SOC_BIN_PCT
 
 TABLE = Path(__file__).resolve().parents[3] / "analytics" / "detectors" / "dc_curve_floor.json"
 EV_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "ev-curves" / "ev-data.json"
@@ -45,3 +51,18 @@ def test_the_committed_table_is_remade_exactly(ev_data: dict[str, Any]) -> None:
     assert table["curves"] == 113
     assert json.loads(to_json(table)) == table
     assert to_json(table) == TABLE.read_text(encoding="utf-8")
+
+
+def test_the_ac_floor_is_what_the_published_curves_give(ev_data: dict[str, Any]) -> None:
+    assert np.array_equal(derive_ac_kw_floor(ev_data), AC_KW_FLOOR)
+    # an AC car of up to 11 kW holds its level to 85 % SoC whatever its battery; the Bolt's
+    # curve sets 90-100 %, nothing is asked from 95 % (its curve reaches 0 at 100 %)
+    assert AC_KW_FLOOR[: int(85 // SOC_BIN_PCT)].min() >= 11.0
+    assert AC_KW_FLOOR[int(90 // SOC_BIN_PCT)] == 5.33 and AC_KW_FLOOR[-1] == 0.0
+
+
+def test_the_corsa_typing_error_is_corrected(ev_data: dict[str, Any]) -> None:
+    # 2.0 kW at 73 % in the 7,2 kW-AC variant, 27.0 kW in its 11 kW-AC twin
+    cars = {c["id"]: c for c in model_curves(ev_data)}
+    points = cars["1cec7821-632f-4f17-8a58-644b6ab23f44"]["dc_charger"]["charging_curve"]
+    assert {q["percentage"]: q["power"] for q in points}[73] == 27.0

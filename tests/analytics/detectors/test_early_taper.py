@@ -71,7 +71,65 @@ def cut(spec: Spec, after_s: float, *, last_power_w: float | None = None) -> Spe
     return out
 
 
+def ac_charge(
+    battery_curve: tuple[Sequence[float], Sequence[float]],
+    *,
+    level_kw: float,
+    soc0: float,
+    battery_kwh: float = 60.0,
+    minutes_total: float = 150.0,
+    step_s: float = 60.0,
+    derate_at_soc: float | None = None,
+    derate_min: float = 45.0,
+    factor: float = 0.52,
+    noise: float = 0.0,
+) -> Spec:
+    """An AC charge: the onboard charger draws ``level_kw`` until the battery (``battery_curve``,
+    kW it accepts over SoC) takes less; SoC in whole percents; optionally derated to ``factor``
+    for ``derate_min`` from the moment the SoC reaches ``derate_at_soc``; 0 W once full."""
+    t = np.arange(0.0, minutes_total * MIN + 1e-9, step_s)
+    soc = np.empty(t.size)
+    p = np.empty(t.size)
+    rng = np.random.default_rng(7)
+    level, since = soc0, None
+    for i, ts in enumerate(t):  # a hundred or so steps of a hand-made case
+        soc[i] = level
+        kw = min(level_kw, float(np.interp(level, battery_curve[0], battery_curve[1])))
+        if derate_at_soc is not None and level >= derate_at_soc:
+            since = ts if since is None else since
+            if ts - since < derate_min * MIN:
+                kw *= factor
+        kw = 0.0 if level >= 100.0 else kw * (1.0 + noise * rng.standard_normal())
+        p[i] = 0.0 if i == 0 else kw * 1000.0
+        level = min(level + p[i] * step_s / 3600.0 / (battery_kwh * 1000.0) * 100.0, 100.0)
+    spec = from_power(t, p, offered_w=level_kw * 1000.0)
+    return with_(spec, soc_pct=list(np.floor(soc)))
+
+
+# an AC car's battery: takes any AC level to 93 % SoC, then tapers to a quarter of 11 kW (the
+# simulator's AC cars)
+AC_TOP_TAPER = ([0, 93, 100], [11.0, 11.0, 2.5])
+# Chevrolet Bolt as published (open-ev-data): the lowest curve at 90-100 % SoC
+BOLT = ([0, 56, 68, 85, 100], [55.0, 38.0, 24.0, 16.0, 0.0])
+
+
 # --- derates that must be flagged ----------------------------------------------------------
+
+
+def ac_derate_at_79_percent() -> Spec:
+    # an 11 kW AC car halved at 79 % SoC for 45 min, then back at 11 kW (simulator seed 9104,
+    # CW-AC-0084-2-00002): no battery takes under 11 kW there, the DC floor (0 from 70 %)
+    # let it pass
+    return ac_charge(AC_TOP_TAPER, level_kw=11.0, soc0=70.0, derate_at_soc=79.0, noise=0.01)
+
+
+def ac_derate_at_55_percent_on_one_phase() -> Spec:
+    # a 3.7 kW single-phase car at 70 % of its level from 55 % SoC: under the 85 % margin of a
+    # level every published battery takes there; the DC floor (47 % there) and the step (a fall
+    # by 38 %) let it pass
+    return ac_charge(
+        BOLT, level_kw=3.7, soc0=50.0, battery_kwh=40.0, derate_at_soc=55.0, factor=0.7
+    )
 
 
 def late_derate_at_the_end_of_the_plateau() -> Spec:
@@ -159,6 +217,17 @@ def ac_balancing_then_the_driver_leaves() -> Spec:
     return from_power(t, p, offered_w=11_000.0)
 
 
+def ac_own_taper_at_the_top() -> Spec:
+    # an 11 kW AC car tapers from 93 % to a quarter of its level at 100 %, then stops drawing
+    return ac_charge(AC_TOP_TAPER, level_kw=11.0, soc0=75.0, noise=0.01)
+
+
+def ac_bolt_on_seven_kilowatts() -> Spec:
+    # the Bolt's battery takes less than 7.2 kW from 92 % SoC and nothing at 100 %: its own
+    # taper from there is no derate
+    return ac_charge(BOLT, level_kw=7.2, soc0=70.0, battery_kwh=60.0, minutes_total=200.0)
+
+
 def offer_lowered_before_the_stop() -> Spec:
     spec = dc_charge(PLATEAU_TO_60, soc0=20.0, minutes_total=25.0)
     t = np.asarray(spec.t_s)
@@ -173,6 +242,8 @@ DERATES: list[Callable[[], Spec]] = [
     fast_car_derate_over_nine_percent_of_soc,
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
+    ac_derate_at_79_percent,
+    ac_derate_at_55_percent_on_one_phase,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
@@ -182,6 +253,8 @@ NORMAL: list[Callable[[], Spec]] = [
     early_unplug_while_charging,
     dip_that_recovers_after_six_minutes,
     ac_balancing_then_the_driver_leaves,
+    ac_own_taper_at_the_top,
+    ac_bolt_on_seven_kilowatts,
     offer_lowered_before_the_stop,
 ]
 
