@@ -3,10 +3,12 @@
 The sessions of a window ``[since, until)`` are those that stopped in it, those still open at
 ``until``, those that readings arriving late ask to be judged again, and the orphan segments
 (energy on a connector with no session open) that ended in it: a session starts on the
-connector after them, or it stays silent for ``ORPHAN_GAP_NS``. An orphan segment is judged
-once, whole, when it has ended (the reader carries it back to the connector's last stop), as
-the file path judges it. What is read, and how arrival order and wrong clocks survive InfluxDB,
-is ``analytics.read.partition``.
+connector after them, or its meter stays at rest (or silent) for ``ORPHAN_GAP_NS``: a connector
+that reports an idle meter every quarter hour must not hold a segment open for ever. It is judged
+whole when it has ended (the reader carries it back to the connector's last stop), as the file
+path judges it, and again should its meter start working again before a session opens. What
+is read, and how arrival order and wrong clocks survive InfluxDB, is
+``analytics.read.partition``.
 
 Stations are taken a partition at a time (``partition_size`` of them), so memory follows the
 partition, not the network. Kinds that compare sessions with each other (one id tag at two
@@ -45,7 +47,10 @@ from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
 from analytics.detectors import EarlyTaper, default_detectors, fit_detectors
 from analytics.detectors.base import Detector, KindResult
+from analytics.detectors.meter import ROUNDING_STEPS
+from analytics.detectors.prepared import prepared
 from analytics.detectors.ratings import StationRatings, with_stations
+from analytics.detectors.reductions import pick
 from analytics.flags import flags_from_results
 from analytics.late import noted
 from analytics.pipeline import DetectReport, run_detectors
@@ -89,6 +94,10 @@ _FLAG_SLACK_NS = 3600 * 1_000_000_000
 # detectors' temporaries and the profiles together stay near a hundred MB whatever the window.
 WINDOW_MAX_CELLS = 500_000
 _WRITE_LINES = 5000
+# Power above this flows: a meter at rest shows 0 W and a few watts of noise (unauthorized_energy's
+# own ``flowing_w``). An orphan segment ends ``ORPHAN_GAP_NS`` after its last flow
+# (``_orphan_end``).
+ORPHAN_FLOW_W = 100.0
 # The taper band (``EarlyTaper``: power over level per rated-power class and SoC bin) is learned
 # from every charging sample of a day or two of sessions, the costliest fit of all, and a job
 # interval's new samples hardly move it: a partition learns it again this often (or when its
@@ -343,8 +352,8 @@ def _orphan_end(
     batch: SessionBatch, orphan: np.ndarray, until_ns: int, starts: Sequence[SessionStart]
 ) -> np.ndarray:
     """When each orphan segment ended: the next session start on its connector after its
-    last reading, else ``ORPHAN_GAP_NS`` after that reading; NO_TIME for other rows and for
-    segments that may still grow (neither has happened by ``until_ns``)."""
+    last activity (``_last_activity``), else ``ORPHAN_GAP_NS`` after that; NO_TIME for other
+    rows and for segments that may still grow (neither has happened by ``until_ns``)."""
     end = np.full(batch.n_sessions, NO_TIME, dtype=np.int64)
     rows = np.flatnonzero(orphan)
     if not rows.size:
@@ -360,7 +369,7 @@ def _orphan_end(
     # session starts sorted by (connector, start): each connector's starts are one sorted run
     order = np.lexsort((start_t, s_code))
     s_key, s_t = s_code[order], start_t[order]
-    last = batch.stop_ns[rows]  # an orphan row's stop is its last reading
+    last = _last_activity(batch, rows, until_ns)
     lo = np.searchsorted(s_key, key, side="left")
     hi = np.searchsorted(s_key, key, side="right")
     after = _first_after(s_t, lo, hi, last)
@@ -371,6 +380,27 @@ def _orphan_end(
     ended = np.where((nxt != NO_TIME) & (nxt < silent), nxt, silent)
     end[rows] = np.where(ended < until_ns, ended, NO_TIME)
     return end
+
+
+def _last_activity(batch: SessionBatch, rows: np.ndarray, now_ns: int) -> np.ndarray:
+    """When each orphan row ``rows`` last showed its meter at work: a trusted sample with power
+    flowing (above ``ORPHAN_FLOW_W``) or the register moving by more than its rounding
+    (``ROUNDING_STEPS`` of its resolution, either way); the row's first reading when it never
+    did. A connector that reports an idle meter every quarter hour (OCPP's clock-aligned
+    readings) sends readings outside sessions all day: timed from its last reading, the segment
+    would not end while the connector lives, and energy that flowed on it would never be
+    judged. The file path judges every segment at the end of its data and sees the same."""
+    prep = prepared(batch.take(rows), now_ns)
+    active = prep.valid & (prep.power_w > ORPHAN_FLOW_W)
+    if prep.de_wh.shape[1]:
+        moved = np.abs(prep.de_wh) > ROUNDING_STEPS * prep.resolution_wh[:, None]
+        active[:, 1:] |= moved  # NaN steps (no register at either end) compare False
+    first = batch.start_ns[rows]  # an orphan row starts at its first reading
+    if not active.shape[1]:
+        return first
+    m = active.shape[1]
+    last = pick(prep.t_ns, m - 1 - np.argmax(active[:, ::-1], axis=1)).astype(np.int64)
+    return np.where(active.any(axis=1), np.maximum(last, first), first)
 
 
 def _first_after(sorted_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -323,11 +323,48 @@ def read_partition(
         ranges,
         _statuses_and_authorizations(where, earliest, until_ns, lookback),
     )
+    carried = set(ranges) | (set(usable.orphans_from) if usable is not None else set())
+    _read_orphans_before(
+        client, columns, [k for k in columns.keys if k not in carried], floor, since_ns
+    )
     table = columns.table(until_ns)
     readings = columns.columns(table)
     control.sort(key=lambda e: e.ts_ns)
     kept = _keep(sessions, columns, table, until_ns, floor)
     return PartitionEvents(control=control, readings=readings), kept
+
+
+def _read_orphans_before(
+    client: InfluxClient,
+    columns: _Columns,
+    keys: Sequence[tuple[str, int]],
+    floor_ns: int,
+    since_ns: int,
+) -> None:
+    """Readings outside sessions from ``floor_ns`` up to the window, for connectors ``keys``
+    seen in the window that neither a session in the look-back (``_ranges``) nor the cache
+    carries back: a connector no session used in the look-back (an idle one reporting every
+    quarter hour, or one a thief charges from) may hold an orphan segment that began before
+    the window, and judged from the window's edge its energy would be cut in two. Only a
+    window without a cache (the job's first, a partition taken over, ``detect --since``)
+    reads this; later ones keep it (``ReadingCache``)."""
+    band = RX_BAND_NS
+    if not keys or floor_ns >= since_ns - band:
+        return
+    statements = [
+        _select(
+            EventType.READING,
+            f"station_id = {quote_literal(station_id)} AND connector_id = '{connector_id}'",
+            floor_ns,
+            since_ns - band,
+            _READ_COLUMNS,
+        )
+        + ' GROUP BY "station_id", "connector_id"'
+        for station_id, connector_id in sorted(keys)
+    ]
+    for s in client.iter_query("; ".join(statements)):
+        if "time" in s.columns and len(s):
+            columns.add(s, orphans_before=since_ns - band)
 
 
 def _unheld_from(sessions: SessionEvents, since_ns: int, held: set[str]) -> int:
