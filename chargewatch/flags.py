@@ -14,13 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from chargewatch.errors import EventError
 from chargewatch.events import format_ts, iter_jsonl, parse_ts
-from chargewatch.influx import InfluxClient, Series, format_point, quote_ident
+from chargewatch.influx import format_point
+
+if TYPE_CHECKING:  # the client (httpx) is loaded by what talks to InfluxDB, not by the flags
+    from chargewatch.influx import InfluxClient, Series
 
 __all__ = [
     "FLAG_MEASUREMENT",
@@ -187,6 +190,8 @@ def flags_from_series(series: Sequence[Series], *, sort: bool = True) -> list[Fl
 
 def query_flags(client: InfluxClient, since_ns: int, until_ns: int) -> list[Flag]:
     """The stored flags that start in ``[since, until)``, ordered by start."""
+    from chargewatch.influx import quote_ident
+
     query = (
         f"SELECT * FROM {quote_ident(FLAG_MEASUREMENT)} "
         f"WHERE time >= {since_ns} AND time < {until_ns} "

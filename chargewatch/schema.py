@@ -72,7 +72,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -90,13 +90,15 @@ from chargewatch.events import (
     StationEventKind,
     StatusChange,
 )
-from chargewatch.influx import InfluxClient, Series, quote_ident
 from chargewatch.influx.lineprotocol import (
     TIMESTAMP_LIMIT_NS,
     escape_key,
     format_point,
     quote_string,
 )
+
+if TYPE_CHECKING:  # the client (httpx) is loaded by what talks to InfluxDB, not by the schema
+    from chargewatch.influx import InfluxClient, Series
 
 MEASUREMENTS: tuple[str, ...] = tuple(EventType)
 
@@ -502,6 +504,8 @@ def _station_line(event: StationEvent) -> str:
 def _select(measurement: str, since_ns: int, until_ns: int, *, group: bool = True) -> str:
     where = f"time >= {since_ns} AND time < {until_ns}"
     by = ' GROUP BY "station_id", "connector_id"' if group else ' GROUP BY "station_id"'
+    from chargewatch.influx import quote_ident
+
     return f"SELECT * FROM {quote_ident(measurement)} WHERE {where}{by}"
 
 
@@ -671,6 +675,8 @@ def read_station_liveness(
     (10,000 series of one row each cost InfluxDB 1.6 and the client twice as much). Times are
     the points' (``point_time_ns``): within a millisecond of the event's.
     """
+    from chargewatch.influx import quote_ident
+
     table = quote_ident(EventType.STATION)
     latest = (
         f"SELECT * FROM {table} WHERE time >= {since_ns} AND time < {until_ns}"
