@@ -395,12 +395,13 @@ def _last_activity(batch: SessionBatch, rows: np.ndarray, now_ns: int) -> np.nda
     if prep.de_wh.shape[1]:
         moved = np.abs(prep.de_wh) > ROUNDING_STEPS * prep.resolution_wh[:, None]
         active[:, 1:] |= moved  # NaN steps (no register at either end) compare False
-    first = batch.start_ns[rows]  # an orphan row starts at its first reading
+    first: np.ndarray = batch.start_ns[rows]  # an orphan row starts at its first reading
     if not active.shape[1]:
         return first
     m = active.shape[1]
     last = pick(prep.t_ns, m - 1 - np.argmax(active[:, ::-1], axis=1)).astype(np.int64)
-    return np.where(active.any(axis=1), np.maximum(last, first), first)
+    ended: np.ndarray = np.where(active.any(axis=1), np.maximum(last, first), first)
+    return ended
 
 
 def _first_after(sorted_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:
