@@ -68,7 +68,7 @@ class _StationBook:
     def __init__(self) -> None:
         self.transactions: OrderedDict[str, OpenTransaction] = OrderedDict()
         self.open_on: dict[int, str] = {}  # connector -> its open transaction
-        self.charging_state: dict[int, str] = {}  # connector -> status from chargingState
+        self.charging_state: dict[int, str] = {}  # connector -> 2.0.1 status stored last
 
     def forget(self, tx_id: str) -> None:
         tx = self.transactions.pop(tx_id, None)
@@ -129,7 +129,8 @@ class TransactionBook:
         self._stations.pop(station_id, None)
 
     def charging_status(self, station_id: str, connector_id: int) -> str | None:
-        """The status last derived from a 2.0.1 chargingState on that connector."""
+        """The status last stored for that connector from a 2.0.1 chargingState or
+        StatusNotification (a chargingState is stored when it differs)."""
         book = self._stations.get(station_id)
         return book.charging_state.get(connector_id) if book is not None else None
 

@@ -4,11 +4,12 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
 
 - connector_id is the EVSE id (a 2.0.1 EVSE is what 1.6 calls a connector); 0 is the station.
 - StatusNotification connectorStatus: Available -> Available, Occupied -> Preparing (plugged in;
-  TransactionEvent's chargingState then says Charging, SuspendedEV or SuspendedEVSE), Reserved
-  -> Reserved, Unavailable -> Unavailable, Faulted -> Faulted (error code OtherError; NotifyEvent
-  says more).
-- TransactionEvent chargingState, on change: Charging, SuspendedEV, SuspendedEVSE as named;
-  EVConnected and Idle -> Preparing during a transaction, Finishing when it ends.
+  TransactionEvent's chargingState then says Charging, SuspendedEV or SuspendedEVSE; Occupied
+  during a transaction whose chargingState is known is that state), Reserved -> Reserved,
+  Unavailable -> Unavailable, Faulted -> Faulted (error code OtherError; NotifyEvent says more).
+- TransactionEvent chargingState, when it differs from the status stored last for the EVSE
+  (from a chargingState or a StatusNotification): Charging, SuspendedEV, SuspendedEVSE as
+  named; EVConnected and Idle -> Preparing during a transaction, Finishing when it ends.
 - The station chooses transactionId: the session is ``f"{station_id}-{transactionId}"``. Started
   gives SessionStart (meter_start_wh from its energy register, if sent); when Started carries no
   idToken (plug-in first), SessionStart waits for the first event that does, keeping Started's
@@ -70,6 +71,9 @@ _CHARGING_STATE: dict[str, ChargePointStatus] = {
     "EVConnected": ChargePointStatus.PREPARING,
     "Idle": ChargePointStatus.PREPARING,
 }
+_TRANSACTION_STATES = frozenset(
+    s.value for s in _CHARGING_STATE.values() if s is not ChargePointStatus.PREPARING
+)
 _STOP_REASON = {"ImmediateReset": "HardReset"}
 _FAULT_VARIABLES = frozenset({"Problem", "Tripped"})
 _FAULT_COMPONENTS: dict[str, ChargePointErrorCode] = {
@@ -115,16 +119,23 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
     async def on_status_notification(
         self, timestamp: str, connector_status: str, evse_id: int, **_: Any
     ) -> Any:
+        book, sid = self._ctx.book, self.station_id
         status = CONNECTOR_STATUS[connector_status]
         error = (
             ChargePointErrorCode.OTHER_ERROR
             if status is ChargePointStatus.FAULTED
             else ChargePointErrorCode.NO_ERROR
         )
-        event = StatusChange(
-            self.ts(timestamp, "timestamp"), self.station_id, evse_id, status, error
-        )
+        if status is ChargePointStatus.PREPARING and await book.open_on(sid, evse_id) is not None:
+            # Occupied during a transaction: its chargingState says what the connector does
+            # (Charging, SuspendedEV...), when that is what was stored last...
+            last = book.charging_status(sid, evse_id)
+            if last in _TRANSACTION_STATES:
+                status = ChargePointStatus(last)
+        event = StatusChange(self.ts(timestamp, "timestamp"), sid, evse_id, status, error)
         await self.store([event])
+        # ...and the next chargingState is news again after any other status stored here.
+        book.set_charging_status(sid, evse_id, status.value)
         return call_result.StatusNotification()
 
     @handles(Action.authorize)

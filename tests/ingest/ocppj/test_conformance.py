@@ -686,8 +686,7 @@ def test_v201_plug_in_first_session_with_charging_state_transitions() -> None:
     ]
     statuses = [(e.ts_ns, e.connector_id, e.status.value) for e in of_type(sink, StatusChange)]
     assert statuses == [
-        (ts[0], 1, "Preparing"),  # Occupied
-        (ts[0], 1, "Preparing"),  # EVConnected
+        (ts[0], 1, "Preparing"),  # Occupied (EVConnected says the same: not again)
         (ts[1], 1, "Charging"),
         (ts[3], 1, "SuspendedEV"),
         (ts[4], 1, "Preparing"),
@@ -798,6 +797,87 @@ def test_v16_stop_transaction_resent_after_a_lost_answer(book: dict[str, Any]) -
     reading = Reading(TS1, "CP-S", 2, "CP-S-1000", energy_wh=2010.0)
     assert of_type(sink, SessionStop) == [stop, stop]
     assert of_type(sink, Reading) == [reading, reading]
+
+
+def test_v201_charging_state_after_a_fault_and_occupied() -> None:
+    """Charging, a fault (StatusNotification Faulted), cleared (Occupied), charging again: the
+    stored status ends as Charging, not as the Preparing that Occupied alone maps to."""
+    tx = {"transaction_id": "F-1", "charging_state": "Charging"}
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-F", "ocpp2.0.1") as cs:
+            await cs.call(
+                call201.StatusNotification(
+                    timestamp=STAMPS[0], connector_status="Occupied", evse_id=1, connector_id=1
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Started",
+                    STAMPS[0],
+                    "Authorized",
+                    0,
+                    tx,
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "K1", "type": "KeyCode"},
+                )
+            )
+            for i, status in ((1, "Faulted"), (2, "Occupied")):
+                await cs.call(
+                    call201.StatusNotification(
+                        timestamp=STAMPS[i], connector_status=status, evse_id=1, connector_id=1
+                    )
+                )
+            await cs.call(tx_event("Updated", STAMPS[3], "ChargingStateChanged", 1, tx))
+
+    sink, _ = run(body)
+    statuses = [(e.ts_ns, e.status.value) for e in of_type(sink, StatusChange)]
+    ts = STAMPS_NS
+    assert statuses == [
+        (ts[0], "Preparing"),
+        (ts[0], "Charging"),
+        (ts[1], "Faulted"),
+        (ts[2], "Preparing"),
+        (ts[3], "Charging"),
+    ]
+
+
+def test_v201_occupied_during_a_charging_transaction_is_charging() -> None:
+    """Started says Charging (Plug and Charge), then StatusNotification Occupied for the same
+    instant: stored as Charging, not as a Preparing that (same series, same time in InfluxDB)
+    would overwrite it for the rest of the session."""
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-PNC", "ocpp2.0.1") as cs:
+            await cs.call(
+                tx_event(
+                    "Started",
+                    T0,
+                    "EVDetected",
+                    0,
+                    {"transaction_id": "P-1", "charging_state": "Charging"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "DEABCC12345678901", "type": "eMAID"},
+                )
+            )
+            await cs.call(
+                call201.StatusNotification(
+                    timestamp=T0, connector_status="Occupied", evse_id=1, connector_id=1
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    T1,
+                    "MeterValuePeriodic",
+                    1,
+                    {"transaction_id": "P-1", "charging_state": "Charging"},
+                )
+            )
+
+    sink, _ = run(body)
+    statuses = [(e.ts_ns, e.status.value) for e in of_type(sink, StatusChange)]
+    assert statuses == [(TS0, "Charging"), (TS0, "Charging")]
 
 
 @pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])

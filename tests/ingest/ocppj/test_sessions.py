@@ -311,7 +311,6 @@ def test_v201_session_becomes_canonical_events() -> None:
         Authorize(ts0, "CS-201", pseudonym, AuthorizationStatus.ACCEPTED),
         SessionStart(ts0, "CS-201", 1, session, pseudonym, 1500.0),
         Reading(ts0, "CS-201", 1, session, energy_wh=1500.0),
-        StatusChange(ts0, "CS-201", 1, ChargePointStatus.PREPARING),
         Reading(ts1, "CS-201", 1, session, energy_wh=1510.5, power_w=11000.0, soc_pct=41.0),
         StatusChange(ts1, "CS-201", 1, ChargePointStatus.CHARGING),
         Reading(ts2, "CS-201", 1, session, energy_wh=2000.0),
