@@ -203,7 +203,9 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
             clean_text(vendor_id),
             clean_text(message_id),
         )
-        return call_result.DataTransfer(status=DataTransferStatus.accepted)
+        # No vendor's extension is implemented here: OCPP 1.6 section 4.3 (2.0.1 P02.FR.06)
+        # says the answer SHALL then be UnknownVendorId, without data.
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
 
     @handles(Action.security_event_notification)
     async def on_security_event_notification(self, type: str, **_: Any) -> Any:

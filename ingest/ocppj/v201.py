@@ -302,7 +302,9 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             clean_text(vendor_id),
             clean_text(message_id),
         )
-        return call_result.DataTransfer(status=DataTransferStatusEnumType.accepted)
+        # No vendor's extension is implemented here: OCPP 1.6 section 4.3 (2.0.1 P02.FR.06)
+        # says the answer SHALL then be UnknownVendorId, without data.
+        return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
 
     @handles(Action.firmware_status_notification)
     async def on_firmware_status_notification(self, **_: Any) -> Any:

@@ -910,3 +910,29 @@ def test_meter_value_elements_sharing_a_timestamp_make_one_reading(version: str)
     assert sink.events == [
         Reading(TS1, "CS-SPLIT", 1, None, energy_wh=12000.0, power_w=10800.0, voltage_v=230.0)
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Everything else a station says: boot, heartbeat, vendor extensions, security, unknown actions
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+def test_data_transfer_of_a_vendor_without_implementation_is_unknown_vendor(version: str) -> None:
+    """OCPP 1.6 section 4.3 / 2.0.1 P02: a recipient without an implementation for the vendorId
+    SHALL answer UnknownVendorId, with no data; the gateway implements no vendor's extension."""
+    answers: list[Any] = []
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-DT", version) as cp:
+            calls = call16 if version == "ocpp1.6" else call201
+            for message_id, data in ((None, None), ("MeterSerial", '{"serial": "21020033"}')):
+                answers.append(
+                    await cp.call(
+                        calls.DataTransfer(vendor_id="com.alfen", message_id=message_id, data=data),
+                        suppress=False,
+                    )
+                )
+
+    sink, gateway = run(body)
+    assert [(a.status, a.data) for a in answers] == [("UnknownVendorId", None)] * 2
+    assert gateway.messages["DataTransfer"] == 2 and not gateway.rejected and sink.events == []
