@@ -34,8 +34,10 @@ from analytics.detectors.reductions import (
     trapezoid_wh,
 )
 from analytics.detectors.verdicts import (
+    CLOCK_UNTRUSTED,
     MIN_POWER_READINGS,
     Verdict,
+    clock_untrusted,
     fmt_kw,
     fmt_min,
     is_none,
@@ -476,6 +478,7 @@ class EarlyTaper(BaseDetector):
         not_scored[dc_without_soc & is_none(not_scored)] = (
             "no state of charge reported: a DC car's own taper cannot be told from a derating"
         )
+        not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         return verdict_result(self.kind, verdict, not_scored)
 
     def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:

@@ -21,9 +21,11 @@ from analytics.detectors.ratings import StationRatings, rated_power_w
 from analytics.detectors.reductions import nan_argmax, pick, row_sum_where, runs, trapezoid_wh
 from analytics.detectors.timing import GAP_INTERVALS, GAP_MIN_S
 from analytics.detectors.verdicts import (
+    CLOCK_UNTRUSTED,
     MIN_READINGS,
     Verdict,
     build_result,
+    clock_untrusted,
     excess_score,
     fmt_kw,
     fmt_kwh,
@@ -415,6 +417,8 @@ class MeterJump(BaseDetector):
         not_scored[np.isnan(rated) & is_none(not_scored)] = (
             "no rated power known for this connector (no offered or measured power)"
         )
+        # a rise over an interval the clock cannot measure: no rate to judge
+        not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
 
         def describe(rows: np.ndarray) -> list[str]:
             # the time the step counted over, from the last reading that carried a register
@@ -725,6 +729,8 @@ class MeterMismatch(BaseDetector):
         not_scored[cannot & is_none(not_scored)] = (
             f"less than {self.min_energy_wh:.0f} Wh counted: too little energy to compare"
         )
+        untrusted = clock_untrusted(batch, prep)
+        not_scored[untrusted & is_none(not_scored)] = CLOCK_UNTRUSTED
         unverifiable = ~cannot & ~flagged & (b.bound_wh > self.max_relative * e_pow)
         if unverifiable.any():
             rel = b.bound_wh / np.where(e_pow > 0, e_pow, np.nan) * 100.0

@@ -46,8 +46,10 @@ from analytics.detectors.reductions import (
     trapezoid_wh,
 )
 from analytics.detectors.verdicts import (
+    CLOCK_UNTRUSTED,
     MIN_POWER_READINGS,
     Verdict,
+    clock_untrusted,
     fmt_kw,
     fmt_kwh,
     fmt_min,
@@ -173,6 +175,7 @@ class Stall(BaseDetector):
             charged = prep.peak_power_w[rows] > MIN_CHARGE_OFFER_W
             idle[rows] &= (step >= began[:, None]) & charged[:, None]
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
+        not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         return judge_candidates(self.kind, prep, idle, self._judge, not_scored)
 
     def _ended(

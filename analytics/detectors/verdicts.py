@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray
+from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import KindResult
-from analytics.detectors.prepared import Prepared, take_rows
+from analytics.detectors.prepared import CLOCK_DISORDER_S, NS_PER_S, Prepared, take_rows
 
 
 def excess_score(x: FloatArray, *, steepness: float = 4.0) -> FloatArray:
@@ -61,6 +61,26 @@ def not_scored_reason(prep: Prepared, needed: int = MIN_READINGS, column: str = 
         f"fewer than {needed} readings with a trustworthy time"
     )
     return reason
+
+
+CLOCK_UNTRUSTED = (
+    "the charger's clock is wrong in this session (clock_fault): how long things lasted"
+    " cannot be told from its times"
+)
+
+
+def clock_untrusted(batch: SessionBatch, prep: Prepared) -> BoolArray:
+    """Rows whose clock is shown wrong: readings set aside for their time, or a stop stamped
+    before the start (``clock_fault``'s evidence). CONTRACTS.md section 3: a clock fault makes
+    the readings' times untrustworthy, so kinds that judge a duration, a rate or an integral
+    over time (stall, early_taper, meter_jump, meter_mismatch) do not judge such a row: a clock
+    stepped back hours makes the readings after it look like the session's end (a false
+    stall, a register against a shorter integral: blind fleet seed 23, TX-0074-49567; the
+    register's rise over the readings set aside as a jump). ``clock_fault`` speaks for the row.
+    data_gap keeps its own account of readings set aside (``Prepared.bridged``)."""
+    has_both = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
+    stop_first = has_both & (batch.start_ns - batch.stop_ns > int(CLOCK_DISORDER_S * NS_PER_S))
+    return np.asarray((prep.clock.n_bad > 0) | stop_first)
 
 
 def build_result(

@@ -221,11 +221,22 @@ def bad_rows() -> list[Spec]:
         with_(charge(power_w=120_000.0, minutes=30, interval_s=15.0), session_id="DC, no SoC"),
         from_power(mixed_t, np.full(n, 7_400.0), offered_w=7_400.0, session_id="mixed intervals"),
         Spec(
+            # the third reading's register (180) says it was read after the 120 of the one
+            # stamped 60 s: its stamp of 30 s is a wrong clock
+            t_s=[0.0, 60.0, 30.0, 90.0, 120.0],
+            energy_wh=[0.0, 120.0, 180.0, 240.0, 300.0],
+            power_w=[7_200.0] * 5,
+            arrival=[0, 1, 2, 3, 4],
+            session_id="out of order",
+        ),
+        Spec(
+            # the same stamps, the register agreeing with them (60 Wh at 30 s): a reading
+            # delivered late, not a wrong clock
             t_s=[0.0, 60.0, 30.0, 90.0, 120.0],
             energy_wh=[0.0, 120.0, 60.0, 180.0, 240.0],
             power_w=[7_200.0] * 5,
             arrival=[0, 1, 2, 3, 4],
-            session_id="out of order",
+            session_id="delivered late",
         ),
         with_(mixed, session_id=None, id_pseudonym=None, auth_result=None, start_s=None),
     ]
@@ -253,6 +264,7 @@ def test_bad_rows_give_defined_results() -> None:
     assert not any(r.flagged[ids.index("mixed intervals")] for r in results.values())
     assert results["clock_fault"].flagged[ids.index("out of order")]
     assert not results["meter_backwards"].flagged[ids.index("out of order")]
+    assert not any(r.flagged[ids.index("delivered late")] for r in results.values())
 
 
 @pytest.mark.parametrize("n", [0, 1])

@@ -1,0 +1,72 @@
+"""A wrong clock makes a session's times untrustworthy (CONTRACTS.md section 3): the kinds that
+judge a duration or an integral over time across the session leave it to ``clock_fault``; and
+a reading delivered late with a right stamp is no clock fault."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.batch import StatusCode
+from analytics.detectors import detect, fit_detectors
+from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
+
+MIN = 60.0
+
+
+def clock_stepped_back() -> Spec:
+    # blind fleet seed 23, TX-0074-49567: 3.6 kW AC; after 100 min the clock steps back 100 min
+    # (local time written as UTC) for the rest of the session; the car is full at 117 min and
+    # the session stops at 236 min. The readings stamped past the last good one (true times
+    # after 200 min) are all 0 W: read by their stamps, power stopped after 100 min of
+    # charging, for 35 min, until the stop
+    true_t = np.arange(0.0, 236 * MIN + 1e-9, MIN)
+    p = np.where(true_t < 117 * MIN, 3_600.0, 0.0)
+    p[0] = 0.0
+    spec = from_power(true_t, p, offered_w=3_700.0)
+    stamps = np.where(true_t > 100 * MIN, true_t - 100 * MIN, true_t)
+    status = np.where(p > 0, int(StatusCode.CHARGING), int(StatusCode.CHARGING))
+    return with_(
+        spec,
+        t_s=list(stamps),
+        arrival=list(range(true_t.size)),
+        status=[int(v) for v in status],
+        stop_s=float(stamps[-1]) + 1.0,
+    )
+
+
+def reading_delivered_late() -> Spec:
+    # 60 kW DC every 20 s; one reading arrives three lines late with its right stamp and a
+    # register that agrees with it
+    t = np.arange(0.0, 30 * MIN + 1e-9, 20.0)
+    p = np.full(t.size, 60_000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=150_000.0)
+    arrival = np.arange(t.size)
+    arrival[40], arrival[41:44] = 43, arrival[41:44] - 1
+    return with_(spec, arrival=list(arrival), soc_pct=list(np.floor(20 + t / 60.0)))
+
+
+def reading_delivered_late_without_register() -> Spec:
+    # the same on a station that sends power only (the register at start and stop)
+    spec = reading_delivered_late()
+    return with_(spec, energy_wh=None, soc_pct=None, session_id="S2")
+
+
+def _results(specs: list[Spec]) -> dict[str, object]:
+    batch = make_batch(specs)
+    return {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
+
+
+def test_a_clock_stepped_back_is_a_clock_fault_and_nothing_timed() -> None:
+    results = _results([clock_stepped_back()])
+    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
+    for kind in ("stall", "meter_mismatch", "early_taper"):
+        reason = results[kind].reason[0]  # type: ignore[attr-defined]
+        assert "clock" in reason, (kind, reason)
+
+
+def test_a_reading_delivered_late_is_no_clock_fault() -> None:
+    results = _results([reading_delivered_late(), reading_delivered_late_without_register()])
+    for kind, r in results.items():
+        assert not r.flagged.any(), (kind, r.reason)  # type: ignore[attr-defined]
