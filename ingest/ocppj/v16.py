@@ -221,3 +221,13 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
     @handles(Action.diagnostics_status_notification)
     async def on_diagnostics_status_notification(self, **_: Any) -> Any:
         return call_result.DiagnosticsStatusNotification()
+
+    # The security extension's twins of the two above (a station that has it reports logs and
+    # signed firmware updates with these): acknowledged alike, nothing stored.
+    @handles(Action.log_status_notification)
+    async def on_log_status_notification(self, **_: Any) -> Any:
+        return call_result.LogStatusNotification()
+
+    @handles(Action.signed_firmware_status_notification)
+    async def on_signed_firmware_status_notification(self, **_: Any) -> Any:
+        return call_result.SignedFirmwareStatusNotification()

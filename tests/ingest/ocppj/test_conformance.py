@@ -17,7 +17,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from ocpp.exceptions import OCPPError
 from ocpp.v16 import ChargePoint as Client16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as Client201
@@ -30,7 +32,7 @@ from chargewatch.state import StateStore
 from ingest.ocppj import OcppGateway
 from ingest.ocppj.shared_book import SharedBook
 
-from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
+from .harness import NOW_NS, PSEUDONYMIZE, Collector, make_gateway, serving
 
 CLIENT_LOG = logging.getLogger("tests.ocpp.client")
 TAG = "04E1A2B3C4D5E6"
@@ -936,3 +938,101 @@ def test_data_transfer_of_a_vendor_without_implementation_is_unknown_vendor(vers
     sink, gateway = run(body)
     assert [(a.status, a.data) for a in answers] == [("UnknownVendorId", None)] * 2
     assert gateway.messages["DataTransfer"] == 2 and not gateway.rejected and sink.events == []
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+def test_unknown_actions_get_not_implemented_and_the_station_carries_on(version: str) -> None:
+    """OCPP-J: an action the receiver does not know is answered with a CALLERROR NotImplemented
+    (an action of the version it does not take: NotSupported); the connection stays usable."""
+    frames: list[Any] = []
+
+    async def body(url: str) -> None:
+        async with connect(f"{url}/CP-U", subprotocols=[Subprotocol(version)]) as ws:
+            for frame in (
+                [2, "u1", "VendorSpecificPing", {"x": 1}],
+                [2, "u2", "GetConfiguration" if version == "ocpp1.6" else "GetVariables", {}],
+                [2, "u3", "Heartbeat", {}],
+            ):
+                await ws.send(orjson.dumps(frame).decode())
+                frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+    _, gateway = run(body)
+    assert [f[:3] for f in frames[:2]] == [[4, "u1", "NotImplemented"], [4, "u2", "NotSupported"]]
+    assert all(isinstance(f[3], str) and f[4] == {} for f in frames[:2])
+    assert frames[2][:2] == [3, "u3"] and parse_ts(frames[2][2]["currentTime"]) == NOW_NS
+    assert gateway.rejected == {"unknown_action": 1, "unsupported_action": 1}
+
+
+def test_security_extension_messages_get_valid_answers_or_not_supported() -> None:
+    """SecurityEventNotification is answered and counted; the messages of features the service
+    does not offer (certificate signing, 15118 certificates, charging limits and needs, logs)
+    get a CALLERROR NotSupported the library accepts, and nothing is stored of them."""
+    answers: list[Any] = []
+    errors: list[str] = []
+    csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----"
+
+    async def ask(cp: Any, payload: Any) -> None:
+        try:
+            answers.append(await cp.call(payload, suppress=False))
+        except OCPPError as exc:
+            errors.append(f"{type(payload).__name__}:{exc.code}")
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-SEC16", "ocpp1.6") as cp:
+            await ask(
+                cp,
+                call16.SecurityEventNotification(
+                    type="TamperDetectionActivated", timestamp=T0, tech_info=None
+                ),
+            )
+            await ask(cp, call16.SignCertificate(csr=csr))
+            await ask(cp, call16.LogStatusNotification(status="Idle", request_id=None))
+            await ask(cp, call16.SignedFirmwareStatusNotification(status="Idle", request_id=None))
+        async with station(url, "CS-SEC201", "ocpp2.0.1") as cs:
+            await ask(
+                cs,
+                call201.SecurityEventNotification(
+                    type="StartupOfTheDevice", timestamp=T0, tech_info="boot"
+                ),
+            )
+            await ask(
+                cs, call201.SignCertificate(csr=csr, certificate_type="ChargingStationCertificate")
+            )
+            await ask(cs, call201.LogStatusNotification(status="Idle", request_id=None))
+            await ask(cs, call201.FirmwareStatusNotification(status="Idle", request_id=None))
+            await ask(
+                cs,
+                call201.NotifyEVChargingNeeds(
+                    evse_id=1,
+                    charging_needs={
+                        "requested_energy_transfer": "AC_three_phase",
+                        "ac_charging_parameters": {
+                            "energy_amount": 30000,
+                            "ev_min_current": 6,
+                            "ev_max_current": 32,
+                            "ev_max_voltage": 400,
+                        },
+                    },
+                ),
+            )
+            await ask(
+                cs,
+                call201.NotifyChargingLimit(
+                    evse_id=1,
+                    charging_limit={"charging_limit_source": "EMS", "is_grid_critical": False},
+                ),
+            )
+            await ask(cs, call201.ClearedChargingLimit(charging_limit_source="EMS", evse_id=1))
+            await ask(cs, call201.Heartbeat())
+
+    sink, gateway = run(body)
+    assert errors == [
+        "SignCertificate:NotSupported",
+        "SignCertificate:NotSupported",
+        "NotifyEVChargingNeeds:NotSupported",
+        "NotifyChargingLimit:NotSupported",
+        "ClearedChargingLimit:NotSupported",
+    ]
+    assert len(answers) == 7  # the status notifications, the security events, the heartbeat
+    assert gateway.stats.security_events == {"TamperDetectionActivated": 1, "StartupOfTheDevice": 1}
+    assert sink.events == []
