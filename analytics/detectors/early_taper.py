@@ -15,7 +15,11 @@ import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.battery import soc_resolution_pct
+from analytics.detectors.battery import (
+    EFFICIENCY_MIN,
+    largest_capacity_wh,
+    soc_resolution_pct,
+)
 from analytics.detectors.prepared import (
     HISTORY_COMPLETE_NS,
     Prepared,
@@ -827,7 +831,8 @@ def _charged_soc(prep: Prepared) -> Prepared:
     dips = bool(np.any(fall > 0))
     resolution = soc_resolution_pct(soc, has)
     coarse = resolution - WHOLE_PERCENT_PCT
-    if not dips and not np.any((coarse > 0) & has.any(axis=1)):
+    stale = _stale_soc(prep, soc, has, resolution)
+    if not dips and not stale.any() and not np.any((coarse > 0) & has.any(axis=1)):
         return prep
     raised = np.where(has, running + np.maximum(coarse, 0.0)[:, None], np.nan)
     big = fall > SOC_FALL_STEPS * np.maximum(resolution, WHOLE_PERCENT_PCT)[:, None]
@@ -835,4 +840,34 @@ def _charged_soc(prep: Prepared) -> Prepared:
         after = np.zeros_like(has)
         after[:, 1:] = np.maximum.accumulate(big, axis=1)
         raised[after] = np.nan
+    if stale.any():
+        raised[np.maximum.accumulate(stale, axis=1)] = np.nan
     return replace(prep, soc_pct=np.minimum(raised, 100.0))
+
+
+# A SoC held is stale only over "tens of kWh" (CONTRACTS.md section 3, soc_inconsistent's flat
+# test, ``min_flat_wh``): a car that updates its figure every half minute at 350 kW holds one
+# value over 3 kWh.
+STALE_SOC_MIN_WH = 10_000.0
+
+
+def _stale_soc(prep: Prepared, soc: FloatArray, has: BoolArray, res: FloatArray) -> BoolArray:
+    """Readings whose SoC (below full) has held one value while more energy flowed than one
+    reporting step of the largest published battery takes (``largest_capacity_wh``, at the
+    lowest charging efficiency), and ``STALE_SOC_MIN_WH`` at least: the figure is stale or
+    stuck, not the car's. Judged at such a figure (23 % held while 16 kWh flowed), a car's
+    own taper was taken for a derate (an independently written fleet, seed 41);
+    ``soc_inconsistent`` flags the flat SoC, and from here on the readings have no SoC for
+    the band."""
+    n, m = soc.shape
+    p = prep.power_w
+    step_wh = np.nan_to_num(np.maximum(trapezoid_wh(p, prep.dt_s), 0.0))
+    cum = np.concatenate((np.zeros((n, 1)), np.cumsum(step_wh, axis=1)), axis=1)
+    previous = np.concatenate((np.full((n, 1), np.nan), forward_fill(soc)[:, :-1]), axis=1)
+    begins = has & ~(soc == previous)
+    cols = np.broadcast_to(np.arange(m), (n, m))
+    first = np.maximum.accumulate(np.where(begins, cols, 0), axis=1)
+    held_wh = cum - np.take_along_axis(cum, first, axis=1)
+    step = np.maximum(res, WHOLE_PERCENT_PCT)
+    need_wh = np.maximum(STALE_SOC_MIN_WH, step / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)
+    return np.asarray(has & (soc < 100.0 - step[:, None]) & (held_wh > need_wh[:, None]))

@@ -228,6 +228,13 @@ def ac_bolt_on_seven_kilowatts() -> Spec:
     return ac_charge(BOLT, level_kw=7.2, soc0=70.0, battery_kwh=60.0, minutes_total=200.0)
 
 
+def own_taper_under_a_stuck_soc() -> Spec:
+    # the car's own taper from 60 % SoC, its reported SoC stuck at 23 % from 23 % on while
+    # 25 kWh flow (blind fleet seed 41, 517921): at "23 %" the taper looked like a derate
+    spec = dc_charge(PLATEAU_TO_60, soc0=15.0, minutes_total=40.0)
+    return with_(spec, soc_pct=list(np.minimum(np.asarray(spec.soc_pct), 23.0)))
+
+
 def offer_lowered_before_the_stop() -> Spec:
     spec = dc_charge(PLATEAU_TO_60, soc0=20.0, minutes_total=25.0)
     t = np.asarray(spec.t_s)
@@ -255,6 +262,7 @@ NORMAL: list[Callable[[], Spec]] = [
     ac_balancing_then_the_driver_leaves,
     ac_own_taper_at_the_top,
     ac_bolt_on_seven_kilowatts,
+    own_taper_under_a_stuck_soc,
     offer_lowered_before_the_stop,
 ]
 
