@@ -17,8 +17,9 @@ reason for a rejection. ``tests/ingest/test_encode.py`` and
 
 A key written twice in one object: JSON leaves its meaning open (RFC 8259 section 4), polars
 keeps the first value and orjson, like Python's ``json`` and JavaScript, the last. A line that
-repeats a key of the schema is not taken here: it goes the per-event way, so both paths give
-the last value, as every other reader of the event file (``json``, ``jq``) would. Rejecting
+repeats a key of the schema is not taken here (unless the key is ``null`` each time, which
+both read alike): it goes the per-event way, so both paths give the last value, as every
+other reader of the event file (``json``, ``jq``) would. Rejecting
 such lines instead would need the per-event decoder to see the repetition, which orjson hides.
 """
 
@@ -85,6 +86,10 @@ _NDJSON_SCHEMA: dict[str, type[pl.DataType]] = {
     **{key: pl.String for key, _dtype, _kinds in _COLUMNS},
 }
 _EMPTY_OBJECT = b"{}"
+# Lines cut as the one field of a CSV file: a control character JSON text never holds raw (it
+# is escaped within strings, RFC 8259 section 7) separates fields (``_line_texts``).
+_CONTROL = "\x1f"
+_LINE_SCHEMA = {"line": pl.String}
 _ID_KEYS = ("station_id", "session_id")
 # A key of the schema written as a key (a colon follows; a value never has one after it).
 _SCHEMA_KEY = '"(?:' + "|".join(_NDJSON_SCHEMA) + r')"[ \t\r\n]*:'  # plain words: no escaping
@@ -153,7 +158,7 @@ def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
     # polars turns a number into a string where a string column is expected, so rows where a
     # string key holds another kind of value (or where \u escapes could hide a key) are odd;
     # so are rows that repeat a key of the schema (polars keeps the first, orjson the last).
-    text = _line_texts(block)
+    text = _line_texts(block, count)
     odd = _repeats_a_key(frame, text).fill_null(True)
     maybe = frame.select(
         pl.any_horizontal(pl.col(key).str.contains(_STRINGIFIED) for key in _ID_KEYS)
@@ -172,10 +177,29 @@ def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
     return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
 
 
-def _line_texts(block: bytes) -> pl.Series:
-    """The lines of ``block`` as text; a line that is not valid UTF-8 (which polars
-    refuses to cast, even non-strictly) becomes null, and so odd: the per-event path rejects
-    it with its reason."""
+def _line_texts(block: bytes, count: int | None = None) -> pl.Series:
+    """The lines of ``block`` (``count`` of them, when known) as text; a line that is not valid
+    UTF-8 (which polars refuses to cast, even non-strictly) becomes null, and so odd: the
+    per-event path rejects it with its reason.
+
+    Cut by polars' CSV reader (one field per line: no quoting, and a separator that valid
+    JSON never holds raw) when it gives back every byte of the block, lines and newlines
+    (nothing taken for a line end or a field separator); else, as for a line that is not
+    UTF-8, line by line."""
+    if count is not None:
+        try:
+            text = pl.read_csv(
+                io.BytesIO(block),
+                has_header=False,
+                separator=_CONTROL,
+                quote_char=None,
+                schema=_LINE_SCHEMA,
+            ).to_series()
+        except pl.exceptions.PolarsError:
+            pass
+        else:
+            if text.len() == count and text.str.len_bytes().sum() + count - 1 == len(block):
+                return text
     raws = block.split(b"\n")
     try:
         return pl.Series(raws, dtype=pl.Binary).cast(pl.String, strict=False)
@@ -184,22 +208,37 @@ def _line_texts(block: bytes) -> pl.Series:
 
 
 def _repeats_a_key(frame: pl.DataFrame, text: pl.Series) -> pl.Series:
-    """Rows where a key of the schema is written twice (or once more in a nested object: taken
-    the per-event way, where it is harmless).
+    """Rows where a key of the schema may be written twice with values that differ (or once
+    more in a nested object: taken the per-event way, where it is harmless).
 
     Each key polars found a value for is written at least once, so a row that writes the
-    schema's keys no more often than that repeats none. Only the others (explicit nulls, or a
-    repetition) are looked at key by key: a fifth of a mixed fleet's lines."""
-    written = text.str.count_matches(_SCHEMA_KEY)
-    present = frame.select(pl.sum_horizontal(pl.col(key).is_not_null() for key in _NDJSON_SCHEMA))
-    unsure = np.flatnonzero((written > present.to_series()).fill_null(True).to_numpy())
-    repeats = pl.Series(np.zeros(text.len(), dtype=bool))
+    schema's keys no more often than that repeats none. The others (a fifth of a mixed fleet's
+    lines: explicit nulls, or a repetition) are certified by their explicit nulls: a row that
+    writes the schema's keys exactly once per key polars found a value for plus once per
+    ``null`` given to a key polars found none for repeats no key with a value, at most a key
+    with ``null`` every time, which both paths read alike. A ``null`` given to a key polars
+    found a value for is not counted (``"power_w":1,"power_w":null``: polars keeps the 1,
+    orjson the null), so such a row stays suspect. Rows are grouped by which keys polars found
+    none for (a few patterns per chunk), one scan of each group for those keys' nulls."""
+    # a line that is not UTF-8 (null text) counts as writing keys without end: suspect
+    written = text.str.count_matches(_SCHEMA_KEY).fill_null(1 << 30).to_numpy()
+    missing = frame.select(pl.col(key).is_null() for key in _NDJSON_SCHEMA).to_numpy()
+    present = missing.shape[1] - missing.sum(axis=1)
+    unsure = np.flatnonzero(written > present)
+    repeats = np.zeros(text.len(), dtype=bool)
     if unsure.size:
-        keys = text.gather(unsure).str.extract_all(_SCHEMA_KEY)
-        # the key itself, whatever whitespace came before its colon
-        keys = keys.list.eval(pl.element().str.strip_chars_end(": \t\r\n"))
-        repeats = repeats.scatter(unsure, keys.list.n_unique() < keys.list.len())
-    return repeats
+        bits = missing[unsure] @ (1 << np.arange(missing.shape[1], dtype=np.int64))
+        patterns, group = np.unique(bits, return_inverse=True)
+        group = group.reshape(-1)
+        for g, pattern in enumerate(patterns.tolist()):
+            rows = unsure[group == g]
+            names = [key for i, key in enumerate(_NDJSON_SCHEMA) if pattern >> i & 1]
+            nulls = np.zeros(rows.size, dtype=np.int64)
+            if names:
+                null_key = '"(?:' + "|".join(names) + r')"[ \t\r\n]*:[ \t\r\n]*null'
+                nulls = text.gather(rows).str.count_matches(null_key).fill_null(0).to_numpy()
+            repeats[rows] = written[rows] > present[rows] + nulls
+    return pl.Series(repeats)
 
 
 def _utf8_or_none(raw: bytes) -> str | None:
