@@ -8,7 +8,7 @@ from typing import NamedTuple, Self
 
 import numpy as np
 
-from analytics.batch import NO_TIME, FloatArray, IntArray, SessionBatch
+from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.meter import (
     JUMP_JITTER_S,
@@ -26,10 +26,10 @@ from chargewatch.sites import StationMetadata, haversine_km
 
 
 class UnauthorizedEnergy(BaseDetector):
-    """Energy delivered on an orphan segment (readings with no session open) or in a session
-    whose authorization was not ``Accepted`` (and not unknown). Learns each station's rated
-    power (``ratings_``), to tell a meter's jump (as meter_jump's defaults define it) from
-    energy.
+    """Energy delivered on an orphan segment (readings with no session open; connector 0, the
+    station's own meter, aside: ``_delivering_orphan``) or in a session whose authorization
+    was not ``Accepted`` (and not unknown). Learns each station's rated power (``ratings_``),
+    to tell a meter's jump (as meter_jump's defaults define it) from energy.
 
     Parameters
     ----------
@@ -53,7 +53,7 @@ class UnauthorizedEnergy(BaseDetector):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
-        orphan = is_none(batch.session_id)
+        orphan = _delivering_orphan(batch)
         auth = batch.auth_result
         concerned = orphan | (~is_none(auth) & np.not_equal(auth, "Accepted"))
         rows = np.flatnonzero(concerned)
@@ -81,7 +81,7 @@ class UnauthorizedEnergy(BaseDetector):
         e_reg = row_sum(np.where(counted, prep.de_wh, 0.0))
         e_pow = row_sum(np.maximum(trapezoid_wh(prep.power_w, prep.dt_s), 0.0))
         energy = np.maximum(e_reg, e_pow)
-        orphan = is_none(batch.session_id)
+        orphan = _delivering_orphan(batch)
         auth = batch.auth_result
         rejected = ~orphan & ~is_none(auth) & np.not_equal(auth, "Accepted")
         concerned = orphan | rejected
@@ -116,6 +116,13 @@ class UnauthorizedEnergy(BaseDetector):
             return out
 
         return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
+
+
+def _delivering_orphan(batch: SessionBatch) -> BoolArray:
+    """Orphan segments of a real connector. Connector 0 is the station itself (OCPP 1.6: its
+    main energy meter, whose clock-aligned readings rise with every connector's sessions;
+    2.0.1: EVSE 0): no session is ever open on it, so its energy is no one's to authorize."""
+    return is_none(batch.session_id) & np.not_equal(batch.connector_id, 0)
 
 
 def session_ends(batch: SessionBatch, now_ns: int) -> IntArray:

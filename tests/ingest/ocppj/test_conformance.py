@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from ocpp.exceptions import OCPPError
@@ -28,6 +36,8 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from chargewatch.events import Reading, SessionStart, SessionStop, StatusChange, parse_ts
+from chargewatch.influx import InfluxClient, LocalInfluxd
+from chargewatch.influx.server import free_port
 from chargewatch.state import StateStore
 from ingest.ocppj import OcppGateway
 from ingest.ocppj.shared_book import SharedBook
@@ -1036,3 +1046,197 @@ def test_security_extension_messages_get_valid_answers_or_not_supported() -> Non
     assert len(answers) == 7  # the status notifications, the security events, the heartbeat
     assert gateway.stats.security_events == {"TamperDetectionActivated": 1, "StartupOfTheDevice": 1}
     assert sink.events == []
+
+
+# --------------------------------------------------------------------------------------------
+# Through `chargewatch serve` into InfluxDB, and the detectors over what was stored
+
+WINDOW = "time >= '2026-11-24T00:00:00Z' AND time <= '2026-11-25T00:00:00Z'"
+
+
+class Serve:
+    """`chargewatch serve` as a process on a free port, its own data directory."""
+
+    def __init__(self, data_dir: Path, influx_url: str, database: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "CHARGEWATCH_INFLUX_URL": influx_url,
+            "CHARGEWATCH_INFLUX_DATABASE": database,
+            "CHARGEWATCH_DATA_DIR": str(data_dir),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chargewatch", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self._healthy() is not None)
+
+    def _healthy(self) -> dict[str, Any] | None:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+        except httpx.HTTPError:
+            return None
+        return dict(answer.json()) if answer.status_code == 200 else None
+
+    def health(self) -> dict[str, Any]:
+        return self._healthy() or {}
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "chargewatch", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 120) -> None:
+    # a bound against hanging, not a speed check: the machine's two cores are shared
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def database(influxd: LocalInfluxd) -> Iterator[str]:
+    name = f"conformance_{uuid.uuid4().hex[:10]}"
+    yield name
+    with InfluxClient(url=influxd.url, database=name) as client:
+        client.query(f'DROP DATABASE "{name}"')
+
+
+def test_sessions_of_both_versions_land_in_influxdb_and_raise_no_flag(
+    influxd: LocalInfluxd, database: str, tmp_path: Path
+) -> None:
+    """A 1.6 station (per-phase kW, kWh register, clock-aligned values of its main meter on
+    connector 0, StopTransaction with transactionData) and a 2.0.1 station (multipliers,
+    TransactionEvent Started/Updated/Ended) charge for an hour at 11 kW: InfluxDB holds every
+    reading in W and Wh on its connector and session, and the detectors run by `chargewatch
+    detect` over that window find nothing wrong (the main meter's rise is no one's energy)."""
+    minutes = range(0, 61, 5)
+    stamp = [f"2026-11-24T08:{m:02d}:00Z" if m < 60 else "2026-11-24T09:00:00Z" for m in minutes]
+    kwh = [11.0 * m / 60 for m in minutes]  # 11 kW for an hour
+    serve = Serve(tmp_path, influxd.url, database)
+
+    async def body(url: str) -> None:
+        async with station(url, "CONF-16", "ocpp1.6") as cp:
+            await cp.call(
+                call16.BootNotification(
+                    charge_point_vendor="EVBox", charge_point_model="BusinessLine"
+                )
+            )
+            start = await cp.call(
+                call16.StartTransaction(
+                    connector_id=1, id_tag=TAG, meter_start=0, timestamp=stamp[0]
+                )
+            )
+            tx = start.transaction_id
+            for i, ts in enumerate(stamp[1:-1], start=1):
+                values = [
+                    sv16(f"{kwh[i]:.4f}", ENERGY, "kWh", context="Sample.Periodic"),
+                    *(sv16("3.6667", POWER, "kW", phase=p) for p in ("L1", "L2", "L3")),
+                    sv16("60", "SoC", "Percent", location="EV"),
+                ]
+                await cp.call(
+                    call16.MeterValues(
+                        connector_id=1,
+                        transaction_id=tx,
+                        meter_value=[{"timestamp": ts, "sampledValue": values}],
+                    )
+                )
+                if i % 3 == 0:  # every quarter hour, the main meter (Sample.Clock)
+                    main = sv16(f"{500 + kwh[i]:.4f}", ENERGY, "kWh", context="Sample.Clock")
+                    await cp.call(
+                        call16.MeterValues(
+                            connector_id=0, meter_value=[{"timestamp": ts, "sampledValue": [main]}]
+                        )
+                    )
+            await cp.call(
+                call16.StopTransaction(
+                    meter_stop=11000,
+                    timestamp=stamp[-1],
+                    transaction_id=tx,
+                    reason="Local",
+                    transaction_data=[
+                        {
+                            "timestamp": stamp[-1],
+                            "sampledValue": [
+                                sv16("11.0", ENERGY, "kWh", context="Transaction.End")
+                            ],
+                        }
+                    ],
+                )
+            )
+        async with station(url, "CONF-201", "ocpp2.0.1") as cs:
+            token = {"id_token": "CONF201TAG", "type": "ISO14443"}
+            txi = {"transaction_id": "c-201", "charging_state": "Charging"}
+            for i, ts in enumerate(stamp):
+                kind, trigger = (
+                    ("Started", "Authorized")
+                    if i == 0
+                    else ("Ended", "StopAuthorized")
+                    if i == len(stamp) - 1
+                    else ("Updated", "MeterValuePeriodic")
+                )
+                values = [sv201(kwh[i] * 1000, ENERGY, "Wh", multiplier=0)]
+                if kind == "Updated":
+                    values += [
+                        sv201(36.667, POWER, "W", phase=p, multiplier=2) for p in ("L1", "L2", "L3")
+                    ]
+                await cs.call(
+                    tx_event(
+                        kind,
+                        ts,
+                        trigger,
+                        i,
+                        txi | ({"stopped_reason": "Local"} if kind == "Ended" else {}),
+                        meter_value=[mv201(ts, *values)],
+                        **(
+                            {"evse": {"id": 1, "connector_id": 1}, "id_token": token}
+                            if kind == "Started"
+                            else {}
+                        ),
+                    )
+                )
+
+    try:
+        asyncio.run(serving_client(f"ws://127.0.0.1:{serve.port}/ocpp", body))
+        wait_for(lambda: serve.health().get("spool_lines") == 0)
+        with InfluxClient(url=influxd.url, database=database) as client:
+            stored = client.query(f"SELECT * FROM reading WHERE {WINDOW} GROUP BY *")
+        by_series = {(s.tags["station_id"], s.tags["connector_id"]): s.columns for s in stored}
+        one = by_series[("CONF-16", "1")]
+        assert one["energy_wh"].tolist() == pytest.approx(
+            [kwh[i] * 1000 for i in range(1, 13)], abs=0.1
+        )
+        assert set(one["session_id"].tolist()) == {"CONF-16-1"}
+        assert one["power_w"][:-1].tolist() == pytest.approx([11000.1] * 11)
+        main = by_series[("CONF-16", "0")]
+        assert main["energy_wh"].tolist() == pytest.approx([502750.0, 505500.0, 508250.0])
+        assert not any(isinstance(v, str) for v in main["session_id"].tolist())  # no session
+        two = by_series[("CONF-201", "1")]
+        assert two["energy_wh"].tolist() == pytest.approx([kwh[i] * 1000 for i in range(13)])
+        assert two["power_w"][1:-1].tolist() == pytest.approx([11000.1] * 11)
+        assert set(two["session_id"].tolist()) == {"CONF-201-c-201"}
+        # the window reaches now: readings count by when they were received too
+        until = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        serve.cli("detect", "--since", "2026-11-24T00:00:00Z", "--until", until)
+        flags = serve.cli("flags", "--since", "2026-11-24T00:00:00Z", "--until", until)
+        assert flags.strip() == ""
+    finally:
+        serve.stop()
+
+
+async def serving_client(url: str, body: Callable[[str], Awaitable[None]]) -> None:
+    await body(url)
