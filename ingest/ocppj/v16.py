@@ -137,7 +137,11 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
             tx_key = await book.open_on(self.station_id, connector_id)
         else:
             tx_key = str(transaction_id)
-            if connector_id > 0 and await book.get(self.station_id, tx_key) is None:
+            if (
+                connector_id > 0
+                and await book.get(self.station_id, tx_key) is None
+                and book.closed_on(self.station_id, tx_key) is None  # stopped: stays stopped
+            ):
                 # a transaction begun before a restart of the service
                 await book.open(self.station_id, tx_key, OpenTransaction(connector_id, None))
         session_id = f"{self.station_id}-{tx_key}" if tx_key is not None else None

@@ -1048,6 +1048,194 @@ def test_security_extension_messages_get_valid_answers_or_not_supported() -> Non
     assert sink.events == []
 
 
+ID_TOKENS = [
+    ("ISO14443", "04E1A2B3C4D5E6"),
+    ("ISO15693", "E0040150A1B2C3D4"),
+    ("eMAID", "NL-TNM-C12345678-X"),
+    ("Central", "remote-start-7f3a"),
+    ("KeyCode", "1234"),
+    ("Local", "LOCAL-CARD-9"),
+    ("MacAddress", "00:1A:2B:3C:4D:5E"),
+    ("NoAuthorization", ""),  # free charging: an empty idToken
+]
+
+
+@pytest.mark.parametrize(("kind", "token"), ID_TOKENS, ids=[k for k, _ in ID_TOKENS])
+def test_v201_every_id_token_type_opens_a_session_of_its_pseudonym(kind: str, token: str) -> None:
+    answers: list[Any] = []
+    id_token = {"id_token": token, "type": kind}
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-TOK", "ocpp2.0.1") as cs:
+            if kind != "NoAuthorization":
+                answers.append(await cs.call(call201.Authorize(id_token=id_token), suppress=False))
+            answers.append(
+                await cs.call(
+                    tx_event(
+                        "Started",
+                        T0,
+                        "RemoteStart" if kind == "Central" else "Authorized",
+                        0,
+                        {"transaction_id": f"tok-{kind}", "remote_start_id": 7}
+                        if kind == "Central"
+                        else {"transaction_id": f"tok-{kind}"},
+                        evse={"id": 1},
+                        id_token=id_token,
+                    ),
+                    suppress=False,
+                )
+            )
+
+    sink, gateway = run(body)
+    assert all(a.id_token_info["status"] == "Accepted" for a in answers) and not gateway.rejected
+    assert of_type(sink, SessionStart) == [
+        SessionStart(TS0, "CS-TOK", 1, f"CS-TOK-tok-{kind}", PSEUDONYMIZE(token), None)
+    ]
+    assert not token or all(token not in repr(e) for e in sink.events)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected_ns"),
+    [
+        ("2026-11-24T08:15:00Z", TS0),
+        ("2026-11-24T08:15:00.250Z", TS0 + 250_000_000),
+        ("2026-11-24T08:15:00.123456Z", TS0 + 123_456_000),
+        ("2026-11-24T09:15:00+01:00", TS0),
+        ("2026-11-24T03:15:00.5-05:00", TS0 + 500_000_000),
+        ("2026-11-24T08:15:00.000+00:00", TS0),
+    ],
+)
+def test_v16_timestamps_with_offsets_and_fractions_are_the_same_instant(
+    stamp: str, expected_ns: int
+) -> None:
+    async def body(url: str) -> None:
+        async with station(url, "CP-TS", "ocpp1.6") as cp:
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=1, meter_value=[{"timestamp": stamp, "sampledValue": [sv16("1")]}]
+                ),
+                suppress=False,
+            )
+            await cp.call(
+                call16.StatusNotification(
+                    connector_id=1, error_code="NoError", status="Available", timestamp=stamp
+                ),
+                suppress=False,
+            )
+
+    sink, _ = run(body)
+    assert [e.ts_ns for e in sink.events] == [expected_ns, expected_ns]
+
+
+STATUSES_16 = [
+    (status, error)
+    for status in (
+        "Available",
+        "Preparing",
+        "Charging",
+        "SuspendedEVSE",
+        "SuspendedEV",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+    )
+    for error in ("NoError",)
+] + [
+    ("Faulted", error)
+    for error in (
+        "ConnectorLockFailure",
+        "EVCommunicationError",
+        "GroundFailure",
+        "HighTemperature",
+        "InternalError",
+        "LocalListConflict",
+        "OtherError",
+        "OverCurrentFailure",
+        "OverVoltage",
+        "PowerMeterFailure",
+        "PowerSwitchFailure",
+        "ReaderFailure",
+        "ResetFailure",
+        "UnderVoltage",
+        "WeakSignal",
+    )
+]
+
+
+def test_v16_every_status_and_error_code_is_stored_as_sent() -> None:
+    async def body(url: str) -> None:
+        async with station(url, "CP-ST", "ocpp1.6") as cp:
+            for status, error in STATUSES_16:
+                await cp.call(
+                    call16.StatusNotification(
+                        connector_id=2, error_code=error, status=status, timestamp=T0
+                    ),
+                    suppress=False,
+                )
+
+    sink, gateway = run(body)
+    assert not gateway.rejected
+    stored = [(e.connector_id, e.status.value, e.error_code.value) for e in sink.events]
+    assert stored == [(2, status, error) for status, error in STATUSES_16]
+
+
+def test_v201_status_notifications_map_onto_the_canonical_statuses() -> None:
+    sent = ["Available", "Occupied", "Reserved", "Unavailable", "Faulted", "Available"]
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-ST", "ocpp2.0.1") as cs:
+            for status in sent:
+                await cs.call(
+                    call201.StatusNotification(
+                        timestamp=T0, connector_status=status, evse_id=2, connector_id=1
+                    ),
+                    suppress=False,
+                )
+
+    sink, _ = run(body)
+    stored = [(e.connector_id, e.status.value, e.error_code.value) for e in sink.events]
+    assert stored == [
+        (2, "Available", "NoError"),
+        (2, "Preparing", "NoError"),
+        (2, "Reserved", "NoError"),
+        (2, "Unavailable", "NoError"),
+        (2, "Faulted", "OtherError"),
+        (2, "Available", "NoError"),
+    ]
+
+
+def test_v16_meter_values_after_the_stop_do_not_reopen_the_transaction() -> None:
+    """A station that sends its Transaction.End values after StopTransaction: they belong to
+    the session they name, and the connector's later readings to no session."""
+
+    async def body(url: str) -> None:
+        async with station(url, "CP-LATE", "ocpp1.6") as cp:
+            start = await cp.call(
+                call16.StartTransaction(connector_id=1, id_tag=TAG, meter_start=0, timestamp=T0)
+            )
+            tx = start.transaction_id
+            await cp.call(call16.StopTransaction(meter_stop=5000, timestamp=T1, transaction_id=tx))
+            end = sv16("5000", ENERGY, "Wh", context="Transaction.End")
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    transaction_id=tx,
+                    meter_value=[{"timestamp": T1, "sampledValue": [end]}],
+                )
+            )
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=1, meter_value=[{"timestamp": T2, "sampledValue": [sv16("5000")]}]
+                )
+            )
+
+    sink, _ = run(body)
+    assert of_type(sink, Reading) == [
+        Reading(TS1, "CP-LATE", 1, "CP-LATE-1000", energy_wh=5000.0),
+        Reading(TS2, "CP-LATE", 1, None, energy_wh=5000.0),
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # Through `chargewatch serve` into InfluxDB, and the detectors over what was stored
 
