@@ -189,7 +189,14 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         readings = await self.readings(
             meter_value, connector_id, session_id, where="meterValue", v201=True
         )
-        energies = [r.energy_wh for r in readings if r.energy_wh is not None]
+        # The registers in time order: Started's first is where the session began, Ended's
+        # last where it stopped (the spec fixes no order for a message's meterValue elements).
+        energies = [
+            e
+            for _ts, e in sorted(
+                (r.ts_ns, r.energy_wh) for r in readings if r.energy_wh is not None
+            )
+        ]
         ended = event_type == "Ended"
         events: list[Event] = []
         pending = known.pending_start if known is not None else None

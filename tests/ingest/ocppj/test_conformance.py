@@ -89,6 +89,10 @@ def of_type(sink: Collector, kind: type) -> list[Any]:
     return [e for e in sink.events if isinstance(e, kind)]
 
 
+def statuses(sink: Collector) -> list[StatusChange]:
+    return [e for e in sink.events if isinstance(e, StatusChange)]
+
+
 def sv16(value: str, measurand: str | None = None, unit: str | None = None, **more: str) -> Any:
     """A 1.6 sampledValue; ``more`` gives phase, location, context, format."""
     keys = {"measurand": measurand, "unit": unit, **more}
@@ -1175,7 +1179,7 @@ def test_v16_every_status_and_error_code_is_stored_as_sent() -> None:
 
     sink, gateway = run(body)
     assert not gateway.rejected
-    stored = [(e.connector_id, e.status.value, e.error_code.value) for e in sink.events]
+    stored = [(e.connector_id, e.status.value, e.error_code.value) for e in statuses(sink)]
     assert stored == [(2, status, error) for status, error in STATUSES_16]
 
 
@@ -1193,7 +1197,7 @@ def test_v201_status_notifications_map_onto_the_canonical_statuses() -> None:
                 )
 
     sink, _ = run(body)
-    stored = [(e.connector_id, e.status.value, e.error_code.value) for e in sink.events]
+    stored = [(e.connector_id, e.status.value, e.error_code.value) for e in statuses(sink)]
     assert stored == [
         (2, "Available", "NoError"),
         (2, "Preparing", "NoError"),
@@ -1201,6 +1205,51 @@ def test_v201_status_notifications_map_onto_the_canonical_statuses() -> None:
         (2, "Unavailable", "NoError"),
         (2, "Faulted", "OtherError"),
         (2, "Available", "NoError"),
+    ]
+
+
+def test_v201_ended_meter_stop_is_the_latest_register_whatever_the_order() -> None:
+    """Ended may carry the transaction's sampled data (TxEnded measurands) besides its
+    Transaction.End value, in no order the spec fixes: the stop's register is the latest."""
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-END", "ocpp2.0.1") as cs:
+            await cs.call(
+                tx_event(
+                    "Started",
+                    T0,
+                    "Authorized",
+                    0,
+                    {"transaction_id": "E-1"},
+                    evse={"id": 1},
+                    id_token={"id_token": "X1", "type": "Local"},
+                    meter_value=[
+                        mv201(T1, sv201(11.0, ENERGY, "kWh", context="Sample.Periodic")),
+                        mv201(T0, sv201(10.0, ENERGY, "kWh", context="Transaction.Begin")),
+                    ],
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Ended",
+                    T3,
+                    "StopAuthorized",
+                    1,
+                    {"transaction_id": "E-1", "stopped_reason": "Local"},
+                    meter_value=[
+                        mv201(T3, sv201(30.0, ENERGY, "kWh", context="Transaction.End")),
+                        mv201(T2, sv201(20.0, ENERGY, "kWh", context="Sample.Periodic")),
+                    ],
+                )
+            )
+
+    sink, _ = run(body)
+    who = PSEUDONYMIZE("X1")
+    assert of_type(sink, SessionStart) == [
+        SessionStart(TS0, "CS-END", 1, "CS-END-E-1", who, 10000.0)
+    ]
+    assert of_type(sink, SessionStop) == [
+        SessionStop(TS3, "CS-END", 1, "CS-END-E-1", 30000.0, "Local")
     ]
 
 
