@@ -7,6 +7,8 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
   TransactionEvent's chargingState then says Charging, SuspendedEV or SuspendedEVSE; Occupied
   during a transaction whose chargingState is known is that state), Reserved -> Reserved,
   Unavailable -> Unavailable, Faulted -> Faulted (error code OtherError; NotifyEvent says more).
+  While one connector of an EVSE is Occupied, what its other connectors report (Unavailable,
+  Available, Reserved) is not the EVSE's status and is not stored; a fault is.
 - TransactionEvent chargingState, when it differs from the status stored last for the EVSE
   (from a chargingState or a StatusNotification): Charging, SuspendedEV, SuspendedEVSE as
   named; EVConnected and Idle -> Preparing during a transaction, Finishing when it ends.
@@ -26,6 +28,7 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from ocpp.v201 import ChargePoint, call_result
@@ -75,6 +78,9 @@ _TRANSACTION_STATES = frozenset(
     s.value for s in _CHARGING_STATE.values() if s is not ChargePointStatus.PREPARING
 )
 _STOP_REASON = {"ImmediateReset": "HardReset"}
+# Connectors whose status a connection remembers: a station has a few EVSEs of one to three
+# connectors each; the largest sites behind one identity a few dozen (book.MAX_OPEN_PER_STATION).
+_MAX_CONNECTORS_KEPT = 128
 _FAULT_VARIABLES = frozenset({"Problem", "Tripped"})
 _FAULT_COMPONENTS: dict[str, ChargePointErrorCode] = {
     "ConnectorPlugRetentionLock": ChargePointErrorCode.CONNECTOR_LOCK_FAILURE,
@@ -115,12 +121,24 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
     async def on_heartbeat(self, **_: Any) -> Any:
         return call_result.Heartbeat(current_time=self.now_text())
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (evse, connector) -> connectorStatus last reported on this connection, most recent
+        # last: an EVSE's status is that of its connector in use (``_evse_status``).
+        self._connectors: OrderedDict[tuple[int, int], str] = OrderedDict()
+        # EVSE -> the status of its transaction's latest chargingState (EVSE ids are bounded,
+        # ``check_connector_id``), for an Occupied that comes after another status.
+        self._charging: dict[int, str] = {}
+
     @handles(Action.status_notification)
     async def on_status_notification(
-        self, timestamp: str, connector_status: str, evse_id: int, **_: Any
+        self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **_: Any
     ) -> Any:
         book, sid = self._ctx.book, self.station_id
-        status = CONNECTOR_STATUS[connector_status]
+        evse_status = self._evse_status(evse_id, connector_id, connector_status)
+        if evse_status is None:
+            return call_result.StatusNotification()
+        status = CONNECTOR_STATUS[evse_status]
         error = (
             ChargePointErrorCode.OTHER_ERROR
             if status is ChargePointStatus.FAULTED
@@ -128,8 +146,9 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         )
         if status is ChargePointStatus.PREPARING and await book.open_on(sid, evse_id) is not None:
             # Occupied during a transaction: its chargingState says what the connector does
-            # (Charging, SuspendedEV...), when that is what was stored last...
-            last = book.charging_status(sid, evse_id)
+            # (Charging, SuspendedEV...), the latest this connection heard, else the one
+            # stored last if it was one...
+            last = self._charging.get(evse_id) or book.charging_status(sid, evse_id)
             if last in _TRANSACTION_STATES:
                 status = ChargePointStatus(last)
         event = StatusChange(self.ts(timestamp, "timestamp"), sid, evse_id, status, error)
@@ -243,12 +262,37 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             book.set_charging_status(sid, connector_id, status_change.status.value)
         return call_result.TransactionEvent(id_token_info=token_info)
 
+    def _evse_status(self, evse_id: int, connector_id: int, connector_status: str) -> str | None:
+        """Records the connector's status; the connectorStatus its EVSE takes from it, or None
+        when it says nothing of the EVSE. An EVSE with several connectors (CCS and CHAdeMO,
+        say) charges through one at a time and reports the others Unavailable (or Available,
+        Reserved) meanwhile, which must not hide the one in use; a fault of any connector is
+        the EVSE's, and when it clears the EVSE is the one in use's again (Occupied)."""
+        key = (evse_id, connector_id)
+        previous = self._connectors.pop(key, None)
+        self._connectors[key] = connector_status
+        while len(self._connectors) > _MAX_CONNECTORS_KEPT:
+            self._connectors.popitem(last=False)
+        if connector_status in ("Occupied", "Faulted"):
+            return connector_status
+        sibling_in_use = any(
+            status == "Occupied" and evse == evse_id and connector != connector_id
+            for (evse, connector), status in self._connectors.items()
+        )
+        if not sibling_in_use:
+            return connector_status
+        return "Occupied" if previous == "Faulted" else None
+
     def _charging_status(
         self, ts_ns: int, connector_id: int, state: str | None, ended: bool
     ) -> StatusChange | None:
+        if ended:
+            self._charging.pop(connector_id, None)
         if state is None:
             return None
         status = _CHARGING_STATE[state]
+        if not ended:
+            self._charging[connector_id] = status.value
         if ended and status is ChargePointStatus.PREPARING:
             status = ChargePointStatus.FINISHING
         if self._ctx.book.charging_status(self.station_id, connector_id) == status.value:

@@ -853,8 +853,7 @@ def test_v201_charging_state_after_a_fault_and_occupied() -> None:
         (ts[0], "Preparing"),
         (ts[0], "Charging"),
         (ts[1], "Faulted"),
-        (ts[2], "Preparing"),
-        (ts[3], "Charging"),
+        (ts[2], "Charging"),  # Occupied: the fault cleared, the transaction charges again
     ]
 
 
@@ -1205,6 +1204,60 @@ def test_v201_status_notifications_map_onto_the_canonical_statuses() -> None:
         (2, "Unavailable", "NoError"),
         (2, "Faulted", "OtherError"),
         (2, "Available", "NoError"),
+    ]
+
+
+def test_v201_an_evse_with_two_connectors_has_the_status_of_the_one_in_use() -> None:
+    """A DC EVSE with CCS (connector 1) and CHAdeMO (connector 2): while the car charges on
+    CCS the station reports CHAdeMO Unavailable, then Available again before CCS; neither is
+    the EVSE's status (connector_id of the events is the EVSE). A fault of either is."""
+
+    def status(ts: str, connector: int, value: str) -> Any:
+        return call201.StatusNotification(
+            timestamp=ts, connector_status=value, evse_id=1, connector_id=connector
+        )
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-DC", "ocpp2.0.1") as cs:
+            for message in (
+                status(STAMPS[0], 1, "Available"),
+                status(STAMPS[0], 2, "Available"),
+                status(STAMPS[1], 1, "Occupied"),
+                status(STAMPS[1], 2, "Unavailable"),
+                tx_event(
+                    "Started",
+                    STAMPS[1],
+                    "Authorized",
+                    0,
+                    {"transaction_id": "DC-1", "charging_state": "Charging"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "DC1", "type": "ISO14443"},
+                ),
+                status(STAMPS[2], 2, "Faulted"),
+                status(STAMPS[3], 2, "Unavailable"),
+                tx_event(
+                    "Ended",
+                    STAMPS[4],
+                    "EVDeparted",
+                    1,
+                    {"transaction_id": "DC-1", "charging_state": "Idle"},
+                ),
+                status(STAMPS[4], 2, "Available"),
+                status(STAMPS[5], 1, "Available"),
+            ):
+                await cs.call(message, suppress=False)
+
+    sink, _ = run(body)
+    ts = STAMPS_NS
+    assert [(e.ts_ns, e.connector_id, e.status.value) for e in statuses(sink)] == [
+        (ts[0], 1, "Available"),
+        (ts[0], 1, "Available"),
+        (ts[1], 1, "Preparing"),  # CCS Occupied; CHAdeMO's Unavailable is not the EVSE's
+        (ts[1], 1, "Charging"),
+        (ts[2], 1, "Faulted"),  # CHAdeMO's fault is the EVSE's...
+        (ts[3], 1, "Charging"),  # ...until it clears: CCS is still in use, charging
+        (ts[4], 1, "Finishing"),  # CHAdeMO's Available while CCS is still Occupied: not stored
+        (ts[5], 1, "Available"),
     ]
 
 
