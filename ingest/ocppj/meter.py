@@ -17,7 +17,8 @@ How a message's samples map onto a reading:
   per phase (the neutral N is left out); voltage is the average phase-to-neutral voltage, or the
   average line-to-line voltage divided by sqrt(3) when only that is sent.
 - Location: a value at the Outlet (the default) beats the same measurand at the Inlet, Cable or
-  EV. Temperatures are the battery's: only those at the EV are kept (the hottest, when it sends
+  EV, per-phase values at the Outlet included (they beat a total given elsewhere).
+  Temperatures are the battery's: only those at the EV are kept (the hottest, when it sends
   several); the charger's (Body, Cable, Inlet, Outlet, or no location: Outlet is the default)
   are accepted and counted, not stored. SoC comes from the EV whatever its location says.
 - Measurands the event format has no field for (export and reactive energy and power, interval
@@ -267,14 +268,17 @@ class _Gathered:
             self.line_to_line[s.phase] = s.value
 
     def values(self) -> dict[str, float]:
-        """Each field's value: its total, else from its phases (summed or averaged)."""
+        """Each field's value: its total, else from its phases (summed or averaged); phases at
+        the Outlet beat a total only elsewhere (the EV's, say), as any Outlet value does."""
         values = {f.value: v for f, (_preferred, v) in self.totals.items()}
-        for f, by_phase in self.phases.items():
-            if f.value in values or not by_phase:
+        at_outlet = {f for f, (preferred, _v) in self.totals.items() if preferred}
+        for f, by_phase in self.phases.items():  # phases are kept at the Outlet only
+            if f in at_outlet or not by_phase:
                 continue
             total = math.fsum(by_phase.values())
             values[f.value] = total if f in _SUMMED else total / len(by_phase)
-        if _Field.VOLTAGE.value not in values and self.line_to_line:
+            at_outlet.add(f)
+        if _Field.VOLTAGE not in at_outlet and self.line_to_line:
             line_to_line = math.fsum(self.line_to_line.values()) / len(self.line_to_line)
             values[_Field.VOLTAGE.value] = line_to_line / _SQRT3
         if self.hottest is not None:

@@ -192,6 +192,19 @@ METER_16: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
         {"power_w": 7000.0},
     ),
     (
+        "outlet-phases-beat-an-ev-total",
+        [
+            *(
+                sv16("16.0", "Current.Import", "A", phase=p, location="Outlet")
+                for p in ("L1", "L2")
+            ),
+            sv16("15.5", "Current.Import", "A", location="EV"),
+            *(sv16("3.68", POWER, "kW", phase=p) for p in ("L1", "L2")),
+            sv16("7.0", POWER, "kW", location="EV"),
+        ],
+        {"current_a": 16.0, "power_w": 7360.0},
+    ),
+    (
         "soc-and-battery-temperature",
         [
             sv16("63", "SoC", "Percent", location="EV"),
