@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from analytics.batch import NO_TIME, FloatArray, IntArray, SessionBatch, StatusCode
+from analytics.detectors.prepared import block_layout, compact_history
 from chargewatch.events import (
     Authorize,
     ChargePointStatus,
@@ -62,17 +63,59 @@ _NAN = float("nan")
 class Handout:
     """Batches handed out by the assembler, built one at a time as they are iterated (only one
     needs to be in memory), and, when they are several, ``sample``: rows spread over all of them
-    in one batch, to fit detectors on every part of the input."""
+    in one batch, to fit detectors on every part of the input (built when first asked for;
+    ``history`` gives the same rows without the padding)."""
 
     def __init__(
         self,
         groups: list[IntArray],
         make: Callable[[IntArray], SessionBatch],
         sample: SessionBatch | None,
+        *,
+        sample_rows: IntArray | None = None,
+        make_wide: Callable[[IntArray, int], SessionBatch] | None = None,
+        counts: IntArray | None = None,
     ) -> None:
         self._groups = groups
         self._make = make
-        self.sample = sample
+        self._sample = sample
+        # the sample not made yet: its rows, how to make rows at least so wide, their lengths
+        self._sample_rows = sample_rows
+        self._make_wide = make_wide
+        self._counts = counts
+
+    @property
+    def sample(self) -> SessionBatch | None:
+        if self._sample is None and self._sample_rows is not None:
+            self._sample = self._make(self._sample_rows)
+            self._sample_rows = None
+        return self._sample
+
+    @sample.setter
+    def sample(self, value: SessionBatch | None) -> None:
+        self._sample = value
+        self._sample_rows = None
+
+    @property
+    def has_sample(self) -> bool:
+        return self._sample is not None or self._sample_rows is not None
+
+    def history(self) -> SessionBatch | None:
+        """The rows of ``sample`` to fit detectors on, as a ``compact_history`` when the padded
+        batch would be mostly padding (what the detectors learn is the same: rows of like
+        length made as ``row_blocks`` would cut them from it, none of the padding made);
+        else ``sample`` itself. Not kept: made anew at each call."""
+        rows, counts, make_wide = self._sample_rows, self._counts, self._make_wide
+        if self._sample is not None or rows is None or counts is None or make_wide is None:
+            return self._sample
+        width = counts[rows]
+        m = int(width.max()) if width.size else 0
+        layout = block_layout(width, m)
+        if layout is None:
+            return self.sample
+        order, bounds = layout
+        blocks = [make_wide(rows[order[begin:end]], cut) for begin, end, cut in bounds]
+        return compact_history(blocks, order, m)
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -524,7 +567,8 @@ class Assembler:
         taken_idx = np.flatnonzero(taken)
         taken_row = row[taken_idx]
 
-        def make(group: IntArray) -> SessionBatch:
+        def make_wide(group: IntArray, width: int) -> SessionBatch:
+            """The rows ``group``, in that order, at least ``width`` samples wide."""
             local = np.full(n_rows, -1, dtype=np.int64)
             local[group] = np.arange(group.size)
             pick = taken_idx[local[taken_row] >= 0]
@@ -536,20 +580,24 @@ class Assembler:
                 [column[pick] for column in values],
                 group.size,
                 lookup,
+                width,
             )
             batch = SessionBatch(**{k: v[group] for k, v in meta.items()}, **columns)
             return _with_times(batch, is_orphan[group])
 
+        def make(group: IntArray) -> SessionBatch:
+            return make_wide(group, 0)
+
         groups = _groups(counts, max_cells)
-        sample = None
+        rows: IntArray | None = None
         if sample_cells is None:
-            sample = make(_sample(counts, max_cells)) if len(groups) > 1 and max_cells else None
+            rows = _sample(counts, max_cells) if len(groups) > 1 and max_cells else None
         elif len(groups) > 1 and sample_cells:
             one = len(_groups(counts, sample_cells)) == 1  # as one batch of sample_cells
-            sample = make(np.arange(counts.size) if one else _sample(counts, sample_cells))
+            rows = np.arange(counts.size) if one else _sample(counts, sample_cells)
         cols.keep(~taken)
         self._forget(take_sessions)
-        return Handout(groups, make, sample)
+        return Handout(groups, make, None, sample_rows=rows, make_wide=make_wide, counts=counts)
 
     def _orphan_segments(
         self, t_ns: IntArray, conn: IntArray, orphan: np.ndarray, orphans_all: bool
@@ -708,12 +756,14 @@ def _scatter(
     values: list[np.ndarray],
     n_rows: int,
     status_lookup: Callable[[IntArray, IntArray], np.ndarray],
+    min_width: int = 0,
 ) -> dict[str, Any]:
-    """Per-sample columns ordered by (row, t_ns, arrival) and padded to the longest row."""
+    """Per-sample columns ordered by (row, t_ns, arrival) and padded to the longest row (or to
+    ``min_width``, if wider)."""
     order = np.lexsort((arrival, t_ns, row))
     row, t_ns, arrival, conn = row[order], t_ns[order], arrival[order], conn[order]
     count = np.bincount(row, minlength=n_rows).astype(np.int64)
-    width = int(count.max()) if n_rows and row.size else 0
+    width = max(int(count.max()) if n_rows and row.size else 0, min_width)
     offsets = np.concatenate(([0], np.cumsum(count)[:-1])) if n_rows else np.zeros(0, np.int64)
     pos = np.arange(row.size) - offsets[row]
     shape = (n_rows, width)

@@ -278,12 +278,15 @@ class _Scoring:
         report = self._report
         now_ns = self._assembler.now_ns
         report.now_ns = now_ns
-        if not self._fitted and handout.sample is not None:
+        if not self._fitted and handout.has_sample:
             # history is a sample of the first chunk's rows (it spans several batches): fitted
             # on before any batch is built, and let go of after, so that the sample (and what
-            # the detectors derived from it) and a batch are never held at once
-            self._fit(handout.sample)
+            # the detectors derived from it) and a batch are never held at once. Its rows come
+            # as blocks of like length (``Handout.history``), not as one padded batch.
+            history = handout.history()
             handout.sample = None
+            if history is not None:
+                self._fit(history)
         for batch in handout:
             if not batch.n_sessions:
                 continue

@@ -16,7 +16,9 @@ sub-array, never one by one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,8 @@ BLOCK_CELLS = 1 << 19
 # ~90 % padding (bench/detect.py's mixed fleet: 1,037 rows x 1,910 columns, 8 % filled), which
 # every pass of every detector crosses. Above this share the copy would cost more than it saves.
 COMPACT_BELOW_FILL = 0.5
+# Where a batch made by ``compact_history`` keeps its blocks (``row_blocks``).
+_COMPACT_KEY = "_compact_rows"
 
 
 _INT_MAX = np.iinfo(np.int64).max
@@ -73,6 +77,11 @@ class ClockEvidence:
     disorder_s: FloatArray  # worst step back against arrival order
     start_ns: IntArray  # trusted times bounding the bad stretch (NO_TIME when none)
     end_ns: IntArray
+    # readings set aside that arrived before the first trusted one (after the last): the time
+    # from the session start to the first trusted reading (from the last to the stop) was not
+    # a silence of the station's
+    bad_at_head: BoolArray
+    bad_at_tail: BoolArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +324,8 @@ def _clock_evidence_empty(n: int) -> ClockEvidence:
         disorder_s=np.zeros(n),
         start_ns=np.full(n, NO_TIME, dtype=np.int64),
         end_ns=np.full(n, NO_TIME, dtype=np.int64),
+        bad_at_head=np.zeros(n, dtype=bool),
+        bad_at_tail=np.zeros(n, dtype=bool),
     )
 
 
@@ -376,6 +387,8 @@ def _fix_rows(
         disorder_s=np.maximum(back_ns.max(axis=1, initial=-np.inf), 0.0) / NS_PER_S,
         start_ns=np.where((n_bad > 0) & (lo != _INT_MAX), lo, NO_TIME).astype(np.int64),
         end_ns=np.where((n_bad > 0) & (hi != _INT_MIN), hi, NO_TIME).astype(np.int64),
+        bad_at_head=(bad & (last_trusted == _INT_MIN)).any(axis=1),
+        bad_at_tail=(bad & (next_trusted == _INT_MAX)).any(axis=1),
     )
     clock.future_s[~future.any(axis=1)] = 0.0
     clock.before_start_s[~before.any(axis=1)] = 0.0
@@ -464,7 +477,14 @@ def row_blocks(
     batch each block row is (None: the blocks are the rows in order, views of the batch). A
     batch that is mostly padding comes in blocks of rows of like length, each cut to its
     widest row (``COMPACT_BELOW_FILL``): for work whose result for a row depends on that row
-    alone (per-row scoring, the features a detector learns from), the same results."""
+    alone (per-row scoring, the features a detector learns from), the same results. A
+    ``compact_history`` gives the blocks it was made of."""
+    held = batch.extra.get(_COMPACT_KEY)
+    if isinstance(held, tuple):
+        cells, blocks, order = held
+        if cells != block_cells:
+            raise ValueError(f"a compact history holds its rows in blocks of {cells} cells")
+        return list(blocks), order
     n, m = batch.n_sessions, batch.n_steps
     valid = batch.valid
     # each row's width: up to its last valid sample (padding is after them, by the contract)
@@ -473,22 +493,66 @@ def row_blocks(
         if m
         else np.zeros(n, dtype=np.int64)
     )
-    if int(width.sum()) >= COMPACT_BELOW_FILL * n * m:
+    layout = block_layout(width, m, block_cells)
+    if layout is None:
         if n * max(m, 1) <= block_cells:
             return [batch], None
         step = max(1, block_cells // max(m, 1))
         return [batch.rows(start, min(start + step, n)) for start in range(0, n, step)], None
+    order, bounds = layout
+    return [_trimmed(batch, order[begin:end], cut) for begin, end, cut in bounds], order
+
+
+def is_compact(batch: SessionBatch) -> bool:
+    """Whether ``batch`` is a ``compact_history`` (its samples only in its blocks)."""
+    return isinstance(batch.extra.get(_COMPACT_KEY), tuple)
+
+
+def block_layout(
+    width: IntArray, m: int, block_cells: int = BLOCK_CELLS
+) -> tuple[IntArray, list[tuple[int, int, int]]] | None:
+    """How ``row_blocks`` cuts rows ``width`` samples wide in a batch ``m`` wide: None when it
+    takes the batch as it is (mostly samples, ``COMPACT_BELOW_FILL``); else the rows in order
+    of width and each block as ``(begin, end, columns)`` in that order."""
+    n = int(width.size)
+    if int(width.sum()) >= COMPACT_BELOW_FILL * n * m:
+        return None
     order = np.argsort(width, kind="stable")
     # at least two columns (as many as there are): a step between samples always has a shape
-    cut = np.minimum(np.maximum(width[order], 2), m).tolist()
-    blocks: list[SessionBatch] = []
+    cut: list[int] = np.minimum(np.maximum(width[order], 2), m).tolist()
+    bounds: list[tuple[int, int, int]] = []
     begin = 0
     for end in range(1, n + 1):
         # widths ascend: the row just taken is the block's widest
         if end == n or (end + 1 - begin) * cut[end] > block_cells:
-            blocks.append(_trimmed(batch, order[begin:end], cut[end - 1]))
+            bounds.append((begin, end, cut[end - 1]))
             begin = end
-    return blocks, np.asarray(order, dtype=np.int64)
+    return np.asarray(order, dtype=np.int64), bounds
+
+
+def compact_history(
+    blocks: Sequence[SessionBatch], order: IntArray, width: int, block_cells: int = BLOCK_CELLS
+) -> SessionBatch:
+    """A batch of the rows ``blocks`` hold (as ``row_blocks`` cuts a batch ``width`` wide:
+    ``order`` gives each block row's row), to fit detectors on without the padded arrays: its
+    per-session values are the rows' own, its sample arrays only padding, without memory
+    (read-only views of one value), and ``row_blocks`` gives back ``blocks``. What detectors
+    learn from samples they read a block at a time (``row_blocks``), where each row's result
+    is its own: the same as from the padded batch (``tests/analytics/test_compact_history.py``).
+    The padded one of a mixed fleet's history is ~150 MB, nine tenths padding."""
+    back = np.empty_like(order)
+    back[order] = np.arange(order.size)
+    fields: dict[str, Any] = {}
+    for name in SessionBatch.__dataclass_fields__:
+        if name == "extra":
+            continue
+        first = getattr(blocks[0], name)
+        if first.ndim == 1:
+            fields[name] = np.concatenate([getattr(block, name) for block in blocks])[back]
+        else:
+            pad = np.array(np.nan if first.dtype.kind == "f" else 0, dtype=first.dtype)
+            fields[name] = np.broadcast_to(pad, (order.size, width))
+    return SessionBatch(**fields, extra={_COMPACT_KEY: (block_cells, tuple(blocks), order)})
 
 
 def _trimmed(batch: SessionBatch, rows: IntArray, width: int) -> SessionBatch:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from analytics.batch import FloatArray, SessionBatch
-from analytics.detectors.prepared import Prepared
+from analytics.detectors.prepared import Prepared, is_compact, row_blocks
 from analytics.detectors.reductions import row_max
 from chargewatch.sites import StationMetadata
 
@@ -89,9 +89,12 @@ class StationRatings:
     def _learn(cls, batch: SessionBatch, stations: StationMetadata) -> StationRatings:
         declared_ids, declared_w = stations.declared_ratings()
         if batch.n_sessions and batch.n_steps:
-            valid = batch.valid
-            offered = row_max(np.where(valid, batch.power_offered_w, np.nan))
-            power = row_max(np.where(valid, batch.power_w, np.nan))
+            # each row's own highest values; from the blocks of a compact history
+            blocks, order = row_blocks(batch) if is_compact(batch) else ([batch], None)
+            offered = np.concatenate([_row_max_valid(b, b.power_offered_w) for b in blocks])
+            power = np.concatenate([_row_max_valid(b, b.power_w) for b in blocks])
+            if order is not None:
+                offered[order], power[order] = offered.copy(), power.copy()
             seen = batch.station_id.astype(str)
         else:
             offered = power = np.zeros(0)
@@ -136,6 +139,10 @@ class StationRatings:
             note = self.notes[pos]
             return str(note) if note is not None else None
         return None
+
+
+def _row_max_valid(batch: SessionBatch, values: FloatArray) -> FloatArray:
+    return row_max(np.where(batch.valid, values, np.nan))
 
 
 def rated_power_w(prep: Prepared, learned: FloatArray) -> FloatArray:
