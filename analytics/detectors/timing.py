@@ -87,6 +87,12 @@ class DataGap(BaseDetector):
         end_ref = np.where(batch.stop_ns != NO_TIME, batch.stop_ns, horizon)
         tail = np.where(has, (end_ref - t_last) / NS_PER_S, 0.0)
         lead, tail = np.maximum(lead, 0.0), np.maximum(tail, 0.0)
+        # readings set aside for their clock before the first trusted one (after the last)
+        # fill the lead (the tail): the station was not silent, its clock was wrong, which is
+        # clock_fault's to say (blind fleet seed 64, TX-0122-687137: its last 7 readings
+        # stamped 1970 left "no reading for 8 min before the stop")
+        lead = np.where(prep.clock.bad_at_head, 0.0, lead)
+        tail = np.where(prep.clock.bad_at_tail, 0.0, tail)
 
         gaps = np.stack((inner, lead, tail), axis=1)
         which = np.argmax(gaps, axis=1)

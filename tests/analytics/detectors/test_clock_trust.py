@@ -8,7 +8,14 @@ import numpy as np
 
 from analytics.batch import StatusCode
 from analytics.detectors import detect, fit_detectors
-from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
+from tests.analytics.detectors.helpers import (
+    NOW_NS,
+    T0_NS,
+    Spec,
+    from_power,
+    make_batch,
+    with_,
+)
 
 MIN = 60.0
 
@@ -70,3 +77,21 @@ def test_a_reading_delivered_late_is_no_clock_fault() -> None:
     results = _results([reading_delivered_late(), reading_delivered_late_without_register()])
     for kind, r in results.items():
         assert not r.flagged.any(), (kind, r.reason)  # type: ignore[attr-defined]
+
+
+def clock_reset_before_the_stop() -> Spec:
+    # blind fleet seed 64, TX-0122-687137: 48 kW DC every 60 s for 17 min; the station's clock
+    # then falls back to 1970 and its last 7 readings carry 1970 stamps; the stop (stamped by
+    # the back office's clock) comes 8 min after the last trusted reading
+    t = np.arange(0.0, 25 * MIN + 1e-9, MIN)
+    p = np.full(t.size, 48_000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=150_000.0)
+    stamps = np.where(t > 17 * MIN, t + 3600.0 - T0_NS / 1e9, t)  # 1970-01-01T01:xx
+    return with_(spec, t_s=list(stamps), stop_s=float(t[-1]) + 30.0, session_id="S3")
+
+
+def test_readings_set_aside_before_the_stop_are_no_gap() -> None:
+    results = _results([clock_reset_before_the_stop()])
+    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
