@@ -269,15 +269,7 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
     integer nanoseconds (UTC, microsecond precision, as the per-event path keeps); and its
     numbers and connector id as numbers (Float64, Int64) whatever they arrived as."""
     ts, station, session = pl.col("ts"), pl.col("station_id"), pl.col("session_id")
-    ts_ns = (
-        ts.str.replace("Z", "+00:00", literal=True)  # the shape check allows Z only at the end
-        .str.strptime(
-            pl.Datetime("ns", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, cache=False
-        )
-        .cast(pl.Int64)
-        // 1000
-        * 1000
-    )
+    ts_ns = _stamp_ns(ts)
     parsed, shapes = _parsed_numbers(frame)
     connector = pl.col("connector_id")
     checks = [
@@ -300,6 +292,29 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
         .with_columns(ok=pl.all_horizontal(*checks).fill_null(False))
         .drop("shape_ok")
     )
+
+
+def _stamp_ns(ts: pl.Expr) -> pl.Expr:
+    """Integer nanoseconds (UTC, to the microsecond, as the per-event path keeps) of stamps of
+    ``_TS_SHAPE`` (others give any value: they are not ``ok``): the date and time to the
+    second by polars' fixed-width parser, then the fraction's first six digits and the zone
+    from their places (the zone is ``Z`` or six characters at the end). A third of the cost
+    of parsing ``%.f%:z`` in one pattern, which takes a slower, general parser."""
+    zulu = ts.str.ends_with("Z")
+    zone = pl.when(zulu).then(1).otherwise(6)
+    seconds = (
+        ts.str.slice(0, 19)
+        .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False, cache=False)
+        .cast(pl.Int64)
+    )
+    # the fraction's digits: between the dot (after the seconds) and the zone; "" without one
+    digits = ts.str.slice(20, pl.max_horizontal(ts.str.len_bytes().cast(pl.Int64) - 20 - zone, 0))
+    micros = digits.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False)
+    hours = ts.str.slice(-5, 2).cast(pl.Int64, strict=False)
+    minutes = ts.str.slice(-2, 2).cast(pl.Int64, strict=False)
+    sign = pl.when(ts.str.slice(-6, 1) == "-").then(-1).otherwise(1)
+    offset_min = pl.when(zulu).then(0).otherwise(sign * (hours * 60 + minutes))
+    return (seconds + micros - offset_min * 60_000_000) * 1000
 
 
 def _parsed_numbers(frame: pl.DataFrame) -> tuple[list[pl.Expr], list[pl.Expr]]:
