@@ -19,6 +19,11 @@ need the book, not every station's.
 
 A 1.6 StartTransaction's fields are a unique key of the table: a StartTransaction re-sent after
 a lost answer, on this instance or any other, finds the row of the first and gets its id.
+Likewise a stop re-sent after a lost answer (1.6 StopTransaction and 2.0.1 TransactionEvent Ended
+name no connector, and the transaction is no longer open): a closed transaction's connector is
+kept in ``ocpp_closed_transactions`` (the station's ``MAX_CLOSED_PER_STATION`` latest), loaded
+with the station's book, so the instance the station reconnects to stores the stop on its
+connector again.
 
 What stays in memory only: 2.0.1 chargingState per connector (used to send a status change once
 per change): an instance that has not seen the station before records the current state once
@@ -34,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -60,9 +65,14 @@ from .book import (
     TransactionBook,
 )
 
-__all__ = ["OpenTransactionRow", "SharedBook"]
+__all__ = ["MAX_CLOSED_PER_STATION", "ClosedTransactionRow", "OpenTransactionRow", "SharedBook"]
 
 _TABLE = "ocpp_open_transactions"
+_CLOSED_TABLE = "ocpp_closed_transactions"
+# A station's closed transactions whose connector is kept: a stop is re-sent within the station's
+# retry interval (seconds to minutes, a few attempts), while its connectors end a session every
+# twenty minutes or so each: the latest 32 reach back hours on a station of several connectors.
+MAX_CLOSED_PER_STATION = 32
 # Database calls at once: within SQLAlchemy's default pool of 5 connections, one left for the
 # other users of the engine (API keys, jobs). A station's calls come one after another, so
 # this bounds how many stations wait on the database together, not one station's order.
@@ -105,6 +115,27 @@ class OpenTransactionRow(Base):
     )
 
 
+class ClosedTransactionRow(Base):
+    """A transaction of a station closed lately, and the connector it ran on."""
+
+    __tablename__ = _CLOSED_TABLE
+    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer)
+    closed_ns: Mapped[int] = mapped_column(BigInteger)  # wall clock of the closing instance
+
+
+class _Loaded(NamedTuple):
+    """A station's book as stored: its open transactions (oldest first), and the connectors of
+    those closed lately (oldest first)."""
+
+    open: list[tuple[str, OpenTransaction]]
+    closed: list[tuple[str, int]]
+
+
+_NOTHING = _Loaded([], [])
+
+
 class SharedBook:
     """``book.Book`` over the state database at ``engine`` (SQLite or PostgreSQL), with a
     write-through cache of the stations connected to this process."""
@@ -126,7 +157,7 @@ class SharedBook:
         # Books asked for while a load runs, read together by the next one: a reconnecting
         # fleet costs a few queries, not one per station (each query's fixed cost in
         # SQLAlchemy is the larger part, and it holds the GIL against the event loop).
-        self._to_load: dict[str, asyncio.Future[list[tuple[str, OpenTransaction]]]] = {}
+        self._to_load: dict[str, asyncio.Future[_Loaded]] = {}
         self._loading: asyncio.Task[None] | None = None
         self._threads = ThreadPoolExecutor(_THREADS, thread_name_prefix="ocpp-book")
         _create_table(engine)
@@ -158,9 +189,11 @@ class SharedBook:
 
     async def close(self, station_id: str, tx_id: str) -> None:
         known = self._cache.get(station_id, tx_id) if station_id in self._loaded else None
-        await self._call(self._delete, station_id, tx_id)
-        if known is not None:
-            self._recently_closed.closed(station_id, tx_id, known.connector_id)
+        connector = await self._call(
+            self._delete, station_id, tx_id, known.connector_id if known is not None else None
+        )
+        if connector is not None:
+            self._recently_closed.closed(station_id, tx_id, connector)
         if station_id in self._loaded:
             self._cache.close(station_id, tx_id)
 
@@ -216,15 +249,17 @@ class SharedBook:
         """Load the station's book into the cache unless it is there."""
         if station_id in self._loaded:
             return
-        rows = await self._load_together(station_id)
+        stored = await self._load_together(station_id)
         if station_id in self._loaded:  # loaded meanwhile, and maybe written since: keep that
             return
         self._cache.forget_station(station_id)
-        for tx_id, tx in rows:
+        for tx_id, tx in stored.open:
             self._cache.open(station_id, tx_id, tx)
+        for tx_id, connector_id in stored.closed:  # closed here or on another instance
+            self._recently_closed.closed(station_id, tx_id, connector_id)
         self._loaded.add(station_id)
 
-    async def _load_together(self, station_id: str) -> list[tuple[str, OpenTransaction]]:
+    async def _load_together(self, station_id: str) -> _Loaded:
         """The station's rows, read in one query with those of the other stations asked for
         while the previous query ran."""
         loop = asyncio.get_running_loop()
@@ -237,7 +272,7 @@ class SharedBook:
         return await asyncio.shield(waiting)
 
     async def _load_waiting(self) -> None:
-        batch: dict[str, asyncio.Future[list[tuple[str, OpenTransaction]]]] = {}
+        batch: dict[str, asyncio.Future[_Loaded]] = {}
         try:
             while self._to_load:
                 batch = dict(itertools.islice(self._to_load.items(), _LOAD_BATCH))
@@ -252,7 +287,7 @@ class SharedBook:
                     continue
                 for station_id, waiting in batch.items():
                     if not waiting.done():
-                        waiting.set_result(books.get(station_id, []))
+                        waiting.set_result(books.get(station_id, _NOTHING))
         except asyncio.CancelledError:  # the loop is stopping: so are those waiting
             for waiting in [*batch.values(), *self._to_load.values()]:
                 waiting.cancel()
@@ -267,17 +302,26 @@ class SharedBook:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, functools.partial(work, *args))
 
-    def _load(self, station_ids: list[str]) -> dict[str, list[tuple[str, OpenTransaction]]]:
-        """The open transactions of each station, oldest first (stations without any: absent)."""
+    def _load(self, station_ids: list[str]) -> dict[str, _Loaded]:
+        """Each station's book as stored (stations without any row: absent)."""
         query = (
             select(OpenTransactionRow)
             .where(OpenTransactionRow.station_id.in_(station_ids))
             .order_by(OpenTransactionRow.touched_ns, OpenTransactionRow.tx_id)
         )
-        books: dict[str, list[tuple[str, OpenTransaction]]] = {}
+        closed = (
+            select(ClosedTransactionRow)
+            .where(ClosedTransactionRow.station_id.in_(station_ids))
+            .order_by(ClosedTransactionRow.closed_ns, ClosedTransactionRow.tx_id)
+        )
+        books: dict[str, _Loaded] = {}
         with self._session("read the transaction book") as session:
             for row in session.scalars(query):
-                books.setdefault(row.station_id, []).append((row.tx_id, _open_transaction(row)))
+                book = books.setdefault(row.station_id, _Loaded([], []))
+                book.open.append((row.tx_id, _open_transaction(row)))
+            for done in session.scalars(closed):
+                book = books.setdefault(done.station_id, _Loaded([], []))
+                book.closed.append((done.tx_id, done.connector_id))
         return books
 
     def _write(self, station_id: str, tx_id: str, tx: OpenTransaction, full: bool) -> None:
@@ -299,12 +343,37 @@ class SharedBook:
             if full:
                 self._evict(session, station_id)
 
-    def _delete(self, station_id: str, tx_id: str) -> None:
-        statement = delete(OpenTransactionRow).where(
-            OpenTransactionRow.station_id == station_id, OpenTransactionRow.tx_id == tx_id
-        )
+    def _delete(self, station_id: str, tx_id: str, connector_id: int | None) -> int | None:
+        """Close the transaction: its row goes, its connector (``connector_id``, else the
+        row's) is kept among the station's closed ones; that connector, None when unknown."""
         with self._session("close a transaction") as session, session.begin():
-            session.execute(statement)
+            row = session.get(OpenTransactionRow, (station_id, tx_id))
+            if row is not None:
+                connector_id = row.connector_id if connector_id is None else connector_id
+                session.delete(row)
+            if connector_id is None:
+                return None
+            kept = {"connector_id": connector_id, "closed_ns": time.time_ns()}
+            statement = self._insert(ClosedTransactionRow).values(
+                station_id=station_id, tx_id=tx_id, **kept
+            )
+            session.execute(
+                statement.on_conflict_do_update(index_elements=["station_id", "tx_id"], set_=kept)
+            )
+            older = session.scalars(
+                select(ClosedTransactionRow.tx_id)
+                .where(ClosedTransactionRow.station_id == station_id)
+                .order_by(ClosedTransactionRow.closed_ns.desc(), ClosedTransactionRow.tx_id.desc())
+                .offset(MAX_CLOSED_PER_STATION)
+            ).all()
+            if older:
+                session.execute(
+                    delete(ClosedTransactionRow).where(
+                        ClosedTransactionRow.station_id == station_id,
+                        ClosedTransactionRow.tx_id.in_(older),
+                    )
+                )
+        return connector_id
 
     def _start(self, station_id: str, key: StartKey, new_id: Callable[[], int], full: bool) -> int:
         """The id of ``key``'s transaction: a new one, or the one already stored. Two
@@ -396,16 +465,17 @@ def _create_table(engine: Engine) -> None:
     """The table, unless ``StateStore`` made it already (it does when this module was imported
     first). Two instances starting at once may race on PostgreSQL's catalog: the loser retries
     and finds the table."""
-    table = Base.metadata.tables[_TABLE]
-    for attempt in range(2):
-        try:
-            table.create(engine, checkfirst=True)
-            return
-        except SQLAlchemyError as exc:
-            if attempt:
-                raise StateError(
-                    f"state database: cannot create table {_TABLE}: {_first_line(exc)}"
-                ) from exc
+    for name in (_TABLE, _CLOSED_TABLE):
+        table = Base.metadata.tables[name]
+        for attempt in range(2):
+            try:
+                table.create(engine, checkfirst=True)
+                break
+            except SQLAlchemyError as exc:
+                if attempt:
+                    raise StateError(
+                        f"state database: cannot create table {name}: {_first_line(exc)}"
+                    ) from exc
 
 
 def _first_line(exc: SQLAlchemyError) -> str:

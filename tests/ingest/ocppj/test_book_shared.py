@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import event, func, select, text
+from sqlalchemy.orm import Session
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -31,7 +32,12 @@ from chargewatch.events import Reading, SessionStart, SessionStop
 from chargewatch.state import StateError, StateStore
 from ingest.ocppj import OcppGateway
 from ingest.ocppj.book import MAX_OPEN_PER_STATION, OpenTransaction, StartKey
-from ingest.ocppj.shared_book import OpenTransactionRow, SharedBook
+from ingest.ocppj.shared_book import (
+    MAX_CLOSED_PER_STATION,
+    ClosedTransactionRow,
+    OpenTransactionRow,
+    SharedBook,
+)
 from tests.conftest import postgres_database
 
 from .harness import PSEUDONYMIZE, Collector, make_gateway, serving
@@ -403,6 +409,76 @@ def test_a_resent_start_transaction_gets_the_same_id_from_the_memory_book() -> N
     ids = run(body)
     gateway.close()
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_a_closed_transactions_connector_is_known_on_the_other_instance(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    """A stop re-sent after a lost answer names no connector and finds no open transaction:
+    the instance the station reconnects to learns the connector from the database."""
+    a, b = shared(two_stores[0]), shared(two_stores[1])
+
+    async def body() -> None:
+        tx_id = str(await a.start("CP-1", key(connector=3), two_stores[0].next_value))
+        await a.close("CP-1", tx_id)
+        assert a.closed_on("CP-1", tx_id) == 3
+        assert await b.get("CP-1", tx_id) is None  # loads the station's book on B
+        assert b.closed_on("CP-1", tx_id) == 3
+        assert b.closed_on("CP-1", "no-such-transaction") is None
+
+    run(body)
+
+
+def test_the_closed_transactions_kept_per_station_are_bounded(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    a = shared(two_stores[0])
+    store = two_stores[0]
+
+    async def body() -> None:
+        for i in range(MAX_CLOSED_PER_STATION + 8):
+            await a.open("CP-1", f"tx-{i}", OpenTransaction(1 + i % 2, None))
+            await a.close("CP-1", f"tx-{i}")
+        await a.open("CP-2", "tx-0", OpenTransaction(1, None))
+        await a.close("CP-2", "tx-0")  # another station's are its own
+
+    run(body)
+    with Session(store.engine) as session:
+        kept = session.scalars(
+            select(ClosedTransactionRow.tx_id).where(ClosedTransactionRow.station_id == "CP-1")
+        ).all()
+        assert len(kept) == MAX_CLOSED_PER_STATION
+        assert "tx-0" not in kept and f"tx-{MAX_CLOSED_PER_STATION + 7}" in kept
+        assert session.get(ClosedTransactionRow, ("CP-2", "tx-0")) is not None
+
+
+def test_a_stop_resent_to_the_other_gateway_lands_on_its_connector(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    """1.6: StopTransaction answered by A, the answer lost with the connection; the station
+    reconnects to B and sends it again. B stores the very same stop, on connector 2."""
+    sink_a, sink_b = Collector(), Collector()
+    gateway_a = make_gateway(sink_a, book=shared(two_stores[0]))
+    gateway_b = make_gateway(sink_b, book=shared(two_stores[1]))
+    start = {"connectorId": 2, "idTag": "TAG-1", "meterStart": 1200, "timestamp": T}
+
+    async def body() -> int:
+        async with serving(gateway_a) as url_a, serving(gateway_b) as url_b:
+            async with _station(url_a) as ws:
+                tx_id = int((await call(ws, "1", "StartTransaction", start))["transactionId"])
+                stop = {"transactionId": tx_id, "meterStop": 9000, "timestamp": T}
+                await call(ws, "2", "StopTransaction", stop)
+            async with _station(url_b) as ws:
+                await call(ws, "3", "StopTransaction", stop)
+        return tx_id
+
+    tx_id = run(body)
+    _close(gateway_a, gateway_b)
+    stops = [e for e in sink_a.events + sink_b.events if isinstance(e, SessionStop)]
+    assert [(s.connector_id, s.session_id, s.meter_stop_wh) for s in stops] == [
+        (2, f"CP-1-{tx_id}", 9000.0),
+        (2, f"CP-1-{tx_id}", 9000.0),
+    ]
 
 
 def _station(url: str, station_id: str = "CP-1", version: str = "ocpp1.6") -> Any:
