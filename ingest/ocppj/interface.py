@@ -107,6 +107,7 @@ class GatewayStats:
     events: Counter[str] = field(default_factory=Counter)  # canonical events stored, by type
     security_events: Counter[str] = field(default_factory=Counter)  # by security event type
     unmapped_values: int = 0  # sampled values of measurands the event format does not hold
+    stop_items_left_out: int = 0  # a stop's sampled data beyond the item bound (rpc.check_items)
     responses_ignored: int = 0  # CallResults/CallErrors from stations (we send no Calls)
     refused: Counter[str] = field(default_factory=Counter)  # connections refused, by ``Refusal``
     replaced: int = 0  # connections closed because the same station connected again

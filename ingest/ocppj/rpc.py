@@ -203,23 +203,36 @@ def check_size(raw: str, max_bytes: int) -> None:
         )
 
 
-def check_items(frame: Frame) -> None:
-    """Refuse a Call carrying more than ``MAX_ITEMS_PER_MESSAGE`` sampled values or events.
+def check_items(frame: Frame) -> tuple[Frame, int]:
+    """Refuse a Call carrying more than ``MAX_ITEMS_PER_MESSAGE`` sampled values or events;
+    the frame to handle and how many items were left out of it.
+
+    A stop is never refused for its size (1.6 StopTransaction's transactionData, 2.0.1
+    TransactionEvent Ended's meterValue): refused, it would be lost with its session's end
+    once the station gives up retrying, while its sampled data mostly repeats the MeterValues
+    sent during the session. Its latest meterValue elements are kept, as many as the bound
+    takes (the Transaction.End values among them), the earlier ones left out and counted.
 
     Runs before the schema check, whose cost grows with the items: it only counts, and anything
     malformed is left for the schema check to name.
     """
-    count = 0
-    for key in _ITEM_LISTS:
-        elements = frame.payload.get(key)
-        if isinstance(elements, list):
-            for element in elements:
-                samples = element.get("sampledValue") if isinstance(element, dict) else None
-                count += 1 + (len(samples) if isinstance(samples, list) else 0)
+    counts = {key: _items(frame.payload.get(key)) for key in _ITEM_LISTS}
+    count = sum(sum(c) for c in counts.values())
     for key in _FLAT_ITEM_LISTS:
         elements = frame.payload.get(key)
         if isinstance(elements, list):
             count += len(elements)
+    stop_key = _stop_data_key(frame)
+    if count > MAX_ITEMS_PER_MESSAGE and stop_key is not None:
+        kept, budget = 0, MAX_ITEMS_PER_MESSAGE - (count - sum(counts[stop_key]))
+        for items in reversed(counts[stop_key]):
+            if items > budget:
+                break
+            budget -= items
+            kept += 1
+        elements = frame.payload[stop_key]
+        payload = {**frame.payload, stop_key: elements[len(elements) - kept :]}
+        return frame._replace(payload=payload), sum(counts[stop_key][: len(elements) - kept])
     if count > MAX_ITEMS_PER_MESSAGE:
         raise CallRejectedError(
             Problem.TOO_LARGE,
@@ -227,6 +240,28 @@ def check_items(frame: Frame) -> None:
             f"at most {MAX_ITEMS_PER_MESSAGE} per message, send the rest in further messages",
             frame.unique_id,
         )
+    return frame, 0
+
+
+def _items(elements: Any) -> list[int]:
+    """The items of each element of a list of {timestamp, sampledValue: [...]}: the element
+    and its sampled values."""
+    if not isinstance(elements, list):
+        return []
+    counts = []
+    for element in elements:
+        samples = element.get("sampledValue") if isinstance(element, dict) else None
+        counts.append(1 + (len(samples) if isinstance(samples, list) else 0))
+    return counts
+
+
+def _stop_data_key(frame: Frame) -> str | None:
+    """The key of a stop's list of sampled data, None when the frame is no stop."""
+    if frame.action == "StopTransaction":
+        return "transactionData"
+    if frame.action == "TransactionEvent" and frame.payload.get("eventType") == "Ended":
+        return "meterValue"
+    return None
 
 
 def rejection_for_action(version: Version, frame: Frame) -> CallRejectedError:

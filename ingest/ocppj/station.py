@@ -162,7 +162,15 @@ class StationBase:
             stats.messages[frame.action if handler is not None else "unknown"] += 1
             if handler is None:
                 raise rejection_for_action(self.version, frame)
-            arguments = await ctx.compute(heavy, _arguments, self.version, frame)
+            arguments, left_out = await ctx.compute(heavy, _arguments, self.version, frame)
+            if left_out:
+                stats.stop_items_left_out += left_out
+                logger.warning(
+                    "station %s: %s over the item bound, %d sampled items left out",
+                    self.station_id,
+                    frame.action,
+                    left_out,
+                )
             result = await handler(self, **arguments)
             answer = snake_to_camel_case(remove_nones(serialize_as_dict(result)))
             check_response(self.version, frame.action, answer)
@@ -372,12 +380,13 @@ def _parse(raw: str, max_frame_bytes: int) -> Frame | None:
     return parse_frame(raw)
 
 
-def _arguments(version: Version, frame: Frame) -> dict[str, Any]:
-    """The handler's keyword arguments of a checked Call (items counted first: it is cheap)."""
-    check_items(frame)
+def _arguments(version: Version, frame: Frame) -> tuple[dict[str, Any], int]:
+    """The handler's keyword arguments of a checked Call (items counted first: it is cheap),
+    and how many items of a stop's sampled data were left out (``rpc.check_items``)."""
+    frame, left_out = check_items(frame)
     check_payload(version, frame)
     arguments: dict[str, Any] = _snake_case(frame.payload)
-    return arguments
+    return arguments, left_out
 
 
 def _snake_case(data: Any) -> Any:

@@ -1220,6 +1220,173 @@ def test_v201_status_notifications_map_onto_the_canonical_statuses() -> None:
     ]
 
 
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+def test_a_stop_with_more_sampled_data_than_a_message_may_hold_is_still_stored(
+    version: str,
+) -> None:
+    """A ten-hour session's stop carrying its sampled data every quarter hour, per phase
+    (40 timestamps of 15 values: 640 items, over the gateway's 500 per message). Refused, the
+    stop would be lost once the station gives up retrying; the stop is stored with the latest
+    of its data (the Transaction.End values among them), the rest left out and counted."""
+    n = 40
+
+    def element(i: int) -> dict[str, Any]:
+        ts = f"2026-11-24T{8 + i // 4:02d}:{15 * (i % 4):02d}:00Z"
+        values: list[tuple[str, str, str | None, str | None]] = [
+            (f"{i * 2.75:.2f}", ENERGY, "kWh", None)
+        ]
+        values += [("3.67", POWER, "kW", p) for p in ("L1", "L2", "L3")]
+        values += [("16", "Current.Import", "A", p) for p in ("L1", "L2", "L3")]
+        values += [("230", "Voltage", "V", p) for p in ("L1-N", "L2-N", "L3-N")]
+        values += [("0.99", "Power.Factor", None, None)] * 5
+        if version == "ocpp1.6":
+            return {
+                "timestamp": ts,
+                "sampledValue": [
+                    sv16(v, m, u, **({"phase": p} if p else {})) for v, m, u, p in values
+                ],
+            }
+        return mv201(
+            ts, *(sv201(float(v), m, u, **({"phase": p} if p else {})) for v, m, u, p in values)
+        )
+
+    end = f"2026-11-24T{8 + (n - 1) // 4:02d}:{15 * ((n - 1) % 4):02d}:00Z"
+    answers: list[Any] = []
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-BIG", version) as cs:
+            if version == "ocpp1.6":
+                start = await cs.call(
+                    call16.StartTransaction(connector_id=1, id_tag=TAG, meter_start=0, timestamp=T0)
+                )
+                stop = call16.StopTransaction(
+                    meter_stop=107250,
+                    timestamp=end,
+                    transaction_id=start.transaction_id,
+                    transaction_data=[element(i) for i in range(n)],
+                )
+            else:
+                await cs.call(
+                    tx_event(
+                        "Started",
+                        T0,
+                        "Authorized",
+                        0,
+                        {"transaction_id": "BIG"},
+                        evse={"id": 1},
+                        id_token={"id_token": TAG, "type": "ISO14443"},
+                    )
+                )
+                stop = tx_event(
+                    "Ended",
+                    end,
+                    "EVDeparted",
+                    1,
+                    {"transaction_id": "BIG", "stopped_reason": "EVDisconnected"},
+                    meter_value=[element(i) for i in range(n)],
+                )
+            answers.append(await cs.call(stop, suppress=False))
+
+    sink, gateway = run(body)
+    assert answers and not gateway.rejected
+    (stop,) = of_type(sink, SessionStop)
+    assert (stop.ts_ns, stop.connector_id, stop.meter_stop_wh) == (parse_ts(end), 1, 107250.0)
+    readings = of_type(sink, Reading)
+    kept = 500 // 16  # whole elements of 1 + 15 items that the bound takes, the latest ones
+    assert len(readings) == kept and readings[-1].ts_ns == parse_ts(end)
+    assert readings[-1].power_w == pytest.approx(11010.0) and readings[-1].current_a == 16.0
+    assert gateway.stats.stop_items_left_out == (n - kept) * 16
+
+
+def test_v201_two_evses_at_once_keep_their_readings_apart() -> None:
+    """Two transactions at once on EVSEs 1 and 2: Updated events name no EVSE (only Started
+    must), MeterValues of EVSE 2 during its transaction and of EVSE 0 (the station's main
+    meter) come in between; each reading lands on its EVSE and in its session or none."""
+
+    def kwh(ts: str, value: float) -> list[dict[str, Any]]:
+        return [mv201(ts, sv201(value, ENERGY, "kWh"))]
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-2E", "ocpp2.0.1") as cs:
+            for evse, tx in ((1, "A"), (2, "B")):
+                await cs.call(
+                    tx_event(
+                        "Started",
+                        T0,
+                        "Authorized",
+                        0,
+                        {"transaction_id": tx, "charging_state": "Charging"},
+                        evse={"id": evse, "connector_id": 1},
+                        id_token={"id_token": f"TOKEN-{tx}", "type": "ISO14443"},
+                        meter_value=kwh(T0, 10.0 * evse),
+                    )
+                )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    T1,
+                    "MeterValuePeriodic",
+                    1,
+                    {"transaction_id": "B"},
+                    meter_value=kwh(T1, 21.0),
+                )
+            )
+            await cs.call(call201.MeterValues(evse_id=2, meter_value=kwh(T1, 21.0)))
+            await cs.call(call201.MeterValues(evse_id=0, meter_value=kwh(T1, 900.0)))
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    T1,
+                    "MeterValuePeriodic",
+                    1,
+                    {"transaction_id": "A"},
+                    meter_value=kwh(T1, 11.0),
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Ended",
+                    T2,
+                    "EVDeparted",
+                    2,
+                    {"transaction_id": "A", "stopped_reason": "EVDisconnected"},
+                    meter_value=kwh(T2, 12.0),
+                )
+            )
+            await cs.call(call201.MeterValues(evse_id=1, meter_value=kwh(T3, 12.0)))
+            await cs.call(
+                tx_event(
+                    "Ended",
+                    T3,
+                    "StopAuthorized",
+                    2,
+                    {"transaction_id": "B", "stopped_reason": "Local"},
+                    meter_value=kwh(T3, 23.0),
+                )
+            )
+
+    sink, gateway = run(body)
+    assert not gateway.rejected
+    readings = [
+        (r.ts_ns, r.connector_id, r.session_id, r.energy_wh) for r in of_type(sink, Reading)
+    ]
+    assert readings == [
+        (TS0, 1, "CS-2E-A", 10000.0),
+        (TS0, 2, "CS-2E-B", 20000.0),
+        (TS1, 2, "CS-2E-B", 21000.0),
+        (TS1, 2, "CS-2E-B", 21000.0),
+        (TS1, 0, None, 900000.0),
+        (TS1, 1, "CS-2E-A", 11000.0),
+        (TS2, 1, "CS-2E-A", 12000.0),
+        (TS3, 1, None, 12000.0),
+        (TS3, 2, "CS-2E-B", 23000.0),
+    ]
+    assert of_type(sink, SessionStop) == [
+        SessionStop(TS2, "CS-2E", 1, "CS-2E-A", 12000.0, "EVDisconnected"),
+        SessionStop(TS3, "CS-2E", 2, "CS-2E-B", 23000.0, "Local"),
+    ]
+
+
 def test_v201_an_evse_with_two_connectors_has_the_status_of_the_one_in_use() -> None:
     """A DC EVSE with CCS (connector 1) and CHAdeMO (connector 2): while the car charges on
     CCS the station reports CHAdeMO Unavailable, then Available again before CCS; neither is
