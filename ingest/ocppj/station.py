@@ -342,8 +342,8 @@ class StationBase:
         unmapped = 0
         # Elements of one timestamp are one sample, however the station splits them (some send
         # each measurand or phase as its own element): gathered together, so that phases are
-        # summed, and one reading per timestamp (in InfluxDB, points of one series and time
-        # overwrite each other's fields: a phase per point would leave only the last phase).
+        # summed, and one reading per timestamp (else each element is a reading of its own, and
+        # one phase's power stands for the connector's at that instant).
         by_ts: dict[int, list[Sample]] = {}
         for i, meter_value in enumerate(meter_values):
             at = f"{where}.{i}"

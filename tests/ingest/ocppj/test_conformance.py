@@ -872,8 +872,8 @@ def test_v201_charging_state_after_a_fault_and_occupied() -> None:
 
 def test_v201_occupied_during_a_charging_transaction_is_charging() -> None:
     """Started says Charging (Plug and Charge), then StatusNotification Occupied for the same
-    instant: stored as Charging, not as a Preparing that (same series, same time in InfluxDB)
-    would overwrite it for the rest of the session."""
+    instant: stored as Charging, not also as a Preparing of the same instant (which of the two
+    a reader takes for the latest is then a matter of chance) that lasts the whole session."""
 
     async def body(url: str) -> None:
         async with station(url, "CS-PNC", "ocpp2.0.1") as cs:
@@ -911,8 +911,8 @@ def test_v201_occupied_during_a_charging_transaction_is_charging() -> None:
 @pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
 def test_meter_value_elements_sharing_a_timestamp_make_one_reading(version: str) -> None:
     """Some stations send each measurand (or phase) as its own meterValue element, all with the
-    same timestamp: they are one sample, and the phases are summed, not the last one kept (in
-    InfluxDB, points of one series and time overwrite each other's fields)."""
+    same timestamp: they are one sample, and the phases are summed (as readings of their own,
+    each phase's power would stand for the connector's at that instant)."""
 
     def element(value: float, measurand: str, unit: str, phase: str | None) -> dict[str, Any]:
         if version == "ocpp1.6":
@@ -1615,14 +1615,17 @@ def test_sessions_of_both_versions_land_in_influxdb_and_raise_no_flag(
             for i, ts in enumerate(stamp[1:-1], start=1):
                 values = [
                     sv16(f"{kwh[i]:.4f}", ENERGY, "kWh", context="Sample.Periodic"),
-                    *(sv16("3.6667", POWER, "kW", phase=p) for p in ("L1", "L2", "L3")),
                     sv16("60", "SoC", "Percent", location="EV"),
                 ]
+                phases = [sv16("3.6667", POWER, "kW", phase=p) for p in ("L1", "L2", "L3")]
                 await cp.call(
-                    call16.MeterValues(
+                    call16.MeterValues(  # each phase in an element of its own, one timestamp
                         connector_id=1,
                         transaction_id=tx,
-                        meter_value=[{"timestamp": ts, "sampledValue": values}],
+                        meter_value=[
+                            {"timestamp": ts, "sampledValue": values},
+                            *({"timestamp": ts, "sampledValue": [v]} for v in phases),
+                        ],
                     )
                 )
                 if i % 3 == 0:  # every quarter hour, the main meter (Sample.Clock)
