@@ -15,7 +15,11 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
 - The station chooses transactionId: the session is ``f"{station_id}-{transactionId}"``. Started
   gives SessionStart (meter_start_wh from its energy register, if sent); when Started carries no
   idToken (plug-in first), SessionStart waits for the first event that does, keeping Started's
-  time, or for Ended (then with the pseudonym of the empty token, as for NoAuthorization).
+  time, or for Ended. A session of no one (an idToken of type NoAuthorization, free charging;
+  or Ended before any token) gets a pseudonym of its own, derived from its session id: the
+  empty token's pseudonym, shared by every such session, made each two of them that overlap
+  at different stations one card in two places (concurrent_id_tag). The policy still decides
+  on the empty token.
 - stoppedReason keeps its 2.0.1 name, ImmediateReset becoming 1.6's HardReset; absent means Local.
 - NotifyEvent: a component's Problem (or Tripped) variable turning true -> Faulted, with the
   techCode as vendor error code; AvailabilityState of a connector or EVSE -> its status.
@@ -78,6 +82,7 @@ _TRANSACTION_STATES = frozenset(
     s.value for s in _CHARGING_STATE.values() if s is not ChargePointStatus.PREPARING
 )
 _STOP_REASON = {"ImmediateReset": "HardReset"}
+_NO_AUTHORIZATION = "NoAuthorization"  # the idToken type of free charging (its idToken empty)
 # Connectors whose status a connection remembers: a station has a few EVSEs of one to three
 # connectors each; the largest sites behind one identity a few dozen (book.MAX_OPEN_PER_STATION).
 _MAX_CONNECTORS_KEPT = 128
@@ -224,6 +229,8 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         token_info = None
         if id_token is not None:
             pseudonym, result = self.authorize(id_token["id_token"])
+            if id_token.get("type") == _NO_AUTHORIZATION:
+                pseudonym = self._no_one(session_id)
             token_info = _token_info(result)
             events.append(Authorize(ts_ns, sid, pseudonym, result))
             if pending is not None:
@@ -232,7 +239,7 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
                 )
                 pending = None
         if ended and pending is not None:
-            no_token = self._ctx.pseudonymize("")
+            no_token = self._no_one(session_id)
             events.append(
                 SessionStart(pending[0], sid, connector_id, session_id, no_token, pending[1])
             )
@@ -282,6 +289,10 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         if not sibling_in_use:
             return connector_status
         return "Occupied" if previous == "Faulted" else None
+
+    def _no_one(self, session_id: str) -> str:
+        """The pseudonym of a session that no token names (module docstring)."""
+        return self._ctx.pseudonymize(f"{_NO_AUTHORIZATION}:{session_id}")
 
     def _charging_status(
         self, ts_ns: int, connector_id: int, state: str | None, ended: bool

@@ -1104,10 +1104,53 @@ def test_v201_every_id_token_type_opens_a_session_of_its_pseudonym(kind: str, to
 
     sink, gateway = run(body)
     assert all(a.id_token_info["status"] == "Accepted" for a in answers) and not gateway.rejected
-    assert of_type(sink, SessionStart) == [
-        SessionStart(TS0, "CS-TOK", 1, f"CS-TOK-tok-{kind}", PSEUDONYMIZE(token), None)
-    ]
+    session = f"CS-TOK-tok-{kind}"
+    who = PSEUDONYMIZE(token) if token else PSEUDONYMIZE(f"NoAuthorization:{session}")
+    assert of_type(sink, SessionStart) == [SessionStart(TS0, "CS-TOK", 1, session, who, None)]
     assert not token or all(token not in repr(e) for e in sink.events)
+
+
+def test_v201_sessions_of_no_one_are_not_one_card_in_two_places() -> None:
+    """Free charging (idToken type NoAuthorization, empty) at two stations at once, and a
+    plug-in-first session that ends before any token: each session has a pseudonym of its own,
+    never the empty token's, which would make them one card at two stations at once."""
+    free = {"id_token": "", "type": "NoAuthorization"}
+
+    async def body(url: str) -> None:
+        for station_id in ("CS-FREE-1", "CS-FREE-2"):
+            async with station(url, station_id, "ocpp2.0.1") as cs:
+                await cs.call(
+                    tx_event(
+                        "Started",
+                        T0,
+                        "CablePluggedIn",
+                        0,
+                        {"transaction_id": "1"},
+                        evse={"id": 1},
+                        id_token=free,
+                    )
+                )
+        async with station(url, "CS-FREE-3", "ocpp2.0.1") as cs:
+            await cs.call(
+                tx_event(
+                    "Started", T0, "CablePluggedIn", 0, {"transaction_id": "1"}, evse={"id": 1}
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Ended",
+                    T1,
+                    "EVDeparted",
+                    1,
+                    {"transaction_id": "1", "stopped_reason": "EVDisconnected"},
+                )
+            )
+
+    sink, _ = run(body)
+    starts = of_type(sink, SessionStart)
+    assert [s.session_id for s in starts] == ["CS-FREE-1-1", "CS-FREE-2-1", "CS-FREE-3-1"]
+    pseudonyms = {s.id_pseudonym for s in starts}
+    assert len(pseudonyms) == 3 and PSEUDONYMIZE("") not in pseudonyms
 
 
 @pytest.mark.parametrize(
