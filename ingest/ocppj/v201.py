@@ -341,6 +341,10 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
                 info,
             )
         if variable == "AvailabilityState" and component["name"] in _STATUS_COMPONENTS:
+            connector = evse.get("connector_id")
+            if value in CONNECTOR_STATUS and component["name"] == "Connector" and connector:
+                # a connector's state, as a StatusNotification of it says (``_evse_status``)
+                value = self._evse_status(connector_id, int(connector), value) or ""
             status = CONNECTOR_STATUS.get(value)
             if status is not None:
                 ts_ns = self.ts(item["timestamp"], f"{where}.timestamp")

@@ -1484,6 +1484,37 @@ def test_v201_an_evse_with_two_connectors_has_the_status_of_the_one_in_use() -> 
     ]
 
 
+def test_v201_connector_availability_events_follow_the_connector_in_use() -> None:
+    """The same two-connector EVSE reporting through NotifyEvent (AvailabilityState of each
+    Connector component) rather than StatusNotification: the idle connector's Unavailable
+    does not hide the one in use."""
+
+    def availability(connector: int, value: str, event_id: int) -> dict[str, Any]:
+        return {
+            "event_id": event_id,
+            "timestamp": T1,
+            "trigger": "Delta",
+            "actual_value": value,
+            "event_notification_type": "HardWiredNotification",
+            "component": {"name": "Connector", "evse": {"id": 1, "connector_id": connector}},
+            "variable": {"name": "AvailabilityState"},
+        }
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-NE", "ocpp2.0.1") as cs:
+            await cs.call(
+                call201.NotifyEvent(
+                    generated_at=T1,
+                    seq_no=0,
+                    event_data=[availability(1, "Occupied", 1), availability(2, "Unavailable", 2)],
+                ),
+                suppress=False,
+            )
+
+    sink, _ = run(body)
+    assert [(e.connector_id, e.status.value) for e in statuses(sink)] == [(1, "Preparing")]
+
+
 def test_v201_ended_meter_stop_is_the_latest_register_whatever_the_order() -> None:
     """Ended may carry the transaction's sampled data (TxEnded measurands) besides its
     Transaction.End value, in no order the spec fixes: the stop's register is the latest."""
