@@ -58,6 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHUNK_LINES = 50_000  # lines decoded together as columns: ~12 MB of JSON
+# What ``_reading_columns`` reads of a judged frame.
+_TAKEN_COLUMNS = ("station_id", "connector_id", "session_id", "ts_ns", *READING_FIELDS)
 
 
 @dataclass(slots=True)
@@ -179,7 +181,9 @@ def _decode_chunk(
     if frame is not None:
         frame = judge_readings(frame)
         fast[short] = frame["ok"].to_numpy()
-        readings = _reading_columns(frame.filter(pl.col("ok")), numbers[fast])
+        # only the columns read on: the lines' texts (type, ts) are not copied by the filter
+        taken = frame.select(*_TAKEN_COLUMNS).filter(frame["ok"])
+        readings = _reading_columns(taken, numbers[fast])
     else:
         readings = _no_readings()
     events: list[tuple[int, Event]] = []

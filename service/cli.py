@@ -339,6 +339,31 @@ def detect(
     _detect_window(*_window(since, until))
 
 
+# glibc's mallopt parameters (malloc.h) and what _reuse_freed_memory sets them to: large
+# allocations from the heap up to 32 MB (the most glibc takes: 4 x 1 MiB x sizeof(long)),
+# and freed heap memory handed back to the kernel only beyond 512 MB, above the working set
+# of a chunk of a file (~12 MB of JSON: its frames, a batch and the detectors' temporaries).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES = 32 << 20
+_TRIM_THRESHOLD_BYTES = 512 << 20
+
+
+def _reuse_freed_memory() -> None:
+    """Have glibc's malloc keep the memory a chunk frees for the next chunk, instead of giving
+    arrays over 128 kB back to the kernel at once and taking fresh, page-faulted and zeroed
+    pages for the next ones: half of ``detect --input``'s page faults (a mixed fleet of 100
+    stations x 24 h: 165 k -> 85 k, system time 0.35 -> 0.23 s). A batch command only: the
+    process ends when the file is read. Nothing happens without glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (or no C library to ask)
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
+
+
 def _detect_file(path: Path, output: Path, stations_csv: Path | None = None) -> None:
     from analytics.pipeline import DetectReport, detect_stream
     from chargewatch.errors import EventError
@@ -354,6 +379,7 @@ def _detect_file(path: Path, output: Path, stations_csv: Path | None = None) -> 
     metadata = _stations_file(stations_csv) if stations_csv is not None else None
     report = DetectReport()
     rejections = _RejectedLines(SHOW_REJECTED)
+    _reuse_freed_memory()
 
     def on_reject(line: int, error: EventError) -> None:
         rejections.show(f"line {line}: {error}")
