@@ -5,7 +5,8 @@ the way out and on the answer coming back) to the real gateway over a real WebSo
 third-party station simulators talk to the service. Each case asserts the events the gateway
 hands its sink (what the spool then writes to InfluxDB): units converted, phases not counted
 twice, readings in the right session, nothing lost, and a schema-valid answer for the station.
-The last test runs a 1.6 and a 2.0.1 session through ``chargewatch serve`` into a real InfluxDB.
+The last test runs a 1.6 and a 2.0.1 session through ``chargewatch serve`` into a real InfluxDB
+and the detectors (``chargewatch detect``) over what was stored there.
 """
 
 from __future__ import annotations
@@ -1758,7 +1759,7 @@ def test_sessions_of_both_versions_land_in_influxdb_and_raise_no_flag(
                 )
 
     try:
-        asyncio.run(serving_client(f"ws://127.0.0.1:{serve.port}/ocpp", body))
+        asyncio.run(body(f"ws://127.0.0.1:{serve.port}/ocpp"))
         wait_for(lambda: serve.health().get("spool_lines") == 0)
         with InfluxClient(url=influxd.url, database=database) as client:
             stored = client.query(f"SELECT * FROM reading WHERE {WINDOW} GROUP BY *")
@@ -1783,7 +1784,3 @@ def test_sessions_of_both_versions_land_in_influxdb_and_raise_no_flag(
         assert flags.strip() == ""
     finally:
         serve.stop()
-
-
-async def serving_client(url: str, body: Callable[[str], Awaitable[None]]) -> None:
-    await body(url)
