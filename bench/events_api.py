@@ -1,15 +1,17 @@
 """Benchmark: `POST /api/v1/events` in batches of 1,000 against what InfluxDB itself costs.
 
-The floor is the same points as ready line protocol posted straight to the same InfluxDB in the
-same batches of 1,000 by one writer. chargewatch is a real `chargewatch serve` process: one client
+The floor is the same points as ready line protocol posted straight to InfluxDB in the same
+batches of 1,000 by one writer. chargewatch is a real `chargewatch serve` process: one client
 posts the simulated file as JSON arrays of 1,000 events (with several clients, each posts the
 events of its share of the stations: --split); each 200 means the batch is validated,
 pseudonymized and fsynced in the spool. Reported: events/s until the last acknowledgement, events/s
-until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor measured
-just before it (a floor per configuration, so a shared machine's load weighs on both alike); the
-CPU seconds each part spent meanwhile (serve, its batch workers, influxd) and per 1,000 events
-(what the ratio comes to when the cores are busy with other work); and the load average. The two
-cores are shared by all of them and by this client.
+until everything is in InfluxDB (spool drained), and the ratio of the latter to the floor, measured
+just before and just after it (their mean: a shared machine's load weighs on both alike); the CPU
+seconds each part spent meanwhile (serve, its batch workers, influxd) and per 1,000 events (what
+the ratio comes to when the cores are busy with other work); and the load average. The two cores
+are shared by all of them and by this client. Each floor and each chargewatch run gets an InfluxDB
+of its own, started empty: one that has just taken the last run's 370 k points compacts them
+meanwhile, and a floor measured there came out 30-50 % slower than on a fresh one.
 
     .venv/bin/python bench/events_api.py --stations 200 --hours 24
 """
@@ -26,11 +28,13 @@ sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").reso
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -205,43 +209,58 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cw-bench-api-") as tmp:
         folder = Path(tmp)
         events = simulate_fleet(folder, args.stations, args.hours, seed=13)
-        server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
-        server.start()
-        try:
-            for clients in args.clients:
-                influx_cpu = cpu_seconds(server.pid)
-                floor_s = floor_seconds(server.url, events)
-                influx_cpu = cpu_seconds(server.pid) - influx_cpu
-                print(
-                    f"floor (line protocol posted, 1 writer, batches of {BATCH}): {floor_s:.2f} s, "
-                    f"influxd {influx_cpu:.1f} s CPU; load average "
-                    + " ".join(f"{load:.2f}" for load in os.getloadavg())
-                )
+        for clients in args.clients:
+            floors = [_floor(folder / f"floor-{clients}-before", events)]
+            with _fresh_influxd(folder / f"influx-{clients}") as server:
                 acked_s, drained_s, accepted, cpu = chargewatch_seconds(
                     server.url, server.pid, events, folder / f"c{clients}", clients, args.split
                 )
-                print(
-                    f"{clients} client(s): {accepted} events acknowledged at "
-                    f"{accepted / acked_s:,.0f}/s ({acked_s:.2f} s), all in InfluxDB at "
-                    f"{accepted / drained_s:,.0f}/s ({drained_s:.2f} s); "
-                    f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}; CPU s: "
-                    + ", ".join(
-                        f"{name} {cpu[name]:.1f}" for name in ("serve", "workers", "influxd")
-                    )
-                    + f"; {cpu['writes']:.0f} InfluxDB writes taking {cpu['write_s']:.1f} s"
+            floors.append(_floor(folder / f"floor-{clients}-after", events))
+            floor_s = sum(s for s, _ in floors) / len(floors)
+            influx_cpu = sum(c for _, c in floors) / len(floors)
+            print(
+                f"floor (line protocol posted, 1 writer, batches of {BATCH}): "
+                f"{floors[0][0]:.2f} s before, {floors[1][0]:.2f} s after, "
+                f"influxd {influx_cpu:.1f} s CPU"
+            )
+            print(
+                f"{clients} client(s): {accepted} events acknowledged at "
+                f"{accepted / acked_s:,.0f}/s ({acked_s:.2f} s), all in InfluxDB at "
+                f"{accepted / drained_s:,.0f}/s ({drained_s:.2f} s); "
+                f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}; CPU s: "
+                + ", ".join(f"{name} {cpu[name]:.1f}" for name in ("serve", "workers", "influxd"))
+                + f"; {cpu['writes']:.0f} InfluxDB writes taking {cpu['write_s']:.1f} s"
+            )
+            per_k = 1000 / accepted if accepted else 0.0
+            print(
+                "  CPU ms per 1,000 events: "
+                + ", ".join(
+                    f"{name} {cpu[name] * 1000 * per_k:.1f}"
+                    for name in ("serve", "workers", "influxd")
                 )
-                per_k = 1000 / accepted if accepted else 0.0
-                print(
-                    "  CPU ms per 1,000 events: "
-                    + ", ".join(
-                        f"{name} {cpu[name] * 1000 * per_k:.1f}"
-                        for name in ("serve", "workers", "influxd")
-                    )
-                    + f" (floor's influxd {influx_cpu * 1000 * per_k:.1f}); load average "
-                    + " ".join(f"{load:.2f}" for load in os.getloadavg())
-                )
-        finally:
-            server.stop()
+                + f" (floor's influxd {influx_cpu * 1000 * per_k:.1f}); load average "
+                + " ".join(f"{load:.2f}" for load in os.getloadavg())
+            )
+
+
+@contextlib.contextmanager
+def _fresh_influxd(data_dir: Path) -> Iterator[LocalInfluxd]:
+    """An InfluxDB of its own, started empty, stopped and its data removed afterwards."""
+    server = LocalInfluxd(data_dir=data_dir, port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _floor(data_dir: Path, events: Path) -> tuple[float, float]:
+    """The floor's seconds and influxd's CPU seconds, on an InfluxDB of its own."""
+    with _fresh_influxd(data_dir) as server:
+        influx_cpu = cpu_seconds(server.pid)
+        seconds = floor_seconds(server.url, events)
+        return seconds, cpu_seconds(server.pid) - influx_cpu
 
 
 if __name__ == "__main__":

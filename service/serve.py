@@ -95,7 +95,10 @@ class Service:
             max_group_bytes=settings.max_body_bytes,
         )
         self.drainer = SpoolDrainer(
-            self.spool, self._write_to_influx, batch_lines=settings.influx_batch_lines
+            self.spool,
+            self._write_to_influx,
+            write_body=self._write_to_influx,  # records' payloads as they are, never split
+            batch_lines=settings.influx_batch_lines,
         )
         allowed = settings.ocpp_allowed_id_tags
         tags = allowed.get_secret_value().split(",") if allowed is not None else []
@@ -210,11 +213,13 @@ class Service:
 
     def _store_batch(self, batch: EncodedBatch) -> None:
         """Spool the lines of one batch or group as one record (``BatchGroups``' store)."""
-        lines = batch.lines.split("\n") if batch.lines else []
+        if not batch.lines:
+            return
+        payload = (batch.lines + "\n").encode("utf-8")  # one line per event: no line is split
         try:
-            self.spool.append(lines)
+            self.spool.append_payload(payload, batch.lines.count("\n") + 1)
         except BackpressureError:
-            size = sum(len(line.encode()) + 1 for line in lines)
+            size = len(payload)
             if size > self.settings.spool_max_bytes:  # it would never fit: not worth a retry
                 raise TooLargeError(
                     f"the batch takes {size} bytes in the spool, more than it ever holds "
@@ -232,7 +237,7 @@ class Service:
         for event in events:
             self.metrics.accepted.labels("ocpp", event.type).inc()
 
-    def _write_to_influx(self, lines: list[str]) -> None:
+    def _write_to_influx(self, lines: list[str] | bytes) -> None:
         began = time.perf_counter()
         try:
             self.influx.write(lines)

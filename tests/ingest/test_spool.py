@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import zlib
@@ -388,4 +389,75 @@ def test_one_spool_directory_has_one_opener_at_a_time(tmp_path: Path) -> None:
     spool.close()
     reopened = Spool(tmp_path)  # released on close
     assert reopened.depth().lines == 5
+    reopened.close()
+
+
+# -- the drainer: two writes in flight, the cursor in order ------------------------------------
+
+
+class Held:
+    """``write_body`` for a drainer: the first body waits until the second has been sent (two
+    writes in flight) and the test lets it go; it fails once when ``fail_first`` (InfluxDB
+    gone in the middle)."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        self.bodies: list[bytes] = []
+        self.second_sent = threading.Event()
+        self.release = threading.Event()
+        self.fail_first = fail_first
+        self.lock = threading.Lock()
+
+    def __call__(self, body: bytes) -> None:
+        first = body.startswith(batch(0, 1)[0].encode())
+        if first and not self.second_sent.is_set():
+            assert self.second_sent.wait(10), "the second batch was not sent meanwhile"
+            assert self.release.wait(10)
+            if self.fail_first:
+                self.fail_first = False
+                raise InfluxConnectionError("cannot reach InfluxDB")
+        with self.lock:
+            self.bodies.append(body)
+        if not first:
+            self.second_sent.set()
+
+
+def wait_drained(spool: Spool) -> None:
+    deadline = time.monotonic() + 10
+    while spool.depth().lines and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("fail_first", [False, True])
+def test_the_drainer_sends_two_batches_at_once_and_moves_the_cursor_in_order(
+    tmp_path: Path, fail_first: bool
+) -> None:
+    spool = Spool(tmp_path)
+    for start in range(0, 40, 10):
+        spool.append(batch(start, 10))
+    held = Held(fail_first=fail_first)
+
+    def lines(_: list[str]) -> None:
+        raise AssertionError("batches go as bodies")
+
+    drainer = SpoolDrainer(
+        spool, lines, write_body=held, batch_lines=10, idle_wait_s=0.02, backoff_base_s=0.02
+    )
+    drainer.start()
+    try:
+        assert held.second_sent.wait(10)
+        time.sleep(0.05)
+        # the second batch is in, the first not yet: the cursor stays before both
+        assert spool.depth().lines == 40
+        held.release.set()
+        wait_drained(spool)
+    finally:
+        drainer.stop()
+    assert spool.depth() == SpoolDepth(0, 0)
+    sent = {line for body in held.bodies for line in body.decode().splitlines()}
+    assert sent == set(batch(0, 40))  # each body is records' payloads as they were appended
+    assert all(body.endswith(b"\n") for body in held.bodies)
+    assert drainer.errors == (1 if fail_first else 0)
+    spool.close()
+    reopened = Spool(tmp_path)  # the cursor on disk is past everything sent
+    assert reopened.depth() == SpoolDepth(0, 0)
     reopened.close()
