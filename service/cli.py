@@ -364,6 +364,15 @@ def _reuse_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
+def _freeze_imported() -> None:
+    """Leave what the imports made (modules, classes, functions: they live as long as the
+    process) out of every garbage collection to come: the collector otherwise walks them again
+    at each pass over the older generations, about half of its ~0.1 s in ``detect --input``."""
+    import gc
+
+    gc.freeze()
+
+
 def _detect_file(path: Path, output: Path, stations_csv: Path | None = None) -> None:
     from analytics.pipeline import DetectReport, detect_stream
     from chargewatch.errors import EventError
@@ -380,6 +389,7 @@ def _detect_file(path: Path, output: Path, stations_csv: Path | None = None) -> 
     report = DetectReport()
     rejections = _RejectedLines(SHOW_REJECTED)
     _reuse_freed_memory()
+    _freeze_imported()
 
     def on_reject(line: int, error: EventError) -> None:
         rejections.show(f"line {line}: {error}")
