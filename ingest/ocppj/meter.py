@@ -7,7 +7,10 @@ location, value in the canonical unit), and the samples of one timestamp become 
 How a message's samples map onto a reading:
 
 - Energy.Active.Import.Register -> ``energy_wh`` (Wh or kWh); Power.Active.Import -> ``power_w``
-  (W or kW); Power.Offered -> ``power_offered_w`` (W or kW); Current.Import -> ``current_a``;
+  (W or kW); Power.Offered -> ``power_offered_w`` (W or kW), or else Current.Offered (the
+  limit per phase, in A, that AC chargers under smart charging report) times the sample's
+  phase-to-neutral voltage times its phases with a current, when it gives those per phase
+  (the limit that explains a lower power); Current.Import -> ``current_a``;
   Voltage -> ``voltage_v``; SoC -> ``soc_pct``; Temperature at the EV (the battery's) ->
   ``temperature_c`` (Celsius, the 1.6 misspelling Celcius, Fahrenheit or K). A 1.6
   ``SignedData`` value is skipped.
@@ -22,9 +25,9 @@ How a message's samples map onto a reading:
   several); the charger's (Body, Cable, Inlet, Outlet, or no location: Outlet is the default)
   are accepted and counted, not stored. SoC comes from the EV whatever its location says.
 - Measurands the event format has no field for (export and reactive energy and power, interval
-  energies, Current.Offered, Current.Export, Frequency, Power.Factor, RPM) are accepted and
-  counted, not stored. Every context (Sample.Periodic, Sample.Clock, Transaction.Begin/End,
-  Trigger, Interruption.*) is a sample like any other.
+  energies, Current.Export, Frequency, Power.Factor, RPM) are accepted and counted, not stored.
+  Every context (Sample.Periodic, Sample.Clock, Transaction.Begin/End, Trigger, Interruption.*)
+  is a sample like any other.
 - Impossible values (a negative register, voltage or offered power, SoC outside 0..100, a
   temperature below absolute zero, a value that is not a finite number, a unit that does not
   fit the measurand) reject the whole message with ``ValueRejectedError`` naming the value.
@@ -125,6 +128,7 @@ class _Field(StrEnum):
     VOLTAGE = "voltage_v"
     SOC = "soc_pct"
     TEMPERATURE = "temperature_c"
+    CURRENT_OFFERED = "current_offered_a"  # no reading's field: becomes power_offered_w
 
 
 # measurand -> (field, default unit, {unit: (scale, offset)}, low, high); the ranges are the
@@ -152,6 +156,14 @@ _MAPPED: dict[Measurand, tuple[_Field, str, _Units, float, float]] = {
     Measurand.VOLTAGE: _ranged(_Field.VOLTAGE, "V", {"V": (1.0, 0.0)}),
     Measurand.SOC: _ranged(_Field.SOC, "Percent", {"Percent": (1.0, 0.0)}),
     Measurand.TEMPERATURE: _ranged(_Field.TEMPERATURE, "Celsius", _TEMPERATURE),
+    # As lenient as Current.Import (it was accepted unchecked before it was used at all); only
+    # a value of at least 0 is turned into an offered power.
+    Measurand.CURRENT_OFFERED: (
+        _Field.CURRENT_OFFERED,
+        "A",
+        {"A": (1.0, 0.0)},
+        *READING_RANGES[_Field.CURRENT.value],
+    ),
 }
 _SUMMED = frozenset({_Field.ENERGY, _Field.POWER, _Field.POWER_OFFERED})
 
@@ -283,4 +295,25 @@ class _Gathered:
             values[_Field.VOLTAGE.value] = line_to_line / _SQRT3
         if self.hottest is not None:
             values[_Field.TEMPERATURE.value] = self.hottest
+        offered_a = values.pop(_Field.CURRENT_OFFERED.value, None)
+        if offered_a is not None and _Field.POWER_OFFERED.value not in values:
+            offered_w = self._offered_power_w(offered_a)
+            if offered_w is not None:
+                values[_Field.POWER_OFFERED.value] = offered_w
         return values
+
+    def _offered_power_w(self, offered_a: float) -> float | None:
+        """The power that Current.Offered (per phase) allows: amps x phase-to-neutral volts x
+        the phases that carry current, when the sample gives its phases' currents and volts;
+        None otherwise (totals alone do not say how many phases a charger uses)."""
+        phases = len(self.phases.get(_Field.CURRENT, {}))
+        volts = self.phases.get(_Field.VOLTAGE)
+        if volts:
+            phase_v = math.fsum(volts.values()) / len(volts)
+        elif self.line_to_line:
+            phase_v = math.fsum(self.line_to_line.values()) / len(self.line_to_line) / _SQRT3
+        else:
+            return None
+        if not phases or offered_a < 0.0:
+            return None
+        return offered_a * phase_v * phases

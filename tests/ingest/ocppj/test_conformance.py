@@ -205,6 +205,53 @@ METER_16: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
         ],
         {"current_a": 16.0, "power_w": 7360.0},
     ),
+    (  # an AC charger under load management reports its limit in A per phase
+        "current-offered-with-phase-currents-and-voltages",
+        [
+            sv16("6", "Current.Offered", "A"),
+            *(sv16("6.1", "Current.Import", "A", phase=p) for p in ("L1", "L2", "L3")),
+            *(sv16("230", "Voltage", "V", phase=p) for p in ("L1-N", "L2-N", "L3-N")),
+            sv16("4.1", POWER, "kW"),
+        ],
+        {
+            "current_a": pytest.approx(6.1),
+            "voltage_v": 230.0,
+            "power_w": 4100.0,
+            "power_offered_w": 4140.0,
+        },
+    ),
+    (
+        "current-offered-of-one-phase-line-to-line",
+        [
+            sv16("16", "Current.Offered", "A"),
+            sv16("15.9", "Current.Import", "A", phase="L1"),
+            sv16("400", "Voltage", "V", phase="L1-L2"),
+        ],
+        {
+            "current_a": 15.9,
+            "voltage_v": pytest.approx(400 / 3**0.5),
+            "power_offered_w": pytest.approx(16 * 400 / 3**0.5),
+        },
+    ),
+    (  # totals alone do not say how many phases carry the current: no offered power
+        "current-offered-without-phases",
+        [
+            sv16("16", "Current.Offered", "A"),
+            sv16("16", "Current.Import", "A"),
+            sv16("230", "Voltage", "V"),
+        ],
+        {"current_a": 16.0, "voltage_v": 230.0},
+    ),
+    (  # Power.Offered, when sent, is the offered power
+        "power-offered-beats-current-offered",
+        [
+            sv16("11", "Power.Offered", "kW"),
+            sv16("6", "Current.Offered", "A"),
+            sv16("6", "Current.Import", "A", phase="L1"),
+            sv16("230", "Voltage", "V", phase="L1-N"),
+        ],
+        {"power_offered_w": 11000.0, "current_a": 6.0, "voltage_v": 230.0},
+    ),
     (
         "soc-and-battery-temperature",
         [
@@ -248,7 +295,7 @@ METER_16: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
             sv16("3", "Energy.Reactive.Import.Register", "kvarh"),
             sv16("0.98", "Power.Factor"),
             sv16("50.02", "Frequency"),
-            sv16("32", "Current.Offered", "A"),
+            sv16("32", "Current.Offered", "A"),  # no phases: no offered power from it
             sv16("120", "Energy.Active.Import.Interval", "Wh"),
             sv16("-0.3", "Power.Reactive.Import", "kvar"),
         ],
