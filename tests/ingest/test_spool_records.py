@@ -8,7 +8,7 @@ import zlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.spool_records import HEADER, Damage, Record, Tail, encode, scan
+from ingest.spool_records import HEADER, Damage, Record, Tail, encode, encode_payload, scan
 
 # Tag values with multi-byte UTF-8, as station ids may have: the payload is UTF-8 text.
 station = st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), min_size=1, max_size=8)
@@ -110,3 +110,21 @@ def test_legacy_records_are_read_and_resynchronized_on() -> None:
     items = list(scan(damaged, 0, len(damaged)))
     assert [type(i) for i in items] == [Record, Damage, Record, Record, Record]
     assert items[1].start == len(old[0]) and items[1].end == len(old[0]) + len(old[1])
+
+
+@given(lines)
+def test_a_ready_payload_is_the_record_its_lines_make(record_lines: list[str]) -> None:
+    payload = ("\n".join(record_lines) + "\n").encode()
+    record, size = encode_payload(payload, len(record_lines))
+    assert (record, size) == encode(record_lines)
+    [item] = scan(record, 0, len(record))
+    assert isinstance(item, Record)
+    assert item.payload == payload
+    assert item.lines == record_lines
+
+
+def test_a_payload_whose_lines_are_not_its_count_is_damage() -> None:
+    payload = b"reading,station_id=S power_w=1 1\nreading,station_id=S power_w=2 2\n"
+    for count in (1, 3):
+        record, _ = encode_payload(payload, count)
+        assert [type(item) for item in scan(record, 0, len(record))] == [Damage]
