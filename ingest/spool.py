@@ -535,12 +535,14 @@ class SpoolDrainer:
         flight: deque[tuple[_Batch, Future[None]]] = deque()  # in the spool's order
         after: tuple[int, int] | None = None  # where the last batch read ends; None: the cursor
         while not self._stop.is_set():
-            caught_up = False
+            # Behind a short batch in flight, what trickles in meanwhile gathers into one write
+            # after it, rather than many small ones beside it.
+            caught_up = bool(flight) and flight[-1][0].count < self._batch_lines
             sent = 0
             try:
                 # Read ahead while writes are in flight, so InfluxDB never waits for a read or
                 # for the cursor's fsync.
-                while len(flight) < self._in_flight:
+                while len(flight) < self._in_flight and not caught_up:
                     self._spool.appended.clear()  # an append from now on ends the idle wait
                     batch = self._spool._read_batch(self._batch_lines, after)
                     if batch is None:
