@@ -300,6 +300,31 @@ class MeterBackwards(BaseDetector):
         return step_result(self.kind, prep, x, at, describe, not_scored)
 
 
+def station_meter_rated_w(batch: SessionBatch, rated: FloatArray) -> FloatArray:
+    """``rated`` (per row, a connector's rating), with the rows of connector 0 rated for every
+    connector of their station at once. Connector 0 is the station itself (OCPP 1.6: its main
+    energy meter, sent in clock-aligned MeterValues; 2.0.1: EVSE 0): its register counts what
+    all its connectors deliver together, so a two-connector 11 kW station's main meter rises by
+    22 kW when both charge (a third-party station through ``serve``: "5.500 kWh in 15 min; at
+    most 3.235 kWh possible"). Its connectors are those the batch holds rows of (at least one)."""
+    main = batch.connector_id == 0
+    if not main.any():
+        return rated
+    per_station: dict[str, set[int]] = {}
+    for station, connector in zip(
+        batch.station_id.tolist(), batch.connector_id.tolist(), strict=True
+    ):
+        if connector > 0:
+            per_station.setdefault(str(station), set()).add(int(connector))
+    count = np.array(
+        [max(len(per_station.get(str(s), ())), 1) for s in batch.station_id[main].tolist()],
+        dtype=np.float64,
+    )
+    out = rated.copy()
+    out[main] = rated[main] * count
+    return out
+
+
 class MeterJump(BaseDetector):
     """The register rises by more than the connector could deliver in that interval. Learns
     each station's rated power (``ratings_``).
@@ -338,7 +363,8 @@ class MeterJump(BaseDetector):
         return super().fit(batch)
 
     def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
-        return rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+        rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+        return station_meter_rated_w(batch, rated)
 
     def allowance_wh(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Most each register step may rise; cached in ``batch.extra`` (meter_mismatch reads
