@@ -35,10 +35,30 @@ def fmt_span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def superseded(batch: SessionBatch) -> np.ndarray:
+    """Sessions still open on a connector where a later session has started. A connector
+    carries one session at a time, so the open one ended before that start, and its stop was
+    lost (an OCPP 1.6 StopTransaction the station never delivered): when it ended is unknown,
+    so the time from its last reading on is no silence of an active session."""
+    named = ~is_none(batch.session_id) & (batch.start_ns != NO_TIME)
+    open_rows: np.ndarray = named & (batch.stop_ns == NO_TIME)
+    if not open_rows.any():
+        return open_rows
+    keys = np.char.add(
+        batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id.astype(np.int64))
+    )
+    _, code = np.unique(keys, return_inverse=True)
+    code = code.reshape(-1)
+    latest = np.full(int(code.max()) + 1, NO_TIME, dtype=np.int64)
+    np.maximum.at(latest, code[named], batch.start_ns[named])
+    return np.asarray(open_rows & (latest[code] > batch.start_ns))
+
+
 class DataGap(BaseDetector):
     """No reading for more than 5 sampling intervals (and at least 5 min) while the session is
     open: between readings, after the start, and before the stop (while open: before the
-    latest reading of the batch, at most ``now``; ``score`` says why).
+    latest reading of the batch, at most ``now``; ``score`` says why; not for a session whose
+    connector has started another since: ``superseded``).
     The sampling interval of a row is the median time between its readings. Learns nothing.
 
     Parameters
@@ -92,7 +112,7 @@ class DataGap(BaseDetector):
         # clock_fault's to say (blind fleet seed 64, TX-0122-687137: its last 7 readings
         # stamped 1970 left "no reading for 8 min before the stop")
         lead = np.where(prep.clock.bad_at_head, 0.0, lead)
-        tail = np.where(prep.clock.bad_at_tail, 0.0, tail)
+        tail = np.where(prep.clock.bad_at_tail | superseded(batch), 0.0, tail)
 
         gaps = np.stack((inner, lead, tail), axis=1)
         which = np.argmax(gaps, axis=1)
