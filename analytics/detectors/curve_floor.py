@@ -107,6 +107,58 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
     return {"drop": STEP_DROP, "tiers": tiers, "derivation": STEP_DERIVATION}
 
 
+REBOUND_DERIVATION = (
+    "Each curve, power over SoC with its published points joined by straight lines, is read at"
+    " every whole percent of SoC from 0 to 99; for every pair s1 < s2, its power at s2 over the"
+    " least power it draws from s1 to s2: how far a car climbs back out of its own lowest point"
+    " further up its curve. 'largest' is the greatest over all pairs and all the curves (4"
+    " decimals, rounded up), 'set_by' the models whose curves reach it, with the pair of SoC and"
+    " the powers. Typing errors are corrected first (CURVE_ERRATA). The largest is a gentle"
+    " rise over half the SoC range, not a dip and recovery: no published curve climbs back"
+    " from a fall by more than a few %."
+)
+
+
+def rebound_limit(cars: list[dict[str, Any]]) -> dict[str, Any]:
+    """The most any published curve draws at a higher SoC over the least it drew since a lower
+    one (``REBOUND_DERIVATION``): early_taper's limit for a dip the session climbs out of."""
+    soc = np.arange(float(N_SOC_BINS * SOC_BIN_PCT))
+    ratios = np.empty(len(cars))
+    pairs: list[tuple[int, int, float, float]] = []
+    for i, car in enumerate(cars):  # a hundred or so published curves, off the hot path
+        points = car["dc_charger"]["charging_curve"]
+        power = np.interp(soc, [q["percentage"] for q in points], [q["power"] for q in points])
+        best = (0.0, 0, 0)
+        for s1 in range(soc.size):
+            lowest = np.minimum.accumulate(power[s1:])
+            positive = lowest > 0  # a curve at 0 kW (at 100 %) is left out: nothing to scale
+            if not positive.any():
+                continue
+            ratio = np.where(positive, power[s1:] / np.where(positive, lowest, 1.0), 0.0)
+            k = int(np.argmax(ratio))
+            if ratio[k] > best[0]:
+                best = (float(ratio[k]), s1, s1 + k)
+        ratios[i] = best[0]
+        _, s1, s2 = best
+        pairs.append((s1, s2, float(power[s1 : s2 + 1].min()), float(power[s2])))
+    largest = float(ratios.max())
+    at = np.flatnonzero(ratios == largest).tolist()
+    return {
+        "largest": float(np.ceil(largest * 1e4) / 1e4),
+        "set_by": [
+            {
+                "model": f"{cars[i]['brand']} {cars[i]['model']}",
+                "from_soc_pct": pairs[i][0],
+                "to_soc_pct": pairs[i][1],
+                "lowest_kw": pairs[i][2],
+                "then_kw": pairs[i][3],
+            }
+            for i in at
+        ],
+        "derivation": REBOUND_DERIVATION,
+    }
+
+
 # Published points that are typing errors, by vehicle id: (SoC %, what was published, what is
 # meant). The Opel Corsa-e "7,2 kW-AC" lists 2.0 kW at 73 % where its "11 kW-AC" twin (the same
 # battery and DC charger: the onboard AC charger does not touch the DC path) lists 27.0 kW, and
@@ -242,6 +294,7 @@ def floor_table(ev_data: dict[str, Any]) -> dict[str, Any]:
         "derivation": DERIVATION,
         "ac_derivation": AC_DERIVATION,
         "step": step_limits(cars),
+        "rebound": rebound_limit(cars),
         "bins": bins,
     }
 

@@ -145,6 +145,15 @@ DC_STEP_TIERS = tuple(
 assert [span for span, _ in DC_STEP_TIERS] == [5.0, 10.0], DC_STEP_TIERS
 
 
+# How far a car climbs back out of a dip along its own curve: at a higher SoC no published curve
+# draws more than REBOUND_LIMIT (1.27) times the least it drew since a lower SoC; the largest is
+# the Mazda MX-30's gentle rise from 30 kW at 0 % to 38 kW at 55 %, and no curve climbs back
+# from a fall by more than 3 % (the Ioniq's). A battery's acceptance does not climb back: power
+# that falls and later returns well above where it fell was held down by something else. The
+# number and its source are in dc_curve_floor.json ("rebound"), made by curve_floor.py.
+REBOUND_LIMIT = float(_dc_curve_table()["rebound"]["largest"])
+
+
 # AC cars draw a constant current until their own taper in the last few % of SoC. Measured in
 # minutes at peak power still to go, a taper over the last 10 % of a 100 kWh battery at 3.7 kW
 # still has ~60 min to go where it passes half power: so nothing is demanded in the last 45 min,
@@ -207,10 +216,41 @@ class EarlyTaper(BaseDetector):
         guards against transients, and a transient comes back; what is left to rule out is a
         few stray readings, so ``min_steps`` steps over 5 min (5 readings at the slowest
         common sampling of 60 s).
+    rebound_limit : float, default REBOUND_LIMIT (1.2667)
+        The rebound: on DC, a dip that the session later climbs out of to more than this many
+        times the dip's power, over ``band_margin`` (1.49 times in all), is no car's own curve
+        (see ``_rebound``).
+    rebound_within_s : float, default 30.0
+        ... when the session is back above that within 30 s, or two sampling intervals if
+        longer, of the dip's last reading: a DC charger follows the car's current request at
+        tens of amperes a second (a few seconds from a derated to a full current), and a
+        reading may average over the interval the climb fell in, so the next reading but one
+        shows it whole. A climb over minutes is the car's own acceptance changing.
     min_minutes_at_peak_after_fall : float, default 10.0
         Without SoC: a fall with less than this much charging still to come, counted in minutes
         at the session's peak power, is the car's own last few % (a balancing current at 1-2 kW
         for half an hour is about 5 min at 11 kW).
+
+    The rebound (``_rebound``), a third piece of evidence, DC only: a battery's acceptance does
+    not climb back, so a dip well below what the same session draws later, at a higher SoC, was
+    not the car's curve. What else makes power dip and recover on a real station, and what was
+    decided from CONTRACTS.md section 3:
+
+    - a lower offer (load management, a charging profile): explained when ``power_offered_w``
+      says so; the climb is measured only up to what was offered over the dip, reading by
+      reading. A lower offer the station does not report cannot be told from a derating, and
+      the contract's exception is "a lower ``power_offered_w``": it is flagged (the station
+      delivered less than it should, and said nothing);
+    - power shared between the connectors of one cabinet: the same; a cabinet that shares
+      reports it in its offer, one that does not is flagged as any unexplained dip;
+    - a car's preconditioning or a cold battery warming up: power that starts low and rises is
+      not a dip (the dip must fall first, under ``band_margin`` of the highest power so far);
+      a warm battery that falls and climbs back is a derate the contract names (thermal);
+    - the car's own taper near full and a full car: only readings that are ``Charging``, under
+      100 % SoC and above ``near_zero_w`` count, as dip or as climb; a car that stops
+      (``SuspendedEV``) and resumes is a stall's business or none;
+    - a single high or low reading: the climb is the lower of two readings in a row, and the
+      dip must hold ``min_steps`` steps and ``min_duration_s`` (as for the band).
     """
 
     kind = AnomalyKind.EARLY_TAPER
@@ -234,6 +274,8 @@ class EarlyTaper(BaseDetector):
         hold_fraction: float = 0.7,
         min_minutes_at_peak_after_fall: float = 10.0,
         min_cut_short_s: float = 300.0,
+        rebound_limit: float = REBOUND_LIMIT,
+        rebound_within_s: float = 30.0,
     ) -> None:
         self.quantile = quantile
         self.band_margin = band_margin
@@ -251,6 +293,8 @@ class EarlyTaper(BaseDetector):
         self.hold_fraction = hold_fraction
         self.min_minutes_at_peak_after_fall = min_minutes_at_peak_after_fall
         self.min_cut_short_s = min_cut_short_s
+        self.rebound_limit = rebound_limit
+        self.rebound_within_s = rebound_within_s
 
     # -- learning -------------------------------------------------------------------------------
 
@@ -463,7 +507,23 @@ class EarlyTaper(BaseDetector):
             )
             fell &= low[rows] & ~(soc_ >= self._step_max_soc_pct())
             out[rows] = np.any(fell, axis=1)
+
+        # the rebound (DC): under the rebound share of a later reading and fallen from an
+        # earlier one, for ``min_duration_s``; the judgement's climb (the lower of two readings
+        # in a row, capped by the offer) is never above the later power used here
+        rows = np.flatnonzero((rated > AC_MAX_W) & ~out)
+        if rows.size:
+            p_ = p[rows]
+            later = _later_max(np.where(p_ > self.near_zero_w, p_, np.nan))
+            dip = (p_ > self.near_zero_w) & (p_ * self._rebound_factor() < later)
+            dip &= p_ < self.band_margin * _peak_so_far(p_)
+            out[rows] = lasting(dip, rows)
         return out
+
+    def _rebound_factor(self) -> float:
+        """How many times the dip's power the climb must reach: ``rebound_limit`` with the
+        band's margin for meter noise and cars not seen yet (``band_margin``)."""
+        return self.rebound_limit / self.band_margin
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
@@ -500,15 +560,24 @@ class EarlyTaper(BaseDetector):
             0.0,
         )
         x_step, step_run, fall_from = self._step(prep, f)
+        x_rebound, rebound_run, soon = self._rebound(prep, f)
 
         at_band = nan_argmax(x_band)
         at_step = nan_argmax(x_step)
+        at_rebound = nan_argmax(x_rebound)
         by_step = pick(x_step, at_step) > pick(x_band, at_band)
-        at = np.where(by_step, at_step, at_band)
         x = np.where(by_step, pick(x_step, at_step), pick(x_band, at_band))
+        # the rebound speaks only for what the band and the step do not flag themselves: a
+        # flag they raise keeps their start (the fall's origin) and their reason
+        by_rebound = (pick(x_rebound, at_rebound) > x) & ~(x > 1.0)
+        by_step &= ~by_rebound
+        at = np.where(by_rebound, at_rebound, np.where(by_step, at_step, at_band))
+        x = np.where(by_rebound, pick(x_rebound, at_rebound), x)
         first = np.where(by_step, pick(step_run.first, at), pick(band_run.first, at))
+        first = np.where(by_rebound, pick(rebound_run.first, at), first)
         begin = np.maximum(first, 0).astype(np.int64)
         dur = np.where(by_step, pick(step_run.total, at), pick(band_run.total, at))
+        dur = np.where(by_rebound, pick(rebound_run.total, at), dur)
         origin = np.where(by_step, np.maximum(pick(fall_from, begin), 0), begin).astype(np.int64)
         start = pick(prep.t_ns, origin).astype(np.int64)
         end = pick(prep.t_ns, at + 1).astype(np.int64)
@@ -525,6 +594,9 @@ class EarlyTaper(BaseDetector):
                 mean_p = float(np.nanmean(held))
                 share = mean_p / level[i] * 100
                 where = f" at {soc[i]:.0f} % SoC" if f.uses_soc[i] else ""
+                if by_rebound[i]:
+                    out.append(self._describe_rebound(prep, f, soon, i, begin[i], at[i], dur[i]))
+                    continue
                 if by_step[i]:
                     from_w = float(prep.power_w[i, origin[i]])
                     # the fall: from the last reading near that power to the stretch's start
@@ -629,6 +701,111 @@ class EarlyTaper(BaseDetector):
             near_full = without_soc[:, None] & ~(to_go >= self.min_minutes_at_peak_after_fall)
             x = np.where(near_full[:, 1:], 0.0, x)
         return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
+
+    def _rebound(self, prep: Prepared, f: _Taper) -> tuple[FloatArray, Runs, FloatArray]:
+        """Evidence per step of a DC dip that the session climbs out of at once.
+
+        The dip: readings ``Charging`` (under 100 % SoC, above ``near_zero_w``), fallen under
+        ``band_margin`` of the highest power so far, and under 1 / ``_rebound_factor`` of the
+        climb after them: the most that two later such readings in a row both draw, up to what
+        is offered at the dip's reading (a lower offer explains the dip). A battery's
+        acceptance does not climb back (``REBOUND_LIMIT``). Held like the band: ``min_steps``
+        steps and ``min_duration_s``, so that it is a derating, not a limit message in flight
+        or a car's pause of a minute or two.
+
+        The climb out of it must be abrupt: within ``rebound_within_s`` or two sampling
+        intervals (whichever is longer) of the dip's last reading, power is back above
+        ``_rebound_factor`` times the higher of the dip's last two readings. A derating that
+        clears (a module back, a limit lifted) gives its power back as fast as the charger
+        ramps its current; power that climbs back over minutes follows the car's own
+        acceptance, which changes as its pack warms or cools, and published curves are of warm
+        packs: such a climb is no evidence against the car (the band still judges the dip
+        itself).
+
+        Evidence is at the dip's last step only (elsewhere 0). Also, per reading, the power
+        climbed back to that soon after it (NaN where none)."""
+        p = prep.power_w
+        n, m = p.shape
+        if m < 3:
+            empty = np.zeros((n, max(m - 1, 0)), dtype=bool)
+            return np.zeros(empty.shape), runs(empty), np.full((n, m), np.nan)
+        charging = (
+            f.is_dc[:, None]
+            & (prep.status == StatusCode.CHARGING)
+            & (p > self.near_zero_w)
+            & ~(prep.soc_pct >= 100.0)
+        )
+        both = charging[:, 1:] & charging[:, :-1]
+        pair = np.where(both, np.fmin(p[:, 1:], p[:, :-1]), np.nan)  # readings j and j + 1
+        # an offer holds until the next one: over the dip, what was last offered caps the climb
+        offered = forward_fill(prep.offered_w)
+        cap = np.where(np.isnan(offered), np.inf, offered)
+        climb = np.full((n, m), np.nan)
+        climb[:, :-2] = _later_max(pair)[:, 1:]  # for reading i: pairs from i + 1 on
+        climb = np.minimum(climb, cap)  # NaN (nothing later) stays NaN
+        factor = self._rebound_factor()
+        dip = charging & (p * factor < climb)
+        dip &= p < self.band_margin * _peak_so_far(p)
+        steps = dip[:, 1:] & dip[:, :-1]
+        run = runs(steps, prep.dt_s)
+        last = steps & ~np.concatenate((steps[:, 1:], np.zeros((n, 1), dtype=bool)), axis=1)
+        soon = np.full((n, m), np.nan)
+        rows = np.flatnonzero(last.any(axis=1))
+        if rows.size:
+            # for reading b: the highest pair starting soon after it; times increase along a
+            # row, so once no row has a pair that close at some lag, none has at a longer one
+            t = prep.t_s[rows]
+            pair_ = pair[rows]
+            interval = np.nan_to_num(prep.interval_s[rows])[:, None]
+            window = np.maximum(self.rebound_within_s, 2.0 * interval)
+            near = np.full((rows.size, m), np.nan)
+            for lag in range(1, m - 1):
+                within = t[:, lag : m - 1] - t[:, : m - 1 - lag] <= window
+                if not within.any():
+                    break
+                near[:, : m - 1 - lag] = np.fmax(
+                    near[:, : m - 1 - lag], np.where(within, pair_[:, lag:], np.nan)
+                )
+            soon[rows] = np.minimum(near, cap[rows])
+        # at the dip's last step (readings k, k + 1): back above ``factor`` times the higher of
+        # the two, soon after reading k + 1
+        end_level = np.fmax(p[:, 1:], p[:, :-1])
+        abrupt = last & (soon[:, 1:] > factor * end_level)
+        x = np.where(
+            abrupt,
+            np.minimum(run.total / self.min_duration_s, (run.length + 1) / (self.min_steps + 1)),
+            0.0,
+        )
+        return np.asarray(x), run, soon
+
+    def _describe_rebound(
+        self,
+        prep: Prepared,
+        f: _Taper,
+        soon: FloatArray,
+        i: int,
+        begin: int,
+        at: int,
+        dur_s: float,
+    ) -> str:
+        """The reason of a rebound flag: the dip and what the session climbed back to."""
+        p, soc, t = prep.power_w[i], prep.soc_pct[i], prep.t_s[i]
+        end = at + 1  # the dip's last reading
+        mean_p = float(np.nanmean(p[begin : end + 1]))
+        before = float(np.nanmax(p[: begin + 1]))
+        back = float(soon[i, end])
+        later = np.flatnonzero(p[end + 1 :] >= back) + end + 1
+        j = int(later[0]) if later.size else end
+        s0, s1 = float(soc[end]), float(soc[j])
+        at_soc = f" at {float(soc[begin]):.0f}-{s0:.0f} % SoC" if not np.isnan(s0) else ""
+        then_soc = f" at {s1:.0f} % SoC" if not np.isnan(s1) else ""
+        return (
+            f"power fell from {fmt_kw(before)} to {fmt_kw(mean_p)}{at_soc} and was held there"
+            f" for {fmt_min(dur_s)}, then climbed back to {fmt_kw(back)}{then_soc} within"
+            f" {fmt_min(float(t[j] - t[end]))} ({back / float(p[end]):.1f} times its last"
+            f" {fmt_kw(float(p[end]))}), with no lower offered power: no car's own charging"
+            f" curve climbs back to more than {self.rebound_limit:.2f} times its lowest"
+        )
 
     def _step_max_soc_pct(self) -> float:
         """The highest SoC below which some tier lets a fall be complete (for first passes)."""
@@ -768,6 +945,14 @@ def _falls(
         if track:
             before[rows], origin[rows] = before_, origin_
     return fell, before, origin
+
+
+def _later_max(values: FloatArray) -> FloatArray:
+    """The highest value at or after each position along the rows (NaN ignored; NaN where
+    none)."""
+    if values.shape[1] == 0:
+        return values.copy()
+    return np.asarray(np.fmax.accumulate(values[:, ::-1], axis=1)[:, ::-1])
 
 
 def _peak_so_far(power_w: FloatArray) -> FloatArray:

@@ -17,7 +17,13 @@ from analytics.detectors.curve_floor import (
     model_curves,
     to_json,
 )
-from analytics.detectors.early_taper import AC_KW_FLOOR, DC_CURVE_FLOOR, N_SOC_BINS, SOC_BIN_PCT
+from analytics.detectors.early_taper import (
+    AC_KW_FLOOR,
+    DC_CURVE_FLOOR,
+    N_SOC_BINS,
+    REBOUND_LIMIT,
+    SOC_BIN_PCT,
+)
 
 TABLE = Path(__file__).resolve().parents[3] / "analytics" / "detectors" / "dc_curve_floor.json"
 EV_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "ev-curves" / "ev-data.json"
@@ -66,3 +72,22 @@ def test_the_corsa_typing_error_is_corrected(ev_data: dict[str, Any]) -> None:
     cars = {c["id"]: c for c in model_curves(ev_data)}
     points = cars["1cec7821-632f-4f17-8a58-644b6ab23f44"]["dc_charger"]["charging_curve"]
     assert {q["percentage"]: q["power"] for q in points}[73] == 27.0
+
+
+def test_the_rebound_limit_is_what_the_published_curves_give(ev_data: dict[str, Any]) -> None:
+    # the largest climb of any curve over the least it drew since: the Mazda MX-30's gentle
+    # rise from 30 kW at 0 % to 38 kW at 55 % SoC (not a typing error: its curve then falls
+    # to 30 kW at 70 %); no curve climbs back out of a fall of its own by more than 3 %
+    rebound = floor_table(ev_data)["rebound"]
+    assert rebound["largest"] == REBOUND_LIMIT == 1.2667
+    assert [s["model"] for s in rebound["set_by"]] == ["Mazda MX-30"]
+    assert (rebound["set_by"][0]["lowest_kw"], rebound["set_by"][0]["then_kw"]) == (30.0, 38.0)
+    soc = np.arange(float(N_SOC_BINS * SOC_BIN_PCT))
+    for car in model_curves(ev_data):
+        points = car["dc_charger"]["charging_curve"]
+        power = np.interp(soc, [q["percentage"] for q in points], [q["power"] for q in points])
+        fallen = power < np.maximum.accumulate(power)  # after a fall of its own
+        for s1 in np.flatnonzero(fallen & (power > 0)):
+            lowest = np.minimum.accumulate(power[s1:])
+            ok = lowest > 0
+            assert (power[s1:][ok] / lowest[ok]).max() <= 1.03, (car["model"], s1)

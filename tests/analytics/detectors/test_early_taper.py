@@ -9,8 +9,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from analytics.batch import StatusCode
 from analytics.detectors import EarlyTaper, fit_detectors
-from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
+from tests.analytics.detectors.helpers import (
+    NOW_NS,
+    T0_NS,
+    Spec,
+    from_power,
+    make_batch,
+    with_,
+)
 
 MIN = 60.0
 
@@ -243,6 +251,111 @@ def offer_lowered_before_the_stop() -> Spec:
     return with_(spec, power_w=list(power), offered_w=list(offered))
 
 
+def dc_segments(
+    segments: Sequence[tuple[float, float, float]],
+    *,
+    soc0: float,
+    battery_kwh: float,
+    step_s: float = 60.0,
+    offered_kw: float | Sequence[float] = 150.0,
+    status: Sequence[int] | None = None,
+) -> Spec:
+    """A DC session drawn segment by segment: (minutes, kW at its start, kW at its end), power
+    linear in between (geometric from under a fifth of the other end), SoC integrated and
+    reported in whole percents; one ramp reading at 0 W first."""
+    kw: list[float] = [0.0]
+    for minutes, start, end in segments:
+        k = max(round(minutes * MIN / step_s), 1)
+        if start > 0 and end > 0 and start != end and min(start, end) < 0.2 * max(start, end):
+            kw.extend(np.geomspace(start, end, k).tolist())  # a climb from near nothing
+        else:
+            kw.extend(np.linspace(start, end, k).tolist())
+    t = np.arange(len(kw)) * step_s
+    p = np.asarray(kw) * 1000.0
+    soc = (
+        soc0
+        + np.concatenate(([0.0], np.cumsum(p[1:] * step_s / 3600.0)))
+        / (battery_kwh * 1000.0)
+        * 100.0
+    )
+    offered = np.broadcast_to(np.asarray(offered_kw, dtype=np.float64) * 1000.0, t.shape)
+    spec = from_power(t, p, offered_w=offered, status=status)
+    return with_(spec, soc_pct=list(np.floor(np.minimum(soc, 100.0))))
+
+
+def dip_held_then_back_on_a_150_kw_charger() -> Spec:
+    # blind fleet seed 63, wallbox:0138: 35 kW at 35-45 % SoC, 23 kW from 46 % for 20 min (66 %
+    # of 35 kW: above the band's floor there and no step's 38 % drop), then 50 kW at once
+    return dc_segments([(10, 35, 35), (20, 23, 23), (4, 50, 50)], soc0=35.0, battery_kwh=45.0)
+
+
+def late_dip_climbed_out_of_near_full() -> Spec:
+    # blind fleet seed 63, evse-0012 (50 kW): 45 kW to 80 %, 14 kW at 82 % declining to 8 kW
+    # at 92 % (no floor from 70 % SoC), then 22 kW at once, tapering to 11 kW at 99 %
+    return dc_segments(
+        [(27, 45, 45), (30, 14, 8), (20, 22, 11)],
+        soc0=30.0,
+        battery_kwh=55.0,
+        step_s=15.0,
+        offered_kw=50.0,
+    )
+
+
+def dip_under_a_lower_offer_then_back() -> Spec:
+    # the same dip, with the charger offering 24 kW over it (load management): explained
+    spec = dip_held_then_back_on_a_150_kw_charger()
+    t = np.asarray(spec.t_s)
+    offered = np.where((t > 10 * MIN) & (t <= 30 * MIN), 24_000.0, 150_000.0)
+    return with_(spec, offered_w=list(offered))
+
+
+def dip_under_a_lower_offer_sent_once() -> Spec:
+    # the offer is sent only when it changes: 24 kW holds until 150 kW is sent again
+    spec = dip_under_a_lower_offer_then_back()
+    offered = np.asarray(spec.offered_w, dtype=np.float64)
+    changed = np.concatenate(([True], offered[1:] != offered[:-1]))
+    return with_(spec, offered_w=list(np.where(changed, offered, np.nan)))
+
+
+def slow_climb_back_after_a_drop() -> Spec:
+    # independently written fleet, seed 61 (a normal session): 52 kW to 72 % SoC, 2 kW, then
+    # a climb back to 19 kW over 25 min: the car's own acceptance changing, not a derate that
+    # cleared (no reading jumps)
+    return dc_segments(
+        [(15, 52, 52), (2, 40, 40), (26, 2, 19)],
+        soc0=40.0,
+        battery_kwh=40.0,
+        step_s=15.0,
+        offered_kw=300.0,
+    )
+
+
+def dip_of_four_minutes_then_back() -> Spec:
+    return dc_segments([(10, 35, 35), (4, 15, 15), (10, 50, 50)], soc0=35.0, battery_kwh=45.0)
+
+
+def car_suspends_then_resumes() -> Spec:
+    # the car pauses (SuspendedEV, a trickle for its own systems) for 15 min, then draws again
+    spec = dc_segments([(10, 35, 35), (15, 1, 1), (10, 50, 50)], soc0=35.0, battery_kwh=45.0)
+    t = np.asarray(spec.t_s)
+    paused = (t > 10 * MIN) & (t <= 25 * MIN)
+    status = np.where(paused, int(StatusCode.SUSPENDED_EV), int(StatusCode.CHARGING))
+    return with_(spec, status=[int(v) for v in status])
+
+
+def cold_pack_warms_up() -> Spec:
+    # a cold battery takes 20 kW, then 60 kW once warm: a slow start, not a dip
+    return dc_segments([(15, 20, 20), (20, 60, 60)], soc0=20.0, battery_kwh=60.0)
+
+
+# Mazda MX-30 as published: the largest climb of any curve (30 to 38 kW over 55 % of SoC)
+MX30 = ([0, 55, 70, 90, 100], [30, 38, 30, 18, 12])
+
+
+def mx30_own_climb() -> Spec:
+    return dc_charge(MX30, soc0=2.0, battery_kwh=30.0, minutes_total=40.0)
+
+
 DERATES: list[Callable[[], Spec]] = [
     late_derate_at_the_end_of_the_plateau,
     late_derate_then_the_cars_own_taper,
@@ -251,6 +364,8 @@ DERATES: list[Callable[[], Spec]] = [
     derate_cut_short_stop_reading_at_zero,
     ac_derate_at_79_percent,
     ac_derate_at_55_percent_on_one_phase,
+    dip_held_then_back_on_a_150_kw_charger,
+    late_dip_climbed_out_of_near_full,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
@@ -264,7 +379,16 @@ NORMAL: list[Callable[[], Spec]] = [
     ac_bolt_on_seven_kilowatts,
     own_taper_under_a_stuck_soc,
     offer_lowered_before_the_stop,
+    dip_under_a_lower_offer_then_back,
+    dip_under_a_lower_offer_sent_once,
+    slow_climb_back_after_a_drop,
+    dip_of_four_minutes_then_back,
+    car_suspends_then_resumes,
+    cold_pack_warms_up,
+    mx30_own_climb,
 ]
+
+REBOUNDS = [dip_held_then_back_on_a_150_kw_charger, late_dip_climbed_out_of_near_full]
 
 
 def _early_taper(specs: list[Spec]) -> tuple[np.ndarray, list[object]]:
@@ -285,6 +409,31 @@ def test_flags_a_derate(build: Callable[[], Spec]) -> None:
 def test_does_not_flag_normal_charging(build: Callable[[], Spec]) -> None:
     flagged, reason = _early_taper([build()])
     assert not flagged[0], reason[0]
+
+
+@pytest.mark.parametrize("build", REBOUNDS, ids=[f.__name__ for f in REBOUNDS])
+def test_a_dip_climbed_out_of_says_so_and_spans_the_dip(build: Callable[[], Spec]) -> None:
+    spec = build()
+    batch = make_batch([spec])
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, EarlyTaper))
+    result = detector.score(batch, now_ns=NOW_NS)
+    reason = str(result.reason[0])
+    assert result.flagged[0] and "climbed back" in reason and "1.27 times" in reason, reason
+    # the flag is the dip: from its first low reading to its last, before the climb
+    p = np.asarray(spec.power_w)
+    t = np.asarray(spec.t_s)
+    low = np.flatnonzero((p > 0) & (p < 0.85 * np.maximum.accumulate(p)))
+    jump = np.flatnonzero((p[:-1] > 0) & (p[1:] > 1.4 * p[:-1]))[-1]  # the dip's last reading
+    start_s = (int(result.start_ns[0]) - T0_NS) / 1e9
+    end_s = (int(result.end_ns[0]) - T0_NS) / 1e9
+    assert t[low[0]] <= start_s < t[jump] - 10 * MIN, (start_s, t[low[0]])
+    assert end_s == t[jump], (end_s, t[jump])
+
+
+def test_the_rebound_limit_comes_from_the_published_curves() -> None:
+    # the Mazda MX-30's 30 to 38 kW from 0 to 55 % SoC; with the band's 15 % margin
+    assert EarlyTaper().rebound_limit == 1.2667
+    assert EarlyTaper()._rebound_factor() == pytest.approx(1.2667 / 0.85)
 
 
 def test_the_step_limits_come_from_the_published_curves() -> None:
