@@ -241,16 +241,26 @@ class EarlyTaper(BaseDetector):
       reading. A lower offer the station does not report cannot be told from a derating, and
       the contract's exception is "a lower ``power_offered_w``": it is flagged (the station
       delivered less than it should, and said nothing);
-    - power shared between the connectors of one cabinet: the same; a cabinet that shares
-      reports it in its offer, one that does not is flagged as any unexplained dip;
+    - power shared between the connectors of one cabinet: the same; a station can report the
+      share it gives a connector as that connector's offer (``Power.Offered``), and one that
+      does not is flagged as any unexplained dip (the flag's reason says "no lower offered
+      power", which points the operator at it);
     - a car's preconditioning or a cold battery warming up: power that starts low and rises is
       not a dip (the dip must fall first, under ``band_margin`` of the highest power so far);
-      a warm battery that falls and climbs back is a derate the contract names (thermal);
+      and a pack's acceptance that changes with its temperature climbs over minutes, while
+      the rebound asks for a climb within ``rebound_within_s`` (or two sampling intervals):
+      what returns that fast was switched back on (a module, a lifted limit), the thermal
+      derate the contract names ended, not the car's chemistry. A slow climb is left to the
+      band and the step (a normal session of an independently written fleet dropped to 2 kW
+      at 72 % SoC and climbed back to 19 kW over 25 min; with a 5 min window it was flagged);
     - the car's own taper near full and a full car: only readings that are ``Charging``, under
       100 % SoC and above ``near_zero_w`` count, as dip or as climb; a car that stops
       (``SuspendedEV``) and resumes is a stall's business or none;
     - a single high or low reading: the climb is the lower of two readings in a row, and the
       dip must hold ``min_steps`` steps and ``min_duration_s`` (as for the band).
+
+    Where the band or the step flags a session themselves, their flag (start at the fall's
+    origin, their reason) stands; the rebound speaks for what they do not flag.
     """
 
     kind = AnomalyKind.EARLY_TAPER
