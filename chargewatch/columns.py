@@ -95,6 +95,32 @@ _ID_KEYS = ("station_id", "session_id")
 _SCHEMA_KEY = '"(?:' + "|".join(_NDJSON_SCHEMA) + r')"[ \t\r\n]*:'  # plain words: no escaping
 
 
+_TEXT = "__line_text"  # the line texts beside the frame's columns, for one query over both
+_KEY_BIT = {key: i for i, key in enumerate(_NDJSON_SCHEMA)}
+_NULL_BIT = {f'"{key}":null': i for key, i in _KEY_BIT.items()}
+# A key of the schema given ``null``: the same keys written as _SCHEMA_KEY finds them.
+_NULL_KEY = '"(?:' + "|".join(_NDJSON_SCHEMA) + r')"[ \t\r\n]*:[ \t\r\n]*null'
+# Each row's checks, built once: what ``reading_frame_from_block`` and ``_repeats_a_key`` need.
+_ROW_FLAGS = (
+    pl.col(_TEXT).str.count_matches(_SCHEMA_KEY).fill_null(1 << 30).alias("written"),
+    pl.sum_horizontal(
+        pl.col(key).is_null().cast(pl.Int64) * (1 << i) for i, key in enumerate(_NDJSON_SCHEMA)
+    ).alias("missing"),
+    pl.sum_horizontal(pl.col(key).is_not_null().cast(pl.Int64) for key in _NDJSON_SCHEMA).alias(
+        "present"
+    ),
+    # an identifier that may have been another kind of value, and its line writes one
+    (
+        pl.any_horizontal(pl.col(key).str.contains(_STRINGIFIED) for key in _ID_KEYS).fill_null(
+            False
+        )
+        & pl.col(_TEXT).str.contains(_NOT_A_STRING).fill_null(True)
+    ).alias("stringified"),
+    pl.col(_TEXT).str.contains("\\u", literal=True).fill_null(False).alias("escaped"),
+    (pl.col("type") != "reading").fill_null(True).alias("not_reading"),
+)
+
+
 def reading_frame_from_objects(readings: list[dict[str, Any]]) -> pl.DataFrame:
     """The columns of decoded reading objects, with ``odd`` set where a value has a type the
     columnar path does not take (those rows go the per-event way). A number column that holds
@@ -158,23 +184,17 @@ def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
     # polars turns a number into a string where a string column is expected, so rows where a
     # string key holds another kind of value (or where \u escapes could hide a key) are odd;
     # so are rows that repeat a key of the schema (polars keeps the first, orjson the last).
+    # Every check of a row is one query over the frame and the line texts: polars' cost on a
+    # body of a thousand events is mostly fixed per query, not per row.
     text = _line_texts(block, count)
-    odd = _repeats_a_key(frame, text).fill_null(True)
-    maybe = frame.select(
-        pl.any_horizontal(pl.col(key).str.contains(_STRINGIFIED) for key in _ID_KEYS)
-    ).to_series()
-    suspect = np.flatnonzero(maybe.fill_null(False).to_numpy())
-    if suspect.size:
-        not_a_string = text.gather(suspect).str.contains(_NOT_A_STRING).fill_null(True)
-        odd = odd.scatter(suspect, odd.gather(suspect) | not_a_string)
-    escaped = np.flatnonzero(text.str.contains("\\u", literal=True).fill_null(False))
+    flags = frame.hstack([text.alias(_TEXT)]).select(_ROW_FLAGS)
+    odd = _repeats_a_key(flags, text) | flags["stringified"].to_numpy()
+    escaped = np.flatnonzero(flags["escaped"].to_numpy())
     if escaped.size:  # rare: the costlier scan for escaped keys only where it can matter
-        odd = odd.scatter(
-            escaped, odd.gather(escaped) | text.gather(escaped).str.contains(_ESCAPED_KEY)
-        )
+        odd[escaped] |= text.gather(escaped).str.contains(_ESCAPED_KEY).to_numpy()
     if unreadable:
-        odd = odd.scatter(unreadable, True)
-    return frame.with_columns(odd=odd | (pl.col("type") != "reading").fill_null(True))
+        odd[unreadable] = True
+    return frame.hstack([pl.Series("odd", odd | flags["not_reading"].to_numpy())])
 
 
 def _line_texts(block: bytes, count: int | None = None) -> pl.Series:
@@ -207,7 +227,7 @@ def _line_texts(block: bytes, count: int | None = None) -> pl.Series:
         return pl.Series([_utf8_or_none(raw) for raw in raws], dtype=pl.String)
 
 
-def _repeats_a_key(frame: pl.DataFrame, text: pl.Series) -> pl.Series:
+def _repeats_a_key(flags: pl.DataFrame, text: pl.Series) -> np.ndarray:
     """Rows where a key of the schema may be written twice with values that differ (or once
     more in a nested object: taken the per-event way, where it is harmless).
 
@@ -218,27 +238,33 @@ def _repeats_a_key(frame: pl.DataFrame, text: pl.Series) -> pl.Series:
     ``null`` given to a key polars found none for repeats no key with a value, at most a key
     with ``null`` every time, which both paths read alike. A ``null`` given to a key polars
     found a value for is not counted (``"power_w":1,"power_w":null``: polars keeps the 1,
-    orjson the null), so such a row stays suspect. Rows are grouped by which keys polars found
-    none for (a few patterns per chunk), one scan of each group for those keys' nulls."""
-    # a line that is not UTF-8 (null text) counts as writing keys without end: suspect
-    written = text.str.count_matches(_SCHEMA_KEY).fill_null(1 << 30).to_numpy()
-    missing = frame.select(pl.col(key).is_null() for key in _NDJSON_SCHEMA).to_numpy()
-    present = missing.shape[1] - missing.sum(axis=1)
-    unsure = np.flatnonzero(written > present)
-    repeats = np.zeros(text.len(), dtype=bool)
+    orjson the null), so such a row stays suspect. One scan of those rows finds every key
+    written ``null``; each counts where polars found no value for that key.
+
+    ``flags``: ``written`` (keys of the schema written, a huge count for a line that is not
+    UTF-8: suspect), ``missing`` (a bit per key of the schema polars found no value for, in
+    ``_NDJSON_SCHEMA``'s order) and ``present`` (how many it found a value for)."""
+    written = flags["written"].to_numpy()
+    present = flags["present"].to_numpy()
+    repeats = written > present
+    unsure = np.flatnonzero(repeats)
     if unsure.size:
-        bits = missing[unsure] @ (1 << np.arange(missing.shape[1], dtype=np.int64))
-        patterns, group = np.unique(bits, return_inverse=True)
-        group = group.reshape(-1)
-        for g, pattern in enumerate(patterns.tolist()):
-            rows = unsure[group == g]
-            names = [key for i, key in enumerate(_NDJSON_SCHEMA) if pattern >> i & 1]
-            nulls = np.zeros(rows.size, dtype=np.int64)
-            if names:
-                null_key = '"(?:' + "|".join(names) + r')"[ \t\r\n]*:[ \t\r\n]*null'
-                nulls = text.gather(rows).str.count_matches(null_key).fill_null(0).to_numpy()
-            repeats[rows] = written[rows] > present[rows] + nulls
-    return pl.Series(repeats)
+        # every ``null`` each row gives a key of the schema, and which key (its bit)
+        nulls = text.gather(unsure).str.extract_all(_NULL_KEY).to_list()
+        per_row = [len(matches) if matches else 0 for matches in nulls]
+        found = [match for matches in nulls if matches for match in matches]
+        bit = list(map(_NULL_BIT.get, found))  # as JSON writes it compactly
+        if None in bit:  # white space around the colon: the key between the first quotes
+            bit = [
+                _KEY_BIT[m[1 : m.index('"', 1)]] if b is None else b
+                for b, m in zip(bit, found, strict=True)
+            ]
+        row = np.repeat(np.arange(unsure.size), per_row)
+        missing = flags["missing"].to_numpy()[unsure]
+        counted = (missing[row] >> np.asarray(bit, dtype=np.int64)) & 1
+        given = np.bincount(row, weights=counted, minlength=unsure.size).astype(np.int64)
+        repeats[unsure] = written[unsure] > present[unsure] + given
+    return repeats
 
 
 def _utf8_or_none(raw: bytes) -> str | None:
@@ -267,10 +293,29 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (from ``reading_frame_from_*``) with ``ok``: the row is a valid reading the
     columnar path takes, exactly as ``EventDecoder`` would decode it; ``ts_ns``: its time in
     integer nanoseconds (UTC, microsecond precision, as the per-event path keeps); and its
-    numbers and connector id as numbers (Float64, Int64) whatever they arrived as."""
+    numbers and connector id as numbers (Float64, Int64) whatever they arrived as.
+
+    One query, its expressions built once for each set of columns that arrive as text (a
+    body of a thousand rows costs polars mostly per expression and per query, not per row)."""
+    texts = tuple(key for key in _PARSED if frame.schema[key] == pl.String)
+    judging = _JUDGING.get(texts)
+    if judging is None:
+        judging = _JUDGING[texts] = _judging(texts)
+    parsed, checks = judging
+    return (
+        frame.lazy()
+        .with_columns(*parsed)
+        .with_columns(ok=checks)
+        .drop("shape_ok")
+        .collect(optimizations=_ONE_FRAME)
+    )
+
+
+def _judging(texts: tuple[str, ...]) -> tuple[list[pl.Expr], pl.Expr]:
+    """``judge_readings``' expressions for a frame whose columns ``texts`` hold text: the
+    parsed columns (with ``ts_ns`` and ``shape_ok``), then ``ok`` from them."""
     ts, station, session = pl.col("ts"), pl.col("station_id"), pl.col("session_id")
-    ts_ns = _stamp_ns(ts)
-    parsed, shapes = _parsed_numbers(frame)
+    parsed, shapes = _parsed_numbers(texts)
     connector = pl.col("connector_id")
     checks = [
         ~pl.col("odd"),
@@ -287,11 +332,14 @@ def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
         low, high = READING_RANGES[key]
         value = pl.col(key)
         checks.append(value.is_null() | (value.is_finite() & value.is_between(low, high)))
-    return (
-        frame.with_columns(*parsed, ts_ns=ts_ns)
-        .with_columns(ok=pl.all_horizontal(*checks).fill_null(False))
-        .drop("shape_ok")
-    )
+    return [*parsed, _stamp_ns(ts).alias("ts_ns")], pl.all_horizontal(*checks).fill_null(False)
+
+
+_PARSED = (*READING_FIELDS, "connector_id")  # the columns read as numbers
+_JUDGING: dict[tuple[str, ...], tuple[list[pl.Expr], pl.Expr]] = {}
+# A small frame's query gains nothing from the optimizer's passes (they cost more than they
+# save on a thousand rows); the results are the same either way.
+_ONE_FRAME = pl.QueryOptFlags.none()
 
 
 def _stamp_ns(ts: pl.Expr) -> pl.Expr:
@@ -317,12 +365,11 @@ def _stamp_ns(ts: pl.Expr) -> pl.Expr:
     return (seconds + micros - offset_min * 60_000_000) * 1000
 
 
-def _parsed_numbers(frame: pl.DataFrame) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    """Expressions that turn the text columns of numbers (and of the connector id) into
-    numbers, and the checks that each text has a shape both paths read alike."""
+def _parsed_numbers(texts: tuple[str, ...]) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Expressions that turn the text columns of numbers (and of the connector id) ``texts``
+    into numbers, and the checks that each text has a shape both paths read alike."""
     parsed: list[pl.Expr] = []
     shapes: list[pl.Expr] = []
-    texts = [key for key in (*READING_FIELDS, "connector_id") if frame.schema[key] == pl.String]
     for key in texts:
         text = pl.col(key)
         is_connector = key == "connector_id"
