@@ -242,18 +242,26 @@ def _outside_strings(
         escaped[0] = True
         backslash[0] = False  # consumed by the escape begun in the previous block
     carried = False
-    if backslash.any():
-        # A byte is escaped when an odd run of backslashes ends right before it.
-        follows = np.concatenate(([False], np.diff(where) == 1))
-        begins = backslash & ~(np.concatenate(([False], backslash[:-1])) & follows)
-        index = np.arange(len(what), dtype=np.int64)
-        run_start = np.maximum.accumulate(np.where(begins, index, -1))
-        odd_end = backslash & ((index - run_start) & 1 == 0)  # run length index-start+1 odd
-        escaped[1:] |= odd_end[:-1] & follows[1:]
-        carried = bool(odd_end[-1]) and int(where[-1]) == size - 1
+    at = np.flatnonzero(backslash)  # the backslashes among the marks: few, in most bodies
+    if at.size:
+        # A byte is escaped when an odd run of backslashes ends right before it. Backslashes
+        # next to each other in the body are next to each other among the marks too.
+        follows = np.concatenate(([False], np.diff(where[at]) == 1))  # continues a run
+        index = np.arange(at.size, dtype=np.int64)
+        run_start = np.maximum.accumulate(np.where(follows, -1, index))
+        odd = at[(index - run_start) & 1 == 0]  # run length so far odd: escapes what follows
+        nxt = odd + 1
+        if nxt.size and nxt[-1] == len(what):  # the last mark, escaping the next block's first
+            carried = int(where[-1]) == size - 1
+            nxt = nxt[:-1]
+            odd = odd[:-1]
+        escaped[nxt[where[nxt] == where[odd] + 1]] = True
     state.escaped = carried
     quotes = (what == _QUOTE) & ~escaped
-    inside = (np.cumsum(quotes, dtype=np.int64) & 1).astype(np.bool_) ^ state.in_string
+    # inside a string after an odd number of quotes: their running parity (an XOR scan of
+    # bytes runs ten times faster than a cumulative sum of booleans into int64)
+    parity = np.bitwise_xor.accumulate(quotes.view(np.uint8)).view(np.bool_)
+    inside = parity ^ state.in_string
     state.in_string = bool(inside[-1])
     outside: npt.NDArray[np.bool_] = ~inside & ~quotes
     return outside
