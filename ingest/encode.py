@@ -277,8 +277,8 @@ def _format_plain_readings(
         judged.select(READING_FIELDS).to_numpy(),
         judged["session_id"].cast(pl.Binary).to_list(),
     )
-    columns = judged.select("ok", "connector_id", "station_id", "session_id", *READING_FIELDS)
-    columns = columns.hstack(
+    # beside the judged columns (the query reads only those it names): no copy of them first
+    columns = judged.hstack(
         [pl.Series("point_ns", point_ns), pl.Series("rx_us", rx_us, dtype=pl.Int64)]
     )
     # Rows that fail any check become None: the caller takes them the per-event way.
