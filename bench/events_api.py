@@ -14,6 +14,10 @@ of its own, started empty: one that has just taken the last run's 370 k points c
 meanwhile, and a floor measured there came out 30-50 % slower than on a fresh one.
 
     .venv/bin/python bench/events_api.py --stations 200 --hours 24
+
+With --encode-only, no server and no InfluxDB: the batch worker's own encode of each body of the
+simulated file (split, checks, line protocol), in this process, alone and in groups of four,
+and its CPU per body of 1,000 events (what the columnar path's fixed cost per call comes to).
 """
 
 from __future__ import annotations
@@ -193,6 +197,30 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
+def encode_cpu(events: Path) -> None:
+    """CPU per body as the batch worker encodes it (``service.batches``), one body at a time and
+    four at a time, each body once (one sender's clock, going forward)."""
+    from service import batches
+
+    objects = [orjson.loads(raw) for _, raw in iter_jsonl(events.open("rb"))]
+    bodies = _bodies(objects)
+    key = Pseudonymizer(b"bench-key-0123456789abcdef")
+    for size in (1, 4):
+        batches._start_worker(key)  # a fresh encoder (and receive clock) for each pass
+        began = time.process_time()
+        for first in range(0, len(bodies), size):
+            group = [([body], False) for body in bodies[first : first + size]]
+            if size == 1:
+                batches._encode(group[0][0], False, 1 << 26, 100_000, 100)
+            else:
+                batches._encode_group(group, 1 << 26, 100_000, 100)
+        cpu = time.process_time() - began
+        print(
+            f"encode, {size} bod{'y' if size == 1 else 'ies'} per call: {len(bodies)} bodies "
+            f"of {BATCH} events, {cpu * 1000 / len(bodies):.2f} ms CPU per body"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stations", type=int, default=200)
@@ -204,7 +232,14 @@ def main() -> None:
         default="stations",
         help="how the clients share the events: by station, or batches in turns",
     )
+    parser.add_argument(
+        "--encode-only", action="store_true", help="only the batch worker's encode, in process"
+    )
     args = parser.parse_args()
+    if args.encode_only:
+        with tempfile.TemporaryDirectory(prefix="cw-bench-encode-") as tmp:
+            encode_cpu(simulate_fleet(Path(tmp), args.stations, args.hours, seed=13))
+        return
     find_or_install_influxd()
     with tempfile.TemporaryDirectory(prefix="cw-bench-api-") as tmp:
         folder = Path(tmp)

@@ -10,9 +10,10 @@ comes back: the line protocol as one string, counts, and the first rejections.
 
 Bodies that wait for a worker at the same time are encoded together (``BatchGroups``): one
 worker call, one columnar pass and one spool record (one fsync) for the group. The columnar
-path's cost is mostly fixed per call (polars plans and runs ~18 expressions whatever the rows):
-a batch of 1,000 events costs ~21 ms of CPU alone, ~11 ms each in a group of four
-(bench/events_api.py). Each body still gets its own answer: its counts and rejections.
+path's cost is mostly fixed per call (a dozen polars queries whatever the rows): a body of
+1,000 events costs 12-13 ms of CPU alone, 7-9 ms each in a group of four
+(``bench/events_api.py --encode-only``). Each body still gets its own answer: its counts and
+rejections.
 """
 
 from __future__ import annotations
