@@ -12,9 +12,11 @@ import orjson
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from chargewatch.columns import (
     judge_readings,
+    reading_frame_from_block,
     reading_frame_from_ndjson,
     reading_frame_from_objects,
 )
@@ -196,3 +198,28 @@ def test_an_escaped_key_goes_the_per_event_way_and_an_escaped_value_does_not() -
     frame = reading_frame_from_ndjson([hidden, noted])
     assert frame is not None
     assert [row is not None for row in columnar(frame)] == [False, True]
+
+
+def test_lines_apart_and_lines_in_a_block_are_judged_alike() -> None:
+    """``reading_frame_from_ndjson`` takes the lines' texts from the lines themselves,
+    ``reading_frame_from_block`` cuts them from the block: the same frame either way, for
+    lines that are odd in each way the texts are checked for."""
+    head = b'{"type":"reading","ts":"2026-11-24T08:15:30Z","connector_id":1,'
+    raws = [
+        head + b'"station_id":"S","power_w":7.5,"soc_pct":null}',
+        head + b'"station_id":"S","power_w":null,"soc_pct" :\tnull,"soc_pct":null}',
+        head + b'"station_id":"S","power_w":1,"power_w":null}',
+        head + b'"station_id":12,"power_w":1}',
+        head + b'"station_id":"12","session_id":"7","power_w":1}',
+        head + b'"station_id":"S","\\u0074s":7}',
+        b"\x80",
+        b"not json",
+        head + b'"station_id":"S","power_w":"7.5","x":{"power_w":null}}',
+    ]
+    apart = reading_frame_from_ndjson(raws)
+    block = reading_frame_from_block(b"\n".join(raws), len(raws))
+    assert apart is not None and block is not None
+    assert_frame_equal(judge_readings(apart), judge_readings(block))
+    # repeated keys (a nested one too: harmless, but counted), a number for an id, an escaped
+    # key, not UTF-8, not JSON
+    assert apart["odd"].to_list() == [False, False, True, True, False, True, True, True, True]
