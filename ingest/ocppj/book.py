@@ -12,6 +12,11 @@ database): ``LocalBook`` keeps it in memory only (one process, the tests), ``sha
 SharedBook`` keeps it in the state database, so that any instance of a service behind a load
 balancer can serve a station that began its transaction on another one.
 
+A 2.0.1 transaction's entry also names its session (``OpenTransaction.session_id``): the station
+chooses transactionId and some reuse them, so a session is a transactionId and the time of its
+first event (``v201``), and a closed transaction's session, first and last time are kept
+(``ClosedTransaction``) for the events of it that come late.
+
 A 1.6 StartTransaction is opened under its ``StartKey`` (station, connector, pseudonym of the id
 tag, timestamp, meterStart): a StartTransaction re-sent after its answer was lost finds its
 transaction open under the same key and gets the same transaction id.
@@ -27,6 +32,7 @@ __all__ = [
     "MAX_OPEN_PER_STATION",
     "MAX_RECENTLY_CLOSED",
     "Book",
+    "ClosedTransaction",
     "LocalBook",
     "OpenTransaction",
     "RecentlyClosed",
@@ -60,6 +66,20 @@ class OpenTransaction(NamedTuple):
     connector_id: int
     pending_start: tuple[int, float | None] | None  # 2.0.1 Started without an id token yet
     start: StartKey | None = None  # the 1.6 StartTransaction that opened it
+    # 2.0.1: the session its events go to (None: ``{station}-{transactionId}``, as entries
+    # written before sessions were named here), and the time of its first event (Started's).
+    session_id: str | None = None
+    first_ns: int | None = None
+
+
+class ClosedTransaction(NamedTuple):
+    """What is kept of a transaction closed lately: its connector, and for 2.0.1 its session,
+    the time of its first event and of its Ended (None where unknown)."""
+
+    connector_id: int
+    session_id: str | None = None
+    first_ns: int | None = None
+    ended_ns: int | None = None
 
 
 class _StationBook:
@@ -143,25 +163,30 @@ class TransactionBook:
 
 
 class RecentlyClosed:
-    """The connectors of the transactions closed lately (at most ``size``, oldest forgotten
-    first), in this process's memory: a StopTransaction (1.6) or TransactionEvent Ended (2.0.1)
-    sent again after its answer was lost names no connector, and its transaction is no longer
-    open. With it, the re-sent stop is stored on its connector again, the very same events,
-    instead of as a stop of some transaction on connector 0."""
+    """The transactions closed lately (at most ``size``, oldest forgotten first), in this
+    process's memory: a StopTransaction (1.6) or TransactionEvent Ended (2.0.1) sent again after
+    its answer was lost names no connector, and its transaction is no longer open. With it, the
+    re-sent stop is stored on its connector again, the very same events, instead of as a stop of
+    some transaction on connector 0; and a 2.0.1 event that comes after its transaction ended
+    goes to that transaction's session, not to a new transaction reusing its id."""
 
     def __init__(self, size: int = MAX_RECENTLY_CLOSED) -> None:
         self._size = size
-        self._connectors: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._closed: OrderedDict[tuple[str, str], ClosedTransaction] = OrderedDict()
 
-    def closed(self, station_id: str, tx_id: str, connector_id: int) -> None:
+    def closed(self, station_id: str, tx_id: str, tx: ClosedTransaction) -> None:
         key = (station_id, tx_id)
-        self._connectors[key] = connector_id
-        self._connectors.move_to_end(key)
-        while len(self._connectors) > self._size:
-            self._connectors.popitem(last=False)
+        self._closed[key] = tx
+        self._closed.move_to_end(key)
+        while len(self._closed) > self._size:
+            self._closed.popitem(last=False)
+
+    def get(self, station_id: str, tx_id: str) -> ClosedTransaction | None:
+        return self._closed.get((station_id, tx_id))
 
     def connector_of(self, station_id: str, tx_id: str) -> int | None:
-        return self._connectors.get((station_id, tx_id))
+        tx = self._closed.get((station_id, tx_id))
+        return tx.connector_id if tx is not None else None
 
 
 class Book(Protocol):
@@ -178,10 +203,18 @@ class Book(Protocol):
 
     async def open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None: ...
 
-    async def close(self, station_id: str, tx_id: str) -> None: ...
+    async def close(
+        self, station_id: str, tx_id: str, closed: ClosedTransaction | None = None
+    ) -> None:
+        """Close the transaction; ``closed`` is what to keep of it (default: its connector)."""
+        ...
 
     def closed_on(self, station_id: str, tx_id: str) -> int | None:
         """The connector of a transaction closed lately (``RecentlyClosed``), if remembered."""
+        ...
+
+    def closed(self, station_id: str, tx_id: str) -> ClosedTransaction | None:
+        """What is kept of a transaction closed lately, if remembered."""
         ...
 
     async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
@@ -220,14 +253,21 @@ class LocalBook:
     async def open(self, station_id: str, tx_id: str, tx: OpenTransaction) -> None:
         self.memory.open(station_id, tx_id, tx)
 
-    async def close(self, station_id: str, tx_id: str) -> None:
+    async def close(
+        self, station_id: str, tx_id: str, closed: ClosedTransaction | None = None
+    ) -> None:
         tx = self.memory.get(station_id, tx_id)
-        if tx is not None:
-            self.recently_closed.closed(station_id, tx_id, tx.connector_id)
+        if closed is None and tx is not None:
+            closed = ClosedTransaction(tx.connector_id)
+        if closed is not None:
+            self.recently_closed.closed(station_id, tx_id, closed)
         self.memory.close(station_id, tx_id)
 
     def closed_on(self, station_id: str, tx_id: str) -> int | None:
         return self.recently_closed.connector_of(station_id, tx_id)
+
+    def closed(self, station_id: str, tx_id: str) -> ClosedTransaction | None:
+        return self.recently_closed.get(station_id, tx_id)
 
     async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
         known = self.memory.started(station_id, key)

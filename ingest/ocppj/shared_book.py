@@ -23,7 +23,13 @@ Likewise a stop re-sent after a lost answer (1.6 StopTransaction and 2.0.1 Trans
 name no connector, and the transaction is no longer open): a closed transaction's connector is
 kept in ``ocpp_closed_transactions`` (the station's ``MAX_CLOSED_PER_STATION`` latest), loaded
 with the station's book, so the instance the station reconnects to stores the stop on its
-connector again.
+connector again. For 2.0.1 both tables also keep the transaction's session and the time of its
+first event (and the closed one the time of its Ended): the station chooses transactionId and
+some reuse them, so an instance must know which session an event of a reused id belongs to.
+
+Those columns came later: a database made before them gets them added (``_add_columns``) when
+the book is opened; its rows keep NULLs there, read as the sessions named then (``{station}-
+{transactionId}``).
 
 What stays in memory only: 2.0.1 chargingState per connector (used to send a status change once
 per change): an instance that has not seen the station before records the current state once
@@ -49,7 +55,9 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     delete,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -59,6 +67,7 @@ from chargewatch.state import Base, StateError
 
 from .book import (
     MAX_OPEN_PER_STATION,
+    ClosedTransaction,
     OpenTransaction,
     RecentlyClosed,
     StartKey,
@@ -80,6 +89,9 @@ _THREADS = 4
 # Stations whose books one query reads: SQLite before 3.32 takes at most 999 bound parameters
 # in a statement, and PostgreSQL's plans for long IN lists grow with them.
 _LOAD_BATCH = 500
+# A session id: the station id (at most 128 characters here), a transactionId (2.0.1: at most
+# 36) and the time of its first event (``v201.session_of``, at most 31), with separators.
+_SESSION_CHARS = 256
 _R = TypeVar("_R")
 
 
@@ -100,6 +112,9 @@ class OpenTransactionRow(Base):
     start_id_tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
     start_ts_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     start_meter_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # 2.0.1: the session its events go to, and the time of its first event (``v201``).
+    session_id: Mapped[str | None] = mapped_column(String(_SESSION_CHARS), nullable=True)
+    first_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         # Rows without a start (2.0.1, or 1.6 ones first seen in MeterValues) hold NULLs,
@@ -123,6 +138,10 @@ class ClosedTransactionRow(Base):
     tx_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     connector_id: Mapped[int] = mapped_column(Integer)
     closed_ns: Mapped[int] = mapped_column(BigInteger)  # wall clock of the closing instance
+    # 2.0.1: its session, the station's times of its first event and of its Ended.
+    session_id: Mapped[str | None] = mapped_column(String(_SESSION_CHARS), nullable=True)
+    first_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ended_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class _Loaded(NamedTuple):
@@ -130,7 +149,7 @@ class _Loaded(NamedTuple):
     those closed lately (oldest first)."""
 
     open: list[tuple[str, OpenTransaction]]
-    closed: list[tuple[str, int]]
+    closed: list[tuple[str, ClosedTransaction]]
 
 
 _NOTHING = _Loaded([], [])
@@ -183,22 +202,29 @@ class SharedBook:
             known is None
             or known.connector_id != tx.connector_id
             or known.pending_start != tx.pending_start
+            or known.session_id != tx.session_id
+            or known.first_ns != tx.first_ns
         ):  # else nothing changes (a 2.0.1 Updated, say): no write
             await self._call(self._write, station_id, tx_id, tx, self._full(station_id))
         self._cache_open(station_id, tx_id, tx)
 
-    async def close(self, station_id: str, tx_id: str) -> None:
+    async def close(
+        self, station_id: str, tx_id: str, closed: ClosedTransaction | None = None
+    ) -> None:
         known = self._cache.get(station_id, tx_id) if station_id in self._loaded else None
-        connector = await self._call(
-            self._delete, station_id, tx_id, known.connector_id if known is not None else None
-        )
-        if connector is not None:
-            self._recently_closed.closed(station_id, tx_id, connector)
+        if closed is None and known is not None:
+            closed = ClosedTransaction(known.connector_id)
+        kept = await self._call(self._delete, station_id, tx_id, closed)
+        if kept is not None:
+            self._recently_closed.closed(station_id, tx_id, kept)
         if station_id in self._loaded:
             self._cache.close(station_id, tx_id)
 
     def closed_on(self, station_id: str, tx_id: str) -> int | None:
         return self._recently_closed.connector_of(station_id, tx_id)
+
+    def closed(self, station_id: str, tx_id: str) -> ClosedTransaction | None:
+        return self._recently_closed.get(station_id, tx_id)
 
     async def start(self, station_id: str, key: StartKey, new_id: Callable[[], int]) -> int:
         await self._ensure(station_id)
@@ -255,8 +281,8 @@ class SharedBook:
         self._cache.forget_station(station_id)
         for tx_id, tx in stored.open:
             self._cache.open(station_id, tx_id, tx)
-        for tx_id, connector_id in stored.closed:  # closed here or on another instance
-            self._recently_closed.closed(station_id, tx_id, connector_id)
+        for tx_id, closed in stored.closed:  # closed here or on another instance
+            self._recently_closed.closed(station_id, tx_id, closed)
         self._loaded.add(station_id)
 
     async def _load_together(self, station_id: str) -> _Loaded:
@@ -321,7 +347,14 @@ class SharedBook:
                 book.open.append((row.tx_id, _open_transaction(row)))
             for done in session.scalars(closed):
                 book = books.setdefault(done.station_id, _Loaded([], []))
-                book.closed.append((done.tx_id, done.connector_id))
+                book.closed.append(
+                    (
+                        done.tx_id,
+                        ClosedTransaction(
+                            done.connector_id, done.session_id, done.first_ns, done.ended_ns
+                        ),
+                    )
+                )
         return books
 
     def _write(self, station_id: str, tx_id: str, tx: OpenTransaction, full: bool) -> None:
@@ -331,6 +364,8 @@ class SharedBook:
             "touched_ns": time.time_ns(),
             "pending_ts_ns": pending_ts,
             "pending_meter_wh": pending_wh,
+            "session_id": tx.session_id,
+            "first_ns": tx.first_ns,
         }
         statement = self._insert(OpenTransactionRow).values(
             station_id=station_id, tx_id=tx_id, **changed
@@ -343,17 +378,26 @@ class SharedBook:
             if full:
                 self._evict(session, station_id)
 
-    def _delete(self, station_id: str, tx_id: str, connector_id: int | None) -> int | None:
-        """Close the transaction: its row goes, its connector (``connector_id``, else the
-        row's) is kept among the station's closed ones; that connector, None when unknown."""
+    def _delete(
+        self, station_id: str, tx_id: str, closed: ClosedTransaction | None
+    ) -> ClosedTransaction | None:
+        """Close the transaction: its row goes, what is known of it (``closed``, else the
+        row's connector) is kept among the station's closed ones; that, None when unknown."""
         with self._session("close a transaction") as session, session.begin():
             row = session.get(OpenTransactionRow, (station_id, tx_id))
             if row is not None:
-                connector_id = row.connector_id if connector_id is None else connector_id
+                if closed is None:
+                    closed = ClosedTransaction(row.connector_id, row.session_id, row.first_ns)
                 session.delete(row)
-            if connector_id is None:
+            if closed is None:
                 return None
-            kept = {"connector_id": connector_id, "closed_ns": time.time_ns()}
+            kept = {
+                "connector_id": closed.connector_id,
+                "closed_ns": time.time_ns(),
+                "session_id": closed.session_id,
+                "first_ns": closed.first_ns,
+                "ended_ns": closed.ended_ns,
+            }
             statement = self._insert(ClosedTransactionRow).values(
                 station_id=station_id, tx_id=tx_id, **kept
             )
@@ -373,7 +417,7 @@ class SharedBook:
                         ClosedTransactionRow.tx_id.in_(older),
                     )
                 )
-        return connector_id
+        return closed
 
     def _start(self, station_id: str, key: StartKey, new_id: Callable[[], int], full: bool) -> int:
         """The id of ``key``'s transaction: a new one, or the one already stored. Two
@@ -455,7 +499,7 @@ def _open_transaction(row: OpenTransactionRow) -> OpenTransaction:
         and row.start_meter_wh is not None
     ):
         start = StartKey(row.connector_id, row.start_id_tag, row.start_ts_ns, row.start_meter_wh)
-    return OpenTransaction(row.connector_id, pending, start)
+    return OpenTransaction(row.connector_id, pending, start, row.session_id, row.first_ns)
 
 
 _INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -476,6 +520,30 @@ def _create_table(engine: Engine) -> None:
                     raise StateError(
                         f"state database: cannot create table {name}: {_first_line(exc)}"
                     ) from exc
+        _add_columns(engine, table)
+
+
+def _add_columns(engine: Engine, table: Any) -> None:
+    """Add the nullable columns a table made by an earlier version lacks (the 2.0.1 session
+    ones): ``create`` leaves an existing table as it is. Another instance may add them at the
+    same moment: a failure is checked against the table as it then is."""
+    for attempt in range(2):
+        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in present]
+        if not missing:
+            return
+        try:
+            with engine.begin() as connection:
+                for column in missing:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    connection.execute(
+                        text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                    )
+        except SQLAlchemyError as exc:
+            if attempt:
+                raise StateError(
+                    f"state database: cannot add columns to {table.name}: {_first_line(exc)}"
+                ) from exc
 
 
 def _first_line(exc: SQLAlchemyError) -> str:

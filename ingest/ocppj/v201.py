@@ -12,14 +12,21 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
 - TransactionEvent chargingState, when it differs from the status stored last for the EVSE
   (from a chargingState or a StatusNotification): Charging, SuspendedEV, SuspendedEVSE as
   named; EVConnected and Idle -> Preparing during a transaction, Finishing when it ends.
-- The station chooses transactionId: the session is ``f"{station_id}-{transactionId}"``. Started
-  gives SessionStart (meter_start_wh from its energy register, if sent); when Started carries no
-  idToken (plug-in first), SessionStart waits for the first event that does, keeping Started's
-  time, or for Ended. A session of no one (an idToken of type NoAuthorization, free charging;
-  or Ended before any token) gets a pseudonym of its own, derived from its session id: the
-  empty token's pseudonym, shared by every such session, made each two of them that overlap
-  at different stations one card in two places (concurrent_id_tag). The policy still decides
-  on the empty token.
+- The station chooses transactionId, and OCPP 2.0 (part 1, Numbering) says it MUST be unique on
+  the station for every started transaction; yet simulators and some firmware count 1, 2, 3...
+  again after a reboot or a factory reset, or reuse a small pool. So the session is the
+  transactionId AND the time of the transaction's first event: ``session_of``, ``{station_id}-
+  {transactionId}@{first event's time, UTC}``, Started's time normally. A function of the event
+  alone, it names a Started re-sent after a lost answer (the same message: same timestamp) as
+  the first one on any instance, whatever the book still remembers, and a reused id as a new
+  session however long ago the earlier one was. Which transaction an event of a known id
+  belongs to: ``_place``. Started gives SessionStart (meter_start_wh from its energy register,
+  if sent); when Started carries no idToken (plug-in first), SessionStart waits for the first
+  event that does, keeping Started's time, or for Ended. A session of no one (an idToken of
+  type NoAuthorization, free charging; or Ended before any token) gets a pseudonym of its own,
+  derived from its session id: the empty token's pseudonym, shared by every such session, made
+  each two of them that overlap at different stations one card in two places
+  (concurrent_id_tag). The policy still decides on the empty token.
 - stoppedReason keeps its 2.0.1 name, ImmediateReset becoming 1.6's HardReset; absent means Local.
 - NotifyEvent: a component's Problem (or Tripped) variable turning true -> Faulted, with the
   techCode as vendor error code; AvailabilityState of a connector or EVSE -> its status.
@@ -27,12 +34,16 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
 - ``offline`` and ``seqNo`` need nothing: the charger's timestamps place queued events where they
   were measured, and a resent event is stored again identically (same point, overwritten), an
   Ended re-sent after its transaction closed on the connector the book remembers for it.
+  seqNo cannot tell two transactions of one id apart: 2.0.1 Edition 2 recommends that it start
+  at 0 in every transaction, so both have the same ones; the timestamps do (``_place``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from ocpp.v201 import ChargePoint, call_result
@@ -55,12 +66,12 @@ from chargewatch.events import (
     StatusChange,
 )
 
-from .book import OpenTransaction
+from .book import ClosedTransaction, OpenTransaction
 from .meter import ValueRejectedError
 from .rpc import Version
 from .station import StationBase, clean_text, handles
 
-__all__ = ["CONNECTOR_STATUS", "Station201"]
+__all__ = ["CONNECTOR_STATUS", "Station201", "session_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +110,78 @@ _FAULT_COMPONENTS: dict[str, ChargePointErrorCode] = {
 }
 _ERROR_CODES = {code.value: code for code in ChargePointErrorCode}
 _STATUS_COMPONENTS = frozenset({"Connector", "EVSE"})
+_NS_PER_S = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def session_of(station_id: str, tx_id: str, first_ns: int) -> str:
+    """The session of a 2.0.1 transaction whose first event (Started) happened at ``first_ns``:
+    ``CS-1-7@20261124T081500Z``, the fraction of a second too when there is one."""
+    seconds, fraction = divmod(first_ns, _NS_PER_S)
+    stamp = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y%m%dT%H%M%S")
+    if fraction:
+        stamp += "." + f"{fraction:09d}".rstrip("0")
+    return f"{station_id}-{tx_id}@{stamp}Z"
+
+
+class _Place(Enum):
+    """Which transaction of its id a TransactionEvent belongs to."""
+
+    OPEN = "open"  # the one open under the id
+    CLOSED = "closed"  # the one closed lately under the id: late, or re-sent after its answer
+    NEW = "new"  # one that begins with this event
+
+
+def _place(
+    started: bool, ts_ns: int, known: OpenTransaction | None, done: ClosedTransaction | None
+) -> _Place:
+    """A transaction's events come in order (2.0.1 queues them while offline and sends them in
+    order), Started first and Ended last, and carry the times the station took them. So:
+
+    - Started of an open or closed id at the time of that transaction's first event is the same
+      Started re-sent (its answer was lost; the same message again): that transaction. At any
+      other time it begins a new one (an open one of the id was never ended: the station reset).
+    - Another event of an open id belongs to it, unless it happened before that transaction
+      began and within the previous transaction of the id (from its first event to its Ended):
+      then it is one of the previous transaction's, delivered late. (One before the open one
+      began and outside the previous one: the station's clock stepped back, it is the open
+      one's.)
+    - Another event of a closed id within that transaction is one of its own (an Ended re-sent,
+      an event late); outside it, it begins a new transaction whose Started did not come (sent
+      before the book knew the station, or lost), its clock behind after a reset, maybe. It
+      cannot be of an earlier transaction of the id: it would have come before that one began.
+    - Of an id never seen (or forgotten): a new transaction.
+
+    Only the latest closed transaction of an id is remembered: an event of an earlier one
+    that comes after a later one began breaks the order above, and is taken as the rules say.
+    Entries written before sessions were named here (no first time) are taken as the
+    transaction of the event, as they were then.
+    """
+    if started:
+        if known is not None and known.first_ns in (None, ts_ns):
+            return _Place.OPEN
+        if known is None and done is not None and done.first_ns == ts_ns:
+            return _Place.CLOSED
+        return _Place.NEW
+    if known is not None:
+        late = (
+            done is not None
+            and done.ended_ns is not None
+            and known.first_ns is not None
+            and ts_ns < known.first_ns
+            and _within(ts_ns, done)
+        )
+        return _Place.CLOSED if late else _Place.OPEN
+    if done is not None and (done.ended_ns is None or _within(ts_ns, done)):
+        return _Place.CLOSED
+    return _Place.NEW
+
+
+def _within(ts_ns: int, done: ClosedTransaction) -> bool:
+    """Whether ``ts_ns`` lies within the closed transaction, from its first event to its Ended
+    (an end unknown: any time after its beginning)."""
+    after_first = done.first_ns is None or done.first_ns <= ts_ns
+    return after_first and (done.ended_ns is None or ts_ns <= done.ended_ns)
 
 
 class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library is untyped
@@ -172,8 +255,10 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
     async def on_meter_values(
         self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
     ) -> Any:
-        tx_id = await self._ctx.book.open_on(self.station_id, evse_id)
-        session_id = f"{self.station_id}-{tx_id}" if tx_id is not None else None
+        book, sid = self._ctx.book, self.station_id
+        tx_id = await book.open_on(sid, evse_id)
+        tx = await book.get(sid, tx_id) if tx_id is not None else None
+        session_id = (tx.session_id or f"{sid}-{tx_id}") if tx is not None else None
         readings = await self.readings(
             meter_value, evse_id, session_id, where="meterValue", v201=True
         )
@@ -198,17 +283,8 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             raise ValueRejectedError(
                 "transactionInfo.transactionId", "must be printable, not blank"
             )
-        session_id = f"{sid}-{tx_id}"
-        known = await book.get(sid, tx_id)
-        # Closed already: an event re-sent after its answer was lost (Ended, most likely): the
-        # same events again, on the transaction's connector, and the transaction stays closed.
-        closed_on = book.closed_on(sid, tx_id) if known is None else None
-        connector_id = (
-            evse["id"]
-            if evse is not None
-            else known.connector_id
-            if known is not None
-            else closed_on or 0
+        place, known, session_id, first_ns, connector_id = await self._transaction(
+            tx_id, event_type == "Started", ts_ns, evse
         )
         readings = await self.readings(
             meter_value, connector_id, session_id, where="meterValue", v201=True
@@ -224,7 +300,7 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         ended = event_type == "Ended"
         events: list[Event] = []
         pending = known.pending_start if known is not None else None
-        if event_type == "Started" and known is None:
+        if event_type == "Started" and known is None:  # new, or re-sent after its end
             pending = (ts_ns, energies[0] if energies else None)
         token_info = None
         if id_token is not None:
@@ -261,13 +337,49 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
                 )
             )
         await self.store(events)
-        if ended:
-            await book.close(sid, tx_id)
-        elif closed_on is None:
-            await book.open(sid, tx_id, OpenTransaction(connector_id, pending))
+        if place is _Place.CLOSED:
+            pass  # stays closed; a transaction open under the id is another one
+        elif ended:
+            kept = ClosedTransaction(connector_id, session_id, first_ns, ts_ns)
+            await book.close(sid, tx_id, kept)
+        else:
+            tx = OpenTransaction(connector_id, pending, None, session_id, first_ns)
+            await book.open(sid, tx_id, tx)
         if status_change is not None:
             book.set_charging_status(sid, connector_id, status_change.status.value)
         return call_result.TransactionEvent(id_token_info=token_info)
+
+    async def _transaction(
+        self, tx_id: str, started: bool, ts_ns: int, evse: dict[str, Any] | None
+    ) -> tuple[_Place, OpenTransaction | None, str, int | None, int]:
+        """Where an event of ``tx_id`` goes (``_place``): the open transaction it continues
+        (None unless OPEN), its session, the time of its first event, its connector.
+
+        CLOSED: an event re-sent after its answer was lost (Ended, most likely) or late: the
+        same events again, on that transaction's connector; it stays closed, and the one open
+        under its id, if any, stays open."""
+        book, sid = self._ctx.book, self.station_id
+        known = await book.get(sid, tx_id)
+        done = book.closed(sid, tx_id)
+        place = _place(started, ts_ns, known, done)
+        if place is _Place.OPEN and known is not None:
+            session_id, first_ns = known.session_id or f"{sid}-{tx_id}", known.first_ns
+        elif place is _Place.CLOSED and done is not None:
+            session_id, first_ns = done.session_id or f"{sid}-{tx_id}", done.first_ns
+            known = None
+        else:
+            session_id, first_ns = session_of(sid, tx_id, ts_ns), ts_ns
+            known = None
+        connector_id = (
+            evse["id"]
+            if evse is not None
+            else known.connector_id
+            if known is not None
+            else done.connector_id
+            if done is not None
+            else 0
+        )
+        return place, known, session_id, first_ns, connector_id
 
     def _evse_status(self, evse_id: int, connector_id: int, connector_status: str) -> str | None:
         """Records the connector's status; the connectorStatus its EVSE takes from it, or None

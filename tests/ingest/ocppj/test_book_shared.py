@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
@@ -386,12 +386,124 @@ def test_a_201_transaction_started_without_a_token_ends_right_on_the_other_gatew
     _close(gateway_a, gateway_b)
     starts = [e for e in sink_b.events if isinstance(e, SessionStart)]
     assert [(s.connector_id, s.session_id, s.ts_ns, s.meter_start_wh) for s in starts] == [
-        (3, "CS-1-tx-201", T_NS, 5000.0)
+        (3, "CS-1-tx-201@20261124T081500Z", T_NS, 5000.0)
     ]
     assert starts[0].id_pseudonym == PSEUDONYMIZE("TAG-1")
     stops = [e for e in sink_b.events if isinstance(e, SessionStop)]
-    assert [(s.connector_id, s.session_id) for s in stops] == [(3, "CS-1-tx-201")]
+    assert [(s.connector_id, s.session_id) for s in stops] == [(3, "CS-1-tx-201@20261124T081500Z")]
     assert not [e for e in sink_a.events if isinstance(e, SessionStart | SessionStop)]
+
+
+def _tx_event(kind: str, ts: str, seq_no: int, tx_id: str, **more: Any) -> dict[str, Any]:
+    return {
+        "eventType": kind,
+        "timestamp": ts,
+        "triggerReason": "Authorized" if kind == "Started" else "MeterValuePeriodic",
+        "seqNo": seq_no,
+        "transactionInfo": {"transactionId": tx_id},
+        **more,
+    }
+
+
+def _energy(ts: str, wh: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "timestamp": ts,
+            "sampledValue": [{"value": wh, "measurand": "Energy.Active.Import.Register"}],
+        }
+    ]
+
+
+def test_a_reused_201_transaction_id_is_a_new_session_on_either_gateway(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    """2.0.1 transaction "1" starts and ends on A; the station reconnects to B, re-sends the
+    Ended (its answer was lost: the first session's), and its next transaction is "1" again (a
+    new session); back on A, its events that name no EVSE go to the second session, on EVSE
+    3, whatever A's cache held: both instances read what the other wrote."""
+    sink_a, sink_b = Collector(), Collector()
+    gateway_a = make_gateway(sink_a, book=shared(two_stores[0]))
+    gateway_b = make_gateway(sink_b, book=shared(two_stores[1]))
+    stamps = [f"2026-11-24T08:{m:02d}:00Z" for m in (15, 25, 45, 55, 59)]
+    token = {"idToken": "TAG-1", "type": "ISO14443"}
+    first = _tx_event("Started", stamps[0], 0, "1", evse={"id": 3}, idToken=token)
+    first_ended = _tx_event("Ended", stamps[1], 1, "1", meterValue=_energy(stamps[1], 9000))
+    second = _tx_event("Started", stamps[2], 0, "1", evse={"id": 3}, idToken=token)
+
+    async def body() -> None:
+        async with serving(gateway_a) as url_a, serving(gateway_b) as url_b:
+            async with _station(url_a, "CS-1", "ocpp2.0.1") as ws:
+                await call(ws, "1", "TransactionEvent", first)
+                await call(ws, "2", "TransactionEvent", first_ended)
+            async with _station(url_b, "CS-1", "ocpp2.0.1") as ws:
+                await call(ws, "3", "TransactionEvent", first_ended)
+                await call(ws, "4", "TransactionEvent", second)
+            async with _station(url_a, "CS-1", "ocpp2.0.1") as ws:
+                updated = _tx_event(
+                    "Updated", stamps[3], 1, "1", meterValue=_energy(stamps[3], 12000)
+                )
+                await call(ws, "5", "TransactionEvent", updated)
+                await call(ws, "6", "TransactionEvent", _tx_event("Ended", stamps[4], 2, "1"))
+
+    run(body)
+    _close(gateway_a, gateway_b)
+    one, two = "CS-1-1@20261124T081500Z", "CS-1-1@20261124T084500Z"
+    events = sink_a.events + sink_b.events
+    starts = [(e.connector_id, e.session_id) for e in events if isinstance(e, SessionStart)]
+    assert sorted(starts) == [(3, one), (3, two)]
+    stops = [(e.connector_id, e.session_id) for e in events if isinstance(e, SessionStop)]
+    assert stops == [(3, one), (3, two), (3, one)]  # A's, then B's re-sent one
+    readings = [
+        (e.connector_id, e.session_id, e.energy_wh) for e in events if isinstance(e, Reading)
+    ]
+    assert readings == [(3, one, 9000.0), (3, two, 12000.0), (3, one, 9000.0)]
+
+
+_OLD_TABLES = (  # the book's tables as made before the 2.0.1 session columns
+    "CREATE TABLE ocpp_open_transactions (station_id VARCHAR(128) NOT NULL, tx_id VARCHAR(64) "
+    "NOT NULL, connector_id INTEGER NOT NULL, touched_ns BIGINT NOT NULL, pending_ts_ns BIGINT, "
+    "pending_meter_wh FLOAT, start_id_tag VARCHAR(64), start_ts_ns BIGINT, start_meter_wh "
+    "BIGINT, PRIMARY KEY (station_id, tx_id), CONSTRAINT uq_ocpp_open_transactions_start UNIQUE "
+    "(station_id, connector_id, start_id_tag, start_ts_ns, start_meter_wh))",
+    "CREATE TABLE ocpp_closed_transactions (station_id VARCHAR(128) NOT NULL, tx_id VARCHAR(64) "
+    "NOT NULL, connector_id INTEGER NOT NULL, closed_ns BIGINT NOT NULL, "
+    "PRIMARY KEY (station_id, tx_id))",
+    "INSERT INTO ocpp_open_transactions (station_id, tx_id, connector_id, touched_ns) "
+    "VALUES ('CS-1', 'old-1', 2, 1)",
+    "INSERT INTO ocpp_closed_transactions (station_id, tx_id, connector_id, closed_ns) "
+    "VALUES ('CS-1', 'old-2', 4, 1)",
+)
+
+
+def test_a_database_made_before_the_session_columns_gets_them_and_keeps_its_rows(
+    state_url: str,
+) -> None:
+    """The book opened on a state database whose tables lack the 2.0.1 session columns adds
+    them; the transactions stored then keep the sessions they were named by then
+    (``{station}-{transactionId}``): one still open, and one closed whose Ended is re-sent."""
+    engine = create_engine(state_url)
+    with engine.begin() as connection:
+        for statement in _OLD_TABLES:
+            connection.execute(text(statement))
+    engine.dispose()
+    store = StateStore(state_url)
+    sink = Collector()
+    gateway = make_gateway(sink, book=shared(store))
+    shared(store)  # a second instance starting finds the columns there
+
+    async def body() -> None:
+        async with serving(gateway) as url, _station(url, "CS-1", "ocpp2.0.1") as ws:
+            await call(ws, "1", "TransactionEvent", _tx_event("Updated", T, 3, "old-1"))
+            await call(ws, "2", "TransactionEvent", _tx_event("Ended", T, 4, "old-1"))
+            await call(ws, "3", "TransactionEvent", _tx_event("Ended", T, 9, "old-2"))
+
+    try:
+        run(body)
+        stops = [(e.connector_id, e.session_id) for e in sink.events if isinstance(e, SessionStop)]
+        assert stops == [(2, "CS-1-old-1"), (4, "CS-1-old-2")]
+    finally:
+        gateway.close()
+        store.close()
 
 
 def test_a_resent_start_transaction_gets_the_same_id_from_the_memory_book() -> None:

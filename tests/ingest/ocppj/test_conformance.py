@@ -585,8 +585,8 @@ def test_v201_meter_values_become_one_reading_in_canonical_units(
     sink, gateway = run(body)
     assert len(answers) == 2 and not gateway.rejected
     assert of_type(sink, Reading) == [
-        Reading(TS1, "CS-M", 1, "CS-M-m1", **expected),
-        Reading(TS2, "CS-M", 1, "CS-M-m1", **expected),
+        Reading(TS1, "CS-M", 1, "CS-M-m1@20261124T081500Z", **expected),
+        Reading(TS2, "CS-M", 1, "CS-M-m1@20261124T081500Z", **expected),
     ]
 
 
@@ -732,7 +732,7 @@ def test_v201_plug_in_first_session_with_charging_state_transitions() -> None:
     assert answers[0].status == "Accepted" and answers[2].id_token_info["status"] == "Accepted"
     assert not gateway.rejected
     ts = STAMPS_NS
-    session, who = f"CS-E02-{tx}", PSEUDONYMIZE(emaid["id_token"])
+    session, who = f"CS-E02-{tx}@20261124T080000Z", PSEUDONYMIZE(emaid["id_token"])
     assert of_type(sink, SessionStart) == [SessionStart(ts[0], "CS-E02", 1, session, who, 100000.0)]
     assert of_type(sink, SessionStop) == [
         SessionStop(ts[5], "CS-E02", 1, session, 102500.0, "EVDisconnected")
@@ -831,7 +831,7 @@ def test_v201_offline_queue_and_resent_events_after_a_lost_answer(book: dict[str
             await cs.call(ended)
 
     sink, gateway = run(body, **book)
-    session = "CS-OFF-OFF-1"
+    session = "CS-OFF-OFF-1@20261124T081500Z"
     assert not gateway.rejected
     assert of_type(sink, Reading) == [
         Reading(ts, "CS-OFF", 2, session, energy_wh=wh)
@@ -847,6 +847,177 @@ def test_v201_offline_queue_and_resent_events_after_a_lost_answer(book: dict[str
     assert of_type(sink, SessionStop) == [stop, stop]
     assert of_type(sink, SessionStart) == [
         SessionStart(TS0, "CS-OFF", 2, session, PSEUDONYMIZE("A1B2C3D4"), 10000.0)
+    ]
+
+
+def test_v201_a_reused_transaction_id_opens_a_new_session(book: dict[str, Any]) -> None:
+    """A simulator numbers its transactions 1, 2, 3... and starts again after a reboot: the
+    second transaction "7" is a session of its own, with its own start, stop and readings (the
+    energy billed to each driver is that session's). What must stay one session still does: the
+    first one's Ended re-sent after a lost answer, the second one's Started re-sent (offline),
+    an Updated of the first queued offline and delivered after the second began; and the
+    second one's events that name no EVSE, and its MeterValues, go to the second."""
+    tx = {"transaction_id": "7"}
+    late = "2026-11-24T08:07:00Z"  # between the first transaction's Updated and its Ended
+
+    def kwh(ts: str, value: float) -> list[dict[str, Any]]:
+        return [mv201(ts, sv201(value, ENERGY, "kWh"))]
+
+    first_ended = tx_event(
+        "Ended",
+        STAMPS[2],
+        "StopAuthorized",
+        2,
+        tx | {"stopped_reason": "Local"},
+        meter_value=kwh(STAMPS[2], 15.0),
+    )
+    second_started = tx_event(
+        "Started",
+        STAMPS[4],
+        "Authorized",
+        0,
+        tx | {"charging_state": "Charging"},
+        evse={"id": 1, "connector_id": 1},
+        id_token={"id_token": "TOKEN-B", "type": "ISO14443"},
+        meter_value=kwh(STAMPS[4], 15.0),
+        offline=True,
+    )
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-RE", "ocpp2.0.1") as cs:
+            await cs.call(
+                tx_event(
+                    "Started",
+                    STAMPS[0],
+                    "Authorized",
+                    0,
+                    tx | {"charging_state": "Charging"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "TOKEN-A", "type": "ISO14443"},
+                    meter_value=kwh(STAMPS[0], 10.0),
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    STAMPS[1],
+                    "MeterValuePeriodic",
+                    1,
+                    tx,
+                    meter_value=kwh(STAMPS[1], 12.0),
+                )
+            )
+            await cs.call(first_ended)
+        async with station(url, "CS-RE", "ocpp2.0.1") as cs:  # the answer was lost: again
+            await cs.call(first_ended)
+            await cs.call(
+                call201.BootNotification(
+                    charging_station={"model": "Sim", "vendor_name": "Sim"}, reason="PowerUp"
+                )
+            )
+            await cs.call(second_started)  # the reboot restarted the numbering
+        async with station(url, "CS-RE", "ocpp2.0.1") as cs:  # that answer was lost too
+            await cs.call(second_started)
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    late,
+                    "MeterValuePeriodic",
+                    1,
+                    tx,
+                    offline=True,
+                    meter_value=kwh(late, 13.0),
+                )
+            )
+            await cs.call(
+                tx_event(
+                    "Updated",
+                    STAMPS[5],
+                    "MeterValuePeriodic",
+                    1,
+                    tx,
+                    meter_value=kwh(STAMPS[5], 18.0),
+                )
+            )
+            await cs.call(call201.MeterValues(evse_id=1, meter_value=kwh(STAMPS[6], 19.0)))
+            await cs.call(
+                tx_event(
+                    "Ended",
+                    STAMPS[7],
+                    "EVDeparted",
+                    2,
+                    tx | {"stopped_reason": "EVDisconnected"},
+                    meter_value=kwh(STAMPS[7], 20.0),
+                )
+            )
+
+    sink, gateway = run(body, **book)
+    assert not gateway.rejected
+    ts = STAMPS_NS
+    one, two = "CS-RE-7@20261124T080000Z", "CS-RE-7@20261124T082000Z"
+    assert of_type(sink, SessionStart) == [
+        SessionStart(ts[0], "CS-RE", 1, one, PSEUDONYMIZE("TOKEN-A"), 10000.0),
+        SessionStart(ts[4], "CS-RE", 1, two, PSEUDONYMIZE("TOKEN-B"), 15000.0),
+    ]
+    first_stop = SessionStop(ts[2], "CS-RE", 1, one, 15000.0, "Local")
+    assert of_type(sink, SessionStop) == [
+        first_stop,
+        first_stop,
+        SessionStop(ts[7], "CS-RE", 1, two, 20000.0, "EVDisconnected"),
+    ]
+    readings = [
+        (r.ts_ns, r.connector_id, r.session_id, r.energy_wh) for r in of_type(sink, Reading)
+    ]
+    assert readings == [
+        (ts[0], 1, one, 10000.0),
+        (ts[1], 1, one, 12000.0),
+        (ts[2], 1, one, 15000.0),
+        (ts[2], 1, one, 15000.0),
+        (ts[4], 1, two, 15000.0),
+        (ts[4], 1, two, 15000.0),
+        (parse_ts(late), 1, one, 13000.0),
+        (ts[5], 1, two, 18000.0),
+        (ts[6], 1, two, 19000.0),
+        (ts[7], 1, two, 20000.0),
+    ]
+
+
+def test_v201_a_started_of_an_open_id_at_another_time_is_a_new_session() -> None:
+    """A station reset mid-transaction (no Ended sent) numbers its next transaction as the one it
+    lost: the Started of the same id at another time is a new session, not the old one going
+    on; the lost one keeps its readings. seqNo restarts at 0 in both (2.0.1 Edition 2
+    recommends that), so it cannot be what tells them apart."""
+    tx = {"transaction_id": "1"}
+
+    def started(ts: str, kwh: float) -> Any:
+        return tx_event(
+            "Started",
+            ts,
+            "Authorized",
+            0,
+            tx,
+            evse={"id": 2, "connector_id": 1},
+            id_token={"id_token": "K1", "type": "KeyCode"},
+            meter_value=[mv201(ts, sv201(kwh, ENERGY, "kWh"))],
+        )
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-RST", "ocpp2.0.1") as cs:
+            await cs.call(started(T0, 1.0))
+            await cs.call(started(T2, 3.0))
+            await cs.call(
+                call201.MeterValues(evse_id=2, meter_value=[mv201(T3, sv201(4.0, ENERGY, "kWh"))])
+            )
+
+    sink, _ = run(body)
+    assert [(r.ts_ns, r.session_id) for r in of_type(sink, Reading)] == [
+        (TS0, "CS-RST-1@20261124T081500Z"),
+        (TS2, "CS-RST-1@20261124T084500Z"),
+        (TS3, "CS-RST-1@20261124T084500Z"),
+    ]
+    assert [s.session_id for s in of_type(sink, SessionStart)] == [
+        "CS-RST-1@20261124T081500Z",
+        "CS-RST-1@20261124T084500Z",
     ]
 
 
@@ -1152,7 +1323,7 @@ def test_v201_every_id_token_type_opens_a_session_of_its_pseudonym(kind: str, to
 
     sink, gateway = run(body)
     assert all(a.id_token_info["status"] == "Accepted" for a in answers) and not gateway.rejected
-    session = f"CS-TOK-tok-{kind}"
+    session = f"CS-TOK-tok-{kind}@20261124T081500Z"
     who = PSEUDONYMIZE(token) if token else PSEUDONYMIZE(f"NoAuthorization:{session}")
     assert of_type(sink, SessionStart) == [SessionStart(TS0, "CS-TOK", 1, session, who, None)]
     assert not token or all(token not in repr(e) for e in sink.events)
@@ -1196,7 +1367,7 @@ def test_v201_sessions_of_no_one_are_not_one_card_in_two_places() -> None:
 
     sink, _ = run(body)
     starts = of_type(sink, SessionStart)
-    assert [s.session_id for s in starts] == ["CS-FREE-1-1", "CS-FREE-2-1", "CS-FREE-3-1"]
+    assert [s.session_id for s in starts] == [f"CS-FREE-{n}-1@20261124T081500Z" for n in (1, 2, 3)]
     pseudonyms = {s.id_pseudonym for s in starts}
     assert len(pseudonyms) == 3 and PSEUDONYMIZE("") not in pseudonyms
 
@@ -1462,19 +1633,19 @@ def test_v201_two_evses_at_once_keep_their_readings_apart() -> None:
         (r.ts_ns, r.connector_id, r.session_id, r.energy_wh) for r in of_type(sink, Reading)
     ]
     assert readings == [
-        (TS0, 1, "CS-2E-A", 10000.0),
-        (TS0, 2, "CS-2E-B", 20000.0),
-        (TS1, 2, "CS-2E-B", 21000.0),
-        (TS1, 2, "CS-2E-B", 21000.0),
+        (TS0, 1, "CS-2E-A@20261124T081500Z", 10000.0),
+        (TS0, 2, "CS-2E-B@20261124T081500Z", 20000.0),
+        (TS1, 2, "CS-2E-B@20261124T081500Z", 21000.0),
+        (TS1, 2, "CS-2E-B@20261124T081500Z", 21000.0),
         (TS1, 0, None, 900000.0),
-        (TS1, 1, "CS-2E-A", 11000.0),
-        (TS2, 1, "CS-2E-A", 12000.0),
+        (TS1, 1, "CS-2E-A@20261124T081500Z", 11000.0),
+        (TS2, 1, "CS-2E-A@20261124T081500Z", 12000.0),
         (TS3, 1, None, 12000.0),
-        (TS3, 2, "CS-2E-B", 23000.0),
+        (TS3, 2, "CS-2E-B@20261124T081500Z", 23000.0),
     ]
     assert of_type(sink, SessionStop) == [
-        SessionStop(TS2, "CS-2E", 1, "CS-2E-A", 12000.0, "EVDisconnected"),
-        SessionStop(TS3, "CS-2E", 2, "CS-2E-B", 23000.0, "Local"),
+        SessionStop(TS2, "CS-2E", 1, "CS-2E-A@20261124T081500Z", 12000.0, "EVDisconnected"),
+        SessionStop(TS3, "CS-2E", 2, "CS-2E-B@20261124T081500Z", 23000.0, "Local"),
     ]
 
 
@@ -1601,10 +1772,10 @@ def test_v201_ended_meter_stop_is_the_latest_register_whatever_the_order() -> No
     sink, _ = run(body)
     who = PSEUDONYMIZE("X1")
     assert of_type(sink, SessionStart) == [
-        SessionStart(TS0, "CS-END", 1, "CS-END-E-1", who, 10000.0)
+        SessionStart(TS0, "CS-END", 1, "CS-END-E-1@20261124T081500Z", who, 10000.0)
     ]
     assert of_type(sink, SessionStop) == [
-        SessionStop(TS3, "CS-END", 1, "CS-END-E-1", 30000.0, "Local")
+        SessionStop(TS3, "CS-END", 1, "CS-END-E-1@20261124T081500Z", 30000.0, "Local")
     ]
 
 
@@ -1823,7 +1994,7 @@ def test_sessions_of_both_versions_land_in_influxdb_and_raise_no_flag(
         two = by_series[("CONF-201", "1")]
         assert two["energy_wh"].tolist() == pytest.approx([kwh[i] * 1000 for i in range(13)])
         assert two["power_w"][1:-1].tolist() == pytest.approx([11000.1] * 11)
-        assert set(two["session_id"].tolist()) == {"CONF-201-c-201"}
+        assert set(two["session_id"].tolist()) == {"CONF-201-c-201@20261124T080000Z"}
         # the window reaches now: readings count by when they were received too
         until = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
         serve.cli("detect", "--since", "2026-11-24T00:00:00Z", "--until", until)

@@ -303,7 +303,7 @@ def test_v201_session_becomes_canonical_events() -> None:
     assert answers["boot"].status == "Accepted"
     assert answers["auth"].id_token_info["status"] == "Accepted"
     assert answers["started"].id_token_info["status"] == "Accepted"
-    session, pseudonym = "CS-201-tx-9", PSEUDONYMIZE(TAG)
+    session, pseudonym = "CS-201-tx-9@20261124T081500Z", PSEUDONYMIZE(TAG)
     ts0, ts1, ts2, ts3 = (parse_ts(t) for t in (T0, T1, T2, T3))
     assert sink.events == [
         StatusChange(ts0, "CS-201", 1, ChargePointStatus.PREPARING),
@@ -437,10 +437,10 @@ def test_v201_start_without_token_waits_for_the_token() -> None:
     ts0, ts1, ts2 = (parse_ts(t) for t in (T0, T1, T2))
     pseudonym = PSEUDONYMIZE(TAG)
     assert sink.events == [
-        Reading(ts0, "CS-P", 2, "CS-P-p-1", energy_wh=2500.0),
+        Reading(ts0, "CS-P", 2, "CS-P-p-1@20261124T081500Z", energy_wh=2500.0),
         Authorize(ts1, "CS-P", pseudonym, AuthorizationStatus.ACCEPTED),
-        SessionStart(ts0, "CS-P", 2, "CS-P-p-1", pseudonym, 2500.0),
-        SessionStop(ts2, "CS-P", 2, "CS-P-p-1", None, "HardReset"),
+        SessionStart(ts0, "CS-P", 2, "CS-P-p-1@20261124T081500Z", pseudonym, 2500.0),
+        SessionStop(ts2, "CS-P", 2, "CS-P-p-1@20261124T081500Z", None, "HardReset"),
     ]
 
 
