@@ -232,18 +232,22 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             if status is ChargePointStatus.FAULTED
             else ChargePointErrorCode.NO_ERROR
         )
-        if status is ChargePointStatus.PREPARING and await book.open_on(sid, evse_id) is not None:
-            # Occupied during a transaction: its chargingState says what the connector does
-            # (Charging, SuspendedEV...), the latest this connection heard, else the one
-            # stored last if it was one...
-            last = self._charging.get(evse_id) or book.charging_status(sid, evse_id)
-            if last in _TRANSACTION_STATES:
-                status = ChargePointStatus(last)
+        status = await self._in_use(evse_id, status)
         event = StatusChange(self.ts(timestamp, "timestamp"), sid, evse_id, status, error)
         await self.store([event])
-        # ...and the next chargingState is news again after any other status stored here.
+        # The next chargingState is news again after any other status stored here.
         book.set_charging_status(sid, evse_id, status.value)
         return call_result.StatusNotification()
+
+    async def _in_use(self, evse_id: int, status: ChargePointStatus) -> ChargePointStatus:
+        """``status`` of the EVSE, but for Occupied (Preparing) during a transaction: its
+        chargingState says what the connector does (Charging, SuspendedEV...), the latest this
+        connection heard, else the one stored last if it was one."""
+        book, sid = self._ctx.book, self.station_id
+        if status is not ChargePointStatus.PREPARING or await book.open_on(sid, evse_id) is None:
+            return status
+        last = self._charging.get(evse_id) or book.charging_status(sid, evse_id)
+        return ChargePointStatus(last) if last in _TRANSACTION_STATES else status
 
     @handles(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
@@ -321,7 +325,10 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             )
         events += readings
         state = transaction_info.get("charging_state")
-        status_change = self._charging_status(ts_ns, connector_id, state, ended)
+        # An event of a closed transaction (re-sent, late) is history: its status is stored
+        # at its time, but is not what the EVSE does now (another transaction may run there).
+        history = place is _Place.CLOSED
+        status_change = self._charging_status(ts_ns, connector_id, state, ended, history)
         if status_change is not None:
             events.append(status_change)
         if ended:
@@ -345,7 +352,7 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         else:
             tx = OpenTransaction(connector_id, pending, None, session_id, first_ns)
             await book.open(sid, tx_id, tx)
-        if status_change is not None:
+        if status_change is not None and not history:
             book.set_charging_status(sid, connector_id, status_change.status.value)
         return call_result.TransactionEvent(id_token_info=token_info)
 
@@ -407,29 +414,39 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         return self._ctx.pseudonymize(f"{_NO_AUTHORIZATION}:{session_id}")
 
     def _charging_status(
-        self, ts_ns: int, connector_id: int, state: str | None, ended: bool
+        self, ts_ns: int, connector_id: int, state: str | None, ended: bool, history: bool
     ) -> StatusChange | None:
-        if ended:
+        if ended and not history:
             self._charging.pop(connector_id, None)
         if state is None:
             return None
         status = _CHARGING_STATE[state]
-        if not ended:
+        if not ended and not history:
             self._charging[connector_id] = status.value
         if ended and status is ChargePointStatus.PREPARING:
             status = ChargePointStatus.FINISHING
-        if self._ctx.book.charging_status(self.station_id, connector_id) == status.value:
+        if (
+            not history
+            and self._ctx.book.charging_status(self.station_id, connector_id) == status.value
+        ):
             return None
         return StatusChange(ts_ns, self.station_id, connector_id, status)
 
     @handles(Action.notify_event)
     async def on_notify_event(self, event_data: list[dict[str, Any]], **_: Any) -> Any:
-        events: list[Event] = []
+        changes: list[StatusChange] = []
         for i, item in enumerate(event_data):
             change = self._status_of_event(item, f"eventData.{i}")
             if change is not None:
-                events.append(change)
-        await self.store(events)
+                # Occupied while the EVSE charges is its transaction's state, as for a
+                # StatusNotification.
+                status = await self._in_use(change.connector_id, change.status)
+                changes.append(change._replace(status=status))
+        await self.store(list(changes))
+        for change in changes:  # the next chargingState is news again after these
+            self._ctx.book.set_charging_status(
+                self.station_id, change.connector_id, change.status.value
+            )
         return call_result.NotifyEvent()
 
     def _status_of_event(self, item: dict[str, Any], where: str) -> StatusChange | None:

@@ -982,6 +982,59 @@ def test_v201_a_reused_transaction_id_opens_a_new_session(book: dict[str, Any]) 
     ]
 
 
+def test_v201_a_late_event_of_an_ended_transaction_leaves_the_next_ones_status() -> None:
+    """Transaction "1" ends on EVSE 1 and the next one, "1" again, charges there; an Updated of
+    the first (SuspendedEV, queued offline) comes late: stored at its time, in the first
+    session, but the EVSE's Occupied now is the second transaction's Charging."""
+    tx = {"transaction_id": "1"}
+    late = "2026-11-24T08:20:00Z"
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-H", "ocpp2.0.1") as cs:
+            for message in (
+                tx_event(
+                    "Started",
+                    T0,
+                    "Authorized",
+                    0,
+                    tx | {"charging_state": "Charging"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "K1", "type": "KeyCode"},
+                ),
+                tx_event("Ended", T1, "EVDeparted", 1, tx | {"charging_state": "Idle"}),
+                tx_event(
+                    "Started",
+                    T2,
+                    "Authorized",
+                    0,
+                    tx | {"charging_state": "Charging"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "K2", "type": "KeyCode"},
+                ),
+                tx_event(
+                    "Updated",
+                    late,
+                    "ChargingStateChanged",
+                    1,
+                    tx | {"charging_state": "SuspendedEV"},
+                    offline=True,
+                ),
+                call201.StatusNotification(
+                    timestamp=T3, connector_status="Occupied", evse_id=1, connector_id=1
+                ),
+            ):
+                await cs.call(message)
+
+    sink, _ = run(body)
+    assert [(e.ts_ns, e.status.value) for e in statuses(sink)] == [
+        (TS0, "Charging"),
+        (TS1, "Finishing"),
+        (TS2, "Charging"),
+        (parse_ts(late), "SuspendedEV"),
+        (TS3, "Charging"),
+    ]
+
+
 def test_v201_a_started_of_an_open_id_at_another_time_is_a_new_session() -> None:
     """A station reset mid-transaction (no Ended sent) numbers its next transaction as the one it
     lost: the Started of the same id at another time is a new session, not the old one going
@@ -1732,6 +1785,71 @@ def test_v201_connector_availability_events_follow_the_connector_in_use() -> Non
 
     sink, _ = run(body)
     assert [(e.connector_id, e.status.value) for e in statuses(sink)] == [(1, "Preparing")]
+
+
+def test_v201_notify_event_statuses_of_one_evse_leave_the_other_and_its_charging_state() -> None:
+    """Two EVSEs charging at once; the station reports through NotifyEvent: EVSE 2's connector
+    Occupied (AvailabilityState) while it charges is Charging, as a StatusNotification of it
+    is, not the Preparing that would last the rest of its session; EVSE 1's lock fault is
+    EVSE 1's alone, and when its transaction says Charging again that is stored (the status
+    stored last for EVSE 1 is the fault, not the Charging before it)."""
+
+    def notify(item: dict[str, Any]) -> Any:
+        return call201.NotifyEvent(generated_at=T1, seq_no=0, event_data=[item])
+
+    occupied = {
+        "event_id": 1,
+        "timestamp": T1,
+        "trigger": "Delta",
+        "actual_value": "Occupied",
+        "event_notification_type": "HardWiredNotification",
+        "component": {"name": "Connector", "evse": {"id": 2, "connector_id": 1}},
+        "variable": {"name": "AvailabilityState"},
+    }
+    fault = occupied | {
+        "event_id": 2,
+        "actual_value": "true",
+        "tech_code": "ConnectorLockFailure",
+        "component": {"name": "ConnectorPlugRetentionLock", "evse": {"id": 1}},
+        "variable": {"name": "Problem"},
+    }
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-NE2", "ocpp2.0.1") as cs:
+            for evse, tx in ((1, "A"), (2, "B")):
+                await cs.call(
+                    tx_event(
+                        "Started",
+                        T0,
+                        "Authorized",
+                        0,
+                        {"transaction_id": tx, "charging_state": "Charging"},
+                        evse={"id": evse, "connector_id": 1},
+                        id_token={"id_token": f"TOKEN-{tx}", "type": "ISO14443"},
+                    )
+                )
+            await cs.call(notify(occupied))
+            await cs.call(notify(fault))
+            for tx in ("A", "B"):
+                await cs.call(
+                    tx_event(
+                        "Updated",
+                        T2,
+                        "ChargingStateChanged",
+                        1,
+                        {"transaction_id": tx, "charging_state": "Charging"},
+                    )
+                )
+
+    sink, gateway = run(body)
+    assert not gateway.rejected
+    assert [(e.ts_ns, e.connector_id, e.status.value) for e in statuses(sink)] == [
+        (TS0, 1, "Charging"),
+        (TS0, 2, "Charging"),
+        (TS1, 2, "Charging"),
+        (TS1, 1, "Faulted"),
+        (TS2, 1, "Charging"),
+    ]
 
 
 def test_v201_ended_meter_stop_is_the_latest_register_whatever_the_order() -> None:
