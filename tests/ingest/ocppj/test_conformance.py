@@ -2120,3 +2120,70 @@ def test_sessions_of_both_versions_land_in_influxdb_and_raise_no_flag(
         assert flags.strip() == ""
     finally:
         serve.stop()
+
+
+def test_a_reused_201_transaction_id_lands_in_influxdb_as_two_sessions(
+    influxd: LocalInfluxd, database: str, tmp_path: Path
+) -> None:
+    """A 2.0.1 simulator that numbers its transactions from 1 again after a reboot, through
+    `chargewatch serve` (its book in the state database) into InfluxDB: two sessions, each
+    with its own start, stop and readings, so each driver's energy is that session's."""
+    serve = Serve(tmp_path, influxd.url, database)
+    one, two = "CONF-RE-1@20261124T080000Z", "CONF-RE-1@20261124T100000Z"
+
+    async def transaction(cs: Any, hour: int, wh: list[float], tag: str) -> None:
+        stamps = [f"2026-11-24T{hour:02d}:00:00Z", f"2026-11-24T{hour:02d}:30:00Z"]
+        stamps.append(f"2026-11-24T{hour + 1:02d}:00:00Z")
+        for i, (kind, ts) in enumerate(zip(("Started", "Updated", "Ended"), stamps, strict=True)):
+            await cs.call(
+                tx_event(
+                    kind,
+                    ts,
+                    "Authorized" if kind == "Started" else "MeterValuePeriodic",
+                    i,
+                    {"transaction_id": "1", "charging_state": "Charging"}
+                    | ({"stopped_reason": "Local"} if kind == "Ended" else {}),
+                    meter_value=[mv201(ts, sv201(wh[i], ENERGY, "Wh"))],
+                    **(
+                        {
+                            "evse": {"id": 1, "connector_id": 1},
+                            "id_token": {"id_token": tag, "type": "ISO14443"},
+                        }
+                        if kind == "Started"
+                        else {}
+                    ),
+                ),
+            )
+
+    async def body(url: str) -> None:
+        async with station(url, "CONF-RE", "ocpp2.0.1") as cs:
+            await transaction(cs, 8, [0.0, 5500.0, 11000.0], "TAG-A")
+        async with station(url, "CONF-RE", "ocpp2.0.1") as cs:  # rebooted: "1" again
+            await cs.call(
+                call201.BootNotification(
+                    charging_station={"model": "Sim", "vendor_name": "Sim"}, reason="PowerUp"
+                )
+            )
+            await transaction(cs, 10, [11000.0, 14000.0, 17000.0], "TAG-B")
+
+    try:
+        asyncio.run(body(f"ws://127.0.0.1:{serve.port}/ocpp"))
+        wait_for(lambda: serve.health().get("spool_lines") == 0)
+        with InfluxClient(url=influxd.url, database=database) as client:
+            (readings,) = client.query(f"SELECT * FROM reading WHERE {WINDOW}")
+            (starts,) = client.query(f"SELECT * FROM session_start WHERE {WINDOW}")
+            (stops,) = client.query(f"SELECT * FROM session_stop WHERE {WINDOW}")
+        energy: dict[str, list[float]] = {}
+        for session, wh in zip(
+            readings.columns["session_id"].tolist(),
+            readings.columns["energy_wh"].tolist(),
+            strict=True,
+        ):
+            energy.setdefault(session, []).append(wh)
+        assert energy == {one: [0.0, 5500.0, 11000.0], two: [11000.0, 14000.0, 17000.0]}
+        assert starts.columns["session_id"].tolist() == [one, two]
+        assert starts.columns["meter_start_wh"].tolist() == [0.0, 11000.0]
+        assert stops.columns["session_id"].tolist() == [one, two]
+        assert stops.columns["meter_stop_wh"].tolist() == [11000.0, 17000.0]
+    finally:
+        serve.stop()
