@@ -313,7 +313,7 @@ def read_partition(
         columns.seed(usable.table, usable.keys, usable.session_ids)
     held = usable.open_sessions if usable is not None else set()
     control: list[Event] = [*sessions.starts, *sessions.stops]
-    control += _read_readings(
+    statuses, authorizations = _read_readings(
         client,
         columns,
         where,
@@ -329,6 +329,8 @@ def read_partition(
     )
     table = columns.table(until_ns)
     readings = columns.columns(table)
+    control += _statuses(_in_force(statuses, columns.keys, readings))
+    control += authorizations
     control.sort(key=lambda e: e.ts_ns)
     kept = _keep(sessions, columns, table, until_ns, floor)
     return PartitionEvents(control=control, readings=readings), kept
@@ -650,11 +652,12 @@ def _read_readings(
     until_ns: int,
     ranges: dict[tuple[str, int], _Range],
     control: str,
-) -> list[Event]:
+) -> tuple[list[Series], list[Event]]:
     """The readings of the window's judged rows: the window for every connector, and before it
     per connector what its ``_Range`` asks (module docstring); then those indexed by receive
     time from ``earliest`` on; then the ``control`` statements (statuses, authorizations),
-    whose events are returned. One request: InfluxDB answers its statements in order, so the
+    whose statuses are returned as series (one per connector) and authorizations as events.
+    One request: InfluxDB answers its statements in order, so the
     stamp-indexed come first (``_Columns.table`` keeps the first of equal points)."""
     band = RX_BAND_NS
     by = ' GROUP BY "station_id", "connector_id"'
@@ -691,7 +694,37 @@ def _read_readings(
         else:
             key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
             columns.add(s, orphans_before=all_from.get(key, since_ns - band))
-    return [*_statuses(_by_connector(statuses)), *_authorizations(_by_connector(authorizations))]
+    return _by_connector(statuses), _authorizations(_by_connector(authorizations))
+
+
+def _in_force(
+    statuses: list[Series], keys: Sequence[tuple[str, int]], readings: ReadingColumns
+) -> list[Series]:
+    """Of each connector's statuses (a series each, in time order), those that can be in force
+    at one of its readings: from the latest at or before its earliest reading on (all of equal
+    time: the last to arrive wins). The assembler looks a sample's status up as the latest
+    change at or before it, so the statuses dropped are never looked up; they were most of the
+    day of statuses read for every window and turned into events. A connector without
+    readings keeps its latest statuses only: they still register it and time its latest
+    event, as all of them would."""
+    first: dict[tuple[str, int], int] = {}
+    if readings.ts_ns.size:
+        earliest = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(earliest, readings.key, readings.ts_ns)
+        first = {key: int(t) for key, t in zip(keys, earliest.tolist(), strict=True)}
+    out: list[Series] = []
+    for s in statuses:
+        times = np.asarray(s.columns["time"], dtype=np.int64)
+        if not times.size:
+            continue
+        key = (s.tags.get("station_id", ""), int(s.tags.get("connector_id", "0") or 0))
+        at = int(times[-1])
+        if key in first:
+            before = int(np.searchsorted(times, first[key], side="right")) - 1
+            at = int(times[max(before, 0)])
+        begin = int(np.searchsorted(times, at, side="left"))
+        out.append(s if begin == 0 else _rows_of(s, np.arange(times.size) >= begin))
+    return out
 
 
 def _add_received(columns: _Columns, s: Series) -> None:
