@@ -11,6 +11,7 @@ from analytics.assemble import ReadingColumns
 from analytics.read.partition import _in_force, _statuses
 from analytics.usage import Pieces, usage_lines
 from analytics.window import _Lines
+from chargewatch.events import StatusChange
 from chargewatch.influx import Series
 from chargewatch.schema import READING_FIELDS
 
@@ -46,6 +47,7 @@ def _kept(series: list[Series], readings: ReadingColumns) -> list[tuple[int, int
     return [
         (e.connector_id, e.ts_ns, e.status.value)
         for e in _statuses(_in_force(series, KEYS, readings))
+        if isinstance(e, StatusChange)
     ]
 
 
