@@ -6,8 +6,11 @@ from __future__ import annotations
 import gzip
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -15,7 +18,7 @@ import pytest
 from api.bodies import BodyError
 from chargewatch.errors import BackpressureError
 from ingest.pseudonym import Pseudonymizer
-from service.batches import BatchEncoders
+from service.batches import LARGE_GROUP_BYTES, BatchEncoders, BatchGroups, EncodedBatch
 
 TS = "2026-11-24T08:15:30.250Z"
 KEY = b"0123456789abcdef-test-key"
@@ -129,3 +132,87 @@ def test_bodies_of_senders_an_hour_apart_encoded_together_are_not_received_late(
         assert not isinstance(outcome, BodyError)
         assert outcome.accepted_by_type == {"reading": readings}
         assert sum(outcome.rejected_by_field.values()) == 1  # the status without a connector
+
+
+class _HeldEncoders:
+    """What ``BatchGroups`` asks of ``BatchEncoders``, each call held until let go: the bodies
+    of each call in the order the calls came."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[bytes]] = []
+        self._released = 0
+        self._changed = threading.Condition()
+
+    def encode(self, parts: list[bytes], *, gzipped: bool, max_listed: int) -> EncodedBatch:
+        self._hold([b"".join(parts)])
+        return EncodedBatch("line", {"reading": 1}, {}, [])
+
+    def encode_group(
+        self, bodies: Sequence[tuple[list[bytes], bool]], *, max_listed: int
+    ) -> tuple[str, list[EncodedBatch | BodyError]]:
+        self._hold([b"".join(parts) for parts, _gzipped in bodies])
+        return "line", [EncodedBatch("", {"reading": 1}, {}, []) for _ in bodies]
+
+    def _hold(self, bodies: list[bytes]) -> None:
+        with self._changed:
+            self.calls.append(bodies)
+            call = len(self.calls)
+            self._changed.notify_all()
+            assert self._changed.wait_for(lambda: self._released >= call, timeout=30)
+
+    def wait_calls(self, count: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.calls) >= count, timeout=30)
+
+    def release(self) -> None:
+        with self._changed:
+            self._released += 1
+            self._changed.notify_all()
+
+
+def _waiting(groups: BatchGroups, count: int) -> None:
+    """Until ``count`` bodies wait for a group (each has looked whether it may start one)."""
+    for _ in range(3000):
+        with groups._changed:
+            if len(groups._queue.waiting) >= count:
+                return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{count} bodies never waited")
+
+
+def test_bodies_wait_for_a_small_group_and_go_together_beside_a_large_one() -> None:
+    """With two workers, a body that comes while a small group is encoded waits for it and
+    joins the next group (one fixed cost per call for both); beside a large group, which may
+    hold a worker for seconds, a body starts at once."""
+    held = _HeldEncoders()
+    stored: list[EncodedBatch] = []
+    groups = BatchGroups(
+        cast(BatchEncoders, held), stored.append, workers=2, max_group_bytes=16 << 20
+    )
+    small = [b"[%d]" % i for i in range(3)]
+    large = b"[" + b" " * LARGE_GROUP_BYTES + b"]"
+
+    def accept(body: bytes) -> EncodedBatch:
+        return groups.accept([body], gzipped=False, max_listed=1)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(accept, small[0])
+        held.wait_calls(1)
+        behind = [pool.submit(accept, body) for body in small[1:]]
+        _waiting(groups, 2)
+        assert held.calls == [[small[0]]]  # not started beside the small group
+        held.release()
+        held.wait_calls(2)
+        assert sorted(held.calls[1]) == small[1:]  # one call for both
+        held.release()
+        assert [f.result(30).accepted_by_type for f in (first, *behind)] == [{"reading": 1}] * 3
+
+        big = pool.submit(accept, large)
+        held.wait_calls(3)
+        beside = pool.submit(accept, small[0])
+        held.wait_calls(4)  # at once, beside the large group
+        assert held.calls[3] == [small[0]]
+        held.release()
+        held.release()
+        assert big.result(30).accepted_by_type == beside.result(30).accepted_by_type
+    assert len(stored) == 4
