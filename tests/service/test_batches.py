@@ -216,3 +216,27 @@ def test_bodies_wait_for_a_small_group_and_go_together_beside_a_large_one() -> N
         held.release()
         assert big.result(30).accepted_by_type == beside.result(30).accepted_by_type
     assert len(stored) == 4
+
+
+def test_closing_ends_the_workers_and_a_refused_body_keeps_its_worker() -> None:
+    batches = BatchEncoders(Pseudonymizer(KEY), workers=2, max_body_bytes=1 << 20, max_events=10)
+    body = orjson.dumps(
+        [{"type": "reading", "ts": TS, "station_id": "S", "connector_id": 1, "power_w": 7}]
+    )
+    before = set(children())
+    try:
+        assert batches.encode([body], gzipped=False, max_listed=1).accepted_by_type
+        started = set(children()) - before  # the worker (and the resource tracker)
+        workers = {pid for pid in started if b"resource_tracker" not in _cmdline(pid)}
+        assert len(workers) == 1
+        with pytest.raises(BodyError):
+            batches.encode([b"[1"], gzipped=False, max_listed=1)
+        assert batches.encode([body], gzipped=False, max_listed=1).accepted_by_type
+        assert set(children()) - before == started  # the same worker served all three
+    finally:
+        batches.close()
+    assert not workers & set(children())  # ended and reaped
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
