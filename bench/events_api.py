@@ -132,10 +132,12 @@ def chargewatch_seconds(
         check=True,
         capture_output=True,
         text=True,
+        cwd=_BENCH.parent,
     ).stdout.strip()
     server = subprocess.Popen(
         [sys.executable, "-m", "chargewatch", "serve", "--port", str(port)],
         env=env,
+        cwd=_BENCH.parent,  # `-m` puts the working folder first: serve this tree's code
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -176,17 +178,28 @@ def chargewatch_seconds(
             metrics = health.get("/metrics", headers=headers).text
         cpu = {
             "serve": cpu_seconds(server.pid) - cpu_before["serve"],
+            # a worker started meanwhile counts whole, its start-up (imports) too
             "workers": sum(
                 cpu_seconds(pid) - workers.get(pid, 0.0) for pid in children(server.pid)
             ),
             "influxd": cpu_seconds(influx_pid) - cpu_before["influxd"],
         }
+        now = [pid for pid in children(server.pid) if b"resource_tracker" not in _cmdline(pid)]
+        cpu["worker_processes"] = len(now)
+        cpu["workers_started"] = len([pid for pid in now if pid not in workers])
         cpu["writes"] = _metric(metrics, "chargewatch_influx_write_seconds_count")
         cpu["write_s"] = _metric(metrics, "chargewatch_influx_write_seconds_sum")
         return acked, drained, accepted, cpu
     finally:
         server.terminate()
         server.wait(30)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _metric(text: str, name: str) -> float:
@@ -264,6 +277,8 @@ def main() -> None:
                 f"{accepted / drained_s:,.0f}/s ({drained_s:.2f} s); "
                 f"floor {accepted / floor_s:,.0f}/s; ratio {drained_s / floor_s:.2f}; CPU s: "
                 + ", ".join(f"{name} {cpu[name]:.1f}" for name in ("serve", "workers", "influxd"))
+                + f" ({cpu['worker_processes']:.0f} worker processes, "
+                + f"{cpu['workers_started']:.0f} started meanwhile)"
                 + f"; {cpu['writes']:.0f} InfluxDB writes taking {cpu['write_s']:.1f} s"
             )
             per_k = 1000 / accepted if accepted else 0.0
