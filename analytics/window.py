@@ -45,10 +45,23 @@ import numpy as np
 from analytics.assemble import AUTHORIZE_WINDOW_NS, ORPHAN_GAP_NS, Assembler, Handout, empty_batch
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
-from analytics.detectors import EarlyTaper, default_detectors, fit_detectors
+from analytics.detectors import (
+    ClockFault,
+    DataGap,
+    EarlyTaper,
+    MeterBackwards,
+    MeterJump,
+    MeterMismatch,
+    MeterStuck,
+    SocInconsistent,
+    Stall,
+    UnauthorizedEnergy,
+    default_detectors,
+    fit_detectors,
+)
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.meter import ROUNDING_STEPS
-from analytics.detectors.prepared import prepared
+from analytics.detectors.prepared import CLOCK_FUTURE_S, prepared
 from analytics.detectors.ratings import StationRatings, with_stations
 from analytics.detectors.reductions import pick
 from analytics.flags import flags_from_results
@@ -103,6 +116,27 @@ ORPHAN_FLOW_W = 100.0
 # interval's new samples hardly move it: a partition learns it again this often (or when its
 # history has doubled), not at every window. Everything else is fitted at every window.
 REFIT_NS = 3600 * 1_000_000_000
+# The per-row detectors whose verdict on a row is a function of the row's data and of what they
+# learned, and of the clock only through ``prepared`` (a stamp too far after ``now`` is not
+# trusted: ``CLOCK_FUTURE_S``) and, for DataGap, through the silence after an open session's
+# last reading (``_holds_until``). A stall is measured between readings (its last stretch ends
+# at the latest reading of an open session), so it does not grow while nothing arrives. A
+# window judges an open session again only when its data changed or the clock may have changed
+# its verdict (``_unchanged``); with any detector not named here (a learned model's), always.
+_CLOCK_FREE = (
+    Stall,
+    EarlyTaper,
+    MeterStuck,
+    MeterBackwards,
+    MeterJump,
+    MeterMismatch,
+    ClockFault,
+    SocInconsistent,
+    UnauthorizedEnergy,
+    DataGap,
+)
+_NS = 1_000_000_000
+_FOREVER_NS = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +156,76 @@ class _Across:
                 getattr(part, name)[hit] = getattr(result, name)[rows[hit]]
             out.append(part)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What an open session's last verdict was given: a digest of its row (``_digests``) and
+    the verdicts of the kinds judged across partitions; and the latest window end up to which
+    the clock alone cannot change it (``_holds_until``)."""
+
+    digest: int
+    across: tuple[tuple[bool, int, int], ...]
+    holds_until_ns: int
+
+
+def _digests(batch: SessionBatch, latest_start: dict[tuple[str, int], int]) -> list[int]:
+    """A digest of each row of ``batch``: every column (the samples up to the row's count:
+    stamps, arrival, values, statuses in force) and the latest session start on its connector
+    (a later start supersedes an open session: ``timing.superseded``). Equal digests, equal
+    data: a hash of 64 bits taken for another's is a chance of 2^-64 per pair."""
+    out: list[int] = []
+    names = [name for name in batch.__dataclass_fields__ if name != "extra"]
+    counts = batch.n_samples.tolist()
+    for i, count in enumerate(counts):
+        parts: list[object] = []
+        for name in names:
+            column = getattr(batch, name)
+            value = column[i, :count] if column.ndim == 2 else column[i : i + 1]
+            # numbers by their bits (a NaN's hash is its object's, not its value's)
+            parts.append(value.tobytes() if value.dtype.kind != "O" else tuple(value.tolist()))
+        key = (str(batch.station_id[i]), int(batch.connector_id[i]))
+        parts.append(latest_start.get(key, NO_TIME))
+        out.append(hash(tuple(parts)))
+    return out
+
+
+def _across_of(results: list[KindResult], rows: int) -> list[tuple[tuple[bool, int, int], ...]]:
+    """Per row, the flags of the kinds judged across partitions (flagged, start, end; an
+    unflagged kind's span is nobody's: an open session's runs to the window's end)."""
+    columns = [
+        [
+            (True, start, end) if flagged else (False, 0, 0)
+            for flagged, start, end in zip(
+                r.flagged.tolist(), r.start_ns.tolist(), r.end_ns.tolist(), strict=True
+            )
+        ]
+        for r in results
+    ]
+    return [tuple(column[i] for column in columns) for i in range(rows)]
+
+
+def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np.ndarray:
+    """For each row judged at ``now_ns``, the latest window end at which the same data still
+    gets the same verdict (``_CLOCK_FREE``): ``now_ns`` (judged again at the next window) when
+    a detector is not known to be clock-free, or a stamp lies beyond the trusted future (it
+    may be trusted later); else until the silence after its last trusted reading reaches
+    DataGap's threshold for the row (no sooner can the clock alone raise a gap), or for ever."""
+    n = batch.n_sessions
+    if any(not isinstance(d, _CLOCK_FREE) for d in fitted):
+        return np.full(n, now_ns, dtype=np.int64)
+    holds = np.full(n, _FOREVER_NS, dtype=np.int64)
+    gap = next((d for d in fitted if isinstance(d, DataGap)), None)
+    if gap is not None and batch.n_steps:
+        prep = prepared(batch, now_ns)
+        last = pick(prep.t_ns, np.maximum(prep.count - 1, 0)).astype(np.int64)
+        threshold_s = np.fmax(gap.max_missing_intervals * prep.interval_s, gap.min_gap_s)
+        holds = np.where(prep.count > 0, last + (threshold_s * _NS).astype(np.int64), holds)
+    if batch.n_steps:
+        stamps = np.where(batch.valid, batch.t_ns, np.iinfo(np.int64).min).max(axis=1)
+        future = stamps > now_ns + int(CLOCK_FUTURE_S * _NS)
+        holds = np.where(future, now_ns, holds)
+    return np.asarray(holds, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +340,94 @@ def _take_pieces(pieces: Pieces, mask: np.ndarray) -> Pieces:
     return Pieces(**{f.name: getattr(pieces, f.name)[mask] for f in fields(Pieces)})
 
 
+class _Verdicts:
+    """The last verdicts of a partition's open sessions (``_Verdict``): those of the window
+    before (``before``, from its cache when it is this one's predecessor), and those this
+    window gives or keeps (``now``), for the next.
+
+    An open session whose row is the same as when it was last judged (no reading, stop or
+    status of its own arrived, no session started after it on its connector), whose verdicts
+    across partitions are the same, and whose verdict the clock cannot have changed yet
+    (``_holds_until``) is not judged again: its stored flags, profile, usage and catalogue row
+    stand. Nothing else would change them but what the detectors learn from the partition's
+    history, which moves a little at every window: the session is judged with it again as soon
+    as anything of its own arrives, and at the latest when it stops. A session judged again
+    for late readings or a late stop (``SessionEvents.late``) always is."""
+
+    def __init__(self, before: dict[str, object]) -> None:
+        self.before = before
+        self.now: dict[str, object] = {}
+        self.skipped = 0
+        self._digests: dict[str, tuple[int, tuple[tuple[bool, int, int], ...]]] = {}
+
+    def judge_again(
+        self,
+        batch: SessionBatch,
+        found: SessionEvents,
+        across: _Across,
+        fitted: list[Detector] | None,
+        until_ns: int,
+    ) -> SessionBatch:
+        """The rows of ``batch`` to judge: all but the open sessions whose verdict holds."""
+        sid = [None if s is None else str(s) for s in batch.session_id]
+        candidates = [
+            i
+            for i, s in enumerate(sid)
+            if s is not None and int(batch.stop_ns[i]) == NO_TIME and s not in found.late
+        ]
+        if not candidates or fitted is None:
+            return batch
+        rows = np.array(candidates, dtype=np.int64)
+        part = batch.take(rows)
+        latest: dict[tuple[str, int], int] = {}
+        for start in found.starts:
+            key = (start.station_id, start.connector_id)
+            latest[key] = max(latest.get(key, NO_TIME), start.ts_ns)
+        digests = _digests(part, latest)
+        crossed = _across_of(across.take(part.session_id), part.n_sessions)
+        # two sessions open on a connector: the later supersedes the earlier
+        # (``timing.superseded``), which both must be judged together to see
+        connector = [(str(batch.station_id[i]), int(batch.connector_id[i])) for i in candidates]
+        shared = {key for key in connector if connector.count(key) > 1}
+        keep = np.ones(batch.n_sessions, dtype=bool)
+        for row, digest, cross, key in zip(candidates, digests, crossed, connector, strict=True):
+            s = sid[row]
+            assert s is not None
+            self._digests[s] = (digest, cross)
+            last = self.before.get(s)
+            if (
+                isinstance(last, _Verdict)
+                and key not in shared
+                and last.digest == digest
+                and last.across == cross
+                and until_ns <= last.holds_until_ns
+            ):
+                keep[row] = False
+                self.now[s] = last
+        if keep.all():
+            return batch
+        if batch.n_steps and keep.any():
+            # DataGap times an open session's silence to the batch's latest reading: the
+            # rows left out must not hold it, or the rows judged would be judged shorter
+            stamps = np.where(batch.valid, batch.t_ns, np.iinfo(np.int64).min).max(axis=1)
+            if stamps[~keep].max() > stamps[keep].max():
+                for s in [sid[i] for i in np.flatnonzero(~keep)]:
+                    self.now.pop(str(s), None)
+                return batch
+        self.skipped += int((~keep).sum())
+        return batch.take(np.flatnonzero(keep))
+
+    def judged(self, batch: SessionBatch, fitted: list[Detector] | None, until_ns: int) -> None:
+        """Remember the verdicts about to be given to the open sessions of ``batch``."""
+        if fitted is None:
+            return
+        holds = _holds_until(batch, fitted, until_ns).tolist()
+        for i, s in enumerate(batch.session_id.tolist()):
+            known = None if s is None else self._digests.get(str(s))
+            if known is not None and int(batch.stop_ns[i]) == NO_TIME:
+                self.now[str(s)] = _Verdict(known[0], known[1], holds[i])
+
+
 def _write(client: InfluxClient, lines: Iterable[str]) -> int:
     written = 0
     iterator = iter(lines)
@@ -307,6 +499,7 @@ def detect_window(
         follows = cache is not None and cache.follows(since_ns, until_ns)
         lines = _Lines(cache.written if cache is not None and follows else set())
         prior = cache.band if cache is not None and follows else None
+        verdicts = _Verdicts(cache.verdicts if cache is not None and follows else {})
         if caches is not None:
             caches[part] = kept
         found_flags, band = _judge_partition(
@@ -323,10 +516,12 @@ def detect_window(
             judged_at_ns=stamp,
             lines=lines,
             band=prior if isinstance(prior, _Band) else None,
+            verdicts=verdicts,
         )
         flags += found_flags
         kept.written = lines.now
         kept.band = band
+        kept.verdicts = verdicts.now
     if caches is not None:
         for gone in set(caches) - set(parts):  # partitions that changed with new stations
             del caches[gone]
@@ -470,8 +665,10 @@ def _judge_partition(
     judged_at_ns: int,
     lines: _Lines,
     band: _Band | None,
+    verdicts: _Verdicts,
 ) -> tuple[list[Flag], _Band | None]:
-    """Judge and store the partition's rows; its flags, and the taper band it scored with
+    """Judge and store the partition's rows, but for the open sessions whose last verdict
+    still holds (``_Verdicts.unchanged``); its flags, and the taper band it scored with
     (learned from the partition's history, or ``band`` still: ``_fit``)."""
     handout = _assemble(events)
     report.lines += len(events.readings) + len(events.control)
@@ -486,6 +683,9 @@ def _judge_partition(
         kept = batch.take(_judged_rows(batch, found, since_ns, until_ns))
         del batch
         if kept.n_sessions:
+            kept = verdicts.judge_again(kept, found, across, fitted, until_ns)
+        if kept.n_sessions:
+            verdicts.judged(kept, fitted, until_ns)
             flags += _judge_rows(
                 client,
                 kept,

@@ -132,6 +132,9 @@ class ReadingCache:
     # the taper band the window scored with (``analytics.window._Band``), which the next window
     # scores with again while it serves
     band: object = None
+    # the last verdict of each open session, by id (``analytics.window._Verdict``): the next
+    # window does not judge again a session whose data, and the clock, cannot change it
+    verdicts: dict[str, object] = field(default_factory=dict)
 
     def follows(self, since_ns: int, until_ns: int) -> bool:
         """Can the window ``[since_ns, until_ns)`` start from this cache? When the cache's
