@@ -230,7 +230,8 @@ class _Queue:
 class BatchGroups:
     """Encodes and stores bodies, those that wait at the same time as one group.
 
-    At most ``workers`` groups are in the workers at once, and while a small group (under
+    At most ``workers`` groups are in the workers at once (a group is out once encoded: the
+    next one is encoded while it is stored, its fsync), and while a small group (under
     ``LARGE_GROUP_BYTES``) is in one, no other group starts: a body that comes meanwhile
     waits, and the first waiting body to find the workers free takes every body waiting
     behind it too, up to ``max_group_bytes`` of bodies (a group holds no more memory than one
@@ -283,12 +284,22 @@ class BatchGroups:
                 queue.running += 1
                 queue.small += small
         if not mine.done:
+            out = False
+
+            def encoded() -> None:  # out of the worker: the next group may start (once)
+                nonlocal out
+                if not out:
+                    out = True
+                    with self._changed:
+                        queue.running -= 1
+                        queue.small -= small
+                        self._changed.notify_all()
+
             try:
-                self._run(group, max_listed)
+                self._run(group, max_listed, encoded)
             finally:
+                encoded()
                 with self._changed:
-                    queue.running -= 1
-                    queue.small -= small
                     for waiting in group:
                         waiting.done = True
                     self._changed.notify_all()
@@ -297,19 +308,23 @@ class BatchGroups:
         assert mine.outcome is not None
         return mine.outcome
 
-    def _run(self, group: list[_Waiting], max_listed: int) -> None:
+    def _run(self, group: list[_Waiting], max_listed: int, encoded: Callable[[], None]) -> None:
+        """Encode the group, call ``encoded``, store the group; each body's outcome."""
         if len(group) == 1:
-            self._alone(group[0], max_listed)
+            self._alone(group[0], max_listed, encoded)
             return
         try:
-            lines, outcomes = self._encoders.encode_group(
-                [(w.parts, w.gzipped) for w in group], max_listed=max_listed
-            )
+            try:
+                lines, outcomes = self._encoders.encode_group(
+                    [(w.parts, w.gzipped) for w in group], max_listed=max_listed
+                )
+            finally:
+                encoded()
             taken = [o for o in outcomes if isinstance(o, EncodedBatch)]
             self._store(EncodedBatch(lines, _sum(taken, "accepted_by_type"), {}, []))
         except (BackpressureError, TooLargeError):
             for waiting in group:  # each alone: its own verdict
-                self._alone(waiting, max_listed)
+                self._alone(waiting, max_listed, _nothing)
             return
         except Exception as exc:  # every body of the group gets it
             for waiting in group:
@@ -321,11 +336,14 @@ class BatchGroups:
             else:
                 waiting.outcome = outcome
 
-    def _alone(self, waiting: _Waiting, max_listed: int) -> None:
+    def _alone(self, waiting: _Waiting, max_listed: int, encoded: Callable[[], None]) -> None:
         try:
-            batch = self._encoders.encode(
-                waiting.parts, gzipped=waiting.gzipped, max_listed=max_listed
-            )
+            try:
+                batch = self._encoders.encode(
+                    waiting.parts, gzipped=waiting.gzipped, max_listed=max_listed
+                )
+            finally:
+                encoded()
             self._store(batch)
         except Exception as exc:  # raised in the body's own thread
             waiting.error = exc
@@ -333,6 +351,10 @@ class BatchGroups:
         waiting.outcome = EncodedBatch(
             "", batch.accepted_by_type, batch.rejected_by_field, batch.listed
         )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _sum(batches: Sequence[EncodedBatch], name: str) -> dict[str, int]:

@@ -240,3 +240,31 @@ def test_closing_ends_the_workers_and_a_refused_body_keeps_its_worker() -> None:
 
 def _cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_the_next_group_is_encoded_while_the_last_one_is_stored() -> None:
+    """A group leaves the worker once encoded: its store (an fsync) does not hold the next."""
+    held = _HeldEncoders()
+    storing = threading.Event()
+    stored = threading.Event()
+
+    def store(batch: EncodedBatch) -> None:
+        if not storing.is_set():
+            storing.set()
+            assert stored.wait(30)
+
+    groups = BatchGroups(cast(BatchEncoders, held), store, workers=1, max_group_bytes=1 << 20)
+
+    def accept(body: bytes) -> EncodedBatch:
+        return groups.accept([body], gzipped=False, max_listed=1)
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(accept, b"[1]")
+        held.wait_calls(1)
+        held.release()
+        assert storing.wait(30)  # the first group is being stored, and stays so
+        second = pool.submit(accept, b"[2]")
+        held.wait_calls(2)  # encoded meanwhile
+        held.release()
+        stored.set()
+        assert first.result(30).accepted_by_type == second.result(30).accepted_by_type
