@@ -61,7 +61,7 @@ from analytics.detectors import (
 )
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.meter import ROUNDING_STEPS
-from analytics.detectors.prepared import CLOCK_FUTURE_S, prepared
+from analytics.detectors.prepared import CLOCK_BEFORE_START_S, CLOCK_FUTURE_S, prepared
 from analytics.detectors.ratings import StationRatings, with_stations
 from analytics.detectors.reductions import pick
 from analytics.flags import flags_from_results
@@ -208,24 +208,48 @@ def _across_of(results: list[KindResult], rows: int) -> list[tuple[tuple[bool, i
 def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np.ndarray:
     """For each row judged at ``now_ns``, the latest window end at which the same data still
     gets the same verdict (``_CLOCK_FREE``): ``now_ns`` (judged again at the next window) when
-    a detector is not known to be clock-free, or a stamp lies beyond the trusted future (it
-    may be trusted later); else until the silence after its last trusted reading reaches
-    DataGap's threshold for the row (no sooner can the clock alone raise a gap), or for ever."""
-    n = batch.n_sessions
+    a detector is not known to be clock-free, or when ``prepared`` would set some of its
+    stamps aside or reorder them (a reading that arrived before an earlier one, a stamp before
+    the start or beyond the trusted future, which may be trusted later); else until the
+    silence after its last reading reaches DataGap's threshold for the row (no sooner can the
+    clock alone raise a gap), or for ever. Those rows' stamps are the ones ``prepared``
+    trusts, so the threshold is computed from them here as DataGap does (the interval: the
+    median positive step), without preparing the batch again."""
+    n, m = batch.n_sessions, batch.n_steps
     if any(not isinstance(d, _CLOCK_FREE) for d in fitted):
         return np.full(n, now_ns, dtype=np.int64)
     holds = np.full(n, _FOREVER_NS, dtype=np.int64)
+    if not m:
+        return holds
+    valid, t = batch.valid, batch.t_ns
+    back = (batch.arrival[:, 1:] < batch.arrival[:, :-1]) | ~valid[:, :-1]
+    back &= valid[:, 1:]
+    has_start = batch.start_ns != NO_TIME
+    early = (batch.start_ns - int(CLOCK_BEFORE_START_S * _NS))[:, None]
+    unsure = (
+        back.any(axis=1)
+        | (valid & has_start[:, None] & (t < early)).any(axis=1)
+        | (valid & (t > now_ns + int(CLOCK_FUTURE_S * _NS))).any(axis=1)
+    )
     gap = next((d for d in fitted if isinstance(d, DataGap)), None)
-    if gap is not None and batch.n_steps:
-        prep = prepared(batch, now_ns)
-        last = pick(prep.t_ns, np.maximum(prep.count - 1, 0)).astype(np.int64)
-        threshold_s = np.fmax(gap.max_missing_intervals * prep.interval_s, gap.min_gap_s)
-        holds = np.where(prep.count > 0, last + (threshold_s * _NS).astype(np.int64), holds)
-    if batch.n_steps:
-        stamps = np.where(batch.valid, batch.t_ns, np.iinfo(np.int64).min).max(axis=1)
-        future = stamps > now_ns + int(CLOCK_FUTURE_S * _NS)
-        holds = np.where(future, now_ns, holds)
-    return np.asarray(holds, dtype=np.int64)
+    if gap is not None:
+        rows = np.arange(n)
+        count = valid.sum(axis=1)
+        last = t[rows, np.maximum(count - 1, 0)]
+        steps = np.diff(t, axis=1) / _NS
+        positive = valid[:, 1:] & valid[:, :-1] & (steps > 0)
+        k = positive.sum(axis=1)
+        interval = np.full(n, np.nan)
+        if m > 1:
+            ordered = np.sort(np.where(positive, steps, np.nan), axis=1)  # NaN sorts last
+            lo = ordered[rows, np.clip((k - 1) // 2, 0, m - 2)]
+            hi = ordered[rows, np.clip(k // 2, 0, m - 2)]
+            interval = np.where(k > 0, 0.5 * (lo + hi), np.nan)
+        threshold_s = np.fmax(gap.max_missing_intervals * interval, gap.min_gap_s)
+        # a second short of it: the steps here and DataGap's may differ in the last bits
+        threshold_ns = (threshold_s * _NS).astype(np.int64) - _NS
+        holds = np.where(count > 0, last + threshold_ns, holds)
+    return np.asarray(np.where(unsure, now_ns, holds), dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)

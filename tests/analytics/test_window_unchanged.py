@@ -10,8 +10,13 @@ alone, within an interval of its threshold, as a window judging everything would
 
 from __future__ import annotations
 
+import numpy as np
+
+from analytics.assemble import Assembler
+from analytics.detectors import DataGap
+from analytics.detectors.prepared import prepared
 from analytics.read.partition import ReadingCache
-from analytics.window import detect_window
+from analytics.window import _holds_until, detect_window
 from chargewatch.events import Event
 from chargewatch.flags import FLAG_MEASUREMENT, flags_from_series
 from chargewatch.influx import InfluxClient
@@ -105,3 +110,35 @@ def test_a_data_gap_that_grows_with_the_clock_alone_is_still_found(
         if end == 20:
             assert report.sessions == 2 and gap in {(f.session_id, f.kind) for f in flags}
     assert ("S1", "data_gap") in {(s, k) for s, k, _, _ in stored_flags(influx)}
+
+
+def test_the_silence_a_verdict_holds_for_is_data_gaps_threshold() -> None:
+    """``_holds_until`` computes DataGap's threshold from the stamps without preparing the
+    batch: for rows whose clocks ``prepared`` trusts, the same (to a second), and a row it
+    would set readings aside in is judged again at the next window."""
+    gap = DataGap()
+    sessions = {  # (session, minutes of its readings)
+        "even": [1.0, 2.0, 16.0],  # two steps: the median is their mean, 7.5 min
+        "odd": [0.5, 1.0, 2.0, 4.0],  # 0.5, 1, 2: 1 min, below the floor of 5 min
+        "one": [3.0],  # no step: the floor
+        "future": [1.0, 2.0, 80.0],  # stamped beyond the trusted future at minute 30
+    }
+    events: list[Event] = []
+    for number, (session, minutes) in enumerate(sessions.items(), start=1):
+        events.append(start(0.0, session, number))
+        events += [reading(m, session, number, energy_wh=10.0 * m) for m in minutes]
+    assembler = Assembler()
+    for arrival, event in enumerate(sorted(events, key=lambda e: e.ts_ns), start=1):
+        assembler.add(arrival, event)
+    batch = next(iter(assembler.finish()))
+    now = at(30)
+    found = _holds_until(batch, [gap.fit(batch)], now).tolist()
+    holds = dict(zip(batch.session_id, found, strict=True))
+    prep = prepared(batch, now)
+    for row, session in enumerate(batch.session_id):
+        if session == "future":
+            assert holds[session] == now
+            continue
+        threshold_s = max(gap.max_missing_intervals * np.nan_to_num(prep.interval_s[row]), 300)
+        last = at(sessions[session][-1])
+        assert abs(holds[session] - (last + threshold_s * 1e9)) <= 1e9, session
