@@ -21,6 +21,7 @@ interval in at most 1 GB); and the CPU seconds each run took, its own and Influx
 neighbours too, CPU time much less.
 
     .venv/bin/python bench/window.py [--stations 300] [--hours 24] [--interval-s 300]
+        [--sample-s 900]
     .venv/bin/python bench/window.py --stations 10000 --hours 2 --start 2026-11-23T16:00:00Z \
         --modes last
 """
@@ -46,6 +47,34 @@ from chargewatch.influx.server import free_port
 
 KEY = b"bench-window-key-0123456789abcdef"
 NS = 1_000_000_000
+
+
+def thin_readings(events: Path, sample_s: float) -> int:
+    """Keep a connector's readings at least ``sample_s`` apart (in file order; a reading
+    stamped before the last one kept stays: a wrong clock is no sample to thin), as from
+    chargers that sample less often than the job runs (OCPP clock-aligned meter values every
+    15 minutes: 900). Rewrites ``events``; how many readings were left out."""
+    from chargewatch.events import parse_ts
+
+    kept: list[bytes] = []
+    last: dict[tuple[str, int], int] = {}
+    dropped = 0
+    step = int(sample_s * NS)
+    with events.open("rb") as stream:
+        for line in stream:
+            event = json.loads(line)
+            if event.get("type") == "reading":
+                key = (str(event.get("station_id")), int(event.get("connector_id") or 0))
+                at = parse_ts(event["ts"])
+                before = last.get(key)
+                if before is not None and before <= at < before + step:
+                    dropped += 1
+                    continue
+                if before is None or at >= before:
+                    last[key] = at
+            kept.append(line)
+    events.write_bytes(b"".join(kept))
+    return dropped
 
 
 def child(mode: str, events: Path, url: str, database: str, args: argparse.Namespace) -> None:
@@ -88,6 +117,9 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         out["window_s_median"] = seconds[len(seconds) // 2]
         out["window_s_max"] = seconds[-1]
         out["flags"] = sum(sum(r.flags_by_kind.values()) for r in reports)
+        # sessions judged, summed over the windows: an open session counts at every window
+        # that judges it again (one whose verdict holds is left: analytics.window._Verdicts)
+        out["judged"] = sum(r.sessions for r in reports)
     out["seconds"] = time.perf_counter() - began
     out["cpu_s"] = time.process_time() - cpu_began
     state.close()
@@ -162,6 +194,9 @@ def main() -> None:
     parser.add_argument("--interval-s", type=float, default=300.0)
     parser.add_argument("--start", default="2026-11-23T00:00:00+00:00")
     parser.add_argument("--modes", default="file,range,job,last")
+    parser.add_argument(
+        "--sample-s", type=float, default=0.0, help="thin readings to this interval (900)"
+    )
     parser.add_argument("--child")
     parser.add_argument("--events", type=Path)
     parser.add_argument("--url")
@@ -173,6 +208,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
         folder = Path(tmp)
         events = simulate_fleet(folder, args.stations, args.hours, seed=11, start=args.start)
+        if args.sample_s:
+            thinned = thin_readings(events, args.sample_s)
+            print(f"readings thinned to {args.sample_s:g} s: {thinned} left out")
         lines = sum(1 for _ in events.open("rb"))
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         server.start()
@@ -198,7 +236,7 @@ def main() -> None:
         if "window_s_median" in r:
             line += (
                 f", {r['windows']} windows (median {r['window_s_median']:.2f} s, "
-                f"max {r['window_s_max']:.2f} s)"
+                f"max {r['window_s_max']:.2f} s), {r['judged']} sessions judged"
             )
         elif "windows" in r:
             line += f", {r['windows']} windows"
