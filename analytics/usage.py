@@ -161,8 +161,9 @@ def _between(
     each row's knots are shifted into a band of its own, and framed by ``(0, 0)`` and
     ``(dur, last)`` so that no piece reads a neighbour's."""
     n = x.shape[0]
+    last = y[:, -1:] if y.shape[1] else np.zeros((n, 1))  # rows of one reading have no knot
     x = np.concatenate([np.zeros((n, 1)), x, dur_s[:, None]], axis=1)
-    y = np.concatenate([np.zeros((n, 1)), y, y[:, -1:]], axis=1)
+    y = np.concatenate([np.zeros((n, 1)), y, last], axis=1)
     band = float(dur_s.max(initial=0.0)) + 1.0
     offset = np.arange(n) * band
     xp, fp = (x + offset[:, None]).ravel(), y.ravel()

@@ -85,6 +85,17 @@ def test_orphan_readings_and_empty_sessions_make_no_pieces() -> None:
     ]
 
 
+def test_sessions_of_one_reading_each_make_pieces() -> None:
+    # every row one sample: the register's knots have no column (no pair of readings); the
+    # window that judged such a batch used to fail ("fp and xp are not of the same length")
+    events: list[Event] = [start(0), reading(5, power_w=6000.0, energy_wh=0.0)]
+    events += [start(0, session="S2", connector=2)]
+    events += [reading(6, session="S2", connector=2, power_w=6000.0, energy_wh=0.0)]
+    table = pieces_table(events, until_minutes=20)
+    assert [row[:2] for row in table] == [(0.0, 5.0), (0.0, 6.0)]
+    assert all(row[4] == 0.0 for row in table)
+
+
 def test_a_gap_in_readings_spreads_the_register_increase_over_it() -> None:
     events: list[Event] = [start(0), reading(0, power_w=6000.0, energy_wh=0.0)]
     events += [reading(40, power_w=6000.0, energy_wh=4000.0), stop(40)]
