@@ -63,7 +63,7 @@ from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.meter import ROUNDING_STEPS
 from analytics.detectors.prepared import CLOCK_BEFORE_START_S, CLOCK_FUTURE_S, prepared
 from analytics.detectors.ratings import StationRatings, with_stations
-from analytics.detectors.reductions import pick
+from analytics.detectors.reductions import pick, row_median
 from analytics.flags import flags_from_results
 from analytics.late import noted
 from analytics.pipeline import DetectReport, run_detectors
@@ -238,13 +238,7 @@ def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np
         last = t[rows, np.maximum(count - 1, 0)]
         steps = np.diff(t, axis=1) / _NS
         positive = valid[:, 1:] & valid[:, :-1] & (steps > 0)
-        k = positive.sum(axis=1)
-        interval = np.full(n, np.nan)
-        if m > 1:
-            ordered = np.sort(np.where(positive, steps, np.nan), axis=1)  # NaN sorts last
-            lo = ordered[rows, np.clip((k - 1) // 2, 0, m - 2)]
-            hi = ordered[rows, np.clip(k // 2, 0, m - 2)]
-            interval = np.where(k > 0, 0.5 * (lo + hi), np.nan)
+        interval = row_median(np.where(positive, steps, np.nan))  # as ``prepared`` takes it
         threshold_s = np.fmax(gap.max_missing_intervals * interval, gap.min_gap_s)
         # a second short of it: the steps here and DataGap's may differ in the last bits
         threshold_ns = (threshold_s * _NS).astype(np.int64) - _NS
