@@ -1613,6 +1613,27 @@ def test_a_stop_with_more_sampled_data_than_a_message_may_hold_is_still_stored(
     assert gateway.stats.stop_items_left_out == (n - kept) * 16
 
 
+async def start_a_and_b(
+    cs: Any, meter: Callable[[int], list[dict[str, Any]]] | None = None
+) -> None:
+    """Transactions "A" on EVSE 1 and "B" on EVSE 2, both charging from T0 (with
+    ``meter(evse)`` as the Started event's meter values, if given)."""
+    for evse, tx in ((1, "A"), (2, "B")):
+        extra = {} if meter is None else {"meter_value": meter(evse)}
+        await cs.call(
+            tx_event(
+                "Started",
+                T0,
+                "Authorized",
+                0,
+                {"transaction_id": tx, "charging_state": "Charging"},
+                evse={"id": evse, "connector_id": 1},
+                id_token={"id_token": f"TOKEN-{tx}", "type": "ISO14443"},
+                **extra,
+            )
+        )
+
+
 def test_v201_two_evses_at_once_keep_their_readings_apart() -> None:
     """Two transactions at once on EVSEs 1 and 2: Updated events name no EVSE (only Started
     must), MeterValues of EVSE 2 during its transaction and of EVSE 0 (the station's main
@@ -1623,19 +1644,7 @@ def test_v201_two_evses_at_once_keep_their_readings_apart() -> None:
 
     async def body(url: str) -> None:
         async with station(url, "CS-2E", "ocpp2.0.1") as cs:
-            for evse, tx in ((1, "A"), (2, "B")):
-                await cs.call(
-                    tx_event(
-                        "Started",
-                        T0,
-                        "Authorized",
-                        0,
-                        {"transaction_id": tx, "charging_state": "Charging"},
-                        evse={"id": evse, "connector_id": 1},
-                        id_token={"id_token": f"TOKEN-{tx}", "type": "ISO14443"},
-                        meter_value=kwh(T0, 10.0 * evse),
-                    )
-                )
+            await start_a_and_b(cs, lambda evse: kwh(T0, 10.0 * evse))
             await cs.call(
                 tx_event(
                     "Updated",
@@ -1816,18 +1825,7 @@ def test_v201_notify_event_statuses_of_one_evse_leave_the_other_and_its_charging
 
     async def body(url: str) -> None:
         async with station(url, "CS-NE2", "ocpp2.0.1") as cs:
-            for evse, tx in ((1, "A"), (2, "B")):
-                await cs.call(
-                    tx_event(
-                        "Started",
-                        T0,
-                        "Authorized",
-                        0,
-                        {"transaction_id": tx, "charging_state": "Charging"},
-                        evse={"id": evse, "connector_id": 1},
-                        id_token={"id_token": f"TOKEN-{tx}", "type": "ISO14443"},
-                    )
-                )
+            await start_a_and_b(cs)
             await cs.call(notify(occupied))
             await cs.call(notify(fault))
             for tx in ("A", "B"):
