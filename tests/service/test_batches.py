@@ -71,7 +71,11 @@ def children() -> list[int]:
     pid = os.getpid()
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            listed = (task / "children").read_text()
+        except FileNotFoundError:  # a thread (not a worker) ended while we looked
+            continue
+        found += [int(c) for c in listed.split()]
     return found
 
 
