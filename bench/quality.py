@@ -83,7 +83,7 @@ def main() -> None:
             f"{kind:20s} flags {flags:4d} labels {labels:4d}  precision {precision}"
             f"  recall {recall}  worst seed: {worst[kind][0]:.3f} / {worst[kind][1]:.3f}"
         )
-    print(f"normal sessions flagged: {normal[0]} of {normal[1]} (target <= 1 %)")
+    print(f"normal sessions flagged: {normal[0]} of {normal[1]} (target <= 0.5 %)")
 
 
 if __name__ == "__main__":

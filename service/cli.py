@@ -622,7 +622,7 @@ def print_evaluation(result: Evaluation, title: str) -> None:
     wide.print(table)
     rate = (
         f"{result.normal_sessions_flagged} of {result.normal_sessions} normal sessions flagged "
-        f"({pct(result.normal_flagged_fraction)}, target <= 1 %)"
+        f"({pct(result.normal_flagged_fraction)}, target <= 0.5 %)"
         if result.normal_sessions is not None
         else f"{result.normal_sessions_flagged} normal sessions flagged "
         "(pass --events for the rate)"

@@ -292,6 +292,6 @@ def _print_comparison(models: list[str], results: list[Evaluation], title: str) 
     for model, result in zip(models, results, strict=True):
         stdout.print(
             f"{model}: {result.normal_sessions_flagged} of {result.normal_sessions} normal "
-            f"sessions flagged ({pct(result.normal_flagged_fraction)}, target <= 1 %)",
+            f"sessions flagged ({pct(result.normal_flagged_fraction)}, target <= 0.5 %)",
             markup=False,
         )
