@@ -2,7 +2,8 @@
 
 Transaction ids are handed out by ``TransactionIds``; a session is ``f"{station_id}-{id}"``.
 StopTransaction carries no connector, so the connector comes from the transaction book (filled
-by StartTransaction, and by MeterValues naming the transaction after a restart); 0 when unknown.
+by StartTransaction, and by MeterValues naming a transaction it never saw begin, on a connector
+with none open); 0 when unknown. MeterValues of connector 0, the main meter, are no session's.
 A StartTransaction re-sent after its answer was lost (same connector, idTag, timestamp and
 meterStart while the first is open) gets the first one's id again (``book.StartKey``); a
 StopTransaction re-sent so finds its connector among the transactions closed lately.
@@ -39,6 +40,12 @@ from .station import StationBase, clean_text, handles
 __all__ = ["Station16"]
 
 logger = logging.getLogger(__name__)
+# The largest meterStart a StartTransaction may carry: the book keys a start by it, as a 64-bit
+# integer in the state database. No register comes near it: 9.2e18 Wh is some 300 times the
+# electricity the whole world generates in a year (~3e16 Wh). Beyond it the value is refused as
+# impossible (PropertyConstraintViolation), not failed in the database as an internal error
+# that the station would retry for ever.
+_MAX_METER_START_WH = 2**63 - 1
 
 
 class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library is untyped
@@ -106,6 +113,8 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         ts_ns = self.ts(timestamp, "timestamp")
         if meter_start < 0:
             raise ValueRejectedError("meterStart", "a register reading cannot be negative")
+        if meter_start > _MAX_METER_START_WH:
+            raise ValueRejectedError("meterStart", f"is beyond {_MAX_METER_START_WH} Wh")
         check_connector_id(connector_id, "connectorId")  # before it takes a place in the book
         pseudonym, result = self.authorize(id_tag)
         # Opened before its events are stored: a retry after a failed store gets the same id.
@@ -132,19 +141,34 @@ class Station16(StationBase, ChargePoint):  # type: ignore[misc]  # the library 
         transaction_id: int | None = None,
         **_: Any,
     ) -> Any:
-        book = self._ctx.book
+        book, sid = self._ctx.book, self.station_id
+        tx_key: str | None
         if transaction_id is None:
-            tx_key = await book.open_on(self.station_id, connector_id)
+            tx_key = await book.open_on(sid, connector_id)
         else:
             tx_key = str(transaction_id)
+            known = await book.get(sid, tx_key)
+            # where it runs, or ran: one stopped lately stays stopped
+            runs_on = known.connector_id if known is not None else book.closed_on(sid, tx_key)
             if (
-                connector_id > 0
-                and await book.get(self.station_id, tx_key) is None
-                and book.closed_on(self.station_id, tx_key) is None  # stopped: stays stopped
+                runs_on is None
+                and connector_id > 0
+                and await book.open_on(sid, connector_id) is None
             ):
-                # a transaction begun before a restart of the service
-                await book.open(self.station_id, tx_key, OpenTransaction(connector_id, None))
-        session_id = f"{self.station_id}-{tx_key}" if tx_key is not None else None
+                # A transaction the book never saw begin (before the book existed, under another
+                # central system) on a connector free as far as it knows: it runs there now.
+                # With another transaction open on the connector it is not the current one
+                # (that one's id came from us): an old one's readings uploaded late, which go
+                # to the session they name and must not take the connector from the open one.
+                await book.open(sid, tx_key, OpenTransaction(connector_id, None))
+                runs_on = connector_id
+            if connector_id == 0 and runs_on != 0:
+                # Connector 0 is the station's main meter (OCPP 1.6, MeterValues.req): its
+                # register counts every connector's energy since it was installed. In the
+                # session's series beside the connector's own register it would read as a jump
+                # and a fall (and wrong energy), whatever transactionId the station adds to it.
+                tx_key = None
+        session_id = f"{sid}-{tx_key}" if tx_key is not None else None
         readings = await self.readings(meter_value, connector_id, session_id, where="meterValue")
         await self.store(list(readings))
         return call_result.MeterValues()

@@ -11,7 +11,9 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
   Available, Reserved) is not the EVSE's status and is not stored; a fault is.
 - TransactionEvent chargingState, when it differs from the status stored last for the EVSE
   (from a chargingState or a StatusNotification): Charging, SuspendedEV, SuspendedEVSE as
-  named; EVConnected and Idle -> Preparing during a transaction, Finishing when it ends.
+  named; EVConnected and Idle -> Preparing during a transaction, Finishing when it ends. While
+  the EVSE's last status is Faulted or Unavailable only Charging is (the station's word on the
+  connector stands until it reports it again), nor Finishing after Available (``_INOPERATIVE``).
 - The station chooses transactionId, and OCPP 2.0 (part 1, Numbering) says it MUST be unique on
   the station for every started transaction; yet simulators and some firmware count 1, 2, 3...
   again after a reboot or a factory reset, or reuse a small pool. So the session is the
@@ -92,6 +94,16 @@ _CHARGING_STATE: dict[str, ChargePointStatus] = {
 _TRANSACTION_STATES = frozenset(
     s.value for s in _CHARGING_STATE.values() if s is not ChargePointStatus.PREPARING
 )
+# What the station said of the connector itself (StatusNotification, NotifyEvent) that a
+# transaction state does not end: a Faulted or Unavailable connector stays so whatever
+# chargingState the transaction reports meanwhile (SuspendedEVSE: offering no energy, which is
+# what a fault does; Finishing when the fault stopped it), until the station reports the
+# connector again (Occupied, Available...) or it charges again (Charging: its contactor closed,
+# energy flows, so it works). A station sends StatusNotification only on a change: stored after
+# the fault, such a chargingState would be the EVSE's status until the fault clears, the fault
+# hidden. Likewise Available reported before Ended (the car unplugged, then the transaction
+# ended): the EVSE is free, not Finishing.
+_INOPERATIVE = frozenset({ChargePointStatus.FAULTED.value, ChargePointStatus.UNAVAILABLE.value})
 _STOP_REASON = {"ImmediateReset": "HardReset"}
 _NO_AUTHORIZATION = "NoAuthorization"  # the idToken type of free charging (its idToken empty)
 # Connectors whose status a connection remembers: a station has a few EVSEs of one to three
@@ -425,11 +437,14 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             self._charging[connector_id] = status.value
         if ended and status is ChargePointStatus.PREPARING:
             status = ChargePointStatus.FINISHING
-        if (
-            not history
-            and self._ctx.book.charging_status(self.station_id, connector_id) == status.value
-        ):
-            return None
+        if not history:
+            last = self._ctx.book.charging_status(self.station_id, connector_id)
+            if (
+                last == status.value
+                or (last in _INOPERATIVE and status is not ChargePointStatus.CHARGING)
+                or (ended and last == ChargePointStatus.AVAILABLE.value)
+            ):
+                return None
         return StatusChange(ts_ns, self.station_id, connector_id, status)
 
     @handles(Action.notify_event)
