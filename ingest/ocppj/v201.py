@@ -272,7 +272,10 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         self, evse_id: int, meter_value: list[dict[str, Any]], **_: Any
     ) -> Any:
         book, sid = self._ctx.book, self.station_id
-        tx_id = await book.open_on(sid, evse_id)
+        # evseId 0 is the station's main meter (MeterValuesRequest), no transaction's, even when
+        # the book has one on "EVSE 0": a transaction whose EVSE is not known yet (Started by a
+        # card before the cable, without evse), whose register is not the main meter's.
+        tx_id = await book.open_on(sid, evse_id) if evse_id > 0 else None
         tx = await book.get(sid, tx_id) if tx_id is not None else None
         session_id = (tx.session_id or f"{sid}-{tx_id}") if tx is not None else None
         readings = await self.readings(

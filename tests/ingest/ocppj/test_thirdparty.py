@@ -774,6 +774,69 @@ def test_v201_a_remote_started_session_with_every_charging_state() -> None:
     assert gateway.stats.security_events == {"SettingSystemTime": 1}
 
 
+def test_v201_the_main_meter_is_no_session_while_a_card_first_session_waits_for_its_evse() -> None:
+    """Fault found: a transaction started by a card before the cable (TxStartPoint Authorized:
+    Started names no evse, the EVSE is not known yet) waits in the book on "EVSE 0", and the
+    main meter's MeterValues (evseId 0, its clock-aligned register of the whole station) went
+    into that session, 81 MWh beside the session's 10 kWh. evseId 0 is the main meter's, no
+    session's; the session's own values, before and after its EVSE is known, stay its own."""
+    tx = {"transaction_id": "IDT-1"}
+
+    def kwh(ts: str, value: float) -> list[dict[str, Any]]:
+        return [mv201(ts, sv201(value, ENERGY, "kWh", context="Sample.Clock"))]
+
+    async def body(url: str) -> None:
+        async with station(url, "CS-IDT", "ocpp2.0.1") as cs:
+            for message in (
+                tx_event(
+                    "Started",
+                    T0,
+                    "Authorized",
+                    0,
+                    tx | {"charging_state": "Idle"},
+                    id_token={"id_token": TAG, "type": "ISO14443"},
+                ),
+                call201.MeterValues(evse_id=0, meter_value=kwh(T0, 81234.5)),
+                tx_event(
+                    "Updated",
+                    T1,
+                    "CablePluggedIn",
+                    1,
+                    tx | {"charging_state": "Charging"},
+                    evse={"id": 2, "connector_id": 1},
+                    meter_value=kwh(T1, 10.0),
+                ),
+                call201.MeterValues(evse_id=0, meter_value=kwh(T2, 81240.0)),
+                call201.MeterValues(evse_id=2, meter_value=kwh(T2, 15.5)),
+                tx_event(
+                    "Ended",
+                    T3,
+                    "EVDeparted",
+                    2,
+                    tx | {"stopped_reason": "EVDisconnected"},
+                    meter_value=kwh(T3, 20.0),
+                ),
+            ):
+                await cs.call(message, suppress=False)
+
+    sink, gateway = run(body)
+    assert not gateway.rejected
+    session = "CS-IDT-IDT-1@20261124T081500Z"
+    readings = [
+        (r.ts_ns, r.connector_id, r.session_id, r.energy_wh) for r in of_type(sink, Reading)
+    ]
+    assert readings == [
+        (TS0, 0, None, 81_234_500.0),
+        (TS1, 2, session, 10000.0),
+        (TS2, 0, None, 81_240_000.0),
+        (TS2, 2, session, 15500.0),
+        (TS3, 2, session, 20000.0),
+    ]
+    assert of_type(sink, SessionStop) == [
+        SessionStop(TS3, "CS-IDT", 2, session, 20000.0, "EVDisconnected")
+    ]
+
+
 @pytest.mark.parametrize("end_state", ["SuspendedEVSE", "EVConnected", "Idle"])
 def test_v201_a_fault_stays_the_evses_status_until_the_station_clears_it(end_state: str) -> None:
     """Fault found: the connector Faulted (StatusNotification) while charging, the transaction
