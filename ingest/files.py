@@ -52,11 +52,28 @@ class IngestReport:
         )
 
 
-def open_events(path: Path) -> IO[bytes]:
-    """Open an event file for reading as bytes; ``.gz`` files are decompressed on the fly."""
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _open_raw(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
+
+
+def open_events(path: Path) -> IO[bytes]:
+    """Open an event file for reading as bytes; ``.gz`` files are decompressed on the fly.
+
+    A UTF-8 byte order mark at the start (what Windows tools and spreadsheet exports write) is
+    skipped: it is no part of the first line, which would otherwise be rejected as not JSON."""
+    stream = _open_raw(path)
+    try:
+        if stream.read(len(UTF8_BOM)) != UTF8_BOM:
+            stream.seek(0)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
 
 
 def ingest_stream(
