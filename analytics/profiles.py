@@ -44,6 +44,8 @@ from analytics.detectors.meter import (
     METER_CLASS,
     MISMATCH_MAX_RELATIVE,
     POWER_SENSOR_CLASS,
+    SENSOR_OFFSET_W,
+    deadband_doubt_wh,
     fall_tolerance_wh,
     integration_doubt_wh,
 )
@@ -307,9 +309,9 @@ def _trapezoid_wh(
     t_ns: IntArray, power_w: FloatArray, time_res_s: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """Energy by the trapezoid rule over each row's samples that have a power value, and how
-    far from the truth it may be (meter_mismatch's ``integration_doubt_wh``); intervals over
-    ``MAX_INTERVAL_S`` count as that long (a wrong clock must not make up energy). NaN for a
-    row without power values."""
+    far from the truth it may be (meter_mismatch's ``integration_doubt_wh`` and
+    ``deadband_doubt_wh``); intervals over ``MAX_INTERVAL_S`` count as that long (a wrong
+    clock must not make up energy). NaN for a row without power values."""
     if power_w.shape[1] < 2:
         zero = np.where(np.isfinite(power_w).any(axis=1), 0.0, np.nan)
         return zero, zero.copy()
@@ -317,7 +319,10 @@ def _trapezoid_wh(
     pair = kept[:, 1:] & kept[:, :-1]
     dt_s = np.clip(np.diff(t, axis=1) / _NS, 0.0, MAX_INTERVAL_S)
     area = np.where(pair, dt_s * (p[:, 1:] + p[:, :-1]) / 2.0, 0.0)
-    doubt = np.where(pair, integration_doubt_wh(p, dt_s, time_res_s), 0.0)
+    # meter_mismatch's bound: the integration doubt and what the sensor offset may hide
+    doubt = integration_doubt_wh(p, dt_s, time_res_s)
+    doubt += deadband_doubt_wh(p, dt_s, SENSOR_OFFSET_W)
+    doubt = np.where(pair, doubt, 0.0)
     some = kept.any(axis=1)
     return (
         np.where(some, area.sum(axis=1) / 3600.0, np.nan),
@@ -380,6 +385,15 @@ def _billing(
     # a fall within the register's rounding is no defect: meter_backwards' own rule
     tolerance = fall_tolerance_wh(register_resolution_wh(steps, np.where(kept, e, np.nan)))
     drop = np.asarray(-np.minimum(np.min(np.nan_to_num(steps), axis=1, initial=0.0), 0.0))
+    # where the meter values stand in for the register, a meterStop below the meterStart is
+    # its fall (meter_backwards judges it so: a session table's negative energy)
+    by_values = no_readings & np.isfinite(meter_values_wh)
+    if by_values.any():
+        ends = np.stack((batch.meter_start_wh[by_values], batch.meter_stop_wh[by_values]), axis=1)
+        drop[by_values] = np.maximum(-meter_values_wh[by_values], 0.0)
+        tolerance[by_values] = fall_tolerance_wh(
+            register_resolution_wh(np.diff(ends, axis=1), ends)
+        )
     penalize(drop > tolerance, 0.2, [f"register falls by {d:.0f} Wh" for d in drop])
 
     # register against integrated power, beyond what the samples allow: the integration doubt
@@ -426,7 +440,9 @@ def _billing(
     no_power = ~np.isfinite(energy_power) & ~single
     with np.errstate(invalid="ignore"):
         too_sparse = ~no_power & (allowed > MISMATCH_MAX_RELATIVE * np.abs(energy_power))
-        too_sparse &= np.abs(energy_power) >= 100.0
+        # meter_mismatch compares when either witness counted 100 Wh (a car's standby counted
+        # by the meter over a session that never charged is within the samples' bound only)
+        too_sparse &= np.fmax(np.abs(energy_register), np.abs(energy_power)) >= 100.0
     too_sparse &= ~single
     unverifiable = (confidence == 1.0) & ~no_register & (no_power | too_sparse | single)
     confidence[unverifiable] = np.nan

@@ -16,7 +16,13 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.prepared import NS_PER_S, Prepared, prepared, take_rows
+from analytics.detectors.prepared import (
+    NS_PER_S,
+    Prepared,
+    prepared,
+    register_resolution_wh,
+    take_rows,
+)
 from analytics.detectors.ratings import StationRatings, rated_power_w
 from analytics.detectors.reductions import nan_argmax, pick, row_sum_where, runs, trapezoid_wh
 from analytics.detectors.timing import GAP_INTERVALS, GAP_MIN_S
@@ -297,7 +303,48 @@ class MeterBackwards(BaseDetector):
             ]
 
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
-        return step_result(self.kind, prep, x, at, describe, not_scored)
+        mv = meter_values_rows(batch, prep)
+        if not mv.size:
+            return step_result(self.kind, prep, x, at, describe, not_scored)
+        # readings without a register: the transaction's meter values, one step from its start
+        # to its stop (a session table's energy; "8 negative registers" in real tables)
+        ends = np.stack((batch.meter_start_wh[mv], batch.meter_stop_wh[mv]), axis=1)
+        worst[mv] = np.maximum(ends[:, 0] - ends[:, 1], 0.0)
+        tolerance_wh[mv] = fall_tolerance_wh(
+            register_resolution_wh(np.diff(ends, axis=1), ends), self.tolerance_resolutions
+        )
+        x[mv] = worst[mv] / tolerance_wh[mv]
+        before[mv], after[mv] = ends[:, 0], ends[:, 1]
+        not_scored[mv] = None
+        start_ns = pick(prep.t_ns, at).astype(np.int64)
+        end_ns = pick(prep.t_ns, at + 1).astype(np.int64)
+        start_ns[mv], end_ns[mv] = batch.start_ns[mv], batch.stop_ns[mv]
+        by_values = np.zeros(batch.n_sessions, dtype=bool)
+        by_values[mv] = True
+
+        def describe_all(rows: IntArray) -> list[str]:
+            texts = describe(rows)
+            return [
+                f"{text} (meterStart to meterStop)" if by_values[i] else text
+                for i, text in zip(rows, texts, strict=True)
+            ]
+
+        return build_result(
+            self.kind, excess_score(x), x > 1.0, start_ns, end_ns, describe_all, not_scored
+        )
+
+
+def meter_values_rows(batch: SessionBatch, prep: Prepared) -> IntArray:
+    """Rows judged by the transaction's meter values (meterStart, meterStop) for want of
+    register readings: fewer than two readings carry it, both values were sent, and the
+    session has stopped, not before its start."""
+    return np.flatnonzero(
+        (prep.n_energy < MIN_READINGS)
+        & ~np.isnan(batch.meter_start_wh)
+        & ~np.isnan(batch.meter_stop_wh)
+        & (batch.stop_ns != NO_TIME)
+        & (batch.stop_ns >= batch.start_ns)
+    )
 
 
 def station_meter_rated_w(batch: SessionBatch, rated: FloatArray) -> FloatArray:
@@ -426,13 +473,7 @@ class MeterJump(BaseDetector):
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
         # readings without a register: the transaction's meter values, one step from its start
         # to its stop, judged by the same bound
-        mv = np.flatnonzero(
-            (prep.n_energy < MIN_READINGS)
-            & ~np.isnan(batch.meter_start_wh)
-            & ~np.isnan(batch.meter_stop_wh)
-            & (batch.stop_ns != NO_TIME)
-            & (batch.stop_ns >= batch.start_ns)
-        )
+        mv = meter_values_rows(batch, prep)
         mv_span_s = (batch.stop_ns[mv] - batch.start_ns[mv]) / NS_PER_S
         if mv.size:
             step[mv] = np.maximum(batch.meter_stop_wh[mv] - batch.meter_start_wh[mv], 0.0)
@@ -498,6 +539,24 @@ def integration_doubt_wh(
     return np.asarray(doubt)
 
 
+# A charger's power reading below this is a sensor offset and is read as 0 W, though up to
+# this much may truly flow unseen: a car plugged in draws tens of W for its 12 V system and
+# electronics (a register creeping a few Wh an hour at 0 W), and chargers that report power in
+# tenths of kW show 0 for anything under 50 W.
+SENSOR_OFFSET_W = 50.0
+
+
+def deadband_doubt_wh(power_w: FloatArray, dt_s: FloatArray, offset_w: float) -> FloatArray:
+    """The energy each step ``(n, m - 1)`` may hide under the sensor offset: at an end read
+    below ``offset_w`` (taken as 0 W) up to ``offset_w`` may flow, half the step's time each.
+    8 h plugged after a charge hide at most 0.4 kWh, a few % of any charge worth judging;
+    without it a car's standby counted by the meter reads as a miscalibrated register (a
+    workplace session that never charged: "0.200 kWh but power integrates to 0.021 kWh")."""
+    low = (power_w < offset_w).astype(np.float64)
+    ends = low[:, 1:] + low[:, :-1]
+    return np.asarray(0.5 * offset_w * ends * dt_s / 3600.0)
+
+
 @dataclass(frozen=True, slots=True)
 class EnergyBalance:
     """Per row: the register's energy and the integral of power over the same clean spans, and
@@ -541,6 +600,7 @@ def energy_balance(
     res_t = prep.time_resolution_s
     step_pw = trapezoid_wh(power, prep.dt_s)
     step_doubt = integration_doubt_wh(power, prep.dt_s, res_t)
+    step_doubt += deadband_doubt_wh(prep.power_w, prep.dt_s, sensor_offset_w)
     step_bad = np.isnan(step_pw)
     step_bad |= (prep.dt_s > gap_intervals * prep.interval_s[:, None]) & (prep.dt_s >= gap_min_s)
     span_pw, span_doubt, span_bad = step_pw, step_doubt, step_bad
@@ -606,6 +666,7 @@ def meter_values_balance(
     step_pw = trapezoid_wh(power, sub.dt_s)
     res_t = sub.time_resolution_s
     step_doubt = integration_doubt_wh(power, sub.dt_s, res_t)
+    step_doubt += deadband_doubt_wh(sub.power_w, sub.dt_s, sensor_offset_w)
     dt = np.concatenate((lead_s[:, None], sub.dt_s, tail_s[:, None]), axis=1)
     gap = (dt > gap_intervals * sub.interval_s[:, None]) & (dt >= gap_min_s)
     inner = ~np.isnan(step_pw) | ~sub.valid[:, 1:]  # padding is no hole
@@ -670,8 +731,9 @@ class MeterMismatch(BaseDetector):
         trapezoid cannot follow the power.
     trapezoid_doubt : float, default 1.0
         Multiplier on the integration doubt (``integration_doubt_wh``): 1 is the bound itself.
-    sensor_offset_w : float, default 50.0
-        Power below this is a sensor offset, not energy.
+    sensor_offset_w : float, default SENSOR_OFFSET_W (50.0)
+        Power below this is a sensor offset, read as 0 W; up to this much may flow unseen
+        (``deadband_doubt_wh``), which the bound allows.
     min_energy_wh : float, default 100.0
         Below this the comparison is resolution and offset: not scored.
     jump : MeterJump or None, default None
@@ -687,7 +749,7 @@ class MeterMismatch(BaseDetector):
         gap_intervals: float = GAP_INTERVALS,
         gap_min_s: float = GAP_MIN_S,
         trapezoid_doubt: float = 1.0,
-        sensor_offset_w: float = 50.0,
+        sensor_offset_w: float = SENSOR_OFFSET_W,
         min_energy_wh: float = 100.0,
         jump: MeterJump | None = None,
     ) -> None:

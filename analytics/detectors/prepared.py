@@ -220,17 +220,20 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
 
 
 # The units a register counts in (Wh): meters show Wh, tens of Wh, or kWh with one or two
-# decimals (100 or 10 Wh); the values' own granularity says which.
-_REGISTER_UNITS_WH = (10.0, 100.0)
+# decimals (100 or 10 Wh) or none (1 kWh: billing registers and session tables in whole kWh,
+# whose steps at a few kW come minutes apart and look like a stuck register, then a jump); the
+# values' own granularity says which.
+_REGISTER_UNITS_WH = (10.0, 100.0, 1_000.0)
 
 
 def register_resolution_wh(de_wh: FloatArray, energy_wh: FloatArray | None = None) -> FloatArray:
     """Per row, the register's resolution from its steps ``(n, k)`` (NaN: unknown): the
-    smallest positive step bounds it from above; a meter counts in 1, 10 or 100 Wh, so more
-    than 100 Wh is not a resolution but a coarse sampling; 1 Wh when no step rose. Given the
+    smallest positive step bounds it from above; a meter counts in 1, 10, 100 or 1000 Wh, so
+    more than that is not a resolution but a coarse sampling; 1 Wh when no step rose. Given the
     register values ``energy_wh`` (n, m; NaN where not read), the coarsest unit they are all
     whole multiples of bounds it too: sampled every 15 s at 45 kW every step rises by about
-    190 Wh, yet values such as 1648373 count single Wh, so a fall of 136 Wh is no rounding.
+    190 Wh, yet values such as 1648373 count single Wh, so a fall of 136 Wh is no rounding;
+    without the values, 100 Wh at most (a step of whole kWh says little by itself).
     The one rule for everything that asks whether a register step is within its rounding
     (meter_backwards, the billing view of profiles)."""
     n, k = de_wh.shape
@@ -238,9 +241,9 @@ def register_resolution_wh(de_wh: FloatArray, energy_wh: FloatArray | None = Non
     smallest = (
         np.fmin.reduce(de_wh, axis=1, where=de_wh > 0, initial=np.nan) if k else np.full(n, np.nan)
     )
-    resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, 100.0)
+    resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, _REGISTER_UNITS_WH[-1])
     if energy_wh is None or not energy_wh.size:
-        return np.asarray(resolution)
+        return np.asarray(np.minimum(resolution, 100.0))
     read = ~np.isnan(energy_wh)
     quantum = np.ones(n)
     for unit in _REGISTER_UNITS_WH:  # finest first: the coarsest whole unit wins
@@ -268,9 +271,9 @@ def time_resolution_s(t_ns: IntArray, valid: BoolArray) -> FloatArray:
     difference between two such stamps may be short of the true one by up to one unit (each
     end is truncated), so tolerances on time follow it. (A row without stamps: 60, unused.)"""
     n = t_ns.shape[0]
+    if t_ns.shape[1] == 0:  # no row has a stamp (a batch of session tables' rows)
+        return np.full(n, _STAMP_UNITS_NS[-1] / NS_PER_S)
     out = np.full(n, 1.0 / NS_PER_S)
-    if t_ns.shape[1] == 0:
-        return out
     # the remainder within a minute: all the finer units divide a minute
     head = slice(0, _STAMPS_READ)
     rem = np.where(valid[:, head], t_ns[:, head] % (60 * NS_PER_S), 0)
@@ -278,6 +281,18 @@ def time_resolution_s(t_ns: IntArray, valid: BoolArray) -> FloatArray:
         whole = ~np.any(rem % unit_ns != 0, axis=1)
         out[whole] = unit_ns / NS_PER_S
     return out
+
+
+def stop_tolerance_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
+    """Per row, how far a session stop may be stamped before its start with no clock at
+    fault: ``CLOCK_DISORDER_S``, or one unit of the stamps' resolution when the start, the
+    stop and the readings (if any) are all stamped that coarsely. Session tables stamp both
+    ends in whole minutes, rounded apart (the start up, the stop down) for a session shorter
+    than a minute: a stop one minute before its start is their rounding, not a clock (a stop
+    further back, or one in 1970, is)."""
+    ends = np.stack((batch.start_ns, batch.stop_ns), axis=1)
+    own = time_resolution_s(ends, ends != NO_TIME)
+    return np.asarray(np.maximum(CLOCK_DISORDER_S, np.minimum(own, prep.time_resolution_s)))
 
 
 def _arrival_disordered(arrival: IntArray, valid: BoolArray) -> BoolArray:

@@ -5,8 +5,10 @@ power, idle time plugged in), and power held down by a lower ``power_offered_w``
 
 Two shapes are stalls (CONTRACTS.md section 3):
 
-- charging stops for 10 min or more and then resumes: power coming back shows the car was not
-  full, so nothing more is asked;
+- charging stops for 10 min or more and then resumes, the car shown not full where the
+  stretch began as below: power coming back alone does not show it, a full car draws again
+  hours later (a top-up, the cabin heated before its driver leaves), and the rest before that
+  is idle time after full;
 - charging stops for 10 min or more and never comes back: the driver gave up and stopped the
   session (or it is still open). Here "power never came back" must not be read as "the car was
   full", nor the other way round, so the car must be shown not full:
@@ -94,6 +96,37 @@ _STATUS_WORDS = {
 
 def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
+
+
+def _from_plateau(prep: Prepared, before: IntArray) -> BoolArray:
+    """For reading indices ``before`` (2-D, -1: none), the last readings with power before
+    stretches at rest: did power fall from the plateau there (``PLATEAU_SHARE`` of the peak so
+    far, or of the offer when lower; ``DC_PLATEAU_SHARE`` on DC), rather than at the end of a
+    full car's taper?"""
+    p = prep.power_w
+    at = np.maximum(before, 0)
+    plateau = np.fmin(
+        np.take_along_axis(np.fmax.accumulate(p, axis=1), at, axis=1),
+        np.take_along_axis(prep.offered_w, at, axis=1),
+    )
+    share = np.where(prep.peak_power_w > AC_MAX_W, DC_PLATEAU_SHARE, PLATEAU_SHARE)[:, None]
+    return np.asarray((before >= 0) & (np.take_along_axis(p, at, axis=1) >= share * plateau))
+
+
+def _not_full(prep: Prepared, first: IntArray, zero_w: FloatArray) -> BoolArray:
+    """Per step ``(n, m - 1)`` of a stretch at rest beginning at step ``first``: is the car shown
+    not full (the module docstring), judged from what it showed up to that step: its SoC if
+    reported since power last flowed, else the fall from the plateau."""
+    p = prep.power_w
+    m = p.shape[1]
+    idx = np.arange(m)
+    flowing = np.maximum.accumulate(np.where(p > zero_w, idx, -1), axis=1)
+    before = np.take_along_axis(flowing, np.maximum(first, 0), axis=1)
+    reported = np.maximum.accumulate(np.where(np.isnan(prep.soc_pct), -1, idx), axis=1)
+    latest = reported[:, 1:]  # the latest SoC up to each step's end
+    soc = np.take_along_axis(prep.soc_pct, np.maximum(latest, 0), axis=1)
+    soc = np.where((latest >= 0) & (latest >= before), soc, np.nan)
+    return np.asarray(np.where(np.isnan(soc), _from_plateau(prep, before), soc < FULL_SOC_PCT))
 
 
 class Stall(BaseDetector):
@@ -206,7 +239,6 @@ class Stall(BaseDetector):
         # (or one reported only at the start and the stop)
         around = (idx >= before[:, None]) & (idx <= (last + 1)[:, None])
         soc = row_max(np.where(around, prep.soc_pct, np.nan))
-        plateau = np.fmin(pick(np.fmax.accumulate(p, axis=1), before), pick(prep.offered_w, before))
         # nothing since power last flowed says that the car, or the session, was done
         # (SuspendedEV: the car; Finishing stamped before the last reading: the charge ended
         # before the stop. Finishing at the last reading's time is the stop itself, which
@@ -216,8 +248,7 @@ class Stall(BaseDetector):
         last_ns = pick(prep.t_ns, prep.count - 1)
         finishing = (prep.status == StatusCode.FINISHING) & (prep.t_ns < last_ns[:, None])
         said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)
-        share = np.where(prep.peak_power_w > AC_MAX_W, DC_PLATEAU_SHARE, PLATEAU_SHARE)
-        from_plateau = (before >= 0) & (pick(p, before) >= share * plateau)
+        from_plateau = _from_plateau(prep, before[:, None])[:, 0]
         not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
         return last, np.asarray(never_resumed & ~said_done & not_full), soc
 
@@ -245,11 +276,20 @@ class Stall(BaseDetector):
             after_wh >= self.min_resume_wh
         )
         interval = np.nan_to_num(prep.interval_s)[:, None]
-        # Resumed: the stall's start and end each lie somewhere in the interval before the
-        # first and after the last zero reading, so the span between those readings is on
-        # average one interval shorter than the stall: one interval is added back.
+        # Resumed: power coming back shows that the car was not full, unless it was full when
+        # the stretch began (its SoC, or a taper into it rather than a fall from the plateau):
+        # a full car draws again hours later, to top up after its battery's self-discharge and
+        # balancing or to heat the cabin before its driver leaves, and the rest before that is
+        # idle time after full (CONTRACTS.md section 3; a workplace session that tapered, then
+        # drew 3 kW for 20 min five hours later, was flagged as a 3 h stall).
+        # The stall's start and end each lie somewhere in the interval before the first and
+        # after the last zero reading, so the span between those readings is on average one
+        # interval shorter than the stall: one interval is added back.
+        not_full = _not_full(prep, first, zero_w)
         x_all = np.where(
-            idle & charged_before & resumed, (run.total + interval) / self.min_duration_s, 0.0
+            idle & charged_before & resumed & not_full,
+            (run.total + interval) / self.min_duration_s,
+            0.0,
         )
         # Never resumed: the last stretch of each row, judged on the car's side (module
         # docstring). Its end is the last reading (the stop's, or the latest of an open

@@ -12,6 +12,7 @@ from analytics.detectors.prepared import (
     CLOCK_FUTURE_S,
     NS_PER_S,
     prepared,
+    stop_tolerance_s,
 )
 from analytics.detectors.reductions import nan_argmax, pick
 from analytics.detectors.verdicts import build_result, excess_score, is_none, not_scored_reason
@@ -151,7 +152,7 @@ class ClockFault(BaseDetector):
     session has readings). No parameters: the tolerances are those of the shared view, which
     sets such readings aside for every kind (``CLOCK_BEFORE_START_S``, ``CLOCK_FUTURE_S``,
     ``CLOCK_DISORDER_S``: the last also for the stop, two stamps of whole seconds that may
-    round apart). Learns nothing."""
+    round apart, or one unit of coarser stamps: ``stop_tolerance_s``). Learns nothing."""
 
     kind = AnomalyKind.CLOCK_FAULT
 
@@ -162,10 +163,12 @@ class ClockFault(BaseDetector):
         has_both = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
         stop_back_s = np.where(has_both, (batch.start_ns - batch.stop_ns) / NS_PER_S, 0.0)
         stop_back_s = np.maximum(stop_back_s, 0.0)
-        stop_first = stop_back_s > CLOCK_DISORDER_S
+        # a stop within the stamps' rounding of the start is no fault (``stop_tolerance_s``)
+        stop_tolerance = stop_tolerance_s(batch, prep)
+        stop_first = stop_back_s > stop_tolerance
         x = np.maximum(
             np.maximum(c.before_start_s / CLOCK_BEFORE_START_S, c.future_s / CLOCK_FUTURE_S),
-            np.maximum(c.disorder_s, stop_back_s) / CLOCK_DISORDER_S,
+            np.maximum(c.disorder_s / CLOCK_DISORDER_S, stop_back_s / stop_tolerance),
         )
         flagged = (c.n_bad > 0) | stop_first
         # a single bad stamp at the tolerance still flags: lift it above 0.5 as a whole

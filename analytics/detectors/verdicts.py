@@ -14,7 +14,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import KindResult
-from analytics.detectors.prepared import CLOCK_DISORDER_S, NS_PER_S, Prepared, take_rows
+from analytics.detectors.prepared import NS_PER_S, Prepared, stop_tolerance_s, take_rows
 
 
 def excess_score(x: FloatArray, *, steepness: float = 4.0) -> FloatArray:
@@ -79,7 +79,8 @@ def clock_untrusted(batch: SessionBatch, prep: Prepared) -> BoolArray:
     register's rise over the readings set aside as a jump). ``clock_fault`` speaks for the row.
     data_gap keeps its own account of readings set aside (``Prepared.bridged``)."""
     has_both = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
-    stop_first = has_both & (batch.start_ns - batch.stop_ns > int(CLOCK_DISORDER_S * NS_PER_S))
+    back_s = (batch.start_ns - batch.stop_ns) / NS_PER_S
+    stop_first = has_both & (back_s > stop_tolerance_s(batch, prep))
     return np.asarray((prep.clock.n_bad > 0) | stop_first)
 
 
