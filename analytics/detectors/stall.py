@@ -28,15 +28,20 @@ Two shapes are stalls (CONTRACTS.md section 3):
   status needs no rule of its own here: those readings stay in the stretch, the others break
   it. The energy delivered cannot serve: the stream carries neither the energy the car asked for
   nor which car it is, so "far below what this car takes" has nothing to compare with.
+
+A station that reports no power but a fine register (``_power_from_register``) is judged on
+the register's mean power over each step, the reason saying so.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.prepared import Prepared, prepared
+from analytics.detectors.prepared import Prepared, prepared, take_rows
 from analytics.detectors.ratings import AC_MAX_W
 from analytics.detectors.reductions import (
     Runs,
@@ -56,8 +61,9 @@ from analytics.detectors.verdicts import (
     fmt_kwh,
     fmt_min,
     is_none,
-    judge_candidates,
     not_scored_reason,
+    scatter_verdict,
+    verdict_result,
 )
 from chargewatch.kinds import AnomalyKind
 
@@ -98,11 +104,46 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
-def _from_plateau(prep: Prepared, before: IntArray) -> BoolArray:
+# A register this fine shows a step's mean power to within 1 % at the slowest charge (1.4 kW
+# for a minute is 23 Wh); a coarser one (0.1 or 1 kWh) stays flat for minutes while a car
+# charges, which would read as a rest.
+REGISTER_POWER_MAX_RESOLUTION_WH = 10.0
+
+
+def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
+    """``prep`` with each row that reports no power (fewer than ``MIN_POWER_READINGS`` values)
+    but a fine register at three readings or more given the register's mean power over each
+    step as the power of the reading that ends it; and which rows those are. OCPP 1.6 samples
+    only ``Energy.Active.Import.Register`` unless configured otherwise, and a rest shows in
+    that register as plainly as in a power reading: without this such a station's stalls
+    could not be seen at all."""
+    has_power = (~np.isnan(prep.power_w)).sum(axis=1)
+    rows = (
+        (has_power < MIN_POWER_READINGS)
+        & (prep.n_energy >= MIN_POWER_READINGS)
+        & (prep.resolution_wh <= REGISTER_POWER_MAX_RESOLUTION_WH)
+    )
+    if not rows.any() or prep.power_w.shape[1] < 2:
+        return prep, np.zeros(rows.shape, dtype=bool)
+    which = np.flatnonzero(rows)
+    dt = prep.dt_s[which]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_w = np.where(dt > 0, prep.de_wh[which] * 3600.0 / dt, np.nan)
+    power = prep.power_w.copy()
+    power[which, 0] = np.nan
+    power[which, 1:] = np.maximum(mean_w, 0.0)
+    peak = prep.peak_power_w.copy()
+    peak[which] = row_max(power[which])
+    return replace(prep, power_w=power, peak_power_w=peak), rows
+
+
+def _from_plateau(prep: Prepared, before: IntArray, averaged: BoolArray) -> BoolArray:
     """For reading indices ``before`` (2-D, -1: none), the last readings with power before
     stretches at rest: did power fall from the plateau there (``PLATEAU_SHARE`` of the peak so
     far, or of the offer when lower; ``DC_PLATEAU_SHARE`` on DC), rather than at the end of a
-    full car's taper?"""
+    full car's taper? In rows whose power is a mean over the step before each reading
+    (``averaged``: the register's), the step in which the charge stopped is partly at rest,
+    so the reading before it speaks for the plateau too."""
     p = prep.power_w
     at = np.maximum(before, 0)
     plateau = np.fmin(
@@ -110,10 +151,16 @@ def _from_plateau(prep: Prepared, before: IntArray) -> BoolArray:
         np.take_along_axis(prep.offered_w, at, axis=1),
     )
     share = np.where(prep.peak_power_w > AC_MAX_W, DC_PLATEAU_SHARE, PLATEAU_SHARE)[:, None]
-    return np.asarray((before >= 0) & (np.take_along_axis(p, at, axis=1) >= share * plateau))
+    last_w = np.take_along_axis(p, at, axis=1)
+    if averaged.any():
+        earlier_w = np.take_along_axis(p, np.maximum(before - 1, 0), axis=1)
+        last_w = np.where(averaged[:, None], np.fmax(last_w, earlier_w), last_w)
+    return np.asarray((before >= 0) & (last_w >= share * plateau))
 
 
-def _not_full(prep: Prepared, first: IntArray, zero_w: FloatArray) -> BoolArray:
+def _not_full(
+    prep: Prepared, first: IntArray, zero_w: FloatArray, averaged: BoolArray
+) -> BoolArray:
     """Per step ``(n, m - 1)`` of a stretch at rest beginning at step ``first``: is the car shown
     not full (the module docstring), judged from what it showed up to that step: its SoC if
     reported since power last flowed, else the fall from the plateau."""
@@ -126,7 +173,8 @@ def _not_full(prep: Prepared, first: IntArray, zero_w: FloatArray) -> BoolArray:
     latest = reported[:, 1:]  # the latest SoC up to each step's end
     soc = np.take_along_axis(prep.soc_pct, np.maximum(latest, 0), axis=1)
     soc = np.where((latest >= 0) & (latest >= before), soc, np.nan)
-    return np.asarray(np.where(np.isnan(soc), _from_plateau(prep, before), soc < FULL_SOC_PCT))
+    from_plateau = _from_plateau(prep, before, averaged)
+    return np.asarray(np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT))
 
 
 class Stall(BaseDetector):
@@ -191,7 +239,7 @@ class Stall(BaseDetector):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
-        prep = prepared(batch, now_ns)
+        prep, from_register = _power_from_register(prepared(batch, now_ns))
         idle, _ = self._idle(prep)
         # a stall is of a session (CONTRACTS.md section 3): readings outside any session (an
         # idle connector's after energy nobody authorized) are unauthorized_energy's business
@@ -209,7 +257,14 @@ class Stall(BaseDetector):
             idle[rows] &= (step >= began[:, None]) & charged[:, None]
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
         not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
-        return judge_candidates(self.kind, prep, idle, self._judge, not_scored)
+        rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
+        verdict = self._judge(take_rows(prep, rows), from_register[rows])
+        result = verdict_result(
+            self.kind, scatter_verdict(batch.n_sessions, rows, verdict), not_scored
+        )
+        for i in np.flatnonzero(result.flagged & from_register).tolist():
+            result.reason[i] = f"{result.reason[i]} (power from the register's steps)"
+        return result
 
     def _ended(
         self,
@@ -218,6 +273,7 @@ class Stall(BaseDetector):
         resumed: BoolArray,
         run: Runs,
         zero_w: FloatArray,
+        averaged: BoolArray,
     ) -> tuple[IntArray, BoolArray, FloatArray]:
         """Per row: the last step of its last stretch at rest after charging, whether that
         stretch ends the charge with the car shown not full (module docstring), and the car's
@@ -248,11 +304,13 @@ class Stall(BaseDetector):
         last_ns = pick(prep.t_ns, prep.count - 1)
         finishing = (prep.status == StatusCode.FINISHING) & (prep.t_ns < last_ns[:, None])
         said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)
-        from_plateau = _from_plateau(prep, before[:, None])[:, 0]
+        from_plateau = _from_plateau(prep, before[:, None], averaged)[:, 0]
         not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
         return last, np.asarray(never_resumed & ~said_done & not_full), soc
 
-    def _judge(self, prep: Prepared) -> Verdict:
+    def _judge(self, prep: Prepared, averaged: BoolArray) -> Verdict:
+        """The verdict on rows with a candidate rest; ``averaged``: rows whose power is the
+        register's mean over each step (``_power_from_register``)."""
         n, m = prep.power_w.shape
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
@@ -285,7 +343,7 @@ class Stall(BaseDetector):
         # The stall's start and end each lie somewhere in the interval before the first and
         # after the last zero reading, so the span between those readings is on average one
         # interval shorter than the stall: one interval is added back.
-        not_full = _not_full(prep, first, zero_w)
+        not_full = _not_full(prep, first, zero_w, averaged)
         x_all = np.where(
             idle & charged_before & resumed & not_full,
             (run.total + interval) / self.min_duration_s,
@@ -294,7 +352,9 @@ class Stall(BaseDetector):
         # Never resumed: the last stretch of each row, judged on the car's side (module
         # docstring). Its end is the last reading (the stop's, or the latest of an open
         # session), so only its start is uncertain: half an interval is added back.
-        last, ended, soc_end = self._ended(prep, idle & charged_before, resumed, run, zero_w)
+        last, ended, soc_end = self._ended(
+            prep, idle & charged_before, resumed, run, zero_w, averaged
+        )
         rows_ended = np.flatnonzero(ended)
         x_end = (pick(run.total, last) + 0.5 * interval[:, 0]) / self.min_duration_s
         x_all[rows_ended, last[rows_ended]] = x_end[rows_ended]

@@ -407,6 +407,15 @@ def with_top_up(
     return session
 
 
+def register_only(session: Session) -> Session:
+    """``session`` from a station that samples only the register (OCPP 1.6's default
+    ``MeterValuesSampledData``: Energy.Active.Import.Register): no power, no offer."""
+    for r in session.readings:
+        r.pop("power_w", None)
+        r.pop("power_offered_w", None)
+    return session
+
+
 # --- the table --------------------------------------------------------------------------------
 
 
@@ -488,6 +497,43 @@ CASES: list[Case] = [
     Case(
         "ACN fault: nothing flows for 30 min, Charging, full offer, then resumes",
         lambda: [acn_workplace(charge_kw=7.4, stall_at_h=(1.0, 30.0))],
+        {"ACN-1": {"stall"}},
+    ),
+    # stations that sample the register only
+    Case(
+        "register only, the station keeps saying Charging after the car's taper",
+        lambda: [register_only(acn_workplace(charge_kw=7.4, after_status="Charging"))],
+    ),
+    Case(
+        "register only, 0.1 kWh, 3.7 kW, Charging kept",
+        lambda: [
+            register_only(
+                acn_workplace(charge_kw=3.7, register_unit_wh=100.0, after_status="Charging")
+            )
+        ],
+    ),
+    Case(
+        "register only, a top-up 3 h after the car's taper, no statuses",
+        lambda: [shifted(register_only(with_top_up(acn_workplace(charge_kw=7.4))), statuses=[])],
+    ),
+    Case(
+        "register only fault: flat for 30 min, Charging, then counting again",
+        lambda: [register_only(acn_workplace(charge_kw=7.4, stall_at_h=(1.0, 30.0)))],
+        {"ACN-1": {"stall"}},
+    ),
+    Case(
+        "register only fault: flat from the plateau until the driver leaves 40 min later",
+        lambda: [
+            register_only(
+                acn_workplace(
+                    charge_kw=11.0,
+                    charge_h=1.0,
+                    taper_min=0.0,
+                    plugged_h=1.7,
+                    after_status="Charging",
+                )
+            )
+        ],
         {"ACN-1": {"stall"}},
     ),
     # meters
