@@ -33,16 +33,17 @@ What it generates, from physics and OCPP practice rather than from the simulator
   is built so that no label contradicts the contract (a fault that came out too weak to meet
   its definition is dropped and the session generated again as normal).
 
-How it differs from ``simulator/``: a different code base and vehicle table (the real file,
-not a compact table), a 5 s battery integration instead of per-sample power, faults applied
-to the measured series after the physics, and traps that are normal by the contract (an offer
-of 0 W, SoC reported in whole percent, out-of-order delivery, same-site card overlaps).
-Same-site overlaps of one card at two stations are normal here as the brief asks; CONTRACTS
-section 3 reads "at different stations" and would label them: ``--same-site-overlaps
-labelled`` writes them as ``concurrent_id_tag`` labels instead (except where a clock fault
-hides when a session ran). ``--notes FILE`` writes, per session, how each fault was made and
-which normal traps it carries (``normal late_reading`` ...), to read misses and false alarms by
-cause; ``--stations-out`` writes the sites, coordinates and ratings for ``detect --stations``.
+How it differs from ``simulator/``: a different code base and vehicle table (the real file, not a
+compact table), a 5 s battery integration instead of per-sample power, faults applied to the
+measured series after the physics, and traps that are normal by the contract (an offer of 0 W, SoC
+reported in whole percent, out-of-order delivery, same-site card overlaps). Same-site overlaps of
+one card at two stations are normal here as the brief asks; CONTRACTS section 3 reads "at different
+stations" and would label them: ``--same-site-overlaps labelled`` writes them as
+``concurrent_id_tag`` labels instead (except where a clock fault stamped a session's stop wrong,
+which hides when it ran; readings stamped wrong do not). ``--notes FILE`` writes, per session, how
+each fault was made and which normal traps it carries (``normal late_reading`` ...), to read misses
+and false alarms by cause; ``--stations-out`` writes the sites, coordinates and ratings for ``detect
+--stations``.
 """
 
 from __future__ import annotations
@@ -990,8 +991,8 @@ class Fleet:
                     lo, hi = max(a.t0, b.t0), min(a.t_end, b.t_end)
                     if hi <= lo or a.station is b.station:
                         continue
-                    if any(k == "clock_fault" for x in (a, b) for k, _, _ in x.labels):
-                        continue  # its stamps no longer say when it ran: no overlap to see
+                    if any(x.stop_stamp is not None for x in (a, b)):
+                        continue  # its stop's stamp no longer says when it ran: no overlap to see
                     for s in (a, b):
                         if not any(k == "concurrent_id_tag" for k, _, _ in s.labels):
                             s.labels.append(("concurrent_id_tag", lo, hi))
