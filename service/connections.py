@@ -37,6 +37,9 @@ _LOG_EVERY_S = 10.0  # refusals are counted each, logged at most this often (a f
 # so a conforming station never has two waiting; a peer that floods is held at a few messages
 # (each at most ``ws_max_size``, plus what one read of the socket holds) in memory.
 _MAX_QUEUED_MESSAGES = 4
+# Bytes read from a WebSocket peer at a time: a station's message is a few kB; 16 KiB of the
+# smallest Calls (30 bytes each) take about 3 ms to parse and queue.
+_READ_BYTES = 16 * 1024
 
 
 def raise_open_file_limit() -> int:
@@ -188,6 +191,15 @@ class _GuardedWebSocket(WebSocketsSansIOProtocol):
       any frame it sent proves the link as well as a pong would. A station sending every few
       seconds is never pinged; one that falls silent is pinged an interval after its last frame
       and closed a ping timeout later, as before.
+
+    And two limits on what one peer costs:
+
+    - The socket is read ``_READ_BYTES`` at a time (asyncio reads 256 KiB): all that one read
+      holds is parsed in one callback, and 256 KiB of small frames from a station that does not
+      wait for its answers are thousands of frames, tens of milliseconds of the event loop.
+    - Reading stops while the answers to the peer wait in our write buffer over its high-water
+      mark (a peer that does not read): uvicorn answers each ping at once without looking at
+      the buffer, and a ping flood from a peer that never reads grew serve by 14 MB a second.
     """
 
     guard: ClassVar[ConnectionGuard]
@@ -196,6 +208,8 @@ class _GuardedWebSocket(WebSocketsSansIOProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._heard_at = self.loop.time()
+        if isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = _READ_BYTES  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.release(self.transport)
@@ -204,6 +218,26 @@ class _GuardedWebSocket(WebSocketsSansIOProtocol):
     def data_received(self, data: bytes) -> None:
         self._heard_at = self.loop.time()
         super().data_received(data)
+        self._hold_while_unread()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._hold_while_unread()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused and not self.transport.is_closing():
+            self.transport.resume_reading()  # what the application's queue allows, again
+
+    async def receive(self) -> Any:
+        message = await super().receive()  # may resume reading: its queue has room
+        self._hold_while_unread()
+        return message
+
+    def _hold_while_unread(self) -> None:
+        """Stop reading while the peer has not taken what we wrote (``resume_writing``)."""
+        if not self.writable.is_set() and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def send_receive_event_to_app(self) -> None:
         if self.read_paused or self.queue.qsize() + 1 >= _MAX_QUEUED_MESSAGES:

@@ -7,10 +7,13 @@ the station and its password. Each refusal is logged (station, client address, r
 password) and counted by ``Refusal``.
 
 Password checks are slow on purpose (PBKDF2), so they run on a worker thread of their own, one
-at a time per station and per client address; past ``free_failures`` failures a station or an
-address is refused without a check for a time that doubles with each further failure (up to
-``max_block_s``). A client cannot make the event loop wait, and a guesser gets one try per
-block.
+at a time per station and per client address; past ``free_failures`` failures an address is
+refused without a check for a time that doubles with each further failure (up to
+``max_block_s``). So is a station, but only to the addresses that failed for it: one that has
+not is still checked. A client cannot make the event loop wait, a guesser gets one try per
+block, and a stranger failing on purpose cannot keep the station itself out (the station, from
+its own address, is refused only for its own failures); a guesser with many addresses gets one
+more try from each, and the password is 16 characters or more.
 """
 
 from __future__ import annotations
@@ -123,6 +126,13 @@ class FailureThrottle:
             return 0.0
         return max(0.0, until - now)
 
+    def failures(self, key: str, now: float) -> int:
+        """Failures of ``key`` that still count."""
+        held = self._keys.get(key)
+        if held is None or now - held[1] > self.forget_s:
+            return 0
+        return held[0]
+
     def failed(self, key: str, now: float) -> None:
         count, last, _until = self._keys.pop(key, (0, now, now))
         count = 1 if now - last > self.forget_s else count + 1
@@ -227,9 +237,13 @@ class Admission:
     async def _authenticate(
         self, station_id: str, address: str, credentials: tuple[str, str] | None
     ) -> Admit | None:
-        keys = (f"address {address}", f"station {station_id}")
+        # the pair remembers which addresses failed for the station: its block holds for those
+        pair = f"station {station_id} from {address}"
+        keys = (f"address {address}", f"station {station_id}", pair)
         now = self._clock()
-        blocked_s = max(self._throttle.blocked_for(key, now) for key in keys)
+        blocked_s = self._throttle.blocked_for(keys[0], now)
+        if self._throttle.failures(pair, now):
+            blocked_s = max(blocked_s, self._throttle.blocked_for(keys[1], now))
         if blocked_s > 0:
             retry = math.ceil(blocked_s)
             message = f"too many failed attempts, retry in {retry} s"
@@ -251,6 +265,7 @@ class Admission:
                 self._throttle.failed(key, now)
             return self.refuse(station_id, address, Refusal.WRONG_PASSWORD, _WRONG)
         self._throttle.succeeded(keys[1])
+        self._throttle.succeeded(pair)
         return None
 
     async def _check(self, station_id: str, password: str) -> bool | None:

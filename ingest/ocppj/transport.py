@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -51,6 +52,12 @@ class StarletteConnection:
         self._ws = websocket
 
     async def recv(self) -> str:
+        # A turn of the event loop before each message. The server parses all that one read of
+        # the socket holds (256 KiB: thousands of small frames from a station that does not wait
+        # for its answers, against OCPP-J's one Call at a time) and ``receive`` returns queued
+        # messages without suspending, so without this turn one station's backlog would hold the
+        # loop, every other station and HTTP client waiting, for seconds.
+        await asyncio.sleep(0)
         try:
             message = await self._ws.receive()
         except WebSocketDisconnect as exc:
