@@ -164,6 +164,8 @@ class ApiServices:
     metrics: Callable[[], tuple[bytes, str]]  # payload and content type
     max_body_bytes: int  # as sent (the acceptor bounds it once decompressed)
     max_concurrent_batches: int  # bodies accepted at once (a few more wait, then 503)
+    # grace for a request body to start (then it must keep up ``api.events.MIN_BODY_RATE``)
+    body_timeout_s: float = 10.0
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station
     reads: ReadModel | None = None  # None: the read routes answer 503
@@ -201,6 +203,24 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 KeyHeader = Annotated[str | None, Depends(_key_header)]
 
 
+def presented_key(bearer: HTTPAuthorizationCredentials | None, key_header: str | None) -> str:
+    """The API key a request presents (``Bearer`` first, then ``X-API-Key``); "" for none."""
+    key = bearer.credentials.strip() if bearer is not None else ""
+    return key or (key_header or "").strip()
+
+
+async def client_identity(request: Request, bearer: Bearer, key_header: KeyHeader) -> str:
+    """Who is asking, for sharing a limited resource fairly between clients: the public part
+    of the API key, or the client's address when the request carries none."""
+    key_id = api_key_id(presented_key(bearer, key_header))
+    if key_id is not None:
+        return f"key {key_id}"
+    return f"address {request.client.host if request.client is not None else 'unknown'}"
+
+
+ClientIdentity = Annotated[str, Depends(client_identity)]
+
+
 def require(minimum: Role) -> Callable[..., Role]:
     """A dependency admitting requests whose API key has at least ``minimum``'s rights.
 
@@ -212,8 +232,7 @@ def require(minimum: Role) -> Callable[..., Role]:
     def check(svc: Services, bearer: Bearer, key_header: KeyHeader) -> Role:
         if not svc.api_auth:
             return Role.ADMIN
-        key = bearer.credentials.strip() if bearer is not None else ""
-        key = key or (key_header or "").strip()
+        key = presented_key(bearer, key_header)
         if not key:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

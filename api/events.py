@@ -8,12 +8,19 @@ What one request may cost is bounded, so that no client can stall or exhaust the
   encodes it in worker processes, ``service.batches``) from a thread of its own, at most
   ``max_concurrent_batches`` at a time, with a few more read and waiting; one more gets 503
   with ``Retry-After`` at once, before its body is read;
+- one client's share of those places: a client (an API key; an address without one) holds
+  all of them but ``max_concurrent_batches`` at most, so that others always find places;
+- the time a body may take: it must start within ``body_timeout_s`` and keep up at least
+  ``MIN_BODY_RATE`` on average after that (408 beyond), so that a body that never finishes
+  gives its place back;
 - the answer: the first ``MAX_LISTED_REJECTIONS`` rejections and the count of all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,11 +29,14 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from api.bodies import BodyError, is_gzip
-from api.deps import Services, require
+from api.deps import ClientIdentity, Services, require
 from chargewatch.errors import BackpressureError, TooLargeError
 from chargewatch.roles import Role
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -35,6 +45,10 @@ MAX_LISTED_REJECTIONS = 100
 # Bodies read and waiting for a worker, per worker: enough to keep the workers busy, few
 # enough that waiting bodies hold at most a few times max_body_bytes.
 WAITING_PER_WORKER = 2
+# The slowest a body may come, on average, once its grace (``body_timeout_s``) is over: 16 KiB/s
+# is 128 kbit/s, a 2G (EDGE) link; a back office posting batches has far more. A 16 MiB body may
+# so hold its place for at most the grace plus 17 minutes, and only by sending all the while.
+MIN_BODY_RATE = 16 * 1024
 
 _T = TypeVar("_T")
 
@@ -73,21 +87,36 @@ class BatchGate:
         self._threads: ThreadPoolExecutor | None = None  # started when first needed
         self._held = 0
         self._max_held = workers * (1 + WAITING_PER_WORKER)
+        # One client's share: all places but ``workers``, which others always find.
+        self._max_per_client = workers * WAITING_PER_WORKER
+        self._by_client: Counter[str] = Counter()
 
     @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Hold a place for one batch (only ever called on the event loop's thread)."""
+    def admit(self, client: str) -> Iterator[None]:
+        """Hold a place for one batch of ``client`` (only ever called on the event loop's
+        thread)."""
         if self._held >= self._max_held:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 f"{self._held} event batches are in progress already; retry later",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
+        if self._by_client[client] >= self._max_per_client:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"this client has {self._by_client[client]} event batches in progress, its "
+                "share; retry once one is answered",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         self._held += 1
+        self._by_client[client] += 1
         try:
             yield
         finally:
             self._held -= 1
+            self._by_client[client] -= 1
+            if not self._by_client[client]:
+                del self._by_client[client]
 
     async def run(self, work: Callable[[], _T]) -> _T:
         """``work()`` on one of the gate's threads, once one is free."""
@@ -123,6 +152,10 @@ _REQUEST_BODY: dict[str, Any] = {
     response_model=EventsAnswer,
     responses={
         400: {"description": "the body is empty, an array that never closes, or bad gzip"},
+        408: {
+            "description": "the body did not come in time: it must start within the "
+            "handshake timeout and keep up 16 KiB/s on average"
+        },
         413: {
             "description": "the body (as sent or decompressed), its number of events, or its "
             "size in the spool is over a limit: split it"
@@ -139,6 +172,7 @@ async def post_events(
     request: Request,
     svc: Services,
     gate: Gate,
+    client: ClientIdentity,
     _role: Annotated[Role, Depends(require(Role.OPERATOR))],
 ) -> EventsAnswer:
     """Accept events (CONTRACTS.md section 1). Each bad event is counted and the first ones
@@ -146,12 +180,17 @@ async def post_events(
     durably (spooled to disk)."""
     try:
         gzipped = is_gzip(request.headers.get("content-encoding"))
-        with gate.admit():
-            parts = await _read_limited(request, svc.max_body_bytes)
+        with gate.admit(client):
+            parts = await _read_limited(request, svc.max_body_bytes, svc.body_timeout_s)
             accept = partial(
                 svc.accept_events, parts, gzipped=gzipped, max_listed=MAX_LISTED_REJECTIONS
             )
             outcome = await gate.run(accept)
+    except ClientDisconnect:
+        # Nobody is left to answer; the place is given back. One line, not a traceback per
+        # client that hangs up.
+        logger.info("%s hung up while sending an event batch", client)
+        raise HTTPException(400, "the client disconnected before the body was complete") from None
     except BodyError as exc:
         headers = {"Accept-Encoding": "gzip"} if exc.status == 415 else None
         raise HTTPException(exc.status, exc.detail, headers=headers) from None
@@ -174,19 +213,31 @@ async def post_events(
     )
 
 
-async def _read_limited(request: Request, limit: int) -> list[bytes]:
+async def _read_limited(request: Request, limit: int, grace_s: float) -> list[bytes]:
     """The body's parts as they arrive (joined by a worker: copying 16 MiB takes 10-25 ms,
-    which the loop must not spend), at most ``limit`` bytes."""
+    which the loop must not spend), at most ``limit`` bytes; 408 once the body falls behind
+    ``grace_s`` plus its size at ``MIN_BODY_RATE``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
+    started = asyncio.get_running_loop().time()
+    try:
+        async with asyncio.timeout(started + grace_s) as deadline:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                parts.append(chunk)
+                deadline.reschedule(started + grace_s + size / MIN_BODY_RATE)
+    except TimeoutError:
+        raise HTTPException(
+            status.HTTP_408_REQUEST_TIMEOUT,
+            f"the body came too slowly: {size} bytes in {grace_s + size / MIN_BODY_RATE:.0f} s; "
+            f"after {grace_s:g} s it must keep up {MIN_BODY_RATE // 1024} KiB/s",
+            headers={"Connection": "close"},
+        ) from None
     return parts
 
 

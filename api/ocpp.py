@@ -13,7 +13,6 @@ as OCPP-J prescribes. The conversation itself is the gateway's.
 from __future__ import annotations
 
 import base64
-import binascii
 
 from fastapi import APIRouter, WebSocket
 from starlette.responses import PlainTextResponse
@@ -34,7 +33,9 @@ _STATUS = {
 }
 
 
-@router.websocket("/ocpp/{station_id}")
+# ``:path``: an id with a ``/`` (or none at all) reaches the admission too, which refuses it with
+# 404 and the reason, rather than matching no route (a bare 403).
+@router.websocket("/ocpp/{station_id:path}")
 async def ocpp_endpoint(websocket: WebSocket, station_id: str) -> None:
     endpoint: OcppEndpoint | None = websocket.app.state.services.ocpp
     if endpoint is None:
@@ -81,7 +82,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (or not even ASCII: headers arrive as Latin-1), not UTF-8
         return None
     user, colon, password = decoded.partition(":")
     return (user, password) if colon else None

@@ -379,6 +379,7 @@ def build_app(service: Service) -> FastAPI:
             metrics=service.metrics.render,
             max_body_bytes=settings.max_body_bytes,
             max_concurrent_batches=settings.max_concurrent_batches,
+            body_timeout_s=settings.handshake_timeout_s,
             api_auth=settings.api_auth,
             ocpp=_OcppEndpoint(service),
             reads=service.reads,

@@ -170,11 +170,11 @@ def test_gzip_bodies_are_decoded_and_bombs_refused(influxd: LocalInfluxd, tmp_pa
 
 def test_too_many_batches_at_once_get_503_before_their_body_is_read() -> None:
     gate = BatchGate(workers=1)  # one at work, two waiting
-    with gate.admit(), gate.admit(), gate.admit():
-        with pytest.raises(HTTPException) as caught, gate.admit():
+    with gate.admit("key a"), gate.admit("key b"), gate.admit("key c"):
+        with pytest.raises(HTTPException) as caught, gate.admit("key d"):
             pass
         assert caught.value.status_code == 503 and caught.value.headers == {"Retry-After": "5"}
-    with gate.admit():  # places are given back
+    with gate.admit("key a"):  # places are given back
         pass
 
 
