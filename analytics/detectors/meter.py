@@ -24,7 +24,14 @@ from analytics.detectors.prepared import (
     take_rows,
 )
 from analytics.detectors.ratings import StationRatings, rated_power_w
-from analytics.detectors.reductions import nan_argmax, pick, row_sum_where, runs, trapezoid_wh
+from analytics.detectors.reductions import (
+    nan_argmax,
+    pick,
+    row_median,
+    row_sum_where,
+    runs,
+    trapezoid_wh,
+)
 from analytics.detectors.timing import GAP_INTERVALS, GAP_MIN_S
 from analytics.detectors.verdicts import (
     CLOCK_UNTRUSTED,
@@ -62,6 +69,44 @@ def fall_tolerance_wh(resolution_wh: FloatArray, resolutions: float = ROUNDING_S
 # See ``MeterJump`` for why.
 JUMP_RATED_MARGIN = 0.1
 JUMP_JITTER_S = 2.0
+
+# A register that counts k times the power all session long (a miscalibrated meter, k 1.15-1.25
+# on real DC stations) rises k times as fast at every step: near the station's rated power each
+# step is then "more than the connector could deliver", though nothing jumped. That is a scale,
+# meter_mismatch's kind; a jump is a step out of line with the register's own rate. So the rated
+# bound is stretched by the register's steady scale when it is above 1: the median, over the
+# session's steps, of the register's rise against the power's trapezoid. The median is the
+# session's, not one step's: a jump is one step (or a few) and leaves it where it was. Steps
+# count only where the trapezoid holds at least SCALE_MIN_RESOLUTIONS of the register's
+# resolution (its rounding then moves the ratio by at most 5 %), and the scale only when at
+# least SCALE_MIN_STEPS of them (a minute or more of steady charging at the slowest common
+# sampling) and half of the session's register steps qualify. Without power values, or with a
+# register shown only now and then, the scale is 1: the bound stays the rated power's.
+SCALE_MIN_RESOLUTIONS = 20.0
+SCALE_MIN_STEPS = 5
+
+
+def register_scale(prep: Prepared) -> FloatArray:
+    """Per row, how many times the power's energy the register counts, steadily (the median of
+    its steps' ratios), or 1 where too few steps can tell (see the comment above); never below
+    1 (a register short of the power rises more slowly than any bound)."""
+    if prep.de_wh.shape[1] == 0:
+        return np.ones(prep.de_wh.shape[0])
+    by_power = trapezoid_wh(prep.power_w, prep.dt_s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usable = (
+            np.isfinite(prep.de_wh)
+            & np.isfinite(by_power)
+            & (by_power >= (SCALE_MIN_RESOLUTIONS * np.maximum(prep.resolution_wh, 1.0))[:, None])
+            & ~prep.bridged
+        )
+        ratio = np.where(usable, prep.de_wh / by_power, np.nan)
+    n_usable = usable.sum(axis=1)
+    n_steps = np.isfinite(prep.de_wh).sum(axis=1)
+    trusted = (n_usable >= SCALE_MIN_STEPS) & (2 * n_usable >= n_steps)
+    scale = np.where(trusted, row_median(ratio), 1.0)
+    return np.asarray(np.maximum(np.nan_to_num(scale, nan=1.0), 1.0))
+
 
 # Power at or below this (or this share of the session's peak, whichever is higher) is a
 # connector at rest: 0 W plus standby and sensor noise (stall's "near zero"). A register that
@@ -460,7 +505,9 @@ class MeterJump(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         rated = self._rated(batch, prep)
-        allowed = self._allowance(batch, prep, rated)
+        # stretched by the register's steady scale: a miscalibrated meter is no jump (above)
+        scale = register_scale(prep)
+        allowed = self._allowance(batch, prep, rated) * scale[:, None]
         rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
         ratio = rise / allowed
         at = nan_argmax(ratio)
@@ -497,6 +544,11 @@ class MeterJump(BaseDetector):
                 f"register rose {fmt_kwh(step[i])} in {fmt_min(d)}; at most "
                 f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
                 + (" (meterStart to meterStop)" if v else "")
+                + (
+                    f" times the register's steady {scale[i]:.2f} x the power"
+                    if round(float(scale[i]), 2) > 1.0 and not v
+                    else ""
+                )
                 for i, d, v in zip(rows, dt, by_values, strict=True)
             ]
 

@@ -1,0 +1,54 @@
+"""meter_jump against a register that counts a steady share too much (issue 11: meters off by
+15-25 %). Near the station's rated power every step of such a register rises faster than the
+connector could deliver; that is meter_mismatch's scale, not a jump. A jump in such a register
+is still one."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from tests.analytics.detectors.helpers import Spec
+from tests.analytics.detectors.test_meter_real_data import (
+    dc_curve,
+    flagged_meter_kinds,
+    truth_and_samples,
+)
+
+
+def dc_30_s(factor: float, *, jump_wh: float = 0.0, seed: int = 3) -> Spec:
+    """A DC charge peaking at 120 kW, sampled every 30 s with stamps to the millisecond; no
+    offered power, so the station's rating is learned from the power it drew (about 126 kW with
+    the noise). The register counts ``factor`` of the energy, plus ``jump_wh`` from minute 20."""
+    t, p, e = truth_and_samples(dc_curve, 35.0, 30.0, noise=0.015, seed=seed)
+    register = e[0] + factor * (e - e[0]) + np.where(t >= 20 * 60.0, jump_wh, 0.0)
+    late = np.random.default_rng(seed).uniform(0.0, 0.999, t.size)  # read a fraction late
+    return Spec(
+        t_s=list(np.round(t + late, 3)),
+        energy_wh=list(np.floor(register)),
+        power_w=list(p),
+        offered_w=None,
+        station_id="DC1",
+    )
+
+
+@pytest.mark.parametrize("factor", [1.15, 1.2, 1.25, 1.3])
+def test_a_register_that_counts_a_steady_share_too_much_is_a_mismatch_not_a_jump(
+    factor: float,
+) -> None:
+    reasons = flagged_meter_kinds(dc_30_s(factor))
+    assert set(reasons) == {"meter_mismatch"}, reasons
+
+
+def test_a_right_register_stays_quiet() -> None:
+    assert flagged_meter_kinds(dc_30_s(1.0)) == {}
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.25])
+def test_a_jump_stands_out_of_the_registers_own_rate(factor: float) -> None:
+    # 2 kWh more in one 30 s step: 240 kW on top of the charge, twice the station's rating
+    reasons = flagged_meter_kinds(dc_30_s(factor, jump_wh=2_000.0))
+    assert "meter_jump" in reasons, reasons
+    assert re.search(r"rose 2\.\d+ kWh in (29|30|31) s", reasons["meter_jump"]), reasons
