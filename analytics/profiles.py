@@ -5,9 +5,11 @@ sample that opens it: charging (power clearly above zero); suspended by the char
 SuspendedEVSE, or power offered ~0); suspended by the car (SuspendedEV, or power ~0 while more
 charging follows); idle after full (power ~0 once charging has ended for good). A sample without
 a power value is in none of them (not measured is not "suspended by the car"), unless its status
-says so. Intervals are capped at ``MAX_INTERVAL_S`` so one gap or a wrong clock cannot swallow a
-session's time budget. A stop stamped before the start is a clock fault: the duration is then
-read from the samples.
+says so; in a row without a single power value, a fine register's steps stand in for the power
+(``power_or_register_w``: a station sampling only the register, OCPP 1.6's default), for the
+segments and figures, never for the energy that checks the register. Intervals are capped
+at ``MAX_INTERVAL_S`` so one gap or a wrong clock cannot swallow a session's time budget. A
+stop stamped before the start is a clock fault: the duration is then read from the samples.
 
 Billing confidence starts at 1 and is multiplied down by each defect of the meter data (a falling
 register beyond its rounding, register and integrated power disagreeing beyond what the samples
@@ -50,6 +52,7 @@ from analytics.detectors.meter import (
     integration_doubt_wh,
 )
 from analytics.detectors.prepared import register_resolution_wh, time_resolution_s
+from analytics.detectors.stall import REGISTER_POWER_MAX_RESOLUTION_WH
 from chargewatch.influx import format_point
 from chargewatch.schema import READING_FIELDS
 
@@ -59,6 +62,7 @@ __all__ = [
     "Profiles",
     "Resampled",
     "Segments",
+    "power_or_register_w",
     "profiles",
     "profiles_to_lines",
     "resample",
@@ -130,7 +134,7 @@ def segments(batch: SessionBatch) -> Segments:
     must have at least one sample column (``profiles`` pads one)."""
     n, m = batch.n_sessions, batch.n_steps
     valid = batch.valid
-    power = np.where(valid, batch.power_w, np.nan)
+    power = power_or_register_w(batch)
     rows = np.arange(n)
 
     # intervals between consecutive samples, capped; the last sample's interval runs to the stop
@@ -173,7 +177,10 @@ def profiles(batch: SessionBatch) -> Profiles:
     n, m = batch.n_sessions, batch.n_steps
     valid = batch.valid
     t_s = (batch.t_ns - batch.start_ns[:, None]) / _NS
-    power = np.where(valid, batch.power_w, np.nan)
+    # measured power: the only witness the register is checked against
+    measured = np.where(valid, batch.power_w, np.nan)
+    # what the session's figures are drawn from (the register's steps where nothing else)
+    power = power_or_register_w(batch)
     energy = np.where(valid, batch.energy_wh, np.nan)
     rows = np.arange(n)
 
@@ -193,19 +200,25 @@ def profiles(batch: SessionBatch) -> Profiles:
     # a station that reports the register only in meterStart and meterStop: those are it
     energy_register = np.where(e_has, e_last - e_first, batch.meter_stop_wh - batch.meter_start_wh)
     time_res_s = time_resolution_s(batch.t_ns, valid)
-    energy_power, _ = _trapezoid_wh(batch.t_ns, power, time_res_s)
+    energy_power, _ = _trapezoid_wh(batch.t_ns, measured, time_res_s)
     # the register is checked against the power over its own span: from its first reading to
     # its last (a station that reports it only now and then, or only at a start so far); where
     # no reading carries it, the transaction's meter values span the whole session
     reg_first_s, reg_last_s, _ = _first_last(np.where(np.isfinite(energy), t_s, np.nan))
     in_span = (t_s >= reg_first_s[:, None]) & (t_s <= reg_last_s[:, None])
     in_span |= ~e_has[:, None]
-    span_power, span_doubt = _trapezoid_wh(batch.t_ns, np.where(in_span, power, np.nan), time_res_s)
+    span_power, span_doubt = _trapezoid_wh(
+        batch.t_ns, np.where(in_span, measured, np.nan), time_res_s
+    )
     charging_s = (dt * charging).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         charged_wh = np.where(charging, power * dt, 0.0).sum(axis=1)
-        mean_power = np.where(charging_s > 0, charged_wh / charging_s, 0.0)
-        peak = np.where(np.isfinite(power).any(axis=1), np.nanmax(_fill(power), axis=1), np.nan)
+        has_power = np.isfinite(power).any(axis=1)
+        # 0 W when it never charged; unknown (NaN) when nothing measured it
+        mean_power = np.where(
+            charging_s > 0, charged_wh / charging_s, np.where(has_power, 0.0, np.nan)
+        )
+        peak = np.where(has_power, np.nanmax(_fill(power), axis=1), np.nan)
     offered_count = np.isfinite(batch.power_offered_w).sum(axis=1)
     mean_offered = np.where(
         offered_count > 0,
@@ -264,6 +277,30 @@ def _at_least_one_step(batch: SessionBatch) -> SessionBatch:
 
 
 _SAMPLE_FLOATS = READING_FIELDS
+
+
+def power_or_register_w(batch: SessionBatch) -> FloatArray:
+    """Each sample's power (NaN in the padding); in rows without a single power value but with
+    a fine register (stall's ``REGISTER_POWER_MAX_RESOLUTION_WH``), the register's mean power
+    from each sample to the next, so that a station sampling only the register (OCPP 1.6's
+    default) still shows when it charged, rested, or was idle after full. It is never
+    integrated for billing: the register cannot check itself."""
+    valid = batch.valid
+    power = np.where(valid, batch.power_w, np.nan)
+    if power.shape[1] < 2:
+        return power
+    energy = np.where(valid, batch.energy_wh, np.nan)
+    rows = np.flatnonzero(~np.isfinite(power).any(axis=1) & (np.isfinite(energy).sum(axis=1) >= 2))
+    if not rows.size:
+        return power
+    de = np.diff(energy[rows], axis=1)
+    fine = register_resolution_wh(de, energy[rows]) <= REGISTER_POWER_MAX_RESOLUTION_WH
+    rows, de = rows[fine], de[fine]
+    dt_s = np.diff(batch.t_ns[rows], axis=1) / _NS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_w = np.where(dt_s > 0, de * 3600.0 / dt_s, np.nan)
+    power[rows, :-1] = np.maximum(mean_w, 0.0)
+    return power
 
 
 def _fill(values: FloatArray) -> FloatArray:

@@ -156,12 +156,12 @@ def test_a_batch_without_any_sample_has_profiles_too() -> None:
 
 def test_a_session_without_power_values_is_not_measured_and_unverifiable() -> None:
     # a register at every minute, no power at all: nothing says the car suspended anything,
-    # and nothing checks the register
+    # and nothing checks the register (its steps show it charging: 9 kW for 19 min)
     events: list[Event] = [start(0)]
     events += [reading(minute, energy_wh=1000.0 + 150.0 * minute) for minute in range(20)]
     events.append(stop(19))
     p = profile_of(events)
-    assert p.suspended_ev_s[0] == 0 and p.idle_s[0] == 0 and p.charging_s[0] == 0
+    assert p.suspended_ev_s[0] == 0 and p.idle_s[0] == 0 and p.charging_s[0] == 19 * 60
     assert np.isnan(p.billing_confidence[0])
     assert p.billing_notes[0] == "unverifiable: no power values to check the register against"
     line = next(profiles_to_lines(p))

@@ -34,7 +34,7 @@ import pytest
 
 from analytics.assemble import assemble
 from analytics.pipeline import detect_stream
-from analytics.profiles import profiles
+from analytics.profiles import Profiles, profiles
 from chargewatch.events import EventDecoder
 from chargewatch.sites import StationInfo, StationMetadata
 from ingest.pseudonym import Pseudonymizer
@@ -755,3 +755,23 @@ def test_a_session_that_never_charged_is_unverifiable_not_confirmed() -> None:
     prof = profiles(assemble((n, decoder.decode_line(x)) for n, x in enumerate(lines)))
     assert np.isnan(prof.billing_confidence[0])
     assert str(prof.billing_notes[0]).startswith("unverifiable"), prof.billing_notes[0]
+
+
+def profile_of(sessions: list[Session]) -> Profiles:
+    decoder = EventDecoder(Pseudonymizer(KEY))
+    lines = event_file(sessions).splitlines()
+    return profiles(assemble((n, decoder.decode_line(x)) for n, x in enumerate(lines)))
+
+
+def test_a_register_only_station_still_shows_when_it_charged() -> None:
+    # the same session with power readings and with the register alone: charging time, peak
+    # and mean power agree; the energy is still unverifiable (the register cannot check itself)
+    measured = profile_of([acn_workplace(charge_kw=7.4)])
+    register = profile_of([register_only(acn_workplace(charge_kw=7.4))])
+    assert register.charging_s[0] == pytest.approx(measured.charging_s[0], abs=2 * MIN)
+    assert register.idle_s[0] == pytest.approx(measured.idle_s[0], abs=2 * MIN)
+    assert register.mean_power_w[0] == pytest.approx(measured.mean_power_w[0], rel=0.05)
+    assert np.isnan(register.energy_power_wh[0]) and np.isnan(register.billing_confidence[0])
+    # a session table's row: no power at all is unknown power, not 0 W
+    table = profile_of([table_session("D1", start_min=600, minutes=60, kwh=5.0)])
+    assert np.isnan(table.mean_power_w[0]) and np.isnan(table.peak_power_w[0])
