@@ -250,6 +250,8 @@ def parse_ts(value: Any, field: str = "ts") -> int:
     """An RFC 3339 timestamp with a zone, as integer nanoseconds since the epoch (UTC)."""
     if not isinstance(value, str):
         raise EventError(field, f"must be an RFC 3339 timestamp string, got {_kind(value)}")
+    if value[-1:] == "z":  # RFC 3339 (section 5.6) allows a lower-case "z"; Python does not
+        value = value[:-1] + "Z"
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

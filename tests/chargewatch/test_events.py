@@ -57,6 +57,8 @@ def test_null_means_not_measured_and_unknown_keys_are_ignored() -> None:
         ("2026-11-24T09:15:30.250+01:00", TS_NS),
         ("2026-11-24T08:15:30.250123456Z", TS_NS + 123_000),  # kept to the microsecond
         ("2026-11-24 08:15:30.250Z", TS_NS),  # RFC 3339 allows a space for the T
+        ("2026-11-24t08:15:30.250z", TS_NS),  # ... and a lower-case t and z (section 5.6)
+        ("2026-11-24T08:15:30.250z", TS_NS),
         ("1970-01-01T00:00:05Z", 5_000_000_000),  # a charger booted with a 1970 clock is data
     ],
 )
