@@ -11,15 +11,14 @@ What one request may cost is bounded, so that no client can stall or exhaust the
 - one client's share of those places: a client (an API key; an address without one) holds
   all of them but ``max_concurrent_batches`` at most, so that others always find places;
 - the time a body may take: it must start within ``body_timeout_s`` and keep up at least
-  ``MIN_BODY_RATE`` on average after that (408 beyond), so that a body that never finishes
-  gives its place back;
+  ``api.reading.MIN_BODY_RATE`` on average after that (408 beyond), so that a body that never
+  finishes gives its place back;
 - the answer: the first ``MAX_LISTED_REJECTIONS`` rejections and the count of all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,14 +28,12 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from starlette.requests import ClientDisconnect
 
 from api.bodies import BodyError, is_gzip
 from api.deps import ClientIdentity, Services, require
+from api.reading import read_limited
 from chargewatch.errors import BackpressureError, TooLargeError
 from chargewatch.roles import Role
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -45,10 +42,6 @@ MAX_LISTED_REJECTIONS = 100
 # Bodies read and waiting for a worker, per worker: enough to keep the workers busy, few
 # enough that waiting bodies hold at most a few times max_body_bytes.
 WAITING_PER_WORKER = 2
-# The slowest a body may come, on average, once its grace (``body_timeout_s``) is over: 16 KiB/s
-# is 128 kbit/s, a 2G (EDGE) link; a back office posting batches has far more. A 16 MiB body may
-# so hold its place for at most the grace plus 17 minutes, and only by sending all the while.
-MIN_BODY_RATE = 16 * 1024
 
 _T = TypeVar("_T")
 
@@ -181,16 +174,13 @@ async def post_events(
     try:
         gzipped = is_gzip(request.headers.get("content-encoding"))
         with gate.admit(client):
-            parts = await _read_limited(request, svc.max_body_bytes, svc.body_timeout_s)
+            parts = await read_limited(
+                request, limit=svc.max_body_bytes, grace_s=svc.body_timeout_s, route="events"
+            )
             accept = partial(
                 svc.accept_events, parts, gzipped=gzipped, max_listed=MAX_LISTED_REJECTIONS
             )
             outcome = await gate.run(accept)
-    except ClientDisconnect:
-        # Nobody is left to answer; the place is given back. One line, not a traceback per
-        # client that hangs up.
-        logger.info("%s hung up while sending an event batch", client)
-        raise HTTPException(400, "the client disconnected before the body was complete") from None
     except BodyError as exc:
         headers = {"Accept-Encoding": "gzip"} if exc.status == 415 else None
         raise HTTPException(exc.status, exc.detail, headers=headers) from None
@@ -210,39 +200,4 @@ async def post_events(
             RejectedEventOut(index=r.index, field=r.field, reason=r.reason)
             for r in outcome.rejected
         ],
-    )
-
-
-async def _read_limited(request: Request, limit: int, grace_s: float) -> list[bytes]:
-    """The body's parts as they arrive (joined by a worker: copying 16 MiB takes 10-25 ms,
-    which the loop must not spend), at most ``limit`` bytes; 408 once the body falls behind
-    ``grace_s`` plus its size at ``MIN_BODY_RATE``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    parts: list[bytes] = []
-    size = 0
-    started = asyncio.get_running_loop().time()
-    try:
-        async with asyncio.timeout(started + grace_s) as deadline:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                parts.append(chunk)
-                deadline.reschedule(started + grace_s + size / MIN_BODY_RATE)
-    except TimeoutError:
-        raise HTTPException(
-            status.HTTP_408_REQUEST_TIMEOUT,
-            f"the body came too slowly: {size} bytes in {grace_s + size / MIN_BODY_RATE:.0f} s; "
-            f"after {grace_s:g} s it must keep up {MIN_BODY_RATE // 1024} KiB/s",
-            headers={"Connection": "close"},
-        ) from None
-    return parts
-
-
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(
-        413,
-        f"the body is larger than {limit} bytes",  # named differently across Starlette versions
     )

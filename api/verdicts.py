@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from api.deps import ApiServices, Bearer, KeyHeader, Services, require
 from api.query import READ_RESPONSES, Problem, Utc, utc
+from api.reading import read_limited
 from chargewatch.catalog import SessionRow
 from chargewatch.kinds import AnomalyKind
 from chargewatch.roles import Role
@@ -197,6 +198,7 @@ async def post_verdict(
     request: Request,
     flag: FlagId,
     desk: Desk,
+    svc: Services,
     _role: Annotated[Role, Depends(require(Role.OPERATOR))],
     bearer: Bearer,
     key_header: KeyHeader,
@@ -207,7 +209,7 @@ async def post_verdict(
         key = parse_flag_id(flag)
     except ValueError as exc:
         raise HTTPException(422, f"flag: {exc}") from None
-    body = _parse(await _read_body(request))
+    body = _parse(await _read_body(request, svc.body_timeout_s))
     found = await run_in_threadpool(desk.find, key)
     if found is None:
         raise HTTPException(
@@ -232,23 +234,14 @@ async def post_verdict(
     return VerdictAnswer(flag_id=stored.flag_id, verdict=VerdictOut.of(stored), verdicts=count)
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, grace_s: float) -> bytes:
     """The body, at most ``MAX_BODY_BYTES`` (413 beyond, before reading more), as JSON."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media.lower() != "application/json":
         raise HTTPException(
             415, f"body: send JSON (Content-Type application/json), not {media[:40]!r}"
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"body: larger than {MAX_BODY_BYTES} bytes")
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HTTPException(413, f"body: larger than {MAX_BODY_BYTES} bytes")
-        parts.append(chunk)
+    parts = await read_limited(request, limit=MAX_BODY_BYTES, grace_s=grace_s, route="verdict")
     return b"".join(parts)
 
 

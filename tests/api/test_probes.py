@@ -4,7 +4,8 @@ Each probe is a fault that was found and fixed:
 
 - six request bodies that never finish held every place of ``POST /api/v1/events``: every other
   client got 503 for as long as the sockets stayed open;
-- a client hanging up in the middle of its body left a traceback in the log, each time;
+- a client hanging up in the middle of its body left a traceback in the log, each time, and a
+  verdict's body that never finished held its connection for ever;
 - an ``Authorization: Basic`` header with bytes beyond ASCII on the OCPP upgrade was a 500;
 - a station id with a ``/`` (or none) matched no route: a bare 403 without the reason.
 """
@@ -26,6 +27,7 @@ import pytest
 from api.ocpp import basic_credentials
 from chargewatch.influx import LocalInfluxd
 from chargewatch.roles import Role
+from chargewatch.verdicts import session_flag_id
 from service.serve import build_app
 
 from .server import served
@@ -124,6 +126,22 @@ def test_a_client_hanging_up_mid_body_is_one_line_in_the_log(
     assert any("hung up" in r.getMessage() for r in caplog.records), caplog.text[-2000:]
     assert not any(r.exc_info for r in caplog.records), caplog.text[-2000:]
     assert service.post("a", [reading(3)]).status_code == 200
+
+
+def test_a_verdict_body_that_never_finishes_gets_408(service: Served) -> None:
+    flag = session_flag_id("CP-1", 1, "stall", "CP-1-1")
+    sock = service.raw(
+        (
+            f"POST /api/v1/flags/{flag}/verdict HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {service.keys['a']}\r\nContent-Type: application/json\r\n"
+            'Content-Length: 100\r\n\r\n{"verdict":'
+        ).encode()
+    )
+    try:
+        answer = _answer(sock)  # before: no answer, the connection held for ever
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
 
 
 def _upgrade(service: Served, path: str, *headers: bytes) -> bytes:
