@@ -646,6 +646,11 @@ CASES: list[Case] = [
         {"D1": {"meter_backwards"}},
     ),
     Case(
+        "table fault: a stop 3 min before its start",
+        lambda: [table_session("D1", start_min=600, minutes=-3, kwh=0.0)],
+        {"D1": {"clock_fault"}},
+    ),
+    Case(
         "table fault: a stop in 1970",
         lambda: [table_session("D1", start_min=600, minutes=-29_000_000, kwh=5.0)],
         {"D1": {"clock_fault"}},
