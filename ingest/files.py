@@ -7,7 +7,10 @@ reported with its number and reason and the rest carries on. Points are idempote
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,6 +56,23 @@ class IngestReport:
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def event_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an event file (a regular file); None when it can."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "no such file"
+        return os.strerror(exc.errno) if exc.errno else "cannot be looked at"
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, a socket or a device)"
+    return None
 
 
 def _open_raw(path: Path) -> IO[bytes]:

@@ -206,12 +206,12 @@ def ingest(
     """Load an event file into InfluxDB. Exit 0: all written; 1: some lines rejected."""
     from chargewatch.influx import BatchWriter, InfluxClient
     from ingest.encode import Rejection
-    from ingest.files import IngestReport, ingest_stream, open_events
+    from ingest.files import IngestReport, event_file_problem, ingest_stream, open_events
     from ingest.pseudonym import load_pseudonymizer
 
     settings = guarded(load_settings)
-    if not path.is_file():
-        fail(f"{path}: no such file")
+    if (problem := event_file_problem(path)) is not None:
+        fail(f"{path}: {problem}")
     pseudonymizer = guarded(lambda: load_pseudonymizer(settings))
     client = InfluxClient.from_settings(settings)
     report = IngestReport()
@@ -377,12 +377,12 @@ def _detect_file(path: Path, output: Path, stations_csv: Path | None = None) -> 
     from analytics.pipeline import DetectReport, detect_stream
     from chargewatch.errors import EventError
     from chargewatch.flags import write_flags
-    from ingest.files import open_events
+    from ingest.files import event_file_problem, open_events
     from ingest.pseudonym import load_pseudonymizer
 
     settings = guarded(load_settings)
-    if not path.is_file():
-        fail(f"{path}: no such file")
+    if (problem := event_file_problem(path)) is not None:
+        fail(f"{path}: {problem}")
     # the pseudonyms only match cards within this run and never leave it: write no key file
     pseudonymizer = guarded(lambda: load_pseudonymizer(settings, create_key=False))
     metadata = _stations_file(stations_csv) if stations_csv is not None else None

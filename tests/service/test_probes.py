@@ -9,7 +9,9 @@ found and fixed; each asserts what a user would notice, not how fast:
 - a peer flooding pings and never reading the pongs made serve buffer every pong: its memory
   grew by 14 MB a second, without end;
 - a stranger failing a station's password on purpose, from another address, kept that station
-  out (429) for as long as it went on.
+  out (429) for as long as it went on;
+- ``chargewatch ingest`` (and ``detect --input``) called a directory, a loop of symbolic links
+  or a pipe "no such file".
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import logging
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -35,6 +39,7 @@ from websockets.typing import Subprotocol
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.settings import Settings
 from chargewatch.state import StateStore
+from ingest.files import event_file_problem
 
 from .test_ocpp_abuse import LoggedServe, basic
 
@@ -230,3 +235,30 @@ def _rss_mb(serve: LoggedServe) -> int:
     status = Path(f"/proc/{serve.process.pid}/status").read_text()
     resident = next(line for line in status.splitlines() if line.startswith("VmRSS"))
     return int(resident.split()[1]) // 1024
+
+
+def test_event_files_that_cannot_be_read_are_named_for_what_they_are(tmp_path: Path) -> None:
+    (tmp_path / "events.jsonl").write_bytes(b"{}\n")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    os.mkfifo(tmp_path / "a-pipe")
+    problems = {
+        name: event_file_problem(tmp_path / name)
+        for name in ("events.jsonl", "a-folder", "loop-a", "a-pipe", "missing.jsonl")
+    }
+    assert problems == {
+        "events.jsonl": None,
+        "a-folder": "a directory, not a file",
+        "loop-a": "a loop of symbolic links",
+        "a-pipe": "not a regular file (a pipe, a socket or a device)",
+        "missing.jsonl": "no such file",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "chargewatch", "ingest", str(tmp_path / "loop-a")],
+        env={**os.environ, "CHARGEWATCH_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "loop-a: a loop of symbolic links" in done.stderr, done
