@@ -15,7 +15,9 @@ balancer can serve a station that began its transaction on another one.
 A 2.0.1 transaction's entry also names its session (``OpenTransaction.session_id``): the station
 chooses transactionId and some reuse them, so a session is a transactionId and the time of its
 first event (``v201``), and a closed transaction's session, first and last time are kept
-(``ClosedTransaction``) for the events of it that come late.
+(``ClosedTransaction``) for the events of it that come late. It also holds the session start
+not sent yet (``pending_start``, ``pending_id``): a Started before its id token (plug-in first)
+or before its EVSE (card first) is known.
 
 A 1.6 StartTransaction is opened under its ``StartKey`` (station, connector, pseudonym of the id
 tag, timestamp, meterStart): a StartTransaction re-sent after its answer was lost finds its
@@ -64,12 +66,18 @@ class StartKey(NamedTuple):
 
 class OpenTransaction(NamedTuple):
     connector_id: int
-    pending_start: tuple[int, float | None] | None  # 2.0.1 Started without an id token yet
+    # 2.0.1: a session start not sent yet, (Started's time, its energy register if sent): the
+    # id token is not known yet (plug-in first), or the EVSE is not (card first: Started names
+    # no evse, its token's pseudonym is then ``pending_id``).
+    pending_start: tuple[int, float | None] | None
     start: StartKey | None = None  # the 1.6 StartTransaction that opened it
     # 2.0.1: the session its events go to (None: ``{station}-{transactionId}``, as entries
     # written before sessions were named here), and the time of its first event (Started's).
     session_id: str | None = None
     first_ns: int | None = None
+    # 2.0.1: the pseudonym (never the clear id token) of the pending start's token, known
+    # before its EVSE; None while no token is known (or nothing is pending).
+    pending_id: str | None = None
 
 
 class ClosedTransaction(NamedTuple):

@@ -29,7 +29,9 @@ some reuse them, so an instance must know which session an event of a reused id 
 
 Those columns came later: a database made before them gets them added (``_add_columns``) when
 the book is opened; its rows keep NULLs there, read as the sessions named then (``{station}-
-{transactionId}``).
+{transactionId}``). So did ``pending_id_tag``, the pseudonym of a 2.0.1 card-first Started's
+token while its start waits for the EVSE (``v201``): a row written before it holds no start
+waiting for an EVSE (its start went out at Started then), NULL.
 
 What stays in memory only: 2.0.1 chargingState per connector (used to send a status change once
 per change): an instance that has not seen the station before records the current state once
@@ -115,6 +117,9 @@ class OpenTransactionRow(Base):
     # 2.0.1: the session its events go to, and the time of its first event (``v201``).
     session_id: Mapped[str | None] = mapped_column(String(_SESSION_CHARS), nullable=True)
     first_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # 2.0.1 Started by a card before its EVSE is known: the pseudonym of its token (never the
+    # clear one), for the start sent once the EVSE is (``book.OpenTransaction.pending_id``).
+    pending_id_tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         # Rows without a start (2.0.1, or 1.6 ones first seen in MeterValues) hold NULLs,
@@ -202,6 +207,7 @@ class SharedBook:
             known is None
             or known.connector_id != tx.connector_id
             or known.pending_start != tx.pending_start
+            or known.pending_id != tx.pending_id
             or known.session_id != tx.session_id
             or known.first_ns != tx.first_ns
         ):  # else nothing changes (a 2.0.1 Updated, say): no write
@@ -366,6 +372,7 @@ class SharedBook:
             "pending_meter_wh": pending_wh,
             "session_id": tx.session_id,
             "first_ns": tx.first_ns,
+            "pending_id_tag": tx.pending_id,
         }
         statement = self._insert(OpenTransactionRow).values(
             station_id=station_id, tx_id=tx_id, **changed
@@ -499,7 +506,10 @@ def _open_transaction(row: OpenTransactionRow) -> OpenTransaction:
         and row.start_meter_wh is not None
     ):
         start = StartKey(row.connector_id, row.start_id_tag, row.start_ts_ns, row.start_meter_wh)
-    return OpenTransaction(row.connector_id, pending, start, row.session_id, row.first_ns)
+    pending_id = row.pending_id_tag if pending is not None else None
+    return OpenTransaction(
+        row.connector_id, pending, start, row.session_id, row.first_ns, pending_id
+    )
 
 
 _INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}

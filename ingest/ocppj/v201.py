@@ -24,7 +24,13 @@ Mapping onto the canonical (OCPP 1.6 shaped) events:
   session however long ago the earlier one was. Which transaction an event of a known id
   belongs to: ``_place``. Started gives SessionStart (meter_start_wh from its energy register,
   if sent); when Started carries no idToken (plug-in first), SessionStart waits for the first
-  event that does, keeping Started's time, or for Ended. A session of no one (an idToken of
+  event that does, keeping Started's time, or for Ended. When it names no evse (card first:
+  the driver badged before plugging in, and a station of several EVSEs does not know which
+  one yet), SessionStart waits in the book with the token's pseudonym for the first event
+  that names the EVSE: the catalogue takes a session's connector from its start, and its
+  readings come on the EVSE. It keeps Started's time (the session began at the card); its
+  register is Started's, else that event's (Transaction.Begin comes once the EVSE is known,
+  OCTT TC_J_08); Ended before any EVSE sends it on connector 0. A session of no one (an idToken of
   type NoAuthorization, free charging; or Ended before any token) gets a pseudonym of its own,
   derived from its session id: the empty token's pseudonym, shared by every such session, made
   each two of them that overlap at different stations one card in two places
@@ -319,8 +325,10 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
         ended = event_type == "Ended"
         events: list[Event] = []
         pending = known.pending_start if known is not None else None
+        pending_id = known.pending_id if known is not None else None
         if event_type == "Started" and known is None:  # new, or re-sent after its end
             pending = (ts_ns, energies[0] if energies else None)
+            pending_id = None
         token_info = None
         if id_token is not None:
             pseudonym, result = self.authorize(id_token["id_token"])
@@ -328,16 +336,12 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
                 pseudonym = self._no_one(session_id)
             token_info = _token_info(result)
             events.append(Authorize(ts_ns, sid, pseudonym, result))
-            if pending is not None:
-                events.append(
-                    SessionStart(pending[0], sid, connector_id, session_id, pseudonym, pending[1])
-                )
-                pending = None
-        if ended and pending is not None:
-            no_token = self._no_one(session_id)
-            events.append(
-                SessionStart(pending[0], sid, connector_id, session_id, no_token, pending[1])
-            )
+            if pending is not None and pending_id is None:
+                pending_id = pseudonym  # the token that started it, not a later one's
+        start = self._start(pending, pending_id, connector_id, session_id, energies, ended)
+        if start is not None:
+            events.append(start)
+            pending = pending_id = None
         events += readings
         state = transaction_info.get("charging_state")
         # An event of a closed transaction (re-sent, late) is history: its status is stored
@@ -365,11 +369,37 @@ class Station201(StationBase, ChargePoint):  # type: ignore[misc]  # the library
             kept = ClosedTransaction(connector_id, session_id, first_ns, ts_ns)
             await book.close(sid, tx_id, kept)
         else:
-            tx = OpenTransaction(connector_id, pending, None, session_id, first_ns)
+            tx = OpenTransaction(connector_id, pending, None, session_id, first_ns, pending_id)
             await book.open(sid, tx_id, tx)
         if status_change is not None and not history:
             book.set_charging_status(sid, connector_id, status_change.status.value)
         return call_result.TransactionEvent(id_token_info=token_info)
+
+    def _start(
+        self,
+        pending: tuple[int, float | None] | None,
+        pending_id: str | None,
+        connector_id: int,
+        session_id: str,
+        energies: list[float],
+        ended: bool,
+    ) -> SessionStart | None:
+        """The start of a session held since Started (``pending``: its time and register), to
+        send now, or None while it waits. It waits for its token (plug-in first) and for its
+        EVSE (card first: a Started naming no evse, connector 0 here); the first event that
+        brings the last of them sends it, on its EVSE, at Started's time (the session began
+        there), its register Started's or else this event's first (the station sends the
+        Transaction.Begin values once the EVSE is known, OCTT TC_J_08, J02.FR.19). Ended sends
+        what still waits, with no token the session's own pseudonym, on connector 0 if no EVSE
+        was ever named: nothing is lost, and its registers are the end's, not a start's."""
+        if pending is None or (not ended and (pending_id is None or connector_id == 0)):
+            return None
+        ts_ns, meter_start_wh = pending
+        if meter_start_wh is None and energies and not ended:
+            meter_start_wh = energies[0]
+        pseudonym = pending_id if pending_id is not None else self._no_one(session_id)
+        sid = self.station_id
+        return SessionStart(ts_ns, sid, connector_id, session_id, pseudonym, meter_start_wh)
 
     async def _transaction(
         self, tx_id: str, started: bool, ts_ns: int, evse: dict[str, Any] | None
