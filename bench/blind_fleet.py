@@ -39,8 +39,8 @@ measured series after the physics, and traps that are normal by the contract (an
 reported in whole percent, out-of-order delivery, same-site card overlaps). Same-site overlaps of
 one card at two stations are normal here as the brief asks; CONTRACTS section 3 reads "at different
 stations" and would label them: ``--same-site-overlaps labelled`` writes them as
-``concurrent_id_tag`` labels instead (except where a clock fault stamped a session's stop wrong,
-which hides when it ran; readings stamped wrong do not). ``--notes FILE`` writes, per session, how
+``concurrent_id_tag`` labels instead (by the stops as stamped: where a clock fault stamped a
+session's stop early, only the part the stamps show). ``--notes FILE`` writes, per session, how
 each fault was made and which normal traps it carries (``normal late_reading`` ...), to read misses
 and false alarms by cause; ``--stations-out`` writes the sites, coordinates and ratings for ``detect
 --stations``.
@@ -988,11 +988,13 @@ class Fleet:
         for group in by_tag.values():
             for i, a in enumerate(group):
                 for b in group[i + 1 :]:
-                    lo, hi = max(a.t0, b.t0), min(a.t_end, b.t_end)
+                    # by the stops as stamped: a stop stamped early (a clock stepped back) shows
+                    # part of the session only, and an overlap there is one in truth too; one
+                    # the stamps hide (a stop stamped before its start) cannot be seen
+                    ends = [x.t_end if x.stop_stamp is None else x.stop_stamp for x in (a, b)]
+                    lo, hi = max(a.t0, b.t0), min(ends)
                     if hi <= lo or a.station is b.station:
                         continue
-                    if any(x.stop_stamp is not None for x in (a, b)):
-                        continue  # its stop's stamp no longer says when it ran: no overlap to see
                     for s in (a, b):
                         if not any(k == "concurrent_id_tag" for k, _, _ in s.labels):
                             s.labels.append(("concurrent_id_tag", lo, hi))
