@@ -26,6 +26,7 @@ such lines instead would need the per-event decoder to see the repetition, which
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,21 +35,18 @@ import polars as pl
 
 from chargewatch.events import MAX_CONNECTOR_ID, READING_RANGES
 from chargewatch.schema import READING_FIELDS
+from chargewatch.stamps import parse_stamps
 
 __all__ = [
+    "JudgedReadings",
+    "judge",
+    "judge_ndjson",
     "judge_readings",
     "reading_frame_from_block",
     "reading_frame_from_ndjson",
     "reading_frame_from_objects",
 ]
 
-# RFC 3339 as the columnar path parses it: T, seconds, an optional fraction of 1 to 9 digits
-# (Python keeps 6, and so does the cast below), Z or a +hh:mm offset within a day. [0-9], not
-# \d: polars' regexes are Unicode-aware and \d matches digits of every script.
-_TS_SHAPE = (
-    r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
-    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
-)
 # A number as JSON writes it (polars gives a JSON number as its decimal text) or as a station
 # sends it in a string; Python's float() and polars' cast read all of these to the same double.
 # Other texts float() takes (" 12", "1_000", "nan", "+5") go the per-event way.
@@ -100,25 +98,29 @@ _KEY_BIT = {key: i for i, key in enumerate(_NDJSON_SCHEMA)}
 _NULL_BIT = {f'"{key}":null': i for key, i in _KEY_BIT.items()}
 # A key of the schema given ``null``: the same keys written as _SCHEMA_KEY finds them.
 _NULL_KEY = '"(?:' + "|".join(_NDJSON_SCHEMA) + r')"[ \t\r\n]*:[ \t\r\n]*null'
+_NULL = "__null"  # the prefix of the flags' columns that say where a key of the schema is null
 # Each row's checks, built once: what ``reading_frame_from_block`` and ``_repeats_a_key`` need.
+# Each expression costs polars some 20-40 us on a body of a thousand rows whatever it does, so
+# what numbers make of them (the bits of the keys found null, how many were found) is done in
+# NumPy, and the costlier scans of the line texts run on the rows that need them only.
 _ROW_FLAGS = (
     pl.col(_TEXT).str.count_matches(_SCHEMA_KEY).fill_null(1 << 30).alias("written"),
-    pl.sum_horizontal(
-        pl.col(key).is_null().cast(pl.Int64) * (1 << i) for i, key in enumerate(_NDJSON_SCHEMA)
-    ).alias("missing"),
-    pl.sum_horizontal(pl.col(key).is_not_null().cast(pl.Int64) for key in _NDJSON_SCHEMA).alias(
-        "present"
+    *(pl.col(key).is_null().alias(f"{_NULL}{i}") for i, key in enumerate(_NDJSON_SCHEMA)),
+    # an identifier that may have been another kind of value, and whether its line writes
+    # it as a string the way JSON writes it compactly (``_stringified``)
+    *(
+        pl.col(key).str.contains(_STRINGIFIED).fill_null(False).alias(f"maybe:{key}")
+        for key in _ID_KEYS
     ),
-    # an identifier that may have been another kind of value, and its line writes one
-    (
-        pl.any_horizontal(pl.col(key).str.contains(_STRINGIFIED) for key in _ID_KEYS).fill_null(
-            False
-        )
-        & pl.col(_TEXT).str.contains(_NOT_A_STRING).fill_null(True)
-    ).alias("stringified"),
+    *(
+        pl.col(_TEXT).str.contains(f'"{key}":"', literal=True).fill_null(False).alias(f"text:{key}")
+        for key in _ID_KEYS
+    ),
     pl.col(_TEXT).str.contains("\\u", literal=True).fill_null(False).alias("escaped"),
     (pl.col("type") != "reading").fill_null(True).alias("not_reading"),
 )
+_NULL_COLUMNS = [f"{_NULL}{i}" for i in range(len(_NDJSON_SCHEMA))]
+_KEY_WEIGHTS = np.left_shift(1, np.arange(len(_NDJSON_SCHEMA), dtype=np.int64))
 
 
 def reading_frame_from_objects(readings: list[dict[str, Any]]) -> pl.DataFrame:
@@ -163,18 +165,30 @@ def reading_frame_from_ndjson(raws: list[bytes]) -> pl.DataFrame | None:
     readings or that the columnar path cannot judge. A line that is not a JSON object (bad
     JSON, an array...) makes polars refuse the chunk: such lines are found and read as empty
     objects, marked odd; ``None`` only if polars still cannot read the chunk."""
-    return _reading_frame(b"\n".join(raws), len(raws), raws)
+    read = _reading_frame(b"\n".join(raws), len(raws), raws, [])
+    return None if read is None else read[0]
 
 
 def reading_frame_from_block(block: bytes, count: int) -> pl.DataFrame | None:
     """``reading_frame_from_ndjson`` for ``count`` lines already joined by newlines, none of
     them blank (a file read a block at a time: no line is split off and joined again)."""
-    return _reading_frame(block, count, None)
+    read = _reading_frame(block, count, None, [])
+    return None if read is None else read[0]
 
 
-def _reading_frame(block: bytes, count: int, raws: list[bytes] | None) -> pl.DataFrame | None:
+def judge_ndjson(raws: list[bytes]) -> JudgedReadings | None:
+    """``judge(reading_frame_from_ndjson(raws))``, the row checks and the judging in one
+    query (polars runs its expressions side by side: a fifth cheaper than two queries)."""
+    read = _reading_frame(b"\n".join(raws), len(raws), raws, _judging(_PARSED))
+    return None if read is None else _judge(*read)
+
+
+def _reading_frame(
+    block: bytes, count: int, raws: list[bytes] | None, more: list[pl.Expr]
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """``reading_frame_from_block``; ``raws``: the lines of ``block``, when the caller has them
-    apart (their texts are then taken from them, not cut from the block again)."""
+    apart (their texts are then taken from them, not cut from the block again). And what
+    the expressions ``more`` give, computed over the frame in the same query."""
     frame = _read_ndjson(block, count)
     unreadable: list[int] = []
     if frame is None:
@@ -193,14 +207,37 @@ def _reading_frame(block: bytes, count: int, raws: list[bytes] | None) -> pl.Dat
     # Every check of a row is one query over the frame and the line texts: polars' cost on a
     # body of a thousand events is mostly fixed per query, not per row.
     text = _line_texts(block, count) if raws is None else _texts_of(raws)
-    flags = frame.hstack([text.alias(_TEXT)]).select(_ROW_FLAGS)
-    odd = _repeats_a_key(flags, text) | flags["stringified"].to_numpy()
+    flags = frame.hstack([text.alias(_TEXT)]).select(*_ROW_FLAGS, *more)
+    nulls = np.column_stack([flags[name].to_numpy() for name in _NULL_COLUMNS])
+    missing = nulls @ _KEY_WEIGHTS  # a bit per key of the schema polars found no value for
+    present = len(_NDJSON_SCHEMA) - nulls.sum(axis=1, dtype=np.int64)
+    odd = _repeats_a_key(flags["written"].to_numpy(), present, missing, text)
+    odd |= _stringified(flags, odd, text)
     escaped = np.flatnonzero(flags["escaped"].to_numpy())
     if escaped.size:  # rare: the costlier scan for escaped keys only where it can matter
         odd[escaped] |= text.gather(escaped).str.contains(_ESCAPED_KEY).to_numpy()
     if unreadable:
         odd[unreadable] = True
-    return frame.hstack([pl.Series("odd", odd | flags["not_reading"].to_numpy())])
+    return frame.hstack([pl.Series("odd", odd | flags["not_reading"].to_numpy())]), flags
+
+
+def _stringified(flags: pl.DataFrame, repeats: np.ndarray, text: pl.Series) -> np.ndarray:
+    """Rows where an identifier holds what was another kind of value in the line: one that
+    may have been (``maybe:``) and whose key the line writes with such a value.
+
+    A row that repeats no key (``repeats`` unset) writes each key of the schema polars found
+    a value for once, anywhere in the line (``_repeats_a_key``), so the key written as a
+    string the compact way (``text:``, which valid JSON holds nowhere but where a key is) is
+    the identifier's own, and the line needs no scan. The others are scanned; a row that
+    repeats a key is the per-event way's anyway."""
+    stringified = np.zeros(repeats.size, dtype=bool)
+    for key in _ID_KEYS:
+        stringified |= flags[f"maybe:{key}"].to_numpy() & ~flags[f"text:{key}"].to_numpy()
+    rows = np.flatnonzero(stringified & ~repeats)
+    if rows.size:  # a number, a boolean... for an id (or white space around its colon)
+        found = text.gather(rows).str.contains(_NOT_A_STRING).fill_null(True)
+        stringified[rows] = found.to_numpy()
+    return stringified
 
 
 def _line_texts(block: bytes, count: int | None = None) -> pl.Series:
@@ -239,7 +276,9 @@ def _texts_of(raws: list[bytes]) -> pl.Series:
         return pl.Series([_utf8_or_none(raw) for raw in raws], dtype=pl.String)
 
 
-def _repeats_a_key(flags: pl.DataFrame, text: pl.Series) -> np.ndarray:
+def _repeats_a_key(
+    written: np.ndarray, present: np.ndarray, missing: np.ndarray, text: pl.Series
+) -> np.ndarray:
     """Rows where a key of the schema may be written twice with values that differ (or once
     more in a nested object: taken the per-event way, where it is harmless).
 
@@ -253,11 +292,9 @@ def _repeats_a_key(flags: pl.DataFrame, text: pl.Series) -> np.ndarray:
     orjson the null), so such a row stays suspect. One scan of those rows finds every key
     written ``null``; each counts where polars found no value for that key.
 
-    ``flags``: ``written`` (keys of the schema written, a huge count for a line that is not
-    UTF-8: suspect), ``missing`` (a bit per key of the schema polars found no value for, in
-    ``_NDJSON_SCHEMA``'s order) and ``present`` (how many it found a value for)."""
-    written = flags["written"].to_numpy()
-    present = flags["present"].to_numpy()
+    ``written``: keys of the schema written (a huge count for a line that is not UTF-8:
+    suspect); ``missing``: a bit per key of the schema polars found no value for, in
+    ``_NDJSON_SCHEMA``'s order; ``present``: how many it found a value for."""
     repeats = written > present
     unsure = np.flatnonzero(repeats)
     if unsure.size:
@@ -272,8 +309,7 @@ def _repeats_a_key(flags: pl.DataFrame, text: pl.Series) -> np.ndarray:
                 for b, m in zip(bit, found, strict=True)
             ]
         row = np.repeat(np.arange(unsure.size), per_row)
-        missing = flags["missing"].to_numpy()[unsure]
-        counted = (missing[row] >> np.asarray(bit, dtype=np.int64)) & 1
+        counted = (missing[unsure][row] >> np.asarray(bit, dtype=np.int64)) & 1
         given = np.bincount(row, weights=counted, minlength=unsure.size).astype(np.int64)
         repeats[unsure] = written[unsure] > present[unsure] + given
     return repeats
@@ -301,96 +337,109 @@ def _is_object(raw: bytes) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class JudgedReadings:
+    """What ``judge`` makes of a frame: ``frame`` as ``judge_readings`` gives it, and the same
+    as NumPy arrays for what reads on in NumPy: ``ok``, ``ts_ns`` (0 where ``has_ts`` is not
+    set) and ``values`` (the numbers of ``READING_FIELDS`` by row, NaN where not measured)."""
+
+    frame: pl.DataFrame
+    ok: np.ndarray
+    ts_ns: np.ndarray
+    has_ts: np.ndarray
+    values: np.ndarray
+
+
 def judge_readings(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (from ``reading_frame_from_*``) with ``ok``: the row is a valid reading the
     columnar path takes, exactly as ``EventDecoder`` would decode it; ``ts_ns``: its time in
     integer nanoseconds (UTC, microsecond precision, as the per-event path keeps); and its
-    numbers and connector id as numbers (Float64, Int64) whatever they arrived as.
+    numbers and connector id as numbers (Float64, Int64) whatever they arrived as."""
+    return judge(frame).frame
 
-    One query, its expressions built once for each set of columns that arrive as text (a
-    body of a thousand rows costs polars mostly per expression and per query, not per row)."""
+
+def judge(frame: pl.DataFrame) -> JudgedReadings:
+    """``judge_readings``, with its NumPy arrays.
+
+    Polars does what needs text (casts and the shapes of numbers, identifiers' characters) in
+    one query, its expressions built once for each set of columns that arrive as text; NumPy
+    does the rest (ranges, stamps: ``chargewatch.stamps``). A body of a thousand rows costs
+    polars mostly per expression (some 20-40 us each), not per row."""
     texts = tuple(key for key in _PARSED if frame.schema[key] == pl.String)
+    return _judge(frame, frame.select(_judging(texts)))
+
+
+def _judge(frame: pl.DataFrame, checked: pl.DataFrame) -> JudgedReadings:
+    """``judge``, from what ``_judging``'s query gave (``checked``)."""
+    texts = tuple(key for key in _PARSED if frame.schema[key] == pl.String)
+    parsed = [checked[key] for key in texts]
+    numbers = {key: checked[key] if key in texts else frame[key] for key in _PARSED}
+    # Float64 both ways (cast from text, or so read from objects); NaN where null
+    values = np.column_stack([numbers[key].to_numpy() for key in READING_FIELDS])
+    nulls = np.isnan(values)
+    if nulls.sum() != sum(numbers[key].null_count() for key in READING_FIELDS):
+        # rare: a number is NaN (a text no shape admits), not missing; mark nulls exactly
+        nulls = np.column_stack([numbers[key].is_null().to_numpy() for key in READING_FIELDS])
+    connector = numbers["connector_id"].to_numpy()
+    shaped, ts_ns, has_ts = parse_stamps(frame["ts"])
+    with np.errstate(invalid="ignore"):
+        in_range = nulls | ((values >= _LOW) & (values <= _HIGH))
+        ok = (
+            ~frame["odd"].to_numpy()
+            & shaped
+            & has_ts
+            & checked["station_ok"].to_numpy()
+            & (connector >= 0)
+            & (connector <= MAX_CONNECTOR_ID)
+            & checked["session_ok"].to_numpy()
+            # a reading says something: its session, or a value
+            & (~checked["session_null"].to_numpy() | ~nulls.all(axis=1))
+            & checked["shape_ok"].to_numpy()
+            & in_range.all(axis=1)
+        )
+    stamps = pl.Series("ts_ns", ts_ns, dtype=pl.Int64)
+    if not has_ts.all():
+        stamps = stamps.scatter(np.flatnonzero(~has_ts), None)
+    judged = frame.clone()  # the columns in place, no query (a fixed cost, as any other)
+    for series in parsed:
+        judged.replace_column(judged.get_column_index(series.name), series)
+    judged.hstack([stamps, pl.Series("ok", ok, dtype=pl.Boolean)], in_place=True)
+    return JudgedReadings(judged, ok, ts_ns, has_ts, values)
+
+
+def _judging(texts: tuple[str, ...]) -> list[pl.Expr]:
+    """``judge``'s query for a frame whose columns ``texts`` hold text: those columns parsed,
+    and the checks that need text (``shape_ok``: each text has a shape both paths read
+    alike). Built once for each set of columns that arrive as text."""
     judging = _JUDGING.get(texts)
     if judging is None:
-        judging = _JUDGING[texts] = _judging(texts)
-    parsed, checks = judging
-    return (
-        frame.lazy()
-        .with_columns(*parsed)
-        .with_columns(ok=checks)
-        .drop("shape_ok")
-        .collect(optimizations=_ONE_FRAME)
-    )
+        judging = _JUDGING[texts] = _judging_expressions(texts)
+    return judging
 
 
-def _judging(texts: tuple[str, ...]) -> tuple[list[pl.Expr], pl.Expr]:
-    """``judge_readings``' expressions for a frame whose columns ``texts`` hold text: the
-    parsed columns (with ``ts_ns`` and ``shape_ok``), then ``ok`` from them."""
-    ts, station, session = pl.col("ts"), pl.col("station_id"), pl.col("session_id")
-    parsed, shapes = _parsed_numbers(texts)
-    connector = pl.col("connector_id")
-    checks = [
-        ~pl.col("odd"),
-        ts.str.contains(_TS_SHAPE),
-        pl.col("ts_ns").is_not_null(),
-        station.str.contains(_PLAIN_STATION),
-        connector.is_between(0, MAX_CONNECTOR_ID),
-        session.is_null() | (session.str.contains(_PLAIN_SESSION) & ~session.str.contains(_BLANK)),
-        session.is_not_null()
-        | pl.any_horizontal(*(pl.col(k).is_not_null() for k in READING_FIELDS)),
-        *shapes,
-    ]
-    for key in READING_FIELDS:
-        low, high = READING_RANGES[key]
-        value = pl.col(key)
-        checks.append(value.is_null() | (value.is_finite() & value.is_between(low, high)))
-    return [*parsed, _stamp_ns(ts).alias("ts_ns")], pl.all_horizontal(*checks).fill_null(False)
-
-
-_PARSED = (*READING_FIELDS, "connector_id")  # the columns read as numbers
-_JUDGING: dict[tuple[str, ...], tuple[list[pl.Expr], pl.Expr]] = {}
-# A small frame's query gains nothing from the optimizer's passes (they cost more than they
-# save on a thousand rows); the results are the same either way.
-_ONE_FRAME = pl.QueryOptFlags.none()
-
-
-def _stamp_ns(ts: pl.Expr) -> pl.Expr:
-    """Integer nanoseconds (UTC, to the microsecond, as the per-event path keeps) of stamps of
-    ``_TS_SHAPE`` (others give any value: they are not ``ok``): the date and time to the
-    second by polars' fixed-width parser, then the fraction's first six digits and the zone
-    from their places (the zone is ``Z`` or six characters at the end). A third of the cost
-    of parsing ``%.f%:z`` in one pattern, which takes a slower, general parser."""
-    zulu = ts.str.ends_with("Z")
-    zone = pl.when(zulu).then(1).otherwise(6)
-    seconds = (
-        ts.str.slice(0, 19)
-        .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False, cache=False)
-        .cast(pl.Int64)
-    )
-    # the fraction's digits: between the dot (after the seconds) and the zone; "" without one
-    digits = ts.str.slice(20, pl.max_horizontal(ts.str.len_bytes().cast(pl.Int64) - 20 - zone, 0))
-    micros = digits.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False)
-    hours = ts.str.slice(-5, 2).cast(pl.Int64, strict=False)
-    minutes = ts.str.slice(-2, 2).cast(pl.Int64, strict=False)
-    sign = pl.when(ts.str.slice(-6, 1) == "-").then(-1).otherwise(1)
-    offset_min = pl.when(zulu).then(0).otherwise(sign * (hours * 60 + minutes))
-    return (seconds + micros - offset_min * 60_000_000) * 1000
-
-
-def _parsed_numbers(texts: tuple[str, ...]) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    """Expressions that turn the text columns of numbers (and of the connector id) ``texts``
-    into numbers, and the checks that each text has a shape both paths read alike."""
+def _judging_expressions(texts: tuple[str, ...]) -> list[pl.Expr]:
+    station, session = pl.col("station_id"), pl.col("session_id")
     parsed: list[pl.Expr] = []
-    shapes: list[pl.Expr] = []
+    failed: list[pl.Expr] = []
     for key in texts:
         text = pl.col(key)
         is_connector = key == "connector_id"
         shape = _CONNECTOR_TEXT if is_connector else _NUMBER_TEXT
-        shapes.append(text.is_null() | text.str.contains(shape))
+        failed.append(~text.str.contains(shape))  # null where there is no text: no failure
         parsed.append(text.cast(pl.Int64 if is_connector else pl.Float64, strict=False))
-    # the checks run after the cast, so they are kept in a column of their own
-    if shapes:
-        parsed.append(pl.all_horizontal(*shapes).alias("shape_ok"))
-    else:
-        parsed.append(pl.lit(True).alias("shape_ok"))
-    return parsed, [pl.col("shape_ok")]
+    shape_ok = ~pl.any_horizontal(*failed) if failed else pl.lit(True)
+    return [
+        *parsed,
+        shape_ok.fill_null(True).alias("shape_ok"),
+        station.str.contains(_PLAIN_STATION).fill_null(False).alias("station_ok"),
+        (session.str.contains(_PLAIN_SESSION) & ~session.str.contains(_BLANK))
+        .fill_null(True)
+        .alias("session_ok"),
+        session.is_null().alias("session_null"),
+    ]
+
+
+_PARSED = (*READING_FIELDS, "connector_id")  # the columns read as numbers
+_JUDGING: dict[tuple[str, ...], list[pl.Expr]] = {}
+_LOW = np.array([READING_RANGES[key][0] for key in READING_FIELDS])
+_HIGH = np.array([READING_RANGES[key][1] for key in READING_FIELDS])

@@ -27,8 +27,9 @@ import orjson
 import polars as pl
 
 from chargewatch.columns import (
-    judge_readings,
-    reading_frame_from_ndjson,
+    JudgedReadings,
+    judge,
+    judge_ndjson,
     reading_frame_from_objects,
 )
 from chargewatch.errors import EventError
@@ -105,14 +106,13 @@ class ChunkEncoder:
             )
             kept_at = [pos for i, pos in enumerate(kept_at) if i not in long]
             kept = [raw for i, raw in enumerate(kept) if i not in long]
-        frame = reading_frame_from_ndjson(kept) if kept else None
-        if frame is None:  # polars could not read the chunk: take it object by object
+        judged = judge_ndjson(kept) if kept else None
+        if judged is None:  # polars could not read the chunk: take it object by object
             objects = self._loads(list(zip(kept_at, kept, strict=True)), chunk)
             return self.encode_objects(objects, chunk, streams=streams)
-        judged = judge_readings(frame)
         rx = self._clock.stream_us(  # one per kept line
-            _stamps(judged, self._clock),
-            stations=_station_codes(judged["station_id"].to_list()),
+            _stamps(judged.ts_ns, judged.has_ts, self._clock),
+            stations=_station_codes(judged.frame["station_id"].to_list()),
             streams=np.searchsorted(kept_at, streams) if streams else None,
         )
         fast, side = _format_plain_readings(judged, rx)
@@ -157,7 +157,7 @@ class ChunkEncoder:
         chunk = chunk if chunk is not None else EncodedChunk()
         is_reading = [type(obj) is dict and obj.get("type") == "reading" for _, obj in numbered]
         readings = [obj for (_, obj), reading in zip(numbered, is_reading, strict=True) if reading]
-        judged = judge_readings(reading_frame_from_objects(readings)) if readings else None
+        judged = judge(reading_frame_from_objects(readings)) if readings else None
         if rx_us is None:
             begins = np.searchsorted([position for position, _ in numbered], streams)
             rx_us = self._stream_rx(judged, numbered, is_reading, begins)
@@ -192,49 +192,53 @@ class ChunkEncoder:
 
     def _stream_rx(
         self,
-        judged: pl.DataFrame | None,
+        judged: JudgedReadings | None,
         numbered: Sequence[tuple[int, Any]],
         is_reading: list[bool],
         streams: np.ndarray,
     ) -> list[int]:
         """Receive times of a batch of objects, from the stamps of its readings (the others
         take their neighbours'), by station (``ReceiveClock.stream_us``)."""
-        stamps = pl.Series("ts_ns", [None] * len(is_reading), dtype=pl.Int64)
+        stamps = np.zeros(len(is_reading), dtype=np.int64)
+        has_ts = np.zeros(len(is_reading), dtype=bool)
         if judged is not None:
-            where = pl.Series(np.flatnonzero(is_reading))
-            stamps = stamps.scatter(where, judged["ts_ns"])
+            where = np.flatnonzero(is_reading)
+            stamps[where] = judged.ts_ns
+            has_ts[where] = judged.has_ts
         station_ids = [
             station if type(obj) is dict and type(station := obj.get("station_id")) is str else None
             for _, obj in numbered
         ]
         rx = self._clock.stream_us(
-            _stamps(pl.DataFrame({"ts_ns": stamps}), self._clock),
+            _stamps(stamps, has_ts, self._clock),
             stations=_station_codes(station_ids),
             streams=streams if streams.size else None,
         )
         return [int(value) for value in rx.tolist()]
 
 
-def _stamps(judged: pl.DataFrame, clock: ReceiveClock) -> np.ndarray:
-    """Each row's stamp for the receive clock: its own where the columnar checks read one,
-    else its neighbours'; where no row has one, the clock's latest receive time."""
-    ts = judged["ts_ns"].cast(pl.Int64)
-    ts = ts.fill_null(strategy="forward").fill_null(strategy="backward")
-    if ts.null_count():
-        return np.full(judged.height, clock.current_us() * 1000, dtype=np.int64)
-    return ts.to_numpy()
+def _stamps(ts_ns: np.ndarray, has_ts: np.ndarray, clock: ReceiveClock) -> np.ndarray:
+    """Each row's stamp for the receive clock: its own where the columnar checks read one
+    (``has_ts``), else the last before it, else the first after it; where no row has one, the
+    clock's latest receive time."""
+    if has_ts.all():
+        return ts_ns
+    if not has_ts.any():
+        return np.full(ts_ns.size, clock.current_us() * 1000, dtype=np.int64)
+    rows = np.flatnonzero(has_ts)
+    # each row's latest row with a stamp, up to it; the first such row for those before it
+    source = np.maximum.accumulate(np.where(has_ts, np.arange(ts_ns.size), rows[0]))
+    return ts_ns[source]
 
 
 def _station_codes(station_ids: Sequence[str | None]) -> tuple[np.ndarray, list[str | None]]:
     """Each row's station as a code into the names beside it (``None``, code 0: a row
     without one), as ``ReceiveClock.stream_us`` takes them."""
-    index: dict[str | None, int] = {None: 0}
-    codes = np.fromiter(
-        (index.setdefault(station, len(index)) for station in station_ids),
-        dtype=np.int64,
-        count=len(station_ids),
-    )
-    return codes, list(index)
+    # in order of first appearance, None first; dict.fromkeys finds them without a Python loop
+    names = list(dict.fromkeys([None, *station_ids]))
+    index = dict(zip(names, range(len(names)), strict=True))
+    codes = np.fromiter(map(index.__getitem__, station_ids), dtype=np.int64, count=len(station_ids))
+    return codes, names
 
 
 def _reading_line() -> pl.Expr:
@@ -264,7 +268,7 @@ _READING_LINE = _reading_line()  # built once, not again for every HTTP batch of
 
 
 def _format_plain_readings(
-    judged: pl.DataFrame, rx_us: np.ndarray
+    judged: JudgedReadings, rx_us: np.ndarray
 ) -> tuple[list[str | None], list[str]]:
     """Line protocol for each row the columnar path can judge, ``None`` for the others; and the
     ``reading_rx`` points of those stamped outside ``RX_BAND_NS`` of their receive time.
@@ -272,18 +276,17 @@ def _format_plain_readings(
     One polars query formats every line (its cost is mostly fixed per query, and an HTTP batch
     is a thousand events); the few ``reading_rx`` points are made from those lines."""
     # Each point's time carries the reading's identity, as LineFormatter gives it (schema.py).
+    frame = judged.frame
     point_ns = reading_point_times(
-        judged["ts_ns"].fill_null(0).to_numpy(),
-        judged.select(READING_FIELDS).to_numpy(),
-        judged["session_id"].cast(pl.Binary).to_list(),
+        judged.ts_ns, judged.values, frame["session_id"].cast(pl.Binary).to_list()
     )
     # beside the judged columns (the query reads only those it names): no copy of them first
-    columns = judged.hstack(
+    columns = frame.hstack(
         [pl.Series("point_ns", point_ns), pl.Series("rx_us", rx_us, dtype=pl.Int64)]
     )
     # Rows that fail any check become None: the caller takes them the per-event way.
     lines: list[str | None] = columns.lazy().select(_READING_LINE).collect().to_series().to_list()
-    ok = columns["ok"].to_numpy()
+    ok = judged.ok
     far = np.flatnonzero(ok & (np.abs(point_ns - rx_us * 1000) > RX_BAND_NS))
     side = []
     for i in far.tolist():

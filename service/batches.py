@@ -10,8 +10,8 @@ comes back: the line protocol as one string, counts, and the first rejections.
 
 Bodies that wait for a worker at the same time are encoded together (``BatchGroups``): one
 worker call, one columnar pass and one spool record (one fsync) for the group. The columnar
-path's cost is mostly fixed per call (a dozen polars queries whatever the rows): a body of
-1,000 events costs 12-13 ms of CPU alone, 7-9 ms each in a group of four
+path's cost is largely fixed per call (polars' cost per query and per expression, whatever
+the rows): a body of 1,000 events costs about 1.7 times its share in a group of four
 (``bench/events_api.py --encode-only``). Each body still gets its own answer: its counts and
 rejections.
 """
@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -39,7 +39,7 @@ __all__ = ["BatchEncoders", "BatchGroups", "EncodedBatch"]
 CHUNK_EVENTS = 10_000  # events encoded at a time: the columnar path's batch, bounded memory
 # A group at least this large runs beside others; below it, bodies wait for it to end and go
 # together in the next group (``BatchGroups``). A worker call costs a fixed 10-12 ms of CPU
-# (a dozen polars queries) plus about 13 us per event; 1 MiB is some 3,700 events of the
+# (polars' queries) plus about 13 us per event; 1 MiB is some 3,700 events of the
 # canonical format (~280 bytes each), about 60 ms of encoding: waiting behind a group up to
 # that size costs a small body about one more encode of its own, while a larger group would
 # hold it for up to seconds (16 MiB bodies, gzip bodies of unknown size).
@@ -409,14 +409,26 @@ def _encode_spans(events: EventSpans, max_listed: int) -> EncodedBatch:
     accepted: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     listed: list[tuple[int, str | None, str]] = []
-    for numbered in events.chunks(CHUNK_EVENTS):
-        chunk = _encoder.encode_lines(numbered)
+    for positions, raws in _pieces(events, CHUNK_EVENTS):
+        chunk = _encoder.encode_raw(positions, raws)
         lines += chunk.lines
         accepted.update(chunk.accepted_by_type)
         rejected.update(r.field or "event" for r in chunk.rejections)
         room = max_listed - len(listed)
         listed += [(r.position, r.field, r.reason) for r in chunk.rejections[:room]]
     return EncodedBatch("\n".join(lines), dict(accepted), dict(rejected), listed)
+
+
+def _pieces(events: EventSpans, size: int) -> Iterator[tuple[range, list[bytes]]]:
+    """The events' positions (0-based) and raw JSON, ``size`` at a time: what
+    ``EventSpans.chunks`` gives, without a pair per event to build and take apart again."""
+    body, starts, ends = events.body, events.starts.tolist(), events.ends.tolist()
+    for first in range(0, len(starts), size):
+        last = min(first + size, len(starts))
+        yield (
+            range(first, last),
+            list(map(body.__getitem__, map(slice, starts[first:last], ends[first:last]))),
+        )
 
 
 def _encode_group(
@@ -443,20 +455,21 @@ def _encode_together(
 ) -> str:
     assert _encoder is not None, "the worker was not started"
     starts: list[int] = []  # each body's first position in the stream
-    numbered: list[tuple[int, bytes]] = []
+    raws: list[bytes] = []
     for _k, events in spans:
-        starts.append(len(numbered))
-        for part in events.chunks(CHUNK_EVENTS):
-            numbered += [(starts[-1] + i, raw) for i, raw in part]
+        starts.append(len(raws))
+        for _positions, part in _pieces(events, CHUNK_EVENTS):
+            raws += part
     lines: list[str] = []
     by_field = [Counter[str]() for _ in spans]
     listed: list[list[tuple[int, str | None, str]]] = [[] for _ in spans]
     # each body's accepted events by type: those taken one at a time as the encoder says, and
     # the rest of its events not rejected are readings the columnar path took
     accepted = [Counter[str]() for _ in spans]
-    for first in range(0, len(numbered), CHUNK_EVENTS):
-        part = numbered[first : first + CHUNK_EVENTS]
-        chunk = _encoder.encode_lines(part, streams=[s for s in starts if s >= first])
+    for first in range(0, len(raws), CHUNK_EVENTS):
+        part = raws[first : first + CHUNK_EVENTS]
+        positions = range(first, first + len(part))
+        chunk = _encoder.encode_raw(positions, part, streams=[s for s in starts if s >= first])
         lines += chunk.lines
         for r in chunk.rejections:
             b = bisect.bisect_right(starts, r.position) - 1
@@ -466,7 +479,7 @@ def _encode_together(
         for position, kind in chunk.accepted_apart.items():
             accepted[bisect.bisect_right(starts, position) - 1][kind] += 1
     for b, (k, _events) in enumerate(spans):
-        end = starts[b + 1] if b + 1 < len(starts) else len(numbered)
+        end = starts[b + 1] if b + 1 < len(starts) else len(raws)
         apart = sum(accepted[b].values())
         readings = end - starts[b] - sum(by_field[b].values()) - apart
         if readings:

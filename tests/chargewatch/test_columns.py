@@ -223,3 +223,26 @@ def test_lines_apart_and_lines_in_a_block_are_judged_alike() -> None:
     # repeated keys (a nested one too: harmless, but counted), a number for an id, an escaped
     # key, not UTF-8, not JSON
     assert apart["odd"].to_list() == [False, False, True, True, False, True, True, True, True]
+
+
+def test_an_identifier_that_looks_like_a_number_is_odd_only_where_it_was_one() -> None:
+    """A session id like OCPP 1.6's transaction ids ("35219456999643762") is read as text by
+    polars whether it was a string or a number; only the number goes the per-event way (where
+    it is rejected), however the line spaces its keys."""
+    head = b'{"type":"reading","ts":"2026-11-24T08:15:30Z","station_id":"S","connector_id":1,'
+    cases = {
+        b'"session_id":"35219456999643762","power_w":1}': False,
+        b'"session_id" : "35219456999643762","power_w":1}': False,
+        b'"session_id":\t"7","power_w":1}': False,
+        b'"session_id":35219456999643762,"power_w":1}': True,
+        b'"session_id" :7,"power_w":1}': True,
+        b'"session_id":true,"power_w":1}': True,
+        b'"session_id":[7],"power_w":1}': True,
+        b'"session_id":"7","x":{"session_id":7},"power_w":1}': True,  # a nested key: counted
+        b'"session_id":"-7","note":"\\"session_id\\":7","power_w":1}': False,  # in a value
+    }
+    raws = [head + tail for tail in cases]
+    frame = reading_frame_from_ndjson(raws)
+    assert frame is not None
+    assert frame["odd"].to_list() == list(cases.values())
+    assert [row is None for row in columnar(frame)] == list(cases.values())
