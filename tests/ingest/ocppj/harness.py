@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from ocpp.v16 import ChargePoint as Client16
+from ocpp.v201 import ChargePoint as Client201
+from ocpp.v201 import call as call201
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
@@ -104,3 +109,57 @@ def serving_in_thread(gateway: OcppGateway) -> Iterator[str]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
+
+
+# --- the ocpp library's charge-point side, as public simulators use it ----------------------
+
+CLIENT_LOG = logging.getLogger("tests.ocpp.client")
+
+
+@asynccontextmanager
+async def station(url: str, station_id: str, version: str) -> AsyncIterator[Any]:
+    """A library ChargePoint connected to the gateway, its receive loop running."""
+    cls = Client16 if version == "ocpp1.6" else Client201
+    async with connect(f"{url}/{station_id}", subprotocols=[Subprotocol(version)]) as ws:
+        cp = cls(station_id, ws, response_timeout=10, logger=CLIENT_LOG)
+        task = asyncio.create_task(cp.start())
+        try:
+            yield cp
+        finally:
+            await ws.close()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def run(body: Callable[[str], Awaitable[None]], **options: Any) -> tuple[Collector, OcppGateway]:
+    """Serve a fresh gateway, run ``body(url)`` against it; the sink and the gateway after."""
+    sink = Collector()
+    gateway = make_gateway(sink, **options)
+
+    async def main() -> None:
+        async with serving(gateway) as url:
+            await body(url)
+
+    asyncio.run(main())
+    return sink, gateway
+
+
+def of_type(sink: Collector, kind: type) -> list[Any]:
+    return [e for e in sink.events if isinstance(e, kind)]
+
+
+def mv201(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp": ts, "sampled_value": list(values)}
+
+
+def tx_event(
+    event_type: str, ts: str, trigger: str, seq_no: int, tx: dict[str, Any], **more: Any
+) -> Any:
+    return call201.TransactionEvent(
+        event_type=event_type,
+        timestamp=ts,
+        trigger_reason=trigger,
+        seq_no=seq_no,
+        transaction_info=tx,
+        **more,
+    )

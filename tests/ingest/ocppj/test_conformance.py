@@ -12,15 +12,13 @@ and the detectors (``chargewatch detect``) over what was stored there.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,7 @@ import httpx
 import orjson
 import pytest
 from ocpp.exceptions import OCPPError
-from ocpp.v16 import ChargePoint as Client16
 from ocpp.v16 import call as call16
-from ocpp.v201 import ChargePoint as Client201
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
@@ -40,12 +36,19 @@ from chargewatch.events import Reading, SessionStart, SessionStop, StatusChange,
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
 from chargewatch.state import StateStore
-from ingest.ocppj import OcppGateway
 from ingest.ocppj.shared_book import SharedBook
 
-from .harness import NOW_NS, PSEUDONYMIZE, Collector, make_gateway, serving
+from .harness import (
+    NOW_NS,
+    PSEUDONYMIZE,
+    Collector,
+    mv201,
+    of_type,
+    run,
+    station,
+    tx_event,
+)
 
-CLIENT_LOG = logging.getLogger("tests.ocpp.client")
 TAG = "04E1A2B3C4D5E6"
 T0 = "2026-11-24T08:15:00Z"
 T1 = "2026-11-24T08:30:00Z"
@@ -56,38 +59,6 @@ ENERGY = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
 STAMPS = [f"2026-11-24T08:{m:02d}:00Z" for m in range(0, 60, 5)]  # every 5 min
 STAMPS_NS = [parse_ts(t) for t in STAMPS]
-
-
-@asynccontextmanager
-async def station(url: str, station_id: str, version: str) -> AsyncIterator[Any]:
-    """A library ChargePoint connected to the gateway, its receive loop running."""
-    cls = Client16 if version == "ocpp1.6" else Client201
-    async with connect(f"{url}/{station_id}", subprotocols=[Subprotocol(version)]) as ws:
-        cp = cls(station_id, ws, response_timeout=10, logger=CLIENT_LOG)
-        task = asyncio.create_task(cp.start())
-        try:
-            yield cp
-        finally:
-            await ws.close()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
-def run(body: Callable[[str], Awaitable[None]], **options: Any) -> tuple[Collector, OcppGateway]:
-    """Serve a fresh gateway, run ``body(url)`` against it; the sink and the gateway after."""
-    sink = Collector()
-    gateway = make_gateway(sink, **options)
-
-    async def main() -> None:
-        async with serving(gateway) as url:
-            await body(url)
-
-    asyncio.run(main())
-    return sink, gateway
-
-
-def of_type(sink: Collector, kind: type) -> list[Any]:
-    return [e for e in sink.events if isinstance(e, kind)]
 
 
 def statuses(sink: Collector) -> list[StatusChange]:
@@ -490,10 +461,6 @@ def sv201(value: float, measurand: str | None = None, unit: str | None = None, *
     return {"value": value} | {k: v for k, v in keys.items() if v is not None}
 
 
-def mv201(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
-    return {"timestamp": ts, "sampled_value": list(values)}
-
-
 METER_201: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
     ("register-default-unit", [sv201(1234.5)], {"energy_wh": 1234.5}),
     ("register-kwh", [sv201(12.5, ENERGY, "kWh")], {"energy_wh": 12500.0}),
@@ -588,19 +555,6 @@ def test_v201_meter_values_become_one_reading_in_canonical_units(
         Reading(TS1, "CS-M", 1, "CS-M-m1@20261124T081500Z", **expected),
         Reading(TS2, "CS-M", 1, "CS-M-m1@20261124T081500Z", **expected),
     ]
-
-
-def tx_event(
-    event_type: str, ts: str, trigger: str, seq_no: int, tx: dict[str, Any], **more: Any
-) -> Any:
-    return call201.TransactionEvent(
-        event_type=event_type,
-        timestamp=ts,
-        trigger_reason=trigger,
-        seq_no=seq_no,
-        transaction_info=tx,
-        **more,
-    )
 
 
 def test_v201_plug_in_first_session_with_charging_state_transitions() -> None:

@@ -16,18 +16,14 @@ the audit, with the faults it found kept as regressions (named in each test's do
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from ocpp.exceptions import OCPPError
-from ocpp.v16 import ChargePoint as Client16
 from ocpp.v16 import call as call16
-from ocpp.v201 import ChargePoint as Client201
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
@@ -43,12 +39,18 @@ from chargewatch.events import (
     parse_ts,
 )
 from chargewatch.state import StateStore
-from ingest.ocppj import OcppGateway
 from ingest.ocppj.shared_book import SharedBook
 
-from .harness import NOW_NS, PSEUDONYMIZE, Collector, make_gateway, serving
+from .harness import (
+    NOW_NS,
+    PSEUDONYMIZE,
+    mv201,
+    of_type,
+    run,
+    station,
+    tx_event,
+)
 
-CLIENT_LOG = logging.getLogger("tests.ocpp.thirdparty")
 TAG = "04C3D2E1F0A1B2"
 T0 = "2026-11-24T08:15:00Z"
 T1 = "2026-11-24T08:30:00Z"
@@ -61,44 +63,12 @@ CURRENT = "Current.Import"
 ACCEPTED, PREPARING = AuthorizationStatus.ACCEPTED, ChargePointStatus.PREPARING
 
 
-@asynccontextmanager
-async def station(url: str, station_id: str, version: str) -> AsyncIterator[Any]:
-    """A library ChargePoint connected to the gateway, its receive loop running."""
-    cls = Client16 if version == "ocpp1.6" else Client201
-    async with connect(f"{url}/{station_id}", subprotocols=[Subprotocol(version)]) as ws:
-        cp = cls(station_id, ws, response_timeout=10, logger=CLIENT_LOG)
-        task = asyncio.create_task(cp.start())
-        try:
-            yield cp
-        finally:
-            await ws.close()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
-def run(body: Callable[[str], Awaitable[None]], **options: Any) -> tuple[Collector, OcppGateway]:
-    """Serve a fresh gateway, run ``body(url)`` against it; the sink and the gateway after."""
-    sink = Collector()
-    gateway = make_gateway(sink, **options)
-
-    async def main() -> None:
-        async with serving(gateway) as url:
-            await body(url)
-
-    asyncio.run(main())
-    return sink, gateway
-
-
 async def ask(cp: Any, payload: Any, answers: list[Any]) -> None:
     """Call and keep the answer, or ``"<Action>:<CallError code>"`` when refused."""
     try:
         answers.append(await cp.call(payload, suppress=False))
     except OCPPError as exc:
         answers.append(f"{type(payload).__name__}:{exc.code}")
-
-
-def of_type(sink: Collector, kind: type) -> list[Any]:
-    return [e for e in sink.events if isinstance(e, kind)]
 
 
 def sv16(value: str, measurand: str | None = None, unit: str | None = None, **more: str) -> Any:
@@ -120,23 +90,6 @@ def sv201(value: float, measurand: str | None = None, unit: str | None = None, *
         uom["multiplier"] = multiplier
     keys = {"measurand": measurand, "unit_of_measure": uom or None, **more}
     return {"value": value} | {k: v for k, v in keys.items() if v is not None}
-
-
-def mv201(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
-    return {"timestamp": ts, "sampled_value": list(values)}
-
-
-def tx_event(
-    event_type: str, ts: str, trigger: str, seq_no: int, tx: dict[str, Any], **more: Any
-) -> Any:
-    return call201.TransactionEvent(
-        event_type=event_type,
-        timestamp=ts,
-        trigger_reason=trigger,
-        seq_no=seq_no,
-        transaction_info=tx,
-        **more,
-    )
 
 
 @pytest.fixture
