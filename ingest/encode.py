@@ -71,6 +71,17 @@ class EncodedChunk:
     accepted_apart: dict[int, str] = field(default_factory=dict)
 
 
+def refused_field(obj: object, message: str) -> str | None:
+    """The key of event ``obj`` whose text a line-protocol refusal quotes (it names the text by
+    its ``repr``: "tag key or value 'CP\\\\' ends with a backslash ..."), so the rejection names
+    the field as every other does; None when no value of the event is the one quoted."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, str) and repr(value) in message:
+                return str(key)
+    return None
+
+
 class ChunkEncoder:
     """Validates, pseudonymizes and formats chunks of events as line protocol."""
 
@@ -181,7 +192,7 @@ class ChunkEncoder:
                 chunk.rejections.append(Rejection(position, exc.field, exc.reason))
                 continue
             except ValueError as exc:  # a value line protocol cannot carry
-                chunk.rejections.append(Rejection(position, None, str(exc)))
+                chunk.rejections.append(Rejection(position, refused_field(obj, str(exc)), str(exc)))
                 continue
             counts[event.type] += 1
             apart[position] = event.type

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from chargewatch.errors import EventError
 from chargewatch.events import EventDecoder
 from chargewatch.schema import RX_FIELD, RX_MEASUREMENT, LineFormatter
-from ingest.encode import ChunkEncoder, Rejection
+from ingest.encode import ChunkEncoder, Rejection, refused_field
 
 decoder = EventDecoder(lambda tag: f"p-{len(tag)}")
 TS = "2026-11-24T08:15:30.250Z"
@@ -27,7 +27,8 @@ def reference(numbered: list[tuple[int, bytes]]) -> tuple[list[str], list[Reject
         except EventError as exc:
             rejections.append(Rejection(position, exc.field, exc.reason))
         except ValueError as exc:
-            rejections.append(Rejection(position, None, str(exc)))
+            field = refused_field(orjson.loads(raw), str(exc))
+            rejections.append(Rejection(position, field, str(exc)))
     return lines, rejections
 
 
@@ -200,3 +201,35 @@ def test_a_number_where_a_string_belongs_is_rejected_not_coerced() -> None:
         (7, "station_id"),
         (8, "session_id"),
     ]
+
+
+def test_a_value_line_protocol_cannot_carry_is_rejected_by_its_field() -> None:
+    # a tag value ending in a backslash would escape the separator after it
+    numbered = [
+        (
+            3,
+            orjson.dumps(
+                {"type": "reading", "ts": TS, "station_id": "CP\\", "connector_id": 1, "power_w": 5}
+            ),
+        ),
+        (
+            4,
+            orjson.dumps(
+                {
+                    "type": "status",
+                    "ts": TS,
+                    "station_id": "CP\\",
+                    "connector_id": 1,
+                    "status": "Available",
+                }
+            ),
+        ),
+    ]
+    chunk = ChunkEncoder(decoder).encode_lines(numbered)
+    assert chunk.lines == []
+    assert [(r.position, r.field) for r in chunk.rejections] == [
+        (3, "station_id"),
+        (4, "station_id"),
+    ]
+    assert all("ends with a backslash" in r.reason for r in chunk.rejections)
+    assert_agree(numbered)
