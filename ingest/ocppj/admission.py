@@ -14,14 +14,26 @@ not is still checked. A client cannot make the event loop wait, a guesser gets o
 block, and a stranger failing on purpose cannot keep the station itself out (the station, from
 its own address, is refused only for its own failures); a guesser with many addresses gets one
 more try from each, and the password is 16 characters or more.
+
+A password found right by the slow check is remembered for ``VERIFIED_TTL_S`` as a keyed hash in
+memory (HMAC-SHA256 under a key made at start, never the password): the same station with the
+same password within that time is admitted by comparing hashes, without the worker. A fleet
+reconnecting after a network blip does not queue behind the slow check (one at a time: 5,000
+stations at tens of ms each would wait minutes, most of them refused as busy), nor behind a
+guesser keeping the worker busy from many addresses. A wrong password never touches what is
+remembered (a guesser cannot push a station back to the slow check), and a password changed with
+``stations set-password`` replaces the old one in a running ``serve`` within ``VERIFIED_TTL_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import math
+import os
 import string
 import time
 from collections import Counter, OrderedDict
@@ -146,6 +158,44 @@ class FailureThrottle:
         self._keys.pop(key, None)
 
 
+# How long a password found right is taken again by its keyed hash (see the module docstring):
+# a network blip or a station's reconnect loop lasts seconds to minutes; 10 min also bounds how
+# long a running serve keeps taking a password just replaced.
+VERIFIED_TTL_S = 600.0
+# Stations remembered at most (the oldest go first): 32 bytes and a time each.
+VERIFIED_MAX_STATIONS = 100_000
+
+
+class _Verified:
+    """Passwords found right lately, per station, as keyed hashes with an expiry."""
+
+    def __init__(self, ttl_s: float, max_stations: int = VERIFIED_MAX_STATIONS) -> None:
+        self._key = os.urandom(32)
+        self._ttl_s = ttl_s
+        self._max = max_stations
+        self._held: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+
+    def _digest(self, station_id: str, password: str) -> bytes:
+        text = f"{station_id}\0{password}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, text, hashlib.sha256).digest()
+
+    def holds(self, station_id: str, password: str, now: float) -> bool:
+        held = self._held.get(station_id)
+        if held is None:
+            return False
+        digest, until = held
+        if now >= until:
+            del self._held[station_id]
+            return False
+        return hmac.compare_digest(digest, self._digest(station_id, password))
+
+    def remember(self, station_id: str, password: str, now: float) -> None:
+        self._held[station_id] = (self._digest(station_id, password), now + self._ttl_s)
+        self._held.move_to_end(station_id)
+        while len(self._held) > self._max:
+            self._held.popitem(last=False)
+
+
 class _Gates:
     """At most ``width`` holders of each key at once; the others wait their turn."""
 
@@ -192,6 +242,7 @@ class Admission:
         timeout_s: float = 10.0,
         throttle: FailureThrottle | None = None,
         clock: Callable[[], float] = time.monotonic,
+        verified_ttl_s: float = VERIFIED_TTL_S,
     ) -> None:
         self._check_password = check_password
         self._refused = refused
@@ -199,6 +250,7 @@ class Admission:
         self._throttle = throttle or FailureThrottle()
         self._clock = clock
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ocpp-auth")
+        self._verified = _Verified(verified_ttl_s)
         self._waiting = 0
         self._station_gates = _Gates(1)
         self._address_gates = _Gates(self.per_address)
@@ -255,7 +307,12 @@ class Admission:
                 message = "send the station's HTTP Basic credentials"
                 return self.refuse(station_id, address, Refusal.NO_CREDENTIALS, message)
             return self.refuse(station_id, address, Refusal.WRONG_PASSWORD, _WRONG)
-        matched = await self._check(station_id, credentials[1])
+        if self._verified.holds(station_id, credentials[1], now):
+            matched: bool | None = True  # found right lately: no slow check (module docstring)
+        else:
+            matched = await self._check(station_id, credentials[1])
+            if matched:
+                self._verified.remember(station_id, credentials[1], self._clock())
         if matched is None:
             message = "credentials could not be checked now, retry later"
             return self.refuse(station_id, address, Refusal.BUSY, message, _RETRY_BUSY_S)

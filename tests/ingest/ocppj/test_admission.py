@@ -241,3 +241,53 @@ def test_checks_beyond_the_waiting_room_are_refused_at_once() -> None:
     admission.close()
     busy = [v for v in verdicts if v.refusal is Refusal.BUSY]
     assert len(busy) == 10 and len(calls) == Admission.max_waiting
+
+
+def test_a_password_found_right_lately_is_taken_without_the_slow_check() -> None:
+    passwords, clock = Passwords(delay_s=0.01), Clock()
+    admission = Admission(passwords, Counter(), clock=clock, verified_ttl_s=600.0)
+    right = [("CP-1", "10.0.0.1", ("CP-1", PASSWORD))]
+    assert admit_all(admission, right)[0].subprotocol
+    assert passwords.calls == 1
+    # reconnecting, from this address or another, within the time: no slow check
+    clock.now += 599.0
+    both = admit_all(admission, [*right, ("CP-1", "10.0.0.2", ("CP-1", PASSWORD))])
+    assert all(v.subprotocol for v in both)
+    assert passwords.calls == 1
+    # a wrong password is checked the slow way, refused, and leaves the right one remembered
+    wrong = admit_all(admission, [("CP-1", "10.0.0.3", ("CP-1", PASSWORD + "x"))])[0]
+    assert wrong.refusal is Refusal.WRONG_PASSWORD and passwords.calls == 2
+    assert admit_all(admission, right)[0].subprotocol and passwords.calls == 2
+    # another station with the same password is its own: checked (and refused: unknown here)
+    other = admit_all(admission, [("CP-2", "10.0.0.1", ("CP-2", PASSWORD))])[0]
+    assert other.refusal is Refusal.WRONG_PASSWORD and passwords.calls == 3
+    # past the time, the slow check again
+    clock.now += 2.0
+    assert admit_all(admission, right)[0].subprotocol and passwords.calls == 4
+    admission.close()
+
+
+def test_a_station_found_right_is_admitted_while_a_guesser_keeps_the_check_busy() -> None:
+    gate = threading.Event()
+
+    class Held(Passwords):
+        def __call__(self, station_id: str, password: str) -> bool:
+            if password.startswith("guess"):
+                gate.wait(10)  # the worker held by a guess until the honest station is in
+            return super().__call__(station_id, password)
+
+    passwords = Held()
+    admission = Admission(passwords, Counter(), timeout_s=5)
+    right = ("CP-1", "10.0.0.1", ("CP-1", PASSWORD))
+    assert admit_all(admission, [right])[0].subprotocol
+
+    async def main() -> Admit:
+        guess = asyncio.create_task(admission.admit("CP-1", "10.0.0.66", BOTH, ("CP-1", "guess-1")))
+        await asyncio.sleep(0.05)  # the guess holds the worker now
+        honest = await admission.admit("CP-1", "10.0.0.1", BOTH, ("CP-1", PASSWORD))
+        gate.set()
+        await guess
+        return honest
+
+    assert asyncio.run(main()).subprotocol
+    admission.close()
