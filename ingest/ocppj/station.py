@@ -306,11 +306,7 @@ class StationBase:
         return self._ctx.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
     def ts(self, value: Any, field: str) -> int:
-        # RFC 3339 (section 5.6, which OCPP's dateTime follows) allows a lower-case "t" and
-        # "z"; Python's parser takes the "t" but only a capital "Z".
-        if isinstance(value, str) and value.endswith("z"):
-            value = value[:-1] + "Z"
-        return parse_ts(value, field)
+        return parse_ts(value, field)  # RFC 3339, lower-case "t" and "z" too (OCPP's dateTime)
 
     def authorize(self, id_tag: str) -> tuple[str, AuthorizationStatus]:
         """The pseudonym of a clear id tag (dropped right here) and the policy's answer."""

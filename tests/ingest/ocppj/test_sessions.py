@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from ocpp.v16 import ChargePoint as Client16
 from ocpp.v16 import call as call16
-from ocpp.v201 import ChargePoint as Client201
 from ocpp.v201 import call as call201
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 from chargewatch.events import (
     AuthorizationStatus,
@@ -29,29 +24,13 @@ from chargewatch.events import (
 )
 from ingest.ocppj import AuthMode, AuthPolicy
 
-from .harness import NOW_NS, PSEUDONYMIZE, Collector, make_gateway, serving
+from .harness import NOW_NS, PSEUDONYMIZE, Collector, make_gateway, serving, station
 
-CLIENT_LOG = logging.getLogger("tests.ocpp.client")
 TAG = "04A1B2C3D4E5F6"  # a clear id tag: must never leave the gateway's edge
 T0 = "2026-11-24T08:15:00.000Z"
 T1 = "2026-11-24T08:15:10.000Z"
 T2 = "2026-11-24T08:15:20.000Z"
 T3 = "2026-11-24T09:00:00.000Z"
-
-
-@asynccontextmanager
-async def client(url: str, station_id: str, version: str) -> AsyncIterator[Any]:
-    """A library ChargePoint connected to the gateway, its receive loop running."""
-    cls = Client16 if version == "ocpp1.6" else Client201
-    async with connect(f"{url}/{station_id}", subprotocols=[Subprotocol(version)]) as ws:
-        cp = cls(station_id, ws, response_timeout=10, logger=CLIENT_LOG)
-        task = asyncio.create_task(cp.start())
-        try:
-            yield cp
-        finally:
-            await ws.close()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
 
 def run(sink: Collector, body: Callable[[str], Awaitable[None]], **gateway: Any) -> None:
@@ -72,7 +51,7 @@ def test_v16_session_becomes_canonical_events() -> None:
     answers: dict[str, Any] = {}
 
     async def body(url: str) -> None:
-        async with client(url, "CP-16", "ocpp1.6") as cp:
+        async with station(url, "CP-16", "ocpp1.6") as cp:
             answers["boot"] = await cp.call(
                 call16.BootNotification(charge_point_model="M1", charge_point_vendor="V")
             )
@@ -222,7 +201,7 @@ def test_v201_session_becomes_canonical_events() -> None:
         ]
 
     async def body(url: str) -> None:
-        async with client(url, "CS-201", "ocpp2.0.1") as cs:
+        async with station(url, "CS-201", "ocpp2.0.1") as cs:
             answers["boot"] = await cs.call(
                 call201.BootNotification(
                     charging_station={"model": "M2", "vendor_name": "V"}, reason="PowerUp"
@@ -344,7 +323,7 @@ def test_authorize_follows_the_policy(version: str, policy: AuthPolicy, expected
     statuses: list[str] = []
 
     async def body(url: str) -> None:
-        async with client(url, "CP-A", version) as cp:
+        async with station(url, "CP-A", version) as cp:
             if version == "ocpp1.6":
                 answer = await cp.call(call16.Authorize(id_tag=TAG.lower()))  # case-insensitive
                 statuses.append(answer.id_tag_info["status"])
@@ -365,7 +344,7 @@ def test_clear_id_tag_never_reaches_events_or_logs(caplog: pytest.LogCaptureFixt
     sink = Collector()
 
     async def body(url: str) -> None:
-        async with client(url, "CP-L", "ocpp1.6") as cp:
+        async with station(url, "CP-L", "ocpp1.6") as cp:
             await cp.call(call16.Authorize(id_tag=TAG))
             await cp.call(
                 call16.StartTransaction(connector_id=1, id_tag=TAG, meter_start=0, timestamp=T0)
@@ -399,7 +378,7 @@ def test_v201_start_without_token_waits_for_the_token() -> None:
     energy = {"value": 2.5, "unit_of_measure": {"unit": "kWh"}, "context": "Transaction.Begin"}
 
     async def body(url: str) -> None:
-        async with client(url, "CS-P", "ocpp2.0.1") as cs:
+        async with station(url, "CS-P", "ocpp2.0.1") as cs:
             await cs.call(
                 call201.TransactionEvent(
                     event_type="Started",
@@ -412,7 +391,7 @@ def test_v201_start_without_token_waits_for_the_token() -> None:
                 )
             )
         # the station reconnects before the driver badges: the transaction carries over
-        async with client(url, "CS-P", "ocpp2.0.1") as cs:
+        async with station(url, "CS-P", "ocpp2.0.1") as cs:
             await cs.call(
                 call201.TransactionEvent(
                     event_type="Updated",
@@ -451,7 +430,7 @@ def test_data_transfer_and_security_events_are_accepted_and_counted(version: str
     answers: list[Any] = []
 
     async def main() -> None:
-        async with serving(gateway) as url, client(url, "CP-SEC", version) as cp:
+        async with serving(gateway) as url, station(url, "CP-SEC", version) as cp:
             calls = call16 if version == "ocpp1.6" else call201
             answers.append(await cp.call(calls.DataTransfer(vendor_id="com.acme", data="x")))
             answers.append(
