@@ -97,7 +97,7 @@ def register_scale(prep: Prepared) -> FloatArray:
         usable = (
             np.isfinite(prep.de_wh)
             & np.isfinite(by_power)
-            & (by_power >= (SCALE_MIN_RESOLUTIONS * np.maximum(prep.resolution_wh, 1.0))[:, None])
+            & (by_power >= (SCALE_MIN_RESOLUTIONS * prep.resolution_wh)[:, None])
             & ~prep.bridged
         )
         ratio = np.where(usable, prep.de_wh / by_power, np.nan)
@@ -481,6 +481,13 @@ class MeterJump(BaseDetector):
             jitter_s=self.jitter_s,
             resolution_steps=self.resolution_steps,
         )
+        # stretched by the register's steady scale (a miscalibrated meter is no jump, see
+        # ``register_scale``), for meter_mismatch too, which judges the steps within this bound:
+        # worked out only for rows with a step over the rated bound, the only ones it can change
+        if allowed.size:
+            over = np.flatnonzero((prep.de_wh > allowed).any(axis=1)).astype(np.int64)
+            if over.size:
+                allowed[over] = allowed[over] * register_scale(take_rows(prep, over))[:, None]
         batch.extra["_allowance"] = (prep, params, allowed)
         return allowed
 
@@ -505,9 +512,7 @@ class MeterJump(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         rated = self._rated(batch, prep)
-        # stretched by the register's steady scale: a miscalibrated meter is no jump (above)
-        scale = register_scale(prep)
-        allowed = self._allowance(batch, prep, rated) * scale[:, None]
+        allowed = self._allowance(batch, prep, rated)  # the register's steady scale included
         rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
         ratio = rise / allowed
         at = nan_argmax(ratio)
@@ -537,7 +542,9 @@ class MeterJump(BaseDetector):
         def describe(rows: np.ndarray) -> list[str]:
             # the time the step counted over, from the last reading that carried a register
             # (worked out for the flagged rows only); the transaction's span for meter values
-            dt = pick(register_span_s(take_rows(prep, rows)), at[rows])
+            flagged = take_rows(prep, rows)
+            dt = pick(register_span_s(flagged), at[rows])
+            scale = register_scale(flagged)
             by_values = np.isin(rows, mv)
             dt[by_values] = mv_span_s[np.searchsorted(mv, rows[by_values])]
             return [
@@ -545,11 +552,11 @@ class MeterJump(BaseDetector):
                 f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
                 + (" (meterStart to meterStop)" if v else "")
                 + (
-                    f" times the register's steady {scale[i]:.2f} x the power"
-                    if round(float(scale[i]), 2) > 1.0 and not v
+                    f" times the register's steady {k:.2f} x the power"
+                    if round(float(k), 2) > 1.0 and not v
                     else ""
                 )
-                for i, d, v in zip(rows, dt, by_values, strict=True)
+                for i, d, v, k in zip(rows, dt, by_values, scale, strict=True)
             ]
 
         return build_result(

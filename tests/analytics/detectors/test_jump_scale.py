@@ -52,3 +52,23 @@ def test_a_jump_stands_out_of_the_registers_own_rate(factor: float) -> None:
     reasons = flagged_meter_kinds(dc_30_s(factor, jump_wh=2_000.0))
     assert "meter_jump" in reasons, reasons
     assert re.search(r"rose 2\.\d+ kWh in (29|30|31) s", reasons["meter_jump"]), reasons
+
+
+def test_a_register_long_by_a_quarter_at_full_rated_power_is_a_mismatch() -> None:
+    # 15 min held at the station's 120 kW: every step of a register 1.25x long is over the
+    # rated bound; none of them is a jump, and meter_mismatch must still judge them all
+    def plateau(t: np.ndarray) -> np.ndarray:
+        return np.asarray(np.minimum(np.clip(t / 30.0, 0.0, 1.0), 1.0) * 120_000.0)
+
+    t, p, e = truth_and_samples(plateau, 15.0, 30.0, noise=0.005, seed=5)
+    register = e[0] + 1.25 * (e - e[0])
+    late = np.random.default_rng(5).uniform(0.0, 0.999, t.size)
+    spec = Spec(
+        t_s=list(np.round(t + late, 3)),
+        energy_wh=list(np.floor(register)),
+        power_w=list(p),
+        offered_w=[120_000.0] * t.size,
+        station_id="DC1",
+    )
+    reasons = flagged_meter_kinds(spec)
+    assert set(reasons) == {"meter_mismatch"}, reasons
