@@ -16,12 +16,13 @@ import polars as pl
 
 __all__ = ["TS_SHAPE", "parse_stamps", "stamp_ns"]
 
-# RFC 3339 as the columnar path parses it: T, seconds, an optional fraction of 1 to 9 digits
-# (Python keeps 6, and so do both readers here), Z or a +hh:mm offset within a day. [0-9], not
-# \d: polars' regexes are Unicode-aware and \d matches digits of every script.
+# RFC 3339 as the columnar path parses it: T (or t, as section 5.6 allows), seconds, an optional
+# fraction of 1 to 9 digits (Python keeps 6, and so do both readers here), Z (or z) or a +hh:mm
+# offset within a day. [0-9], not \d: polars' regexes are Unicode-aware and \d matches digits of
+# every script.
 TS_SHAPE = (
-    r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
-    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 _SECONDS_CHARS = 19  # 2026-11-24T08:15:30
 _MAX_CHARS = _SECONDS_CHARS + 10 + 6  # with 9 fraction digits and an offset
@@ -69,6 +70,7 @@ def parse_stamps(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # one row of bytes per stamp (a text longer than _WIDTH is cut: it has no shape anyway)
     chars = np.array(texts, dtype=f"S{_WIDTH}").view(np.uint8).reshape(n, _WIDTH)
     rows = np.arange(n)
+    chars[:, 10] &= 0xDF  # t as T: the one letter of the head (no other byte becomes a T)
     # column by column: NumPy reduces short rows slowly, and long columns quickly
     shaped = (lengths > _SECONDS_CHARS) & (lengths <= _MAX_CHARS)
     for place in range(_SECONDS_CHARS):
@@ -76,7 +78,7 @@ def parse_stamps(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     century = chars[:, 0].astype(np.int64) * 256 + chars[:, 1]
     shaped &= (century == _NINETEEN) | (century == _TWENTY)
     # the zone: Z, or +hh:mm / -hh:mm in the last six places
-    zulu = chars[rows, np.clip(lengths - 1, 0, _WIDTH - 1)] == ord("Z")
+    zulu = (chars[rows, np.clip(lengths - 1, 0, _WIDTH - 1)] | 0x20) == ord("z")  # Z or z
     zone_at = np.clip(lengths - 6, 0, _WIDTH - 6)
     sign = chars[rows, zone_at]
     hhmm = [chars[rows, zone_at + 1 + place] for place in range(5)]
@@ -138,7 +140,9 @@ def stamp_ns(ts: pl.Expr) -> pl.Expr:
     """Integer nanoseconds (UTC, to the microsecond, as the per-event path keeps) of stamps of
     ``TS_SHAPE`` (others give any value: they are not ``ok``): the date and time to the
     second by polars' fixed-width parser, then the fraction's first six digits and the zone
-    from their places (the zone is ``Z`` or six characters at the end)."""
+    from their places (the zone is ``Z`` or six characters at the end; ``t`` and ``z`` read
+    as ``T`` and ``Z``)."""
+    ts = ts.str.to_uppercase()
     zulu = ts.str.ends_with("Z")
     zone = pl.when(zulu).then(1).otherwise(6)
     seconds = (

@@ -103,3 +103,14 @@ def test_a_stamp_of_the_shape_is_the_instant_python_reads(
     expected = (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     assert shaped[0] and has_ts[0]
     assert ts_ns[0] == expected * 1000
+
+
+def test_a_lower_case_t_and_z_are_read_as_their_capitals() -> None:
+    # RFC 3339 section 5.6: a stamp so written takes the columnar path, with the same time
+    upper = ["2026-11-24T08:15:30Z", "2026-11-24T08:15:30.25Z", "2026-11-24T09:15:30+01:00"]
+    lower: list[str | None] = [text.replace("T", "t").replace("Z", "z") for text in upper]
+    shaped, ts_ns, has_ts = parse_stamps(pl.Series("ts", lower, dtype=pl.String))
+    want = parse_stamps(pl.Series("ts", upper, dtype=pl.String))
+    assert shaped.all() and has_ts.all()
+    assert ts_ns.tolist() == want[1].tolist()
+    assert_read_alike(lower)
