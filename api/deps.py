@@ -164,7 +164,7 @@ class ApiServices:
     metrics: Callable[[], tuple[bytes, str]]  # payload and content type
     max_body_bytes: int  # as sent (the acceptor bounds it once decompressed)
     max_concurrent_batches: int  # bodies accepted at once (a few more wait, then 503)
-    # grace for a request body to start (then it must keep up ``api.events.MIN_BODY_RATE``)
+    # grace for a request body to start (then it must keep up ``api.reading.MIN_BODY_RATE``)
     body_timeout_s: float = 10.0
     api_auth: bool = True
     ocpp: OcppEndpoint | None = None  # None: /ocpp/ refuses every station

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from api.deps import ApiServices, Bearer, KeyHeader, Services, require
+from api.deps import ApiServices, Bearer, KeyHeader, Services, presented_key, require
 from api.query import READ_RESPONSES, Problem, Utc, utc
 from api.reading import read_limited
 from chargewatch.catalog import SessionRow
@@ -219,7 +219,7 @@ async def post_verdict(
         raise HTTPException(
             422, f"body.kind: is the flag's own kind ({found.kind}); that verdict is confirmed"
         )
-    posted_with = bearer.credentials if bearer is not None else key_header
+    posted_with = presented_key(bearer, key_header)  # the key the request was admitted with
     stored = await run_in_threadpool(
         lambda: desk.record(
             found,
@@ -227,7 +227,7 @@ async def post_verdict(
             right_kind=None if body.kind is None else body.kind.value,
             comment=body.comment,
             who=body.who,
-            key_id=api_key_id((posted_with or "").strip()),
+            key_id=api_key_id(posted_with),
         )
     )
     count = len(await run_in_threadpool(desk.history, stored.flag_id))
