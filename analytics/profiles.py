@@ -51,8 +51,12 @@ from analytics.detectors.meter import (
     fall_tolerance_wh,
     integration_doubt_wh,
 )
-from analytics.detectors.prepared import register_resolution_wh, time_resolution_s
-from analytics.detectors.stall import REGISTER_POWER_MAX_RESOLUTION_WH
+from analytics.detectors.prepared import (
+    REGISTER_POWER_MAX_RESOLUTION_WH,
+    register_mean_power_w,
+    register_resolution_wh,
+    time_resolution_s,
+)
 from chargewatch.influx import format_point
 from chargewatch.schema import READING_FIELDS
 
@@ -281,7 +285,7 @@ _SAMPLE_FLOATS = READING_FIELDS
 
 def power_or_register_w(batch: SessionBatch) -> FloatArray:
     """Each sample's power (NaN in the padding); in rows without a single power value but with
-    a fine register (stall's ``REGISTER_POWER_MAX_RESOLUTION_WH``), the register's mean power
+    a fine register (``REGISTER_POWER_MAX_RESOLUTION_WH``), the register's mean power
     from each sample to the next, so that a station sampling only the register (OCPP 1.6's
     default) still shows when it charged, rested, or was idle after full. It is never
     integrated for billing: the register cannot check itself."""
@@ -296,10 +300,7 @@ def power_or_register_w(batch: SessionBatch) -> FloatArray:
     de = np.diff(energy[rows], axis=1)
     fine = register_resolution_wh(de, energy[rows]) <= REGISTER_POWER_MAX_RESOLUTION_WH
     rows, de = rows[fine], de[fine]
-    dt_s = np.diff(batch.t_ns[rows], axis=1) / _NS
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_w = np.where(dt_s > 0, de * 3600.0 / dt_s, np.nan)
-    power[rows, :-1] = np.maximum(mean_w, 0.0)
+    power[rows, :-1] = register_mean_power_w(de, np.diff(batch.t_ns[rows], axis=1) / _NS)
     return power
 
 

@@ -837,14 +837,8 @@ class MeterMismatch(BaseDetector):
             trapezoid_doubt=self.trapezoid_doubt,
         )
         # readings without a register span: the transaction's own meter values, if it sent them
-        by_meter_values = np.flatnonzero(
-            (prep.n_energy < MIN_READINGS)
-            & ~np.isnan(batch.meter_start_wh)
-            & ~np.isnan(batch.meter_stop_wh)
-            & (batch.stop_ns != NO_TIME)
-            & (batch.stop_ns >= batch.start_ns)
-            & (prep.count >= MIN_READINGS)
-        )
+        by_meter_values = meter_values_rows(batch, prep)
+        by_meter_values = by_meter_values[prep.count[by_meter_values] >= MIN_READINGS]
         compared_by_meter_values = np.zeros(batch.n_sessions, dtype=bool)
         if by_meter_values.size:
             mv = meter_values_balance(

@@ -41,7 +41,13 @@ import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.prepared import Prepared, prepared, take_rows
+from analytics.detectors.prepared import (
+    REGISTER_POWER_MAX_RESOLUTION_WH,
+    Prepared,
+    prepared,
+    register_mean_power_w,
+    take_rows,
+)
 from analytics.detectors.ratings import AC_MAX_W
 from analytics.detectors.reductions import (
     Runs,
@@ -104,12 +110,6 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
-# A register this fine shows a step's mean power to within 1 % at the slowest charge (1.4 kW
-# for a minute is 23 Wh); a coarser one (0.1 or 1 kWh) stays flat for minutes while a car
-# charges, which would read as a rest.
-REGISTER_POWER_MAX_RESOLUTION_WH = 10.0
-
-
 def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
     """``prep`` with each row that reports no power (fewer than ``MIN_POWER_READINGS`` values)
     but a fine register at three readings or more given the register's mean power over each
@@ -126,12 +126,9 @@ def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
     if not rows.any() or prep.power_w.shape[1] < 2:
         return prep, np.zeros(rows.shape, dtype=bool)
     which = np.flatnonzero(rows)
-    dt = prep.dt_s[which]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_w = np.where(dt > 0, prep.de_wh[which] * 3600.0 / dt, np.nan)
     power = prep.power_w.copy()
     power[which, 0] = np.nan
-    power[which, 1:] = np.maximum(mean_w, 0.0)
+    power[which, 1:] = register_mean_power_w(prep.de_wh[which], prep.dt_s[which])
     peak = prep.peak_power_w.copy()
     peak[which] = row_max(power[which])
     return replace(prep, power_w=power, peak_power_w=peak), rows
