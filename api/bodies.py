@@ -91,12 +91,16 @@ class EventSpans:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def chunks(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
-        """``(index, raw JSON)`` of the events, ``size`` at a time, 0-based indexes."""
+    def chunks(self, size: int) -> Iterator[tuple[range, list[bytes]]]:
+        """The events' positions (0-based) and raw JSON, ``size`` at a time (no pair per event
+        to build and take apart again)."""
         body, starts, ends = self.body, self.starts.tolist(), self.ends.tolist()
         for first in range(0, len(starts), size):
             last = min(first + size, len(starts))
-            yield [(i, body[starts[i] : ends[i]]) for i in range(first, last)]
+            yield (
+                range(first, last),
+                list(map(body.__getitem__, map(slice, starts[first:last], ends[first:last]))),
+            )
 
 
 def split_events(body: bytes, *, max_events: int, block_bytes: int = _BLOCK_BYTES) -> EventSpans:

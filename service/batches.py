@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -409,7 +409,7 @@ def _encode_spans(events: EventSpans, max_listed: int) -> EncodedBatch:
     accepted: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     listed: list[tuple[int, str | None, str]] = []
-    for positions, raws in _pieces(events, CHUNK_EVENTS):
+    for positions, raws in events.chunks(CHUNK_EVENTS):
         chunk = _encoder.encode_raw(positions, raws)
         lines += chunk.lines
         accepted.update(chunk.accepted_by_type)
@@ -417,18 +417,6 @@ def _encode_spans(events: EventSpans, max_listed: int) -> EncodedBatch:
         room = max_listed - len(listed)
         listed += [(r.position, r.field, r.reason) for r in chunk.rejections[:room]]
     return EncodedBatch("\n".join(lines), dict(accepted), dict(rejected), listed)
-
-
-def _pieces(events: EventSpans, size: int) -> Iterator[tuple[range, list[bytes]]]:
-    """The events' positions (0-based) and raw JSON, ``size`` at a time: what
-    ``EventSpans.chunks`` gives, without a pair per event to build and take apart again."""
-    body, starts, ends = events.body, events.starts.tolist(), events.ends.tolist()
-    for first in range(0, len(starts), size):
-        last = min(first + size, len(starts))
-        yield (
-            range(first, last),
-            list(map(body.__getitem__, map(slice, starts[first:last], ends[first:last]))),
-        )
 
 
 def _encode_group(
@@ -458,7 +446,7 @@ def _encode_together(
     raws: list[bytes] = []
     for _k, events in spans:
         starts.append(len(raws))
-        for _positions, part in _pieces(events, CHUNK_EVENTS):
+        for _positions, part in events.chunks(CHUNK_EVENTS):
             raws += part
     lines: list[str] = []
     by_field = [Counter[str]() for _ in spans]

@@ -27,7 +27,7 @@ json_values = st.recursive(
 
 
 def elements(spans: EventSpans) -> list[Any]:
-    return [orjson.loads(raw) for chunk in spans.chunks(3) for _i, raw in chunk]
+    return [orjson.loads(raw) for _positions, raws in spans.chunks(3) for raw in raws]
 
 
 @settings(max_examples=200, deadline=None)
@@ -45,7 +45,7 @@ def test_array_elements_are_what_orjson_parses(
     spans = split_events(b" \n" + body + b"\n", max_events=100, block_bytes=block_bytes)
     assert elements(spans) == orjson.loads(body)
     # each element is one line (polars reads them as JSON Lines)
-    assert all(b"\n" not in raw for chunk in spans.chunks(100) for _i, raw in chunk)
+    assert all(b"\n" not in raw for _positions, raws in spans.chunks(100) for raw in raws)
 
 
 @settings(max_examples=200, deadline=None)
