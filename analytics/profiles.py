@@ -47,9 +47,8 @@ from analytics.detectors.meter import (
     MISMATCH_MAX_RELATIVE,
     POWER_SENSOR_CLASS,
     SENSOR_OFFSET_W,
-    deadband_doubt_wh,
     fall_tolerance_wh,
-    integration_doubt_wh,
+    step_doubt_wh,
 )
 from analytics.detectors.prepared import (
     REGISTER_POWER_MAX_RESOLUTION_WH,
@@ -347,9 +346,9 @@ def _trapezoid_wh(
     t_ns: IntArray, power_w: FloatArray, time_res_s: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """Energy by the trapezoid rule over each row's samples that have a power value, and how
-    far from the truth it may be (meter_mismatch's ``integration_doubt_wh`` and
-    ``deadband_doubt_wh``); intervals over ``MAX_INTERVAL_S`` count as that long (a wrong
-    clock must not make up energy). NaN for a row without power values."""
+    far from the truth it may be (meter_mismatch's ``step_doubt_wh``); intervals over
+    ``MAX_INTERVAL_S`` count as that long (a wrong clock must not make up energy). NaN for a
+    row without power values."""
     if power_w.shape[1] < 2:
         zero = np.where(np.isfinite(power_w).any(axis=1), 0.0, np.nan)
         return zero, zero.copy()
@@ -358,9 +357,7 @@ def _trapezoid_wh(
     dt_s = np.clip(np.diff(t, axis=1) / _NS, 0.0, MAX_INTERVAL_S)
     area = np.where(pair, dt_s * (p[:, 1:] + p[:, :-1]) / 2.0, 0.0)
     # meter_mismatch's bound: the integration doubt and what the sensor offset may hide
-    doubt = integration_doubt_wh(p, dt_s, time_res_s)
-    doubt += deadband_doubt_wh(p, dt_s, SENSOR_OFFSET_W)
-    doubt = np.where(pair, doubt, 0.0)
+    doubt = np.where(pair, step_doubt_wh(p, p, dt_s, time_res_s, SENSOR_OFFSET_W), 0.0)
     some = kept.any(axis=1)
     return (
         np.where(some, area.sum(axis=1) / 3600.0, np.nan),

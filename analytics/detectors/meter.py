@@ -616,6 +616,21 @@ def deadband_doubt_wh(power_w: FloatArray, dt_s: FloatArray, offset_w: float) ->
     return np.asarray(0.5 * offset_w * ends * dt_s / 3600.0)
 
 
+def step_doubt_wh(
+    power_w: FloatArray,
+    raw_power_w: FloatArray,
+    dt_s: FloatArray,
+    time_res_s: FloatArray,
+    offset_w: float,
+) -> FloatArray:
+    """How far each step's trapezoid (of ``power_w``) may be from the energy that truly flowed:
+    the integration doubt and what the sensor offset may hide (of the power as read,
+    ``raw_power_w``). meter_mismatch's bound, and the billing view's."""
+    doubt = integration_doubt_wh(power_w, dt_s, time_res_s)
+    doubt += deadband_doubt_wh(raw_power_w, dt_s, offset_w)
+    return doubt
+
+
 @dataclass(frozen=True, slots=True)
 class EnergyBalance:
     """Per row: the register's energy and the integral of power over the same clean spans, and
@@ -658,8 +673,7 @@ def energy_balance(
     power = np.where(prep.power_w < sensor_offset_w, 0.0, prep.power_w)
     res_t = prep.time_resolution_s
     step_pw = trapezoid_wh(power, prep.dt_s)
-    step_doubt = integration_doubt_wh(power, prep.dt_s, res_t)
-    step_doubt += deadband_doubt_wh(prep.power_w, prep.dt_s, sensor_offset_w)
+    step_doubt = step_doubt_wh(power, prep.power_w, prep.dt_s, res_t, sensor_offset_w)
     step_bad = np.isnan(step_pw)
     step_bad |= (prep.dt_s > gap_intervals * prep.interval_s[:, None]) & (prep.dt_s >= gap_min_s)
     span_pw, span_doubt, span_bad = step_pw, step_doubt, step_bad
@@ -724,8 +738,7 @@ def meter_values_balance(
     lead_s, tail_s = np.maximum(lead_s, 0.0), np.maximum(tail_s, 0.0)
     step_pw = trapezoid_wh(power, sub.dt_s)
     res_t = sub.time_resolution_s
-    step_doubt = integration_doubt_wh(power, sub.dt_s, res_t)
-    step_doubt += deadband_doubt_wh(sub.power_w, sub.dt_s, sensor_offset_w)
+    step_doubt = step_doubt_wh(power, sub.power_w, sub.dt_s, res_t, sensor_offset_w)
     dt = np.concatenate((lead_s[:, None], sub.dt_s, tail_s[:, None]), axis=1)
     gap = (dt > gap_intervals * sub.interval_s[:, None]) & (dt >= gap_min_s)
     inner = ~np.isnan(step_pw) | ~sub.valid[:, 1:]  # padding is no hole
