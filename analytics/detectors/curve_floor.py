@@ -61,6 +61,21 @@ STEP_GRID_PCT = 0.1  # curves read every 0.1 % of SoC for the step
 # or so, 1-2 % at DC rates on a small battery).
 STEP_MARGIN_PCT = 3.0
 
+# However large its battery, a step's fall is not asked to be complete beyond this SoC: past 70 %
+# published curves fall anywhere (the band's floor is 0 there, NO_FLOOR_FROM_SOC_PCT), and the
+# curves of cars newer than the data are not known.
+STEP_CAP_SOC_PCT = NO_FLOOR_FROM_SOC_PCT
+
+BY_CAPACITY_DERIVATION = (
+    "A car's battery is at least as large as its session shows (early_taper estimates a lower"
+    " bound from the energy delivered over the SoC gained), and the curves of cars with smaller"
+    " usable_battery_size cannot be its own. 'by_capacity' rows: 'from_kwh' is a usable capacity"
+    " of the data; 'complete_below_soc_pct' is the tier's limit computed as above over the curves"
+    " of cars of at least that capacity ('uncapped_soc_pct', 'set_by'), capped at"
+    f" {STEP_CAP_SOC_PCT} % (past it curves fall anywhere, and newer cars are not in the data);"
+    " a row is written where the limit changes, from the smallest battery up."
+)
+
 STEP_DERIVATION = (
     f"Each curve, read every {STEP_GRID_PCT} % of SoC (straight lines between its published"
     " points): at each SoC, its power over the highest power it drew in the span of SoC before"
@@ -82,6 +97,7 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
         points = car["dc_charger"]["charging_curve"]
         at_pct = [q["percentage"] for q in points]
         powers.append(np.interp(soc, at_pct, [q["power"] for q in points]))
+    usable = np.array([float(car.get("usable_battery_size") or 0.0) for car in cars])
     tiers = []
     for span in STEP_SPANS_PCT:
         back = round((span + STEP_HIDDEN_PCT) / STEP_GRID_PCT)
@@ -93,18 +109,51 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
             if fallen.any():
                 first[i] = soc[np.argmax(fallen)]
         lowest = float(first.min())
-        models = dict.fromkeys(
-            f"{cars[i]['brand']} {cars[i]['model']}" for i in np.flatnonzero(first == lowest)
-        )
         tiers.append(
             {
                 "soc_span_pct": span,
                 "first_fallen_soc_pct": lowest,
                 "complete_below_soc_pct": round(lowest - STEP_MARGIN_PCT, 1),
-                "set_by": list(models),
+                "set_by": _models(cars, first == lowest),
+                "by_capacity": _by_capacity(cars, usable, first),
             }
         )
-    return {"drop": STEP_DROP, "tiers": tiers, "derivation": STEP_DERIVATION}
+    return {
+        "drop": STEP_DROP,
+        "tiers": tiers,
+        "derivation": STEP_DERIVATION,
+        "by_capacity_derivation": BY_CAPACITY_DERIVATION,
+    }
+
+
+def _models(cars: list[dict[str, Any]], which: np.ndarray) -> list[str]:
+    return list(
+        dict.fromkeys(f"{cars[i]['brand']} {cars[i]['model']}" for i in np.flatnonzero(which))
+    )
+
+
+def _by_capacity(
+    cars: list[dict[str, Any]], usable: FloatArray, first: FloatArray
+) -> list[dict[str, Any]]:
+    """The tier's limit among the curves of cars with at least each usable capacity
+    (``BY_CAPACITY_DERIVATION``): a row where the limit changes, from the smallest battery up."""
+    rows: list[dict[str, Any]] = []
+    for kwh in np.unique(usable[usable > 0]):
+        among = usable >= kwh
+        lowest = float(first[among].min())
+        uncapped = round(lowest - STEP_MARGIN_PCT, 1)
+        limit = min(uncapped, float(STEP_CAP_SOC_PCT))
+        if rows and rows[-1]["complete_below_soc_pct"] == limit:
+            continue
+        rows.append(
+            {
+                "from_kwh": float(kwh),
+                "complete_below_soc_pct": limit,
+                "uncapped_soc_pct": uncapped if lowest < np.inf else None,
+                "set_by": _models(cars, among & (first == lowest)) if lowest < np.inf else [],
+            }
+        )
+    return rows
 
 
 REBOUND_DERIVATION = (

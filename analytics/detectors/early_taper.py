@@ -145,6 +145,33 @@ DC_STEP_TIERS = tuple(
 assert [span for span, _ in DC_STEP_TIERS] == [5.0, 10.0], DC_STEP_TIERS
 
 
+def _tier_by_capacity(tier: int) -> tuple[FloatArray, FloatArray]:
+    rows = _dc_curve_table()["step"]["tiers"][tier]["by_capacity"]
+    kwh = np.array([r["from_kwh"] for r in rows], dtype=np.float64)
+    below = np.array([r["complete_below_soc_pct"] for r in rows], dtype=np.float64)
+    return kwh, below
+
+
+# The tiers again, over the curves of cars with at least each usable capacity: a car whose
+# session shows a larger battery than the stepping cars' (the e-208 family and the Corsa-e
+# hold 45-47.5 kWh) is not one of them, and its fall must be complete below 70 % SoC only
+# (the next published steps, the Kona's and the Teslas', begin at 75-76 %; past 70 % curves
+# fall anywhere, so nothing is asked there whatever the battery). Row k applies from
+# STEP_FROM_KWH[k] kWh. Numbers and source: dc_curve_floor.json ("by_capacity"), made by
+# curve_floor.py. Missed without it: a 90 kWh car falling from 145 to 44 kW at 63-66 % SoC
+# (an independently written fleet, seed 81), judged against a 47.5 kWh car's step at 68.8 %.
+STEP_FROM_KWH = tuple(_tier_by_capacity(tier) for tier in range(len(DC_STEP_TIERS)))
+
+# A reported SoC gain may fall short of the battery's true gain by its reporting step (at each
+# end) and by the lag of a car's figure behind the energy just taken: a reading or so, 1-2 %
+# at DC rates on a small battery (the step tiers' own margin, curve_floor.STEP_MARGIN_PCT).
+SOC_LAG_PCT = 2.0
+
+# Energy is counted towards the battery's size only over steps of at most this many sampling
+# intervals: across a longer gap power may have stopped, and a lower bound must not guess.
+CAPACITY_GAP_INTERVALS = 2.0
+
+
 # How far a car climbs back out of a dip along its own curve: at a higher SoC no published curve
 # draws more than REBOUND_LIMIT (1.27) times the least it drew since a lower SoC; the largest is
 # the Mazda MX-30's gentle rise from 30 kW at 0 % to 38 kW at 55 %, and no curve climbs back
@@ -417,7 +444,17 @@ class EarlyTaper(BaseDetector):
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def _candidates(self, prep: Prepared, rated: FloatArray) -> BoolArray:
+    def _step_limits(self, battery_wh: FloatArray) -> FloatArray:
+        """Per row and step tier, ``(n, 2)``: the SoC below which a fall over the tier's span
+        must be complete, for a car with at least ``battery_wh`` (``STEP_FROM_KWH``)."""
+        out = np.empty((battery_wh.size, len(STEP_FROM_KWH)))
+        bases = (self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct)
+        for tier, ((kwh, below), base) in enumerate(zip(STEP_FROM_KWH, bases, strict=True)):
+            at = np.searchsorted(kwh, np.nan_to_num(battery_wh) / 1000.0, side="right") - 1
+            out[:, tier] = np.maximum(base, np.where(at >= 0, below[np.maximum(at, 0)], base))
+        return out
+
+    def _candidates(self, prep: Prepared, rated: FloatArray, step_below: FloatArray) -> BoolArray:
         """Rows with readings that either piece of evidence could hold against them, in
         stretches of ``min_duration_s`` in all: below its SoC bin's band (without SoC: its
         class's highest band, if enough energy is still to come for that band to apply), or
@@ -492,7 +529,8 @@ class EarlyTaper(BaseDetector):
         # the step: far below the peak for long enough from where a fall may begin (below
         # ``dc_step_max_soc_pct``), and a fall there
         low = r < 1.0 - self.min_drop
-        may_begin = low & ~(soc >= self._step_max_soc_pct()) if any_soc else low
+        step_max = step_below.max(axis=1)[:, None]
+        may_begin = low & ~(soc >= step_max) if any_soc else low
         begin = np.argmax(may_begin, axis=1)
         after = np.arange(m) >= np.where(may_begin[np.arange(n), begin], begin, m)[:, None]
         shortest_s = min(self.min_duration_s, self.min_cut_short_s)
@@ -515,7 +553,7 @@ class EarlyTaper(BaseDetector):
                 limit=limit,
                 track=False,
             )
-            fell &= low[rows] & ~(soc_ >= self._step_max_soc_pct())
+            fell &= low[rows] & ~(soc_ >= step_max[rows])
             out[rows] = np.any(fell, axis=1)
 
         # the rebound (DC): under the rebound share of a later reading and fallen from an
@@ -537,11 +575,15 @@ class EarlyTaper(BaseDetector):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
-        prep = _charged_soc(prepared(batch, now_ns))
+        reported = prepared(batch, now_ns)
+        prep = _charged_soc(reported)
         n = batch.n_sessions
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-        rows = np.flatnonzero(self._candidates(prep, rated))
-        verdict = scatter_verdict(n, rows, self._judge(take_rows(prep, rows), rated[rows]))
+        battery_wh = battery_at_least_wh(prep, soc_resolution_pct(reported.soc_pct, _has(reported)))
+        step_below = self._step_limits(battery_wh)
+        rows = np.flatnonzero(self._candidates(prep, rated, step_below))
+        judged = self._judge(take_rows(prep, rows), rated[rows], step_below[rows], battery_wh[rows])
+        verdict = scatter_verdict(n, rows, judged)
 
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
         peak = prep.peak_power_w
@@ -555,8 +597,11 @@ class EarlyTaper(BaseDetector):
         not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         return verdict_result(self.kind, verdict, not_scored)
 
-    def _judge(self, prep: Prepared, rated: FloatArray) -> Verdict:
-        """Both kinds of evidence for the candidate rows; the stronger one speaks."""
+    def _judge(
+        self, prep: Prepared, rated: FloatArray, step_below: FloatArray, battery_wh: FloatArray
+    ) -> Verdict:
+        """Both kinds of evidence for the candidate rows; the stronger one speaks (``step_below``:
+        ``_step_limits`` of the rows, for a car of at least ``battery_wh``)."""
         f = self._features(prep, rated)
         below = (f.cell >= 0) & (f.ratio < f.floor)
         slow = below[:, 1:] & below[:, :-1]
@@ -569,7 +614,7 @@ class EarlyTaper(BaseDetector):
             ),
             0.0,
         )
-        x_step, step_run, fall_from = self._step(prep, f)
+        x_step, step_run, fall_from = self._step(prep, f, step_below)
         x_rebound, rebound_run, soon = self._rebound(prep, f)
 
         at_band = nan_argmax(x_band)
@@ -612,11 +657,18 @@ class EarlyTaper(BaseDetector):
                     # the fall: from the last reading near that power to the stretch's start
                     near = np.flatnonzero(prep.power_w[i, : begin[i]] >= 0.95 * from_w)
                     fall_s[i] = prep.t_s[i, begin[i]] - prep.t_s[i, near[-1] if near.size else 0]
+                    sized = ""
+                    if soc[i] >= min(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct):
+                        sized = (
+                            f" (the battery holds at least {battery_wh[i] / 1000.0:.0f} kWh by"
+                            " the energy it took over the SoC it gained, larger than any car"
+                            " whose curve steps down there)"
+                        )
                     out.append(
                         f"power fell from {fmt_kw(from_w)} to {fmt_kw(mean_p)}"
                         f" ({mean_p / from_w * 100:.0f} %) within {fmt_min(fall_s[i])}{where}"
                         f" and was held there for {fmt_min(dur[i])}, with no lower offered"
-                        f" power: no car's own charging curve steps down that far"
+                        f" power: no car's own charging curve steps down that far{sized}"
                     )
                     continue
                 floor = band_at[i] * 100
@@ -642,7 +694,9 @@ class EarlyTaper(BaseDetector):
 
         return Verdict(x=np.nan_to_num(x), start_ns=start, end_ns=end, describe=describe)
 
-    def _step(self, prep: Prepared, f: _Taper) -> tuple[FloatArray, Runs, IntArray]:
+    def _step(
+        self, prep: Prepared, f: _Taper, step_below: FloatArray
+    ) -> tuple[FloatArray, Runs, IntArray]:
         """Evidence per step of a sudden fall held for a while (see ``_falls``): power drops
         under (1 - ``min_drop``) of a reading a few minutes and a few % of SoC before, then
         stays under that while above ``hold_fraction`` of where it settled. Also, per
@@ -661,12 +715,13 @@ class EarlyTaper(BaseDetector):
             limit=f.limit,
         )
         charging = (p > self.near_zero_w) & (prep.status != StatusCode.SUSPENDED_EV)
-        # a fall must be complete where published DC curves do not fall that far over as much
-        # SoC themselves (DC_STEP_TIERS); once fallen, the stretch it holds may go on beyond.
-        # Without SoC (NaN) no tier applies: the comparisons are False, the fall stands.
+        # a fall must be complete where published DC curves (of cars with a battery as large
+        # as the session shows, ``_step_limits``) do not fall that far over as much SoC
+        # themselves; once fallen, the stretch it holds may go on beyond. Without SoC (NaN)
+        # no tier applies: the comparisons are False, the fall stands.
         gained = soc - np.take_along_axis(soc, np.maximum(origin, 0), axis=1)
-        narrow = (gained <= self.max_fall_soc_pct) & ~(soc >= self.dc_step_max_soc_pct)
-        fell &= charging & (narrow | ~(soc >= self.dc_wide_step_max_soc_pct))
+        narrow = (gained <= self.max_fall_soc_pct) & ~(soc >= step_below[:, :1])
+        fell &= charging & (narrow | ~(soc >= step_below[:, 1:]))
         # the power it fell from, carried forward: the stretch stays under its share of that.
         # Readings late in a fall compare with earlier ones that are part of the fall too, so
         # over one fall (falling readings less than ``max_fall_s`` apart) the highest is kept:
@@ -816,10 +871,6 @@ class EarlyTaper(BaseDetector):
             f" {fmt_kw(float(p[end]))}), with no lower offered power: no car's own charging"
             f" curve climbs back to more than {self.rebound_limit:.2f} times its lowest"
         )
-
-    def _step_max_soc_pct(self) -> float:
-        """The highest SoC below which some tier lets a fall be complete (for first passes)."""
-        return max(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct)
 
     def _cut_short(
         self,
@@ -992,6 +1043,47 @@ def _group_quantile(
     pos = starts + np.floor(q * (counts - 1)).astype(np.int64)
     out[has] = sorted_values[pos[has]]
     return out, counts
+
+
+def _has(prep: Prepared) -> BoolArray:
+    return np.asarray(~np.isnan(prep.soc_pct))
+
+
+def battery_at_least_wh(prep: Prepared, resolution_pct: FloatArray) -> FloatArray:
+    """Per row: the least usable capacity (Wh) the car can have, by the energy it took over the
+    SoC it gained; 0 where that cannot be told.
+
+    Over the readings from its first SoC to where its highest SoC was first reported (a figure
+    held after that adds energy, not SoC): the energy is a lower bound (each step at the lesser
+    of its two powers, none across a gap of more than ``CAPACITY_GAP_INTERVALS`` intervals, and
+    no more than the register's step where both ends have one), of which at least
+    ``EFFICIENCY_MIN`` reached the battery; the gain is an upper bound (the reported gain, one
+    reporting step, ``SOC_LAG_PCT``). ``prep`` is after ``_charged_soc`` (SoC in doubt is
+    NaN), ``resolution_pct`` the reporting step of the reported SoC."""
+    soc, p = prep.soc_pct, prep.power_w
+    n, m = soc.shape
+    out = np.zeros(n)
+    has = ~np.isnan(soc)
+    rows = np.flatnonzero(has.any(axis=1)) if m > 1 else np.zeros(0, dtype=np.int64)
+    if rows.size == 0:
+        return out
+    soc, p, has = soc[rows], p[rows], has[rows]
+    first = np.argmax(has, axis=1)
+    top = np.nanmax(soc, axis=1)
+    last = np.argmax(has & (soc >= top[:, None]), axis=1)
+    gained = top - pick(soc, first)
+    dt = prep.dt_s[rows]
+    short = dt <= CAPACITY_GAP_INTERVALS * prep.interval_s[rows, None]
+    step_wh = np.where(short, np.fmin(p[:, 1:], p[:, :-1]) * dt / 3600.0, 0.0)
+    step_wh = np.clip(np.nan_to_num(step_wh), 0.0, None)
+    cum = np.concatenate((np.zeros((rows.size, 1)), np.cumsum(step_wh, axis=1)), axis=1)
+    energy = pick(cum, last) - pick(cum, first)
+    e = prep.energy_wh[rows]
+    register = pick(e, last) - pick(e, first)  # NaN unless both ends have a register
+    energy = np.where(register >= 0.0, np.fmin(energy, register), energy)
+    span = gained + np.maximum(resolution_pct[rows], WHOLE_PERCENT_PCT) + SOC_LAG_PCT
+    out[rows] = energy * EFFICIENCY_MIN / span * 100.0
+    return out
 
 
 def _charged_soc(prep: Prepared) -> Prepared:

@@ -11,6 +11,8 @@ import pytest
 
 from analytics.batch import StatusCode
 from analytics.detectors import EarlyTaper, fit_detectors
+from analytics.detectors.early_taper import STEP_FROM_KWH, battery_at_least_wh
+from analytics.detectors.prepared import prepared
 from tests.analytics.detectors.helpers import (
     NOW_NS,
     T0_NS,
@@ -32,6 +34,8 @@ E_TRAVELLER = (
 )
 # a car that holds 100 kW to 60 % SoC, then tapers
 PLATEAU_TO_60 = ([0, 60, 80, 100], [100, 100, 45, 10])
+# a large fast car: 145 kW to 75 % SoC, then tapers (on the scale of a 90 kWh pack)
+PLATEAU_TO_75 = ([0, 75, 90, 100], [145, 145, 60, 15])
 
 
 def dc_charge(
@@ -171,6 +175,22 @@ def fast_car_derate_over_nine_percent_of_soc() -> Spec:
     )
 
 
+def big_battery_derate_complete_at_67_percent() -> Spec:
+    # 145 kW on 90 kWh, cut to 30 % from 64 % SoC: complete at 66-67 %, beyond where the
+    # e-208 family's own step lets a fall count (65.8 %); the session's energy over its SoC
+    # shows a battery far larger than theirs (45-47.5 kWh), so their curves are not its own
+    # (an independently written fleet, seed 81: 145 to 44 kW at 63-66 %, missed)
+    return dc_charge(
+        PLATEAU_TO_75,
+        soc0=22.0,
+        battery_kwh=90.0,
+        derate_at_soc=64.0,
+        factor=0.3,
+        minutes_total=40.0,
+        step_s=60.0,
+    )
+
+
 def derate_cut_short_by_the_stop() -> Spec:
     # halved at 35 % SoC; the driver leaves 7 min later
     spec = dc_charge(PLATEAU_TO_60, soc0=20.0, derate_at_soc=35.0, minutes_total=40.0)
@@ -198,6 +218,21 @@ def e208_own_step_then_the_driver_leaves() -> Spec:
     spec = dc_charge(E208, soc0=60.0, battery_kwh=46.0, minutes_total=30.0)
     at = float(np.asarray(spec.t_s)[np.argmax(np.asarray(spec.soc_pct) >= 70.0)])
     return cut(spec, at + 6 * MIN)
+
+
+def e208_own_step_with_a_long_register_and_a_late_soc() -> Spec:
+    # the e-208's own step at 68.8 % SoC, judged with what could make its battery look larger:
+    # a register counting 25 % long (meter_mismatch's business), a SoC that starts at 40 %
+    # and is held at its last figure for the last readings
+    spec = dc_charge(E208, soc0=40.0, battery_kwh=46.0, minutes_total=30.0, step_s=30.0)
+    register = np.asarray(spec.energy_wh)
+    soc = np.asarray(spec.soc_pct, dtype=np.float64)
+    soc[-8:] = soc[-9]
+    return with_(
+        spec,
+        energy_wh=list(np.floor(register[0] + 1.25 * (register - register[0]))),
+        soc_pct=list(soc),
+    )
 
 
 def e_traveller_own_steps() -> Spec:
@@ -362,6 +397,7 @@ DERATES: list[Callable[[], Spec]] = [
     fast_car_derate_over_nine_percent_of_soc,
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
+    big_battery_derate_complete_at_67_percent,
     ac_derate_at_79_percent,
     ac_derate_at_55_percent_on_one_phase,
     dip_held_then_back_on_a_150_kw_charger,
@@ -371,6 +407,7 @@ DERATES: list[Callable[[], Spec]] = [
 NORMAL: list[Callable[[], Spec]] = [
     e208_own_steps,
     e208_own_step_then_the_driver_leaves,
+    e208_own_step_with_a_long_register_and_a_late_soc,
     e_traveller_own_steps,
     early_unplug_while_charging,
     dip_that_recovers_after_six_minutes,
@@ -462,3 +499,36 @@ def test_undefined_soc_and_lone_readings_never_reach_an_integer_cast() -> None:
         assert result.score.shape == (len(specs),)
     flagged, _ = _early_taper([lone_soc, partly])
     assert flagged[1]  # the derate still shows with a third of its SoC missing
+
+
+def test_a_larger_battery_than_the_stepping_cars_lets_a_later_fall_count() -> None:
+    (narrow_kwh, narrow), (wide_kwh, wide) = STEP_FROM_KWH
+    detector = EarlyTaper()
+    at = detector._step_limits(np.array([0.0, 30_000.0, 47_500.0, 60_000.0, 150_000.0]))
+    # unknown or small: the e-208 family's and the E-Traveller's limits; from 48.8 kWh (the
+    # next battery after the Mokka-e's 47.5 in the data) 70 %, the cap: the Kona's and the
+    # Teslas' steps begin at 75-76 %, and past 70 % curves fall anywhere
+    assert at[:, 0].tolist() == [65.8, 65.8, 65.8, 70.0, 70.0]
+    assert at[:, 1].tolist() == [63.4, 63.4, 65.8, 70.0, 70.0]
+    assert narrow.max() == wide.max() == 70.0 and narrow_kwh[-1] == wide_kwh[-1] == 48.8
+
+
+def test_the_battery_bound_stays_under_the_true_size() -> None:
+    specs = [
+        dc_charge(PLATEAU_TO_75, soc0=22.0, battery_kwh=90.0, minutes_total=30.0, step_s=60.0),
+        dc_charge(E208, soc0=20.0, battery_kwh=46.0, minutes_total=30.0),
+        e208_own_step_with_a_long_register_and_a_late_soc(),
+        with_(dc_charge(E208, soc0=20.0, battery_kwh=46.0), soc_pct=None),
+    ]
+    prep = prepared(make_batch(specs), NOW_NS)
+    bound = battery_at_least_wh(prep, np.ones(len(specs))) / 1000.0
+    # at least 80 % reaches the pack, the gain is padded by a step and a lag: under the true
+    # size, and for the large car above every car whose curve steps down before 70 %
+    assert 48.8 < bound[0] < 90.0, bound
+    assert 0.0 < bound[1] < 46.0 and 0.0 < bound[2] < 46.0, bound
+    assert bound[3] == 0.0
+
+
+def test_a_fall_counted_for_the_battery_size_says_so() -> None:
+    flagged, reason = _early_taper([big_battery_derate_complete_at_67_percent()])
+    assert flagged[0] and "the battery holds at least" in str(reason[0]), reason[0]
