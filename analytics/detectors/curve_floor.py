@@ -76,6 +76,21 @@ BY_CAPACITY_DERIVATION = (
     " a row is written where the limit changes, from the smallest battery up."
 )
 
+# A deep step: a fall to under this share of the highest power just before. Before 75 % SoC no
+# published curve falls to under half of the highest power it drew over the 11 % of SoC before
+# (the E-Traveller comes to 0.50 at 74 %, the Corsa-e to 0.51 at 73 %, the e-208 family's step
+# at 68.8 % to 0.52, 27 of 52 kW); 0.45 leaves a tenth of that for the noise of the two readings
+# compared. Such a fall counts when complete below the cap (70 %) whatever the battery: the first
+# published curves to fall that deep do so at 75.6 % (the Ioniq, over 11 % of SoC) and 79.9 %
+# (the Polestar 2, over 6 %).
+DEEP_KEEP = 0.45
+
+DEEP_DERIVATION = (
+    "As 'derivation', for a fall to under 'keep' of the highest power in the span before:"
+    " 'complete_below_soc_pct' is the first such SoC less the same margin, capped at"
+    f" {STEP_CAP_SOC_PCT} %."
+)
+
 STEP_DERIVATION = (
     f"Each curve, read every {STEP_GRID_PCT} % of SoC (straight lines between its published"
     " points): at each SoC, its power over the highest power it drew in the span of SoC before"
@@ -99,15 +114,9 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
         powers.append(np.interp(soc, at_pct, [q["power"] for q in points]))
     usable = np.array([float(car.get("usable_battery_size") or 0.0) for car in cars])
     tiers = []
+    deep = []
     for span in STEP_SPANS_PCT:
-        back = round((span + STEP_HIDDEN_PCT) / STEP_GRID_PCT)
-        first = np.full(len(cars), np.inf)
-        for i, power in enumerate(powers):
-            padded = np.concatenate((np.zeros(back), power))
-            highest = np.lib.stride_tricks.sliding_window_view(padded, back + 1).max(axis=1)
-            fallen = power < (1.0 - STEP_DROP) * highest
-            if fallen.any():
-                first[i] = soc[np.argmax(fallen)]
+        first = _first_fallen(powers, soc, span, 1.0 - STEP_DROP)
         lowest = float(first.min())
         tiers.append(
             {
@@ -118,12 +127,41 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
                 "by_capacity": _by_capacity(cars, usable, first),
             }
         )
+        first = _first_fallen(powers, soc, span, DEEP_KEEP)
+        lowest = float(first.min())
+        deep.append(
+            {
+                "soc_span_pct": span,
+                "first_fallen_soc_pct": lowest,
+                "complete_below_soc_pct": min(
+                    round(lowest - STEP_MARGIN_PCT, 1), float(STEP_CAP_SOC_PCT)
+                ),
+                "set_by": _models(cars, first == lowest),
+            }
+        )
     return {
         "drop": STEP_DROP,
         "tiers": tiers,
         "derivation": STEP_DERIVATION,
         "by_capacity_derivation": BY_CAPACITY_DERIVATION,
+        "deep": {"keep": DEEP_KEEP, "tiers": deep, "derivation": DEEP_DERIVATION},
     }
+
+
+def _first_fallen(
+    powers: list[FloatArray], soc: FloatArray, span: float, keep: float
+) -> FloatArray:
+    """Per curve: the lowest SoC where it draws under ``keep`` of the highest power it drew in
+    ``span`` % of SoC before (plus ``STEP_HIDDEN_PCT``); inf where it never does."""
+    back = round((span + STEP_HIDDEN_PCT) / STEP_GRID_PCT)
+    first = np.full(len(powers), np.inf)
+    for i, power in enumerate(powers):
+        padded = np.concatenate((np.zeros(back), power))
+        highest = np.lib.stride_tricks.sliding_window_view(padded, back + 1).max(axis=1)
+        fallen = power < keep * highest
+        if fallen.any():
+            first[i] = soc[np.argmax(fallen)]
+    return first
 
 
 def _models(cars: list[dict[str, Any]], which: np.ndarray) -> list[str]:

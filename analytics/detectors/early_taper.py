@@ -162,6 +162,18 @@ def _tier_by_capacity(tier: int) -> tuple[FloatArray, FloatArray]:
 # (an independently written fleet, seed 81), judged against a 47.5 kWh car's step at 68.8 %.
 STEP_FROM_KWH = tuple(_tier_by_capacity(tier) for tier in range(len(DC_STEP_TIERS)))
 
+# A deep step (a fall to under DEEP_KEEP, 0.45, of the highest power just before) counts when
+# complete below DEEP_BELOW_SOC_PCT (70 %) whatever the car: no published curve falls under half
+# of its recent highest before 75 % SoC (the e-208 family's step is to 52 %), and the first to
+# fall under 0.45 do so at 75.6 % (the Ioniq) and 79.9 % (the Polestar 2); past 70 % curves fall
+# anywhere. Numbers and source: dc_curve_floor.json ("step", "deep"), made by curve_floor.py.
+# Missed without it: a 46 kWh car on a 50 kW charger falling to 16 kW (33 %) at 68-69 % SoC (an
+# independently written fleet, seed 82), judged against the e-208's step to 52 % there.
+DEEP_KEEP = float(_dc_curve_table()["step"]["deep"]["keep"])
+DEEP_BELOW_SOC_PCT = min(
+    float(t["complete_below_soc_pct"]) for t in _dc_curve_table()["step"]["deep"]["tiers"]
+)
+
 # A reported SoC gain may fall short of the battery's true gain by its reporting step (at each
 # end) and by the lag of a car's figure behind the energy just taken: a reading or so, 1-2 %
 # at DC rates on a small battery (the step tiers' own margin, curve_floor.STEP_MARGIN_PCT).
@@ -529,7 +541,7 @@ class EarlyTaper(BaseDetector):
         # the step: far below the peak for long enough from where a fall may begin (below
         # ``dc_step_max_soc_pct``), and a fall there
         low = r < 1.0 - self.min_drop
-        step_max = step_below.max(axis=1)[:, None]
+        step_max = np.maximum(step_below.max(axis=1), DEEP_BELOW_SOC_PCT)[:, None]
         may_begin = low & ~(soc >= step_max) if any_soc else low
         begin = np.argmax(may_begin, axis=1)
         after = np.arange(m) >= np.where(may_begin[np.arange(n), begin], begin, m)[:, None]
@@ -658,7 +670,13 @@ class EarlyTaper(BaseDetector):
                     near = np.flatnonzero(prep.power_w[i, : begin[i]] >= 0.95 * from_w)
                     fall_s[i] = prep.t_s[i, begin[i]] - prep.t_s[i, near[-1] if near.size else 0]
                     sized = ""
-                    if soc[i] >= min(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct):
+                    late = min(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct)
+                    if soc[i] >= late and mean_p < DEEP_KEEP * from_w:
+                        sized = (
+                            f" (none falls under {DEEP_KEEP * 100:.0f} % of its power before"
+                            f" {DEEP_BELOW_SOC_PCT:.0f} % SoC)"
+                        )
+                    elif soc[i] >= late:
                         sized = (
                             f" (the battery holds at least {battery_wh[i] / 1000.0:.0f} kWh by"
                             " the energy it took over the SoC it gained, larger than any car"
@@ -721,7 +739,8 @@ class EarlyTaper(BaseDetector):
         # no tier applies: the comparisons are False, the fall stands.
         gained = soc - np.take_along_axis(soc, np.maximum(origin, 0), axis=1)
         narrow = (gained <= self.max_fall_soc_pct) & ~(soc >= step_below[:, :1])
-        fell &= charging & (narrow | ~(soc >= step_below[:, 1:]))
+        deep = (p < DEEP_KEEP * before) & ~(soc >= DEEP_BELOW_SOC_PCT)
+        fell &= charging & (narrow | ~(soc >= step_below[:, 1:]) | deep)
         # the power it fell from, carried forward: the stretch stays under its share of that.
         # Readings late in a fall compare with earlier ones that are part of the fall too, so
         # over one fall (falling readings less than ``max_fall_s`` apart) the highest is kept:

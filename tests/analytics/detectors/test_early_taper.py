@@ -11,7 +11,12 @@ import pytest
 
 from analytics.batch import StatusCode
 from analytics.detectors import EarlyTaper, fit_detectors
-from analytics.detectors.early_taper import STEP_FROM_KWH, battery_at_least_wh
+from analytics.detectors.early_taper import (
+    DEEP_BELOW_SOC_PCT,
+    DEEP_KEEP,
+    STEP_FROM_KWH,
+    battery_at_least_wh,
+)
 from analytics.detectors.prepared import prepared
 from tests.analytics.detectors.helpers import (
     NOW_NS,
@@ -176,7 +181,7 @@ def fast_car_derate_over_nine_percent_of_soc() -> Spec:
 
 
 def big_battery_derate_complete_at_67_percent() -> Spec:
-    # 145 kW on 90 kWh, cut to 30 % from 64 % SoC: complete at 66-67 %, beyond where the
+    # 145 kW on 90 kWh, cut to 55 % from 64 % SoC: complete at 66-67 %, beyond where the
     # e-208 family's own step lets a fall count (65.8 %); the session's energy over its SoC
     # shows a battery far larger than theirs (45-47.5 kWh), so their curves are not its own
     # (an independently written fleet, seed 81: 145 to 44 kW at 63-66 %, missed)
@@ -185,9 +190,27 @@ def big_battery_derate_complete_at_67_percent() -> Spec:
         soc0=22.0,
         battery_kwh=90.0,
         derate_at_soc=64.0,
-        factor=0.3,
+        factor=0.55,
+        ramp_s=60.0,
         minutes_total=40.0,
         step_s=60.0,
+    )
+
+
+def small_car_deep_fall_at_69_percent() -> Spec:
+    # 46 kWh held at a 50 kW charger's limit, cut to a third at 68-69 % SoC: where the
+    # e-208's own step is, but deeper than any published curve falls before 75 % (to 52 % for
+    # the e-208) (an independently written fleet, seed 82: 50 to 16 kW at 68-69 %, missed)
+    return dc_charge(
+        ([0, 80, 100], [50, 50, 10]),
+        soc0=20.0,
+        battery_kwh=46.0,
+        derate_at_soc=67.0,
+        factor=0.33,
+        offered_kw=50.0,
+        ramp_s=45.0,
+        minutes_total=45.0,
+        step_s=45.0,
     )
 
 
@@ -329,7 +352,7 @@ def late_dip_climbed_out_of_near_full() -> Spec:
     # at 92 % (no floor from 70 % SoC), then 22 kW at once, tapering to 11 kW at 99 %
     return dc_segments(
         [(27, 45, 45), (30, 14, 8), (20, 22, 11)],
-        soc0=30.0,
+        soc0=43.0,  # 20 kWh in the first 27 min: 80 % when the dip begins, as in the fleet
         battery_kwh=55.0,
         step_s=15.0,
         offered_kw=50.0,
@@ -398,6 +421,7 @@ DERATES: list[Callable[[], Spec]] = [
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
     big_battery_derate_complete_at_67_percent,
+    small_car_deep_fall_at_69_percent,
     ac_derate_at_79_percent,
     ac_derate_at_55_percent_on_one_phase,
     dip_held_then_back_on_a_150_kw_charger,
@@ -532,3 +556,14 @@ def test_the_battery_bound_stays_under_the_true_size() -> None:
 def test_a_fall_counted_for_the_battery_size_says_so() -> None:
     flagged, reason = _early_taper([big_battery_derate_complete_at_67_percent()])
     assert flagged[0] and "the battery holds at least" in str(reason[0]), reason[0]
+
+
+def test_a_deep_fall_counts_to_70_percent_whatever_the_battery() -> None:
+    # the first published curves to fall under 45 % of their recent highest: the Ioniq at
+    # 75.6 % over 11 % of SoC, the Polestar 2 at 79.9 % over 6 %; 3 % margin, capped at 70 %
+    assert (DEEP_KEEP, DEEP_BELOW_SOC_PCT) == (0.45, 70.0)
+
+
+def test_a_deep_fall_late_on_the_plateau_says_so() -> None:
+    flagged, reason = _early_taper([small_car_deep_fall_at_69_percent()])
+    assert flagged[0] and "none falls under 45 % of its power before 70 %" in str(reason[0])
