@@ -52,6 +52,8 @@ _MICRO_DIGITS = 6
 _NINETEEN, _TWENTY = ord("1") * 256 + ord("9"), ord("2") * 256 + ord("0")
 _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 _US = 1_000_000
+_PLACES = np.arange(_FRACTION_DIGITS)
+_MICRO_WEIGHTS = 10 ** np.arange(_MICRO_DIGITS - 1, -1, -1, dtype=np.int64)
 
 
 def parse_stamps(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,26 +64,27 @@ def parse_stamps(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Read as UTF-8 bytes: a text of that shape is ASCII, and a byte of any other character
     fails every place."""
-    texts = ts.cast(pl.Binary).to_list()
+    binary = ts.cast(pl.Binary)
+    texts = binary.to_list()
     n = len(texts)
     if ts.null_count():
         texts = [b"" if text is None else text for text in texts]
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-    # one row of bytes per stamp (a text longer than _WIDTH is cut: it has no shape anyway)
-    chars = np.array(texts, dtype=f"S{_WIDTH}").view(np.uint8).reshape(n, _WIDTH)
+    lengths = binary.bin.size().fill_null(0).to_numpy().astype(np.int64)
+    # one row of bytes per place, the stamps along it (a text longer than _WIDTH is cut: it has
+    # no shape anyway): each place a contiguous row, not a strided column
+    chars = np.array(texts, dtype=f"S{_WIDTH}").view(np.uint8).reshape(n, _WIDTH).T.copy()
     rows = np.arange(n)
-    chars[:, 10] &= 0xDF  # t as T: the one letter of the head (no other byte becomes a T)
-    # column by column: NumPy reduces short rows slowly, and long columns quickly
+    chars[10] &= 0xDF  # t as T: the one letter of the head (no other byte becomes a T)
     shaped = (lengths > _SECONDS_CHARS) & (lengths <= _MAX_CHARS)
-    for place in range(_SECONDS_CHARS):
-        shaped &= (chars[:, place] - _HEAD_LOW[place]) <= _HEAD_SPAN[place]  # wraps below
-    century = chars[:, 0].astype(np.int64) * 256 + chars[:, 1]
+    head = chars[:_SECONDS_CHARS] - _HEAD_LOW[:, None]  # uint8: wraps below the lowest
+    shaped &= (head <= _HEAD_SPAN[:, None]).all(axis=0)
+    century = chars[0].astype(np.int64) * 256 + chars[1]
     shaped &= (century == _NINETEEN) | (century == _TWENTY)
     # the zone: Z, or +hh:mm / -hh:mm in the last six places
-    zulu = (chars[rows, np.clip(lengths - 1, 0, _WIDTH - 1)] | 0x20) == ord("z")  # Z or z
+    zulu = (chars[np.clip(lengths - 1, 0, _WIDTH - 1), rows] | 0x20) == ord("z")  # Z or z
     zone_at = np.clip(lengths - 6, 0, _WIDTH - 6)
-    sign = chars[rows, zone_at]
-    hhmm = [chars[rows, zone_at + 1 + place] for place in range(5)]
+    sign = chars[zone_at, rows]
+    hhmm = [chars[zone_at + 1 + place, rows] for place in range(5)]
     offset_ok = (sign == ord("+")) | (sign == ord("-"))
     for place, char in enumerate(hhmm):
         offset_ok &= (char - _ZONE_LOW[place]) <= _ZONE_SPAN[place]
@@ -92,20 +95,18 @@ def parse_stamps(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     digits = fraction - 1
     first = _SECONDS_CHARS + 1
     fraction_ok = (digits >= 1) & (digits <= _FRACTION_DIGITS)
-    fraction_ok &= chars[:, _SECONDS_CHARS] == ord(".")
-    micros = np.zeros(n, dtype=np.int64)
-    for place in range(_FRACTION_DIGITS):
-        digit = chars[:, first + place].astype(np.int64) - ord("0")
-        used = place < digits
-        fraction_ok &= ~used | ((digit >= 0) & (digit <= 9))
-        if place < _MICRO_DIGITS:  # Python keeps six digits, and so do both readers
-            micros += np.where(used, digit * 10 ** (_MICRO_DIGITS - 1 - place), 0)
+    fraction_ok &= chars[_SECONDS_CHARS] == ord(".")
+    digit = chars[first : first + _FRACTION_DIGITS] - np.uint8(ord("0"))  # uint8: wraps
+    used = _PLACES[:, None] < digits
+    fraction_ok &= (~used | (digit <= 9)).all(axis=0)
+    # Python keeps six digits, and so do both readers
+    micros = _MICRO_WEIGHTS @ np.where(used[:_MICRO_DIGITS], digit[:_MICRO_DIGITS], 0)
     shaped &= (fraction == 0) | fraction_ok
 
     def number(*places: int) -> np.ndarray:
         out = np.zeros(n, dtype=np.int64)
         for place in places:
-            out = out * 10 + chars[:, place] - ord("0")
+            out = out * 10 + chars[place] - ord("0")
         return out
 
     year, month, day = number(0, 1, 2, 3), number(5, 6), number(8, 9)
