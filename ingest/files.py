@@ -15,10 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from chargewatch.events import EventDecoder, iter_jsonl_blocks
-from ingest.encode import ChunkEncoder, Rejection
+
+# The encoder (line protocol, and the columnar path's polars) is imported where it is used:
+# `detect --input` opens event files with this module and never encodes a line.
+if TYPE_CHECKING:
+    from ingest.encode import Rejection
 
 CHUNK_LINES = 10_000
 
@@ -110,6 +114,8 @@ def ingest_stream(
     ``on_progress`` receives the number of bytes consumed so far after each chunk. Pass
     ``report`` to have the counts kept even when writing fails part-way (the sink raises).
     """
+    from ingest.encode import ChunkEncoder
+
     report = report if report is not None else IngestReport()
     encoder = ChunkEncoder(decoder)
     for numbers, lines in iter_jsonl_blocks(stream, CHUNK_LINES):
