@@ -3,7 +3,8 @@
 Readings are kept in flat typed columns (``array.array``) as they arrive; building a batch is
 array work: rows are assigned by session index or, for readings outside any session, by orphan
 segment (consecutive no-session readings of one connector, split by a long gap or by a session
-starting on it); samples are ordered by ``(row, t_ns, arrival)`` with one ``lexsort`` and
+starting on it); samples are ordered by ``(row, t_ns, arrival)`` with one ``lexsort`` (ties of
+stamps by register where that fits: ``stamp_order``) and
 scattered into the padded ``(n, m)`` arrays; the connector status in force at each sample comes
 from one ``searchsorted`` over (connector, time) keys.
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.prepared import block_layout, compact_history
+from analytics.detectors.stamp_order import stamp_order
 from chargewatch.events import (
     Authorize,
     ChargePointStatus,
@@ -758,9 +760,11 @@ def _scatter(
     status_lookup: Callable[[IntArray, IntArray], np.ndarray],
     min_width: int = 0,
 ) -> dict[str, Any]:
-    """Per-sample columns ordered by (row, t_ns, arrival) and padded to the longest row (or to
-    ``min_width``, if wider)."""
-    order = np.lexsort((arrival, t_ns, row))
+    """Per-sample columns ordered by (row, t_ns), readings that share a stamp by their
+    registers (or SoC) where that fits and else by arrival (``stamp_order``), and padded to
+    the longest row (or to ``min_width``, if wider)."""
+    keys = [values[_VALUE_NAMES.index(name)] for name in ("energy_wh", "soc_pct")]
+    order = stamp_order(row, t_ns, keys, arrival)
     row, t_ns, arrival, conn = row[order], t_ns[order], arrival[order], conn[order]
     count = np.bincount(row, minlength=n_rows).astype(np.int64)
     width = max(int(count.max()) if n_rows and row.size else 0, min_width)

@@ -42,7 +42,9 @@ stations" and would label them: ``--same-site-overlaps labelled`` writes them as
 ``concurrent_id_tag`` labels instead (by the stops as stamped: where a clock fault stamped a
 session's stop early, only the part the stamps show). ``--notes FILE`` writes, per session, how
 each fault was made and which normal traps it carries (``normal late_reading`` ...), to read misses
-and false alarms by cause; ``--stations-out`` writes the sites, coordinates and ratings for ``detect
+and false alarms by cause; ``--minute-stamps SHARE`` makes that share of the stations (chosen
+without drawing from the seed's random stream, so the fleet is otherwise the same) stamp whole
+minutes, as stations that drop the seconds do; ``--stations-out`` writes the sites, coordinates and ratings for ``detect
 --stations``.
 """
 
@@ -153,6 +155,7 @@ class Style:
     id_style: str  # "uuid", "int", "prefixed"
     extra_keys: bool
     key_rank: dict[str, float]
+    minute: bool = False  # stamps cut to the whole minute (--minute-stamps)
 
 
 @dataclass
@@ -669,6 +672,7 @@ class Config:
     anomaly_rate: float
     same_site_labelled: bool
     ev_data: Path
+    minute_stamps: float = 0.0  # share of stations stamping whole minutes
 
 
 def hour_weight(t: float) -> float:
@@ -693,6 +697,8 @@ class Fleet:
         self.start = config.start.timestamp()
         self.end = self.start + config.hours * 3600
         self.stations = make_stations(config.stations, self.rng)
+        for i, station in enumerate(self.stations):  # drawing nothing: the fleet stays the same
+            station.style.minute = (i * 2_654_435_761) % 1000 < config.minute_stamps * 1000
         self.sessions: list[Session] = []
         self.orphans: list[tuple[Orphan, bool]] = []  # (window, labelled)
         self.transaction = self.rng.randrange(10_000, 900_000)
@@ -992,7 +998,9 @@ class Fleet:
                     # part of the session only, and an overlap there is one in truth too; one
                     # the stamps hide (a stop stamped before its start) cannot be seen
                     ends = [x.t_end if x.stop_stamp is None else x.stop_stamp for x in (a, b)]
-                    lo, hi = max(a.t0, b.t0), min(ends)
+                    ends = [as_stamped(t, x.station) for t, x in zip(ends, (a, b), strict=True)]
+                    lo = max(as_stamped(a.t0, a.station), as_stamped(b.t0, b.station))
+                    hi = min(ends)
                     if hi <= lo or a.station is b.station:
                         continue
                     for s in (a, b):
@@ -1018,9 +1026,16 @@ def physical_labels(kind: str | None, traj: Trajectory) -> list[tuple[str, float
 
 def stamp_text(t: float, style: Style) -> str:
     moment = datetime.fromtimestamp(t, UTC).astimezone(style.offset)
+    if style.minute:  # a station that drops the seconds: every stamp a whole minute
+        return moment.replace(second=0, microsecond=0).isoformat(timespec="seconds")
     spec = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}[style.precision]
     text = moment.isoformat(timespec=spec)
     return text[:-6] + "Z" if text.endswith("+00:00") and style.precision != "s" else text
+
+
+def as_stamped(t: float, station: Station) -> float:
+    """``t`` as the station's stamp gives it back (cut to the minute where it drops seconds)."""
+    return math.floor(t / 60.0) * 60.0 if station.style.minute else t
 
 
 def utc_text(t: float) -> str:
@@ -1260,6 +1275,12 @@ def main() -> None:
     parser.add_argument("--start", default="2026-11-16T00:00:00Z")
     parser.add_argument("--anomaly-rate", type=float, default=0.2)
     parser.add_argument("--same-site-overlaps", choices=("normal", "labelled"), default="normal")
+    parser.add_argument(
+        "--minute-stamps",
+        type=float,
+        default=0.0,
+        help="share of stations whose stamps are whole minutes (0-1; the rest is unchanged)",
+    )
     parser.add_argument("--ev-data", type=Path, default=EV_DATA)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)
@@ -1274,6 +1295,7 @@ def main() -> None:
         anomaly_rate=args.anomaly_rate,
         same_site_labelled=args.same_site_overlaps == "labelled",
         ev_data=args.ev_data,
+        minute_stamps=args.minute_stamps,
     )
     counts = generate(config, args.out, args.labels, args.stations_out, args.notes)
     print(json.dumps(counts))

@@ -24,6 +24,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.reductions import forward_fill, row_max
+from analytics.detectors.stamp_order import stamp_order
 
 NS_PER_S = 1_000_000_000
 
@@ -366,6 +367,20 @@ def _scatter_clock(n: int, rows: IntArray, part: ClockEvidence) -> ClockEvidence
     return full
 
 
+def _trusted_order(t: IntArray, trusted: BoolArray, keys: Sequence[FloatArray]) -> IntArray:
+    """Per row, the column order that puts the trusted readings first in time order (ties of
+    stamps as ``stamp_order`` orders them), the others after them in arrival order."""
+    k, m = t.shape
+    row = np.repeat(np.arange(k, dtype=np.int64), m)
+    flat = stamp_order(
+        row,
+        np.where(trusted, t, _INT_MAX).reshape(-1),
+        [np.where(trusted, key, np.nan).reshape(-1) for key in keys],
+        np.tile(np.arange(m, dtype=np.int64), k),
+    )
+    return np.asarray((flat - row * m).reshape(k, m))
+
+
 def _fix_rows(
     t: IntArray,
     valid: BoolArray,
@@ -427,7 +442,10 @@ def _fix_rows(
 
     # bad readings set aside between two trusted ones: that step is not a gap in the data
     bad_before = np.cumsum(bad, axis=1)
-    keep_order = np.argsort(np.where(trusted, t, _INT_MAX), axis=1, kind="stable")
+    # readings of one stamp by their registers where that fits, as ``assemble`` orders them
+    # (``stamp_order``): the order of arrival is not the order of measurement for a reading
+    # sent late
+    keep_order = _trusted_order(t, trusted, [columns["energy_wh"], columns["soc_pct"]])
     t = np.take_along_axis(t, keep_order, axis=1)
     trusted_sorted = np.take_along_axis(trusted, keep_order, axis=1)
     bad_seen = np.take_along_axis(bad_before, keep_order, axis=1)
