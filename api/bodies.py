@@ -26,11 +26,10 @@ __all__ = ["BodyError", "EventSpans", "gunzip", "is_gzip", "split_events"]
 _BLOCK_BYTES = 1 << 20
 _LEADING_SPACE = re.compile(rb"[ \t\r\n]*")
 _QUOTE, _BACKSLASH, _COMMA, _LF, _CR, _SPACE = 0x22, 0x5C, 0x2C, 0x0A, 0x0D, 0x20
-_NEWLINE, _CLOSE_ARRAY = 0x0A, 0x5D
-_STRUCTURE = (_QUOTE, _BACKSLASH, _COMMA, _LF, _CR, 0x5B, 0x5D, 0x7B, 0x7D)
-_DEPTH_STEP = np.zeros(256, np.int64)
-_DEPTH_STEP[[0x5B, 0x7B]] = 1  # [ {
-_DEPTH_STEP[[0x5D, 0x7D]] = -1  # ] }
+_NEWLINE = 0x0A
+_OPEN_ARRAY, _CLOSE_ARRAY, _OPEN_OBJECT, _CLOSE_OBJECT = 0x5B, 0x5D, 0x7B, 0x7D
+_ALWAYS_MARKED = (_QUOTE, _COMMA, _OPEN_ARRAY, _CLOSE_ARRAY, _OPEN_OBJECT, _CLOSE_OBJECT)
+_SOMETIMES_MARKED = ((_BACKSLASH, b"\\"), (_LF, b"\n"), (_CR, b"\r"))
 _Offsets = npt.NDArray[np.int64]
 
 
@@ -186,18 +185,16 @@ def _array_elements(body: bytes, start: int, max_events: int, block_bytes: int) 
     breaks: list[_Offsets] = []
     count, close = 0, -1
     for at in range(start, len(body), block_bytes):
-        block = np.frombuffer(body, np.uint8, min(block_bytes, len(body) - at), at)
-        marked = _STRUCTURE[0] == block
-        for byte in _STRUCTURE[1:]:
-            marked |= block == byte
-        where = np.flatnonzero(marked)
+        block, where, has_breaks = _marks(body, at, min(at + block_bytes, len(body)))
         if not where.size:
             state.escaped = False  # the block's first byte took any escape begun before
             continue
         what = block[where]
         outside = _outside_strings(where, what, len(block), state)
-        step = np.where(outside, _DEPTH_STEP[what], 0)
-        depth = np.cumsum(step, dtype=np.int64) + state.depth
+        opens = ((what == _OPEN_ARRAY) | (what == _OPEN_OBJECT)) & outside
+        closes = ((what == _CLOSE_ARRAY) | (what == _CLOSE_OBJECT)) & outside
+        depth = np.cumsum(opens.view(np.int8) - closes.view(np.int8), dtype=np.int64)
+        depth += state.depth
         if depth.min() <= 0:
             ended = int(np.argmax(depth <= 0))
             if depth[ended] < 0 or what[ended] != _CLOSE_ARRAY:
@@ -216,7 +213,8 @@ def _array_elements(body: bytes, start: int, max_events: int, block_bytes: int) 
         count += len(commas)
         if count + 1 > max_events:
             raise _too_many(max_events)
-        breaks.append(where[((what == _LF) | (what == _CR)) & outside] + at)
+        if has_breaks:
+            breaks.append(where[((what == _LF) | (what == _CR)) & outside] + at)
         if close >= 0:
             break
         state.depth = int(depth[-1])
@@ -233,6 +231,18 @@ def _array_elements(body: bytes, start: int, max_events: int, block_bytes: int) 
     if len(starts) == 1 and not body[start + 1 : close].strip():
         starts, ends = starts[:0], ends[:0]  # [] holds no event
     return EventSpans(body, starts.astype(np.int64), ends.astype(np.int64))
+
+
+def _marks(body: bytes, at: int, end: int) -> tuple[npt.NDArray[np.uint8], _Offsets, bool]:
+    """The block ``body[at:end]``, where in it the bytes that matter to the structure lie, and
+    whether line breaks are among them. Backslashes and line breaks are absent from most
+    bodies: ``bytes.find`` says so at C speed, and a byte absent needs no pass over the block."""
+    block = np.frombuffer(body, np.uint8, end - at, at)
+    present = [byte for byte, text in _SOMETIMES_MARKED if body.find(text, at, end) >= 0]
+    marked = block == _ALWAYS_MARKED[0]
+    for byte in (*_ALWAYS_MARKED[1:], *present):
+        marked |= block == byte
+    return block, np.flatnonzero(marked), _LF in present or _CR in present
 
 
 def _outside_strings(
