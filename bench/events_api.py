@@ -143,12 +143,7 @@ def chargewatch_seconds(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/healthz").raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        _wait_until_serving(server, base)
         objects = [orjson.loads(raw) for _, raw in iter_jsonl(events.open("rb"))]
         shares = [_bodies(objects) for objects in _shares(objects, clients, split)]
         headers = {"Authorization": f"Bearer {key}"}
@@ -193,6 +188,27 @@ def chargewatch_seconds(
     finally:
         server.terminate()
         server.wait(30)
+
+
+# serve's start-up (imports, the state database, its first worker later) took 8-15 s when the
+# two cores were busy with other work: ten seconds of waiting ended a run with "connection
+# refused" before it measured anything
+SERVE_START_S = 60.0
+
+
+def _wait_until_serving(server: subprocess.Popen[bytes], base: str) -> None:
+    """Until ``/healthz`` answers; raises when serve exits or does not answer in time."""
+    deadline = time.monotonic() + SERVE_START_S
+    while True:
+        try:
+            httpx.get(f"{base}/healthz").raise_for_status()
+            return
+        except httpx.HTTPError:
+            if server.poll() is not None:
+                raise RuntimeError(f"serve exited with {server.returncode} at start") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not answer within {SERVE_START_S:.0f} s") from None
+            time.sleep(0.1)
 
 
 def _cmdline(pid: int) -> bytes:
