@@ -42,3 +42,37 @@ def load_fleet(events: Path, client: InfluxClient, key: bytes) -> float:
             on_reject=lambda rejection: None,
         )
     return time.perf_counter() - began
+
+
+HOUR_NS = 3600 * 1_000_000_000
+
+
+def fleet_span(events: Path) -> tuple[int, int, int]:
+    """The span a window over the whole of ``events`` needs (ns, whole hours): from the hour of
+    its first receive time to the hour after its last plus the receive-time band (the job's
+    last run must see the newest readings settle), the receive times estimated from the
+    file's stamps as ``chargewatch ingest`` estimates them (``ReceiveClock.stream_us``, per
+    station; a wrong clock's stamps do not move them); and its number of stations."""
+    import numpy as np
+    import orjson
+
+    from chargewatch.events import parse_ts
+    from chargewatch.schema import RX_BAND_NS, ReceiveClock
+
+    stamps: list[int] = []
+    codes: list[int] = []
+    names: dict[str | None, int] = {}
+    with events.open("rb") as stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            event = orjson.loads(line)
+            stamps.append(parse_ts(event["ts"]))
+            codes.append(names.setdefault(event.get("station_id"), len(names)))
+    rx_ns = 1000 * ReceiveClock().stream_us(
+        np.asarray(stamps, dtype=np.int64),
+        stations=(np.asarray(codes, dtype=np.int64), list(names)),
+    )
+    begin = int(rx_ns.min()) // HOUR_NS * HOUR_NS
+    end = -(-(int(rx_ns.max()) + RX_BAND_NS) // HOUR_NS) * HOUR_NS
+    return begin, end, sum(1 for name in names if name is not None)

@@ -14,6 +14,13 @@ of these runs in a child process of its own (its peak memory is the child's max 
   window back from InfluxDB (whose every query costs about the same per series touched, however
   short its time range).
 
+``--fleet-file EVENTS.jsonl`` takes a given event file (``bench/blind_fleet.py``'s, say) instead of
+simulating one; the span judged is then the file's (``bench._fleet.fleet_span``). ``--compare``
+prints the (session, kind) pairs (the station and connector for energy outside sessions) that
+only some of ``file``, ``range`` and ``job`` find: the file path's flags as it returns them, the
+others' as stored, read back as ``chargewatch flags`` reads them (each of those modes then gets a
+database of its own, loaded with the same events, so one run's stored flags are not the other's).
+
 Prints each run's seconds and peak RSS, and the ratios against the file path (targets: the job
 at most 1.5x the file path's time; 300 stations x 24 h in at most 500 MB; 10,000 stations at one
 interval in at most 1 GB); and the CPU seconds each run took, its own and InfluxDB's (read from
@@ -24,6 +31,8 @@ neighbours too, CPU time much less.
         [--sample-s 900]
     .venv/bin/python bench/window.py --stations 10000 --hours 2 --start 2026-11-23T16:00:00Z \
         --modes last
+    .venv/bin/python bench/window.py --fleet-file /tmp/par/ev.jsonl --modes file,range,job \
+        --compare
 """
 
 from __future__ import annotations
@@ -35,18 +44,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._fleet import load_fleet, simulate_fleet
+from bench._fleet import fleet_span, load_fleet, simulate_fleet
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
 
 KEY = b"bench-window-key-0123456789abcdef"
 NS = 1_000_000_000
+COMPARED = ("file", "range", "job")  # the modes that judge the whole span (--compare)
 
 
 def thin_readings(events: Path, sample_s: float) -> int:
@@ -122,9 +132,26 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         out["judged"] = sum(r.sessions for r in reports)
     out["seconds"] = time.perf_counter() - began
     out["cpu_s"] = time.process_time() - cpu_began
+    if args.compare and mode in COMPARED:
+        out["pairs"] = sorted(pairs(flags if mode == "file" else stored_flags(client)))
     state.close()
     client.close()
     print(json.dumps(out))
+
+
+def pairs(flags: Any) -> set[tuple[str, str]]:
+    """(session id, or station/connector for energy outside sessions; kind) of ``flags``."""
+    return {(f.session_id or f"{f.station_id}/{f.connector_id}", f.kind) for f in flags}
+
+
+def stored_flags(client: Any) -> Any:
+    """Every flag stored in ``client``'s database, read as ``chargewatch flags`` reads a window
+    (``query_flags``), over all the times InfluxDB holds: a wrong clock's flag may start in 1970
+    or years ahead."""
+    from chargewatch.flags import query_flags
+    from chargewatch.influx.lineprotocol import TIMESTAMP_LIMIT_NS
+
+    return query_flags(client, -TIMESTAMP_LIMIT_NS, TIMESTAMP_LIMIT_NS)
 
 
 def reads_only(client: Any, begin: int, end: int, interval_ns: int) -> int:
@@ -173,6 +200,7 @@ def measure(
     command = [sys.executable, __file__, "--child", mode, "--events", str(events)]
     command += ["--url", url, "--database", database, "--hours", str(args.hours)]
     command += ["--interval-s", str(args.interval_s), "--start", args.start]
+    command += ["--compare"] if args.compare else []
     influxd_before = process_cpu_s(influxd_pid)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -197,6 +225,12 @@ def main() -> None:
     parser.add_argument(
         "--sample-s", type=float, default=0.0, help="thin readings to this interval (900)"
     )
+    parser.add_argument(
+        "--fleet-file", type=Path, help="an event file to judge instead of a simulated fleet"
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="print the pairs only some of file/range/job find"
+    )
     parser.add_argument("--child")
     parser.add_argument("--events", type=Path)
     parser.add_argument("--url")
@@ -205,9 +239,19 @@ def main() -> None:
     if args.child:
         child(args.child, args.events, args.url, args.database, args)
         return
+    modes = args.modes.split(",")
+    # one database for all, unless the stored flags of each mode are compared
+    databases = {m: f"bench_{m}" if args.compare and m in COMPARED[1:] else "bench" for m in modes}
     with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
         folder = Path(tmp)
-        events = simulate_fleet(folder, args.stations, args.hours, seed=11, start=args.start)
+        if args.fleet_file is not None:
+            events = folder / "fleet.jsonl"  # a copy: thinning rewrites it
+            events.write_bytes(args.fleet_file.read_bytes())
+            begin, end, args.stations = fleet_span(events)
+            args.start = datetime.fromtimestamp(begin // NS, UTC).isoformat()
+            args.hours = (end - begin) / (3600 * NS)
+        else:
+            events = simulate_fleet(folder, args.stations, args.hours, seed=11, start=args.start)
         if args.sample_s:
             thinned = thin_readings(events, args.sample_s)
             print(f"readings thinned to {args.sample_s:g} s: {thinned} left out")
@@ -215,17 +259,23 @@ def main() -> None:
         server = LocalInfluxd(data_dir=folder / "influxdb", port=free_port())
         server.start()
         try:
-            client = InfluxClient(url=server.url, database="bench")
-            client.create_database()
-            loaded = load_fleet(events, client, KEY)
-            client.close()
+            loaded = 0.0
+            for database in sorted(set(databases.values())):
+                client = InfluxClient(url=server.url, database=database)
+                client.create_database()
+                loaded = load_fleet(events, client, KEY)
+                client.close()
+            span = f" from {args.start}" if args.fleet_file is not None else ""
+            each = (
+                f" (into each of {len(set(databases.values()))} databases)" if args.compare else ""
+            )
             print(
-                f"{args.stations} stations x {args.hours:g} h: {lines} events, "
-                f"loaded in {loaded:.1f} s; job interval {args.interval_s:g} s"
+                f"{args.stations} stations x {args.hours:g} h{span}: {lines} events, "
+                f"loaded in {loaded:.1f} s{each}; job interval {args.interval_s:g} s"
             )
             results = {
-                mode: measure(mode, events, server.url, "bench", args, server.pid)
-                for mode in args.modes.split(",")
+                mode: measure(mode, events, server.url, databases[mode], args, server.pid)
+                for mode in modes
             }
         finally:
             server.stop()
@@ -252,6 +302,25 @@ def main() -> None:
             # the file path does not use InfluxDB: what it did meanwhile is not the path's
             line += f"; x{cpu / base['cpu_s']:.2f} the file path's CPU"
         print(line)
+    if args.compare:
+        print_differences(results)
+
+
+def print_differences(results: dict[str, dict[str, Any]]) -> None:
+    """Each compared mode's count of (session, kind) pairs, then every pair that only some of
+    them find, with the modes that find it."""
+    found = {
+        mode: {(str(s), str(k)) for s, k in r["pairs"]}
+        for mode, r in results.items()
+        if "pairs" in r
+    }
+    print("pairs: " + ", ".join(f"{mode} {len(p)}" for mode, p in found.items()))
+    every = set.intersection(*found.values()) if found else set()
+    apart = sorted(set().union(*found.values()) - every, key=lambda p: (p[1], p[0]))
+    print(f"{len(apart)} pairs found by only some of {', '.join(found)}")
+    for session, kind in apart:
+        by = [mode for mode, p in found.items() if (session, kind) in p]
+        print(f"  {kind:<20} {session}: only {'+'.join(by)}")
 
 
 if __name__ == "__main__":
