@@ -487,6 +487,9 @@ def _billing(
             if single[i]
             else "unverifiable: no power values to check the register against"
             if no_power[i]
+            else "unverifiable: the power values integrate to 0 Wh, nothing to scale the"
+            " samples' bound by"
+            if energy_power[i] == 0.0
             else f"unverifiable: the samples bound the integrated power only to "
             f"{allowed[i] / abs(energy_power[i]):.0%}"
         )

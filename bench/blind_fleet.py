@@ -44,8 +44,8 @@ session's stop early, only the part the stamps show). ``--notes FILE`` writes, p
 each fault was made and which normal traps it carries (``normal late_reading`` ...), to read misses
 and false alarms by cause; ``--minute-stamps SHARE`` makes that share of the stations (chosen
 without drawing from the seed's random stream, so the fleet is otherwise the same) stamp whole
-minutes, as stations that drop the seconds do; ``--stations-out`` writes the sites, coordinates and ratings for ``detect
---stations``.
+minutes, as stations that drop the seconds do; ``--stations-out`` writes the sites, coordinates
+and ratings for ``detect --stations``.
 """
 
 from __future__ import annotations
