@@ -43,13 +43,29 @@ def stamp_order(
     same = (r[1:] == r[:-1]) & (t[1:] == t[:-1])
     if not same.any():  # stamps to the millisecond: the usual case costs one comparison
         return np.asarray(order)
+    # the rest works on the rows that hold a tie only (a few stations' sessions in a batch)
+    tie_rows = np.zeros(int(r.max()) + 1, dtype=bool)
+    tie_rows[r[1:][same]] = True
+    keep = np.flatnonzero(tie_rows[r])
+    inner = _tie_order(r[keep], t[keep], [key[order[keep]] for key in keys])
+    if inner is None:
+        return np.asarray(order)
+    out = order.copy()
+    out[keep] = order[keep][inner]
+    return np.asarray(out)
+
+
+def _tie_order(r: IntArray, t: IntArray, values: list[FloatArray]) -> IntArray | None:
+    """``stamp_order``'s work on samples already ordered by (row, stamp, arrival): the
+    permutation that orders the groups of one stamp, or None when none moves."""
+    n = r.size
+    same = (r[1:] == r[:-1]) & (t[1:] == t[:-1])
     new = np.concatenate(([True], ~same))
     starts = np.flatnonzero(new)
     group = np.cumsum(new) - 1
     g_row = r[starts]
     many = np.diff(np.append(starts, n)) > 1
-    chosen = np.full(starts.size, -1)  # per group, the key that orders it (-1: arrival)
-    values = [key[order] for key in keys]
+    chosen = np.full(starts.size, -1)  # per group, the value that orders it (-1: arrival)
     for k, value in enumerate(values):
         with np.errstate(invalid="ignore"):
             least = np.fmin.reduceat(value, starts)
@@ -72,7 +88,7 @@ def stamp_order(
         chosen[take] = k
     reorder = np.flatnonzero(chosen >= 0)
     if reorder.size == 0:
-        return np.asarray(order)
+        return None
     # only the samples of those groups move, among their own slots
     members = np.flatnonzero(np.isin(group, reorder))
     by = chosen[group[members]]
@@ -80,8 +96,8 @@ def stamp_order(
     for k, value in enumerate(values):
         sub = np.where(by == k, value[members], sub)
     inner = np.lexsort((members, sub, group[members]))  # NaN sorts last
-    out = order.copy()
-    out[members] = order[members[inner]]
+    out = np.arange(n)
+    out[members] = members[inner]
     return np.asarray(out)
 
 
