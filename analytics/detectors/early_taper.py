@@ -34,6 +34,7 @@ from analytics.detectors.reductions import (
     nan_argmax,
     pick,
     row_max,
+    row_median,
     runs,
     trapezoid_wh,
 )
@@ -931,19 +932,26 @@ class _Taper:
     is_dc: BoolArray  # per row
 
 
+# Readings at this share of a session's peak power or more are at its level (sensor noise
+# and the small swings of a steady charge stay within 10 %).
+AT_LEVEL = 0.9
+
+
 def _limit_and_level(
     p: FloatArray, offered: FloatArray, peak: FloatArray, is_dc: BoolArray
 ) -> tuple[FloatArray, FloatArray]:
     """Per reading: what the offer allows the car (inf when no offer is sent), and the level:
     the highest power so far, capped by that. On AC a car on fewer phases than the charger
-    draws a share of what is offered: the share it drew at its peak."""
-    offered_at_peak = pick(offered, nan_argmax(p))
+    draws a share of what is offered: the share it drew at its level, the median of power over
+    offer across its readings at 90 % of its peak or more. Not at the peak alone: the reading
+    where a station lowered its offer (load management) may still show the power drawn before,
+    and a single-phase car at 3.6 kW of 11 kW offered, then 1.6 kW of 4.8 kW, read as drawing
+    76 % of its offer, so the offer no longer explained its fall (the simulator's fleet, seed
+    9911: a false early_taper)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(
-            is_dc | np.isnan(offered_at_peak) | (offered_at_peak <= 0),
-            1.0,
-            np.clip(peak / offered_at_peak, 0.0, 1.0),
-        )
+        drawn = np.where((p >= AT_LEVEL * peak[:, None]) & (offered > 0), p / offered, np.nan)
+    at_level = row_median(drawn)
+    share = np.where(is_dc | np.isnan(at_level), 1.0, np.clip(at_level, 0.0, 1.0))
     limit = np.where(np.isnan(offered), np.inf, offered * share[:, None])
     return limit, np.minimum(_peak_so_far(p), limit)
 

@@ -283,6 +283,19 @@ def ac_balancing_then_the_driver_leaves() -> Spec:
     return from_power(t, p, offered_w=11_000.0)
 
 
+def single_phase_car_follows_an_offer_lowered_at_its_peak_reading() -> Spec:
+    # 3.6 kW on one phase of an 11 kW offer; the station lowers the offer to 4.8 kW at a
+    # reading that still shows the power drawn before (its highest), and the car follows to
+    # 1.6 kW (7 A on its phase) for 28 min: explained (the simulator's fleet, seed 9911)
+    t = np.arange(0.0, 100 * MIN + 1e-9, 20.0)
+    at = int(np.searchsorted(t, 71 * MIN))
+    p = np.where(t < 71 * MIN, 3_580.0, 1_590.0)
+    p[at] = 3_645.0
+    p[0] = 0.0
+    offered = np.where(t < 71 * MIN, 10_969.0, 4_799.0)
+    return from_power(t, p, offered_w=offered)
+
+
 def ac_own_taper_at_the_top() -> Spec:
     # an 11 kW AC car tapers from 93 % to a quarter of its level at 100 %, then stops drawing
     return ac_charge(AC_TOP_TAPER, level_kw=11.0, soc0=75.0, noise=0.01)
@@ -442,6 +455,7 @@ NORMAL: list[Callable[[], Spec]] = [
     offer_lowered_before_the_stop,
     dip_under_a_lower_offer_then_back,
     dip_under_a_lower_offer_sent_once,
+    single_phase_car_follows_an_offer_lowered_at_its_peak_reading,
     slow_climb_back_after_a_drop,
     dip_of_four_minutes_then_back,
     car_suspends_then_resumes,
