@@ -247,6 +247,10 @@ class EarlyTaper(BaseDetector):
         (see the comment at ``DC_STEP_TIERS``).
     wide_fall_soc_pct : float, default 10.0
     dc_wide_step_max_soc_pct : float, default 63.4
+        Both limits are those of a car of unknown size; they rise for a car whose session
+        shows a larger battery than the stepping cars' (``STEP_FROM_KWH``,
+        ``battery_at_least_wh``), and a fall to under ``DEEP_KEEP`` (0.45) of the power before
+        counts up to ``DEEP_BELOW_SOC_PCT`` (70 %) for any car.
     hold_fraction : float, default 0.7
         Held: after settling (``max_fall_s`` into the fall) power stays above 70 % of where it
         settled; a car's own taper keeps falling towards full.
