@@ -20,6 +20,7 @@ from analytics.detectors.battery import (
     largest_capacity_wh,
     soc_resolution_pct,
 )
+from analytics.detectors.energy import cumulative_wh, energy_bounds
 from analytics.detectors.prepared import (
     HISTORY_COMPLETE_NS,
     Prepared,
@@ -596,7 +597,8 @@ class EarlyTaper(BaseDetector):
         prep = _charged_soc(reported)
         n = batch.n_sessions
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-        battery_wh = battery_at_least_wh(prep, soc_resolution_pct(reported.soc_pct, _has(reported)))
+        resolution = soc_resolution_pct(reported.soc_pct, ~np.isnan(reported.soc_pct))
+        battery_wh = battery_at_least_wh(prep, resolution)
         step_below = self._step_limits(battery_wh)
         rows = np.flatnonzero(self._candidates(prep, rated, step_below))
         judged = self._judge(take_rows(prep, rows), rated[rows], step_below[rows], battery_wh[rows])
@@ -1076,42 +1078,33 @@ def _group_quantile(
     return out, counts
 
 
-def _has(prep: Prepared) -> BoolArray:
-    return np.asarray(~np.isnan(prep.soc_pct))
-
-
 def battery_at_least_wh(prep: Prepared, resolution_pct: FloatArray) -> FloatArray:
     """Per row: the least usable capacity (Wh) the car can have, by the energy it took over the
     SoC it gained; 0 where that cannot be told.
 
     Over the readings from its first SoC to where its highest SoC was first reported (a figure
-    held after that adds energy, not SoC): the energy is a lower bound (each step at the lesser
-    of its two powers, none across a gap of more than ``CAPACITY_GAP_INTERVALS`` intervals, and
-    no more than the register's step where both ends have one), of which at least
-    ``EFFICIENCY_MIN`` reached the battery; the gain is an upper bound (the reported gain, one
-    reporting step, ``SOC_LAG_PCT``). ``prep`` is after ``_charged_soc`` (SoC in doubt is
-    NaN), ``resolution_pct`` the reporting step of the reported SoC."""
-    soc, p = prep.soc_pct, prep.power_w
-    n, m = soc.shape
+    held after that adds energy, not SoC): the energy is a lower bound (the least both the
+    register and power allow, ``energy_bounds``, none counted across a gap of more than
+    ``CAPACITY_GAP_INTERVALS`` intervals), of which at least ``EFFICIENCY_MIN`` reached the
+    battery; the gain is an upper bound (the reported gain, one reporting step,
+    ``SOC_LAG_PCT``). ``prep`` is after ``_charged_soc`` (SoC in doubt is NaN),
+    ``resolution_pct`` the reporting step of the reported SoC."""
+    n, m = prep.soc_pct.shape
     out = np.zeros(n)
-    has = ~np.isnan(soc)
+    has = ~np.isnan(prep.soc_pct)
     rows = np.flatnonzero(has.any(axis=1)) if m > 1 else np.zeros(0, dtype=np.int64)
     if rows.size == 0:
         return out
-    soc, p, has = soc[rows], p[rows], has[rows]
+    sub = take_rows(prep, rows)
+    soc, has = sub.soc_pct, has[rows]
     first = np.argmax(has, axis=1)
     top = np.nanmax(soc, axis=1)
     last = np.argmax(has & (soc >= top[:, None]), axis=1)
     gained = top - pick(soc, first)
-    dt = prep.dt_s[rows]
-    short = dt <= CAPACITY_GAP_INTERVALS * prep.interval_s[rows, None]
-    step_wh = np.where(short, np.fmin(p[:, 1:], p[:, :-1]) * dt / 3600.0, 0.0)
-    step_wh = np.clip(np.nan_to_num(step_wh), 0.0, None)
-    cum = np.concatenate((np.zeros((rows.size, 1)), np.cumsum(step_wh, axis=1)), axis=1)
+    least_wh, _ = energy_bounds(sub)
+    short = sub.dt_s <= CAPACITY_GAP_INTERVALS * sub.interval_s[:, None]
+    cum = cumulative_wh(np.where(short, least_wh, 0.0))
     energy = pick(cum, last) - pick(cum, first)
-    e = prep.energy_wh[rows]
-    register = pick(e, last) - pick(e, first)  # NaN unless both ends have a register
-    energy = np.where(register >= 0.0, np.fmin(energy, register), energy)
     span = gained + np.maximum(resolution_pct[rows], WHOLE_PERCENT_PCT) + SOC_LAG_PCT
     out[rows] = energy * EFFICIENCY_MIN / span * 100.0
     return out
