@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ocpp.v16 import ChargePoint as Client16
@@ -18,6 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
 from chargewatch.events import Event, StationEvent
+from chargewatch.state import StateStore
 from ingest.ocppj import (
     SUBPROTOCOLS,
     AuthMode,
@@ -26,6 +28,7 @@ from ingest.ocppj import (
     OcppGateway,
     websockets_connection,
 )
+from ingest.ocppj.shared_book import SharedBook
 from ingest.pseudonym import Pseudonymizer
 from ingest.spool import SpoolFullError
 
@@ -146,6 +149,40 @@ def run(body: Callable[[str], Awaitable[None]], **options: Any) -> tuple[Collect
 
 def of_type(sink: Collector, kind: type) -> list[Any]:
     return [e for e in sink.events if isinstance(e, kind)]
+
+
+@contextmanager
+def shared_book(folder: Path) -> Iterator[dict[str, Any]]:
+    """The state database's transaction book (``chargewatch serve``'s), in ``folder``, as
+    ``run`` options."""
+    store = StateStore(f"sqlite:///{folder / 'state.db'}")
+    book = SharedBook(store.engine)
+    try:
+        yield {"book": book}
+    finally:
+        book.shutdown()
+        store.close()
+
+
+def sv16(value: str, measurand: str | None = None, unit: str | None = None, **more: str) -> Any:
+    """A 1.6 sampledValue; ``more`` gives context, format, phase, location."""
+    keys = {"measurand": measurand, "unit": unit, **more}
+    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
+
+
+def mv16(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp": ts, "sampledValue": list(values)}
+
+
+def sv201(value: float, measurand: str | None = None, unit: str | None = None, **more: Any) -> Any:
+    """A 2.0.1 sampledValue (snake_case, as the library's payload classes take it); ``more``
+    gives phase, location, context, signed_meter_value, and ``multiplier`` for the unit."""
+    multiplier = more.pop("multiplier", None)
+    uom: dict[str, Any] = {"unit": unit} if unit is not None else {}
+    if multiplier is not None:
+        uom["multiplier"] = multiplier
+    keys = {"measurand": measurand, "unit_of_measure": uom or None, **more}
+    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
 
 
 def mv201(ts: str, *values: dict[str, Any]) -> dict[str, Any]:

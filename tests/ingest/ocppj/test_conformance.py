@@ -35,8 +35,6 @@ from websockets.typing import Subprotocol
 from chargewatch.events import Reading, SessionStart, SessionStop, StatusChange, parse_ts
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
-from chargewatch.state import StateStore
-from ingest.ocppj.shared_book import SharedBook
 
 from .harness import (
     NOW_NS,
@@ -45,7 +43,10 @@ from .harness import (
     mv201,
     of_type,
     run,
+    shared_book,
     station,
+    sv16,
+    sv201,
     tx_event,
 )
 
@@ -65,12 +66,6 @@ def statuses(sink: Collector) -> list[StatusChange]:
     return [e for e in sink.events if isinstance(e, StatusChange)]
 
 
-def sv16(value: str, measurand: str | None = None, unit: str | None = None, **more: str) -> Any:
-    """A 1.6 sampledValue; ``more`` gives phase, location, context, format."""
-    keys = {"measurand": measurand, "unit": unit, **more}
-    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
-
-
 @pytest.fixture(params=["local", "shared"])
 def book(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The gateway's transaction book: in memory (the default), or the state database's
@@ -78,11 +73,8 @@ def book(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, A
     if request.param == "local":
         yield {}
         return
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    shared = SharedBook(store.engine)
-    yield {"book": shared}
-    shared.shutdown()
-    store.close()
+    with shared_book(tmp_path) as options:
+        yield options
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,17 +440,6 @@ def test_v16_meter_values_for_a_transaction_begun_before_a_restart() -> None:
 
 # --------------------------------------------------------------------------------------------
 # OCPP 2.0.1 TransactionEvent
-
-
-def sv201(value: float, measurand: str | None = None, unit: str | None = None, **more: Any) -> Any:
-    """A 2.0.1 sampledValue (snake_case, as the library's payload classes take it); ``more``
-    gives phase, location, context, and ``multiplier`` for the unitOfMeasure."""
-    multiplier = more.pop("multiplier", None)
-    uom = {"unit": unit} if unit is not None else {}
-    if multiplier is not None:
-        uom["multiplier"] = multiplier
-    keys = {"measurand": measurand, "unit_of_measure": uom or None, **more}
-    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
 
 
 METER_201: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [

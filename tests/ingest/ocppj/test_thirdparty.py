@@ -38,16 +38,18 @@ from chargewatch.events import (
     StatusChange,
     parse_ts,
 )
-from chargewatch.state import StateStore
-from ingest.ocppj.shared_book import SharedBook
 
 from .harness import (
     NOW_NS,
     PSEUDONYMIZE,
+    mv16,
     mv201,
     of_type,
     run,
+    shared_book,
     station,
+    sv16,
+    sv201,
     tx_event,
 )
 
@@ -71,35 +73,11 @@ async def ask(cp: Any, payload: Any, answers: list[Any]) -> None:
         answers.append(f"{type(payload).__name__}:{exc.code}")
 
 
-def sv16(value: str, measurand: str | None = None, unit: str | None = None, **more: str) -> Any:
-    """A 1.6 sampledValue; ``more`` gives context, format, phase, location."""
-    keys = {"measurand": measurand, "unit": unit, **more}
-    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
-
-
-def mv16(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
-    return {"timestamp": ts, "sampledValue": list(values)}
-
-
-def sv201(value: float, measurand: str | None = None, unit: str | None = None, **more: Any) -> Any:
-    """A 2.0.1 sampledValue (snake_case, as the library's payload classes take it); ``more``
-    gives phase, location, context, signed_meter_value, and ``multiplier`` for the unit."""
-    multiplier = more.pop("multiplier", None)
-    uom: dict[str, Any] = {"unit": unit} if unit is not None else {}
-    if multiplier is not None:
-        uom["multiplier"] = multiplier
-    keys = {"measurand": measurand, "unit_of_measure": uom or None, **more}
-    return {"value": value} | {k: v for k, v in keys.items() if v is not None}
-
-
-@pytest.fixture
-def shared_book(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(name="shared_book")
+def shared_book_options(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The state database's transaction book, as ``chargewatch serve`` has it (``run`` options)."""
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    book = SharedBook(store.engine)
-    yield {"book": book}
-    book.shutdown()
-    store.close()
+    with shared_book(tmp_path) as options:
+        yield options
 
 
 # --------------------------------------------------------------------------------------------
