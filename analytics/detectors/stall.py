@@ -155,16 +155,19 @@ def _from_plateau(prep: Prepared, before: IntArray, averaged: BoolArray) -> Bool
     return np.asarray((before >= 0) & (last_w >= share * plateau))
 
 
-def _not_full(
-    prep: Prepared, first: IntArray, zero_w: FloatArray, averaged: BoolArray
-) -> BoolArray:
+def _last_flowing(p: FloatArray, zero_w: FloatArray) -> IntArray:
+    """Per reading: the index of the last reading up to it with power above ``zero_w`` (-1
+    where none)."""
+    idx = np.arange(p.shape[1])
+    return np.asarray(np.maximum.accumulate(np.where(p > zero_w, idx, -1), axis=1))
+
+
+def _not_full(prep: Prepared, first: IntArray, flowing: IntArray, averaged: BoolArray) -> BoolArray:
     """Per step ``(n, m - 1)`` of a stretch at rest beginning at step ``first``: is the car shown
     not full (the module docstring), judged from what it showed up to that step: its SoC if
-    reported since power last flowed, else the fall from the plateau."""
-    p = prep.power_w
-    m = p.shape[1]
-    idx = np.arange(m)
-    flowing = np.maximum.accumulate(np.where(p > zero_w, idx, -1), axis=1)
+    reported since power last flowed (``flowing``: ``_last_flowing``), else the fall from the
+    plateau."""
+    idx = np.arange(prep.power_w.shape[1])
     before = np.take_along_axis(flowing, np.maximum(first, 0), axis=1)
     reported = np.maximum.accumulate(np.where(np.isnan(prep.soc_pct), -1, idx), axis=1)
     latest = reported[:, 1:]  # the latest SoC up to each step's end
@@ -269,12 +272,12 @@ class Stall(BaseDetector):
         candidate: BoolArray,
         resumed: BoolArray,
         run: Runs,
-        zero_w: FloatArray,
+        flowing: IntArray,
         averaged: BoolArray,
     ) -> tuple[IntArray, BoolArray, FloatArray]:
         """Per row: the last step of its last stretch at rest after charging, whether that
         stretch ends the charge with the car shown not full (module docstring), and the car's
-        SoC where it began (NaN when not reported)."""
+        SoC where it began (NaN when not reported). ``flowing``: ``_last_flowing``."""
         n, k = candidate.shape
         if k == 0:
             return np.zeros(n, np.int64), np.zeros(n, bool), np.full(n, np.nan)
@@ -282,10 +285,7 @@ class Stall(BaseDetector):
         never_resumed = candidate.any(axis=1) & ~pick(resumed, last).astype(bool)
         begin = np.maximum(pick(run.first, last), 0).astype(np.int64)
         # the last reading with power before the stretch, against the plateau it fell from
-        p = prep.power_w
-        m = p.shape[1]
-        idx = np.arange(m)
-        flowing = np.maximum.accumulate(np.where(p > zero_w, idx, -1), axis=1)
+        idx = np.arange(prep.power_w.shape[1])
         before = pick(flowing, begin).astype(np.int64)
         # the car's SoC as reported from then to the stretch's end (nothing flows, so it
         # holds): not an older value carried forward, from a car that stopped reporting it
@@ -340,7 +340,8 @@ class Stall(BaseDetector):
         # The stall's start and end each lie somewhere in the interval before the first and
         # after the last zero reading, so the span between those readings is on average one
         # interval shorter than the stall: one interval is added back.
-        not_full = _not_full(prep, first, zero_w, averaged)
+        flowing = _last_flowing(p, zero_w)
+        not_full = _not_full(prep, first, flowing, averaged)
         x_all = np.where(
             idle & charged_before & resumed & not_full,
             (run.total + interval) / self.min_duration_s,
@@ -350,7 +351,7 @@ class Stall(BaseDetector):
         # docstring). Its end is the last reading (the stop's, or the latest of an open
         # session), so only its start is uncertain: half an interval is added back.
         last, ended, soc_end = self._ended(
-            prep, idle & charged_before, resumed, run, zero_w, averaged
+            prep, idle & charged_before, resumed, run, flowing, averaged
         )
         rows_ended = np.flatnonzero(ended)
         x_end = (pick(run.total, last) + 0.5 * interval[:, 0]) / self.min_duration_s
