@@ -61,7 +61,7 @@ from analytics.detectors import (
 )
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.meter import ROUNDING_STEPS
-from analytics.detectors.prepared import CLOCK_BEFORE_START_S, CLOCK_FUTURE_S, prepared
+from analytics.detectors.prepared import clock_unsure, prepared
 from analytics.detectors.ratings import StationRatings, with_stations
 from analytics.detectors.reductions import pick, row_median
 from analytics.flags import flags_from_results
@@ -222,15 +222,7 @@ def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np
     if not m:
         return holds
     valid, t = batch.valid, batch.t_ns
-    back = (batch.arrival[:, 1:] < batch.arrival[:, :-1]) | ~valid[:, :-1]
-    back &= valid[:, 1:]
-    has_start = batch.start_ns != NO_TIME
-    early = (batch.start_ns - int(CLOCK_BEFORE_START_S * _NS))[:, None]
-    unsure = (
-        back.any(axis=1)
-        | (valid & has_start[:, None] & (t < early)).any(axis=1)
-        | (valid & (t > now_ns + int(CLOCK_FUTURE_S * _NS))).any(axis=1)
-    )
+    unsure = clock_unsure(batch, now_ns)
     gap = next((d for d in fitted if isinstance(d, DataGap)), None)
     if gap is not None:
         rows = np.arange(n)

@@ -144,12 +144,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
 
     start = batch.start_ns
     has_start = start != NO_TIME
-    before = (
-        valid & has_start[:, None] & (t < (start - int(CLOCK_BEFORE_START_S * NS_PER_S))[:, None])
-    )
-    future = valid & (t > now_ns + int(CLOCK_FUTURE_S * NS_PER_S))
-    disordered = _arrival_disordered(batch.arrival, valid)
-    affected = np.flatnonzero(disordered | before.any(axis=1) | future.any(axis=1))
+    affected = np.flatnonzero(clock_unsure(batch, now_ns))
     if affected.size:
         t = t.copy()
         valid = valid.copy()
@@ -309,6 +304,22 @@ def stop_tolerance_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
     ends = np.stack((batch.start_ns, batch.stop_ns), axis=1)
     own = time_resolution_s(ends, ends != NO_TIME)
     return np.asarray(np.maximum(CLOCK_DISORDER_S, np.minimum(own, prep.time_resolution_s)))
+
+
+def clock_unsure(batch: SessionBatch, now_ns: int) -> BoolArray:
+    """Per row: would ``prepared`` set some stamps aside or reorder them at ``now_ns``? A
+    reading after one that arrived later, a stamp more than ``CLOCK_BEFORE_START_S`` before the
+    session's start, or beyond the trusted future (``CLOCK_FUTURE_S``)."""
+    n, m = batch.n_sessions, batch.n_steps
+    if not m:
+        return np.zeros(n, dtype=bool)
+    valid = batch.valid.astype(bool, copy=False)
+    t, start = batch.t_ns, batch.start_ns
+    early = (start - int(CLOCK_BEFORE_START_S * NS_PER_S))[:, None]
+    before = valid & (start != NO_TIME)[:, None] & (t < early)
+    future = valid & (t > now_ns + int(CLOCK_FUTURE_S * NS_PER_S))
+    disordered = _arrival_disordered(batch.arrival, valid)
+    return np.asarray(disordered | before.any(axis=1) | future.any(axis=1))
 
 
 def _arrival_disordered(arrival: IntArray, valid: BoolArray) -> BoolArray:
