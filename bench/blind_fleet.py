@@ -44,8 +44,11 @@ session's stop early, only the part the stamps show). ``--notes FILE`` writes, p
 each fault was made and which normal traps it carries (``normal late_reading`` ...), to read misses
 and false alarms by cause; ``--minute-stamps SHARE`` makes that share of the stations (chosen
 without drawing from the seed's random stream, so the fleet is otherwise the same) stamp whole
-minutes, as stations that drop the seconds do; ``--stations-out`` writes the sites, coordinates
-and ratings for ``detect --stations``.
+minutes, as stations that drop the seconds do; ``--coarse-meters SHARE`` makes that share send
+the register in kWh with 2, 1 or 0 decimals and power in kW with 2 or 1 (faults on them are
+made at least 4 register steps large, or not at all); ``--sparse-sampling SHARE`` makes that
+share sample every 2-15 minutes (clock-aligned readings); ``--stations-out`` writes the sites,
+coordinates and ratings for ``detect --stations``.
 """
 
 from __future__ import annotations
@@ -68,6 +71,14 @@ DT_S = 5.0  # battery integration step: far below every sampling interval (10-60
 AC_RATINGS_KW = (3.7, 7.4, 11.0, 22.0)  # 16 A 1-phase, 32 A 1-phase, 16 A 3-phase, 32 A 3-phase
 DC_RATINGS_KW = (50.0, 150.0, 300.0)
 INTERVALS_S = (10, 15, 20, 30, 45, 60)  # what OCPP MeterValueSampleInterval is set to in practice
+# --sparse-sampling: MeterValueSampleInterval of a few minutes, or ClockAlignedDataInterval 900
+SPARSE_INTERVALS_S = (120, 300, 600, 900)
+# --coarse-meters: registers sent in kWh with 2, 1 or 0 decimals; power in kW with 2 or 1
+COARSE_REGISTERS_WH = (10.0, 100.0, 1000.0)
+COARSE_POWERS_W = (10.0, 100.0)
+# A fault on a coarse meter is made at least this many register steps large (or not at all):
+# both ends of any step are rounded, so smaller ones are within what the meter can say.
+CLEAR_OF_ROUNDING_STEPS = 4.0
 AC_EFFICIENCY = 0.90  # onboard charger losses: energy at the meter that reaches the battery
 DC_EFFICIENCY = 0.95  # cable and pack resistance only
 # A clone must be where one card cannot be in time: 300 km in less than the overlap is > 200 km/h.
@@ -178,6 +189,10 @@ class Station:
     style: Style
     register_wh: dict[int, float] = field(default_factory=dict)
     register_wh_initial: dict[int, float] = field(default_factory=dict)
+    # --coarse-meters: the register's step (1 Wh; 10 Wh, 0.1 kWh or 1 kWh on meters that report
+    # kWh with 2, 1 or 0 decimals) and the power's (0.1 W; 10 W or 100 W when sent in kW)
+    register_res_wh: float = 1.0
+    power_res_w: float = 0.1
 
 
 def haversine_km(a: Station, b: Station) -> float:
@@ -438,6 +453,11 @@ def fault_meter_mismatch(s: Session, rng: random.Random) -> bool:
     factor = rng.uniform(1.18, 1.25) if over_ok and rng.random() < 0.5 else rng.uniform(0.75, 0.82)
     if s.true_energy_wh < 2000:  # a register of a few hundred Wh is rounding, not calibration
         return False
+    if len(s.samples) < 4:  # one or two power samples cannot say what flowed (sparse sampling)
+        return False
+    # 15 % of the session must be far beyond the register's rounding at both ends
+    if s.true_energy_wh * 0.15 < 3 * CLEAR_OF_ROUNDING_STEPS * s.station.register_res_wh:
+        return False
     for x in s.samples:
         x.register_wh = s.meter_start_wh + factor * x.energy_wh
     s.meter_stop_wh = s.meter_start_wh + factor * s.true_energy_wh
@@ -460,6 +480,7 @@ def fault_meter_jump(s: Session, rng: random.Random) -> bool:
     # 2.5-6 times what the rating allows in the interval, at least 0.3 kWh (clear of rounding),
     # and under 9 % of the session (the whole-session mismatch stays well inside 15 %).
     jump = max(interval_wh(s.station, dt) * rng.uniform(2.5, 6.0), rng.uniform(300, 800))
+    jump = max(jump, 1.25 * CLEAR_OF_ROUNDING_STEPS * s.station.register_res_wh)
     if jump > 0.09 * s.true_energy_wh:
         return False
     for x in s.samples[k:]:
@@ -476,6 +497,7 @@ def fault_meter_backwards(s: Session, rng: random.Random) -> bool:
         return False
     rise = s.samples[k].energy_wh - s.samples[k - 1].energy_wh
     drop = rise + rng.uniform(50.0, max(60.0, min(2000.0, 0.06 * s.true_energy_wh)))
+    drop = max(drop, rise + CLEAR_OF_ROUNDING_STEPS * s.station.register_res_wh)
     if drop - rise > 0.07 * s.true_energy_wh:
         return False
     for x in s.samples[k:]:
@@ -498,7 +520,7 @@ def fault_meter_stuck(s: Session, rng: random.Random) -> bool:
     k = rng.choice(runs)
     frozen = s.samples[k - 1].register_wh or 0.0
     lost = s.samples[k + n - 1].energy_wh - s.samples[k - 1].energy_wh
-    if lost > 0.08 * s.true_energy_wh:
+    if lost > 0.08 * s.true_energy_wh or lost < CLEAR_OF_ROUNDING_STEPS * s.station.register_res_wh:
         return False
     for x in s.samples[k : k + n]:
         x.register_wh = frozen
@@ -673,6 +695,8 @@ class Config:
     same_site_labelled: bool
     ev_data: Path
     minute_stamps: float = 0.0  # share of stations stamping whole minutes
+    coarse_meters: float = 0.0  # share of stations whose register and power are coarse
+    sparse_sampling: float = 0.0  # share of stations sampling every 2-15 minutes
 
 
 def hour_weight(t: float) -> float:
@@ -699,6 +723,13 @@ class Fleet:
         self.stations = make_stations(config.stations, self.rng)
         for i, station in enumerate(self.stations):  # drawing nothing: the fleet stays the same
             station.style.minute = (i * 2_654_435_761) % 1000 < config.minute_stamps * 1000
+            pick = (i * 40_503 + 7) % 1000
+            if pick < config.coarse_meters * 1000:
+                station.register_res_wh = COARSE_REGISTERS_WH[pick % len(COARSE_REGISTERS_WH)]
+                station.power_res_w = COARSE_POWERS_W[(pick // 7) % len(COARSE_POWERS_W)]
+            pick = (i * 69_069 + 3) % 1000
+            if pick < config.sparse_sampling * 1000:
+                station.interval_s = SPARSE_INTERVALS_S[pick % len(SPARSE_INTERVALS_S)]
         self.sessions: list[Session] = []
         self.orphans: list[tuple[Orphan, bool]] = []  # (window, labelled)
         self.transaction = self.rng.randrange(10_000, 900_000)
@@ -1017,6 +1048,10 @@ def physical_labels(kind: str | None, traj: Trajectory) -> list[tuple[str, float
     if kind == "early_taper":
         if traj.derate is None or traj.derate[1] - traj.derate[0] < 10 * 60:
             return None
+        # a derate before the first reading (a station sampling every 10-15 min) shows no
+        # power before it: nothing in the data says the car could draw more
+        if not any(x.t < traj.derate[0] and x.power_w > 1000 for x in traj.samples):
+            return None
         return [("early_taper", traj.derate[0], traj.derate[1])]
     return []
 
@@ -1095,7 +1130,7 @@ def emit_session(w: Writer, s: Session, rng: random.Random) -> None:
         "connector_id": c,
         "session_id": s.session_id,
         "id_tag": s.id_tag,
-        "meter_start_wh": (s.meter_start_wh, 0),
+        "meter_start_wh": (register_text_wh(st, s.meter_start_wh), 0),
     }
     w.add(st, s.t0, s.start_stamp if s.start_stamp is not None else s.t0, start)
     for t, status in s.statuses:
@@ -1115,7 +1150,7 @@ def emit_session(w: Writer, s: Session, rng: random.Random) -> None:
         "type": "session_stop",
         "connector_id": c,
         "session_id": s.session_id,
-        "meter_stop_wh": (s.meter_stop_wh, 0),
+        "meter_stop_wh": (register_text_wh(st, s.meter_stop_wh), 0),
         "reason": s.stop_reason,
     }
     w.add(st, s.t_end, s.stop_stamp if s.stop_stamp is not None else s.t_end, stop)
@@ -1126,15 +1161,23 @@ def emit_session(w: Writer, s: Session, rng: random.Random) -> None:
     w.add(st, after, after, {"type": "status", "connector_id": c, "status": "Available"})
 
 
+def register_text_wh(station: Station, register_wh: float) -> float:
+    """The register as the meter shows it: cut to its step (whole Wh, or 0.01/0.1/1 kWh)."""
+    return math.floor(register_wh / station.register_res_wh) * station.register_res_wh
+
+
 def reading_fields(s: Session | None, x: Sample, station: Station | None = None) -> dict[str, Any]:
     st = station or (s.station if s else None)
     assert st is not None
     fields: dict[str, Any] = {"type": "reading", "connector_id": s.connector if s else 0}
     if s is not None:
         fields["session_id"] = s.session_id
-    fields["power_w"] = (x.power_w, 1)
+    power = x.power_w
+    if st.power_res_w != 0.1:  # sent in kW: 10 or 100 W steps
+        power = round(power / st.power_res_w) * st.power_res_w
+    fields["power_w"] = (power, 1)
     if x.register_wh is not None:
-        fields["energy_wh"] = (math.floor(x.register_wh), 0)
+        fields["energy_wh"] = (register_text_wh(st, x.register_wh), 0)
     if st.sends_offered:
         fields["power_offered_w"] = (x.offered_w, 0)
     if st.sends_current:
@@ -1281,6 +1324,19 @@ def main() -> None:
         default=0.0,
         help="share of stations whose stamps are whole minutes (0-1; the rest is unchanged)",
     )
+    parser.add_argument(
+        "--coarse-meters",
+        type=float,
+        default=0.0,
+        help="share of stations sending the register in kWh (0.01, 0.1 or 1 kWh steps) and power"
+        " in kW (10 or 100 W steps)",
+    )
+    parser.add_argument(
+        "--sparse-sampling",
+        type=float,
+        default=0.0,
+        help="share of stations sampling every 120, 300, 600 or 900 s",
+    )
     parser.add_argument("--ev-data", type=Path, default=EV_DATA)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)
@@ -1296,6 +1352,8 @@ def main() -> None:
         same_site_labelled=args.same_site_overlaps == "labelled",
         ev_data=args.ev_data,
         minute_stamps=args.minute_stamps,
+        coarse_meters=args.coarse_meters,
+        sparse_sampling=args.sparse_sampling,
     )
     counts = generate(config, args.out, args.labels, args.stations_out, args.notes)
     print(json.dumps(counts))

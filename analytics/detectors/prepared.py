@@ -425,7 +425,7 @@ def _fix_rows(
     )
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
     _continue_stepped_runs(disorder, back_ns)
-    late = disorder & _delivered_late(disorder, back_ns, valid, columns)
+    late = disorder & _delivered_late(disorder, back_ns, valid, columns, _interval_ns(t, valid))
     np.copyto(back_ns, -np.inf, where=late)
     disorder &= ~late
     trusted = plausible & ~disorder
@@ -502,13 +502,35 @@ def _continue_stepped_runs(disorder: BoolArray, back_ns: FloatArray) -> None:
 
 
 # A reading held back in transport (an OCPP call retried after its timeout, a queue flushed
-# out of order) arrives minutes late at most; a clock stepped back (local time written as UTC,
-# a wrong NTP server) is off by a zone's offset, 15 min or more.
+# out of order) arrives minutes late at most, or after the next reading or two where a station
+# samples every 10-15 min (a retried MeterValues lands after the next one: one interval back);
+# a clock stepped back (local time written as UTC, a wrong NTP server) is off by a zone's
+# offset, an hour or more in all but a few zones, and a lone such reading is more than
+# LATE_DELIVERY_INTERVALS behind only where the station samples less often than every 30 min.
 LATE_DELIVERY_MAX_S = 5 * 60.0
+LATE_DELIVERY_INTERVALS = 2.0
+
+
+def _interval_ns(t: IntArray, valid: BoolArray) -> FloatArray:
+    """Per row: the sampling interval, the median step between its valid stamps in time
+    order (NaN with fewer than two)."""
+    ordered = np.sort(np.where(valid, t, _INT_MAX), axis=1)
+    steps = np.diff(ordered, axis=1).astype(np.float64)
+    both = (ordered[:, 1:] != _INT_MAX) & (ordered[:, :-1] != _INT_MAX)
+    steps = np.where(both & (steps > 0), steps, np.nan)
+    out = np.full(t.shape[0], np.nan)
+    some = np.isfinite(steps).any(axis=1)
+    if some.any():
+        out[some] = np.nanmedian(steps[some], axis=1)
+    return out
 
 
 def _delivered_late(
-    disorder: BoolArray, back_ns: FloatArray, valid: BoolArray, columns: dict[str, FloatArray]
+    disorder: BoolArray,
+    back_ns: FloatArray,
+    valid: BoolArray,
+    columns: dict[str, FloatArray],
+    interval_ns: FloatArray,
 ) -> BoolArray:
     """Per reading (in arrival order) stamped earlier than one that arrived before it: was it
     delivered late with a right stamp, rather than stamped by a wrong clock?
@@ -519,10 +541,12 @@ def _delivered_late(
       flat register tells nothing.)
     - Without such evidence (and none against it: a register above all before it was read
       after them): it is alone (the readings arriving just before and after it are
-      in order) and at most ``LATE_DELIVERY_MAX_S`` behind: the stream goes on at the right
-      time after it, where a stepped clock would go on from its wrong time.
+      in order) and at most ``LATE_DELIVERY_MAX_S`` behind, or ``LATE_DELIVERY_INTERVALS``
+      sampling intervals (``interval_ns``, per row): the stream goes on at the right time after
+      it, where a stepped clock would go on from its wrong time.
     Independently written fleets deliver a few readings late (blind fleet seed 23: 27 normal
-    sessions were flagged ``clock_fault`` for one such reading)."""
+    sessions were flagged ``clock_fault`` for one such reading; seed 72 with stations sampling
+    every 10 min: one reading 10 min late)."""
     k, m = valid.shape
     evidence = np.zeros((k, m), dtype=bool)
     against = np.zeros((k, m), dtype=bool)
@@ -535,7 +559,8 @@ def _delivered_late(
     pad = np.zeros((k, 1), dtype=bool)
     prev_bad = np.concatenate((pad, disorder[:, :-1]), axis=1)
     next_bad = np.concatenate((disorder[:, 1:], pad), axis=1)
-    alone = ~prev_bad & ~next_bad & (back_ns <= LATE_DELIVERY_MAX_S * NS_PER_S) & ~against
+    behind_ns = np.fmax(LATE_DELIVERY_MAX_S * NS_PER_S, LATE_DELIVERY_INTERVALS * interval_ns)
+    alone = ~prev_bad & ~next_bad & (back_ns <= behind_ns[:, None]) & ~against
     return np.asarray(evidence | alone)
 
 

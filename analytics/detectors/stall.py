@@ -39,9 +39,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
+from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import (
+    NS_PER_S,
     REGISTER_POWER_MAX_RESOLUTION_WH,
     Prepared,
     prepared,
@@ -258,13 +259,96 @@ class Stall(BaseDetector):
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
         not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
-        verdict = self._judge(take_rows(prep, rows), from_register[rows])
-        result = verdict_result(
-            self.kind, scatter_verdict(batch.n_sessions, rows, verdict), not_scored
+        verdict = scatter_verdict(
+            batch.n_sessions, rows, self._judge(take_rows(prep, rows), from_register[rows])
         )
+        verdict = _either(verdict, self._ended_at_the_stop(batch, prep))
+        result = verdict_result(self.kind, verdict, not_scored)
         for i in np.flatnonzero(result.flagged & from_register).tolist():
             result.reason[i] = f"{result.reason[i]} (power from the register's steps)"
         return result
+
+    def _ended_at_the_stop(self, batch: SessionBatch, prep: Prepared) -> Verdict:
+        """A stall that ends the session with one reading at rest: on a station sampling every
+        10-15 min (OCPP clock-aligned meter values) a driver who gives up 15 min after the
+        charge stopped leaves a single reading at rest before the stop, and ``_judge`` needs a
+        step with both ends at rest. Here the stretch runs from when power stopped to the
+        session's stop: the stop is a reading at rest of its own when the register at the stop
+        (``meter_stop_wh``) is flat against the last reading's. When power stopped is dated by
+        the register: what the step to the reading at rest counted, as if the power before it
+        fell in a straight line to nothing (``t + 2 de / P``, the latest a monotone fall can
+        stop); without a register, at the reading at rest (the least the stretch can be). The
+        car must be shown not full by its SoC: on so sparse a sampling the shape of the fall
+        cannot tell a full car's taper from a stop. Not when anything explains the rest or
+        says the car was done (as in ``_idle`` and ``_ended``)."""
+        n = batch.n_sessions
+        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        if prep.power_w.shape[1] < 2:
+            return none
+        last = np.maximum(prep.count - 1, 1)
+        prev = last - 1
+        p = prep.power_w
+        zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)
+        p_last, p_prev = pick(p, last), pick(p, prev)
+        status = pick(prep.status, last)
+        need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))
+        explained = (pick(prep.offered_w, last) < need_w) | np.isin(
+            status,
+            (int(StatusCode.SUSPENDED_EV), int(StatusCode.FAULTED), int(StatusCode.FINISHING)),
+        )
+        reg_last = pick(prep.energy_wh, last)
+        res = prep.resolution_wh
+        stop_ns = batch.stop_ns
+        has_stop = stop_ns != NO_TIME
+        t_last = pick(prep.t_ns, last)
+        rest_s = np.where(has_stop, (stop_ns - t_last) / NS_PER_S, 0.0)
+        flat = batch.meter_stop_wh - reg_last <= res + zero_w * np.maximum(rest_s, 0.0) / 3600.0
+        soc = np.fmax(pick(prep.soc_pct, last), pick(prep.soc_pct, prev))
+        candidate = (
+            (prep.count >= 2)
+            & has_stop
+            & ~is_none(batch.session_id)
+            & (p_last <= zero_w)
+            & (p_prev > np.maximum(MIN_CHARGE_OFFER_W, zero_w))
+            & ~explained
+            & flat  # NaN on either side: no
+            & (soc < FULL_SOC_PCT)  # NaN: not shown
+            & (rest_s >= 0.0)
+        )
+        rows = np.flatnonzero(candidate)
+        if rows.size == 0:
+            return none
+        t_prev = pick(prep.t_ns, prev)[rows]
+        step_s = (t_last[rows] - t_prev) / NS_PER_S
+        de = pick(prep.energy_wh, last)[rows] - pick(prep.energy_wh, prev)[rows]
+        # power went on after the reading before for at least de / P, and for at most twice
+        # that if it fell in a straight line to nothing (a taper): the longer, so that a car
+        # tapering into a stop between the readings does not read as a long rest
+        flowed_s = np.clip(np.nan_to_num(2.0 * de / p_prev[rows] * 3600.0, nan=step_s), 0.0, step_s)
+        stopped_ns = t_prev + (flowed_s * NS_PER_S).astype(np.int64)
+        dur_s = (stop_ns[rows] - stopped_ns) / NS_PER_S
+        x = np.zeros(n)
+        x[rows] = dur_s / self.min_duration_s
+        start = np.full(n, NO_TIME, dtype=np.int64)
+        end = np.full(n, NO_TIME, dtype=np.int64)
+        start[rows], end[rows] = stopped_ns, stop_ns[rows]
+        dur = np.zeros(n)
+        dur[rows] = dur_s
+        by_register = np.zeros(n, dtype=bool)
+        by_register[rows] = np.isfinite(de / p_prev[rows])
+
+        def describe(which: IntArray) -> list[str]:
+            return [
+                f"no power for {fmt_min(dur[i])} at {soc[i]:.0f} % SoC (not full), after"
+                f" charging at {fmt_kw(p_prev[i])}, until the session ended without charging"
+                f" again{_STATUS_WORDS.get(int(status[i]), '')}; one reading at rest before"
+                " the stop, the register flat to it"
+                + (", power stopped when the register says" if by_register[i] else "")
+                + "; no lower offered power"
+                for i in which
+            ]
+
+        return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
 
     def _ended(
         self,
@@ -398,3 +482,26 @@ class Stall(BaseDetector):
             return out
 
         return Verdict(x=np.nan_to_num(x), start_ns=start, end_ns=end, describe=describe)
+
+
+def _either(a: Verdict, b: Verdict) -> Verdict:
+    """Per row, the verdict with the stronger evidence of ``a`` and ``b``."""
+    take_b = b.x > a.x
+
+    def describe(rows: IntArray) -> list[str]:
+        out = [""] * rows.size
+        from_b = take_b[rows]
+        for target, texts in (
+            (np.flatnonzero(~from_b), a.describe(rows[~from_b])),
+            (np.flatnonzero(from_b), b.describe(rows[from_b])),
+        ):
+            for j, text in zip(target.tolist(), texts, strict=True):
+                out[j] = text
+        return out
+
+    return Verdict(
+        x=np.where(take_b, b.x, a.x),
+        start_ns=np.where(take_b, b.start_ns, a.start_ns),
+        end_ns=np.where(take_b, b.end_ns, a.end_ns),
+        describe=describe,
+    )

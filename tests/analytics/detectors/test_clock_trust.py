@@ -59,6 +59,26 @@ def reading_delivered_late_without_register() -> Spec:
     return with_(spec, energy_wh=None, soc_pct=None, session_id="S2")
 
 
+def reading_delivered_late_every_ten_minutes() -> Spec:
+    # 7.4 kW AC sampled every 10 min, power only; one MeterValues retried lands after the next
+    # one, 10 min behind it (blind fleet seed 72 with --sparse-sampling 0.5, evse-0020, 849062)
+    t = np.arange(0.0, 70 * MIN + 1e-9, 10 * MIN) + 35.0
+    p = np.full(t.size, 7_400.0)
+    spec = from_power(t, p, offered_w=7_400.0)
+    arrival = np.arange(t.size)
+    arrival[4], arrival[5] = 5, 4
+    return with_(spec, arrival=list(arrival), energy_wh=None, session_id="S4")
+
+
+def clock_stepped_back_one_reading_every_ten_minutes() -> Spec:
+    # the same station, but one reading stamped 2 h back (local time written as UTC) and the
+    # rest right: that reading is no late delivery
+    spec = reading_delivered_late_every_ten_minutes()
+    stamps = list(np.asarray(spec.t_s))
+    stamps[5] -= 2 * 3600.0
+    return with_(spec, t_s=stamps, arrival=list(range(len(stamps))), session_id="S5")
+
+
 def _results(specs: list[Spec]) -> dict[str, object]:
     batch = make_batch(specs)
     return {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
@@ -74,9 +94,20 @@ def test_a_clock_stepped_back_is_a_clock_fault_and_nothing_timed() -> None:
 
 
 def test_a_reading_delivered_late_is_no_clock_fault() -> None:
-    results = _results([reading_delivered_late(), reading_delivered_late_without_register()])
+    results = _results(
+        [
+            reading_delivered_late(),
+            reading_delivered_late_without_register(),
+            reading_delivered_late_every_ten_minutes(),
+        ]
+    )
     for kind, r in results.items():
         assert not r.flagged.any(), (kind, r.reason)  # type: ignore[attr-defined]
+
+
+def test_one_reading_hours_back_every_ten_minutes_is_a_clock_fault() -> None:
+    results = _results([clock_stepped_back_one_reading_every_ten_minutes()])
+    assert results["clock_fault"].flagged[0]  # type: ignore[attr-defined]
 
 
 def clock_reset_before_the_stop() -> Spec:

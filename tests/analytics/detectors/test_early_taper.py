@@ -237,6 +237,29 @@ def e208_own_steps() -> Spec:
     return dc_charge(E208, soc0=55.0, battery_kwh=46.0, minutes_total=30.0)
 
 
+# Hyundai Ioniq (2019, 38.3 kWh) as published: steps to 0.62 at 69 %, then at 76 % to 15 kW, the
+# first published fall under 0.45 of the highest power over the 11 % of SoC before (75.6 %)
+IONIQ_2019 = ([0, 51, 53, 67, 69, 74, 76, 90, 100], [40, 46, 36, 37, 23, 23, 15, 15, 8])
+
+
+def ioniq_own_deep_fall_at_76_percent() -> Spec:
+    return dc_charge(IONIQ_2019, soc0=45.0, battery_kwh=38.3, minutes_total=40.0, step_s=30.0)
+
+
+# Opel Corsa-e as open-ev-data publishes it: 41 kW to 72 % SoC, then 2 kW at 73 %, 27 kW at 83 %.
+# The 2 kW point is no battery's (curve_floor leaves it out of the AC floor), but a fleet made
+# from the published curves charges a Corsa-e that way (an independently written fleet, seeds
+# 111-113: 50 to 7.5 kW at 72 % on a 50 kW charger); the deep fall's limit of 70 % keeps it.
+CORSA_E = (
+    [0, 16, 20, 21, 47, 48, 67, 68, 72, 73, 83, 84, 100],
+    [99, 99, 95, 75, 75, 53, 53, 41, 41, 2, 27, 11, 11],
+)
+
+
+def corsa_e_published_fall_at_73_percent() -> Spec:
+    return dc_charge(CORSA_E, soc0=40.0, battery_kwh=45.0, minutes_total=45.0, offered_kw=50.0)
+
+
 def e208_own_step_then_the_driver_leaves() -> Spec:
     spec = dc_charge(E208, soc0=60.0, battery_kwh=46.0, minutes_total=30.0)
     at = float(np.asarray(spec.t_s)[np.argmax(np.asarray(spec.soc_pct) >= 70.0)])
@@ -446,6 +469,8 @@ NORMAL: list[Callable[[], Spec]] = [
     e208_own_step_then_the_driver_leaves,
     e208_own_step_with_a_long_register_and_a_late_soc,
     e_traveller_own_steps,
+    ioniq_own_deep_fall_at_76_percent,
+    corsa_e_published_fall_at_73_percent,
     early_unplug_while_charging,
     dip_that_recovers_after_six_minutes,
     ac_balancing_then_the_driver_leaves,

@@ -4,6 +4,7 @@ endings that look like them but must not be flagged (CONTRACTS.md section 3)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -318,3 +319,74 @@ def test_the_flag_covers_the_stretch_to_the_last_reading() -> None:
     assert result.end_ns[0] == prep.t_ns[0, prep.count[0] - 1]
     first_zero = int(np.argmax(np.asarray(spec.t_s) >= 15 * MIN))
     assert result.start_ns[0] == prep.t_ns[0, first_zero]
+
+
+# --- a station sampling every 15 min (OCPP clock-aligned meter values): one reading at rest
+# before the stop, the stop's register (meterStop) flat to it
+
+
+def _every_fifteen_minutes(
+    true_w: Callable[[np.ndarray], np.ndarray], *, stop_s: float, soc0: float, idle_status: int
+) -> tuple[bool, str | None]:
+    """Readings every 15 min from 3 min after the start of a DC session whose true power (every
+    second) is ``true_w``; the register counts it, the stop at ``stop_s`` carries the register
+    at that time; SoC integrated on a 60 kWh battery."""
+    fine = np.arange(0.0, stop_s + 1e-9, 1.0)
+    power = true_w(fine)
+    energy = np.concatenate(([0.0], np.cumsum(power[1:] / 3600.0)))
+    at = np.arange(3 * MIN, stop_s, 15 * MIN)
+    pick = np.searchsorted(fine, at)
+    status = np.where(power[pick] > 200.0, CHARGING, idle_status)
+    spec = from_power(at, power[pick], offered_w=150_000.0, status=status)
+    spec = with_(
+        spec,
+        energy_wh=list(np.floor(1_000_000.0 + energy[pick])),
+        soc_pct=list(np.floor(soc0 + energy[pick] / 600.0)),
+        start_s=0.0,
+        stop_s=stop_s,
+    )
+    batch = make_batch([spec])
+    batch = replace(batch, meter_stop_wh=np.array([np.floor(1_000_000.0 + energy[-1])]))
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
+    result = detector.score(batch, now_ns=NOW_NS)
+    reason = result.reason[0]
+    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+
+
+def test_a_stall_before_the_stop_with_one_reading_at_rest_every_fifteen_minutes() -> None:
+    # 50 kW until 33.75 min (45 s after the reading at 33 min), nothing until the driver gives
+    # up at 50 min: one reading at rest (48 min), 16 min without power (blind fleet seed 122
+    # with --sparse-sampling 0.5, TX-0121-805800: missed)
+    flagged, reason = _every_fifteen_minutes(
+        lambda t: np.where((t > 30) & (t < 33.75 * MIN), 50_000.0, 0.0),
+        stop_s=50 * MIN,
+        soc0=28.0,
+        idle_status=EVSE,
+    )
+    assert flagged, reason
+    assert reason and "no power for 16 min" in reason and "one reading at rest" in reason
+
+
+def test_a_taper_into_the_stop_between_two_readings_is_no_stall() -> None:
+    # 50 kW, then from 33 min a fall in a straight line to nothing at 45 min (a car stopping at
+    # its own target without saying SuspendedEV), the reading at 48 min at rest, the stop at
+    # 52 min: 7 min without power, not 10
+    flagged, reason = _every_fifteen_minutes(
+        lambda t: np.where(t > 30, np.interp(t, [33 * MIN, 45 * MIN], [50_000.0, 0.0]), 0.0),
+        stop_s=52 * MIN,
+        soc0=20.0,
+        idle_status=CHARGING,
+    )
+    assert not flagged, reason
+
+
+def test_a_reading_at_the_stop_itself_is_no_stall() -> None:
+    # charging until the stop; the station's last reading (Transaction.End) at rest, taken at
+    # the stop, 15 min after the one before
+    flagged, reason = _every_fifteen_minutes(
+        lambda t: np.where((t > 30) & (t < 47.9 * MIN), 50_000.0, 0.0),
+        stop_s=48.05 * MIN,
+        soc0=20.0,
+        idle_status=CHARGING,
+    )
+    assert not flagged, reason
