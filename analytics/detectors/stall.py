@@ -263,6 +263,7 @@ class Stall(BaseDetector):
             batch.n_sessions, rows, self._judge(take_rows(prep, rows), from_register[rows])
         )
         verdict = _either(verdict, self._ended_at_the_stop(batch, prep))
+        verdict = _either(verdict, self._lone_rest(batch, prep))
         result = verdict_result(self.kind, verdict, not_scored)
         for i in np.flatnonzero(result.flagged & from_register).tolist():
             result.reason[i] = f"{result.reason[i]} (power from the register's steps)"
@@ -346,6 +347,91 @@ class Stall(BaseDetector):
                 + (", power stopped when the register says" if by_register[i] else "")
                 + "; no lower offered power"
                 for i in which
+            ]
+
+        return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
+
+    def _lone_rest(self, batch: SessionBatch, prep: Prepared) -> Verdict:
+        """A stall mid-session seen in one reading at rest between two with power: on a station
+        sampling every 10-15 min a 20-30 min rest leaves one such reading, and ``_judge`` needs
+        a step with both ends at rest. The rest is dated by the register on both sides, as if
+        power fell (rose) in a straight line between the readings: it began at the latest
+        ``t[i-1] + 2 de / P[i-1]`` and ended at the earliest ``t[i+1] - 2 de / P[i+1]``, each
+        step's energy taken one register resolution larger. Without a register on those three
+        readings nothing dates it. Charging must resume (``resume_fraction`` of the power before,
+        ``min_resume_wh`` after) and the car be shown not full where it stopped (its SoC, or
+        the fall from the plateau), with nothing explaining the rest (as in ``_idle``)."""
+        n, m = prep.power_w.shape
+        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        if m < 3:
+            return none
+        p = prep.power_w
+        zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
+        need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))[:, None]
+        explained = (
+            (prep.offered_w < need_w)
+            | (prep.status == StatusCode.SUSPENDED_EV)
+            | (prep.status == StatusCode.FAULTED)
+            | (prep.status == StatusCode.FINISHING)
+        )
+        mid = p[:, 1:-1]
+        before_w, after_w = p[:, :-2], p[:, 2:]
+        lone = (
+            (mid <= zero_w)
+            & ~explained[:, 1:-1]
+            & prep.valid[:, 2:]
+            & (before_w > np.maximum(MIN_CHARGE_OFFER_W, zero_w))
+            & (after_w >= self.resume_fraction * before_w)
+        )
+        lone[is_none(batch.session_id)] = False
+        rows, cols = np.nonzero(lone)
+        if rows.size == 0:
+            return none
+        i = cols + 1  # the reading at rest
+        res = prep.resolution_wh[rows]
+        e = prep.energy_wh
+        de1 = e[rows, i] - e[rows, i - 1] + res
+        de2 = e[rows, i + 1] - e[rows, i] + res
+        t = prep.t_ns
+        step1 = (t[rows, i] - t[rows, i - 1]) / NS_PER_S
+        step2 = (t[rows, i + 1] - t[rows, i]) / NS_PER_S
+        on1 = np.clip(2.0 * de1 / before_w[rows, cols] * 3600.0, 0.0, step1)
+        on2 = np.clip(2.0 * de2 / after_w[rows, cols] * 3600.0, 0.0, step2)
+        rest_s = np.where(np.isfinite(on1) & np.isfinite(on2), step1 - on1 + step2 - on2, 0.0)
+        # charging went on after it, and the car was not full where it stopped
+        step_wh = np.nan_to_num(np.maximum(trapezoid_wh(p, prep.dt_s), 0.0))
+        after_wh = np.cumsum(step_wh[:, ::-1], axis=1)[:, ::-1]  # from each step to the end
+        went_on = after_wh[rows, i] >= self.min_resume_wh
+        flowing = _last_flowing(p, zero_w)
+        first = np.full((n, m - 1), -1, dtype=np.int64)
+        first[rows, i] = i
+        not_full = _not_full(prep, np.maximum(first, 0), flowing, np.zeros(n, bool))
+        ok = went_on & not_full[rows, i] & (rest_s > 0)
+        rows, i, rest_s, on1 = rows[ok], i[ok], rest_s[ok], on1[ok]
+        x = np.zeros(n)
+        start = np.full(n, NO_TIME, dtype=np.int64)
+        end = np.full(n, NO_TIME, dtype=np.int64)
+        dur = np.zeros(n)
+        prior, after = np.zeros(n), np.zeros(n)
+        # the longest lone rest of each row (assigned in order of length: the last write wins)
+        order = np.argsort(rest_s, kind="stable")
+        rows, i, rest_s, on1 = rows[order], i[order], rest_s[order], on1[order]
+        x[rows] = rest_s / self.min_duration_s
+        dur[rows] = rest_s
+        start[rows] = t[rows, i - 1] + (on1 * NS_PER_S).astype(np.int64)
+        end[rows] = t[rows, i + 1]
+        prior[rows], after[rows] = p[rows, i - 1], p[rows, i + 1]
+        soc = np.full(n, np.nan)
+        soc[rows] = forward_fill(prep.soc_pct)[rows, i]
+
+        def describe(which: IntArray) -> list[str]:
+            return [
+                f"no power for {fmt_min(dur[r])}"
+                + (f" at {soc[r]:.0f} % SoC" if soc[r] == soc[r] else "")
+                + f", after charging at up to {fmt_kw(prior[r])} and before resuming at"
+                f" {fmt_kw(after[r])}; one reading at rest between them, the rest dated by the"
+                " register on both sides; no lower offered power"
+                for r in which
             ]
 
         return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
