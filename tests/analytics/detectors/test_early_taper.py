@@ -214,6 +214,24 @@ def small_car_deep_fall_at_69_percent() -> Spec:
     )
 
 
+def derate_held_to_the_stop_sampled_every_five_minutes() -> Spec:
+    # 45 kW, halved at 36-39 % SoC on a station sampling every 5 min; the driver leaves 10 min
+    # after the first reading that shows it: three readings, the fall somewhere in the step
+    # before them (an independently written fleet, seed 122 with --sparse-sampling 0.5, 804746:
+    # read as exactly 10 min, missed)
+    spec = dc_charge(
+        ([0, 60, 80, 100], [45, 45, 20, 5]),
+        soc0=20.0,
+        step_s=300.0,
+        derate_at_soc=36.0,
+        factor=0.53,
+        ramp_s=30.0,
+        minutes_total=40.0,
+    )
+    t, p = np.asarray(spec.t_s), np.asarray(spec.power_w)
+    return cut(spec, float(t[np.argmax((p < 40_000.0) & (t > 0))]) + 10 * MIN)
+
+
 def derate_cut_short_by_the_stop() -> Spec:
     # halved at 35 % SoC; the driver leaves 7 min later
     spec = dc_charge(PLATEAU_TO_60, soc0=20.0, derate_at_soc=35.0, minutes_total=40.0)
@@ -456,6 +474,7 @@ DERATES: list[Callable[[], Spec]] = [
     fast_car_derate_over_nine_percent_of_soc,
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
+    derate_held_to_the_stop_sampled_every_five_minutes,
     big_battery_derate_complete_at_67_percent,
     small_car_deep_fall_at_69_percent,
     ac_derate_at_79_percent,
