@@ -491,6 +491,11 @@ class MeterJump(BaseDetector):
         batch.extra["_allowance"] = (prep, params, allowed)
         return allowed
 
+    def rated_w(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
+        """Each row's rated power as this detector judges it (``ratings.rated_power_w``)."""
+        self.check_is_fitted()
+        return self._rated(batch, prep)
+
     def meter_values_allowance_wh(
         self, batch: SessionBatch, prep: Prepared, rows: IntArray
     ) -> FloatArray:
@@ -789,6 +794,7 @@ def meter_values_balance(
     gap_intervals: float,
     gap_min_s: float,
     trapezoid_doubt: float = 1.0,
+    rated_w: FloatArray | None = None,
 ) -> EnergyBalance:
     """Register against integrated power for ``rows`` whose readings carry no register span but
     whose transaction sent its meter values (``meter_start_wh``, ``meter_stop_wh``: OCPP
@@ -797,7 +803,13 @@ def meter_values_balance(
 
     Nothing flows before the transaction starts or after it stops, so the power is taken as 0
     at those two instants; the steps from the start to the first sample and from the last to
-    the stop count like any other, in the integral and in its doubt. A row with a data gap or a
+    the stop count like any other, in the integral and in its doubt. A first sample more than
+    ``RAMP_S`` after the start was taken after the ramp: power may have climbed to anything the
+    connector delivers (``rated_w``, per row of ``rows``) before it, so the lead's doubt is the
+    most it could have held above its trapezoid (a row whose rating is unknown is left out);
+    the same for the step after a first sample taken in the ramp, when it is longer than
+    ``RAMP_S``.
+    A row with a data gap or a
     step without power inside (an end included) is left out (``n_spans`` 0)."""
     k = rows.size
     sub = take_rows(prep, rows)
@@ -818,7 +830,22 @@ def meter_values_balance(
     e_pow = row_sum_where(step_pw, ~np.isnan(step_pw))
     e_pow += 0.5 * (p_first * lead_s + p_last * tail_s) / 3600.0
     doubt = row_sum_where(step_doubt, ~np.isnan(step_doubt))
-    doubt += 0.5 * (p_first * (lead_s + res_t) + p_last * (tail_s + res_t)) / 3600.0
+    lead_doubt = 0.5 * p_first * (lead_s + res_t) / 3600.0
+    rated = np.full(k, np.nan) if rated_w is None else np.fmax(rated_w, sub.peak_power_w)
+    late = lead_s > RAMP_S
+    if late.any():  # the most the lead could have held above its trapezoid (0 to p_first)
+        most = rated * (lead_s + res_t) / 3600.0 - 0.5 * p_first * lead_s / 3600.0
+        lead_doubt = np.where(late, np.fmax(lead_doubt, most), lead_doubt)
+        whole &= ~(late & np.isnan(lead_doubt))
+    doubt += lead_doubt + 0.5 * p_last * (tail_s + res_t) / 3600.0
+    # a first sample in the ramp and a long step after it: as ``energy_balance``'s first step
+    first_dt = sub.dt_s[:, 0] if sub.dt_s.shape[1] else np.zeros(k)
+    in_ramp = ~late & (first_dt > RAMP_S) & (sub.count > 1)
+    if in_ramp.any():
+        most = rated * (first_dt + res_t) / 3600.0 - np.nan_to_num(step_pw[:, 0])
+        extra = np.fmax(most - np.nan_to_num(step_doubt[:, 0]), 0.0)
+        doubt += np.where(in_ramp, np.nan_to_num(extra, nan=0.0), 0.0)
+        whole &= ~(in_ramp & np.isnan(most))
     e_reg = batch.meter_stop_wh[rows] - batch.meter_start_wh[rows]
     # the two meter values are whole Wh at best: the rounding of one span's two ends
     bound = trapezoid_doubt * doubt
@@ -940,6 +967,7 @@ class MeterMismatch(BaseDetector):
                 gap_intervals=self.gap_intervals,
                 gap_min_s=self.gap_min_s,
                 trapezoid_doubt=self.trapezoid_doubt,
+                rated_w=self.jump_.rated_w(batch, prep)[by_meter_values],
             )
             # meter values beyond what the connector could deliver are a jump: left out
             jump = mv.register_wh > self.jump_.meter_values_allowance_wh(
