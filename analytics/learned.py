@@ -83,7 +83,8 @@ DESCRIPTIONS = {
     "band (floor x band_margin, power over level), band_count (history readings per cell), "
     "band_learned (cell lowered from history)",
     RATINGS_FILE: "each station's rated power in W (station_ids, rated_w, notes: why a rating "
-    "is above the declared or offered one, empty when not)",
+    "is above the declared or offered one, empty when not; measured_only: nothing declared nor "
+    "offered, the rating is the highest power measured; absent in older versions)",
     DETECTORS_FILE: "each kind's detector class and parameters, what it learned, and the "
     "band's layout (classes' rated-power edges, bins)",
     THRESHOLDS_FILE: "each kind's score threshold (a row stays flagged above it) calibrated to "
@@ -154,6 +155,11 @@ class LearnedState:
                 "station_ids": self.ratings.station_ids.astype(str),
                 "rated_w": self.ratings.rated_w.astype(np.float64),
                 "notes": note_text,
+                "measured_only": (
+                    self.ratings.measured_only.astype(bool)
+                    if self.ratings.measured_only is not None
+                    else np.zeros(self.ratings.station_ids.size, dtype=bool)
+                ),
             },
         }
 
@@ -213,10 +219,16 @@ class LearnedState:
             raise ModelError(f"{model.version}/{RATINGS_FILE}: station_ids must be sorted, unique")
         if watts.dtype.kind != "f" or np.any(np.isinf(watts)) or np.any(watts < 0):
             raise ModelError(f"{model.version}/{RATINGS_FILE}: rated_w must be >= 0 W (or NaN)")
+        measured = model.arrays[RATINGS_FILE].get("measured_only")  # absent in older versions
+        if measured is not None and (measured.dtype != bool or measured.shape != ids.shape):
+            raise ModelError(
+                f"{model.version}/{RATINGS_FILE}: measured_only must be booleans, one per station"
+            )
         ratings = StationRatings(
             ids.astype(object),
             watts.astype(np.float64),
             np.array([str(n) if n else None for n in notes.tolist()], dtype=object),
+            measured,
         )
         thresholds, target = _thresholds(model)
         novelty = None
@@ -333,7 +345,16 @@ def merge_ratings(
         [window.note(s) if window.note(s) is not None else trained.note(s) for s in ids.tolist()],
         dtype=object,
     )
-    return StationRatings(ids.astype(object), rated, notes)
+    # measured only where neither knows more: a declaration or an offer seen by either stands
+    as_object = ids.astype(object)
+    known = (
+        np.isin(ids, window.station_ids.astype(str)),
+        np.isin(ids, trained.station_ids.astype(str)),
+    )
+    measured_only = (~known[0] | window.lookup_measured_only(as_object)) & (
+        ~known[1] | trained.lookup_measured_only(as_object)
+    )
+    return StationRatings(as_object, rated, notes, measured_only & ~is_declared)
 
 
 # -- the service's view: which version scores --------------------------------------------------

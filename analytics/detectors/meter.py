@@ -23,7 +23,7 @@ from analytics.detectors.prepared import (
     register_resolution_wh,
     take_rows,
 )
-from analytics.detectors.ratings import StationRatings, rated_power_w
+from analytics.detectors.ratings import AC_MAX_W, StationRatings, rated_power_w
 from analytics.detectors.reductions import (
     nan_argmax,
     pick,
@@ -62,6 +62,18 @@ def fall_tolerance_wh(resolution_wh: FloatArray, resolutions: float = ROUNDING_S
     (``prepared.register_resolution_wh``). meter_backwards and the billing view of profiles
     both judge a fall by this."""
     return np.asarray(resolutions * resolution_wh)
+
+
+# What an AC connector can deliver at most: 3 x 32 A at 230 V (22 kW, the largest type 2
+# wallbox; ``ratings.AC_MAX_W`` adds the mains' tolerance to tell AC from DC). A station that
+# declares nothing and offers nothing is rated by the highest power cars drew from it, and on
+# AC that is the car's onboard charger, not the connector: single-phase cars draw 3.7-7.4 kW
+# from 11 and 22 kW wallboxes, and on a station sampling every 10-15 min the highest reading
+# is rarer still. meter_jump then bounds a step by this instead (an independently written
+# fleet, seed 72 with --sparse-sampling 0.5: an 11 kW wallbox that had served a 3.7 kW car all
+# morning, judged as a 3.75 kW one, its meter counting 22 % over read as a jump). On DC no
+# such bound is known short of the largest chargers: there the measured rating stands.
+AC_CONNECTOR_MAX_W = 22_000.0
 
 
 # How far a register step may rise beyond the rated power over its time (``jump_allowance_wh``):
@@ -456,6 +468,11 @@ class MeterJump(BaseDetector):
 
     def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+        # an AC rating that is only what cars drew (nothing declared, nothing offered on the
+        # station or in the row) is a lower bound: ``AC_CONNECTOR_MAX_W`` bounds the jump
+        guessed = self.ratings_.lookup_measured_only(batch.station_id)
+        guessed &= np.isnan(prep.max_offered_w) & ~(rated > AC_MAX_W)
+        rated = np.where(guessed, np.fmax(rated, AC_CONNECTOR_MAX_W), rated)
         return station_meter_rated_w(batch, rated)
 
     def allowance_wh(self, batch: SessionBatch, prep: Prepared) -> FloatArray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analytics.batch import FloatArray, SessionBatch
+from analytics.batch import BoolArray, FloatArray, SessionBatch
 from analytics.detectors.prepared import Prepared, is_compact, row_blocks
 from analytics.detectors.reductions import row_max
 from chargewatch.sites import StationMetadata
@@ -62,6 +62,10 @@ class StationRatings:
     station_ids: np.ndarray  # sorted, object (str)
     rated_w: FloatArray
     notes: np.ndarray | None = None  # object: str or None, aligned with station_ids
+    # bool, aligned with station_ids: True where nothing was declared nor offered, so that the
+    # rating is only the highest power measured (a lower bound of what the connector delivers);
+    # None: not known (a model saved before it was kept), read as False
+    measured_only: np.ndarray | None = None
     # ``station_ids`` as a fixed-width str array for ``searchsorted``: converted once here,
     # not on every lookup (a few thousand stations take longer to convert than to search)
     _keys: np.ndarray = field(init=False, repr=False, compare=False)
@@ -118,7 +122,8 @@ class StationRatings:
                 f"rated {rated[i] / 1000:.1f} kW as measured, above the {what} "
                 f"{base[i] / 1000:.1f} kW"
             )
-        return cls(keys.astype(object), rated, notes)
+        measured_only = np.isnan(base) & ~np.isnan(best_power)
+        return cls(keys.astype(object), rated, notes, measured_only)
 
     def lookup(self, station_id: np.ndarray) -> FloatArray:
         """The rating of each row's station, NaN for a station never seen nor declared."""
@@ -129,6 +134,17 @@ class StationRatings:
         keys = self._keys
         pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
         return np.asarray(np.where(keys[pos] == ids, self.rated_w[pos], np.nan))
+
+    def lookup_measured_only(self, station_id: np.ndarray) -> BoolArray:
+        """Per row: is its station's rating only the highest power measured on it (nothing
+        declared nor offered)? False for a station never seen, or when not known."""
+        n = station_id.shape[0]
+        if self.measured_only is None or self.station_ids.size == 0 or n == 0:
+            return np.zeros(n, dtype=bool)
+        keys = self._keys
+        ids = station_id.astype(str)
+        pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
+        return np.asarray((keys[pos] == ids) & self.measured_only[pos])
 
     def note(self, station_id: str) -> str | None:
         """Why a station's rating is above its declared or offered one, if it is."""

@@ -188,3 +188,29 @@ def test_ratings_are_the_higher_unless_the_metadata_declares_one() -> None:
     ]
     declared_b = merge_ratings(window, trained, np.array(["B"]))
     assert declared_b.lookup(np.array(["B"], dtype=object)).tolist() == [50e3]
+
+
+def test_a_rating_is_measured_only_where_neither_side_knows_more() -> None:
+    ids = np.array(["A", "B", "C"], dtype=object)
+    window = StationRatings(ids[:2], np.array([7e3, 7e3]), None, np.array([True, True]))
+    trained = StationRatings(ids[1:], np.array([11e3, 22e3]), None, np.array([False, True]))
+    merged = merge_ratings(window, trained, np.array([], dtype=str))
+    # A: only the window, measured; B: the trained model saw an offer; C: only trained, measured
+    assert merged.lookup_measured_only(ids).tolist() == [True, False, True]
+    declared_a = merge_ratings(window, trained, np.array(["A"]))
+    assert not declared_a.lookup_measured_only(ids[:1]).any()
+    # a model saved before the flag was kept knows nothing more: read as not measured only
+    old = StationRatings(ids[:1], np.array([7e3]))
+    assert not old.lookup_measured_only(ids[:1]).any()
+
+
+def test_which_ratings_are_measured_only_survive_the_registry(
+    fleet: Fleet, registry: Registry
+) -> None:
+    candidate = train(history(fleet), labels=read_labels(fleet.labels))
+    info = register_candidate(registry, candidate, created_at=datetime.now(UTC))
+    loaded = LearnedState.from_model(registry.load(info.version)).ratings
+    saved = candidate.arrays[RATINGS_FILE]
+    assert loaded.measured_only is not None and saved["measured_only"].dtype == bool
+    assert np.array_equal(loaded.station_ids.astype(str), saved["station_ids"])
+    assert np.array_equal(loaded.measured_only, saved["measured_only"])

@@ -70,13 +70,28 @@ def registers_only(power_w: float, **meta: object) -> Spec:
 
 def test_a_22_kw_wallbox_that_has_drawn_7_kw_is_no_meter_jump_at_20_kw() -> None:
     """The real-data false alarm: the station's rating was learned as the highest power seen
-    (7.4 kW from single-phase cars), so a three-phase car's 20 kW looked like a jumping meter."""
+    (7.4 kW from single-phase cars), so a three-phase car's 20 kW looked like a jumping meter.
+    Nothing declared and nothing offered, an AC rating is only a lower bound: the jump is
+    bounded by what an AC connector delivers at most (22 kW)."""
     history = [
         no_offer(charge(power_w=7_400.0, station_id="WB", session_id=f"h{i}")) for i in range(3)
     ]
     fast = registers_only(20_000.0, station_id="WB", session_id="fast")
     batch = make_batch([*history, fast])
-    learned = MeterJump().fit(batch).score(batch, now_ns=NOW_NS)
-    assert learned.flagged[-1]  # judged as a 7.4 kW box: a false meter_jump
+    learned = MeterJump().fit(batch)
+    assert learned.ratings_.lookup_measured_only(np.array(["WB"], dtype=object)).all()
+    assert not learned.score(batch, now_ns=NOW_NS).flagged.any()
     told = MeterJump().fit(with_stations(batch, declared(WB=22_000.0))).score(batch, now_ns=NOW_NS)
     assert not told.flagged.any()
+
+
+def test_a_declared_7_kw_wallbox_still_jumps_at_20_kw() -> None:
+    # declared (or offered), the rating is the connector's: 20 kW from a 7.4 kW box is a jump
+    history = [
+        no_offer(charge(power_w=7_400.0, station_id="WB", session_id=f"h{i}")) for i in range(3)
+    ]
+    fast = registers_only(20_000.0, station_id="WB", session_id="fast")
+    batch = make_batch([*history, fast])
+    told = MeterJump().fit(with_stations(batch, declared(WB=7_400.0)))
+    assert not told.ratings_.lookup_measured_only(np.array(["WB"], dtype=object)).any()
+    assert told.score(batch, now_ns=NOW_NS).flagged[-1]
