@@ -467,10 +467,12 @@ class MeterJump(BaseDetector):
         return super().fit(batch)
 
     def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
-        rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+        learned = self.ratings_.lookup(batch.station_id)
+        rated = rated_power_w(prep, learned)
         # an AC rating that is only what cars drew (nothing declared, nothing offered on the
-        # station or in the row) is a lower bound: ``AC_CONNECTOR_MAX_W`` bounds the jump
-        guessed = self.ratings_.lookup_measured_only(batch.station_id)
+        # station or in the row; a station the history does not know is rated by the row's own
+        # power) is a lower bound: ``AC_CONNECTOR_MAX_W`` bounds the jump
+        guessed = self.ratings_.lookup_measured_only(batch.station_id) | np.isnan(learned)
         guessed &= np.isnan(prep.max_offered_w) & ~(rated > AC_MAX_W)
         rated = np.where(guessed, np.fmax(rated, AC_CONNECTOR_MAX_W), rated)
         return station_meter_rated_w(batch, rated)

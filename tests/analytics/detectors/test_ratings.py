@@ -95,3 +95,17 @@ def test_a_declared_7_kw_wallbox_still_jumps_at_20_kw() -> None:
     told = MeterJump().fit(with_stations(batch, declared(WB=7_400.0)))
     assert not told.ratings_.lookup_measured_only(np.array(["WB"], dtype=object)).any()
     assert told.score(batch, now_ns=NOW_NS).flagged[-1]
+
+
+def test_a_station_the_history_does_not_know_is_bounded_as_an_ac_connector() -> None:
+    # the scheduled job fits on a window's history, which may not hold a station yet: its
+    # rating is then the row's own power, no more than measured (sparse fleet seed 72: an
+    # 11 kW box judged by a 3.7 kW car's 3.75 kW, meter_mismatch read as meter_jump by the job)
+    history = make_batch(
+        [no_offer(charge(power_w=7_400.0, station_id="OTHER", session_id=f"h{i}")) for i in (1, 2)]
+    )
+    detector = MeterJump().fit(history)
+    fast = make_batch([registers_only(20_000.0, station_id="NEW", session_id="fast")])
+    assert not detector.score(fast, now_ns=NOW_NS).flagged.any()
+    faster = make_batch([registers_only(40_000.0, station_id="NEW", session_id="faster")])
+    assert detector.score(faster, now_ns=NOW_NS).flagged.all()  # beyond any AC connector
