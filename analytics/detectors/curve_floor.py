@@ -53,6 +53,9 @@ DERIVATION = (
 # hides up to 1 % more, so the curves are searched over 6 and 11 %.
 STEP_DROP = 0.38
 STEP_SPANS_PCT = (5.0, 10.0)  # as the detector compares them
+# A deep fall is also looked for over a wider span: on a station sampling every 5-15 min a fast
+# car gains 12-20 % of SoC between two readings, and a derate then shows as one fall that wide.
+DEEP_SPANS_PCT = (*STEP_SPANS_PCT, 20.0)
 STEP_HIDDEN_PCT = 1.0  # hidden by whole-percent SoC
 STEP_GRID_PCT = 0.1  # curves read every 0.1 % of SoC for the step
 # How far below the first such fall a step must be complete: 1 % for the fallen reading's own
@@ -127,6 +130,7 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
                 "by_capacity": _by_capacity(cars, usable, first),
             }
         )
+    for span in DEEP_SPANS_PCT:
         first = _first_fallen(powers, soc, span, DEEP_KEEP)
         lowest = float(first.min())
         deep.append(

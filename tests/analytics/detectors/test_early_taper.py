@@ -14,6 +14,8 @@ from analytics.detectors import EarlyTaper, fit_detectors
 from analytics.detectors.early_taper import (
     DEEP_BELOW_SOC_PCT,
     DEEP_KEEP,
+    DEEP_WIDE_BELOW_SOC_PCT,
+    DEEP_WIDE_SPAN_PCT,
     STEP_FROM_KWH,
     battery_at_least_wh,
 )
@@ -230,6 +232,23 @@ def derate_held_to_the_stop_sampled_every_five_minutes() -> Spec:
     )
     t, p = np.asarray(spec.t_s), np.asarray(spec.power_w)
     return cut(spec, float(t[np.argmax((p < 40_000.0) & (t > 0))]) + 10 * MIN)
+
+
+def deep_fall_over_sixteen_percent_of_soc_sampled_every_ten_minutes() -> Spec:
+    # 75 kW on a 75 kWh pack read every 10 min (17 % of SoC apart), cut to 38 % between the
+    # readings at 37 and 53 %: wider than the step's tiers (10 %), but no published curve falls
+    # under 45 % within 20 % of SoC before 73.6 % (an independently written fleet, seed 122
+    # with --sparse-sampling 0.5: 75 to 29 kW between 37 and 53 %, missed)
+    return dc_charge(
+        ([0, 80, 100], [75, 75, 20]),
+        soc0=20.0,
+        battery_kwh=75.0,
+        step_s=600.0,
+        derate_at_soc=25.0,
+        factor=0.38,
+        ramp_s=30.0,
+        minutes_total=50.0,
+    )
 
 
 def derate_cut_short_by_the_stop() -> Spec:
@@ -475,6 +494,7 @@ DERATES: list[Callable[[], Spec]] = [
     derate_cut_short_by_the_stop,
     derate_cut_short_stop_reading_at_zero,
     derate_held_to_the_stop_sampled_every_five_minutes,
+    deep_fall_over_sixteen_percent_of_soc_sampled_every_ten_minutes,
     big_battery_derate_complete_at_67_percent,
     small_car_deep_fall_at_69_percent,
     ac_derate_at_79_percent,
@@ -620,6 +640,8 @@ def test_a_deep_fall_counts_to_70_percent_whatever_the_battery() -> None:
     # the first published curves to fall under 45 % of their recent highest: the Ioniq at
     # 75.6 % over 11 % of SoC, the Polestar 2 at 79.9 % over 6 %; 3 % margin, capped at 70 %
     assert (DEEP_KEEP, DEEP_BELOW_SOC_PCT) == (0.45, 70.0)
+    # and over 20 % of SoC between two readings: the E-Traveller at 73.6 %, 3 % margin, capped
+    assert (DEEP_WIDE_SPAN_PCT, DEEP_WIDE_BELOW_SOC_PCT) == (20.0, 70.0)
 
 
 def test_a_deep_fall_late_on_the_plateau_says_so() -> None:
