@@ -326,7 +326,12 @@ def test_the_flag_covers_the_stretch_to_the_last_reading() -> None:
 
 
 def _every_fifteen_minutes(
-    true_w: Callable[[np.ndarray], np.ndarray], *, stop_s: float, soc0: float, idle_status: int
+    true_w: Callable[[np.ndarray], np.ndarray],
+    *,
+    stop_s: float,
+    soc0: float,
+    idle_status: int,
+    first_s: float = 3 * MIN,
 ) -> tuple[bool, str | None]:
     """Readings every 15 min from 3 min after the start of a DC session whose true power (every
     second) is ``true_w``; the register counts it, the stop at ``stop_s`` carries the register
@@ -334,7 +339,7 @@ def _every_fifteen_minutes(
     fine = np.arange(0.0, stop_s + 1e-9, 1.0)
     power = true_w(fine)
     energy = np.concatenate(([0.0], np.cumsum(power[1:] / 3600.0)))
-    at = np.arange(3 * MIN, stop_s, 15 * MIN)
+    at = np.arange(first_s, stop_s, 15 * MIN)
     pick = np.searchsorted(fine, at)
     status = np.where(power[pick] > 200.0, CHARGING, idle_status)
     spec = from_power(at, power[pick], offered_w=150_000.0, status=status)
@@ -346,7 +351,11 @@ def _every_fifteen_minutes(
         stop_s=stop_s,
     )
     batch = make_batch([spec])
-    batch = replace(batch, meter_stop_wh=np.array([np.floor(1_000_000.0 + energy[-1])]))
+    batch = replace(
+        batch,
+        meter_start_wh=np.array([1_000_000.0]),
+        meter_stop_wh=np.array([np.floor(1_000_000.0 + energy[-1])]),
+    )
     detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
     result = detector.score(batch, now_ns=NOW_NS)
     reason = result.reason[0]
@@ -419,3 +428,19 @@ def test_a_short_pause_caught_by_one_reading_every_fifteen_minutes_is_no_stall()
     # 6 min without power around the reading at 55 min: the register on both sides says so
     flagged, reason = _mid_session_every_fifteen_minutes((52 * MIN, 58 * MIN))
     assert not flagged, reason
+
+
+def test_a_stall_that_began_before_the_first_reading_every_fifteen_minutes() -> None:
+    # 50 kW for the first 5 min, nothing from then to 40 min, then charging again: the first
+    # three readings (6, 21, 36 min) are all at rest, and only the register from meterStart
+    # says the car had charged (blind fleet seed 122 with --sparse-sampling 0.5,
+    # TX-0120-805774: missed)
+    flagged, reason = _every_fifteen_minutes(
+        lambda t: np.where((t > 30) & ((t < 5 * MIN) | (t > 40 * MIN)), 50_000.0, 0.0),
+        stop_s=60 * MIN,
+        soc0=30.0,
+        idle_status=EVSE,
+        first_s=6 * MIN,
+    )
+    assert flagged, reason
+    assert reason and "before resuming" in reason
