@@ -696,6 +696,13 @@ STEADY_MIN_SHARE = 0.5
 # out would cost more: the bound counts a break in the run at the stamps' resolution, 2 x 60 s
 # of the peak with whole-minute stamps).
 RAMP_S = 120.0
+# ... and a step from a reading at rest (at most RESUME_FROM_W, or RESUME_FROM_SHARE of the
+# session's peak: stall's "near zero") to one with power, on the same grounds: charging resumed
+# in it after a pause (an offer of 0 lifted, the car waking) and ramped up past the next
+# reading's power (seed 133 with --sparse-sampling 0.5: 0 W, then 57 kW 15 min later, the
+# register 18 kWh: "+155 %" on a normal session).
+RESUME_FROM_W = 200.0
+RESUME_FROM_SHARE = 0.02
 
 
 def first_reading_in_ramp(batch: SessionBatch, prep: Prepared) -> BoolArray:
@@ -764,6 +771,13 @@ def energy_balance(
     clean &= ~span_bad
     if skip_first is not None:  # the ramp's first step, where it is a long span of its own
         clean[:, 0] &= ~(skip_first & closing[:, 0] & (prep.dt_s[:, 0] > RAMP_S))
+    # a step from a reading at rest to one with power, longer than the ramp: charging (re)began
+    # in it and may have climbed past its end before the car's taper brought it down (as the
+    # first step's ramp, ``RAMP_S``); left out where it is a span of its own
+    rest_w = np.maximum(RESUME_FROM_W, RESUME_FROM_SHARE * np.nan_to_num(prep.peak_power_w))
+    p0, p1 = prep.power_w[:, :-1], prep.power_w[:, 1:]
+    resumed = (p0 <= rest_w[:, None]) & (p1 > rest_w[:, None]) & (prep.dt_s > RAMP_S)
+    clean &= ~(resumed & closing & prep.has_energy[:, :-1])
     ends_w = np.nan_to_num(_first_last_power(power)).sum(axis=1)
 
     def balance(compared: BoolArray) -> tuple[FloatArray, FloatArray, FloatArray]:

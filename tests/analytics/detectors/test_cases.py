@@ -237,6 +237,23 @@ def normal_dc_first_reading_in_the_ramp_every_fifteen_minutes() -> list[Spec]:
     return [with_(spec, energy_wh=list(register), start_s=0.0)]
 
 
+def normal_dc_resumed_between_two_readings_every_fifteen_minutes() -> list[Spec]:
+    # a DC station sampling every 15 min: the offer is 0 for the first 17 min (load
+    # management), then 150 kW; the car climbs to 80 kW in a minute and tapers to 57 kW by the
+    # next reading, 13 min later, and the driver leaves (blind fleet seed 133 with
+    # --sparse-sampling 0.5, 54301: "+155 %" meter_mismatch on a normal session)
+    fine = np.arange(0.0, 32 * MIN + 1e-9, 1.0)
+    true_w = np.interp(fine, [0, 17 * MIN, 18 * MIN, 31 * MIN, 32 * MIN], [0, 0, 80e3, 57e3, 57e3])
+    true_wh = np.concatenate(([0.0], np.cumsum(true_w[1:] / 3600.0)))
+    at = np.array([1.0, 16.0, 31.0]) * MIN + np.array([0.137, 0.291, 0.433])
+    pick = np.searchsorted(fine, at)
+    offered = np.where(at < 17 * MIN, 0.0, 150_000.0)
+    spec = from_power(at, true_w[pick], offered_w=offered)
+    status = np.where(at < 17 * MIN, int(StatusCode.SUSPENDED_EVSE), int(StatusCode.CHARGING))
+    register = np.floor(1_000_000.0 + true_wh[pick])
+    return [with_(spec, energy_wh=list(register), status=list(status), start_s=0.0)]
+
+
 def data_gap() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     keep = np.r_[0:40, 52:121]
@@ -450,6 +467,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ("paused by the charger (offer 0)", normal_pause_by_charger, set()),
     ("single missing samples", normal_single_missing_samples, set()),
     ("sensor noise", normal_noisy, set()),
+    (
+        "DC every 15 min, charging resumed between two readings",
+        normal_dc_resumed_between_two_readings_every_fifteen_minutes,
+        set(),
+    ),
     (
         "DC every 15 min, first reading in the ramp",
         normal_dc_first_reading_in_the_ramp_every_fifteen_minutes,
