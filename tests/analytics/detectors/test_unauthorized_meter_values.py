@@ -1,0 +1,56 @@
+"""``unauthorized_energy`` from the transaction's own meter values.
+
+A station sampling every 10-15 min may send one reading, or none, in a short session: the
+readings alone then hold no register step and no power step, and a refused card's energy
+showed only in meterStart and meterStop (an independently written fleet, seed 133 with
+``--sparse-sampling 0.5``: 12.5 kWh on an Expired card over 17 min, one reading, missed). Those
+count, up to what the connector could deliver over the session; beyond it the rise is a meter
+fault, not energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from analytics.detectors import UnauthorizedEnergy
+from tests.analytics.detectors.helpers import NOW_NS, Spec, make_batch
+
+MIN = 60.0
+
+
+def _one_reading(result: str, rise_wh: float) -> tuple[bool, str | None]:
+    """A 17 min DC session on a card ``result`` (not Accepted) whose single reading shows
+    47 kW 5 min in; meterStop is ``rise_wh`` above meterStart."""
+    spec = Spec(
+        t_s=[5 * MIN],
+        energy_wh=[1_000_000.0 + 47_000.0 * 5 / 60],
+        power_w=[47_000.0],
+        offered_w=[150_000.0],
+        status=[1],
+        auth_result=result,
+        start_s=0.0,
+        stop_s=17 * MIN,
+    )
+    batch = make_batch([spec])
+    batch = replace(
+        batch,
+        meter_start_wh=np.array([1_000_000.0]),
+        meter_stop_wh=np.array([1_000_000.0 + rise_wh]),
+    )
+    got = UnauthorizedEnergy().fit(batch).score(batch, now_ns=NOW_NS)
+    reason = got.reason[0]
+    return bool(got.flagged[0]), reason if isinstance(reason, str) else None
+
+
+def test_a_refused_card_with_one_reading_counts_its_meter_values() -> None:
+    flagged, reason = _one_reading("Expired", 12_500.0)
+    assert flagged, reason
+    assert reason and "12.500 kWh delivered in a session whose id tag was Expired" in reason
+
+
+def test_meter_values_beyond_the_connector_are_no_energy() -> None:
+    # 150 kW for 17 min is 42.5 kWh at most: 80 kWh is a meter's jump, meter_jump's
+    flagged, reason = _one_reading("Blocked", 80_000.0)
+    assert not flagged, reason
