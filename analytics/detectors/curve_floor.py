@@ -130,6 +130,17 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
                 "by_capacity": _by_capacity(cars, usable, first),
             }
         )
+    # the step over the widest span too (DEEP_SPANS_PCT's last): a fall that wide between two
+    # readings is judged by it alone (early_taper's ``_add_wide_falls``)
+    span = DEEP_SPANS_PCT[-1]
+    first = _first_fallen(powers, soc, span, 1.0 - STEP_DROP)
+    lowest = float(first.min())
+    wide = {
+        "soc_span_pct": span,
+        "first_fallen_soc_pct": lowest,
+        "complete_below_soc_pct": min(round(lowest - STEP_MARGIN_PCT, 1), float(STEP_CAP_SOC_PCT)),
+        "set_by": _models(cars, first == lowest),
+    }
     for span in DEEP_SPANS_PCT:
         first = _first_fallen(powers, soc, span, DEEP_KEEP)
         lowest = float(first.min())
@@ -146,6 +157,7 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "drop": STEP_DROP,
         "tiers": tiers,
+        "wide_tier": wide,
         "derivation": STEP_DERIVATION,
         "by_capacity_derivation": BY_CAPACITY_DERIVATION,
         "deep": {"keep": DEEP_KEEP, "tiers": deep, "derivation": DEEP_DERIVATION},

@@ -189,6 +189,12 @@ DEEP_WIDE_SPAN_PCT, DEEP_WIDE_BELOW_SOC_PCT = max(
     (float(t["soc_span_pct"]), float(t["complete_below_soc_pct"]))
     for t in _dc_curve_table()["step"]["deep"]["tiers"]
 )
+# ... and the step itself (a fall by more than 38 %) over that span counts when complete below
+# STEP_WIDE_BELOW_SOC_PCT: no published curve falls that far within 20 % of SoC before 56 %
+# (the Polestar 2; 3 % margin). Missed without it: 145 to 68 kW between 33 and 51 % SoC read 10
+# min apart (seed 133 with --sparse-sampling 0.5).
+assert float(_dc_curve_table()["step"]["wide_tier"]["soc_span_pct"]) == DEEP_WIDE_SPAN_PCT
+STEP_WIDE_BELOW_SOC_PCT = float(_dc_curve_table()["step"]["wide_tier"]["complete_below_soc_pct"])
 
 # A reported SoC gain may fall short of the battery's true gain by its reporting step (at each
 # end) and by the lag of a car's figure behind the energy just taken: a reading or so, 1-2 %
@@ -578,7 +584,9 @@ class EarlyTaper(BaseDetector):
                 soc_,
                 prep.interval_s[rows],
                 max_fall_s=self.max_fall_s,
-                max_fall_soc_pct=max(self.max_fall_soc_pct, self.wide_fall_soc_pct),
+                max_fall_soc_pct=max(
+                    self.max_fall_soc_pct, self.wide_fall_soc_pct, DEEP_WIDE_SPAN_PCT
+                ),  # the widest span ``_add_wide_falls`` looks at too
                 drop=self.min_drop,
                 strict=True,
                 level=level,
@@ -754,7 +762,7 @@ class EarlyTaper(BaseDetector):
             limit=f.limit,
         )
         charging = (p > self.near_zero_w) & (prep.status != StatusCode.SUSPENDED_EV)
-        self._add_wide_deep_falls(prep, f, fell, before, origin, charging)
+        self._add_wide_falls(prep, f, fell, before, origin, charging)
         # a fall must be complete where published DC curves (of cars with a battery as large
         # as the session shows, ``_step_limits``) do not fall that far over as much SoC
         # themselves; once fallen, the stretch it holds may go on beyond. Without SoC (NaN)
@@ -809,7 +817,7 @@ class EarlyTaper(BaseDetector):
             x = np.where(near_full[:, 1:], 0.0, x)
         return np.asarray(x), hold, np.take_along_axis(origin, first, axis=1)
 
-    def _add_wide_deep_falls(
+    def _add_wide_falls(
         self,
         prep: Prepared,
         f: _Taper,
@@ -818,8 +826,9 @@ class EarlyTaper(BaseDetector):
         origin: IntArray,
         charging: BoolArray,
     ) -> None:
-        """Add (in place) to ``_falls``' result the deep falls that span more SoC than the step's
-        tiers, up to ``DEEP_WIDE_SPAN_PCT``, complete below ``DEEP_WIDE_BELOW_SOC_PCT``: looked
+        """Add (in place) to ``_falls``' result the falls that span more SoC than the step's
+        tiers, up to ``DEEP_WIDE_SPAN_PCT``: deep ones complete below
+        ``DEEP_WIDE_BELOW_SOC_PCT``, the others below ``STEP_WIDE_BELOW_SOC_PCT``: looked
         for only in rows where SoC moves by more than the widest tier between two readings (no
         other row can hold one); the falls already found keep their origin."""
         soc = prep.soc_pct
@@ -845,7 +854,8 @@ class EarlyTaper(BaseDetector):
             limit=f.limit[rows],
         )
         add = wide & ~fell[rows] & charging[rows]
-        add &= (p < DEEP_KEEP * before_w) & ~(soc[rows] >= DEEP_WIDE_BELOW_SOC_PCT)
+        deep = (p < DEEP_KEEP * before_w) & ~(soc[rows] >= DEEP_WIDE_BELOW_SOC_PCT)
+        add &= deep | ~(soc[rows] >= STEP_WIDE_BELOW_SOC_PCT)  # a step (``_falls``' drop)
         if not add.any():
             return
         fell[rows] |= add
