@@ -358,3 +358,25 @@ def test_meter_values_with_power_every_fifteen_minutes_stay_quiet(first_s: float
     # charger's 150 kW (blind fleet seed 122 with --sparse-sampling 0.5, TX-0001-804432: "+58 %";
     # seed 121, c9af9f6d: "+87 %", meter_mismatch on normal sessions)
     assert _meter_values_every_fifteen_minutes(first_s) == {}
+
+
+def test_meter_values_in_whole_kwh_are_read_as_such() -> None:
+    from analytics.detectors.meter import meter_values_resolution_wh
+
+    start = np.array([2_818_000.0, 2_818_000.0, 2_818_100.0, 2_818_123.0])
+    stop = np.array([2_823_000.0, 2_823_010.0, 2_823_400.0, 2_823_000.0])
+    assert meter_values_resolution_wh(start, stop).tolist() == [1000.0, 10.0, 100.0, 1.0]
+
+
+def test_a_meter_counting_whole_kwh_is_no_mismatch() -> None:
+    # 3.4 kW AC for 76 min (4.3 kWh) with power only in the readings; meterStart and meterStop
+    # in whole kWh (2,818 and 2,823), so the true energy lies anywhere from 4 to 6 kWh (seed 142
+    # with --coarse-meters: "+17 %" against 4.27 kWh)
+    spec = with_(charge(power_w=3_400.0, minutes=76), energy_wh=None, soc_pct=None)
+    batch = make_batch([spec])
+    batch = replace(
+        batch, meter_start_wh=np.array([2_818_000.0]), meter_stop_wh=np.array([2_823_000.0])
+    )
+    results = detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))
+    flagged = {r.kind: r.reason[0] for r in results if r.kind in METER_KINDS and r.flagged[0]}
+    assert flagged == {}
