@@ -27,6 +27,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.prepared import block_layout, compact_history
+from analytics.detectors.ratings import StationPeaks
 from analytics.detectors.stamp_order import stamp_order
 from chargewatch.events import (
     Authorize,
@@ -211,6 +212,47 @@ def _np(column: array[int] | array[float]) -> np.ndarray:
     """A NumPy copy of a column (a view would pin the array: it could not grow any more)."""
     dtype = np.float64 if column.typecode == "d" else np.int64
     return np.array(column, dtype=dtype) if len(column) else np.zeros(0, dtype=dtype)
+
+
+class PeakWatch:
+    """Each station's highest power and offered power over every reading it is shown, as
+    columns (``columns``) or one by one (``reading``): ``ratings.StationPeaks``, what stations
+    are rated by whichever rows the detectors are fitted on (``ratings.with_peaks``)."""
+
+    def __init__(self) -> None:
+        self._power: dict[str, float] = {}
+        self._offered: dict[str, float] = {}
+
+    def _keep(self, station_id: str, power: float, offered: float) -> None:
+        if power == power and not power <= self._power.get(station_id, -np.inf):
+            self._power[station_id] = power
+        if offered == offered and not offered <= self._offered.get(station_id, -np.inf):
+            self._offered[station_id] = offered
+
+    def columns(self, readings: ReadingColumns) -> None:
+        if not len(readings):
+            return
+        by_key = []
+        for name in ("power_w", "power_offered_w"):
+            values = readings.values[_VALUE_NAMES.index(name)]
+            top = np.full(len(readings.keys), np.nan)
+            np.fmax.at(top, readings.key, values)
+            by_key.append(top.tolist())
+        for (station_id, _connector), power, offered in zip(readings.keys, *by_key, strict=True):
+            self._keep(station_id, power, offered)
+
+    def reading(self, r: Reading) -> None:
+        power = r.power_w if r.power_w is not None else np.nan
+        offered = r.power_offered_w if r.power_offered_w is not None else np.nan
+        self._keep(r.station_id, float(power), float(offered))
+
+    def peaks(self) -> StationPeaks:
+        ids = sorted(set(self._power) | set(self._offered))
+        return StationPeaks(
+            np.array(ids, dtype=object),
+            np.array([self._power.get(i, np.nan) for i in ids], dtype=np.float64),
+            np.array([self._offered.get(i, np.nan) for i in ids], dtype=np.float64),
+        )
 
 
 class Assembler:

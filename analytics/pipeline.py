@@ -26,18 +26,18 @@ from typing import IO
 import numpy as np
 import polars as pl
 
-from analytics.assemble import MAX_CELLS, Assembler, Handout, ReadingColumns
+from analytics.assemble import MAX_CELLS, Assembler, Handout, PeakWatch, ReadingColumns
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import BLOCK_CELLS, default_detectors, detect, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
-from analytics.detectors.ratings import with_stations
+from analytics.detectors.ratings import with_peaks, with_stations
 from analytics.flags import flags_from_results
 from analytics.late import judge_late_again, revise
 from analytics.lines import LineBlock, iter_line_blocks
 from chargewatch.columns import judge_readings, reading_frame_from_block, reading_frame_from_ndjson
 from chargewatch.errors import EventError
-from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, iter_jsonl
+from chargewatch.events import MAX_LINE_BYTES, Event, EventDecoder, Reading, iter_jsonl
 from chargewatch.flags import Flag
 from chargewatch.schema import READING_FIELDS
 from chargewatch.sites import StationMetadata
@@ -277,6 +277,9 @@ class _Scoring:
         self._report = report
         self._fitted = not fit
         self._began = time.perf_counter()
+        # every reading's peak per station until the detectors are fitted: stations are rated
+        # by all of the first chunk, not only the rows fitted on (``ratings.with_peaks``)
+        self.watch: PeakWatch | None = PeakWatch() if fit else None
 
     def score(self, handout: Handout) -> Iterator[Detection]:
         report = self._report
@@ -315,7 +318,9 @@ class _Scoring:
         }
 
     def _fit(self, history: SessionBatch) -> None:
-        fitted_on = with_stations(history, self._stations)
+        peaks = self.watch.peaks() if self.watch is not None else None
+        self.watch = None  # what is fitted stays fitted
+        fitted_on = with_peaks(with_stations(history, self._stations), peaks)
         fit_detectors(fitted_on, self._detectors)
         # what the detectors derived from the history while fitting, cached with it
         fitted_on.extra.clear()
@@ -374,6 +379,8 @@ def detect_events(
     assembler = Assembler()
     scoring = _Scoring(assembler, chosen, report, fit=fit, stations=stations)
     for arrival, event in events:
+        if scoring.watch is not None and type(event) is Reading:
+            scoring.watch.reading(event)
         assembler.add(arrival, event)
         if assembler.stopped >= max_sessions:
             yield from scoring.score(assembler.pop_complete(**scoring.cells(max_cells)))
@@ -404,8 +411,12 @@ def detect_chunks(
     for chunk in chunks:
         readings = chunk.readings
         assembler.register_first_seen(readings, chunk.events)
+        if scoring.watch is not None:
+            scoring.watch.columns(readings)
         added = 0  # readings before this one are in the assembler
         for number, event in chunk.events:
+            if scoring.watch is not None and type(event) is Reading:
+                scoring.watch.reading(event)
             assembler.add(number, event)
             if assembler.stopped >= max_sessions:
                 added = _add_readings_before(assembler, readings, added, number)

@@ -42,7 +42,14 @@ from itertools import islice
 
 import numpy as np
 
-from analytics.assemble import AUTHORIZE_WINDOW_NS, ORPHAN_GAP_NS, Assembler, Handout, empty_batch
+from analytics.assemble import (
+    AUTHORIZE_WINDOW_NS,
+    ORPHAN_GAP_NS,
+    Assembler,
+    Handout,
+    PeakWatch,
+    empty_batch,
+)
 from analytics.batch import NO_TIME, SessionBatch
 from analytics.cataloguing import catalog_rows
 from analytics.detectors import (
@@ -62,7 +69,7 @@ from analytics.detectors import (
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.meter import ROUNDING_STEPS
 from analytics.detectors.prepared import clock_unsure, prepared
-from analytics.detectors.ratings import StationRatings, with_stations
+from analytics.detectors.ratings import StationPeaks, StationRatings, with_peaks, with_stations
 from analytics.detectors.reductions import pick, row_median
 from analytics.flags import flags_from_results
 from analytics.late import noted
@@ -269,6 +276,7 @@ def _fit(
     history: SessionBatch,
     stations: StationMetadata | None,
     now_ns: int,
+    peaks: StationPeaks | None = None,
 ) -> tuple[list[Detector], _Band | None]:
     """Copies of the per-row detectors ``given``, fitted on ``history``, and the taper band
     learned: ``band``'s still when it serves (``_Band.serves``), the taper then rated as
@@ -277,7 +285,7 @@ def _fit(
     thresholds of several kinds). Copies: the same detectors are fitted on every partition in
     turn, and each partition keeps its band from one window to the next (``fit`` sets the
     learned attributes anew, so a shallow copy leaves the original as it was)."""
-    history = with_stations(history, stations)
+    history = with_peaks(with_stations(history, stations), peaks)
     fitted: list[Detector] = []
     learned = None
     for detector in given:
@@ -684,12 +692,16 @@ def _judge_partition(
     report.lines += len(events.readings) + len(events.control)
     report.late_readings += sum(found.late.values())
     fitted: list[Detector] | None = None
+    # stations are rated by every reading of the window, not only the rows fitted on
+    watch = PeakWatch()
+    watch.columns(events.readings)
+    peaks = watch.peaks()
     if handout.sample is not None:  # several batches: fitted on rows spread over them all
-        fitted, band = _fit(band, per_row, handout.sample, stations, until_ns)
+        fitted, band = _fit(band, per_row, handout.sample, stations, until_ns, peaks)
     flags: list[Flag] = []
     for batch in handout:
         if fitted is None:  # one batch: the window and its look-back are the history
-            fitted, band = _fit(band, per_row, batch, stations, until_ns)
+            fitted, band = _fit(band, per_row, batch, stations, until_ns, peaks)
         kept = batch.take(_judged_rows(batch, found, since_ns, until_ns))
         del batch
         if kept.n_sessions:

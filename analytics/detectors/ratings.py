@@ -41,6 +41,32 @@ _RATINGS_KEY = "_station_ratings"
 _NO_METADATA = StationMetadata()
 
 
+@dataclass(frozen=True, slots=True)
+class StationPeaks:
+    """Each station's highest measured and offered power over every reading of the input (NaN
+    where none): what its rating is learned from, whichever rows the detectors are fitted on
+    (``with_peaks``; made by ``analytics.assemble.PeakWatch``)."""
+
+    station_ids: np.ndarray  # object (str)
+    power_w: FloatArray
+    offered_w: FloatArray
+
+
+_PEAKS_KEY = "station_peaks"
+
+
+def with_peaks(batch: SessionBatch, peaks: StationPeaks | None) -> SessionBatch:
+    """``batch`` (history to fit on) carrying ``peaks``: the same arrays, nothing copied. The
+    detectors are fitted on a sample of the rows when the input spans several batches; a
+    station missing from the sample would be rated by each row's own power, which on a station
+    sampling every 10 min misses the car's peak (the job window by window and ``detect
+    --since/--until`` flagged meter_jump on 5 normal sessions of such a DC station that the
+    file path did not: an independently written fleet, seed 133 with --sparse-sampling 0.5)."""
+    if peaks is None:
+        return batch
+    return replace(batch, extra={**batch.extra, _PEAKS_KEY: peaks})
+
+
 def with_stations(batch: SessionBatch, stations: StationMetadata | None) -> SessionBatch:
     """``batch`` (history to fit on) carrying ``stations``: the same arrays, nothing copied."""
     if stations is None:
@@ -78,19 +104,29 @@ class StationRatings:
         """The ratings ``batch`` shows, with the metadata it carries; learned once per batch
         and metadata (several detectors fit on the same history) and cached in its ``extra``."""
         stations = stations_of(batch)
+        peaks = batch.extra.get(_PEAKS_KEY)
         # what it is learned from, by identity: a batch made with ``replace`` shares ``extra``
-        read = (stations, batch.station_id, batch.valid, batch.power_offered_w, batch.power_w)
+        read = (
+            stations,
+            peaks,
+            batch.station_id,
+            batch.valid,
+            batch.power_offered_w,
+            batch.power_w,
+        )
         cached = batch.extra.get(_RATINGS_KEY)
         if isinstance(cached, tuple) and all(a is b for a, b in zip(cached[0], read, strict=True)):
             ratings = cached[1]
             assert isinstance(ratings, StationRatings)
             return ratings
-        ratings = cls._learn(batch, stations)
+        ratings = cls._learn(batch, stations, peaks if isinstance(peaks, StationPeaks) else None)
         batch.extra[_RATINGS_KEY] = (read, ratings)
         return ratings
 
     @classmethod
-    def _learn(cls, batch: SessionBatch, stations: StationMetadata) -> StationRatings:
+    def _learn(
+        cls, batch: SessionBatch, stations: StationMetadata, peaks: StationPeaks | None = None
+    ) -> StationRatings:
         declared_ids, declared_w = stations.declared_ratings()
         if batch.n_sessions and batch.n_steps:
             # each row's own highest values; from the blocks of a compact history
@@ -103,6 +139,10 @@ class StationRatings:
         else:
             offered = power = np.zeros(0)
             seen = np.zeros(0, dtype=str)
+        if peaks is not None and peaks.station_ids.size:  # every reading's, as more rows
+            seen = np.concatenate((seen, peaks.station_ids.astype(str)))
+            offered = np.concatenate((offered, peaks.offered_w))
+            power = np.concatenate((power, peaks.power_w))
         keys, inverse = np.unique(np.concatenate((seen, declared_ids)), return_inverse=True)
         if keys.size == 0:
             return cls(np.zeros(0, dtype=object), np.zeros(0))
