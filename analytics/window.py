@@ -518,9 +518,10 @@ def detect_window(
         lines = _Lines(cache.written if cache is not None and follows else set())
         prior = cache.band if cache is not None and follows else None
         verdicts = _Verdicts(cache.verdicts if cache is not None and follows else {})
+        watch = cache.peaks if cache is not None and follows else None
         if caches is not None:
             caches[part] = kept
-        found_flags, band = _judge_partition(
+        found_flags, band, peak_watch = _judge_partition(
             client,
             events,
             found,
@@ -535,11 +536,13 @@ def detect_window(
             lines=lines,
             band=prior if isinstance(prior, _Band) else None,
             verdicts=verdicts,
+            watch=watch if isinstance(watch, PeakWatch) else None,
         )
         flags += found_flags
         kept.written = lines.now
         kept.band = band
         kept.verdicts = verdicts.now
+        kept.peaks = peak_watch
     if caches is not None:
         for gone in set(caches) - set(parts):  # partitions that changed with new stations
             del caches[gone]
@@ -684,7 +687,8 @@ def _judge_partition(
     lines: _Lines,
     band: _Band | None,
     verdicts: _Verdicts,
-) -> tuple[list[Flag], _Band | None]:
+    watch: PeakWatch | None = None,
+) -> tuple[list[Flag], _Band | None, PeakWatch]:
     """Judge and store the partition's rows, but for the open sessions whose last verdict
     still holds (``_Verdicts.unchanged``); its flags, and the taper band it scored with
     (learned from the partition's history, or ``band`` still: ``_fit``)."""
@@ -692,8 +696,9 @@ def _judge_partition(
     report.lines += len(events.readings) + len(events.control)
     report.late_readings += sum(found.late.values())
     fitted: list[Detector] | None = None
-    # stations are rated by every reading of the window, not only the rows fitted on
-    watch = PeakWatch()
+    # stations are rated by every reading of this window and the ones before it (``watch``,
+    # carried in the partition's cache), not only the rows fitted on
+    watch = watch if watch is not None else PeakWatch()
     watch.columns(events.readings)
     peaks = watch.peaks()
     if handout.sample is not None:  # several batches: fitted on rows spread over them all
@@ -720,7 +725,7 @@ def _judge_partition(
                 judged_at_ns=judged_at_ns,
                 lines=lines,
             )
-    return flags, band
+    return flags, band, watch
 
 
 def _judge_rows(

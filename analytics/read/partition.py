@@ -135,6 +135,9 @@ class ReadingCache:
     # the last verdict of each open session, by id (``analytics.window._Verdict``): the next
     # window does not judge again a session whose data, and the clock, cannot change it
     verdicts: dict[str, object] = field(default_factory=dict)
+    # each station's highest power and offer over every reading the windows so far read
+    # (``analytics.assemble.PeakWatch``): stations are rated by them, not by the look-back only
+    peaks: object = None
 
     def follows(self, since_ns: int, until_ns: int) -> bool:
         """Can the window ``[since_ns, until_ns)`` start from this cache? When the cache's
