@@ -266,8 +266,11 @@ class Stall(BaseDetector):
             rows,
             self._judge(take_rows(prep, rows), from_register[rows], lead_w[rows]),
         )
-        verdict = _either(verdict, self._ended_at_the_stop(batch, prep))
+        at_stop = self._ended_at_the_stop(batch, prep)
+        verdict = _either(verdict, at_stop)
         verdict = _either(verdict, self._lone_rest(batch, prep))
+        # the stop is the third data point there: two readings are enough
+        not_scored[(at_stop.x > 1.0) & (prep.count >= 2)] = None
         result = verdict_result(self.kind, verdict, not_scored)
         for i in np.flatnonzero(result.flagged & from_register).tolist():
             result.reason[i] = f"{result.reason[i]} (power from the register's steps)"
@@ -283,8 +286,11 @@ class Stall(BaseDetector):
         the register: what the step to the reading at rest counted, as if the power before it
         fell in a straight line to nothing (``t + 2 de / P``, the latest a monotone fall can
         stop); without a register, at the reading at rest (the least the stretch can be). The
-        car must be shown not full by its SoC: on so sparse a sampling the shape of the fall
-        cannot tell a full car's taper from a stop. Not when anything explains the rest or
+        car must be shown not full: by its SoC where reported, else by the fall from the plateau
+        as ``_ended`` reads it (a full car says SuspendedEV, which explains the rest here, and
+        Charging or SuspendedEVSE with nothing flowing is not a full car: CONTRACTS section 3).
+        Two readings and the stop are enough here (``MIN_POWER_READINGS`` asks three of the
+        others). Not when anything explains the rest or
         says the car was done (as in ``_idle`` and ``_ended``)."""
         n = batch.n_sessions
         none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
@@ -309,6 +315,11 @@ class Stall(BaseDetector):
         rest_s = np.where(has_stop, (stop_ns - t_last) / NS_PER_S, 0.0)
         flat = batch.meter_stop_wh - reg_last <= res + zero_w * np.maximum(rest_s, 0.0) / 3600.0
         soc = np.fmax(pick(prep.soc_pct, last), pick(prep.soc_pct, prev))
+        # not full: by its SoC where reported, else by the fall from the plateau (the reading
+        # before at its level: a full car says SuspendedEV, and Charging or SuspendedEVSE with
+        # nothing flowing is not a full car, CONTRACTS section 3)
+        from_plateau = _from_plateau(prep, prev[:, None], np.zeros(n, dtype=bool))[:, 0]
+        not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
         candidate = (
             (prep.count >= 2)
             & has_stop
@@ -317,7 +328,7 @@ class Stall(BaseDetector):
             & (p_prev > np.maximum(MIN_CHARGE_OFFER_W, zero_w))
             & ~explained
             & flat  # NaN on either side: no
-            & (soc < FULL_SOC_PCT)  # NaN: not shown
+            & not_full
             & (rest_s >= 0.0)
         )
         rows = np.flatnonzero(candidate)
@@ -344,9 +355,15 @@ class Stall(BaseDetector):
 
         def describe(which: IntArray) -> list[str]:
             return [
-                f"no power for {fmt_min(dur[i])} at {soc[i]:.0f} % SoC (not full), after"
-                f" charging at {fmt_kw(p_prev[i])}, until the session ended without charging"
-                f" again{_STATUS_WORDS.get(int(status[i]), '')}; one reading at rest before"
+                f"no power for {fmt_min(dur[i])}"
+                + (
+                    f" at {soc[i]:.0f} % SoC (not full)"
+                    if soc[i] == soc[i]
+                    else " (power fell from its plateau, no taper of a full car)"
+                )
+                + f", after charging at {fmt_kw(p_prev[i])}, until the session ended"
+                f" without charging again{_STATUS_WORDS.get(int(status[i]), '')}; one reading"
+                " at rest before"
                 " the stop, the register flat to it"
                 + (", power stopped when the register says" if by_register[i] else "")
                 + "; no lower offered power"

@@ -332,6 +332,7 @@ def _every_fifteen_minutes(
     soc0: float,
     idle_status: int,
     first_s: float = 3 * MIN,
+    with_soc: bool = True,
 ) -> tuple[bool, str | None]:
     """Readings every 15 min from 3 min after the start of a DC session whose true power (every
     second) is ``true_w``; the register counts it, the stop at ``stop_s`` carries the register
@@ -346,7 +347,7 @@ def _every_fifteen_minutes(
     spec = with_(
         spec,
         energy_wh=list(np.floor(1_000_000.0 + energy[pick])),
-        soc_pct=list(np.floor(soc0 + energy[pick] / 600.0)),
+        soc_pct=list(np.floor(soc0 + energy[pick] / 600.0)) if with_soc else None,
         start_s=0.0,
         stop_s=stop_s,
     )
@@ -444,3 +445,30 @@ def test_a_stall_that_began_before_the_first_reading_every_fifteen_minutes() -> 
     )
     assert flagged, reason
     assert reason and "before resuming" in reason
+
+
+def test_a_stall_before_the_stop_without_soc_falls_from_the_plateau() -> None:
+    # 3.7 kW AC (no SoC) every 15 min until power stops 4 min after a reading; the charger
+    # keeps saying Charging, one reading at rest, the driver leaves 20 min later (held-out seed
+    # 152 with --sparse-sampling 1: 70f05dbe, missed while SoC alone could show not full)
+    flagged, reason = _every_fifteen_minutes(
+        lambda t: np.where((t > 10) & (t < 49 * MIN), 3_700.0, 0.0),
+        stop_s=70 * MIN,
+        soc0=30.0,
+        idle_status=CHARGING,
+        with_soc=False,
+    )
+    assert flagged, reason
+    assert reason and "fell from its plateau" in reason
+
+
+def test_two_readings_and_the_stop_are_enough_for_a_stall_before_the_stop() -> None:
+    # 11 kW for 6 min, nothing after: a reading in the charge (3 min), one at rest (18 min),
+    # the stop at 32 min (held-out seed 152: TX-0057-48956, "fewer than 3 readings")
+    flagged, reason = _every_fifteen_minutes(
+        lambda t: np.where((t > 10) & (t < 6 * MIN), 11_000.0, 0.0),
+        stop_s=32 * MIN,
+        soc0=30.0,
+        idle_status=EVSE,
+    )
+    assert flagged, reason
