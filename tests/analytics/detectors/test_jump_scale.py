@@ -72,3 +72,33 @@ def test_a_register_long_by_a_quarter_at_full_rated_power_is_a_mismatch() -> Non
     )
     reasons = flagged_meter_kinds(spec)
     assert set(reasons) == {"meter_mismatch"}, reasons
+
+
+def dc_every_5_min(factor: float, *, jump_wh: float = 0.0) -> Spec:
+    """A DC charge from 136 to 80 kW read every 5 min for 15 min (four readings, three steps),
+    no offered power; the register counts ``factor`` of the energy, plus ``jump_wh`` in the
+    second step (held-out seed 173 with --sparse-sampling: a meter 21 % over)."""
+
+    def falling(t: np.ndarray) -> np.ndarray:
+        return np.interp(t, [0.0, 900.0], [136_000.0, 80_000.0])
+
+    t, p, e = truth_and_samples(falling, 15.0, 300.0)
+    register = e[0] + factor * (e - e[0]) + np.where(t >= 600.0, jump_wh, 0.0)
+    return Spec(
+        t_s=list(t + 0.137),
+        energy_wh=list(np.floor(register)),
+        power_w=list(p),
+        offered_w=None,
+        station_id="DC5",
+    )
+
+
+def test_three_steps_over_fifteen_minutes_show_the_registers_scale() -> None:
+    reasons = flagged_meter_kinds(dc_every_5_min(1.21))
+    assert set(reasons) == {"meter_mismatch"}, reasons
+
+
+def test_a_jump_among_three_steps_still_stands_out() -> None:
+    # 8 kWh more in one 5 min step: 96 kW on top of a charge the station drew at most 136 of
+    reasons = flagged_meter_kinds(dc_every_5_min(1.0, jump_wh=8_000.0))
+    assert "meter_jump" in reasons, reasons
