@@ -80,7 +80,7 @@ def dc_every_5_min(factor: float, *, jump_wh: float = 0.0) -> Spec:
     second step (held-out seed 173 with --sparse-sampling: a meter 21 % over)."""
 
     def falling(t: np.ndarray) -> np.ndarray:
-        return np.interp(t, [0.0, 900.0], [136_000.0, 80_000.0])
+        return np.asarray(np.interp(t, [0.0, 900.0], [136_000.0, 80_000.0]))
 
     t, p, e = truth_and_samples(falling, 15.0, 300.0)
     register = e[0] + factor * (e - e[0]) + np.where(t >= 600.0, jump_wh, 0.0)
