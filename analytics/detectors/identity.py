@@ -15,8 +15,9 @@ from analytics.detectors.meter import (
     JUMP_RATED_MARGIN,
     ROUNDING_STEPS,
     jump_allowance_wh,
+    meter_values_allowance_wh,
 )
-from analytics.detectors.prepared import NS_PER_S, prepared
+from analytics.detectors.prepared import NS_PER_S, Prepared, prepared
 from analytics.detectors.ratings import StationRatings, rated_power_w, stations_of
 from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
@@ -90,7 +91,7 @@ class UnauthorizedEnergy(BaseDetector):
         # session (an independently written fleet, seed 133 with --sparse-sampling 0.5: 12.5
         # kWh on an Expired card, one reading, missed); no more than the connector delivers
         # over the session (else a meter fault, meter_jump's)
-        by_values = _meter_values_wh(batch, rated) * rejected
+        by_values = _meter_values_wh(batch, prep, rated) * rejected
         use_values = by_values > energy
         energy = np.maximum(energy, by_values)
         x = np.where(concerned, energy / self.min_energy_wh, 0.0)
@@ -128,16 +129,18 @@ class UnauthorizedEnergy(BaseDetector):
         return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
 
 
-def _meter_values_wh(batch: SessionBatch, rated: FloatArray) -> FloatArray:
-    """Per row: meterStop - meterStart where both are known and the session's stop too, and
-    the rise is no more than the connector delivers over the session at its rating (as
-    meter_jump's defaults bound a step); else 0."""
+def _meter_values_wh(batch: SessionBatch, prep: Prepared, rated: FloatArray) -> FloatArray:
+    """Per row: meterStop - meterStart where both are known and the session's start and stop
+    too, and the rise is no more than the connector delivers over the session
+    (``meter_values_allowance_wh``, meter_jump's bound); else 0."""
     rise = batch.meter_stop_wh - batch.meter_start_wh
-    known = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
-    span_s = np.where(known, (batch.stop_ns - batch.start_ns) / NS_PER_S, np.nan)
-    most = rated * (1.0 + JUMP_RATED_MARGIN) * (span_s + JUMP_JITTER_S) / 3600.0
-    ok = known & (rise > 0) & (rise <= most + ROUNDING_STEPS)  # NaN: no
-    return np.asarray(np.where(ok, rise, 0.0))
+    known = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME) & (rise > 0)
+    rows = np.flatnonzero(known)
+    out = np.zeros(batch.n_sessions)
+    if rows.size:
+        most = meter_values_allowance_wh(batch, prep, rated, rows)
+        out[rows] = np.where(rise[rows] <= most, rise[rows], 0.0)  # NaN rating: no
+    return out
 
 
 def _delivering_orphan(batch: SessionBatch) -> BoolArray:

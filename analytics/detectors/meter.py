@@ -536,12 +536,15 @@ class MeterJump(BaseDetector):
     def _meter_values_allowance(
         self, batch: SessionBatch, prep: Prepared, rated: FloatArray, rows: IntArray
     ) -> FloatArray:
-        # the bound of jump_allowance_wh over the transaction's span; meter values are whole Wh
-        span_s = (batch.stop_ns[rows] - batch.start_ns[rows]) / NS_PER_S
-        rate = rated[rows] * (1.0 + self.rated_margin) / 3600.0
-        slack_s = prep.time_resolution_s[rows] + self.jitter_s
-        res = meter_values_resolution_wh(batch.meter_start_wh[rows], batch.meter_stop_wh[rows])
-        return np.asarray((span_s + slack_s) * rate + self.resolution_steps * res)
+        return meter_values_allowance_wh(
+            batch,
+            prep,
+            rated,
+            rows,
+            rated_margin=self.rated_margin,
+            jitter_s=self.jitter_s,
+            resolution_steps=self.resolution_steps,
+        )
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
@@ -901,6 +904,27 @@ def meter_values_balance(
         np.where(whole, bound, ROUNDING_STEPS),
         whole.astype(np.int64),
     )
+
+
+def meter_values_allowance_wh(
+    batch: SessionBatch,
+    prep: Prepared,
+    rated: FloatArray,
+    rows: IntArray,
+    *,
+    rated_margin: float = JUMP_RATED_MARGIN,
+    jitter_s: float = JUMP_JITTER_S,
+    resolution_steps: float = ROUNDING_STEPS,
+) -> FloatArray:
+    """For ``rows``: the most meterStop - meterStart may rise with no fault, the bound of
+    ``jump_allowance_wh`` over the transaction's span (start and stop known), at the step the
+    meter values are given in (``meter_values_resolution_wh``). meter_jump judges meter values
+    by it, and unauthorized_energy counts them up to it."""
+    span_s = (batch.stop_ns[rows] - batch.start_ns[rows]) / NS_PER_S
+    rate = rated[rows] * (1.0 + rated_margin) / 3600.0
+    slack_s = prep.time_resolution_s[rows] + jitter_s
+    res = meter_values_resolution_wh(batch.meter_start_wh[rows], batch.meter_stop_wh[rows])
+    return np.asarray((span_s + slack_s) * rate + resolution_steps * res)
 
 
 def meter_values_resolution_wh(start_wh: FloatArray, stop_wh: FloatArray) -> FloatArray:

@@ -178,6 +178,31 @@ def _not_full(prep: Prepared, first: IntArray, flowing: IntArray, averaged: Bool
     return np.asarray(np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT))
 
 
+def _explained(prep: Prepared, *, finishing: bool = False) -> BoolArray:
+    """Per reading: does something explain power at rest there? An offer below what the car
+    needs to charge at all (not the station's rating: a car drawing 3.7 kW from a 150 kW unit is
+    not held down by a 7 kW offer), or the car's own pause (SuspendedEV), or a fault; with
+    ``finishing``, Finishing too (the charge ended: the paths judged at the stop). SuspendedEVSE
+    is not an explanation of its own: the charger stopped, and only a lower offer says it stopped
+    on purpose (load management); an offer not reported is not a lower one (CONTRACTS.md
+    section 3)."""
+    need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))
+    status = prep.status
+    out = (prep.offered_w < need_w[:, None]) | (status == StatusCode.SUSPENDED_EV)
+    out |= status == StatusCode.FAULTED
+    if finishing:
+        out |= status == StatusCode.FINISHING
+    return np.asarray(out)
+
+
+def _flowed_s(step_wh: FloatArray, power_w: FloatArray, step_s: FloatArray) -> FloatArray:
+    """How long power went on over a step from (or into) a reading with power ``power_w``,
+    by the register's ``step_wh``: as if it fell (rose) in a straight line to (from) nothing,
+    twice ``step_wh / power_w`` (the longest a monotone change can take), within the step;
+    NaN where the register or the power is unknown."""
+    return np.asarray(np.clip(2.0 * step_wh / power_w * 3600.0, 0.0, step_s))
+
+
 class Stall(BaseDetector):
     """Power near zero and the register flat for 10 min or more mid-session, after charging had
     begun, with neither a lower offered power nor the car's own pause (SuspendedEV) to explain
@@ -222,19 +247,8 @@ class Stall(BaseDetector):
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
         low = p <= zero_w
-        # an offer below what the car needs to charge at all (not the station's rating: a car
-        # drawing 3.7 kW from a 150 kW unit is not held down by a 7 kW offer)
-        need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))
-        offered_low = prep.offered_w < need_w[:, None]
-        status = prep.status
-        # SuspendedEVSE is not an explanation of its own: the charger stopped, and only a lower
-        # offer says it stopped on purpose (load management); an offer not reported is not a
-        # lower one (CONTRACTS.md section 3)
-        explained = (
-            offered_low | (status == StatusCode.SUSPENDED_EV) | (status == StatusCode.FAULTED)
-        )
         # a single missing power reading does not break a stretch at rest (the register says)
-        still = (low | np.isnan(p)) & ~explained & prep.valid
+        still = (low | np.isnan(p)) & ~_explained(prep) & prep.valid
         flat = ~(prep.de_wh > prep.resolution_wh[:, None] + zero_w * prep.dt_s / 3600.0)
         return np.asarray(still[:, 1:] & still[:, :-1] & flat), np.asarray(low)
 
@@ -302,11 +316,7 @@ class Stall(BaseDetector):
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)
         p_last, p_prev = pick(p, last), pick(p, prev)
         status = pick(prep.status, last)
-        need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))
-        explained = (pick(prep.offered_w, last) < need_w) | np.isin(
-            status,
-            (int(StatusCode.SUSPENDED_EV), int(StatusCode.FAULTED), int(StatusCode.FINISHING)),
-        )
+        explained = pick(_explained(prep, finishing=True), last).astype(bool)
         reg_last = pick(prep.energy_wh, last)
         res = prep.resolution_wh
         stop_ns = batch.stop_ns
@@ -337,10 +347,9 @@ class Stall(BaseDetector):
         t_prev = pick(prep.t_ns, prev)[rows]
         step_s = (t_last[rows] - t_prev) / NS_PER_S
         de = pick(prep.energy_wh, last)[rows] - pick(prep.energy_wh, prev)[rows]
-        # power went on after the reading before for at least de / P, and for at most twice
-        # that if it fell in a straight line to nothing (a taper): the longer, so that a car
-        # tapering into a stop between the readings does not read as a long rest
-        flowed_s = np.clip(np.nan_to_num(2.0 * de / p_prev[rows] * 3600.0, nan=step_s), 0.0, step_s)
+        # the longest power can have gone on (``_flowed_s``): a car tapering into a stop
+        # between the readings does not read as a long rest
+        flowed_s = np.where(np.isnan(de), step_s, _flowed_s(de, p_prev[rows], step_s))
         stopped_ns = t_prev + (flowed_s * NS_PER_S).astype(np.int64)
         dur_s = (stop_ns[rows] - stopped_ns) / NS_PER_S
         x = np.zeros(n)
@@ -388,13 +397,7 @@ class Stall(BaseDetector):
             return none
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
-        need_w = np.maximum(MIN_CHARGE_OFFER_W, 0.05 * np.nan_to_num(prep.peak_power_w))[:, None]
-        explained = (
-            (prep.offered_w < need_w)
-            | (prep.status == StatusCode.SUSPENDED_EV)
-            | (prep.status == StatusCode.FAULTED)
-            | (prep.status == StatusCode.FINISHING)
-        )
+        explained = _explained(prep, finishing=True)
         mid = p[:, 1:-1]
         before_w, after_w = p[:, :-2], p[:, 2:]
         lone = (
@@ -416,8 +419,8 @@ class Stall(BaseDetector):
         t = prep.t_ns
         step1 = (t[rows, i] - t[rows, i - 1]) / NS_PER_S
         step2 = (t[rows, i + 1] - t[rows, i]) / NS_PER_S
-        on1 = np.clip(2.0 * de1 / before_w[rows, cols] * 3600.0, 0.0, step1)
-        on2 = np.clip(2.0 * de2 / after_w[rows, cols] * 3600.0, 0.0, step2)
+        on1 = _flowed_s(de1, before_w[rows, cols], step1)
+        on2 = _flowed_s(de2, after_w[rows, cols], step2)
         rest_s = np.where(np.isfinite(on1) & np.isfinite(on2), step1 - on1 + step2 - on2, 0.0)
         # charging went on after it, and the car was not full where it stopped
         step_wh = np.nan_to_num(np.maximum(trapezoid_wh(p, prep.dt_s), 0.0))
