@@ -17,7 +17,7 @@ from analytics.detectors.meter import (
     jump_allowance_wh,
     meter_values_allowance_wh,
 )
-from analytics.detectors.prepared import NS_PER_S, Prepared, prepared
+from analytics.detectors.prepared import NS_PER_S, Prepared, prepared, time_resolution_s
 from analytics.detectors.ratings import StationRatings, rated_power_w, stations_of
 from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
@@ -164,6 +164,15 @@ def session_ends(batch: SessionBatch, now_ns: int) -> IntArray:
     return end
 
 
+# Stations keep their clocks from the central system's (OCPP BootNotification and Heartbeat
+# answers carry its time), so two stations differ by seconds between those syncs; a real-time
+# clock drifts about 2 s a day. Two sessions of one card that overlap by more than this (plus
+# the stamps' own unit, whole minutes on some stations) did overlap. An independently written
+# fleet's drivers moving to the next charger overlapped by 54 s once a stop was stamped in
+# whole minutes; a 60 s threshold missed 9 of 439 such labels over 6 seeds.
+CLOCK_SKEW_S = 10.0
+
+
 class ConcurrentIdTag(BaseDetector):
     """One id tag (pseudonym) in two sessions that overlap in time at different stations; both
     sessions are flagged (CONTRACTS.md section 3), each naming the partner it overlaps most.
@@ -186,9 +195,11 @@ class ConcurrentIdTag(BaseDetector):
 
     Parameters
     ----------
-    min_overlap_s : float, default 60.0
-        Two chargers' clocks and a late stop message may make back-to-back sessions touch by
-        tens of seconds.
+    min_overlap_s : float, default CLOCK_SKEW_S (10.0)
+        Two stations' clocks may make back-to-back sessions touch by a few seconds; the
+        stamps' unit is added to it, pair by pair: one unit of the later session's (a start
+        truncated to its minute may seem to begin before the other session's stop), or half a
+        unit of the earlier one's if more (a stop rounded to the nearest minute).
     same_site_move_s : float, default 900.0
         A driver who moves the car to the next charger starts the new session before the old
         one's stop arrives: the unplug is reported at once by most chargers, but some end the
@@ -198,7 +209,8 @@ class ConcurrentIdTag(BaseDetector):
         Faster than any door-to-door road journey averages (motorway trips average well under
         150 km/h even where there is no limit): above it one card cannot have been carried from
         one station to the other between the two starts. Each start's clock may be off by
-        ``min_overlap_s``, which is added to the gap, so stations a few km apart never count.
+        the pair's least overlap, which is added to the gap, so stations a few km apart never
+        count.
     """
 
     kind = AnomalyKind.CONCURRENT_ID_TAG
@@ -207,7 +219,7 @@ class ConcurrentIdTag(BaseDetector):
     def __init__(
         self,
         *,
-        min_overlap_s: float = 60.0,
+        min_overlap_s: float = CLOCK_SKEW_S,
         same_site_move_s: float = 900.0,
         max_travel_kmh: float = 200.0,
     ) -> None:
@@ -229,8 +241,11 @@ class ConcurrentIdTag(BaseDetector):
         # ties broken by session id, so no choice depends on the order of the rows
         _, sid_rank = np.unique(batch.session_id.astype(str), return_inverse=True)
         places = _Places.of(batch, self.stations_)
+        ends = np.stack((batch.start_ns, batch.stop_ns), axis=1)
+        resolution_s = time_resolution_s(ends, ends != NO_TIME)
         best = _Best.empty(n)
-        for pairs in self._pairs(batch, np.flatnonzero(judged), end, sid_rank, places):
+        rows = np.flatnonzero(judged)
+        for pairs in self._pairs(batch, rows, end, sid_rank, places, resolution_s):
             best = best.merge(_worst_pairs(pairs, n, sid_rank))
         fleet = self.stations_.is_fleet(user) & judged
         flagged = judged & (best.partner >= 0)
@@ -264,6 +279,7 @@ class ConcurrentIdTag(BaseDetector):
         end: IntArray,
         sid_rank: IntArray,
         places: _Places,
+        resolution_s: FloatArray,
     ) -> Iterator[_Pairs]:
         """Every pair of ``rows`` with one pseudonym that overlap in time at two stations, in
         blocks of at most ``MAX_PAIRS`` (one id tag shared by a whole network, as free-vend
@@ -296,7 +312,11 @@ class ConcurrentIdTag(BaseDetector):
             overlap_s = np.minimum(end_s[first], end_s[second]) - start_s[second]
             keep = (places.station[a] != places.station[b]) & (overlap_s > 0)
             gap_s = start_s[second[keep]] - start_s[first[keep]]
-            yield self._judge_pairs(places, a[keep], b[keep], overlap_s[keep], gap_s)
+            a, b = a[keep], b[keep]  # b starts later
+            # the later start truncated to its unit may seem up to one unit early; the earlier
+            # stop, truncated, only hides overlap, unless it was rounded to the nearest unit
+            least_s = self.min_overlap_s + np.maximum(resolution_s[b], 0.5 * resolution_s[a])
+            yield self._judge_pairs(places, a, b, overlap_s[keep], gap_s, least_s)
 
     def _judge_pairs(
         self,
@@ -305,14 +325,16 @@ class ConcurrentIdTag(BaseDetector):
         b: IntArray,
         overlap_s: FloatArray,
         gap_s: FloatArray,
+        least_s: FloatArray,
     ) -> _Pairs:
-        """Where each pair's stations are from each other, and what that makes its score."""
+        """Where each pair's stations are from each other, and what that makes its score
+        (``least_s``: the least overlap that counts, per pair)."""
         same_site = (places.site[a] >= 0) & (places.site[a] == places.site[b])
         distance_km = haversine_km(places.lat[a], places.lon[a], places.lat[b], places.lon[b])
-        speed_kmh = distance_km / ((gap_s + self.min_overlap_s) / 3600.0)
+        speed_kmh = distance_km / ((gap_s + least_s) / 3600.0)
         far = ~same_site & (speed_kmh > self.max_travel_kmh)  # NaN (no coordinates): False
         move = same_site & (overlap_s < self.same_site_move_s)
-        x = overlap_s / self.min_overlap_s
+        x = overlap_s / least_s
         pair_score = excess_score(x) * np.where(move, SAME_SITE_MOVE_FACTOR, 1.0)
         qualifies = x > 1.0
         return _Pairs(

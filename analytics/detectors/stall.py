@@ -41,6 +41,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.meter import meter_values_resolution_wh
 from analytics.detectors.prepared import (
     NS_PER_S,
     REGISTER_POWER_MAX_RESOLUTION_WH,
@@ -640,10 +641,36 @@ def _charged_before_first_reading_w(batch: SessionBatch, prep: Prepared) -> Floa
         return out
     has = (batch.start_ns != NO_TIME) & (prep.count > 0) & ~np.isnan(batch.meter_start_wh)
     rows = np.flatnonzero(has & prep.has_energy[:, 0])
-    if rows.size == 0:
-        return out
-    lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
-    lead_wh = prep.energy_wh[rows, 0] - batch.meter_start_wh[rows]
-    ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * prep.resolution_wh[rows])
-    out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0
+    if rows.size:
+        lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
+        lead_wh = prep.energy_wh[rows, 0] - batch.meter_start_wh[rows]
+        ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * prep.resolution_wh[rows])
+        out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0
+    _bare_lead_w(batch, prep, has, out)
     return out
+
+
+def _bare_lead_w(batch: SessionBatch, prep: Prepared, has: BoolArray, out: FloatArray) -> None:
+    """``_charged_before_first_reading_w`` (into ``out``) for a stopped session whose readings
+    carry no register, only power, and show it at rest at every one: the transaction's meter
+    values (meterStop less meterStart, beyond twice their step) say energy flowed, and the
+    readings' power (their trapezoid, the last one held to the stop) says not while they were
+    read. When the stop follows the last reading within one sampling interval, that energy came
+    before the first reading (an independently written fleet, seed 203 with --coarse-meters
+    0.3: 1.5 kWh in the 5 min before the first reading, then 21 min at 20 W at 21 % SoC with
+    the charger saying Charging, until the driver unplugged; missed)."""
+    last = np.maximum(prep.count - 1, 0)
+    bare = has & ~prep.has_energy.any(axis=1) & (batch.stop_ns != NO_TIME)
+    bare &= ~np.isnan(batch.meter_stop_wh) & ~(prep.peak_power_w > MIN_CHARGE_OFFER_W)
+    tail_s = (batch.stop_ns - pick(prep.t_ns, last)) / NS_PER_S
+    bare &= (tail_s >= 0.0) & (tail_s <= prep.interval_s)
+    rows = np.flatnonzero(bare)
+    if rows.size == 0:
+        return
+    lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
+    seen_wh = np.nansum(trapezoid_wh(prep.power_w[rows], prep.dt_s[rows]), axis=1)
+    seen_wh += np.nan_to_num(pick(prep.power_w[rows], last[rows])) * tail_s[rows] / 3600.0
+    start_wh, stop_wh = batch.meter_start_wh[rows], batch.meter_stop_wh[rows]
+    lead_wh = stop_wh - start_wh - seen_wh
+    ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * meter_values_resolution_wh(start_wh, stop_wh))
+    out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0

@@ -392,6 +392,28 @@ def own_taper_under_a_stuck_soc() -> Spec:
     return with_(spec, soc_pct=list(np.minimum(np.asarray(spec.soc_pct), 23.0)))
 
 
+def ac_tail_without_soc_sampled_every_five_minutes() -> Spec:
+    # a 3.7 kW car's own tail, no SoC, read every 5 min (one reading lost): 3.7, 2.1, 1.6, 1.1,
+    # 0.8 kW ... then 4 h of a few tens of watts until the driver comes back; its second and
+    # third readings "held" by settling there (an independently written fleet, seed 202 with
+    # --sparse-sampling 0.5, 7c5ad9e5: a fall held 12 min)
+    tail = [2129.5, 1583.3, 1131.2, 842.0, 613.4, 442.0, 343.7, 291.0, 286.8, 303.6, 34.1]
+    trickle = [0.0, 0.0, 2.8, 7.0, 0.0, 1.0, 19.4] + [25.0, 15.0, 30.0, 5.0] * 12
+    level = np.full(45, 3_700.0)
+    p = np.concatenate(([0.0], level, tail, trickle))
+    t = 5 * MIN * np.arange(p.size)
+    t[len(level) + 1 :] += 5 * MIN  # the reading lost just before the tail
+    return from_power(t, p, offered_w=22_000.0)
+
+
+def ac_derate_without_soc_sampled_every_five_minutes() -> Spec:
+    # 7.4 kW, cut to 4 kW for 30 min, back at 7.4 kW; no SoC, read every 5 min
+    t = np.arange(0.0, 150 * MIN + 1e-9, 5 * MIN)
+    p = np.where((t >= 60 * MIN) & (t < 90 * MIN), 4_000.0, 7_400.0)
+    p[0] = 0.0
+    return from_power(t, p, offered_w=7_400.0)
+
+
 def offer_lowered_before_the_stop() -> Spec:
     spec = dc_charge(PLATEAU_TO_60, soc0=20.0, minutes_total=25.0)
     t = np.asarray(spec.t_s)
@@ -518,6 +540,7 @@ DERATES: list[Callable[[], Spec]] = [
     small_car_deep_fall_at_69_percent,
     ac_derate_at_79_percent,
     ac_derate_at_55_percent_on_one_phase,
+    ac_derate_without_soc_sampled_every_five_minutes,
     dip_held_then_back_on_a_150_kw_charger,
     late_dip_climbed_out_of_near_full,
 ]
@@ -536,6 +559,7 @@ NORMAL: list[Callable[[], Spec]] = [
     ac_bolt_on_seven_kilowatts,
     own_taper_under_a_stuck_soc,
     offer_lowered_before_the_stop,
+    ac_tail_without_soc_sampled_every_five_minutes,
     dip_under_a_lower_offer_then_back,
     dip_under_a_lower_offer_sent_once,
     single_phase_car_follows_an_offer_lowered_at_its_peak_reading,

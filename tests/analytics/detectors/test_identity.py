@@ -16,7 +16,7 @@ from analytics.detectors import ConcurrentIdTag, identity
 from analytics.detectors.base import KindResult
 from analytics.detectors.ratings import with_stations
 from chargewatch.sites import StationInfo, StationMetadata
-from tests.analytics.detectors.helpers import NOW_NS, Spec, charge, make_batch
+from tests.analytics.detectors.helpers import NOW_NS, Spec, charge, make_batch, with_
 
 
 def session(sid: str, station: str, start_min: float, stop_min: float, user: str = "U1") -> Spec:
@@ -28,6 +28,11 @@ def session(sid: str, station: str, start_min: float, stop_min: float, user: str
         offset_s=start_min * 60.0,
         id_pseudonym=user,
     )
+
+
+def minute_session(sid: str, station: str, start_min: int, stop_min: int) -> Spec:
+    """``session`` with its start and stop stamped in whole minutes (a session table)."""
+    return with_(session(sid, station, start_min, stop_min), stop_s=(stop_min - start_min) * 60.0)
 
 
 def judge(
@@ -45,13 +50,13 @@ def flagged_ids(batch: SessionBatch, result: KindResult) -> set[str]:
 # (case, sessions, flagged session ids)
 CASES: list[tuple[str, list[Spec], set[str]]] = [
     (
-        # the real-data miss: A overlaps B by 82 min and C by under 60 s (not enough); a
-        # vectorized write of A's overlap from both partners in one pass kept C's 60 s
-        "an 82 min overlap is not overwritten by a 60 s one",
+        # the real-data miss: A overlaps B by 82 min and C by 6 s (not enough); a vectorized
+        # write of A's overlap from both partners in one pass kept C's (then under 60 s)
+        "an 82 min overlap is not overwritten by a 6 s one",
         [
             session("A", "ST1", 0, 200),
             session("B", "ST2", 100, 182),
-            session("C", "ST3", 199.02, 300),
+            session("C", "ST3", 199.9, 300),
         ],
         {"A", "B"},
     ),
@@ -77,8 +82,28 @@ CASES: list[tuple[str, list[Spec], set[str]]] = [
         {"A", "B", "C"},
     ),
     (
-        "back to back (touching by under a minute) is normal",
-        [session("A", "ST1", 0, 60), session("B", "ST2", 59.5, 120)],
+        "back to back (touching by a few seconds: two stations' clocks) is normal",
+        [session("A", "ST1", 0, 60), session("B", "ST2", 59.9, 120)],
+        set(),
+    ),
+    (
+        # a driver moving to the next charger, the first station's stop stamped in whole
+        # minutes (an independently written fleet, seed 206, 875618 and 875652: missed while
+        # the least overlap was 60 s)
+        "an overlap of 54 s counts",
+        [session("A", "ST1", 0, 60), session("B", "ST2", 59.1, 120)],
+        {"A", "B"},
+    ),
+    (
+        # the earlier session's stop truncated to its minute only hides overlap (an
+        # independently written fleet, seed 205: 45 s after a stop stamped 03:54:00)
+        "an overlap of 45 s after a stop stamped in whole minutes counts",
+        [minute_session("A", "ST1", 0, 60), session("B", "ST2", 59.25, 120)],
+        {"A", "B"},
+    ),
+    (
+        "sessions stamped in whole minutes touching by one minute are normal",
+        [minute_session("A", "ST1", 0, 60), minute_session("B", "ST2", 59, 120)],
         set(),
     ),
     (

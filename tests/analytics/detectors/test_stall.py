@@ -472,3 +472,49 @@ def test_two_readings_and_the_stop_are_enough_for_a_stall_before_the_stop() -> N
         idle_status=EVSE,
     )
     assert flagged, reason
+
+
+def _bare_readings(delivered_wh: float, *, stop_min: float) -> tuple[bool, str | None]:
+    """A DC session whose readings (every 5 min from 5 min) carry power and SoC but no
+    register: 20 W at 21 % SoC, the charger saying Charging; meterStart and meterStop in
+    steps of 100 Wh, ``delivered_wh`` apart; the stop at ``stop_min``."""
+    at = np.arange(5 * MIN, 21 * MIN + 1e-9, 5 * MIN)
+    spec = from_power(at, np.full(at.size, 20.0), offered_w=300_000.0)
+    spec = with_(
+        spec,
+        energy_wh=None,
+        soc_pct=[21.0] * at.size,
+        status=[CHARGING] * at.size,
+        start_s=0.0,
+        stop_s=stop_min * MIN,
+    )
+    batch = make_batch([spec])
+    batch = replace(
+        batch,
+        meter_start_wh=np.array([1_135_500.0]),
+        meter_stop_wh=np.array([1_135_500.0 + delivered_wh]),
+    )
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
+    result = detector.score(batch, now_ns=NOW_NS)
+    reason = result.reason[0]
+    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+
+
+def test_a_stall_before_the_first_reading_shown_by_the_meter_values_alone() -> None:
+    # 1.5 kWh between meterStart and meterStop, every reading at 20 W: the energy came before
+    # the first one (an independently written fleet, seed 203 with --coarse-meters 0.3,
+    # TX-0047-790103: 21 min at rest at 21 % SoC until the driver unplugged, missed)
+    flagged, reason = _bare_readings(1_500.0, stop_min=22.0)
+    assert flagged, reason
+
+
+def test_meter_values_within_their_step_show_no_charge_before_the_first_reading() -> None:
+    # 100 Wh apart in steps of 100 Wh: nothing measurable flowed, the car never charged
+    flagged, reason = _bare_readings(100.0, stop_min=22.0)
+    assert not flagged, reason
+
+
+def test_energy_that_may_have_come_after_the_last_reading_is_not_placed_before_the_first() -> None:
+    # the stop 20 min after the last reading: the 1.5 kWh may have flowed then
+    flagged, reason = _bare_readings(1_500.0, stop_min=41.0)
+    assert not flagged, reason
