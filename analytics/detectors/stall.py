@@ -284,8 +284,10 @@ class Stall(BaseDetector):
         at_stop = self._ended_at_the_stop(batch, prep)
         verdict = _either(verdict, at_stop)
         verdict = _either(verdict, self._lone_rest(batch, prep))
-        # the stop is the third data point there: two readings are enough
-        not_scored[(at_stop.x > 1.0) & (prep.count >= 2)] = None
+        # the stop is the third data point there, and the register's mean power before the
+        # first reading (``lead_w``) is one before the change: two readings are enough
+        charged_before = lead_w > MIN_CHARGE_OFFER_W
+        not_scored[((at_stop.x > 1.0) | charged_before) & (prep.count >= 2)] = None
         result = verdict_result(self.kind, verdict, not_scored)
         for i in np.flatnonzero(result.flagged & from_register).tolist():
             result.reason[i] = f"{result.reason[i]} (power from the register's steps)"

@@ -474,11 +474,13 @@ def test_two_readings_and_the_stop_are_enough_for_a_stall_before_the_stop() -> N
     assert flagged, reason
 
 
-def _bare_readings(delivered_wh: float, *, stop_min: float) -> tuple[bool, str | None]:
-    """A DC session whose readings (every 5 min from 5 min) carry power and SoC but no
-    register: 20 W at 21 % SoC, the charger saying Charging; meterStart and meterStop in
-    steps of 100 Wh, ``delivered_wh`` apart; the stop at ``stop_min``."""
-    at = np.arange(5 * MIN, 21 * MIN + 1e-9, 5 * MIN)
+def _bare_readings(
+    delivered_wh: float, *, stop_min: float, every_min: float = 5.0
+) -> tuple[bool, str | None]:
+    """A DC session whose readings (every ``every_min`` from 5 min to 21 min) carry power and
+    SoC but no register: 20 W at 21 % SoC, the charger saying Charging; meterStart and
+    meterStop in steps of 100 Wh, ``delivered_wh`` apart; the stop at ``stop_min``."""
+    at = np.arange(5 * MIN, 21 * MIN + 1e-9, every_min * MIN)
     spec = from_power(at, np.full(at.size, 20.0), offered_w=300_000.0)
     spec = with_(
         spec,
@@ -505,6 +507,14 @@ def test_a_stall_before_the_first_reading_shown_by_the_meter_values_alone() -> N
     # the first one (an independently written fleet, seed 203 with --coarse-meters 0.3,
     # TX-0047-790103: 21 min at rest at 21 % SoC until the driver unplugged, missed)
     flagged, reason = _bare_readings(1_500.0, stop_min=22.0)
+    assert flagged, reason
+
+
+def test_two_readings_at_rest_after_a_charge_shown_by_the_meter_values_are_enough() -> None:
+    # readings every 15 min: two at rest, the charge before the first one is the third data
+    # point (an independently written fleet, seed 201, TX-0061-91259: 5.5 kWh in the first
+    # 10 min, then 20 min at rest at 56 % until the driver unplugged; not scored, 2 readings)
+    flagged, reason = _bare_readings(5_500.0, stop_min=26.0, every_min=15.0)
     assert flagged, reason
 
 
