@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -169,13 +171,25 @@ class StateStore:
         disk) for all of them rather than one each."""
         if not values:
             return
+        rows = [{"name": name, "value_ns": value_ns} for name, value_ns in values.items()]
         try:
-            with Session(self._engine) as session, session.begin():
-                for name, value_ns in values.items():
-                    session.merge(JobCursor(name=name, value_ns=value_ns))
+            with self._engine.begin() as connection:
+                # one INSERT ... ON CONFLICT for all (a merge each would read every row first:
+                # 16 partitions' cursors cost the job 10 ms a window)
+                connection.execute(self._cursor_upsert(), rows)
         except SQLAlchemyError as exc:
             names = ", ".join(sorted(values))
             raise StateError(f"cannot store cursors {names}: {_safe(exc)}") from exc
+
+    def _cursor_upsert(self) -> Any:
+        """``INSERT ... ON CONFLICT (name) DO UPDATE`` of job cursors in the dialect at hand."""
+        if self._engine.dialect.name == "postgresql":
+            statement: Any = postgresql.insert(JobCursor)
+        else:
+            statement = sqlite.insert(JobCursor)
+        return statement.on_conflict_do_update(
+            index_elements=["name"], set_={"value_ns": statement.excluded.value_ns}
+        )
 
     # -- stations -------------------------------------------------------------------------------
 

@@ -74,3 +74,11 @@ def test_job_cursors_start_empty_and_keep_their_value(store: StateStore) -> None
     store.set_cursor("detect", 1_795_508_130_250_000_000)
     store.set_cursor("detect", 1_795_508_160_250_000_000)
     assert store.cursor("detect") == 1_795_508_160_250_000_000
+
+
+def test_several_cursors_are_stored_together_new_and_updated(store: StateStore) -> None:
+    store.set_cursor("detect:0", 1)
+    store.set_cursors({"detect:0": 5, "detect:1": 7, "detect:2": 9})
+    store.set_cursors({"detect:1": 8})
+    store.set_cursors({})
+    assert [store.cursor(f"detect:{p}") for p in range(3)] == [5, 8, 9]
