@@ -220,7 +220,8 @@ class Stall(BaseDetector):
     near_zero_fraction : float, default 0.02
         ... or at or below 2 % of the session's peak, whichever is higher (a sensor offset).
     resume_fraction : float, default 0.3
-        Charging resumes when power is back to 30 % of the peak before the stall ...
+        Charging resumes when power is back to 30 % of what the car drew when it stopped
+        (its last reading with power before the stall, at most its peak so far) ...
     min_resume_wh : float, default 300.0
         ... and delivers this much after it: a few minutes' worth of the slowest charge, a
         charge that went on, not a blip.
@@ -274,7 +275,6 @@ class Stall(BaseDetector):
             charged = np.fmax(prep.peak_power_w[rows], lead_w[rows]) > MIN_CHARGE_OFFER_W
             idle[rows] &= (step >= began[:, None]) & charged[:, None]
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
-        not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         rows = np.flatnonzero(idle.any(axis=1)) if idle.size else np.zeros(0, np.int64)
         verdict = scatter_verdict(
             batch.n_sessions,
@@ -288,6 +288,8 @@ class Stall(BaseDetector):
         # first reading (``lead_w``) is one before the change: two readings are enough
         charged_before = lead_w > MIN_CHARGE_OFFER_W
         not_scored[((at_stop.x > 1.0) | charged_before) & (prep.count >= 2)] = None
+        # a wrong clock says nothing of how long anything lasted, however many readings
+        not_scored[clock_untrusted(batch, prep)] = CLOCK_UNTRUSTED
         result = verdict_result(self.kind, verdict, not_scored)
         for i in np.flatnonzero(result.flagged & from_register).tolist():
             result.reason[i] = f"{result.reason[i]} (power from the register's steps)"
@@ -528,7 +530,18 @@ class Stall(BaseDetector):
         peak_after = np.concatenate((peak_after[:, 2:], np.zeros((n, min(2, m)))), axis=1)
         peak_after = peak_after[:, : max(m - 1, 0)]
         charged_before = peak_before > np.maximum(MIN_CHARGE_OFFER_W, 2.0 * zero_w)
-        resumed = (peak_after >= self.resume_fraction * peak_before) & (
+        # resumed: back to a share of what the car drew when power stopped (its last reading
+        # with power before the stretch), not of its peak: a DC car at 80 % SoC takes a
+        # quarter of its peak, and after a stall there it takes that quarter again
+        flowing = _last_flowing(p, zero_w)
+        stopped_at = np.take_along_axis(flowing, first, axis=1)
+        last_w = np.where(
+            stopped_at >= 0, np.take_along_axis(p_filled, np.maximum(stopped_at, 0), axis=1), 0.0
+        )
+        if lead_w is not None:  # nothing flowed in the readings before: the register's mean
+            last_w = np.where(last_w > 0.0, last_w, np.nan_to_num(lead_w)[:, None])
+        stopped_w = np.minimum(peak_before, last_w)
+        resumed = (peak_after >= self.resume_fraction * stopped_w) & (
             after_wh >= self.min_resume_wh
         )
         interval = np.nan_to_num(prep.interval_s)[:, None]
@@ -541,7 +554,6 @@ class Stall(BaseDetector):
         # The stall's start and end each lie somewhere in the interval before the first and
         # after the last zero reading, so the span between those readings is on average one
         # interval shorter than the stall: one interval is added back.
-        flowing = _last_flowing(p, zero_w)
         not_full = _not_full(prep, first, flowing, averaged)
         x_all = np.where(
             idle & charged_before & resumed & not_full,

@@ -247,6 +247,24 @@ def short_stop_before_the_end() -> Spec:
     return session(11_000.0, charge_min=30, idle_min=8)
 
 
+def dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak() -> Spec:
+    # a DC car past its peak (137 kW at 39 %, 38 kW at 79 %): 13 min of SuspendedEVSE at 80 %,
+    # then it draws 36 kW again, what it drew when power stopped but a quarter of its peak,
+    # until full and SuspendedEV (an independently written fleet, seed 203, 790700: "resumed"
+    # was 30 % of the peak, missed)
+    t = np.arange(0.0, 85 * MIN + 1e-9, 60.0)
+    p = np.interp(t, [0, 10 * MIN, 29 * MIN, 30 * MIN], [137_000, 137_000, 38_000, 38_000])
+    rest = (t >= 30 * MIN) & (t < 43 * MIN)
+    full = t >= 75 * MIN
+    p = np.where(t >= 43 * MIN, np.interp(t, [43 * MIN, 75 * MIN], [35_700, 12_000]), p)
+    p[rest | full] = 0.0
+    p[0] = 0.0
+    status = np.where(rest, EVSE, np.where(full, EV, CHARGING))
+    spec = from_power(t, p, offered_w=150_000.0, status=status)
+    energy = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
+    return with_(spec, soc_pct=list(np.floor(np.minimum(9.0 + energy / 700.0, 100.0))))
+
+
 STALLS: list[Callable[[], Spec]] = [
     dc_charging_says_charging,
     dc_suspended_evse_offer_unchanged,
@@ -261,6 +279,7 @@ STALLS: list[Callable[[], Spec]] = [
     ac_mid_session_stall_of_eleven_minutes,
     suspended_evse_without_offer,
     dc_falls_mid_taper_no_soc,
+    dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
@@ -528,3 +547,27 @@ def test_energy_that_may_have_come_after_the_last_reading_is_not_placed_before_t
     # the stop 20 min after the last reading: the 1.5 kWh may have flowed then
     flagged, reason = _bare_readings(1_500.0, stop_min=41.0)
     assert not flagged, reason
+
+
+def test_a_charge_before_the_first_reading_does_not_score_a_session_with_a_wrong_clock() -> None:
+    # the register from meterStart says the car charged before the first reading, but the
+    # readings after it are stamped an hour before the start: how long the rest lasted cannot
+    # be told (an independently written fleet, seed 132, TX-0048-249631: a clock that stepped
+    # back read as a stall once two readings were enough)
+    at = np.array([10 * MIN, 20 * MIN, -60 * MIN, -50 * MIN, -40 * MIN])
+    spec = from_power(at, np.array([6_500.0, 6_500.0, 20.0, 20.0, 20.0]), offered_w=11_000.0)
+    spec = with_(
+        spec,
+        energy_wh=[1_001_000.0, 1_002_100.0, 1_002_200.0, 1_002_200.0, 1_002_200.0],
+        status=[CHARGING] * 5,
+        start_s=0.0,
+        stop_s=35 * MIN,
+    )
+    batch = make_batch([spec])
+    batch = replace(
+        batch, meter_start_wh=np.array([1_000_000.0]), meter_stop_wh=np.array([1_002_200.0])
+    )
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
+    result = detector.score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0]
+    assert "clock" in str(result.reason[0])
