@@ -254,6 +254,26 @@ def normal_dc_resumed_between_two_readings_every_fifteen_minutes() -> list[Spec]
     return [with_(spec, energy_wh=list(register), status=list(status), start_s=0.0)]
 
 
+def normal_dc_paused_by_the_charger_between_two_readings_every_fifteen_minutes() -> list[Spec]:
+    # a 50 kW DC station sampling every 15 min (the register in steps of 100 Wh): the charger
+    # says SuspendedEVSE 4 min after a reading and Charging again 3 s after the next, which
+    # still shows 50 kW; the register took 3.2 kWh over that step, the trapezoid 12.6 (blind
+    # fleet seed 132 with sparse and coarse stations, TX-0033-249523: "-38 %" meter_mismatch
+    # on a normal session)
+    at = np.array([5.33, 20.33, 35.33, 43.17]) * MIN
+    power = [50_710.0, 50_520.0, 50_000.0, 50_000.0]
+    spec = from_power(at, np.asarray(power), offered_w=50_000.0)
+    evse, charging = int(StatusCode.SUSPENDED_EVSE), int(StatusCode.CHARGING)
+    return [
+        with_(
+            spec,
+            energy_wh=[2_433_200.0, 2_445_700.0, 2_448_900.0, 2_455_400.0],
+            status=[charging, charging, evse, charging],
+            start_s=0.0,
+        )
+    ]
+
+
 def data_gap() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     keep = np.r_[0:40, 52:121]
@@ -470,6 +490,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     (
         "DC every 15 min, charging resumed between two readings",
         normal_dc_resumed_between_two_readings_every_fifteen_minutes,
+        set(),
+    ),
+    (
+        "DC every 15 min, paused by the charger between two readings",
+        normal_dc_paused_by_the_charger_between_two_readings_every_fifteen_minutes,
         set(),
     ),
     (

@@ -501,6 +501,18 @@ def slow_climb_back_after_a_drop() -> Spec:
     )
 
 
+def slow_climb_back_after_a_drop_sampled_every_five_minutes() -> Spec:
+    # the same car's curve read every 5 min (an independently written fleet, seed 133 half
+    # sparse, 530832f6, normal): 50 kW to 68 % SoC, 1.9 kW at 73 %, then 2.9, 4.4, 6.7, 10.0,
+    # 15.4, 23.2 kW: each step 1.5 times the last "within two sampling intervals", read as a
+    # dip that climbed back at once
+    kw = [50.5, 50.5, 49.7, 50.2, 49.8, 38.8, 1.9, 2.9, 4.4, 6.7, 10.0, 15.4, 23.2, 10.6, 10.4]
+    soc = [24.3, 33.1, 41.9, 50.7, 59.5, 68.2, 73.0, 73.4, 74.0, 75.0, 76.5, 78.7, 82.0, 84.8, 86.7]
+    t = 5 * MIN * np.arange(len(kw))
+    spec = from_power(t, 1000.0 * np.asarray(kw), offered_w=50_000.0)
+    return with_(spec, soc_pct=soc)
+
+
 def dip_of_four_minutes_then_back() -> Spec:
     return dc_segments([(10, 35, 35), (4, 15, 15), (10, 50, 50)], soc0=35.0, battery_kwh=45.0)
 
@@ -564,6 +576,7 @@ NORMAL: list[Callable[[], Spec]] = [
     dip_under_a_lower_offer_sent_once,
     single_phase_car_follows_an_offer_lowered_at_its_peak_reading,
     slow_climb_back_after_a_drop,
+    slow_climb_back_after_a_drop_sampled_every_five_minutes,
     dip_of_four_minutes_then_back,
     car_suspends_then_resumes,
     cold_pack_warms_up,
