@@ -251,7 +251,11 @@ class Stall(BaseDetector):
         low = p <= zero_w
         # a single missing power reading does not break a stretch at rest (the register says)
         still = (low | np.isnan(p)) & ~_explained(prep) & prep.valid
-        flat = ~(prep.de_wh > prep.resolution_wh[:, None] + zero_w * prep.dt_s / 3600.0)
+        # the register has no sensor offset: what it counts flowed. Flat is at most
+        # ``near_zero_w`` over the step (a car's standby), not the power readings' 2 % of the
+        # peak: a DC car drawing 0.7-1.5 kW for 26 min at 72 % SoC, its register counting
+        # 450 Wh, was read as a stall (an independently written fleet, seed 212, 460430)
+        flat = ~(prep.de_wh > prep.resolution_wh[:, None] + self.near_zero_w * prep.dt_s / 3600.0)
         return np.asarray(still[:, 1:] & still[:, :-1] & flat), np.asarray(low)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:

@@ -265,6 +265,22 @@ def dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak() -> Spec:
     return with_(spec, soc_pct=list(np.floor(np.minimum(9.0 + energy / 700.0, 100.0))))
 
 
+def dc_car_drawing_a_kilowatt_for_half_an_hour() -> Spec:
+    # a DC car derated from 77 kW to 19 kW and then, at 62 % SoC, drawing 0.7-1.5 kW for
+    # 26 min (under 2 % of its peak, the power readings' "near zero") while the register counts
+    # it, then climbing back to 7 kW: slow charging, not a stall (an independently written
+    # fleet, seed 212, 460430)
+    t = np.arange(0.0, 90 * MIN + 1e-9, 15.0)
+    p = np.interp(
+        t,
+        [0, 60, 4 * MIN, 5 * MIN, 50 * MIN, 55 * MIN, 81 * MIN, 90 * MIN],
+        [0, 77_000, 77_000, 19_000, 19_000, 720, 1_500, 7_000],
+    )
+    spec = from_power(t, p, offered_w=150_000.0)
+    energy = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
+    return with_(spec, soc_pct=list(np.floor(22.0 + energy / 500.0)))
+
+
 STALLS: list[Callable[[], Spec]] = [
     dc_charging_says_charging,
     dc_suspended_evse_offer_unchanged,
@@ -296,6 +312,7 @@ NORMAL: list[Callable[[], Spec]] = [
     finishing_before_the_stop,
     energy_outside_any_session_then_idle,
     short_stop_before_the_end,
+    dc_car_drawing_a_kilowatt_for_half_an_hour,
 ]
 
 
