@@ -807,9 +807,10 @@ STEADY_MIN_SHARE = 0.5
 # the first step is left out, as a span across a data gap is, when the first reading comes within
 # RAMP_S of the session's start, the first two readings both carry the register (where the
 # register comes only now and then, its first span holds more than the ramp: it stays), and the
-# step is longer than RAMP_S (a shorter one holds at most the connector's 2 min, and leaving it
+# step lasts RAMP_S or more (a shorter one holds less than the connector's 2 min, and leaving it
 # out would cost more: the bound counts a break in the run at the stamps' resolution, 2 x 60 s
-# of the peak with whole-minute stamps).
+# of the peak with whole-minute stamps; a step of exactly 2 min, 33 kW in the ramp to 26 W at
+# rest, held 4.3 kWh of a charge at 130 kW before a stall: seed 213, "+683 %").
 RAMP_S = 120.0
 # ... and a step from a reading at rest (at most RESUME_FROM_W, or RESUME_FROM_SHARE of the
 # session's peak: stall's "near zero") to one with power, on the same grounds: charging resumed
@@ -896,7 +897,9 @@ def energy_balance(
     clean &= ~(prep.de_wh > allowed_wh)
     clean &= ~span_bad
     if skip_first is not None:  # the ramp's first step, where it is a long span of its own
-        clean[:, 0] &= ~(skip_first & closing[:, 0] & (prep.dt_s[:, 0] > RAMP_S))
+        # (a step stamped exactly RAMP_S long in whole minutes may have lasted 60 s)
+        ramp_long = prep.dt_s[:, 0] >= RAMP_S + np.where(res_t >= 60.0, 1.0, 0.0)
+        clean[:, 0] &= ~(skip_first & closing[:, 0] & ramp_long)
     # a step from a reading at rest to one with power, longer than the ramp: charging (re)began
     # in it and may have climbed past its end before the car's taper brought it down (as the
     # first step's ramp, ``RAMP_S``); left out where it is a span of its own

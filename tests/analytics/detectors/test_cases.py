@@ -274,6 +274,19 @@ def normal_dc_paused_by_the_charger_between_two_readings_every_fifteen_minutes()
     ]
 
 
+def stall_after_a_first_reading_in_the_ramp_two_minutes_before() -> list[Spec]:
+    # the first reading 10 s after the start, in the ramp at 33 kW; the next one exactly 2 min
+    # later at rest, the register 4.3 kWh up (130 kW in between); then 28 min at rest at 29 %
+    # SoC until the driver leaves: a stall, and no meter_mismatch (blind fleet seed 213,
+    # 3d427c86: "+683 %" once the 2 min step was kept for the trapezoid)
+    at = np.array([10.0, *np.arange(130.0, 31 * MIN, 120.0)])
+    power = np.array([32_756.5, *np.full(at.size - 1, 15.0)])
+    spec = from_power(at, power, offered_w=150_000.0)
+    register = 2_759_240.0 + np.concatenate(([0.0], 4_270.0 + np.arange(at.size - 1) // 2))
+    soc = [24.2, *np.full(at.size - 1, 28.8)]
+    return [with_(spec, energy_wh=list(register), soc_pct=soc, start_s=0.0)]
+
+
 def data_gap() -> list[Spec]:
     spec = charge(power_w=7_400.0, minutes=120)
     keep = np.r_[0:40, 52:121]
@@ -496,6 +509,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         "DC every 15 min, paused by the charger between two readings",
         normal_dc_paused_by_the_charger_between_two_readings_every_fifteen_minutes,
         set(),
+    ),
+    (
+        "a stall after a first reading in the ramp 2 min before",
+        stall_after_a_first_reading_in_the_ramp_two_minutes_before,
+        {"stall"},
     ),
     (
         "DC every 15 min, first reading in the ramp",
