@@ -477,13 +477,15 @@ class Stall(BaseDetector):
         run: Runs,
         flowing: IntArray,
         averaged: BoolArray,
-    ) -> tuple[IntArray, BoolArray, FloatArray]:
+    ) -> tuple[IntArray, BoolArray, FloatArray, BoolArray]:
         """Per row: the last step of its last stretch at rest after charging, whether that
-        stretch ends the charge with the car shown not full (module docstring), and the car's
-        SoC where it began (NaN when not reported). ``flowing``: ``_last_flowing``."""
+        stretch ends the charge with the car shown not full (module docstring), the car's
+        SoC where it began (NaN when not reported), and whether only the charger's
+        SuspendedEVSE shows it not full. ``flowing``: ``_last_flowing``."""
         n, k = candidate.shape
         if k == 0:
-            return np.zeros(n, np.int64), np.zeros(n, bool), np.full(n, np.nan)
+            none = np.zeros(n, bool)
+            return np.zeros(n, np.int64), none, np.full(n, np.nan), none
         last = (k - 1 - np.argmax(candidate[:, ::-1], axis=1)).astype(np.int64)
         never_resumed = candidate.any(axis=1) & ~pick(resumed, last).astype(bool)
         begin = np.maximum(pick(run.first, last), 0).astype(np.int64)
@@ -505,8 +507,13 @@ class Stall(BaseDetector):
         finishing = (prep.status == StatusCode.FINISHING) & (prep.t_ns < last_ns[:, None])
         said_done = np.any(later & ((prep.status == StatusCode.SUSPENDED_EV) | finishing), axis=1)
         from_plateau = _from_plateau(prep, before[:, None], averaged)[:, 0]
-        not_full = np.where(np.isnan(soc), from_plateau, soc < FULL_SOC_PCT)
-        return last, np.asarray(never_resumed & ~said_done & not_full), soc
+        # the charger saying SuspendedEVSE at every reading of the stretch: it, not the car,
+        # stopped (a full car says SuspendedEV; CONTRACTS section 3)
+        stretch = (idx >= begin[:, None]) & (idx <= (last + 1)[:, None]) & prep.valid
+        evse_said = np.all(~stretch | (prep.status == StatusCode.SUSPENDED_EVSE), axis=1)
+        not_full = np.where(np.isnan(soc), from_plateau | evse_said, soc < FULL_SOC_PCT)
+        by_status = np.isnan(soc) & ~from_plateau & evse_said
+        return last, np.asarray(never_resumed & ~said_done & not_full), soc, by_status
 
     def _judge(
         self, prep: Prepared, averaged: BoolArray, lead_w: FloatArray | None = None
@@ -567,7 +574,7 @@ class Stall(BaseDetector):
         # Never resumed: the last stretch of each row, judged on the car's side (module
         # docstring). Its end is the last reading (the stop's, or the latest of an open
         # session), so only its start is uncertain: half an interval is added back.
-        last, ended, soc_end = self._ended(
+        last, ended, soc_end, by_status = self._ended(
             prep, idle & charged_before, resumed, run, flowing, averaged
         )
         rows_ended = np.flatnonzero(ended)
@@ -598,6 +605,8 @@ class Stall(BaseDetector):
                 if by_end[i]:
                     if soc_end[i] == soc_end[i]:
                         why = f"the car at {soc_end[i]:.0f} % SoC, not full"
+                    elif by_status[i]:
+                        why = "the charger, not the car, suspended it: a full car says SuspendedEV"
                     else:
                         why = "power fell from its plateau, no taper of a full car"
                     said = _STATUS_WORDS.get(int(status_end[i]), "")

@@ -588,3 +588,45 @@ def test_a_charge_before_the_first_reading_does_not_score_a_session_with_a_wrong
     result = detector.score(batch, now_ns=NOW_NS)
     assert not result.flagged[0]
     assert "clock" in str(result.reason[0])
+
+
+def _charged_then_at_rest(status: int) -> tuple[bool, str | None]:
+    """4.3 kWh in the first 3 min (the register from meterStart), then two readings at rest
+    10 min apart with ``status``, no SoC, the register flat to the stop 17 min after the rest
+    began (an independently written fleet, seed 133, TX-0020-53763: no reading with power, so
+    no fall from the plateau could show the car not full)."""
+    at = np.array([195.0, 795.0])
+    spec = from_power(at, np.array([0.0, 25.0]), offered_w=150_000.0)
+    spec = with_(
+        spec,
+        energy_wh=[1_004_311.0, 1_004_314.0],
+        status=[status, status],
+        start_s=0.0,
+        stop_s=1_240.0,
+    )
+    batch = make_batch([spec])
+    batch = replace(
+        batch, meter_start_wh=np.array([1_000_000.0]), meter_stop_wh=np.array([1_004_316.0])
+    )
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
+    result = detector.score(batch, now_ns=NOW_NS)
+    reason = result.reason[0]
+    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+
+
+def test_suspended_evse_to_the_stop_shows_a_car_not_full_without_soc() -> None:
+    flagged, reason = _charged_then_at_rest(EVSE)
+    assert flagged, reason
+    assert reason is not None and "the charger, not the car" in reason
+
+
+def test_suspended_ev_to_the_stop_is_a_full_car() -> None:
+    flagged, reason = _charged_then_at_rest(EV)
+    assert not flagged, reason
+
+
+def test_charging_at_rest_without_soc_or_a_plateau_shows_nothing() -> None:
+    # "Charging" at 0 W after a charge no reading saw: without SoC or a reading on the plateau,
+    # a full car's taper into the rest cannot be told from a fall (left unflagged, as before)
+    flagged, reason = _charged_then_at_rest(CHARGING)
+    assert not flagged, reason
