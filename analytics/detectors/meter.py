@@ -96,6 +96,7 @@ JUMP_JITTER_S = 2.0
 # of 50 jumps missed, all at such stations (0.4-3.6 kWh against 15-77 kW read).
 PEAK_MARGIN = 0.25
 PEAK_MIN_PER_MINUTE = 2.0
+PEAK_MIN_W = 1_400.0  # a car charging at all (IEC 61851: 6 A on one phase); below, noise
 COARSE_STAMP_S = 60.0
 # ... and a step between two full minutes of a station that samples at a fixed interval lasted
 # about that interval, however its stamps read (``_peak_bound``): the interval is read off the
@@ -260,7 +261,11 @@ def jump_allowance_wh(
 
 
 def _peak_bound(
-    prep: Prepared, allowed: FloatArray, jitter_s: float, resolution_steps: float
+    prep: Prepared,
+    allowed: FloatArray,
+    rows_judged: BoolArray,
+    jitter_s: float,
+    resolution_steps: float,
 ) -> BoolArray:
     """Lower ``allowed`` (in place) to the session's highest power read (``PEAK_MARGIN`` over
     it) on rows stamped in whole minutes that sample densely, where at most one step rises
@@ -278,8 +283,8 @@ def _peak_bound(
         return out
     minutes = (row_max(prep.t_s) - prep.t_s[:, 0]) / 60.0 + 1.0
     dense = prep.count >= PEAK_MIN_PER_MINUTE * minutes
-    rows = np.flatnonzero((prep.time_resolution_s >= COARSE_STAMP_S) & dense)
-    rows = rows[prep.peak_power_w[rows] > 0]
+    rows = np.flatnonzero((prep.time_resolution_s >= COARSE_STAMP_S) & dense & rows_judged)
+    rows = rows[prep.peak_power_w[rows] >= PEAK_MIN_W]
     if rows.size == 0:
         return out
     sub = take_rows(prep, rows)
@@ -595,7 +600,9 @@ class MeterJump(BaseDetector):
             jitter_s=self.jitter_s,
             resolution_steps=self.resolution_steps,
         )
-        by_peak = _peak_bound(prep, allowed, self.jitter_s, self.resolution_steps)
+        # sessions only: readings outside any (unauthorized_energy's) carry no car's charge
+        in_session = ~is_none(batch.session_id)
+        by_peak = _peak_bound(prep, allowed, in_session, self.jitter_s, self.resolution_steps)
         batch.extra["_allowance_by_peak"] = (prep, by_peak)
         # stretched by the register's steady scale (a miscalibrated meter is no jump, see
         # ``register_scale``), for meter_mismatch too, which judges the steps within this bound:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.detectors import MeterJump, fit_detectors
+from analytics.detectors.meter import jump_allowance_wh
+from analytics.detectors.prepared import prepared
 from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
 
 MIN = 60.0
@@ -96,3 +98,22 @@ def test_an_irregular_station_with_one_long_step_keeps_the_stamps_span() -> None
     t[81] += 10.0
     flagged, reason = judge(minute_stamped(true_t=np.sort(t)))
     assert not flagged, reason
+
+
+def test_readings_outside_any_session_keep_the_ratings_bound() -> None:
+    # no session: energy that flowed is unauthorized_energy's, and a step up to the rating's
+    # bound counts as energy there, not as a jump the readings' peak would call it
+    spec = with_(minute_stamped(jump_wh=1_500.0), session_id=None, start_s=None, stop_s=None)
+    batch = make_batch([spec])
+    detectors = fit_detectors(batch)
+    jump = next(d for d in detectors if isinstance(d, MeterJump))
+    prep = prepared(batch, NOW_NS)
+    rated = jump.rated_w(batch, prep)
+    by_rating = jump_allowance_wh(
+        prep,
+        rated,
+        rated_margin=jump.rated_margin,
+        jitter_s=jump.jitter_s,
+        resolution_steps=jump.resolution_steps,
+    )
+    np.testing.assert_allclose(jump.allowance_wh(batch, prep), by_rating)
