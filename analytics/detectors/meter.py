@@ -20,6 +20,7 @@ from analytics.detectors.prepared import (
     NS_PER_S,
     Prepared,
     prepared,
+    readings_sharing_stamp,
     register_resolution_wh,
     take_rows,
 )
@@ -290,7 +291,7 @@ def _peak_bound(
     sub = take_rows(prep, rows)
     span_s = register_span_s(sub)
     span_s += (sub.time_resolution_s + jitter_s)[:, None]
-    per_minute = _readings_in_minute(sub)
+    per_minute = readings_sharing_stamp(sub.t_ns)
     usual = np.floor(row_median(np.where(sub.valid, per_minute, np.nan)))
     interval_s = 60.0 / usual
     # a fixed interval fills its minutes alike (k, or k + 1 where 60 s is no multiple of it);
@@ -310,22 +311,6 @@ def _peak_bound(
     allowed[rows[keep]] = lower[keep]
     out[rows[keep]] = True
     return out
-
-
-def _readings_in_minute(prep: Prepared) -> FloatArray:
-    """Per reading ``(n, m)``: how many readings of its row share its stamp (rows stamped in
-    whole minutes, in time order: equal stamps are neighbours)."""
-    t = prep.t_ns
-    n, m = t.shape
-    idx = np.arange(m)
-    new = np.ones((n, m), dtype=bool)
-    new[:, 1:] = t[:, 1:] != t[:, :-1]
-    first = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
-    last = np.minimum.accumulate(
-        np.where(np.concatenate((new[:, 1:], np.ones((n, 1), bool)), axis=1), idx, m)[:, ::-1],
-        axis=1,
-    )[:, ::-1]
-    return np.asarray(last - first + 1, dtype=np.float64)
 
 
 def _span_by_index(t: FloatArray, shown: BoolArray) -> FloatArray:
