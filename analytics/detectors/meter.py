@@ -86,17 +86,17 @@ JUMP_JITTER_S = 2.0
 
 # Stamps in whole minutes add a minute of the rating to every step's bound (a step stamped "0 s"
 # may have lasted up to a minute): 5 kWh at 300 kW, more than most jumps. Where such a station
-# samples every few seconds, its power readings show what the car drew all session long, and
-# the bound is also taken from the session's highest power read, PEAK_MARGIN (25 %) over it (a
-# car's power does not climb a quarter above every reading of its session between two of them
-# seconds apart) over the same span. Only on rows with whole-minute stamps and at least
+# samples at least once a minute, its power readings show what the car drew all session long,
+# and the bound is also taken from the session's highest power read, PEAK_MARGIN (25 %) over it
+# (a car's power does not climb a quarter above every reading of its session between two of
+# them a minute apart) over the same span. Only on rows with whole-minute stamps and at least
 # PEAK_MIN_PER_MINUTE readings a minute, and only where at most one step of the row rises
 # beyond that bound: a jump is one step, and readings whose power does not account for the
 # register at several steps (a power sensor off scale, a lagging average) say nothing of it.
 # An independently written fleet (seeds 211-214, 30 % of stations stamping whole minutes): 9
-# of 50 jumps missed, all at such stations (0.4-3.6 kWh against 15-77 kW read).
+# of 50 jumps missed, all at such stations (0.4-3.6 kWh against 3.6-122 kW read).
 PEAK_MARGIN = 0.25
-PEAK_MIN_PER_MINUTE = 2.0
+PEAK_MIN_PER_MINUTE = 1.0
 PEAK_MIN_W = 1_400.0  # a car charging at all (IEC 61851: 6 A on one phase); below, noise
 COARSE_STAMP_S = 60.0
 # ... and a step between two full minutes of a station that samples at a fixed interval lasted

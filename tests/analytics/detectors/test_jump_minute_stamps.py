@@ -1,6 +1,6 @@
-"""``meter_jump`` at stations that stamp whole minutes and sample every few seconds: a minute of
-the rating in every step's bound hid jumps of 0.4-3.6 kWh, so the bound there is also the
-session's highest power read (``meter.PEAK_MARGIN`` over it) over about one sampling interval
+"""``meter_jump`` at stations that stamp whole minutes and sample at least once a minute: a
+minute of the rating in every step's bound hid jumps of 0.4-3.6 kWh, so the bound there is also
+the session's highest power read (``meter.PEAK_MARGIN`` over it) over about one sampling interval
 between full minutes (``meter._peak_bound``); and what must not be flagged around it.
 
 Rows are a DC charge at about 60 kW on a 150 kW station: true readings every ``every_s``
@@ -66,6 +66,13 @@ def test_a_jump_within_a_minute_is_found() -> None:
 def test_a_small_jump_on_a_slow_charge_is_found() -> None:
     # +400 Wh at 11 kW sampled every 10 s (seed 212, TX-0026-459465: +401 Wh)
     flagged, reason = judge(minute_stamped(every_s=10.0, level_w=11_000.0, jump_wh=400.0))
+    assert flagged, reason
+
+
+def test_a_jump_at_a_station_sampling_every_45_seconds_is_found() -> None:
+    # +370 Wh at 3.6 kW read every 45 s (seed 214, cb84b5ca: missed while two readings a
+    # minute were asked for)
+    flagged, reason = judge(minute_stamped(every_s=45.0, level_w=3_600.0, jump_wh=370.0))
     assert flagged, reason
 
 
