@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Select, Table, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from chargewatch.state import AlertState, StateError
+from chargewatch.state import AlertState, StateError, dialect_insert
 
 from .lifecycle import AlertRecord, Policy
 
@@ -119,20 +118,11 @@ class AlertStore:
             )
 
     def _upsert(self) -> Any:
-        dialect = self._engine.dialect.name
-        if dialect == "postgresql":
-            pg = postgresql.insert(_TABLE)
-            return pg.on_conflict_do_update(
-                index_elements=[_TABLE.c.fingerprint],
-                set_={name: pg.excluded[name] for name in _COLUMNS},
-            )
-        if dialect == "sqlite":
-            lite = sqlite.insert(_TABLE)
-            return lite.on_conflict_do_update(
-                index_elements=[_TABLE.c.fingerprint],
-                set_={name: lite.excluded[name] for name in _COLUMNS},
-            )
-        raise StateError(f"alert state needs SQLite or PostgreSQL, not {dialect}")
+        statement = dialect_insert(self._engine.dialect.name, _TABLE, "alert state")
+        return statement.on_conflict_do_update(
+            index_elements=[_TABLE.c.fingerprint],
+            set_={name: statement.excluded[name] for name in _COLUMNS},
+        )
 
 
 def _row(record: AlertRecord) -> dict[str, Any]:

@@ -61,13 +61,12 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chargewatch.kinds import AnomalyKind
-from chargewatch.state import Base, StateError, StateStore
+from chargewatch.state import Base, StateError, StateStore, dialect_insert
 
 __all__ = [
     "MAX_PAGE",
@@ -271,13 +270,7 @@ def upsert_sessions(store: StateStore, rows: Sequence[SessionRow]) -> None:
 
 def _upsert(connection: Connection) -> Any:
     """``INSERT ... ON CONFLICT (session_id) DO UPDATE`` in the dialect at hand."""
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(_CATALOG)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(_CATALOG)
-    else:  # pragma: no cover - the state database is SQLite or PostgreSQL
-        raise StateError(f"the session catalogue does not support {dialect}")
+    statement = dialect_insert(connection.dialect.name, _CATALOG, "the session catalogue")
     excluded = statement.excluded
     columns = {c.name: excluded[c.name] for c in _CATALOG.columns if c.name != "session_id"}
     return statement.on_conflict_do_update(index_elements=["session_id"], set_=columns)

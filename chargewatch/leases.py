@@ -35,12 +35,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, Engine, String, Table, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chargewatch.errors import ChargewatchError
-from chargewatch.state import Base, StateError, StateStore
+from chargewatch.state import Base, StateError, StateStore, dialect_insert
 
 __all__ = [
     "LeaseBook",
@@ -267,13 +266,7 @@ class PartitionShare:
 def _take(dialect: str, holder: str, now_ns: int) -> Any:
     """The conditional upsert (module docstring), returning the name when it took."""
     c = _TABLE.c
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(_TABLE)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(_TABLE)
-    else:
-        raise StateError(f"leases do not support the {dialect} database")
+    statement = dialect_insert(dialect, _TABLE, "leases")
     return statement.on_conflict_do_update(
         index_elements=[c.name],
         set_={"holder": statement.excluded.holder, "expires_ns": statement.excluded.expires_ns},

@@ -44,6 +44,17 @@ class StateError(ChargewatchError):
     """The state database could not be opened or used."""
 
 
+def dialect_insert(dialect: str, table: Any, what: str) -> Any:
+    """An INSERT into ``table`` for the state database's dialect: SQLite's or PostgreSQL's, which
+    share ``on_conflict_do_update`` / ``on_conflict_do_nothing`` and ``excluded``; ``what``
+    names the caller in the error for any other dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise StateError(f"{what} needs SQLite or PostgreSQL, not {dialect}")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -183,10 +194,7 @@ class StateStore:
 
     def _cursor_upsert(self) -> Any:
         """``INSERT ... ON CONFLICT (name) DO UPDATE`` of job cursors in the dialect at hand."""
-        if self._engine.dialect.name == "postgresql":
-            statement: Any = postgresql.insert(JobCursor)
-        else:
-            statement = sqlite.insert(JobCursor)
+        statement = dialect_insert(self._engine.dialect.name, JobCursor, "job cursors")
         return statement.on_conflict_do_update(
             index_elements=["name"], set_={"value_ns": statement.excluded.value_ns}
         )

@@ -24,7 +24,12 @@ from analytics.detectors.prepared import (
     register_resolution_wh,
     take_rows,
 )
-from analytics.detectors.ratings import AC_MAX_W, StationRatings, rated_power_w
+from analytics.detectors.ratings import (
+    AC_MAX_W,
+    MIN_CHARGE_OFFER_W,
+    StationRatings,
+    rated_power_w,
+)
 from analytics.detectors.reductions import (
     nan_argmax,
     pick,
@@ -97,7 +102,6 @@ JUMP_JITTER_S = 2.0
 # of 50 jumps missed, all at such stations (0.4-3.6 kWh against 3.6-122 kW read).
 PEAK_MARGIN = 0.25
 PEAK_MIN_PER_MINUTE = 1.0
-PEAK_MIN_W = 1_400.0  # a car charging at all (IEC 61851: 6 A on one phase); below, noise
 COARSE_STAMP_S = 60.0
 # ... and a step between two full minutes of a station that samples at a fixed interval lasted
 # about that interval, however its stamps read (``_peak_bound``): the interval is read off the
@@ -285,14 +289,12 @@ def _peak_bound(
     minutes = (row_max(prep.t_s) - prep.t_s[:, 0]) / 60.0 + 1.0
     dense = prep.count >= PEAK_MIN_PER_MINUTE * minutes
     rows = np.flatnonzero((prep.time_resolution_s >= COARSE_STAMP_S) & dense & rows_judged)
-    rows = rows[prep.peak_power_w[rows] >= PEAK_MIN_W]
+    rows = rows[prep.peak_power_w[rows] >= MIN_CHARGE_OFFER_W]  # below, no car charged
     if rows.size == 0:
         return out
     sub = take_rows(prep, rows)
-    span_s = register_span_s(sub)
-    span_s += (sub.time_resolution_s + jitter_s)[:, None]
-    per_minute = readings_sharing_stamp(sub.t_ns)
-    usual = np.floor(row_median(np.where(sub.valid, per_minute, np.nan)))
+    register_s = register_span_s(sub)
+    per_minute, usual = readings_sharing_stamp(sub.t_ns, sub.valid)
     interval_s = 60.0 / usual
     # a fixed interval fills its minutes alike (k, or k + 1 where 60 s is no multiple of it);
     # readings sent on events (a change of power) do not, and say nothing of a step's length
@@ -301,8 +303,9 @@ def _peak_bound(
     full = (per_minute[:, :-1] >= usual[:, None]) & (per_minute[:, 1:] >= usual[:, None])
     full &= regular[:, None]
     full &= sub.dt_s <= COARSE_STAMP_S  # the same minute or the next
-    full &= register_span_s(sub) == sub.dt_s  # a register at both ends
-    span_s = np.where(full, (2.0 * interval_s + jitter_s)[:, None], span_s)
+    full &= register_s == sub.dt_s  # a register at both ends
+    stamps_s = register_s + (sub.time_resolution_s + jitter_s)[:, None]
+    span_s = np.where(full, (2.0 * interval_s + jitter_s)[:, None], stamps_s)
     peak = span_s * (sub.peak_power_w * (1.0 + PEAK_MARGIN) / 3600.0)[:, None]
     peak += (resolution_steps * sub.resolution_wh)[:, None]
     lower = np.fmin(allowed[rows], peak)
@@ -588,7 +591,6 @@ class MeterJump(BaseDetector):
         # sessions only: readings outside any (unauthorized_energy's) carry no car's charge
         in_session = ~is_none(batch.session_id)
         by_peak = _peak_bound(prep, allowed, in_session, self.jitter_s, self.resolution_steps)
-        batch.extra["_allowance_by_peak"] = (prep, by_peak)
         # stretched by the register's steady scale (a miscalibrated meter is no jump, see
         # ``register_scale``), for meter_mismatch too, which judges the steps within this bound:
         # worked out only for rows with a step over the rated bound, the only ones it can change
@@ -596,15 +598,16 @@ class MeterJump(BaseDetector):
             over = np.flatnonzero((prep.de_wh > allowed).any(axis=1)).astype(np.int64)
             if over.size:
                 allowed[over] = allowed[over] * register_scale(take_rows(prep, over))[:, None]
-        batch.extra["_allowance"] = (prep, params, allowed)
+        batch.extra["_allowance"] = (prep, params, allowed, by_peak)
         return allowed
 
-    def _by_peak(self, batch: SessionBatch, prep: Prepared) -> BoolArray:
-        """Per row: was its bound lowered to its readings' peak (``_peak_bound``)?"""
-        cached = batch.extra.get("_allowance_by_peak")
-        if isinstance(cached, tuple) and cached[0] is prep and isinstance(cached[1], np.ndarray):
-            return cached[1]
-        return np.zeros(batch.n_sessions, dtype=bool)
+    def _by_peak(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> BoolArray:
+        """Per row: was its bound lowered to its readings' peak (``_peak_bound``)? Kept with
+        the allowance it was worked out for (``_allowance``)."""
+        self._allowance(batch, prep, rated)
+        cached = batch.extra["_allowance"]
+        assert isinstance(cached, tuple) and isinstance(cached[3], np.ndarray)
+        return cached[3]
 
     def rated_w(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Each row's rated power as this detector judges it (``ratings.rated_power_w``)."""
@@ -637,7 +640,7 @@ class MeterJump(BaseDetector):
         prep = prepared(batch, now_ns)
         rated = self._rated(batch, prep)
         allowed = self._allowance(batch, prep, rated)  # the register's steady scale included
-        by_peak = self._by_peak(batch, prep)
+        by_peak = self._by_peak(batch, prep, rated)
         rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
         ratio = rise / allowed
         at = nan_argmax(ratio)

@@ -515,9 +515,10 @@ LATE_DELIVERY_MAX_S = 5 * 60.0
 LATE_DELIVERY_INTERVALS = 2.0
 
 
-def readings_sharing_stamp(t_ns: IntArray) -> FloatArray:
+def readings_sharing_stamp(t_ns: IntArray, valid: BoolArray) -> tuple[FloatArray, FloatArray]:
     """Per reading ``(n, m)``: how many readings of its row share its stamp (rows in time
-    order, so that equal stamps are neighbours: whole minutes, say)."""
+    order, so that equal stamps are neighbours: whole minutes, say), NaN where not valid; and
+    per row the usual count, the median of those over its readings, rounded down."""
     n, m = t_ns.shape
     idx = np.arange(m)
     new = np.ones((n, m), dtype=bool)
@@ -525,7 +526,9 @@ def readings_sharing_stamp(t_ns: IntArray) -> FloatArray:
     ends = np.concatenate((new[:, 1:], np.ones((n, 1), dtype=bool)), axis=1)
     first = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
     last = np.minimum.accumulate(np.where(ends, idx, m)[:, ::-1], axis=1)[:, ::-1]
-    return np.asarray(last - first + 1, dtype=np.float64)
+    counts = np.where(valid, last - first + 1, np.nan).astype(np.float64)
+    usual = np.floor(_median_of(counts.copy(), valid.sum(axis=1)))  # sorts its argument
+    return counts, usual
 
 
 def _minute_interval_s(t: IntArray, valid: BoolArray) -> FloatArray:
@@ -535,8 +538,7 @@ def _minute_interval_s(t: IntArray, valid: BoolArray) -> FloatArray:
     only positive steps are whole minutes, and a data gap among a few readings lengthens their
     median: 7 readings at 30 s, a gap of 24 min among them, gave "750 s" and hid the gap (an
     independently written fleet, seed 154, 6654e9a1)."""
-    per_minute = np.where(valid, readings_sharing_stamp(t), np.nan)
-    usual = np.floor(_median_of(per_minute, valid.sum(axis=1)))
+    _, usual = readings_sharing_stamp(t, valid)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(np.where(usual >= 2.0, 60.0 / usual, np.nan))
 

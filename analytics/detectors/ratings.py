@@ -25,13 +25,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analytics.batch import BoolArray, FloatArray, SessionBatch
+from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.prepared import Prepared, is_compact, row_blocks
 from analytics.detectors.reductions import row_max
 from chargewatch.sites import StationMetadata
 
 # An AC connector delivers at most 3 x 32 A x 250 V (24 kW); above that it is DC.
 AC_MAX_W = 24_000.0
+
+# IEC 61851: below 6 A on one phase (about 1.4 kW) a car is not expected to charge at all, so an
+# offer under that explains zero power, and power under it is no car's charge.
+MIN_CHARGE_OFFER_W = 1400.0
 # Measured power may exceed a declared (or offered) rating by the mains' voltage tolerance
 # without the rating being wrong: ratings are nominal at 230 V, EN 50160 allows +10 %.
 RATING_TOLERANCE = 0.10
@@ -165,26 +169,31 @@ class StationRatings:
         measured_only = np.isnan(base) & ~np.isnan(best_power)
         return cls(keys.astype(object), rated, notes, measured_only)
 
-    def lookup(self, station_id: np.ndarray) -> FloatArray:
-        """The rating of each row's station, NaN for a station never seen nor declared."""
+    def _find(self, station_id: np.ndarray) -> tuple[IntArray, BoolArray]:
+        """Per row: its station's position among ``station_ids`` (0 where absent), and whether
+        it is there."""
         n = station_id.shape[0]
         if self.station_ids.size == 0 or n == 0:
-            return np.full(n, np.nan)
+            return np.zeros(n, dtype=np.intp), np.zeros(n, dtype=bool)
         ids = station_id.astype(str)
         keys = self._keys
         pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
-        return np.asarray(np.where(keys[pos] == ids, self.rated_w[pos], np.nan))
+        return pos, np.asarray(keys[pos] == ids)
+
+    def lookup(self, station_id: np.ndarray) -> FloatArray:
+        """The rating of each row's station, NaN for a station never seen nor declared."""
+        pos, found = self._find(station_id)
+        if not found.any():
+            return np.full(found.size, np.nan)
+        return np.asarray(np.where(found, self.rated_w[pos], np.nan))
 
     def lookup_measured_only(self, station_id: np.ndarray) -> BoolArray:
         """Per row: is its station's rating only the highest power measured on it (nothing
         declared nor offered)? False for a station never seen, or when not known."""
-        n = station_id.shape[0]
-        if self.measured_only is None or self.station_ids.size == 0 or n == 0:
-            return np.zeros(n, dtype=bool)
-        keys = self._keys
-        ids = station_id.astype(str)
-        pos = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
-        return np.asarray((keys[pos] == ids) & self.measured_only[pos])
+        pos, found = self._find(station_id)
+        if self.measured_only is None or not found.any():
+            return np.zeros(found.size, dtype=bool)
+        return np.asarray(found & self.measured_only[pos])
 
     def note(self, station_id: str) -> str | None:
         """Why a station's rating is above its declared or offered one, if it is."""

@@ -50,7 +50,7 @@ from analytics.detectors.prepared import (
     register_mean_power_w,
     take_rows,
 )
-from analytics.detectors.ratings import AC_MAX_W
+from analytics.detectors.ratings import AC_MAX_W, MIN_CHARGE_OFFER_W
 from analytics.detectors.reductions import (
     Runs,
     forward_fill,
@@ -74,10 +74,6 @@ from analytics.detectors.verdicts import (
     verdict_result,
 )
 from chargewatch.kinds import AnomalyKind
-
-# IEC 61851: below 6 A on one phase (about 1.4 kW) a car is not expected to charge at all, so an
-# offer under that explains zero power.
-MIN_CHARGE_OFFER_W = 1400.0
 
 # At or above this state of charge a car that stops drawing is taken as full: cars with a 100 %
 # target taper from 90-97 % and display 100 (some 98-99) when done, and one this close to full
@@ -515,11 +511,10 @@ class Stall(BaseDetector):
         by_status = np.isnan(soc) & ~from_plateau & evse_said
         return last, np.asarray(never_resumed & ~said_done & not_full), soc, by_status
 
-    def _judge(
-        self, prep: Prepared, averaged: BoolArray, lead_w: FloatArray | None = None
-    ) -> Verdict:
+    def _judge(self, prep: Prepared, averaged: BoolArray, lead_w: FloatArray) -> Verdict:
         """The verdict on rows with a candidate rest; ``averaged``: rows whose power is the
-        register's mean over each step (``_power_from_register``)."""
+        register's mean over each step (``_power_from_register``); ``lead_w``: what the register
+        says flowed before the first reading (``_charged_before_first_reading_w``)."""
         n, m = prep.power_w.shape
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
@@ -534,8 +529,7 @@ class Stall(BaseDetector):
         first = np.maximum(run.first, 0)
         p_filled = np.nan_to_num(p, nan=0.0)
         peak_so_far = np.maximum.accumulate(p_filled, axis=1)
-        if lead_w is not None:  # what the register says flowed before the first reading
-            peak_so_far = np.maximum(peak_so_far, np.nan_to_num(lead_w)[:, None])
+        peak_so_far = np.maximum(peak_so_far, np.nan_to_num(lead_w)[:, None])
         peak_before = np.take_along_axis(peak_so_far[:, :-1], first, axis=1)
         peak_after = np.maximum.accumulate(p_filled[:, ::-1], axis=1)[:, ::-1]
         peak_after = np.concatenate((peak_after[:, 2:], np.zeros((n, min(2, m)))), axis=1)
@@ -549,8 +543,8 @@ class Stall(BaseDetector):
         last_w = np.where(
             stopped_at >= 0, np.take_along_axis(p_filled, np.maximum(stopped_at, 0), axis=1), 0.0
         )
-        if lead_w is not None:  # nothing flowed in the readings before: the register's mean
-            last_w = np.where(last_w > 0.0, last_w, np.nan_to_num(lead_w)[:, None])
+        # nothing flowed in the readings before: the register's mean before the first one
+        last_w = np.where(last_w > 0.0, last_w, np.nan_to_num(lead_w)[:, None])
         stopped_w = np.minimum(peak_before, last_w)
         resumed = (peak_after >= self.resume_fraction * stopped_w) & (
             after_wh >= self.min_resume_wh
@@ -669,12 +663,25 @@ def _charged_before_first_reading_w(batch: SessionBatch, prep: Prepared) -> Floa
     has = (batch.start_ns != NO_TIME) & (prep.count > 0) & ~np.isnan(batch.meter_start_wh)
     rows = np.flatnonzero(has & prep.has_energy[:, 0])
     if rows.size:
-        lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
         lead_wh = prep.energy_wh[rows, 0] - batch.meter_start_wh[rows]
-        ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * prep.resolution_wh[rows])
-        out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0
+        _put_lead_w(batch, prep, rows, lead_wh, prep.resolution_wh[rows], out)
     _bare_lead_w(batch, prep, has, out)
     return out
+
+
+def _put_lead_w(
+    batch: SessionBatch,
+    prep: Prepared,
+    rows: IntArray,
+    lead_wh: FloatArray,
+    resolution_wh: FloatArray,
+    out: FloatArray,
+) -> None:
+    """Into ``out[rows]``: ``lead_wh`` over the time from the start to the first reading, where
+    that lasts ``LEAD_MIN_S`` or more and the energy is beyond twice its resolution."""
+    lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
+    ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * resolution_wh)
+    out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0
 
 
 def _bare_lead_w(batch: SessionBatch, prep: Prepared, has: BoolArray, out: FloatArray) -> None:
@@ -694,10 +701,8 @@ def _bare_lead_w(batch: SessionBatch, prep: Prepared, has: BoolArray, out: Float
     rows = np.flatnonzero(bare)
     if rows.size == 0:
         return
-    lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
     seen_wh = np.nansum(trapezoid_wh(prep.power_w[rows], prep.dt_s[rows]), axis=1)
     seen_wh += np.nan_to_num(pick(prep.power_w[rows], last[rows])) * tail_s[rows] / 3600.0
     start_wh, stop_wh = batch.meter_start_wh[rows], batch.meter_stop_wh[rows]
-    lead_wh = stop_wh - start_wh - seen_wh
-    ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * meter_values_resolution_wh(start_wh, stop_wh))
-    out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0
+    resolution_wh = meter_values_resolution_wh(start_wh, stop_wh)
+    _put_lead_w(batch, prep, rows, stop_wh - start_wh - seen_wh, resolution_wh, out)

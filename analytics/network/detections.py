@@ -19,13 +19,12 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import BigInteger, Engine, Index, Integer, String, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chargewatch.figures import TimeToFlag
 from chargewatch.flags import Flag
-from chargewatch.state import Base, StateError, StateStore
+from chargewatch.state import Base, StateError, StateStore, dialect_insert
 
 __all__ = ["FlagDetection", "record_detections", "time_to_flag"]
 
@@ -102,11 +101,7 @@ def time_to_flag(store: StateStore, since_ns: int, until_ns: int) -> TimeToFlag:
 
 
 def _insert_if_absent(dialect: str) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(_TABLE).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(_TABLE).on_conflict_do_nothing()
-    raise StateError(f"flag detections do not support {dialect}")  # pragma: no cover
+    return dialect_insert(dialect, _TABLE, "flag detections").on_conflict_do_nothing()
 
 
 def _engine(store: StateStore) -> Engine:

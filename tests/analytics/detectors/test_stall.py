@@ -316,8 +316,16 @@ NORMAL: list[Callable[[], Spec]] = [
 ]
 
 
-def _stall_result(spec: Spec) -> tuple[bool, str | None]:
+def _stall_result(
+    spec: Spec, meter_wh: tuple[float, float] | None = None
+) -> tuple[bool, str | None]:
+    """Stall's verdict on ``spec``, with the transaction's meterStart and meterStop when given."""
     batch = make_batch([spec])
+    if meter_wh is not None:
+        start_wh, stop_wh = meter_wh
+        batch = replace(
+            batch, meter_start_wh=np.array([start_wh]), meter_stop_wh=np.array([stop_wh])
+        )
     detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
     result = detector.score(batch, now_ns=NOW_NS)
     reason = result.reason[0]
@@ -387,16 +395,7 @@ def _every_fifteen_minutes(
         start_s=0.0,
         stop_s=stop_s,
     )
-    batch = make_batch([spec])
-    batch = replace(
-        batch,
-        meter_start_wh=np.array([1_000_000.0]),
-        meter_stop_wh=np.array([np.floor(1_000_000.0 + energy[-1])]),
-    )
-    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
-    result = detector.score(batch, now_ns=NOW_NS)
-    reason = result.reason[0]
-    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+    return _stall_result(spec, (1_000_000.0, float(np.floor(1_000_000.0 + energy[-1]))))
 
 
 def test_a_stall_before_the_stop_with_one_reading_at_rest_every_fifteen_minutes() -> None:
@@ -526,16 +525,7 @@ def _bare_readings(
         start_s=0.0,
         stop_s=stop_min * MIN,
     )
-    batch = make_batch([spec])
-    batch = replace(
-        batch,
-        meter_start_wh=np.array([1_135_500.0]),
-        meter_stop_wh=np.array([1_135_500.0 + delivered_wh]),
-    )
-    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
-    result = detector.score(batch, now_ns=NOW_NS)
-    reason = result.reason[0]
-    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+    return _stall_result(spec, (1_135_500.0, 1_135_500.0 + delivered_wh))
 
 
 def test_a_stall_before_the_first_reading_shown_by_the_meter_values_alone() -> None:
@@ -580,14 +570,9 @@ def test_a_charge_before_the_first_reading_does_not_score_a_session_with_a_wrong
         start_s=0.0,
         stop_s=35 * MIN,
     )
-    batch = make_batch([spec])
-    batch = replace(
-        batch, meter_start_wh=np.array([1_000_000.0]), meter_stop_wh=np.array([1_002_200.0])
-    )
-    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
-    result = detector.score(batch, now_ns=NOW_NS)
-    assert not result.flagged[0]
-    assert "clock" in str(result.reason[0])
+    flagged, reason = _stall_result(spec, (1_000_000.0, 1_002_200.0))
+    assert not flagged
+    assert "clock" in str(reason)
 
 
 def _charged_then_at_rest(status: int) -> tuple[bool, str | None]:
@@ -604,14 +589,7 @@ def _charged_then_at_rest(status: int) -> tuple[bool, str | None]:
         start_s=0.0,
         stop_s=1_240.0,
     )
-    batch = make_batch([spec])
-    batch = replace(
-        batch, meter_start_wh=np.array([1_000_000.0]), meter_stop_wh=np.array([1_004_316.0])
-    )
-    detector = next(d for d in fit_detectors(batch) if isinstance(d, Stall))
-    result = detector.score(batch, now_ns=NOW_NS)
-    reason = result.reason[0]
-    return bool(result.flagged[0]), reason if isinstance(reason, str) else None
+    return _stall_result(spec, (1_000_000.0, 1_004_316.0))
 
 
 def test_suspended_evse_to_the_stop_shows_a_car_not_full_without_soc() -> None:
