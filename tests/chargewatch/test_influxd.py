@@ -95,14 +95,19 @@ def test_reuse_with_other_settings_is_refused(server: LocalInfluxd) -> None:
         LocalInfluxd(data_dir=server.data_dir, port=server.port, auth_enabled=True).start()
 
 
-def test_a_port_in_use_is_named(server: LocalInfluxd) -> None:
+def test_a_port_in_use_is_named(tmp_path: Path) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", server.port))
+        # the squatter takes a port the system hands out, then the server is given it: a port
+        # found free first could be taken by another process before the squatter binds it
+        squatter.bind(("127.0.0.1", 0))
         squatter.listen()
-        with pytest.raises(
-            InfluxdError, match=f"port {server.port} on 127.0.0.1 is already in use"
-        ):
-            server.start()
+        port = squatter.getsockname()[1]
+        server = LocalInfluxd(data_dir=tmp_path / "influxd", port=port)
+        try:
+            with pytest.raises(InfluxdError, match=f"port {port} on 127.0.0.1 is already in use"):
+                server.start()
+        finally:
+            server.stop()
     assert not server.pid_path.exists()
 
 
