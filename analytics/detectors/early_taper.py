@@ -649,7 +649,7 @@ class EarlyTaper(BaseDetector):
             "no state of charge reported: a DC car's own taper cannot be told from a derating"
         )
         not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
-        return verdict_result(self.kind, verdict, not_scored)
+        return verdict_result(self.kind, verdict, not_scored, at_least=True)
 
     def _judge(
         self, prep: Prepared, rated: FloatArray, step_below: FloatArray, battery_wh: FloatArray

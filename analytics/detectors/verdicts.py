@@ -164,12 +164,15 @@ def judge_candidates(
     return verdict_result(kind, scatter_verdict(n, rows, judge(take_rows(prep, rows))), not_scored)
 
 
-def verdict_result(kind: str, verdict: Verdict, not_scored: np.ndarray) -> KindResult:
-    """The result of a verdict over all rows: flagged over the threshold (x > 1)."""
+def verdict_result(
+    kind: str, verdict: Verdict, not_scored: np.ndarray, *, at_least: bool = False
+) -> KindResult:
+    """The result of a verdict over all rows: flagged over the threshold (x > 1), or at it
+    (``at_least``: x >= 1, for a threshold the contract states as "or more")."""
     return build_result(
         kind,
         excess_score(verdict.x),
-        verdict.x > 1.0,
+        verdict.x >= 1.0 if at_least else verdict.x > 1.0,
         verdict.start_ns,
         verdict.end_ns,
         verdict.describe,

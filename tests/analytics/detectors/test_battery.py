@@ -274,6 +274,32 @@ def hot_while_idle() -> tuple[list[Spec], dict[int, list[float]]]:
     return [spec], {0: [65.0] * t.size}
 
 
+def kwh_register_with_whole_minute_stamps() -> tuple[list[Spec], dict[int, list[float]]]:
+    # 39 kW read every 10 s, stamped in whole minutes, the register in whole kWh: it agrees with
+    # the power over the session but stays flat for a minute and more, so it cannot stand in
+    # for the stamps' unseen time (normal sessions of an independently written fleet, seed 253:
+    # "SoC rose 2 % in 0 s on at most 0.000 kWh", 37 flagged)
+    spec, soc = charge(39.0, 30, step_s=10.0, soc0=12.0, battery_kwh=28.0)
+    stamped = np.floor(np.asarray(spec.t_s) / 60.0) * 60.0
+    e = np.floor(np.asarray(spec.energy_wh, dtype=np.float64) / 1000.0) * 1000.0
+    return [with_(reported(spec, soc), t_s=list(stamped), energy_wh=list(e))], {}
+
+
+def charge_unseen_between_sparse_readings() -> tuple[list[Spec], dict[int, list[float]]]:
+    # read every 10 min, no register: 14.6 kW in the ramp, then 22 W at rest (a stall), 26 %
+    # SoC between them. The car drew about 95 kW in between, unseen; what the readings show
+    # later (86 kW) bounds that step, not their own two values (an independently written
+    # fleet, seed 243, a stall read as "SoC rose 26 % on at most 2.4 kWh")
+    t = np.arange(5.0, 4_806.0, 600.0)
+    p = np.array([14_636.0, 22.0, 19.0, 24.0, 13.0, 86_357.0, 49_046.0, 32_286.0, 25_009.0])
+    spec = with_(
+        from_power(t, p, offered_w=300_000.0),
+        energy_wh=None,
+        soc_pct=[19.0, 45.0, 45.0, 45.0, 45.0, 61.0, 75.0, 83.0, 89.0],
+    )
+    return [spec], {}
+
+
 Build = Callable[[], tuple[list[Spec], dict[int, list[float]]]]
 SOC = {"soc_inconsistent"}
 CASES: list[tuple[str, Build, set[str]]] = [
@@ -308,6 +334,12 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("temperature sensor errors", temperature_sensor_errors, set()),
     ("one hot reading", one_hot_glitch, set()),
     ("hot while nothing flows", hot_while_idle, set()),
+    ("kWh register, whole-minute stamps", kwh_register_with_whole_minute_stamps, set()),
+    (
+        "a charge unseen between readings 10 min apart",
+        charge_unseen_between_sparse_readings,
+        {"stall"},
+    ),
 ]
 
 

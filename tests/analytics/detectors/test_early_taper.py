@@ -705,3 +705,20 @@ def test_a_deep_fall_counts_to_70_percent_whatever_the_battery() -> None:
 def test_a_deep_fall_late_on_the_plateau_says_so() -> None:
     flagged, reason = _early_taper([small_car_deep_fall_at_69_percent()])
     assert flagged[0] and "none falls under 45 % of its power before 70 %" in str(reason[0])
+
+
+def test_a_fall_held_exactly_ten_minutes_between_readings_counts() -> None:
+    # read every 10 min, no register: 39 kW to 44 % SoC, 12 kW at 64 %, 11 kW at 69 %, then
+    # 29 kW. The two low readings are 10 min apart and the fall lasted longer (it began
+    # before the first and ended after the last): "10 min or more" is met, not missed by an
+    # x > 1 (an independently written fleet, seed 243, 6ea3e152: score 0.500, not flagged)
+    t = np.arange(445.0, 2_846.0, 600.0)
+    spec = with_(
+        from_power(
+            t, np.array([38_719.0, 39_244.0, 12_122.0, 10_762.0, 28_978.0]), offered_w=150_000.0
+        ),
+        energy_wh=None,
+        soc_pct=[24.6, 44.4, 63.5, 69.2, 74.8],
+    )
+    flagged, reason = _early_taper([spec])
+    assert flagged[0], reason[0]

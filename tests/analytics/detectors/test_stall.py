@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -608,3 +609,60 @@ def test_charging_at_rest_without_soc_or_a_plateau_shows_nothing() -> None:
     # a full car's taper into the rest cannot be told from a fall (left unflagged, as before)
     flagged, reason = _charged_then_at_rest(CHARGING)
     assert not flagged, reason
+
+
+def _one_reading_at_rest(
+    *,
+    lead_wh: float,
+    rest_min: float,
+    soc: float | None = 10.0,
+    status: int = CHARGING,
+    after_wh: float = 0.0,
+) -> tuple[bool, str | None]:
+    """A DC session on a station sampling every 15 min: the register counts ``lead_wh`` from
+    meterStart to the only reading (4 min in, 0 W, ``soc``), then ``after_wh`` more to the stop
+    ``rest_min`` after it; meter values in steps of 100 Wh."""
+    start_wh = 2_491_600.0
+    spec = from_power(np.array([4 * MIN]), np.array([0.0]), offered_w=300_000.0)
+    spec = with_(
+        spec,
+        energy_wh=[start_wh + lead_wh],
+        soc_pct=None if soc is None else [soc],
+        status=[status],
+        start_s=0.0,
+        stop_s=(4 + rest_min) * MIN,
+    )
+    return _stall_result(spec, (start_wh, start_wh + lead_wh + after_wh))
+
+
+def test_one_reading_at_rest_after_the_register_counted_a_charge_is_enough() -> None:
+    # 4.6 kWh in the 4 min to the only reading, at 10 % SoC with nothing flowing, then 15 min
+    # flat to the stop (an independently written fleet, seed 242, TX-0033-482528: missed)
+    flagged, reason = _one_reading_at_rest(lead_wh=4_600.0, rest_min=15.0, after_wh=100.0)
+    assert flagged, reason
+    assert reason and "before the first reading" in reason and "10 % SoC" in reason
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"rest_min": 8.0},  # shorter than 10 min
+        {"after_wh": 2_000.0},  # the register counted after the reading: power came back
+        {"soc": 97.0},  # a full car
+        {"soc": None},  # nothing shows the car not full (Charging at rest, no SoC)
+        {"lead_wh": 100.0},  # within the meter values' step: no charge before the reading
+    ],
+    ids=["short", "power-came-back", "full", "no-soc", "no-lead"],
+)
+def test_one_reading_at_rest_needs_a_long_flat_rest_and_a_car_not_full(
+    case: dict[str, float | None],
+) -> None:
+    args: dict[str, Any] = {"lead_wh": 4_600.0, "rest_min": 15.0, **case}
+    flagged, reason = _one_reading_at_rest(**args)
+    assert not flagged, reason
+
+
+def test_one_reading_suspended_evse_without_soc_shows_the_car_not_full() -> None:
+    flagged, reason = _one_reading_at_rest(lead_wh=4_600.0, rest_min=15.0, soc=None, status=EVSE)
+    assert flagged, reason
+    assert reason and "SuspendedEV" in reason
