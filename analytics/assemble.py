@@ -60,6 +60,8 @@ MAX_CELLS = 2_000_000  # padded samples per batch: ~150 MB; detectors need a few
 
 _VALUE_NAMES = READING_FIELDS  # a reading's measured values, in the order they are stored
 _STATUS_CODE = {status: StatusCode[status.name] for status in ChargePointStatus}
+# (connector, t_ns) -> the status in force, when it was reported, the next change (0: none)
+StatusLookup = Callable[[IntArray, IntArray], tuple[np.ndarray, IntArray, IntArray]]
 _NAN = float("nan")
 
 
@@ -686,9 +688,10 @@ class Assembler:
         silent = last_ns[seg_conn] - last_t > self.orphan_gap_ns
         return seg_of, seg_conn, started_after | silent
 
-    def _status_table(self) -> Callable[[IntArray, IntArray], np.ndarray]:
+    def _status_table(self) -> StatusLookup:
         """A lookup of the StatusCode in force on ``conn`` at ``t_ns`` (the latest change at
-        or before it), over the status changes seen so far."""
+        or before it), when it was reported and when the next change on ``conn`` was (0 where
+        none), over the status changes seen so far."""
         s_conn = _np(self._statuses[0])
         s_t = _np(self._statuses[1])
         s_code = _np(self._statuses[2])
@@ -697,13 +700,21 @@ class Assembler:
         order = np.argsort(s_key, kind="stable")  # equal keys keep arrival order: last one wins
         s_key, s_conn, s_code = s_key[order], s_conn[order], s_code[order]
 
-        def lookup(conn: IntArray, t_ns: IntArray) -> np.ndarray:
+        s_t = s_t[order]
+
+        def lookup(conn: IntArray, t_ns: IntArray) -> tuple[np.ndarray, IntArray, IntArray]:
             if s_key.size == 0 or conn.size == 0:
-                return np.zeros(conn.size, dtype=np.int8)
+                none = np.zeros(conn.size, dtype=np.int64)
+                return np.zeros(conn.size, dtype=np.int8), none, none.copy()
             at = np.searchsorted(s_key, ranks.key(conn, t_ns), side="right") - 1
             hit = at >= 0
             hit[hit] = s_conn[at[hit]] == conn[hit]
-            return np.where(hit, s_code[np.maximum(at, 0)], StatusCode.UNKNOWN).astype(np.int8)
+            code = np.where(hit, s_code[np.maximum(at, 0)], StatusCode.UNKNOWN).astype(np.int8)
+            since = np.where(hit, s_t[np.maximum(at, 0)], 0)
+            nxt = np.minimum(at + 1, s_key.size - 1)
+            later = (at + 1 < s_key.size) & (s_conn[nxt] == conn)
+            until = np.where(later, s_t[nxt], 0)
+            return code, since.astype(np.int64), until.astype(np.int64)
 
         return lookup
 
@@ -799,7 +810,7 @@ def _scatter(
     conn: IntArray,
     values: list[np.ndarray],
     n_rows: int,
-    status_lookup: Callable[[IntArray, IntArray], np.ndarray],
+    status_lookup: StatusLookup,
     min_width: int = 0,
 ) -> dict[str, Any]:
     """Per-sample columns ordered by (row, t_ns), readings that share a stamp by their
@@ -825,9 +836,14 @@ def _scatter(
         full_f = np.full(shape, np.nan)
         full_f[row, pos] = column[order]
         out[name] = full_f
+    code, since, until = status_lookup(conn, t_ns)
     status = np.zeros(shape, dtype=np.int8)
-    status[row, pos] = status_lookup(conn, t_ns)
+    status[row, pos] = code
     out["status"] = status
+    for name, column in (("status_since_ns", since), ("status_until_ns", until)):
+        full = np.zeros(shape, dtype=np.int64)
+        full[row, pos] = column
+        out[name] = full
     return out
 
 

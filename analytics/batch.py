@@ -71,6 +71,8 @@ class SessionBatch:
     soc_pct: FloatArray
     temperature_c: FloatArray
     status: npt.NDArray[np.int8]  # StatusCode in force at each sample (forward-filled)
+    status_since_ns: IntArray  # when that status was reported (its StatusNotification); 0: none
+    status_until_ns: IntArray  # the connector's next status change after the sample; 0: none yet
     extra: dict[str, object] = field(default_factory=dict)  # room for derived, cached values
 
     @property

@@ -191,6 +191,8 @@ def synthesize(n: int, m: int, seed: int = 7) -> tuple[SessionBatch, int, dict[s
         soc_pct=np.where(valid, soc, np.nan),
         temperature_c=nan2.copy(),
         status=np.where(valid, status, 0).astype(np.int8),
+        status_since_ns=np.zeros((n, m), dtype=np.int64),  # statuses read off the samples
+        status_until_ns=np.zeros((n, m), dtype=np.int64),
     )
     labels["stall"][ended] = True
     labels["unauthorized_energy"] = np.zeros(n, dtype=bool)

@@ -286,13 +286,15 @@ class Stall(BaseDetector):
         verdict = _either(verdict, self._lone_rest(batch, prep))
         from_first = self._at_rest_from_the_first(batch, prep, lead_w)
         verdict = _either(verdict, from_first)
+        by_status = self._suspended_by_the_charger(batch, prep, lead_w)
+        verdict = _either(verdict, by_status)
         # the stop is the third data point there, and the register's mean power before the
         # first reading (``lead_w``) is one before the change: two readings are enough
         charged_before = lead_w > MIN_CHARGE_OFFER_W
         not_scored[((at_stop.x > 1.0) | charged_before) & (prep.count >= 2)] = None
         # ... and one reading is enough when the register counted a charge before it and is
         # flat from it to the stop (``_at_rest_from_the_first``)
-        not_scored[from_first.x > 0.0] = None
+        not_scored[(from_first.x > 0.0) | (by_status.x > 0.0)] = None
         # a wrong clock says nothing of how long anything lasted, however many readings
         not_scored[clock_untrusted(batch, prep)] = CLOCK_UNTRUSTED
         result = verdict_result(self.kind, verdict, not_scored, at_least=True)  # "10 min or more"
@@ -470,6 +472,120 @@ class Stall(BaseDetector):
                 f"{_STATUS_WORDS.get(int(status[i]), '')}; the register flat from the first"
                 " reading to the stop; no lower offered power"
                 for i in which
+            ]
+
+        return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
+
+    def _suspended_by_the_charger(
+        self, batch: SessionBatch, prep: Prepared, lead_w: FloatArray
+    ) -> Verdict:
+        """A stall dated by the charger's own StatusNotifications: SuspendedEVSE is "the EVSE
+        is not offering energy to the EV" (OCPP 1.6, ChargePointStatus), so a stretch of it is
+        a rest from when it was reported to the next status change (or the stop), however few
+        readings fall in it. On a station sampling every 10-15 min such a stretch shows in one
+        reading at rest, and the readings alone cannot tell 2 min from 20 (an independently
+        written fleet, seeds 242 and 243: SuspendedEVSE for 14 and 17 min until the driver
+        stopped, one reading at 35-59 % SoC; 17 min between two charges). Counted when every
+        reading in the stretch shows nothing flowing (power near zero, the register flat) with
+        nothing explaining it (a lower offer, the car's SuspendedEV), the car was charging
+        before it (a reading with power, the register from meterStart to the first reading,
+        or, for a stretch that ends the session, meterStop less meterStart beyond a few
+        minutes of the slowest charge) and its SoC, where reported, below ``FULL_SOC_PCT``
+        (SuspendedEVSE with nothing flowing is not a full car: CONTRACTS section 3). A status
+        whose report or end is not known (0) dates nothing."""
+        n, m = prep.power_w.shape
+        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        if m == 0:
+            return none
+        valid = prep.valid
+        p = prep.power_w
+        since = batch.status_since_ns[:, :m]
+        until = batch.status_until_ns[:, :m]
+        evse = valid & (prep.status == StatusCode.SUSPENDED_EVSE) & (since != 0)
+        evse &= ~is_none(batch.session_id)[:, None]
+        if not evse.any():
+            return none
+        # stretches: consecutive readings of one SuspendedEVSE report (one ``since``)
+        new = np.ones((n, m), dtype=bool)
+        new[:, 1:] = ~evse[:, :-1] | (since[:, 1:] != since[:, :-1])
+        flat_new = (new & evse).ravel()
+        run_id = np.cumsum(flat_new) - 1  # per sample; meaningful where evse
+        k = int(flat_new.sum())
+        ev = evse.ravel()
+        zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)
+        at_rest = (p <= zero_w[:, None]) | np.isnan(p)
+        bad = (~at_rest | _explained(prep)).ravel() & ev
+        spoiled = np.bincount(run_id[bad], minlength=k) > 0
+        seen = np.bincount(run_id[ev & ~np.isnan(p).ravel()], minlength=k) > 0
+        soc = np.where(evse, prep.soc_pct, np.nan).ravel()
+        soc_high = np.full(k, -np.inf)
+        np.fmax.at(soc_high, run_id[ev], np.nan_to_num(soc[ev], nan=-np.inf))
+        e = prep.energy_wh.ravel()
+        e_hi, e_lo = np.full(k, -np.inf), np.full(k, np.inf)
+        np.fmax.at(e_hi, run_id[ev], np.nan_to_num(e[ev], nan=-np.inf))
+        np.fmin.at(e_lo, run_id[ev], np.nan_to_num(e[ev], nan=np.inf))
+        rows_k, cols_k = np.divmod(np.flatnonzero(flat_new), m)
+        last_k = np.zeros(k, dtype=np.int64)
+        np.maximum.at(last_k, run_id[ev], np.tile(np.arange(m), n)[ev])
+        begin_ns = np.maximum(since[rows_k, cols_k], batch.start_ns[rows_k])
+        stop = batch.stop_ns[rows_k]
+        has_stop = stop != NO_TIME
+        nxt = until[rows_k, last_k]
+        to_stop = has_stop & ((nxt == 0) | (nxt >= stop))
+        end_ns = np.where(to_stop, stop, nxt)
+        known_end = to_stop | ((nxt != 0) & (nxt > since[rows_k, cols_k]))
+        # the register flat over the readings of the stretch, where it is read
+        span_s = (prep.t_ns[rows_k, last_k] - prep.t_ns[rows_k, cols_k]) / NS_PER_S
+        res = prep.resolution_wh[rows_k]
+        flat = ~(e_hi - e_lo > res + zero_w[rows_k] * span_s / 3600.0)
+        # charging before it: a reading with power, the register before the first reading, or
+        # the transaction's meter values when the stretch ends the session
+        p0 = np.where(valid, np.nan_to_num(p), 0.0)
+        peak_before = np.concatenate((np.zeros((n, 1)), np.maximum.accumulate(p0, axis=1)), 1)
+        charged = peak_before[rows_k, cols_k] > MIN_CHARGE_OFFER_W
+        charged |= lead_w[rows_k] > MIN_CHARGE_OFFER_W
+        meter_wh = batch.meter_stop_wh[rows_k] - batch.meter_start_wh[rows_k]
+        step = meter_values_resolution_wh(batch.meter_start_wh[rows_k], batch.meter_stop_wh[rows_k])
+        charged |= to_stop & (meter_wh > np.maximum(2.0 * step, self.min_resume_wh))
+        dur_s = (end_ns - begin_ns) / NS_PER_S
+        ok = (
+            ~spoiled
+            & seen
+            & known_end
+            & flat
+            & charged
+            & ~(soc_high >= FULL_SOC_PCT)
+            & (dur_s > 0.0)
+        )
+        ok &= (end_ns >= prep.t_ns[rows_k, last_k]) & (begin_ns <= prep.t_ns[rows_k, cols_k])
+        which = np.flatnonzero(ok)
+        if which.size == 0:
+            return none
+        # the longest stretch of each row (assigned in order of length: the last write wins)
+        which = which[np.argsort(dur_s[which], kind="stable")]
+        r = rows_k[which]
+        x = np.zeros(n)
+        start = np.full(n, NO_TIME, dtype=np.int64)
+        end = np.full(n, NO_TIME, dtype=np.int64)
+        dur, soc_at, ended = np.zeros(n), np.full(n, np.nan), np.zeros(n, dtype=bool)
+        x[r] = dur_s[which] / self.min_duration_s
+        start[r], end[r] = begin_ns[which], end_ns[which]
+        dur[r] = dur_s[which]
+        soc_at[r] = np.where(np.isfinite(soc_high[which]), soc_high[which], np.nan)
+        ended[r] = to_stop[which]
+
+        def describe(rows: IntArray) -> list[str]:
+            return [
+                f"no power for {fmt_min(dur[i])}"
+                + (f" at {soc_at[i]:.0f} % SoC" if soc_at[i] == soc_at[i] else "")
+                + ", the charger saying SuspendedEVSE (not offering energy) from then"
+                + (
+                    " until the session ended without charging again"
+                    if ended[i]
+                    else " until its next status change"
+                )
+                + "; every reading in it at rest; no lower offered power"
+                for i in rows
             ]
 
         return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)

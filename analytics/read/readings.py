@@ -138,6 +138,11 @@ def _one_row(
     m = int(t_ns.size)
     at = np.searchsorted(status_t, t_ns, side="right") - 1
     status = np.where(at >= 0, status_code[np.maximum(at, 0)] if status_code.size else 0, 0)
+    since = np.where(at >= 0, status_t[np.maximum(at, 0)] if status_t.size else 0, 0)
+    later = at + 1 < status_t.size
+    until = np.where(
+        later, status_t[np.minimum(at + 1, status_t.size - 1)] if status_t.size else 0, 0
+    )
 
     def one(value: object) -> np.ndarray:
         out = np.empty(1, dtype=object)
@@ -161,5 +166,7 @@ def _one_row(
         valid=np.ones((1, m), dtype=bool),
         arrival=np.arange(m, dtype=np.int64)[None, :],
         status=np.asarray(status, dtype=np.int8)[None, :],
+        status_since_ns=np.asarray(since, dtype=np.int64)[None, :],
+        status_until_ns=np.asarray(until, dtype=np.int64)[None, :],
         **samples,
     )

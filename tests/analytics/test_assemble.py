@@ -123,6 +123,24 @@ def test_status_is_forward_filled_per_connector() -> None:
     ]
 
 
+def test_each_sample_carries_when_its_status_began_and_the_next_change() -> None:
+    events: list[Event] = [
+        start(0),
+        reading(0.5),  # no status seen yet: neither is known
+        status(1, Status.CHARGING),
+        status(3, Status.FAULTED, connector=2),  # another connector's change is not the next
+        reading(2),
+        status(5, Status.SUSPENDED_EVSE),
+        reading(6),
+        reading(9),
+        status(14, Status.CHARGING),
+        reading(15),  # no change after it yet
+    ]
+    batch = assemble(numbered(events))
+    assert batch.status_since_ns[0].tolist() == [0, at(1), at(5), at(5), at(14)]
+    assert batch.status_until_ns[0].tolist() == [at(1), at(5), at(14), at(14), 0]
+
+
 @pytest.mark.parametrize(
     ("authorizations", "expected"),
     [

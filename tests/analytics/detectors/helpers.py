@@ -24,6 +24,10 @@ class Spec:
     offered_w: Sequence[float] | None = None
     soc_pct: Sequence[float] | None = None
     status: Sequence[int] | None = None
+    # when each sample's status was reported and the next change after it (seconds, as t_s);
+    # None: not known (0 in the batch)
+    status_since_s: Sequence[float] | None = None
+    status_until_s: Sequence[float] | None = None
     arrival: Sequence[int] | None = None  # default: time order
     session_id: str | None = "S1"
     station_id: str = "ST1"
@@ -110,6 +114,8 @@ def make_batch(specs: Sequence[Spec]) -> SessionBatch:
     valid = np.zeros((n, m), dtype=bool)
     arrival = np.zeros((n, m), dtype=np.int64)
     status = np.zeros((n, m), dtype=np.int8)
+    since = np.zeros((n, m), dtype=np.int64)
+    until = np.zeros((n, m), dtype=np.int64)
     count = np.zeros(n, dtype=np.int64)
     start = np.full(n, NO_TIME, dtype=np.int64)
     stop = np.full(n, NO_TIME, dtype=np.int64)
@@ -122,6 +128,9 @@ def make_batch(specs: Sequence[Spec]) -> SessionBatch:
         arrival[i, :k] = np.asarray(s.arrival) if s.arrival is not None else np.arange(k)
         if s.status is not None:
             status[i, :k] = np.asarray(s.status, dtype=np.int8)
+        for target, seconds in ((since, s.status_since_s), (until, s.status_until_s)):
+            if seconds is not None:
+                target[i, :k] = base + np.round(np.asarray(seconds, dtype=np.float64) * NS)
         count[i] = k
         if s.start_s is not None:
             start[i] = base + round(s.start_s * NS)
@@ -159,6 +168,8 @@ def make_batch(specs: Sequence[Spec]) -> SessionBatch:
         soc_pct=sort(columns["soc_pct"]),
         temperature_c=np.full((n, m), np.nan),
         status=sort(status),
+        status_since_ns=sort(since),
+        status_until_ns=sort(until),
     )
 
 

@@ -666,3 +666,71 @@ def test_one_reading_suspended_evse_without_soc_shows_the_car_not_full() -> None
     flagged, reason = _one_reading_at_rest(lead_wh=4_600.0, rest_min=15.0, soc=None, status=EVSE)
     assert flagged, reason
     assert reason and "SuspendedEV" in reason
+
+
+def _suspended_by_the_charger(
+    *,
+    since_s: float | None = 344.0,
+    until_s: float | None = None,
+    stop_min: float = 19.3,
+    power_w: float = 16.0,
+    soc: float | None = 58.5,
+    offered_w: float = 300_000.0,
+    delivered_wh: float = 7_936.0,
+    lead_wh: float | None = None,
+) -> tuple[bool, str | None]:
+    """A DC station sampling every 15 min, no register in its readings (or ``lead_wh`` from
+    meterStart at the reading): the charger reported
+    SuspendedEVSE at ``since_s``; one reading at 695 s (``power_w``, ``soc``); the next status
+    change at ``until_s`` (None: none before the stop at ``stop_min``); meterStart and meterStop
+    ``delivered_wh`` apart."""
+    spec = from_power(np.array([695.0]), np.array([power_w]), offered_w=offered_w)
+    spec = with_(
+        spec,
+        energy_wh=None if lead_wh is None else [760_906.0 + lead_wh],
+        soc_pct=None if soc is None else [soc],
+        status=[EVSE],
+        status_since_s=None if since_s is None else [since_s],
+        status_until_s=None if until_s is None else [until_s],
+        start_s=0.0,
+        stop_s=stop_min * MIN,
+    )
+    return _stall_result(spec, (760_906.0, 760_906.0 + delivered_wh))
+
+
+def test_suspended_evse_dates_a_rest_that_one_reading_shows() -> None:
+    # 7.9 kWh in the first 6 min, then SuspendedEVSE until the driver stopped 14 min later;
+    # one reading in it, at rest at 58 % SoC (an independently written fleet, seed 242,
+    # TX-0121-483497: missed)
+    flagged, reason = _suspended_by_the_charger()
+    assert flagged, reason
+    assert reason and "SuspendedEVSE" in reason and "until the session ended" in reason
+
+
+def test_suspended_evse_until_the_next_status_change() -> None:
+    # charging again from 20 min: the rest is the 14.6 min in between, the register at the
+    # reading showing the charge before it
+    flagged, reason = _suspended_by_the_charger(
+        until_s=20 * MIN, stop_min=30.0, lead_wh=7_936.0, delivered_wh=15_000.0
+    )
+    assert flagged, reason
+    assert reason and "until its next status change" in reason
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"since_s": None},  # when it was reported is not known
+        {"until_s": 12 * MIN, "stop_min": 30.0},  # 6 min of it
+        {"power_w": 30_000.0},  # power flowed in it: the status is not what happened
+        {"soc": 97.0},  # a full car
+        {"offered_w": 0.0},  # a lower offer explains it (load management)
+        {"delivered_wh": 200.0},  # nothing shows a charge before it
+    ],
+    ids=["since-unknown", "short", "power", "full", "offer", "no-charge"],
+)
+def test_suspended_evse_needs_a_long_rest_after_a_charge_unexplained(
+    case: dict[str, float | None],
+) -> None:
+    flagged, reason = _suspended_by_the_charger(**case)  # type: ignore[arg-type]
+    assert not flagged, reason
