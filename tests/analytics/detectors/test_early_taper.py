@@ -5,6 +5,7 @@ row of one reading) never reach an integer cast (pytest runs with filterwarnings
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -722,3 +723,66 @@ def test_a_fall_held_exactly_ten_minutes_between_readings_counts() -> None:
     )
     flagged, reason = _early_taper([spec])
     assert flagged[0], reason[0]
+
+
+def _with_meter_stop(
+    t: Sequence[float], p: Sequence[float], soc: Sequence[float], e: Sequence[float], stop: float
+) -> tuple[bool, object]:
+    """A DC session read at ``t`` (power, SoC, register), stopped at ``stop`` s with meterStop
+    ``e[-1]`` (the last value of ``e`` is the stop's, the others the readings')."""
+    spec = with_(
+        from_power(np.asarray(t), np.asarray(p), offered_w=150_000.0),
+        soc_pct=list(soc),
+        energy_wh=list(e[:-1]),
+        start_s=0.0,
+        stop_s=stop,
+    )
+    batch = make_batch([spec])
+    batch = replace(
+        batch, meter_start_wh=np.array([e[0] - 9_000.0]), meter_stop_wh=np.array([e[-1]])
+    )
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, EarlyTaper))
+    result = detector.score(batch, now_ns=NOW_NS)
+    return bool(result.flagged[0]), result.reason[0]
+
+
+def test_the_stop_shows_a_fall_held_when_the_register_says_so() -> None:
+    # read every 10 min: 43.8 kW at 40 % SoC, 18.5 kW at 47 %; the register then counts 18.6
+    # kW on average for the 6.8 min to the stop: the fall held 11 min (an independently
+    # written fleet, seed 254, 753915: "fewer than 3 readings")
+    flagged, reason = _with_meter_stop(
+        [460.0, 1_060.0],
+        [43_765.0, 18_469.0],
+        [40.0, 47.0],
+        [3_694_025, 3_698_014, 3_700_122],
+        1_465.0,
+    )
+    assert flagged, reason
+    assert "held there for 11 min" in str(reason)
+
+
+def test_the_stop_does_not_hold_a_fall_the_register_does_not_show() -> None:
+    # the same readings, the register counting a third of that power to the stop (the car
+    # stopped drawing in between): nothing says the fall held
+    flagged, reason = _with_meter_stop(
+        [460.0, 1_060.0],
+        [43_765.0, 18_469.0],
+        [40.0, 47.0],
+        [3_694_025, 3_698_014, 3_698_714],
+        1_465.0,
+    )
+    assert not flagged, reason
+
+
+def test_no_fall_counts_at_the_stop_itself() -> None:
+    # 50 kW, 50 kW, then the register's mean to the stop 36 kW (a fall of 28 % from the last
+    # reading, within its hold, but more than 38 % below nothing): the stop carries no SoC a
+    # fall could be judged at, so it never is one
+    flagged, reason = _with_meter_stop(
+        [0.0, 300.0, 600.0],
+        [50_000.0, 50_000.0, 50_000.0],
+        [40.0, 44.0, 48.0],
+        [1_000_000, 1_004_167, 1_008_333, 1_014_333],
+        1_200.0,
+    )
+    assert not flagged, reason
