@@ -764,6 +764,13 @@ class Stall(BaseDetector):
         # after the last zero reading, so the span between those readings is on average one
         # interval shorter than the stall: one interval is added back.
         not_full = _not_full(prep, first, flowing, averaged)
+        # ... and on DC, power coming back at a share of the peak that no full car draws (a
+        # full DC car takes 2-11 % of its peak, ``DC_PLATEAU_SHARE``): nothing flowed in
+        # between, so the car was as far from full while it rested (an independently written
+        # fleet, seed 254: 10 kWh before the first reading, 10 min at rest, back at 121 kW, no
+        # SoC and no reading on the plateau before the rest to show it; missed)
+        peak = np.nan_to_num(prep.peak_power_w)[:, None]
+        not_full |= (peak > AC_MAX_W) & (peak_after >= DC_PLATEAU_SHARE * peak)
         x_all = np.where(
             idle & charged_before & resumed & not_full,
             (run.total + interval) / self.min_duration_s,

@@ -734,3 +734,36 @@ def test_suspended_evse_needs_a_long_rest_after_a_charge_unexplained(
 ) -> None:
     flagged, reason = _suspended_by_the_charger(**case)  # type: ignore[arg-type]
     assert not flagged, reason
+
+
+def _rest_then_back(kw: float) -> tuple[bool, str | None]:
+    """Read every 10 min, no SoC: the register counts a charge of ``kw`` before the first
+    reading, which with the next shows nothing flowing (the register flat), then ``kw`` again
+    at the next two (the register counting it)."""
+    t = np.array([380.0, 980.0, 1_580.0, 2_180.0])
+    p = np.array([40.0, 0.0, kw * 1000.0, kw * 1000.0])
+    e0 = 3_897_000.0
+    lead = kw * 380.0 / 3.6
+    e = [e0 + lead, e0 + lead, e0 + lead + kw * 300.0 / 3.6, e0 + lead + kw * 900.0 / 3.6]
+    spec = with_(
+        from_power(t, p, offered_w=300_000.0),
+        energy_wh=e,
+        soc_pct=None,
+        status=[CHARGING] * 4,
+        start_s=0.0,
+        stop_s=2_200.0,
+    )
+    return _stall_result(spec, (e0, e[-1] + kw * 20.0 / 3.6))
+
+
+def test_a_dc_charge_back_at_its_peak_shows_the_car_was_not_full_while_it_rested() -> None:
+    # 95 kW before the first reading, 10 min of rest, back at 95 kW: a full DC car takes a few
+    # % of its peak (an independently written fleet, seed 254, 6950bac9: missed)
+    flagged, reason = _rest_then_back(95.0)
+    assert flagged, reason
+
+
+def test_an_ac_charge_back_at_its_level_does_not_show_it() -> None:
+    # on AC a car draws its onboard charger's level to its last few %: a top-up looks the same
+    flagged, reason = _rest_then_back(11.0)
+    assert not flagged, reason
