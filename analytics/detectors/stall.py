@@ -527,7 +527,10 @@ class Stall(BaseDetector):
         rows_k, cols_k = np.divmod(np.flatnonzero(flat_new), m)
         last_k = np.zeros(k, dtype=np.int64)
         np.maximum.at(last_k, run_id[ev], np.tile(np.arange(m), n)[ev])
-        begin_ns = np.maximum(since[rows_k, cols_k], batch.start_ns[rows_k])
+        # reported within the session: a charger suspended before the session began did not
+        # stop a charge, and a report stamped by a wrong clock (1970) dates nothing
+        begin_ns = since[rows_k, cols_k]
+        within = (batch.start_ns[rows_k] != NO_TIME) & (begin_ns >= batch.start_ns[rows_k])
         stop = batch.stop_ns[rows_k]
         has_stop = stop != NO_TIME
         nxt = until[rows_k, last_k]
@@ -549,7 +552,8 @@ class Stall(BaseDetector):
         charged |= to_stop & (meter_wh > np.maximum(2.0 * step, self.min_resume_wh))
         dur_s = (end_ns - begin_ns) / NS_PER_S
         ok = (
-            ~spoiled
+            within
+            & ~spoiled
             & seen
             & known_end
             & flat

@@ -767,3 +767,9 @@ def test_an_ac_charge_back_at_its_level_does_not_show_it() -> None:
     # on AC a car draws its onboard charger's level to its last few %: a top-up looks the same
     flagged, reason = _rest_then_back(11.0)
     assert not flagged, reason
+
+
+def test_suspended_evse_reported_before_the_session_dates_nothing() -> None:
+    # stamped before the start (a wrong clock, or a charger suspended before the car began)
+    flagged, reason = _suspended_by_the_charger(since_s=-30.0)
+    assert not flagged, reason
