@@ -786,3 +786,27 @@ def test_no_fall_counts_at_the_stop_itself() -> None:
         1_200.0,
     )
     assert not flagged, reason
+
+
+def _read_every_ten_minutes(p_kw: Sequence[float], soc: Sequence[float]) -> tuple[bool, object]:
+    t = 220.0 + 600.0 * np.arange(len(p_kw))
+    spec = with_(
+        from_power(t, np.asarray(p_kw) * 1000.0, offered_w=150_000.0),
+        energy_wh=None,
+        soc_pct=list(soc),
+    )
+    flagged, reason = _early_taper([spec])
+    return bool(flagged[0]), reason[0]
+
+
+def test_three_readings_under_the_band_ten_minutes_apart_are_enough() -> None:
+    # 75 kW at 19 % SoC, then 41, 27, 27 kW at 37-58 %: three readings in a row under what
+    # published curves draw there, over 20 min (an independently written fleet, seed 274:
+    # missed while four were asked for whatever the sampling)
+    flagged, reason = _read_every_ten_minutes([75.1, 40.7, 27.2, 27.2, 26.8], [19, 37, 49, 58, 67])
+    assert flagged, reason
+
+
+def test_two_readings_under_the_band_ten_minutes_apart_are_not() -> None:
+    flagged, reason = _read_every_ten_minutes([75.1, 74.0, 73.5, 40.7, 27.2], [10, 19, 28, 37, 49])
+    assert not flagged, reason
