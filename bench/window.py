@@ -27,7 +27,7 @@ interval in at most 1 GB); and the CPU seconds each run took, its own and Influx
 ``/proc`` before and after): on a machine other work shares, the wall clock measures the
 neighbours too, CPU time much less.
 
-    .venv/bin/python bench/window.py [--stations 300] [--hours 24] [--interval-s 300]
+    .venv/bin/python bench/window.py [--stations 300] [--hours 24] [--interval-s 300] [--profile P]
         [--sample-s 900]
     .venv/bin/python bench/window.py --stations 10000 --hours 2 --start 2026-11-23T16:00:00Z \
         --modes last
@@ -38,6 +38,7 @@ neighbours too, CPU time much less.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import subprocess
@@ -110,6 +111,9 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         first_lookback_s=interval if mode == "last" else (end - begin) / NS,
         max_window_s=interval,
     )
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
     began, cpu_began = time.perf_counter(), time.process_time()
     if mode == "file":
         with events.open("rb") as stream:
@@ -132,6 +136,9 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         out["judged"] = sum(r.sessions for r in reports)
     out["seconds"] = time.perf_counter() - began
     out["cpu_s"] = time.process_time() - cpu_began
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     if args.compare and mode in COMPARED:
         out["pairs"] = sorted(pairs(flags if mode == "file" else stored_flags(client)))
     state.close()
@@ -201,6 +208,7 @@ def measure(
     command += ["--url", url, "--database", database, "--hours", str(args.hours)]
     command += ["--interval-s", str(args.interval_s), "--start", args.start]
     command += ["--compare"] if args.compare else []
+    command += ["--profile", f"{args.profile}.{mode}"] if args.profile else []
     influxd_before = process_cpu_s(influxd_pid)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -230,6 +238,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--compare", action="store_true", help="print the pairs only some of file/range/job find"
+    )
+    parser.add_argument(
+        "--profile", help="write each mode's cProfile statistics to PROFILE.<mode> (pstats)"
     )
     parser.add_argument("--child")
     parser.add_argument("--events", type=Path)
