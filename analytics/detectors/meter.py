@@ -372,6 +372,11 @@ class MeterStuck(BaseDetector):
         flat = self._flat(prep)
         # the costly part only on rows with a flat step while power flows
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
+        # the energy not counted is power over the readings' times: a wrong clock says nothing
+        # of it (a clock stepped back 4.8 h interleaved a 1 kWh register's readings, so that it
+        # seemed to count in smaller steps and "0.185 kWh not counted" read as stuck: an
+        # independently written fleet, seed 282); clock_fault speaks for the row
+        not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         return judge_candidates(self.kind, prep, flat, self._judge, not_scored)
 
     def _judge(self, prep: Prepared) -> Verdict:

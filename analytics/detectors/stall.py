@@ -306,9 +306,13 @@ class Stall(BaseDetector):
         """A stall that ends the session with one reading at rest: on a station sampling every
         10-15 min (OCPP clock-aligned meter values) a driver who gives up 15 min after the
         charge stopped leaves a single reading at rest before the stop, and ``_judge`` needs a
-        step with both ends at rest. Here the stretch runs from when power stopped to the
-        session's stop: the stop is a reading at rest of its own when the register at the stop
-        (``meter_stop_wh``) is flat against the last reading's. When power stopped is dated by
+        step with both ends at rest (and with several, ``_judge`` counts the rest between
+        them, not from when power stopped to the stop: 134 kW, then two readings at rest 5
+        min apart, the register flat from 10 s after the first to the stop 14 min later, was
+        read as 7.5 min; an independently written fleet, seed 282). Here the stretch runs
+        from when power stopped to the session's stop: the stop is a reading at rest of its
+        own when the register at the stop (``meter_stop_wh``) is flat against the first
+        reading at rest. When power stopped is dated by
         the register: what the step to the reading at rest counted, as if the power before it
         fell in a straight line to nothing (``t + 2 de / P``, the latest a monotone fall can
         stop); without a register, at the reading at rest (the least the stretch can be). The
@@ -323,20 +327,28 @@ class Stall(BaseDetector):
         if prep.power_w.shape[1] < 2:
             return none
         last = np.maximum(prep.count - 1, 1)
-        prev = last - 1
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)
+        # the last reading with power (``prev``) and every one after it at rest: one reading
+        # at rest before the stop, or several (then ``_judge`` sees the rest between them, but
+        # not from when power stopped to the stop)
+        prev = np.maximum(pick(_last_flowing(p, zero_w[:, None]), last), 0).astype(np.int64)
+        first = np.minimum(prev + 1, last)  # the first reading at rest
         p_last, p_prev = pick(p, last), pick(p, prev)
         status = pick(prep.status, last)
-        explained = pick(_explained(prep, finishing=True), last).astype(bool)
-        reg_last = pick(prep.energy_wh, last)
+        expl = np.cumsum(_explained(prep, finishing=True) & prep.valid, axis=1)
+        explained = pick(expl, last) > pick(expl, prev)  # at a reading after ``prev``
+        reg_first = pick(prep.energy_wh, first)
         res = prep.resolution_wh
         stop_ns = batch.stop_ns
         has_stop = stop_ns != NO_TIME
         t_last = pick(prep.t_ns, last)
         rest_s = np.where(has_stop, (stop_ns - t_last) / NS_PER_S, 0.0)
-        flat = batch.meter_stop_wh - reg_last <= res + zero_w * np.maximum(rest_s, 0.0) / 3600.0
-        soc = np.fmax(pick(prep.soc_pct, last), pick(prep.soc_pct, prev))
+        flat_s = np.where(has_stop, (stop_ns - pick(prep.t_ns, first)) / NS_PER_S, 0.0)
+        flat = batch.meter_stop_wh - reg_first <= res + zero_w * np.maximum(flat_s, 0.0) / 3600.0
+        idx = np.arange(p.shape[1])
+        after = (idx >= prev[:, None]) & (idx <= last[:, None])
+        soc = row_max(np.where(after, prep.soc_pct, np.nan))
         # not full: by its SoC where reported, else by the fall from the plateau (the reading
         # before at its level: a full car says SuspendedEV, and Charging or SuspendedEVSE with
         # nothing flowing is not a full car, CONTRACTS section 3)
@@ -357,8 +369,8 @@ class Stall(BaseDetector):
         if rows.size == 0:
             return none
         t_prev = pick(prep.t_ns, prev)[rows]
-        step_s = (t_last[rows] - t_prev) / NS_PER_S
-        de = pick(prep.energy_wh, last)[rows] - pick(prep.energy_wh, prev)[rows]
+        step_s = (pick(prep.t_ns, first)[rows] - t_prev) / NS_PER_S
+        de = reg_first[rows] - pick(prep.energy_wh, prev)[rows]
         # the longest power can have gone on (``_flowed_s``): a car tapering into a stop
         # between the readings does not read as a long rest
         flowed_s = np.where(np.isnan(de), step_s, _flowed_s(de, p_prev[rows], step_s))
@@ -383,9 +395,8 @@ class Stall(BaseDetector):
                     else " (power fell from its plateau, no taper of a full car)"
                 )
                 + f", after charging at {fmt_kw(p_prev[i])}, until the session ended"
-                f" without charging again{_STATUS_WORDS.get(int(status[i]), '')}; one reading"
-                " at rest before"
-                " the stop, the register flat to it"
+                f" without charging again{_STATUS_WORDS.get(int(status[i]), '')}; every reading"
+                " after it at rest, the register flat from the first of them to the stop"
                 + (", power stopped when the register says" if by_register[i] else "")
                 + "; no lower offered power"
                 for i in which
@@ -526,7 +537,7 @@ class Stall(BaseDetector):
         np.fmin.at(e_lo, run_id[ev], np.nan_to_num(e[ev], nan=np.inf))
         rows_k, cols_k = np.divmod(np.flatnonzero(flat_new), m)
         last_k = np.zeros(k, dtype=np.int64)
-        np.maximum.at(last_k, run_id[ev], np.tile(np.arange(m), n)[ev])
+        np.maximum.at(last_k, run_id[ev], np.flatnonzero(ev) % m)
         # reported within the session: a charger suspended before the session began did not
         # stop a charge, and a report stamped by a wrong clock (1970) dates nothing
         begin_ns = since[rows_k, cols_k]

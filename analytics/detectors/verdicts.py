@@ -73,7 +73,8 @@ def clock_untrusted(batch: SessionBatch, prep: Prepared) -> BoolArray:
     """Rows whose clock is shown wrong: readings set aside for their time, or a stop stamped
     before the start (``clock_fault``'s evidence). CONTRACTS.md section 3: a clock fault makes
     the readings' times untrustworthy, so kinds that judge a duration, a rate or an integral
-    over time (stall, early_taper, meter_jump, meter_mismatch) do not judge such a row: a clock
+    over time (stall, early_taper, meter_jump, meter_mismatch, meter_stuck) do not judge such
+    a row: a clock
     stepped back hours makes the readings after it look like the session's end (a false
     stall, a register against a shorter integral: blind fleet seed 23, TX-0074-49567; the
     register's rise over the readings set aside as a jump). ``clock_fault`` speaks for the row.

@@ -126,3 +126,25 @@ def test_readings_set_aside_before_the_stop_are_no_gap() -> None:
     results = _results([clock_reset_before_the_stop()])
     flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
     assert flagged == {"clock_fault"}, flagged
+
+
+def test_a_register_in_whole_kwh_under_a_clock_stepped_back_is_not_judged_stuck() -> None:
+    # 3.7 kW AC read every 10 s, the register in whole kWh; the clock steps back 4.8 h after
+    # 5 min: read by their stamps, the readings interleave, and the register seems to count in
+    # small steps and stay flat at 3.7 kW (an independently written fleet, seed 282,
+    # e094aec4: "register flat for 3 min while power was 3.7 kW: 0.185 kWh not counted")
+    true_t = np.arange(0.0, 60 * MIN + 1e-9, 10.0)
+    spec = from_power(true_t, np.full(true_t.size, 3_700.0), offered_w=3_700.0)
+    e = np.floor(np.asarray(spec.energy_wh, dtype=np.float64) / 1000.0) * 1000.0 + 3_968_000.0
+    stamps = np.where(true_t > 5 * MIN, true_t - 4.8 * 3600.0, true_t)
+    spec = with_(
+        spec,
+        t_s=list(stamps),
+        energy_wh=list(e),
+        arrival=list(range(true_t.size)),
+        stop_s=float(true_t[-1]) - 4.8 * 3600.0 + 1.0,
+    )
+    results = _results([spec])
+    stuck = results["meter_stuck"]
+    assert not stuck.flagged[0] and "clock" in str(stuck.reason[0]), stuck.reason[0]  # type: ignore[attr-defined]
+    assert results["clock_fault"].flagged[0]  # type: ignore[attr-defined]
