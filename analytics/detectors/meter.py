@@ -899,7 +899,16 @@ def energy_balance(
     if skip_first is not None:  # the ramp's first step, where it is a long span of its own
         # (a step stamped exactly RAMP_S long in whole minutes may have lasted 60 s)
         ramp_long = prep.dt_s[:, 0] >= RAMP_S + np.where(res_t >= 60.0, 1.0, 0.0)
-        clean[:, 0] &= ~(skip_first & closing[:, 0] & ramp_long)
+        # ... or a shorter one that ends at rest with its register beyond what its two ends
+        # allow: the power climbed past the ramp's reading and stopped inside it (76 kW in the
+        # ramp 25 s after the start, 0 W a minute later, the register 2.1 kWh, 126 kW on
+        # average before a stall: "+230 %"; an independently written fleet, seed 244)
+        ends_at_rest = prep.power_w[:, 1] <= np.maximum(
+            RESUME_FROM_W, RESUME_FROM_SHARE * np.nan_to_num(prep.peak_power_w)
+        )
+        beyond = prep.de_wh[:, 0] > step_pw[:, 0] + step_doubt[:, 0] + ROUNDING_STEPS * res[:, 0]
+        stopped_in_it = ends_at_rest & beyond
+        clean[:, 0] &= ~(skip_first & closing[:, 0] & (ramp_long | stopped_in_it))
     # a step from a reading at rest to one with power, longer than the ramp: charging (re)began
     # in it and may have climbed past its end before the car's taper brought it down (as the
     # first step's ramp, ``RAMP_S``); left out where it is a span of its own

@@ -287,6 +287,20 @@ def stall_after_a_first_reading_in_the_ramp_two_minutes_before() -> list[Spec]:
     return [with_(spec, energy_wh=list(register), soc_pct=soc, start_s=0.0)]
 
 
+def stall_a_minute_after_a_first_reading_in_the_ramp() -> list[Spec]:
+    # the first reading 25 s after the start, in the ramp at 76 kW; the next one a minute later
+    # at rest, the register (in 100 Wh) 2.1 kWh up: 126 kW on average in between; then 20 min
+    # at rest at 38 % SoC until the driver stops. A stall, and no meter_mismatch: the power
+    # climbed past the ramp's reading and stopped inside that step (an independently written
+    # fleet, seed 244, 622716: "+230 %")
+    at = np.array([25.0, *np.arange(85.0, 21 * MIN, 60.0)])
+    power = np.array([76_300.0, *np.zeros(at.size - 1)])
+    spec = from_power(at, power, offered_w=300_000.0)
+    register = [991_500.0, *np.full(at.size - 1, 993_600.0)]
+    soc = [35.8, *np.full(at.size - 1, 38.5)]
+    return [with_(spec, energy_wh=register, soc_pct=soc, start_s=0.0)]
+
+
 def data_gap_among_few_readings_stamped_in_whole_minutes() -> list[Spec]:
     # a DC station sampling every 30 s that stamps whole minutes: two readings at 1 min, then
     # nothing for 24 min, then five; the positive steps between such stamps are whole minutes
@@ -532,6 +546,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     (
         "a stall after a first reading in the ramp 2 min before",
         stall_after_a_first_reading_in_the_ramp_two_minutes_before,
+        {"stall"},
+    ),
+    (
+        "a stall a minute after a first reading in the ramp",
+        stall_a_minute_after_a_first_reading_in_the_ramp,
         {"stall"},
     ),
     (
