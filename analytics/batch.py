@@ -120,6 +120,24 @@ class SessionBatch:
         }
         return SessionBatch(**picked)
 
+    def padded(self, width: int) -> SessionBatch:
+        """The same rows with at least ``width`` sample columns, the new ones padding (NaN,
+        0, ``valid`` False); copies, so the new columns can be written."""
+        fields: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            if name == "extra":
+                continue
+            value = getattr(self, name)
+            if value.ndim == 2:
+                n, m = value.shape
+                pad = np.nan if value.dtype.kind == "f" else 0
+                wide = np.full((n, max(m, width)), pad, dtype=value.dtype)
+                wide[:, :m] = value
+                fields[name] = wide
+            else:
+                fields[name] = value.copy()
+        return SessionBatch(**fields)
+
     def take(self, rows: IntArray | BoolArray) -> SessionBatch:
         """A batch of the chosen rows (by index or mask), same columns."""
         picked = {

@@ -60,6 +60,15 @@ class KindResult:
             reason=np.concatenate([p.reason for p in parts]),
         )
 
+    def with_rows(self, rows: IntArray, part: KindResult) -> KindResult:
+        """This result with ``rows`` replaced by ``part``'s (one result per row of ``rows``)."""
+        fields = {}
+        for name in ("score", "flagged", "start_ns", "end_ns", "reason"):
+            value = getattr(self, name).copy()
+            value[rows] = getattr(part, name)
+            fields[name] = value
+        return KindResult(kind=self.kind, **fields)
+
     @classmethod
     def empty(cls, kind: str, n: int) -> KindResult:
         """Nothing flagged, score 0 for all ``n`` rows."""

@@ -641,7 +641,16 @@ class EarlyTaper(BaseDetector):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
-        batch = _with_stop_reading(batch, self.hold_fraction, self.near_zero_w)
+        result = self._score(batch, now_ns)
+        # the rows whose stop shows a low stretch held to it, judged again with it as a reading
+        rows, extended = _with_stop_reading(
+            batch, self.hold_fraction, self.near_zero_w, self.band_margin
+        )
+        if rows.size:
+            result = result.with_rows(rows, self._score(extended, now_ns))
+        return result
+
+    def _score(self, batch: SessionBatch, now_ns: int) -> KindResult:
         reported = prepared(batch, now_ns)
         prep = _charged_soc(reported)
         n = batch.n_sessions
@@ -1041,13 +1050,15 @@ STOP_READING_RESOLUTION = 0.1
 
 
 def _with_stop_reading(
-    batch: SessionBatch, hold_fraction: float, near_zero_w: float
-) -> SessionBatch:
-    """``batch`` with one reading more at the stop of each session whose power held from its
-    last reading to the stop, by the register: the transaction's meterStop less the last
-    reading's register, over the time between them, within ``hold_fraction`` of the last
-    reading's power either way (a charge that went on as it was, not one that ended or tapered
-    away in between). That reading carries the mean power and meterStop, and a SoC of 100 %
+    batch: SessionBatch, hold_fraction: float, near_zero_w: float, band_margin: float
+) -> tuple[IntArray, SessionBatch]:
+    """The rows of ``batch`` whose power held from the last reading to the stop, by the
+    register, while low, and those rows with one reading more at the stop. Held: the
+    transaction's meterStop less the last reading's register, over the time between them, is
+    within ``hold_fraction`` of the last reading's power either way (a charge that went on as
+    it was, not one that ended or tapered away in between). Low: the last reading under
+    ``band_margin`` of the session's peak, where a stretch under the band or a step can be
+    going on at all. The reading carries the mean power and meterStop, and a SoC of 100 %
     where the session reports SoC: the most it can be, so that no fall counts there (a fall
     must be complete below a SoC where published curves do not fall as far) while a stretch
     already held goes on to it. A derate on a station sampling every 10-15 min often shows in
@@ -1055,8 +1066,9 @@ def _with_stop_reading(
     held (an independently written fleet, seed 252: 129 kW at 45 % SoC, 40 kW at 54 %, then
     40 kW by the register for 4 min to the stop; "fewer than 3 readings")."""
     n, m = batch.t_ns.shape
+    none = np.zeros(0, dtype=np.int64)
     if n == 0 or m == 0:
-        return batch
+        return none, batch
     count = batch.n_samples
     last = np.maximum(count - 1, 0)
     t_last = pick(batch.t_ns, last)
@@ -1074,38 +1086,30 @@ def _with_stop_reading(
             & (tail_s >= STOP_READING_MIN_S)
             & (2.0 * step_wh <= STOP_READING_RESOLUTION * tail_wh)
             & (p_last > near_zero_w)
+            & (p_last < band_margin * row_max(np.where(batch.valid, batch.power_w, np.nan)))
             & (tail_w >= hold_fraction * p_last)
             & (tail_w <= p_last / hold_fraction)
         )
     rows = np.flatnonzero(ok)
     if rows.size == 0:
-        return batch
-    fields: dict[str, Any] = {}
-    for name in batch.__dataclass_fields__:
-        if name == "extra":
-            continue
-        value = getattr(batch, name)
-        if value.ndim == 2:
-            pad = np.nan if value.dtype.kind == "f" else 0
-            wide = np.full((n, m + 1), pad, dtype=value.dtype)
-            wide[:, :m] = value
-            fields[name] = wide
-        else:
-            fields[name] = value.copy()
-    col = count[rows]
-    at = last[rows]
-    fields["t_ns"][rows, col] = batch.stop_ns[rows]
-    fields["valid"][rows, col] = True
-    fields["arrival"][rows, col] = batch.arrival.max(axis=1)[rows] + 1
-    fields["energy_wh"][rows, col] = batch.meter_stop_wh[rows]
-    fields["power_w"][rows, col] = tail_w[rows]
-    fields["power_offered_w"][rows, col] = batch.power_offered_w[rows, at]
-    has_soc = np.any(~np.isnan(batch.soc_pct[rows]), axis=1)
-    fields["soc_pct"][rows, col] = np.where(has_soc, 100.0, np.nan)
+        return none, batch
+    sub = batch.take(rows)
+    wide = sub.padded(int(sub.n_samples.max()) + 1)
+    count, last = count[rows], last[rows]
+    every = np.arange(rows.size)
+    # the chosen rows, one column wider: the stop's reading at column ``count``
+    wide.t_ns[every, count] = sub.stop_ns
+    wide.valid[every, count] = True
+    wide.arrival[every, count] = sub.arrival.max(axis=1) + 1
+    wide.energy_wh[every, count] = sub.meter_stop_wh
+    wide.power_w[every, count] = tail_w[rows]
+    wide.power_offered_w[every, count] = sub.power_offered_w[every, last]
+    has_soc = np.any(~np.isnan(sub.soc_pct), axis=1)
+    wide.soc_pct[every, count] = np.where(has_soc, 100.0, np.nan)
     for name in ("status", "status_since_ns", "status_until_ns"):
-        fields[name][rows, col] = getattr(batch, name)[rows, at]
-    fields["n_samples"][rows] += 1
-    return SessionBatch(**fields)
+        getattr(wide, name)[every, count] = getattr(sub, name)[every, last]
+    wide.n_samples[:] += 1
+    return rows, wide
 
 
 def _keeps_falling(prep: Prepared, low: BoolArray, judged: BoolArray) -> BoolArray:

@@ -74,27 +74,27 @@ def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
     both = prep.has_energy[:, :-1] & prep.has_energy[:, 1:]
     reg = np.where(both, prep.de_wh, np.nan)
     sane = reg >= -2.0 * prep.resolution_wh[:, None]  # a fall is a meter fault, not energy
-    lo = np.maximum(np.fmin(trap - doubt, reg), 0.0)
-    # A register counts in its resolution: a step it shows as 0 in 1 kWh steps may hold
-    # anything under 1 kWh. Where that range meets the trapezoid's, the two agree and the
-    # least energy is the higher of their lower ends (a SoC that fell 17 points in 15 s at
-    # 50 kW, the register in whole kWh unchanged over it, was read as nothing flowing: an
-    # independently written fleet, seed 246)
-    res_e = prep.resolution_wh[:, None]
-    agree = sane & (reg - res_e <= trap + doubt) & (reg + res_e >= trap - doubt)
-    lo = np.where(agree, np.maximum(np.fmax(trap - doubt, reg - res_e), 0.0), lo)
-    # A step shorter than the stamps' resolution (readings sharing a whole-second or
-    # whole-minute stamp) hides how long it lasted: its trapezoid (0 Wh at "0 s") says only
-    # that at most the higher of its powers flowed for up to one unit of the stamps. A
-    # register step within that agrees with it, and is then what flowed (an independently
-    # written fleet stamped to the minute: 31 kWh counted while a SoC held 51 %, two thirds of
-    # it between readings of one minute, read as "at least 10 kWh")
+    # What each witness allows: the trapezoid within its doubt; a step shorter than the
+    # stamps' resolution (readings sharing a whole-second or whole-minute stamp) hides how long
+    # it lasted, so its trapezoid ("0 Wh" at "0 s") allows anything from nothing to the higher
+    # of its powers over one unit of the stamps. The register counts within its resolution: a
+    # step shown as 0 in 1 kWh steps may hold anything under 1 kWh.
+    trap_lo, trap_hi = trap - doubt, trap + doubt
     hidden = prep.dt_s < prep.time_resolution_s[:, None]
     if hidden.any():
         unit_s = prep.dt_s + prep.time_resolution_s[:, None]
-        most = np.fmax(before, after) * unit_s / 3600.0
-        agrees = hidden & sane & (reg <= most)
-        lo = np.where(agrees, np.maximum(reg, 0.0), lo)
+        trap_lo = np.where(hidden, 0.0, trap_lo)
+        trap_hi = np.where(hidden, np.fmax(before, after) * unit_s / 3600.0, trap_hi)
+    res_e = prep.resolution_wh[:, None]
+    # Where the two ranges meet, the witnesses agree and the least energy is the higher of
+    # their lower ends; where they do not, one of them is wrong and the least is the lower
+    # (a SoC that fell 17 points in 15 s at 50 kW, the register in whole kWh unchanged over
+    # it, and 31 kWh counted at a SoC held at 51 %, two thirds of it between readings of one
+    # minute, were both read as nothing flowing: an independently written fleet, seeds 246
+    # and 245)
+    agree = sane & (reg - res_e <= trap_hi) & (reg + res_e >= trap_lo)
+    lo = np.where(agree, np.fmax(trap_lo, reg - res_e), np.fmin(trap - doubt, reg))
+    lo = np.maximum(lo, 0.0)
     hi = np.fmax(trap + doubt, np.where(sane, np.maximum(reg, 0.0), np.nan))
     unknown = np.isnan(lo) | np.isnan(hi)
     lo[unknown] = np.nan

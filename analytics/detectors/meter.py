@@ -574,25 +574,34 @@ class MeterJump(BaseDetector):
         """Most each register step may rise; cached in ``batch.extra`` (meter_mismatch reads
         it too)."""
         self.check_is_fitted()
-        return self._allowance(batch, prep, self._rated(batch, prep))
+        allowed, _ = self._allowance(batch, prep, self._rated(batch, prep))
+        return allowed
 
-    def _allowance(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> FloatArray:
-        # keyed by the ratings' values, not the detector: meter_mismatch's own MeterJump, fitted
-        # on the same history, shares it; ``prep`` is held in the key (compared by identity), so
-        # a new ``Prepared`` never meets a stale entry under a reused id
-        params = (self.rated_margin, self.jitter_s, self.resolution_steps, rated.tobytes())
-        cached = batch.extra.get("_allowance")
-        if isinstance(cached, tuple) and cached[0] is prep and cached[1] == params:
-            value = cached[2]
-            assert isinstance(value, np.ndarray)
-            return value
-        allowed = jump_allowance_wh(
+    def rating_allowance_wh(self, prep: Prepared, rated: FloatArray) -> FloatArray:
+        """Most each register step may rise at the connector's rating ``rated`` alone
+        (``jump_allowance_wh`` with this detector's margins), before the readings' peak
+        (``_peak_bound``) and the register's steady scale are taken into account."""
+        return jump_allowance_wh(
             prep,
             rated,
             rated_margin=self.rated_margin,
             jitter_s=self.jitter_s,
             resolution_steps=self.resolution_steps,
         )
+
+    def _allowance(
+        self, batch: SessionBatch, prep: Prepared, rated: FloatArray
+    ) -> tuple[FloatArray, BoolArray]:
+        """Most each register step may rise, and per row whether that bound was lowered to its
+        readings' peak (``_peak_bound``)."""
+        # keyed by the ratings' values, not the detector: meter_mismatch's own MeterJump, fitted
+        # on the same history, shares it; ``prep`` is held in the key (compared by identity), so
+        # a new ``Prepared`` never meets a stale entry under a reused id
+        params = (self.rated_margin, self.jitter_s, self.resolution_steps, rated.tobytes())
+        cached = batch.extra.get("_allowance")
+        if isinstance(cached, tuple) and cached[0] is prep and cached[1] == params:
+            return cached[2], cached[3]
+        allowed = self.rating_allowance_wh(prep, rated)
         # sessions only: readings outside any (unauthorized_energy's) carry no car's charge
         in_session = ~is_none(batch.session_id)
         by_peak = _peak_bound(prep, allowed, in_session, self.jitter_s, self.resolution_steps)
@@ -604,15 +613,7 @@ class MeterJump(BaseDetector):
             if over.size:
                 allowed[over] = allowed[over] * register_scale(take_rows(prep, over))[:, None]
         batch.extra["_allowance"] = (prep, params, allowed, by_peak)
-        return allowed
-
-    def _by_peak(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> BoolArray:
-        """Per row: was its bound lowered to its readings' peak (``_peak_bound``)? Kept with
-        the allowance it was worked out for (``_allowance``)."""
-        self._allowance(batch, prep, rated)
-        cached = batch.extra["_allowance"]
-        assert isinstance(cached, tuple) and isinstance(cached[3], np.ndarray)
-        return cached[3]
+        return allowed, by_peak
 
     def rated_w(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Each row's rated power as this detector judges it (``ratings.rated_power_w``)."""
@@ -644,8 +645,8 @@ class MeterJump(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         rated = self._rated(batch, prep)
-        allowed = self._allowance(batch, prep, rated)  # the register's steady scale included
-        by_peak = self._by_peak(batch, prep, rated)
+        # the register's steady scale included
+        allowed, by_peak = self._allowance(batch, prep, rated)
         rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
         ratio = rise / allowed
         at = nan_argmax(ratio)
@@ -896,6 +897,8 @@ def energy_balance(
     clean = prep.de_wh >= -ROUNDING_STEPS * res
     clean &= ~(prep.de_wh > allowed_wh)
     clean &= ~span_bad
+    # at rest: at most RESUME_FROM_W, or RESUME_FROM_SHARE of the session's peak
+    rest_w = np.maximum(RESUME_FROM_W, RESUME_FROM_SHARE * np.nan_to_num(prep.peak_power_w))
     if skip_first is not None:  # the ramp's first step, where it is a long span of its own
         # (a step stamped exactly RAMP_S long in whole minutes may have lasted 60 s)
         ramp_long = prep.dt_s[:, 0] >= RAMP_S + np.where(res_t >= 60.0, 1.0, 0.0)
@@ -903,16 +906,13 @@ def energy_balance(
         # allow: the power climbed past the ramp's reading and stopped inside it (76 kW in the
         # ramp 25 s after the start, 0 W a minute later, the register 2.1 kWh, 126 kW on
         # average before a stall: "+230 %"; an independently written fleet, seed 244)
-        ends_at_rest = prep.power_w[:, 1] <= np.maximum(
-            RESUME_FROM_W, RESUME_FROM_SHARE * np.nan_to_num(prep.peak_power_w)
-        )
+        ends_at_rest = prep.power_w[:, 1] <= rest_w
         beyond = prep.de_wh[:, 0] > step_pw[:, 0] + step_doubt[:, 0] + ROUNDING_STEPS * res[:, 0]
         stopped_in_it = ends_at_rest & beyond
         clean[:, 0] &= ~(skip_first & closing[:, 0] & (ramp_long | stopped_in_it))
     # a step from a reading at rest to one with power, longer than the ramp: charging (re)began
     # in it and may have climbed past its end before the car's taper brought it down (as the
     # first step's ramp, ``RAMP_S``); left out where it is a span of its own
-    rest_w = np.maximum(RESUME_FROM_W, RESUME_FROM_SHARE * np.nan_to_num(prep.peak_power_w))
     p0, p1 = prep.power_w[:, :-1], prep.power_w[:, 1:]
     resumed = (p0 <= rest_w[:, None]) & (p1 > rest_w[:, None]) & (prep.dt_s > RAMP_S)
     clean &= ~(resumed & closing & prep.has_energy[:, :-1])

@@ -323,7 +323,7 @@ class Stall(BaseDetector):
         others). Not when anything explains the rest or
         says the car was done (as in ``_idle`` and ``_ended``)."""
         n = batch.n_sessions
-        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        none = Verdict.nothing(n)
         if prep.power_w.shape[1] < 2:
             return none
         last = np.maximum(prep.count - 1, 1)
@@ -422,7 +422,7 @@ class Stall(BaseDetector):
         4.6 kWh in the 4 min to the first reading at 10 % SoC, then 15 min at rest until the
         driver stopped; 0.7 kWh in 9 min, then 12 min at rest at 21 % SoC."""
         n, m = prep.power_w.shape
-        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        none = Verdict.nothing(n)
         if m == 0:
             return none
         p = prep.power_w
@@ -443,8 +443,7 @@ class Stall(BaseDetector):
         flat = batch.meter_stop_wh - first_wh <= res + zero_w * np.maximum(rest_s, 0.0) / 3600.0
         flat &= last_wh - first_wh <= res + zero_w * (t_last - t_first) / NS_PER_S / 3600.0
         soc = np.where(valid, prep.soc_pct, np.nan)
-        with np.errstate(invalid="ignore"):
-            soc_high = np.nanmax(np.where(np.isnan(soc), -np.inf, soc), axis=1, initial=-np.inf)
+        soc_high = row_max(soc)
         has_soc = np.all(~valid | ~np.isnan(soc), axis=1)
         evse = np.all(~valid | (prep.status == StatusCode.SUSPENDED_EVSE), axis=1)
         not_full = np.where(has_soc, soc_high < FULL_SOC_PCT, evse)
@@ -463,11 +462,6 @@ class Stall(BaseDetector):
         rows = np.flatnonzero(candidate)
         if rows.size == 0:
             return none
-        x = np.zeros(n)
-        x[rows] = rest_s[rows] / self.min_duration_s
-        start = np.full(n, NO_TIME, dtype=np.int64)
-        end = np.full(n, NO_TIME, dtype=np.int64)
-        start[rows], end[rows] = t_first[rows], stop_ns[rows]
         status = pick(prep.status, last)
 
         def describe(which: IntArray) -> list[str]:
@@ -482,10 +476,11 @@ class Stall(BaseDetector):
                 " reading, until the session ended without charging again"
                 f"{_STATUS_WORDS.get(int(status[i]), '')}; the register flat from the first"
                 " reading to the stop; no lower offered power"
-                for i in which
+                for i in rows[which]
             ]
 
-        return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
+        part = Verdict(rest_s[rows] / self.min_duration_s, t_first[rows], stop_ns[rows], describe)
+        return scatter_verdict(n, rows, part)
 
     def _suspended_by_the_charger(
         self, batch: SessionBatch, prep: Prepared, lead_w: FloatArray
@@ -505,7 +500,7 @@ class Stall(BaseDetector):
         (SuspendedEVSE with nothing flowing is not a full car: CONTRACTS section 3). A status
         whose report or end is not known (0) dates nothing."""
         n, m = prep.power_w.shape
-        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        none = Verdict.nothing(n)
         if m == 0:
             return none
         valid = prep.valid
@@ -576,34 +571,26 @@ class Stall(BaseDetector):
         which = np.flatnonzero(ok)
         if which.size == 0:
             return none
-        # the longest stretch of each row (assigned in order of length: the last write wins)
+        # the longest stretch of each row (scattered in order of length: the last write wins)
         which = which[np.argsort(dur_s[which], kind="stable")]
-        r = rows_k[which]
-        x = np.zeros(n)
-        start = np.full(n, NO_TIME, dtype=np.int64)
-        end = np.full(n, NO_TIME, dtype=np.int64)
-        dur, soc_at, ended = np.zeros(n), np.full(n, np.nan), np.zeros(n, dtype=bool)
-        x[r] = dur_s[which] / self.min_duration_s
-        start[r], end[r] = begin_ns[which], end_ns[which]
-        dur[r] = dur_s[which]
-        soc_at[r] = np.where(np.isfinite(soc_high[which]), soc_high[which], np.nan)
-        ended[r] = to_stop[which]
 
-        def describe(rows: IntArray) -> list[str]:
+        def describe(picked: IntArray) -> list[str]:
             return [
-                f"no power for {fmt_min(dur[i])}"
-                + (f" at {soc_at[i]:.0f} % SoC" if soc_at[i] == soc_at[i] else "")
+                f"no power for {fmt_min(dur_s[j])}"
+                + (f" at {soc_high[j]:.0f} % SoC" if np.isfinite(soc_high[j]) else "")
                 + ", the charger saying SuspendedEVSE (not offering energy) from then"
                 + (
                     " until the session ended without charging again"
-                    if ended[i]
+                    if to_stop[j]
                     else " until its next status change"
                 )
                 + "; every reading in it at rest; no lower offered power"
-                for i in rows
+                for j in which[picked]
             ]
 
-        return Verdict(x=x, start_ns=start, end_ns=end, describe=describe)
+        x = dur_s[which] / self.min_duration_s
+        part = Verdict(x, begin_ns[which], end_ns[which], describe)
+        return scatter_verdict(n, rows_k[which], part)
 
     def _lone_rest(self, batch: SessionBatch, prep: Prepared) -> Verdict:
         """A stall mid-session seen in one reading at rest between two with power: on a station
@@ -616,7 +603,7 @@ class Stall(BaseDetector):
         ``min_resume_wh`` after) and the car be shown not full where it stopped (its SoC, or
         the fall from the plateau), with nothing explaining the rest (as in ``_idle``)."""
         n, m = prep.power_w.shape
-        none = Verdict(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda r: [])
+        none = Verdict.nothing(n)
         if m < 3:
             return none
         p = prep.power_w

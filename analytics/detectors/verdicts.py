@@ -74,10 +74,10 @@ def clock_untrusted(batch: SessionBatch, prep: Prepared) -> BoolArray:
     before the start (``clock_fault``'s evidence). CONTRACTS.md section 3: a clock fault makes
     the readings' times untrustworthy, so kinds that judge a duration, a rate or an integral
     over time (stall, early_taper, meter_jump, meter_mismatch, meter_stuck) do not judge such
-    a row: a clock
-    stepped back hours makes the readings after it look like the session's end (a false
-    stall, a register against a shorter integral: blind fleet seed 23, TX-0074-49567; the
-    register's rise over the readings set aside as a jump). ``clock_fault`` speaks for the row.
+    a row: a clock stepped back hours makes the readings after it look like the session's end
+    (a false stall, a register against a shorter integral: blind fleet seed 23, TX-0074-49567;
+    the register's rise over the readings set aside as a jump). ``clock_fault`` speaks for the
+    row.
     data_gap keeps its own account of readings set aside (``Prepared.bridged``)."""
     has_both = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
     back_s = (batch.start_ns - batch.stop_ns) / NS_PER_S
@@ -134,6 +134,11 @@ class Verdict:
     start_ns: IntArray
     end_ns: IntArray
     describe: Callable[[IntArray], list[str]]
+
+    @classmethod
+    def nothing(cls, n: int) -> Verdict:
+        """No evidence on any of ``n`` rows."""
+        return cls(np.zeros(n), np.full(n, NO_TIME), np.full(n, NO_TIME), lambda rows: [])
 
 
 def scatter_verdict(n: int, rows: IntArray, part: Verdict) -> Verdict:

@@ -61,11 +61,10 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from chargewatch.state import Base, StateError
+from chargewatch.state import Base, StateError, dialect_insert
 
 from .book import (
     MAX_OPEN_PER_STATION,
@@ -165,13 +164,10 @@ class SharedBook:
     write-through cache of the stations connected to this process."""
 
     def __init__(self, engine: Engine, per_station: int = MAX_OPEN_PER_STATION) -> None:
-        if engine.dialect.name not in _INSERTS:
-            raise StateError(
-                f"state database: the transaction book needs SQLite or PostgreSQL, "
-                f"not {engine.dialect.name}"
-            )
+        dialect = engine.dialect.name
+        dialect_insert(dialect, OpenTransactionRow, _WHAT)  # refuses any other database now
         self._engine = engine
-        self._insert = _INSERTS[engine.dialect.name]
+        self._insert = functools.partial(dialect_insert, dialect, what=_WHAT)
         self._per_station = per_station
         self._cache = TransactionBook(per_station)
         # Not a part of the cache: kept when the station reconnects (a lost answer's stop is
@@ -512,7 +508,7 @@ def _open_transaction(row: OpenTransactionRow) -> OpenTransaction:
     )
 
 
-_INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_WHAT = "state database: the transaction book"
 
 
 def _create_table(engine: Engine) -> None:

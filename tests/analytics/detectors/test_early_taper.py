@@ -746,38 +746,38 @@ def _with_meter_stop(
     return bool(result.flagged[0]), result.reason[0]
 
 
-def test_the_stop_shows_a_fall_held_when_the_register_says_so() -> None:
-    # read every 10 min: 43.8 kW at 40 % SoC, 18.5 kW at 47 %; the register then counts 18.6
-    # kW on average for the 6.8 min to the stop: the fall held 11 min (an independently
-    # written fleet, seed 254, 753915: "fewer than 3 readings")
-    flagged, reason = _with_meter_stop(
+def _derate_read_every_ten_minutes(stop_wh: float) -> tuple[bool, object]:
+    """43.8 kW at 40 % SoC, 18.5 kW at 47 % read 10 min apart (the register with them), then
+    meterStop ``stop_wh`` 6.8 min later (an independently written fleet, seed 254, 753915)."""
+    return _with_meter_stop(
         [460.0, 1_060.0],
         [43_765.0, 18_469.0],
         [40.0, 47.0],
-        [3_694_025, 3_698_014, 3_700_122],
+        [3_694_025, 3_698_014, stop_wh],
         1_465.0,
     )
+
+
+def test_the_stop_shows_a_fall_held_when_the_register_says_so() -> None:
+    # the register counts 18.6 kW on average to the stop: the fall held 11 min ("fewer than 3
+    # readings" before)
+    flagged, reason = _derate_read_every_ten_minutes(3_700_122)
     assert flagged, reason
     assert "held there for 11 min" in str(reason)
 
 
 def test_the_stop_does_not_hold_a_fall_the_register_does_not_show() -> None:
-    # the same readings, the register counting a third of that power to the stop (the car
-    # stopped drawing in between): nothing says the fall held
-    flagged, reason = _with_meter_stop(
-        [460.0, 1_060.0],
-        [43_765.0, 18_469.0],
-        [40.0, 47.0],
-        [3_694_025, 3_698_014, 3_698_714],
-        1_465.0,
-    )
+    # the register counting a third of that power to the stop (the car stopped drawing in
+    # between): nothing says the fall held
+    flagged, reason = _derate_read_every_ten_minutes(3_698_714)
     assert not flagged, reason
 
 
 def test_no_fall_counts_at_the_stop_itself() -> None:
-    # 50 kW, 50 kW, then the register's mean to the stop 36 kW (a fall of 28 % from the last
-    # reading, within its hold, but more than 38 % below nothing): the stop carries no SoC a
-    # fall could be judged at, so it never is one
+    # 50 kW at every reading, then the register's mean to the stop 36 kW (28 % less, within
+    # the hold): the last reading is at the session's peak, so no stretch under the band or a
+    # step is going on for the stop to extend, and a stop's reading carries SoC 100 %, where
+    # no fall counts
     flagged, reason = _with_meter_stop(
         [0.0, 300.0, 600.0],
         [50_000.0, 50_000.0, 50_000.0],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.detectors import MeterJump, fit_detectors
-from analytics.detectors.meter import jump_allowance_wh
 from analytics.detectors.prepared import prepared
 from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
 
@@ -116,11 +115,6 @@ def test_readings_outside_any_session_keep_the_ratings_bound() -> None:
     jump = next(d for d in detectors if isinstance(d, MeterJump))
     prep = prepared(batch, NOW_NS)
     rated = jump.rated_w(batch, prep)
-    by_rating = jump_allowance_wh(
-        prep,
-        rated,
-        rated_margin=jump.rated_margin,
-        jitter_s=jump.jitter_s,
-        resolution_steps=jump.resolution_steps,
+    np.testing.assert_allclose(
+        jump.allowance_wh(batch, prep), jump.rating_allowance_wh(prep, rated)
     )
-    np.testing.assert_allclose(jump.allowance_wh(batch, prep), by_rating)
