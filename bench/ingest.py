@@ -152,7 +152,8 @@ def run_chargewatch(
 def stored_points(url: str, database: str) -> int:
     with InfluxClient(url=url, database=database) as client:
         total = 0
-        for measurement in ("reading", "session_start", "session_stop", "status", "authorize"):
+        measurements = ("reading", "session_start", "session_stop", "status", "authorize")
+        for measurement in (*measurements, "station"):
             # Every point of these measurements has this always-present field.
             key = {
                 "reading": "*",
@@ -160,6 +161,7 @@ def stored_points(url: str, database: str) -> int:
                 "session_stop": "session_id",
                 "status": "status",
                 "authorize": "result",
+                "station": "up",  # boot, heartbeat, disconnect
             }[measurement]
             if key == "*":
                 series = client.query(f"SELECT * FROM reading WHERE {WINDOW}")
