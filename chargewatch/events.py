@@ -289,6 +289,7 @@ class EventDecoder:
             EventType.AUTHORIZE: self._authorize,
             EventType.STATION: self._station,
         }
+        self._stations: dict[tuple[tuple[Any, ...], tuple[type, ...]], tuple[Any, ...]] = {}
 
     def decode_line(self, line: bytes | str) -> Event:
         """One JSON Lines line (without needing its newline stripped)."""
@@ -374,20 +375,62 @@ class EventDecoder:
         )
 
     def _station(self, obj: dict[str, Any]) -> StationEvent:
+        # A station repeats one heartbeat all day: what it says but the stamp is checked once
+        # for each set of values (with their types: True == 1 == 1.0 as keys, not as values).
         get = obj.get
-        return StationEvent(
-            parse_ts(get("ts")),
-            _id(get("station_id"), "station_id"),
-            _enum(StationEventKind, get("event"), "event"),
-            _optional_id(get("vendor"), "vendor"),
-            _optional_id(get("model"), "model"),
-            _optional_id(get("firmware"), "firmware"),
-            _optional_id(get("ocpp_version"), "ocpp_version"),
-            _number(
-                get("heartbeat_interval_s"), "heartbeat_interval_s", 1.0, MAX_HEARTBEAT_INTERVAL_S
-            ),
-            _text(get("reason"), "reason"),
-        )
+        ts_ns = parse_ts(get("ts"))
+        values = tuple(map(get, _STATION_KEYS))
+        key = (values, tuple(map(type, values)))
+        try:
+            content, keep = self._stations.get(key), True
+        except TypeError:  # a list or an object among the values: checked below, not kept
+            content, keep = None, False
+        if content is None:
+            content = _station_content(*values)
+            if keep:
+                if len(self._stations) >= _STATIONS_KEPT:
+                    self._stations.clear()
+                self._stations[key] = content
+        return StationEvent(ts_ns, *content)
+
+
+# What a station event says besides its stamp, in StationEvent's order.
+_STATION_KEYS = (
+    "station_id",
+    "event",
+    "vendor",
+    "model",
+    "firmware",
+    "ocpp_version",
+    "heartbeat_interval_s",
+    "reason",
+)
+# Station contents kept checked (EventDecoder._station): more than a fleet's stations say,
+# bounded against one that says something new every time.
+_STATIONS_KEPT = 20_000
+
+
+def _station_content(
+    station_id: Any,
+    event: Any,
+    vendor: Any,
+    model: Any,
+    firmware: Any,
+    ocpp_version: Any,
+    heartbeat_interval_s: Any,
+    reason: Any,
+) -> tuple[Any, ...]:
+    """A station event's fields after its stamp, checked."""
+    return (
+        _id(station_id, "station_id"),
+        _enum(StationEventKind, event, "event"),
+        _optional_id(vendor, "vendor"),
+        _optional_id(model, "model"),
+        _optional_id(firmware, "firmware"),
+        _optional_id(ocpp_version, "ocpp_version"),
+        _number(heartbeat_interval_s, "heartbeat_interval_s", 1.0, MAX_HEARTBEAT_INTERVAL_S),
+        _text(reason, "reason"),
+    )
 
 
 def iter_jsonl(

@@ -113,8 +113,23 @@ def format_point(
     Raises ``ValueError`` when no field has a value (InfluxDB needs at least one) or when any
     part cannot be represented (see the module docstring).
     """
+    check_timestamp(timestamp_ns)
+    return f"{format_series_fields(measurement, tags, fields)} {timestamp_ns}"
+
+
+def check_timestamp(timestamp_ns: int) -> None:
+    """Raise ``ValueError`` for a point time InfluxDB cannot store."""
     if not -TIMESTAMP_LIMIT_NS <= timestamp_ns <= TIMESTAMP_LIMIT_NS:
         raise ValueError(f"timestamp {timestamp_ns} ns is outside the range InfluxDB stores")
+
+
+def format_series_fields(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, FieldValue | None],
+) -> str:
+    """A line of ``format_point`` without its time: the measurement, the tags and the fields
+    (for points that repeat all three at other times)."""
     head = escape_measurement(measurement)
     for key in sorted(tags):
         value = tags[key]
@@ -132,7 +147,7 @@ def format_point(
         parts.append(f"{escape_field_key(key)}={format_field_value(field_value)}")
     if not parts:
         raise ValueError(f"point of {measurement!r} has no field with a value")
-    return f"{head} {','.join(parts)} {timestamp_ns}"
+    return f"{head} {','.join(parts)}"
 
 
 def _refuse_unrepresentable(text: str, what: str) -> None:

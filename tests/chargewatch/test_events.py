@@ -161,6 +161,28 @@ def test_station_events_decode(obj: dict[str, Any], expected: StationEvent) -> N
     assert event.type == "station"
 
 
+def test_a_station_event_checked_once_is_checked_again_when_any_value_or_type_differs() -> None:
+    # EventDecoder keeps what a station said (checked) by its values and their types: the same
+    # values again decode alike at a new stamp; True and 1 compare equal but only 1 is a number
+    one = EventDecoder(str)
+    first = one.decode(station(heartbeat_interval_s=1))
+    later = one.decode(station(heartbeat_interval_s=1, ts="2026-11-24T08:20:30Z"))
+    assert first == StationEvent(TS_NS, "ST-1", StationEventKind.HEARTBEAT, heartbeat_interval_s=1)
+    assert later == first._replace(ts_ns=parse_ts("2026-11-24T08:20:30Z"))
+    with pytest.raises(EventError) as caught:
+        one.decode(station(heartbeat_interval_s=True))
+    assert (caught.value.field, caught.value.reason) == (
+        "heartbeat_interval_s",
+        "must be a number, got a boolean",
+    )
+    assert one.decode(station(heartbeat_interval_s="1")) == first  # a numeric string, as 1
+    with pytest.raises(EventError, match="RFC 3339"):  # the stamp is checked every time
+        one.decode(station(heartbeat_interval_s=1, ts="yesterday"))
+    with pytest.raises(EventError) as caught:  # unhashable values are checked, not kept
+        one.decode(station(vendor=["ABB"]))
+    assert caught.value.field == "vendor"
+
+
 INVALID: list[tuple[str, object, str | None, str]] = [
     # (case, the JSON value or raw line, field named, words in the reason)
     ("not json", b'{"type": "reading",', None, "not valid JSON"),

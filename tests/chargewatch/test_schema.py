@@ -141,6 +141,22 @@ def test_a_station_point_is_tagged_by_station_and_event_with_up_as_a_field() -> 
     assert bare.split(" ")[:2] == ["station,event=disconnect,station_id=S1", "up=0i"]
 
 
+def test_a_station_line_made_once_is_the_line_made_anew_at_every_stamp() -> None:
+    # one formatter keeps a station's line but its time; a fresh one makes it whole each time
+    kept = LineFormatter()
+    stamps = ["2026-11-24T08:15:30.250Z", "2026-11-24T08:20:30.250123Z", "2026-11-24T08:25:30Z"]
+    for ts in stamps:
+        for event in (
+            decoded(**beat, ts=ts),
+            decoded(**boot, ts=ts),
+            decoded(**beat, ts=ts, station_id="S2"),
+            decoded(**{**beat, "heartbeat_interval_s": 60}, ts=ts),
+        ):
+            assert kept.format(event) == LineFormatter().format(event)
+    times = [point(kept.format(decoded(**beat, ts=ts)))[1] for ts in stamps]
+    assert [t // MS for t in times] == [parse_ts(ts) // MS for ts in stamps]
+
+
 @pytest.mark.parametrize(
     ("ts", "low", "high"),
     [
