@@ -282,6 +282,36 @@ def dc_car_drawing_a_kilowatt_for_half_an_hour() -> Spec:
     return with_(spec, soc_pct=list(np.floor(22.0 + energy / 500.0)))
 
 
+def dc_car_drawing_a_kilowatt_its_soc_climbing_no_register() -> Spec:
+    # the same car with no register in its readings (the transaction's own meter values only):
+    # 0.8-1.6 kW for 21 min at 73 % SoC, under 2 % of its 77 kW peak, its SoC (in tenths)
+    # climbing 0.9 % meanwhile, then back to 7.6 kW: the battery took charge all along (an
+    # independently written fleet, seed 293, 768849: read as a stall)
+    t = np.arange(0.0, 65 * MIN + 1e-9, 20.0)
+    p = np.interp(
+        t,
+        [0, 60, 25 * MIN, 26 * MIN, 29 * MIN, 50 * MIN, 57 * MIN, 65 * MIN],
+        [0, 77_000, 77_000, 20_000, 800, 1_600, 7_600, 7_600],
+    )
+    spec = from_power(t, p, offered_w=300_000.0)
+    energy = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
+    # a 50 kWh battery from 5 %, reported in tenths: 66 % when power falls
+    return with_(spec, energy_wh=None, soc_pct=list(np.floor(50.0 + energy / 50.0) / 10.0))
+
+
+def dc_stall_its_soc_lagging_then_holding() -> Spec:
+    # a true stall whose car's SoC figure lags the energy just taken: it climbs 1.5 % in the
+    # first minute at rest, then holds for 15 min; no register in the readings
+    t = np.arange(0.0, 50 * MIN + 1e-9, 20.0)
+    p = np.where((t > 30) & (t < 20 * MIN), 60_000.0, 0.0)
+    p = np.where(t >= 36 * MIN, 60_000.0, p)
+    soc = 20.0 + np.cumsum(p) * 20.0 / 3600.0 / 600.0  # a 60 kWh battery, 0.1 % steps
+    lag = np.clip((t - 20 * MIN) / 60.0, 0.0, 1.0) * 1.5 * ((t >= 20 * MIN) & (t < 36 * MIN))
+    reported = np.floor((np.where(t >= 20 * MIN, soc - 1.5, soc) + lag) * 10.0) / 10.0
+    spec = from_power(t, p, offered_w=150_000.0)
+    return with_(spec, energy_wh=None, soc_pct=list(reported))
+
+
 STALLS: list[Callable[[], Spec]] = [
     dc_charging_says_charging,
     dc_suspended_evse_offer_unchanged,
@@ -297,6 +327,7 @@ STALLS: list[Callable[[], Spec]] = [
     suspended_evse_without_offer,
     dc_falls_mid_taper_no_soc,
     dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak,
+    dc_stall_its_soc_lagging_then_holding,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
@@ -314,6 +345,7 @@ NORMAL: list[Callable[[], Spec]] = [
     energy_outside_any_session_then_idle,
     short_stop_before_the_end,
     dc_car_drawing_a_kilowatt_for_half_an_hour,
+    dc_car_drawing_a_kilowatt_its_soc_climbing_no_register,
 ]
 
 
