@@ -56,6 +56,7 @@ from analytics.detectors.prepared import (
     register_resolution_wh,
     time_resolution_s,
 )
+from analytics.detectors.reductions import row_percentile
 from chargewatch.influx import format_point
 from chargewatch.schema import READING_FIELDS
 
@@ -152,7 +153,7 @@ def segments(batch: SessionBatch) -> Segments:
     dt = np.clip(dt, 0.0, MAX_INTERVAL_S)
 
     flowing_w = np.where(power > _FLOW_W, power, np.nan)
-    plateau = _nanpercentile_rows(flowing_w, _PLATEAU_PERCENTILE)
+    plateau = row_percentile(flowing_w, _PLATEAU_PERCENTILE)
     threshold = np.maximum(_FLOW_W, _FLOW_FRACTION * np.nan_to_num(plateau))
     charging = power > threshold[:, None]
     evse = (batch.status == StatusCode.SUSPENDED_EVSE) | (batch.power_offered_w < _OFFERED_ZERO_W)
@@ -308,15 +309,6 @@ def _fill(values: FloatArray) -> FloatArray:
     return np.where(np.isnan(values), -np.inf, values)
 
 
-def _nanpercentile_rows(values: FloatArray, q: float) -> FloatArray:
-    """Per-row percentile ignoring NaN; NaN for a row with no value (and no warning)."""
-    out = np.full(values.shape[0], np.nan)
-    some = np.isfinite(values).any(axis=1)
-    if some.any():
-        out[some] = np.nanpercentile(values[some], q, axis=1)
-    return out
-
-
 def _first_last(values: FloatArray) -> tuple[FloatArray, FloatArray, np.ndarray]:
     """Each row's first and last finite value, and whether it has any."""
     finite = np.isfinite(values)
@@ -451,7 +443,7 @@ def _billing(
 
     inner = dt[:, :-1] if dt.shape[1] > 1 else np.zeros((n, 0))
     real = inner > 0
-    typical = _nanpercentile_rows(np.where(real, inner, np.nan), 50.0)
+    typical = row_percentile(np.where(real, inner, np.nan), 50.0)
     longest = np.max(inner, axis=1, initial=0.0)
     gap = longest > np.maximum(_GAP_INTERVALS * np.nan_to_num(typical), _GAP_MIN_S)
     penalize(gap, 0.7, [f"gap of {g / 60:.0f} min between readings" for g in longest])
