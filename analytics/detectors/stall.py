@@ -198,9 +198,9 @@ def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArra
     late[idle] = t_s[:, :-1][idle] >= middle[which]
     lo = np.full(runs_n, np.inf)
     hi = np.full(runs_n, -np.inf)
-    np.minimum.at(lo, label[late], filled[:, :-1][late])
-    np.maximum.at(hi, label[late], filled[:, 1:][late])
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # NaN (no SoC reported yet) makes the stretch's NaN
+        np.minimum.at(lo, label[late], filled[:, :-1][late])
+        np.maximum.at(hi, label[late], filled[:, 1:][late])
         climbing = hi - lo > least[np.nonzero(begins)[0]]
     out[idle] = climbing[which]
     return out

@@ -312,6 +312,16 @@ def dc_stall_its_soc_lagging_then_holding() -> Spec:
     return with_(spec, energy_wh=None, soc_pct=list(reported))
 
 
+def dc_stall_before_the_car_reports_soc() -> Spec:
+    # 50 kW for 15 min, nothing for 15, then 50 kW again; the car's SoC comes only after the
+    # rest (its stretch has no SoC to climb: judged as before, without a warning)
+    t = np.arange(0.0, 40 * MIN + 1e-9, 60.0)
+    p = np.where((t > 0) & ((t <= 15 * MIN) | (t > 30 * MIN)), 50_000.0, 0.0)
+    spec = from_power(t, p, offered_w=150_000.0)
+    soc = np.where(t > 30 * MIN, 60.0, np.nan)
+    return with_(spec, soc_pct=list(soc))
+
+
 STALLS: list[Callable[[], Spec]] = [
     dc_charging_says_charging,
     dc_suspended_evse_offer_unchanged,
@@ -328,6 +338,7 @@ STALLS: list[Callable[[], Spec]] = [
     dc_falls_mid_taper_no_soc,
     dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak,
     dc_stall_its_soc_lagging_then_holding,
+    dc_stall_before_the_car_reports_soc,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
