@@ -218,6 +218,33 @@ def normal_sampled_every_ten_minutes() -> list[Spec]:
     return [_sampled_every_ten_minutes(1.0)]
 
 
+def _ac_paused_unseen_every_fifteen_minutes(scale: float) -> Spec:
+    # 11 kW AC read every 15 min; between two readings at 11 kW the car paused for 5.5 min
+    # (unseen), then it tapered to full and stood plugged in; the register counts ``scale``
+    # times the true energy (blind fleet seed 301, evse-0089, 48823: the register right to 1 Wh
+    # over the step before, "-18 %" meter_mismatch on a normal session)
+    fine = np.arange(0.0, 110 * MIN + 1e-9, 5.0)
+    true_w = np.interp(
+        fine, [0, 30, 50 * MIN, 53 * MIN, 55 * MIN, 60 * MIN], [0, 11_000, 11_000, 11_000, 900, 0]
+    )
+    true_w[(fine > 30 * MIN) & (fine < 35.5 * MIN)] = 0.0
+    true_wh = np.concatenate(([0.0], np.cumsum(true_w[1:] * 5.0 / 3600.0)))
+    at = np.arange(10 * MIN, 110 * MIN, 15 * MIN) - 5.0  # stamps with seconds, not whole minutes
+    pick = np.searchsorted(fine, at)
+    spec = from_power(at, true_w[pick], offered_w=11_000.0)
+    register = np.floor(1_000_000.0 + scale * true_wh[pick])
+    status = np.where(at < 56 * MIN, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    return with_(spec, energy_wh=list(register), status=list(status), start_s=0.0)
+
+
+def normal_ac_paused_unseen_every_fifteen_minutes() -> list[Spec]:
+    return [_ac_paused_unseen_every_fifteen_minutes(1.0)]
+
+
+def meter_mismatch_ac_paused_unseen_every_fifteen_minutes() -> list[Spec]:
+    return [_ac_paused_unseen_every_fifteen_minutes(0.8)]
+
+
 def normal_dc_first_reading_in_the_ramp_every_fifteen_minutes() -> list[Spec]:
     # a DC station sampling every 15 min (clock-aligned) takes its first reading 15 s after the
     # start, while the power still ramps up (28 kW); the car then draws 50 kW and its taper
@@ -557,6 +584,16 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         "DC every 15 min, first reading in the ramp",
         normal_dc_first_reading_in_the_ramp_every_fifteen_minutes,
         set(),
+    ),
+    (
+        "AC every 15 min, a pause unseen between two readings at 11 kW",
+        normal_ac_paused_unseen_every_fifteen_minutes,
+        set(),
+    ),
+    (
+        "meter_mismatch, AC every 15 min with a pause unseen",
+        meter_mismatch_ac_paused_unseen_every_fifteen_minutes,
+        {"meter_mismatch"},
     ),
     ("sampled every 10 min, taper between samples", normal_sampled_every_ten_minutes, set()),
     ("flat constant session", normal_flat_constant, set()),
