@@ -162,19 +162,20 @@ def _last_flowing(p: FloatArray, zero_w: FloatArray) -> IntArray:
 
 # A rest's SoC stays where it stood, give or take a reporting step: a car's figure may lag the
 # energy just taken by a reading or so when power stops (1-2 % at DC rates on a small battery),
-# then it holds. Still climbing through the second half of a stretch, by more than two of its
-# steps (0.2 % at the least), it shows the battery taking charge however low power read.
+# then it holds. At the stretch's last reading above the highest of its first half, by more than
+# two of its steps (0.2 % at the least), it shows the battery taking charge however low power
+# read.
 SOC_CLIMB_STEPS = 2.0
 SOC_CLIMB_MIN_PCT = 0.2
 
 
 def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArray:
-    """Per step ``(n, m - 1)``: the step belongs to a stretch of ``idle`` steps whose SoC still
-    climbs over its second half by more than ``SOC_CLIMB_STEPS`` reporting steps (the row's
-    finest rise) and ``SOC_CLIMB_MIN_PCT``: energy flowed, however low power read. The SoC is
-    the battery's witness where the register is missing (a DC car at 0.8-1.6 kW for 21 min at
-    73 % SoC, its SoC climbing 0.9 % and no register in its readings, was read as a stall: an
-    independently written fleet, seed 293)."""
+    """Per step ``(n, m - 1)``: the step belongs to a stretch of ``idle`` steps whose SoC at its
+    last reading lies above the highest of its first half by more than ``SOC_CLIMB_STEPS``
+    reporting steps (the row's finest rise) and ``SOC_CLIMB_MIN_PCT``: energy flowed, however
+    low power read. The SoC is the battery's witness where the register is missing (a DC car
+    at 0.8-1.6 kW for 21 min at 73 % SoC, its SoC climbing 0.9 % and no register in its
+    readings, was read as a stall: an independently written fleet, seed 293)."""
     n, s = idle.shape
     out = np.zeros((n, s), dtype=bool)
     if s == 0 or np.isnan(soc).all():
@@ -196,12 +197,18 @@ def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArra
     middle = (t_s[:, :-1][begins] + ends) / 2.0
     late = np.zeros((n, s), dtype=bool)
     late[idle] = t_s[:, :-1][idle] >= middle[which]
-    lo = np.full(runs_n, np.inf)
-    hi = np.full(runs_n, -np.inf)
+    # the climb: the stretch's last reading over the highest of its first half (a SoC that
+    # wavers by a step or two at rest, or lags and then holds, does not climb)
+    column = np.broadcast_to(np.arange(s), (n, s))
+    early = idle & ~late
+    before = np.full(runs_n, -np.inf)
+    row = np.nonzero(begins)[0]
+    last = np.full(runs_n, -1, dtype=np.int64)
+    np.maximum.at(last, label[idle], column[idle])
     with np.errstate(invalid="ignore"):  # NaN (no SoC reported yet) makes the stretch's NaN
-        np.minimum.at(lo, label[late], filled[:, :-1][late])
-        np.maximum.at(hi, label[late], filled[:, 1:][late])
-        climbing = hi - lo > least[np.nonzero(begins)[0]]
+        np.maximum.at(before, label[early], filled[:, 1:][early])
+        before = np.maximum(before, filled[:, :-1][begins])  # the stretch's first reading too
+        climbing = filled[row, last + 1] - before > least[row]
     out[idle] = climbing[which]
     return out
 

@@ -312,6 +312,19 @@ def dc_stall_its_soc_lagging_then_holding() -> Spec:
     return with_(spec, energy_wh=None, soc_pct=list(reported))
 
 
+def dc_stall_its_soc_wavering() -> Spec:
+    # a true stall whose SoC (in tenths, stepping by one in the slow first minutes) wavers by
+    # three tenths at rest, up and down: it does not climb
+    t = np.arange(0.0, 50 * MIN + 1e-9, 20.0)
+    p = np.where((t > 30) & ((t < 20 * MIN) | (t >= 36 * MIN)), 60_000.0, 0.0)
+    p = np.where((t > 0) & (t <= 4 * MIN), 3_000.0, p)
+    soc = 20.0 + np.cumsum(p) * 20.0 / 3600.0 / 600.0  # a 60 kWh battery
+    rest = (t >= 20 * MIN) & (t < 36 * MIN)
+    soc = np.where(rest, soc + 0.3 * (np.arange(t.size) % 2), soc)
+    spec = from_power(t, p, offered_w=150_000.0)
+    return with_(spec, energy_wh=None, soc_pct=list(np.floor(soc * 10.0) / 10.0))
+
+
 def dc_stall_before_the_car_reports_soc() -> Spec:
     # 50 kW for 15 min, nothing for 15, then 50 kW again; the car's SoC comes only after the
     # rest (its stretch has no SoC to climb: judged as before, without a warning)
@@ -339,6 +352,7 @@ STALLS: list[Callable[[], Spec]] = [
     dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak,
     dc_stall_its_soc_lagging_then_holding,
     dc_stall_before_the_car_reports_soc,
+    dc_stall_its_soc_wavering,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
