@@ -266,19 +266,25 @@ def dc_stall_at_80_percent_resumed_at_a_quarter_of_the_peak() -> Spec:
     return with_(spec, soc_pct=list(np.floor(np.minimum(9.0 + energy / 700.0, 100.0))))
 
 
+def _dc_car_creeping(
+    step_s: float, knots_min: list[float], kw: list[float], offered_w: float
+) -> tuple[Spec, np.ndarray]:
+    """A DC session read every ``step_s`` whose power runs in straight lines through ``kw`` at
+    ``knots_min``, and the energy it delivered by each reading."""
+    t = np.arange(0.0, knots_min[-1] * MIN + 1e-9, step_s)
+    p = np.interp(t, [k * MIN for k in knots_min], [w * 1000.0 for w in kw])
+    spec = from_power(t, p, offered_w=offered_w)
+    return spec, np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
+
+
 def dc_car_drawing_a_kilowatt_for_half_an_hour() -> Spec:
     # a DC car derated from 77 kW to 19 kW and then, at 62 % SoC, drawing 0.7-1.5 kW for
     # 26 min (under 2 % of its peak, the power readings' "near zero") while the register counts
     # it, then climbing back to 7 kW: slow charging, not a stall (an independently written
     # fleet, seed 212, 460430)
-    t = np.arange(0.0, 90 * MIN + 1e-9, 15.0)
-    p = np.interp(
-        t,
-        [0, 60, 4 * MIN, 5 * MIN, 50 * MIN, 55 * MIN, 81 * MIN, 90 * MIN],
-        [0, 77_000, 77_000, 19_000, 19_000, 720, 1_500, 7_000],
+    spec, energy = _dc_car_creeping(
+        15.0, [0, 1, 4, 5, 50, 55, 81, 90], [0, 77, 77, 19, 19, 0.72, 1.5, 7], 150_000.0
     )
-    spec = from_power(t, p, offered_w=150_000.0)
-    energy = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
     return with_(spec, soc_pct=list(np.floor(22.0 + energy / 500.0)))
 
 
@@ -287,14 +293,9 @@ def dc_car_drawing_a_kilowatt_its_soc_climbing_no_register() -> Spec:
     # 0.8-1.6 kW for 21 min at 73 % SoC, under 2 % of its 77 kW peak, its SoC (in tenths)
     # climbing 0.9 % meanwhile, then back to 7.6 kW: the battery took charge all along (an
     # independently written fleet, seed 293, 768849: read as a stall)
-    t = np.arange(0.0, 65 * MIN + 1e-9, 20.0)
-    p = np.interp(
-        t,
-        [0, 60, 25 * MIN, 26 * MIN, 29 * MIN, 50 * MIN, 57 * MIN, 65 * MIN],
-        [0, 77_000, 77_000, 20_000, 800, 1_600, 7_600, 7_600],
+    spec, energy = _dc_car_creeping(
+        20.0, [0, 1, 25, 26, 29, 50, 57, 65], [0, 77, 77, 20, 0.8, 1.6, 7.6, 7.6], 300_000.0
     )
-    spec = from_power(t, p, offered_w=300_000.0)
-    energy = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
     # a 50 kWh battery from 5 %, reported in tenths: 66 % when power falls
     return with_(spec, energy_wh=None, soc_pct=list(np.floor(50.0 + energy / 50.0) / 10.0))
 
