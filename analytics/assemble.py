@@ -689,34 +689,8 @@ class Assembler:
         return seg_of, seg_conn, started_after | silent
 
     def _status_table(self) -> StatusLookup:
-        """A lookup of the StatusCode in force on ``conn`` at ``t_ns`` (the latest change at
-        or before it), when it was reported and when the next change on ``conn`` was (0 where
-        none), over the status changes seen so far."""
-        s_conn = _np(self._statuses[0])
-        s_t = _np(self._statuses[1])
-        s_code = _np(self._statuses[2])
-        ranks = _Ranks(s_t)
-        s_key = ranks.key(s_conn, s_t)
-        order = np.argsort(s_key, kind="stable")  # equal keys keep arrival order: last one wins
-        s_key, s_conn, s_code = s_key[order], s_conn[order], s_code[order]
-
-        s_t = s_t[order]
-
-        def lookup(conn: IntArray, t_ns: IntArray) -> tuple[np.ndarray, IntArray, IntArray]:
-            if s_key.size == 0 or conn.size == 0:
-                none = np.zeros(conn.size, dtype=np.int64)
-                return np.zeros(conn.size, dtype=np.int8), none, none.copy()
-            at = np.searchsorted(s_key, ranks.key(conn, t_ns), side="right") - 1
-            hit = at >= 0
-            hit[hit] = s_conn[at[hit]] == conn[hit]
-            code = np.where(hit, s_code[np.maximum(at, 0)], StatusCode.UNKNOWN).astype(np.int8)
-            since = np.where(hit, s_t[np.maximum(at, 0)], 0)
-            nxt = np.minimum(at + 1, s_key.size - 1)
-            later = (at + 1 < s_key.size) & (s_conn[nxt] == conn)
-            until = np.where(later, s_t[nxt], 0)
-            return code, since.astype(np.int64), until.astype(np.int64)
-
-        return lookup
+        """``status_lookup`` over the status changes seen so far."""
+        return status_lookup(*(_np(column) for column in self._statuses))
 
     def _session_meta(self, take: np.ndarray, orphan_conn: IntArray) -> dict[str, Any]:
         """Per-row columns; start/stop of rows without their own events are filled in by
@@ -779,6 +753,33 @@ class Assembler:
         self._session_ids = [self._session_ids[i] for i in keep]
         self._session_index = {sid: k for k, sid in enumerate(self._session_ids)}
         self.stopped = sum(1 for s in self._sessions if s.stopped_at > self._handout_mark)
+
+
+def status_lookup(s_conn: IntArray, s_t: IntArray, s_code: np.ndarray) -> StatusLookup:
+    """A lookup of the StatusCode in force on ``conn`` at ``t_ns`` (the latest change at or
+    before it; of changes at one time, the last given), when it was reported, and when the
+    next change on ``conn`` was (0 where none), over the changes given as connector, time and
+    code."""
+    ranks = _Ranks(s_t)
+    s_key = ranks.key(s_conn, s_t)
+    order = np.argsort(s_key, kind="stable")  # equal keys keep the order given: last one wins
+    s_key, s_conn, s_t, s_code = s_key[order], s_conn[order], s_t[order], s_code[order]
+
+    def lookup(conn: IntArray, t_ns: IntArray) -> tuple[np.ndarray, IntArray, IntArray]:
+        if s_key.size == 0 or conn.size == 0:
+            none = np.zeros(conn.size, dtype=np.int64)
+            return np.zeros(conn.size, dtype=np.int8), none, none.copy()
+        at = np.searchsorted(s_key, ranks.key(conn, t_ns), side="right") - 1
+        hit = at >= 0
+        hit[hit] = s_conn[at[hit]] == conn[hit]
+        code = np.where(hit, s_code[np.maximum(at, 0)], StatusCode.UNKNOWN).astype(np.int8)
+        since = np.where(hit, s_t[np.maximum(at, 0)], 0)
+        nxt = np.minimum(at + 1, s_key.size - 1)
+        later = (at + 1 < s_key.size) & (s_conn[nxt] == conn)
+        until = np.where(later, s_t[nxt], 0)
+        return code, since.astype(np.int64), until.astype(np.int64)
+
+    return lookup
 
 
 class _Ranks:

@@ -86,20 +86,11 @@ class SessionBatch:
     def sessions_only(self, stop_ns: IntArray | None = None) -> SessionBatch:
         """The same rows without their samples (zero columns, nothing of the sample arrays
         kept alive); ``stop_ns`` replaces the stops when given."""
-        n = self.n_sessions
-        fields: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            if name == "extra":
-                continue
-            value = getattr(self, name)
-            if value.ndim == 2:
-                fields[name] = np.empty((n, 0), dtype=value.dtype)
-            else:
-                fields[name] = value.copy()
-        fields["n_samples"] = np.zeros(n, dtype=np.int64)
+        batch = self._with_width(0)
+        batch.n_samples[:] = 0
         if stop_ns is not None:
-            fields["stop_ns"] = np.asarray(stop_ns, dtype=np.int64).copy()
-        return SessionBatch(**fields)
+            batch.stop_ns[:] = stop_ns
+        return batch
 
     @classmethod
     def concatenate(cls, batches: list[SessionBatch]) -> SessionBatch:
@@ -123,16 +114,21 @@ class SessionBatch:
     def padded(self, width: int) -> SessionBatch:
         """The same rows with at least ``width`` sample columns, the new ones padding (NaN,
         0, ``valid`` False); copies, so the new columns can be written."""
+        return self._with_width(max(self.n_steps, width))
+
+    def _with_width(self, width: int) -> SessionBatch:
+        """Copies of every array, the sample arrays ``width`` columns wide: cut, or padded
+        with NaN (floats) and 0 (the rest: ``valid`` False)."""
         fields: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             if name == "extra":
                 continue
             value = getattr(self, name)
             if value.ndim == 2:
-                n, m = value.shape
+                kept = min(value.shape[1], width)
                 pad = np.nan if value.dtype.kind == "f" else 0
-                wide = np.full((n, max(m, width)), pad, dtype=value.dtype)
-                wide[:, :m] = value
+                wide = np.full((value.shape[0], width), pad, dtype=value.dtype)
+                wide[:, :kept] = value[:, :kept]
                 fields[name] = wide
             else:
                 fields[name] = value.copy()

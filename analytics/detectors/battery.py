@@ -410,16 +410,6 @@ class _SocEvidence:
         res = soc_resolution_pct(soc, has)
         begins = _begins(soc)
         lo_step, hi_step = energy_bounds(prep)
-        # without a register on both ends, power between two readings is not bounded by
-        # theirs: a charge that ramps up after a reading taken in its first seconds and stops
-        # before the next reading shows neither its plateau nor its energy. The most such a
-        # step can have delivered is the session's highest power read over it (a SoC that
-        # rose 26 % in 10 min between 14.6 kW in the ramp and 22 W at rest, the car having
-        # drawn about 95 kW in between, was called impossible: an independently written
-        # fleet, seed 243, a stall read every 10 min)
-        counted = prep.has_energy[:, :-1] & prep.has_energy[:, 1:]
-        peak_wh = np.nan_to_num(prep.peak_power_w)[:, None] * prep.dt_s / 3600.0
-        hi_step = np.where(counted, hi_step, np.fmax(hi_step, peak_wh))
         lo, hi = cumulative_wh(lo_step), cumulative_wh(hi_step)
         segment = np.concatenate((np.zeros((n, 1)), np.cumsum(np.isnan(hi_step), axis=1)), 1)
         held_w = _held_power_w(prep.power_w)

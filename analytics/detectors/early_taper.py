@@ -634,6 +634,13 @@ class EarlyTaper(BaseDetector):
         need = np.where(np.isnan(need), self.min_steps, np.clip(need, 2, self.min_steps))
         return np.asarray(need, dtype=np.float64)[:, None]
 
+    def _held_for(self, run: Runs, need: FloatArray) -> FloatArray:
+        """Evidence of a stretch so far: the lesser of its time over ``min_duration_s`` and its
+        steps over the steps it ``need``s (``_steps_needed``), one more each."""
+        return np.asarray(
+            np.minimum(run.total / self.min_duration_s, (run.length + 1) / (need + 1))
+        )
+
     def _rebound_factor(self) -> float:
         """How many times the dip's power the climb must reach: ``rebound_limit`` with the
         band's margin for meter noise and cars not seen yet (``band_margin``)."""
@@ -683,16 +690,10 @@ class EarlyTaper(BaseDetector):
         below = (f.cell >= 0) & (f.ratio < f.floor)
         slow = below[:, 1:] & below[:, :-1]
         band_run = runs(slow, prep.dt_s)
-        x_band = np.where(
-            slow,
-            np.minimum(
-                band_run.total / self.min_duration_s,
-                (band_run.length + 1) / (self._steps_needed(prep) + 1),
-            ),
-            0.0,
-        )
+        need = self._steps_needed(prep)
+        x_band = np.where(slow, self._held_for(band_run, need), 0.0)
         x_step, step_run, fall_from = self._step(prep, f, step_below)
-        x_rebound, rebound_run, soon = self._rebound(prep, f)
+        x_rebound, rebound_run, soon = self._rebound(prep, f, need)
 
         at_band = nan_argmax(x_band)
         at_step = nan_argmax(x_step)
@@ -899,16 +900,18 @@ class EarlyTaper(BaseDetector):
         before[rows] = np.where(add, before_w, before[rows])
         origin[rows] = np.where(add, origin_w, origin[rows])
 
-    def _rebound(self, prep: Prepared, f: _Taper) -> tuple[FloatArray, Runs, FloatArray]:
+    def _rebound(
+        self, prep: Prepared, f: _Taper, need: FloatArray
+    ) -> tuple[FloatArray, Runs, FloatArray]:
         """Evidence per step of a DC dip that the session climbs out of at once.
 
         The dip: readings ``Charging`` (under 100 % SoC, above ``near_zero_w``), fallen under
         ``band_margin`` of the highest power so far, and under 1 / ``_rebound_factor`` of the
         climb after them: the most that two later such readings in a row both draw, up to what
         is offered at the dip's reading (a lower offer explains the dip). A battery's
-        acceptance does not climb back (``REBOUND_LIMIT``). Held like the band: ``min_steps``
-        steps and ``min_duration_s``, so that it is a derating, not a limit message in flight
-        or a car's pause of a minute or two.
+        acceptance does not climb back (``REBOUND_LIMIT``). Held like the band: the steps it
+        ``need``s (``_steps_needed``) and ``min_duration_s``, so that it is a derating, not a
+        limit message in flight or a car's pause of a minute or two.
 
         The climb out of it must be abrupt: within ``rebound_within_s`` or two sampling
         intervals (whichever is longer) of the dip's last reading, power is back above
@@ -976,14 +979,7 @@ class EarlyTaper(BaseDetector):
             lowest = np.nanmin(p[r, int(run.first[r, c]) : c + 2])
             if end_level[r, c] > factor * lowest:
                 abrupt[r, c] = False
-        x = np.where(
-            abrupt,
-            np.minimum(
-                run.total / self.min_duration_s,
-                (run.length + 1) / (self._steps_needed(prep) + 1),
-            ),
-            0.0,
-        )
+        x = np.where(abrupt, self._held_for(run, need), 0.0)
         return np.asarray(x), run, soon
 
     def _describe_rebound(

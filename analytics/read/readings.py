@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.assemble import status_lookup
 from analytics.batch import NO_TIME, SessionBatch, StatusCode
 from analytics.read.partition import SESSION_LOOKBACK_NS
 from chargewatch.catalog import SessionRow
@@ -136,13 +137,8 @@ def _one_row(
     status_code: np.ndarray,
 ) -> SessionBatch:
     m = int(t_ns.size)
-    at = np.searchsorted(status_t, t_ns, side="right") - 1
-    status = np.where(at >= 0, status_code[np.maximum(at, 0)] if status_code.size else 0, 0)
-    since = np.where(at >= 0, status_t[np.maximum(at, 0)] if status_t.size else 0, 0)
-    later = at + 1 < status_t.size
-    until = np.where(
-        later, status_t[np.minimum(at + 1, status_t.size - 1)] if status_t.size else 0, 0
-    )
+    lookup = status_lookup(np.zeros(status_t.size, dtype=np.int64), status_t, status_code)
+    status, since, until = lookup(np.zeros(m, dtype=np.int64), t_ns)
 
     def one(value: object) -> np.ndarray:
         out = np.empty(1, dtype=object)
@@ -165,8 +161,8 @@ def _one_row(
         t_ns=t_ns[None, :].copy(),
         valid=np.ones((1, m), dtype=bool),
         arrival=np.arange(m, dtype=np.int64)[None, :],
-        status=np.asarray(status, dtype=np.int8)[None, :],
-        status_since_ns=np.asarray(since, dtype=np.int64)[None, :],
-        status_until_ns=np.asarray(until, dtype=np.int64)[None, :],
+        status=status[None, :],
+        status_since_ns=since[None, :],
+        status_until_ns=until[None, :],
         **samples,
     )
