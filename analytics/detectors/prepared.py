@@ -429,7 +429,7 @@ def _fix_rows(
     )
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
     _continue_stepped_runs(disorder, back_ns)
-    late = disorder & _delivered_late(disorder, back_ns, valid, columns, _interval_ns(t, valid))
+    late = disorder & _delivered_late(disorder, back_ns, t, valid, columns, _interval_ns(t, valid))
     np.copyto(back_ns, -np.inf, where=late)
     disorder &= ~late
     trusted = plausible & ~disorder
@@ -560,6 +560,7 @@ def _interval_ns(t: IntArray, valid: BoolArray) -> FloatArray:
 def _delivered_late(
     disorder: BoolArray,
     back_ns: FloatArray,
+    t: IntArray,
     valid: BoolArray,
     columns: dict[str, FloatArray],
     interval_ns: FloatArray,
@@ -571,28 +572,44 @@ def _delivered_late(
       measured before that one, as its stamp says. A clock stepped back stamps a later
       measurement earlier: its register is the highest yet. (Both count up while charging; a
       flat register tells nothing.)
-    - Without such evidence (and none against it: a register above all before it was read
-      after them): it is alone (the readings arriving just before and after it are
-      in order) and at most ``LATE_DELIVERY_MAX_S`` behind, or ``LATE_DELIVERY_INTERVALS``
-      sampling intervals (``interval_ns``, per row): the stream goes on at the right time after
-      it, where a stepped clock would go on from its wrong time.
+    - Without such evidence (and none against it: a register above those of the readings
+      that arrived before it stamped later, read after them): it is alone (the readings
+      arriving just before and after it are in order) and at most ``LATE_DELIVERY_MAX_S``
+      behind, or ``LATE_DELIVERY_INTERVALS`` sampling intervals (``interval_ns``, per row):
+      the stream goes on at the right time after it, where a stepped clock would go on from
+      its wrong time.
     Independently written fleets deliver a few readings late (blind fleet seed 23: 27 normal
     sessions were flagged ``clock_fault`` for one such reading; seed 72 with stations sampling
-    every 10 min: one reading 10 min late)."""
+    every 10 min: one reading 10 min late). Evidence against compares only with the readings
+    it is out of order with: a SoC above that of a reading stamped (and measured) before it
+    says nothing (seed 334 with stations sampling every 10 min, 456112: a reading with SoC
+    retried after one from a car that had stopped reporting SoC, read as a stepped clock)."""
     k, m = valid.shape
     evidence = np.zeros((k, m), dtype=bool)
     against = np.zeros((k, m), dtype=bool)
+    behind_ns = np.fmax(LATE_DELIVERY_MAX_S * NS_PER_S, LATE_DELIVERY_INTERVALS * interval_ns)
+    near = disorder & (back_ns <= behind_ns[:, None])  # the readings that may have come late
+    stamps = np.where(valid, t, _INT_MIN)
+    latest = np.maximum.accumulate(stamps, axis=1)
     for name in ("energy_wh", "soc_pct"):
         col = np.where(valid, columns[name], np.nan)
         running = np.fmax.accumulate(col, axis=1)
         before = np.concatenate((np.full((k, 1), np.nan), running[:, :-1]), axis=1)
         evidence |= col < before  # NaN on either side compares False
-        against |= col > before  # measured after everything that arrived before it
+        # the highest value among the readings that arrived before it, stamped after it: by
+        # lag, until no earlier arrival is stamped after any reading that may have come late
+        # (``latest``; those are at most ``behind_ns`` of readings back)
+        ahead = np.full((k, m), np.nan)
+        for lag in range(1, m):
+            if not ((latest[:, :-lag] > stamps[:, lag:]) & near[:, lag:]).any():
+                break
+            later = np.where(stamps[:, :-lag] > stamps[:, lag:], col[:, :-lag], np.nan)
+            np.fmax(ahead[:, lag:], later, out=ahead[:, lag:])
+        against |= col > ahead  # measured after the readings it is out of order with
     pad = np.zeros((k, 1), dtype=bool)
     prev_bad = np.concatenate((pad, disorder[:, :-1]), axis=1)
     next_bad = np.concatenate((disorder[:, 1:], pad), axis=1)
-    behind_ns = np.fmax(LATE_DELIVERY_MAX_S * NS_PER_S, LATE_DELIVERY_INTERVALS * interval_ns)
-    alone = ~prev_bad & ~next_bad & (back_ns <= behind_ns[:, None]) & ~against
+    alone = ~prev_bad & ~next_bad & near & ~against
     return np.asarray(evidence | alone)
 
 

@@ -301,6 +301,38 @@ def normal_dc_paused_by_the_charger_between_two_readings_every_fifteen_minutes()
     ]
 
 
+def normal_dc_offer_lowered_and_lifted_between_readings_every_fifteen_minutes() -> list[Spec]:
+    # a 50 kW DC station sampling every 15 min: the charger lowers its offer to 23.8 kW some time
+    # before a reading (which shows 23.7 kW) and lifts it some time after; the register took 46
+    # and 32 kW on average over the two steps, the trapezoid 37 and 24 (blind fleet seed 332
+    # with --sparse-sampling 0.7, TX-0149-570816: "+28 %" meter_mismatch on a normal session)
+    at = np.array([570.0, 1_470.0, 2_370.0])
+    offered = [50_000.0, 23_846.0, 50_000.0]
+    spec = from_power(at, np.array([50_206.0, 23_730.0, 25_111.0]), offered_w=offered)
+    return [with_(spec, energy_wh=[4_000_407.0, 4_012_036.0, 4_020_035.0], start_s=0.0)]
+
+
+def _offer_moved_in_one_step_of_eight(scale: float) -> Spec:
+    # 50 kW held for 15 min steps, the offer lowered to 25 kW inside the fourth (the readings
+    # around it show 50 and 25 kW, the register 40 kW on average): that step is left out, and
+    # the others still tell the meter's scale
+    at = np.arange(8) * 900.0 + 301.37
+    power = np.array([50_000.0] * 4 + [25_000.0] * 4)
+    spec = from_power(at, power, offered_w=power.copy())
+    step_wh = np.diff(np.asarray(spec.energy_wh))
+    step_wh[3] = 10_000.0  # 40 kW on average: the offer moved 12 min into the step
+    register = 2_000_000.0 + np.concatenate(([0.0], np.cumsum(step_wh * scale)))
+    return with_(spec, energy_wh=list(register), start_s=0.0)
+
+
+def normal_offer_moved_in_one_step_of_eight() -> list[Spec]:
+    return [_offer_moved_in_one_step_of_eight(1.0)]
+
+
+def meter_mismatch_offer_moved_in_one_step_of_eight() -> list[Spec]:
+    return [_offer_moved_in_one_step_of_eight(0.8)]
+
+
 def stall_after_a_first_reading_in_the_ramp_two_minutes_before() -> list[Spec]:
     # the first reading 10 s after the start, in the ramp at 33 kW; the next one exactly 2 min
     # later at rest, the register 4.3 kWh up (130 kW in between); then 28 min at rest at 29 %
@@ -564,6 +596,17 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         "DC every 15 min, paused by the charger between two readings",
         normal_dc_paused_by_the_charger_between_two_readings_every_fifteen_minutes,
         set(),
+    ),
+    (
+        "DC every 15 min, the offer lowered and lifted between readings",
+        normal_dc_offer_lowered_and_lifted_between_readings_every_fifteen_minutes,
+        set(),
+    ),
+    ("the offer moved in one step of eight", normal_offer_moved_in_one_step_of_eight, set()),
+    (
+        "the offer moved in one step of eight, the meter 20 % short",
+        meter_mismatch_offer_moved_in_one_step_of_eight,
+        {"meter_mismatch"},
     ),
     (
         "a data gap among few readings stamped in whole minutes",

@@ -70,6 +70,20 @@ def reading_delivered_late_every_ten_minutes() -> Spec:
     return with_(spec, arrival=list(arrival), energy_wh=None, session_id="S4")
 
 
+def reading_with_soc_delivered_late_after_one_without() -> Spec:
+    # 50 kW DC sampled every 10 min, power and SoC; the car stops reporting SoC after its
+    # second reading, and that reading (SoC 22 %) is retried and lands after the third (no
+    # SoC), 10 min behind it. Its SoC is above the first's, which it follows by its stamp too:
+    # no evidence of a stepped clock (blind fleet seed 334 with --sparse-sampling 0.9, 456112)
+    t = np.arange(0.0, 50 * MIN + 1e-9, 10 * MIN) + 280.0
+    p = np.full(t.size, 50_000.0)
+    spec = from_power(t, p, offered_w=50_000.0)
+    arrival = np.arange(t.size)
+    arrival[1], arrival[2] = 2, 1
+    soc = [12.0, 22.0] + [np.nan] * (t.size - 2)
+    return with_(spec, arrival=list(arrival), energy_wh=None, soc_pct=soc, session_id="S6")
+
+
 def clock_stepped_back_one_reading_every_ten_minutes() -> Spec:
     # the same station, but one reading stamped 2 h back (local time written as UTC) and the
     # rest right: that reading is no late delivery
@@ -99,6 +113,7 @@ def test_a_reading_delivered_late_is_no_clock_fault() -> None:
             reading_delivered_late(),
             reading_delivered_late_without_register(),
             reading_delivered_late_every_ten_minutes(),
+            reading_with_soc_delivered_late_after_one_without(),
         ]
     )
     for kind, r in results.items():
