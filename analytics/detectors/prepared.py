@@ -513,6 +513,9 @@ def _continue_stepped_runs(disorder: BoolArray, back_ns: FloatArray) -> None:
 # LATE_DELIVERY_INTERVALS behind only where the station samples less often than every 30 min.
 LATE_DELIVERY_MAX_S = 5 * 60.0
 LATE_DELIVERY_INTERVALS = 2.0
+# A value that rose by at most this many of its smallest steps rose by its rounding (both ends
+# rounded: meter.ROUNDING_STEPS), which says nothing of when it was measured.
+LATE_ROUNDING_STEPS = 2.0
 
 
 def readings_sharing_stamp(t_ns: IntArray, valid: BoolArray) -> tuple[FloatArray, FloatArray]:
@@ -598,14 +601,24 @@ def _delivered_late(
         evidence |= col < before  # NaN on either side compares False
         # the highest value among the readings that arrived before it, stamped after it: by
         # lag, until no earlier arrival is stamped after any reading that may have come late
-        # (``latest``; those are at most ``behind_ns`` of readings back)
+        # (``latest``; those are at most ``behind_ns`` of readings back); above it by more than
+        # the values' rounding (LATE_ROUNDING_STEPS of their smallest step: an idle register
+        # wavers by 1 Wh, seed 314, 505839)
+        steps = np.abs(np.diff(col, axis=1)) if m > 1 else np.zeros((k, 0))
+        if name == "energy_wh":
+            unit = register_resolution_wh(steps, col)
+        else:  # SoC in whole percents or finer
+            smallest = np.fmin.reduce(steps, axis=1, where=steps > 0, initial=np.nan)
+            unit = np.fmin(np.nan_to_num(smallest, nan=1.0), 1.0)
+        rounding = LATE_ROUNDING_STEPS * unit
         ahead = np.full((k, m), np.nan)
         for lag in range(1, m):
             if not ((latest[:, :-lag] > stamps[:, lag:]) & near[:, lag:]).any():
                 break
             later = np.where(stamps[:, :-lag] > stamps[:, lag:], col[:, :-lag], np.nan)
             np.fmax(ahead[:, lag:], later, out=ahead[:, lag:])
-        against |= col > ahead  # measured after the readings it is out of order with
+        # measured after the readings it is out of order with
+        against |= col > ahead + rounding[:, None]
     pad = np.zeros((k, 1), dtype=bool)
     prev_bad = np.concatenate((pad, disorder[:, :-1]), axis=1)
     next_bad = np.concatenate((disorder[:, 1:], pad), axis=1)

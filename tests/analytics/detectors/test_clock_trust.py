@@ -84,6 +84,39 @@ def reading_with_soc_delivered_late_after_one_without() -> Spec:
     return with_(spec, arrival=list(arrival), energy_wh=None, soc_pct=soc, session_id="S6")
 
 
+def idle_reading_delivered_late_a_watt_hour_above() -> Spec:
+    # 7.4 kW AC for 20 min, then the car is full (SuspendedEV) and the register (whole Wh)
+    # wavers by 1 Wh at rest; read every 30 s and stamped in whole minutes. One reading
+    # arrives after the next minute's, 1 Wh above it: that is the register's rounding, no
+    # sign that it was measured later (blind fleet seed 314, 505839, read as a clock fault)
+    true_t = np.arange(0.0, 40 * MIN + 1e-9, 30.0)
+    p = np.where(true_t <= 20 * MIN, 7_400.0, 0.0)
+    status = np.where(p > 0, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    spec = from_power(true_t, p, offered_w=7_400.0, status=status)
+    register = np.asarray(spec.energy_wh)
+    register[true_t > 20 * MIN] = register[true_t > 20 * MIN][0] + (
+        (np.arange(int((true_t > 20 * MIN).sum())) + 1) % 2
+    )
+    # a reading at hh:30 s (stamped hh:00) 1 Wh above the next one (stamped a minute later)
+    late = next(
+        i
+        for i in range(true_t.size - 1)
+        if true_t[i] > 30 * MIN and true_t[i] % MIN and register[i] == register[i + 1] + 1
+    )
+    arrival = np.arange(true_t.size)
+    arrival[late], arrival[late + 1] = late + 1, late
+    order = np.argsort(arrival)
+    return with_(
+        spec,
+        t_s=list(np.floor(true_t[order] / MIN) * MIN),
+        energy_wh=list(register[order]),
+        power_w=list(p[order]),
+        status=[int(v) for v in status[order]],
+        arrival=list(range(true_t.size)),
+        session_id="S7",
+    )
+
+
 def clock_stepped_back_one_reading_every_ten_minutes() -> Spec:
     # the same station, but one reading stamped 2 h back (local time written as UTC) and the
     # rest right: that reading is no late delivery
@@ -114,6 +147,7 @@ def test_a_reading_delivered_late_is_no_clock_fault() -> None:
             reading_delivered_late_without_register(),
             reading_delivered_late_every_ten_minutes(),
             reading_with_soc_delivered_late_after_one_without(),
+            idle_reading_delivered_late_a_watt_hour_above(),
         ]
     )
     for kind, r in results.items():
