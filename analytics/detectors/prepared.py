@@ -516,6 +516,10 @@ LATE_DELIVERY_INTERVALS = 2.0
 # A value that rose by at most this many of its smallest steps rose by its rounding (both ends
 # rounded: meter.ROUNDING_STEPS), which says nothing of when it was measured.
 LATE_ROUNDING_STEPS = 2.0
+# ... compared with at most this many readings that arrived before it (a retried MeterValues
+# lands after the next one or two; a row whose every stamp is out of order would otherwise cost
+# its length squared)
+LATE_AHEAD_ARRIVALS = 32
 
 
 def readings_sharing_stamp(t_ns: IntArray, valid: BoolArray) -> tuple[FloatArray, FloatArray]:
@@ -612,7 +616,7 @@ def _delivered_late(
             unit = np.fmin(np.nan_to_num(smallest, nan=1.0), 1.0)
         rounding = LATE_ROUNDING_STEPS * unit
         ahead = np.full((k, m), np.nan)
-        for lag in range(1, m):
+        for lag in range(1, min(m, LATE_AHEAD_ARRIVALS + 1)):
             if not ((latest[:, :-lag] > stamps[:, lag:]) & near[:, lag:]).any():
                 break
             later = np.where(stamps[:, :-lag] > stamps[:, lag:], col[:, :-lag], np.nan)
