@@ -24,6 +24,7 @@ from analytics.detectors.energy import cumulative_wh, energy_bounds
 from analytics.detectors.meter import meter_values_resolution_wh
 from analytics.detectors.prepared import (
     HISTORY_COMPLETE_NS,
+    NS_PER_S,
     Prepared,
     prepared,
     row_blocks,
@@ -1100,7 +1101,7 @@ def _with_stop_reading(
     t_last = pick(batch.t_ns, last)
     e_last = pick(batch.energy_wh, last)
     p_last = pick(batch.power_w, last)
-    tail_s = (batch.stop_ns - t_last) / 1e9
+    tail_s = (batch.stop_ns - t_last) / NS_PER_S
     tail_wh = batch.meter_stop_wh - e_last
     step_wh = meter_values_resolution_wh(e_last, batch.meter_stop_wh)
     with np.errstate(invalid="ignore", divide="ignore"):
