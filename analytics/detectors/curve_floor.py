@@ -121,7 +121,6 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
         powers.append(np.interp(soc, at_pct, [q["power"] for q in points]))
     usable = np.array([float(car.get("usable_battery_size") or 0.0) for car in cars])
     tiers = []
-    deep = []
     for span in STEP_SPANS_PCT:
         first = _first_fallen(powers, soc, span, 1.0 - STEP_DROP)
         lowest = float(first.min())
@@ -136,33 +135,8 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
         )
     # the step over the wide spans too: a fall that wide between two readings is judged by the
     # narrowest of them that holds it (early_taper's ``_add_wide_falls``)
-    wide = []
-    for span in WIDE_SPANS_PCT:
-        first = _first_fallen(powers, soc, span, 1.0 - STEP_DROP)
-        lowest = float(first.min())
-        wide.append(
-            {
-                "soc_span_pct": span,
-                "first_fallen_soc_pct": lowest,
-                "complete_below_soc_pct": min(
-                    round(lowest - STEP_MARGIN_PCT, 1), float(STEP_CAP_SOC_PCT)
-                ),
-                "set_by": _models(cars, first == lowest),
-            }
-        )
-    for span in DEEP_SPANS_PCT:
-        first = _first_fallen(powers, soc, span, DEEP_KEEP)
-        lowest = float(first.min())
-        deep.append(
-            {
-                "soc_span_pct": span,
-                "first_fallen_soc_pct": lowest,
-                "complete_below_soc_pct": min(
-                    round(lowest - STEP_MARGIN_PCT, 1), float(STEP_CAP_SOC_PCT)
-                ),
-                "set_by": _models(cars, first == lowest),
-            }
-        )
+    wide = [_capped_tier(cars, powers, soc, span, 1.0 - STEP_DROP) for span in WIDE_SPANS_PCT]
+    deep = [_capped_tier(cars, powers, soc, span, DEEP_KEEP) for span in DEEP_SPANS_PCT]
     return {
         "drop": STEP_DROP,
         "tiers": tiers,
@@ -170,6 +144,21 @@ def step_limits(cars: list[dict[str, Any]]) -> dict[str, Any]:
         "derivation": STEP_DERIVATION,
         "by_capacity_derivation": BY_CAPACITY_DERIVATION,
         "deep": {"keep": DEEP_KEEP, "tiers": deep, "derivation": DEEP_DERIVATION},
+    }
+
+
+def _capped_tier(
+    cars: list[dict[str, Any]], powers: list[FloatArray], soc: FloatArray, span: float, keep: float
+) -> dict[str, Any]:
+    """The tier of falls to under ``keep`` over ``span`` % of SoC: where a curve first falls
+    that far, less the margin, capped at ``STEP_CAP_SOC_PCT``."""
+    first = _first_fallen(powers, soc, span, keep)
+    lowest = float(first.min())
+    return {
+        "soc_span_pct": span,
+        "first_fallen_soc_pct": lowest,
+        "complete_below_soc_pct": min(round(lowest - STEP_MARGIN_PCT, 1), float(STEP_CAP_SOC_PCT)),
+        "set_by": _models(cars, first == lowest),
     }
 
 

@@ -62,12 +62,19 @@ def reading_delivered_late_without_register() -> Spec:
 def reading_delivered_late_every_ten_minutes() -> Spec:
     # 7.4 kW AC sampled every 10 min, power only; one MeterValues retried lands after the next
     # one, 10 min behind it (blind fleet seed 72 with --sparse-sampling 0.5, evse-0020, 849062)
-    t = np.arange(0.0, 70 * MIN + 1e-9, 10 * MIN) + 35.0
-    p = np.full(t.size, 7_400.0)
-    spec = from_power(t, p, offered_w=7_400.0)
+    return _retried_every_ten_minutes(7_400.0, 35.0, 70.0, 4, session_id="S4")
+
+
+def _retried_every_ten_minutes(
+    power_w: float, first_s: float, minutes: float, late: int, **changes: object
+) -> Spec:
+    """Steady ``power_w`` read every 10 min from ``first_s`` for ``minutes``, power only; the
+    reading at ``late`` lands after the next one."""
+    t = np.arange(0.0, minutes * MIN + 1e-9, 10 * MIN) + first_s
+    spec = from_power(t, np.full(t.size, power_w), offered_w=power_w)
     arrival = np.arange(t.size)
-    arrival[4], arrival[5] = 5, 4
-    return with_(spec, arrival=list(arrival), energy_wh=None, session_id="S4")
+    arrival[late], arrival[late + 1] = late + 1, late
+    return with_(spec, arrival=list(arrival), energy_wh=None, **changes)
 
 
 def reading_with_soc_delivered_late_after_one_without() -> Spec:
@@ -75,13 +82,8 @@ def reading_with_soc_delivered_late_after_one_without() -> Spec:
     # second reading, and that reading (SoC 22 %) is retried and lands after the third (no
     # SoC), 10 min behind it. Its SoC is above the first's, which it follows by its stamp too:
     # no evidence of a stepped clock (blind fleet seed 334 with --sparse-sampling 0.9, 456112)
-    t = np.arange(0.0, 50 * MIN + 1e-9, 10 * MIN) + 280.0
-    p = np.full(t.size, 50_000.0)
-    spec = from_power(t, p, offered_w=50_000.0)
-    arrival = np.arange(t.size)
-    arrival[1], arrival[2] = 2, 1
-    soc = [12.0, 22.0] + [np.nan] * (t.size - 2)
-    return with_(spec, arrival=list(arrival), energy_wh=None, soc_pct=soc, session_id="S6")
+    soc = [12.0, 22.0] + [np.nan] * 4
+    return _retried_every_ten_minutes(50_000.0, 280.0, 50.0, 1, soc_pct=soc, session_id="S6")
 
 
 def idle_reading_delivered_late_a_watt_hour_above() -> Spec:
