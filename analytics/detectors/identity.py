@@ -108,7 +108,11 @@ class UnauthorizedEnergy(BaseDetector):
         end = np.where(use_values, batch.stop_ns, end)
         peak = row_max(prep.power_w)
         not_scored = np.full(batch.n_sessions, None, dtype=object)
-        not_scored[concerned & (prep.count == 0)] = "no readings with a trustworthy time"
+        # without readings, the transaction's meter values still count (a short session on a
+        # station sampling every 15 min may hold none: 7.8 kWh on a Blocked card in 12 min,
+        # seed 341 with --sparse-sampling 1.0, TX-0161-241250, "not scored")
+        no_readings = concerned & (prep.count == 0) & ~use_values
+        not_scored[no_readings] = "no readings with a trustworthy time, and no meter values"
 
         def describe(rows: np.ndarray) -> list[str]:
             out = []
