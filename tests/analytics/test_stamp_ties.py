@@ -191,3 +191,32 @@ def test_a_soc_that_falls_within_a_minute_while_power_flows_is_seen() -> None:
     soc[33:] = [v - 25.0 for v in soc[33:]]
     flags = _flags(_session("soc", "ST-3", _registers(n), soc=soc))
     assert "soc_inconsistent" in {f.kind for f in flags}, flags
+
+
+def test_a_register_that_falls_part_of_a_step_within_a_minute_is_still_a_fall() -> None:
+    # 09:11:20 (33) reads 58 Wh below 09:11:00, then the register goes on as before: sorted
+    # within the minute it would fit between the minutes around it, but with steps of 64, 58,
+    # 244 Wh where the readings around rise by 122 a reading: no late reading gives that pace
+    # (an independently written fleet with every station stamping whole minutes, seed 343,
+    # ec600417: -58 Wh among steps of 31 Wh, unseen)
+    registers = _registers(60)
+    registers[33] = registers[32] - 58.0
+    flags = _flags(_session("glitch", "ST-4", registers))
+    assert "meter_backwards" in {f.kind for f in flags}, flags
+
+
+def test_a_coarse_register_sent_late_within_its_stamp_is_still_sorted() -> None:
+    # a meter counting in 100 Wh read four times a minute rises by 0 or 100 Wh a reading: its
+    # pace (100 Wh) is one step of the meter, so sorted values may repeat
+    t = [1] * 4 + [2] * 4 + [3] * 4
+    arrived = [1000.0, 1000.0, 1100.0, 1100.0, 1200.0, 1300.0, 1200.0, 1300.0]
+    arrived += [1400.0, 1400.0, 1500.0, 1500.0]
+    assert order_of(t, arrived) == [0, 1, 2, 3, 4, 6, 5, 7, 8, 9, 10, 11]
+
+
+def test_a_reading_sent_late_among_regular_steps_is_sorted_in() -> None:
+    # 31 Wh a reading, four readings a minute; the third of minute 2 arrived after the fourth
+    t = [1] * 4 + [2] * 4 + [3] * 4
+    registers = [1000.0 + 31.0 * k for k in range(12)]
+    arrived = [*registers[:6], registers[7], registers[6], *registers[8:]]
+    assert order_of(t, arrived) == [0, 1, 2, 3, 4, 5, 7, 6, 8, 9, 10, 11]
