@@ -76,3 +76,15 @@ def fleet_span(events: Path) -> tuple[int, int, int]:
     begin = int(rx_ns.min()) // HOUR_NS * HOUR_NS
     end = -(-(int(rx_ns.max()) + RX_BAND_NS) // HOUR_NS) * HOUR_NS
     return begin, end, sum(1 for name in names if name is not None)
+
+
+def own_peak_mb() -> float:
+    """This process's peak resident memory since its exec (``VmHWM``), in MB. Not the rusage a
+    parent reads with ``wait4``, nor ``RUSAGE_SELF``: Linux keeps a process's highest RSS across
+    ``exec``, so a child forked from a benchmark that holds the fleet it loaded reports at least
+    the benchmark's own size (bench/window.py on a fleet of 851 k events: 798 MB for all three
+    of its modes)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

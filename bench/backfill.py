@@ -24,7 +24,6 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,16 +34,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._fleet import load_fleet, simulate_fleet
+from bench._fleet import load_fleet, own_peak_mb, simulate_fleet
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
 
 KEY = b"bench-backfill-key-0123456789abcdef"
 NS = 1_000_000_000
-
-
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
 def child(mode: str, url: str, database: str, state: Path, args: argparse.Namespace) -> None:
@@ -66,13 +61,13 @@ def child(mode: str, url: str, database: str, state: Path, args: argparse.Namesp
             began = time.perf_counter()
             report = backfill(client, source, since, until)
             out["seconds"] = time.perf_counter() - began
-            workers = client.run(_max_rss_mb)
+            workers = client.run(own_peak_mb)
         flags = report.flags
         out["tasks"] = report.progress.tasks
         out["task_seconds"] = report.task_seconds
         out["sessions"] = report.progress.sessions
         out["worker_rss_mb"] = sorted(workers.values())
-        out["client_rss_mb"] = _max_rss_mb()
+        out["client_rss_mb"] = own_peak_mb()
         out["max_rss_mb"] = sum(workers.values()) + out["client_rss_mb"]
     else:
         store = StateStore(f"sqlite:///{state}")
@@ -83,6 +78,7 @@ def child(mode: str, url: str, database: str, state: Path, args: argparse.Namesp
         store.close()
         out["tasks"] = 1
         out["sessions"] = found.sessions
+        out["max_rss_mb"] = own_peak_mb()
     out["flags"] = len(flags)
     out["pairs"] = sorted(
         {
@@ -99,12 +95,10 @@ def measure(mode: str, url: str, state: Path, args: argparse.Namespace) -> dict[
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     text = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status = os.waitpid(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{mode} run failed ({os.waitstatus_to_exitcode(status)})")
     found: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
-    if mode == "one":
-        found["max_rss_mb"] = usage.ru_maxrss / 1024
     return found
 
 

@@ -1,7 +1,7 @@
 """Benchmark: the scheduled job's time and peak memory against the file path, same events.
 
 A simulated fleet is loaded into a private InfluxDB with ``chargewatch ingest``'s code, then each
-of these runs in a child process of its own (its peak memory is the child's max RSS):
+of these runs in a child process of its own (its peak memory is the child's own, ``VmHWM``):
 
 - ``file``: the file path, ``detect --input`` (the baseline);
 - ``range``: ``detect --since/--until`` over the whole fleet as one window;
@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._fleet import fleet_span, load_fleet, simulate_fleet
+from bench._fleet import fleet_span, load_fleet, own_peak_mb, simulate_fleet
 from chargewatch.influx import InfluxClient, LocalInfluxd
 from chargewatch.influx.server import free_port
 
@@ -143,6 +143,7 @@ def child(mode: str, events: Path, url: str, database: str, args: argparse.Names
         out["pairs"] = sorted(pairs(flags if mode == "file" else stored_flags(client)))
     state.close()
     client.close()
+    out["peak_mb"] = own_peak_mb()
     print(json.dumps(out))
 
 
@@ -213,12 +214,12 @@ def measure(
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     text = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status = os.waitpid(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} run failed ({proc.returncode})")
     found: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
-    found["max_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    found["max_rss_mb"] = found.pop("peak_mb")  # the child's own (``own_peak_mb``)
     found["influxd_cpu_s"] = process_cpu_s(influxd_pid) - influxd_before
     return found
 
