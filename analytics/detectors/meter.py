@@ -258,12 +258,56 @@ def jump_allowance_wh(
     span_s = register_span_s(prep)
     if span_s.shape[1] == 0:
         return span_s
+    held = span_s > prep.dt_s  # counted from a reading before the step's own (NaN: False)
     # in place on the one temporary
     allowed = span_s
     allowed += (prep.time_resolution_s + jitter_s)[:, None]
     allowed *= (rated_w * (1.0 + rated_margin) / 3600.0)[:, None]
     allowed += (resolution_steps * prep.resolution_wh)[:, None]
+    rows = np.flatnonzero(held.any(axis=1))
+    if rows.size:  # a hold lends the rating no more than its power readings allow
+        sub = take_rows(prep, rows)
+        own = sub.dt_s + (sub.time_resolution_s + jitter_s)[:, None]
+        own *= (rated_w[rows] * (1.0 + rated_margin) / 3600.0)[:, None]
+        own += (resolution_steps * sub.resolution_wh)[:, None]
+        own += _hold_flow_wh(sub, rated_w[rows], rated_margin)
+        allowed[rows] = np.where(held[rows], np.fmin(allowed[rows], own), allowed[rows])
     return allowed
+
+
+# A register that held its value over readings with power (a hold, ``register_span_s``) may catch
+# up, at the step that ends it, on what flowed meanwhile: no more than the rating over the hold's
+# steps where power is unknown or read more than HOLD_READ_S apart, and where it is read closer,
+# the higher of each step's two readings (a car's draw does not climb above both ends of a step
+# of 2 min and come back unseen), both with the rating's margin. Without it a hold whose power
+# stopped soon after it began lent the rating its whole length: an 11 kW connector whose register,
+# counting in 100 Wh, held 4.6 h after a taper at 0.9 kW ended, then rose 700 Wh in 30 s at rest,
+# was allowed 58 kWh (an independently written fleet, seed 313, 701751).
+HOLD_READ_S = 120.0
+
+
+def _hold_flow_wh(prep: Prepared, rated_w: FloatArray, rated_margin: float) -> FloatArray:
+    """Per step ``(n, m - 1)``: the most that can have flowed over the steps of its hold before
+    it, from the reading the step counts from (``register_span_s``) to its own first reading
+    (``HOLD_READ_S``); 0 where the step counts from its own first reading."""
+    p, dt = prep.power_w, prep.dt_s
+    m = p.shape[1]
+    if m < 2:
+        return np.zeros((p.shape[0], max(m - 1, 0)))
+    close = ~np.isnan(p[:, 1:]) & ~np.isnan(p[:, :-1]) & (dt <= HOLD_READ_S)
+    rate = np.where(
+        close, np.fmin(np.fmax(p[:, 1:], p[:, :-1]), rated_w[:, None]), rated_w[:, None]
+    )
+    step_wh = np.nan_to_num(rate * dt) * ((1.0 + rated_margin) / 3600.0)
+    cum = np.zeros((p.shape[0], m))
+    np.cumsum(step_wh, axis=1, out=cum[:, 1:])
+    # the reading each step counts from, as ``register_span_s`` finds it
+    shown = _new_value(prep)
+    if m > 2:
+        shown = shown | ~_hold_flowed(prep, shown)
+    start = np.where(shown, np.arange(m - 1), 0)
+    np.maximum.accumulate(start, axis=1, out=start)
+    return np.asarray(cum[:, :-1] - np.take_along_axis(cum, start, axis=1))
 
 
 def _peak_bound(
@@ -679,11 +723,23 @@ class MeterJump(BaseDetector):
             # (worked out for the flagged rows only); the transaction's span for meter values
             flagged = take_rows(prep, rows)
             dt = pick(register_span_s(flagged), at[rows])
+            own_s = pick(flagged.dt_s, at[rows])
+            hold_wh = pick(_hold_flow_wh(flagged, rated[rows], self.rated_margin), at[rows])
             scale = register_scale(flagged)
             by_values = np.isin(rows, mv)
             dt[by_values] = mv_span_s[np.searchsorted(mv, rows[by_values])]
+            # a step that ends a hold: its own time, and what the hold's power readings allow
+            # (``_hold_flow_wh``) where that bound is the one that held
+            held = ~by_values & (dt > own_s) & (hold_wh < rated[rows] * (dt - own_s) / 3600.0)
+            when = [
+                f"in {fmt_min(o)} after holding its value for {fmt_min(d - o)}, over which its"
+                f" power readings show at most {fmt_kwh(h)} could flow"
+                if hd
+                else f"in {fmt_min(d)}"
+                for d, o, h, hd in zip(dt, own_s, hold_wh, held, strict=True)
+            ]
             return [
-                f"register rose {fmt_kwh(step[i])} in {fmt_min(d)}; at most "
+                f"register rose {fmt_kwh(step[i])} {w}; at most "
                 f"{fmt_kwh(could[i])} possible at the connector's {fmt_kw(rated[i])}"
                 + (
                     f", or at the {fmt_kw(prep.peak_power_w[i])} its readings show at most"
@@ -697,7 +753,7 @@ class MeterJump(BaseDetector):
                     if round(float(k), 2) > 1.0 and not v
                     else ""
                 )
-                for i, d, v, k in zip(rows, dt, by_values, scale, strict=True)
+                for i, w, v, k in zip(rows, when, by_values, scale, strict=True)
             ]
 
         return build_result(

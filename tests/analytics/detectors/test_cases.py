@@ -186,6 +186,45 @@ def meter_jump_while_idle() -> list[Spec]:
     return [with_(spec, energy_wh=list(e), status=list(status))]
 
 
+def _coarse_register_held_after_a_taper(jump_wh: float) -> Spec:
+    # an 11 kW wallbox read every 30 s, its register counting in 100 Wh: 60 min at 11 kW, a
+    # taper at 0.9 kW for 3 min, then the car full and idle at 10 W (SuspendedEV); the register
+    # last ticked during the taper and held for 3.5 h; ``jump_wh`` more from 4.5 h on
+    t = np.arange(0.0, 5 * 3600.0 + 1e-9, 30.0)
+    p = np.where(t < 60 * MIN, 11_000.0, np.where(t < 63 * MIN, 900.0, 10.0))
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=11_000.0)
+    e = np.floor(np.asarray(spec.energy_wh, dtype=float) / 100.0) * 100.0
+    e[t >= 4.5 * 3600.0] += jump_wh
+    status = np.where(t < 63 * MIN, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    return with_(spec, energy_wh=list(e), status=list(status))
+
+
+def meter_jump_after_a_hold_that_began_in_a_taper() -> list[Spec]:
+    # +700 Wh in 30 s at rest: the hold's power readings show 0.1 kWh could flow in it, not
+    # the 11 kW rating over 3.5 h (an independently written fleet, seed 313, 701751: allowed
+    # 58 kWh)
+    return [_coarse_register_held_after_a_taper(700.0)]
+
+
+def normal_coarse_register_held_after_a_taper() -> list[Spec]:
+    return [_coarse_register_held_after_a_taper(0.0)]
+
+
+def stale_register_catches_up_on_what_flowed() -> list[Spec]:
+    # a register sent every 30 s but polled every 4 min: it holds while 11 kW flows (a stuck
+    # register by the contract), then catches up 0.7 kWh in one step; the hold's power
+    # readings say that much flowed, so the catch-up is no jump
+    t = np.arange(0.0, 40 * MIN + 1e-9, 30.0)
+    p = np.full(t.size, 11_000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=11_000.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    polled = np.floor(t / 240.0) * 240.0  # the value read at the last poll
+    e = np.interp(polled, t, e)
+    return [with_(spec, energy_wh=list(e))]
+
+
 def meter_mismatch() -> list[Spec]:
     spec = charge(power_w=11_000.0, minutes=180)
     e = np.asarray(spec.energy_wh)
@@ -607,6 +646,17 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         "the offer moved in one step of eight, the meter 20 % short",
         meter_mismatch_offer_moved_in_one_step_of_eight,
         {"meter_mismatch"},
+    ),
+    (
+        "a jump after a hold that began in a taper (register in 100 Wh)",
+        meter_jump_after_a_hold_that_began_in_a_taper,
+        {"meter_jump"},
+    ),
+    ("a hold that began in a taper", normal_coarse_register_held_after_a_taper, set()),
+    (
+        "a stale register catches up on what flowed",
+        stale_register_catches_up_on_what_flowed,
+        {"meter_stuck"},
     ),
     (
         "a data gap among few readings stamped in whole minutes",
