@@ -278,11 +278,12 @@ def jump_allowance_wh(
 # A register that held its value over readings with power (a hold, ``register_span_s``) may catch
 # up, at the step that ends it, on what flowed meanwhile: no more than the rating over the hold's
 # steps where power is unknown or read more than HOLD_READ_S apart, and where it is read closer,
-# the higher of each step's two readings (a car's draw does not climb above both ends of a step
-# of 2 min and come back unseen), both with the rating's margin. Without it a hold whose power
-# stopped soon after it began lent the rating its whole length: an 11 kW connector whose register,
-# counting in 100 Wh, held 4.6 h after a taper at 0.9 kW ended, then rose 700 Wh in 30 s at rest,
-# was allowed 58 kWh (an independently written fleet, seed 313, 701751).
+# or both ends are at rest, the higher of each step's two readings (a car's draw does not climb
+# above both ends of a step of 2 min and come back unseen), both with the rating's margin.
+# Without it a hold whose power stopped soon after it began lent the rating its whole length:
+# an 11 kW connector whose register, counting in 100 Wh, held 4.6 h after a taper at 0.9 kW
+# ended, then rose 700 Wh in 30 s at rest, was allowed 58 kWh (an independently written fleet,
+# seed 313, 701751).
 HOLD_READ_S = 120.0
 
 
@@ -295,6 +296,11 @@ def _hold_flow_wh(prep: Prepared, rated_w: FloatArray, rated_margin: float) -> F
     if m < 2:
         return np.zeros((p.shape[0], max(m - 1, 0)))
     close = ~np.isnan(p[:, 1:]) & ~np.isnan(p[:, :-1]) & (dt <= HOLD_READ_S)
+    # ... or both ends at rest, however far apart: what ``_hold_flowed`` trusts a hold's rest
+    # readings for (a register held at rest between readings 5 min apart, then +1.5 kWh; seed
+    # 313, TX-0019-700580)
+    floor_w = np.maximum(HOLD_FLOW_W, HOLD_FLOW_SHARE * np.nan_to_num(prep.peak_power_w))
+    close |= (p[:, 1:] <= floor_w[:, None]) & (p[:, :-1] <= floor_w[:, None])
     rate = np.where(
         close, np.fmin(np.fmax(p[:, 1:], p[:, :-1]), rated_w[:, None]), rated_w[:, None]
     )
