@@ -225,6 +225,22 @@ def stale_register_catches_up_on_what_flowed() -> list[Spec]:
     return [with_(spec, energy_wh=list(e))]
 
 
+def meter_mismatch_register_only_at_the_ends() -> list[Spec]:
+    # 7 kW AC read every 60 s for 6.8 h, the register only in the first and the last reading
+    # (a common MeterValues configuration), and 19 % fast: one register step over the whole
+    # session, beyond its power readings but not by half again: a meter out of calibration,
+    # not a jump (the simulator's seed 1, CW-AC-0002-1-00001, read as a jump when the hold's
+    # bound took the readings with the rating's 10 % margin only)
+    t = np.arange(0.0, 411 * MIN + 1e-9, MIN)
+    p = np.full(t.size, 7_000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=22_000.0)
+    e = np.full(t.size, np.nan)
+    e[0] = spec.energy_wh[0]
+    e[-1] = e[0] + 1.19 * (spec.energy_wh[-1] - spec.energy_wh[0])
+    return [with_(spec, energy_wh=list(e))]
+
+
 def meter_mismatch() -> list[Spec]:
     spec = charge(power_w=11_000.0, minutes=180)
     e = np.asarray(spec.energy_wh)
@@ -645,6 +661,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     (
         "the offer moved in one step of eight, the meter 20 % short",
         meter_mismatch_offer_moved_in_one_step_of_eight,
+        {"meter_mismatch"},
+    ),
+    (
+        "a meter 19 % fast sending its register only at the ends",
+        meter_mismatch_register_only_at_the_ends,
         {"meter_mismatch"},
     ),
     (
