@@ -235,9 +235,10 @@ def meter_mismatch_register_only_at_the_ends() -> list[Spec]:
     p = np.full(t.size, 7_000.0)
     p[0] = 0.0
     spec = from_power(t, p, offered_w=22_000.0)
+    exact = np.asarray(spec.energy_wh, dtype=float)
     e = np.full(t.size, np.nan)
-    e[0] = spec.energy_wh[0]
-    e[-1] = e[0] + 1.19 * (spec.energy_wh[-1] - spec.energy_wh[0])
+    e[0] = exact[0]
+    e[-1] = exact[0] + 1.19 * (exact[-1] - exact[0])
     return [with_(spec, energy_wh=list(e))]
 
 
