@@ -813,14 +813,14 @@ class EarlyTaper(BaseDetector):
         gained = soc - np.take_along_axis(soc, np.maximum(origin, 0), axis=1)
         narrow = (gained <= self.max_fall_soc_pct) & ~(soc >= step_below[:, :1])
         deep = (p < DEEP_KEEP * before) & ~(soc >= DEEP_BELOW_SOC_PCT)
-        wide_ok = fell & charging & (narrow | ~(soc >= step_below[:, 1:]) | deep)
+        counted = fell & charging & (narrow | ~(soc >= step_below[:, 1:]) | deep)
         # The origin above is the highest earlier power over the wider span; a fall that
         # spans too much SoC from there may still be a step within the narrow span from a
         # nearer reading, and counts from that one (an independently written fleet, seed 323:
         # 34 kW at 60 % SoC, 17.8 kW at 65 %, read every 15 s, judged only against 37.6 kW
         # at 56 %, 9 % of SoC before, and missed).
-        late = fell & charging & ~wide_ok & ~(soc >= step_below[:, :1])
-        if late.any():
+        retry = fell & charging & ~counted & ~(soc >= step_below[:, :1])
+        if retry.any():
             near, near_before, near_origin = _falls(
                 p,
                 t,
@@ -833,11 +833,11 @@ class EarlyTaper(BaseDetector):
                 level=f.level,
                 limit=f.limit,
             )
-            near &= late
+            near &= retry
             np.copyto(before, near_before, where=near)
             np.copyto(origin, near_origin, where=near)
-            wide_ok |= near
-        fell = wide_ok
+            counted |= near
+        fell = counted
         # the power it fell from, carried forward: the stretch stays under its share of that.
         # Readings late in a fall compare with earlier ones that are part of the fall too, so
         # over one fall (falling readings less than ``max_fall_s`` apart) the highest is kept:
