@@ -184,9 +184,7 @@ def register_span_s(prep: Prepared) -> FloatArray:
     n, m = t.shape
     if m < 2:
         return np.zeros((n, 0))
-    shown = _new_value(prep)
-    if m > 2:
-        shown = shown | ~_hold_flowed(prep, shown)
+    shown = _hold_starts(prep)
     # times never decrease along a row, so the reading a step counts from has the running max
     # of the times where a value was first shown (int64: a fast accumulate, where a float one
     # checks every element for NaN); rows out of order are done below
@@ -201,6 +199,16 @@ def register_span_s(prep: Prepared) -> FloatArray:
     if disordered.size:
         span_s[disordered] = _span_by_index(t[disordered], shown[disordered])
     return span_s
+
+
+def _hold_starts(prep: Prepared) -> BoolArray:
+    """``(n, m - 1)``: does a step count from its own first reading (``register_span_s``)? Where
+    that reading shows a new register value, or where nothing can have flowed since the reading
+    that first showed it (``_hold_flowed``)."""
+    shown = _new_value(prep)
+    if shown.shape[1] > 1:
+        shown = shown | ~_hold_flowed(prep, shown)
+    return shown
 
 
 def _hold_flowed(prep: Prepared, shown: BoolArray) -> BoolArray:
@@ -259,20 +267,30 @@ def jump_allowance_wh(
     if span_s.shape[1] == 0:
         return span_s
     held = span_s > prep.dt_s  # counted from a reading before the step's own (NaN: False)
-    # in place on the one temporary
-    allowed = span_s
-    allowed += (prep.time_resolution_s + jitter_s)[:, None]
-    allowed *= (rated_w * (1.0 + rated_margin) / 3600.0)[:, None]
-    allowed += (resolution_steps * prep.resolution_wh)[:, None]
+    margins = (rated_margin, jitter_s, resolution_steps)
+    allowed = _at_rating_wh(prep, span_s, rated_w, *margins)  # in place on ``span_s``
     rows = np.flatnonzero(held.any(axis=1))
     if rows.size:  # a hold lends the rating no more than its power readings allow
         sub = take_rows(prep, rows)
-        own = sub.dt_s + (sub.time_resolution_s + jitter_s)[:, None]
-        own *= (rated_w[rows] * (1.0 + rated_margin) / 3600.0)[:, None]
-        own += (resolution_steps * sub.resolution_wh)[:, None]
+        own = _at_rating_wh(sub, sub.dt_s.copy(), rated_w[rows], *margins)
         own += _hold_flow_wh(sub, rated_w[rows], rated_margin)
         allowed[rows] = np.where(held[rows], np.fmin(allowed[rows], own), allowed[rows])
     return allowed
+
+
+def _at_rating_wh(
+    prep: Prepared,
+    span_s: FloatArray,
+    rated_w: FloatArray,
+    rated_margin: float,
+    jitter_s: float,
+    resolution_steps: float,
+) -> FloatArray:
+    """``jump_allowance_wh``'s bound over ``span_s`` (worked in place on it, and returned)."""
+    span_s += (prep.time_resolution_s + jitter_s)[:, None]
+    span_s *= (rated_w * (1.0 + rated_margin) / 3600.0)[:, None]
+    span_s += (resolution_steps * prep.resolution_wh)[:, None]
+    return span_s
 
 
 # A register that held its value over readings with power (a hold, ``register_span_s``) may catch
@@ -314,10 +332,7 @@ def _hold_flow_wh(prep: Prepared, rated_w: FloatArray, rated_margin: float) -> F
     cum = np.zeros((p.shape[0], m))
     np.cumsum(step_wh, axis=1, out=cum[:, 1:])
     # the reading each step counts from, as ``register_span_s`` finds it
-    shown = _new_value(prep)
-    if m > 2:
-        shown = shown | ~_hold_flowed(prep, shown)
-    start = np.where(shown, np.arange(m - 1), 0)
+    start = np.where(_hold_starts(prep), np.arange(m - 1), 0)
     np.maximum.accumulate(start, axis=1, out=start)
     return np.asarray(cum[:, :-1] - np.take_along_axis(cum, start, axis=1))
 
