@@ -743,6 +743,14 @@ class EarlyTaper(BaseDetector):
                     fall_s[i] = prep.t_s[i, begin[i]] - prep.t_s[i, near[-1] if near.size else 0]
                     sized = ""
                     late = min(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct)
+                    # a fall the step's own tiers count needs no other reason (NaN: no tier)
+                    gained = soc[i] - prep.soc_pct[i, origin[i]]
+                    by_tiers = (
+                        gained <= self.max_fall_soc_pct and soc[i] < self.dc_step_max_soc_pct
+                    ) or (
+                        gained <= self.wide_fall_soc_pct and soc[i] < self.dc_wide_step_max_soc_pct
+                    )
+                    late = np.inf if by_tiers else late
                     if soc[i] >= late and mean_p < DEEP_KEEP * from_w:
                         sized = (
                             f" (none falls under {DEEP_KEEP * 100:.0f} % of its power before"

@@ -749,6 +749,14 @@ def test_a_deep_fall_counts_to_70_percent_whatever_the_battery() -> None:
     assert DEEP_WIDE_SPAN_PCT == 60.0
 
 
+def test_a_fall_the_narrow_tier_counts_gives_no_other_reason() -> None:
+    # complete at 65 % SoC within 5 % of SoC: the narrow tier counts it (below 65.8 %); the
+    # stretch's mean under 45 % of the power before is no reason it was counted
+    flagged, reason = _early_taper([step_within_five_percent_after_a_higher_reading_further_back()])
+    assert flagged[0], reason[0]
+    assert "(" not in str(reason[0]).split("steps down that far")[1], reason[0]
+
+
 def test_a_deep_fall_late_on_the_plateau_says_so() -> None:
     flagged, reason = _early_taper([small_car_deep_fall_at_69_percent()])
     assert flagged[0] and "none falls under 45 % of its power before 70 %" in str(reason[0])
