@@ -137,11 +137,17 @@ def _keeps_pace(
     n = value.size
     ends = np.append(starts[1:], n)
     out = np.ones(take.size, dtype=bool)
-    for i, g in enumerate(take.tolist()):
+    # the groups whose register fell in the order of arrival (NaN compares False), at once
+    fell = np.zeros(starts.size, dtype=bool)
+    first = np.zeros(n, dtype=bool)
+    first[starts] = True
+    group = np.cumsum(first) - 1
+    within = group[1:] == group[:-1]
+    fell[group[1:][within & (value[1:] < value[:-1])]] = True
+    for i in np.flatnonzero(fell[take]).tolist():
+        g = int(take[i])
         s, e = int(starts[g]), int(ends[g])
         inside = value[s:e]
-        if not (np.diff(inside) < 0).any():  # NaN compares False: it rises, or cannot tell
-            continue
         lo, hi = max(s - PACE_NEIGHBOURS, 0), min(e + PACE_NEIGHBOURS, n)
         around = np.concatenate((value[lo:s][r[lo:s] == r[s]], value[e:hi][r[e:hi] == r[s]]))
         left = int(np.count_nonzero(r[lo:s] == r[s]))
