@@ -742,7 +742,6 @@ class EarlyTaper(BaseDetector):
                     near = np.flatnonzero(prep.power_w[i, : begin[i]] >= 0.95 * from_w)
                     fall_s[i] = prep.t_s[i, begin[i]] - prep.t_s[i, near[-1] if near.size else 0]
                     sized = ""
-                    late = min(self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct)
                     # a fall the step's own tiers count needs no other reason (NaN: no tier)
                     gained = soc[i] - prep.soc_pct[i, origin[i]]
                     by_tiers = (
@@ -750,13 +749,15 @@ class EarlyTaper(BaseDetector):
                     ) or (
                         gained <= self.wide_fall_soc_pct and soc[i] < self.dc_wide_step_max_soc_pct
                     )
-                    late = np.inf if by_tiers else late
-                    if soc[i] >= late and mean_p < DEEP_KEEP * from_w:
+                    late = not by_tiers and soc[i] >= min(
+                        self.dc_step_max_soc_pct, self.dc_wide_step_max_soc_pct
+                    )
+                    if late and mean_p < DEEP_KEEP * from_w:
                         sized = (
                             f" (none falls under {DEEP_KEEP * 100:.0f} % of its power before"
                             f" {DEEP_BELOW_SOC_PCT:.0f} % SoC)"
                         )
-                    elif soc[i] >= late:
+                    elif late:
                         sized = (
                             f" (the battery holds at least {battery_wh[i] / 1000.0:.0f} kWh by"
                             " the energy it took over the SoC it gained, larger than any car"
@@ -828,23 +829,24 @@ class EarlyTaper(BaseDetector):
         # 34 kW at 60 % SoC, 17.8 kW at 65 %, read every 15 s, judged only against 37.6 kW
         # at 56 %, 9 % of SoC before, and missed).
         retry = fell & charging & ~counted & ~(soc >= step_below[:, :1])
-        if retry.any():
+        rows = np.flatnonzero(retry.any(axis=1))
+        if rows.size:  # on those rows only
             near, near_before, near_origin = _falls(
-                p,
-                t,
-                soc,
-                prep.interval_s,
+                p[rows],
+                t[rows],
+                soc[rows],
+                prep.interval_s[rows],
                 max_fall_s=self.max_fall_s,
                 max_fall_soc_pct=self.max_fall_soc_pct,
                 drop=self.min_drop,
                 strict=True,
-                level=f.level,
-                limit=f.limit,
+                level=f.level[rows],
+                limit=f.limit[rows],
             )
-            near &= retry
-            np.copyto(before, near_before, where=near)
-            np.copyto(origin, near_origin, where=near)
-            counted |= near
+            near &= retry[rows]
+            before[rows] = np.where(near, near_before, before[rows])
+            origin[rows] = np.where(near, near_origin, origin[rows])
+            counted[rows] |= near
         fell = counted
         # the power it fell from, carried forward: the stretch stays under its share of that.
         # Readings late in a fall compare with earlier ones that are part of the fall too, so

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
-from analytics.detectors.reductions import forward_fill, row_max
+from analytics.detectors.reductions import (
+    REGISTER_UNITS_WH,
+    forward_fill,
+    register_unit_wh,
+    row_max,
+    smallest_rise,
+)
 from analytics.detectors.stamp_order import stamp_order
 
 NS_PER_S = 1_000_000_000
@@ -219,13 +225,6 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
     )
 
 
-# The units a register counts in (Wh): meters show Wh, tens of Wh, or kWh with one or two
-# decimals (100 or 10 Wh) or none (1 kWh: billing registers and session tables in whole kWh,
-# whose steps at a few kW come minutes apart and look like a stuck register, then a jump); the
-# values' own granularity says which.
-_REGISTER_UNITS_WH = (10.0, 100.0, 1_000.0)
-
-
 def register_resolution_wh(de_wh: FloatArray, energy_wh: FloatArray | None = None) -> FloatArray:
     """Per row, the register's resolution from its steps ``(n, k)`` (NaN: unknown): the
     smallest positive step bounds it from above; a meter counts in 1, 10, 100 or 1000 Wh, so
@@ -236,22 +235,11 @@ def register_resolution_wh(de_wh: FloatArray, energy_wh: FloatArray | None = Non
     without the values, 100 Wh at most (a step of whole kWh says little by itself).
     The one rule for everything that asks whether a register step is within its rounding
     (meter_backwards, the billing view of profiles)."""
-    n, k = de_wh.shape
-    # a masked reduction starting from NaN: NaN for a row without a positive step, like row_min
-    smallest = (
-        np.fmin.reduce(de_wh, axis=1, where=de_wh > 0, initial=np.nan) if k else np.full(n, np.nan)
-    )
-    resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, _REGISTER_UNITS_WH[-1])
+    smallest = smallest_rise(de_wh)
+    resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, REGISTER_UNITS_WH[-1])
     if energy_wh is None or not energy_wh.size:
         return np.asarray(np.minimum(resolution, 100.0))
-    read = ~np.isnan(energy_wh)
-    quantum = np.ones(n)
-    for unit in _REGISTER_UNITS_WH:  # finest first: the coarsest whole unit wins
-        # kWh decimals times 1000 may miss a whole number by a rounding error: 1 mWh of slack
-        off = np.abs(energy_wh - unit * np.round(energy_wh / unit))
-        whole = ~np.any(read & (off > 1e-3), axis=1) & read.any(axis=1)
-        quantum[whole] = unit
-    return np.asarray(np.minimum(resolution, quantum))
+    return np.asarray(np.minimum(resolution, register_unit_wh(energy_wh)))
 
 
 # A register this fine shows a step's mean power to within 1 % at the slowest charge (1.4 kW
@@ -612,8 +600,7 @@ def _delivered_late(
         if name == "energy_wh":
             unit = register_resolution_wh(steps, col)
         else:  # SoC in whole percents or finer
-            smallest = np.fmin.reduce(steps, axis=1, where=steps > 0, initial=np.nan)
-            unit = np.fmin(np.nan_to_num(smallest, nan=1.0), 1.0)
+            unit = np.fmin(np.nan_to_num(smallest_rise(steps), nan=1.0), 1.0)
         rounding = LATE_ROUNDING_STEPS * unit
         ahead = np.full((k, m), np.nan)
         for lag in range(1, min(m, LATE_AHEAD_ARRIVALS + 1)):

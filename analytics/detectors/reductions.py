@@ -102,6 +102,37 @@ def row_percentile(values: FloatArray, q: float) -> FloatArray:
     return np.asarray(np.where(k > 0, out, np.nan))
 
 
+def smallest_rise(steps: FloatArray) -> FloatArray:
+    """Per row of ``steps`` ``(n, k)``, the smallest positive one; NaN for a row without (NaN
+    steps ignored): the finest step a register or a SoC figure is seen to move by."""
+    n, k = steps.shape
+    if k == 0:
+        return np.full(n, np.nan)
+    # a masked reduction starting from NaN: NaN for a row without a positive step, like row_min
+    return np.asarray(np.fmin.reduce(steps, axis=1, where=steps > 0, initial=np.nan))
+
+
+# The units a register counts in (Wh): meters show Wh, tens of Wh, or kWh with one or two
+# decimals (100 or 10 Wh) or none (1 kWh: billing registers and session tables in whole kWh,
+# whose steps at a few kW come minutes apart and look like a stuck register, then a jump); the
+# values' own granularity says which.
+REGISTER_UNITS_WH = (10.0, 100.0, 1_000.0)
+
+
+def register_unit_wh(energy_wh: FloatArray) -> FloatArray:
+    """Per row of register values ``(n, m)`` (NaN where not read), the coarsest of
+    ``REGISTER_UNITS_WH`` that every value is a whole multiple of; 1 Wh where none is, or
+    nothing was read."""
+    read = ~np.isnan(energy_wh)
+    unit = np.ones(energy_wh.shape[0])
+    for step in REGISTER_UNITS_WH:  # finest first: the coarsest whole unit wins
+        # kWh decimals times 1000 may miss a whole number by a rounding error: 1 mWh of slack
+        off = np.abs(energy_wh - step * np.round(energy_wh / step))
+        whole = ~np.any(read & (off > 1e-3), axis=1) & read.any(axis=1)
+        unit[whole] = step
+    return unit
+
+
 def forward_fill(values: FloatArray) -> FloatArray:
     """Each NaN replaced by the last value before it in its row (leading NaN stay)."""
     m = values.shape[1]

@@ -58,6 +58,7 @@ from analytics.detectors.reductions import (
     pick,
     row_max,
     runs,
+    smallest_rise,
     trapezoid_wh,
 )
 from analytics.detectors.verdicts import (
@@ -187,10 +188,8 @@ def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArra
     label = (np.cumsum(begins.ravel()) - 1).reshape(n, s)  # each step's stretch, where idle
     filled = forward_fill(soc)
     rise = np.diff(filled, axis=1)
-    finest = np.min(np.where(rise > 0.0, rise, np.inf), axis=1)
-    least = np.maximum(
-        SOC_CLIMB_STEPS * np.where(np.isfinite(finest), finest, 1.0), SOC_CLIMB_MIN_PCT
-    )
+    finest = np.nan_to_num(smallest_rise(rise), nan=1.0)
+    least = np.maximum(SOC_CLIMB_STEPS * finest, SOC_CLIMB_MIN_PCT)
     which = label[idle]
     ends = np.full(runs_n, -np.inf)
     np.maximum.at(ends, which, t_s[:, 1:][idle])

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray, IntArray
+from analytics.detectors.reductions import register_unit_wh
 
 
 def stamp_order(
@@ -156,23 +157,13 @@ def _keeps_pace(
         if steps.size < 2:
             continue
         pace = float(np.median(steps))
-        if pace < PACE_MIN_UNITS * _unit(np.concatenate((around, inside))):
+        unit = float(register_unit_wh(np.concatenate((around, inside))[None, :])[0])
+        if pace < PACE_MIN_UNITS * unit:
             continue
         ends_around = [x for x in (before[g], after[g]) if not np.isnan(x)]
         sequence = np.sort(np.concatenate((inside[~np.isnan(inside)], ends_around)))
         out[i] = bool(np.diff(sequence).min() >= PACE_SHARE * pace)
     return out
-
-
-def _unit(values: FloatArray) -> float:
-    """The coarsest step a meter counts in (1, 10, 100 or 1,000 Wh) that every value is a whole
-    multiple of (1 mWh of slack for kWh decimals)."""
-    read = values[~np.isnan(values)]
-    unit = 1.0
-    for step in (10.0, 100.0, 1_000.0):
-        if read.size and np.all(np.abs(read - step * np.round(read / step)) <= 1e-3):
-            unit = step
-    return unit
 
 
 def _running(g_row: IntArray, values: FloatArray, *, highest: bool) -> FloatArray:
