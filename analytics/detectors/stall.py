@@ -170,6 +170,37 @@ SOC_CLIMB_STEPS = 2.0
 SOC_CLIMB_MIN_PCT = 0.2
 
 
+def _stretches(idle: BoolArray) -> tuple[BoolArray, IntArray, int]:
+    """The stretches of consecutive ``idle`` steps: where each begins, each step's stretch
+    (a number counted over the whole batch; meaningful where ``idle``), and how many."""
+    n, s = idle.shape
+    begins = idle & ~np.concatenate((np.zeros((n, 1), dtype=bool), idle[:, :-1]), axis=1)
+    label = (np.cumsum(begins.ravel()) - 1).reshape(n, s)
+    return begins, label, int(begins.sum())
+
+
+def _register_counting(idle: BoolArray, prep: Prepared, floor_w: float) -> BoolArray:
+    """Per step ``(n, m - 1)``: the step belongs to a stretch of ``idle`` steps over which the
+    register, taken whole, rose by more than its resolution (the rounding at its two ends,
+    together) and ``floor_w`` over the stretch's time could give. A register in 100 Wh or kWh
+    steps shows 1 kW as flat over one-minute steps, yet counts it over a quarter of an hour: a
+    DC car drawing 0.9-1.6 kW for 17 min at 72 % SoC, within 2 % of its 76 kW peak, its
+    register (100 Wh steps) counting 300 Wh, was read as a stall (an independently written
+    fleet, seed 355, TX-0097-900189). Steps without a register at both ends count nothing."""
+    n, s = idle.shape
+    out = np.zeros((n, s), dtype=bool)
+    begins, label, runs_n = _stretches(idle)
+    if runs_n == 0:
+        return out
+    which = label[idle]
+    rise = np.bincount(which, weights=np.nan_to_num(prep.de_wh[idle]), minlength=runs_n)
+    span_s = np.bincount(which, weights=np.nan_to_num(prep.dt_s[idle]), minlength=runs_n)
+    row = np.nonzero(begins)[0]
+    counting = rise > prep.resolution_wh[row] + floor_w * span_s / 3600.0
+    out[idle] = counting[which]
+    return out
+
+
 def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArray:
     """Per step ``(n, m - 1)``: the step belongs to a stretch of ``idle`` steps whose SoC at its
     last reading lies above the highest of its first half by more than ``SOC_CLIMB_STEPS``
@@ -181,11 +212,9 @@ def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArra
     out = np.zeros((n, s), dtype=bool)
     if s == 0 or np.isnan(soc).all():
         return out
-    begins = idle & ~np.concatenate((np.zeros((n, 1), dtype=bool), idle[:, :-1]), axis=1)
-    runs_n = int(begins.sum())
+    begins, label, runs_n = _stretches(idle)
     if runs_n == 0:
         return out
-    label = (np.cumsum(begins.ravel()) - 1).reshape(n, s)  # each step's stretch, where idle
     filled = forward_fill(soc)
     rise = np.diff(filled, axis=1)
     finest = np.nan_to_num(smallest_rise(rise), nan=1.0)
@@ -252,6 +281,27 @@ def _flowed_s(step_wh: FloatArray, power_w: FloatArray, step_s: FloatArray) -> F
     return np.asarray(np.clip(2.0 * step_wh / power_w * 3600.0, 0.0, step_s))
 
 
+def _known_to_ns(batch: SessionBatch, prep: Prepared, last: IntArray) -> IntArray:
+    """Per row: how far a rest that ends the session is known, from its last reading (index
+    ``last``): to the stop, or to the connector's next status report when that came before the
+    stop. Which status was reported is not kept, and it may be the car's SuspendedEV (the car
+    was done, a normal ending), so the rest is not counted past it. A DC car tapering from 33
+    kW into its end between readings 15 min apart, SuspendedEV reported 5 s after its last
+    reading (13 W), unplugged 12 min later, was flagged (an independently written fleet, seed
+    356, TX-0053-198016: normal)."""
+    stop_ns = batch.stop_ns
+    until = pick(batch.status_until_ns[:, : prep.power_w.shape[1]], last)
+    cut = (until != 0) & (stop_ns != NO_TIME) & (until < stop_ns)
+    return np.asarray(np.where(cut, until, stop_ns))
+
+
+def _until_words(known_ns: IntArray, stop_ns: IntArray, i: int) -> str:
+    """How a rest counted to ``known_ns[i]`` (``_known_to_ns``) ended, in words."""
+    if known_ns[i] != stop_ns[i]:
+        return ", until the charger reported a new status (the stop came later)"
+    return ", until the session ended without charging again"
+
+
 class Stall(BaseDetector):
     """Power near zero and the register flat for 10 min or more mid-session, after charging had
     begun, with neither a lower offered power nor the car's own pause (SuspendedEV) to explain
@@ -305,6 +355,7 @@ class Stall(BaseDetector):
         # 450 Wh, was read as a stall (an independently written fleet, seed 212, 460430)
         flat = ~(prep.de_wh > prep.resolution_wh[:, None] + self.near_zero_w * prep.dt_s / 3600.0)
         idle = still[:, 1:] & still[:, :-1] & flat
+        idle &= ~_register_counting(idle, prep, self.near_zero_w)
         idle &= ~_soc_climbing(idle, prep.soc_pct, prep.t_s)
         return np.asarray(idle), np.asarray(low)
 
@@ -429,12 +480,13 @@ class Stall(BaseDetector):
         # between the readings does not read as a long rest
         flowed_s = np.where(np.isnan(de), step_s, _flowed_s(de, p_prev[rows], step_s))
         stopped_ns = t_prev + (flowed_s * NS_PER_S).astype(np.int64)
-        dur_s = (stop_ns[rows] - stopped_ns) / NS_PER_S
+        known_ns = _known_to_ns(batch, prep, last)
+        dur_s = (known_ns[rows] - stopped_ns) / NS_PER_S
         x = np.zeros(n)
         x[rows] = dur_s / self.min_duration_s
         start = np.full(n, NO_TIME, dtype=np.int64)
         end = np.full(n, NO_TIME, dtype=np.int64)
-        start[rows], end[rows] = stopped_ns, stop_ns[rows]
+        start[rows], end[rows] = stopped_ns, known_ns[rows]
         dur = np.zeros(n)
         dur[rows] = dur_s
         by_register = np.zeros(n, dtype=bool)
@@ -448,8 +500,9 @@ class Stall(BaseDetector):
                     if soc[i] == soc[i]
                     else " (power fell from its plateau, no taper of a full car)"
                 )
-                + f", after charging at {fmt_kw(p_prev[i])}, until the session ended"
-                f" without charging again{_STATUS_WORDS.get(int(status[i]), '')}; every reading"
+                + f", after charging at {fmt_kw(p_prev[i])}"
+                + _until_words(known_ns, stop_ns, i)
+                + f"{_STATUS_WORDS.get(int(status[i]), '')}; every reading"
                 " after it at rest, the register flat from the first of them to the stop"
                 + (", power stopped when the register says" if by_register[i] else "")
                 + "; no lower offered power"
@@ -517,23 +570,26 @@ class Stall(BaseDetector):
         if rows.size == 0:
             return none
         status = pick(prep.status, last)
+        known_ns = _known_to_ns(batch, prep, last)
+        known_s = (known_ns - t_first) / NS_PER_S
 
         def describe(which: IntArray) -> list[str]:
             return [
-                f"no power for {fmt_min(rest_s[i])}"
+                f"no power for {fmt_min(known_s[i])}"
                 + (
                     f" at {soc_high[i]:.0f} % SoC (not full)"
                     if has_soc[i]
                     else " (the charger, not the car, suspended it: a full car says SuspendedEV)"
                 )
                 + f", after the register counted {fmt_kw(lead_w[i])} on average before the first"
-                " reading, until the session ended without charging again"
-                f"{_STATUS_WORDS.get(int(status[i]), '')}; the register flat from the first"
+                " reading"
+                + _until_words(known_ns, stop_ns, i)
+                + f"{_STATUS_WORDS.get(int(status[i]), '')}; the register flat from the first"
                 " reading to the stop; no lower offered power"
                 for i in rows[which]
             ]
 
-        part = Verdict(rest_s[rows] / self.min_duration_s, t_first[rows], stop_ns[rows], describe)
+        part = Verdict(known_s[rows] / self.min_duration_s, t_first[rows], known_ns[rows], describe)
         return scatter_verdict(n, rows, part)
 
     def _suspended_by_the_charger(
@@ -912,8 +968,14 @@ def _either(a: Verdict, b: Verdict) -> Verdict:
 
 # The register's mean power from the session's start (``meter_start_wh``) to its first reading
 # counts as charging that had begun before it when that step is at least this long: shorter,
-# and a first reading at rest is the ramp, not a stall.
+# and a first reading at rest is the ramp, not a stall ...
 LEAD_MIN_S = 120.0
+# ... unless the register counted at least this much in it: a charge that went on, not a ramp
+# (``Stall.min_resume_wh``'s amount; a DC charger ramping to its first tens of kW over 10-30 s
+# counts a few tens of Wh). An independently written fleet, seed 354, 160731: 1.2 kWh in the
+# 70 s to the first reading at 8 % SoC, then 29 min at rest with the charger saying
+# SuspendedEVSE before charging resumed at 96 kW; missed.
+LEAD_MIN_WH = 300.0
 
 
 def _charged_before_first_reading_w(batch: SessionBatch, prep: Prepared) -> FloatArray:
@@ -948,9 +1010,11 @@ def _put_lead_w(
     out: FloatArray,
 ) -> None:
     """Into ``out[rows]``: ``lead_wh`` over the time from the start to the first reading, where
-    that lasts ``LEAD_MIN_S`` or more and the energy is beyond twice its resolution."""
+    the energy is beyond twice its resolution and that lasts ``LEAD_MIN_S`` or more, or less
+    with ``LEAD_MIN_WH`` counted in it."""
     lead_s = (prep.t_ns[rows, 0] - batch.start_ns[rows]) / NS_PER_S
-    ok = (lead_s >= LEAD_MIN_S) & (lead_wh > 2.0 * resolution_wh)
+    long_enough = (lead_s >= LEAD_MIN_S) | ((lead_s > 0.0) & (lead_wh >= LEAD_MIN_WH))
+    ok = long_enough & (lead_wh > 2.0 * resolution_wh)
     out[rows[ok]] = lead_wh[ok] / lead_s[ok] * 3600.0
 
 

@@ -436,14 +436,15 @@ def _every_fifteen_minutes(
     idle_status: int,
     first_s: float = 3 * MIN,
     with_soc: bool = True,
+    every_s: float = 15 * MIN,
 ) -> tuple[bool, str | None]:
-    """Readings every 15 min from 3 min after the start of a DC session whose true power (every
-    second) is ``true_w``; the register counts it, the stop at ``stop_s`` carries the register
-    at that time; SoC integrated on a 60 kWh battery."""
+    """Readings every 15 min (``every_s``) from 3 min (``first_s``) after the start of a DC
+    session whose true power (every second) is ``true_w``; the register counts it, the stop at
+    ``stop_s`` carries the register at that time; SoC integrated on a 60 kWh battery."""
     fine = np.arange(0.0, stop_s + 1e-9, 1.0)
     power = true_w(fine)
     energy = np.concatenate(([0.0], np.cumsum(power[1:] / 3600.0)))
-    at = np.arange(first_s, stop_s, 15 * MIN)
+    at = np.arange(first_s, stop_s, every_s)
     pick = np.searchsorted(fine, at)
     status = np.where(power[pick] > 200.0, CHARGING, idle_status)
     spec = from_power(at, power[pick], offered_w=150_000.0, status=status)
@@ -539,6 +540,74 @@ def test_a_stall_that_began_before_the_first_reading_every_fifteen_minutes() -> 
     )
     assert flagged, reason
     assert reason and "before resuming" in reason
+
+
+@pytest.mark.parametrize(("charge_s", "flagged"), [(60.0, True), (3.0, False)])
+def test_a_charge_counted_in_a_short_lead_shows_the_charge_had_begun(
+    charge_s: float, flagged: bool
+) -> None:
+    # 63 kW for the first minute, the first reading 70 s after the start, then 29 min at rest
+    # read every 2 min at 8 % SoC, the charger saying SuspendedEVSE, then 96 kW again (an
+    # independently written fleet, seed 354, 160731: missed). Three seconds of it (53 Wh) are
+    # a ramp, not a charge that stopped.
+    got, reason = _every_fifteen_minutes(
+        lambda t: np.where(
+            (t > 0) & ((t < charge_s) | (t > 30 * MIN)), np.where(t > 30 * MIN, 96e3, 63e3), 0.0
+        ),
+        stop_s=50 * MIN,
+        soc0=8.0,
+        idle_status=EVSE,
+        first_s=70.0,
+        every_s=2 * MIN,
+    )
+    assert got is flagged, reason
+    if flagged:
+        assert reason and "before resuming" in reason
+
+
+@pytest.mark.parametrize(("reported_s", "flagged"), [(None, True), (5.0, False)])
+def test_a_status_reported_after_the_last_reading_ends_what_is_known_of_the_rest(
+    reported_s: float | None, flagged: bool
+) -> None:
+    # DC read every 15 min, no SoC: 90, 64 and 33 kW, then 13 W, the register flat from that
+    # reading to the stop 12.5 min later. Power fell from a third of its peak, so without a
+    # status report the car reads as stopped, not full; the connector reported a new status
+    # (the car's SuspendedEV) 5 s after that reading, and what it was is not kept, so the rest
+    # is known only to it (an independently written fleet, seed 356, TX-0053-198016: normal)
+    at = np.array([5.0, 20.0, 35.0, 50.0]) * MIN
+    spec = from_power(at, np.array([89_673.0, 64_498.0, 33_005.0, 13.0]), offered_w=150_000.0)
+    last = at[-1] + (reported_s if reported_s is not None else 0.0)
+    spec = with_(
+        spec,
+        energy_wh=[1_007_553.0, 1_025_711.0, 1_037_962.0, 1_045_028.0],
+        status=[CHARGING] * 4,
+        status_since_s=[6.0] * 4,
+        status_until_s=[last] * 4 if reported_s is not None else None,
+        start_s=0.0,
+        stop_s=at[-1] + 12.5 * MIN,
+    )
+    got, reason = _stall_result(spec, (1_000_000.0, 1_045_031.0))
+    assert got is flagged, reason
+
+
+@pytest.mark.parametrize(("low_kw", "flagged"), [(1.2, False), (0.0, True)])
+def test_a_coarse_register_counting_over_the_stretch_shows_power_flowing(
+    low_kw: float, flagged: bool
+) -> None:
+    # DC read every minute, the register in 100 Wh steps: 76 kW, then ``low_kw`` for 17 min
+    # (within 2 % of the peak, so "near zero" by the power's sensor offset, and flat step by
+    # step in 100 Wh), then 8 kW. Over the stretch the register counts 300 Wh: power flowed
+    # (an independently written fleet, seed 355, TX-0097-900189: read as a stall)
+    t = np.arange(0.0, 40 * MIN + 1e-9, MIN)
+    p = np.where(t < 10 * MIN, 76_000.0, np.where(t <= 27 * MIN, low_kw * 1000.0, 8_000.0))
+    spec = from_power(t, p, offered_w=150_000.0)
+    spec = with_(
+        spec,
+        energy_wh=list(np.floor(np.asarray(spec.energy_wh) / 100.0) * 100.0),
+        soc_pct=list(np.where(t < 10 * MIN, 60.0 + t / MIN, 72.0)),
+    )
+    got, reason = _stall_result(spec)
+    assert got is flagged, reason
 
 
 def test_a_stall_before_the_stop_without_soc_falls_from_the_plateau() -> None:
