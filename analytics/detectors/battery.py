@@ -44,6 +44,7 @@ from analytics.detectors.energy import (
     energy_bounds,
     register_covers,
 )
+from analytics.detectors.meter import meter_values_resolution_wh
 from analytics.detectors.prepared import (
     REGISTER_POWER_MAX_RESOLUTION_WH,
     Prepared,
@@ -162,6 +163,15 @@ def soc_resolution_pct(soc: FloatArray, has: BoolArray) -> FloatArray:
     return res
 
 
+def _session_wh(batch: SessionBatch) -> FloatArray:
+    """Per row: the most a stopped session delivered by its meter values, meterStop less
+    meterStart and their step (NaN where either is missing or they fall)."""
+    start, stop = batch.meter_start_wh, batch.meter_stop_wh
+    delivered = stop - start + meter_values_resolution_wh(start, stop)
+    known = (batch.stop_ns != NO_TIME) & (stop >= start)
+    return np.asarray(np.where(known, delivered, np.nan))
+
+
 def _scatter(n: int, rows: IntArray, values: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     """Arrays over ``rows`` spread over all ``n`` rows (0 elsewhere)."""
     out = []
@@ -226,8 +236,12 @@ class SocInconsistent(BaseDetector):
         rows = np.flatnonzero(n_soc >= 2)
         # (a copy of the rows pays when they are few; most rows of a DC batch carry SoC)
         whole = rows.size > n // 2
+        session_wh = _session_wh(batch)
         soc = _SocEvidence.of(
-            prep if whole else take_rows(prep, rows), self.climate_w, self.min_flat_wh
+            prep if whole else take_rows(prep, rows),
+            self.climate_w,
+            self.min_flat_wh,
+            session_wh if whole else session_wh[rows],
         )
         if whole:
             rows = np.arange(n)
@@ -403,13 +417,15 @@ class _SocEvidence:
     flat: _Found
 
     @classmethod
-    def of(cls, prep: Prepared, climate_w: float, min_flat_wh: float) -> _SocEvidence:
+    def of(
+        cls, prep: Prepared, climate_w: float, min_flat_wh: float, session_wh: FloatArray
+    ) -> _SocEvidence:
         n, m = prep.soc_pct.shape
         soc = np.where(prep.soc_pct > 0.0, prep.soc_pct, np.nan)
         has = ~np.isnan(soc)
         res = soc_resolution_pct(soc, has)
         begins = _begins(soc)
-        lo_step, hi_step = energy_bounds(prep)
+        lo_step, hi_step = energy_bounds(prep, session_wh)
         lo, hi = cumulative_wh(lo_step), cumulative_wh(hi_step)
         segment = np.concatenate((np.zeros((n, 1)), np.cumsum(np.isnan(hi_step), axis=1)), 1)
         held_w = _held_power_w(prep.power_w)

@@ -57,9 +57,13 @@ def _interpolate(p: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray, 
     return np.asarray(np.where(has, p, inner)), pa[:, :-1], pb[:, 1:]
 
 
-def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
+def energy_bounds(
+    prep: Prepared, session_wh: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Per step between consecutive readings, ``(n, m - 1)``: the least and the most energy
-    delivered that the register and the integral of power both allow (NaN: unknown)."""
+    delivered that the register and the integral of power both allow (NaN: unknown).
+    ``session_wh``: per row, the most the whole session delivered by its meter values
+    (meterStop less meterStart, and their step; NaN where unknown)."""
     n, m = prep.power_w.shape
     if m < 2:
         return np.zeros((n, 0)), np.zeros((n, 0))
@@ -105,6 +109,16 @@ def energy_bounds(prep: Prepared) -> tuple[FloatArray, FloatArray]:
     # impossible: an independently written fleet, seed 243, a stall read every 10 min)
     peak_wh = np.nan_to_num(prep.peak_power_w)[:, None] * prep.dt_s / 3600.0
     hi = np.where(both, hi, np.fmax(hi, peak_wh))
+    # ... and that highest power may itself have been missed: a charge whose only reading with
+    # power came in its ramp (4.7 kW 5 s after the start, then 0 W 5 min later; the car drew
+    # about 25 kW in between and its SoC rose 14 %, a plug-in hybrid's 12 kWh pack: called
+    # impossible, an independently written fleet, seed 356, 352b5711). Where the session's
+    # meter values bound its energy, such a step may have held all of it that the other
+    # steps did not surely take.
+    if session_wh is not None and m > 1:
+        surely = np.nan_to_num(np.maximum(lo, 0.0))
+        room = session_wh[:, None] - (surely.sum(axis=1, keepdims=True) - surely)
+        hi = np.where(both, hi, np.fmax(hi, np.maximum(room, 0.0)))
     unknown = np.isnan(lo) | np.isnan(hi)
     lo[unknown] = np.nan
     hi[unknown] = np.nan

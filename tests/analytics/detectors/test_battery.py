@@ -408,6 +408,32 @@ def test_reasons_carry_the_numbers() -> None:
     assert hot == "battery at 72.0 °C while charging at 100.0 kW (4 readings outside -20..60 °C)"
 
 
+@pytest.mark.parametrize(("stop_wh", "flagged"), [(2_807_015.0, False), (2_804_864.0, True)])
+def test_the_meter_values_bound_a_charge_no_reading_saw(stop_wh: float, flagged: bool) -> None:
+    # DC read every 5 min, no register: 4.7 kW 5 s after the start (the ramp), then nothing
+    # for 35 min (a stall), the SoC 53 % then 67 %. A plug-in hybrid's 12 kWh pack took 14 %
+    # at about 25 kW between the first two readings, unseen; meterStop less meterStart (2.45
+    # kWh) says a battery of 17 kWh could, where the readings' own peak allowed 0.39 kWh (an
+    # independently written fleet, seed 356, 352b5711: "only a battery of 3.0 kWh or less
+    # could"). Were the meter values 0.3 kWh apart, no plausible battery could.
+    t = np.arange(5.0, 2_106.0, 300.0)
+    p = np.array([4_671.5, 0.0, 19.4, 36.5, 23.5, 1.4, 11.7, 11.3])
+    spec = with_(
+        from_power(t, p, offered_w=150_000.0),
+        energy_wh=None,
+        soc_pct=[53.3] + [67.4] * 7,
+        start_s=0.0,
+        stop_s=2_205.0,
+    )
+    batch = replace(
+        make_batch([spec]),
+        meter_start_wh=np.array([2_804_564.0]),
+        meter_stop_wh=np.array([stop_wh]),
+    )
+    result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
+    assert bool(result.flagged[0]) is flagged, result.reason[0]
+
+
 def test_the_window_is_where_it_shows() -> None:
     batch = batch_of(dip)
     result = SocInconsistent().fit(batch).score(batch, now_ns=NOW_NS)
