@@ -606,9 +606,9 @@ class Stall(BaseDetector):
         nothing explaining it (a lower offer, the car's SuspendedEV), the car was charging
         before it (a reading with power, the register from meterStart to the first reading,
         or, for a stretch that ends the session, meterStop less meterStart beyond a few
-        minutes of the slowest charge) and its SoC, where reported, below ``FULL_SOC_PCT``
-        (SuspendedEVSE with nothing flowing is not a full car: CONTRACTS section 3). A status
-        whose report or end is not known (0) dates nothing."""
+        minutes of the slowest charge) or after it (a reading with power), and its SoC, where
+        reported, below ``FULL_SOC_PCT`` (SuspendedEVSE with nothing flowing is not a full car:
+        CONTRACTS section 3). A status whose report or end is not known (0) dates nothing."""
         n, m = prep.power_w.shape
         none = Verdict.nothing(n)
         if m == 0:
@@ -666,6 +666,13 @@ class Stall(BaseDetector):
         meter_wh = batch.meter_stop_wh[rows_k] - batch.meter_start_wh[rows_k]
         step = meter_values_resolution_wh(batch.meter_start_wh[rows_k], batch.meter_stop_wh[rows_k])
         charged |= to_stop & (meter_wh > np.maximum(2.0 * step, self.min_resume_wh))
+        # ... or a charge after it: the stretch was then a pause within the session, a car
+        # that charges afterwards not full while it waited (SuspendedEVSE from 6 min after the
+        # start for 31 min at 70 % SoC, then 25 kW; no reading nor register before it showed
+        # the first minutes' charge: an independently written fleet, seed 356, TX-0021-197464)
+        peak_from = np.maximum.accumulate(p0[:, ::-1], axis=1)[:, ::-1]
+        after = np.minimum(last_k + 1, m - 1)
+        charged |= (last_k + 1 < m) & (peak_from[rows_k, after] > MIN_CHARGE_OFFER_W)
         dur_s = (end_ns - begin_ns) / NS_PER_S
         ok = (
             within

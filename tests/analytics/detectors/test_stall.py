@@ -863,6 +863,35 @@ def test_suspended_evse_needs_a_long_rest_after_a_charge_unexplained(
     assert not flagged, reason
 
 
+@pytest.mark.parametrize(
+    ("after_w", "delivered_wh", "flagged"), [(24_584.0, 5_457.0, True), (500.0, 300.0, False)]
+)
+def test_suspended_evse_before_a_charge_is_a_pause_within_the_session(
+    after_w: float, delivered_wh: float, flagged: bool
+) -> None:
+    # SuspendedEVSE from 6 min after the start to 37 min, two readings at rest in it at 70 %
+    # SoC, then Charging and ``after_w``; no register, and no reading before the suspension
+    # to show the first minutes' charge (an independently written fleet, seed 356,
+    # TX-0021-197464: missed). Power that never reaches a charge (nor do the meter values,
+    # ``delivered_wh`` apart) shows no pause in one.
+    at = np.array([10.7, 25.7, 40.7]) * MIN
+    spec = from_power(at, np.array([17.3, 18.6, after_w]), offered_w=150_000.0)
+    spec = with_(
+        spec,
+        energy_wh=None,
+        soc_pct=[69.8, 69.8, 79.7],
+        status=[EVSE, EVSE, CHARGING],
+        status_since_s=[5.6 * MIN, 5.6 * MIN, 37.0 * MIN],
+        status_until_s=[37.0 * MIN, 37.0 * MIN, 60.0 * MIN],
+        start_s=0.0,
+        stop_s=41.0 * MIN,
+    )
+    got, reason = _stall_result(spec, (3_934_002.0, 3_934_002.0 + delivered_wh))
+    assert got is flagged, reason
+    if flagged:
+        assert reason and "SuspendedEVSE" in reason
+
+
 def _rest_then_back(kw: float) -> tuple[bool, str | None]:
     """Read every 10 min, no SoC: the register counts a charge of ``kw`` before the first
     reading, which with the next shows nothing flowing (the register flat), then ``kw`` again
