@@ -141,6 +141,11 @@ def forward_fill(values: FloatArray) -> FloatArray:
     return np.asarray(np.take_along_axis(values, idx, axis=1))
 
 
+def backward_fill(values: FloatArray) -> FloatArray:
+    """Each NaN replaced by the first value after it in its row (trailing NaN stay)."""
+    return np.asarray(forward_fill(values[:, ::-1])[:, ::-1])
+
+
 @dataclass(frozen=True, slots=True)
 class Runs:
     """For each position of a boolean ``(n, k)`` mask: the run of True it belongs to so far."""
