@@ -78,14 +78,11 @@ __all__ = [
 
 _NS_PER_S = 1_000_000_000
 SESSION_LOOKBACK_NS = 48 * 3600 * _NS_PER_S  # no session is expected to last longer
-# The reading fields detection reads: what the detectors, profiles, usage pieces and catalogue
-# rows use (current and voltage are used by none, and stay NaN in the batch). InfluxDB opens a
-# cursor per series and field, whatever the time range, so every field left out is a ninth less
-# of the window's dearest read. The receive time comes with them, so every reading the ingest
-# stored (it always records one) is found, whatever fields it carries.
-DETECTION_FIELDS: tuple[str, ...] = tuple(
-    name for name in READING_FIELDS if name not in ("current_a", "voltage_v")
-)
+# The reading fields detection reads: every one (current and voltage give the power of a DC
+# station that reports no power: ``assemble._with_dc_power``). The receive time comes with
+# them, so every reading the ingest stored (it always records one) is found, whatever fields
+# it carries.
+DETECTION_FIELDS: tuple[str, ...] = READING_FIELDS
 _READ_COLUMNS = ", ".join(quote_ident(name) for name in (*DETECTION_FIELDS, RX_FIELD, "session_id"))
 
 

@@ -33,3 +33,26 @@ def test_one_station_years_ahead_does_not_move_now() -> None:
         assembler.add(arrival, Reading(at(60), station, 1, None, energy_wh=1.0))
     assembler.add(9, Reading(at(60) + 5 * YEAR_NS, "F", 1, None, energy_wh=1.0))
     assert assembler.now_ns == at(60)
+
+
+def test_one_station_stamping_its_statuses_years_ahead_does_not_move_now() -> None:
+    # a clock 4.8 years ahead stamps a session's statuses and stop as well as its readings
+    # (an independently written fleet, outside seed 1, 120866: "now" followed the statuses,
+    # and a 1,744-day data gap took the place of the clock fault)
+    assembler = Assembler()
+    for arrival, station in enumerate(("A", "B", "C", "D", "E"), start=1):
+        assembler.add(arrival, StatusChange(at(55), station, 1, ChargePointStatus.CHARGING))
+        assembler.add(10 + arrival, Reading(at(60), station, 1, None, energy_wh=1.0))
+    ahead = at(60) + int(4.8 * YEAR_NS)
+    assembler.add(20, StatusChange(ahead, "F", 1, ChargePointStatus.FINISHING))
+    assembler.add(21, Reading(ahead, "F", 1, None, energy_wh=1.0))
+    assert assembler.now_ns == at(60)
+
+
+def test_the_latest_control_event_still_leads_now_at_a_quiet_end() -> None:
+    # most stations fell silent hours before the last one's stop: that stop is the data's end
+    assembler = Assembler()
+    for arrival, station in enumerate(("A", "B", "C", "D", "E"), start=1):
+        assembler.add(arrival, StatusChange(at(10), station, 1, ChargePointStatus.AVAILABLE))
+    assembler.add(9, StatusChange(at(20 * 60), "F", 1, ChargePointStatus.FINISHING))
+    assert assembler.now_ns == at(20 * 60)

@@ -416,6 +416,47 @@ def register_only(session: Session) -> Session:
     return session
 
 
+def current_and_voltage(session: Session, *, volts: float, phases: int = 1) -> Session:
+    """``session`` from a station that samples ``Current.Import`` and ``Voltage`` but not the
+    power: each phase's current at ``volts`` (on DC, ``phases`` 1: the current itself)."""
+    for r in session.readings:
+        power = float(r.pop("power_w"))  # type: ignore[arg-type]
+        r["current_a"] = round(power / volts / phases, 2)
+        r["voltage_v"] = volts
+    return session
+
+
+def register_every(session: Session, k: int, *, scale: float = 1.0) -> Session:
+    """``session`` with the register in every ``k``-th reading only (and the last), counting
+    ``scale`` of what flowed from its first value (0.8: a meter that counts a fifth short)."""
+    first = float(session.readings[0]["energy_wh"])  # type: ignore[arg-type]
+    last = len(session.readings) - 1
+    for i, r in enumerate(session.readings):
+        value = float(r.pop("energy_wh"))  # type: ignore[arg-type]
+        if i % k == 0 or i == last:
+            r["energy_wh"] = float(np.floor(first + scale * (value - first)))
+    return session
+
+
+def frozen_register(session: Session, *, from_min: float, minutes: float) -> Session:
+    """``session`` with its register held for ``minutes`` from ``from_min`` after the start,
+    then counting on from where it was (a meter's pulse counter frozen by its firmware)."""
+    at_s, until_s = session.start_s + from_min * MIN, session.start_s + (from_min + minutes) * MIN
+    held: float | None = None
+    lost = 0.0
+    for r in session.readings:
+        t, value = float(r["t"]), r.get("energy_wh")  # type: ignore[arg-type]
+        if value is None:
+            continue
+        if at_s <= t < until_s:
+            held = float(value) if held is None else held  # type: ignore[arg-type]
+            lost = float(value) - held  # type: ignore[arg-type]
+            r["energy_wh"] = held
+        elif t >= until_s:
+            r["energy_wh"] = float(value) - lost  # type: ignore[arg-type]
+    return session
+
+
 # --- the table --------------------------------------------------------------------------------
 
 
@@ -709,6 +750,62 @@ CASES: list[Case] = [
         lambda: [dc_session(stall=(45.0, 12.0), target_soc=80.0)],
         {"EV-1": {"stall"}},
     ),
+    # Stations that sample current and voltage instead of power, or the register in some
+    # readings only (an independently written fleet: bench/outside_fleet.py)
+    Case(
+        "DC current and voltage, no power, the register every 10 s",
+        lambda: [
+            current_and_voltage(
+                dc_session(power_every_s=10.0, register_ends_only=False, target_soc=80.0),
+                volts=400.0,
+            )
+        ],
+    ),
+    Case(
+        "DC fault: current and voltage, no power, the register counting 80 %",
+        lambda: [
+            current_and_voltage(
+                register_every(
+                    dc_session(power_every_s=10.0, register_ends_only=False, target_soc=80.0),
+                    1,
+                    scale=0.8,
+                ),
+                volts=400.0,
+            )
+        ],
+        {"EV-1": {"meter_mismatch"}},
+    ),
+    Case(
+        "AC 3-phase 11 kW, current per phase and voltage, no power",
+        lambda: [
+            current_and_voltage(
+                acn_workplace(charge_kw=11.0, register0_wh=None), volts=230.0, phases=3
+            )
+        ],
+    ),
+    Case(
+        "DC register in every third reading",
+        lambda: [
+            register_every(
+                dc_session(power_every_s=10.0, register_ends_only=False, target_soc=80.0), 3
+            )
+        ],
+    ),
+    Case(
+        "DC fault: register in every third reading, frozen for 15 min",
+        lambda: [
+            frozen_register(
+                register_every(
+                    dc_session(power_every_s=10.0, register_ends_only=False, target_soc=80.0),
+                    3,
+                ),
+                from_min=10.0,
+                minutes=15.0,
+            )
+        ],
+        # 25 kWh of 50 not counted: the register's total is half the power's too
+        {"EV-1": {"meter_stuck", "meter_mismatch"}},
+    ),
 ]
 
 
@@ -739,7 +836,7 @@ def test_profiles_of_real_shapes_say_sensible_things() -> None:
         assert parts[row] <= duration + 120.0, (s.sid, parts[row], duration)
         confidence = float(prof.billing_confidence[row])
         notes = str(prof.billing_notes[row])
-        has_power = any("power_w" in r for r in s.readings)
+        has_power = any("power_w" in r or "current_a" in r for r in s.readings)
         if np.isnan(confidence):
             assert notes.startswith("unverifiable"), notes
         else:
