@@ -457,6 +457,23 @@ def frozen_register(session: Session, *, from_min: float, minutes: float) -> Ses
     return session
 
 
+def kw_in_the_w_field(session: Session) -> Session:
+    """``session`` from a station that sends its power in kW in the field for W."""
+    for r in session.readings:
+        r["power_w"] = round(float(r["power_w"]) / 1000.0, 3)  # type: ignore[arg-type]
+    return session
+
+
+def register_spike(session: Session, *, at_min: float, wh: float) -> Session:
+    """``session`` with one register value ``wh`` too high at the first register reading
+    ``at_min`` after the start (a corrupt read: the next value is right again)."""
+    for r in session.readings:
+        if "energy_wh" in r and float(r["t"]) >= session.start_s + at_min * MIN:  # type: ignore[arg-type]
+            r["energy_wh"] = float(r["energy_wh"]) + wh  # type: ignore[arg-type]
+            break
+    return session
+
+
 # --- the table --------------------------------------------------------------------------------
 
 
@@ -790,6 +807,35 @@ CASES: list[Case] = [
                 dc_session(power_every_s=10.0, register_ends_only=False, target_soc=80.0), 3
             )
         ],
+    ),
+    Case(
+        "DC fault: power sent in kW in the W field, register in every fourth reading",
+        lambda: [
+            kw_in_the_w_field(
+                register_every(
+                    dc_session(power_every_s=15.0, register_ends_only=False, target_soc=80.0),
+                    4,
+                )
+            )
+        ],
+        {"EV-1": {"meter_mismatch"}},
+    ),
+    Case(
+        "DC fault: a 17 kWh spike in the register sent every fourth reading, current and voltage",
+        lambda: [
+            current_and_voltage(
+                register_spike(
+                    register_every(
+                        dc_session(power_every_s=10.0, register_ends_only=False, target_soc=80.0),
+                        4,
+                    ),
+                    at_min=10.0,
+                    wh=17_000.0,
+                ),
+                volts=400.0,
+            )
+        ],
+        {"EV-1": {"meter_jump", "meter_backwards"}},
     ),
     Case(
         "DC fault: register in every third reading, frozen for 15 min",
