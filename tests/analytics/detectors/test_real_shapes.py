@@ -457,6 +457,15 @@ def frozen_register(session: Session, *, from_min: float, minutes: float) -> Ses
     return session
 
 
+def meter_values_only(session: Session, stop_wh: float | None = None) -> Session:
+    """``session`` with the register in no reading, only in the transaction's meter values
+    (meterStart, meterStop: ``stop_wh`` in place of the true one when given)."""
+    values = [float(r.pop("energy_wh")) for r in session.readings if "energy_wh" in r]  # type: ignore[arg-type]
+    session.meter_start_wh = values[0]
+    session.meter_stop_wh = values[-1] if stop_wh is None else stop_wh
+    return session
+
+
 def kw_in_the_w_field(session: Session) -> Session:
     """``session`` from a station that sends its power in kW in the field for W."""
     for r in session.readings:
@@ -836,6 +845,12 @@ CASES: list[Case] = [
             )
         ],
         {"EV-1": {"meter_jump", "meter_backwards"}},
+    ),
+    Case(
+        "DC fault: meter values only, the meter wrapped to 0 before the stop",
+        lambda: [meter_values_only(dc_session(power_every_s=10.0, target_soc=80.0), 1_234.0)],
+        # the register's total is then far from the power's: a mismatch by the contract's words
+        {"EV-1": {"meter_backwards", "meter_mismatch"}},
     ),
     Case(
         "DC fault: register in every third reading, frozen for 15 min",
