@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.batch import BoolArray, FloatArray
-from analytics.detectors.prepared import Prepared
+from analytics.detectors.prepared import Prepared, register_brackets
 from analytics.detectors.reductions import trapezoid_wh
 
 # Power below this is a sensor offset, not energy (as meter_mismatch reads it).
@@ -135,10 +135,7 @@ def _within_register_brackets(prep: Prepared, both: BoolArray, hi: FloatArray) -
     battery of 0.1 kWh or less could"; outside fleet seed 4, 433066)."""
     n, k = hi.shape
     energy = prep.energy_wh
-    has = prep.has_energy
-    idx = np.arange(k + 1)
-    last = np.maximum.accumulate(np.where(has, idx, -1), axis=1)[:, :-1]  # at or before j
-    nxt = np.minimum.accumulate(np.where(has, idx, k + 1)[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    last, nxt = register_brackets(prep)
     bracketed = ~both & (last >= 0) & (nxt <= k)
     if not bracketed.any():
         return hi

@@ -47,7 +47,7 @@ from analytics.detectors.prepared import (
     REGISTER_POWER_MAX_RESOLUTION_WH,
     Prepared,
     prepared,
-    register_mean_power_w,
+    register_span_power_w,
     take_rows,
 )
 from analytics.detectors.ratings import AC_MAX_W, MIN_CHARGE_OFFER_W
@@ -127,7 +127,7 @@ def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
     which = np.flatnonzero(rows)
     power = prep.power_w.copy()
     power[which, 0] = np.nan
-    power[which, 1:] = register_mean_power_w(prep.de_wh[which], prep.dt_s[which])
+    power[which, 1:] = register_span_power_w(take_rows(prep, which))
     peak = prep.peak_power_w.copy()
     peak[which] = row_max(power[which])
     return replace(prep, power_w=power, peak_power_w=peak), rows

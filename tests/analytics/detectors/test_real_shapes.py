@@ -466,6 +466,34 @@ def meter_values_only(session: Session, stop_wh: float | None = None) -> Session
     return session
 
 
+def ac_clock_aligned_register_hourly() -> Session:
+    """A 3.7 kW AC session read every 15 min on the quarter hour (current and voltage, no
+    power), the register in the readings at the transaction's begin and end and on the half
+    hour only, charging throughout (outside fleet seed 4, 433078: read as 45 min at rest)."""
+    start = 11 * HOUR + 41 * MIN + 15.0
+    at = np.concatenate(([start + 1.0], 11 * HOUR + 45 * MIN + 900.0 * np.arange(16)))
+    rs: list[dict[str, object]] = []
+    for i, t in enumerate(at):
+        r: dict[str, object] = {"t": float(t), "power_offered_w": 1_850.0 if i < 2 else 3_700.0}
+        r["current_a"], r["voltage_v"] = (0.0 if i == 0 else 15.7), 228.6
+        if i == 0 or (i >= 4 and (i - 4) % 4 == 0):
+            r["energy_wh"] = 58_891_500.0 + (0.0 if i == 0 else 2_410.0 + 3_600.0 * (i - 4) / 4)
+        rs.append(r)
+    stop = start + 4 * HOUR - 12.0
+    rs.append({"t": stop, "current_a": 15.7, "voltage_v": 228.6, "energy_wh": 58_905_380.0})
+    return Session(
+        sid="AC-1",
+        station="KEBA-1",
+        start_s=start,
+        stop_s=stop,
+        reason="Local",
+        meter_start_wh=58_891_500.0,
+        meter_stop_wh=58_905_380.0,
+        readings=rs,
+        statuses=[(start + 13.0, "Charging")],
+    )
+
+
 def kw_in_the_w_field(session: Session) -> Session:
     """``session`` from a station that sends its power in kW in the field for W."""
     for r in session.readings:
@@ -808,6 +836,10 @@ CASES: list[Case] = [
                 acn_workplace(charge_kw=11.0, register0_wh=None), volts=230.0, phases=3
             )
         ],
+    ),
+    Case(
+        "AC 3.7 kW read every 15 min, current and voltage only, the register hourly",
+        lambda: [ac_clock_aligned_register_hourly()],
     ),
     Case(
         "DC register in every third reading",
