@@ -638,11 +638,33 @@ def _delivered_late(
             np.fmax(ahead[:, lag:], later, out=ahead[:, lag:])
         # measured after the readings it is out of order with
         against |= col > ahead + rounding[:, None]
-    pad = np.zeros((k, 1), dtype=bool)
-    prev_bad = np.concatenate((pad, disorder[:, :-1]), axis=1)
-    next_bad = np.concatenate((disorder[:, 1:], pad), axis=1)
-    alone = ~prev_bad & ~next_bad & near & ~against
-    return np.asarray(evidence | alone)
+    return np.asarray(evidence | _short_late_runs(disorder, near & ~against))
+
+
+# Readings out of order together, at most this many in a row, may all have come late: a retried
+# MeterValues carries its neighbours with it, and one reading that arrives early makes the next
+# ones look late (minute stamps, 14:18 before 14:16 and 14:17: read as two readings with a
+# wrong clock on a normal session; outside fleet seed 3, 710353). A clock stepped back stamps
+# every reading until it is set again: far more of them, or further behind.
+LATE_RUN_MAX = 3
+
+
+def _short_late_runs(disorder: BoolArray, excusable: BoolArray) -> BoolArray:
+    """Per reading: part of a run of consecutive ``disorder`` readings of at most
+    ``LATE_RUN_MAX``, every one of them ``excusable`` (near enough, nothing against it)."""
+    k, m = disorder.shape
+    out = np.zeros((k, m), dtype=bool)
+    prev = np.concatenate((np.zeros((k, 1), dtype=bool), disorder[:, :-1]), axis=1)
+    begins = disorder & ~prev
+    count = int(begins.sum())
+    if count == 0:
+        return out
+    label = (np.cumsum(begins.ravel()) - 1).reshape(k, m)
+    length = np.bincount(label[disorder], minlength=count)
+    spoiled = np.bincount(label[disorder & ~excusable], minlength=count) > 0
+    good = (length <= LATE_RUN_MAX) & ~spoiled
+    out[disorder] = good[label[disorder]]
+    return out
 
 
 def take_rows(prep: Prepared, rows: IntArray) -> Prepared:

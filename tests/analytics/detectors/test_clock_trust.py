@@ -77,6 +77,17 @@ def _retried_every_ten_minutes(
     return with_(spec, arrival=list(arrival), energy_wh=None, **changes)
 
 
+def one_reading_early_two_after_it_late() -> Spec:
+    # 3.7 kW AC read every minute, stamped in whole minutes, power only: the reading of 14:18
+    # arrives before those of 14:16 and 14:17, which so look late together (outside fleet
+    # seed 3, 710353: "2 readings with a wrong clock" on a normal session)
+    t = np.arange(0.0, 40 * MIN + 1e-9, MIN)
+    spec = from_power(t, np.full(t.size, 3_700.0), offered_w=11_000.0)
+    arrival = np.arange(t.size)
+    arrival[18], arrival[16], arrival[17] = 16, 17, 18
+    return with_(spec, arrival=list(arrival), energy_wh=None, session_id="S6")
+
+
 def reading_with_soc_delivered_late_after_one_without() -> Spec:
     # 50 kW DC sampled every 10 min, power and SoC; the car stops reporting SoC after its
     # second reading, and that reading (SoC 22 %) is retried and lands after the third (no
@@ -150,6 +161,7 @@ def test_a_reading_delivered_late_is_no_clock_fault() -> None:
             reading_delivered_late_every_ten_minutes(),
             reading_with_soc_delivered_late_after_one_without(),
             idle_reading_delivered_late_a_watt_hour_above(),
+            one_reading_early_two_after_it_late(),
         ]
     )
     for kind, r in results.items():
