@@ -680,9 +680,13 @@ class EarlyTaper(BaseDetector):
         no_power = np.isnan(peak) | ~(peak > self.near_zero_w)
         not_scored[no_power & is_none(not_scored)] = "no charging power reported"
         has_soc = np.any(~np.isnan(prep.soc_pct), axis=1)
-        dc_without_soc = (rated > AC_MAX_W) & ~has_soc
+        # ... unless the rebound flags it (``_judge``): a dip the session climbs out of at once
+        # (76 kW, then 36 kW falling to 26 kW over 20 min, then 51 kW again, no SoC and no
+        # offer: missed, an outside fleet's cable derating, seed 2, 108831)
+        dc_without_soc = (rated > AC_MAX_W) & ~has_soc & ~(verdict.x > 1.0)
         not_scored[dc_without_soc & is_none(not_scored)] = (
             "no state of charge reported: a DC car's own taper cannot be told from a derating"
+            " without a climb back"
         )
         not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
         return verdict_result(self.kind, verdict, not_scored, at_least=True)
@@ -700,6 +704,11 @@ class EarlyTaper(BaseDetector):
         x_band = np.where(slow, self._held_for(band_run, need), 0.0)
         x_step, step_run, fall_from = self._step(prep, f, step_below)
         x_rebound, rebound_run, soon = self._rebound(prep, f, need)
+        # a DC car without SoC: its own taper cannot be told from a derating by the band or the
+        # step, but the rebound needs no SoC (no battery's acceptance climbs back that fast)
+        blind = (f.is_dc & ~f.uses_soc)[:, None]
+        x_band = np.where(blind, 0.0, x_band)
+        x_step = np.where(blind, 0.0, x_step)
 
         at_band = nan_argmax(x_band)
         at_step = nan_argmax(x_step)

@@ -864,3 +864,26 @@ def test_three_readings_under_the_band_ten_minutes_apart_are_enough() -> None:
 def test_two_readings_under_the_band_ten_minutes_apart_are_not() -> None:
     flagged, reason = _read_every_ten_minutes([75.1, 74.0, 73.5, 40.7, 27.2], [10, 19, 28, 37, 49])
     assert not flagged, reason
+
+
+@pytest.mark.parametrize("back_kw", [50.5, None])
+def test_a_dc_dip_without_soc_that_climbs_back_at_once_is_a_derating(
+    back_kw: float | None,
+) -> None:
+    # DC read every 2 min, no SoC and no offer: 88 kW, then 36 kW easing to 26 kW over 20 min,
+    # then ``back_kw`` within one reading (an outside fleet's cable derating, seed 2, 108831:
+    # not scored for want of SoC). No battery's acceptance climbs back that fast; without the
+    # climb the fall may be the car's own taper, and nothing tells.
+    t = np.arange(0.0, 50 * MIN + 1e-9, 2 * MIN)
+    p = np.where(t < 10 * MIN, 88_000.0, 36_000.0 - (t - 10 * MIN) / (20 * MIN) * 10_000.0)
+    after = t > 30 * MIN
+    p = np.where(after, back_kw * 1000.0 if back_kw else 26_000.0, p)
+    p[0] = 0.0
+    spec = with_(from_power(t, p, offered_w=np.full(t.size, np.nan)), soc_pct=None)
+    flagged, reason = _early_taper([spec])
+    if back_kw:
+        assert flagged[0], reason[0]
+        assert "climbed back" in str(reason[0])
+    else:
+        assert not flagged[0]
+        assert "no state of charge reported" in str(reason[0])
