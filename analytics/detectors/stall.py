@@ -147,11 +147,37 @@ def _from_plateau(prep: Prepared, before: IntArray, averaged: BoolArray) -> Bool
         np.take_along_axis(prep.offered_w, at, axis=1),
     )
     share = np.where(prep.peak_power_w > AC_MAX_W, DC_PLATEAU_SHARE, PLATEAU_SHARE)[:, None]
-    last_w = np.take_along_axis(p, at, axis=1)
+    last_w = np.take_along_axis(_recent_max_w(prep), at, axis=1)
     if averaged.any():
         earlier_w = np.take_along_axis(p, np.maximum(before - 1, 0), axis=1)
         last_w = np.where(averaged[:, None], np.fmax(last_w, earlier_w), last_w)
     return np.asarray((before >= 0) & (last_w >= share * plateau))
+
+
+# A charger told to stop ramps its current down within seconds (it must answer the car's request
+# for zero current at once), so readings every 10-20 s can show the ramp as a few falling
+# values; a full car's own taper into the end takes minutes (its last few % of SoC). What power
+# drew this long before the last reading with power speaks for the plateau: 57 kW, then 13.6,
+# 3.2 and 0.8 kW 10 s apart, then 21 min at rest, no SoC, the charger saying Charging, read as
+# a full car's taper (outside fleet seed 4, 432605: the driver gave up).
+RAMP_DOWN_S = 60.0
+# ... looking back over at most this many readings (a station sampling every second shows its
+# ramp in the last of them; readings crowded closer cost work and show nothing more)
+RAMP_DOWN_READINGS = 64
+
+
+def _recent_max_w(prep: Prepared) -> FloatArray:
+    """Per reading: the highest power read at it or in the ``RAMP_DOWN_S`` before it (over
+    ``RAMP_DOWN_READINGS`` readings at most)."""
+    p, t = prep.power_w, prep.t_s
+    out = p.copy()
+    m = p.shape[1]
+    for lag in range(1, min(m, RAMP_DOWN_READINGS + 1)):
+        near = (t[:, lag:] - t[:, :-lag]) <= RAMP_DOWN_S  # NaN (padding): False
+        if not near.any():
+            break
+        out[:, lag:] = np.where(near, np.fmax(out[:, lag:], p[:, :-lag]), out[:, lag:])
+    return out
 
 
 def _last_flowing(p: FloatArray, zero_w: FloatArray) -> IntArray:

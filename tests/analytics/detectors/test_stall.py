@@ -948,3 +948,25 @@ def test_a_stall_before_the_stop_counts_from_where_the_register_says_power_stopp
     flagged, reason = _stall_result(spec, (3_294_447.0, 3_303_844.0))
     assert flagged, reason
     assert reason and "no power for 14 min" in reason
+
+
+@pytest.mark.parametrize(("taper_min", "flagged"), [(0.0, True), (8.0, False)])
+def test_a_charger_ramping_down_in_seconds_fell_from_its_plateau(
+    taper_min: float, flagged: bool
+) -> None:
+    # DC read every 10 s, no SoC, the charger saying Charging: 57 kW, then a ramp to nothing
+    # over 40 s (13.6, 3.2, 0.8 kW...), 21 min at rest until the driver gave up (outside fleet
+    # seed 4, 432605: the last reading with power, 3.2 kW, read as a full car's taper). A car
+    # that tapers to nothing over 8 min is a full car's end.
+    t = np.arange(0.0, 45 * MIN + 1e-9, 10.0)
+    end = 12 * MIN + taper_min * MIN
+    p = np.where(t < 12 * MIN, 57_000.0, 0.0)
+    if taper_min:
+        taper = (t >= 12 * MIN) & (t < end)
+        p[taper] = 57_000.0 * (1.0 - (t[taper] - 12 * MIN) / (taper_min * MIN))
+    else:
+        p[(t >= 12 * MIN) & (t < 12 * MIN + 40)] = [13_560.0, 3_208.0, 762.0, 182.0]
+    p[0] = 0.0
+    spec = with_(from_power(t, p, offered_w=150_000.0), soc_pct=None, stop_s=t[-1] + 30.0)
+    got, reason = _stall_result(spec)
+    assert got is flagged, reason
