@@ -80,7 +80,7 @@ def _tie_order(r: IntArray, t: IntArray, values: list[FloatArray]) -> IntArray |
         fits = ~(least < before) & ~(most > after)  # NaN compares False: nothing contradicts
         take = np.flatnonzero(many & (chosen < 0) & fits & ~np.isnan(most))
         if k == 0 and take.size:  # the register: its order must also keep the steps' pace
-            take = take[_keeps_pace(value, r, starts, take, before, after)]
+            take = take[_keeps_pace(value, r, t, starts, take, before, after)]
         if take.size == 0:
             continue
         # in that order, the other values must not fall either (a register that fell a little
@@ -121,11 +121,19 @@ def _tie_order(r: IntArray, t: IntArray, values: list[FloatArray]) -> IntArray |
 PACE_SHARE = 0.5
 PACE_NEIGHBOURS = 8
 PACE_MIN_UNITS = 4.0
+# ... and only where the neighbours themselves share stamps at least this often (stamps coarser
+# than the sampling: whole minutes over readings every 10-20 s, where the readings of one stamp
+# lie a sampling interval apart). Where they seldom do, two readings of one stamp are an extra
+# one (a transaction's end reading) taken within that moment, its step anything from nothing to
+# a moment's worth: whole-second stamps, the end reading 9 Wh under the periodic one of the
+# same second at 58 kW, read as a register falling (outside fleet seed 10, TRX-0070-00027).
+PACE_TIES_SHARE = 0.5
 
 
 def _keeps_pace(
     value: FloatArray,
     r: IntArray,
+    t: IntArray,
     starts: IntArray,
     take: IntArray,
     before: FloatArray,
@@ -133,8 +141,9 @@ def _keeps_pace(
 ) -> BoolArray:
     """Per group of ``take``: does the register order keep the pace of the readings around it
     (``PACE_SHARE``)? True where the order of arrival already rises (nothing moves) or the
-    pace cannot be told. A loop over the groups whose register fell in the order of arrival:
-    late readings and faults, a few in a batch."""
+    pace cannot be told, or where the neighbours seldom share a stamp (``PACE_TIES_SHARE``). A
+    loop over the groups whose register fell in the order of arrival: late readings and faults,
+    a few in a batch."""
     n = value.size
     ends = np.append(starts[1:], n)
     out = np.ones(take.size, dtype=bool)
@@ -152,6 +161,15 @@ def _keeps_pace(
         lo, hi = max(s - PACE_NEIGHBOURS, 0), min(e + PACE_NEIGHBOURS, n)
         around = np.concatenate((value[lo:s][r[lo:s] == r[s]], value[e:hi][r[e:hi] == r[s]]))
         left = int(np.count_nonzero(r[lo:s] == r[s]))
+        # the neighbours' stamps, of those with a value (padding ties at one stamp, valueless)
+        mine = np.concatenate((r[lo:s] == r[s], r[e:hi] == r[s]))
+        known = ~np.isnan(np.concatenate((value[lo:s], value[e:hi])))[mine]
+        stamps = np.concatenate((t[lo:s], t[e:hi]))[mine]
+        left_known = int(np.count_nonzero(known[:left]))
+        stamps = stamps[known]
+        gaps = np.concatenate((np.diff(stamps[:left_known]), np.diff(stamps[left_known:])))
+        if gaps.size and np.count_nonzero(gaps == 0) < PACE_TIES_SHARE * gaps.size:
+            continue  # readings a full interval apart: the group's share a moment (see above)
         steps = np.concatenate((np.diff(around[:left]), np.diff(around[left:])))
         steps = steps[steps > 0]
         if steps.size < 2:
