@@ -1063,6 +1063,11 @@ def _bare_lead_w(batch: SessionBatch, prep: Prepared, has: BoolArray, out: Float
     last = np.maximum(prep.count - 1, 0)
     bare = has & ~prep.has_energy.any(axis=1) & (batch.stop_ns != NO_TIME)
     bare &= ~np.isnan(batch.meter_stop_wh) & ~(prep.peak_power_w > MIN_CHARGE_OFFER_W)
+    # ... power read at every reading: one without power shows no rest (a DC station sending
+    # current and voltage under 24 kW, which give no power, SoC 21 -> 81 % over 20 min, read
+    # as 8.2 kWh before the first reading at 142 kW, then 22 min at rest: outside fleet seed
+    # 11, 452653)
+    bare &= ~np.any(prep.valid & np.isnan(prep.power_w), axis=1)
     tail_s = (batch.stop_ns - pick(prep.t_ns, last)) / NS_PER_S
     bare &= (tail_s >= 0.0) & (tail_s <= prep.interval_s)
     rows = np.flatnonzero(bare)

@@ -970,3 +970,21 @@ def test_a_charger_ramping_down_in_seconds_fell_from_its_plateau(
     spec = with_(from_power(t, p, offered_w=150_000.0), soc_pct=None, stop_s=t[-1] + 30.0)
     got, reason = _stall_result(spec)
     assert got is flagged, reason
+
+
+def test_readings_without_power_show_no_rest_for_the_meter_values_to_date() -> None:
+    # DC read every 5 min with current and voltage (under 24 kW: no power derived) and SoC
+    # 21 -> 81 %, the register only in the meter values: 8.2 kWh over the session. Readings
+    # without power are no readings at rest (outside fleet seed 11, 452653: "8.2 kWh before
+    # the first reading at 142 kW, then 22 min at rest")
+    at = np.array([3.5, 8.5, 13.5, 18.5, 23.5]) * MIN
+    spec = from_power(at, np.full(at.size, np.nan), offered_w=np.full(at.size, np.nan))
+    spec = with_(
+        spec,
+        energy_wh=None,
+        soc_pct=[21.0, 36.0, 51.0, 66.0, 81.0],
+        start_s=0.0,
+        stop_s=25.3 * MIN,
+    )
+    flagged, reason = _stall_result(spec, (50_646_838.0, 50_655_083.0))
+    assert not flagged, reason
