@@ -235,8 +235,9 @@ class PeakWatch:
         if not len(readings):
             return
         by_key = []
-        for name in ("power_w", "power_offered_w"):
-            values = readings.values[_VALUE_NAMES.index(name)]
+        value = {name: readings.values[_VALUE_NAMES.index(name)] for name in _VALUE_NAMES}
+        power = np.fmax(value["power_w"], _dc_product_w(value["current_a"], value["voltage_v"]))
+        for values in (power, value["power_offered_w"]):
             top = np.full(len(readings.keys), np.nan)
             np.fmax.at(top, readings.key, values)
             by_key.append(top.tolist())
@@ -245,6 +246,8 @@ class PeakWatch:
 
     def reading(self, r: Reading) -> None:
         power = r.power_w if r.power_w is not None else np.nan
+        if r.current_a is not None and r.voltage_v is not None:
+            power = float(np.fmax(power, _dc_product_w(r.current_a, r.voltage_v)))
         offered = r.power_offered_w if r.power_offered_w is not None else np.nan
         self._keep(r.station_id, float(power), float(offered))
 
@@ -915,6 +918,15 @@ def _with_times(batch: SessionBatch, orphan: np.ndarray) -> SessionBatch:
     batch.start_ns[lone_stop] = batch.stop_ns[lone_stop]
     batch.stop_ns[orphan] = last_t[orphan]
     return batch
+
+
+def _dc_product_w(current_a: Any, voltage_v: Any) -> Any:
+    """Current times voltage where it exceeds ``AC_MAX_W`` (a DC station's power: no AC
+    connector delivers that much), else NaN; what ``_with_dc_power`` takes for power, here
+    for one reading or a column (the peaks stations are rated by: ``PeakWatch``)."""
+    with np.errstate(invalid="ignore"):
+        product = np.multiply(current_a, voltage_v, dtype=np.float64)
+        return np.where(product > AC_MAX_W, product, np.nan)
 
 
 def _with_dc_power(batch: SessionBatch) -> SessionBatch:
