@@ -887,3 +887,19 @@ def test_a_dc_dip_without_soc_that_climbs_back_at_once_is_a_derating(
     else:
         assert not flagged[0]
         assert "no state of charge reported" in str(reason[0])
+
+
+@pytest.mark.parametrize(("back_kw", "flagged"), [(11.0, True), (4.5, False)])
+def test_an_ac_dip_that_climbs_back_at_once_near_the_end_is_a_derating(
+    back_kw: float, flagged: bool
+) -> None:
+    # AC read every minute, no SoC, no offer: 11 kW for 30 min, 4.5 kW for 12 min, then
+    # ``back_kw`` for 3 min before the driver leaves. Too little is left after the dip for the
+    # band to tell it from the car's last stretch, but an onboard charger held down and let go
+    # at once is no battery's taper (outside fleet, wallbox thermal derating; rebound on AC)
+    t = np.arange(0.0, 45 * MIN + 1e-9, MIN)
+    p = np.where(t < 30 * MIN, 11_000.0, np.where(t < 42 * MIN, 4_500.0, back_kw * 1000.0))
+    p[0] = 0.0
+    spec = with_(from_power(t, p, offered_w=np.full(t.size, np.nan)), soc_pct=None)
+    got, reason = _early_taper([spec])
+    assert bool(got[0]) is flagged, reason[0]
