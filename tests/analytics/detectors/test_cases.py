@@ -761,3 +761,20 @@ def test_reasons_carry_the_numbers() -> None:
     stuck = results["meter_stuck"].reason[0]
     assert "register flat at 1003.638 kWh for 15 min" in stuck and "7.4 kW" in stuck
     assert "no power for 30 min" in results["stall"].reason[1]
+
+
+@pytest.mark.parametrize(("flat_steps", "flagged"), [(3, True), (2, False)])
+def test_three_flat_steps_at_power_are_a_stuck_register(flat_steps: int, flagged: bool) -> None:
+    # 11 kW AC read every 15 min (clock-aligned); the register holds for ``flat_steps`` steps
+    # and counts on from where it was. Three flat steps are meter_stuck's threshold (one or
+    # two are a register polled less often than the readings are sent); they scored exactly
+    # 1.0 and were missed (outside fleet, a register frozen 45-63 min, 11 labels over 12 seeds)
+    t = np.arange(0.0, 120 * MIN + 1e-9, 15 * MIN)
+    spec = from_power(t, np.where(t > 0, 11_000.0, 0.0), offered_w=22_000.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    held = e.copy()
+    held[2 : 2 + flat_steps] = e[1]
+    held[2 + flat_steps :] -= e[1 + flat_steps] - e[1]
+    batch = make_batch([with_(spec, energy_wh=list(held))])
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
+    assert bool(results["meter_stuck"].flagged[0]) is flagged, results["meter_stuck"].reason[0]
