@@ -448,6 +448,11 @@ class _SocEvidence:
         # minute at 45 kW was missed: an independently written fleet stamped to the minute)
         both_w = np.fmin(prep.power_w[:, 1:], prep.power_w[:, :-1])
         flowing |= (prep.dt_s == 0) & (both_w > climate_w)
+        # ... nor a register that held while both readings drew more than that: it is the
+        # register that stopped (meter_stuck's), not the flow (a SoC falling 11 points at 90
+        # kW, the register frozen over it, was read as nothing flowing: outside fleet seed 4,
+        # 432765)
+        flowing |= (prep.de_wh == 0) & (both_w > climate_w)
         need_wh = np.maximum(min_flat_wh, res / 100.0 * largest_capacity_wh() / EFFICIENCY_MIN)
         return cls(
             res=res,
@@ -487,9 +492,14 @@ class _SocEvidence:
     def describe_fall(self, k: int) -> str:
         i, j, a, b, span = self._pair(self.fall, k)
         energy = float(self.lo[k, j] - self.lo[k, i])
+        flowed = (
+            f"at least {fmt_kwh(energy)} flowed"
+            if energy > 0
+            else f"power read about {fmt_kw(self.held_w[k])}, the register holding its value"
+        )
         return (
-            f"SoC fell {a - b:.0f} % ({a:.0f} to {b:.0f} %) in {fmt_min(span)} while at least "
-            f"{fmt_kwh(energy)} flowed (reported in steps of {self.res[k]:.0f} %)"
+            f"SoC fell {a - b:.0f} % ({a:.0f} to {b:.0f} %) in {fmt_min(span)} while {flowed}"
+            f" (reported in steps of {self.res[k]:.0f} %)"
         )
 
     def describe_flat(self, k: int) -> str:

@@ -309,6 +309,20 @@ def kwh_register_with_whole_minute_stamps() -> tuple[list[Spec], dict[int, list[
     return [with_(reported(spec, soc), t_s=list(stamped), energy_wh=list(e))], {}
 
 
+def falls_while_the_register_is_frozen() -> tuple[list[Spec], dict[int, list[float]]]:
+    # 90 kW read every 10 s; the register freezes for 10 min (then counts on from there) and
+    # the SoC falls 11 points inside that stretch: the power says energy flowed, the register
+    # is the one that stopped (outside fleet seed 4, 432765: read as nothing flowing)
+    spec, soc = charge(90.0, 30, step_s=10.0, soc0=20.0, battery_kwh=64.0)
+    e = np.asarray(spec.energy_wh, dtype=np.float64)
+    held = e.copy()
+    held[60:120] = e[60]
+    held[120:] -= e[120] - e[60]
+    soc = np.round(soc)
+    soc[80:] -= 11.0
+    return [with_(spec, energy_wh=list(held), soc_pct=list(soc))], {}
+
+
 def charge_unseen_between_sparse_readings() -> tuple[list[Spec], dict[int, list[float]]]:
     # read every 10 min, no register: 14.6 kW in the ramp, then 22 W at rest (a stall), 26 %
     # SoC between them. The car drew about 95 kW in between, unseen; what the readings show
@@ -333,6 +347,11 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("SoC frozen while 33 kWh flow", frozen, SOC),
     ("SoC frozen, whole-minute stamps", frozen_with_whole_minute_stamps, SOC),
     ("SoC falls 17 %, the register in whole kWh", falls_with_a_kwh_register, SOC),
+    (
+        "SoC falls 11 % at 90 kW, the register frozen over it",
+        falls_while_the_register_is_frozen,
+        SOC | {"meter_stuck", "meter_mismatch"},
+    ),
     ("stale SoC leaps 30 % on AC", stale_then_leap_on_ac, SOC),
     ("SoC in 10 % steps falls two steps", fall_in_coarse_steps, SOC),
     ("SoC leaps to 100 % from 56 %", leaps_to_full, SOC),
