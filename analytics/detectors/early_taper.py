@@ -673,6 +673,7 @@ class EarlyTaper(BaseDetector):
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
         resolution = soc_resolution_pct(reported.soc_pct, ~np.isnan(reported.soc_pct))
         battery_wh = battery_at_least_wh(prep, resolution)
+        prep = _soc_after_reports_end(prep, battery_wh)
         step_below = self._step_limits(battery_wh)
         rows = np.flatnonzero(self._candidates(prep, rated, step_below))
         judged = self._judge(take_rows(prep, rows), rated[rows], step_below[rows], battery_wh[rows])
@@ -1383,6 +1384,44 @@ def battery_at_least_wh(prep: Prepared, resolution_pct: FloatArray) -> FloatArra
     span = gained + np.maximum(resolution_pct[rows], WHOLE_PERCENT_PCT) + SOC_LAG_PCT
     out[rows] = energy * EFFICIENCY_MIN / span * 100.0
     return out
+
+
+def _soc_after_reports_end(prep: Prepared, battery_wh: FloatArray) -> Prepared:
+    """``prep`` with the readings after a car's last SoC report given the most SoC it can have
+    reached by then: the last report, plus all the energy since (the most register and power
+    allow, ``energy_bounds``) over the least battery the car can have (``battery_wh``:
+    ``battery_at_least_wh``), at most 100 %. A car that stops reporting SoC is normal, and an
+    upper bound judges it by the most permissive floor its SoC allows; without it the readings
+    after the last report judged nothing: 49 kW to 35 % SoC, then 15.5 kW held for an hour
+    with no SoC reported from the fall on (outside fleet seed 4, 433114: a failed module,
+    missed). Rows whose battery is not known (0) are left as they are; the bound stays under
+    ``BOUND_SOC_MAX_PCT``."""
+    soc = prep.soc_pct
+    m = soc.shape[1]
+    if m < 2:
+        return prep
+    has = ~np.isnan(soc)
+    last = m - 1 - np.argmax(has[:, ::-1], axis=1)
+    rows = np.flatnonzero(has.any(axis=1) & (last < prep.count - 1) & (battery_wh > 0))
+    if rows.size == 0:
+        return prep
+    sub = take_rows(prep, rows)
+    _, most_wh = energy_bounds(sub)
+    cum = cumulative_wh(np.nan_to_num(most_wh))
+    unknown = cumulative_wh(np.isnan(most_wh).astype(np.float64))  # a step that may hold all
+    at = last[rows]
+    since_wh = cum - pick(cum, at)[:, None]
+    upper = pick(sub.soc_pct, at)[:, None] + since_wh / battery_wh[rows, None] * 100.0
+    upper = np.where(unknown > pick(unknown, at)[:, None], 100.0, upper)
+    after = (np.arange(m) > at[:, None]) & sub.valid
+    filled = soc.copy()
+    # under 100 %: a bound, never a report of a full car (the rebound leaves out readings
+    # reported at 100 %, a full car's balancing; the band and the step judge nothing there)
+    filled[rows] = np.where(after, np.minimum(upper, BOUND_SOC_MAX_PCT), sub.soc_pct)
+    return replace(prep, soc_pct=filled)
+
+
+BOUND_SOC_MAX_PCT = 99.0
 
 
 def _charged_soc(prep: Prepared) -> Prepared:

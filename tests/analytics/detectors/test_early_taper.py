@@ -903,3 +903,22 @@ def test_an_ac_dip_that_climbs_back_at_once_near_the_end_is_a_derating(
     spec = with_(from_power(t, p, offered_w=np.full(t.size, np.nan)), soc_pct=None)
     got, reason = _early_taper([spec])
     assert bool(got[0]) is flagged, reason[0]
+
+
+@pytest.mark.parametrize(("after_kw", "flagged"), [(15.5, True), (45.0, False)])
+def test_a_derate_after_the_car_stops_reporting_soc_is_judged_by_its_most_soc(
+    after_kw: float, flagged: bool
+) -> None:
+    # DC every 2 min: 49 kW from 11 % to 35 % SoC on a ~40 kWh car, then ``after_kw`` for an
+    # hour with no SoC reported from then on (a car that stops reporting SoC is normal). Its
+    # SoC can be at most the last report plus the energy since over the least battery the
+    # session shows: at 15.5 kW the fall came at about 37 %, where no car's curve falls to a
+    # third (outside fleet seed 4, 433114: missed); 45 kW is a car's own easing
+    t = np.arange(0.0, 75 * MIN + 1e-9, 2 * MIN)
+    p = np.where(t <= 14 * MIN, 49_000.0, after_kw * 1000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=np.full(t.size, np.nan))
+    delivered = np.asarray(spec.energy_wh) - spec.energy_wh[0]  # type: ignore[index]
+    soc = np.where(t <= 14 * MIN, np.floor(11.0 + delivered / 400.0), np.nan)
+    flagged_now, reason = _early_taper([with_(spec, soc_pct=list(soc))])
+    assert bool(flagged_now[0]) is flagged, reason[0]
