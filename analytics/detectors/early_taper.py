@@ -303,7 +303,7 @@ class EarlyTaper(BaseDetector):
         few stray readings, so ``min_steps`` steps over 5 min (5 readings at the slowest
         common sampling of 60 s).
     rebound_limit : float, default REBOUND_LIMIT (1.2667)
-        The rebound: a dip that the session later climbs out of to more than this many
+        The rebound: on DC, a dip that the session later climbs out of to more than this many
         times the dip's power, over ``band_margin`` (1.49 times in all), is no car's own curve
         (see ``_rebound``).
     rebound_within_s : float, default 30.0
@@ -317,10 +317,7 @@ class EarlyTaper(BaseDetector):
         at the session's peak power, is the car's own last few % (a balancing current at 1-2 kW
         for half an hour is about 5 min at 11 kW).
 
-    The rebound (``_rebound``), a third piece of evidence, on DC and AC alike (an onboard
-    charger holds its level until the battery takes less, and that taper does not reverse
-    either; AC dips near the end the band cannot judge were missed: an outside fleet's wallbox
-    derates, 2 of 12 seeds' misses): a battery's acceptance does
+    The rebound (``_rebound``), a third piece of evidence, DC only: a battery's acceptance does
     not climb back, so a dip well below what the same session draws later, at a higher SoC, was
     not the car's curve. What else makes power dip and recover on a real station, and what was
     decided from CONTRACTS.md section 3:
@@ -620,10 +617,10 @@ class EarlyTaper(BaseDetector):
             fell &= low[rows] & ~(soc_ >= step_max[rows])
             out[rows] = np.any(fell, axis=1)
 
-        # the rebound: under the rebound share of a later reading and fallen from an
+        # the rebound (DC): under the rebound share of a later reading and fallen from an
         # earlier one, for ``min_duration_s``; the judgement's climb (the lower of two readings
         # in a row, capped by the offer) is never above the later power used here
-        rows = np.flatnonzero(~out)
+        rows = np.flatnonzero((rated > AC_MAX_W) & ~out)
         if rows.size:
             p_ = p[rows]
             later = _later_max(np.where(p_ > self.near_zero_w, p_, np.nan))
@@ -957,7 +954,7 @@ class EarlyTaper(BaseDetector):
     def _rebound(
         self, prep: Prepared, f: _Taper, need: FloatArray
     ) -> tuple[FloatArray, Runs, FloatArray]:
-        """Evidence per step of a dip that the session climbs out of at once.
+        """Evidence per step of a DC dip that the session climbs out of at once.
 
         The dip: readings ``Charging`` (under 100 % SoC, above ``near_zero_w``), fallen under
         ``band_margin`` of the highest power so far, and under 1 / ``_rebound_factor`` of the
@@ -984,7 +981,10 @@ class EarlyTaper(BaseDetector):
             empty = np.zeros((n, max(m - 1, 0)), dtype=bool)
             return np.zeros(empty.shape), runs(empty), np.full((n, m), np.nan)
         charging = (
-            (prep.status == StatusCode.CHARGING) & (p > self.near_zero_w) & ~(prep.soc_pct >= 100.0)
+            f.is_dc[:, None]
+            & (prep.status == StatusCode.CHARGING)
+            & (p > self.near_zero_w)
+            & ~(prep.soc_pct >= 100.0)
         )
         both = charging[:, 1:] & charging[:, :-1]
         pair = np.where(both, np.fmin(p[:, 1:], p[:, :-1]), np.nan)  # readings j and j + 1
