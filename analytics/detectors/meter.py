@@ -21,6 +21,7 @@ from analytics.detectors.prepared import (
     Prepared,
     prepared,
     readings_sharing_stamp,
+    register_brackets,
     register_resolution_wh,
     take_rows,
 )
@@ -225,6 +226,14 @@ def register_span_s(prep: Prepared) -> FloatArray:
     return span_s
 
 
+def register_read_span_s(prep: Prepared) -> FloatArray:
+    """Per step ``(n, m - 1)``: the time from the last reading with a register value at or
+    before its start to its end (its own time where every reading carries the register)."""
+    last, _ = register_brackets(prep)
+    t = prep.t_s
+    return np.asarray(t[:, 1:] - np.take_along_axis(t, np.maximum(last, 0), axis=1))
+
+
 def _hold_starts(prep: Prepared) -> BoolArray:
     """``(n, m - 1)``: does a step count from its own first reading (``register_span_s``)? Where
     that reading shows a new register value, or where nothing can have flowed since the reading
@@ -309,7 +318,13 @@ def jump_allowance_wh(
         # 14 kWh in 10 s was excused as catching up on what flowed: outside fleet, 46 such
         # labels over seeds 1-8). A register polled more slowly than the readings are sent,
         # for less than meter_stuck's 2 min, still catches up unflagged.
+        # ... over the time since the register was last read (where it is sent in some
+        # readings only, the frozen value may stand a few readings back: 8.4 kWh in 30 s at
+        # 350 kW, 90 s after the last register reading, is no jump; outside fleet seed 5)
         stuck = MeterStuck().ends_stuck(sub)
+        if stuck.any():
+            span = np.where(stuck, register_read_span_s(sub), sub.dt_s)
+            own = _at_rating_wh(sub, span, rated_w[rows], *margins)
         own += np.where(stuck, 0.0, _hold_flow_wh(sub, rated_w[rows], rated_margin))
         allowed[rows] = np.where(held[rows], np.fmin(allowed[rows], own), allowed[rows])
     return allowed
@@ -517,12 +532,26 @@ class MeterStuck(BaseDetector):
         return np.asarray(np.where(flat, x, 0.0))
 
     def ends_stuck(self, prep: Prepared) -> BoolArray:
-        """Per step ``(n, m - 1)``: the step right after a run of flat steps that this
-        detector judges stuck (where a frozen register may catch up)."""
+        """Per step ``(n, m - 1)``: the step in which the register next shows a value after a
+        run of flat steps that this detector judges stuck (where a frozen register may catch
+        up): the step right after the run, or, with the register in some readings only, the
+        first later step that ends at one of them."""
         flat = self._flat(prep)
         out = np.zeros(flat.shape, dtype=bool)
         if flat.shape[1] > 1 and flat.any():
             out[:, 1:] = (self.run_x(prep, flat)[:, :-1] >= 1.0) & ~flat[:, 1:]
+        rows, cols = np.nonzero(out)
+        if rows.size:
+            # a register sent in some readings only catches up at the first step that ends at
+            # one of them (the steps between carry no step of it: outside fleet seed 2,
+            # 01811c7a, a catch-up two readings after the frozen stretch, missed as a jump)
+            k = out.shape[1]
+            idx = np.where(np.isfinite(prep.de_wh), np.arange(k), k)
+            next_step = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
+            target = next_step[rows, cols]
+            out[:] = False
+            keep = target < k
+            out[rows[keep], target[keep]] = True
         return out
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
@@ -841,12 +870,17 @@ class MeterJump(BaseDetector):
             # (``_hold_flow_wh``) where that bound is the one that held
             held = ~by_values & (dt > own_s) & (hold_wh < rated[rows] * (dt - own_s) / 3600.0)
             held &= pick(_hold_shown(flagged), at[rows])
+            stuck = ~by_values & pick(MeterStuck().ends_stuck(flagged), at[rows])
+            own_s = np.where(stuck, pick(register_read_span_s(flagged), at[rows]), own_s)
             when = [
-                f"in {fmt_min(o)} after holding its value for {fmt_min(d - o)}, over which its"
-                f" power readings show at most {fmt_kwh(h)} could flow"
+                f"in {fmt_min(o)} after it was stuck for {fmt_min(d - o)} while power flowed"
+                " (a stuck register's catch-up is judged on its own step)"
+                if sk
+                else f"in {fmt_min(o)} after holding its value for {fmt_min(d - o)}, over which"
+                f" its power readings show at most {fmt_kwh(h)} could flow"
                 if hd
                 else f"in {fmt_min(d)}"
-                for d, o, h, hd in zip(dt, own_s, hold_wh, held, strict=True)
+                for d, o, h, hd, sk in zip(dt, own_s, hold_wh, held, stuck, strict=True)
             ]
             return [
                 f"register rose {fmt_kwh(step[i])} {w}; at most "

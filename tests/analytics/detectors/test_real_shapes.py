@@ -457,6 +457,19 @@ def frozen_register(session: Session, *, from_min: float, minutes: float) -> Ses
     return session
 
 
+def caught_up_register(session: Session, *, from_min: float, minutes: float) -> Session:
+    """``session`` with its register held for ``minutes`` from ``from_min`` after the start,
+    then back at the true count at once (a frozen counter that catches up)."""
+    at_s, until_s = session.start_s + from_min * MIN, session.start_s + (from_min + minutes) * MIN
+    held: float | None = None
+    for r in session.readings:
+        t, value = float(r["t"]), r.get("energy_wh")  # type: ignore[arg-type]
+        if value is not None and at_s <= t < until_s:
+            held = float(value) if held is None else held  # type: ignore[arg-type]
+            r["energy_wh"] = held
+    return session
+
+
 def meter_values_only(session: Session, stop_wh: float | None = None) -> Session:
     """``session`` with the register in no reading, only in the transaction's meter values
     (meterStart, meterStop: ``stop_wh`` in place of the true one when given)."""
@@ -883,6 +896,23 @@ CASES: list[Case] = [
         lambda: [meter_values_only(dc_session(power_every_s=10.0, target_soc=80.0), 1_234.0)],
         # the register's total is then far from the power's: a mismatch by the contract's words
         {"EV-1": {"meter_backwards", "meter_mismatch"}},
+    ),
+    Case(
+        "DC fault: register in every third reading, frozen for 15 min, then caught up",
+        lambda: [
+            caught_up_register(
+                register_every(
+                    dc_session(power_every_s=20.0, register_ends_only=False, target_soc=80.0),
+                    3,
+                ),
+                from_min=10.0,
+                minutes=15.0,
+            )
+        ],
+        # the catch-up comes at the next reading with a register, after the frozen stretch
+        # (outside fleet seed 2, 01811c7a: missed as a jump); with the steps it held over it
+        # adds up to what flowed, so no mismatch
+        {"EV-1": {"meter_stuck", "meter_jump"}},
     ),
     Case(
         "DC fault: register in every third reading, frozen for 15 min",
