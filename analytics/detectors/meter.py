@@ -537,7 +537,7 @@ class MeterStuck(BaseDetector):
         up): the step right after the run, or, with the register in some readings only, the
         first later step that ends at one of them."""
         flat = self._flat(prep)
-        out = np.zeros(flat.shape, dtype=bool)
+        out: BoolArray = np.zeros(flat.shape, dtype=bool)
         if flat.shape[1] > 1 and flat.any():
             out[:, 1:] = (self.run_x(prep, flat)[:, :-1] >= 1.0) & ~flat[:, 1:]
         rows, cols = np.nonzero(out)
