@@ -940,14 +940,15 @@ def _with_dc_power(batch: SessionBatch) -> SessionBatch:
     delivers more, whatever the convention). Reported power is never replaced. An
     independently written fleet's DC stations reporting current and voltage alone had every
     meter_mismatch, meter_stuck and early_taper missed (outside seeds 1-4: 49 labels)."""
-    power, current, voltage = batch.power_w, batch.current_a, batch.voltage_v
+    power = batch.power_w
     with np.errstate(invalid="ignore"):
-        product = current * voltage
+        product = batch.current_a * batch.voltage_v
         derivable = np.isnan(power) & ~np.isnan(product)
         if not derivable.any():
             return batch
-        dc = np.nanmax(np.where(derivable, product, np.nan), axis=1, initial=-np.inf) > AC_MAX_W
-    fill = derivable & dc[:, None] & (product >= 0.0)
+        # a row is DC where one of its readings' products is a DC power (``_dc_product_w``)
+        dc = np.any(derivable & (product > AC_MAX_W), axis=1)
+        fill = derivable & dc[:, None] & (product >= 0.0)
     power[fill] = product[fill]
     return batch
 

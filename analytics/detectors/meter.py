@@ -173,14 +173,11 @@ def _power_over_register_steps(prep: Prepared) -> tuple[FloatArray, FloatArray]:
     np.cumsum(np.nan_to_num(trap), axis=1, out=cum[:, 1:])
     gaps = np.zeros((n, m), dtype=np.int64)
     np.cumsum(np.isnan(trap), axis=1, out=gaps[:, 1:])
-    idx = np.arange(m)
-    last = np.maximum.accumulate(np.where(prep.has_energy, idx, -1), axis=1)[:, :-1]
+    last, _ = register_brackets(prep)
     start = np.maximum(last, 0)
     by_power = cum[:, 1:] - np.take_along_axis(cum, start, axis=1)
     whole = (last >= 0) & (gaps[:, 1:] == np.take_along_axis(gaps, start, axis=1))
-    t = np.nan_to_num(prep.t_s)
-    span_s = t[:, 1:] - np.take_along_axis(t, start, axis=1)
-    return np.asarray(np.where(whole, by_power, np.nan)), np.asarray(span_s)
+    return np.asarray(np.where(whole, by_power, np.nan)), register_read_span_s(prep)
 
 
 # Power at or below this (or this share of the session's peak, whichever is higher) is a
@@ -190,7 +187,7 @@ HOLD_FLOW_W = 200.0
 HOLD_FLOW_SHARE = 0.02
 
 
-def register_span_s(prep: Prepared) -> FloatArray:
+def register_span_s(prep: Prepared, shown: BoolArray | None = None) -> FloatArray:
     """The time each register step ``(n, m - 1)`` counts over: from the reading where the value
     it starts from was first shown, to the reading that ends it.
 
@@ -209,7 +206,7 @@ def register_span_s(prep: Prepared) -> FloatArray:
     n, m = t.shape
     if m < 2:
         return np.zeros((n, 0))
-    shown = _hold_starts(prep)
+    shown = _hold_starts(prep) if shown is None else shown
     # times never decrease along a row, so the reading a step counts from has the running max
     # of the times where a value was first shown (int64: a fast accumulate, where a float one
     # checks every element for NaN); rows out of order are done below
@@ -296,16 +293,17 @@ def jump_allowance_wh(
     - jitter: the lag between reading the meter and stamping the message;
     - margin: the meter's accuracy class and a rating that is estimated, not declared;
     - the register's resolution: both ends of the step are rounded to it."""
-    span_s = register_span_s(prep)
-    if span_s.shape[1] == 0:
-        return span_s
+    if prep.dt_s.shape[1] == 0:
+        return np.zeros(prep.dt_s.shape)
+    shown = _hold_starts(prep)  # once, for the span and the hold
+    span_s = register_span_s(prep, shown)
     # counted from a reading before the step's own (NaN: False), with the register showing
     # its value again in between: a hold. A register merely absent from the readings between
     # (sent in every fourth reading only) shows no hold, and power readings do not stand in
     # for it: a meter whose power came in kW in the W field (43 "W" at 43 kW) read as a
     # register jumping 0.97 kWh in 15 s after "holding" for 60 s (outside fleet, seed 4,
     # 433066: a meter_mismatch, not a jump)
-    held = (span_s > prep.dt_s) & _hold_shown(prep)
+    held = (span_s > prep.dt_s) & _hold_shown(prep, _span_start(prep, shown))
     margins = (rated_margin, jitter_s, resolution_steps)
     allowed = _at_rating_wh(prep, span_s, rated_w, *margins)  # in place on ``span_s``
     rows = np.flatnonzero(held.any(axis=1))
@@ -363,22 +361,23 @@ HOLD_READ_S = 120.0
 HOLD_SCALE_MAX = 1.5
 
 
-def _span_start(prep: Prepared) -> IntArray:
-    """Per step ``(n, m - 1)``: the reading it counts from, as ``register_span_s`` finds it."""
+def _span_start(prep: Prepared, shown: BoolArray | None = None) -> IntArray:
+    """Per step ``(n, m - 1)``: the reading it counts from, as ``register_span_s`` finds it
+    (``shown``: ``_hold_starts``, where the caller has it)."""
     m = prep.power_w.shape[1]
-    start = np.where(_hold_starts(prep), np.arange(m - 1), 0)
+    start = np.where(_hold_starts(prep) if shown is None else shown, np.arange(m - 1), 0)
     np.maximum.accumulate(start, axis=1, out=start)
     return np.asarray(start)
 
 
-def _hold_shown(prep: Prepared) -> BoolArray:
-    """Per step ``(n, m - 1)``: a reading after the one it counts from (``_span_start``), up
-    to its own first reading, carries a register value (the held one)."""
+def _hold_shown(prep: Prepared, start: IntArray | None = None) -> BoolArray:
+    """Per step ``(n, m - 1)``: a reading after the one it counts from (``start``:
+    ``_span_start``), up to its own first reading, carries a register value (the held one)."""
     m = prep.power_w.shape[1]
     if m < 2:
         return np.zeros((prep.power_w.shape[0], max(m - 1, 0)), dtype=bool)
     has = np.cumsum(prep.has_energy & prep.valid, axis=1)
-    start = _span_start(prep)
+    start = _span_start(prep) if start is None else start
     return np.asarray(has[:, :-1] > np.take_along_axis(has, start, axis=1))
 
 

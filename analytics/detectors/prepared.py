@@ -28,6 +28,7 @@ from analytics.detectors.reductions import (
     forward_fill,
     register_unit_wh,
     row_max,
+    run_labels,
     smallest_rise,
 )
 from analytics.detectors.stamp_order import stamp_order
@@ -652,14 +653,10 @@ LATE_RUN_MAX = 3
 def _short_late_runs(disorder: BoolArray, excusable: BoolArray) -> BoolArray:
     """Per reading: part of a run of consecutive ``disorder`` readings of at most
     ``LATE_RUN_MAX``, every one of them ``excusable`` (near enough, nothing against it)."""
-    k, m = disorder.shape
-    out = np.zeros((k, m), dtype=bool)
-    prev = np.concatenate((np.zeros((k, 1), dtype=bool), disorder[:, :-1]), axis=1)
-    begins = disorder & ~prev
-    count = int(begins.sum())
+    out = np.zeros(disorder.shape, dtype=bool)
+    _, label, count = run_labels(disorder)
     if count == 0:
         return out
-    label = (np.cumsum(begins.ravel()) - 1).reshape(k, m)
     length = np.bincount(label[disorder], minlength=count)
     spoiled = np.bincount(label[disorder & ~excusable], minlength=count) > 0
     good = (length <= LATE_RUN_MAX) & ~spoiled

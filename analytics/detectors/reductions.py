@@ -146,6 +146,16 @@ def backward_fill(values: FloatArray) -> FloatArray:
     return np.asarray(forward_fill(values[:, ::-1])[:, ::-1])
 
 
+def run_labels(mask: BoolArray) -> tuple[BoolArray, IntArray, int]:
+    """The runs of consecutive True in ``mask`` (along rows): where each begins, each
+    position's run (a number counted over the whole array; meaningful where ``mask``), and
+    how many runs there are."""
+    n, k = mask.shape
+    begins = mask & ~np.concatenate((np.zeros((n, 1), dtype=bool), mask[:, :-1]), axis=1)
+    label = (np.cumsum(begins.ravel()) - 1).reshape(n, k)
+    return np.asarray(begins), np.asarray(label), int(begins.sum())
+
+
 @dataclass(frozen=True, slots=True)
 class Runs:
     """For each position of a boolean ``(n, k)`` mask: the run of True it belongs to so far."""

@@ -57,6 +57,7 @@ from analytics.detectors.reductions import (
     nan_argmax,
     pick,
     row_max,
+    run_labels,
     runs,
     smallest_rise,
     trapezoid_wh,
@@ -196,15 +197,6 @@ SOC_CLIMB_STEPS = 2.0
 SOC_CLIMB_MIN_PCT = 0.2
 
 
-def _stretches(idle: BoolArray) -> tuple[BoolArray, IntArray, int]:
-    """The stretches of consecutive ``idle`` steps: where each begins, each step's stretch
-    (a number counted over the whole batch; meaningful where ``idle``), and how many."""
-    n, s = idle.shape
-    begins = idle & ~np.concatenate((np.zeros((n, 1), dtype=bool), idle[:, :-1]), axis=1)
-    label = (np.cumsum(begins.ravel()) - 1).reshape(n, s)
-    return begins, label, int(begins.sum())
-
-
 def _register_counting(idle: BoolArray, prep: Prepared, floor_w: float) -> BoolArray:
     """Per step ``(n, m - 1)``: the step belongs to a stretch of ``idle`` steps over which the
     register, taken whole, rose by more than its resolution (the rounding at its two ends,
@@ -215,7 +207,7 @@ def _register_counting(idle: BoolArray, prep: Prepared, floor_w: float) -> BoolA
     fleet, seed 355, TX-0097-900189). Steps without a register at both ends count nothing."""
     n, s = idle.shape
     out = np.zeros((n, s), dtype=bool)
-    begins, label, runs_n = _stretches(idle)
+    begins, label, runs_n = run_labels(idle)
     if runs_n == 0:
         return out
     which = label[idle]
@@ -238,7 +230,7 @@ def _soc_climbing(idle: BoolArray, soc: FloatArray, t_s: FloatArray) -> BoolArra
     out = np.zeros((n, s), dtype=bool)
     if s == 0 or np.isnan(soc).all():
         return out
-    begins, label, runs_n = _stretches(idle)
+    begins, label, runs_n = run_labels(idle)
     if runs_n == 0:
         return out
     filled = forward_fill(soc)
