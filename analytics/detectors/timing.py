@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.batch import NO_TIME, SessionBatch
+from analytics.batch import NO_TIME, FloatArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.prepared import (
     CLOCK_BEFORE_START_S,
     CLOCK_DISORDER_S,
     CLOCK_FUTURE_S,
     NS_PER_S,
+    Prepared,
     prepared,
     stop_tolerance_s,
 )
@@ -24,6 +25,20 @@ from chargewatch.kinds import AnomalyKind
 # gaps out of its integral.
 GAP_INTERVALS = 5.0
 GAP_MIN_S = 300.0
+
+# A row's own median step says little when the row has few readings. A station that samples on
+# the quarter hour (clock-aligned OCPP meter values) and sends its Transaction.Begin and End
+# readings beside them gives a 20-min session the steps 2, 15 and 1 min: median 2 min, and the
+# quarter hour it waited read as "a gap of 8 sampling intervals" (an independently written
+# fleet, outside seed 19, 690925); a session read only twice, 50 min apart, has a median of
+# 50 min and so never a gap, on a station that samples every 5 min (seed 20, 728667). Such a row
+# takes its station's interval instead: the median of the intervals of the station's sessions
+# that have at least OWN_INTERVAL_READINGS readings (six steps or more, of which at most two run
+# to and from the begin and end readings: the median is one of the station's own steps), where
+# at least STATION_INTERVAL_ROWS such sessions are in the batch, or else of its readings between
+# sessions (a hub connector whose every session lasts 20 min, seed 19); otherwise its own.
+OWN_INTERVAL_READINGS = 7
+STATION_INTERVAL_ROWS = 2
 
 
 def fmt_span(seconds: float) -> str:
@@ -55,12 +70,53 @@ def superseded(batch: SessionBatch) -> np.ndarray:
     return np.asarray(open_rows & (latest[code] > batch.start_ns))
 
 
+def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
+    """Per row, the sampling interval data_gap counts in: the row's own median step, or, for a
+    row with fewer than OWN_INTERVAL_READINGS readings, its station's (see the comment above)."""
+    own = prep.interval_s
+    few = prep.count < OWN_INTERVAL_READINGS
+    if not few.any():
+        return own
+    trusted = ~few & np.isfinite(own)
+    if not trusted.any():
+        return own
+    _, code = np.unique(batch.station_id.astype(str), return_inverse=True)
+    code = code.reshape(-1)
+    orphan = is_none(batch.session_id)
+    theirs = _station_medians(code, own, trusted & ~orphan, STATION_INTERVAL_ROWS)
+    # a station whose every session was short: its readings between sessions keep its clock
+    idle = _station_medians(code, own, trusted & orphan, 1)
+    theirs = np.where(np.isfinite(theirs), theirs, idle)
+    return np.where(few & np.isfinite(theirs), theirs, own)
+
+
+def _station_medians(
+    code: np.ndarray, values: FloatArray, rows_mask: np.ndarray, min_rows: int
+) -> FloatArray:
+    """Per row, the median of ``values`` over the ``rows_mask`` rows of its station (``code``),
+    NaN where the station has fewer than ``min_rows`` of them."""
+    out = np.full(code.size, np.nan)
+    rows = np.flatnonzero(rows_mask)
+    if not rows.size:
+        return out
+    order = np.lexsort((values[rows], code[rows]))
+    codes, picked = code[rows][order], values[rows][order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    sizes = np.diff(np.r_[starts, codes.size])
+    medians = 0.5 * (picked[starts + (sizes - 1) // 2] + picked[starts + sizes // 2])
+    station = np.full(int(code.max()) + 1, np.nan)
+    known = sizes >= min_rows
+    station[codes[starts[known]]] = medians[known]
+    return np.asarray(station[code])
+
+
 class DataGap(BaseDetector):
     """No reading for more than 5 sampling intervals (and at least 5 min) while the session is
     open: between readings, after the start, and before the stop (while open: before the
     latest reading of the batch, at most ``now``; ``score`` says why; not for a session whose
     connector has started another since: ``superseded``).
-    The sampling interval of a row is the median time between its readings. Learns nothing.
+    The sampling interval of a row is the median time between its readings, or its station's
+    where the row has too few to tell (``sampling_interval_s``). Learns nothing.
 
     Parameters
     ----------
@@ -120,10 +176,10 @@ class DataGap(BaseDetector):
         gap = gaps[np.arange(n), which]
         gap_from = np.choose(which, (inner_from, batch.start_ns, t_last)).astype(np.int64)
         gap_to = np.choose(which, (inner_to, t_first, end_ref)).astype(np.int64)
-        threshold = np.maximum(self.max_missing_intervals * prep.interval_s, self.min_gap_s)
+        interval = sampling_interval_s(batch, prep)
+        threshold = np.maximum(self.max_missing_intervals * interval, self.min_gap_s)
         x = gap / threshold
         flagged = x > 1.0
-        interval = prep.interval_s
         not_scored = not_scored_reason(prep)
         not_scored[is_none(batch.session_id)] = "readings outside any session"
 

@@ -140,7 +140,10 @@ def clock_stepped_back_one_reading_every_ten_minutes() -> Spec:
 
 
 def _results(specs: list[Spec]) -> dict[str, object]:
-    batch = make_batch(specs)
+    # unrelated cases: each at a station of its own (its sampling is its own), each card too
+    batch = make_batch(
+        [with_(s, station_id=f"ST{i}", id_pseudonym=f"U{i}") for i, s in enumerate(specs)]
+    )
     return {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
 
 
