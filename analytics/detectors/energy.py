@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.batch import BoolArray, FloatArray
+from analytics.batch import BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.prepared import Prepared, register_brackets
-from analytics.detectors.reductions import trapezoid_wh
+from analytics.detectors.reductions import forward_fill, trapezoid_wh
+from analytics.detectors.verdicts import is_none
 
 # Power below this is a sensor offset, not energy (as meter_mismatch reads it).
 SENSOR_OFFSET_W = 50.0
@@ -178,3 +179,82 @@ def cumulative_wh(step: FloatArray) -> FloatArray:
     """Energy since the row's first reading at every reading, unknown steps counted as 0."""
     n = step.shape[0]
     return np.concatenate((np.zeros((n, 1)), np.cumsum(np.nan_to_num(step), axis=1)), axis=1)
+
+
+# How much of an orphan's register rise must lie within a session's span to be that session's:
+# a register never counts one watt-hour twice, so any real share says so; most of it, to leave
+# the rounding of two registers' ends and a session's unseen last minutes aside.
+WITHIN_SHARE = 0.9
+
+
+def within_sessions_meter_values(batch: SessionBatch, rows: IntArray, prep: Prepared) -> BoolArray:
+    """``(len(rows), m - 1)``: the register rises of orphan segments ``rows`` of ``batch``
+    (``prep`` is the prepared view of those rows alone, or of the whole batch when ``rows`` is
+    every row) that lie within the register span of a session on the same connector.
+
+    A register counts each watt-hour once: a rise that lies within a session's own span was
+    delivered in that session, whatever the stamps say. A station whose clock stamped a whole
+    session, its start, statuses, readings and stop, years ahead leaves the register rising
+    between its idle readings with no session open in time; the session it belongs to
+    (authorized, and flagged clock_fault) holds that very rise (an independently written fleet,
+    outside seed 19, DE*SWM*E001801: "9.775 kWh delivered with no session open ... over 0 s",
+    and the same as a meter_mismatch of the idle segment). A session's span runs from the
+    least to the most of its meter values and register readings (all of them, their stamps
+    trusted or not), and counts only where its readings rise by as much as the span is wide
+    (a register that was reset spans everything below it, and explains nothing). A rise counts
+    as the session's when WITHIN_SHARE of it lies in that span, within twice the register's
+    resolution: the energy after a session's last reading, before its stop, is in no reading
+    of it (106 Wh of that session's 9,775).
+    """
+    n, k = len(rows), prep.de_wh.shape[1] if prep.de_wh.ndim == 2 else 0
+    out = np.zeros((n, k), dtype=bool)
+    if not n or not k:
+        return out
+    orphan = is_none(batch.session_id[rows]) & (batch.connector_id[rows] != 0)
+    rising = (prep.de_wh > 0) & orphan[:, None]
+    candidates = np.flatnonzero(rising.any(axis=1))
+    if not candidates.size:
+        return out
+    key = np.char.add(
+        batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id.astype(np.int64))
+    )
+    wanted = set(key[rows[candidates]].tolist())
+    sessions = np.flatnonzero(
+        ~is_none(batch.session_id) & np.fromiter((k_ in wanted for k_ in key), bool, key.size)
+    )
+    if not sessions.size:
+        return out
+    lo, hi = _register_spans(batch, sessions)
+    by_key: dict[str, list[int]] = {}
+    for j, row in enumerate(sessions.tolist()):
+        if np.isfinite(lo[j]) and hi[j] > lo[j]:
+            by_key.setdefault(str(key[row]), []).append(j)
+    tol = 2.0 * np.nan_to_num(prep.resolution_wh, nan=1.0)
+    for i in candidates.tolist():
+        mine = by_key.get(str(key[rows[i]]))
+        if not mine:
+            continue
+        steps = np.flatnonzero(rising[i])
+        below = prep.energy_ff_wh[i, steps]
+        above = below + prep.de_wh[i, steps]
+        shared = np.minimum(above[:, None], hi[mine][None, :]) - np.maximum(
+            below[:, None], lo[mine][None, :]
+        )
+        out[i, steps] = np.any(shared >= WITHIN_SHARE * (above - below)[:, None] - tol[i], axis=1)
+    return out
+
+
+def _register_spans(batch: SessionBatch, rows: IntArray) -> tuple[FloatArray, FloatArray]:
+    """Per row of ``rows``: the least and the most of its meter values and register readings,
+    or NaN where its readings (in time order, every one) rise by less than that width."""
+    values = np.where(batch.valid[rows], batch.energy_wh[rows], np.nan)
+    with np.errstate(all="ignore"):
+        reg_lo = np.fmin.reduce(values, axis=1) if values.shape[1] else np.full(len(rows), np.nan)
+        reg_hi = np.fmax.reduce(values, axis=1) if values.shape[1] else np.full(len(rows), np.nan)
+    ms, me = batch.meter_start_wh[rows], batch.meter_stop_wh[rows]
+    lo, hi = np.fmin(reg_lo, ms), np.fmax(reg_hi, me)
+    chain = np.column_stack((ms, values, me))
+    filled = forward_fill(chain)
+    rise = np.nansum(np.clip(np.diff(filled, axis=1), 0.0, None), axis=1)
+    plausible = rise >= (hi - lo) - 1.0
+    return np.where(plausible, lo, np.nan), np.where(plausible, hi, np.nan)

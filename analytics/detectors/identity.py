@@ -10,6 +10,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.energy import within_sessions_meter_values
 from analytics.detectors.meter import (
     JUMP_JITTER_S,
     JUMP_RATED_MARGIN,
@@ -59,15 +60,19 @@ class UnauthorizedEnergy(BaseDetector):
         concerned = orphan | (~is_none(auth) & np.not_equal(auth, "Accepted"))
         rows = np.flatnonzero(concerned)
         if rows.size == batch.n_sessions:
-            return self._score_concerned(batch, now_ns)
+            return self._score_concerned(batch, now_ns, batch, rows)
         # only orphan segments and sessions not accepted can carry this kind
-        part = self._score_concerned(batch.take(rows), now_ns)
+        part = self._score_concerned(batch.take(rows), now_ns, batch, rows)
         out = KindResult.empty(self.kind, batch.n_sessions)
         for name in ("score", "flagged", "start_ns", "end_ns", "reason"):
             getattr(out, name)[rows] = getattr(part, name)
         return out
 
-    def _score_concerned(self, batch: SessionBatch, now_ns: int) -> KindResult:
+    def _score_concerned(
+        self, batch: SessionBatch, now_ns: int, whole: SessionBatch, rows: IntArray
+    ) -> KindResult:
+        """``score`` for ``batch``, the rows ``rows`` of ``whole`` (whose sessions' meter
+        values may hold what an orphan segment's register counted)."""
         prep = prepared(batch, now_ns)
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
         allowed = jump_allowance_wh(
@@ -77,8 +82,10 @@ class UnauthorizedEnergy(BaseDetector):
             jitter_s=JUMP_JITTER_S,
             resolution_steps=ROUNDING_STEPS,
         )
-        # register rises a meter could really count (a jump is a meter fault, not energy)
+        # register rises a meter could really count (a jump is a meter fault, not energy), and
+        # that no session on the connector counted as its own (a session stamped years ahead)
         counted = (prep.de_wh > 0) & ~(prep.de_wh > allowed)
+        counted &= ~within_sessions_meter_values(whole, rows, prep)
         e_reg = row_sum(np.where(counted, prep.de_wh, 0.0))
         e_pow = row_sum(np.maximum(trapezoid_wh(prep.power_w, prep.dt_s), 0.0))
         energy = np.maximum(e_reg, e_pow)

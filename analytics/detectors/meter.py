@@ -16,6 +16,7 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
+from analytics.detectors.energy import within_sessions_meter_values
 from analytics.detectors.prepared import (
     NS_PER_S,
     Prepared,
@@ -1396,6 +1397,10 @@ class MeterMismatch(BaseDetector):
         # "register counted 0.000 kWh" against 6.4 kWh of power)
         allowed = self.jump_.allowance_wh(batch, prep)
         allowed = np.where(MeterStuck().ends_stuck(prep), np.inf, allowed)
+        # an orphan segment's rise that a session on its connector counted as its own (a
+        # session stamped years ahead, ``within_sessions_meter_values``) is no step to compare
+        every = np.arange(batch.n_sessions)
+        allowed = np.where(within_sessions_meter_values(batch, every, prep), -np.inf, allowed)
         b = energy_balance(
             prep,
             allowed,
