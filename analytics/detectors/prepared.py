@@ -445,7 +445,7 @@ def _fix_rows(
         plausible & (previous != _INT_MIN), (previous - t).astype(np.float64), -np.inf
     )
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
-    _continue_stepped_runs(disorder, back_ns)
+    _continue_stepped_runs(disorder, back_ns, before & valid)
     late = disorder & _delivered_late(disorder, back_ns, t, valid, columns, _interval_ns(t, valid))
     np.copyto(back_ns, -np.inf, where=late)
     disorder &= ~late
@@ -504,18 +504,23 @@ def _fix_rows(
 # that are the same wrong clock, not a swap. Left trusted, such a reading (measured an interval
 # of the step later, so its register is higher) sits before the last right one in time order:
 # a register "falling" by everything counted since (blind fleet seed 72: 29 Wh on a clock 118
-# min back). A run is followed this way for at most this many readings: the tolerance is a few
-# seconds, so a run cannot end in more readings than there are seconds in it.
+# min back). The same for a run stamped before the session start that climbs back past the
+# first reading: a clock stepped back 80 min on a station sampling every 5 min put a reading
+# 0.5 s before the first one, 8.8 kWh above it (outside fleet seed 21, 07a2a74f). A run is
+# followed this way for at most this many readings: the tolerance is a few seconds, so a run
+# cannot end in more readings than there are seconds in it.
 STEPPED_RUN_TAIL = int(CLOCK_DISORDER_S) + 1
 
 
-def _continue_stepped_runs(disorder: BoolArray, back_ns: FloatArray) -> None:
+def _continue_stepped_runs(disorder: BoolArray, back_ns: FloatArray, before: BoolArray) -> None:
     """Mark (in place) a reading stamped earlier than one that arrived before it, within the
-    tolerance, as disorder too when the reading that arrived just before it is (see above)."""
+    tolerance, as disorder too when the reading that arrived just before it is, or is stamped
+    before the session start (``before``: a clock stepped back across the start, whose run
+    climbs back past the first trusted reading; see above)."""
     within = (back_ns > 0) & ~disorder
     for _ in range(STEPPED_RUN_TAIL):
         prev = np.zeros_like(disorder)
-        prev[:, 1:] = disorder[:, :-1]
+        prev[:, 1:] = disorder[:, :-1] | before[:, :-1]
         grow = within & prev & ~disorder
         if not grow.any():
             return

@@ -214,3 +214,49 @@ def test_a_register_in_whole_kwh_under_a_clock_stepped_back_is_not_judged_stuck(
     stuck = results["meter_stuck"]
     assert not stuck.flagged[0] and "clock" in str(stuck.reason[0]), stuck.reason[0]  # type: ignore[attr-defined]
     assert results["clock_fault"].flagged[0]  # type: ignore[attr-defined]
+
+
+def clock_stepped_back_across_the_start_onto_the_first_reading() -> Spec:
+    # outside fleet seed 21, 07a2a74f: 6.6 kW AC read every 5 min, the register in some
+    # readings; right after the first reading (start + 0.5 s) the clock steps back 80 min, a
+    # multiple of the interval: the readings climb back past the start, and the one stamped
+    # 0.5 s before the first reading is 8.8 kWh above it ("register fell 8.8 kWh")
+    true_t = np.array([0.5, *(162.0 + 300.0 * np.arange(1, 32))])
+    p = np.where(true_t > 1.0, 6_600.0, 0.0)
+    spec = from_power(true_t, p, offered_w=11_000.0)
+    stamps = np.where(true_t > 1.0, true_t - 162.0 - 4_800.0 + 300.0 * 15, true_t)
+    stamps[1:] = stamps[1:] - stamps[16] + 0.0  # reading 16 lands on 0.0 s, 0.5 s before
+    return with_(
+        spec, t_s=list(stamps), arrival=list(range(true_t.size)), stop_s=float(stamps[-1]) + 1
+    )
+
+
+def clock_stepped_back_half_an_hour_with_soc() -> Spec:
+    # outside fleet seed 22, 810567: 125 kW DC every 30 s with SoC (1 % per 30 s); after 3 min
+    # the clock steps back 30 min: its readings climb back past the start, then past the last
+    # right one, 7 s after it, with a SoC 60 points higher ("SoC rose 55 % in 7 s")
+    true_t = np.arange(0.0, 40 * MIN + 1e-9, 30.0)
+    p = np.where(true_t > 0, 125_000.0, 0.0)
+    spec = from_power(true_t, p, offered_w=350_000.0)
+    soc = list(18.0 + np.floor(true_t / 30.0))
+    stamps = np.where(true_t > 3 * MIN, true_t - 30 * MIN + 7.0 - 30.0, true_t)
+    # the register in every other reading, not in the last right one
+    register = np.where(np.arange(true_t.size) % 2 == 0, np.asarray(spec.energy_wh), np.nan)
+    return with_(
+        spec,
+        t_s=list(stamps),
+        energy_wh=list(register),
+        soc_pct=soc,
+        arrival=list(range(true_t.size)),
+        stop_s=float(stamps[-1]) + 1.0,
+    )
+
+
+def test_a_clock_stepped_back_across_the_start_is_a_clock_fault_only() -> None:
+    for build in (
+        clock_stepped_back_across_the_start_onto_the_first_reading,
+        clock_stepped_back_half_an_hour_with_soc,
+    ):
+        results = _results([build()])
+        flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+        assert flagged == {"clock_fault"}, (build.__name__, flagged)
