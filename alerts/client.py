@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from chargewatch.errors import AlertmanagerError
 from chargewatch.settings import Settings
+from chargewatch.urls import redact_url
 
 from .collector import collector_paused
 from .lifecycle import Send
@@ -113,18 +113,6 @@ def postable(send: Send) -> dict[str, Any]:
     if link:
         alert["generatorURL"] = link
     return alert
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its user and password."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class AlertmanagerClient:

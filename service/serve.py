@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -247,6 +248,27 @@ class Service:
         self.metrics.influx_write_seconds.observe(time.perf_counter() - began)
 
     def health(self) -> dict[str, object]:
+        """``/healthz``'s answer. It needs no key (load balancers ask it), so the errors it
+        repeats name no address and no database (``_public``): those are in the log."""
+        answer = self._health()
+        for name, value in answer.items():
+            if name.endswith("_last_error") and isinstance(value, str):
+                answer[name] = self._public(value)
+            elif name == "alerts_source_errors" and isinstance(value, dict):
+                answer[name] = {k: self._public(str(v)) for k, v in value.items()}
+        return answer
+
+    def _public(self, error: str) -> str:
+        """``error`` without URLs, host:port addresses or the InfluxDB database's name."""
+        error = _URL.sub("(address in the log)", error)
+        error = _HOST_PORT.sub("(address in the log)", error)
+        database = re.escape(self.settings.influx_database)
+        # quoted, or after "database" (InfluxDB's "database not found: NAME"), not a word that
+        # happens to be the name (the default is "chargewatch")
+        named = rf"(['\"]){database}\1|(?<=database ){database}\b|(?<=not found: ){database}\b"
+        return re.sub(named, "(database in the log)", error)
+
+    def _health(self) -> dict[str, object]:
         depth = self.spool.depth()
         quarantine = self.spool.quarantine()
         return {
@@ -313,6 +335,12 @@ class Service:
             detection_failures=failures,
             detection_error=error,
         )
+
+
+# What /healthz leaves out of the errors it repeats: a URL (with any credentials in it), and an
+# address as host:port or IPv4 address.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+_HOST_PORT = re.compile(r"\b(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost)(?::\d+)?\b")
 
 
 def _alert_job(service: Service, client: InfluxClient) -> AlertJob:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -39,6 +40,7 @@ from chargewatch.errors import (
     InfluxServerError,
 )
 from chargewatch.settings import Settings, influx_is_local
+from chargewatch.urls import redact_url
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
@@ -128,7 +130,11 @@ class InfluxClient:
             raise ValueError("database must not be empty")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, not {max_retries}")
-        self.url = url.rstrip("/")
+        # shown in messages and logs without its credentials; requests go to the URL as given
+        self.url = redact_url(url.rstrip("/"))
+        self._secrets = tuple(
+            secret for secret in (password, _url_password(url)) if secret and len(secret) > 2
+        )
         self.database = database
         self.username = username
         self.gzip = gzip
@@ -139,7 +145,7 @@ class InfluxClient:
         self._random = random.Random()
         auth = httpx.BasicAuth(username, password or "") if username is not None else None
         self._http = httpx.Client(
-            base_url=self.url,
+            base_url=url.rstrip("/"),
             auth=auth,
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
@@ -292,12 +298,14 @@ class InfluxClient:
                 request = self._http.build_request(method, path, **kwargs)
                 response = self._http.send(request, stream=stream)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise InfluxConnectionError(f"cannot send to {self.url}: {exc}") from exc
+                raise InfluxConnectionError(
+                    f"cannot send to {self.url}: {self._scrub(str(exc))}"
+                ) from exc
             except httpx.TransportError as exc:
                 if last:
                     raise InfluxConnectionError(
                         f"cannot reach InfluxDB at {self.url} after {attempts} attempt(s): "
-                        f"{type(exc).__name__}: {exc or 'no detail'}"
+                        f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
                     ) from exc
                 delay = self._backoff(attempt)
                 logger.info(
@@ -312,7 +320,8 @@ class InfluxClient:
                 continue
             except httpx.HTTPError as exc:  # not the network: a bad encoding, redirects
                 raise InfluxConnectionError(
-                    f"InfluxDB at {self.url} sent an answer that cannot be read: {exc}"
+                    f"InfluxDB at {self.url} sent an answer that cannot be read: "
+                    f"{self._scrub(str(exc))}"
                 ) from exc
             if response.is_success:
                 return response, attempt
@@ -352,8 +361,15 @@ class InfluxClient:
             return None
         return min(seconds, MAX_RETRY_AFTER_S)
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with this client's password and the URL's credentials replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _error_for(self, status: int, path: str, text: str, *, attempts: int) -> InfluxError:
         where = f"InfluxDB at {self.url}"
+        text = self._scrub(text)
         if status in (401, 403):
             who = f"user {self.username!r}" if self.username is not None else "no credentials"
             return InfluxAuthError(f"{where} refused {who} ({status}): {text}")
@@ -364,6 +380,13 @@ class InfluxClient:
                 f"{where} answered {status} to {attempts} attempt(s) in a row on {path}: {text}"
             )
         return InfluxRequestError(f"{where} rejected the request to {path} ({status}): {text}")
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:  # a port that is no number: httpx refuses the URL on the first request
+        return None
 
 
 def _is_retryable(status: int) -> bool:
