@@ -34,7 +34,7 @@ from api.deps import ApiServices
 from api.event_schemas import event_batch_schemas
 from chargewatch import __version__
 from chargewatch.catalog import CursorError
-from chargewatch.errors import InfluxError
+from chargewatch.errors import InfluxError, InfluxRequestError
 from chargewatch.state import StateError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,13 @@ def create_app(services: ApiServices) -> FastAPI:
     async def store_down(request: Request, exc: Exception) -> JSONResponse:
         # The detail (addresses, database names) is for the log, not for API clients.
         logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        if isinstance(exc, InfluxRequestError):
+            # InfluxDB refused the query itself (400): asking again gets the same answer, so
+            # this is no outage to wait out but a request this service cannot serve
+            return JSONResponse(
+                {"detail": "InfluxDB refused the query this request makes; it is logged"},
+                status_code=500,
+            )
         what = "InfluxDB" if isinstance(exc, InfluxError) else "the state database"
         return JSONResponse(
             {"detail": f"{what} did not answer; try again shortly"},

@@ -6,10 +6,13 @@ keeps api/ free of ingest internals and lets tests build the app around real par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Protocol
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, Union, get_args, get_origin
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -221,17 +224,31 @@ async def client_identity(request: Request, bearer: Bearer, key_header: KeyHeade
 ClientIdentity = Annotated[str, Depends(client_identity)]
 
 
-def require(minimum: Role) -> Callable[..., Role]:
+# Requests one API key may have in progress at once; one more gets 429 at once. Routes that
+# read InfluxDB or draw run on worker threads, 40 shared by every client: one key's burst of 100
+# heatmaps held /healthz and every other key's requests up for 5 s (a probe of the read API).
+MAX_IN_FLIGHT_PER_KEY = 8
+# Threads that look keys up in the state database, apart from the routes' own, so that no burst
+# of slow routes makes the next request wait to be admitted.
+AUTH_THREADS = 4
+
+
+def require(minimum: Role) -> Callable[..., AsyncIterator[Role]]:
     """A dependency admitting requests whose API key has at least ``minimum``'s rights.
 
     The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. It is looked
-    up on every request, so a revoked key stops working at once. A known key then takes a
-    token from its bucket (``api.ratelimit``): 429 with ``Retry-After`` when it has none.
+    up on every request (on threads of its own: ``AUTH_THREADS``), so a revoked key stops
+    working at once. A known key then takes a token from its bucket (``api.ratelimit``): 429
+    with ``Retry-After`` when it has none, and holds one of its ``MAX_IN_FLIGHT_PER_KEY``
+    places until the answer is sent: 429 when it has none left.
     """
 
-    def check(svc: Services, bearer: Bearer, key_header: KeyHeader) -> Role:
+    async def check(
+        request: Request, svc: Services, bearer: Bearer, key_header: KeyHeader
+    ) -> AsyncIterator[Role]:
         if not svc.api_auth:
-            return Role.ADMIN
+            yield Role.ADMIN
+            return
         key = presented_key(bearer, key_header)
         if not key:
             raise HTTPException(
@@ -239,15 +256,16 @@ def require(minimum: Role) -> Callable[..., Role]:
                 "an API key is required (Authorization: Bearer <key>)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        role = svc.role_of(key)
+        role = await anyio.to_thread.run_sync(svc.role_of, key, limiter=_auth_limiter(request))
         if role is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        slot = api_key_id(key) or key
         if svc.rate_limiter is not None:
-            wait_s = svc.rate_limiter.take(api_key_id(key) or key)
+            wait_s = svc.rate_limiter.take(slot)
             if wait_s:
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,
@@ -258,6 +276,104 @@ def require(minimum: Role) -> Callable[..., Role]:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"this needs the {minimum.value} role or higher"
             )
-        return role
+        await strict_query(request)
+        busy = _in_flight(request)
+        if busy.get(slot, 0) >= MAX_IN_FLIGHT_PER_KEY:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"this API key has {MAX_IN_FLIGHT_PER_KEY} requests in progress already; "
+                "retry when one is answered",
+                headers={"Retry-After": "1"},
+            )
+        busy[slot] = busy.get(slot, 0) + 1
+        try:
+            yield role
+        finally:
+            left = busy[slot] - 1
+            if left:
+                busy[slot] = left
+            else:
+                del busy[slot]
 
     return check
+
+
+def _auth_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The application's threads for key lookups (made on the event loop, at first use)."""
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "auth_limiter", None)
+    if limiter is None:
+        limiter = state.auth_limiter = anyio.CapacityLimiter(AUTH_THREADS)
+    return limiter
+
+
+def _in_flight(request: Request) -> dict[str, int]:
+    """Requests in progress per API key (touched on the event loop only: no lock)."""
+    state = request.app.state
+    busy: dict[str, int] | None = getattr(state, "in_flight_per_key", None)
+    if busy is None:
+        busy = state.in_flight_per_key = {}
+    return busy
+
+
+# -- the query string as a whole ------------------------------------------------------------------
+
+# Per route: the query parameters it declares, and those of them that may repeat (lists).
+_DECLARED: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+
+
+async def strict_query(request: Request) -> None:
+    """422 for a query parameter the route does not take (a misspelt filter was ignored, and
+    ``/sessions?station=X`` answered every station's sessions), or one given twice that takes
+    one value (the last one won, silently). Checked once the key is admitted (``require``), and
+    on ``/healthz``."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known, repeatable = _DECLARED.get(id(route)) or _declared(route, dependant)
+    seen: set[str] = set()
+    unknown: list[str] = []
+    for name, _ in request.query_params.multi_items():
+        if name not in known:
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            if shown not in unknown and len(unknown) < 10:
+                unknown.append(shown)
+        elif name in seen and name not in repeatable:
+            raise _unprocessable(name, "is given more than once; it takes one value")
+        seen.add(name)
+    if unknown:
+        offered = ", ".join(sorted(known)) or "none"
+        what = "is not a parameter" if len(unknown) == 1 else "are not parameters"
+        raise _unprocessable(", ".join(unknown), f"{what} of this route (it takes: {offered})")
+
+
+def _declared(route: object, dependant: Any) -> tuple[frozenset[str], frozenset[str]]:
+    known: set[str] = set()
+    repeatable: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        for param in current.query_params:
+            name = param.alias or param.name
+            known.add(name)
+            if _is_sequence(param.field_info.annotation):
+                repeatable.add(name)
+        stack.extend(current.dependencies)
+    found = frozenset(known), frozenset(repeatable)
+    _DECLARED[id(route)] = found
+    return found
+
+
+def _is_sequence(annotation: object) -> bool:
+    """Whether a parameter's type takes several values (``list[str] | None`` and the like)."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_sequence(arg) for arg in get_args(annotation))
+    if origin is Annotated:
+        return _is_sequence(get_args(annotation)[0])
+    return origin in (list, tuple, set, frozenset, Sequence)
+
+
+def _unprocessable(parameter: str, reason: str) -> HTTPException:
+    return HTTPException(422, f"{parameter}: {reason}")

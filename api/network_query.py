@@ -18,9 +18,7 @@ from fastapi import Depends, HTTPException, Query, status
 
 from api.deps import Services
 from api.network import NetworkSource
-from api.query import Window, unprocessable
-from chargewatch.errors import EventError
-from chargewatch.events import parse_ts
+from api.query import Window, unprocessable, window_time
 
 __all__ = ["MAX_STATIONS", "MAX_USAGE_DAYS", "Network", "StationIds", "UsageWindow", "Zone"]
 
@@ -38,15 +36,6 @@ async def network(svc: Services) -> NetworkSource:
 
 
 Network = Annotated[NetworkSource, Depends(network)]
-
-
-def _time(value: str | None, parameter: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_ts(value, parameter)
-    except EventError as exc:
-        raise unprocessable(parameter, exc.reason) from None
 
 
 async def usage_window(
@@ -67,7 +56,7 @@ async def usage_window(
         ),
     ] = None,
 ) -> Window:
-    since_ns, until_ns = _time(since, "since"), _time(until, "until")
+    since_ns, until_ns = window_time(since, "since"), window_time(until, "until")
     if until_ns is None:
         until_ns = time.time_ns()
     if since_ns is None:

@@ -122,13 +122,29 @@ class Window:
     until_ns: int
 
 
-def _time(value: str | None, parameter: str) -> int | None:
+# The times a read window may name. InfluxDB stores 1677-09-21 to 2262-04-11 (int64 ns), and
+# the reads look back from a window (a station's status up to 30 days, a session's start up to
+# its longest duration) and ahead (a session's stop): a window at either edge made a query
+# InfluxDB refuses ("constant ... underflows int64"), answered as a retryable 503 for ever, and
+# a usage grid that overflowed into a 500. No charging data predates 1971 or follows 2200.
+READ_MIN_NS = 31_536_000_000_000_000  # 1971-01-01T00:00:00Z
+READ_MAX_NS = 7_258_118_400_000_000_000  # 2200-01-01T00:00:00Z
+
+
+def window_time(value: str | None, parameter: str) -> int | None:
+    """A window bound's time in ns (None when not given), or 422 naming ``parameter``: not a
+    time with a zone, or outside 1971-01-01..2200-01-01 (``READ_MIN_NS``, ``READ_MAX_NS``)."""
     if value is None:
         return None
     try:
-        return parse_ts(value, parameter)
+        ns = parse_ts(value, parameter)
     except EventError as exc:
         raise unprocessable(parameter, exc.reason) from None
+    if not READ_MIN_NS <= ns <= READ_MAX_NS:
+        raise unprocessable(
+            parameter, "must lie between 1971-01-01T00:00:00Z and 2200-01-01T00:00:00Z"
+        )
+    return ns
 
 
 async def window_params(
@@ -149,7 +165,7 @@ async def window_params(
         ),
     ] = None,
 ) -> Window:
-    since_ns, until_ns = _time(since, "since"), _time(until, "until")
+    since_ns, until_ns = window_time(since, "since"), window_time(until, "until")
     if until_ns is None:
         until_ns = time.time_ns()
     if since_ns is None:

@@ -12,8 +12,9 @@ it and asks again with ``If-None-Match``, and gets 304 while nothing it shows ha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -53,6 +54,8 @@ router = APIRouter(
     dependencies=[Depends(require(Role.VIEWER))],
     responses=READ_RESPONSES,
 )
+
+T = TypeVar("T")
 
 # Pictures drawn at once (the renderer takes one at a time: a second thread reads the next
 # session's readings meanwhile) and waiting; one more gets 503 with Retry-After at once.
@@ -163,13 +166,6 @@ async def get_profile_png(
     """The profile drawn: power and offered power, state of charge on a second axis, segments
     as a band, flagged ranges shaded and labelled."""
     checked_id(session_id, "session_id")
-    limiter = _png_limiter(request)
-    if limiter.statistics().tasks_waiting >= PNG_WAITING:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "pictures: too many being drawn; retry shortly",
-            headers={"Retry-After": "1"},
-        )
     draw = partial(
         reads.profile_png,
         session_id,
@@ -178,13 +174,26 @@ async def get_profile_png(
         height_px=height,
         if_none_match=_etags(if_none_match),
     )
-    image = await anyio.to_thread.run_sync(draw, limiter=limiter)
+    image = await drawn(request, draw)
     if image is None:
         raise _not_found(session_id)
     headers = {"ETag": f'"{image.etag}"', "Cache-Control": "no-cache"}
     if image.png is None:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(content=image.png, media_type="image/png", headers=headers)
+
+
+async def drawn(request: Request, draw: Callable[[], T]) -> T:
+    """``draw()`` on the picture threads (``PNG_WORKERS``): 503 with Retry-After at once when
+    ``PNG_WAITING`` pictures wait already. Every route that draws comes this way."""
+    limiter = _png_limiter(request)
+    if limiter.statistics().tasks_waiting >= PNG_WAITING:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "pictures: too many being drawn; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return await anyio.to_thread.run_sync(draw, limiter=limiter)
 
 
 def _png_limiter(request: Request) -> anyio.CapacityLimiter:

@@ -11,14 +11,16 @@ off the event loop.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import require
 from api.network_query import Network, StationIds, UsageWindow, Zone
 from api.network_schemas import UsageOut
 from api.query import READ_RESPONSES
+from api.sessions import drawn
 from chargewatch.roles import Role
 
 __all__ = ["router"]
@@ -47,7 +49,14 @@ def usage(network: Network, window: UsageWindow, tz: Zone, station: StationIds) 
 
 
 @router.get("/usage.png", response_class=Response, responses=_PNG)
-def usage_png(network: Network, window: UsageWindow, tz: Zone, station: StationIds) -> Response:
-    """The same usage as two heatmaps (occupancy, charging share; 0-100 %, Monday on top)."""
-    png = network.usage_png(window.since_ns, window.until_ns, station_ids=station, tz=tz)
+async def usage_png(
+    request: Request, network: Network, window: UsageWindow, tz: Zone, station: StationIds
+) -> Response:
+    """The same usage as two heatmaps (occupancy, charging share; 0-100 %, Monday on top).
+    Drawn on the picture threads (``api.sessions.drawn``): a burst of heatmaps waits there, or
+    gets 503, and never holds up the rest of the API."""
+    png = await drawn(
+        request,
+        partial(network.usage_png, window.since_ns, window.until_ns, station_ids=station, tz=tz),
+    )
     return Response(content=png, media_type="image/png")

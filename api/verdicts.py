@@ -14,6 +14,7 @@ and admins may post; the verdict is stored with the public part of the key that 
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
@@ -246,7 +247,11 @@ async def _read_body(request: Request, grace_s: float) -> bytes:
 
 
 def _parse(raw: bytes) -> VerdictIn:
-    """The verdict of a body; 422 naming each bad field, as the API's other refusals do."""
+    """The verdict of a body; 422 naming each bad field, as the API's other refusals do. A key
+    given twice is refused: which of the two a reader takes differs from parser to parser."""
+    repeated = _repeated_key(raw)
+    if repeated is not None:
+        raise HTTPException(422, f"body.{repeated}: is given more than once")
     try:
         return VerdictIn.model_validate_json(raw)
     except ValidationError as exc:
@@ -255,3 +260,23 @@ def _parse(raw: bytes) -> VerdictIn:
             for err in exc.errors()
         )
         raise HTTPException(422, problems) from None
+
+
+def _repeated_key(raw: bytes) -> str | None:
+    """The first key some object of the JSON ``raw`` repeats, or None (also when ``raw`` is no
+    JSON: the model's validation says what is wrong with it)."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key[:64])
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return found[0] if found else None

@@ -534,12 +534,32 @@ def _decode_cursor(cursor: str, order: str) -> tuple[Any, str]:
     if order == "start":
         valid_key = isinstance(key, int) and not isinstance(key, bool) and -(2**63) <= key < 2**63
     else:
-        valid_key = isinstance(key, int | float) and not isinstance(key, bool)
-        valid_key = valid_key and math.isfinite(key)
-    valid_id = isinstance(session_id, str) and len(session_id) <= 128 and "\x00" not in session_id
+        # a score: a float the database can compare (an integer of 330 digits overflows
+        # isfinite, one of 2**64 the database's integer)
+        valid_key = (
+            isinstance(key, int | float)
+            and not isinstance(key, bool)
+            and -(2**53) <= key <= 2**53
+            and math.isfinite(key)
+        )
+    # a session id as the catalogue stores it: text that encodes (no lone surrogate) without NUL
+    valid_id = (
+        isinstance(session_id, str)
+        and len(session_id) <= 128
+        and "\x00" not in session_id
+        and _encodes(session_id)
+    )
     if not (valid_key and valid_id):
         raise CursorError("not a cursor this API handed out")
     return key, session_id
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _safe(exc: SQLAlchemyError) -> str:

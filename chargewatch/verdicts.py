@@ -140,6 +140,14 @@ def parse_flag_id(text: str) -> FlagKey:
         or (form == "o" and (isinstance(last, bool) or not isinstance(last, int)))
     ):
         raise ValueError("not a flag id (it does not hold a flag's key)")
+    # what an event may carry: printable identifiers of 1-128 characters (InfluxQL cannot quote
+    # a carriage return or a NUL), a connector and a start that fit in 64 bits; anything else
+    # names no stored flag, and reached InfluxDB as a query it refused
+    texts = (station_id, last) if form == "s" else (station_id,)
+    if not all(0 < len(t) <= 128 and t.isprintable() for t in texts):
+        raise ValueError("not a flag id (an identifier in it is no station's or session's)")
+    if not (0 <= connector_id < 2**31) or (form == "o" and not -(2**63) <= last < 2**63):
+        raise ValueError("not a flag id (a number in it is out of range)")
     if _encode(parts) != text:  # one id per flag: no other spelling of the same key
         raise ValueError("not a flag id (not in the form this API hands out)")
     if form == "s":

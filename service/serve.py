@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.client import AlertmanagerClient
 from alerts.job import AlertJob, Conditions, HealthSignals
@@ -397,6 +398,39 @@ class _OcppEndpoint:
         await self.service.gateway.handle(station_id, subprotocol, starlette_connection(websocket))
 
 
+def _headers_bounded(app: ASGIApp) -> ASGIApp:
+    """``app`` behind a bound on the request's headers: more than ``_MAX_HEADER_BYTES`` in all
+    gets 431 (a WebSocket handshake: refused). uvicorn's h11 bound applies only while headers
+    are still arriving, so headers sent in one write passed up to about 200 KB."""
+
+    async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+            if size > _MAX_HEADER_BYTES:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = b'{"detail":"request headers: more than %d bytes in all"}' % (
+                    _MAX_HEADER_BYTES
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 431,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    return bounded
+
+
 def build_app(service: Service) -> FastAPI:
     settings = service.settings
     return create_app(
@@ -474,7 +508,7 @@ def _run(settings: Settings, *, host: str, port: int) -> None:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         http, ws = guarded_protocols(_connection_guard(service), settings.handshake_timeout_s)
         config = uvicorn.Config(
-            build_app(service),
+            _headers_bounded(build_app(service)),
             host=host,
             port=port,
             ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,

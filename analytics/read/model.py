@@ -252,10 +252,13 @@ class ReadModel:
         row = catalog.get_session(self._state, session_id)
         if row is None:
             return None
+        # kept by the step the grid will have, not the one asked for: asked for steps finer
+        # than a long session allows all give one grid, read once
+        step = grid_step_s(row.duration_s, step_s)
         return self._kept(
             row,
-            ("profile", step_s),
-            lambda: _grid(row, read_session(self._client, row, PROFILE_FIELDS), step_s),
+            ("profile", step),
+            lambda: _grid(row, read_session(self._client, row, PROFILE_FIELDS), step),
             lambda g: _ENTRY_OVERHEAD_BYTES + 4 * _FLOAT_BYTES * len(g.power_w),
         )
 
@@ -274,6 +277,7 @@ class ReadModel:
             return None
         finished = row.stop_ns is not None
         cached: tuple[str, bytes] | None = None
+        step_s = grid_step_s(row.duration_s, step_s)  # as ``profile`` keeps it
         key = (row.session_id, row.updated_at_ns, "png", step_s, width_px, height_px)
         if finished:
             cached = self._answers.get(key)

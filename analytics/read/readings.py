@@ -5,7 +5,8 @@ field); its readings are read by its station and connector tags and its time ran
 both ends: from its start to its stop, or, while it is open, to ``MAX_SESSION_NS`` after its
 start (the detection job's look-back: no session is expected to last longer). The status in
 force at each sample comes from the connector's statuses from a day before the start. One
-request carries both statements.
+request carries both statements. A session of more than ``MAX_SESSION_READINGS`` readings is
+read again summed up into buckets of time, so a read's memory is bounded.
 
 Only the fields a route shows or computes from are read (``SEGMENT_FIELDS``, ``PROFILE_FIELDS``):
 current, voltage and temperature appear in no answer, and every field costs InfluxDB a column to
@@ -16,6 +17,7 @@ carries none of the fields read is then not seen at all: it had nothing these ro
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ from chargewatch.schema import READING_FIELDS
 
 __all__ = [
     "MAX_SESSION_NS",
+    "MAX_SESSION_READINGS",
     "PROFILE_FIELDS",
     "SEGMENT_FIELDS",
     "SessionReadings",
@@ -38,6 +41,14 @@ __all__ = [
 ]
 
 MAX_SESSION_NS = SESSION_LOOKBACK_NS
+# A session's readings read as they are, at most; one with more (5 days read every 10 s, or a
+# station that floods one transaction) is read summed up into buckets of time by InfluxDB
+# (``_downsampled``), about DOWNSAMPLED_READINGS of them: a read costs bounded memory, whatever
+# a station sent (a million readings took 300 MB a request; a profile shows 1440 steps at most).
+# Statuses in force are read up to MAX_STATUSES (later ones are then not seen).
+MAX_SESSION_READINGS = 50_000
+DOWNSAMPLED_READINGS = 20_000
+MAX_STATUSES = 50_000
 _STATUS_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
 _STATUS_CODE = {status.value: int(StatusCode[status.name]) for status in ChargePointStatus}
 # What segments and the taper onset read (``analytics.profiles``): power, the offer (a pause
@@ -76,21 +87,27 @@ def read_session(
         raise ValueError(f"fields: not reading fields: {sorted(unknown) or 'none given'}")
     start, end = time_range(row)
     series = f"station_id = {quote_literal(row.station_id)} AND connector_id = '{row.connector_id}'"
-    selected = ", ".join(quote_ident(name) for name in READING_FIELDS if name in fields)
-    readings = (
-        f"SELECT {selected} FROM {quote_ident(EventType.READING)} WHERE {series} "
-        f"AND session_id = {quote_literal(row.session_id)} "
+    chosen = [name for name in READING_FIELDS if name in fields]
+    selected = ", ".join(quote_ident(name) for name in chosen)
+    where = (
+        f"WHERE {series} AND session_id = {quote_literal(row.session_id)} "
         f"AND time >= {start} AND time <= {end}"
+    )
+    readings = (
+        f"SELECT {selected} FROM {quote_ident(EventType.READING)} {where} "
+        f"LIMIT {MAX_SESSION_READINGS + 1}"
     )
     statuses = (
         f"SELECT status FROM {quote_ident(EventType.STATUS)} WHERE {series} "
-        f"AND time >= {start - _STATUS_LOOKBACK_NS} AND time <= {end}"
+        f"AND time >= {start - _STATUS_LOOKBACK_NS} AND time <= {end} LIMIT {MAX_STATUSES}"
     )
     found = client.query(f"{readings}; {statuses}")
     by_name: dict[str, list[Series]] = {}
     for s in found:
         by_name.setdefault(s.name, []).append(s)
     t_ns, values = _readings(by_name.get(EventType.READING, []))
+    if t_ns.size > MAX_SESSION_READINGS:
+        t_ns, values = _readings(_downsampled(client, where, chosen, end - start))
     status_t, status_code = _statuses(by_name.get(EventType.STATUS, []))
     batch = _one_row(row, t_ns, values, status_t, status_code)
     digest = hashlib.blake2b(digest_size=16)
@@ -99,6 +116,23 @@ def read_session(
     digest.update(status_t.tobytes())
     digest.update(status_code.tobytes())
     return SessionReadings(batch=batch, digest=digest.hexdigest())
+
+
+def _downsampled(client: InfluxClient, where: str, chosen: list[str], span_ns: int) -> list[Series]:
+    """The session's readings in ``DOWNSAMPLED_READINGS`` buckets of whole seconds at most,
+    summed up in InfluxDB: the register's and the SoC's last value in each (the meter's own
+    figures), the mean of the rest."""
+    bucket_s = max(1, math.ceil(span_ns / 1e9 / DOWNSAMPLED_READINGS))
+    last = {"energy_wh", "soc_pct"}
+    selected = ", ".join(
+        f"{'last' if name in last else 'mean'}({quote_ident(name)}) AS {quote_ident(name)}"
+        for name in chosen
+    )
+    query = (
+        f"SELECT {selected} FROM {quote_ident(EventType.READING)} {where} "
+        f"GROUP BY time({bucket_s}s) fill(none)"
+    )
+    return [s for s in client.query(query) if s.name == EventType.READING]
 
 
 def _readings(series: list[Series]) -> tuple[np.ndarray, np.ndarray]:
