@@ -6,6 +6,7 @@ keeps api/ free of ingest internals and lets tests build the app around real par
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
@@ -229,8 +230,11 @@ ClientIdentity = Annotated[str, Depends(client_identity)]
 # heatmaps held /healthz and every other key's requests up for 5 s (a probe of the read API).
 MAX_IN_FLIGHT_PER_KEY = 8
 # Threads that look keys up in the state database, apart from the routes' own, so that no burst
-# of slow routes makes the next request wait to be admitted.
+# of slow routes makes the next request wait to be admitted; keys whose id was never found valid
+# have one thread and this many waiting (``_look_up``); keys remembered as found valid.
 AUTH_THREADS = 4
+UNPROVEN_WAITING = 32
+MAX_PROVEN_KEYS = 10_000
 
 
 def require(minimum: Role) -> Callable[..., AsyncIterator[Role]]:
@@ -256,14 +260,14 @@ def require(minimum: Role) -> Callable[..., AsyncIterator[Role]]:
                 "an API key is required (Authorization: Bearer <key>)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        role = await anyio.to_thread.run_sync(svc.role_of, key, limiter=_auth_limiter(request))
+        role = await _look_up(request, svc, key)
+        slot = api_key_id(key) or key
         if role is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        slot = api_key_id(key) or key
         if svc.rate_limiter is not None:
             wait_s = svc.rate_limiter.take(slot)
             if wait_s:
@@ -298,13 +302,32 @@ def require(minimum: Role) -> Callable[..., AsyncIterator[Role]]:
     return check
 
 
-def _auth_limiter(request: Request) -> anyio.CapacityLimiter:
-    """The application's threads for key lookups (made on the event loop, at first use)."""
+async def _look_up(request: Request, svc: ApiServices, key: str) -> Role | None:
+    """The key's role (None: unknown or revoked), looked up in the state database on threads of
+    their own. A key never found valid here (a guess, a known id with a guessed secret, or a new
+    key's first use; kept as a digest, never the key)
+    goes by one thread of its own, with ``UNPROVEN_WAITING`` more waiting, then 429: a flood of
+    made-up keys costs the database that much and never delays the keys in use."""
     state = request.app.state
-    limiter: anyio.CapacityLimiter | None = getattr(state, "auth_limiter", None)
-    if limiter is None:
-        limiter = state.auth_limiter = anyio.CapacityLimiter(AUTH_THREADS)
-    return limiter
+    proven: set[bytes] | None = getattr(state, "proven_keys", None)
+    if proven is None:
+        proven = state.proven_keys = set()
+        state.auth_limiter = anyio.CapacityLimiter(AUTH_THREADS)
+        state.unproven_limiter = anyio.CapacityLimiter(1)
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    if digest in proven:
+        return await anyio.to_thread.run_sync(svc.role_of, key, limiter=state.auth_limiter)
+    limiter: anyio.CapacityLimiter = state.unproven_limiter
+    if limiter.statistics().tasks_waiting >= UNPROVEN_WAITING:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many requests with keys not seen before; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    role = await anyio.to_thread.run_sync(svc.role_of, key, limiter=limiter)
+    if role is not None and len(proven) < MAX_PROVEN_KEYS:
+        proven.add(digest)
+    return role
 
 
 def _in_flight(request: Request) -> dict[str, int]:

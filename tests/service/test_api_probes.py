@@ -790,6 +790,38 @@ def test_guessed_keys_do_not_slow_real_ones_and_a_real_key_is_rate_limited(
     assert_refused(limited[0], "too many requests", 429)
 
 
+def test_a_flood_of_made_up_keys_does_not_delay_a_key_in_use(probed: Probed) -> None:
+    """Made-up keys are looked up too (the database decides), but on a thread of their own with
+    a short queue (``api.deps._look_up``): 400 of them at once from 40 connections leave a key
+    already in use answered as fast as ever, and the flood gets 401 or 429, nothing else."""
+    key = probed.key()
+    with httpx.Client(base_url=probed.url, timeout=10) as client:
+        warm = client.get("/api/v1/sessions", params={"limit": 1}, headers={"X-API-Key": key})
+        assert warm.status_code == 200, warm.text[:300]
+
+    def guess(i: int) -> int:
+        headers = {"Authorization": f"Bearer cw_{i:012x}_{'f' * 43}"}
+        return httpx.get(f"{probed.url}/api/v1/kpis", headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        flood = [pool.submit(guess, i) for i in range(400)]
+        time.sleep(0.2)
+        took = []
+        for _ in range(5):
+            began = time.monotonic()
+            answer = httpx.get(
+                f"{probed.url}/api/v1/sessions",
+                params={"limit": 1},
+                headers={"X-API-Key": key},
+                timeout=30,
+            )
+            took.append(time.monotonic() - began)
+            assert answer.status_code == 200, answer.text[:300]
+        statuses = {future.result() for future in flood}
+    assert statuses <= {401, 429}, statuses
+    assert max(took) < 1.0, took
+
+
 # -- verdicts --------------------------------------------------------------------------------------
 
 
