@@ -487,7 +487,13 @@ class EarlyTaper(BaseDetector):
         )
 
     def _minutes_to_go(self, prep: Prepared, rows: BoolArray) -> FloatArray:
-        """Minutes at peak power still to go before charging ends (only for ``rows``)."""
+        """Minutes at peak power still to go before charging ends (only for ``rows``): the
+        energy from each reading to the car's next SuspendedEV (it stopped drawing of its own
+        accord: full, or its timer), or to the row's end, over its peak power. What the car draws
+        after it was full (battery conditioning, a top-up hours later) is no charge still to
+        come: an AC car tapering from 7.2 kW to 0.3 kW over 30 min into SuspendedEV, then
+        waking to condition its battery overnight, read as "15 min at peak power to go" at
+        the start of its taper (an independently written fleet, field seed 1, 00556afa)."""
         n, m = prep.power_w.shape
         out = np.full((n, m), np.nan)
         pick_rows = np.flatnonzero(rows)
@@ -495,10 +501,14 @@ class EarlyTaper(BaseDetector):
             return out
         p = prep.power_w[pick_rows]
         step_wh = np.nan_to_num(np.maximum(trapezoid_wh(p, prep.dt_s[pick_rows]), 0.0))
-        rest_wh = np.cumsum(step_wh[:, ::-1], axis=1)[:, ::-1]
+        done = np.concatenate((np.zeros((pick_rows.size, 1)), np.cumsum(step_wh, axis=1)), 1)
+        # the first SuspendedEV at or after each reading (the row's last reading when none)
+        paused = (prep.status[pick_rows] == StatusCode.SUSPENDED_EV) & prep.valid[pick_rows]
+        idx = np.where(paused, np.arange(m), m - 1)
+        until = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
+        rest_wh = np.take_along_axis(done, until, axis=1) - done
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[pick_rows, :-1] = rest_wh / prep.peak_power_w[pick_rows, None] * 60.0
-        out[pick_rows, -1] = 0.0
+            out[pick_rows] = rest_wh / prep.peak_power_w[pick_rows, None] * 60.0
         return out
 
     # -- scoring --------------------------------------------------------------------------------
@@ -677,6 +687,11 @@ class EarlyTaper(BaseDetector):
         verdict = scatter_verdict(n, rows, judged)
 
         not_scored = not_scored_reason(prep, MIN_POWER_READINGS, "power")
+        # a taper is a session's car's (CONTRACTS.md section 3): energy on a connector with no
+        # session open is unauthorized_energy's, whatever shape its power takes (a charge
+        # after a station's reboot lost its transaction read as "held at 5.4 kW for 55 min",
+        # field fleet seed 1)
+        not_scored[is_none(batch.session_id)] = "readings outside any session"
         peak = prep.peak_power_w
         no_power = np.isnan(peak) | ~(peak > self.near_zero_w)
         not_scored[no_power & is_none(not_scored)] = "no charging power reported"
