@@ -425,7 +425,6 @@ def _fix_rows(
 ) -> _Fixed:
     """Reorder the affected rows by arrival, find the untrusted stamps, keep the trusted ones
     packed left in time order. Works on the sub-array of affected rows at once."""
-    k = t.shape[0]
     order = np.argsort(arrival, axis=1, kind="stable")
     t = np.take_along_axis(t, order, axis=1)
     valid = np.take_along_axis(valid, order, axis=1)
@@ -439,14 +438,19 @@ def _fix_rows(
     before = before_ns > CLOCK_BEFORE_START_S * NS_PER_S
     future = future_ns > CLOCK_FUTURE_S * NS_PER_S
     plausible = valid & ~before & ~future
-    running = np.maximum.accumulate(np.where(plausible, t, _INT_MIN), axis=1)
-    previous = np.concatenate((np.full((k, 1), _INT_MIN), running[:, :-1]), axis=1)
-    back_ns = np.where(
-        plausible & (previous != _INT_MIN), (previous - t).astype(np.float64), -np.inf
-    )
+    back_ns = _back_ns(t, plausible)
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
+    ahead = _ahead_runs(t, plausible, disorder, columns)
+    if ahead.any():
+        # the run that ran ahead is set aside; the readings after it are judged without it
+        back_ns = _back_ns(t, plausible & ~ahead)
+        disorder = (back_ns > CLOCK_DISORDER_S * NS_PER_S) & ~ahead
+        ahead_by = _ahead_by_ns(t, plausible, ahead)
+        back_ns = np.where(ahead, ahead_by, back_ns)
+        disorder |= ahead
     _continue_stepped_runs(disorder, back_ns, before & valid)
     late = disorder & _delivered_late(disorder, back_ns, t, valid, columns, _interval_ns(t, valid))
+    late &= ~ahead
     np.copyto(back_ns, -np.inf, where=late)
     disorder &= ~late
     trusted = plausible & ~disorder
@@ -496,6 +500,79 @@ def _fix_rows(
         bridged=bridged,
         clock=clock,
     )
+
+
+def _back_ns(t: IntArray, trusted: BoolArray) -> FloatArray:
+    """Per reading (in arrival order): how far its stamp lies before the latest stamp of the
+    ``trusted`` readings that arrived before it (-inf where not ``trusted`` or none before)."""
+    k = t.shape[0]
+    running = np.maximum.accumulate(np.where(trusted, t, _INT_MIN), axis=1)
+    previous = np.concatenate((np.full((k, 1), _INT_MIN), running[:, :-1]), axis=1)
+    return np.where(trusted & (previous != _INT_MIN), (previous - t).astype(np.float64), -np.inf)
+
+
+# A clock that runs ahead for a while and is then stepped back (an RTC glitch that NTP corrects)
+# leaves a short run of readings stamped too late between readings on the right clock. Judged
+# by the running stamp alone, the run looked right and every reading after the step wrong,
+# until the clock caught up: a 37-min "data gap" where those were set aside (field fleet seed
+# 1, FLD0017A-45014: 11 readings 37 min ahead, then 66 set aside). Where a step back follows
+# a run of fewer readings than the step would set aside, and the run's register (or SoC)
+# shows it measured before the readings after the step (a run delivered out of order the
+# other way round holds higher values: those after it were late), the run is set aside
+# instead. At most AHEAD_RUNS per row are looked for.
+AHEAD_RUNS = 8
+
+
+def _ahead_runs(
+    t: IntArray, plausible: BoolArray, disorder: BoolArray, columns: dict[str, FloatArray]
+) -> BoolArray:
+    """Per reading (in arrival order): part of a run stamped ahead (see above)."""
+    ahead = np.zeros_like(plausible)
+    tol = CLOCK_DISORDER_S * NS_PER_S
+    energy, soc = columns["energy_wh"], columns["soc_pct"]
+    for r in np.flatnonzero(disorder.any(axis=1)).tolist():
+        for _ in range(AHEAD_RUNS):
+            ok = plausible[r] & ~ahead[r]
+            back = _back_ns(t[r : r + 1], ok[None, :])[0]
+            stepped = np.flatnonzero(back > tol)
+            if not stepped.size:
+                break
+            b = int(stepped[0])
+            run: list[int] = []
+            for j in range(b - 1, -1, -1):
+                if not ok[j]:
+                    continue
+                if t[r, j] <= t[r, b] + tol:
+                    break
+                run.append(j)
+            if not run:
+                break
+            top = t[r, run].max()
+            after = np.flatnonzero(ok & (np.arange(ok.size) >= b) & (t[r] < top - tol))
+            if len(run) >= after.size or not _measured_before(energy[r], soc[r], run, after):
+                break
+            ahead[r, run] = True
+    return ahead
+
+
+def _measured_before(energy: FloatArray, soc: FloatArray, run: list[int], after: IntArray) -> bool:
+    """Whether the readings ``run`` were measured before ``after``, by the register (else the
+    SoC): the run's last value at or below the first value after it, and below the last."""
+    for values in (energy, soc):
+        mine = values[run[0]] if np.isfinite(values[run[0]]) else np.nan
+        theirs = values[after][np.isfinite(values[after])]
+        if np.isfinite(mine) and theirs.size:
+            return bool(mine <= theirs[0] and mine < theirs[-1])
+    return False
+
+
+def _ahead_by_ns(t: IntArray, plausible: BoolArray, ahead: BoolArray) -> FloatArray:
+    """Per reading of an ahead run: how far it is stamped after the next trusted reading that
+    arrived after it (how far its clock ran ahead); -inf elsewhere."""
+    trusted_t = np.where(plausible & ~ahead, t, _INT_MAX)
+    following = np.minimum.accumulate(trusted_t[:, ::-1], axis=1)[:, ::-1]
+    nxt = np.concatenate((following[:, 1:], np.full((t.shape[0], 1), _INT_MAX)), axis=1)
+    return np.where(ahead & (nxt != _INT_MAX), (t - nxt).astype(np.float64), -np.inf)
 
 
 # Readings within CLOCK_DISORDER_S of a stamp that arrived before them are "swapped neighbours"

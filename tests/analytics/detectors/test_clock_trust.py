@@ -8,6 +8,7 @@ import numpy as np
 
 from analytics.batch import StatusCode
 from analytics.detectors import detect, fit_detectors
+from analytics.detectors.prepared import prepared
 from tests.analytics.detectors.helpers import (
     NOW_NS,
     T0_NS,
@@ -260,3 +261,43 @@ def test_a_clock_stepped_back_across_the_start_is_a_clock_fault_only() -> None:
         results = _results([build()])
         flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
         assert flagged == {"clock_fault"}, (build.__name__, flagged)
+
+
+def clock_ahead_for_a_while_then_stepped_back() -> Spec:
+    # field fleet seed 1, FLD0017A-45014: 140 kW DC read every 15 s for 60 min; from 28 min the
+    # clock runs 37 min ahead for 11 readings, then NTP steps it back. Judged by the running
+    # stamp, the 11 looked right and the 66 after them wrong: "no reading for 37 min"
+    true_t = np.arange(0.0, 60 * MIN + 1e-9, 15.0)
+    p = np.where(true_t > 0, 140_000.0, 0.0)
+    spec = from_power(true_t, p, offered_w=300_000.0)
+    ahead = (true_t >= 28 * MIN) & (true_t < 28 * MIN + 11 * 15.0)
+    stamps = np.where(ahead, true_t + 37 * MIN, true_t)
+    return with_(
+        spec, t_s=list(stamps), arrival=list(range(true_t.size)), stop_s=float(true_t[-1]) + 1
+    )
+
+
+def test_a_clock_ahead_for_a_while_sets_aside_its_run_not_the_readings_after() -> None:
+    spec = clock_ahead_for_a_while_then_stepped_back()
+    results = _results([spec])
+    flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
+    assert "11 readings" in results["clock_fault"].reason[0]  # type: ignore[attr-defined]
+
+
+def test_readings_sent_before_a_late_batch_are_not_taken_for_a_clock_ahead() -> None:
+    # a station back online sends two live readings first, then the 20 it held: the two carry
+    # the higher registers (measured later), so it is the held ones that came late, not the
+    # two that ran ahead; the two stay trusted
+    true_t = np.arange(0.0, 40 * MIN + 1e-9, MIN)
+    p = np.where(true_t > 0, 11_000.0, 0.0)
+    spec = from_power(true_t, p, offered_w=11_000.0)
+    arrival = np.arange(true_t.size)
+    held = (true_t >= 10 * MIN) & (true_t < 30 * MIN)
+    live = (true_t >= 30 * MIN) & (true_t < 32 * MIN)
+    arrival[live] = 10 + np.arange(2)
+    arrival[held] = 12 + np.arange(20)
+    batch = make_batch([with_(spec, arrival=list(arrival), stop_s=float(true_t[-1]) + 1)])
+    prep = prepared(batch, NOW_NS)
+    kept = set(np.round(prep.t_s[0, : prep.count[0]] / MIN).astype(int).tolist())
+    assert {30, 31} <= kept
