@@ -84,3 +84,27 @@ def test_a_register_reset_in_a_session_spans_nothing() -> None:
     register[half:] = register[half:] - register[half]
     flagged = _flagged([idle_with_a_rise(9_775.0), with_(ahead, energy_wh=list(register))])
     assert "unauthorized_energy" in flagged["None"]
+
+
+def test_a_register_creeping_with_standby_delivers_nothing() -> None:
+    # field fleet seeds 1-4: an idle connector read every 15 min for 18 h, 7 W of standby and
+    # its register 2 Wh up a reading: 0.13 kWh "delivered with no session open"
+    at = np.arange(0.0, 18 * 60.0 + 1e-9, 15.0) * MIN
+    register = REGISTER_WH + np.floor(at / 3600.0 * 7.0)
+    idle = with_(
+        from_power(at, np.full(at.size, 7.0), offered_w=22_000.0),
+        energy_wh=list(register),
+        session_id=None,
+        id_pseudonym=None,
+        auth_result=None,
+        start_s=None,
+        stop_s=None,
+    )
+    assert "unauthorized_energy" not in _flagged([idle])["None"]
+    # the same connector drawing 3.7 kW for 10 min in between is energy delivered to no one
+    power = np.where((at >= 6 * 3600.0) & (at < 6 * 3600.0 + 600.0), 3_700.0, 7.0)
+    charged = with_(from_power(at, power, register0_wh=REGISTER_WH, offered_w=22_000.0))
+    charged = with_(
+        charged, session_id=None, id_pseudonym=None, auth_result=None, start_s=None, stop_s=None
+    )
+    assert "unauthorized_energy" in _flagged([charged])["None"]
