@@ -988,3 +988,20 @@ def test_readings_without_power_show_no_rest_for_the_meter_values_to_date() -> N
     )
     flagged, reason = _stall_result(spec, (50_646_838.0, 50_655_083.0))
     assert not flagged, reason
+
+
+@pytest.mark.parametrize("resumes", [True, False], ids=["resumes", "driver gives up"])
+def test_a_charger_faulted_mid_session_is_a_stall(resumes: bool) -> None:
+    # field fleet seeds 1-4: a 150 kW unit reports Faulted (HighTemperature) 20 min into a
+    # charge at 40 % SoC; nothing flows for 18 min, the offer unchanged; then charging resumes,
+    # or the driver stops the session. The contract names only a lower offer as a reason
+    t = np.arange(0.0, (60 if resumes else 38) * MIN + 1e-9, 30.0)
+    rest = (t >= 20 * MIN) & (t < 38 * MIN)
+    p = np.where(rest, 0.0, 90_000.0)
+    p[0] = 0.0
+    status = np.where(rest, int(StatusCode.FAULTED), int(StatusCode.CHARGING))
+    spec = from_power(t, p, offered_w=150_000.0, status=status)
+    soc = list(np.minimum(30.0 + np.cumsum(p) * 30.0 / 3600.0 / 60_000.0 * 100.0, 100.0))
+    batch = make_batch([with_(spec, soc_pct=soc)])
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert result.flagged[0], result.reason[0]
