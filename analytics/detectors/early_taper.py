@@ -331,14 +331,16 @@ class EarlyTaper(BaseDetector):
       share it gives a connector as that connector's offer (``Power.Offered``), and one that
       does not is flagged as any unexplained dip (the flag's reason says "no lower offered
       power", which points the operator at it);
-    - a car's preconditioning or a cold battery warming up: power that starts low and rises is
-      not a dip (the dip must fall first, under ``band_margin`` of the highest power so far);
-      and a pack's acceptance that changes with its temperature climbs over minutes, while
-      the rebound asks for a climb within ``rebound_within_s`` (or two sampling intervals):
-      what returns that fast was switched back on (a module, a lifted limit), the thermal
-      derate the contract names ended, not the car's chemistry. A slow climb is left to the
-      band and the step (a normal session of an independently written fleet dropped to 2 kW
-      at 72 % SoC and climbed back to 19 kW over 25 min; with a 5 min window it was flagged);
+    - a pack's acceptance that changes with its temperature climbs over minutes, while the
+      rebound out of a dip asks for a climb within ``rebound_within_s`` (or two sampling
+      intervals): what returns that fast was switched back on (a module, a lifted limit), the
+      thermal derate the contract names ended, not the car's chemistry. A slow climb out of a
+      dip is left to the band and the step (a normal session of an independently written
+      fleet dropped to 2 kW at 72 % SoC and climbed back to 19 kW over 25 min; with a 5 min
+      window it was flagged);
+    - a cold battery (the contract names it): a session held low from its start, never yet
+      within the rebound factor of what it draws later, is a dip whatever the pace of its
+      climb (a pack warming gives its power back over minutes); held as long as any dip;
     - the car's own taper near full and a full car: only readings that are ``Charging``, under
       100 % SoC and above ``near_zero_w`` count, as dip or as climb; a car that stops
       (``SuspendedEV``) and resumes is a stall's business or none;
@@ -1011,7 +1013,14 @@ class EarlyTaper(BaseDetector):
         climb = np.minimum(climb, cap)  # NaN (nothing later) stays NaN
         factor = self._rebound_factor()
         dip = charging & (p * factor < climb)
-        dip &= p < self.band_margin * _peak_so_far(p)
+        # ... fallen from the highest power so far, or held low from the start: a session that
+        # never yet drew within ``factor`` of what it draws later (a cold pack that takes 24-45
+        # % of its curve until it warms, or a charger whose modules gave out before the car
+        # came; CONTRACTS.md section 3 names both). No published curve climbs that far from
+        # its lowest point even from 0 % SoC (REBOUND_LIMIT: 1.27, the MX-30's)
+        peak_so_far = _peak_so_far(np.where(charging, p, np.nan))
+        held_low = peak_so_far * factor < climb
+        dip &= (p < self.band_margin * _peak_so_far(p)) | held_low
         steps = dip[:, 1:] & dip[:, :-1]
         run = runs(steps, prep.dt_s)
         last = steps & ~np.concatenate((steps[:, 1:], np.zeros((n, 1), dtype=bool)), axis=1)
@@ -1037,15 +1046,23 @@ class EarlyTaper(BaseDetector):
         # the two, soon after reading k + 1
         end_level = np.fmax(p[:, 1:], p[:, :-1])
         abrupt = last & (soon[:, 1:] > factor * end_level)
+        # a start held low needs no abrupt climb: a cold pack gives its power back as it warms,
+        # over minutes (field fleet seeds 1-4: 74 cold starts at 24-45 % of the curve, warming
+        # over 14-40 min, missed); what it draws later, at a higher SoC, shows what it could
+        low_start = last & held_low[:, 1:]
+        low_start &= np.take_along_axis(held_low, np.maximum(run.first, 0), axis=1)
         # ... from a dip that held: one whose own end had already climbed by ``factor`` from
         # its lowest reading is a slow climb going on (a normal session of an independently
         # written fleet, seed 133 half sparse, 530832f6: 1.9, 2.9, 4.4, 6.7, 10.0, 15.4 kW
         # read every 5 min at 73-79 % SoC, each step "1.5 times within two intervals")
-        for r, c in zip(*np.nonzero(abrupt), strict=True):
+        for r, c in zip(*np.nonzero(abrupt & ~low_start), strict=True):
             lowest = np.nanmin(p[r, int(run.first[r, c]) : c + 2])
             if end_level[r, c] > factor * lowest:
                 abrupt[r, c] = False
-        x = np.where(abrupt, self._held_for(run, need), 0.0)
+        x = np.where(abrupt | low_start, self._held_for(run, need), 0.0)
+        # what a start held low climbed to later, for its reason (``_describe_rebound``)
+        r_low, c_low = np.nonzero(low_start)
+        soon[r_low, c_low + 1] = np.fmax(soon[r_low, c_low + 1], climb[r_low, c_low + 1])
         return np.asarray(x), run, soon
 
     def _describe_rebound(
@@ -1069,6 +1086,14 @@ class EarlyTaper(BaseDetector):
         s0, s1 = float(soc[end]), float(soc[j])
         at_soc = f" at {float(soc[begin]):.0f}-{s0:.0f} % SoC" if not np.isnan(s0) else ""
         then_soc = f" at {s1:.0f} % SoC" if not np.isnan(s1) else ""
+        if before * self._rebound_factor() < back:  # held low from the start (``_rebound``)
+            return (
+                f"power held at {fmt_kw(mean_p)} from the start{at_soc} for {fmt_min(dur_s)},"
+                f" then climbed to {fmt_kw(back)}{then_soc} ({back / mean_p:.1f} times what"
+                " it held), with no lower offered power: no car's own"
+                f" charging curve climbs to more than {self.rebound_limit:.2f} times its"
+                " lowest (a cold battery warming, or power modules out)"
+            )
         return (
             f"power fell from {fmt_kw(before)} to {fmt_kw(mean_p)}{at_soc} and was held there"
             f" for {fmt_min(dur_s)}, then climbed back to {fmt_kw(back)}{then_soc} within"

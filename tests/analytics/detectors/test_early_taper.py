@@ -570,8 +570,17 @@ def car_suspends_then_resumes() -> Spec:
 
 
 def cold_pack_warms_up() -> Spec:
-    # a cold battery takes 20 kW, then 60 kW once warm: a slow start, not a dip
+    # a cold battery takes 20 kW, then 60 kW once warm. Once taken for a slow start and left
+    # alone; CONTRACTS.md section 3 names a cold battery among early_taper's causes, and no
+    # published curve climbs to 3 times what it drew at a lower SoC (field fleet seeds 1-4:
+    # 74 cold starts missed)
     return dc_segments([(15, 20, 20), (20, 60, 60)], soc0=20.0, battery_kwh=60.0)
+
+
+def cold_pack_warms_up_gradually() -> Spec:
+    # field fleet seed 1, 46cf620b: 11-20 kW from the start at 24-36 % SoC for 13 min, then 30
+    # kW as the pack warms, read every minute
+    return dc_segments([(13, 12, 20), (20, 30, 30)], soc0=24.0, battery_kwh=45.0)
 
 
 # Mazda MX-30 as published: the largest climb of any curve (30 to 38 kW over 55 % of SoC)
@@ -625,7 +634,6 @@ NORMAL: list[Callable[[], Spec]] = [
     slow_climb_back_after_a_drop_sampled_every_five_minutes,
     dip_of_four_minutes_then_back,
     car_suspends_then_resumes,
-    cold_pack_warms_up,
     mx30_own_climb,
 ]
 
@@ -650,6 +658,16 @@ def test_flags_a_derate(build: Callable[[], Spec]) -> None:
 def test_does_not_flag_normal_charging(build: Callable[[], Spec]) -> None:
     flagged, reason = _early_taper([build()])
     assert not flagged[0], reason[0]
+
+
+COLD_STARTS = [cold_pack_warms_up, cold_pack_warms_up_gradually]
+
+
+@pytest.mark.parametrize("build", COLD_STARTS, ids=[f.__name__ for f in COLD_STARTS])
+def test_a_start_held_low_then_climbing_far_is_an_early_taper(build: Callable[[], Spec]) -> None:
+    flagged, reason = _early_taper([build()])
+    assert flagged[0], reason[0]
+    assert isinstance(reason[0], str) and "from the start" in reason[0], reason[0]
 
 
 @pytest.mark.parametrize("build", REBOUNDS, ids=[f.__name__ for f in REBOUNDS])
