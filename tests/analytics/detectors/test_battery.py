@@ -260,6 +260,21 @@ def temperature_sensor_errors() -> tuple[list[Spec], dict[int, list[float]]]:
     return [reported(spec, soc)], {0: temps}
 
 
+def sensor_drops_to_its_limit_for_minutes() -> tuple[list[Spec], dict[int, list[float]]]:
+    # field fleet seed 1, de0fbe84: the pack reads 28 °C, then -40 °C for 8 readings in a row
+    # while 50 kW flow: a working sensor's pack reading what no charging pack can be
+    spec, soc = charge(50.0, 30)
+    temps = [28.0] * len(spec.t_s)
+    temps[10:18] = [-40.0] * 8
+    return [reported(spec, soc)], {0: temps}
+
+
+def sensor_placeholder_at_its_limit() -> tuple[list[Spec], dict[int, list[float]]]:
+    # a charger that sends -40 °C whenever the car tells it nothing: every reading
+    spec, soc = charge(50.0, 30)
+    return [reported(spec, soc)], {0: [-40.0] * len(spec.t_s)}
+
+
 def one_hot_glitch() -> tuple[list[Spec], dict[int, list[float]]]:
     spec, soc = charge(50.0, 30)
     temps = [28.0] * len(spec.t_s)
@@ -377,6 +392,12 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("one-step dither", one_step_dither, set()),
     ("SoC 0 sent for not known", soc_zero_placeholder, set()),
     ("temperature sensor errors", temperature_sensor_errors, set()),
+    (
+        "sensor at its lower limit for minutes",
+        sensor_drops_to_its_limit_for_minutes,
+        {"soc_inconsistent"},
+    ),
+    ("sensor placeholder at its limit", sensor_placeholder_at_its_limit, set()),
     ("one hot reading", one_hot_glitch, set()),
     ("hot while nothing flows", hot_while_idle, set()),
     ("kWh register, whole-minute stamps", kwh_register_with_whole_minute_stamps, set()),
