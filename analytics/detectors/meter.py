@@ -532,10 +532,10 @@ class MeterStuck(BaseDetector):
         return np.asarray(np.where(flat, x, 0.0))
 
     def ends_stuck(self, prep: Prepared) -> BoolArray:
-        """Per step ``(n, m - 1)``: the step in which the register next shows a value after a
-        run of flat steps that this detector judges stuck (where a frozen register may catch
-        up): the step right after the run, or, with the register in some readings only, the
-        first later step that ends at one of them."""
+        """Per step ``(n, m - 1)``: the step in which the register next rises after a run of
+        flat steps that this detector judges stuck (where a frozen register may catch up): the
+        first step from the end of the run on whose register rises, with the register in some
+        readings only the first that ends at one of them."""
         flat = self._flat(prep)
         out: BoolArray = np.zeros(flat.shape, dtype=bool)
         if flat.shape[1] > 1 and flat.any():
@@ -545,8 +545,11 @@ class MeterStuck(BaseDetector):
             # a register sent in some readings only catches up at the first step that ends at
             # one of them (the steps between carry no step of it: outside fleet seed 2,
             # 01811c7a, a catch-up two readings after the frozen stretch, missed as a jump)
+            # ... and at the first step that rises: a register frozen until the car stopped
+            # drawing shows its catch-up a step later, the step between flat at 0 W (field
+            # fleet seed 1, 2116c9b2: 38 kWh in 60 s after SuspendedEV, missed as a jump)
             k = out.shape[1]
-            idx = np.where(np.isfinite(prep.de_wh), np.arange(k), k)
+            idx = np.where(prep.de_wh > 0.0, np.arange(k), k)
             next_step = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
             target = next_step[rows, cols]
             out[:] = False

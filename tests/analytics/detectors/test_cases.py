@@ -232,6 +232,22 @@ def stale_register_catches_up_on_what_flowed() -> list[Spec]:
     return _polled_register(30.0, 240.0)
 
 
+def register_frozen_until_the_car_stops_then_catches_up() -> list[Spec]:
+    # field fleet seed 1, 2116c9b2: 90 kW DC read every minute; the register freezes for 25
+    # min while power flows, the car stops (SuspendedEV, 0 W) and the register catches up 38
+    # kWh a minute later, one flat step at 0 W between the frozen run and its catch-up
+    t = np.arange(0.0, 40 * MIN + 1e-9, MIN)
+    p = np.where(t < 38 * MIN, 90_000.0, 0.0)
+    p[0] = 0.0
+    status = np.where(t < 38 * MIN, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    spec = from_power(t, p, offered_w=150_000.0, status=status)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    frozen = (t >= 12 * MIN) & (t < 40 * MIN)
+    e[frozen] = e[np.flatnonzero(frozen)[0]]
+    e[-1] = np.asarray(spec.energy_wh)[-1]
+    return [with_(spec, energy_wh=list(e))]
+
+
 def register_polled_every_minute() -> list[Spec]:
     # read every 10 s, the register polled every minute: holds shorter than meter_stuck's 2
     # min whose catch-up the hold's power readings account for are neither stuck nor a jump
@@ -697,6 +713,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         "a register polled every minute catches up on what flowed",
         register_polled_every_minute,
         set(),
+    ),
+    (
+        "a register frozen until the car stops catches up a step later",
+        register_frozen_until_the_car_stops_then_catches_up,
+        {"meter_stuck", "meter_jump"},
     ),
     (
         "a data gap among few readings stamped in whole minutes",
