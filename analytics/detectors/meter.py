@@ -468,6 +468,12 @@ def _span_by_index(t: FloatArray, shown: BoolArray) -> FloatArray:
     return np.asarray(t[:, 1:] - t_from)
 
 
+# A hold is stuck after this many of the register's usual intervals between changes, and no
+# less than MIN_HOLD_S (``MeterStuck._min_hold_s``).
+HOLD_UPDATES = 4
+MIN_HOLD_S = 30.0
+
+
 class MeterStuck(BaseDetector):
     """The register stays constant while power clearly flows (CONTRACTS.md section 3). Learns
     nothing: the register is judged against the power reported with it.
@@ -526,10 +532,29 @@ class MeterStuck(BaseDetector):
         # frozen 45 min at 11 kW read every 15 min, scored 1.0 and were missed: outside
         # fleet, 11 such labels over seeds 1-12)
         x = np.minimum(
-            np.minimum((run.length + 0.5) / self.min_steps, run.total / self.min_duration_s),
+            np.minimum(
+                (run.length + 0.5) / self.min_steps, run.total / self._min_hold_s(prep)[:, None]
+            ),
             r_wh.total / min_wh,
         )
         return np.asarray(np.where(flat, x, 0.0))
+
+    def _min_hold_s(self, prep: Prepared) -> FloatArray:
+        """Per row, how long a hold must last to be stuck: ``min_duration_s`` (a register
+        polled once a minute holds for a minute between its values), or HOLD_UPDATES times
+        how often the row's register changed while power flowed, if that is shorter (not under
+        MIN_HOLD_S): a register that moves at every reading 20 s apart and then holds for 100
+        s at 52 kW has stopped (field fleet seed 1, FLD0003C-48219: 1.4 kWh not counted,
+        missed)."""
+        p = prep.power_w
+        flowing = (p[:, 1:] >= self.min_power_w) & (p[:, :-1] >= self.min_power_w)
+        counted = flowing & np.isfinite(prep.de_wh)
+        changes = (counted & (prep.de_wh != 0)).sum(axis=1)
+        span_s = np.where(counted, prep.dt_s, 0.0).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            update_s = span_s / changes
+        hold_s = np.clip(HOLD_UPDATES * update_s, MIN_HOLD_S, self.min_duration_s)
+        return np.asarray(np.where(changes >= HOLD_UPDATES, hold_s, self.min_duration_s))
 
     def ends_stuck(self, prep: Prepared) -> BoolArray:
         """Per step ``(n, m - 1)``: the step in which the register next rises after a run of

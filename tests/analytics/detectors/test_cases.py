@@ -248,6 +248,21 @@ def register_frozen_until_the_car_stops_then_catches_up() -> list[Spec]:
     return [with_(spec, energy_wh=list(e))]
 
 
+def register_moving_every_reading_then_frozen_for_100_s() -> list[Spec]:
+    # field fleet seed 1, FLD0003C-48219: 52 kW DC read every 20 s, the register moving at
+    # every reading, then flat for 5 readings (100 s, 1.4 kWh) before the car stops; a hold
+    # of four of its own intervals is a stopped register, though under 2 min
+    t = np.arange(0.0, 30 * MIN + 1e-9, 20.0)
+    p = np.where(t < 28 * MIN, 52_000.0, 0.0)
+    p[0] = 0.0
+    status = np.where(t < 28 * MIN, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    spec = from_power(t, p, offered_w=150_000.0, status=status)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    frozen = t >= 28 * MIN - 120.0  # 5 steps at power, 100 s
+    e[frozen] = e[np.flatnonzero(frozen)[0]]
+    return [with_(spec, energy_wh=list(e))]
+
+
 def register_polled_every_minute() -> list[Spec]:
     # read every 10 s, the register polled every minute: holds shorter than meter_stuck's 2
     # min whose catch-up the hold's power readings account for are neither stuck nor a jump
@@ -713,6 +728,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         "a register polled every minute catches up on what flowed",
         register_polled_every_minute,
         set(),
+    ),
+    (
+        "a register moving every reading, then frozen for 100 s at 52 kW",
+        register_moving_every_reading_then_frozen_for_100_s,
+        {"meter_stuck"},
     ),
     (
         "a register frozen until the car stops catches up a step later",
