@@ -35,10 +35,11 @@ GAP_MIN_S = 300.0
 # takes its station's interval instead: the median of the intervals of the station's sessions
 # that have at least OWN_INTERVAL_READINGS readings (six steps or more, of which at most two run
 # to and from the begin and end readings: the median is one of the station's own steps), where
-# at least STATION_INTERVAL_ROWS such sessions are in the batch, or else of its readings between
-# sessions (a hub connector whose every session lasts 20 min, seed 19); otherwise its own.
+# at least STATION_INTERVAL_ROWS such sessions are in the batch, or else the steps inside its
+# sessions, pooled (``_pooled_inner_steps``); otherwise its own.
 OWN_INTERVAL_READINGS = 7
 STATION_INTERVAL_ROWS = 2
+INNER_STEPS_MIN = 3
 
 
 def fmt_span(seconds: float) -> str:
@@ -77,17 +78,46 @@ def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
     few = prep.count < OWN_INTERVAL_READINGS
     if not few.any():
         return own
-    trusted = ~few & np.isfinite(own)
-    if not trusted.any():
-        return own
     _, code = np.unique(batch.station_id.astype(str), return_inverse=True)
     code = code.reshape(-1)
-    orphan = is_none(batch.session_id)
-    theirs = _station_medians(code, own, trusted & ~orphan, STATION_INTERVAL_ROWS)
-    # a station whose every session was short: its readings between sessions keep its clock
-    idle = _station_medians(code, own, trusted & orphan, 1)
-    theirs = np.where(np.isfinite(theirs), theirs, idle)
+    named = ~is_none(batch.session_id)
+    trusted = ~few & np.isfinite(own) & named
+    theirs = _station_medians(code, own, trusted, STATION_INTERVAL_ROWS)
+    # a station whose sessions are all short: the steps inside them (each session's first and
+    # last step left out, those run to and from its begin and end readings), pooled, where
+    # there are INNER_STEPS_MIN of them (a hub connector whose every session lasts 20 min,
+    # seed 19). Not its readings between sessions: a station may sample an idle connector
+    # more often than a charging one (blind fleet seed 355: every 5 min idle, 15 min in a
+    # session, read as "6 sampling intervals of 300 s")
+    wanted = few & named & ~np.isfinite(theirs)
+    if wanted.any():
+        theirs = np.where(wanted, _pooled_inner_steps(code, prep, named, wanted), theirs)
     return np.where(few & np.isfinite(theirs), theirs, own)
+
+
+def _pooled_inner_steps(
+    code: np.ndarray, prep: Prepared, named: np.ndarray, wanted: np.ndarray
+) -> FloatArray:
+    """Per row of ``wanted``: the median of the steps inside its station's sessions (``named``
+    rows), each session's first and last step left out; NaN where there are fewer than
+    INNER_STEPS_MIN."""
+    out = np.full(code.size, np.nan)
+    stations = np.unique(code[wanted])
+    rows = np.flatnonzero(named & np.isin(code, stations))
+    pooled: dict[int, list[np.ndarray]] = {}
+    for r in rows.tolist():
+        k = int(prep.count[r])
+        if k < 4:
+            continue
+        inner = prep.dt_s[r, 1 : k - 2]
+        inner = inner[np.isfinite(inner) & (inner > 0) & ~prep.bridged[r, 1 : k - 2]]
+        if inner.size:
+            pooled.setdefault(int(code[r]), []).append(inner)
+    for station, parts in pooled.items():
+        steps = np.concatenate(parts)
+        if steps.size >= INNER_STEPS_MIN:
+            out[(code == station) & wanted] = float(np.median(steps))
+    return out
 
 
 def _station_medians(
