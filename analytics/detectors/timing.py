@@ -61,24 +61,30 @@ def superseded(batch: SessionBatch) -> np.ndarray:
     open_rows: np.ndarray = named & (batch.stop_ns == NO_TIME)
     if not open_rows.any():
         return open_rows
-    keys = np.char.add(
-        batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id.astype(np.int64))
-    )
-    _, code = np.unique(keys, return_inverse=True)
+    _, code = np.unique(connector_keys(batch), return_inverse=True)
     code = code.reshape(-1)
     latest = np.full(int(code.max()) + 1, NO_TIME, dtype=np.int64)
     np.maximum.at(latest, code[named], batch.start_ns[named])
     return np.asarray(open_rows & (latest[code] > batch.start_ns))
 
 
+def connector_keys(batch: SessionBatch) -> np.ndarray:
+    """Per row, its station and connector as one text (the connector's number after the last
+    ``#``)."""
+    return np.char.add(
+        batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id.astype(np.int64))
+    )
+
+
 def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
     """Per row, the sampling interval data_gap counts in: the row's own median step, or, for a
-    row with fewer than OWN_INTERVAL_READINGS readings, its station's (see the comment above)."""
+    row with fewer than OWN_INTERVAL_READINGS readings, its connector's (see the comment above:
+    a station's connectors may be sampled apart, so the connector's own sessions speak)."""
     own = prep.interval_s
     few = prep.count < OWN_INTERVAL_READINGS
     if not few.any():
         return own
-    _, code = np.unique(batch.station_id.astype(str), return_inverse=True)
+    _, code = np.unique(connector_keys(batch), return_inverse=True)
     code = code.reshape(-1)
     named = ~is_none(batch.session_id)
     trusted = ~few & np.isfinite(own) & named
