@@ -556,14 +556,20 @@ def _ahead_runs(
 
 
 def _measured_before(energy: FloatArray, soc: FloatArray, run: list[int], after: IntArray) -> bool:
-    """Whether the readings ``run`` were measured before ``after``, by the register (else the
-    SoC): the run's last value at or below the first value after it, and below the last."""
+    """Whether the readings ``run`` may have been measured before ``after``, by the register
+    (else the SoC): the run's last value at or below the first value after it, and below the
+    last. Where neither moved (nothing flowed: a car plugged in and left) the values tell
+    nothing either way, and the run, the smaller part, is taken for the wrong clock (field
+    fleet seed 7, FLD0073B-24909: 3 readings 20 min ahead, then 12, at 0 W)."""
+    known = False
     for values in (energy, soc):
         mine = values[run[0]] if np.isfinite(values[run[0]]) else np.nan
         theirs = values[after][np.isfinite(values[after])]
         if np.isfinite(mine) and theirs.size:
-            return bool(mine <= theirs[0] and mine < theirs[-1])
-    return False
+            if not np.all(theirs == mine):
+                return bool(mine <= theirs[0] and mine < theirs[-1])
+            known = True
+    return known
 
 
 def _ahead_by_ns(t: IntArray, plausible: BoolArray, ahead: BoolArray) -> FloatArray:

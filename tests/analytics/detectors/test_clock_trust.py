@@ -301,3 +301,23 @@ def test_readings_sent_before_a_late_batch_are_not_taken_for_a_clock_ahead() -> 
     prep = prepared(batch, NOW_NS)
     kept = set(np.round(prep.t_s[0, : prep.count[0]] / MIN).astype(int).tolist())
     assert {30, 31} <= kept
+
+
+def test_a_clock_ahead_while_nothing_flows_sets_aside_the_smaller_part() -> None:
+    # field fleet seed 5, FLD0073B-24909: a car plugged in and left, 0 W and the register
+    # still, read every 30 s; 3 readings 20 min ahead, then 12 on the right clock: the values
+    # tell nothing, and the smaller part is the wrong clock (no "21 min" data_gap)
+    true_t = np.arange(0.0, 9 * MIN + 1e-9, 30.0)
+    spec = from_power(true_t, np.zeros(true_t.size), offered_w=22_000.0)
+    ahead = (true_t >= 2 * MIN) & (true_t < 3.5 * MIN)
+    stamps = np.where(ahead, true_t + 20 * MIN, true_t)
+    spec = with_(
+        spec,
+        t_s=list(stamps),
+        soc_pct=[55.0] * true_t.size,
+        arrival=list(range(true_t.size)),
+        stop_s=float(true_t[-1]) + 1,
+    )
+    results = _results([spec])
+    flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
