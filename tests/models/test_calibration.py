@@ -54,25 +54,28 @@ class Judged:
 
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory: pytest.TempPathFactory) -> Judged:
-    folder = tmp_path_factory.mktemp("calibration")
-    events, labels = folder / "events.jsonl", folder / "labels.jsonl"
-    # anomalies on half the sessions: enough flags of moderate score in a few stations
-    config = SimulationConfig(stations=12, hours=12, seed=3, start=START, anomaly_rate=0.5)
-    simulate(config, events, labels)
-    found = history(Fleet(events, labels))
-    batch = found.batch.take(~held_out(found.batch.station_id))
-    fitted = fit_detectors(batch, default_detectors())
-    state = learned_state([d for d in fitted if isinstance(d, BaseDetector)])
-    rules = fit_detectors(batch, state.detectors(calibrated=False))
-    results = detect(batch, now_ns=found.now_ns, detectors=rules)
-    flags = flags_from_results(batch, results)
-    for result in results:
-        scores = sorted(f.score for f in flags if f.kind == result.kind)
-        if len(scores) >= 2 and scores[0] < scores[1] < MAX_THRESHOLD:
-            kind = str(result.kind)
-            mine = sorted((f for f in flags if f.kind == kind), key=lambda f: f.score)
-            return Judged(found, batch, results, kind, mine)
-    raise AssertionError("the fleet has no kind with two flags of distinct moderate scores")
+    # anomalies on half the sessions: enough flags of moderate score in a few stations; the
+    # first seed whose fleet has a kind with two of them (which seed does depends on the
+    # detectors' exact scores, so a few are tried)
+    for seed in (3, 4, 5, 6, 7):
+        folder = tmp_path_factory.mktemp(f"calibration{seed}")
+        events, labels = folder / "events.jsonl", folder / "labels.jsonl"
+        config = SimulationConfig(stations=16, hours=12, seed=seed, start=START, anomaly_rate=0.5)
+        simulate(config, events, labels)
+        found = history(Fleet(events, labels))
+        batch = found.batch.take(~held_out(found.batch.station_id))
+        fitted = fit_detectors(batch, default_detectors())
+        state = learned_state([d for d in fitted if isinstance(d, BaseDetector)])
+        rules = fit_detectors(batch, state.detectors(calibrated=False))
+        results = detect(batch, now_ns=found.now_ns, detectors=rules)
+        flags = flags_from_results(batch, results)
+        for result in results:
+            scores = sorted(f.score for f in flags if f.kind == result.kind)
+            if len(scores) >= 2 and scores[0] < scores[1] < MAX_THRESHOLD:
+                kind = str(result.kind)
+                mine = sorted((f for f in flags if f.kind == kind), key=lambda f: f.score)
+                return Judged(found, batch, results, kind, mine)
+    raise AssertionError("no fleet has a kind with two flags of distinct moderate scores")
 
 
 @pytest.fixture
