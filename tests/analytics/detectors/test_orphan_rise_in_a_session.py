@@ -20,15 +20,15 @@ def idle_with_a_rise(rise_wh: float) -> Spec:
     at = np.arange(0.0, 10 * 60.0 + 1e-9, 15.0) * MIN
     at = at[at != 8 * 60.0 + 15.0]  # the reading of 08:15 lost
     register = np.where(at > 8 * 60.0 * MIN, REGISTER_WH + rise_wh, REGISTER_WH)
-    spec = from_power(at, np.zeros(at.size), offered_w=50_000.0)
     return with_(
-        spec,
-        energy_wh=list(register),
-        session_id=None,
-        id_pseudonym=None,
-        auth_result=None,
-        start_s=None,
-        stop_s=None,
+        _orphan(from_power(at, np.zeros(at.size), offered_w=50_000.0)), energy_wh=list(register)
+    )
+
+
+def _orphan(spec: Spec) -> Spec:
+    """``spec`` as readings with no session open."""
+    return with_(
+        spec, session_id=None, id_pseudonym=None, auth_result=None, start_s=None, stop_s=None
     )
 
 
@@ -92,19 +92,11 @@ def test_a_register_creeping_with_standby_delivers_nothing() -> None:
     at = np.arange(0.0, 18 * 60.0 + 1e-9, 15.0) * MIN
     register = REGISTER_WH + np.floor(at / 3600.0 * 7.0)
     idle = with_(
-        from_power(at, np.full(at.size, 7.0), offered_w=22_000.0),
+        _orphan(from_power(at, np.full(at.size, 7.0), offered_w=22_000.0)),
         energy_wh=list(register),
-        session_id=None,
-        id_pseudonym=None,
-        auth_result=None,
-        start_s=None,
-        stop_s=None,
     )
     assert "unauthorized_energy" not in _flagged([idle])["None"]
     # the same connector drawing 3.7 kW for 10 min in between is energy delivered to no one
     power = np.where((at >= 6 * 3600.0) & (at < 6 * 3600.0 + 600.0), 3_700.0, 7.0)
-    charged = with_(from_power(at, power, register0_wh=REGISTER_WH, offered_w=22_000.0))
-    charged = with_(
-        charged, session_id=None, id_pseudonym=None, auth_result=None, start_s=None, stop_s=None
-    )
+    charged = _orphan(from_power(at, power, register0_wh=REGISTER_WH, offered_w=22_000.0))
     assert "unauthorized_energy" in _flagged([charged])["None"]
