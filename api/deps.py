@@ -228,7 +228,9 @@ ClientIdentity = Annotated[str, Depends(client_identity)]
 # Requests one API key may have in progress at once; one more gets 429 at once. Routes that
 # read InfluxDB or draw run on worker threads, 40 shared by every client: one key's burst of 100
 # heatmaps held /healthz and every other key's requests up for 5 s (a probe of the read API).
-MAX_IN_FLIGHT_PER_KEY = 8
+# 16 leaves most of the threads to others, and room for a Grafana data source (one key for every
+# viewer) loading several dashboards of up to 5 API panels each at once.
+MAX_IN_FLIGHT_PER_KEY = 16
 # Threads that look keys up in the state database, apart from the routes' own, so that no burst
 # of slow routes makes the next request wait to be admitted; keys whose id was never found valid
 # have one thread and this many waiting (``_look_up``); keys remembered as found valid.
