@@ -20,7 +20,7 @@ from analytics.detectors.meter import (
 )
 from analytics.detectors.prepared import NS_PER_S, Prepared, prepared, time_resolution_s
 from analytics.detectors.ratings import StationRatings, rated_power_w, stations_of
-from analytics.detectors.reductions import pick, row_max, row_sum, trapezoid_wh
+from analytics.detectors.reductions import forward_fill, pick, row_max, row_sum, trapezoid_wh
 from analytics.detectors.timing import fmt_span
 from analytics.detectors.verdicts import build_result, excess_score, fmt_kwh, is_none
 from chargewatch.kinds import AnomalyKind
@@ -92,8 +92,11 @@ class UnauthorizedEnergy(BaseDetector):
         # 1-4: 15 idle connectors flagged for 0.10-0.14 kWh over 13-20 h at 7 W); a step whose mean
         # power, by the register, stays at or under ``flowing_w`` counts only where a power
         # reading at either end shows flow
+        # The mean is over the time since the register last rose, not the step alone: a
+        # register in 10 Wh creeping at 8 W moves one unit in a 5-min step every 75 min, "120 W"
+        # over that step (field fleet seed 9, FLD0001C)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean_w = prep.de_wh / (prep.dt_s / 3600.0)
+            mean_w = prep.de_wh / (_since_last_rise_s(prep) / 3600.0)
         ends_w = np.fmax(prep.power_w[:, 1:], prep.power_w[:, :-1])
         counted &= (mean_w > self.flowing_w) | (ends_w > self.flowing_w)
         e_reg = row_sum(np.where(counted, prep.de_wh, 0.0))
@@ -150,6 +153,20 @@ class UnauthorizedEnergy(BaseDetector):
             return out
 
         return build_result(self.kind, excess_score(x), flagged, start, end, describe, not_scored)
+
+
+def _since_last_rise_s(prep: Prepared) -> FloatArray:
+    """Per step ``(n, m - 1)``: seconds from the end of the register's last rise before it (or
+    the row's first reading) to the step's end."""
+    n, m = prep.t_s.shape
+    if m < 2:
+        return np.zeros((n, 0))
+    rose = prep.de_wh > 0
+    # the time each rise ended, carried forward to the steps after it
+    ended = np.where(rose, prep.t_s[:, 1:], np.nan)
+    before = np.concatenate((np.zeros((n, 1)), forward_fill(ended)[:, :-1]), axis=1)
+    before = np.where(np.isnan(before), 0.0, before)
+    return np.asarray(prep.t_s[:, 1:] - before)
 
 
 def _meter_values_wh(batch: SessionBatch, prep: Prepared, rated: FloatArray) -> FloatArray:

@@ -100,3 +100,15 @@ def test_a_register_creeping_with_standby_delivers_nothing() -> None:
     power = np.where((at >= 6 * 3600.0) & (at < 6 * 3600.0 + 600.0), 3_700.0, 7.0)
     charged = _orphan(from_power(at, power, register0_wh=REGISTER_WH, offered_w=22_000.0))
     assert "unauthorized_energy" in _flagged([charged])["None"]
+
+
+def test_a_coarse_register_creeping_in_whole_units_delivers_nothing() -> None:
+    # field fleet seed 9, FLD0001C: a register in 10 Wh, read every 5 min, creeping at 8 W:
+    # one unit every 75 min, each "120 W" over the step it falls in
+    at = np.arange(0.0, 20 * 60.0 + 1e-9, 5.0) * MIN
+    register = REGISTER_WH + np.floor(at / 3600.0 * 8.0 / 10.0) * 10.0
+    idle = with_(
+        _orphan(from_power(at, np.full(at.size, 8.0), offered_w=22_000.0)),
+        energy_wh=list(register),
+    )
+    assert "unauthorized_energy" not in _flagged([idle])["None"]
