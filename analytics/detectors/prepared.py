@@ -166,6 +166,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
             now_ns,
             {name: col[affected] for name, col in columns.items()},
             status[affected],
+            stop=batch.stop_ns[affected],
         )
         t[affected], valid[affected], status[affected] = fixed.t, fixed.valid, fixed.status
         for name in columns:
@@ -422,9 +423,12 @@ def _fix_rows(
     now_ns: int,
     columns: dict[str, FloatArray],
     status: np.ndarray,
+    *,
+    stop: IntArray | None = None,
 ) -> _Fixed:
     """Reorder the affected rows by arrival, find the untrusted stamps, keep the trusted ones
-    packed left in time order. Works on the sub-array of affected rows at once."""
+    packed left in time order (``stop``: the rows' stops, NO_TIME while open). Works on the
+    sub-array of affected rows at once."""
     order = np.argsort(arrival, axis=1, kind="stable")
     t = np.take_along_axis(t, order, axis=1)
     valid = np.take_along_axis(valid, order, axis=1)
@@ -440,7 +444,8 @@ def _fix_rows(
     plausible = valid & ~before & ~future
     back_ns = _back_ns(t, plausible)
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
-    ahead = _ahead_runs(t, plausible, disorder, columns)
+    stops = stop if stop is not None else np.full(t.shape[0], NO_TIME, dtype=np.int64)
+    ahead = _ahead_runs(t, plausible, disorder, columns, stops)
     if ahead.any():
         # the run that ran ahead is set aside; the readings after it are judged without it
         back_ns = _back_ns(t, plausible & ~ahead)
@@ -524,9 +529,16 @@ AHEAD_RUNS = 8
 
 
 def _ahead_runs(
-    t: IntArray, plausible: BoolArray, disorder: BoolArray, columns: dict[str, FloatArray]
+    t: IntArray,
+    plausible: BoolArray,
+    disorder: BoolArray,
+    columns: dict[str, FloatArray],
+    stop: IntArray,
 ) -> BoolArray:
-    """Per reading (in arrival order): part of a run stamped ahead (see above)."""
+    """Per reading (in arrival order): part of a run stamped ahead (see above). A run stamped
+    wholly after the session's stop (beyond CLOCK_BEFORE_START_S) is ahead however few readings
+    follow it: the stop came on the right clock (field fleet seed 9, 5d1da108: 3 readings 24
+    min ahead, 2 after them before the stop, a 25-min "data gap")."""
     ahead = np.zeros_like(plausible)
     tol = CLOCK_DISORDER_S * NS_PER_S
     energy, soc = columns["energy_wh"], columns["soc_pct"]
@@ -549,7 +561,11 @@ def _ahead_runs(
                 break
             top = t[r, run].max()
             after = np.flatnonzero(ok & (np.arange(ok.size) >= b) & (t[r] < top - tol))
-            if len(run) >= after.size or not _measured_before(energy[r], soc[r], run, after):
+            after_stop = stop[r] != NO_TIME and bool(
+                (t[r, run] > stop[r] + CLOCK_BEFORE_START_S * NS_PER_S).all()
+            )
+            fewer = len(run) < after.size or (after_stop and after.size > 0)
+            if not fewer or not _measured_before(energy[r], soc[r], run, after):
                 break
             ahead[r, run] = True
     return ahead

@@ -321,3 +321,21 @@ def test_a_clock_ahead_while_nothing_flows_sets_aside_the_smaller_part() -> None
     results = _results([spec])
     flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
     assert flagged == {"clock_fault"}, flagged
+
+
+def test_a_clock_ahead_just_before_the_stop_is_set_aside() -> None:
+    # field fleet seed 9, 5d1da108: 90 kW DC read every 20 s; 3 readings stamped 24 min ahead,
+    # then 2 on the right clock and the stop: fewer readings follow the run than it holds, but
+    # the run lies wholly after the stop, which came on the right clock
+    true_t = np.arange(0.0, 30 * MIN + 1e-9, 20.0)
+    p = np.where(true_t > 0, 90_000.0, 0.0)
+    spec = from_power(true_t, p, offered_w=150_000.0)
+    ahead = np.zeros(true_t.size, dtype=bool)
+    ahead[-5:-2] = True
+    stamps = np.where(ahead, true_t + 24 * MIN, true_t)
+    spec = with_(
+        spec, t_s=list(stamps), arrival=list(range(true_t.size)), stop_s=float(true_t[-1]) + 10
+    )
+    results = _results([spec])
+    flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
