@@ -83,6 +83,13 @@ class SessionBatch:
     def n_steps(self) -> int:
         return int(self.t_ns.shape[1]) if self.t_ns.ndim == 2 else 0
 
+    def connector_keys(self) -> npt.NDArray[np.str_]:
+        """Per row, its station and connector as one text (the connector's number after the
+        last ``#``): a key to group rows by connector."""
+        return np.char.add(
+            self.station_id.astype(str), np.char.mod("#%d", self.connector_id.astype(np.int64))
+        )
+
     def sessions_only(self, stop_ns: IntArray | None = None) -> SessionBatch:
         """The same rows without their samples (zero columns, nothing of the sample arrays
         kept alive); ``stop_ns`` replaces the stops when given."""

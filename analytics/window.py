@@ -71,7 +71,7 @@ from analytics.detectors.meter import ROUNDING_STEPS
 from analytics.detectors.prepared import clock_unsure, prepared
 from analytics.detectors.ratings import StationPeaks, StationRatings, with_peaks, with_stations
 from analytics.detectors.reductions import pick, row_median
-from analytics.detectors.timing import OWN_INTERVAL_READINGS, connector_keys
+from analytics.detectors.timing import OWN_INTERVAL_READINGS
 from analytics.flags import flags_from_results
 from analytics.late import noted
 from analytics.pipeline import DetectReport, run_detectors
@@ -245,9 +245,9 @@ def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np
         holds = np.where(count > 0, last + threshold_ns, holds)
         # a session with few readings is timed by its connector's interval where the connector
         # has other rows, which set it (``timing.sampling_interval_s``): judged at every window
-        _, station = np.unique(connector_keys(batch), return_inverse=True)
-        station = station.reshape(-1)
-        shared = np.bincount(station)[station] > 1
+        _, connector = np.unique(batch.connector_keys(), return_inverse=True)
+        connector = connector.reshape(-1)
+        shared = np.bincount(connector)[connector] > 1
         holds = np.where((count < OWN_INTERVAL_READINGS) & shared, now_ns, holds)
     return np.asarray(np.where(unsure, now_ns, holds), dtype=np.int64)
 
@@ -433,10 +433,10 @@ class _Verdicts:
         # judged again whenever one of them is, and then with all of them, as a cold window
         # judges it
         if batch.n_steps and not keep.all():
-            station = connector_keys(batch)
+            by_connector = batch.connector_keys()
             short = batch.valid.sum(axis=1) < OWN_INTERVAL_READINGS
-            keep |= short & np.isin(station, station[keep])
-            keep |= np.isin(station, station[keep & short])
+            keep |= short & np.isin(by_connector, by_connector[keep])
+            keep |= np.isin(by_connector, by_connector[keep & short])
         if keep.all():
             return batch
         if batch.n_steps and keep.any():

@@ -365,12 +365,12 @@ async def strict_query(request: Request) -> None:
             if shown not in unknown and len(unknown) < 10:
                 unknown.append(shown)
         elif name in seen and name not in repeatable:
-            raise _unprocessable(name, "is given more than once; it takes one value")
+            raise unprocessable(name, "is given more than once; it takes one value")
         seen.add(name)
     if unknown:
         offered = ", ".join(sorted(known)) or "none"
         what = "is not a parameter" if len(unknown) == 1 else "are not parameters"
-        raise _unprocessable(", ".join(unknown), f"{what} of this route (it takes: {offered})")
+        raise unprocessable(", ".join(unknown), f"{what} of this route (it takes: {offered})")
 
 
 def _declared(route: object, dependant: Any) -> tuple[frozenset[str], frozenset[str]]:
@@ -400,5 +400,6 @@ def _is_sequence(annotation: object) -> bool:
     return origin in (list, tuple, set, frozenset, Sequence)
 
 
-def _unprocessable(parameter: str, reason: str) -> HTTPException:
+def unprocessable(parameter: str, reason: str) -> HTTPException:
+    """422 naming the parameter and the reason (every refusal of a request's values)."""
     return HTTPException(422, f"{parameter}: {reason}")

@@ -16,9 +16,9 @@ from zoneinfo import available_timezones
 
 from fastapi import Depends, HTTPException, Query, status
 
-from api.deps import Services
+from api.deps import Services, unprocessable
 from api.network import NetworkSource
-from api.query import Window, unprocessable, window_time
+from api.query import Window, window_time
 
 __all__ = ["MAX_STATIONS", "MAX_USAGE_DAYS", "Network", "StationIds", "UsageWindow", "Zone"]
 

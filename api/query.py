@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from api.deps import ReadModel, Services
+from api.deps import ReadModel, Services, unprocessable
 from chargewatch.catalog import MAX_PAGE
 from chargewatch.errors import EventError
 from chargewatch.events import format_ts, parse_ts
@@ -94,10 +94,6 @@ async def reads(svc: Services) -> ReadModel:
 
 
 Reads = Annotated[ReadModel, Depends(reads)]
-
-
-def unprocessable(parameter: str, reason: str) -> HTTPException:
-    return HTTPException(422, f"{parameter}: {reason}")
 
 
 def checked_id(value: str | None, parameter: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import require
+from api.deps import require, unprocessable
 from api.query import (
     READ_RESPONSES,
     Identifier,
@@ -20,7 +20,6 @@ from api.query import (
     WindowParams,
     answer,
     checked_id,
-    unprocessable,
 )
 from api.session_schemas import ScoreOut, ScorePage
 from chargewatch.kinds import AnomalyKind

@@ -215,13 +215,8 @@ def within_sessions_meter_values(batch: SessionBatch, rows: IntArray, prep: Prep
     candidates = np.flatnonzero(rising.any(axis=1))
     if not candidates.size:
         return out
-    key = np.char.add(
-        batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id.astype(np.int64))
-    )
-    wanted = set(key[rows[candidates]].tolist())
-    sessions = np.flatnonzero(
-        ~is_none(batch.session_id) & np.fromiter((k_ in wanted for k_ in key), bool, key.size)
-    )
+    key = batch.connector_keys()
+    sessions = np.flatnonzero(~is_none(batch.session_id) & np.isin(key, key[rows[candidates]]))
     if not sessions.size:
         return out
     lo, hi = _register_spans(batch, sessions)

@@ -89,12 +89,10 @@ class UnauthorizedEnergy(BaseDetector):
         # ... at a rate something drew: a register creeping up by a few Wh an hour between
         # sessions (a meter counting the station's own standby) delivered nothing to anyone,
         # however much it adds up to overnight (an independently written fleet, field seeds
-        # 1-4: 15 idle connectors flagged for 0.10-0.14 kWh over 13-20 h at 7 W); a step whose mean
-        # power, by the register, stays at or under ``flowing_w`` counts only where a power
-        # reading at either end shows flow
-        # The mean is over the time since the register last rose, not the step alone: a
-        # register in 10 Wh creeping at 8 W moves one unit in a 5-min step every 75 min, "120 W"
-        # over that step (field fleet seed 9, FLD0001C)
+        # 1-4: 15 idle connectors flagged for 0.10-0.14 kWh over 13-20 h at 7 W). A step counts
+        # where the register's mean power since it last rose exceeds ``flowing_w`` (over the
+        # step alone, a register in 10 Wh creeping at 8 W read "120 W" in the 5-min step its
+        # unit fell in: field seed 9, FLD0001C), or a power reading at either end shows flow
         with np.errstate(divide="ignore", invalid="ignore"):
             mean_w = prep.de_wh / (_since_last_rise_s(prep) / 3600.0)
         ends_w = np.fmax(prep.power_w[:, 1:], prep.power_w[:, :-1])

@@ -310,7 +310,6 @@ def jump_allowance_wh(
     rows = np.flatnonzero(held.any(axis=1))
     if rows.size:  # a hold lends the rating no more than its power readings allow
         sub = take_rows(prep, rows)
-        own = _at_rating_wh(sub, sub.dt_s.copy(), rated_w[rows], *margins)
         # ... and nothing where the hold was a stuck register (meter_stuck's): its catch-up
         # rises by more than the connector could deliver in the step it comes in, which is
         # a jump by the contract's words (a register frozen 12 min at 75 kW that then rose
@@ -321,9 +320,8 @@ def jump_allowance_wh(
         # readings only, the frozen value may stand a few readings back: 8.4 kWh in 30 s at
         # 350 kW, 90 s after the last register reading, is no jump; outside fleet seed 5)
         stuck = MeterStuck().ends_stuck(sub)
-        if stuck.any():
-            span = np.where(stuck, register_read_span_s(sub), sub.dt_s)
-            own = _at_rating_wh(sub, span, rated_w[rows], *margins)
+        own_s = np.where(stuck, register_read_span_s(sub), sub.dt_s) if stuck.any() else sub.dt_s
+        own = _at_rating_wh(sub, own_s.copy(), rated_w[rows], *margins)
         own += np.where(stuck, 0.0, _hold_flow_wh(sub, rated_w[rows], rated_margin))
         allowed[rows] = np.where(held[rows], np.fmin(allowed[rows], own), allowed[rows])
     return allowed

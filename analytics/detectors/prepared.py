@@ -166,7 +166,7 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
             now_ns,
             {name: col[affected] for name, col in columns.items()},
             status[affected],
-            stop=batch.stop_ns[affected],
+            batch.stop_ns[affected],
         )
         t[affected], valid[affected], status[affected] = fixed.t, fixed.valid, fixed.status
         for name in columns:
@@ -423,8 +423,7 @@ def _fix_rows(
     now_ns: int,
     columns: dict[str, FloatArray],
     status: np.ndarray,
-    *,
-    stop: IntArray | None = None,
+    stop: IntArray,
 ) -> _Fixed:
     """Reorder the affected rows by arrival, find the untrusted stamps, keep the trusted ones
     packed left in time order (``stop``: the rows' stops, NO_TIME while open). Works on the
@@ -444,8 +443,7 @@ def _fix_rows(
     plausible = valid & ~before & ~future
     back_ns = _back_ns(t, plausible)
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
-    stops = stop if stop is not None else np.full(t.shape[0], NO_TIME, dtype=np.int64)
-    ahead = _ahead_runs(t, plausible, disorder, columns, stops)
+    ahead = _ahead_runs(t, plausible, disorder, columns, stop)
     if ahead.any():
         # the run that ran ahead is set aside; the readings after it are judged without it
         back_ns = _back_ns(t, plausible & ~ahead)

@@ -32,13 +32,14 @@ GAP_MIN_S = 300.0
 # quarter hour it waited read as "a gap of 8 sampling intervals" (an independently written
 # fleet, outside seed 19, 690925); a session read only twice, 50 min apart, has a median of
 # 50 min and so never a gap, on a station that samples every 5 min (seed 20, 728667). Such a row
-# takes its station's interval instead: the median of the intervals of the station's sessions
-# that have at least OWN_INTERVAL_READINGS readings (six steps or more, of which at most two run
-# to and from the begin and end readings: the median is one of the station's own steps), where
-# at least STATION_INTERVAL_ROWS such sessions are in the batch, or else the steps inside its
-# sessions, pooled (``_pooled_inner_steps``); otherwise its own.
+# takes its connector's interval instead (a station's connectors may be sampled apart): the
+# median of the intervals of the connector's sessions that have at least OWN_INTERVAL_READINGS
+# readings (six steps or more, of which at most two run to and from the begin and end readings:
+# the median is one of the connector's own steps), where at least CONNECTOR_INTERVAL_ROWS such
+# sessions are in the batch, or else the steps inside its sessions, pooled
+# (``_pooled_inner_steps``); otherwise its own.
 OWN_INTERVAL_READINGS = 7
-STATION_INTERVAL_ROWS = 2
+CONNECTOR_INTERVAL_ROWS = 2
 INNER_STEPS_MIN = 3
 
 
@@ -61,36 +62,27 @@ def superseded(batch: SessionBatch) -> np.ndarray:
     open_rows: np.ndarray = named & (batch.stop_ns == NO_TIME)
     if not open_rows.any():
         return open_rows
-    _, code = np.unique(connector_keys(batch), return_inverse=True)
+    _, code = np.unique(batch.connector_keys(), return_inverse=True)
     code = code.reshape(-1)
     latest = np.full(int(code.max()) + 1, NO_TIME, dtype=np.int64)
     np.maximum.at(latest, code[named], batch.start_ns[named])
     return np.asarray(open_rows & (latest[code] > batch.start_ns))
 
 
-def connector_keys(batch: SessionBatch) -> np.ndarray:
-    """Per row, its station and connector as one text (the connector's number after the last
-    ``#``)."""
-    return np.char.add(
-        batch.station_id.astype(str), np.char.mod("#%d", batch.connector_id.astype(np.int64))
-    )
-
-
 def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
     """Per row, the sampling interval data_gap counts in: the row's own median step, or, for a
-    row with fewer than OWN_INTERVAL_READINGS readings, its connector's (see the comment above:
-    a station's connectors may be sampled apart, so the connector's own sessions speak)."""
+    row with fewer than OWN_INTERVAL_READINGS readings, its connector's (the comment above)."""
     own = prep.interval_s
     few = prep.count < OWN_INTERVAL_READINGS
     if not few.any():
         return own
-    _, code = np.unique(connector_keys(batch), return_inverse=True)
+    _, code = np.unique(batch.connector_keys(), return_inverse=True)
     code = code.reshape(-1)
     named = ~is_none(batch.session_id)
     trusted = ~few & np.isfinite(own) & named
-    theirs = _station_medians(code, own, trusted, STATION_INTERVAL_ROWS)
-    # a station whose sessions are all short: the steps inside them (each session's first and
-    # last step left out, those run to and from its begin and end readings), pooled, where
+    theirs = _connector_medians(code, own, trusted, CONNECTOR_INTERVAL_ROWS)
+    # a connector whose sessions are all short: the steps inside them (each session's first
+    # and last step left out, those run to and from its begin and end readings), pooled, where
     # there are INNER_STEPS_MIN of them (a hub connector whose every session lasts 20 min,
     # seed 19). Not its readings between sessions: a station may sample an idle connector
     # more often than a charging one (blind fleet seed 355: every 5 min idle, 15 min in a
@@ -104,12 +96,11 @@ def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
 def _pooled_inner_steps(
     code: np.ndarray, prep: Prepared, named: np.ndarray, wanted: np.ndarray
 ) -> FloatArray:
-    """Per row of ``wanted``: the median of the steps inside its station's sessions (``named``
-    rows), each session's first and last step left out; NaN where there are fewer than
-    INNER_STEPS_MIN."""
+    """Per row of ``wanted``: the median of the steps inside its connector's sessions (``code``:
+    the connector, ``named`` rows), each session's first and last step left out; NaN where
+    there are fewer than INNER_STEPS_MIN."""
     out = np.full(code.size, np.nan)
-    stations = np.unique(code[wanted])
-    rows = np.flatnonzero(named & np.isin(code, stations))
+    rows = np.flatnonzero(named & np.isin(code, np.unique(code[wanted])))
     pooled: dict[int, list[np.ndarray]] = {}
     for r in rows.tolist():
         k = int(prep.count[r])
@@ -119,18 +110,18 @@ def _pooled_inner_steps(
         inner = inner[np.isfinite(inner) & (inner > 0) & ~prep.bridged[r, 1 : k - 2]]
         if inner.size:
             pooled.setdefault(int(code[r]), []).append(inner)
-    for station, parts in pooled.items():
+    for connector, parts in pooled.items():
         steps = np.concatenate(parts)
         if steps.size >= INNER_STEPS_MIN:
-            out[(code == station) & wanted] = float(np.median(steps))
+            out[(code == connector) & wanted] = float(np.median(steps))
     return out
 
 
-def _station_medians(
+def _connector_medians(
     code: np.ndarray, values: FloatArray, rows_mask: np.ndarray, min_rows: int
 ) -> FloatArray:
-    """Per row, the median of ``values`` over the ``rows_mask`` rows of its station (``code``),
-    NaN where the station has fewer than ``min_rows`` of them."""
+    """Per row, the median of ``values`` over the ``rows_mask`` rows of its connector
+    (``code``), NaN where the connector has fewer than ``min_rows`` of them."""
     out = np.full(code.size, np.nan)
     rows = np.flatnonzero(rows_mask)
     if not rows.size:
@@ -140,10 +131,10 @@ def _station_medians(
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     sizes = np.diff(np.r_[starts, codes.size])
     medians = 0.5 * (picked[starts + (sizes - 1) // 2] + picked[starts + sizes // 2])
-    station = np.full(int(code.max()) + 1, np.nan)
+    by_code = np.full(int(code.max()) + 1, np.nan)
     known = sizes >= min_rows
-    station[codes[starts[known]]] = medians[known]
-    return np.asarray(station[code])
+    by_code[codes[starts[known]]] = medians[known]
+    return np.asarray(by_code[code])
 
 
 class DataGap(BaseDetector):
@@ -151,8 +142,8 @@ class DataGap(BaseDetector):
     open: between readings, after the start, and before the stop (while open: before the
     latest reading of the batch, at most ``now``; ``score`` says why; not for a session whose
     connector has started another since: ``superseded``).
-    The sampling interval of a row is the median time between its readings, or its station's
-    where the row has too few to tell (``sampling_interval_s``). Learns nothing.
+    The sampling interval of a row is the median time between its readings, or its
+    connector's where the row has too few to tell (``sampling_interval_s``). Learns nothing.
 
     Parameters
     ----------
