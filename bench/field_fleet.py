@@ -138,6 +138,21 @@ AC_BOUNDARY_W = 44000.0  # stations rated below this are AC wallboxes
 # ---------------------------------------------------------------------------------------------
 # Vehicles (open-ev-data, MIT): name, usable kWh, AC phases, AC kW, 800 V pack, share, DC curve
 # ---------------------------------------------------------------------------------------------
+# The Kona and the e-Niro 64 kWh share a drivetrain and a published DC curve.
+HYUNDAI_KIA_64_KWH_CURVE = (
+    (0, 70),
+    (40, 77),
+    (42, 70),
+    (53, 71),
+    (55, 57),
+    (71, 58),
+    (72, 38),
+    (76, 38),
+    (78, 25),
+    (88, 25),
+    (100, 8),
+)
+
 VEHICLE_TABLE: tuple[tuple[Any, ...], ...] = (
     (
         "Tesla Model 3 Long Range",
@@ -244,19 +259,7 @@ VEHICLE_TABLE: tuple[tuple[Any, ...], ...] = (
         11.0,
         False,
         4,
-        (
-            (0, 70),
-            (40, 77),
-            (42, 70),
-            (53, 71),
-            (55, 57),
-            (71, 58),
-            (72, 38),
-            (76, 38),
-            (78, 25),
-            (88, 25),
-            (100, 8),
-        ),
+        HYUNDAI_KIA_64_KWH_CURVE,
     ),
     (
         "Kia e-Niro 64 kWh (7.2 kW AC)",
@@ -265,19 +268,7 @@ VEHICLE_TABLE: tuple[tuple[Any, ...], ...] = (
         7.2,
         False,
         3,
-        (
-            (0, 70),
-            (40, 77),
-            (42, 70),
-            (53, 71),
-            (55, 57),
-            (71, 58),
-            (72, 38),
-            (76, 38),
-            (78, 25),
-            (88, 25),
-            (100, 8),
-        ),
+        HYUNDAI_KIA_64_KWH_CURVE,
     ),
     ("Kia EV6 Long Range", 77.4, 3, 11.0, True, 3, ((0, 237.5), (75, 250), (100, 11))),
     ("Porsche Taycan 4S Plus", 83.7, 3, 11.0, True, 1, ((0, 256.5), (75, 270), (100, 11))),

@@ -12,21 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from chargewatch.kinds import AnomalyKind
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "field_fleet.py"
 FILES = ("events.jsonl", "labels.jsonl", "notes.jsonl", "stations.csv")
-KINDS = {
-    "stall",
-    "early_taper",
-    "meter_stuck",
-    "meter_backwards",
-    "meter_jump",
-    "meter_mismatch",
-    "data_gap",
-    "clock_fault",
-    "unauthorized_energy",
-    "soc_inconsistent",
-    "concurrent_id_tag",
-}
+KINDS = {kind.value for kind in AnomalyKind}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
