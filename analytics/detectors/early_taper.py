@@ -301,7 +301,9 @@ class EarlyTaper(BaseDetector):
         stops the session, the car stops drawing) needs only this long: ``min_duration_s``
         guards against transients, and a transient comes back; what is left to rule out is a
         few stray readings, so ``min_steps`` steps over 5 min (5 readings at the slowest
-        common sampling of 60 s).
+        common sampling of 60 s). So does a DC start held low (the rebound's, below): a
+        charger ramps up in a minute or two, and what is still held low past 5 min is the
+        pack (cold) or the charger (modules out).
     rebound_limit : float, default REBOUND_LIMIT (1.2667)
         The rebound: on DC, a dip that the session later climbs out of to more than this many
         times the dip's power, over ``band_margin`` (1.49 times in all), is no car's own curve
@@ -340,7 +342,8 @@ class EarlyTaper(BaseDetector):
       window it was flagged);
     - a cold battery (the contract names it): a session held low from its start, never yet
       within the rebound factor of what it draws later, is a dip whatever the pace of its
-      climb (a pack warming gives its power back over minutes); held as long as any dip;
+      climb (a pack warming gives its power back over minutes); held ``min_cut_short_s``
+      (a start is no transient that comes back at once, and that long is past any ramp-up);
     - the car's own taper near full and a full car: only readings that are ``Charging``, under
       100 % SoC and above ``near_zero_w`` count, as dip or as climb; a car that stops
       (``SuspendedEV``) and resumes is a stall's business or none;
@@ -636,9 +639,14 @@ class EarlyTaper(BaseDetector):
         if rows.size:
             p_ = p[rows]
             later = _later_max(np.where(p_ > self.near_zero_w, p_, np.nan))
-            dip = (p_ > self.near_zero_w) & (p_ * self._rebound_factor() < later)
+            factor = self._rebound_factor()
+            dip = (p_ > self.near_zero_w) & (p_ * factor < later)
+            # ... or held low from the start, for ``min_cut_short_s`` (``_rebound``)
+            held_low = dip & (
+                _peak_so_far(np.where(p_ > self.near_zero_w, p_, np.nan)) * factor < later
+            )
             dip &= p_ < self.band_margin * _peak_so_far(p_)
-            out[rows] = lasting(dip, rows)
+            out[rows] = lasting(dip, rows) | lasting(held_low, rows, self.min_cut_short_s)
         return out
 
     def _steps_needed(self, prep: Prepared) -> FloatArray:
@@ -1059,7 +1067,15 @@ class EarlyTaper(BaseDetector):
             lowest = np.nanmin(p[r, int(run.first[r, c]) : c + 2])
             if end_level[r, c] > factor * lowest:
                 abrupt[r, c] = False
-        x = np.where(abrupt | low_start, self._held_for(run, need), 0.0)
+        # a start held low is no transient either (what ``min_duration_s`` guards against comes
+        # back, and at once): ``min_cut_short_s`` of it, past any ramp-up (a DC charger follows
+        # the car's current request at tens of amperes a second; a normal start reaches its
+        # curve within a minute or two), is enough (field fleet seed 1, FLD0066A-58592: 59 kW
+        # at 24 % SoC climbing as the pack warmed to 147 kW at 57 %, under 1/1.49 of it for
+        # 7.5 min, missed)
+        held_low_for = np.minimum(run.total / self.min_cut_short_s, (run.length + 1) / (need + 1))
+        x = np.where(abrupt, self._held_for(run, need), 0.0)
+        x = np.where(low_start, np.fmax(x, held_low_for), x)
         # what a start held low climbed to later, for its reason (``_describe_rebound``)
         r_low, c_low = np.nonzero(low_start)
         soon[r_low, c_low + 1] = np.fmax(soon[r_low, c_low + 1], climb[r_low, c_low + 1])

@@ -583,6 +583,23 @@ def cold_pack_warms_up_gradually() -> Spec:
     return dc_segments([(13, 12, 20), (20, 30, 30)], soc0=24.0, battery_kwh=45.0)
 
 
+def cold_pack_warms_within_eight_minutes() -> Spec:
+    # field fleet seed 1, FLD0066A-58592: 59 kW at 24 % SoC climbing as the pack warmed to
+    # 147 kW at 57 %, read every 30 s; under 1/1.49 of what came later for 7.5 min, which the
+    # 10 min asked of a dip mid-session left alone (a start held low is no transient)
+    return dc_segments(
+        [(7.5, 59, 97), (8, 100, 147), (3, 147, 130)], soc0=24.0, battery_kwh=75.0, step_s=30.0
+    )
+
+
+def ramp_up_over_two_minutes() -> Spec:
+    # a normal start: the charger follows the car's request up to its curve within two minutes
+    # (readings every 10 s at 5, 13, 21 ... kW), then the car's own curve
+    return dc_segments(
+        [(2, 5, 100), (15, 100, 110), (10, 110, 80)], soc0=20.0, battery_kwh=75.0, step_s=10.0
+    )
+
+
 # Mazda MX-30 as published: the largest climb of any curve (30 to 38 kW over 55 % of SoC)
 MX30 = ([0, 55, 70, 90, 100], [30, 38, 30, 18, 12])
 
@@ -635,6 +652,7 @@ NORMAL: list[Callable[[], Spec]] = [
     dip_of_four_minutes_then_back,
     car_suspends_then_resumes,
     mx30_own_climb,
+    ramp_up_over_two_minutes,
 ]
 
 REBOUNDS = [dip_held_then_back_on_a_150_kw_charger, late_dip_climbed_out_of_near_full]
@@ -660,7 +678,11 @@ def test_does_not_flag_normal_charging(build: Callable[[], Spec]) -> None:
     assert not flagged[0], reason[0]
 
 
-COLD_STARTS = [cold_pack_warms_up, cold_pack_warms_up_gradually]
+COLD_STARTS = [
+    cold_pack_warms_up,
+    cold_pack_warms_up_gradually,
+    cold_pack_warms_within_eight_minutes,
+]
 
 
 @pytest.mark.parametrize("build", COLD_STARTS, ids=[f.__name__ for f in COLD_STARTS])
