@@ -18,7 +18,7 @@ from chargewatch.kinds import AnomalyKind
 
 from .events import EventBuffer, encode_readings, format_ts_ms, format_ts_ms_array
 from .fleet import StationSpec
-from .inject import Readings, Window, drop_single_samples
+from .inject import Readings, Window, drop_single_samples, jump_kept_wh
 from .injectors import INJECTORS, Label, SessionCharge, SessionSpan
 from .link import upload_late
 from .physics import (
@@ -131,6 +131,18 @@ class StationRun:
                 "end_ms": window[1],
             }
         )
+
+    def _label_session(
+        self, s: SessionPlan, r: Readings, window: Window, whole: tuple[int, int]
+    ) -> None:
+        """The session's label (``window``), and meter_mismatch too over the ``whole`` session
+        for a jump the register keeps beyond 15 % of the energy: the session is billed by it
+        (CONTRACTS.md section 3 on the register's energy)."""
+        assert s.anomaly is not None
+        self._label(s.anomaly, s.session_id, s.connector, window)
+        session_wh = float(r.energy_wh[-1] - r.energy_wh[0])
+        if s.anomaly == AnomalyKind.METER_JUMP and jump_kept_wh(r) > 0.15 * session_wh:
+            self._label(AnomalyKind.METER_MISMATCH, s.session_id, s.connector, whole)
 
     def _stamp(self, ms: Any) -> Any:
         """The time as the station's clock stamps it: truncated to its unit (whole minutes on
@@ -287,7 +299,7 @@ class StationRun:
         register_after = float(r.register_wh[-1])
         self.result.spans[s.session_id] = SessionSpan(sid, c, start_ms, min(stop_ms, self.end_ms))
         if window is not None and s.anomaly is not None:
-            self._label(s.anomaly, s.session_id, c, window)
+            self._label_session(s, r, window, (start_ms, min(stop_ms, self.end_ms)))
         if is_open:
             return self.end_ms, register_after
         self._emit(

@@ -30,7 +30,8 @@ ENDS = list(range(5, 60, 5))
 def sparse(received_late: float | None = None) -> list[tuple[float, Event]]:
     """Session S1 on connector 1: started at minute 0, a reading at its start (1, 2) and then
     every 15 minutes (16, 31, 46), stopped at 50; its register climbs 1.5 kWh a minute under
-    6 kW of power (a meter jump, flagged from the second reading on).
+    6 kW of power (a meter jump, flagged from the second reading on, and so a mismatch: the
+    register's energy is the power's 15 times over).
     ``received_late``: a reading stamped 20 arrives then."""
     events: list[tuple[float, Event]] = [(0.0, start(0.0))]
     for minute in (1.0, 2.0, 16.0, 31.0, 46.0):
@@ -71,7 +72,8 @@ def test_a_session_with_no_new_data_is_not_judged_again_and_keeps_its_flags(
     assert judged == {5: 1, 10: 1, 15: 1, 20: 1, 25: 0, 30: 0, 35: 1, 40: 0, 45: 0, 50: 1, 55: 1}
     for (sessions, _, flags), (_, _, before) in zip(windows[1:], windows, strict=False):
         if not sessions:  # nothing judged, nothing stored or withdrawn: its flag stands
-            assert flags == before and {kind for _, kind, _, _ in flags} == {"meter_jump"}
+            assert flags == before
+            assert {kind for _, kind, _, _ in flags} == {"meter_jump", "meter_mismatch"}
     # the stopped session's final verdict is the one a cold window over it gives
     final, _ = detect_window(influx, at(-2), at(55))
     assert {(f.session_id, f.kind) for f in final} == {(s, k) for s, k, _, _ in windows[-1][2]}

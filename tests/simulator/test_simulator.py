@@ -336,7 +336,10 @@ def test_labels_follow_the_contract(fleet: Fleet) -> None:
     for x in fleet.labels:
         if x["session_id"]:
             kinds_of[x["session_id"]].add(x["kind"])
-    assert all(len(k) == 1 for k in kinds_of.values()), "one injected anomaly per session"
+    # one injected anomaly per session; a jump the register keeps beyond 15 % of the session's
+    # energy is billed, so its session is a meter_mismatch as well
+    consequence = {"meter_jump", "meter_mismatch"}
+    assert all(len(k) == 1 or k == consequence for k in kinds_of.values()), kinds_of
 
 
 def test_file_is_ordered_by_time_then_station_except_faulty_clocks(fleet: Fleet) -> None:
