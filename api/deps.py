@@ -292,6 +292,7 @@ def require(minimum: Role) -> Callable[..., AsyncIterator[Role]]:
                 headers={"Retry-After": "1"},
             )
         busy[slot] = busy.get(slot, 0) + 1
+        request.state.api_key_slot = slot  # pictures wait in a line per key (``drawn``)
         try:
             yield role
         finally:

@@ -61,6 +61,8 @@ T = TypeVar("T")
 # session's readings meanwhile) and waiting; one more gets 503 with Retry-After at once.
 PNG_WORKERS = 2
 PNG_WAITING = 16
+# Pictures one API key has drawn at once; the rest of its pictures wait in its own line.
+PNG_PER_KEY = 1
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no session with this id in the catalogue"}
 }
@@ -185,7 +187,13 @@ async def get_profile_png(
 
 async def drawn(request: Request, draw: Callable[[], T]) -> T:
     """``draw()`` on the picture threads (``PNG_WORKERS``): 503 with Retry-After at once when
-    ``PNG_WAITING`` pictures wait already. Every route that draws comes this way."""
+    ``PNG_WAITING`` pictures wait already. Every route that draws comes this way.
+
+    An API key's pictures are drawn one at a time (``PNG_PER_KEY``) and wait for that in a
+    line of the key's own, so that the threads take the keys in turn: a picture waits behind
+    one picture of each other key drawing, not behind one key's burst (100 heatmaps at once
+    from one key held another key's session picture 2.2 s, with every burst picture queued
+    at the threads ahead of it)."""
     limiter = _png_limiter(request)
     if limiter.statistics().tasks_waiting >= PNG_WAITING:
         raise HTTPException(
@@ -193,7 +201,23 @@ async def drawn(request: Request, draw: Callable[[], T]) -> T:
             "pictures: too many being drawn; retry shortly",
             headers={"Retry-After": "1"},
         )
-    return await anyio.to_thread.run_sync(draw, limiter=limiter)
+    slot = getattr(request.state, "api_key_slot", None)
+    if slot is None:  # no API keys: one line for all
+        return await anyio.to_thread.run_sync(draw, limiter=limiter)
+    lines: dict[str, tuple[anyio.CapacityLimiter, int]] = request.app.state.png_lines
+    own, users = lines.get(slot, (None, 0))
+    if own is None:
+        own = anyio.CapacityLimiter(PNG_PER_KEY)
+    lines[slot] = (own, users + 1)
+    try:
+        async with own:
+            return await anyio.to_thread.run_sync(draw, limiter=limiter)
+    finally:
+        own, users = lines[slot]
+        if users > 1:
+            lines[slot] = (own, users - 1)
+        else:
+            del lines[slot]
 
 
 def _png_limiter(request: Request) -> anyio.CapacityLimiter:
@@ -204,6 +228,7 @@ def _png_limiter(request: Request) -> anyio.CapacityLimiter:
     limiter: anyio.CapacityLimiter | None = getattr(state, "png_limiter", None)
     if limiter is None:
         limiter = state.png_limiter = anyio.CapacityLimiter(PNG_WORKERS)
+        state.png_lines = {}  # API key -> (its own line, requests in it or drawn)
     return limiter
 
 
