@@ -472,6 +472,12 @@ HOLD_UPDATES = 4
 MIN_HOLD_S = 30.0
 
 
+# meter_stuck on a station read sparsely (``MeterStuck.min_steps``): two flat steps where the
+# readings are at least this many times ``min_duration_s`` apart
+SPARSE_HOLD_INTERVALS = 2.0
+SPARSE_HOLD_STEPS = 2
+
+
 class MeterStuck(BaseDetector):
     """The register stays constant while power clearly flows (CONTRACTS.md section 3). Learns
     nothing: the register is judged against the power reported with it.
@@ -483,7 +489,11 @@ class MeterStuck(BaseDetector):
         smallest real charge (6 A) is 1.4 kW.
     min_steps : int, default 3
         Flat steps in a row: one or two repeated values are a register polled less often than
-        the readings are sent, not a frozen meter.
+        the readings are sent, not a frozen meter. Where the readings are further apart than
+        twice ``min_duration_s`` (a station sampling every 4 min or less often), two: each
+        flat step is then longer than any meter's poll, and two in a row are one register
+        value over three readings that all show power (an independently written fleet, seed
+        1: 1.9 kW read every 5 min, the register unchanged for 10 min, missed).
     min_duration_s : float, default 120.0
         Meters are polled at least once a minute; twice that.
     min_missing_resolutions : float, default 3.0
@@ -531,11 +541,19 @@ class MeterStuck(BaseDetector):
         # fleet, 11 such labels over seeds 1-12)
         x = np.minimum(
             np.minimum(
-                (run.length + 0.5) / self.min_steps, run.total / self._min_hold_s(prep)[:, None]
+                (run.length + 0.5) / self._steps_needed(prep),
+                run.total / self._min_hold_s(prep)[:, None],
             ),
             r_wh.total / min_wh,
         )
         return np.asarray(np.where(flat, x, 0.0))
+
+    def _steps_needed(self, prep: Prepared) -> FloatArray:
+        """Per row ``(n, 1)``: the flat steps in a row a hold needs (``min_steps``, or two
+        where the readings are further apart than twice ``min_duration_s``)."""
+        sparse = prep.interval_s >= SPARSE_HOLD_INTERVALS * self.min_duration_s
+        need = np.where(sparse, min(self.min_steps, SPARSE_HOLD_STEPS), self.min_steps)
+        return np.asarray(need, dtype=np.float64)[:, None]
 
     def _min_hold_s(self, prep: Prepared) -> FloatArray:
         """Per row, how long a hold must last to be stuck: ``min_duration_s`` (a register

@@ -831,13 +831,21 @@ def test_reasons_carry_the_numbers() -> None:
     assert "no power for 30 min" in results["stall"].reason[1]
 
 
-@pytest.mark.parametrize(("flat_steps", "flagged"), [(3, True), (2, False)])
-def test_three_flat_steps_at_power_are_a_stuck_register(flat_steps: int, flagged: bool) -> None:
-    # 11 kW AC read every 15 min (clock-aligned); the register holds for ``flat_steps`` steps
-    # and counts on from where it was. Three flat steps are meter_stuck's threshold (one or
-    # two are a register polled less often than the readings are sent); they scored exactly
-    # 1.0 and were missed (outside fleet, a register frozen 45-63 min, 11 labels over 12 seeds)
-    t = np.arange(0.0, 120 * MIN + 1e-9, 15 * MIN)
+@pytest.mark.parametrize(
+    ("step_min", "flat_steps", "flagged"),
+    [(15, 3, True), (15, 2, True), (15, 1, False), (5, 2, True), (1, 3, True), (1, 2, False)],
+)
+def test_flat_steps_at_power_are_a_stuck_register(
+    step_min: int, flat_steps: int, flagged: bool
+) -> None:
+    # 11 kW AC read every ``step_min`` minutes; the register holds for ``flat_steps`` steps
+    # and counts on from where it was. Three flat steps are meter_stuck's threshold where the
+    # readings come often (one or two are a register polled less often than the readings are
+    # sent); they scored exactly 1.0 and were missed (outside fleet, a register frozen 45-63
+    # min read every 15 min, 11 labels over 12 seeds). Where readings are 4 min apart or more,
+    # each step is longer than any meter's poll, and two are enough (field fleet seed 1,
+    # FLD0044C-9480: 1.9 kW read every 5 min, the register unchanged for 10 min, missed)
+    t = np.arange(0.0, 8 * step_min * MIN + 1e-9, step_min * MIN)
     spec = from_power(t, np.where(t > 0, 11_000.0, 0.0), offered_w=22_000.0)
     e = np.asarray(spec.energy_wh, dtype=float)
     held = e.copy()
