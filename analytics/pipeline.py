@@ -31,7 +31,9 @@ from analytics.batch import NO_TIME, SessionBatch
 from analytics.detectors import BLOCK_CELLS, default_detectors, detect, fit_detectors
 from analytics.detectors.base import Detector, KindResult
 from analytics.detectors.identity import session_ends
+from analytics.detectors.prepared import prepared
 from analytics.detectors.ratings import with_peaks, with_stations
+from analytics.detectors.timing import ConnectorIntervals, with_intervals
 from analytics.flags import flags_from_results
 from analytics.late import judge_late_again, revise
 from analytics.lines import LineBlock, iter_line_blocks
@@ -280,6 +282,9 @@ class _Scoring:
         # every reading's peak per station until the detectors are fitted: stations are rated
         # by all of the first chunk, not only the rows fitted on (``ratings.with_peaks``)
         self.watch: PeakWatch | None = PeakWatch() if fit else None
+        # each connector's sampling interval as the batches so far showed it: a short session
+        # is timed by its connector's, which may lie in an earlier batch (``DataGap``)
+        self.intervals = ConnectorIntervals()
 
     def score(self, handout: Handout) -> Iterator[Detection]:
         report = self._report
@@ -300,6 +305,7 @@ class _Scoring:
             if not self._fitted:
                 self._fit(batch)  # history is the first chunk itself: on purpose
             results = run_detectors(batch, self._per_row, now_ns=now_ns)
+            self.intervals.learn(batch, prepared(batch, now_ns))
             if self._across:
                 self._spans.append(batch.sessions_only(session_ends(batch, now_ns)))
             yield self._detection(batch, results)
@@ -320,7 +326,9 @@ class _Scoring:
     def _fit(self, history: SessionBatch) -> None:
         peaks = self.watch.peaks() if self.watch is not None else None
         self.watch = None  # what is fitted stays fitted
-        fitted_on = with_peaks(with_stations(history, self._stations), peaks)
+        fitted_on = with_intervals(
+            with_peaks(with_stations(history, self._stations), peaks), self.intervals
+        )
         fit_detectors(fitted_on, self._detectors)
         # what the detectors derived from the history while fitting, cached with it
         fitted_on.extra.clear()

@@ -71,7 +71,7 @@ from analytics.detectors.meter import ROUNDING_STEPS
 from analytics.detectors.prepared import clock_unsure, prepared
 from analytics.detectors.ratings import StationPeaks, StationRatings, with_peaks, with_stations
 from analytics.detectors.reductions import pick, row_median
-from analytics.detectors.timing import OWN_INTERVAL_READINGS
+from analytics.detectors.timing import OWN_INTERVAL_READINGS, ConnectorIntervals, with_intervals
 from analytics.flags import flags_from_results
 from analytics.late import noted
 from analytics.pipeline import DetectReport, run_detectors
@@ -239,6 +239,12 @@ def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np
         steps = np.diff(t, axis=1) / _NS
         positive = valid[:, 1:] & valid[:, :-1] & (steps > 0)
         interval = row_median(np.where(positive, steps, np.nan))  # as ``prepared`` takes it
+        few = count < OWN_INTERVAL_READINGS
+        if gap.known_intervals_ is not None and few.any():
+            # ... or what the windows before showed of its connector, if shorter: a verdict
+            # holds no longer than the shorter of the two can raise a gap
+            known = gap.known_intervals_.interval_s(batch.connector_keys()[few])
+            interval[few] = np.fmin(interval[few], known)
         threshold_s = np.fmax(gap.max_missing_intervals * interval, gap.min_gap_s)
         # a second short of it: the steps here and DataGap's may differ in the last bits
         threshold_ns = (threshold_s * _NS).astype(np.int64) - _NS
@@ -248,7 +254,7 @@ def _holds_until(batch: SessionBatch, fitted: list[Detector], now_ns: int) -> np
         _, connector = np.unique(batch.connector_keys(), return_inverse=True)
         connector = connector.reshape(-1)
         shared = np.bincount(connector)[connector] > 1
-        holds = np.where((count < OWN_INTERVAL_READINGS) & shared, now_ns, holds)
+        holds = np.where(few & shared, now_ns, holds)
     return np.asarray(np.where(unsure, now_ns, holds), dtype=np.int64)
 
 
@@ -284,6 +290,7 @@ def _fit(
     stations: StationMetadata | None,
     now_ns: int,
     peaks: StationPeaks | None = None,
+    intervals: ConnectorIntervals | None = None,
 ) -> tuple[list[Detector], _Band | None]:
     """Copies of the per-row detectors ``given``, fitted on ``history``, and the taper band
     learned: ``band``'s still when it serves (``_Band.serves``), the taper then rated as
@@ -291,8 +298,9 @@ def _fit(
     whose measured power rose, is rated anew at every window: the ratings set the power
     thresholds of several kinds). Copies: the same detectors are fitted on every partition in
     turn, and each partition keeps its band from one window to the next (``fit`` sets the
-    learned attributes anew, so a shallow copy leaves the original as it was)."""
-    history = with_peaks(with_stations(history, stations), peaks)
+    learned attributes anew, so a shallow copy leaves the original as it was). DataGap keeps
+    the partition's ``intervals`` (``timing.with_intervals``)."""
+    history = with_intervals(with_peaks(with_stations(history, stations), peaks), intervals)
     fitted: list[Detector] = []
     learned = None
     for detector in given:
@@ -534,6 +542,9 @@ def detect_window(
         prior = cache.band if cache is not None and follows else None
         verdicts = _Verdicts(cache.verdicts if cache is not None and follows else {})
         watch = cache.peaks if cache is not None and follows else None
+        intervals = cache.intervals if cache is not None and follows else None
+        if not isinstance(intervals, ConnectorIntervals):
+            intervals = ConnectorIntervals()
         if caches is not None:
             caches[part] = kept
         found_flags, band, peak_watch = _judge_partition(
@@ -552,12 +563,14 @@ def detect_window(
             band=prior if isinstance(prior, _Band) else None,
             verdicts=verdicts,
             watch=watch if isinstance(watch, PeakWatch) else None,
+            intervals=intervals,
         )
         flags += found_flags
         kept.written = lines.now
         kept.band = band
         kept.verdicts = verdicts.now
         kept.peaks = peak_watch
+        kept.intervals = intervals
     if caches is not None:
         for gone in set(caches) - set(parts):  # partitions that changed with new stations
             del caches[gone]
@@ -703,6 +716,7 @@ def _judge_partition(
     band: _Band | None,
     verdicts: _Verdicts,
     watch: PeakWatch | None = None,
+    intervals: ConnectorIntervals | None = None,
 ) -> tuple[list[Flag], _Band | None, PeakWatch]:
     """Judge and store the partition's rows, but for the open sessions whose last verdict
     still holds (``_Verdicts.unchanged``); its flags, and the taper band it scored with
@@ -717,11 +731,11 @@ def _judge_partition(
     watch.columns(events.readings)
     peaks = watch.peaks()
     if handout.sample is not None:  # several batches: fitted on rows spread over them all
-        fitted, band = _fit(band, per_row, handout.sample, stations, until_ns, peaks)
+        fitted, band = _fit(band, per_row, handout.sample, stations, until_ns, peaks, intervals)
     flags: list[Flag] = []
     for batch in handout:
         if fitted is None:  # one batch: the window and its look-back are the history
-            fitted, band = _fit(band, per_row, batch, stations, until_ns, peaks)
+            fitted, band = _fit(band, per_row, batch, stations, until_ns, peaks, intervals)
         kept = batch.take(_judged_rows(batch, found, since_ns, until_ns))
         del batch
         if kept.n_sessions:
@@ -740,6 +754,8 @@ def _judge_partition(
                 judged_at_ns=judged_at_ns,
                 lines=lines,
             )
+            if intervals is not None:  # what the windows after time short sessions by
+                intervals.learn(kept, prepared(kept, until_ns))
     return flags, band, watch
 
 

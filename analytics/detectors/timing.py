@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Self
+
 import numpy as np
 
 from analytics.batch import NO_TIME, FloatArray, SessionBatch
@@ -69,14 +72,82 @@ def superseded(batch: SessionBatch) -> np.ndarray:
     return np.asarray(open_rows & (latest[code] > batch.start_ns))
 
 
-def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
+class ConnectorIntervals:
+    """Each connector's sampling interval as its sessions showed it, kept from one batch to the
+    next (``learn``): what ``sampling_interval_s`` takes for a short session whose connector's
+    other sessions are not in the batch it is judged in. The scheduled job judges a window (and
+    its look-back) at a time, so a connector's longer sessions of hours before are not beside a
+    short one; a cold read of the whole span has them (an independently written fleet, outside
+    seed 19, 690925: a 20-min session read at 2, 15 and 1 min, "a gap of 8 sampling intervals"
+    in the job, not in the file path). Per connector, the intervals of its last
+    ``KEPT_INTERVALS`` sessions with OWN_INTERVAL_READINGS readings or more, and the last
+    ``KEPT_INNER_STEPS`` steps inside its shorter ones (as ``_pooled_inner_steps`` takes them).
+    Bounded by the connectors it is shown."""
+
+    KEPT_INTERVALS = 5
+    KEPT_INNER_STEPS = 16
+
+    def __init__(self) -> None:
+        self._long: dict[str, list[float]] = {}
+        self._inner: dict[str, list[float]] = {}
+
+    def learn(self, batch: SessionBatch, prep: Prepared) -> None:
+        """Remember the intervals the named rows of ``batch`` show (``prep``: its view)."""
+        named = ~is_none(batch.session_id)
+        if not named.any():
+            return
+        keys = batch.connector_keys()
+        own = prep.interval_s
+        long_rows = named & (prep.count >= OWN_INTERVAL_READINGS) & np.isfinite(own)
+        for r in np.flatnonzero(long_rows).tolist():
+            kept = self._long.setdefault(str(keys[r]), [])
+            kept.append(float(own[r]))
+            del kept[: -self.KEPT_INTERVALS]
+        for r in np.flatnonzero(named & ~long_rows & (prep.count >= 4)).tolist():
+            inner = _inner_steps(prep, r)
+            if inner.size:
+                kept = self._inner.setdefault(str(keys[r]), [])
+                kept.extend(inner.tolist())
+                del kept[: -self.KEPT_INNER_STEPS]
+
+    def interval_s(self, keys: np.ndarray) -> FloatArray:
+        """Per connector key: the median of its sessions' intervals where there are
+        CONNECTOR_INTERVAL_ROWS, else of its inner steps where there are INNER_STEPS_MIN, else
+        NaN (as ``sampling_interval_s`` takes them from a batch)."""
+        out = np.full(len(keys), np.nan)
+        for i, key in enumerate(keys.tolist()):
+            long_ = self._long.get(str(key), [])
+            inner = self._inner.get(str(key), [])
+            if len(long_) >= CONNECTOR_INTERVAL_ROWS:
+                out[i] = float(np.median(long_))
+            elif len(inner) >= INNER_STEPS_MIN:
+                out[i] = float(np.median(inner))
+        return out
+
+
+_INTERVALS_KEY = "chargewatch.connector_intervals"
+
+
+def with_intervals(batch: SessionBatch, known: ConnectorIntervals | None) -> SessionBatch:
+    """``batch`` (history to fit on) carrying ``known``, which DataGap keeps (a reference:
+    what ``known`` learns later, the fitted detector uses). The same arrays, nothing copied."""
+    if known is None:
+        return batch
+    return replace(batch, extra={**batch.extra, _INTERVALS_KEY: known})
+
+
+def sampling_interval_s(
+    batch: SessionBatch, prep: Prepared, known: ConnectorIntervals | None = None
+) -> FloatArray:
     """Per row, the sampling interval data_gap counts in: the row's own median step, or, for a
-    row with fewer than OWN_INTERVAL_READINGS readings, its connector's (the comment above)."""
+    row with fewer than OWN_INTERVAL_READINGS readings, its connector's (the comment above),
+    from the batch, else from the batches before (``known``)."""
     own = prep.interval_s
     few = prep.count < OWN_INTERVAL_READINGS
     if not few.any():
         return own
-    _, code = np.unique(batch.connector_keys(), return_inverse=True)
+    keys = batch.connector_keys()
+    _, code = np.unique(keys, return_inverse=True)
     code = code.reshape(-1)
     named = ~is_none(batch.session_id)
     trusted = ~few & np.isfinite(own) & named
@@ -90,7 +161,19 @@ def sampling_interval_s(batch: SessionBatch, prep: Prepared) -> FloatArray:
     wanted = few & named & ~np.isfinite(theirs)
     if wanted.any():
         theirs = np.where(wanted, _pooled_inner_steps(code, prep, named, wanted), theirs)
+    wanted = few & named & ~np.isfinite(theirs)
+    if known is not None and wanted.any():
+        rows = np.flatnonzero(wanted)
+        theirs[rows] = known.interval_s(keys[rows])
     return np.where(few & np.isfinite(theirs), theirs, own)
+
+
+def _inner_steps(prep: Prepared, r: int) -> FloatArray:
+    """The steps inside row ``r``'s readings, its first and last step left out (those run to
+    and from its begin and end readings), none across readings set aside for their clock."""
+    k = int(prep.count[r])
+    inner = prep.dt_s[r, 1 : k - 2]
+    return np.asarray(inner[np.isfinite(inner) & (inner > 0) & ~prep.bridged[r, 1 : k - 2]])
 
 
 def _pooled_inner_steps(
@@ -103,11 +186,9 @@ def _pooled_inner_steps(
     rows = np.flatnonzero(named & np.isin(code, np.unique(code[wanted])))
     pooled: dict[int, list[np.ndarray]] = {}
     for r in rows.tolist():
-        k = int(prep.count[r])
-        if k < 4:
+        if int(prep.count[r]) < 4:
             continue
-        inner = prep.dt_s[r, 1 : k - 2]
-        inner = inner[np.isfinite(inner) & (inner > 0) & ~prep.bridged[r, 1 : k - 2]]
+        inner = _inner_steps(prep, r)
         if inner.size:
             pooled.setdefault(int(code[r]), []).append(inner)
     for connector, parts in pooled.items():
@@ -143,7 +224,9 @@ class DataGap(BaseDetector):
     latest reading of the batch, at most ``now``; ``score`` says why; not for a session whose
     connector has started another since: ``superseded``).
     The sampling interval of a row is the median time between its readings, or its
-    connector's where the row has too few to tell (``sampling_interval_s``). Learns nothing.
+    connector's where the row has too few to tell (``sampling_interval_s``). Learns nothing
+    from the history itself; keeps the ``ConnectorIntervals`` it carries (``with_intervals``:
+    what the batches before showed of each connector), ``known_intervals_``.
 
     Parameters
     ----------
@@ -164,6 +247,11 @@ class DataGap(BaseDetector):
     ) -> None:
         self.max_missing_intervals = max_missing_intervals
         self.min_gap_s = min_gap_s
+
+    def fit(self, batch: SessionBatch) -> Self:
+        known = batch.extra.get(_INTERVALS_KEY)
+        self.known_intervals_ = known if isinstance(known, ConnectorIntervals) else None
+        return super().fit(batch)
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
@@ -203,7 +291,7 @@ class DataGap(BaseDetector):
         gap = gaps[np.arange(n), which]
         gap_from = np.choose(which, (inner_from, batch.start_ns, t_last)).astype(np.int64)
         gap_to = np.choose(which, (inner_to, t_first, end_ref)).astype(np.int64)
-        interval = sampling_interval_s(batch, prep)
+        interval = sampling_interval_s(batch, prep, self.known_intervals_)
         threshold = np.maximum(self.max_missing_intervals * interval, self.min_gap_s)
         x = gap / threshold
         flagged = x > 1.0

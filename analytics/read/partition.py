@@ -135,6 +135,9 @@ class ReadingCache:
     # each station's highest power and offer over every reading the windows so far read
     # (``analytics.assemble.PeakWatch``): stations are rated by them, not by the look-back only
     peaks: object = None
+    # each connector's sampling interval as the windows so far showed it
+    # (``analytics.detectors.timing.ConnectorIntervals``): a short session's connector's
+    intervals: object = None
 
     def follows(self, since_ns: int, until_ns: int) -> bool:
         """Can the window ``[since_ns, until_ns)`` start from this cache? When the cache's

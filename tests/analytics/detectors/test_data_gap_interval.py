@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.detectors import DataGap
+from analytics.detectors.prepared import prepared
+from analytics.detectors.timing import ConnectorIntervals, with_intervals
 from tests.analytics.detectors.helpers import NOW_NS, Spec, from_power, make_batch, with_
 
 MIN = 60.0
@@ -84,3 +86,33 @@ def test_a_session_with_enough_readings_keeps_its_own_interval() -> None:
         for i in range(2)
     ]
     assert _flagged([own, *others])["own"] is True
+
+
+def test_the_connectors_interval_carries_over_from_batches_before() -> None:
+    # the scheduled job judges a window at a time: the connector's longer sessions hours
+    # before are not beside the short one (outside seed 19, 690925: flagged by the job only).
+    # What the batches before showed of the connector (``ConnectorIntervals``) times it then
+    before = make_batch([_quarter_hour("long1", 300.0, 8), _quarter_hour("long2", 600.0, 9)])
+    known = ConnectorIntervals()
+    known.learn(before, prepared(before, NOW_NS))
+    short = make_batch([_quarter_hour("short", 0.0, 2)])
+    alone = DataGap().fit(short).score(short, now_ns=NOW_NS)
+    remembered = DataGap().fit(with_intervals(short, known)).score(short, now_ns=NOW_NS)
+    assert alone.flagged.tolist() == [True] and remembered.flagged.tolist() == [False]
+    assert np.isnan(known.interval_s(np.array(["another#1"]))[0])  # a connector never seen
+
+
+def test_the_remembered_interval_follows_the_connectors_latest_sessions() -> None:
+    # a station reconfigured from every 15 min to every 5 min: the last KEPT_INTERVALS
+    # sessions speak, the older ones are let go of
+    known = ConnectorIntervals()
+    for n in range(ConnectorIntervals.KEPT_INTERVALS):
+        batch = make_batch([_quarter_hour(f"quarter{n}", 300.0 * n, 8)])
+        known.learn(batch, prepared(batch, NOW_NS))
+    key = batch.connector_keys()
+    assert known.interval_s(key).tolist() == [15 * MIN]
+    for n in range(ConnectorIntervals.KEPT_INTERVALS):
+        every_five = list(np.arange(0.0, 61.0, 5.0))
+        batch = make_batch([_session(every_five, 11_000.0, f"five{n}", 3000.0 + 100.0 * n)])
+        known.learn(batch, prepared(batch, NOW_NS))
+    assert known.interval_s(key).tolist() == [5 * MIN]
