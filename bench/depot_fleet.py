@@ -86,6 +86,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import itertools
 import json
 import math
 import random
@@ -151,31 +152,139 @@ def floor_ratio(s1: float, s2: float) -> float:
 
 # name, usable kWh, AC phases, AC max kW, DC curve [(soc %, kW)]  (from ev-data.json)
 CARS: list[tuple[str, float, int, float, list[tuple[float, float]]]] = [
-    ("Audi Q4 e-tron", 77.0, 3, 11.0, [(0, 125), (35, 125), (70, 65), (80, 65), (90, 35), (100, 25)]),
-    ("Audi e-tron 55", 86.5, 3, 11.0, [(0, 137), (70, 155), (72, 150), (78, 120), (82, 105), (100, 50)]),
+    (
+        "Audi Q4 e-tron",
+        77.0,
+        3,
+        11.0,
+        [(0, 125), (35, 125), (70, 65), (80, 65), (90, 35), (100, 25)],
+    ),
+    (
+        "Audi e-tron 55",
+        86.5,
+        3,
+        11.0,
+        [(0, 137), (70, 155), (72, 150), (78, 120), (82, 105), (100, 50)],
+    ),
     ("BMW i3 120Ah", 37.9, 3, 11.0, [(0, 44), (85, 50), (100, 3)]),
     ("BMW iX3", 74.0, 1, 7.4, [(0, 148), (35, 147), (60, 118), (75, 86), (100, 44)]),
     ("CUPRA Born 58", 58.0, 3, 11.0, [(0, 100), (30, 100), (70, 50), (80, 50), (100, 25)]),
     ("Chevrolet Bolt", 58.0, 2, 7.2, [(0, 55), (56, 38), (68, 24), (85, 16), (100, 1)]),
-    ("Hyundai Ioniq 5", 72.6, 3, 11.0, [(0, 200), (10, 210), (22, 232), (23, 185), (37, 185),
-                                        (38, 175), (47, 175), (48, 155), (55, 155), (56, 130),
-                                        (70, 130), (80, 100), (100, 11)]),
-    ("Kia e-Niro 64", 64.0, 3, 11.0, [(0, 70), (40, 77), (42, 70), (53, 71), (55, 57), (71, 58),
-                                      (72, 38), (76, 38), (78, 25), (88, 25), (100, 8)]),
-    ("MG ZS EV", 44.5, 1, 6.6, [(0, 70), (10, 80), (20, 70), (80, 55), (83, 18), (90, 18), (100, 6.6)]),
+    (
+        "Hyundai Ioniq 5",
+        72.6,
+        3,
+        11.0,
+        [
+            (0, 200),
+            (10, 210),
+            (22, 232),
+            (23, 185),
+            (37, 185),
+            (38, 175),
+            (47, 175),
+            (48, 155),
+            (55, 155),
+            (56, 130),
+            (70, 130),
+            (80, 100),
+            (100, 11),
+        ],
+    ),
+    (
+        "Kia e-Niro 64",
+        64.0,
+        3,
+        11.0,
+        [
+            (0, 70),
+            (40, 77),
+            (42, 70),
+            (53, 71),
+            (55, 57),
+            (71, 58),
+            (72, 38),
+            (76, 38),
+            (78, 25),
+            (88, 25),
+            (100, 8),
+        ],
+    ),
+    (
+        "MG ZS EV",
+        44.5,
+        1,
+        6.6,
+        [(0, 70), (10, 80), (20, 70), (80, 55), (83, 18), (90, 18), (100, 6.6)],
+    ),
     ("Mercedes EQA 250", 66.6, 3, 11.0, [(0, 99), (35, 98), (65, 70), (85, 36), (100, 1)]),
     ("Nissan Leaf 40", 38.0, 1, 6.6, [(0, 41), (62, 45), (65, 36), (100, 15)]),
     ("Nissan e-NV200 40", 38.0, 1, 6.6, [(0, 40), (62, 45), (75, 36), (100, 15)]),
-    ("Peugeot e-208 11kW", 45.0, 3, 11.0, [(0, 97), (16, 97), (17, 78), (46, 78), (47, 52), (68, 52),
-                                           (69, 27), (83, 27), (84, 11), (100, 11)]),
-    ("Peugeot e-Traveller", 45.0, 3, 11.0, [(0, 98), (20, 87), (22, 75), (57, 75), (59, 50), (65, 50),
-                                            (67, 45), (73, 45), (74, 25), (84, 25), (85, 12), (100, 12)]),
+    (
+        "Peugeot e-208 11kW",
+        45.0,
+        3,
+        11.0,
+        [
+            (0, 97),
+            (16, 97),
+            (17, 78),
+            (46, 78),
+            (47, 52),
+            (68, 52),
+            (69, 27),
+            (83, 27),
+            (84, 11),
+            (100, 11),
+        ],
+    ),
+    (
+        "Peugeot e-Traveller",
+        45.0,
+        3,
+        11.0,
+        [
+            (0, 98),
+            (20, 87),
+            (22, 75),
+            (57, 75),
+            (59, 50),
+            (65, 50),
+            (67, 45),
+            (73, 45),
+            (74, 25),
+            (84, 25),
+            (85, 12),
+            (100, 12),
+        ],
+    ),
     ("Citroen e-Spacetourer 75", 75.0, 3, 11.0, [(0, 99), (40, 95), (60, 77), (75, 55), (100, 13)]),
-    ("Polestar 2", 72.5, 3, 11.0, [(0, 150), (18, 150), (20, 130), (40, 130), (42, 100), (55, 90),
-                                   (57, 70), (79, 70), (80, 25), (100, 11)]),
+    (
+        "Polestar 2",
+        72.5,
+        3,
+        11.0,
+        [
+            (0, 150),
+            (18, 150),
+            (20, 130),
+            (40, 130),
+            (42, 100),
+            (55, 90),
+            (57, 70),
+            (79, 70),
+            (80, 25),
+            (100, 11),
+        ],
+    ),
     ("Renault Zoe ZE50", 52.0, 3, 22.0, [(0, 41), (52, 46), (80, 27), (100, 22)]),
-    ("Skoda Enyaq 82", 77.0, 3, 11.0, [(0, 125), (35, 125), (50, 100), (70, 70), (80, 70), (90, 37),
-                                       (100, 25)]),
+    (
+        "Skoda Enyaq 82",
+        77.0,
+        3,
+        11.0,
+        [(0, 125), (35, 125), (50, 100), (70, 70), (80, 70), (90, 37), (100, 25)],
+    ),
     ("Tesla Model 3 LR", 74.0, 3, 11.0, [(0, 180), (40, 195), (60, 110), (100, 12)]),
     ("Tesla Model Y LR", 72.5, 3, 11.0, [(0, 246), (35, 238), (75, 99), (100, 18)]),
     ("VW ID.3 58", 58.0, 3, 11.0, [(0, 100), (30, 100), (70, 50), (80, 50), (100, 20)]),
@@ -187,7 +296,7 @@ VANS = ("Nissan e-NV200 40", "Peugeot e-Traveller", "Citroen e-Spacetourer 75", 
 
 
 def curve_kw(curve: list[tuple[float, float]], soc: float) -> float:
-    for (s1, p1), (s2, p2) in zip(curve, curve[1:], strict=False):
+    for (s1, p1), (s2, p2) in itertools.pairwise(curve):
         if s1 <= soc <= s2:
             return p1 + (p2 - p1) * (soc - s1) / max(s2 - s1, 1e-9)
     return curve[-1][1]
@@ -268,7 +377,7 @@ def session_end(s: SessView) -> float:
     if s.stop is not None:
         return s.stop
     sane = [r.ts for r in s.readings if r.ts <= r.rcv + FUTURE_S]
-    return max(sane + [s.start])
+    return max([*sane, s.start])
 
 
 def in_window(s: SessView) -> list[Rd]:
@@ -294,7 +403,7 @@ def full_flags(s: SessView, rs: list[Rd]) -> list[bool]:
 
 
 def min_step(vals: list[float]) -> float:
-    steps = [b - a for a, b in zip(vals, vals[1:], strict=False) if b - a > 1e-9]
+    steps = [b - a for a, b in itertools.pairwise(vals) if b - a > 1e-9]
     return min(steps) if steps else 1.0
 
 
@@ -427,7 +536,7 @@ def register_points(s: SessView, rs: list[Rd]) -> list[tuple[float, float]]:
 def rule_backwards(s: SessView, rs: list[Rd]) -> Verdict:
     pts = register_points(s, rs)
     worst, t0, t1 = 0.0, 0.0, 0.0
-    for (ta, a), (tb, b) in zip(pts, pts[1:], strict=False):
+    for (ta, a), (tb, b) in itertools.pairwise(pts):
         if a - b > worst:
             worst, t0, t1 = a - b, ta, tb
     return worst > 0.5, worst >= 100 or worst == 0, t0, t1
@@ -436,7 +545,7 @@ def rule_backwards(s: SessView, rs: list[Rd]) -> Verdict:
 def rule_jump(s: SessView, rs: list[Rd], cap: float) -> Verdict:
     pts = register_points(s, rs)
     holds, clear, t0, t1 = False, True, 0.0, 0.0
-    for (ta, a), (tb, b) in zip(pts, pts[1:], strict=False):
+    for (ta, a), (tb, b) in itertools.pairwise(pts):
         dt = tb - ta
         if dt <= 0:
             continue
@@ -457,7 +566,7 @@ def rule_mismatch(s: SessView, rs: list[Rd]) -> Verdict:
     both = [r for r in rs if r.e is not None and r.p is not None]
     if len(both) < 6:
         return False, True, 0.0, 0.0
-    e_int = sum(trapz(a, b) for a, b in zip(both, both[1:], strict=False))
+    e_int = sum(trapz(a, b) for a, b in itertools.pairwise(both))
     step = min_step([r.e for r in both])  # type: ignore[misc]
     if e_int < max(2000.0, 20 * step):
         return False, True, 0.0, 0.0
@@ -470,13 +579,13 @@ def rule_mismatch(s: SessView, rs: list[Rd]) -> Verdict:
 def rule_gap(s: SessView, rs: list[Rd]) -> Verdict:
     if len(rs) < 3:
         return False, True, 0.0, 0.0
-    steps = [b.ts - a.ts for a, b in zip(rs, rs[1:], strict=False) if b.ts - a.ts > 0]
+    steps = [b.ts - a.ts for a, b in itertools.pairwise(rs) if b.ts - a.ts > 0]
     if not steps:
         return False, True, 0.0, 0.0
     iv = statistics.median(steps)
     seq = [s.start] + [r.ts for r in rs] + ([s.stop] if s.stop is not None else [])
     holds, clear, t0, t1 = False, True, 0.0, 0.0
-    for a, b in zip(seq, seq[1:], strict=False):
+    for a, b in itertools.pairwise(seq):
         g = b - a
         h = g > 5 * iv and g >= 300
         if h and not holds:
@@ -522,7 +631,7 @@ def rule_clock(s: SessView) -> Verdict:
 def session_energy(s: SessView, rs: list[Rd]) -> float:
     pts = [v for _, v in register_points(s, rs)]
     rise = pts[-1] - pts[0] if len(pts) >= 2 else 0.0
-    integ = sum(trapz(a, b) for a, b in zip(rs, rs[1:], strict=False))
+    integ = sum(trapz(a, b) for a, b in itertools.pairwise(rs))
     return max(rise, integ)
 
 
@@ -568,7 +677,7 @@ def rule_soc(s: SessView, rs: list[Rd]) -> Verdict:  # noqa: C901
         res.append((fall, fclear, f0, f1))
         # jumps
         jh, jc, j0, j1 = False, True, 0.0, 0.0
-        for a, b in zip(pts, pts[1:], strict=False):
+        for a, b in itertools.pairwise(pts):
             allow = max(b[2] - a[2], 0) / 1000 / B_MIN_KWH * 100 + qstep
             rise = b[1] - a[1]
             if rise > allow + 2:
@@ -622,14 +731,14 @@ def orphan_runs(rds: list[tuple[str | None, Rd]]) -> list[tuple[bool, bool, floa
     """Runs of readings without a session on one connector (file order)."""
     out = []
     run: list[Rd] = []
-    for sid, r in rds + [("__end__", Rd(0, 0, None, None, None, None, None))]:
+    for sid, r in [*rds, ("__end__", Rd(0, 0, None, None, None, None, None))]:
         if sid is None:
             run.append(r)
             continue
         if len(run) >= 2:
             es = [x.e for x in run if x.e is not None]
             rise = es[-1] - es[0] if len(es) >= 2 else 0.0
-            integ = sum(trapz(a, b) for a, b in zip(run, run[1:], strict=False))
+            integ = sum(trapz(a, b) for a, b in itertools.pairwise(run))
             e = max(rise, integ)
             h, c = band(e, 200, 500, 50)
             out.append((h, c, run[0].ts, run[-1].ts))
@@ -714,8 +823,14 @@ def make_stations(rng: random.Random, n: int) -> list[Station]:
     while len(out) < n:
         stype = rng.choices(kinds, weights)[0]
         site_no += 1
-        size = {"depot": (3, 10), "dc_hub": (2, 5), "home": (1, 1), "work": (2, 6),
-                "solar": (1, 1), "carpark": (3, 8)}[stype]
+        size = {
+            "depot": (3, 10),
+            "dc_hub": (2, 5),
+            "home": (1, 1),
+            "work": (2, 6),
+            "solar": (1, 1),
+            "carpark": (3, 8),
+        }[stype]
         k = min(rng.randint(*size), n - len(out))
         lat0, lon0 = rng.uniform(43.5, 54.5), rng.uniform(-1.5, 15.0)
         site = f"site-{stype}-{site_no:03d}"
@@ -726,7 +841,7 @@ def make_stations(rng: random.Random, n: int) -> list[Station]:
     return out
 
 
-def make_station(  # noqa: C901
+def make_station(
     rng: random.Random,
     stype: str,
     site: str,
@@ -753,13 +868,10 @@ def make_station(  # noqa: C901
         amps = rng.choice([16.0, 32.0]) if phases == 1 else 16.0
         hw = phases * 230 * amps
     else:
-        phases, amps = 3, rng.choice([16.0, 32.0]) if stype != "depot" else rng.choice([16.0, 32.0])
+        phases, amps = 3, rng.choice([16.0, 32.0])
         hw = phases * 230 * amps
     ocpp = rng.choice(["1.6", "1.6", "2.0.1"])
-    if dc:
-        iv = rng.choice([10, 15, 30, 60, 60])
-    else:
-        iv = rng.choice([30, 60, 60, 300, 300, 900])
+    iv = rng.choice([10, 15, 30, 60, 60]) if dc else rng.choice([30, 60, 60, 300, 300, 900])
     offered = "none"
     if stype in ("work", "carpark"):
         offered = "managed" if rng.random() < 0.8 else "none"
@@ -972,10 +1084,7 @@ def reading_times(pl: Plan, tr: Traj) -> list[tuple[float, str]]:
     if st.txn_readings or st.reg_only:
         out.append((t_a, "Transaction.Begin"))
     if not st.reg_only:
-        if st.aligned:
-            t = math.floor(t_a / st.iv) * st.iv + st.iv
-        else:
-            t = t_a + st.iv
+        t = math.floor(t_a / st.iv) * st.iv + st.iv if st.aligned else t_a + st.iv
         while t < t_b - 0.5:
             out.append((t, "Sample.Clock" if st.aligned else "Sample.Periodic"))
             t += st.iv
@@ -995,7 +1104,11 @@ def make_reading(pl: Plan, tr: Traj, t: float, ctx: str, rng: random.Random) -> 
         return d
     pw = max(0.0, p_true * (1 + rng.gauss(0, 0.004)) + (rng.uniform(0, 15) if p_true > 0 else 0))
     if st.dc:
-        volt = 360 + 0.9 * tr.soc[k] + (400 if pl.car[0].startswith(("Hyundai Ioniq 5", "Porsche")) else 0)
+        volt = (
+            360
+            + 0.9 * tr.soc[k]
+            + (400 if pl.car[0].startswith(("Hyundai Ioniq 5", "Porsche")) else 0)
+        )
         if st.has_power:
             d["power_w"] = round(pw, 1)
         if st.send_iv or not st.has_power:
@@ -1033,16 +1146,29 @@ def build_events(pl: Plan, tr: Traj, rng: random.Random, em: Emitter) -> list[Js
     t_plug = pl.t_plug
     add(t_plug - 8, "status", connector_id=pl.conn, status="Preparing", error_code="NoError")
     if rng.random() < 0.03:
-        add(t_plug - 30, "authorize", id_tag=f"{rng.getrandbits(40):010X}",
-            result=rng.choice(["Invalid", "Blocked", "Expired"]))
+        add(
+            t_plug - 30,
+            "authorize",
+            id_tag=f"{rng.getrandbits(40):010X}",
+            result=rng.choice(["Invalid", "Blocked", "Expired"]),
+        )
     if pl.auth is not None:
         add(t_plug - 4, "authorize", id_tag=pl.tag, result=pl.auth)
-    add(t_plug, "session_start", connector_id=pl.conn, session_id=pl.sid, id_tag=pl.tag,
-        meter_start_wh=pl.reg0 + tr.e[0], _ms=True)
+    add(
+        t_plug,
+        "session_start",
+        connector_id=pl.conn,
+        session_id=pl.sid,
+        id_tag=pl.tag,
+        meter_start_wh=pl.reg0 + tr.e[0],
+        _ms=True,
+    )
     last = ""
     for k, s in enumerate(tr.status):
         if s != last:
-            add(tr.t0 + k * STEP + 1, "status", connector_id=pl.conn, status=s, error_code="NoError")
+            add(
+                tr.t0 + k * STEP + 1, "status", connector_id=pl.conn, status=s, error_code="NoError"
+            )
             last = s
     for t, ctx in reading_times(pl, tr):
         r = add(t, "reading", **make_reading(pl, tr, t, ctx, rng))
@@ -1050,11 +1176,23 @@ def build_events(pl: Plan, tr: Traj, rng: random.Random, em: Emitter) -> list[Js
     if pl.stop_reason != "__open__":
         k = len(tr.e) - 1
         e_stop = tr.e[k] + tr.p[k] * STEP / 3600
-        add(tr.t_stop + 0.4, "session_stop", connector_id=pl.conn, session_id=pl.sid,
-            meter_stop_wh=pl.reg0 + e_stop, reason=pl.stop_reason, _ms=True)
+        add(
+            tr.t_stop + 0.4,
+            "session_stop",
+            connector_id=pl.conn,
+            session_id=pl.sid,
+            meter_stop_wh=pl.reg0 + e_stop,
+            reason=pl.stop_reason,
+            _ms=True,
+        )
         add(tr.t_stop + 1, "status", connector_id=pl.conn, status="Finishing", error_code="NoError")
-        add(tr.t_stop + rng.uniform(5, 60), "status", connector_id=pl.conn, status="Available",
-            error_code="NoError")
+        add(
+            tr.t_stop + rng.uniform(5, 60),
+            "status",
+            connector_id=pl.conn,
+            status="Available",
+            error_code="NoError",
+        )
     return evs
 
 
@@ -1075,8 +1213,17 @@ def fmt_ts(t: float, st: Station) -> str:
     return base + suffix
 
 
-NUM_KEYS = ("energy_wh", "power_w", "power_offered_w", "current_a", "voltage_v", "soc_pct",
-            "temperature_c", "meter_start_wh", "meter_stop_wh")
+NUM_KEYS = (
+    "energy_wh",
+    "power_w",
+    "power_offered_w",
+    "current_a",
+    "voltage_v",
+    "soc_pct",
+    "temperature_c",
+    "meter_start_wh",
+    "meter_stop_wh",
+)
 
 
 def quant(v: float, res: int) -> float:
@@ -1114,8 +1261,15 @@ def view_from(evs: list[Json], fin: list[Json], st: Station) -> SessView | None:
     sv: SessView | None = None
     for raw, d in zip(evs, fin, strict=True):
         if d["type"] == "session_start":
-            sv = SessView(d["session_id"], d["station_id"], int(d["connector_id"]), d["id_tag"],
-                          parse_ts(d["ts"]), raw["_arr"], meter_start=num(d.get("meter_start_wh")))
+            sv = SessView(
+                d["session_id"],
+                d["station_id"],
+                int(d["connector_id"]),
+                d["id_tag"],
+                parse_ts(d["ts"]),
+                raw["_arr"],
+                meter_start=num(d.get("meter_start_wh")),
+            )
     if sv is None:
         return None
     auths: list[tuple[float, str]] = []
@@ -1164,7 +1318,12 @@ FAULT_WEIGHTS = {
 
 def feasible(kind: str, st: Station) -> bool:
     if st.reg_only:
-        return kind in ("unauthorized_energy", "meter_backwards", "clock_fault", "concurrent_id_tag")
+        return kind in (
+            "unauthorized_energy",
+            "meter_backwards",
+            "clock_fault",
+            "concurrent_id_tag",
+        )
     if kind in ("early_taper", "soc_inconsistent"):
         return st.dc
     if kind == "meter_mismatch":
@@ -1172,7 +1331,7 @@ def feasible(kind: str, st: Station) -> bool:
     return True
 
 
-def plan_fault(pl: Plan, rng: random.Random) -> None:  # noqa: C901
+def plan_fault(pl: Plan, rng: random.Random) -> None:
     """Physics-level faults: set on the plan before simulation."""
     k = pl.fault
     dur_total = pl.t_unplug - pl.t_plug
@@ -1185,15 +1344,24 @@ def plan_fault(pl: Plan, rng: random.Random) -> None:  # noqa: C901
         pl.timer_until = 0
         pl.pauses = []
         pl.offers = [(t, w) for t, w in pl.offers if w >= 3000] or pl.offers[:1]
-        pl.variant = f"stall_under_{status}" + ("_gave_up" if pl.give_up_after_stall else "_resumed")
+        pl.variant = f"stall_under_{status}" + (
+            "_gave_up" if pl.give_up_after_stall else "_resumed"
+        )
         if pl.give_up_after_stall:
             pl.stop_reason = rng.choice(["Local", "EVDisconnected"])
         pl.params = {"stall_min": round(d / 60, 1), "status": status}
         pl.soc0 = min(pl.soc0, 50)
         pl.target = max(pl.target, 90)
     elif k == "early_taper":
-        v = rng.choice(["charger_derating", "cable_overheat", "failing_module", "cold_battery",
-                        "undeclared_cabinet_share"])
+        v = rng.choice(
+            [
+                "charger_derating",
+                "cable_overheat",
+                "failing_module",
+                "cold_battery",
+                "undeclared_cabinet_share",
+            ]
+        )
         pl.variant = v
         pl.soc0 = rng.uniform(5, 30)
         pl.target = max(pl.target, 85)
@@ -1204,16 +1372,29 @@ def plan_fault(pl: Plan, rng: random.Random) -> None:  # noqa: C901
             s = pl.soc0 + rng.uniform(8, 20)
             f = rng.uniform(0.25, 0.4)
             pl.cold_taper = (s, f)
-            pl.params = {"from_soc": round(s, 1), "factor": round(f, 2), "temp_c": round(pl.temp0, 1)}
+            pl.params = {
+                "from_soc": round(s, 1),
+                "factor": round(f, 2),
+                "temp_c": round(pl.temp0, 1),
+            }
         else:
-            f = {"charger_derating": (0.3, 0.45), "cable_overheat": (0.25, 0.4),
-                 "failing_module": (0.25, 0.34), "undeclared_cabinet_share": (0.35, 0.45)}[v]
-            frac = rng.uniform(*f)
+            lo_hi = {
+                "charger_derating": (0.3, 0.45),
+                "cable_overheat": (0.25, 0.4),
+                "failing_module": (0.25, 0.34),
+                "undeclared_cabinet_share": (0.35, 0.45),
+            }[v]
+            frac = rng.uniform(*lo_hi)
             end = at + rng.uniform(15, 60) * 60 if rng.random() < 0.5 else 1e18
             pl.derate = [(at, end, frac)]
-            pl.params = {"factor_of_rating": round(frac, 2), "from_min": round((at - pl.t_plug) / 60, 1)}
+            pl.params = {
+                "factor_of_rating": round(frac, 2),
+                "from_min": round((at - pl.t_plug) / 60, 1),
+            }
             # derate is of the charger rating; make the car ask for more than the derated limit
-            pl.derate = [(at, end, frac * min(1.0, curve_kw(pl.car[4], pl.soc0) * 1000 / pl.st.hw_w))]
+            pl.derate = [
+                (at, end, frac * min(1.0, curve_kw(pl.car[4], pl.soc0) * 1000 / pl.st.hw_w))
+            ]
     elif k == "unauthorized_energy":
         pl.auth = rng.choice(["Blocked", "Expired", "Invalid", "ConcurrentTx"])
         pl.variant = f"started_after_{pl.auth}"
@@ -1263,9 +1444,12 @@ def apply_reading_fault(pl: Plan, evs: list[Json], rng: random.Random, em: Emitt
             if cand:
                 cand[0]["_reg"] -= rng.uniform(2000, 30000)
         elif after:
-            first = after[0].get("_reg", after[0].get("meter_stop_wh", 0.0))
-            shift = {"reset_to_zero": first, "wrap_7_digits": first - first % 10_000_000,
-                     "meter_replaced": first - rng.uniform(0, 50_000)}[v]
+            first = float(after[0][_regkey(after[0])])
+            shift = {
+                "reset_to_zero": first,
+                "wrap_7_digits": first - first % 10_000_000,
+                "meter_replaced": first - rng.uniform(0, 50_000),
+            }[v]
             if v == "wrap_7_digits" and shift < 1:
                 shift = first - rng.uniform(0, 5000)
             for r in after:
@@ -1339,7 +1523,9 @@ def apply_reading_fault(pl: Plan, evs: list[Json], rng: random.Random, em: Emitt
                     ev["_ts"] = ev["_t"] - back
             pl.params = {"back_min": round(back / 60, 1)}
     elif k == "soc_inconsistent":
-        v = rng.choice(["soc_falls", "soc_jumps", "soc_frozen", "temp_sensor_default", "temp_overheat"])
+        v = rng.choice(
+            ["soc_falls", "soc_jumps", "soc_frozen", "temp_sensor_default", "temp_overheat"]
+        )
         pl.variant = v
         withsoc = [r for r in rds if "soc_pct" in r]
         later = [r for r in withsoc if r["_t"] >= mid]
@@ -1380,7 +1566,7 @@ class Slot:
     t_unplug: float
 
 
-def plan_slots(rng: random.Random, st: Station, t0: float, t1: float) -> list[Slot]:  # noqa: C901
+def plan_slots(rng: random.Random, st: Station, t0: float, t1: float) -> list[Slot]:
     slots: list[Slot] = []
     day0 = math.floor(t0 / 86400) * 86400
     for c in range(1, st.n_conn + 1):
@@ -1404,7 +1590,9 @@ def plan_slots(rng: random.Random, st: Station, t0: float, t1: float) -> list[Sl
                 t = nxt
             else:
                 t += rng.uniform(0.5, 5) * 3600 * (3 if not 7 <= hour <= 19 else 1)
-                dwell = rng.uniform(1, 8) * 3600 if st.stype != "solar" else rng.uniform(3, 9) * 3600
+                dwell = (
+                    rng.uniform(1, 8) * 3600 if st.stype != "solar" else rng.uniform(3, 9) * 3600
+                )
                 if rng.random() < 0.05:
                     dwell = rng.uniform(60, 110)
             if t >= t1 - 600:
@@ -1414,7 +1602,7 @@ def plan_slots(rng: random.Random, st: Station, t0: float, t1: float) -> list[Sl
     return slots
 
 
-def base_plan(rng: random.Random, slot: Slot, sid: str, tag: str) -> Plan:  # noqa: C901
+def base_plan(rng: random.Random, slot: Slot, sid: str, tag: str) -> Plan:
     st = slot.st
     if st.stype == "depot":
         van = rng.choice(VANS)
@@ -1444,7 +1632,11 @@ def base_plan(rng: random.Random, slot: Slot, sid: str, tag: str) -> Plan:  # no
         pl.offers = managed_offers(rng, slot.t_plug, slot.t_unplug, st.hw_w)
     elif st.offered == "share" and rng.random() < 0.3:
         a = slot.t_plug + rng.uniform(3, 15) * 60
-        pl.offers = [(slot.t_plug, st.hw_w), (a, st.hw_w / 2), (a + rng.uniform(10, 30) * 60, st.hw_w)]
+        pl.offers = [
+            (slot.t_plug, st.hw_w),
+            (a, st.hw_w / 2),
+            (a + rng.uniform(10, 30) * 60, st.hw_w),
+        ]
         pl.params["reported_cabinet_share"] = True
     r = rng.random()
     if not st.dc and r < 0.15:
@@ -1501,8 +1693,8 @@ class Fleet:
         self.session_count = 0
         self.skipped = 0
         self.drawn: dict[str, int] = {}
-        self.busy = {}
-        self.reg = {}
+        self.busy: dict[int, list[tuple[float, float, float]]] = {}
+        self.reg: dict[int, float] = {}
         self.first_reg: dict[int, float] = {}
 
     def run(self) -> None:
@@ -1510,7 +1702,7 @@ class Fleet:
             self.station_events(st)
             slots = sorted(plan_slots(self.rng, st, self.t0, self.t1), key=lambda s: s.t_plug)
             tags = [f"{self.rng.getrandbits(40):010X}" for _ in range(3)]
-            self.busy: dict[int, list[tuple[float, float, float]]] = {}
+            self.busy = {}
             self.reg = {c: st.reg0 + c * 1_000_003.0 for c in range(1, st.n_conn + 1)}
             for i, slot in enumerate(slots):
                 nxt = min((x.t_plug for x in slots[i + 1 :] if x.conn == slot.conn), default=1e18)
@@ -1536,29 +1728,56 @@ class Fleet:
             a = self.t0 + rng.uniform(0.05, 0.9) * (self.t1 - self.t0)
             c = rng.randint(1, st.n_conn)
             if self.free(c, a, 900) and self.free(c, a + 600, 900):
-                self.em.add(a, "status", st, connector_id=c, status="Faulted",
-                            error_code=rng.choice(["GroundFailure", "HighTemperature",
-                                                   "OverCurrentFailure", "PowerMeterFailure",
-                                                   "EVCommunicationError"]),
-                            vendor_error_code="E" + str(rng.randint(100, 999)))
-                self.em.add(a + 600, "status", st, connector_id=c, status="Available",
-                            error_code="NoError")
+                self.em.add(
+                    a,
+                    "status",
+                    st,
+                    connector_id=c,
+                    status="Faulted",
+                    error_code=rng.choice(
+                        [
+                            "GroundFailure",
+                            "HighTemperature",
+                            "OverCurrentFailure",
+                            "PowerMeterFailure",
+                            "EVCommunicationError",
+                        ]
+                    ),
+                    vendor_error_code="E" + str(rng.randint(100, 999)),
+                )
+                self.em.add(
+                    a + 600, "status", st, connector_id=c, status="Available", error_code="NoError"
+                )
 
     def reg_at(self, conn: int, t: float) -> float:
         best = (-1e18, 0.0)
-        for a, b, reg in self.busy.get(conn, []):
+        for _a, b, reg in self.busy.get(conn, []):
             if b <= t and b > best[0]:
                 best = (b, reg)
         return best[1] if best[0] > -1e18 else self.first_reg.get(conn, 0.0)
 
     def station_events(self, st: Station) -> None:
         em = self.em
-        em.add(self.t0 + self.rng.uniform(0, 120), "station", st, event="boot", vendor=st.vendor,
-               model="X" + str(st.hw_w // 1000), firmware="v1." + str(self.rng.randint(0, 9)),
-               ocpp_version=st.ocpp, heartbeat_interval_s=st.hb)
+        em.add(
+            self.t0 + self.rng.uniform(0, 120),
+            "station",
+            st,
+            event="boot",
+            vendor=st.vendor,
+            model="X" + str(st.hw_w // 1000),
+            firmware="v1." + str(self.rng.randint(0, 9)),
+            ocpp_version=st.ocpp,
+            heartbeat_interval_s=st.hb,
+        )
         for c in range(1, st.n_conn + 1):
-            em.add(self.t0 + 130 + c, "status", st, connector_id=c, status="Available",
-                   error_code="NoError")
+            em.add(
+                self.t0 + 130 + c,
+                "status",
+                st,
+                connector_id=c,
+                status="Available",
+                error_code="NoError",
+            )
         t = self.t0 + self.rng.uniform(0, st.hb)
         while t < self.t1:
             em.add(t, "station", st, event="heartbeat")
@@ -1580,7 +1799,7 @@ class Fleet:
                 queued.append(ev)
         queued.sort(key=lambda e: e["_arr"])
         for k, ev in enumerate(queued):
-            ev["_arr"] = b + 1 + k * 0.01
+            ev["_arr"] = b + 0.01 + 0.2 * k / max(len(queued), 1)
         self.em.add(b, "station", st, event="connect", reason="queued messages follow")
 
     def pick_fault(self, st: Station) -> str:
@@ -1605,7 +1824,7 @@ class Fleet:
                 return
         self.skipped += 1
 
-    def try_session(  # noqa: C901
+    def try_session(
         self, slot: Slot, sid: str, tag: str, fault: str, simple: bool, nxt: float
     ) -> bool | None:
         rng = self.rng
@@ -1616,7 +1835,11 @@ class Fleet:
             pl.pauses, pl.timer_until, pl.offers, pl.soc_report = [], 0.0, [], "none"
         pl.fault = "normal" if fault == "concurrent_id_tag" else fault
         plan_fault(pl, rng)
-        orphan = fault == "unauthorized_energy" and rng.random() < 0.35 and nxt > slot.t_unplug + 3 * 3600
+        orphan = (
+            fault == "unauthorized_energy"
+            and rng.random() < 0.35
+            and nxt > slot.t_unplug + 3 * 3600
+        )
         if orphan:
             pl.fault, pl.auth = "normal", "Accepted"
         tr = simulate(pl, self.t1)
@@ -1633,9 +1856,12 @@ class Fleet:
         if sv is None:
             del self.em.events[mark:]
             return None
-        cap = pl.st.hw_w if pl.st.declared else max(
-            [r.p or 0 for r in sv.readings] + [r.off or 0 for r in sv.readings] + [0.0]
-        ) or 350_000.0
+        cap = (
+            pl.st.hw_w
+            if pl.st.declared
+            else max([r.p or 0 for r in sv.readings] + [r.off or 0 for r in sv.readings] + [0.0])
+            or 350_000.0
+        )
         verdicts = derive_session(sv, cap)
         kinds = [k for k, v in verdicts.items() if v[0]]
         clear = all(v[1] for v in verdicts.values())
@@ -1647,11 +1873,14 @@ class Fleet:
             return None
         if fault == "concurrent_id_tag":
             pl.fault = "concurrent_id_tag"
-        reg_end = max([e.get("_reg", 0.0) for e in evs + orphan_evs if "_rawreg" not in e]
-                      + [pl.reg0])
+        reg_end = max(
+            [e.get("_reg", 0.0) for e in evs + orphan_evs if "_rawreg" not in e] + [pl.reg0]
+        )
         t_end = max(e["_t"] for e in evs + orphan_evs)
         self.reg[slot.conn] = max(reg_end, self.reg[slot.conn]) + 1.0
-        self.busy.setdefault(slot.conn, []).append((pl.t_plug - 60, t_end + 120, self.reg[slot.conn]))
+        self.busy.setdefault(slot.conn, []).append(
+            (pl.t_plug - 60, t_end + 120, self.reg[slot.conn])
+        )
         end = session_end(sv)
         self.spans[sid] = (tag, pl.st.sid, sv.start, end)
         self.plans[sid] = pl
@@ -1664,8 +1893,15 @@ class Fleet:
         stop_ev = next(e for e in evs if e["type"] == "session_stop")
         stop_ev["reason"] = rng.choice(["Reboot", "PowerLoss"])
         t = tr.t_stop
-        self.em.add(t + 20, "station", st, event="boot", vendor=st.vendor, ocpp_version=st.ocpp,
-                    reason="watchdog")
+        self.em.add(
+            t + 20,
+            "station",
+            st,
+            event="boot",
+            vendor=st.vendor,
+            ocpp_version=st.ocpp,
+            reason="watchdog",
+        )
         p = min(st.hw_w, car_ac_w(pl) if not st.dc else 40_000.0) * rng.uniform(0.8, 1.0)
         dur = rng.uniform(15, 60) * 60
         reg = stop_ev["meter_stop_wh"]
@@ -1673,8 +1909,14 @@ class Fleet:
         k = 0
         iv = max(st.iv, 30)
         while k * iv <= dur:
-            ev = self.em.add(t + 60 + k * iv, "reading", st, connector_id=pl.conn,
-                             _reg=reg + p * k * iv / 3600, power_w=round(p, 0))
+            ev = self.em.add(
+                t + 60 + k * iv,
+                "reading",
+                st,
+                connector_id=pl.conn,
+                _reg=reg + p * k * iv / 3600,
+                power_w=round(p, 0),
+            )
             ev["_orphan"] = True
             out.append(ev)
             k += 1
@@ -1691,27 +1933,45 @@ class Fleet:
         runs = orphan_runs(rds)  # type: ignore[arg-type]
         if not runs or not all(r[0] and r[1] for r in runs):
             return False
-        self.labels.append({"session_id": None, "station_id": pl.st.sid, "connector_id": pl.conn,
-                            "kind": "unauthorized_energy", "_s": runs[0][2], "_e": runs[0][3]})
-        self.notes.append({
-            "session_id": None, "station_id": pl.st.sid, "connector_id": pl.conn,
-            "kinds": ["unauthorized_energy"], "fault": "orphan_energy",
-            "variant": "reboot_lost_transaction", "params": dict(pl.params),
-            "explanation": f"The charger rebooted and closed session {pl.sid}; the car kept "
-            "drawing with no session open, so the readings carry no session_id.",
-            "vehicle": pl.car[0], "station_type": pl.st.stype, "sampling_interval_s": pl.st.iv,
-        })
+        self.labels.append(
+            {
+                "session_id": None,
+                "station_id": pl.st.sid,
+                "connector_id": pl.conn,
+                "kind": "unauthorized_energy",
+                "_s": runs[0][2],
+                "_e": runs[0][3],
+            }
+        )
+        self.notes.append(
+            {
+                "session_id": None,
+                "station_id": pl.st.sid,
+                "connector_id": pl.conn,
+                "kinds": ["unauthorized_energy"],
+                "fault": "orphan_energy",
+                "variant": "reboot_lost_transaction",
+                "params": dict(pl.params),
+                "explanation": f"The charger rebooted and closed session {pl.sid}; the car kept "
+                "drawing with no session open, so the readings carry no session_id.",
+                "vehicle": pl.car[0],
+                "station_type": pl.st.stype,
+                "sampling_interval_s": pl.st.iv,
+            }
+        )
         pl.params = {}
         pl.variant = ""
         return True
 
-    def concurrency(self) -> None:
+    def concurrency(self) -> None:  # noqa: C901
         """Cloned cards, fleet cards, same-site moves: share a tag between overlapping sessions."""
         rng = self.rng
         wanted = [s for s, p in self.plans.items() if p.fault == "concurrent_id_tag"]
         used: set[str] = set()
         site_of = {st.sid: st.site for st in self.stations}
-        normals = [s for s, p in self.plans.items() if p.fault == "normal" and not self.sess_kinds[s]]
+        normals = [
+            s for s, p in self.plans.items() if p.fault == "normal" and not self.sess_kinds[s]
+        ]
         tag_count: dict[str, int] = {}
         for tag, *_ in self.spans.values():
             tag_count[tag] = tag_count.get(tag, 0) + 1
@@ -1724,7 +1984,7 @@ class Fleet:
             for b in normals:
                 if b in used or b == a:
                     continue
-                tb, sb, b0, b1 = self.spans[b]
+                __tb, sb, b0, b1 = self.spans[b]
                 if sb == sa or overlap((a0, a1), (b0, b1)) < 900:
                     continue
                 same = site_of[sb] == site_of[sa]
@@ -1771,7 +2031,7 @@ class Fleet:
         for e in evs:
             if e["type"] == "reading" and self.rng.random() < 0.004:
                 d = dict(e)
-                d["_arr"] = e["_arr"] + 0.002
+                d["_arr"] = e["_arr"] + 1e-6
                 dup.append(d)
         evs += dup
         order = sorted(range(len(evs)), key=lambda i: (evs[i]["_arr"], i))
@@ -1787,9 +2047,15 @@ class Fleet:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(["station_id", "site_id", "latitude", "longitude", "rated_power_w"])
             for st in self.stations:
-                w.writerow([st.sid, st.site, "" if st.lat is None else st.lat,
-                            "" if st.lon is None else st.lon,
-                            int(st.hw_w) if st.declared else ""])
+                w.writerow(
+                    [
+                        st.sid,
+                        st.site,
+                        "" if st.lat is None else st.lat,
+                        "" if st.lon is None else st.lon,
+                        int(st.hw_w) if st.declared else "",
+                    ]
+                )
         labels = []
         notes = list(self.notes)
         for sid, pl in self.plans.items():
@@ -1798,20 +2064,44 @@ class Fleet:
                 continue
             st = pl.st
             for k, a, b in kinds:
-                labels.append({"session_id": sid, "station_id": st.sid, "connector_id": pl.conn,
-                               "kind": k, "start": fmt_ts(a, st), "end": fmt_ts(b, st)})
+                labels.append(
+                    {
+                        "session_id": sid,
+                        "station_id": st.sid,
+                        "connector_id": pl.conn,
+                        "kind": k,
+                        "start": fmt_ts(a, st),
+                        "end": fmt_ts(b, st),
+                    }
+                )
             names = [k for k, _, _ in kinds]
-            notes.append({
-                "session_id": sid, "station_id": st.sid, "connector_id": pl.conn, "kinds": names,
-                "fault": pl.fault, "variant": pl.variant, "params": pl.params,
-                "explanation": explain(pl, names), "vehicle": pl.car[0], "station_type": st.stype,
-                "sampling_interval_s": st.iv,
-            })
+            notes.append(
+                {
+                    "session_id": sid,
+                    "station_id": st.sid,
+                    "connector_id": pl.conn,
+                    "kinds": names,
+                    "fault": pl.fault,
+                    "variant": pl.variant,
+                    "params": pl.params,
+                    "explanation": explain(pl, names),
+                    "vehicle": pl.car[0],
+                    "station_type": st.stype,
+                    "sampling_interval_s": st.iv,
+                }
+            )
         for lab in self.labels:
             st = st_by[lab["station_id"]]
-            labels.append({"session_id": None, "station_id": lab["station_id"],
-                           "connector_id": lab["connector_id"], "kind": lab["kind"],
-                           "start": fmt_ts(lab["_s"], st), "end": fmt_ts(lab["_e"], st)})
+            labels.append(
+                {
+                    "session_id": None,
+                    "station_id": lab["station_id"],
+                    "connector_id": lab["connector_id"],
+                    "kind": lab["kind"],
+                    "start": fmt_ts(lab["_s"], st),
+                    "end": fmt_ts(lab["_e"], st),
+                }
+            )
         with open(args.labels, "w", encoding="utf-8") as fh:
             for lab in labels:
                 fh.write(json.dumps(lab) + "\n")
@@ -1889,30 +2179,39 @@ def check(d: Path) -> int:  # noqa: C901
     for e, t, r in zip(events, ts, rcv, strict=True):
         typ = e["type"]
         if typ == "session_start":
-            sess[e["session_id"]] = SessView(e["session_id"], e["station_id"],
-                                             int(e["connector_id"]), e["id_tag"], t, r,
-                                             meter_start=num(e.get("meter_start_wh")))
+            sess[e["session_id"]] = SessView(
+                e["session_id"],
+                e["station_id"],
+                int(e["connector_id"]),
+                e["id_tag"],
+                t,
+                r,
+                meter_start=num(e.get("meter_start_wh")),
+            )
         elif typ == "session_stop" and e["session_id"] in sess:
             s = sess[e["session_id"]]
             s.stop, s.stop_rcv, s.meter_stop = t, r, num(e.get("meter_stop_wh"))
         elif typ == "status":
-            statuses.setdefault((e["station_id"], int(e["connector_id"])), []).append((t, e["status"]))
+            statuses.setdefault((e["station_id"], int(e["connector_id"])), []).append(
+                (t, e["status"])
+            )
         elif typ == "authorize":
             auths.setdefault((e["station_id"], e["id_tag"]), []).append((t, e["result"]))
         elif typ == "reading":
             rd = reading_of(e, r)
             sid = e.get("session_id")
             per_conn.setdefault((e["station_id"], int(e["connector_id"])), []).append((sid, rd))
-            seen_power[e["station_id"]] = max(seen_power.get(e["station_id"], 0.0),
-                                              rd.p or 0.0, rd.off or 0.0)
+            seen_power[e["station_id"]] = max(
+                seen_power.get(e["station_id"], 0.0), rd.p or 0.0, rd.off or 0.0
+            )
             if sid is not None:
                 pending.append((e, t, r))
     for e, _t, r in pending:
-        s = sess.get(e["session_id"])
-        if s is None:
+        owner = sess.get(e["session_id"])
+        if owner is None:
             problems.append(f"reading for unknown session {e['session_id']}")
             continue
-        s.readings.append(reading_of(e, r))
+        owner.readings.append(reading_of(e, r))
     derived: set[tuple[str | None, str]] = set()
     for s in sess.values():
         s.statuses = sorted(statuses.get((s.station, s.conn), []), key=lambda x: x[0])
@@ -1942,8 +2241,11 @@ def check(d: Path) -> int:  # noqa: C901
         problems.append(f"label not supported by the events: {key}")
     for key in sorted(derived - labelled, key=str):
         problems.append(f"events meet a definition with no label: {key}")
-    null_labels = [(lab["station_id"], int(lab["connector_id"]), parse_ts(lab["start"]))
-                   for lab in labels if lab["session_id"] is None]
+    null_labels = [
+        (lab["station_id"], int(lab["connector_id"]), parse_ts(lab["start"]))
+        for lab in labels
+        if lab["session_id"] is None
+    ]
     for station, conn, a, _b in orphan:
         if not any(x[0] == station and x[1] == conn and abs(x[2] - a) < 2 for x in null_labels):
             problems.append(f"orphan energy without label: {station} {conn} at {a}")
@@ -1957,9 +2259,11 @@ def check(d: Path) -> int:  # noqa: C901
     for p in problems[:200]:
         print(p)
     n_norm = len(sess) - len({sid for sid, _ in labelled})
-    print(f"checked {len(events)} events, {len(sess)} sessions, {len(labels)} labels, "
-          f"{n_norm} normal sessions, {len(orphan)} orphan-energy runs: "
-          f"{len(problems)} problems")
+    print(
+        f"checked {len(events)} events, {len(sess)} sessions, {len(labels)} labels, "
+        f"{n_norm} normal sessions, {len(orphan)} orphan-energy runs: "
+        f"{len(problems)} problems"
+    )
     return 1 if problems else 0
 
 
@@ -1982,8 +2286,10 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet(args)
     fleet.run()
     counts = fleet.write(args)
-    print(f"{counts['events']} events, {len(fleet.plans)} sessions, "
-          f"{time.monotonic() - t:.1f} s", file=sys.stderr)
+    print(
+        f"{counts['events']} events, {len(fleet.plans)} sessions, {time.monotonic() - t:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
