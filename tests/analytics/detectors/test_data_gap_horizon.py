@@ -1,5 +1,6 @@
 """``data_gap`` on an open session: its silence counts up to the data's horizon (the latest
-reading of the batch, at most ``now``), so a session whose readings stop while the rest of the
+reading of the batch that two stations reach, or one among fewer than three; at most ``now``),
+so a session whose readings stop while the rest of the
 network goes on reporting has a gap, and sessions that fall silent with everything else (the
 end of a file or a simulated fleet, an ingest outage) have none."""
 
@@ -43,3 +44,31 @@ def test_an_open_sessions_reason_names_no_stop() -> None:
     assert reasons["A"].startswith("no reading for 60 min since the last reading")
     assert "still open" in reasons["A"]
     assert "stop" not in reasons["A"]
+
+
+def on_station(events: list[Event], station: str) -> list[Event]:
+    return [e._replace(station_id=station) for e in events]
+
+
+def test_a_session_silent_while_two_other_stations_report_has_a_gap() -> None:
+    events = on_station(open_session(range(0, 31), "A", 1), "SA")
+    events += on_station(open_session(range(0, 91), "B", 1), "SB")
+    events += on_station(open_session(range(0, 91), "C", 1), "SC")
+    assert flagged(events, now_min=91) == {"A": True, "B": False, "C": False}
+
+
+def test_one_station_reporting_past_everyone_else_sets_no_horizon() -> None:
+    # depot fleet seed 1: one station's readings (after a reboot lost its transaction) go on
+    # 25 min past the end of everyone else's data; a station sampling every 5 min was "silent
+    # for 30 min since its last reading" before
+    events: list[Event] = []
+    for n in range(5):
+        sampled = range(0, 61, 5)
+        events += on_station(open_session(sampled, f"S{n}", 1), f"ST{n}")
+    events += on_station(open_session(range(0, 61), "quick", 1), "STQ")
+    events += on_station(
+        [reading(m, None, 1, energy_wh=10.0 * m, power_w=5_000.0) for m in range(60, 86, 5)],
+        "AHEAD",
+    )
+    result = flagged(events, now_min=86)
+    assert not any(result.values()), result
