@@ -121,12 +121,12 @@ SOC_STEPS_PCT = (10.0, 5.0, 2.0)
 
 # A temperature sensor on a pack reads no lower than the coldest air a car is driven in; -40 °C
 # is also what a disconnected NTC sensor reads. Above 100 °C cells are in thermal runaway (the
-# separator melts at about 130 °C) and no car would still be charging: such readings are
-# sensor errors, judged only where the same session's sensor also read plausibly
-# (``_TempEvidence``).
+# separator melts at about 130 °C) and no car would still be charging: such readings are a
+# sensor's limit or an encoding overflowing (127, 255), judged only where they hold for
+# LIMIT_READINGS readings while charging (``_TempEvidence``).
 SENSOR_MIN_C = -40.0
 SENSOR_MAX_C = 100.0
-COLD_LIMIT_READINGS = 3
+LIMIT_READINGS = 3
 
 # Offsets that keep running maxima and minima inside one stretch of a row: larger than any
 # value they separate (SoC in 0..100; SoC less energy times the per-Wh rise, within 1e5).
@@ -555,17 +555,22 @@ class _TempEvidence:
         charging = batch.valid.astype(bool, copy=False) & (batch.power_w >= CHARGING_W)
         charging &= ~np.isnan(batch.temperature_c)
         plausible = (batch.temperature_c > SENSOR_MIN_C) & (batch.temperature_c < SENSOR_MAX_C)
-        # readings at or under a sensor's lower limit count where the same session's sensor
-        # also read plausibly while charging and they hold for COLD_LIMIT_READINGS: a working
-        # sensor that then reports -40 °C for minutes (a wire come loose in the pack, a BMS
-        # fault) contradicts the charge as much as 65 °C does (field fleet seeds 1-4: 10 runs of
-        # 4-12 readings at -40 °C amid real ones, missed). One or two such readings are a
-        # glitch, a session whose every reading is the limit sends a placeholder, and readings
-        # past the upper limit are encodings overflowing (127, 255): none of those is judged
-        sensed = np.any(charging & plausible, axis=1)
+        # readings at a sensor's limits count where they hold for LIMIT_READINGS while
+        # charging: a sensor that reports -40 °C for minutes (a wire come loose in the pack, a
+        # BMS fault) contradicts the charge as much as 65 °C does (field fleet seeds 1-4: 10
+        # runs of 4-12 readings at -40 °C amid real ones, missed), and so does 127 °C all
+        # session long while 100 kW flow (depot fleet seeds 1-4: 43 sessions at 127 °C and 43
+        # at -40 °C, labelled; the battery's temperature as the charger reports it is outside
+        # what a pack tolerates, whatever broke). One or two such readings are a glitch: a
+        # limit held is LIMIT_READINGS readings at the lower limit or at one value past the
+        # upper (127 twice and 255 twice are two glitches)
         cold = charging & (batch.temperature_c <= SENSOR_MIN_C)
-        held_cold = sensed & (cold.sum(axis=1) >= COLD_LIMIT_READINGS)
-        charging &= plausible | (cold & held_cold[:, None])
+        hot = charging & (batch.temperature_c >= SENSOR_MAX_C)
+        held = cold.sum(axis=1) >= LIMIT_READINGS
+        for r in np.flatnonzero(hot.sum(axis=1) >= LIMIT_READINGS).tolist():
+            _, counts = np.unique(batch.temperature_c[r, hot[r]], return_counts=True)
+            held[r] |= bool(counts.max() >= LIMIT_READINGS)
+        charging &= plausible | ((cold | hot) & held[:, None])
         n_charging = charging.sum(axis=1).astype(np.int64)
         rows = np.flatnonzero(n_charging > 0)
         temp, power, t = batch.temperature_c[rows], batch.power_w[rows], batch.t_ns[rows]
