@@ -234,14 +234,18 @@ def register_resolution_wh(de_wh: FloatArray, energy_wh: FloatArray | None = Non
     register values ``energy_wh`` (n, m; NaN where not read), the coarsest unit they are all
     whole multiples of bounds it too: sampled every 15 s at 45 kW every step rises by about
     190 Wh, yet values such as 1648373 count single Wh, so a fall of 136 Wh is no rounding;
-    without the values, 100 Wh at most (a step of whole kWh says little by itself).
-    The one rule for everything that asks whether a register step is within its rounding
-    (meter_backwards, the billing view of profiles)."""
+    without the values, 100 Wh at most (a step of whole kWh says little by itself). Where no
+    step rose, that unit is the resolution: a register that read 40958000 over a session of
+    0.22 kWh counts in whole kWh as likely as not (a Wh register shows three zeros one time in
+    a thousand), and "counted 0.000 kWh against 0.220 kWh" was no mismatch (depot fleet seed 1,
+    R-0153-001083). The one rule for everything that asks whether a register step is within
+    its rounding (meter_backwards, the billing view of profiles)."""
     smallest = smallest_rise(de_wh)
     resolution = np.clip(np.nan_to_num(smallest, nan=1.0), 1.0, REGISTER_UNITS_WH[-1])
     if energy_wh is None or not energy_wh.size:
         return np.asarray(np.minimum(resolution, 100.0))
-    return np.asarray(np.minimum(resolution, register_unit_wh(energy_wh)))
+    unit = register_unit_wh(energy_wh)
+    return np.asarray(np.where(np.isnan(smallest), unit, np.minimum(resolution, unit)))
 
 
 # A register this fine shows a step's mean power to within 1 % at the slowest charge (1.4 kW

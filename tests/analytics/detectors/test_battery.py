@@ -548,7 +548,8 @@ def test_energy_bounds_take_what_both_witnesses_allow() -> None:
     # the second, and the third row has no power at its middle readings
     t = np.arange(0.0, 601.0, 60.0)
     agree = from_power(t, np.full(t.size, 6_000.0))
-    stuck = with_(agree, energy_wh=[agree.energy_wh[0]] * t.size)  # type: ignore[index]
+    # a value no coarse register shows (a register in whole kWh may hold still over 100 Wh)
+    stuck = with_(agree, energy_wh=[agree.energy_wh[0] + 7.0] * t.size)  # type: ignore[index]
     power = np.full(t.size, 6_000.0)
     power[3:6] = np.nan
     gaps = with_(agree, power_w=list(power), energy_wh=[np.nan] * t.size)
