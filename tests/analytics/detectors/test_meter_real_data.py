@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from analytics.batch import SessionBatch
 from analytics.detectors import detect, fit_detectors
 from analytics.detectors.prepared import NS_PER_S, time_resolution_s
 from tests.analytics.detectors.helpers import NOW_NS, Spec, charge, make_batch, with_
@@ -382,3 +383,39 @@ def test_a_meter_counting_whole_kwh_is_no_mismatch() -> None:
     results = detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))
     flagged = {r.kind: r.reason[0] for r in results if r.kind in METER_KINDS and r.flagged[0]}
     assert flagged == {}
+
+
+def _frozen_to_the_stop(meter_stop_gap_wh: float) -> tuple[SessionBatch, float]:
+    """100 kW DC read every minute for 40 min; the register freezes after 20 min and holds to
+    the last reading; the transaction's meterStop (1 min later) is the meter's true count, plus
+    ``meter_stop_gap_wh``. Returns the batch and the energy the frozen register missed."""
+    spec = charge(power_w=100_000.0, minutes=40, interval_s=60.0)
+    e = np.asarray(spec.energy_wh, dtype=np.float64)
+    frozen = e.copy()
+    frozen[20:] = e[20]
+    batch = make_batch([with_(spec, energy_wh=list(frozen))])
+    true_stop = e[-1] + 100_000.0 / 60.0  # the minute from the last reading to the stop
+    batch = replace(batch, meter_stop_wh=np.array([true_stop + meter_stop_gap_wh]))
+    return batch, float(true_stop - frozen[-1])
+
+
+def test_a_stuck_registers_catch_up_in_the_meter_stop_is_a_jump() -> None:
+    # depot fleet seeds 1-4: registers frozen for 5-305 min to the stop, whose meterStop
+    # counted what flowed meanwhile (13 labels, missed): 35 kWh in the minute from the last
+    # reading to the stop, at a connector that delivers 1.8 kWh in a minute
+    batch, missed_wh = _frozen_to_the_stop(0.0)
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
+    assert results["meter_stuck"].flagged[0], results["meter_stuck"].reason[0]
+    jump = str(results["meter_jump"].reason[0])
+    assert results["meter_jump"].flagged[0], jump
+    assert "to the meterStop, after it was stuck" in jump and f"{missed_wh / 1000:.1f}" in jump
+    assert results["meter_jump"].end_ns[0] == batch.stop_ns[0]
+
+
+def test_a_meter_stop_after_a_register_that_counted_is_no_jump() -> None:
+    spec = charge(power_w=100_000.0, minutes=40, interval_s=60.0)
+    batch = make_batch([spec])
+    stop_wh = float(np.asarray(spec.energy_wh)[-1]) + 100_000.0 / 60.0
+    batch = replace(batch, meter_stop_wh=np.array([stop_wh]))
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
+    assert not results["meter_jump"].flagged[0], results["meter_jump"].reason[0]
