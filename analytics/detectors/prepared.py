@@ -108,6 +108,8 @@ class Prepared:
     power_w: FloatArray
     offered_w: FloatArray
     soc_pct: FloatArray
+    current_a: FloatArray  # (n, m) as reported, NaN when not measured
+    voltage_v: FloatArray
     status: np.ndarray  # int8 StatusCode
     dt_s: FloatArray  # (n, m - 1) time between consecutive trusted samples, NaN when not both
     de_wh: FloatArray  # (n, m - 1) register step, NaN when either end has no register value
@@ -144,6 +146,8 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         "power_w": batch.power_w,
         "offered_w": batch.power_offered_w,
         "soc_pct": batch.soc_pct,
+        "current_a": batch.current_a,
+        "voltage_v": batch.voltage_v,
     }
     status = batch.status
     clock = _clock_evidence_empty(n)
@@ -213,6 +217,8 @@ def _prepare(batch: SessionBatch, now_ns: int) -> Prepared:
         power_w=power,
         offered_w=offered,
         soc_pct=soc,
+        current_a=columns["current_a"],
+        voltage_v=columns["voltage_v"],
         status=status,
         dt_s=dt,
         de_wh=de,

@@ -110,6 +110,12 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
+# A charger offers no less than 6 A (IEC 61851-1's lowest PWM duty cycle, SAE J1772 the same):
+# a reading with that much current is a car drawing; and no mains is below 100 V (Japan's).
+DRAWING_A = 6.0
+LOWEST_MAINS_V = 100.0
+
+
 def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
     """``prep`` with each row that reports no power (fewer than ``MIN_POWER_READINGS`` values)
     but a fine register at three readings or more given the register's mean power over each
@@ -129,6 +135,15 @@ def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
     power = prep.power_w.copy()
     power[which, 0] = np.nan
     power[which, 1:] = register_span_power_w(take_rows(prep, which))
+    # ... but a reading whose current says the car drew (DRAWING_A or more) is no rest,
+    # whatever its register showed: the register may be the one that stopped (a DC station
+    # reporting 46 A at 416 V and no power, its register frozen for 13 min: read as a stall;
+    # depot fleet seed 2, 101281-000841). The reading's own current times its voltage, or
+    # times 100 V (no mains is lower) without one, stands for its power there
+    current = prep.current_a[which]
+    volts = np.where(prep.voltage_v[which] > 0, prep.voltage_v[which], LOWEST_MAINS_V)
+    drawing = current >= DRAWING_A
+    power[which] = np.where(drawing, np.fmax(power[which], current * volts), power[which])
     peak = prep.peak_power_w.copy()
     peak[which] = row_max(power[which])
     return replace(prep, power_w=power, peak_power_w=peak), rows

@@ -1005,3 +1005,50 @@ def test_a_charger_faulted_mid_session_is_a_stall(resumes: bool) -> None:
     batch = make_batch([with_(spec, soc_pct=soc)])
     result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
     assert result.flagged[0], result.reason[0]
+
+
+def _dc_reporting_current_and_voltage(amps_from_5_min: float | None) -> Any:
+    """Depot fleet seed 2, 101281-000841, as sent: a DC session read every minute with no power
+    value, only current and voltage (38-52 A at 409-424 V: 16-22 kW, under the 24 kW above
+    which their product is taken for power), SoC 55-71 % and the register, which holds from
+    minute 5 to the stop while the current goes on (``amps_from_5_min`` None) or falls to
+    that."""
+    amps = [6.59, 52.37, 51.28, 50.25, 49.28, 48.35, 47.5, 46.71, 46.09, 45.15, 44.17, 43.72]
+    amps += [42.92, 42.0, 41.66, 40.27, 39.87, 38.76, 38.67, 38.35]
+    volts = list(np.linspace(409.3, 424.0, len(amps)))
+    soc = [np.nan, *range(55, 66), 66.0, 66.0, *range(67, 72), 71.0]
+    register = [13599316.0, 13599570.0, 13599923.0, 13600271.0, 13600613.0]
+    register += [13600950.0] * (len(amps) - len(register))
+    t = [60.0 * k for k in range(len(amps) - 1)] + [18 * 60.0 + 14.0]
+    if amps_from_5_min is not None:
+        amps[6:] = [amps_from_5_min] * (len(amps) - 6)
+        soc[6:] = [soc[5]] * (len(amps) - 6)
+    status = [int(StatusCode.PREPARING)] + [CHARGING] * (len(t) - 1)
+    spec = Spec(
+        t_s=t,
+        energy_wh=register,
+        soc_pct=[float(x) for x in soc],
+        status=status,
+        offset_s=0.812208,  # stamped to the microsecond, as sent
+    )
+    batch = make_batch([spec])
+    return replace(
+        batch,
+        current_a=np.asarray([amps], dtype=np.float64),
+        voltage_v=np.asarray([volts], dtype=np.float64),
+        meter_stop_wh=np.array([register[-1]]),  # the meterStop holds too
+    )
+
+
+def test_current_flowing_under_a_frozen_register_is_no_stall() -> None:
+    # the register froze for 13 min at 59-71 % SoC while 38-48 A flowed; with no power value
+    # its mean power read 0 W: "no power for 13 min ... until the session ended"
+    batch = _dc_reporting_current_and_voltage(None)
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0], result.reason[0]
+
+
+def test_current_gone_with_the_register_still_is_a_stall() -> None:
+    batch = _dc_reporting_current_and_voltage(0.2)
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert result.flagged[0], result.reason[0]
