@@ -583,16 +583,18 @@ class MeterStuck(BaseDetector):
         return np.asarray(np.where(changes >= HOLD_UPDATES, hold_s, self.min_duration_s))
 
     def stuck_to_the_last(self, prep: Prepared) -> BoolArray:
-        """Per row ``(n,)``: its register's last step is part of a run this detector judges
-        stuck (the register held to its last reading while power flowed)."""
+        """Per row ``(n,)``: its register held a value this detector judges stuck (while power
+        flowed) and never rose again to its last reading (the car may have stopped drawing
+        meanwhile: the catch-up, if any, is the transaction's meterStop)."""
         flat = self._flat(prep)
         n, k = flat.shape
         if not k or not flat.any():
             return np.zeros(n, dtype=bool)
-        last_reg = np.where(prep.has_energy, np.arange(k + 1), -1).max(axis=1)
-        step = np.clip(last_reg - 1, 0, k - 1)
-        x = self.run_x(prep, flat)
-        return np.asarray((last_reg >= 1) & (np.take_along_axis(x, step[:, None], 1)[:, 0] >= 1.0))
+        stuck = self.run_x(prep, flat) >= 1.0
+        steps = np.arange(k)
+        last_stuck = np.where(stuck, steps, -1).max(axis=1)
+        rose_after = np.any((prep.de_wh > 0.0) & (steps > last_stuck[:, None]), axis=1)
+        return np.asarray((last_stuck >= 0) & ~rose_after)
 
     def ends_stuck(self, prep: Prepared) -> BoolArray:
         """Per step ``(n, m - 1)``: the step in which the register next rises after a run of

@@ -419,3 +419,21 @@ def test_a_meter_stop_after_a_register_that_counted_is_no_jump() -> None:
     batch = replace(batch, meter_stop_wh=np.array([stop_wh]))
     results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
     assert not results["meter_jump"].flagged[0], results["meter_jump"].reason[0]
+
+
+def test_a_catch_up_in_the_meter_stop_after_the_car_stopped_drawing_is_a_jump() -> None:
+    # depot fleet seed 6, R-0082-000583: the register froze while 100 kW flowed, the car then
+    # stopped drawing for the last readings, and the meterStop counted what had flowed
+    spec = charge(power_w=100_000.0, minutes=40, interval_s=60.0)
+    t = np.asarray(spec.t_s, dtype=np.float64)
+    p = np.where(t >= 35 * 60.0, 0.0, np.asarray(spec.power_w, dtype=np.float64))
+    e = np.asarray(spec.energy_wh, dtype=np.float64)
+    true = e[0] + np.concatenate(([0.0], np.cumsum(p[1:] * np.diff(t) / 3600.0)))
+    frozen = true.copy()
+    frozen[20:] = true[20]
+    batch = make_batch([with_(spec, power_w=list(p), energy_wh=list(frozen))])
+    batch = replace(batch, meter_stop_wh=np.array([true[-1]]))
+    results = {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
+    assert results["meter_stuck"].flagged[0], results["meter_stuck"].reason[0]
+    assert results["meter_jump"].flagged[0], results["meter_jump"].reason[0]
+    assert "to the meterStop" in str(results["meter_jump"].reason[0])
