@@ -36,12 +36,20 @@ the register's mean power over each step, the reason saying so.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Self
 
 import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
-from analytics.detectors.meter import meter_values_resolution_wh
+from analytics.detectors.meter import (
+    JUMP_JITTER_S,
+    JUMP_RATED_MARGIN,
+    ROUNDING_STEPS,
+    fall_tolerance_wh,
+    jump_allowance_wh,
+    meter_values_resolution_wh,
+)
 from analytics.detectors.prepared import (
     NS_PER_S,
     REGISTER_POWER_MAX_RESOLUTION_WH,
@@ -50,7 +58,12 @@ from analytics.detectors.prepared import (
     register_span_power_w,
     take_rows,
 )
-from analytics.detectors.ratings import AC_MAX_W, MIN_CHARGE_OFFER_W
+from analytics.detectors.ratings import (
+    AC_MAX_W,
+    MIN_CHARGE_OFFER_W,
+    StationRatings,
+    rated_power_w,
+)
 from analytics.detectors.reductions import (
     Runs,
     forward_fill,
@@ -110,19 +123,25 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
+# A station with no rating known (none declared, offered or measured) still delivers no
+# megawatt to a car: a register read for power that rises faster is a jump, not power.
+UNRATED_CAP_W = 1_000_000.0
 # A charger offers no less than 6 A (IEC 61851-1's lowest PWM duty cycle, SAE J1772 the same):
 # a reading with that much current is a car drawing; and no mains is below 100 V (Japan's).
 DRAWING_A = 6.0
 LOWEST_MAINS_V = 100.0
 
 
-def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
+def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, BoolArray]:
     """``prep`` with each row that reports no power (fewer than ``MIN_POWER_READINGS`` values)
     but a fine register at three readings or more given the register's mean power over each
     step as the power of the reading that ends it; and which rows those are. OCPP 1.6 samples
     only ``Energy.Active.Import.Register`` unless configured otherwise, and a rest shows in
     that register as plainly as in a power reading: without this such a station's stalls
-    could not be seen at all."""
+    could not be seen at all. A step that rose more than the connector could deliver (its
+    ``rated`` power: meter_jump's bound) is a jump, not power: unknown there, and no peak (a
+    bit flip read as 3.9 MW made 2 % of the peak 78 kW, and a car charging at 3.7 kW "at
+    rest" for 136 min: town fleet seeds 1-4, 11 such stalls); so is one in which it fell."""
     has_power = (~np.isnan(prep.power_w)).sum(axis=1)
     rows = (
         (has_power < MIN_POWER_READINGS)
@@ -134,7 +153,19 @@ def _power_from_register(prep: Prepared) -> tuple[Prepared, BoolArray]:
     which = np.flatnonzero(rows)
     power = prep.power_w.copy()
     power[which, 0] = np.nan
-    power[which, 1:] = register_span_power_w(take_rows(prep, which))
+    sub = take_rows(prep, which)
+    from_steps = register_span_power_w(sub)
+    could_wh = jump_allowance_wh(
+        sub,
+        np.where(np.isnan(rated[which]), UNRATED_CAP_W, rated[which]),
+        rated_margin=JUMP_RATED_MARGIN,
+        jitter_s=JUMP_JITTER_S,
+        resolution_steps=ROUNDING_STEPS,
+    )
+    # ... nor is a step in which the register fell (a reset, a replaced meter: 0 W read from
+    # it was "one reading at rest" between two at 3.7 kW; town fleet seeds 1-4, 9 such stalls)
+    fell = sub.de_wh < -fall_tolerance_wh(sub.resolution_wh)[:, None]
+    power[which, 1:] = np.where((sub.de_wh > could_wh) | fell, np.nan, from_steps)
     # ... but a reading whose current says the car drew (DRAWING_A or more) is no rest,
     # whatever its register showed: the register may be the one that stopped (a DC station
     # reporting 46 A at 416 V and no power, its register frozen for 13 min: read as a stall;
@@ -378,6 +409,12 @@ class Stall(BaseDetector):
         self.resume_fraction = resume_fraction
         self.min_resume_wh = min_resume_wh
 
+    def fit(self, batch: SessionBatch) -> Self:
+        """Learns each station's rated power (``StationRatings``, as meter_jump does): a step of
+        a register read for power that rises beyond it is a jump (``_power_from_register``)."""
+        self.ratings_ = StationRatings.learn(batch)
+        return super().fit(batch)
+
     def _idle(self, prep: Prepared) -> tuple[BoolArray, BoolArray]:
         """Steps at near-zero power with a flat register and nothing explaining it."""
         p = prep.power_w
@@ -390,6 +427,10 @@ class Stall(BaseDetector):
         # peak: a DC car drawing 0.7-1.5 kW for 26 min at 72 % SoC, its register counting
         # 450 Wh, was read as a stall (an independently written fleet, seed 212, 460430)
         flat = ~(prep.de_wh > prep.resolution_wh[:, None] + self.near_zero_w * prep.dt_s / 3600.0)
+        # ... and a register that fell says nothing of what flowed over its step (meter_backwards
+        # speaks for it): on a station that sends the register alone, a reset read as 15 min
+        # at rest between two readings at 3.7 kW (town fleet seeds 1-4: 9 such stalls)
+        flat &= ~(prep.de_wh < -fall_tolerance_wh(prep.resolution_wh)[:, None])
         idle = still[:, 1:] & still[:, :-1] & flat
         idle &= ~_register_counting(idle, prep, self.near_zero_w)
         idle &= ~_soc_climbing(idle, prep.soc_pct, prep.t_s)
@@ -397,7 +438,9 @@ class Stall(BaseDetector):
 
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
-        prep, from_register = _power_from_register(prepared(batch, now_ns))
+        prep = prepared(batch, now_ns)
+        rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
+        prep, from_register = _power_from_register(prep, rated)
         idle, _ = self._idle(prep)
         # a stall is of a session (CONTRACTS.md section 3): readings outside any session (an
         # idle connector's after energy nobody authorized) are unauthorized_energy's business

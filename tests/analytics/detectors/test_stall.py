@@ -1052,3 +1052,26 @@ def test_current_gone_with_the_register_still_is_a_stall() -> None:
     batch = _dc_reporting_current_and_voltage(0.2)
     result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
     assert result.flagged[0], result.reason[0]
+
+
+def _register_only_every_15_min(change: str) -> Any:
+    """Town fleet seed 1, TF-0123-1-001: a station that sends the register alone, every 15 min,
+    a car charging at 5.1 kW throughout (1,265 Wh a step); after an hour the register resets
+    to 3,501 Wh and counts on (``change`` "reset"), or a bit flip adds 2^22 Wh ("flip")."""
+    t = [118.0 + 900.0 * k for k in range(15)]
+    register = [8_623_053.0 + 1_265.0 * k for k in range(15)]
+    if change == "reset":
+        register[4:] = [3_501.0 + 1_265.0 * (k - 4) for k in range(4, 15)]
+    else:
+        register[4:] = [r + 4_194_304.0 for r in register[4:]]
+    spec = Spec(t_s=t, energy_wh=register, status=[CHARGING] * len(t), start_s=0.0)
+    return make_batch([spec])
+
+
+@pytest.mark.parametrize("change", ["reset", "flip"])
+def test_a_register_read_for_power_that_resets_or_leaps_shows_no_rest(change: str) -> None:
+    # 0 W read from the fall ("one reading at rest" between two at 5.1 kW), or 2 % of a 4.2 MW
+    # peak read from the leap (everything after it "at rest"): both were stalls
+    batch = _register_only_every_15_min(change)
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0], result.reason[0]
