@@ -85,11 +85,6 @@ class ClockEvidence:
     disorder_s: FloatArray  # worst step back against arrival order
     start_ns: IntArray  # trusted times bounding the bad stretch (NO_TIME when none)
     end_ns: IntArray
-    # readings set aside that arrived before the first trusted one (after the last): the time
-    # from the session start to the first trusted reading (from the last to the stop) was not
-    # a silence of the station's
-    bad_at_head: BoolArray
-    bad_at_tail: BoolArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,8 +393,6 @@ def _clock_evidence_empty(n: int) -> ClockEvidence:
         disorder_s=np.zeros(n),
         start_ns=np.full(n, NO_TIME, dtype=np.int64),
         end_ns=np.full(n, NO_TIME, dtype=np.int64),
-        bad_at_head=np.zeros(n, dtype=bool),
-        bad_at_tail=np.zeros(n, dtype=bool),
     )
 
 
@@ -482,8 +475,6 @@ def _fix_rows(
         disorder_s=np.maximum(back_ns.max(axis=1, initial=-np.inf), 0.0) / NS_PER_S,
         start_ns=np.where((n_bad > 0) & (lo != _INT_MAX), lo, NO_TIME).astype(np.int64),
         end_ns=np.where((n_bad > 0) & (hi != _INT_MIN), hi, NO_TIME).astype(np.int64),
-        bad_at_head=(bad & (last_trusted == _INT_MIN)).any(axis=1),
-        bad_at_tail=(bad & (next_trusted == _INT_MAX)).any(axis=1),
     )
     clock.future_s[~future.any(axis=1)] = 0.0
     clock.before_start_s[~before.any(axis=1)] = 0.0

@@ -19,7 +19,14 @@ from analytics.detectors.prepared import (
     stop_tolerance_s,
 )
 from analytics.detectors.reductions import nan_argmax, pick
-from analytics.detectors.verdicts import build_result, excess_score, is_none, not_scored_reason
+from analytics.detectors.verdicts import (
+    CLOCK_UNTRUSTED,
+    build_result,
+    clock_untrusted,
+    excess_score,
+    is_none,
+    not_scored_reason,
+)
 from chargewatch.kinds import AnomalyKind
 
 # CONTRACTS.md section 3: a gap is no reading for more than 5 sampling intervals and at least
@@ -282,8 +289,7 @@ class DataGap(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         n = batch.n_sessions
-        # a step that bridges readings set aside for their clock is no gap (rare: copy only then)
-        steps = np.where(prep.bridged, 0.0, prep.dt_s) if prep.bridged.any() else prep.dt_s
+        steps = prep.dt_s
         at = nan_argmax(steps)
         inner = np.nan_to_num(pick(steps, at), nan=0.0)
         inner_from, inner_to = pick(prep.t_ns, at), pick(prep.t_ns, at + 1)
@@ -304,12 +310,7 @@ class DataGap(BaseDetector):
         end_ref = np.where(batch.stop_ns != NO_TIME, batch.stop_ns, horizon)
         tail = np.where(has, (end_ref - t_last) / NS_PER_S, 0.0)
         lead, tail = np.maximum(lead, 0.0), np.maximum(tail, 0.0)
-        # readings set aside for their clock before the first trusted one (after the last)
-        # fill the lead (the tail): the station was not silent, its clock was wrong, which is
-        # clock_fault's to say (blind fleet seed 64, TX-0122-687137: its last 7 readings
-        # stamped 1970 left "no reading for 8 min before the stop")
-        lead = np.where(prep.clock.bad_at_head, 0.0, lead)
-        tail = np.where(prep.clock.bad_at_tail | superseded(batch), 0.0, tail)
+        tail = np.where(superseded(batch), 0.0, tail)
 
         gaps = np.stack((inner, lead, tail), axis=1)
         which = np.argmax(gaps, axis=1)
@@ -322,6 +323,14 @@ class DataGap(BaseDetector):
         flagged = x > 1.0
         not_scored = not_scored_reason(prep)
         not_scored[is_none(batch.session_id)] = "readings outside any session"
+        # a wrong clock moves readings away from where they were measured: the silence between
+        # them, or to the start or stop, is then the clock's, clock_fault's to say (a clock
+        # stepped back 12 min left "no reading for 13 min before the stop", and one stamped
+        # hours away "no reading for 5 h between two readings": town fleet seeds 1-4, 14 such
+        # flags; blind fleet seed 64, TX-0122-687137, its last 7 readings stamped 1970). An
+        # independently written fleet counts such readings as missing (field fleet: 12 labels
+        # of 487), the others as the clock's
+        not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
 
         is_open = batch.stop_ns == NO_TIME
 

@@ -73,12 +73,11 @@ def clock_untrusted(batch: SessionBatch, prep: Prepared) -> BoolArray:
     """Rows whose clock is shown wrong: readings set aside for their time, or a stop stamped
     before the start (``clock_fault``'s evidence). CONTRACTS.md section 3: a clock fault makes
     the readings' times untrustworthy, so kinds that judge a duration, a rate or an integral
-    over time (stall, early_taper, meter_jump, meter_mismatch, meter_stuck) do not judge such
-    a row: a clock stepped back hours makes the readings after it look like the session's end
-    (a false stall, a register against a shorter integral: blind fleet seed 23, TX-0074-49567;
-    the register's rise over the readings set aside as a jump). ``clock_fault`` speaks for the
-    row.
-    data_gap keeps its own account of readings set aside (``Prepared.bridged``)."""
+    over time (stall, early_taper, meter_jump, meter_mismatch, meter_stuck, data_gap) do not
+    judge such a row: a clock stepped back hours makes the readings after it look like the
+    session's end (a false stall, a register against a shorter integral: blind fleet seed 23,
+    TX-0074-49567; the register's rise over the readings set aside as a jump; a gap before the
+    stop). ``clock_fault`` speaks for the row."""
     has_both = (batch.start_ns != NO_TIME) & (batch.stop_ns != NO_TIME)
     back_s = (batch.start_ns - batch.stop_ns) / NS_PER_S
     stop_first = has_both & (back_s > stop_tolerance_s(batch, prep))

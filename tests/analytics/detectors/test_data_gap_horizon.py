@@ -7,9 +7,9 @@ end of a file or a simulated fleet, an ingest outage) have none."""
 from __future__ import annotations
 
 from analytics.assemble import assemble
-from analytics.detectors import DataGap
+from analytics.detectors import DataGap, detect, fit_detectors
 from chargewatch.events import Event
-from tests.analytics._support import at, numbered, reading, start
+from tests.analytics._support import at, numbered, reading, start, stop
 
 
 def open_session(minutes: range, session: str, connector: int) -> list[Event]:
@@ -72,3 +72,19 @@ def test_one_station_reporting_past_everyone_else_sets_no_horizon() -> None:
     )
     result = flagged(events, now_min=86)
     assert not any(result.values()), result
+
+
+def test_a_clock_stepped_back_makes_no_gap_before_the_stop() -> None:
+    # town fleet seed 1, TF-0106-1-001: read every minute, the clock stepped back 12 min at
+    # minute 20, the stop stamped right: "no reading for 13 min before the stop" was the
+    # clock's (clock_fault says so), not a silence
+    events: list[Event] = [start(0.0)]
+    events += [reading(m, energy_wh=100.0 * m, power_w=6_000.0) for m in range(0, 20)]
+    events += [reading(m - 12.0, energy_wh=100.0 * m, power_w=6_000.0) for m in range(20, 38)]
+    events.append(stop(38.5))
+    batch = assemble(numbered(events))
+    detectors = fit_detectors(batch)
+    results = {r.kind: r for r in detect(batch, now_ns=at(40), detectors=detectors)}
+    assert results["clock_fault"].flagged[0], results["clock_fault"].reason[0]
+    assert not results["data_gap"].flagged[0]
+    assert "clock_fault" in str(results["data_gap"].reason[0]), results["data_gap"].reason[0]
