@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -962,3 +963,31 @@ def test_an_ac_dip_under_a_three_phase_offer_that_climbs_back_is_no_derating() -
     spec = with_(from_power(t, p, offered_w=offered), soc_pct=None)
     flagged, reason = _early_taper([spec])
     assert not flagged[0], reason[0]
+
+
+def _current_only(spec: Spec) -> Any:
+    """``spec`` as an AC station that sends current but no power sends it (one phase at 230 V:
+    the current is the power over 230 V)."""
+    batch = make_batch([with_(spec, power_w=None)])
+    power = np.full(batch.current_a.shape, np.nan)
+    power[0, : len(spec.t_s)] = np.asarray(spec.power_w, dtype=np.float64)
+    return replace(batch, current_a=power / 230.0)
+
+
+def test_an_ac_derate_shown_by_current_alone_is_an_early_taper() -> None:
+    # town fleet seed 1, TF-0118-2-002: 16 A, then 7.3 A for hours under an unchanged 16 A
+    # offer, no power and no SoC sent: "no charging power reported" before
+    t = np.arange(0.0, 240 * MIN + 1e-9, 6 * MIN)
+    p = np.where(t >= 60 * MIN, 7.3 * 230.0, 16.0 * 230.0)
+    p[0] = 0.0
+    batch = _current_only(from_power(t, p, offered_w=3_680.0))
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, EarlyTaper))
+    result = detector.score(batch, now_ns=NOW_NS)
+    assert result.flagged[0], result.reason[0]
+
+
+def test_an_ac_cars_own_tail_shown_by_current_alone_is_normal() -> None:
+    batch = _current_only(ac_tail_without_soc_sampled_every_five_minutes())
+    detector = next(d for d in fit_detectors(batch) if isinstance(d, EarlyTaper))
+    result = detector.score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0], result.reason[0]
