@@ -5,9 +5,10 @@ Found by reading every ``fit`` (``analytics.detectors``), what is learned from h
 - ``early_taper``: the reference band, power over level per (rated-power class, SoC or
   minutes-to-go bin), the built-in floor lowered where history had enough readings
   (``band_``, ``band_count_``, ``band_learned_``);
-- ``early_taper``, ``meter_jump``, ``meter_mismatch`` (through its ``meter_jump``) and
-  ``unauthorized_energy``: each station's rated power (``StationRatings``: declared, else
-  the highest offered, raised by power measured above it), the same for all four;
+- ``early_taper``, ``meter_jump``, ``meter_mismatch`` (through its ``meter_jump``),
+  ``unauthorized_energy`` and ``stall`` (the bound on a register read for power): each
+  station's rated power (``StationRatings``: declared, else the highest offered, raised by
+  power measured above it), the same for all five;
 - ``concurrent_id_tag`` takes the station metadata (sites, fleet cards) it is fitted with: that
   is the state database's, not learned from data, so it is not stored; the service hands the
   current metadata to every run as it does without a model.
@@ -106,6 +107,7 @@ _RATED_KINDS = (
     AnomalyKind.EARLY_TAPER,
     AnomalyKind.METER_JUMP,
     AnomalyKind.UNAUTHORIZED_ENERGY,
+    AnomalyKind.STALL,
 )
 
 
@@ -189,6 +191,7 @@ class LearnedState:
                     "meter_jump": ["ratings_"],
                     "meter_mismatch": ["jump_.ratings_"],
                     "unauthorized_energy": ["ratings_"],
+                    "stall": ["ratings_"],
                     "concurrent_id_tag": [],  # station metadata: the state database's
                 },
             }

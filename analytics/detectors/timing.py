@@ -99,8 +99,9 @@ class ConnectorIntervals:
         self._inner: dict[str, list[float]] = {}
 
     def learn(self, batch: SessionBatch, prep: Prepared) -> None:
-        """Remember the intervals the named rows of ``batch`` show (``prep``: its view)."""
-        named = ~is_none(batch.session_id)
+        """Remember the intervals the named rows of ``batch`` show (``prep``: its view), but
+        for rows whose clock is shown wrong: their steps are the clock's (DataGap judges none)."""
+        named = ~is_none(batch.session_id) & ~clock_untrusted(batch, prep)
         if not named.any():
             return
         keys = batch.connector_keys()
