@@ -9,7 +9,7 @@ integral of the power.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Self
 
 import numpy as np
@@ -1328,8 +1328,9 @@ def meter_values_balance(
     most it could have held above its trapezoid (a row whose rating is unknown is left out);
     the same for the step after a first sample taken in the ramp, when it is longer than
     ``RAMP_S``.
-    A row with a data gap or a
-    step without power inside (an end included) is left out (``n_spans`` 0)."""
+    A meterStop below the meterStart counts 0 (the register read as a counter: a reset). A row
+    with a data gap or a step without power inside (an end included) is left out (``n_spans``
+    0)."""
     k = rows.size
     sub = take_rows(prep, rows)
     power = np.where(sub.power_w < sensor_offset_w, 0.0, sub.power_w)
@@ -1369,6 +1370,9 @@ def meter_values_balance(
     # the two meter values are whole Wh at best: the rounding of one span's two ends
     bound = trapezoid_doubt * doubt
     res = meter_values_resolution_wh(batch.meter_start_wh[rows], batch.meter_stop_wh[rows])
+    # read as a counter, a register that fell from start to stop (reset or replaced,
+    # meter_backwards') counted nothing the bill can use: 0 against what flowed
+    e_reg = np.maximum(e_reg, 0.0)
     bound += (POWER_SENSOR_CLASS + METER_CLASS) * np.abs(e_pow) + ROUNDING_STEPS * res
     return EnergyBalance(
         np.where(whole, e_reg, 0.0),
@@ -1433,6 +1437,44 @@ def _first_last_power(power: FloatArray) -> FloatArray:
     return np.stack((pick(power, first), pick(power, last)), axis=1)
 
 
+# A station that reports current and voltage but no power (OCPP Current.Import and Voltage,
+# common on AC wallboxes) still says what flowed: per phase, voltage times current is the
+# apparent power, and the real power is that times the power factor, which an on-board
+# charger holds at 0.95-1.0 above a few amperes (IEC 61000-3-2 limits its harmonics; 0.9 is
+# left for the lowest currents, ``CURRENT_MIN_POWER_FACTOR``). The event format gives the
+# current per phase (the average of the phases that OCPP names) and not how many phases the
+# car draws on: one, two or three (``CURRENT_PHASES``). So a register is in agreement with the
+# current when it lies, within meter_mismatch's allowance, between power factor 0.9 and 1 of
+# that for some number of phases; a register that fits none of them (0.7 of one phase, or 1.4
+# of it: between one and two) is a mismatch. A meter 50 % off on a three-phase car can look
+# like a two-phase one and stays unflagged: the test errs towards silence.
+CURRENT_PHASES = (1.0, 2.0, 3.0)
+CURRENT_MIN_POWER_FACTOR = 0.9
+
+
+def current_power_rows(prep: Prepared) -> BoolArray:
+    """Rows that report no power (fewer than ``MIN_READINGS`` values) but current and a
+    measured voltage on at least that many readings."""
+    has_power = (~np.isnan(prep.power_w)).sum(axis=1)
+    both = ~np.isnan(prep.current_a) & (prep.voltage_v > 0)
+    rows: BoolArray = (has_power < MIN_READINGS) & (both.sum(axis=1) >= MIN_READINGS)
+    return rows
+
+
+def phases_evidence(e_reg: FloatArray, e_one: FloatArray, allow_one: FloatArray) -> FloatArray:
+    """How far the register ``e_reg`` is from every number of phases (``CURRENT_PHASES``):
+    1 at the edge of the nearest one's band. ``e_one`` is the energy of one phase at power
+    factor 1 (voltage x current, integrated), ``allow_one`` its allowance (the larger of 15 %
+    and the samples' bound), both scaling with the phases."""
+    x = np.full(e_reg.shape, np.inf)
+    for n in CURRENT_PHASES:
+        hi, lo, allow = n * e_one, n * CURRENT_MIN_POWER_FACTOR * e_one, n * allow_one
+        with np.errstate(invalid="ignore", divide="ignore"):
+            beyond = np.maximum(lo - e_reg, e_reg - hi)  # negative inside the band
+            x = np.fmin(x, np.maximum(beyond, 0.0) / allow)
+    return x
+
+
 class MeterMismatch(BaseDetector):
     """The register's energy and the integral of power disagree by more than 15 % over the
     session (CONTRACTS.md section 3), beyond what the samples can support.
@@ -1445,9 +1487,9 @@ class MeterMismatch(BaseDetector):
     exceeds that bound too; when it does not, it is left unscored, "unverifiable". A session
     whose readings carry fewer than two register values is compared through the transaction's
     own meter values (``meter_values_balance``) when it sent both.
-    A jump counts (the session is billed by it) unless the register also falls somewhere in
-    the session, where the rise may be undone: there it is left out, as the fall is.
-    Learns what its ``MeterJump`` learns (``jump_``), to tell a jump.
+    The register is read as a counter: every rise counts (a jump too), and a step in which
+    it falls is a reset, left out (as it is of the power). Learns what its ``MeterJump``
+    learns (``jump_``), for the connector's rating where meter values stand in.
 
     Parameters
     ----------
@@ -1466,7 +1508,8 @@ class MeterMismatch(BaseDetector):
     min_energy_wh : float, default 100.0
         Below this the comparison is resolution and offset: not scored.
     jump : MeterJump or None, default None
-        What counts as a jump (left out); None: ``MeterJump()``. Fitted as a copy.
+        Its ratings bound meter values that stand in for readings; None: ``MeterJump()``.
+        Fitted as a copy.
     """
 
     kind = AnomalyKind.METER_MISMATCH
@@ -1498,21 +1541,16 @@ class MeterMismatch(BaseDetector):
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
-        # a stuck register's catch-up is a jump (meter_jump's), but here it counts: with the
-        # steps it held over, it adds up to what flowed (left out alone, the hold read as
-        # "register counted 0.000 kWh" against 6.4 kWh of power)
-        allowed = self.jump_.allowance_wh(batch, prep)
-        allowed = np.where(MeterStuck().ends_stuck(prep), np.inf, allowed)
-        # a jump the register never falls back from is billed: the register's energy over the
-        # session (CONTRACTS.md section 3) holds it, and the driver pays it. Left out, a bit
-        # flip of 65 kWh in a 20 kWh session said "register and power agree" (all three
-        # independently written fleets count it: the first keeps its jumps under 9 % of the
-        # session "so that the whole-session mismatch stays inside 15 %", the other two label
-        # the mismatch). Where the register also falls (a spike that comes back, a reset, a
-        # glitch) the rise may be undone: there a jump is meter_jump's and left out, as the
-        # fall is meter_backwards'
-        falls = np.any(prep.de_wh < -fall_tolerance_wh(prep.resolution_wh)[:, None], axis=1)
-        allowed = np.where(falls[:, None], allowed, np.inf)
+        # the register is read as a counter, as Prometheus' increase() reads one: every rise
+        # counts, a jump too (the session is billed by the register, and a stuck register's
+        # catch-up adds up, with the steps it held over, to what flowed), and a fall is a reset
+        # whose step is left out (meter_backwards'). So a single high reading that comes back
+        # counts its rise, and a single low one the rise back from it. Three of the four
+        # independently written fleets count the register so (they sum its rises); the fourth
+        # takes the last reading less the first, where a single low reading changes nothing.
+        # Left out, a rise the register fell back from read "register and power agree" beside
+        # a 524 kWh spike
+        allowed = np.full(prep.de_wh.shape, np.inf)
         # an orphan segment's rise that a session on its connector counted as its own (a
         # session stamped years ahead, ``within_sessions_meter_values``) is no step to compare
         every = np.arange(batch.n_sessions)
@@ -1552,9 +1590,36 @@ class MeterMismatch(BaseDetector):
                 getattr(b, name)[by_meter_values] = getattr(mv, name)
             steady_only[by_meter_values] = False
             compared_by_meter_values[by_meter_values] = mv.n_spans > 0
+        # readings with current and voltage but no power: one phase's power at power factor 1
+        # in its place, and the register judged against one, two and three phases
+        by_current = np.flatnonzero(current_power_rows(prep) & ~compared_by_meter_values)
+        if by_current.size:
+            sub = take_rows(prep, by_current)
+            one_phase_w = sub.current_a * np.where(sub.voltage_v > 0, sub.voltage_v, np.nan)
+            sub = replace(sub, power_w=one_phase_w, peak_power_w=row_max(one_phase_w))
+            one = energy_balance(
+                sub,
+                allowed[by_current],
+                sensor_offset_w=self.sensor_offset_w,
+                gap_intervals=self.gap_intervals,
+                gap_min_s=self.gap_min_s,
+                trapezoid_doubt=self.trapezoid_doubt,
+                max_relative=self.max_relative,
+                skip_first=first_reading_in_ramp(batch, prep)[by_current],
+            )
+            for name in ("register_wh", "power_wh", "bound_wh", "n_spans"):
+                getattr(b, name)[by_current] = getattr(one, name)
+            steady_only[by_current] = one.steady_only if one.steady_only is not None else False
+            if one.steady_share is not None:
+                steady_share[by_current] = one.steady_share
         e_reg, e_pow = b.register_wh, b.power_wh
         apart = np.abs(e_reg - e_pow)
         x = apart / np.maximum(self.max_relative * e_pow, b.bound_wh)
+        if by_current.size:
+            allow = np.maximum(self.max_relative * e_pow, b.bound_wh)[by_current]
+            x[by_current] = phases_evidence(e_reg[by_current], e_pow[by_current], allow)
+        from_current = np.zeros(batch.n_sessions, dtype=bool)
+        from_current[by_current] = True
         witnessed = np.zeros(batch.n_sessions, dtype=bool)
         if b.scale_witness is not None:
             witnessed = b.scale_witness & ~compared_by_meter_values & (x > 1.0)
@@ -1594,6 +1659,16 @@ class MeterMismatch(BaseDetector):
                     if steady_only[i]
                     else ""
                 )
+                if from_current[i]:
+                    out.append(
+                        f"register counted {fmt_kwh(e_reg[i])} but voltage x current"
+                        f" integrates to {fmt_kwh(e_pow[i])} a phase{over}:"
+                        f" {e_reg[i] / e_pow[i]:.2f} times it,"
+                        " which fits neither one, two nor three phases at a power factor"
+                        f" of {CURRENT_MIN_POWER_FACTOR}-1 (the samples allow"
+                        f" {fmt_kwh(max(self.max_relative * e_pow[i], b.bound_wh[i]))} a phase)"
+                    )
+                    continue
                 out.append(
                     f"register counted {fmt_kwh(e_reg[i])} but power integrates to "
                     f"{fmt_kwh(e_pow[i])}{over} ({rel:+.0f} %; the samples allow "

@@ -23,6 +23,8 @@ class Spec:
     power_w: Sequence[float] | None = None
     offered_w: Sequence[float] | None = None
     soc_pct: Sequence[float] | None = None
+    current_a: Sequence[float] | None = None
+    voltage_v: Sequence[float] | None = None
     status: Sequence[int] | None = None
     # when each sample's status was reported and the next change after it (seconds, as t_s);
     # None: not known (0 in the batch)
@@ -138,7 +140,8 @@ def make_batch(specs: Sequence[Spec]) -> SessionBatch:
             start[i] = int(times.min())
         if s.stop_s is not None and k:
             stop[i] = int(times.max()) + NS if s.stop_s == -1.0 else base + round(s.stop_s * NS)
-    columns = {name: column(name) for name in ("energy_wh", "power_w", "offered_w", "soc_pct")}
+    names = ("energy_wh", "power_w", "offered_w", "soc_pct", "current_a", "voltage_v")
+    columns = {name: column(name) for name in names}
     # the batch is sorted by time within each row, arrival kept alongside
     order = np.argsort(np.where(valid, t_ns, np.iinfo(np.int64).max), axis=1, kind="stable")
 
@@ -163,8 +166,8 @@ def make_batch(specs: Sequence[Spec]) -> SessionBatch:
         energy_wh=sort(columns["energy_wh"]),
         power_w=sort(columns["power_w"]),
         power_offered_w=sort(columns["offered_w"]),
-        current_a=np.full((n, m), np.nan),
-        voltage_v=np.full((n, m), np.nan),
+        current_a=sort(columns["current_a"]),
+        voltage_v=sort(columns["voltage_v"]),
         soc_pct=sort(columns["soc_pct"]),
         temperature_c=np.full((n, m), np.nan),
         status=sort(status),

@@ -181,13 +181,56 @@ def meter_jump_under_a_seventh() -> list[Spec]:
 
 
 def meter_spike() -> list[Spec]:
-    # one reading 8,192 Wh high (a bit flipped in one answer), the next right again: the bill
-    # (meterStop - meterStart) is right, the rise and the fall are meter_jump's and
-    # meter_backwards'
+    # one reading 8,192 Wh high (a bit flipped in one answer), the next right again: the rise
+    # and the fall are meter_jump's and meter_backwards'; read as a counter (every rise counts,
+    # a fall is a reset), the register counted 8.2 kWh more than the 21.7 kWh that flowed, a
+    # mismatch too (three independently written fleets label it so)
     spec = charge(power_w=11_000.0, minutes=120)
     e = np.asarray(spec.energy_wh)
     e[60] += 8_192.0
     return [with_(spec, energy_wh=list(e))]
+
+
+def meter_spike_under_a_seventh() -> list[Spec]:
+    # the same with 1,024 Wh: 5 % of the session, within meter_mismatch's 15 %
+    spec = charge(power_w=11_000.0, minutes=120)
+    e = np.asarray(spec.energy_wh)
+    e[60] += 1_024.0
+    return [with_(spec, energy_wh=list(e))]
+
+
+def _current_only(*, phases: float, power_factor: float, scale: float) -> list[Spec]:
+    # an AC station that sends Current.Import (per phase) and Voltage but no power, every
+    # 60 s for 3 h: 16 A at 229-231 V on ``phases`` phases at ``power_factor``, the register
+    # counting ``scale`` times what flowed (town fleet: a register 0.63-0.69 or 1.50-1.56
+    # times what one phase's current delivers was "less than 100 Wh counted")
+    t = np.arange(0.0, 180 * MIN + 1e-9, MIN)
+    amps = np.full(t.size, 16.0)
+    amps[0] = 0.0
+    volts = 230.0 + np.sin(t / 600.0)
+    real_w = phases * power_factor * amps * volts
+    spec = from_power(t, real_w, offered_w=phases * 16.0 * 230.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    e = np.floor(e[0] + scale * (e - e[0]))
+    return [
+        with_(spec, energy_wh=list(e), power_w=None, current_a=list(amps), voltage_v=list(volts))
+    ]
+
+
+def normal_current_only_three_phases() -> list[Spec]:
+    return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
+
+
+def normal_current_only_one_phase_at_power_factor_093() -> list[Spec]:
+    return _current_only(phases=1.0, power_factor=0.93, scale=1.0)
+
+
+def meter_mismatch_current_only_07_of_one_phase() -> list[Spec]:
+    return _current_only(phases=1.0, power_factor=0.99, scale=0.7)
+
+
+def meter_mismatch_current_only_15_of_one_phase() -> list[Spec]:
+    return _current_only(phases=1.0, power_factor=0.99, scale=1.5)
 
 
 def meter_jump_while_idle() -> list[Spec]:
@@ -679,7 +722,32 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     # a jump the register keeps is billed: over 15 % of the session, a mismatch too
     ("meter_jump", meter_jump, {"meter_jump", "meter_mismatch"}),
     ("meter jumps by under 15 % of the session", meter_jump_under_a_seventh, {"meter_jump"}),
-    ("meter spikes and comes back", meter_spike, {"meter_jump", "meter_backwards"}),
+    (
+        "meter spikes and comes back",
+        meter_spike,
+        {"meter_jump", "meter_backwards", "meter_mismatch"},
+    ),
+    (
+        "meter spikes by under 15 % and comes back",
+        meter_spike_under_a_seventh,
+        {"meter_jump", "meter_backwards"},
+    ),
+    ("current, no power: three phases", normal_current_only_three_phases, set()),
+    (
+        "current, no power: one phase at power factor 0.93",
+        normal_current_only_one_phase_at_power_factor_093,
+        set(),
+    ),
+    (
+        "current, no power: register 0.7 of one phase",
+        meter_mismatch_current_only_07_of_one_phase,
+        {"meter_mismatch"},
+    ),
+    (
+        "current, no power: register 1.5 of one phase",
+        meter_mismatch_current_only_15_of_one_phase,
+        {"meter_mismatch"},
+    ),
     (
         "meter jumps while the connector is idle",
         meter_jump_while_idle,
