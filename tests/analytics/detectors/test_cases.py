@@ -217,6 +217,21 @@ def _current_only(*, phases: float, power_factor: float, scale: float) -> list[S
     ]
 
 
+def stall_current_only_register_in_100_wh() -> list[Spec]:
+    # a 7.4 kW wallbox sending current and voltage, no power, and its register in 100 Wh
+    # steps: 0 A for 40 min under "Charging" mid-session (town fleet seed 2, TF-0049-1-002:
+    # "fewer than 3 power readings")
+    t = minutes(180)
+    amps = np.where((t >= 60 * MIN) & (t < 100 * MIN), 0.0, 32.0)
+    amps[0] = 0.0
+    volts = np.full(t.size, 230.0)
+    spec = from_power(t, amps * volts, offered_w=7_400.0)
+    e = np.floor(np.asarray(spec.energy_wh, dtype=float) / 100.0) * 100.0
+    return [
+        with_(spec, energy_wh=list(e), power_w=None, current_a=list(amps), voltage_v=list(volts))
+    ]
+
+
 def normal_current_only_three_phases() -> list[Spec]:
     return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
 
@@ -733,6 +748,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         {"meter_jump", "meter_backwards"},
     ),
     ("current, no power: three phases", normal_current_only_three_phases, set()),
+    (
+        "current, no power, register in 100 Wh: stall",
+        stall_current_only_register_in_100_wh,
+        {"stall"},
+    ),
     (
         "current, no power: one phase at power factor 0.93",
         normal_current_only_one_phase_at_power_factor_093,
