@@ -26,6 +26,7 @@ from analytics.detectors.prepared import (
     HISTORY_COMPLETE_NS,
     NS_PER_S,
     Prepared,
+    power_from_current,
     prepared,
     row_blocks,
     take_rows,
@@ -247,28 +248,16 @@ def default_band() -> FloatArray:
     return np.tile(np.concatenate((DC_CURVE_FLOOR, AC_TO_GO_FLOOR)), (N_CLASSES, 1))
 
 
-# The phase voltage taken for an AC reading's current where the station sends no voltage.
-AC_PHASE_V = 230.0
-
-
 def _ac_power_from_current(prep: Prepared, rated: FloatArray) -> Prepared:
-    """``prep`` with the AC rows that report current but no power (fewer than
-    ``MIN_POWER_READINGS`` power values, that many current values) given each reading's current
-    times its voltage (``AC_PHASE_V`` without one) as its power. Whether the current is per
-    phase or the phases' sum is unknown, so the figure may be a third of the power; but on AC
+    """``prep`` with the AC rows that report current but no power given each reading's current
+    times its voltage as its power (``power_from_current``). Whether the current is per phase
+    or the phases' sum is unknown, so the figure may be a third of the power; but on AC
     the voltage holds within a few per cent, so within a row power goes as current, and the
     judgement compares a row's power with its own level (an AC station sending only
     ``Current.Import``: a derate from 16 A to 7.3 A under an unchanged 16 A offer, held 4 h,
     was "no charging power reported"; town fleet seeds 1-6, 16 such labels missed)."""
-    has_power = (~np.isnan(prep.power_w)).sum(axis=1)
-    has_current = (~np.isnan(prep.current_a)).sum(axis=1)
     ac = (rated <= AC_MAX_W) | (np.isnan(rated) & (prep.max_offered_w <= AC_MAX_W))
-    rows = ac & (has_power < MIN_POWER_READINGS) & (has_current >= MIN_POWER_READINGS)
-    if not rows.any():
-        return prep
-    volts = np.where(prep.voltage_v > 0, prep.voltage_v, AC_PHASE_V)
-    power = np.where(rows[:, None], prep.current_a * volts, prep.power_w)
-    return replace(prep, power_w=power, peak_power_w=row_max(power))
+    return power_from_current(prep, ac)[0]
 
 
 class EarlyTaper(BaseDetector):

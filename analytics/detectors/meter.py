@@ -20,6 +20,7 @@ from analytics.detectors.energy import within_sessions_meter_values
 from analytics.detectors.prepared import (
     NS_PER_S,
     Prepared,
+    power_from_current,
     prepared,
     readings_sharing_stamp,
     register_brackets,
@@ -586,6 +587,7 @@ class MeterStuck(BaseDetector):
         """Per row ``(n,)``: its register held a value this detector judges stuck (while power
         flowed) and never rose again to its last reading (the car may have stopped drawing
         meanwhile: the catch-up, if any, is the transaction's meterStop)."""
+        prep = power_from_current(prep)[0]
         flat = self._flat(prep)
         n, k = flat.shape
         if not k or not flat.any():
@@ -601,6 +603,7 @@ class MeterStuck(BaseDetector):
         flat steps that this detector judges stuck (where a frozen register may catch up): the
         first step from the end of the run on whose register rises, with the register in some
         readings only the first that ends at one of them."""
+        prep = power_from_current(prep)[0]
         flat = self._flat(prep)
         out: BoolArray = np.zeros(flat.shape, dtype=bool)
         if flat.shape[1] > 1 and flat.any():
@@ -625,6 +628,11 @@ class MeterStuck(BaseDetector):
     def score(self, batch: SessionBatch, *, now_ns: int) -> KindResult:
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
+        # a station that sends current, not power: one phase's current x voltage is power
+        # enough to say the car drew (6 A is 1.4 kW, min_power_w 100 W) and a lower bound on
+        # what the register did not count (town fleet seeds 1-4: 8 registers frozen 45-108
+        # min at 16 A "not scored")
+        prep, from_current = power_from_current(prep)
         flat = self._flat(prep)
         # the costly part only on rows with a flat step while power flows
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
@@ -633,7 +641,10 @@ class MeterStuck(BaseDetector):
         # seemed to count in smaller steps and "0.185 kWh not counted" read as stuck: an
         # independently written fleet, seed 282); clock_fault speaks for the row
         not_scored[clock_untrusted(batch, prep) & is_none(not_scored)] = CLOCK_UNTRUSTED
-        return judge_candidates(self.kind, prep, flat, self._judge, not_scored)
+        result = judge_candidates(self.kind, prep, flat, self._judge, not_scored)
+        for i in np.flatnonzero(result.flagged & from_current).tolist():
+            result.reason[i] = f"{result.reason[i]} (power: one phase's current x voltage)"
+        return result
 
     def _judge(self, prep: Prepared) -> Verdict:
         p = prep.power_w

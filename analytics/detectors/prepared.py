@@ -17,7 +17,7 @@ sub-array, never one by one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -290,6 +290,36 @@ def register_span_power_w(prep: Prepared) -> FloatArray:
     de = np.take_along_axis(prep.energy_wh, end, 1) - np.take_along_axis(prep.energy_wh, first, 1)
     dt = np.take_along_axis(prep.t_s, end, 1) - np.take_along_axis(prep.t_s, first, 1)
     return np.asarray(np.where(ok, register_mean_power_w(de, dt), np.nan))
+
+
+# A phase's voltage where a reading carries current but no voltage (EU mains).
+PHASE_V = 230.0
+# Power values a row needs to be judged by its power: one before a change and two that show it
+# held (``verdicts.MIN_POWER_READINGS``).
+POWER_READINGS = 3
+
+
+def power_from_current(prep: Prepared, rows: BoolArray | None = None) -> tuple[Prepared, BoolArray]:
+    """``prep`` with each row that reports no power (fewer than ``POWER_READINGS`` values) but
+    current at that many readings or more (and in ``rows``, if given) given each reading's
+    current times its voltage (``PHASE_V`` without one) as its power and peak; and which rows
+    those are. An AC station sending Current.Import and Voltage, not power, is common (OCPP
+    1.6 leaves the measurands to configuration). The current is per phase (the event format's;
+    ``ingest.ocppj.meter`` averages the phases) and the phases a car draws on are unknown, so
+    the figure is one phase's power: a third of a three-phase car's. Judgements that compare
+    a row's power with its own level, or with a floor far below any charge, can take it; one
+    that needs the power itself (``MeterMismatch``) weighs the phases."""
+    has_power = (~np.isnan(prep.power_w)).sum(axis=1)
+    has_current = (~np.isnan(prep.current_a)).sum(axis=1)
+    chosen = (has_power < POWER_READINGS) & (has_current >= POWER_READINGS)
+    if rows is not None:
+        chosen &= rows
+    if not chosen.any():
+        return prep, chosen
+    volts = np.where(prep.voltage_v > 0, prep.voltage_v, PHASE_V)
+    power = np.where(chosen[:, None], prep.current_a * volts, prep.power_w)
+    peak = np.where(chosen, row_max(power), prep.peak_power_w)
+    return replace(prep, power_w=power, peak_power_w=peak), chosen
 
 
 # Units that stamps are commonly truncated to: whole minutes (session tables), whole seconds

@@ -54,6 +54,7 @@ from analytics.detectors.prepared import (
     NS_PER_S,
     REGISTER_POWER_MAX_RESOLUTION_WH,
     Prepared,
+    power_from_current,
     prepared,
     register_span_power_w,
     take_rows,
@@ -130,34 +131,6 @@ UNRATED_CAP_W = 1_000_000.0
 # a reading with that much current is a car drawing; and no mains is below 100 V (Japan's).
 DRAWING_A = 6.0
 LOWEST_MAINS_V = 100.0
-
-
-# An AC phase's voltage where a reading carries current but no voltage (EU mains; US 120 V
-# makes the figure about twice the power, which only matters against the absolute near-zero
-# floor, far below any charge).
-PHASE_V = 230.0
-
-
-def _power_from_current(prep: Prepared) -> tuple[Prepared, BoolArray]:
-    """``prep`` with each row that reports no power (fewer than ``MIN_POWER_READINGS``
-    values) but current at that many readings or more given each reading's current times its
-    voltage (``PHASE_V`` without one) as its power; and which rows those are. An AC station
-    sending Current.Import and Voltage, not power, is common (OCPP 1.6 leaves the measurands
-    to configuration); the current is per phase, so the figure is one phase's, a third of a
-    three-phase car's power, and the judgement compares it with the row's own level. Read
-    before the register (``_power_from_register``): the current is the instant's, the
-    register a mean over the step, and in 100 Wh steps too coarse to read power from (a
-    stall of 41-76 min at 0 A under "Charging" was "fewer than 3 power readings"; town fleet
-    seeds 1-4, 5 such stalls)."""
-    has_power = (~np.isnan(prep.power_w)).sum(axis=1)
-    has_current = (~np.isnan(prep.current_a)).sum(axis=1)
-    rows = (has_power < MIN_POWER_READINGS) & (has_current >= MIN_POWER_READINGS)
-    if not rows.any():
-        return prep, rows
-    volts = np.where(prep.voltage_v > 0, prep.voltage_v, PHASE_V)
-    power = np.where(rows[:, None], prep.current_a * volts, prep.power_w)
-    peak = np.where(rows, row_max(power), prep.peak_power_w)
-    return replace(prep, power_w=power, peak_power_w=peak), rows
 
 
 def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, BoolArray]:
@@ -468,7 +441,12 @@ class Stall(BaseDetector):
         self.check_is_fitted()
         prep = prepared(batch, now_ns)
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-        prep, from_current = _power_from_current(prep)
+        # a station that sends current, not power: one phase's current x voltage is the
+        # power, judged against the row's own level; read before the register (the current is
+        # the instant's, the register a mean over the step, and in 100 Wh steps too coarse to
+        # read power from: a stall of 41-76 min at 0 A under "Charging" was "fewer than 3
+        # power readings"; town fleet seeds 1-4, 5 such stalls)
+        prep, from_current = power_from_current(prep)
         prep, from_register = _power_from_register(prep, rated)
         idle, _ = self._idle(prep)
         # a stall is of a session (CONTRACTS.md section 3): readings outside any session (an

@@ -14,7 +14,13 @@ import numpy as np
 
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch
 from analytics.detectors.base import KindResult
-from analytics.detectors.prepared import NS_PER_S, Prepared, stop_tolerance_s, take_rows
+from analytics.detectors.prepared import (
+    NS_PER_S,
+    POWER_READINGS,
+    Prepared,
+    stop_tolerance_s,
+    take_rows,
+)
 
 
 def excess_score(x: FloatArray, *, steepness: float = 4.0) -> FloatArray:
@@ -44,7 +50,7 @@ MIN_READINGS = 2
 
 # A change of power that lasts (a stall, a taper) needs one reading more: one before the change
 # and two that show it held.
-MIN_POWER_READINGS = 3
+MIN_POWER_READINGS = POWER_READINGS
 
 
 def not_scored_reason(prep: Prepared, needed: int = MIN_READINGS, column: str = "") -> np.ndarray:

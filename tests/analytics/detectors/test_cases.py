@@ -232,6 +232,20 @@ def stall_current_only_register_in_100_wh() -> list[Spec]:
     ]
 
 
+def meter_stuck_current_only() -> list[Spec]:
+    # 16 A on one phase, current and voltage but no power: the register holds for 30 min
+    # (1.8 kWh not counted), then counts on from where it stood (town fleet seed 2,
+    # TF-0147-1-001: "not scored")
+    (spec,) = _current_only(phases=1.0, power_factor=0.99, scale=1.0)
+    t = np.asarray(spec.t_s)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    held = (t >= 60 * MIN) & (t < 90 * MIN)
+    frozen = e[np.argmax(held) - 1]
+    lost = e[np.flatnonzero(held)[-1] + 1] - frozen
+    e = np.where(held, frozen, np.where(t >= 90 * MIN, e - lost, e))
+    return [with_(spec, energy_wh=list(e))]
+
+
 def normal_current_only_three_phases() -> list[Spec]:
     return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
 
@@ -748,6 +762,7 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
         {"meter_jump", "meter_backwards"},
     ),
     ("current, no power: three phases", normal_current_only_three_phases, set()),
+    ("current, no power: register frozen 30 min", meter_stuck_current_only, {"meter_stuck"}),
     (
         "current, no power, register in 100 Wh: stall",
         stall_current_only_register_in_100_wh,
