@@ -56,6 +56,7 @@ from analytics.detectors.prepared import (
     Prepared,
     power_from_current,
     prepared,
+    register_brackets,
     register_span_power_w,
     take_rows,
 )
@@ -244,21 +245,38 @@ SOC_CLIMB_STEPS = 2.0
 SOC_CLIMB_MIN_PCT = 0.2
 
 
-def _register_counting(idle: BoolArray, prep: Prepared, floor_w: float) -> BoolArray:
+def _bracket_at_rest(prep: Prepared, still: BoolArray) -> BoolArray:
+    """Per step ``(n, m - 1)``: every reading from the last one with a register at or before
+    the step's start to the step's end is ``still`` (at rest): the register's step
+    (``Prepared.de_wh``, which runs from that reading) covers the rest only."""
+    last, _ = register_brackets(prep)
+    moving = np.cumsum(~still, axis=1)  # readings not at rest, up to and including each
+    m = still.shape[1]
+    end = np.arange(1, m)[None, :]
+    before = np.where(last > 0, np.take_along_axis(moving, np.maximum(last - 1, 0), axis=1), 0)
+    return np.asarray((last >= 0) & (moving[:, end[0]] - before == 0))
+
+
+def _register_counting(
+    idle: BoolArray, prep: Prepared, floor_w: float, own: BoolArray | None = None
+) -> BoolArray:
     """Per step ``(n, m - 1)``: the step belongs to a stretch of ``idle`` steps over which the
     register, taken whole, rose by more than its resolution (the rounding at its two ends,
     together) and ``floor_w`` over the stretch's time could give. A register in 100 Wh or kWh
     steps shows 1 kW as flat over one-minute steps, yet counts it over a quarter of an hour: a
     DC car drawing 0.9-1.6 kW for 17 min at 72 % SoC, within 2 % of its 76 kW peak, its
     register (100 Wh steps) counting 300 Wh, was read as a stall (an independently written
-    fleet, seed 355, TX-0097-900189). Steps without a register at both ends count nothing."""
+    fleet, seed 355, TX-0097-900189). Steps without a register at both ends count nothing, nor,
+    where ``own`` is given, steps whose register step began before the rest (``_bracket_at_
+    rest``)."""
     n, s = idle.shape
     out = np.zeros((n, s), dtype=bool)
     begins, label, runs_n = run_labels(idle)
     if runs_n == 0:
         return out
     which = label[idle]
-    rise = np.bincount(which, weights=np.nan_to_num(prep.de_wh[idle]), minlength=runs_n)
+    de = prep.de_wh if own is None else np.where(own, prep.de_wh, np.nan)
+    rise = np.bincount(which, weights=np.nan_to_num(de[idle]), minlength=runs_n)
     span_s = np.bincount(which, weights=np.nan_to_num(prep.dt_s[idle]), minlength=runs_n)
     row = np.nonzero(begins)[0]
     counting = rise > prep.resolution_wh[row] + floor_w * span_s / 3600.0
@@ -428,12 +446,19 @@ class Stall(BaseDetector):
         # peak: a DC car drawing 0.7-1.5 kW for 26 min at 72 % SoC, its register counting
         # 450 Wh, was read as a stall (an independently written fleet, seed 212, 460430)
         flat = ~(prep.de_wh > prep.resolution_wh[:, None] + self.near_zero_w * prep.dt_s / 3600.0)
+        # ... where the register step is the rest's own: a register sent in some readings only
+        # steps from the last reading that carried it, and a rise over a span that began while
+        # power flowed says nothing of the rest after it (a register sent only in the
+        # transaction's Begin and End readings put the whole charge's 4.25 kWh on the last
+        # step of a 20 min stall that ended the session, which then lasted "0 s")
+        own = _bracket_at_rest(prep, still)
+        flat |= ~own
         # ... and a register that fell says nothing of what flowed over its step (meter_backwards
         # speaks for it): on a station that sends the register alone, a reset read as 15 min
         # at rest between two readings at 3.7 kW (town fleet seeds 1-4: 9 such stalls)
         flat &= ~(prep.de_wh < -fall_tolerance_wh(prep.resolution_wh)[:, None])
         idle = still[:, 1:] & still[:, :-1] & flat
-        idle &= ~_register_counting(idle, prep, self.near_zero_w)
+        idle &= ~_register_counting(idle, prep, self.near_zero_w, own)
         idle &= ~_soc_climbing(idle, prep.soc_pct, prep.t_s)
         return np.asarray(idle), np.asarray(low)
 
@@ -999,7 +1024,10 @@ class Stall(BaseDetector):
         start = pick(prep.t_ns, begin).astype(np.int64)
         end = pick(prep.t_ns, at + 1).astype(np.int64)
         dur = pick(run.total, at) + np.where(by_end, 0.5, 1.0) * interval[:, 0]
-        register = pick(prep.energy_ff_wh, begin)
+        # "register flat" where a reading at the stretch's start carried it (not one carried
+        # forward from the transaction's Begin)
+        read_at = pick(prep.has_energy, begin).astype(bool)
+        register = np.where(read_at, pick(prep.energy_wh, begin), np.nan)
         prior = pick(peak_before, at)
         after = pick(peak_after, at)
         soc = pick(forward_fill(prep.soc_pct), begin)

@@ -246,6 +246,22 @@ def meter_stuck_current_only() -> list[Spec]:
     return [with_(spec, energy_wh=list(e))]
 
 
+def stall_to_the_stop_register_at_the_ends() -> list[Spec]:
+    # 3.6 kW AC read every minute in whole minutes, the register only in the transaction's
+    # Begin and End readings, a periodic sample stamped the same minute as the End: nothing
+    # for the last 20 min under "Charging", then the driver stops. The End reading's register
+    # step runs from the Begin and holds the whole charge, which broke the rest before the
+    # sample after it (simulator seed 9901, CW-AC-0078-1-00003: a rest of "0 s")
+    t = np.concatenate((minutes(90), [90 * MIN]))
+    p = np.where(t < 70 * MIN, 3_600.0, 0.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=10_800.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    e[1:-2] = np.nan
+    e[-1] = np.nan
+    return [with_(spec, energy_wh=list(e))]
+
+
 def normal_current_only_three_phases() -> list[Spec]:
     return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
 
@@ -763,6 +779,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ),
     ("current, no power: three phases", normal_current_only_three_phases, set()),
     ("current, no power: register frozen 30 min", meter_stuck_current_only, {"meter_stuck"}),
+    (
+        "stall to the stop, register at Begin and End only",
+        stall_to_the_stop_register_at_the_ends,
+        {"stall"},
+    ),
     (
         "current, no power, register in 100 Wh: stall",
         stall_current_only_register_in_100_wh,
