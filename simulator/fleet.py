@@ -33,6 +33,9 @@ REGISTER_IN = ("every", "ends", "transaction")
 _REGISTER_IN_P = (0.8, 0.12, 0.08)
 # Stations sampling every minute whose clock stamps whole minutes (as session tables do).
 _MINUTE_STAMPS_P = 0.25
+# AC stations configured to sample Current.Import and Voltage (per phase) with the register, and
+# no Power.Active.Import: a wallbox whose meter is its own current sensing.
+_CURRENT_NOT_POWER_P = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class StationSpec:
     style: MessageStyle = PLAIN_STYLE  # how its firmware writes messages (output.py)
     register_in: str = "every"  # where the register is reported (REGISTER_IN)
     stamp_unit_ms: int = 1  # its clock's stamps are whole multiples of this (60_000: minutes)
+    reports_power: bool = True  # False: current and voltage only (_CURRENT_NOT_POWER_P)
 
 
 def make_station(index: int, rng: np.random.Generator) -> StationSpec:
@@ -107,18 +111,23 @@ def make_station(index: int, rng: np.random.Generator) -> StationSpec:
         # from a child stream: the style takes no draw from the station's own
         style=draw_style(rng.spawn(1)[0]),
         # likewise: how the meter is read takes no draw from the station's own stream
-        **_metering(interval_s, rng.spawn(1)[0]),
+        **_metering(interval_s, is_dc, rng.spawn(1)[0]),
     )
 
 
-def _metering(interval_s: int, rng: np.random.Generator) -> dict[str, Any]:
+def _metering(interval_s: int, is_dc: bool, rng: np.random.Generator) -> dict[str, Any]:
     """How a station's meter is read: where the register is reported (``REGISTER_IN``);
     stamps in whole minutes (only where it samples once a minute: a faster sampler stamping
-    minutes would send readings that cannot be told apart)."""
+    minutes would send readings that cannot be told apart); current and voltage in place of
+    power (``_CURRENT_NOT_POWER_P``, AC stations that sample the register every time: a
+    station configured beyond the default measurand keeps the register)."""
     minutes = interval_s == 60 and bool(rng.random() < _MINUTE_STAMPS_P)
+    register_in = str(rng.choice(REGISTER_IN, p=_REGISTER_IN_P))
+    current = not is_dc and register_in == "every" and bool(rng.random() < _CURRENT_NOT_POWER_P)
     return {
-        "register_in": str(rng.choice(REGISTER_IN, p=_REGISTER_IN_P)),
+        "register_in": register_in,
         "stamp_unit_ms": 60_000 if minutes else 1,
+        "reports_power": not current,
     }
 
 

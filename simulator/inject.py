@@ -10,7 +10,7 @@ it stays right), and the readings around every anomaly are protected from random
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,9 @@ class Readings:
     # (None: as the physics has it), battery temperature (NaN: as the sensors have it)
     soc_pct: FloatArray | None = None
     temperature_c: FloatArray | None = None
+    # a second kind the same fault shows as, and where (a reading that leaps and comes back
+    # is a jump and a fall): labelled beside the injector's own
+    also: list[tuple[str, Window]] = field(default_factory=list)
 
     def guard(self, lo: int, hi: int) -> None:
         self.protect[max(lo - 2, 0) : hi + 3] = True
@@ -81,13 +84,60 @@ def _step_index(r: Readings, rng: np.random.Generator) -> int | None:
     return int(rng.choice(candidates)) if candidates.size else None
 
 
-def meter_backwards(r: Readings, resolution_wh: int, rng: np.random.Generator) -> Window | None:
-    """The register falls: reset to about zero (meter swapped or rebooted) or steps down."""
+# What the register counts beyond what flowed is kept under JUMP_CLEAR_UNDER or over
+# JUMP_CLEAR_OVER of the session's energy, clear of meter_mismatch's 15 % either way.
+JUMP_CLEAR_UNDER = 0.10
+JUMP_CLEAR_OVER = 0.25
+# Share of register faults that show in one reading only, the next right again (a corrupt
+# answer from the meter: a bit flipped, a value read as 0 or half-written).
+SINGLE_READING_P = 0.3
+
+
+def counted_extra_wh(r: Readings) -> float:
+    """How much more the register counted than flowed, read as a counter (every rise counts, a
+    step in which it falls is a reset and left out, with what flowed in it): what
+    meter_mismatch compares (CONTRACTS.md section 3 on the register's energy)."""
+    d_reg, d_true = np.diff(r.register_wh), np.diff(r.energy_wh)
+    rising = d_reg >= 0.0
+    return float(d_reg[rising].sum() - d_true[rising].sum())
+
+
+def _clear_of_mismatch(extra_wh: float, session_wh: float, *, power_of_two: bool) -> float:
+    """``extra_wh`` (a power of two where a bit flipped) made clearly larger where it would
+    land within a few points of meter_mismatch's 15 % of ``session_wh``: within a few points
+    that is a coin flip against the power integral's own doubt."""
+    if power_of_two:
+        extra_wh = float(2 ** math.ceil(math.log2(extra_wh)))
+    if JUMP_CLEAR_UNDER * session_wh < extra_wh < JUMP_CLEAR_OVER * session_wh:
+        extra_wh = JUMP_CLEAR_OVER * session_wh
+        if power_of_two:
+            extra_wh = float(2 ** math.ceil(math.log2(extra_wh)))
+    return extra_wh
+
+
+def meter_backwards(
+    r: Readings, resolution_wh: int, rng: np.random.Generator, capacity_w: float = 0.0
+) -> Window | None:
+    """The register falls: reset to about zero (meter swapped or rebooted) or steps down; or
+    one reading low and the next right again (``SINGLE_READING_P``), whose climb back is a
+    leap beyond what the connector (``capacity_w``) could deliver: a jump too."""
     j = _step_index(r, rng)
     if j is None:
         return None
     step_wh = float(r.energy_wh[j] - r.energy_wh[j - 1])
     before_wh = float(r.register_wh[j - 1])
+    if capacity_w > 0.0 and rng.random() < SINGLE_READING_P:
+        possible_wh = capacity_w * float(r.t_s[j + 1] - r.t_s[j]) / 3600.0
+        drop_wh = max(3.0 * possible_wh, 2000.0) * float(rng.uniform(1.0, 3.0))
+        if rng.random() < 0.3 or drop_wh > 0.9 * before_wh:
+            drop_wh = float(r.register_wh[j])  # read as 0
+        session_wh = float(r.energy_wh[-1] - r.energy_wh[0])
+        drop_wh = _clear_of_mismatch(drop_wh, session_wh, power_of_two=False)
+        drop_wh = min(drop_wh, float(r.register_wh[j]))
+        r.register_wh[j] -= drop_wh
+        r.guard(j - 1, j + 1)
+        r.also.append(("meter_jump", (int(r.sent_ms[j]), int(r.sent_ms[j + 1]))))
+        return int(r.sent_ms[j - 1]), int(r.sent_ms[j])
     drop_wh = max(float(rng.uniform(500.0, 5000.0)), step_wh + 200.0, 30.0 * resolution_wh)
     if rng.random() < 0.4 or drop_wh > 0.9 * before_wh:
         drop_wh = before_wh + float(rng.uniform(0.0, 1.0)) * step_wh  # restarts near zero
@@ -96,34 +146,28 @@ def meter_backwards(r: Readings, resolution_wh: int, rng: np.random.Generator) -
     return int(r.sent_ms[j - 1]), int(r.sent_ms[j])
 
 
-# A jump is kept under JUMP_CLEAR_UNDER or over JUMP_CLEAR_OVER of the session's energy, clear
-# of meter_mismatch's 15 % either way (``meter_jump``).
-JUMP_CLEAR_UNDER = 0.10
-JUMP_CLEAR_OVER = 0.25
-
-
-def jump_kept_wh(r: Readings) -> float:
-    """How much more the register counted over the session than the energy that flowed."""
-    return float(r.register_wh[-1] - r.register_wh[0]) - float(r.energy_wh[-1] - r.energy_wh[0])
-
-
 def meter_jump(r: Readings, capacity_w: float, rng: np.random.Generator) -> Window | None:
-    """The register leaps by several times what the connector could deliver in that interval."""
+    """The register leaps by several times what the connector could deliver in that interval,
+    and keeps the leap or, in one reading only (``SINGLE_READING_P``), falls back at the next:
+    a fall too."""
     j = _step_index(r, rng)
     if j is None:
         return None
     possible_wh = capacity_w * float(r.t_s[j] - r.t_s[j - 1]) / 3600.0
     jump_wh = max(3.0 * possible_wh, 2000.0) * float(rng.uniform(1.0, 3.0))
-    # the register keeps the jump, so the session is billed by it: over 15 % of its energy it
-    # is a meter_mismatch too (``jump_kept_wh``, labelled so). Within a few points of 15 % that
-    # is a coin flip against the power integral's own doubt: such a jump is made clearly larger
+    # the register counts the jump (read as a counter, whether it keeps it or falls back), so
+    # over 15 % of the session's energy it is a meter_mismatch too (``counted_extra_wh``,
+    # labelled so); near 15 % it is made clearly larger
     session_wh = float(r.energy_wh[-1] - r.energy_wh[0])
-    if JUMP_CLEAR_UNDER * session_wh < jump_wh < JUMP_CLEAR_OVER * session_wh:
-        jump_wh = JUMP_CLEAR_OVER * session_wh
-    if rng.random() < 0.25:  # a flipped bit
-        jump_wh = float(2 ** math.ceil(math.log2(jump_wh)))
-    r.register_wh[j:] += jump_wh
-    r.guard(j - 1, j)
+    flipped = bool(rng.random() < 0.25)  # a flipped bit: a power of two
+    jump_wh = _clear_of_mismatch(jump_wh, session_wh, power_of_two=flipped)
+    if rng.random() < SINGLE_READING_P:  # in one reading only: the next falls back
+        r.register_wh[j] += jump_wh
+        r.guard(j - 1, j + 1)
+        r.also.append(("meter_backwards", (int(r.sent_ms[j]), int(r.sent_ms[j + 1]))))
+    else:
+        r.register_wh[j:] += jump_wh
+        r.guard(j - 1, j)
     return int(r.sent_ms[j - 1]), int(r.sent_ms[j])
 
 

@@ -103,10 +103,8 @@ class StationSensors:
         return [int(v) for v in shown.tolist()]
 
     def idle(self, register_wh: float, count: int) -> dict[str, list[Any]]:
-        columns: dict[str, list[Any]] = {
-            "energy_wh": self.register(np.full(count, register_wh)),
-            "power_w": [0.0] * count,
-        }
+        columns: dict[str, list[Any]] = {"energy_wh": self.register(np.full(count, register_wh))}
+        columns["power_w" if self.station.reports_power else "current_a"] = [0.0] * count
         if not self.station.is_dc:
             columns["voltage_v"] = self._grid_voltage(count).tolist()
         return columns
@@ -152,6 +150,8 @@ class StationSensors:
             "current_a": np.round(current_a, 2).tolist(),
             "voltage_v": np.round(volts, 1).tolist(),
         }
+        if not st.reports_power:  # current and voltage only (a station's configuration)
+            del columns["power_w"]
         if st.reports_soc:
             whole: list[int | None] = np.round(soc_pct).astype(np.int64).tolist()
             columns["soc_pct"] = whole if soc_as_is else reported_soc(soc_pct, rng)

@@ -18,7 +18,7 @@ from chargewatch.kinds import AnomalyKind
 
 from .events import EventBuffer, encode_readings, format_ts_ms, format_ts_ms_array
 from .fleet import StationSpec
-from .inject import Readings, Window, drop_single_samples, jump_kept_wh
+from .inject import Readings, Window, counted_extra_wh, drop_single_samples
 from .injectors import INJECTORS, Label, SessionCharge, SessionSpan
 from .link import upload_late
 from .physics import (
@@ -135,13 +135,17 @@ class StationRun:
     def _label_session(
         self, s: SessionPlan, r: Readings, window: Window, whole: tuple[int, int]
     ) -> None:
-        """The session's label (``window``), and meter_mismatch too over the ``whole`` session
-        for a jump the register keeps beyond 15 % of the energy: the session is billed by it
-        (CONTRACTS.md section 3 on the register's energy)."""
+        """The session's label (``window``), the other kinds its fault shows as
+        (``Readings.also``), and meter_mismatch over the ``whole`` session where the register,
+        read as a counter, counted more than 15 % beyond what flowed (a jump it keeps, a leap
+        or a fall of one reading: ``counted_extra_wh``)."""
         assert s.anomaly is not None
         self._label(s.anomaly, s.session_id, s.connector, window)
+        for kind, where in r.also:
+            self._label(AnomalyKind(kind), s.session_id, s.connector, where)
         session_wh = float(r.energy_wh[-1] - r.energy_wh[0])
-        if s.anomaly == AnomalyKind.METER_JUMP and jump_kept_wh(r) > 0.15 * session_wh:
+        register_fault = s.anomaly in (AnomalyKind.METER_JUMP, AnomalyKind.METER_BACKWARDS)
+        if register_fault and counted_extra_wh(r) > 0.15 * session_wh:
             self._label(AnomalyKind.METER_MISMATCH, s.session_id, s.connector, whole)
 
     def _stamp(self, ms: Any) -> Any:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from simulator import SimulationConfig, simulate
+from tests.simulator.power import fill_power
 
 START = "2026-11-23T00:00:00+00:00"
 
@@ -64,6 +65,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     )
     simulate(config, folder / "events.jsonl", folder / "labels.jsonl")
     events = [orjson.loads(line) for line in (folder / "events.jsonl").read_bytes().splitlines()]
+    fill_power(events)  # stations that send current and voltage instead of power
     labels = [orjson.loads(line) for line in (folder / "labels.jsonl").read_bytes().splitlines()]
     return Fleet(events, labels)
 
