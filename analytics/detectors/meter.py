@@ -528,8 +528,9 @@ class MeterStuck(BaseDetector):
         self.min_missing_resolutions = min_missing_resolutions
 
     def _flat(self, prep: Prepared) -> BoolArray:
-        """Steps at power over which the register held: its last value at or before the
-        step's start is its next value at or after the step's end. A station that sends the
+        """Steps at power over which the register held, and the steps after them over which it
+        held on: its last value at or before the step's start is its next value at or after
+        the step's end. A station that sends the
         register in some readings only (every third, with power in all: OCPP sampled values
         of two configurations) shows a frozen register over every step between two equal
         values; taking only steps with a value at both ends, a register frozen for 17 min at
@@ -538,7 +539,16 @@ class MeterStuck(BaseDetector):
         p = prep.power_w
         flowing = (p[:, 1:] >= self.min_power_w) & (p[:, :-1] >= self.min_power_w)
         held = prep.energy_ff_wh[:, :-1] == backward_fill(prep.energy_wh)[:, 1:]
-        return np.asarray(held & flowing)
+        # ... and the steps after them while the register still holds, power or none: a meter
+        # polled at least once a minute shows what flowed at its next poll, so a register that
+        # owes the energy of its flowing steps and holds on after the car stopped drawing has
+        # stopped too (a register flat from 40 s before a DC car stopped at 49 kW to 5 min
+        # after, then +661 Wh at 0 W: an independently written fleet, field seed 5, missed as
+        # "two readings"). Only the flowing steps count energy not counted (``run_x``)
+        idx = np.arange(held.shape[1])
+        last_break = np.maximum.accumulate(np.where(~held, idx, -1), axis=1)
+        last_flow = np.maximum.accumulate(np.where(held & flowing, idx, -1), axis=1)
+        return np.asarray(held & (last_flow > last_break))
 
     def run_x(self, prep: Prepared, flat: BoolArray) -> FloatArray:
         """Per step, how far the run of ``flat`` steps so far meets the thresholds (1: all of
@@ -658,14 +668,16 @@ class MeterStuck(BaseDetector):
         value = pick(prep.energy_ff_wh, first)
         duration = pick(run.total, at)
         missing = pick(r_wh.total, at)
-        mean_power = missing * 3600.0 / np.where(duration > 0, duration, np.nan)
+        idx = np.arange(p.shape[1])
+        within = (idx >= first[:, None]) & (idx <= (at + 1)[:, None])
+        peak_power = row_max(np.where(within, p, np.nan))
         n_readings = pick(run.length, at) + 1
 
         def describe(rows: IntArray) -> list[str]:
             return [
                 f"register flat at {fmt_kwh(value[i])} for {fmt_min(duration[i])} "
-                f"({int(n_readings[i])} readings) while power was "
-                f"{fmt_kw(mean_power[i])}: {fmt_kwh(missing[i])} not counted"
+                f"({int(n_readings[i])} readings) while the power readings show "
+                f"{fmt_kwh(missing[i])} flowing (up to {fmt_kw(peak_power[i])}): not counted"
                 for i in rows
             ]
 
