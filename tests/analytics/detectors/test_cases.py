@@ -287,6 +287,27 @@ def normal_register_polled_every_minute_catching_up_after_the_stop() -> list[Spe
     return _register_holds_after_the_car_stopped(40.0)
 
 
+def meter_mismatch_power_in_kw_register_in_kwh() -> list[Spec]:
+    # a DC station sending power in kW in the W field (39 for 39 kW) and its register in whole
+    # kWh, a car of 30 kWh climbing 2 % a minute: the register counts what the SoC shows, the
+    # power is the witness that is wrong. Its steps read "SoC rose 2 % in 60 s on at most
+    # 0.000 kWh" (town fleet seed 6, TF-0159-1-006, 3 such sessions)
+    t = minutes(40)
+    p = np.full(t.size, 39_000.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=50_000.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    soc = np.floor(11.0 + (e - e[0]) / 30_000.0 * 100.0 * 0.93)
+    return [
+        with_(
+            spec,
+            energy_wh=list(np.floor(e / 1000.0) * 1000.0),
+            power_w=list(p / 1000.0),
+            soc_pct=list(soc),
+        )
+    ]
+
+
 def normal_current_only_three_phases() -> list[Spec]:
     return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
 
@@ -804,6 +825,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ),
     ("current, no power: three phases", normal_current_only_three_phases, set()),
     ("current, no power: register frozen 30 min", meter_stuck_current_only, {"meter_stuck"}),
+    (
+        "power in kW, register in whole kWh, SoC climbing with the register",
+        meter_mismatch_power_in_kw_register_in_kwh,
+        {"meter_mismatch"},
+    ),
     (
         "register holds on 5 min after the car stopped",
         meter_stuck_holding_on_after_the_car_stopped,
