@@ -772,7 +772,72 @@ def _delivered_late(
             np.fmax(ahead[:, lag:], later, out=ahead[:, lag:])
         # measured after the readings it is out of order with
         against |= col > ahead + rounding[:, None]
-    return np.asarray(evidence | _short_late_runs(disorder, near & ~against))
+    excusable = near & ~against & ~_stream_follows_the_run(disorder, t, valid, interval_ns)
+    return np.asarray(evidence | _short_late_runs(disorder, excusable))
+
+
+# How closely a stream's next reading keeps its sampling interval: a tenth of it, and a few
+# seconds of jitter. A triggered reading (a status change) may fall anywhere, so the test below
+# asks both that the next reading keeps the interval from the run and that it is well off the
+# interval (a quarter of it) from the reading before the run.
+STREAM_KEEPS_INTERVAL = 0.1
+STREAM_JITTER_S = 2.0
+STREAM_OFF_INTERVAL = 0.25
+
+
+def _stream_follows_the_run(
+    disorder: BoolArray, t: IntArray, valid: BoolArray, interval_ns: FloatArray
+) -> BoolArray:
+    """Per reading of a run of ``disorder`` readings (in arrival order): the reading that
+    arrived next goes on one sampling interval (``interval_ns``) after the run's last stamp,
+    not one after the latest stamp before the run. A reading delivered late leaves the
+    stream's timing as it was; a clock stepped back carries it on from its wrong time. A home
+    charger sampling every 5 min stepped 9.7 min back: 22:26:24, then 22:21:40, then 22:26:40
+    and on every 5 min from there, its register flat (the car done): read as one reading
+    delivered 4.7 min late (town fleet seeds 3-7, 5 such clocks, 9.7-39 min back)."""
+    out = np.zeros(disorder.shape, dtype=bool)
+    begins, label, count = run_labels(disorder)
+    if count == 0:
+        return out
+    k, m = disorder.shape
+    stamps = np.where(valid, t, _INT_MIN)
+    latest = np.maximum.accumulate(stamps, axis=1)  # the latest stamp arrived so far
+    rows, first = np.nonzero(begins)
+    ends = disorder & ~np.concatenate((disorder[:, 1:], np.zeros((k, 1), dtype=bool)), axis=1)
+    last = np.nonzero(ends)[1]  # runs in the same order as their beginnings
+    after = last + 1
+    has_next = (first > 0) & (after < m)
+    rows, first, last, after = rows[has_next], first[has_next], last[has_next], after[has_next]
+    nxt = t[rows, after]
+    ok = valid[rows, after] & valid[rows, last] & (latest[rows, first - 1] != _INT_MIN)
+    # the interval in arrival order: in time order a clock stepped back interleaves its
+    # readings with the ones before (15 min sampling read as 12)
+    # (only the rows with a run)
+    arrival_iv = np.full(k, np.nan)
+    judged = np.unique(rows)
+    part = stamps[judged]
+    steps = np.diff(part, axis=1).astype(np.float64)
+    steps[(part[:, 1:] == _INT_MIN) | (part[:, :-1] == _INT_MIN) | (steps <= 0)] = np.nan
+    some = np.isfinite(steps).any(axis=1)
+    if some.any():
+        arrival_iv[judged[some]] = np.nanmedian(steps[some], axis=1)
+    iv = np.where(np.isfinite(arrival_iv[rows]), arrival_iv[rows], interval_ns[rows])
+    from_run = (nxt - t[rows, last]).astype(np.float64)
+    from_before = (nxt - latest[rows, first - 1]).astype(np.float64)
+    keeps = np.abs(from_run - iv) <= STREAM_KEEPS_INTERVAL * iv + STREAM_JITTER_S * NS_PER_S
+    off = np.abs(from_before - iv) > STREAM_OFF_INTERVAL * iv
+    # ... told apart only where the stamps are much finer than the interval (whole minutes on
+    # a station sampling every minute put two readings in one minute and none in the next: a
+    # reading delivered a minute late read as a stepped clock, first fleet seed 351, 81375)
+    res_ns = np.full(k, np.inf)
+    res_ns[judged] = time_resolution_s(t[judged], valid[judged]) * NS_PER_S
+    fine = res_ns[rows] <= STREAM_KEEPS_INTERVAL * iv
+    follows = ok & keeps & off & fine & np.isfinite(iv)
+    which = label[rows, first]
+    stepped = np.zeros(count, dtype=bool)
+    stepped[which[follows]] = True
+    out[disorder] = stepped[label[disorder]]
+    return out
 
 
 # Readings out of order together, at most this many in a row, may all have come late: a retried

@@ -339,3 +339,52 @@ def test_a_clock_ahead_just_before_the_stop_is_set_aside() -> None:
     results = _results([spec])
     flagged = {k for k, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
     assert flagged == {"clock_fault"}, flagged
+
+
+def clock_stepped_back_ten_minutes_every_five(step_back_min: float) -> Spec:
+    # town fleet seed 7, TF-0042-1-001: 7.4 kW AC read every 5 min in whole seconds, the car
+    # full at 65 min (0 W, the register flat, SuspendedEV); at 130 min the clock steps back
+    # ``step_back_min`` and the readings go on every 5 min from there
+    true_t = np.arange(24.0, 240 * MIN, 5 * MIN)
+    p = np.where(true_t < 65 * MIN, 7_400.0, 0.0)
+    spec = from_power(true_t, p, offered_w=7_400.0)
+    stamps = np.where(true_t > 130 * MIN, true_t - step_back_min * MIN, true_t)
+    status = np.where(p > 0, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    return with_(
+        spec,
+        t_s=list(stamps),
+        arrival=list(range(true_t.size)),
+        status=[int(v) for v in status],
+        stop_s=float(true_t[-1]) + 60.0,
+    )
+
+
+def test_a_clock_stepped_back_that_the_stream_goes_on_from_is_a_clock_fault() -> None:
+    # one reading lands behind the last one, 4.7 min: as far back as a reading delivered late
+    # could be; but the next reading comes 5 min after it, 16 s after the last one before it,
+    # and so on: the stream goes on from the wrong clock (9.7 min back; 24 min for a second
+    # session, two readings behind)
+    results = _results(
+        [
+            clock_stepped_back_ten_minutes_every_five(9.7),
+            clock_stepped_back_ten_minutes_every_five(24.0),
+        ]
+    )
+    assert results["clock_fault"].flagged.all(), results["clock_fault"].reason  # type: ignore[attr-defined]
+
+
+def reading_delivered_late_every_five_minutes_stream_on_time() -> Spec:
+    # the same station, one reading retried and landing after the next: the stream goes on
+    # 5 min after the latest reading, as it was
+    true_t = np.arange(24.0, 240 * MIN, 5 * MIN)
+    p = np.where(true_t < 65 * MIN, 7_400.0, 0.0)
+    spec = from_power(true_t, p, offered_w=7_400.0)
+    arrival = np.arange(true_t.size)
+    arrival[26], arrival[27] = 27, 26
+    status = np.where(p > 0, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    return with_(spec, arrival=list(arrival), status=[int(v) for v in status])
+
+
+def test_a_reading_delivered_late_with_the_stream_on_time_is_no_clock_fault() -> None:
+    results = _results([reading_delivered_late_every_five_minutes_stream_on_time()])
+    assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
