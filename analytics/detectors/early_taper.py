@@ -248,16 +248,18 @@ def default_band() -> FloatArray:
     return np.tile(np.concatenate((DC_CURVE_FLOOR, AC_TO_GO_FLOOR)), (N_CLASSES, 1))
 
 
-def _ac_power_from_current(prep: Prepared, rated: FloatArray) -> Prepared:
-    """``prep`` with the AC rows that report current but no power given each reading's current
-    times its voltage as its power (``power_from_current``). Whether the current is per phase
-    or the phases' sum is unknown, so the figure may be a third of the power; but on AC
-    the voltage holds within a few per cent, so within a row power goes as current, and the
+def _power_from_current(prep: Prepared) -> Prepared:
+    """``prep`` with the rows that report current but no power given each reading's current
+    times its voltage as its power (``power_from_current``). On AC, whether the current is per
+    phase or the phases' sum is unknown, so the figure may be a third of the power; but the
+    voltage holds within a few per cent, so within a row power goes as current, and the
     judgement compares a row's power with its own level (an AC station sending only
     ``Current.Import``: a derate from 16 A to 7.3 A under an unchanged 16 A offer, held 4 h,
-    was "no charging power reported"; town fleet seeds 1-6, 16 such labels missed)."""
-    ac = (rated <= AC_MAX_W) | (np.isnan(rated) & (prep.max_offered_w <= AC_MAX_W))
-    return power_from_current(prep, ac)[0]
+    was "no charging power reported"; town fleet seeds 1-6, 16 such labels missed). On DC the
+    product is the power itself. Every such row, then: a station that declares no rating and
+    sends no offer was left out as "not AC" (town fleet seeds 4 and 7: two wallboxes derated
+    to 0.44-0.48 of 16 A, "fewer than 3 power readings")."""
+    return power_from_current(prep)[0]
 
 
 class EarlyTaper(BaseDetector):
@@ -701,7 +703,7 @@ class EarlyTaper(BaseDetector):
         prep = _charged_soc(reported)
         n = batch.n_sessions
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-        prep = _ac_power_from_current(prep, rated)
+        prep = _power_from_current(prep)
         resolution = soc_resolution_pct(reported.soc_pct, ~np.isnan(reported.soc_pct))
         battery_wh = battery_at_least_wh(prep, resolution)
         prep = _soc_after_reports_end(prep, battery_wh)

@@ -308,6 +308,26 @@ def meter_mismatch_power_in_kw_register_in_kwh() -> list[Spec]:
     ]
 
 
+def early_taper_current_only_no_rating_no_offer() -> list[Spec]:
+    # a home wallbox sending current and voltage only, no offer, no rating declared: 16 A,
+    # then 7.6 A from 60 min for the rest of 4 h (a wallbox's thermal derating; town fleet seed
+    # 7, TF-0067-1-001: "fewer than 3 power readings", the station taken for not AC)
+    t = minutes(240)
+    amps = np.where(t < 60 * MIN, 16.0, 7.6)
+    amps[0] = 0.0
+    volts = np.full(t.size, 230.0)
+    spec = from_power(t, amps * volts, offered_w=0.0)
+    return [
+        with_(
+            spec,
+            power_w=None,
+            offered_w=None,
+            current_a=list(amps),
+            voltage_v=list(volts),
+        )
+    ]
+
+
 def normal_current_only_three_phases() -> list[Spec]:
     return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
 
@@ -825,6 +845,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ),
     ("current, no power: three phases", normal_current_only_three_phases, set()),
     ("current, no power: register frozen 30 min", meter_stuck_current_only, {"meter_stuck"}),
+    (
+        "current, no power, no offer, no rating: derated to under half",
+        early_taper_current_only_no_rating_no_offer,
+        {"early_taper"},
+    ),
     (
         "power in kW, register in whole kWh, SoC climbing with the register",
         meter_mismatch_power_in_kw_register_in_kwh,
