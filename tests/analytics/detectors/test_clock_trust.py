@@ -388,3 +388,24 @@ def reading_delivered_late_every_five_minutes_stream_on_time() -> Spec:
 def test_a_reading_delivered_late_with_the_stream_on_time_is_no_clock_fault() -> None:
     results = _results([reading_delivered_late_every_five_minutes_stream_on_time()])
     assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
+
+
+def one_reading_early_two_late_at_a_flat_soc() -> Spec:
+    # 45 kW DC read every 10 s, SoC in whole percent (67 % throughout these readings), the
+    # register in every fourth reading only: the reading of 13:19:56 arrives before those of
+    # 13:19:36 and 13:19:46 (outside fleet seed 20, 3473d648: read as a clock 20 s ahead, the
+    # SoC that did not move taken for evidence)
+    t = np.arange(0.0, 10 * MIN + 1e-9, 10.0)
+    spec = from_power(t, np.full(t.size, 45_000.0), offered_w=150_000.0)
+    e = np.asarray(spec.energy_wh, dtype=float)
+    e[np.arange(t.size) % 4 != 0] = np.nan
+    soc = np.floor(60.0 + t / 60.0)
+    soc[20:24] = 63.0  # the four readings around the swap, within one percent
+    arrival = np.arange(t.size)
+    arrival[23], arrival[21], arrival[22] = 21, 22, 23
+    return with_(spec, arrival=list(arrival), energy_wh=list(e), soc_pct=list(soc), session_id="S9")
+
+
+def test_one_reading_early_two_late_at_a_flat_soc_is_no_clock_fault() -> None:
+    results = _results([one_reading_early_two_late_at_a_flat_soc()])
+    assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
