@@ -861,11 +861,75 @@ def _stream_follows_the_run(
     res_ns[judged] = time_resolution_s(t[judged], valid[judged]) * NS_PER_S
     fine = res_ns[rows] <= STREAM_KEEPS_INTERVAL * iv
     follows = ok & keeps & off & fine & np.isfinite(iv)
+    # ... or, on a station sampling every minute or less often, the readings after the run keep
+    # its phase in the sampling grid and those before it kept another: a stepped clock moves
+    # the grid, a late delivery leaves it (a reading missing after the run, the next one came
+    # two intervals on: town fleet seed 8, a clock 11.7 min back on a 15 min grid)
+    phased = fine & np.isfinite(iv) & (iv >= PHASE_MIN_INTERVAL_S * NS_PER_S)
+    if phased.any():
+        follows |= phased & _grid_moved(
+            t, valid, disorder, rows, first, last, np.where(phased, iv, np.nan)
+        )
     which = label[rows, first]
     stepped = np.zeros(count, dtype=bool)
     stepped[which[follows]] = True
     out[disorder] = stepped[label[disorder]]
     return out
+
+
+# The sampling grid's phase (a stamp modulo the interval) is read from PHASE_READINGS readings
+# on each side of a run, on stations sampling every PHASE_MIN_INTERVAL_S or less often (faster,
+# a clock stepped back puts many readings behind and is told by their number): readings agree
+# within PHASE_AGREE of the interval (and 2 s), and a grid moved by more than PHASE_MOVED of
+# it (and 4 times the agreement) is another grid.
+PHASE_READINGS = 3
+PHASE_MIN_INTERVAL_S = 60.0
+PHASE_AGREE = 0.01
+PHASE_MOVED = 0.05
+
+
+def _phase_gap(a: FloatArray, b: FloatArray, iv: FloatArray) -> FloatArray:
+    """How far apart two phases in a grid of ``iv`` are, the short way round."""
+    d = np.abs(np.mod(a - b, iv))
+    return np.asarray(np.fmin(d, iv - d))
+
+
+def _grid_moved(
+    t: IntArray,
+    valid: BoolArray,
+    disorder: BoolArray,
+    rows: IntArray,
+    first: IntArray,
+    last: IntArray,
+    iv: FloatArray,
+) -> BoolArray:
+    """Per run (``rows``, ``first``, ``last`` in arrival order): the ``PHASE_READINGS`` valid
+    readings before it share one phase, the run's last reading and the ones after it
+    (``PHASE_READINGS``, in order) share another, and the two lie ``PHASE_MOVED`` apart."""
+    m = t.shape[1]
+    agree = np.fmax(PHASE_AGREE * iv, 2.0 * NS_PER_S)
+    moved = np.fmax(PHASE_MOVED * iv, 4.0 * agree)
+    run_phase = np.mod(t[rows, last].astype(np.float64), iv)
+    ok = np.isfinite(iv)
+    befores = []
+    for j in range(1, PHASE_READINGS + 1):  # the readings just before the run
+        at = first - j
+        inside = at >= 0
+        ok &= inside
+        at = np.maximum(at, 0)
+        ok &= valid[rows, at] & ~disorder[rows, at]
+        befores.append(np.mod(t[rows, at].astype(np.float64), iv))
+    before_phase = befores[0]
+    for phase in befores[1:]:
+        ok &= _phase_gap(phase, before_phase, iv) <= agree
+    for j in range(1, PHASE_READINGS + 1):  # the readings just after it
+        at = last + j
+        inside = at < m
+        ok &= inside
+        at = np.minimum(at, m - 1)
+        ok &= valid[rows, at] & ~disorder[rows, at]
+        ok &= _phase_gap(np.mod(t[rows, at].astype(np.float64), iv), run_phase, iv) <= agree
+    return np.asarray(ok & (_phase_gap(run_phase, before_phase, iv) > moved))
 
 
 # Readings out of order together, at most this many in a row, may all have come late: a retried

@@ -409,3 +409,31 @@ def one_reading_early_two_late_at_a_flat_soc() -> Spec:
 def test_one_reading_early_two_late_at_a_flat_soc_is_no_clock_fault() -> None:
     results = _results([one_reading_early_two_late_at_a_flat_soc()])
     assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
+
+
+def clock_stepped_back_on_a_quarter_hour_grid_a_reading_lost() -> Spec:
+    # town fleet seed 8, TF-0015-1-001: an AC station read on the quarter hour, power
+    # and register; the car stops at 60 min; at 90 min the clock steps back 26.7 min, and
+    # the reading after the first wrong one is lost, so the next comes two intervals on, on
+    # the moved grid (14:30:00, then 14:18:19, 14:48:19, 15:03:19, ...)
+    true_t = np.arange(0.0, 240 * MIN, 15 * MIN)
+    p = np.where(true_t < 60 * MIN, 2_300.0, 0.0)
+    spec = from_power(true_t, p, offered_w=3_700.0)
+    stamps = np.where(true_t > 90 * MIN, true_t - 26.7 * MIN, true_t)
+    keep = np.arange(true_t.size) != 8  # the reading after the first wrong one is lost
+    status = np.where(p > 0, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    return with_(
+        spec,
+        t_s=list(stamps[keep]),
+        energy_wh=list(np.asarray(spec.energy_wh)[keep]),
+        power_w=list(p[keep]),
+        offered_w=list(np.asarray(spec.offered_w)[keep]),
+        status=[int(v) for v in status[keep]],
+        arrival=list(range(int(keep.sum()))),
+        stop_s=float(true_t[-1]) + 60.0,
+    )
+
+
+def test_a_clock_that_moved_the_sampling_grid_is_a_clock_fault() -> None:
+    results = _results([clock_stepped_back_on_a_quarter_hour_grid_a_reading_lost()])
+    assert results["clock_fault"].flagged[0], results["clock_fault"].reason  # type: ignore[attr-defined]
