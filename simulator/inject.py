@@ -226,9 +226,34 @@ def data_gap(r: Readings, interval_s: int, rng: np.random.Generator) -> Window |
     return int(r.sent_ms[i]), int(r.sent_ms[j])
 
 
-def clock_fault(r: Readings, start_ms: int, rng: np.random.Generator) -> Window | None:
+# Share of clock faults that step the clock back by a little more than one sampling interval
+# for the rest of the session (a clock set from a wrong source): one reading lands behind the
+# last, as far back as a reading delivered late could be, and the stream goes on from there.
+CLOCK_STEP_P = 0.2
+
+
+def clock_fault(
+    r: Readings,
+    start_ms: int,
+    rng: np.random.Generator,
+    interval_s: float = 0.0,
+    stamp_unit_ms: int = 1,
+) -> Window | None:
     """A stretch of readings stamped by a wrong clock: 1970 after a reboot, years ahead, or
-    earlier than the readings before it (out of order, sometimes before the session start)."""
+    earlier than the readings before it (out of order, sometimes before the session start);
+    or (``CLOCK_STEP_P``) every reading from one on stamped 1.3-1.7 sampling intervals
+    (``interval_s``; 20 s more than one at least) back, where the stamps are fine enough to
+    show it (``stamp_unit_ms``: a tenth of the interval at most)."""
+    if interval_s > 0 and stamp_unit_ms <= 100 * interval_s and rng.random() < CLOCK_STEP_P:
+        steps = np.flatnonzero(r.periodic[2:-3]) + 2  # periodic readings with some after them
+        if steps.size:
+            i = int(rng.choice(steps))
+            # behind the last reading by a third to two thirds of an interval, and by 20 s at
+            # least: four times the few seconds two neighbours' stamps may swap by
+            behind_s = max(float(rng.uniform(0.3, 0.7)) * interval_s, 20.0)
+            r.ts_ms[i:] -= int((interval_s + behind_s) * 1000.0)
+            r.guard(i - 1, i + 2)
+            return int(r.sent_ms[i]), int(r.sent_ms[-1])
     length = int(rng.integers(3, 11))
     runs = np.flatnonzero(
         np.convolve(r.periodic.astype(np.int64), np.ones(length, np.int64), "valid") == length

@@ -28,7 +28,8 @@ class DataGap(Injector):
 
 
 class ClockFault(Injector):
-    """A stretch of readings stamped by a wrong clock: 1970, years ahead, or set back."""
+    """A stretch of readings stamped by a wrong clock: 1970, years ahead, or set back; or a
+    clock stepped back a little for the rest of the session."""
 
     kind = AnomalyKind.CLOCK_FAULT
 
@@ -36,4 +37,5 @@ class ClockFault(Injector):
         return np.asarray(fleet.min_duration_ms >= 1000 * np.maximum(16 * fleet.interval_s, 600.0))
 
     def inject(self, charge: SessionCharge, r: Readings, rng: np.random.Generator) -> Window | None:
-        return clock_fault(r, charge.start_ms, rng)
+        st = charge.station
+        return clock_fault(r, charge.start_ms, rng, st.interval_s, st.stamp_unit_ms)
