@@ -119,16 +119,26 @@ def smallest_rise(steps: FloatArray) -> FloatArray:
 REGISTER_UNITS_WH = (10.0, 100.0, 1_000.0)
 
 
+# A corrupt reading (a flipped bit, a value half-written) is no whole multiple of anything:
+# up to one value in REGISTER_UNIT_OUTLIERS (none below that many) may miss the unit. A
+# register counting single Wh shows a whole kWh one time in a thousand, so the rest still say
+# which unit it counts in (a 1 kWh register with one reading 65536 Wh high read as counting
+# single Wh, and 123 Wh not counted over 6 min as stuck: town fleet seed 8, TF-0156-3-001).
+REGISTER_UNIT_OUTLIERS = 20
+
+
 def register_unit_wh(energy_wh: FloatArray) -> FloatArray:
     """Per row of register values ``(n, m)`` (NaN where not read), the coarsest of
-    ``REGISTER_UNITS_WH`` that every value is a whole multiple of; 1 Wh where none is, or
-    nothing was read."""
+    ``REGISTER_UNITS_WH`` that every value is a whole multiple of, but one in
+    ``REGISTER_UNIT_OUTLIERS``; 1 Wh where none is, or nothing was read."""
     read = ~np.isnan(energy_wh)
+    n_read = read.sum(axis=1)
+    spare = n_read // REGISTER_UNIT_OUTLIERS
     unit = np.ones(energy_wh.shape[0])
     for step in REGISTER_UNITS_WH:  # finest first: the coarsest whole unit wins
         # kWh decimals times 1000 may miss a whole number by a rounding error: 1 mWh of slack
         off = np.abs(energy_wh - step * np.round(energy_wh / step))
-        whole = ~np.any(read & (off > 1e-3), axis=1) & read.any(axis=1)
+        whole = ((read & (off > 1e-3)).sum(axis=1) <= spare) & (n_read > 0)
         unit[whole] = step
     return unit
 

@@ -328,6 +328,21 @@ def early_taper_current_only_no_rating_no_offer() -> list[Spec]:
     ]
 
 
+def meter_spike_on_a_kwh_register_as_the_car_winds_down() -> list[Spec]:
+    # a register in whole kWh, 11 kW read every minute for 2 h, one reading 65,536 Wh high
+    # (a bit flipped); then the car draws 5.5 kW and 2.8 kW for 3 min each and stops, the
+    # register in its kWh holding over those 0.4 kWh. The spike read every value as counted
+    # in single Wh, and the wind-down as stuck (town fleet seed 8, TF-0156-3-001)
+    t = minutes(180)
+    p = np.select([t < 120 * MIN, t < 123 * MIN, t < 126 * MIN], [11_000.0, 5_500.0, 2_750.0], 0.0)
+    p[0] = 0.0
+    status = np.where(p > 0, int(StatusCode.CHARGING), int(StatusCode.SUSPENDED_EV))
+    spec = from_power(t, p, offered_w=11_000.0, status=status)
+    e = np.floor(np.asarray(spec.energy_wh, dtype=float) / 1000.0) * 1000.0
+    e[60] += 65_536.0
+    return [with_(spec, energy_wh=list(e))]
+
+
 def normal_current_only_three_phases() -> list[Spec]:
     return _current_only(phases=3.0, power_factor=0.99, scale=1.0)
 
@@ -845,6 +860,11 @@ CASES: list[tuple[str, Callable[[], list[Spec]], set[str]]] = [
     ),
     ("current, no power: three phases", normal_current_only_three_phases, set()),
     ("current, no power: register frozen 30 min", meter_stuck_current_only, {"meter_stuck"}),
+    (
+        "a kWh register with one reading 65,536 Wh high, the car winding down",
+        meter_spike_on_a_kwh_register_as_the_car_winds_down,
+        {"meter_jump", "meter_backwards", "meter_mismatch"},
+    ),
     (
         "current, no power, no offer, no rating: derated to under half",
         early_taper_current_only_no_rating_no_offer,
