@@ -248,20 +248,6 @@ def default_band() -> FloatArray:
     return np.tile(np.concatenate((DC_CURVE_FLOOR, AC_TO_GO_FLOOR)), (N_CLASSES, 1))
 
 
-def _power_from_current(prep: Prepared) -> Prepared:
-    """``prep`` with the rows that report current but no power given each reading's current
-    times its voltage as its power (``power_from_current``). On AC, whether the current is per
-    phase or the phases' sum is unknown, so the figure may be a third of the power; but the
-    voltage holds within a few per cent, so within a row power goes as current, and the
-    judgement compares a row's power with its own level (an AC station sending only
-    ``Current.Import``: a derate from 16 A to 7.3 A under an unchanged 16 A offer, held 4 h,
-    was "no charging power reported"; town fleet seeds 1-6, 16 such labels missed). On DC the
-    product is the power itself. Every such row, then: a station that declares no rating and
-    sends no offer was left out as "not AC" (town fleet seeds 4 and 7: two wallboxes derated
-    to 0.44-0.48 of 16 A, "fewer than 3 power readings")."""
-    return power_from_current(prep)[0]
-
-
 class EarlyTaper(BaseDetector):
     """Power well below what the car and charger should deliver at that point of the charge,
     sustained, with no lower offered power explaining it (see the comment above).
@@ -703,7 +689,13 @@ class EarlyTaper(BaseDetector):
         prep = _charged_soc(reported)
         n = batch.n_sessions
         rated = rated_power_w(prep, self.ratings_.lookup(batch.station_id))
-        prep = _power_from_current(prep)
+        # a station that sends current, not power: current x voltage (``power_from_current``).
+        # On AC the current may be one phase's, a third of the power; but within a row power
+        # goes as current, and the judgement compares a row's power with its own level (a
+        # derate from 16 A to 7.3 A under an unchanged 16 A offer, held 4 h, was "no charging
+        # power reported": town fleet seeds 1-6, 16 labels). On DC the product is the power
+        # itself, so every such row, rating or offer known or not (town fleet seeds 4 and 7)
+        prep = power_from_current(prep)[0]
         resolution = soc_resolution_pct(reported.soc_pct, ~np.isnan(reported.soc_pct))
         battery_wh = battery_at_least_wh(prep, resolution)
         prep = _soc_after_reports_end(prep, battery_wh)

@@ -9,7 +9,7 @@ integral of the power.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -1475,15 +1475,6 @@ CURRENT_PHASES = (1.0, 2.0, 3.0)
 CURRENT_MIN_POWER_FACTOR = 0.9
 
 
-def current_power_rows(prep: Prepared) -> BoolArray:
-    """Rows that report no power (fewer than ``MIN_READINGS`` values) but current and a
-    measured voltage on at least that many readings."""
-    has_power = (~np.isnan(prep.power_w)).sum(axis=1)
-    both = ~np.isnan(prep.current_a) & (prep.voltage_v > 0)
-    rows: BoolArray = (has_power < MIN_READINGS) & (both.sum(axis=1) >= MIN_READINGS)
-    return rows
-
-
 def phases_evidence(e_reg: FloatArray, e_one: FloatArray, allow_one: FloatArray) -> FloatArray:
     """How far the register ``e_reg`` is from every number of phases (``CURRENT_PHASES``):
     1 at the edge of the nearest one's band. ``e_one`` is the energy of one phase at power
@@ -1578,16 +1569,21 @@ class MeterMismatch(BaseDetector):
         # session stamped years ahead, ``within_sessions_meter_values``) is no step to compare
         every = np.arange(batch.n_sessions)
         allowed = np.where(within_sessions_meter_values(batch, every, prep), -np.inf, allowed)
-        b = energy_balance(
-            prep,
-            allowed,
-            sensor_offset_w=self.sensor_offset_w,
-            gap_intervals=self.gap_intervals,
-            gap_min_s=self.gap_min_s,
-            trapezoid_doubt=self.trapezoid_doubt,
-            max_relative=self.max_relative,
-            skip_first=first_reading_in_ramp(batch, prep),
-        )
+        skip_first = first_reading_in_ramp(batch, prep)
+
+        def balance(view: Prepared, rows: IntArray | slice) -> EnergyBalance:
+            return energy_balance(
+                view,
+                allowed[rows],
+                sensor_offset_w=self.sensor_offset_w,
+                gap_intervals=self.gap_intervals,
+                gap_min_s=self.gap_min_s,
+                trapezoid_doubt=self.trapezoid_doubt,
+                max_relative=self.max_relative,
+                skip_first=skip_first[rows],
+            )
+
+        b = balance(prep, slice(None))
         steady_share = b.steady_share if b.steady_share is not None else np.ones(batch.n_sessions)
         steady_only = (
             b.steady_only if b.steady_only is not None else np.zeros(batch.n_sessions, bool)
@@ -1615,34 +1611,20 @@ class MeterMismatch(BaseDetector):
             compared_by_meter_values[by_meter_values] = mv.n_spans > 0
         # readings with current and voltage but no power: one phase's power at power factor 1
         # in its place, and the register judged against one, two and three phases
-        by_current = np.flatnonzero(current_power_rows(prep) & ~compared_by_meter_values)
+        # (a measured voltage only: mains differ by more than the 15 % compared)
+        by_phase, judged = power_from_current(prep, ~compared_by_meter_values, default_v=np.nan)
+        by_current = np.flatnonzero(judged)
         if by_current.size:
-            sub = take_rows(prep, by_current)
-            one_phase_w = sub.current_a * np.where(sub.voltage_v > 0, sub.voltage_v, np.nan)
-            sub = replace(sub, power_w=one_phase_w, peak_power_w=row_max(one_phase_w))
-            one = energy_balance(
-                sub,
-                allowed[by_current],
-                sensor_offset_w=self.sensor_offset_w,
-                gap_intervals=self.gap_intervals,
-                gap_min_s=self.gap_min_s,
-                trapezoid_doubt=self.trapezoid_doubt,
-                max_relative=self.max_relative,
-                skip_first=first_reading_in_ramp(batch, prep)[by_current],
-            )
+            one = balance(take_rows(by_phase, by_current), by_current)
             for name in ("register_wh", "power_wh", "bound_wh", "n_spans"):
                 getattr(b, name)[by_current] = getattr(one, name)
             steady_only[by_current] = one.steady_only if one.steady_only is not None else False
             if one.steady_share is not None:
                 steady_share[by_current] = one.steady_share
         e_reg, e_pow = b.register_wh, b.power_wh
-        apart = np.abs(e_reg - e_pow)
-        x = apart / np.maximum(self.max_relative * e_pow, b.bound_wh)
-        if by_current.size:
-            allow = np.maximum(self.max_relative * e_pow, b.bound_wh)[by_current]
-            x[by_current] = phases_evidence(e_reg[by_current], e_pow[by_current], allow)
-        from_current = np.zeros(batch.n_sessions, dtype=bool)
-        from_current[by_current] = True
+        allow = np.maximum(self.max_relative * e_pow, b.bound_wh)
+        x = np.abs(e_reg - e_pow) / allow
+        x[judged] = phases_evidence(e_reg[judged], e_pow[judged], allow[judged])
         witnessed = np.zeros(batch.n_sessions, dtype=bool)
         if b.scale_witness is not None:
             witnessed = b.scale_witness & ~compared_by_meter_values & (x > 1.0)
@@ -1682,20 +1664,20 @@ class MeterMismatch(BaseDetector):
                     if steady_only[i]
                     else ""
                 )
-                if from_current[i]:
+                if judged[i]:
                     out.append(
                         f"register counted {fmt_kwh(e_reg[i])} but voltage x current"
                         f" integrates to {fmt_kwh(e_pow[i])} a phase{over}:"
                         f" {e_reg[i] / e_pow[i]:.2f} times it,"
                         " which fits neither one, two nor three phases at a power factor"
                         f" of {CURRENT_MIN_POWER_FACTOR}-1 (the samples allow"
-                        f" {fmt_kwh(max(self.max_relative * e_pow[i], b.bound_wh[i]))} a phase)"
+                        f" {fmt_kwh(allow[i])} a phase)"
                     )
                     continue
                 out.append(
                     f"register counted {fmt_kwh(e_reg[i])} but power integrates to "
                     f"{fmt_kwh(e_pow[i])}{over} ({rel:+.0f} %; the samples allow "
-                    f"{fmt_kwh(max(self.max_relative * e_pow[i], b.bound_wh[i]))})"
+                    f"{fmt_kwh(allow[i])})"
                 )
             return out
 

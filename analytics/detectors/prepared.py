@@ -299,12 +299,15 @@ PHASE_V = 230.0
 POWER_READINGS = 3
 
 
-def power_from_current(prep: Prepared, rows: BoolArray | None = None) -> tuple[Prepared, BoolArray]:
+def power_from_current(
+    prep: Prepared, rows: BoolArray | None = None, *, default_v: float = PHASE_V
+) -> tuple[Prepared, BoolArray]:
     """``prep`` with each row that reports no power (fewer than ``POWER_READINGS`` values) but
     current at that many readings or more (and in ``rows``, if given) given each reading's
-    current times its voltage (``PHASE_V`` without one) as its power and peak; and which rows
-    those are. An AC station sending Current.Import and Voltage, not power, is common (OCPP
-    1.6 leaves the measurands to configuration). The current is per phase (the event format's;
+    current times its voltage (``default_v`` without one: NaN leaves such a reading's power
+    unknown) as its power and peak; and which rows those are. An AC station sending
+    Current.Import and Voltage, not power, is common (OCPP 1.6 leaves the measurands to
+    configuration). The current is per phase (the event format's;
     ``ingest.ocppj.meter`` averages the phases) and the phases a car draws on are unknown, so
     the figure is one phase's power: a third of a three-phase car's. Judgements that compare
     a row's power with its own level, or with a floor far below any charge, can take it; one
@@ -316,7 +319,7 @@ def power_from_current(prep: Prepared, rows: BoolArray | None = None) -> tuple[P
         chosen &= rows
     if not chosen.any():
         return prep, chosen
-    volts = np.where(prep.voltage_v > 0, prep.voltage_v, PHASE_V)
+    volts = np.where(prep.voltage_v > 0, prep.voltage_v, default_v)
     power = np.where(chosen[:, None], prep.current_a * volts, prep.power_w)
     peak = np.where(chosen, row_max(power), prep.peak_power_w)
     return replace(prep, power_w=power, peak_power_w=peak), chosen

@@ -128,10 +128,6 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
 # A station with no rating known (none declared, offered or measured) still delivers no
 # megawatt to a car: a register read for power that rises faster is a jump, not power.
 UNRATED_CAP_W = 1_000_000.0
-# A charger offers no less than 6 A (IEC 61851-1's lowest PWM duty cycle, SAE J1772 the same):
-# a reading with that much current is a car drawing; and no mains is below 100 V (Japan's).
-DRAWING_A = 6.0
-LOWEST_MAINS_V = 100.0
 
 
 def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, BoolArray]:
@@ -168,15 +164,6 @@ def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, B
     # it was "one reading at rest" between two at 3.7 kW; town fleet seeds 1-4, 9 such stalls)
     fell = sub.de_wh < -fall_tolerance_wh(sub.resolution_wh)[:, None]
     power[which, 1:] = np.where((sub.de_wh > could_wh) | fell, np.nan, from_steps)
-    # ... but a reading whose current says the car drew (DRAWING_A or more) is no rest,
-    # whatever its register showed: the register may be the one that stopped (a DC station
-    # reporting 46 A at 416 V and no power, its register frozen for 13 min: read as a stall;
-    # depot fleet seed 2, 101281-000841). The reading's own current times its voltage, or
-    # times 100 V (no mains is lower) without one, stands for its power there
-    current = prep.current_a[which]
-    volts = np.where(prep.voltage_v[which] > 0, prep.voltage_v[which], LOWEST_MAINS_V)
-    drawing = current >= DRAWING_A
-    power[which] = np.where(drawing, np.fmax(power[which], current * volts), power[which])
     peak = prep.peak_power_w.copy()
     peak[which] = row_max(power[which])
     return replace(prep, power_w=power, peak_power_w=peak), rows
