@@ -302,9 +302,7 @@ class EarlyTaper(BaseDetector):
         stops the session, the car stops drawing) needs only this long: ``min_duration_s``
         guards against transients, and a transient comes back; what is left to rule out is a
         few stray readings, so ``min_steps`` steps over 5 min (5 readings at the slowest
-        common sampling of 60 s). So does a DC start held low (the rebound's, below): a
-        charger ramps up in a minute or two, and what is still held low past 5 min is the
-        pack (cold) or the charger (modules out).
+        common sampling of 60 s).
     rebound_limit : float, default REBOUND_LIMIT (1.2667)
         The rebound: on DC, a dip that the session later climbs out of to more than this many
         times the dip's power, over ``band_margin`` (1.49 times in all), is no car's own curve
@@ -315,6 +313,14 @@ class EarlyTaper(BaseDetector):
         tens of amperes a second (a few seconds from a derated to a full current), and a
         reading may average over the interval the climb fell in, so the next reading but one
         shows it whole. A climb over minutes is the car's own acceptance changing.
+    min_low_start_s : float, default 120.0
+        A DC start held low (the rebound's, below) needs only this long, over two steps at
+        least: a DC charger follows the car's current request within seconds and a normal
+        start reaches the car's curve within a minute (at 60 s sampling, by the first reading
+        after power flows), so what is still held under 1 / 1.49 of what the session draws
+        later after 2 min is the pack (cold) or the charger (modules out). The evidence is
+        the climb itself, which no warm pack makes; the time only rules out the ramp-up (field
+        fleet seeds 1-2: 10 of 36 cold starts, under the share for 2-4.5 min, missed at 5 min).
     min_minutes_at_peak_after_fall : float, default 10.0
         Without SoC: a fall with less than this much charging still to come, counted in minutes
         at the session's peak power, is the car's own last few % (a balancing current at 1-2 kW
@@ -343,7 +349,7 @@ class EarlyTaper(BaseDetector):
       window it was flagged);
     - a cold battery (the contract names it): a session held low from its start, never yet
       within the rebound factor of what it draws later, is a dip whatever the pace of its
-      climb (a pack warming gives its power back over minutes); held ``min_cut_short_s``
+      climb (a pack warming gives its power back over minutes); held ``min_low_start_s``
       (a start is no transient that comes back at once, and that long is past any ramp-up);
     - the car's own taper near full and a full car: only readings that are ``Charging``, under
       100 % SoC and above ``near_zero_w`` count, as dip or as climb; a car that stops
@@ -378,6 +384,7 @@ class EarlyTaper(BaseDetector):
         min_cut_short_s: float = 300.0,
         rebound_limit: float = REBOUND_LIMIT,
         rebound_within_s: float = 30.0,
+        min_low_start_s: float = 120.0,
     ) -> None:
         self.quantile = quantile
         self.band_margin = band_margin
@@ -397,6 +404,7 @@ class EarlyTaper(BaseDetector):
         self.min_cut_short_s = min_cut_short_s
         self.rebound_limit = rebound_limit
         self.rebound_within_s = rebound_within_s
+        self.min_low_start_s = min_low_start_s
 
     # -- learning -------------------------------------------------------------------------------
 
@@ -642,12 +650,12 @@ class EarlyTaper(BaseDetector):
             later = _later_max(np.where(p_ > self.near_zero_w, p_, np.nan))
             factor = self._rebound_factor()
             dip = (p_ > self.near_zero_w) & (p_ * factor < later)
-            # ... or held low from the start, for ``min_cut_short_s`` (``_rebound``)
+            # ... or held low from the start, for ``min_low_start_s`` (``_rebound``)
             held_low = dip & (
                 _peak_so_far(np.where(p_ > self.near_zero_w, p_, np.nan)) * factor < later
             )
             dip &= p_ < self.band_margin * _peak_so_far(p_)
-            out[rows] = lasting(dip, rows) | lasting(held_low, rows, self.min_cut_short_s)
+            out[rows] = lasting(dip, rows) | lasting(held_low, rows, self.min_low_start_s)
         return out
 
     def _steps_needed(self, prep: Prepared) -> FloatArray:
@@ -1071,17 +1079,25 @@ class EarlyTaper(BaseDetector):
         # its lowest reading is a slow climb going on (a normal session of an independently
         # written fleet, seed 133 half sparse, 530832f6: 1.9, 2.9, 4.4, 6.7, 10.0, 15.4 kW
         # read every 5 min at 73-79 % SoC, each step "1.5 times within two intervals")
+        # A climb within the dip that a raised offer allowed is not the car's: that is judged
+        # from the offer's last rise on (field fleet seed 4, FLD0025A-22113: derated to 43 %,
+        # 10.7 kW under a 25 kW offer, then 20.3 kW under 50 kW, then 47.6 kW at once)
         for r, c in zip(*np.nonzero(abrupt & ~low_start), strict=True):
-            lowest = np.nanmin(p[r, int(run.first[r, c]) : c + 2])
+            first = int(run.first[r, c])
+            rose = np.flatnonzero(cap[r, first + 1 : c + 2] > cap[r, first : c + 1])
+            if rose.size:
+                first += int(rose[-1]) + 1
+            lowest = np.nanmin(p[r, first : c + 2])
             if end_level[r, c] > factor * lowest:
                 abrupt[r, c] = False
         # a start held low is no transient either (what ``min_duration_s`` guards against comes
-        # back, and at once): ``min_cut_short_s`` of it, past any ramp-up (a DC charger follows
-        # the car's current request at tens of amperes a second; a normal start reaches its
-        # curve within a minute or two), is enough (field fleet seed 1, FLD0066A-58592: 59 kW
-        # at 24 % SoC climbing as the pack warmed to 147 kW at 57 %, under 1/1.49 of it for
-        # 7.5 min, missed)
-        held_low_for = np.minimum(run.total / self.min_cut_short_s, (run.length + 1) / (need + 1))
+        # back, and at once): ``min_low_start_s`` of it over two steps, past any ramp-up (a DC
+        # charger follows the car's current request at tens of amperes a second; a normal
+        # start reaches its curve within a minute), is enough (field fleet seed 1,
+        # FLD0066A-58592: 59 kW at 24 % SoC climbing as the pack warmed to 147 kW at 57 %,
+        # under 1/1.49 of it for 7.5 min, missed; FLD0046A-32257: 36 kW at 18 % SoC read every
+        # minute, climbing to 62 kW, under the share for 2 min, missed at 5 min)
+        held_low_for = np.minimum(run.total / self.min_low_start_s, run.length / 2.0)
         x = np.where(abrupt, self._held_for(run, need), 0.0)
         x = np.where(low_start, np.fmax(x, held_low_for), x)
         # what a start held low climbed to later, for its reason (``_describe_rebound``)
@@ -1110,7 +1126,10 @@ class EarlyTaper(BaseDetector):
         s0, s1 = float(soc[end]), float(soc[j])
         at_soc = f" at {float(soc[begin]):.0f}-{s0:.0f} % SoC" if not np.isnan(s0) else ""
         then_soc = f" at {s1:.0f} % SoC" if not np.isnan(s1) else ""
-        if before * self._rebound_factor() < back:  # held low from the start (``_rebound``)
+        # held low from the start (``_rebound``): under what came later, as far as the offer
+        # at the dip's start allowed it
+        offered = forward_fill(prep.offered_w[i : i + 1])[0, begin]
+        if before * self._rebound_factor() < min(back, np.inf if np.isnan(offered) else offered):
             return (
                 f"power held at {fmt_kw(mean_p)} from the start{at_soc} for {fmt_min(dur_s)},"
                 f" then climbed to {fmt_kw(back)}{then_soc} ({back / mean_p:.1f} times what"

@@ -545,6 +545,19 @@ def slow_climb_back_after_a_drop() -> Spec:
     )
 
 
+def derate_under_an_offer_raised_within_it() -> Spec:
+    # field fleet seed 4, FLD0025A-22113: a 25 kW offer, derated to 10.7 kW; the offer rises to
+    # 50 kW and the derated power with it to 20.3 kW; 12 min on, 47.6 kW at once. The climb
+    # within the dip was the offer's, not a slow climb of the car's
+    segments = [(2, 25, 25), (3, 10.7, 10.7), (9, 20.3, 20.3), (5, 47.6, 47.0)]
+    offered = [25.0] + [
+        25.0 if i < 2 else 50.0
+        for i, (minutes, _, _) in enumerate(segments)
+        for _ in range(round(minutes * MIN / 10.0))
+    ]
+    return dc_segments(segments, soc0=37.0, battery_kwh=30.0, step_s=10.0, offered_kw=offered)
+
+
 def slow_climb_back_after_a_drop_sampled_every_five_minutes() -> Spec:
     # the same car's curve read every 5 min (an independently written fleet, seed 133 half
     # sparse, 530832f6, normal): 50 kW to 68 % SoC, 1.9 kW at 73 %, then 2.9, 4.4, 6.7, 10.0,
@@ -593,6 +606,26 @@ def cold_pack_warms_within_eight_minutes() -> Spec:
     )
 
 
+def cold_pack_under_the_share_for_two_minutes_read_every_minute() -> Spec:
+    # field fleet seed 1, FLD0046A-32257 (a CUPRA Born at 1 C): 36 kW at 18 % SoC climbing
+    # to 62 kW over 16 min, read every minute: under 1/1.49 of it for three readings, 2 min,
+    # which the 5 min once asked of a start held low left alone
+    return dc_segments([(16, 36, 62), (8, 62, 62)], soc0=18.0, battery_kwh=58.0, step_s=60.0)
+
+
+def ramp_up_read_every_minute() -> Spec:
+    # a normal start read every minute: one reading in the ramp (30 kW), then the car's curve
+    return dc_segments([(1, 30, 30), (20, 100, 95), (10, 95, 70)], soc0=20.0, battery_kwh=75.0)
+
+
+def ramp_up_over_ninety_seconds_then_a_gentle_climb() -> Spec:
+    # a slow car's ramp (10 s readings, 90 s to 60 kW), then its own climb as MX-30's (1.27x):
+    # under 1/1.49 of the later 100 kW for 90 s, which is the ramp, not a pack held low
+    return dc_segments(
+        [(1.5, 5, 60), (15, 79, 100), (10, 100, 80)], soc0=5.0, battery_kwh=75.0, step_s=10.0
+    )
+
+
 def ramp_up_over_two_minutes() -> Spec:
     # a normal start: the charger follows the car's request up to its curve within two minutes
     # (readings every 10 s at 5, 13, 21 ... kW), then the car's own curve
@@ -627,6 +660,7 @@ DERATES: list[Callable[[], Spec]] = [
     ac_derate_without_soc_sampled_every_five_minutes,
     dip_held_then_back_on_a_150_kw_charger,
     late_dip_climbed_out_of_near_full,
+    derate_under_an_offer_raised_within_it,
 ]
 
 NORMAL: list[Callable[[], Spec]] = [
@@ -654,6 +688,8 @@ NORMAL: list[Callable[[], Spec]] = [
     car_suspends_then_resumes,
     mx30_own_climb,
     ramp_up_over_two_minutes,
+    ramp_up_read_every_minute,
+    ramp_up_over_ninety_seconds_then_a_gentle_climb,
 ]
 
 REBOUNDS = [dip_held_then_back_on_a_150_kw_charger, late_dip_climbed_out_of_near_full]
@@ -683,6 +719,7 @@ COLD_STARTS = [
     cold_pack_warms_up,
     cold_pack_warms_up_gradually,
     cold_pack_warms_within_eight_minutes,
+    cold_pack_under_the_share_for_two_minutes_read_every_minute,
 ]
 
 
