@@ -1075,3 +1075,34 @@ def test_a_register_read_for_power_that_resets_or_leaps_shows_no_rest(change: st
     batch = _register_only_every_15_min(change)
     result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
     assert not result.flagged[0], result.reason[0]
+
+
+def _register_only_rest(steps: list[float], interval_s: float) -> Any:
+    """Town fleet seed 4, TF-0117-1-002: a kerb station that sends the register alone, every
+    ``interval_s``, a car at 3.67 kW; ``steps`` gives each step's share of a full step's energy
+    (1 throughout, then 0.13, 0, 0.64 over a rest of 33 min read every 15 min)."""
+    full_wh = 3_667.0 * interval_s / 3600.0
+    shares = [1.0] * 8 + steps + [1.0] * 16
+    register = [247_357.0]
+    for share in shares:
+        register.append(register[-1] + round(share * full_wh))
+    t = [815.0 + interval_s * k for k in range(len(register))]
+    spec = Spec(t_s=t, energy_wh=register, status=[CHARGING] * len(t), start_s=0.0)
+    return make_batch([spec])
+
+
+def test_a_register_flat_over_one_fifteen_minute_step_under_charging_is_a_stall() -> None:
+    # the register flat for a whole 15 min step, the steps either side partly at rest, then 4 h
+    # more at the plateau: no step had both ends at rest (the register's mean over the step
+    # before is its reading's power), so the 33 min stall was missed
+    batch = _register_only_rest([0.13, 0.0, 0.64], 900.0)
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert result.flagged[0], result.reason[0]
+    assert "no power for 15 min" in str(result.reason[0]), result.reason[0]
+
+
+def test_a_register_flat_over_one_five_minute_step_is_no_stall() -> None:
+    # the same read every 5 min: one flat step proves 5 min at rest, and nothing more is known
+    batch = _register_only_rest([0.5, 0.0, 0.5], 300.0)
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0], result.reason[0]
