@@ -224,6 +224,11 @@ class PeakWatch:
     def __init__(self) -> None:
         self._power: dict[str, float] = {}
         self._offered: dict[str, float] = {}
+        self._connectors: dict[str, int] = {}  # the highest connector number seen
+
+    def _connector(self, station_id: str, connector_id: int) -> None:
+        if connector_id > self._connectors.get(station_id, 0):
+            self._connectors[station_id] = connector_id
 
     def _keep(self, station_id: str, power: float, offered: float) -> None:
         if power == power and not power <= self._power.get(station_id, -np.inf):
@@ -243,6 +248,8 @@ class PeakWatch:
             by_key.append(top.tolist())
         for (station_id, _connector), power, offered in zip(readings.keys, *by_key, strict=True):
             self._keep(station_id, power, offered)
+        for k in np.unique(readings.key).tolist():
+            self._connector(*readings.keys[k])
 
     def reading(self, r: Reading) -> None:
         power = r.power_w if r.power_w is not None else np.nan
@@ -250,13 +257,15 @@ class PeakWatch:
             power = float(np.fmax(power, _dc_product_w(r.current_a, r.voltage_v)))
         offered = r.power_offered_w if r.power_offered_w is not None else np.nan
         self._keep(r.station_id, float(power), float(offered))
+        self._connector(r.station_id, r.connector_id)
 
     def peaks(self) -> StationPeaks:
-        ids = sorted(set(self._power) | set(self._offered))
+        ids = sorted(set(self._power) | set(self._offered) | set(self._connectors))
         return StationPeaks(
             np.array(ids, dtype=object),
             np.array([self._power.get(i, np.nan) for i in ids], dtype=np.float64),
             np.array([self._offered.get(i, np.nan) for i in ids], dtype=np.float64),
+            np.array([self._connectors.get(i, 0) for i in ids], dtype=np.int64),
         )
 
 

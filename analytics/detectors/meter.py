@@ -8,7 +8,7 @@ integral of the power.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Self
 
@@ -32,6 +32,7 @@ from analytics.detectors.ratings import (
     MIN_CHARGE_OFFER_W,
     StationRatings,
     rated_power_w,
+    station_connectors,
 )
 from analytics.detectors.reductions import (
     backward_fill,
@@ -771,13 +772,20 @@ def meter_values_rows(batch: SessionBatch, prep: Prepared) -> IntArray:
     )
 
 
-def station_meter_rated_w(batch: SessionBatch, rated: FloatArray) -> FloatArray:
+def station_meter_rated_w(
+    batch: SessionBatch, rated: FloatArray, known: Mapping[str, int] | None = None
+) -> FloatArray:
     """``rated`` (per row, a connector's rating), with the rows of connector 0 rated for every
     connector of their station at once. Connector 0 is the station itself (OCPP 1.6: its main
     energy meter, sent in clock-aligned MeterValues; 2.0.1: EVSE 0): its register counts what
     all its connectors deliver together, so a two-connector 11 kW station's main meter rises by
     22 kW when both charge (a third-party station through ``serve``: "5.500 kWh in 15 min; at
-    most 3.235 kWh possible"). Its connectors are those the batch holds rows of (at least one)."""
+    most 3.235 kWh possible"). Its connectors are those the batch holds rows of, or as many as
+    the highest connector number seen of the station (``known``: ``ratings.station_connectors``
+    of the history the detector was fitted on), at least one: a window of the job holds rows
+    of the connectors busy in it only (town fleet seed 4, a four-connector workplace station's
+    main meter rising 6.9 kWh in 15 min read as a jump against two connectors' 22 kW, by the
+    job alone)."""
     main = batch.connector_id == 0
     if not main.any():
         return rated
@@ -787,10 +795,13 @@ def station_meter_rated_w(batch: SessionBatch, rated: FloatArray) -> FloatArray:
     ):
         if connector > 0:
             per_station.setdefault(str(station), set()).add(int(connector))
-    count = np.array(
-        [max(len(per_station.get(str(s), ())), 1) for s in batch.station_id[main].tolist()],
-        dtype=np.float64,
-    )
+    known = known if known is not None else {}
+
+    def count_of(station: str) -> int:
+        seen = per_station.get(station, set())
+        return max(len(seen), max(seen, default=0), known.get(station, 0), 1)
+
+    count = np.array([count_of(str(s)) for s in batch.station_id[main].tolist()], dtype=np.float64)
     out = rated.copy()
     out[main] = rated[main] * count
     return out
@@ -831,6 +842,7 @@ class MeterJump(BaseDetector):
 
     def fit(self, batch: SessionBatch) -> Self:
         self.ratings_ = StationRatings.learn(batch)
+        self.connectors_ = station_connectors(batch)
         return super().fit(batch)
 
     def _rated(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
@@ -842,7 +854,8 @@ class MeterJump(BaseDetector):
         guessed = self.ratings_.lookup_measured_only(batch.station_id) | np.isnan(learned)
         guessed &= np.isnan(prep.max_offered_w) & ~(rated > AC_MAX_W)
         rated = np.where(guessed, np.fmax(rated, AC_CONNECTOR_MAX_W), rated)
-        return station_meter_rated_w(batch, rated)
+        # a detector whose state was loaded, not fitted, knows no connectors beyond the batch's
+        return station_meter_rated_w(batch, rated, getattr(self, "connectors_", None))
 
     def allowance_wh(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Most each register step may rise; cached in ``batch.extra`` (meter_mismatch reads

@@ -21,7 +21,9 @@ signature changes with it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 import numpy as np
 
@@ -54,6 +56,9 @@ class StationPeaks:
     station_ids: np.ndarray  # object (str)
     power_w: FloatArray
     offered_w: FloatArray
+    # the highest connector number each station was seen with (0: only connector 0); None:
+    # not watched
+    connectors: IntArray | None = None
 
 
 _PEAKS_KEY = "station_peaks"
@@ -69,6 +74,26 @@ def with_peaks(batch: SessionBatch, peaks: StationPeaks | None) -> SessionBatch:
     if peaks is None:
         return batch
     return replace(batch, extra={**batch.extra, _PEAKS_KEY: peaks})
+
+
+def station_connectors(batch: SessionBatch) -> dict[str, int]:
+    """Per station, how many connectors it is known to have: the highest connector number of
+    its rows in ``batch`` (history to fit on) or among the peaks it carries (``with_peaks``:
+    every reading of the input). OCPP numbers a station's connectors from 1 up, so the highest
+    number seen is how many it has at least."""
+    out: dict[str, int] = {}
+    pairs: Iterable[tuple[object, int]] = zip(
+        batch.station_id.tolist(), batch.connector_id.tolist(), strict=True
+    )
+    peaks = batch.extra.get(_PEAKS_KEY)
+    if isinstance(peaks, StationPeaks) and peaks.connectors is not None:
+        pairs = chain(
+            pairs, zip(peaks.station_ids.tolist(), peaks.connectors.tolist(), strict=True)
+        )
+    for station, connector in pairs:
+        if connector > out.get(str(station), 0):
+            out[str(station)] = int(connector)
+    return out
 
 
 def with_stations(batch: SessionBatch, stations: StationMetadata | None) -> SessionBatch:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytics.assemble import PeakWatch
 from analytics.detectors import detect, fit_detectors
+from analytics.detectors.ratings import station_connectors, with_peaks
+from chargewatch.events import Reading
 from tests.analytics.detectors.helpers import NOW_NS, Spec, charge, make_batch
 
 QUARTER_S = 900.0
@@ -48,3 +51,26 @@ def test_the_main_meter_counts_both_connectors() -> None:
 
 def test_the_main_meter_rising_beyond_every_connector_together_is_a_jump() -> None:
     assert (0, "meter_jump") in flagged([*sessions(), main_meter(60.0)])
+
+
+def test_the_main_meter_counts_connectors_the_fitted_history_showed() -> None:
+    # a window of the job may hold rows of the connectors busy in it only: fitted on a history
+    # that showed connectors 1 and 2, a window with connector 1 and the main meter rising at
+    # 22 kW (both charging, connector 2's session not in the window) holds no jump
+    history = make_batch([*sessions(), main_meter(22.0)])
+    window = make_batch([sessions()[0], main_meter(22.0)])
+    detectors = fit_detectors(history)
+    results = detect(window, now_ns=NOW_NS, detectors=detectors)
+    jump = next(r for r in results if r.kind == "meter_jump")
+    assert not jump.flagged.any(), jump.reason
+    # ... and judged against itself alone, the window would call it one
+    alone = detect(window, now_ns=NOW_NS, detectors=fit_detectors(window))
+    assert next(r for r in alone if r.kind == "meter_jump").flagged[1]
+
+
+def test_peaks_watched_over_every_reading_carry_the_highest_connector() -> None:
+    watch = PeakWatch()
+    for connector in (0, 3, 1):
+        watch.reading(Reading(ts_ns=0, station_id="CP", connector_id=connector, power_w=1_000.0))
+    history = with_peaks(make_batch([sessions()[0]]), watch.peaks())
+    assert station_connectors(history)["CP"] == 3
