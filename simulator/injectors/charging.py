@@ -108,7 +108,9 @@ class EarlyTaper(_Derate):
     Three kinds, as real derates come: one well before the car's own taper (DC below 55 %
     SoC, AC well before its taper); one late, within the last 8 % of SoC before the car's
     plateau ends; and one cut short, the driver leaving while it lasts. Each starts where the
-    car's own curve cannot explain it (see ``_late_range``).
+    car's own curve cannot explain it (see ``_late_range``). A fourth, on DC: a cold pack
+    (CONTRACTS.md section 3 names it), which takes 25-50 % of the car's curve from the start
+    and gives the rest back as it warms over 6-35 min (``_cold_start``).
     """
 
     kind = AnomalyKind.EARLY_TAPER
@@ -128,7 +130,13 @@ class EarlyTaper(_Derate):
         end_ms: int,
         rng: np.random.Generator,
     ) -> bool:
-        variant = str(rng.choice(["early", "late", "cut_short"], p=[0.4, 0.3, 0.3]))
+        variant = str(
+            rng.choice(["early", "late", "cut_short", "cold_start"], p=[0.3, 0.25, 0.25, 0.2])
+        )
+        if variant == "cold_start":
+            if station.is_dc:
+                return _cold_start(station, s, end_ms, rng)
+            variant = "early"  # an AC car's onboard charger, not its pack, sets its power
         lo, hi = s.soc0_pct + 2.0, _highest_soc_pct(station, s)
         if variant == "late":
             late_lo, late_hi = _late_range(station, s)
@@ -156,6 +164,29 @@ class EarlyTaper(_Derate):
         return _extend_to(s, begin_s + duration_s + 10.0 * 60, end_ms) and _add_derate(
             s, begin_s, duration_s, steps, ramp_s
         )
+
+
+def _cold_start(
+    station: StationSpec, s: SessionPlan, end_ms: int, rng: np.random.Generator
+) -> bool:
+    """A cold, unconditioned pack: from the start of charging the car takes ``f0`` (25-50 %)
+    of its curve, and its acceptance climbs back in a straight line, a step a minute, as the
+    pack warms over 6-35 min (a pack's thermal time constant is tens of minutes; real cold
+    starts at 0-8 C take 15-40 % of the curve). The driver stays until it has warmed and
+    charging has gone on for 10 min: what it draws then shows what it could. All of it
+    within the car's plateau (``_highest_soc_pct``), where the curve itself does not fall
+    far: the warm-up is cut to end 10 min before full power would have got there."""
+    f0 = float(rng.uniform(0.25, 0.5))
+    plateau_s = _seconds_to(station, s, _highest_soc_pct(station, s))
+    warm_s = min(float(rng.uniform(6.0, 35.0)) * 60.0, plateau_s - 10.0 * 60)
+    if warm_s < 6.0 * 60:
+        return False
+    steps = max(round(warm_s / 60.0), 4)
+    factors = tuple(f0 + (1.0 - f0) * k / steps for k in range(steps))
+    begin_s = s.charge_start_s
+    return _extend_to(s, begin_s + warm_s + 10.0 * 60, end_ms) and _add_derate(
+        s, begin_s, warm_s, factors, warm_s
+    )
 
 
 def _late_range(station: StationSpec, s: SessionPlan) -> tuple[float, float]:

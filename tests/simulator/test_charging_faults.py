@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -136,3 +137,23 @@ def test_normal_sessions_end_in_the_ways_that_must_not_be_flagged(fleet: Fleet) 
         elif last["power_w"] > 1000.0:
             flowing_at_stop += 1  # the driver left while it charged
     assert at_own_limit >= 10 and flowing_at_stop >= 10
+
+
+def test_some_derates_are_cold_packs_that_climb_back_as_they_warm(fleet: Fleet) -> None:
+    # a cold pack takes 25-50 % of the car's curve from the start of charging and climbs back
+    # over 6-35 min: the label starts where power first flows, and power 10 min after the
+    # label is well above where it began (CONTRACTS.md section 3 names a cold battery)
+    climbs = []
+    for label in fleet.labeled("early_taper"):
+        flowing = [r for r in fleet.readings[label["session_id"]] if r["power_w"] > 1000.0]
+        if not flowing or ms(label["start"]) < ms(flowing[0]["ts"]) - 120_000:
+            continue
+        if ms(label["start"]) > ms(flowing[0]["ts"]) + 60_000:
+            continue  # a derate later in the session
+        start, end = ms(label["start"]), ms(label["end"])
+        early = [r["power_w"] for r in flowing if ms(r["ts"]) <= start + 180_000]
+        after = [r["power_w"] for r in flowing if end < ms(r["ts"]) <= end + 600_000]
+        if early and after:
+            climbs.append(float(np.median(after) / np.median(early)))
+    assert climbs  # a fifth of the derates on DC stations (1 on this small fleet)
+    assert min(climbs) > 1 / 0.7, climbs

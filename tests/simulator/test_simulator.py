@@ -412,7 +412,14 @@ def _check_stall(fleet: Fleet, label: dict[str, Any], s: Session) -> None:
 
 def _check_early_taper(fleet: Fleet, label: dict[str, Any], s: Session) -> None:
     a, b = ms(label["start"]), ms(label["end"])
-    before = [r["power_w"] for r in s.within(a - 10 * 60_000, a - 1)]
+    before = [r["power_w"] for r in s.within(a - 10 * 60_000, a - 1) if r["power_w"] > 1000.0]
+    if not before:  # a cold pack from the start of charging: it climbs back once warm
+        early = [r["power_w"] for r in s.within(a, a + 3 * 60_000) if r["power_w"] > 1000.0]
+        after = [r["power_w"] for r in s.within(b + 1, b + 10 * 60_000)]
+        assert early and after
+        assert np.median(early) < 0.7 * np.median(after)
+        assert len({r["power_offered_w"] for r in s.within(a, b + 10 * 60_000)}) == 1
+        return
     during = [r["power_w"] for r in s.within(a + 5 * 60_000, b)]
     assert before and during
     assert np.median(during) < 0.7 * np.median(before)
