@@ -933,8 +933,16 @@ class EarlyTaper(BaseDetector):
         from_start = hold.first == low_run.first[:, 1:]
         x = np.where(step & from_start, hold.total / self.min_duration_s, 0.0)
         # A stretch that charging never comes back from before it ends (the session stops, the
-        # car stops drawing) was cut short, not a transient: ``min_cut_short_s`` is enough
-        x = np.maximum(x, self._cut_short(prep, charging & ~low, charging, step, hold, from_start))
+        # car stops drawing) was cut short, not a transient: ``min_cut_short_s`` is enough ...
+        # unless, without SoC, it was still falling at a battery tail's pace to its end: a
+        # stretch settled within ``max_fall_s`` is never judged for that above, and a tail cut
+        # by the end of the readings is no hold (an independently written fleet, seed 132 with
+        # --sparse-sampling 0.3, b3576451: an AC car's taper 3.7 to 1.1 kW over 10 min, then 65
+        # min without readings, read as "fell to 1.6 kW, held 5 min")
+        tail = _keeps_falling(prep, low, low & ~f.uses_soc[:, None])[:, 1:]
+        x = np.maximum(
+            x, self._cut_short(prep, charging & ~low, charging, step & ~tail, hold, from_start)
+        )
         # Without SoC, only the energy still to come tells a fall well before full from a car
         # that drops to a low balancing current for its last few % (some do, for half an
         # hour): the charge must still take ``min_minutes_at_peak_after_fall`` at its peak

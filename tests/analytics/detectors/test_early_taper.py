@@ -626,6 +626,17 @@ def ramp_up_over_ninety_seconds_then_a_gentle_climb() -> Spec:
     )
 
 
+def ac_tail_then_readings_stop_for_an_hour() -> Spec:
+    # an independently written fleet, seed 132 with --sparse-sampling 0.3, b3576451: an AC car
+    # at 3.7 kW for 3 h, its own taper to 1.1 kW over 10 min (about 11 % a minute), then no
+    # reading for 65 min, then 0 W to the stop: read as "fell to 1.6 kW, held 5 min" (cut short)
+    kw = [3.7] * 170 + [3.45, 3.12, 2.69, 2.41, 2.13, 1.90, 1.64, 1.46, 1.29, 1.13]
+    t = list(MIN * np.arange(len(kw)))
+    t += [t[-1] + 65 * MIN, t[-1] + 66 * MIN, t[-1] + 67 * MIN]
+    kw += [0.0, 0.024, 0.012]
+    return from_power(np.asarray(t), 1000.0 * np.asarray(kw), offered_w=3_700.0)
+
+
 def ramp_up_over_two_minutes() -> Spec:
     # a normal start: the charger follows the car's request up to its curve within two minutes
     # (readings every 10 s at 5, 13, 21 ... kW), then the car's own curve
@@ -690,6 +701,7 @@ NORMAL: list[Callable[[], Spec]] = [
     ramp_up_over_two_minutes,
     ramp_up_read_every_minute,
     ramp_up_over_ninety_seconds_then_a_gentle_climb,
+    ac_tail_then_readings_stop_for_an_hour,
 ]
 
 REBOUNDS = [dip_held_then_back_on_a_150_kw_charger, late_dip_climbed_out_of_near_full]
