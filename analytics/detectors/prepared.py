@@ -814,6 +814,7 @@ def _delivered_late(
 STREAM_KEEPS_INTERVAL = 0.1
 STREAM_JITTER_S = 2.0
 STREAM_OFF_INTERVAL = 0.25
+STREAM_MIN_STEPS = 3
 
 
 def _stream_follows_the_run(
@@ -849,7 +850,11 @@ def _stream_follows_the_run(
     part = stamps[judged]
     steps = np.diff(part, axis=1).astype(np.float64)
     steps[(part[:, 1:] == _INT_MIN) | (part[:, :-1] == _INT_MIN) | (steps <= 0)] = np.nan
-    some = np.isfinite(steps).any(axis=1)
+    # ... from STREAM_MIN_STEPS steps in order at least: in a session of three readings, one
+    # delivered an interval late leaves one step in arrival order, two intervals long, and the
+    # stream "kept" it (an independently written fleet, seed 133 half sparse, TX-0109-664996:
+    # 12:25, then 12:10, then 12:40 on a 15 min grid, read as a stepped clock)
+    some = np.isfinite(steps).sum(axis=1) >= STREAM_MIN_STEPS
     if some.any():
         arrival_iv[judged[some]] = np.nanmedian(steps[some], axis=1)
     iv = np.where(np.isfinite(arrival_iv[rows]), arrival_iv[rows], interval_ns[rows])

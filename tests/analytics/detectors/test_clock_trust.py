@@ -390,6 +390,21 @@ def test_a_reading_delivered_late_with_the_stream_on_time_is_no_clock_fault() ->
     assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
 
 
+def three_readings_one_delivered_an_interval_late() -> Spec:
+    # a short session on a station read every 15 min, stamped in whole minutes, no register:
+    # 12:25, then 12:10 (delivered late), then 12:40 (an independently written fleet, seed
+    # 133 half sparse, TX-0109-664996). In arrival order one step is in order, 30 min long,
+    # and the stream "kept" it from the reading behind: read as a stepped clock
+    t = np.array([0.0, 15 * MIN, 30 * MIN])
+    spec = from_power(t, np.array([39_900.0, 68_900.0, 36_700.0]), offered_w=150_000.0)
+    return with_(spec, arrival=[1, 0, 2], energy_wh=[np.nan] * 3, session_id="S10")
+
+
+def test_a_late_reading_among_three_is_no_clock_fault() -> None:
+    results = _results([three_readings_one_delivered_an_interval_late()])
+    assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
+
+
 def one_reading_early_two_late_at_a_flat_soc() -> Spec:
     # 45 kW DC read every 10 s, SoC in whole percent (67 % throughout these readings), the
     # register in every fourth reading only: the reading of 13:19:56 arrives before those of
