@@ -928,6 +928,63 @@ class MeterJump(BaseDetector):
         out.rise_wh[rows], out.could_wh[rows], out.from_ns[rows] = rise, could, from_ns
         return out
 
+    def _start_lead(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> _CatchUp:
+        """Per row, the step from the transaction's meterStart to the first reading with a
+        register: its rise, what the connector could deliver over it (the rated bound of
+        ``jump_allowance_wh`` over the step's own time), their ratio (0 elsewhere) and the
+        start's time. A register read only every 45 min whose first reading leaps 62 kWh past
+        the meterStart in 14 min on a 22 kW wallbox, and falls back at the next, showed a fall
+        and no jump (outside fleet seed 20, TRX-0121-00007). Only where the meter values are
+        the register's own, as the meterStop shows: at or above the last reading with one and
+        no further than the connector delivers from there (a station that sends meterStart 0
+        and meterStop as the session's energy, beside an absolute register, would read as a
+        leap of the register's whole count)."""
+        n, m = prep.has_energy.shape
+        zero = np.zeros(n)
+        out = _CatchUp(zero, zero.copy(), zero.copy(), np.full(n, NO_TIME, dtype=np.int64))
+        if not m or not n:
+            return out
+        known = (
+            ~np.isnan(batch.meter_start_wh)
+            & ~np.isnan(batch.meter_stop_wh)
+            & (batch.start_ns != NO_TIME)
+            & (batch.stop_ns != NO_TIME)
+            & (prep.n_energy >= 1)
+        )
+        rows = np.flatnonzero(known)
+        if not rows.size:
+            return out
+        idx = np.arange(m)
+        has = prep.has_energy[rows]
+        first = np.where(has, idx, m).min(axis=1)
+        last = np.where(has, idx, -1).max(axis=1)
+        first_wh, last_wh = prep.energy_wh[rows, first], prep.energy_wh[rows, last]
+        start_wh, stop_wh = batch.meter_start_wh[rows], batch.meter_stop_wh[rows]
+        res = np.fmax(prep.resolution_wh[rows], meter_values_resolution_wh(start_wh, stop_wh))
+        margin = 1.0 + self.rated_margin
+        slack_s = prep.time_resolution_s[rows] + self.jitter_s
+
+        def could_wh(from_ns: IntArray, to_ns: IntArray) -> FloatArray:
+            span_s = np.maximum((to_ns - from_ns) / NS_PER_S, 0.0) + slack_s
+            return np.asarray(rated[rows] * margin * span_s / 3600.0 + self.resolution_steps * res)
+
+        last_ns = prep.t_ns[rows, last].astype(np.int64)
+        tail = stop_wh - last_wh
+        own = (tail >= -res) & (tail <= could_wh(last_ns, batch.stop_ns[rows]))
+        from_ns = batch.start_ns[rows]
+        could = could_wh(from_ns, prep.t_ns[rows, first].astype(np.int64))
+        rise = np.maximum(first_wh - start_wh, 0.0)
+        x = np.where(own, np.nan_to_num(rise / could), 0.0)
+        # stretched by the register's steady scale, as the steps between readings are (a
+        # miscalibrated meter is no jump): worked out where the rated bound is exceeded
+        over = np.flatnonzero(x > 1.0)
+        if over.size:
+            could[over] *= register_scale(take_rows(prep, rows[over]))
+            x[over] = np.nan_to_num(rise[over] / could[over])
+        out.x[rows], out.rise_wh[rows], out.could_wh[rows] = x, rise, could
+        out.from_ns[rows] = from_ns
+        return out
+
     def rated_w(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
         """Each row's rated power as this detector judges it (``ratings.rated_power_w``)."""
         self.check_is_fitted()
@@ -972,6 +1029,17 @@ class MeterJump(BaseDetector):
         could = np.where(at_stop, catch_up.could_wh, could)
         start_ns = np.where(at_stop, catch_up.from_ns, start_ns)
         end_ns = np.where(at_stop, batch.stop_ns, end_ns)
+        # ... and the step from the meterStart to the first reading with a register
+        lead = self._start_lead(batch, prep, rated)
+        at_start = lead.x > x
+        x = np.where(at_start, lead.x, x)
+        step = np.where(at_start, lead.rise_wh, step)
+        could = np.where(at_start, lead.could_wh, could)
+        first_with = np.argmax(prep.has_energy, axis=1) if prep.has_energy.size else at
+        first_ns = pick(prep.t_ns, first_with).astype(np.int64)
+        start_ns = np.where(at_start, lead.from_ns, start_ns)
+        end_ns = np.where(at_start, first_ns, end_ns)
+        at_stop &= ~at_start
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
         # readings without a register: the transaction's meter values, one step from its start
         # to its stop, judged by the same bound
@@ -1019,6 +1087,9 @@ class MeterJump(BaseDetector):
                 f"in {fmt_min((int(end_ns[i]) - int(start_ns[i])) / NS_PER_S)} from its last"
                 " reading to the meterStop, after it was stuck while power flowed"
                 if at_stop[i] and not v
+                else f"in {fmt_min((int(end_ns[i]) - int(start_ns[i])) / NS_PER_S)} from the"
+                " meterStart to its first reading"
+                if at_start[i] and not v
                 else w
                 for i, w, v in zip(rows, when, by_values, strict=True)
             ]
