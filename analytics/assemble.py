@@ -246,8 +246,9 @@ class PeakWatch:
             top = np.full(len(readings.keys), np.nan)
             np.fmax.at(top, readings.key, values)
             by_key.append(top.tolist())
-        for (station_id, _connector), power, offered in zip(readings.keys, *by_key, strict=True):
-            self._keep(station_id, power, offered)
+        for (station_id, connector), power, offered in zip(readings.keys, *by_key, strict=True):
+            if connector != 0:  # the station's own meter: every connector's power together
+                self._keep(station_id, power, offered)
         for k in np.unique(readings.key).tolist():
             self._connector(*readings.keys[k])
 
@@ -256,7 +257,8 @@ class PeakWatch:
         if r.current_a is not None and r.voltage_v is not None:
             power = float(np.fmax(power, _dc_product_w(r.current_a, r.voltage_v)))
         offered = r.power_offered_w if r.power_offered_w is not None else np.nan
-        self._keep(r.station_id, float(power), float(offered))
+        if r.connector_id != 0:  # the station's own meter: every connector's power together
+            self._keep(r.station_id, float(power), float(offered))
         self._connector(r.station_id, r.connector_id)
 
     def peaks(self) -> StationPeaks:

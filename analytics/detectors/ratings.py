@@ -164,6 +164,12 @@ class StationRatings:
             power = np.concatenate([_row_max_valid(b, b.power_w) for b in blocks])
             if order is not None:
                 offered[order], power[order] = offered.copy(), power.copy()
+            # connector 0 is the station's own meter: what it reads is every connector's power
+            # together, no connector's rating (a four-connector 11 kW workplace station read
+            # 25 kW there, was rated as DC, and a car held to 8 A by an 8 A offer was a "cold
+            # battery": town fleet seed 9, TF-0107-2-002)
+            main = batch.connector_id == 0
+            offered[main], power[main] = np.nan, np.nan
             seen = batch.station_id.astype(str)
         else:
             offered = power = np.zeros(0)

@@ -9,7 +9,7 @@ import numpy as np
 
 from analytics.assemble import PeakWatch
 from analytics.detectors import detect, fit_detectors
-from analytics.detectors.ratings import station_connectors, with_peaks
+from analytics.detectors.ratings import AC_MAX_W, StationRatings, station_connectors, with_peaks
 from chargewatch.events import Reading
 from tests.analytics.detectors.helpers import NOW_NS, Spec, charge, make_batch
 
@@ -74,3 +74,16 @@ def test_peaks_watched_over_every_reading_carry_the_highest_connector() -> None:
         watch.reading(Reading(ts_ns=0, station_id="CP", connector_id=connector, power_w=1_000.0))
     history = with_peaks(make_batch([sessions()[0]]), watch.peaks())
     assert station_connectors(history)["CP"] == 3
+
+
+def test_the_main_meter_does_not_rate_the_station() -> None:
+    # a four-connector 11 kW workplace station whose own meter reads 25 kW while three cars
+    # charge: rated at 25 kW it was taken for DC, and a car held to 8 A by an 8 A offer, then
+    # drawing 16 A under a 16 A offer, was a "cold battery" (town fleet seed 9, TF-0107-2-002)
+    history = make_batch([*sessions(), main_meter(25.3)])
+    rated = StationRatings.learn(history).lookup(np.array(["ST1"], dtype=object))
+    assert rated[0] < AC_MAX_W, rated
+    watch = PeakWatch()
+    watch.reading(Reading(ts_ns=0, station_id="CP", connector_id=0, power_w=25_300.0))
+    watch.reading(Reading(ts_ns=0, station_id="CP", connector_id=2, power_w=11_000.0))
+    assert watch.peaks().power_w.tolist() == [11_000.0]
