@@ -14,7 +14,9 @@ Four tests, each against physics with the most lenient reading of the evidence:
   step of the largest plausible battery could absorb, and at least 10 kWh ("tens of kWh"),
   beyond what climate control could draw meanwhile;
 - **temperature**: ``temperature_c`` outside -20..60 °C while charging (at least two
-  readings); readings outside what a sensor can plausibly show are sensor errors, not flags.
+  readings, one while power flows, the others then or within ``TEMP_AFTER_CHARGE_S`` after
+  a reading with power); readings outside what a sensor can plausibly show are sensor
+  errors, not flags.
 
 What must not be flagged: SoC in coarse steps (the resolution is read off the values: all
 multiples of 10, 5 or 2, else 1 %), a car that stops reporting (only readings that carry a SoC
@@ -46,6 +48,7 @@ from analytics.detectors.energy import (
 )
 from analytics.detectors.meter import meter_values_resolution_wh
 from analytics.detectors.prepared import (
+    NS_PER_S,
     REGISTER_POWER_MAX_RESOLUTION_WH,
     Prepared,
     prepared,
@@ -127,6 +130,12 @@ SOC_STEPS_PCT = (10.0, 5.0, 2.0)
 SENSOR_MIN_C = -40.0
 SENSOR_MAX_C = 100.0
 LIMIT_READINGS = 3
+
+# A pack's temperature does not fall by tens of degrees within minutes of the current stopping
+# (its thermal time constant is tens of minutes): readings this soon after one taken while
+# charging still show the charge's heat. A BMS that cuts the charge for an overheating pack
+# stops the power first, so its hot readings come just after the last one with power.
+TEMP_AFTER_CHARGE_S = 300.0
 
 # Offsets that keep running maxima and minima inside one stretch of a row: larger than any
 # value they separate (SoC in 0..100; SoC less energy times the per-Wh rise, within 1e5).
@@ -584,7 +593,13 @@ class _TempEvidence:
         # the order of the readings does not matter here: the batch's own columns are read,
         # on the rows with a plausible temperature while charging only
         n, m = batch.n_sessions, batch.n_steps
-        charging = batch.valid.astype(bool, copy=False) & (batch.power_w >= CHARGING_W)
+        flowing = np.asarray(batch.valid & (batch.power_w >= CHARGING_W), dtype=bool)
+        # ... and the readings within TEMP_AFTER_CHARGE_S after one with power: a pack at 87 °C
+        # at 89 kW, then 87 and 88 °C as the charge was cut, was one reading "while charging"
+        # (field fleet seed 9, FLD0113A-24599, missed)
+        since = forward_fill(np.where(flowing, batch.t_ns.astype(np.float64), np.nan))
+        after = (batch.t_ns - since) <= TEMP_AFTER_CHARGE_S * NS_PER_S
+        charging = batch.valid.astype(bool, copy=False) & (flowing | after)
         charging &= ~np.isnan(batch.temperature_c)
         plausible = (batch.temperature_c > SENSOR_MIN_C) & (batch.temperature_c < SENSOR_MAX_C)
         # readings at a sensor's limits count where they hold for LIMIT_READINGS while
@@ -608,6 +623,8 @@ class _TempEvidence:
         temp, power, t = batch.temperature_c[rows], batch.power_w[rows], batch.t_ns[rows]
         margin = np.where(charging[rows], np.maximum(temp - high_c, low_c - temp), -np.inf)
         out = margin > 0.0
+        # one of them at least taken while power flowed
+        margin = np.where((out & flowing[rows]).any(axis=1)[:, None], margin, -np.inf)
         k = min(min_readings, m)
         # the k-th largest margin: k readings at least this far out of the band
         kth = -np.partition(-margin, k - 1, axis=1)[:, k - 1] if m and k else np.full(0, -np.inf)
@@ -635,7 +652,12 @@ class _TempEvidence:
         )
 
     def describe(self, k: int, low_c: float, high_c: float) -> str:
+        when = (
+            f"while charging at {fmt_kw(self.power_w[k])}"
+            if self.power_w[k] >= CHARGING_W
+            else f"within {TEMP_AFTER_CHARGE_S / 60:.0f} min of charging"
+        )
         return (
-            f"battery at {self.worst_c[k]:.1f} °C while charging at {fmt_kw(self.power_w[k])} "
+            f"battery at {self.worst_c[k]:.1f} °C {when} "
             f"({int(self.n_out[k])} readings outside {low_c:.0f}..{high_c:.0f} °C)"
         )

@@ -298,6 +298,32 @@ def hot_while_idle() -> tuple[list[Spec], dict[int, list[float]]]:
     return [spec], {0: [65.0] * t.size}
 
 
+def overheating_cuts_the_charge() -> tuple[list[Spec], dict[int, list[float]]]:
+    # field fleet seed 9, FLD0113A-24599: 87 degC at 89 kW, then the charge cut, 87 and 88
+    # degC at 0 W in the next two minutes: one reading "while charging", missed
+    t = np.arange(0.0, 30 * MIN + 1e-9, 60.0)
+    p = np.where(t <= 20 * MIN, 89_000.0, 0.0)
+    p[0] = 0.0
+    spec = from_power(t, p, offered_w=150_000.0)
+    temps = [35.0] * t.size
+    temps[20:23] = [86.9, 87.4, 87.9]
+    temps[23:] = [31.8] * (t.size - 23)
+    return [spec], {0: temps}
+
+
+def hot_long_after_the_charge() -> tuple[list[Spec], dict[int, list[float]]]:
+    # the pack read 65 degC 10 min after the car was done, never while power flowed: not the
+    # charge's heat
+    t = np.arange(0.0, 40 * MIN + 1e-9, 60.0)
+    p = np.where(t <= 20 * MIN, 50_000.0, 0.0)
+    p[0] = 0.0
+    done = np.where(t > 20 * MIN, int(StatusCode.SUSPENDED_EV), int(StatusCode.CHARGING))
+    spec = from_power(t, p, offered_w=150_000.0, status=[int(v) for v in done])
+    temps = [35.0] * t.size
+    temps[30:34] = [65.0] * 4
+    return [spec], {0: temps}
+
+
 def frozen_with_whole_minute_stamps() -> tuple[list[Spec], dict[int, list[float]]]:
     # 100 kW read every 20 s, stamped in whole minutes, the register in Wh: the SoC holds at
     # its value from 10 min on while 25 kWh more flow; two of every three steps are "0 s"
@@ -381,6 +407,7 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("SoC leaps to 100 % from 56 %", leaps_to_full, SOC),
     ("battery at 63-72 degC while charging", overheating, SOC),
     ("battery at -27 degC while charging", too_cold_to_charge, SOC),
+    ("87 degC at 89 kW, then as the charge is cut", overheating_cuts_the_charge, SOC),
     ("DC charge, whole percent, pack warming", normal_dc, set()),
     ("SoC in steps of 5 and 10 %", coarse_steps, set()),
     ("10 % steps after a whole-percent first value", coarse_after_a_whole_percent_start, set()),
@@ -410,6 +437,7 @@ CASES: list[tuple[str, Build, set[str]]] = [
     ("127 degC all session", overflow_all_session, SOC),
     ("one hot reading", one_hot_glitch, set()),
     ("hot while nothing flows", hot_while_idle, set()),
+    ("hot 10 min after the charge", hot_long_after_the_charge, set()),
     ("kWh register, whole-minute stamps", kwh_register_with_whole_minute_stamps, set()),
     (
         "a charge unseen between readings 10 min apart",
