@@ -161,7 +161,28 @@ def stop_in_1970() -> Spec:
     return with_(spec, stop_s=-1_795_420_000.0)
 
 
+def charge_cut_then_a_reading_four_minutes_later() -> Spec:
+    # an independently written fleet, seed 401 with --minute-stamps 0.5 (evse-0083, energy
+    # on no session): 6.9 kW read every 10 s, stamped in whole minutes, the register in 100
+    # Wh; the charge cut just after 07:18, the next reading at 07:22 at 0 W, the register
+    # flat from the third reading of 07:17: the straight line from 6.9 kW to 0 W over 4 min
+    # read as 0.23 kWh the register owed, "stuck"
+    t = [14 * 60.0] * 6 + [15 * 60.0] * 6 + [16 * 60.0] * 6 + [17 * 60.0] * 6
+    e = [576_300.0] * 5 + [576_400.0]
+    e += [576_400.0] * 4 + [576_500.0] * 2
+    e += [576_500.0] * 3 + [576_600.0] * 3
+    e += [576_600.0] * 2 + [576_700.0] * 4
+    t += [18 * 60.0, 22 * 60.0]
+    e += [576_700.0, 576_700.0]
+    p = [6_900.0] * (len(t) - 1) + [0.0]
+    return Spec(t_s=t, energy_wh=e, power_w=p, offered_w=[7_400.0] * len(t))
+
+
 QUIET: list[tuple[str, Callable[[], Spec]]] = [
+    (
+        "a charge cut, the next reading 4 min later at 0 W",
+        charge_cut_then_a_reading_four_minutes_later,
+    ),
     ("register only at start and stop (AC, 232 s)", ends_only_ac),
     ("register only at start and stop (DC, 35 min)", ends_only_dc),
     ("register every fifth reading", ends_only_sparse_register),
