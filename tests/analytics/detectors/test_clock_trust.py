@@ -157,6 +157,34 @@ def test_a_clock_stepped_back_is_a_clock_fault_and_nothing_timed() -> None:
         assert "clock" in reason, (kind, reason)
 
 
+def clock_stepped_back_four_minutes_on_dc() -> Spec:
+    # outside fleet seed 26, 2ec997f1: 45 kW read every 10 s, the register in 10 Wh; 16 min
+    # in, the clock steps back 4 min for the rest of the session, and one reading after the
+    # step comes 20 s late. Some readings after the step stayed among the trusted ones, in
+    # time order interleaved with those before it, and the register "fell" between such a
+    # pair: meter_backwards flagged 3.1 kWh backwards beside the clock fault
+    true_t = np.arange(0.0, 24 * MIN + 1e-9, 10.0)
+    spec = from_power(true_t, np.full(true_t.size, 45_000.0), offered_w=150_000.0)
+    stamps = np.where(true_t > 16 * MIN, true_t - 4 * MIN + 2.0, true_t)
+    e = np.floor(np.asarray(spec.energy_wh, dtype=float) / 10.0) * 10.0
+    arrival = np.arange(true_t.size)
+    k = int(np.searchsorted(true_t, 18 * MIN))  # one reading after the step delivered 20 s late
+    arrival[k], arrival[k + 1], arrival[k + 2] = k + 2, k, k + 1
+    return with_(
+        spec,
+        t_s=list(stamps),
+        energy_wh=list(e),
+        arrival=list(arrival),
+        stop_s=float(stamps[-1]) + 1.0,
+    )
+
+
+def test_a_clock_stepped_back_is_no_register_fall() -> None:
+    results = _results([clock_stepped_back_four_minutes_on_dc()])
+    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
+
+
 def test_a_reading_delivered_late_is_no_clock_fault() -> None:
     results = _results(
         [
