@@ -450,6 +450,31 @@ def _trusted_order(t: IntArray, trusted: BoolArray, keys: Sequence[FloatArray]) 
     return np.asarray((flat - row * m).reshape(k, m))
 
 
+def _repeated(t: IntArray, valid: BoolArray, columns: dict[str, FloatArray]) -> BoolArray:
+    """Per reading (rows in arrival order): an earlier-arrived reading of its row carries the
+    same stamp and the same values in every column: it is a copy sent again. A town station
+    re-sent readings 10-30 s after it first sent them, and the copy of one sent just before
+    the latest, followed by a copy of the latest, read as a clock stepped back (town fleet seed
+    13, TF-0250-2-008: normal)."""
+    k, m = t.shape
+    out = np.zeros((k, m), dtype=bool)
+    if m < 2:
+        return out
+    order = np.argsort(np.where(valid, t, _INT_MAX), axis=1, kind="stable")  # ties: arrival
+    ts = np.take_along_axis(t, order, axis=1)
+    ok = np.take_along_axis(valid, order, axis=1)
+    same = (ts[:, 1:] == ts[:, :-1]) & ok[:, 1:] & ok[:, :-1]
+    for col in columns.values():
+        if not same.any():
+            return out
+        c = np.take_along_axis(col, order, axis=1)
+        a, b = c[:, 1:], c[:, :-1]
+        same &= (a == b) | (np.isnan(a) & np.isnan(b))
+    rows, cols = np.nonzero(same)
+    out[rows, order[rows, cols + 1]] = True
+    return out
+
+
 def _fix_rows(
     t: IntArray,
     valid: BoolArray,
@@ -469,6 +494,9 @@ def _fix_rows(
     valid = np.take_along_axis(valid, order, axis=1)
     status = np.take_along_axis(status, order, axis=1)
     columns = {name: np.take_along_axis(col, order, axis=1) for name, col in columns.items()}
+    # a reading sent again (a MeterValues retried after a lost answer) says nothing new of the
+    # clock: the copy is set aside (InfluxDB keeps one point per series and time as well)
+    valid = valid & ~_repeated(t, valid, columns)
 
     before_ns = np.where(
         valid & has_start[:, None], (start[:, None] - t).astype(np.float64), -np.inf

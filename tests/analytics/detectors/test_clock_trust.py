@@ -185,6 +185,35 @@ def test_a_clock_stepped_back_is_no_register_fall() -> None:
     assert flagged == {"clock_fault"}, flagged
 
 
+def readings_sent_twice() -> Spec:
+    # town fleet seed 13, TF-0250-2-008: a station that re-sends readings 10-30 s after it first
+    # sent them (a MeterValues retried after a lost answer), same stamps, same values, the car
+    # done (0-4 W, the register flat); the copy of the one before the latest, then a copy of
+    # the latest, read as a clock stepped back
+    base = np.arange(0.0, 20 * MIN + 1e-9, 10.0)
+    t = base + np.random.default_rng(13).uniform(0.0, 0.999, base.size).round(3)  # stamps in ms
+    power = np.where(np.arange(t.size) % 5 == 2, 4.0, 0.0)
+    order = list(range(t.size))
+    for k in (90, 60, 30):  # readings k - 1 and k sent again after reading k
+        order[k + 1 : k + 1] = [k - 1, k]
+    n = len(order)
+    return Spec(
+        t_s=[float(t[i]) for i in order],
+        energy_wh=[8_971_610.0] * n,
+        power_w=[float(power[i]) for i in order],
+        offered_w=[11_000.0] * n,
+        status=[int(StatusCode.SUSPENDED_EV)] * n,
+        arrival=list(range(n)),
+        stop_s=float(t[-1]) + 1.0,
+        session_id="S11",
+    )
+
+
+def test_readings_sent_twice_are_no_clock_fault() -> None:
+    results = _results([readings_sent_twice()])
+    assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
+
+
 def test_a_reading_delivered_late_is_no_clock_fault() -> None:
     results = _results(
         [
