@@ -43,6 +43,7 @@ import numpy as np
 from analytics.batch import NO_TIME, BoolArray, FloatArray, IntArray, SessionBatch, StatusCode
 from analytics.detectors.base import BaseDetector, KindResult
 from analytics.detectors.meter import (
+    AC_CONNECTOR_MAX_W,
     JUMP_JITTER_S,
     JUMP_RATED_MARGIN,
     ROUNDING_STEPS,
@@ -125,9 +126,13 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
-# A station with no rating known (none declared, offered or measured) still delivers no
-# megawatt to a car: a register read for power that rises faster is a jump, not power.
-UNRATED_CAP_W = 1_000_000.0
+# A station with no rating known (none declared, offered or measured) and no power reported:
+# its register read for power is bounded as meter_jump bounds it (``AC_CONNECTOR_MAX_W``, the
+# most an AC connector delivers), so a step meter_jump calls a jump is no power here either.
+# A 1 MW bound took a bit flip's step, "267 kW" between steps at 5 kW, for the peak, and the
+# 5 kW around it for near zero: a 42 min stall (town fleet seed 14 without station metadata,
+# TF-0238-1-003).
+UNRATED_CAP_W = AC_CONNECTOR_MAX_W
 
 
 def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, BoolArray]:

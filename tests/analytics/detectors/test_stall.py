@@ -1106,3 +1106,19 @@ def test_a_register_flat_over_one_five_minute_step_is_no_stall() -> None:
     batch = _register_only_rest([0.5, 0.0, 0.5], 300.0)
     result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
     assert not result.flagged[0], result.reason[0]
+
+
+def test_a_register_read_for_power_that_leaps_within_a_megawatt_shows_no_rest() -> None:
+    # town fleet seed 14 judged without station metadata, TF-0238-1-003: a kerb station that
+    # sends the register alone every 15 min, a car at 5 kW; one reading 65,536 Wh high (bit
+    # 16), back at the next. Under a 1 MW bound the step read as 267 kW, the peak, and the 5 kW
+    # around it as near zero: "no power for 42 min". As meter_jump bounds a station with no
+    # rating known (22 kW), that step is a jump, no power
+    t = [172.0 + 900.0 * k for k in range(7)]
+    register = [4_000_650.0, 4_001_910.0, 4_003_180.0, 4_004_440.0, 4_071_246.0, 4_006_970.0]
+    register.append(4_008_240.0)
+    spec = Spec(t_s=t, energy_wh=register, status=[CHARGING] * len(t), start_s=0.0, stop_s=6297.0)
+    batch = make_batch([spec])
+    batch.meter_start_wh[0], batch.meter_stop_wh[0] = 4_000_420.0, 4_009_260.0
+    result = Stall().fit(batch).score(batch, now_ns=NOW_NS)
+    assert not result.flagged[0], result.reason[0]
