@@ -812,11 +812,16 @@ def _delivered_late(
         running = np.fmax.accumulate(col, axis=1)
         before = np.concatenate((np.full((k, 1), np.nan), running[:, :-1]), axis=1)
         evidence |= col < before  # NaN on either side compares False
-        # the highest value among the readings that arrived before it, stamped after it: by
+        # the lowest value among the readings that arrived before it, stamped after it: by
         # lag, until no earlier arrival is stamped after any reading that may have come late
         # (``latest``; those are at most ``behind_ns`` of readings back); above it by more than
         # the values' rounding (LATE_ROUNDING_STEPS of their smallest step: an idle register
-        # wavers by 1 Wh, seed 314, 505839)
+        # wavers by 1 Wh, seed 314, 505839). Both count up: a reading measured at its stamp
+        # shows no more than any measured after it, so one above the lowest of them was
+        # measured after that one. The highest was asked once, and a clock 36 min ahead for
+        # six readings, then stepped back to two readings on the old grid, passed for late
+        # deliveries: the register at the end was flat, so the last reading ahead matched them
+        # (field fleet seed 14, FLD0083B-14281: missed, and its interleaved register a "fall")
         steps = np.abs(np.diff(col, axis=1)) if m > 1 else np.zeros((k, 0))
         if name == "energy_wh":
             unit = register_resolution_wh(steps, col)
@@ -828,7 +833,7 @@ def _delivered_late(
             if not ((latest[:, :-lag] > stamps[:, lag:]) & near[:, lag:]).any():
                 break
             later = np.where(stamps[:, :-lag] > stamps[:, lag:], col[:, :-lag], np.nan)
-            np.fmax(ahead[:, lag:], later, out=ahead[:, lag:])
+            np.fmin(ahead[:, lag:], later, out=ahead[:, lag:])
         # measured after the readings it is out of order with
         against |= col > ahead + rounding[:, None]
     excusable = near & ~against & ~_stream_follows_the_run(disorder, t, valid, interval_ns)

@@ -214,6 +214,34 @@ def test_readings_sent_twice_are_no_clock_fault() -> None:
     assert not results["clock_fault"].flagged.any(), results["clock_fault"].reason  # type: ignore[attr-defined]
 
 
+def clock_ahead_then_back_to_its_grid_as_the_car_finishes() -> Spec:
+    # field fleet seed 14, FLD0083B-14281: 3.3 kW read every 15 min on the quarter hours; the
+    # clock runs 36 min ahead for six readings, then steps back to two readings on the
+    # quarter-hour grid, 21 and 6 min behind the last one ahead, the car done and the register
+    # flat at the end. The two passed for late deliveries: the last reading ahead showed the
+    # same register, and only readings above the highest one stamped after them counted
+    stamps = [0.0, 15, 30, 45, 60, 75, 90, 105, 156.18, 171.18, 186.18, 201.18, 216.18]
+    stamps += [231.18, 210.0, 225.0]
+    power = [3297.0, 3341, 3332, 3314, 0, 0, 0, 0, 3343, 3314, 3333, 3294, 658, 0, 0, 0]
+    register = [3916713.0, 3917546, 3918378, 3919210, 3920042, 3920042, 3920042, 3920042]
+    register += [3920042.0, 3920875, 3921707, 3922539, 3923037, 3923126, 3923126, 3923126]
+    n = len(stamps)
+    return Spec(
+        t_s=[60.0 * (v + 14.0) for v in stamps],
+        energy_wh=register,
+        power_w=power,
+        arrival=list(range(n)),
+        stop_s=60.0 * (14.0 + 251.45),
+        session_id="S12",
+    )
+
+
+def test_a_clock_back_to_its_grid_after_running_ahead_is_a_clock_fault() -> None:
+    results = _results([clock_ahead_then_back_to_its_grid_as_the_car_finishes()])
+    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
+
+
 def test_a_reading_delivered_late_is_no_clock_fault() -> None:
     results = _results(
         [
