@@ -378,8 +378,18 @@ def clock_unsure(batch: SessionBatch, now_ns: int) -> BoolArray:
     early = (start - int(CLOCK_BEFORE_START_S * NS_PER_S))[:, None]
     before = valid & (start != NO_TIME)[:, None] & (t < early)
     future = valid & (t > now_ns + int(CLOCK_FUTURE_S * NS_PER_S))
+    stop = _stop_bound_ns(batch.start_ns, batch.stop_ns)
+    late = (stop + int(CLOCK_FUTURE_S * NS_PER_S))[:, None]
+    future |= valid & (stop != NO_TIME)[:, None] & (t > late)
     disordered = _arrival_disordered(batch.arrival, valid)
     return np.asarray(disordered | before.any(axis=1) | future.any(axis=1))
+
+
+def _stop_bound_ns(start: IntArray, stop: IntArray) -> IntArray:
+    """Per row: the stop, where it can bound the readings' stamps: known, and not before the
+    start (a stop stamped before its start is itself the wrong clock); NO_TIME elsewhere."""
+    usable = (stop != NO_TIME) & ((start == NO_TIME) | (stop >= start))
+    return np.asarray(np.where(usable, stop, NO_TIME))
 
 
 def _arrival_disordered(arrival: IntArray, valid: BoolArray) -> BoolArray:
@@ -502,6 +512,13 @@ def _fix_rows(
         valid & has_start[:, None], (start[:, None] - t).astype(np.float64), -np.inf
     )
     future_ns = np.where(valid, (t - now_ns).astype(np.float64), -np.inf)
+    # ... or after the session's own stop, by as much: a session's readings are taken while it
+    # is open (a kerb station's clock 6 h ahead for its last four readings, the stop stamped
+    # right: nothing was "in the future" of a day's file, and a 375 min stall took the clock
+    # fault's place; town fleet seed 15, TF-0188-1-001)
+    bound = _stop_bound_ns(start, stop)
+    after_stop_ns = np.where(valid & (bound != NO_TIME)[:, None], (t - bound[:, None]), -np.inf)
+    future_ns = np.fmax(future_ns, after_stop_ns.astype(np.float64))
     before = before_ns > CLOCK_BEFORE_START_S * NS_PER_S
     future = future_ns > CLOCK_FUTURE_S * NS_PER_S
     plausible = valid & ~before & ~future

@@ -402,7 +402,9 @@ class ClockFault(BaseDetector):
                 if c.before_start_s[i] > 0:
                     parts.append(f"up to {fmt_span(c.before_start_s[i])} before the session start")
                 if c.future_s[i] > 0:
-                    parts.append(f"up to {fmt_span(c.future_s[i])} in the future")
+                    parts.append(
+                        f"up to {fmt_span(c.future_s[i])} in the future or after the session's stop"
+                    )
                 if c.disorder_s[i] > 0:
                     parts.append(
                         f"up to {fmt_span(c.disorder_s[i])} earlier than readings sent before them"

@@ -242,6 +242,32 @@ def test_a_clock_back_to_its_grid_after_running_ahead_is_a_clock_fault() -> None
     assert flagged == {"clock_fault"}, flagged
 
 
+def clock_hours_ahead_for_the_last_readings() -> Spec:
+    # town fleet seed 15, TF-0188-1-001: a kerb station sending the register alone every 15
+    # min; its clock jumps 6 h ahead for the last four readings, the stop stamped right. No
+    # stamp was out of arrival order nor beyond a day's file: a 375 min stall took the clock
+    # fault's place
+    stamps = [12.0 + 15 * k for k in range(7)] + [462.0 + 15 * k for k in range(4)]
+    register = [243_322.0 + 920.0 * k for k in range(11)]
+    n = len(stamps)
+    return Spec(
+        t_s=[60.0 * v for v in stamps],
+        energy_wh=register,
+        status=[int(StatusCode.CHARGING)] * n,
+        arrival=list(range(n)),
+        stop_s=60.0 * 150.1,
+        session_id="S13",
+    )
+
+
+def test_readings_stamped_hours_after_the_stop_are_a_clock_fault() -> None:
+    results = _results([clock_hours_ahead_for_the_last_readings()])
+    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    assert flagged == {"clock_fault"}, flagged
+    reason = str(results["clock_fault"].reason[0])  # type: ignore[attr-defined]
+    assert "after the session's stop" in reason, reason
+
+
 def test_a_reading_delivered_late_is_no_clock_fault() -> None:
     results = _results(
         [
