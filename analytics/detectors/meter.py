@@ -482,12 +482,34 @@ SPARSE_HOLD_STEPS = 2
 
 @dataclass(frozen=True, slots=True)
 class _CatchUp:
-    """``MeterJump._stop_catch_up``: per row, the meterStop's step after a stuck register."""
+    """A register step judged beside the readings' own (``MeterJump._stop_catch_up``: the
+    meterStop's after a stuck register; ``MeterJump._start_lead``: the meterStart's to the
+    first register): per row its rise, what the connector could deliver over it, their ratio
+    (0 elsewhere) and its two ends."""
 
     x: FloatArray
     rise_wh: FloatArray
     could_wh: FloatArray
     from_ns: IntArray
+    to_ns: IntArray
+
+    @classmethod
+    def none(cls, n: int) -> _CatchUp:
+        zero = np.zeros(n)
+        no_time = np.full(n, NO_TIME, dtype=np.int64)
+        return cls(zero, zero.copy(), zero.copy(), no_time, no_time.copy())
+
+    def stronger(self, other: _CatchUp) -> tuple[_CatchUp, BoolArray]:
+        """Per row, whichever of the two steps is the stronger evidence (``other`` where its
+        ratio is higher), and where that is ``other``."""
+        take = other.x > self.x
+        best = _CatchUp(
+            *(
+                np.where(take, getattr(other, name), getattr(self, name))
+                for name in ("x", "rise_wh", "could_wh", "from_ns", "to_ns")
+            )
+        )
+        return best, take
 
 
 class MeterStuck(BaseDetector):
@@ -934,14 +956,33 @@ class MeterJump(BaseDetector):
         batch.extra["_allowance"] = (prep, params, allowed, by_peak)
         return allowed, by_peak
 
+    def _span_could_wh(
+        self,
+        prep: Prepared,
+        rated: FloatArray,
+        rows: IntArray,
+        from_ns: IntArray,
+        to_ns: IntArray,
+        resolution_wh: FloatArray,
+    ) -> FloatArray:
+        """``span_allowance_wh`` with this detector's margins, for ``rows``."""
+        return span_allowance_wh(
+            rated[rows],
+            from_ns,
+            to_ns,
+            prep.time_resolution_s[rows],
+            resolution_wh,
+            rated_margin=self.rated_margin,
+            jitter_s=self.jitter_s,
+            resolution_steps=self.resolution_steps,
+        )
+
     def _stop_catch_up(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> _CatchUp:
-        """Per row, the step from the last reading with a register to the transaction's
-        meterStop where the register was stuck to that reading (``MeterStuck``): its rise, what
-        the connector could deliver over it (the rated bound of ``jump_allowance_wh`` over the
-        step's own time), their ratio (0 elsewhere) and the reading's time."""
+        """The step from the last reading with a register to the transaction's meterStop where
+        the register was stuck to that reading (``MeterStuck``), judged by the rated bound over
+        the step's own time."""
         n, m = prep.has_energy.shape
-        zero = np.zeros(n)
-        out = _CatchUp(zero, zero.copy(), zero.copy(), np.full(n, NO_TIME, dtype=np.int64))
+        out = _CatchUp.none(n)
         if not m:
             return out
         rows = np.flatnonzero(~np.isnan(batch.meter_stop_wh) & (batch.stop_ns != NO_TIME))
@@ -949,31 +990,26 @@ class MeterJump(BaseDetector):
         if not rows.size:
             return out
         last = np.where(prep.has_energy[rows], np.arange(m), -1).max(axis=1)
-        value = prep.energy_wh[rows, last]
-        from_ns = prep.t_ns[rows, last].astype(np.int64)
-        span_s = np.maximum((batch.stop_ns[rows] - from_ns) / NS_PER_S, 0.0)
-        span_s += prep.time_resolution_s[rows] + self.jitter_s
-        could = rated[rows] * (1.0 + self.rated_margin) * span_s / 3600.0
-        could += self.resolution_steps * prep.resolution_wh[rows]
-        rise = np.maximum(batch.meter_stop_wh[rows] - value, 0.0)
+        from_ns, to_ns = prep.t_ns[rows, last].astype(np.int64), batch.stop_ns[rows]
+        could = self._span_could_wh(prep, rated, rows, from_ns, to_ns, prep.resolution_wh[rows])
+        rise = np.maximum(batch.meter_stop_wh[rows] - prep.energy_wh[rows, last], 0.0)
         out.x[rows] = np.nan_to_num(rise / could)
-        out.rise_wh[rows], out.could_wh[rows], out.from_ns[rows] = rise, could, from_ns
+        out.rise_wh[rows], out.could_wh[rows] = rise, could
+        out.from_ns[rows], out.to_ns[rows] = from_ns, to_ns
         return out
 
     def _start_lead(self, batch: SessionBatch, prep: Prepared, rated: FloatArray) -> _CatchUp:
-        """Per row, the step from the transaction's meterStart to the first reading with a
-        register: its rise, what the connector could deliver over it (the rated bound of
-        ``jump_allowance_wh`` over the step's own time), their ratio (0 elsewhere) and the
-        start's time. A register read only every 45 min whose first reading leaps 62 kWh past
-        the meterStart in 14 min on a 22 kW wallbox, and falls back at the next, showed a fall
-        and no jump (outside fleet seed 20, TRX-0121-00007). Only where the meter values are
-        the register's own, as the meterStop shows: at or above the last reading with one and
-        no further than the connector delivers from there (a station that sends meterStart 0
-        and meterStop as the session's energy, beside an absolute register, would read as a
-        leap of the register's whole count)."""
+        """The step from the transaction's meterStart to the first reading with a register,
+        judged by the rated bound over the step's own time. A register read only every 45 min
+        whose first reading leaps 62 kWh past the meterStart in 14 min on a 22 kW wallbox, and
+        falls back at the next, showed a fall and no jump (outside fleet seed 20,
+        TRX-0121-00007). Only where the meter values are the register's own, as the meterStop
+        shows: at or above the last reading with one and no further than the connector
+        delivers from there (a station that sends meterStart 0 and meterStop as the session's
+        energy, beside an absolute register, would read as a leap of the register's whole
+        count)."""
         n, m = prep.has_energy.shape
-        zero = np.zeros(n)
-        out = _CatchUp(zero, zero.copy(), zero.copy(), np.full(n, NO_TIME, dtype=np.int64))
+        out = _CatchUp.none(n)
         if not m or not n:
             return out
         known = (
@@ -993,18 +1029,12 @@ class MeterJump(BaseDetector):
         first_wh, last_wh = prep.energy_wh[rows, first], prep.energy_wh[rows, last]
         start_wh, stop_wh = batch.meter_start_wh[rows], batch.meter_stop_wh[rows]
         res = np.fmax(prep.resolution_wh[rows], meter_values_resolution_wh(start_wh, stop_wh))
-        margin = 1.0 + self.rated_margin
-        slack_s = prep.time_resolution_s[rows] + self.jitter_s
-
-        def could_wh(from_ns: IntArray, to_ns: IntArray) -> FloatArray:
-            span_s = np.maximum((to_ns - from_ns) / NS_PER_S, 0.0) + slack_s
-            return np.asarray(rated[rows] * margin * span_s / 3600.0 + self.resolution_steps * res)
-
         last_ns = prep.t_ns[rows, last].astype(np.int64)
         tail = stop_wh - last_wh
-        own = (tail >= -res) & (tail <= could_wh(last_ns, batch.stop_ns[rows]))
-        from_ns = batch.start_ns[rows]
-        could = could_wh(from_ns, prep.t_ns[rows, first].astype(np.int64))
+        own = tail >= -res
+        own &= tail <= self._span_could_wh(prep, rated, rows, last_ns, batch.stop_ns[rows], res)
+        from_ns, to_ns = batch.start_ns[rows], prep.t_ns[rows, first].astype(np.int64)
+        could = self._span_could_wh(prep, rated, rows, from_ns, to_ns, res)
         rise = np.maximum(first_wh - start_wh, 0.0)
         x = np.where(own, np.nan_to_num(rise / could), 0.0)
         # stretched by the register's steady scale, as the steps between readings are (a
@@ -1014,7 +1044,7 @@ class MeterJump(BaseDetector):
             could[over] *= register_scale(take_rows(prep, rows[over]))
             x[over] = np.nan_to_num(rise[over] / could[over])
         out.x[rows], out.rise_wh[rows], out.could_wh[rows] = x, rise, could
-        out.from_ns[rows] = from_ns
+        out.from_ns[rows], out.to_ns[rows] = from_ns, to_ns
         return out
 
     def rated_w(self, batch: SessionBatch, prep: Prepared) -> FloatArray:
@@ -1044,34 +1074,24 @@ class MeterJump(BaseDetector):
         rise = np.where(prep.de_wh > 0, prep.de_wh, 0.0)
         ratio = rise / allowed
         at = nan_argmax(ratio)
-        x = pick(ratio, at)
-        x = np.where(np.isnan(x), 0.0, x)
-        step = pick(rise, at)
-        could = pick(allowed, at)
-        start_ns = pick(prep.t_ns, at).astype(np.int64)
-        end_ns = pick(prep.t_ns, at + 1).astype(np.int64)
+        x_readings = pick(ratio, at)
+        by_readings = _CatchUp(
+            np.where(np.isnan(x_readings), 0.0, x_readings),
+            pick(rise, at),
+            pick(allowed, at),
+            pick(prep.t_ns, at).astype(np.int64),
+            pick(prep.t_ns, at + 1).astype(np.int64),
+        )
         # a register stuck to its last reading that the transaction's meterStop shows caught
         # up: the catch-up is judged on its own step, from that reading to the stop, as one
         # within the readings is (depot fleet seeds 1-4: 13 registers frozen for 5-305 min
         # until the stop, whose meterStop counted what flowed, missed)
-        catch_up = self._stop_catch_up(batch, prep, rated)
-        at_stop = catch_up.x > x
-        x = np.where(at_stop, catch_up.x, x)
-        step = np.where(at_stop, catch_up.rise_wh, step)
-        could = np.where(at_stop, catch_up.could_wh, could)
-        start_ns = np.where(at_stop, catch_up.from_ns, start_ns)
-        end_ns = np.where(at_stop, batch.stop_ns, end_ns)
+        best, at_stop = by_readings.stronger(self._stop_catch_up(batch, prep, rated))
         # ... and the step from the meterStart to the first reading with a register
-        lead = self._start_lead(batch, prep, rated)
-        at_start = lead.x > x
-        x = np.where(at_start, lead.x, x)
-        step = np.where(at_start, lead.rise_wh, step)
-        could = np.where(at_start, lead.could_wh, could)
-        first_with = np.argmax(prep.has_energy, axis=1) if prep.has_energy.size else at
-        first_ns = pick(prep.t_ns, first_with).astype(np.int64)
-        start_ns = np.where(at_start, lead.from_ns, start_ns)
-        end_ns = np.where(at_start, first_ns, end_ns)
+        best, at_start = best.stronger(self._start_lead(batch, prep, rated))
         at_stop &= ~at_start
+        x, step, could = best.x, best.rise_wh, best.could_wh
+        start_ns, end_ns = best.from_ns, best.to_ns  # new arrays: written below for meter values
         not_scored = not_scored_reason(prep, MIN_READINGS, "energy")
         # readings without a register: the transaction's meter values, one step from its start
         # to its stop, judged by the same bound
@@ -1540,11 +1560,36 @@ def meter_values_allowance_wh(
     ``jump_allowance_wh`` over the transaction's span (start and stop known), at the step the
     meter values are given in (``meter_values_resolution_wh``). meter_jump judges meter values
     by it, and unauthorized_energy counts them up to it."""
-    span_s = (batch.stop_ns[rows] - batch.start_ns[rows]) / NS_PER_S
-    rate = rated[rows] * (1.0 + rated_margin) / 3600.0
-    slack_s = prep.time_resolution_s[rows] + jitter_s
     res = meter_values_resolution_wh(batch.meter_start_wh[rows], batch.meter_stop_wh[rows])
-    return np.asarray((span_s + slack_s) * rate + resolution_steps * res)
+    return span_allowance_wh(
+        rated[rows],
+        batch.start_ns[rows],
+        batch.stop_ns[rows],
+        prep.time_resolution_s[rows],
+        res,
+        rated_margin=rated_margin,
+        jitter_s=jitter_s,
+        resolution_steps=resolution_steps,
+    )
+
+
+def span_allowance_wh(
+    rated_w: FloatArray,
+    from_ns: IntArray,
+    to_ns: IntArray,
+    time_res_s: FloatArray,
+    resolution_wh: FloatArray,
+    *,
+    rated_margin: float,
+    jitter_s: float,
+    resolution_steps: float,
+) -> FloatArray:
+    """Per row, the most a register may rise from ``from_ns`` to ``to_ns``: the bound of
+    ``jump_allowance_wh`` over one span given by its ends (a transaction's meter values, the
+    meterStart to the first reading, the last reading to the meterStop)."""
+    span_s = np.maximum((to_ns - from_ns) / NS_PER_S, 0.0) + time_res_s + jitter_s
+    rate = rated_w * (1.0 + rated_margin) / 3600.0
+    return np.asarray(span_s * rate + resolution_steps * resolution_wh)
 
 
 def meter_values_resolution_wh(start_wh: FloatArray, stop_wh: FloatArray) -> FloatArray:

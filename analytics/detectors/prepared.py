@@ -524,7 +524,8 @@ def _fix_rows(
     plausible = valid & ~before & ~future
     back_ns = _back_ns(t, plausible)
     disorder = back_ns > CLOCK_DISORDER_S * NS_PER_S
-    ahead = _ahead_runs(t, plausible, disorder, columns, stop)
+    interval_ns = _interval_ns(t, valid)
+    ahead = _ahead_runs(t, plausible, disorder, columns, stop, interval_ns)
     if ahead.any():
         # the run that ran ahead is set aside; the readings after it are judged without it
         back_ns = _back_ns(t, plausible & ~ahead)
@@ -533,7 +534,7 @@ def _fix_rows(
         back_ns = np.where(ahead, ahead_by, back_ns)
         disorder |= ahead
     _continue_stepped_runs(disorder, back_ns, before & valid)
-    late = disorder & _delivered_late(disorder, back_ns, t, valid, columns, _interval_ns(t, valid))
+    late = disorder & _delivered_late(disorder, back_ns, t, valid, columns, interval_ns)
     late &= ~ahead
     np.copyto(back_ns, -np.inf, where=late)
     disorder &= ~late
@@ -611,6 +612,7 @@ def _ahead_runs(
     disorder: BoolArray,
     columns: dict[str, FloatArray],
     stop: IntArray,
+    interval_ns: FloatArray,
 ) -> BoolArray:
     """Per reading (in arrival order): part of a run stamped ahead (see above). A run stamped
     wholly after the session's stop (beyond CLOCK_BEFORE_START_S) is ahead however few readings
@@ -619,6 +621,7 @@ def _ahead_runs(
     ahead = np.zeros_like(plausible)
     tol = CLOCK_DISORDER_S * NS_PER_S
     energy, soc = columns["energy_wh"], columns["soc_pct"]
+    late_ns = _late_behind_ns(interval_ns)
     for r in np.flatnonzero(disorder.any(axis=1)).tolist():
         for _ in range(AHEAD_RUNS):
             ok = plausible[r] & ~ahead[r]
@@ -649,12 +652,7 @@ def _ahead_runs(
             # register and SoC the run's (one reading arriving 20 s early, then two 20-30 s
             # late, at a SoC that did not move: read as a clock 20 s ahead, a normal session
             # of outside fleet seed 20, 3473d648)
-            behind_ns = max(
-                LATE_DELIVERY_MAX_S * NS_PER_S,
-                LATE_DELIVERY_INTERVALS
-                * float(np.nan_to_num(_interval_ns(t[r : r + 1], ok[None, :])[0])),
-            )
-            small = float(top - t[r, after].min()) <= behind_ns and after.size <= LATE_RUN_MAX
+            small = float(top - t[r, after].min()) <= late_ns[r] and after.size <= LATE_RUN_MAX
             if small and not _values_moved(energy[r], soc[r], run, after):
                 break
             ahead[r, run] = True
@@ -748,6 +746,14 @@ LATE_ROUNDING_STEPS = 2.0
 LATE_AHEAD_ARRIVALS = 32
 
 
+def _late_behind_ns(interval_ns: FloatArray) -> FloatArray:
+    """Per row, how far behind a reading delivered late may be stamped: LATE_DELIVERY_MAX_S, or
+    LATE_DELIVERY_INTERVALS sampling intervals (``interval_ns``, NaN: unknown) if longer."""
+    return np.asarray(
+        np.fmax(LATE_DELIVERY_MAX_S * NS_PER_S, LATE_DELIVERY_INTERVALS * interval_ns)
+    )
+
+
 def readings_sharing_stamp(t_ns: IntArray, valid: BoolArray) -> tuple[FloatArray, FloatArray]:
     """Per reading ``(n, m)``: how many readings of its row share its stamp (rows in time
     order, so that equal stamps are neighbours: whole minutes, say), NaN where not valid; and
@@ -820,8 +826,8 @@ def _delivered_late(
     k, m = valid.shape
     evidence = np.zeros((k, m), dtype=bool)
     against = np.zeros((k, m), dtype=bool)
-    behind_ns = np.fmax(LATE_DELIVERY_MAX_S * NS_PER_S, LATE_DELIVERY_INTERVALS * interval_ns)
-    near = disorder & (back_ns <= behind_ns[:, None])  # the readings that may have come late
+    # the readings that may have come late
+    near = disorder & (back_ns <= _late_behind_ns(interval_ns)[:, None])
     stamps = np.where(valid, t, _INT_MIN)
     latest = np.maximum.accumulate(stamps, axis=1)
     for name in ("energy_wh", "soc_pct"):
@@ -831,7 +837,7 @@ def _delivered_late(
         evidence |= col < before  # NaN on either side compares False
         # the lowest value among the readings that arrived before it, stamped after it: by
         # lag, until no earlier arrival is stamped after any reading that may have come late
-        # (``latest``; those are at most ``behind_ns`` of readings back); above it by more than
+        # (``latest``; those are at most ``_late_behind_ns`` back); above it by more than
         # the values' rounding (LATE_ROUNDING_STEPS of their smallest step: an idle register
         # wavers by 1 Wh, seed 314, 505839). Both count up: a reading measured at its stamp
         # shows no more than any measured after it, so one above the lowest of them was

@@ -126,15 +126,6 @@ def _near_zero_w(prep: Prepared, floor_w: float, fraction: float) -> FloatArray:
     return np.asarray(np.maximum(floor_w, fraction * np.nan_to_num(prep.peak_power_w)))
 
 
-# A station with no rating known (none declared, offered or measured) and no power reported:
-# its register read for power is bounded as meter_jump bounds it (``AC_CONNECTOR_MAX_W``, the
-# most an AC connector delivers), so a step meter_jump calls a jump is no power here either.
-# A 1 MW bound took a bit flip's step, "267 kW" between steps at 5 kW, for the peak, and the
-# 5 kW around it for near zero: a 42 min stall (town fleet seed 14 without station metadata,
-# TF-0238-1-003).
-UNRATED_CAP_W = AC_CONNECTOR_MAX_W
-
-
 def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, BoolArray]:
     """``prep`` with each row that reports no power (fewer than ``MIN_POWER_READINGS`` values)
     but a fine register at three readings or more given the register's mean power over each
@@ -158,9 +149,14 @@ def _power_from_register(prep: Prepared, rated: FloatArray) -> tuple[Prepared, B
     power[which, 0] = np.nan
     sub = take_rows(prep, which)
     from_steps = register_span_power_w(sub)
+    # a station with no rating known (none declared, offered or measured) is bounded as
+    # meter_jump bounds it (``AC_CONNECTOR_MAX_W``, the most an AC connector delivers), so a
+    # step meter_jump calls a jump is no power here either: a 1 MW bound took a bit flip's
+    # step, "267 kW" between steps at 5 kW, for the peak, and the 5 kW around it for near
+    # zero, a 42 min stall (town fleet seed 14 without station metadata, TF-0238-1-003)
     could_wh = jump_allowance_wh(
         sub,
-        np.where(np.isnan(rated[which]), UNRATED_CAP_W, rated[which]),
+        np.where(np.isnan(rated[which]), AC_CONNECTOR_MAX_W, rated[which]),
         rated_margin=JUMP_RATED_MARGIN,
         jitter_s=JUMP_JITTER_S,
         resolution_steps=ROUNDING_STEPS,
@@ -435,8 +431,9 @@ class Stall(BaseDetector):
         p = prep.power_w
         zero_w = _near_zero_w(prep, self.near_zero_w, self.near_zero_fraction)[:, None]
         low = p <= zero_w
+        calm = ~_explained(prep) & prep.valid
         # a single missing power reading does not break a stretch at rest (the register says)
-        still = (low | np.isnan(p)) & ~_explained(prep) & prep.valid
+        still = (low | np.isnan(p)) & calm
         # the register has no sensor offset: what it counts flowed. Flat is at most
         # ``near_zero_w`` over the step (a car's standby), not the power readings' 2 % of the
         # peak: a DC car drawing 0.7-1.5 kW for 26 min at 72 % SoC, its register counting
@@ -461,8 +458,7 @@ class Stall(BaseDetector):
             # the steps either side partial, then 4 h more at the plateau, was never a step
             # with both ends at rest (town fleet seeds 1-4: 4 stalls of 32-41 min, missed)
             # (a mean left unknown, over a step the register leapt or fell in, is no rest)
-            ends_still = ~_explained(prep)[:, :-1] & prep.valid[:, :-1]
-            own_mean = still[:, 1:] & low[:, 1:] & ends_still & flat
+            own_mean = still[:, 1:] & low[:, 1:] & calm[:, :-1] & flat
             idle = np.where(averaged[:, None], own_mean, idle)
         idle &= ~_register_counting(idle, prep, self.near_zero_w, own)
         idle &= ~_soc_climbing(idle, prep.soc_pct, prep.t_s)

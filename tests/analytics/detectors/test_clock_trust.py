@@ -148,9 +148,14 @@ def _results(specs: list[Spec]) -> dict[str, object]:
     return {r.kind: r for r in detect(batch, now_ns=NOW_NS, detectors=fit_detectors(batch))}
 
 
+def _flagged_kinds(results: dict[str, object]) -> set[str]:
+    """The kinds ``_results`` flagged on its first row."""
+    return {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+
+
 def test_a_clock_stepped_back_is_a_clock_fault_and_nothing_timed() -> None:
     results = _results([clock_stepped_back()])
-    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    flagged = _flagged_kinds(results)
     assert flagged == {"clock_fault"}, flagged
     for kind in ("stall", "meter_mismatch", "early_taper"):
         reason = results[kind].reason[0]  # type: ignore[attr-defined]
@@ -180,8 +185,7 @@ def clock_stepped_back_four_minutes_on_dc() -> Spec:
 
 
 def test_a_clock_stepped_back_is_no_register_fall() -> None:
-    results = _results([clock_stepped_back_four_minutes_on_dc()])
-    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    flagged = _flagged_kinds(_results([clock_stepped_back_four_minutes_on_dc()]))
     assert flagged == {"clock_fault"}, flagged
 
 
@@ -237,8 +241,7 @@ def clock_ahead_then_back_to_its_grid_as_the_car_finishes() -> Spec:
 
 
 def test_a_clock_back_to_its_grid_after_running_ahead_is_a_clock_fault() -> None:
-    results = _results([clock_ahead_then_back_to_its_grid_as_the_car_finishes()])
-    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    flagged = _flagged_kinds(_results([clock_ahead_then_back_to_its_grid_as_the_car_finishes()]))
     assert flagged == {"clock_fault"}, flagged
 
 
@@ -262,7 +265,7 @@ def clock_hours_ahead_for_the_last_readings() -> Spec:
 
 def test_readings_stamped_hours_after_the_stop_are_a_clock_fault() -> None:
     results = _results([clock_hours_ahead_for_the_last_readings()])
-    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    flagged = _flagged_kinds(results)
     assert flagged == {"clock_fault"}, flagged
     reason = str(results["clock_fault"].reason[0])  # type: ignore[attr-defined]
     assert "after the session's stop" in reason, reason
@@ -301,8 +304,7 @@ def clock_reset_before_the_stop() -> Spec:
 
 
 def test_readings_set_aside_before_the_stop_are_no_gap() -> None:
-    results = _results([clock_reset_before_the_stop()])
-    flagged = {kind for kind, r in results.items() if r.flagged[0]}  # type: ignore[attr-defined]
+    flagged = _flagged_kinds(_results([clock_reset_before_the_stop()]))
     assert flagged == {"clock_fault"}, flagged
 
 
